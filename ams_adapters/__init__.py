@@ -1,0 +1,1 @@
+"""ams_adapters."""

@@ -1,0 +1,1 @@
+"""Guard rails shared by every test."""
