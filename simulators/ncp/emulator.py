@@ -1,11 +1,11 @@
 """An emulated EZSP coordinator served over a pseudo-terminal or TCP, with fault injection.
 
-    emulator = NcpEmulator(load_profile("emberznet-7.4-mg24"))
-    path = await emulator.serve_pty()                 # bellows: {"device": {"path": path}}
-    host, port = await emulator.serve_tcp()           # bellows: socket://host:port
-    emulator.join(device)                             # a simulated HAN device joins (or not)
-    emulator.reset_ncp()                              # firmware resets mid-stream
-    await emulator.unplug(); await emulator.replug()  # the stick is pulled and plugged back
+emulator = NcpEmulator(load_profile("emberznet-7.4-mg24"))
+path = await emulator.serve_pty()                 # bellows: {"device": {"path": path}}
+host, port = await emulator.serve_tcp()           # bellows: socket://host:port
+emulator.join(device)                             # a simulated HAN device joins (or not)
+emulator.reset_ncp()                              # firmware resets mid-stream
+await emulator.unplug(); await emulator.replug()  # the stick is pulled and plugged back
 """
 
 from __future__ import annotations

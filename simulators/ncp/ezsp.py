@@ -611,6 +611,7 @@ class EzspNcp:
             if aps.profileId == 0:
                 self._answer_zdo(member, aps, payload)
             else:
+                member.esi_endpoint = int(aps.sourceEndpoint)
                 self._deliver(member, aps.clusterId, payload)
 
         self._later(self.profile.aps_ack_delay_s, acked)
@@ -698,7 +699,7 @@ class EzspNcp:
             profile=member.profile_id,
             cluster=cluster_id,
             src_ep=member.endpoint,
-            dst_ep=self._esi_endpoint(cluster_id),
+            dst_ep=member.esi_endpoint or self._esi_endpoint(cluster_id),
             payload=zcl_frame,
             options=t.EmberApsOption.APS_OPTION_ENCRYPTION | t.EmberApsOption.APS_OPTION_RETRY,
             sequence=member.aps_counter,

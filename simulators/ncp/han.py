@@ -76,6 +76,9 @@ class Member:
     link_key: t.KeyData
     reachable: bool = True
     aps_counter: int = 0
+    # Where the device sends its frames: the endpoint the ESI last addressed it from (devices
+    # answer the source endpoint; SE devices find the ESI by service discovery), else None.
+    esi_endpoint: int | None = None
 
     @property
     def endpoint(self) -> int:
