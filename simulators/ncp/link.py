@@ -95,17 +95,35 @@ class _Pacer:
 
 
 class _FrameFaults:
-    """Cuts a byte stream at ASH flags and drops or corrupts whole frames."""
+    """Cuts a byte stream at ASH flags and drops or corrupts whole frames.
 
-    def __init__(self, drop: float, corrupt: float, rng: random.Random, counters: LineCounters):
-        self._drop = drop
-        self._corrupt = corrupt
+    The rates are read from the LineFaults on every chunk, so a test can turn faults on after
+    a clean startup.
+    """
+
+    def __init__(
+        self,
+        faults: LineFaults,
+        to_host: bool,
+        rng: random.Random,
+        counters: LineCounters,
+    ) -> None:
+        self._faults = faults
+        self._to_host = to_host
         self._rng = rng
         self._counters = counters
         self._partial = bytearray()
 
+    @property
+    def _drop(self) -> float:
+        return self._faults.drop_to_host if self._to_host else self._faults.drop_to_ncp
+
+    @property
+    def _corrupt(self) -> float:
+        return self._faults.corrupt_to_host if self._to_host else 0.0
+
     def apply(self, data: bytes) -> bytes:
-        if not self._drop and not self._corrupt:
+        if not self._drop and not self._corrupt and not self._partial:
             return data
         out = bytearray()
         self._partial.extend(data)
@@ -131,10 +149,8 @@ class Line:
         self.faults = faults or LineFaults()
         self.counters = LineCounters()
         rng = random.Random(self.faults.seed)
-        self._to_host_faults = _FrameFaults(
-            self.faults.drop_to_host, self.faults.corrupt_to_host, rng, self.counters
-        )
-        self._to_ncp_faults = _FrameFaults(self.faults.drop_to_ncp, 0.0, rng, self.counters)
+        self._to_host_faults = _FrameFaults(self.faults, True, rng, self.counters)
+        self._to_ncp_faults = _FrameFaults(self.faults, False, rng, self.counters)
         self._out = _Pacer(self.faults, self._write_raw)
         self._in = _Pacer(self.faults, self._deliver)
         self._protocol: asyncio.Protocol | None = None
