@@ -143,7 +143,7 @@ def encode_frame(
             disable_default_response=disable_default_response, manufacturer_code=manufacturer_code,
         )
         frame = header + glob.encode(cluster_id, server, fields)
-        _check_budget(frame, max_frame_size, None, command, version)
+        _check_budget(frame, max_frame_size, None, version, fields)
         return frame
     compiled, encoder = _encoder(cluster_id, command, version)
     definition = compiled.definition
@@ -160,12 +160,16 @@ def encode_frame(
             disable_default_response=disable_default_response, manufacturer_code=manufacturer_code,
         ) + payload
     if max_frame_size is not None and len(frame) > max_frame_size:
-        _check_budget(frame, max_frame_size, compiled, command, version)
+        _check_budget(frame, max_frame_size, compiled, version, fields)
     return frame
 
 
 def _check_budget(
-    frame: bytes, budget: int | None, compiled: _Compiled | None, command: str, version: SEVersion
+    frame: bytes,
+    budget: int | None,
+    compiled: _Compiled | None,
+    version: SEVersion,
+    fields: Mapping[str, Any],
 ) -> None:
     if budget is None or len(frame) <= budget:
         return
@@ -173,12 +177,16 @@ def _check_budget(
     if compiled is not None and compiled.string_fields:
         # Blame the variable-length text: it is what the caller can shorten.
         name = compiled.string_fields[0].name
+        text = fields.get(name)
+        size = len(text.encode("utf-8")) if isinstance(text, str) else 0
         raise EncodeError(
-            name, f"<{len(frame)}-byte frame>",
-            f"the frame must fit the single-frame budget of {budget} bytes at SE {version}; "
-            f"shorten {name} by {excess} byte{'s' if excess != 1 else ''}",
+            name, text,
+            f"at most {max(size - excess, 0)} bytes of UTF-8 fit the {budget}-byte single-frame "
+            f"budget at SE {version}; this text is {size} bytes, {excess} too many",
         )
-    raise EncodeError("frame", len(frame), f"at most {budget} bytes (the single-frame budget); over by {excess}")
+    raise EncodeError(
+        "frame", len(frame), f"at most {budget} bytes (the single-frame budget); over by {excess}"
+    )
 
 
 def _server_side(command_id: int, direction: Direction) -> bool:
