@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,6 @@ from zigbee_se.foundation import GLOBAL_BY_ID, GLOBAL_BY_NAME
 from zigbee_se.header import FrameType, decode_header, encode_header
 from zigbee_se.schema import CommandDef, Direction, Field
 from zigbee_se.types import CharString
-
 from zigbee_se.versions import SEVersion
 
 DEFAULT_SE_VERSION = SEVersion.V1_1
@@ -255,10 +255,10 @@ def decode_frame(
     without it the layout is inferred from the payload length."""
     if frame.__class__ is not bytes:
         try:
-            frame = bytes(memoryview(frame))  # type: ignore[arg-type]
+            frame = bytes(memoryview(frame))
         except TypeError:
             raise DecodeError(0, f"frame: expected bytes, not {type(frame).__name__}") from None
-    data: bytes = frame  # type: ignore[assignment]
+    data: bytes = frame
     if len(data) >= 3 and data[0] & 0x07 == 0x01:
         # Fast path: a cluster-specific frame without manufacturer code, command already seen.
         fc = data[0]
@@ -300,10 +300,8 @@ def decode_frame(
                 f"0x{cluster_id:04x}",
             )
         if len(layouts) == 1 and len(_DECODE_CACHE) < _FRAME_CACHE_MAX:
-            try:
+            with contextlib.suppress(TypeError):  # an unhashable cluster argument: just don't cache
                 _DECODE_CACHE[(cluster, data[0] & 0x08, header.command_id)] = layouts[0]
-            except TypeError:
-                pass
         compiled = _pick_layout(layouts, len(data) - o, se_version)
         fields, end = compiled.decoder(data, o)
         name = compiled.definition.name

@@ -222,7 +222,7 @@ def compile_encoder(cmd: CommandDef, version: SEVersion) -> Encoder:
     body = " + ".join(parts) if parts else "b''"
     src.add(f"return {body}")
     code = "def encode(f):\n" + "\n".join(src.lines) + "\n"
-    exec(compile(code, f"<zigbee_se encoder {cmd.name} SE {version}>", "exec"), src.ns)  # noqa: S102
+    exec(compile(code, f"<zigbee_se encoder {cmd.name} SE {version}>", "exec"), src.ns)
     encoder: Encoder = src.ns["encode"]
     encoder.__doc__ = f"Encode the {cmd.name} payload for SE {version}."
     return encoder
@@ -344,7 +344,7 @@ def compile_frame_encoder(cmd: CommandDef, version: SEVersion, precise: Encoder)
     lines.append("        pass")
     lines.append("    return _slow(f, fc, tsn, _CMD, _precise)")
     code = "\n".join(lines) + "\n"
-    exec(compile(code, f"<zigbee_se frame encoder {cmd.name} SE {version}>", "exec"), src.ns)  # noqa: S102
+    exec(compile(code, f"<zigbee_se frame encoder {cmd.name} SE {version}>", "exec"), src.ns)
     encoder: FrameEncoder = src.ns["encode"]
     return encoder
 
@@ -517,7 +517,7 @@ def compile_decoder(cmd: CommandDef) -> Decoder:
                 src.add(f"r[{key}] = {value}")
         src.add("return r, o")
     code = "def decode(d, o):\n" + "\n".join(src.lines) + "\n"
-    exec(compile(code, f"<zigbee_se decoder {cmd.name}>", "exec"), src.ns)  # noqa: S102
+    exec(compile(code, f"<zigbee_se decoder {cmd.name}>", "exec"), src.ns)
     decoder: Decoder = src.ns["decode"]
     return decoder
 
