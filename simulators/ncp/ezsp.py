@@ -820,7 +820,7 @@ class EzspNcp:
                 # The TC sends the network key under the registered key; the device cannot
                 # decrypt it and gives up. The emulated TC reports that outcome as a denial.
                 result = JoinResult.WRONG_KEY
-        elif key != t.KeyData(b"ZigBeeAlliance09"):
+        elif key is None or key != t.KeyData(b"ZigBeeAlliance09"):
             result = JoinResult.NO_KEY
         if result is not JoinResult.JOINED:
             self.callback(

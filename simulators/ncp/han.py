@@ -34,7 +34,7 @@ class HanDevice(Protocol):
     `node_type` ("router" or "end_device").
     """
 
-    eui64: Any  # EUI64, "aa:bb:…" text or 8 bytes (big-endian as printed)
+    eui64: Any  # EUI64, "aa:bb:…" text or 8 bytes in on-air (little-endian) order
     install_code: bytes | str | None
 
     def attach(self, uplink: Uplink) -> None: ...
@@ -54,18 +54,27 @@ def as_eui64(value: Any) -> t.EUI64:
     if isinstance(value, t.EUI64 | zt.EUI64):
         return t.EUI64(value)
     if isinstance(value, bytes | bytearray):
-        return t.EUI64(bytes(value)[::-1])  # printed order is big-endian, EUI64 stores LE
+        return t.EUI64(bytes(value))  # on-air (little-endian) order, as zigpy serializes it
     return t.EUI64.convert(str(value))
 
 
-def link_key_of(device: HanDevice) -> t.KeyData:
-    """The key the device's stack uses to join: from its install code, else the well-known key."""
+def link_key_of(device: HanDevice) -> t.KeyData | None:
+    """The key the device's stack joins with: from its install code, else the well-known key.
+
+    None when the code itself is bad (wrong length or CRC): such a device can never join.
+    """
+    key = getattr(device, "link_key", None)
+    if key is not None:
+        return t.KeyData(bytes(key))
     code = device.install_code
     if code is None:
         return t.KeyData(b"ZigBeeAlliance09")
     if isinstance(code, str):
         code = bytes.fromhex(code.replace(":", "").replace(" ", "").replace("-", ""))
-    return t.KeyData(zigpy.util.convert_install_code(code))
+    try:
+        return t.KeyData(zigpy.util.convert_install_code(bytes(code)))
+    except ValueError:
+        return None
 
 
 @dataclasses.dataclass

@@ -73,9 +73,7 @@ class Events:
 
 
 async def start_app(path: str, *, auto_form: bool = True, **extra: Any) -> tuple[Any, Events]:
-    app = await ControllerApplication.new(
-        bellows_config(path, **extra), auto_form=auto_form, start_radio=True
-    )
+    app = await ControllerApplication.new(bellows_config(path, **extra), auto_form=auto_form, start_radio=True)
     events = Events()
     app.add_listener(events)
     return app, events

@@ -28,9 +28,7 @@ ESI_ENDPOINT = 10
 
 async def join_ihd(app, events, emulator, code=IHD_CODE):  # type: ignore[no-untyped-def]
     ihd = DisplayPeer(IHD_EUI64, code)
-    await app.permit_with_link_key(
-        zt.EUI64.convert(IHD_EUI64), install_code_key(IHD_CODE), time_s=60
-    )
+    await app.permit_with_link_key(zt.EUI64.convert(IHD_EUI64), install_code_key(IHD_CODE), time_s=60)
     result = emulator.join(ihd)
     return ihd, result
 
@@ -72,9 +70,7 @@ async def test_install_code_join_right_and_wrong_code(emulator, app_on_pty):
 
     impostor = DisplayPeer("00:0d:6f:00:0a:90:69:e8", "00112233445566778899AABBCCDDEEFF528F")
     assert emulator.join(impostor) is JoinResult.NO_KEY
-    await app.permit_with_link_key(
-        zt.EUI64.convert(impostor.eui64), install_code_key(IHD_CODE), time_s=60
-    )
+    await app.permit_with_link_key(zt.EUI64.convert(impostor.eui64), install_code_key(IHD_CODE), time_s=60)
     assert emulator.join(impostor) is JoinResult.WRONG_KEY
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(events.joined.get(), 0.5)
@@ -105,9 +101,7 @@ async def test_raw_se_frame_acked_and_confirmation_comes_back(emulator, app_on_p
     assert status == zcl_f.Status.SUCCESS
     assert await asyncio.wait_for(ihd.received.get(), 2) == (MESSAGING, frame)
     while True:
-        dev, profile, cluster, src_ep, dst_ep, data = await asyncio.wait_for(
-            events.messages.get(), 5
-        )
+        dev, profile, cluster, src_ep, dst_ep, data = await asyncio.wait_for(events.messages.get(), 5)
         if profile == SE_PROFILE:
             break
     assert (dev, cluster, src_ep, dst_ep) == (device, MESSAGING, 1, ESI_ENDPOINT)

@@ -1,0 +1,44 @@
+"""The local-radio route: zigpy + bellows on an EZSP coordinator, the gateway as SE ESI."""
+
+from ams_adapters.radio.config import RadioConfig, RadioConfigError
+from ams_adapters.radio.errors import CbkeNotSupported, CoordinatorUnavailable, RadioError
+from ams_adapters.radio.events import (
+    Capabilities,
+    CbkeRequested,
+    CoordinatorReachable,
+    CoordinatorUnreachable,
+    Delivery,
+    DeliveryResult,
+    DeviceFrame,
+    DeviceJoined,
+    DeviceJoinFailed,
+    DeviceLeft,
+    InboundEvent,
+    OutboundFrame,
+    SubmitResult,
+    SubmitStatus,
+)
+from ams_adapters.radio.route import RadioRoute
+
+__all__ = [
+    "Capabilities",
+    "CbkeNotSupported",
+    "CbkeRequested",
+    "CoordinatorReachable",
+    "CoordinatorUnavailable",
+    "CoordinatorUnreachable",
+    "Delivery",
+    "DeliveryResult",
+    "DeviceFrame",
+    "DeviceJoinFailed",
+    "DeviceJoined",
+    "DeviceLeft",
+    "InboundEvent",
+    "OutboundFrame",
+    "RadioConfig",
+    "RadioConfigError",
+    "RadioError",
+    "RadioRoute",
+    "SubmitResult",
+    "SubmitStatus",
+]

@@ -1,0 +1,123 @@
+"""What the route takes and reports, shaped after the adapter contract in DESIGN.md.
+
+Submitting a frame returns at once (accepted / rejected / retry later); what happened to it on the
+air comes later on the event stream as a DeliveryResult, together with device frames, joins,
+leaves and coordinator reachability.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboundFrame:
+    """A ZCL frame for one device. `idempotent`: safe to send again if its outcome is unknown
+    (e.g. a re-published price); a text message or an event is not, and is never repeated."""
+
+    outbound_id: str
+    eui64: str
+    cluster_id: int
+    zcl_frame: bytes
+    idempotent: bool = False
+
+
+class SubmitStatus(enum.Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    RETRY_LATER = "retry_later"
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitResult:
+    outbound_id: str
+    status: SubmitStatus
+    reference: str | None = None
+    reason: str | None = None
+
+
+class Delivery(enum.Enum):
+    DELIVERED = "delivered"  # the device's APS acknowledgement reached the coordinator
+    FAILED = "failed"  # the coordinator reported a failure (no route, no ACK, …)
+    UNKNOWN = "unknown"  # the coordinator went away or timed out mid-send: not repeated
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryResult:
+    outbound_id: str
+    eui64: str
+    outcome: Delivery
+    reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceFrame:
+    """A frame from a device on profile 0x0109, decoded with zigbee_se when it decodes."""
+
+    eui64: str
+    cluster_id: int
+    zcl_frame: bytes
+    command: str | None
+    fields: dict[str, Any] | None
+    decode_error: str | None = None
+    lqi: int | None = None
+    rssi: int | None = None
+    aps_encrypted: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceJoined:
+    eui64: str
+    nwk: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceJoinFailed:
+    eui64: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceLeft:
+    eui64: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordinatorUnreachable:
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CoordinatorReachable:
+    manufacturer: str | None
+    model: str | None
+    firmware: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class CbkeRequested:
+    """A device tried SE key establishment (cluster 0x0800), which this route does not support."""
+
+    eui64: str
+
+
+InboundEvent = (
+    DeliveryResult
+    | DeviceFrame
+    | DeviceJoined
+    | DeviceJoinFailed
+    | DeviceLeft
+    | CoordinatorUnreachable
+    | CoordinatorReachable
+    | CbkeRequested
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    se_versions: tuple[str, ...] = ("1.0", "1.1", "1.2")
+    max_frame_size: int = 73  # APS payload with APS encryption and no fragmentation
+    batch_size: int = 1  # bellows: one EZSP command at a time, one frame in flight
+    devices_per_coordinator: int = 32

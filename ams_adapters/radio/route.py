@@ -1,0 +1,426 @@
+"""The local-radio route: the gateway as SE ESI on a Silicon Labs EZSP coordinator, via bellows.
+
+    route = RadioRoute(RadioConfig(device="/dev/ttyUSB0"))
+    await route.start()                      # forms the HAN the first time, resumes it after
+    await route.provision_device(eui64, install_code, join_window_s=120)
+    route.submit([OutboundFrame(...)])       # accepted now; DeliveryResult on route.events()
+    async for event in route.events(): ...
+
+One frame is in flight at a time (bellows runs one EZSP command at a time anyway). Frames go out
+with APS encryption and APS acknowledgement through `app.request` — never `Device.request`, whose
+retries (with forced route discovery) would repeat a text message or an event. A frame whose
+outcome is unknown (coordinator lost or timed out mid-send) is reported as such and not repeated,
+unless the caller marked it idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import bellows.types as bt
+import zigpy.backups
+import zigpy.exceptions
+import zigpy.state
+import zigpy.types as zt
+from bellows.exception import ControllerError, EzspError
+
+from ams_adapters.radio.application import SE_PROFILE_ID, SEControllerApplication
+from ams_adapters.radio.config import RadioConfig
+from ams_adapters.radio.errors import CbkeNotSupported, CoordinatorUnavailable
+from ams_adapters.radio.esi import EsiResponder
+from ams_adapters.radio.events import (
+    Capabilities,
+    CbkeRequested,
+    CoordinatorReachable,
+    CoordinatorUnreachable,
+    Delivery,
+    DeliveryResult,
+    DeviceFrame,
+    DeviceJoined,
+    DeviceJoinFailed,
+    DeviceLeft,
+    InboundEvent,
+    OutboundFrame,
+    SubmitResult,
+    SubmitStatus,
+)
+from zigbee_se import DecodeError, decode_frame, parse_install_code
+
+LOGGER = logging.getLogger(__name__)
+
+KEY_ESTABLISHMENT = 0x0800
+MAX_JOIN_WINDOW_S = 254  # permitJoining takes one byte; 255 would mean "forever"
+
+
+def _zcl_tsn(frame: bytes) -> int:
+    """The ZCL transaction number: after the manufacturer code when one is present."""
+    manufacturer_specific = frame[0] & 0x04
+    return frame[3] if manufacturer_specific else frame[1]
+
+
+class _Listener:
+    """zigpy listener events, forwarded to the route (zigpy dispatches them by method name)."""
+
+    def __init__(self, route: RadioRoute) -> None:
+        self._route = route
+
+    def device_joined(self, device: Any) -> None:
+        self._route._on_joined(device)
+
+    def device_left(self, device: Any) -> None:
+        self._route._on_left(device)
+
+    def device_removed(self, device: Any) -> None:
+        # zigpy's own remove() reports "removed", and forgets the device before the NCP's
+        # DEVICE_LEFT arrives, so that one never becomes "device_left".
+        self._route._on_left(device)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._route._on_connection_lost(exc)
+
+
+class RadioRoute:
+    def __init__(self, config: RadioConfig, *, esi: EsiResponder | None = None) -> None:
+        self.config = config
+        self.esi = esi or EsiResponder()
+        self.capabilities = Capabilities()
+        self.app: Any = None
+        self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        self._queue: asyncio.Queue[OutboundFrame] = asyncio.Queue()
+        self._outcomes: dict[str, SubmitResult] = {}
+        self._connected = asyncio.Event()
+        self._joins: dict[str, asyncio.Future[int]] = {}
+        self._sender: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._present: set[str] = set()
+        self._inflight: asyncio.Task[Any] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, *, form: bool = True) -> None:
+        """Connect; form the HAN if the coordinator has none (and `form`), else resume it."""
+        await self._connect(auto_form=form)
+        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+
+    async def _connect(self, *, auto_form: bool) -> None:
+        app = await SEControllerApplication.new(self.config.zigpy_config(), auto_form=auto_form, start_radio=True)
+        app.se_packet_hook = self._on_se_packet
+        app.add_listener(_Listener(self))
+        self._opened(app)
+
+    def _opened(self, app: Any) -> None:
+        self.app = app
+        own = app.state.node_info.ieee
+        self._present.update(str(ieee) for ieee in app.devices if ieee != own)
+        self._connected.set()
+        info = app.state.node_info
+        self._emit(CoordinatorReachable(info.manufacturer, info.model, info.version))
+
+    async def stop(self) -> None:
+        self._closing = True
+        for task in (self._sender, self._reconnecting, *self._tasks):
+            if task is not None:
+                task.cancel()
+        if self.app is not None:
+            with contextlib.suppress(Exception):
+                await self.app.shutdown()
+        self._connected.clear()
+
+    @property
+    def reachable(self) -> bool:
+        return self._connected.is_set()
+
+    def _on_connection_lost(self, exc: Exception | None) -> None:
+        if self._closing or not self._connected.is_set():
+            return
+        self._connected.clear()
+        # bellows keeps a command pending across an NCP reset until its 10 s timeout, holding
+        # its request lock; drop everything in flight so the restarted stack is not blocked.
+        if self._inflight is not None:
+            self._inflight.cancel()
+        for task in self._tasks:
+            task.cancel()
+        # zigpy's own device interviews hold the same lock (e.g. a device that just joined).
+        if self.app is not None:
+            for device in self.app.devices.values():
+                device.cancel_initialization()
+        self._emit(CoordinatorUnreachable(reason=repr(exc) if exc else "port closed"))
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        # The same application object is restarted: its device table (and database) stays,
+        # so frames queued for known devices still have somewhere to go.
+        app = self.app
+        with contextlib.suppress(Exception):
+            await app.disconnect()
+        delay = self.config.reconnect_min_s
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                # Never form on reconnect: forming would replace the HAN every device joined.
+                await app.startup(auto_form=False)
+                self._opened(app)
+                return
+            except Exception as exc:  # any failure means "try again later"
+                with contextlib.suppress(Exception):
+                    await app.disconnect()  # release the port lock a half-open start took
+                LOGGER.info("coordinator still unreachable (%r), retrying in %.1fs", exc, delay)
+                delay = min(delay * 2, self.config.reconnect_max_s)
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, event: InboundEvent) -> None:
+        self._events.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[InboundEvent]:
+        while True:
+            yield await self._events.get()
+
+    async def next_event(self, timeout: float | None = None) -> InboundEvent:
+        return await asyncio.wait_for(self._events.get(), timeout)
+
+    # ------------------------------------------------------------------ sending
+    def submit(self, items: Sequence[OutboundFrame]) -> list[SubmitResult]:
+        """Queue frames for devices. A resubmitted outbound id is never sent twice."""
+        results = []
+        for item in items:
+            if item.outbound_id in self._outcomes:
+                results.append(self._outcomes[item.outbound_id])
+                continue
+            reason = self._reject_reason(item)
+            if reason is not None:
+                result = SubmitResult(item.outbound_id, SubmitStatus.REJECTED, reason=reason)
+            else:
+                self._queue.put_nowait(item)
+                result = SubmitResult(item.outbound_id, SubmitStatus.ACCEPTED, reference=item.outbound_id)
+            self._outcomes[item.outbound_id] = result
+            results.append(result)
+        return results
+
+    def _reject_reason(self, item: OutboundFrame) -> str | None:
+        if item.cluster_id == KEY_ESTABLISHMENT:
+            return str(CbkeNotSupported("cannot send Key Establishment frames"))
+        limit = self.capabilities.max_frame_size
+        if len(item.zcl_frame) > limit:
+            return f"zcl_frame={len(item.zcl_frame)} bytes: limit {limit} (no APS fragmentation)"
+        try:
+            zt.EUI64.convert(item.eui64)
+        except ValueError:
+            return f"eui64={item.eui64!r}: not an EUI-64 (aa:bb:cc:dd:ee:ff:00:11)"
+        try:
+            decode_frame(item.cluster_id, item.zcl_frame)
+        except DecodeError as exc:
+            return f"zcl_frame: {exc}"
+        return None
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self._queue.get()
+            while True:
+                await self._connected.wait()
+                outcome = await self._send_one(item)
+                if outcome is not None:
+                    self._emit(outcome)
+                    break
+                # The frame never reached the coordinator: send it once reconnected.
+
+    async def _send_one(self, item: OutboundFrame) -> DeliveryResult | None:
+        app = self.app
+        ieee = zt.EUI64.convert(item.eui64)
+        device = app.devices.get(ieee) if app is not None else None
+        if device is None:
+            return DeliveryResult(item.outbound_id, item.eui64, Delivery.FAILED, "unknown device")
+        dst_ep = self._device_endpoint(device, item.cluster_id)
+        request = asyncio.get_running_loop().create_task(
+            app.request(
+                device,
+                SE_PROFILE_ID,
+                item.cluster_id,
+                self.config.se_endpoint,
+                dst_ep,
+                _zcl_tsn(item.zcl_frame),
+                item.zcl_frame,
+                expect_reply=False,  # replies on 0x0109 come through the packet hook
+                ask_for_ack=True,
+                aps_encryption=True,
+            )
+        )
+        self._inflight = request
+        try:
+            await asyncio.wait({request})
+            if request.cancelled():
+                # bellows leaves a command pending across an NCP reset until its 10 s timeout;
+                # the route gives up on it when the connection drops (see _on_connection_lost).
+                return self._unknown(item, "coordinator lost during send")
+            request.result()
+        except zigpy.exceptions.DeliveryError as exc:
+            if not self._connected.is_set() or exc.status is None:
+                return self._unknown(item, f"coordinator lost during send: {exc}")
+            status = getattr(exc.status, "name", str(exc.status))
+            return DeliveryResult(item.outbound_id, item.eui64, Delivery.FAILED, status)
+        except (ControllerError, EzspError) as exc:
+            # bellows checks "running" before touching the serial port: nothing went out.
+            if "not running" in str(exc):
+                self._connected.clear()
+                return None
+            return self._unknown(item, repr(exc))
+        except Exception as exc:  # timeouts, NCP failures: outcome unknown
+            return self._unknown(item, repr(exc) or type(exc).__name__)
+        finally:
+            self._inflight = None
+        self.esi.observe_outbound(item.eui64, item.cluster_id, item.zcl_frame)
+        return DeliveryResult(item.outbound_id, item.eui64, Delivery.DELIVERED)
+
+    def _unknown(self, item: OutboundFrame, reason: str) -> DeliveryResult | None:
+        if item.idempotent:
+            return None  # safe to send again once the coordinator is back
+        return DeliveryResult(item.outbound_id, item.eui64, Delivery.UNKNOWN, reason)
+
+    @staticmethod
+    def _device_endpoint(device: Any, cluster_id: int) -> int:
+        """The device endpoint on profile 0x0109 that is a client of the cluster."""
+        se_eps = [ep for ep_id, ep in device.endpoints.items() if ep_id and ep.profile_id == SE_PROFILE_ID]
+        for ep in se_eps:
+            if cluster_id in ep.out_clusters or cluster_id in ep.in_clusters:
+                return int(ep.endpoint_id)
+        return int(se_eps[0].endpoint_id) if se_eps else 1
+
+    # ------------------------------------------------------------------ receiving
+    def _eui64_of(self, nwk: int) -> str | None:
+        app = self.app
+        if app is None:
+            return None
+        for device in app.devices.values():
+            if device.nwk == nwk:
+                return str(device.ieee)
+        return None
+
+    def _on_se_packet(self, packet: zt.ZigbeePacket) -> None:
+        eui64 = self._eui64_of(packet.src.address) or f"nwk:{packet.src.address:04x}"
+        data = bytes(packet.data.serialize())
+        encrypted = zt.TransmitOptions.APS_Encryption in packet.tx_options
+        if packet.cluster_id == KEY_ESTABLISHMENT:
+            self._emit(CbkeRequested(eui64))
+            return
+        try:
+            frame = decode_frame(packet.cluster_id, data)
+        except DecodeError as exc:
+            self._emit(
+                DeviceFrame(eui64, packet.cluster_id, data, None, None, str(exc), packet.lqi, packet.rssi, encrypted)
+            )
+            return
+        self._emit(
+            DeviceFrame(
+                eui64, packet.cluster_id, data, frame.command, frame.fields, None, packet.lqi, packet.rssi, encrypted
+            )
+        )
+        for cluster, reply in self.esi.answer(eui64, frame):
+            task = asyncio.get_running_loop().create_task(self._reply(packet, cluster, reply))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reply(self, packet: zt.ZigbeePacket, cluster: int, frame: bytes) -> None:
+        """Answer a device on the endpoint pair it used (ESI replies are idempotent reads)."""
+        app = self.app
+        eui64 = self._eui64_of(packet.src.address)
+        device = app.devices.get(zt.EUI64.convert(eui64)) if app and eui64 else None
+        if device is None:
+            return
+        try:
+            await app.request(
+                device,
+                SE_PROFILE_ID,
+                cluster,
+                packet.dst_ep,
+                packet.src_ep,
+                frame[1],
+                frame,
+                expect_reply=False,
+                ask_for_ack=True,
+                aps_encryption=True,
+            )
+        except Exception as exc:  # the device asks again if it needs to
+            LOGGER.info("ESI reply to %s not delivered: %r", device.ieee, exc)
+
+    # ------------------------------------------------------------------ provisioning
+    def _on_left(self, device: Any) -> None:
+        eui64 = str(device.ieee)
+        if eui64 in self._present:
+            self._present.discard(eui64)
+            self._emit(DeviceLeft(eui64=eui64))
+
+    def _on_joined(self, device: Any) -> None:
+        eui64 = str(device.ieee)
+        self._present.add(eui64)
+        self._emit(DeviceJoined(eui64=eui64, nwk=int(device.nwk)))
+        waiter = self._joins.get(eui64)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(int(device.nwk))
+
+    async def provision_device(
+        self, eui64: str, install_code: str, join_window_s: int = 120, *, cbke: bool = False
+    ) -> DeviceJoined | DeviceJoinFailed:
+        """Admit one device by its install code and wait for it to join (or the window to end)."""
+        if cbke:
+            raise CbkeNotSupported("provisioning asked for certificate-based key establishment")
+        if not 1 <= join_window_s <= MAX_JOIN_WINDOW_S:
+            raise ValueError(f"join_window_s={join_window_s}: limit 1 to {MAX_JOIN_WINDOW_S}")
+        ieee = zt.EUI64.convert(eui64)  # ValueError names the bad text
+        code = parse_install_code(install_code)  # InstallCodeError names field and CRC
+        if not self._connected.is_set():
+            raise CoordinatorUnavailable("coordinator not connected: cannot permit joining")
+        key = zt.KeyData(code.link_key)
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._joins[str(ieee)] = waiter
+        try:
+            await self.app.permit_with_link_key(ieee, key, time_s=join_window_s)
+            nwk = await asyncio.wait_for(waiter, join_window_s)
+            return DeviceJoined(eui64=str(ieee), nwk=nwk)
+        except TimeoutError:
+            failed = DeviceJoinFailed(
+                eui64=str(ieee),
+                reason=f"no join within {join_window_s}s (wrong install code, out of range, or not in pairing mode)",
+            )
+            self._emit(failed)
+            return failed
+        finally:
+            self._joins.pop(str(ieee), None)
+            # bellows leaves the install-code TC policy set after permit_with_link_key
+            # (RADIO.md §3): put back the configured one so later joins need a key again.
+            with contextlib.suppress(Exception):
+                await self.app._ezsp.setPolicy(
+                    policyId=bt.EzspPolicyId.TRUST_CENTER_POLICY,
+                    decisionId=self.app._ezsp._protocol.tc_policy,
+                )
+
+    async def remove_device(self, eui64: str) -> None:
+        if not self._connected.is_set():
+            raise CoordinatorUnavailable("coordinator not connected: cannot remove devices")
+        await self.app.remove(zt.EUI64.convert(eui64))
+
+    def devices(self) -> list[dict[str, Any]]:
+        """The HAN's devices as zigpy knows them (persisted in its database when configured)."""
+        if self.app is None:
+            return []
+        own = self.app.state.node_info.ieee
+        return [
+            {"eui64": str(d.ieee), "nwk": int(d.nwk), "endpoints": sorted(e for e in d.endpoints if e)}
+            for d in self.app.devices.values()
+            if d.ieee != own
+        ]
+
+    async def backup(self) -> dict[str, Any]:
+        backup = await self.app.backups.create_backup(load_devices=True)
+        return dict(backup.as_dict())
+
+    async def restore(self, backup: dict[str, Any]) -> None:
+        await self.app.backups.restore_backup(zigpy.backups.NetworkBackup.from_dict(backup))
+
+    def network_info(self) -> tuple[zigpy.state.NodeInfo, zigpy.state.NetworkInfo]:
+        if self.app is None:
+            raise CoordinatorUnavailable("coordinator not connected")
+        return self.app.state.node_info, self.app.state.network_info
