@@ -192,12 +192,17 @@ def test_get_scheduled_events_issuer_event_id_is_se_1_2_only() -> None:
 
 
 def test_header_variants() -> None:
-    frame = zigbee_se.encode_frame("messaging", "cancel_message", {"message_id": 1}, tsn=255,
-                                   disable_default_response=True, manufacturer_code=0x1002)
-    assert frame[:5] == bytes((0x1D, 0x02, 0x10, 0xFF, 0x01))
-    with pytest.raises(DecodeError) as info:  # a manufacturer-specific cluster command is not ours
-        zigbee_se.decode_frame("messaging", frame)
-    assert "manufacturer" in info.value.reason
+    with pytest.raises(EncodeError) as info:  # it would make the command id the manufacturer's own
+        zigbee_se.encode_frame("messaging", "cancel_message", {"message_id": 1}, manufacturer_code=0x1002)
+    assert info.value.field == "manufacturer_code"
+    read = zigbee_se.encode_frame("metering", "read_attributes", {"attribute_ids": [0]}, tsn=255,
+                                  disable_default_response=True, manufacturer_code=0x1002)
+    assert read == bytes((0x14, 0x02, 0x10, 0xFF, 0x00, 0x00, 0x00))
+    assert zigbee_se.decode_frame("metering", read).manufacturer_code == 0x1002
+    proprietary = bytes((0x0D, 0x02, 0x10, 0x05, 0x01, 0x07, 0, 0, 0, 0))
+    with pytest.raises(DecodeError) as derr:  # a manufacturer-specific cluster command is not ours
+        zigbee_se.decode_frame("messaging", proprietary)
+    assert "manufacturer" in derr.value.reason
     with pytest.raises(EncodeError) as info:
         zigbee_se.encode_frame("messaging", "cancel_message", {"message_id": 1}, tsn=256)
     assert info.value.field == "tsn"
