@@ -17,6 +17,7 @@ from zigbee_se import (
     Direction,
     SEVersion,
     command_definitions,
+    decode_frame,
     encode_frame,
     resolve_cluster,
 )
@@ -381,3 +382,63 @@ def all_cases() -> list[Case]:
 def cases_by_command() -> Iterator[tuple[str, str, SEVersion]]:
     for case in all_cases():
         yield case.cluster, case.command, case.se_version
+
+
+# ----------------------------------------------------------------------------- frames from others
+
+@dataclass(frozen=True)
+class ForeignFrame:
+    """A frame another sender may send that our encoder never produces (a shorter optional tail,
+    an invalid 0xff string): checks our DECODER against Wireshark's."""
+
+    id: str
+    cluster: str
+    command: str
+    se_version: SEVersion
+    frame: bytes
+
+    @property
+    def cluster_id(self) -> int:
+        return resolve_cluster(self.cluster)
+
+
+def _item_size(item: Any, fields: dict[str, Any]) -> int:
+    if isinstance(item, NibblePair):
+        return 1
+    value = fields[item.name]
+    if isinstance(value, str):
+        return 1 + len(value.encode("utf-8"))
+    if isinstance(value, bytes):
+        return len(value)
+    return int(item.type.size)
+
+
+def foreign_frames() -> list[ForeignFrame]:
+    """Every command's newest frame (with every optional field), cut after each optional field;
+    and frames whose strings carry the 'invalid' length 0xff."""
+    out: list[ForeignFrame] = []
+    seen: set[tuple[str, str]] = set()
+    for case in all_cases():
+        if case.se_version != V12 or case.command not in CLUSTER_SETS.get(case.cluster, {}):
+            continue
+        if (case.cluster, case.command) in seen or case.max_frame_size is None:
+            continue
+        seen.add((case.cluster, case.command))
+        frame = case.encode()
+        definition = command_definitions(case.cluster, case.command)[-1]
+        fields = decode_frame(case.cluster, frame, se_version=V12).fields
+        end = len(frame)
+        for item in reversed(definition.fields_for(V12)):
+            if not item.optional:
+                break
+            end -= _item_size(item, fields)
+            out.append(ForeignFrame(f"{case.cluster}-{case.command}-cut-before-{item.name}",
+                                    case.cluster, case.command, V12, frame[:end]))
+    # invalid strings (length 0xff, no content): Rate Label, Message
+    price = bytes.fromhex("09200001000000ff00010000c0c9ed2d0048032333c0c9ed2df000270a0000")
+    out.append(ForeignFrame("price-publish_price-invalid-rate-label", "price", "publish_price",
+                            V10, price))
+    message = bytes.fromhex("0901007856341280000000003c00ff")
+    out.append(ForeignFrame("messaging-display_message-invalid-message", "messaging",
+                            "display_message", V10, message))
+    return out

@@ -2,7 +2,8 @@
 dissector (tshark 4.0.x).
 
 Every frame of the catalogue (se_cases.py: every command of zigbee_se in every SE version that has
-it, with edge values) plus every golden vector is wrapped in MAC/NWK/APS headers and dissected in ONE
+it, with edge values), frames other senders may send (shorter optional tails, invalid 0xff
+strings: checks our decoder) and every golden vector is wrapped in MAC/NWK/APS headers and dissected in ONE
 tshark run. For each frame tshark must decode the same command (id, direction, name), the same
 value for every field (its interpreted value, or the raw bytes where a known mistake is listed
 below), decode every payload byte, and report no Malformed packet and no expert warning/error.
@@ -193,13 +194,17 @@ def dissected() -> dict[str, Any]:
     oracle.tshark_path()  # fails (never skips) with instructions if tshark is missing
     cases = se_cases.all_cases()
     frames = [(c.cluster_id, c.encode(), c.fields, c.command, c.se_version) for c in cases]
+    foreign = se_cases.foreign_frames()
+    for ff in foreign:
+        frames.append((ff.cluster_id, ff.frame, None, ff.command, ff.se_version))
     golden = _golden_vectors()
     for v in golden:
         frames.append((resolve_cluster(v["cluster"]), bytes.fromhex(v["frame"]), None, v["command"],
                        SEVersion.parse(v["se_version"])))
     packets = oracle.dissect([(c, f, bool(f[0] & 0x08)) for c, f, *_ in frames])
     verdicts = {}
-    keys = [c.id for c in cases] + [f"golden:{v['id']}" for v in golden]
+    keys = [c.id for c in cases] + [f"foreign:{f.id}" for f in foreign]
+    keys += [f"golden:{v['id']}" for v in golden]
     for key, (cluster, frame, _fields, command, version), packet in zip(
         keys, frames, packets, strict=True
     ):
@@ -221,6 +226,17 @@ def test_tshark_is_installed() -> None:
 def test_tshark_agrees(case: se_cases.Case, dissected: Mapping[str, Any]) -> None:
     verdict = dissected["verdicts"][case.id]
     assert verdict.ok, f"{case.id} {case.encode().hex()}:\n  " + "\n  ".join(verdict.mismatches)
+
+
+FOREIGN = se_cases.foreign_frames()
+
+
+@pytest.mark.parametrize("frame", FOREIGN, ids=[f.id for f in FOREIGN])
+def test_our_decoder_agrees_on_frames_from_other_senders(
+    frame: se_cases.ForeignFrame, dissected: Mapping[str, Any]
+) -> None:
+    verdict = dissected["verdicts"][f"foreign:{frame.id}"]
+    assert verdict.ok, f"{frame.id} {frame.frame.hex()}:\n  " + "\n  ".join(verdict.mismatches)
 
 
 def test_tshark_agrees_with_every_golden_vector(dissected: Mapping[str, Any]) -> None:
