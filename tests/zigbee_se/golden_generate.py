@@ -119,6 +119,8 @@ def frame_vectors() -> list[dict[str, Any]]:
             vector["direction"] = int(case.direction)
         if case.disable_default_response:
             vector["disable_default_response"] = True
+        if case.manufacturer_code is not None:
+            vector["manufacturer_code"] = case.manufacturer_code
         vectors.append(vector)
     return vectors
 

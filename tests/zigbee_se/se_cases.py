@@ -9,19 +9,23 @@ dropped for older versions, so one set covers 1.0, 1.1 and 1.2.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from zigbee_se import (
+    ALL_COMMANDS,
     Direction,
     SEVersion,
+    cluster_name,
     command_definitions,
     decode_frame,
     encode_frame,
     resolve_cluster,
 )
 from zigbee_se.schema import NibblePair
+from zigbee_se.types import CharString, FixedOctets
 
 V10, V11, V12 = SEVersion.V1_0, SEVersion.V1_1, SEVersion.V1_2
 ALL_VERSIONS = (V10, V11, V12)
@@ -41,8 +45,7 @@ class Case:
     """The codec's single-frame budget; None for the long-string cases that need fragmentation."""
     direction: Direction | None = None
     disable_default_response: bool = False
-    note: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
+    manufacturer_code: int | None = None
 
     @property
     def cluster_id(self) -> int:
@@ -57,6 +60,7 @@ class Case:
             self.cluster, self.command, self.fields, se_version=self.se_version, tsn=self.tsn,
             max_frame_size=self.max_frame_size, direction=self.direction,
             disable_default_response=self.disable_default_response,
+            manufacturer_code=self.manufacturer_code,
         )
 
 
@@ -321,6 +325,13 @@ GLOBAL_SETS: list[tuple[str, str, str, dict[str, Any]]] = [
         {"attribute_id": 0x0008, "status": 0, "value": 0},
         {"attribute_id": 0x0009, "status": 0, "value": 0xFFFFFFFF},
     ]}),
+    ("metering", "read_attributes_response", "zigpy_typed_octet_strings", {"records": [
+        {"attribute_id": 0x0307, "status": 0, "value": b"SITE-0042"},
+        {"attribute_id": 0x0308, "status": 0, "value": bytes([0x00, 0x7F, 0x80, 0xFF])},
+        {"attribute_id": 0x0100, "status": 0, "value": 0x0000FFFFFFFF},
+        {"attribute_id": 0x0600, "status": 0, "value": 0xABCDEF},
+        {"attribute_id": 0x0800, "status": 0, "value": 0x8001},
+    ]}),
     ("metering", "report_attributes", "summation_and_demand", {"records": [
         {"attribute_id": 0x0000, "value": 987654321},
         {"attribute_id": 0x0400, "value": -1500},
@@ -376,6 +387,9 @@ def all_cases() -> list[Case]:
     add(name="disable_default_response", cluster="messaging", command="display_message",
         se_version=V11, fields={**_MSG_BASE, "message": "No reply needed"},
         disable_default_response=True)
+    # a manufacturer-specific attribute read (the 5-byte ZCL header)
+    add(name="manufacturer_specific", cluster="metering", command="read_attributes",
+        se_version=V11, fields={"attribute_ids": [0x0000, 0x4001]}, manufacturer_code=0x1037)
     return cases
 
 
@@ -442,3 +456,56 @@ def foreign_frames() -> list[ForeignFrame]:
     out.append(ForeignFrame("messaging-display_message-invalid-message", "messaging",
                             "display_message", V10, message))
     return out
+
+
+# ----------------------------------------------------------------------------- seeded random values
+
+_TEXT_ALPHABET = "abcXYZ 0123456789-:,.!?æøåÆØÅéü€✓⚡中"
+
+
+def _random_value(rng: random.Random, f: Any) -> Any:
+    t = f.type
+    if isinstance(t, CharString):
+        text = "".join(rng.choice(_TEXT_ALPHABET) for _ in range(rng.randint(0, 40)))
+        while len(text.encode("utf-8")) > t.max_length:
+            text = text[:-1]
+        return text
+    if isinstance(t, FixedOctets):
+        return rng.randbytes(t.size)
+    if f.sentinel is not None and rng.random() < 0.2:
+        return f.sentinel
+    if f.choices is not None:
+        return rng.choice(sorted(f.choices))
+    lo, hi = f.bounds()
+    for _ in range(100):
+        value = rng.choice((lo, hi, rng.randint(lo, hi), rng.randint(lo, hi)))
+        if f.mask is not None:
+            value &= f.mask
+        if lo <= value <= hi:
+            return value
+    return lo
+
+
+def random_cases(per_command: int = 6, seed: int = 20240601) -> list[Case]:
+    """Seeded random field values within each field's limits, for every command and version."""
+    rng = random.Random(seed)
+    cases: list[Case] = []
+    for definition in ALL_COMMANDS:
+        cluster = cluster_name(definition.cluster)
+        for version in ALL_VERSIONS:
+            if version < definition.since:
+                continue
+            # the newest layout at this version (PublishBlockPeriod has two)
+            newest = command_definitions(cluster, definition.name)
+            if [d for d in newest if d.since <= version][-1] is not definition:
+                continue
+            for i in range(per_command):
+                values: dict[str, Any] = {}
+                for item in definition.fields_for(version):
+                    parts = (item.high, item.low) if isinstance(item, NibblePair) else (item,)
+                    for part in parts:
+                        values[part.name] = _random_value(rng, part)
+                cases.append(Case(name=f"random{i}", cluster=cluster, command=definition.name,
+                                  se_version=version, fields=values, tsn=rng.randint(0, 255),
+                                  max_frame_size=None))
+    return cases

@@ -79,6 +79,7 @@ def test_encode_gives_the_golden_frame(vector: dict[str, Any]) -> None:
         max_frame_size=vector.get("max_frame_size", 73),
         direction=vector.get("direction"),
         disable_default_response=vector.get("disable_default_response", False),
+        manufacturer_code=vector.get("manufacturer_code"),
     )
     assert frame.hex() == vector["frame"]
 
@@ -89,6 +90,7 @@ def test_decode_gives_the_golden_fields(vector: dict[str, Any]) -> None:
     decoded = decode_frame(vector["cluster"], frame, se_version=vector["se_version"])
     assert decoded.command == vector["command"]
     assert decoded.tsn == vector["tsn"]
+    assert decoded.manufacturer_code == vector.get("manufacturer_code")
     assert decoded.fields == from_json(vector)
     assert decoded.trailing == b""
     # the gateway decodes without knowing the sender's version: the layout is inferred

@@ -514,6 +514,9 @@ def compare_frame(
         f = packet.first(ws)
         if f is None or show_int(f) != ours:
             bad(f"header {ws}: tshark {None if f is None else f.show!r}, ours {ours}")
+    mc = packet.first("zbee_zcl.cmd.mc")
+    if (None if mc is None else show_int(mc)) != decoded.manufacturer_code:
+        bad(f"manufacturer code: tshark {mc}, ours {decoded.manufacturer_code}")
     if decoded.frame_type == 0:
         id_field = "zbee_zcl.cmd.id"
     else:
@@ -631,7 +634,8 @@ def _compare_global(
     command: str, fields: Mapping[str, Any], packet: WsPacket, hdr: int, bad: Callable[[str], None]
 ) -> None:
     if command == "read_attributes":
-        ids = [show_int(f) for f in packet.walk() if f.name.endswith("attr_id") and f.pos >= hdr]
+        ids = [show_int(f) for f in packet.walk()
+               if f.name.endswith(("attr_id", "zbee_zcl.attr.id")) and f.pos >= hdr]
         if ids != fields["attribute_ids"]:
             bad(f"attribute_ids: ours {fields['attribute_ids']}, tshark {ids}")
         return
