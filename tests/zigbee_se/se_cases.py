@@ -387,6 +387,24 @@ def all_cases() -> list[Case]:
     add(name="disable_default_response", cluster="messaging", command="display_message",
         se_version=V11, fields={**_MSG_BASE, "message": "No reply needed"},
         disable_default_response=True)
+    # the ESI reads and the device reports the DRLC and Price CLIENT attributes (SE_FRAMES.md §3.7,
+    # §2.5): the other direction, the other attribute table
+    s2c, c2s = Direction.SERVER_TO_CLIENT, Direction.CLIENT_TO_SERVER
+    add(name="client_attributes", cluster="drlc", command="read_attributes", se_version=V11,
+        fields={"attribute_ids": [0, 1, 2, 3]}, direction=s2c)
+    add(name="client_attributes", cluster="drlc", command="read_attributes_response",
+        se_version=V11, direction=c2s, fields={"records": [
+            {"attribute_id": 0, "status": 0, "value": 5},
+            {"attribute_id": 1, "status": 0, "value": 0x1E},
+            {"attribute_id": 2, "status": 0, "value": 0x3C},
+            {"attribute_id": 3, "status": 0, "value": 0x0FFF}]})
+    add(name="client_attributes", cluster="drlc", command="report_attributes", se_version=V12,
+        direction=c2s, fields={"records": [{"attribute_id": 1, "value": 30}]})
+    add(name="client_attributes", cluster="price", command="read_attributes_response",
+        se_version=V11, direction=c2s, fields={"records": [
+            {"attribute_id": 0, "status": 0, "value": 5},
+            {"attribute_id": 1, "status": 0, "value": 0},
+            {"attribute_id": 2, "status": 0, "value": 1}]})
     # a manufacturer-specific attribute read (the 5-byte ZCL header)
     add(name="manufacturer_specific", cluster="metering", command="read_attributes",
         se_version=V11, fields={"attribute_ids": [0x0000, 0x4001]}, manufacturer_code=0x1037)

@@ -620,6 +620,24 @@ def compare_frame(
     return verdict
 
 
+# Where Wireshark's attribute label and our snake_case name differ only in wording (ours follow
+# zigpy / the SE specification; both name the same attribute).
+ATTRIBUTE_NAME_ALIASES = {
+    "daylight_saving_time_start": "dst_start",
+    "daylight_saving_time_end": "dst_end",
+    "daylight_saving_time_shift": "dst_shift",
+    "current_tier_1_summation_delivered": "current_tier1_summ_delivered",  # zigpy's name
+}
+
+
+def ws_attribute_name(attr: WsField) -> str:
+    """'Attribute: Unit of Measure (0x0300)' -> 'unit_of_measure'."""
+    label = (attr.showname or "").removeprefix("Attribute: ")
+    label = re.sub(r" \(0x[0-9a-fA-F]+\)$", "", label)
+    name = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+    return ATTRIBUTE_NAME_ALIASES.get(name, name)
+
+
 def _record_value(value_field: WsField, data_type: int) -> Any:
     if data_type == 0xE2:
         return show_utc(value_field)
@@ -655,6 +673,9 @@ def _compare_global(
         attr = next((c for c in box.children if c.name.endswith("attr_id")), None)
         if attr is None or show_int(attr) != record["attribute_id"]:
             bad(f"records[{i}].attribute_id: ours {record['attribute_id']}, tshark {attr}")
+        elif "name" in record and ws_attribute_name(attr) != record["name"]:
+            bad(f"records[{i}]: attribute 0x{record['attribute_id']:04x} is {record['name']!r} "
+                f"to us, {attr.showname!r} to tshark")
         if "status" in record:
             status = kids.get("zbee_zcl.attr.status")
             if status is None or show_int(status) != record["status"]:
