@@ -620,6 +620,10 @@ def compare_frame(
     return verdict
 
 
+# zbee_zcl_se.met.attr_id, zbee_zcl_se.drlc.attr_client_id, and the generic one (unknown clusters,
+# manufacturer-specific attributes)
+ATTRIBUTE_ID_FIELDS = ("attr_id", "attr_client_id", "zbee_zcl.attr.id")
+
 # Where Wireshark's attribute label and our snake_case name differ only in wording (ours follow
 # zigpy / the SE specification; both name the same attribute).
 ATTRIBUTE_NAME_ALIASES = {
@@ -653,7 +657,7 @@ def _compare_global(
 ) -> None:
     if command == "read_attributes":
         ids = [show_int(f) for f in packet.walk()
-               if f.name.endswith(("attr_id", "zbee_zcl.attr.id")) and f.pos >= hdr]
+               if f.name.endswith(ATTRIBUTE_ID_FIELDS) and f.pos >= hdr]
         if ids != fields["attribute_ids"]:
             bad(f"attribute_ids: ours {fields['attribute_ids']}, tshark {ids}")
         return
@@ -670,7 +674,7 @@ def _compare_global(
         return
     for i, (record, box) in enumerate(zip(records, containers, strict=True)):
         kids = {c.name: c for c in box.children}
-        attr = next((c for c in box.children if c.name.endswith("attr_id")), None)
+        attr = next((c for c in box.children if c.name.endswith(ATTRIBUTE_ID_FIELDS)), None)
         if attr is None or show_int(attr) != record["attribute_id"]:
             bad(f"records[{i}].attribute_id: ours {record['attribute_id']}, tshark {attr}")
         elif "name" in record and ws_attribute_name(attr) != record["name"]:
