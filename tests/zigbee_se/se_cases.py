@@ -473,7 +473,33 @@ def foreign_frames() -> list[ForeignFrame]:
     message = bytes.fromhex("0901007856341280000000003c00ff")
     out.append(ForeignFrame("messaging-display_message-invalid-message", "messaging",
                             "display_message", V10, message))
+    # values our encoder refuses (reserved bits, undefined enums, out-of-range numbers) but a
+    # device may send: the decoder must give the raw wire values, as Wireshark shows them
+    for name, cluster, command, hexed in OUT_OF_RANGE:
+        out.append(ForeignFrame(f"{cluster}-{command}-{name}", cluster, command, V12,
+                                bytes.fromhex(hexed)))
     return out
+
+
+OUT_OF_RANGE = [
+    ("reserved-fc-bits", "messaging", "display_message", "e901007856341280000000003c00024869"),
+    ("reserved-message-control-bits", "messaging", "display_message",
+     "0901007856341250000000003c00024869"),
+    ("reserved-device-class-criticality-0-long-duration", "drlc", "load_control_event",
+     "09080001000000fff00000000000ffff0014ff0cfed007f63203"),
+    ("adjustment-minus-56-duty-200-event-control-ff", "drlc", "load_control_event",
+     "09080001000000ff0f0000000000a0050714ff0cfed007c8c8ff"),
+    ("undefined-status-0x0b", "drlc", "report_event_status",
+     "010b00010000000bc0c9ed2d039cff008080ff0100"),
+    ("signature-type-2", "drlc", "report_event_status", "010b000100000001c0c9ed2d039cff008080ff0102"),
+    ("cancel-control-ff", "drlc", "cancel_all_load_control_events", "090a02ff"),
+    ("block-thresholds-32-control-ff", "price", "publish_price",
+     "09000001000000045045414b0001000000000000004803233300000000f000270a0000ffffffffffffffffffffffff20ff"),
+    ("rate-label-13-chars", "price", "publish_price",
+     "090000010000000d4142434445464748494a4b4c4d0001000000000000004803233300000000f000270a0000"),
+    ("duration-type-ff", "price", "publish_block_period",
+     "09020101000000020000000300000004000003ff0207"),
+]
 
 
 # ----------------------------------------------------------------------------- seeded random values
