@@ -69,15 +69,16 @@ DOCUMENT_EXAMPLES: list[dict[str, Any]] = [
 # SE_FRAMES.md §7 (published install-code vectors; keys recomputed there with zigpy 2.4.0)
 INSTALL_CODES = [
     ("83FED3407A939723A5C639B26916D505", "C3B5", "66B6900981E1EE3CA4206B6B861C02BB",
-     "Zigbee spec example; ZH test/zspec/utils.test.ts, zigpy tests/test_util.py, TI Z-Stack"),
+     "the Zigbee specification's example, published in ZH test/zspec/utils.test.ts, zigpy "
+     "tests/test_util.py and the TI Z-Stack sample app"),
     ("83FED3407A939723A5C639FF", "4C12", "58C1828CF7F1C3FE29E7B1024AD84BFA",
-     "ZH test/zspec/utils.test.ts (12+2 bytes)"),
+     "published in ZH test/zspec/utils.test.ts (12+2 bytes)"),
     ("1122334455667788", "4AF7", "41618FC0C83B0E14A589954B16E31466",
-     "zigpy tests/test_util.py (8+2 bytes)"),
+     "published in zigpy tests/test_util.py (8+2 bytes)"),
     ("83FED3407A93", "2B70", "CD4FA064773F46941EC986C09963D1A8",
      "CRC from ZH test/utils.test.ts; key computed in SE_FRAMES.md (6+2 bytes)"),
     ("83FED3407A939723", "97FC", "850BE0BF5B369AC441280A53265DB167",
-     "CRC from ZH; key computed in SE_FRAMES.md (8+2 bytes)"),
+     "CRC from ZH test/utils.test.ts; key computed in SE_FRAMES.md (8+2 bytes)"),
 ]
 AES_MMO = [
     ("C0", "AE3A102A28D43EE0D4A09E22788B206C"),
@@ -156,7 +157,7 @@ def install_code_vectors() -> dict[str, Any]:
         if computed != crc:
             sys.exit(f"install code {code}: CRC {computed}, SE_FRAMES.md says {crc}")
         good.append({"code": code + crc, "crc": crc, "link_key": key,
-                     "source": f"SE_FRAMES.md §7; published in {where}"})
+                     "source": f"SE_FRAMES.md §7; {where}"})
         wrong = f"{int(crc, 16) ^ 0x0100:04X}"
         bad.append({"code": code + wrong, "expected_crc": crc,
                     "source": f"SE_FRAMES.md §7 vector {code} with its CRC byte changed "
@@ -191,7 +192,7 @@ def main() -> None:
         }
         (GOLDEN / f"{cluster}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     (GOLDEN / "install_codes.json").write_text(
-        json.dumps(install_code_vectors(), indent=1) + "\n"
+        json.dumps(install_code_vectors(), indent=1, ensure_ascii=False) + "\n"
     )
     when = utc_from_datetime(datetime(2024, 6, 1, 12, tzinfo=UTC))
     assert when == T, when
