@@ -53,6 +53,9 @@ def _pbp_1_1_misparsed(_f: WsField | None, packet: WsPacket, value: Any) -> bool
     return packet.malformed and control is not None and control.pos == 3 + 15
 
 
+# SE_FRAMES.md §8 items that need no exception here: §8.5's Price Control bit 1 and Alternate Cost
+# Trailing Digit subfield are shown as raw numbers, which is what we compare; §8.6 (fields not
+# decoded at all) does not occur for any command of zigbee_se.
 KNOWN_MISTAKES: tuple[KnownMistake, ...] = (
     KnownMistake(
         id="negative_set_point_shown_not_used",
