@@ -504,9 +504,15 @@ def compile_decoder(cmd: CommandDef) -> Decoder:
         # field whole are left as the unknown trailing bytes the caller sees, not an error.
         for item, var in optional:
             if isinstance(item, Field) and isinstance(item.type, CharString):
+                # An optional text that is cut short or not UTF-8 stays raw, as trailing bytes.
                 src.add("if o == n or o + 1 + d[o] > n and d[o] != 0xFF: return r, o")
-                src.add(f"{var}n = d[o]; o += 1")
-                _gen_string(src, item, var, 1)
+                src.add(f"if d[o] == 0xFF: {var} = None; o += 1")
+                src.add("else:")
+                src.add("try:", 2)
+                src.add(f"{var} = str(d[o + 1:o + 1 + d[o]], 'utf-8')", 3)
+                src.add("except UnicodeDecodeError:", 2)
+                src.add("return r, o", 3)
+                src.add("o += 1 + d[o]", 2)
             else:
                 size = _item_size(item)
                 src.add(f"if n - o < {size}: return r, o")

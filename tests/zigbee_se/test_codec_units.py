@@ -303,3 +303,11 @@ def test_price_and_temperature_helpers() -> None:
 def test_version_parsing() -> None:
     assert SEVersion.parse("1.2") is SEVersion.V1_2
     assert str(SEVersion.V1_0) == "1.0"
+
+
+def test_an_optional_text_that_is_not_utf8_stays_raw_as_trailing_bytes() -> None:
+    # A device answering with Latin-1 still has its confirmation read; the response stays raw.
+    frame = bytes.fromhex("010401" "09000000" "64000000" "02" "05") + b"Str\xf8m"
+    decoded = zigbee_se.decode_frame("messaging", frame)
+    assert decoded.fields == {"message_id": 9, "confirmation_time": 100, "message_confirmation_control": 2}
+    assert decoded.trailing == b"\x05Str\xf8m"

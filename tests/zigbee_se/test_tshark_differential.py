@@ -302,13 +302,6 @@ def test_exceptions_do_not_hide_a_wrong_value() -> None:
     assert any("effective_time" in m for m in verdict.mismatches), verdict.mismatches
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CODEC BUG reported to the lead: encode_frame accepts manufacturer_code for a standard SE "
-           "cluster command; the frame then means a manufacturer's own command 0x01, which tshark "
-           "shows as 'Unknown' and our decode_frame refuses. Remove this mark once encode_frame "
-           "raises EncodeError(field='manufacturer_code').",
-)
 def test_manufacturer_code_on_a_standard_cluster_command_is_refused() -> None:
     from zigbee_se import DecodeError, EncodeError, encode_frame
 
