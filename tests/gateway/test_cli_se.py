@@ -41,7 +41,8 @@ def test_decode_prints_one_json_object() -> None:
     assert out == {"cluster": "messaging", "command": "display_message", "direction": "server_to_client",
                    "tsn": 1, "fields": {"message_id": 0x12345678, "message_control": 0x80, "start_time": 0,
                                         "duration_in_minutes": 60, "message": "Peak pricing 2-6pm"}}
-    run = hangw("se", "decode", "drlc", "01 00 00 01000000 02 05000000 03 0080 0080 80 ff 00 00 " + "ff" * 42 + " abcd")
+    rest = "01000000 02 05000000 03 0080 0080 80 ff 00 00 " + "ff" * 42 + " abcd"
+    run = hangw("se", "decode", "drlc", "01 00 00 " + rest)
     out = json.loads(run.stdout)
     assert out["fields"]["signature"] == "ff" * 42
     assert out["fields"]["cooling_temperature_set_point_applied"] == -32768
@@ -88,7 +89,9 @@ def test_install_code_check() -> None:
     ]
     bad = hangw("install-code", "check", "--json", "83FED3407A939723A5C639B26916D505C3B6")
     assert bad.returncode == 1
-    assert json.loads(bad.stdout) == {"valid": False, "expected_crc": "C3B5", "reason": json.loads(bad.stdout)["reason"]}
+    verdict = json.loads(bad.stdout)
+    assert verdict["valid"] is False and verdict["expected_crc"] == "C3B5"
+    assert "expected C3B5" in verdict["reason"]
 
 
 def test_demo_tour_runs() -> None:

@@ -8,7 +8,6 @@ from zigpy.zcl.clusters.smartenergy import Metering
 
 from zigbee_se import ATTRIBUTES, ClusterId, find_attribute
 
-
 # Where zigpy's Python typing gives another ZCL type id than the SE spec (SE_FRAMES.md §5, Wireshark):
 # zigpy models the formatting bytes as an IntStruct over uint8 and the device type as an enum8; on
 # the wire all of them are one byte, and SE 1.x declares them map8. The codec decodes whatever type
