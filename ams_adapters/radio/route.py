@@ -68,7 +68,13 @@ class _Listener:
     def __init__(self, route: RadioRoute) -> None:
         self._route = route
 
-    def device_joined(self, device: Any) -> None:
+    # A device counts as joined once zigpy has interviewed it (node and simple descriptors):
+    # only then does it know the device's SE endpoint, and only then does it save the device
+    # in its database.
+    def raw_device_initialized(self, device: Any) -> None:
+        self._route._on_joined(device)
+
+    def device_init_failure(self, device: Any) -> None:
         self._route._on_joined(device)
 
     def device_left(self, device: Any) -> None:
@@ -424,3 +430,46 @@ class RadioRoute:
         if self.app is None:
             raise CoordinatorUnavailable("coordinator not connected")
         return self.app.state.node_info, self.app.state.network_info
+
+
+async def coordinator_info(config: RadioConfig) -> dict[str, Any]:
+    """Firmware and network of a coordinator, formed or not (for `hangw radio info`)."""
+    app = SEControllerApplication(config.zigpy_config())
+    try:
+        await app.connect()
+        manufacturer, board, version = await app._get_board_info()
+        (eui64,) = await app._ezsp.getEui64()
+        info: dict[str, Any] = {
+            "manufacturer": manufacturer,
+            "board": board,
+            "firmware": version,
+            "ezsp_version": app._ezsp.ezsp_version,
+            "eui64": str(eui64),
+            "network": None,
+        }
+        try:
+            await app.load_network_info(load_devices=False)
+        except zigpy.exceptions.NetworkNotFormed:
+            return info
+        net = app.state.network_info
+        info["network"] = {
+            "channel": int(net.channel),
+            "pan_id": f"0x{int(net.pan_id):04X}",
+            "extended_pan_id": str(net.extended_pan_id),
+            "security_level": int(net.security_level),
+        }
+        return info
+    finally:
+        with contextlib.suppress(Exception):
+            await app.disconnect()
+
+
+async def restore_backup(config: RadioConfig, backup: dict[str, Any]) -> None:
+    """Write a zigpy network backup onto a coordinator (a replacement stick), formed or not."""
+    app = SEControllerApplication(config.zigpy_config())
+    try:
+        await app.connect()
+        await app.backups.restore_backup(zigpy.backups.NetworkBackup.from_dict(backup))
+    finally:
+        with contextlib.suppress(Exception):
+            await app.disconnect()

@@ -18,6 +18,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.se_codec",
     "gateway.cli.install_code",
     "gateway.cli.demo",
+    "gateway.cli.radio",
+    "gateway.cli.sim_ncp",
 )
 
 

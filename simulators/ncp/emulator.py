@@ -132,7 +132,12 @@ class NcpEmulator:
 
     # ------------------------------------------------------------------ the HAN
     def join(self, device: HanDevice) -> JoinResult:
+        """The device tries to join now (it succeeds only while joining is permitted)."""
         return self.ncp.join(device)
+
+    def pair(self, device: HanDevice) -> None:
+        """Put a device in pairing mode: it joins the next time joining is permitted."""
+        self.ncp.pairing.append(device)
 
     def leave(self, device: HanDevice) -> bool:
         return self.ncp.leave(device)

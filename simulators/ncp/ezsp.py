@@ -45,7 +45,8 @@ FC_ASYNC_CALLBACK = 0x10
 FC_HIGH_FORMAT_1 = 0x01  # frame format version 1: 16-bit frame ids (EZSP v8+)
 LEGACY_VERSION_FRAME_ID = 0x00
 MANUFACTURER_CODE = 0x1049  # Silicon Labs, what EmberZNet reports in its node descriptor
-NO_ACK_DELAY_S = 0.3  # how long the stack retries a unicast before reporting DELIVERY_FAILED
+NO_ACK_DELAY_S = 0.3
+PAIRING_DELAY_S = 0.05  # how long the stack retries a unicast before reporting DELIVERY_FAILED
 INCOMING_LQI = 255
 INCOMING_RSSI = -45
 UNUSED_INDEX = 0xFF
@@ -61,9 +62,7 @@ def _zero(typ: Any) -> Any:
 
 def encode_fields(schema: Any, fields: dict[str, Any]) -> bytes:
     if isinstance(schema, dict):
-        full = {
-            name: fields[name] if name in fields else _zero(typ) for name, typ in schema.items()
-        }
+        full = {name: fields[name] if name in fields else _zero(typ) for name, typ in schema.items()}
         return bytes(t.serialize_dict([], full, schema))
     return bytes(schema(**fields).serialize())
 
@@ -89,6 +88,9 @@ class EzspNcp:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.paused = False  # "hung" firmware: receives but never answers (fault injection)
+        # Devices in pairing mode: they try to join whenever the coordinator permits joining.
+        self.pairing: list[HanDevice] = []
+        self.join_log: list[tuple[str, JoinResult]] = []
 
     # ------------------------------------------------------------------ ASH wiring
     def connection_made(self, ash: NcpAshProtocol) -> None:
@@ -159,9 +161,7 @@ class EzspNcp:
             return bytes([seq, fc, frame_id])
         return bytes([seq, fc, FC_HIGH_FORMAT_1]) + frame_id.to_bytes(2, "little")
 
-    def _queue_response(
-        self, seq: int, frame_id: int, fields: dict[str, Any], legacy: bool = False
-    ) -> None:
+    def _queue_response(self, seq: int, frame_id: int, fields: dict[str, Any], legacy: bool = False) -> None:
         _name, _, rx = COMMANDS_BY_ID[frame_id]
         frame = self._header(seq, frame_id, FC_RESPONSE, legacy) + encode_fields(rx, fields)
         self._out.put_nowait(frame)
@@ -171,9 +171,9 @@ class EzspNcp:
         frame_id, _, rx = COMMANDS[name]
         # A callback reuses the last sequence number: the host has no command pending under it
         # any more (one command at a time), so bellows routes it to its callback handlers.
-        frame = self._header(
-            self._last_seq, frame_id, FC_RESPONSE | FC_ASYNC_CALLBACK, False
-        ) + encode_fields(rx, fields)
+        frame = self._header(self._last_seq, frame_id, FC_RESPONSE | FC_ASYNC_CALLBACK, False) + encode_fields(
+            rx, fields
+        )
         for listener in self.listeners:
             listener(name, fields)
         if self._deferred is not None:
@@ -343,9 +343,7 @@ class EzspNcp:
     # ------------------------------------------------------------------ network
     def _cmd_networkState(self, args: dict[str, Any]) -> dict[str, Any]:
         up = self.stack.network_up
-        return {
-            "status": t.EmberNetworkStatus.JOINED_NETWORK if up else t.EmberNetworkStatus.NO_NETWORK
-        }
+        return {"status": t.EmberNetworkStatus.JOINED_NETWORK if up else t.EmberNetworkStatus.NO_NETWORK}
 
     def _network_up(self) -> None:
         self.stack.network_up = True
@@ -409,7 +407,17 @@ class EzspNcp:
         duration = int(args["duration"])
         now = asyncio.get_running_loop().time()
         self.stack.permit_until = float("inf") if duration == 0xFF else now + duration
+        if duration and self.pairing:
+            # A device in pairing mode hears the next beacon with "permit join" set.
+            self._later(PAIRING_DELAY_S, self._join_pairing_devices)
         return {"status": t.EmberStatus.SUCCESS}
+
+    def _join_pairing_devices(self) -> None:
+        for device in list(self.pairing):
+            result = self.join(device)
+            self.join_log.append((str(as_eui64(device.eui64)), result))
+            if result in (JoinResult.JOINED, JoinResult.ALREADY_JOINED):
+                self.pairing.remove(device)
 
     # ------------------------------------------------------------------ security
     def _cmd_exportKey(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -436,10 +444,7 @@ class EzspNcp:
         return {"status": t.sl_Status.OK, "network_key_info": info}
 
     def _cmd_getCurrentSecurityState(self, args: dict[str, Any]) -> dict[str, Any]:
-        bits = (
-            t.EmberCurrentSecurityBitmask.GLOBAL_LINK_KEY
-            | t.EmberCurrentSecurityBitmask.HAVE_TRUST_CENTER_LINK_KEY
-        )
+        bits = t.EmberCurrentSecurityBitmask.GLOBAL_LINK_KEY | t.EmberCurrentSecurityBitmask.HAVE_TRUST_CENTER_LINK_KEY
         security = self.nvram.security
         hashed = t.EmberInitialSecurityBitmask.TRUST_CENTER_USES_HASHED_LINK_KEY
         if security is not None and (security.bitmask & hashed) == hashed:
@@ -504,9 +509,7 @@ class EzspNcp:
         if index >= len(children):
             return {"status": t.EmberStatus.NOT_JOINED}
         child = children[index]
-        data = _zero(t.EmberChildDataV10).replace(
-            eui64=child.eui64, type=child.node_type, id=t.EmberNodeId(child.nwk)
-        )
+        data = _zero(t.EmberChildDataV10).replace(eui64=child.eui64, type=child.node_type, id=t.EmberNodeId(child.nwk))
         return {"status": t.EmberStatus.SUCCESS, "child_data": data}
 
     def _cmd_setChildData(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -563,9 +566,7 @@ class EzspNcp:
     def _cmd_sendUnicast(self, args: dict[str, Any]) -> dict[str, Any]:
         if not self.stack.network_up:
             return {"status": t.EmberStatus.NETWORK_DOWN}
-        aps: t.EmberApsFrame = args["apsFrame"].replace(
-            sequence=t.uint8_t(self.stack.next_aps_sequence())
-        )
+        aps: t.EmberApsFrame = args["apsFrame"].replace(sequence=t.uint8_t(self.stack.next_aps_sequence()))
         nwk = int(args["indexOrDestination"])
         tag = int(args["messageTag"])
         payload = bytes(args["messageContents"])
@@ -594,9 +595,7 @@ class EzspNcp:
 
         member = self._member_by_nwk(nwk)
         encrypted = bool(aps.options & t.EmberApsOption.APS_OPTION_ENCRYPTION)
-        needs_aps = member is not None and bool(
-            getattr(member.device, "requires_aps_encryption", False)
-        )
+        needs_aps = member is not None and bool(getattr(member.device, "requires_aps_encryption", False))
         refused = needs_aps and not encrypted and aps.profileId != 0
         if member is None or not member.reachable or refused:
             # No APS ACK arrives: the stack retries, then reports the failure.
@@ -679,11 +678,7 @@ class EzspNcp:
         )
 
     def _esi_endpoint(self, cluster_id: int) -> int:
-        se = [
-            (ep, ins)
-            for ep, (prof, ins, _outs) in sorted(self.stack.endpoints.items())
-            if prof == SE_PROFILE_ID
-        ]
+        se = [(ep, ins) for ep, (prof, ins, _outs) in sorted(self.stack.endpoints.items()) if prof == SE_PROFILE_ID]
         for ep, ins in se:
             if cluster_id in ins:
                 return ep

@@ -28,7 +28,7 @@ from ams_adapters.radio import (
     SubmitStatus,
 )
 from simulators.ncp import JoinResult, NcpEmulator, load_profile
-from tests.radio.se_peer import DRLC, KEY_ESTABLISHMENT, MESSAGING, PRICE, TIME, SePeer
+from simulators.ncp.peer import DRLC, KEY_ESTABLISHMENT, MESSAGING, PRICE, TIME, SePeer
 from zigbee_se import InstallCodeError, decode_frame, encode_frame
 
 EUI = "00:0d:6f:00:0a:90:69:e7"

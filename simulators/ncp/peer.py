@@ -1,18 +1,26 @@
-"""A test-only SE client device speaking zigbee_se frames (until simulators' SimDevice is on
-main): confirms messages, acknowledges prices, reports load-control event status."""
+"""A small SE client device behind the emulated coordinator, speaking zigbee_se frames.
+
+It confirms Display Messages that ask for it, acknowledges prices whose Price Control asks for
+it and reports "event received" for load-control events. It is what `hangw sim ncp --device` puts
+in the HAN and what the radio tests use; the simulators package's SimDevice family (in-home
+display, thermostat, load control device) has the same interface and fuller behaviour.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
-from zigbee_se import decode_frame, encode_frame
+from zigbee_se import decode_frame, encode_frame, utc_from_datetime
 
 TIME, PRICE, DRLC, MESSAGING, KEY_ESTABLISHMENT = 0x000A, 0x0700, 0x0701, 0x0703, 0x0800
 EVENT_RECEIVED = 0x01
 
 
 class SePeer:
+    """An in-home-display-like SE client (Price, DRLC, Messaging client; Time client)."""
+
     endpoint = 1
     profile_id = 0x0109
     device_type = 0x0501
@@ -20,10 +28,10 @@ class SePeer:
     output_clusters = [PRICE, DRLC, MESSAGING, TIME]  # noqa: RUF012
     node_type = "router"
 
-    def __init__(self, eui64: str, install_code: str, clock: int = 800_000_000) -> None:
+    def __init__(self, eui64: str, install_code: str, clock: int | None = None) -> None:
         self.eui64 = eui64
         self.install_code = install_code
-        self.clock = clock
+        self._fixed_clock = clock
         self.frames: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         self.joined = asyncio.Event()
         self._uplink: Any = None
@@ -34,6 +42,13 @@ class SePeer:
 
     def on_joined(self) -> None:
         self.joined.set()
+
+    @property
+    def clock(self) -> int:
+        """UTCTime the device stamps its answers with: fixed if given, else the real time."""
+        if self._fixed_clock is not None:
+            return self._fixed_clock
+        return utc_from_datetime(dt.datetime.now(dt.UTC))
 
     def send(self, cluster: int, command: str, fields: dict[str, Any]) -> int:
         self._tsn = (self._tsn + 1) % 256
