@@ -11,21 +11,50 @@ import zigbee_se
 from zigbee_se import SEVersion
 
 EXAMPLES: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("messaging", "display_message", {
-        "message_id": 0x12345678, "message_control": 0x80, "start_time": 0,
-        "duration_in_minutes": 60, "message": "Peak pricing 2-6pm",
-    }),
-    ("price", "publish_price", {
-        "provider_id": 1, "rate_label": "PEAK", "issuer_event_id": 256,
-        "current_time": 770558400, "unit_of_measure": 0, "currency": 840,
-        "price_trailing_digit": 2, "price_tier": 3, "number_of_price_tiers": 3, "register_tier": 3,
-        "start_time": 770558400, "duration_in_minutes": 240, "price": 2599, "price_control": 1,
-    }),
-    ("drlc", "load_control_event", {
-        "issuer_event_id": 1001, "device_class": 0x0001, "start_time": 0,
-        "duration_in_minutes": 120, "criticality_level": 3, "cooling_temperature_offset": 20,
-        "event_control": 0x01,
-    }),
+    (
+        "messaging",
+        "display_message",
+        {
+            "message_id": 0x12345678,
+            "message_control": 0x80,
+            "start_time": 0,
+            "duration_in_minutes": 60,
+            "message": "Peak pricing 2-6pm",
+        },
+    ),
+    (
+        "price",
+        "publish_price",
+        {
+            "provider_id": 1,
+            "rate_label": "PEAK",
+            "issuer_event_id": 256,
+            "current_time": 770558400,
+            "unit_of_measure": 0,
+            "currency": 840,
+            "price_trailing_digit": 2,
+            "price_tier": 3,
+            "number_of_price_tiers": 3,
+            "register_tier": 3,
+            "start_time": 770558400,
+            "duration_in_minutes": 240,
+            "price": 2599,
+            "price_control": 1,
+        },
+    ),
+    (
+        "drlc",
+        "load_control_event",
+        {
+            "issuer_event_id": 1001,
+            "device_class": 0x0001,
+            "start_time": 0,
+            "duration_in_minutes": 120,
+            "criticality_level": 3,
+            "cooling_temperature_offset": 20,
+            "event_control": 0x01,
+        },
+    ),
 )
 
 

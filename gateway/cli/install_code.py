@@ -34,8 +34,12 @@ def _check(args: argparse.Namespace) -> int:
             print(f"crc: BAD — {exc.reason}")
         return 1
     if args.json:
-        out = {"valid": True, "install_code": code.code.hex().upper(), "crc": code.crc.hex().upper(),
-               "link_key": code.link_key.hex().upper()}
+        out = {
+            "valid": True,
+            "install_code": code.code.hex().upper(),
+            "crc": code.crc.hex().upper(),
+            "link_key": code.link_key.hex().upper(),
+        }
         if code.eui64:
             out["eui64"] = code.eui64
         print(json.dumps(out))

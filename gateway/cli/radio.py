@@ -153,44 +153,46 @@ def _utc(seconds: int) -> str:
 
 
 async def _deliver_and_wait(route: Any, item: Any, answer: str | None, timeout: float, many: bool = False) -> int:
-    """Submit one frame, print its delivery result, then the device's answer(s) if asked for."""
+    """Submit one frame, print its delivery result, then the device's answer(s) if asked for.
+
+    A device's answer can reach us before bellows returns from the send (the NCP reports the
+    APS ACK and then the answer, back to back), so answers are held until the delivery line.
+    """
     from ams_adapters.radio import Delivery, DeliveryResult, DeviceFrame, SubmitStatus
 
     [submitted] = route.submit([item])
     if submitted.status is not SubmitStatus.ACCEPTED:
         print(f"rejected: {submitted.reason}")
         return EXIT_FAILED
-    deadline = asyncio.get_running_loop().time() + timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     delivered = False
-    answers = 0
+    answers: list[Any] = []
     while True:
-        left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            break
+        if delivered and (answer is None or (answers and not many)):
+            return 0
         try:
-            event = await route.next_event(left)
+            event = await route.next_event(max(deadline - loop.time(), 0))
         except TimeoutError:
             break
         if isinstance(event, DeliveryResult) and event.outbound_id == item.outbound_id:
-            if event.outcome is Delivery.DELIVERED:
-                print(f"delivered to {item.eui64} (APS acknowledged)", flush=True)
-                delivered = True
-                if answer is None:
-                    return 0
-            else:
+            if event.outcome is not Delivery.DELIVERED:
                 print(f"{event.outcome.value}: {event.reason}")
                 return EXIT_FAILED
+            print(f"delivered to {item.eui64} (APS acknowledged)", flush=True)
+            delivered = True
+            for held in answers:
+                _print_answer(held)
         elif isinstance(event, DeviceFrame) and event.eui64 == item.eui64 and event.command == answer:
-            answers += 1
-            _print_answer(event)
-            if not many:
-                return 0
+            answers.append(event)
+            if delivered:
+                _print_answer(event)
     if not delivered:
         print(f"no delivery result within {timeout:g}s")
         return EXIT_FAILED
     if answers:
         return 0
-    print(f"no {answer.replace('_', ' ')} within {timeout:g}s" if answer else "")
+    print(f"no {(answer or '').replace('_', ' ')} within {timeout:g}s")
     return EXIT_FAILED
 
 

@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
     enc.add_argument("--disable-default-response", action="store_true")
     enc.add_argument("--manufacturer-code", type=lambda s: int(s, 0), default=None)
     enc.add_argument(
-        "--max-frame-size", type=int, default=zigbee_se.DEFAULT_MAX_FRAME_SIZE,
+        "--max-frame-size",
+        type=int,
+        default=zigbee_se.DEFAULT_MAX_FRAME_SIZE,
         help=f"single-frame budget in bytes (default {zigbee_se.DEFAULT_MAX_FRAME_SIZE}; 0 = no check)",
     )
     enc.set_defaults(func=_encode_main)
@@ -56,8 +58,12 @@ def register(subparsers: Any) -> None:
     )
     dec.add_argument("cluster", help="cluster name or id; '-' for batch")
     dec.add_argument("hex", nargs="?", help="the frame, hex (spaces and colons allowed)")
-    dec.add_argument("--se-version", default=None, choices=["1.0", "1.1", "1.2"],
-                     help="layout where versions disagree (PublishBlockPeriod); default: by length")
+    dec.add_argument(
+        "--se-version",
+        default=None,
+        choices=["1.0", "1.1", "1.2"],
+        help="layout where versions disagree (PublishBlockPeriod); default: by length",
+    )
     dec.set_defaults(func=_decode_main)
 
 
@@ -110,16 +116,28 @@ def _hex(value: Any, field: str) -> Any:
 
 
 def encode_one(
-    cluster: Any, command: Any, fields: Any, *, se_version: str, tsn: int,
-    disable_default_response: bool, manufacturer_code: int | None, max_frame_size: int | None,
+    cluster: Any,
+    command: Any,
+    fields: Any,
+    *,
+    se_version: str,
+    tsn: int,
+    disable_default_response: bool,
+    manufacturer_code: int | None,
+    max_frame_size: int | None,
 ) -> str:
     if not isinstance(command, str):
         raise InputError("command", f"command must be a string, not {command!r}")
     cluster_id = zigbee_se.resolve_cluster(cluster)
     frame = zigbee_se.encode_frame(
-        cluster_id, command, _from_json(cluster_id, command, fields),
-        se_version=se_version, tsn=tsn, disable_default_response=disable_default_response,
-        manufacturer_code=manufacturer_code, max_frame_size=max_frame_size or None,
+        cluster_id,
+        command,
+        _from_json(cluster_id, command, fields),
+        se_version=se_version,
+        tsn=tsn,
+        disable_default_response=disable_default_response,
+        manufacturer_code=manufacturer_code,
+        max_frame_size=max_frame_size or None,
     )
     return frame.hex()
 
@@ -132,11 +150,18 @@ def _encode_main(args: argparse.Namespace) -> int:
         return 2
     try:
         fields = json.loads(args.fields)
-        print(encode_one(
-            args.cluster, args.command, fields, se_version=args.se_version, tsn=args.tsn,
-            disable_default_response=args.disable_default_response,
-            manufacturer_code=args.manufacturer_code, max_frame_size=args.max_frame_size,
-        ))
+        print(
+            encode_one(
+                args.cluster,
+                args.command,
+                fields,
+                se_version=args.se_version,
+                tsn=args.tsn,
+                disable_default_response=args.disable_default_response,
+                manufacturer_code=args.manufacturer_code,
+                max_frame_size=args.max_frame_size,
+            )
+        )
     except (SECodecError, InputError, json.JSONDecodeError) as exc:
         print(f"hangw se encode: {_describe(exc)}", file=sys.stderr)
         return 1
@@ -152,9 +177,12 @@ def _encode_line(line: str, args: argparse.Namespace) -> str:
         raise InputError("line", "each line must be a JSON object")
     tsn = item.get("tsn", args.tsn)
     return encode_one(
-        item.get("cluster"), item.get("command"), item.get("fields", {}),
+        item.get("cluster"),
+        item.get("command"),
+        item.get("fields", {}),
         se_version=str(item.get("se_version", args.se_version)),
-        tsn=tsn, disable_default_response=bool(item.get("disable_default_response", args.disable_default_response)),
+        tsn=tsn,
+        disable_default_response=bool(item.get("disable_default_response", args.disable_default_response)),
         manufacturer_code=item.get("manufacturer_code", args.manufacturer_code),
         max_frame_size=item.get("max_frame_size", args.max_frame_size),
     )

@@ -51,6 +51,13 @@ def register(subparsers: Any) -> None:
         help="a simulated display in pairing mode (repeatable)",
     )
     parser.add_argument("--baud", type=int, help="pace the line at this baud rate")
+    parser.add_argument(
+        "--time-poll",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="devices re-read the ESI's time this often (0: never)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -72,7 +79,14 @@ def _run(args: argparse.Namespace) -> int:
         devices = []
         for text in args.device:
             eui64, code = _parse_device(text)
-            devices.append(SePeer(eui64, parse_install_code(code).code.hex()))
+            devices.append(
+                SePeer(
+                    eui64,
+                    parse_install_code(code).code.hex(),
+                    register=True,
+                    time_poll_s=args.time_poll or None,
+                )
+            )
     except (ProfileError, InstallCodeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,10 +28,23 @@ class SePeer:
     output_clusters = [PRICE, DRLC, MESSAGING, TIME]  # noqa: RUF012
     node_type = "router"
 
-    def __init__(self, eui64: str, install_code: str, clock: int | None = None) -> None:
+    def __init__(
+        self,
+        eui64: str,
+        install_code: str,
+        clock: int | None = None,
+        *,
+        register: bool = False,
+        time_poll_s: float | None = None,
+    ) -> None:
         self.eui64 = eui64
         self.install_code = install_code
         self._fixed_clock = clock
+        # After joining, ask the ESI for the time and for what it missed (SE_BEHAVIOUR.md 2.2:
+        # GetScheduledEvents, GetCurrentPrice, GetLastMessage), and re-read the time periodically.
+        self.register = register
+        self.time_poll_s = time_poll_s
+        self._poller: asyncio.Task[None] | None = None
         self.frames: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         self.joined = asyncio.Event()
         self._uplink: Any = None
@@ -42,6 +55,19 @@ class SePeer:
 
     def on_joined(self) -> None:
         self.joined.set()
+        if (self.register or self.time_poll_s) and self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._talk())
+
+    async def _talk(self) -> None:
+        await asyncio.sleep(0.5)  # the ESI interviews the device first
+        if self.register:
+            self.send(TIME, "read_attributes", {"attribute_ids": [0, 1]})
+            self.send(DRLC, "get_scheduled_events", {"start_time": 0, "number_of_events": 0})
+            self.send(PRICE, "get_current_price", {"command_options": 0})
+            self.send(MESSAGING, "get_last_message", {})
+        while self.time_poll_s:
+            await asyncio.sleep(self.time_poll_s)
+            self.send(TIME, "read_attributes", {"attribute_ids": [0, 1]})
 
     @property
     def clock(self) -> int:

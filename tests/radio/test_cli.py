@@ -1,0 +1,155 @@
+"""The field technician's scenario driven through `hangw radio` and `hangw sim ncp`, as real
+processes: a coordinator emulator on a pty with a display in pairing mode, then every command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+EUI = "00:0d:6f:00:0a:90:69:e7"
+CODE = "83FED3407A939723A5C639B26916D505C3B5"
+WRONG_CODE = "00112233445566778899AABBCCDDEEFF528F"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def coordinator(tmp_path: Path) -> Iterator[dict[str, str]]:
+    link = tmp_path / "ttyNCP"
+    log = tmp_path / "sim.log"
+    command = ["sim", "ncp", "--pty", "--link", str(link), "--device", f"{EUI}={CODE}", "--time-poll", "1"]
+    with log.open("w") as out:
+        sim = subprocess.Popen([sys.executable, "-m", "gateway", *command], cwd=ROOT, stdout=out, stderr=out)
+    try:
+        for _ in range(400):
+            if "device path:" in log.read_text() or sim.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert f"device path: {link}" in log.read_text(), log.read_text()
+        yield dict(os.environ, HANGW_RADIO_DEVICE=str(link), HANGW_RADIO_DB=str(tmp_path / "radio.db"))
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
+def hangw(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "radio", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_ports_lists_something_or_says_none() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway", "radio", "ports"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode in (0, 1)
+    assert run.stdout.strip()
+
+
+def test_field_scenario_from_the_command_line(coordinator: dict[str, str], tmp_path: Path) -> None:
+    env = coordinator
+    run = hangw(env, "info")
+    assert run.returncode == 0, run.stderr
+    assert "coordinator: Nabu Casa SkyConnect v1.0" in run.stdout
+    assert "firmware: EmberZNet 7.4.4.0 build 0, EZSP protocol 13" in run.stdout
+    assert "network: none" in run.stdout
+
+    run = hangw(env, "form", "--channel", "20")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("formed: channel 20, PAN 0x")
+    run = hangw(env, "form")
+    assert "network already formed: channel 20" in run.stdout
+
+    run = hangw(env, "provision", "--eui64", EUI, "--install-code", CODE[:-1] + "6")
+    assert run.returncode == 2
+    assert "expected CRC C3B5" in run.stderr  # refused on entry, nothing sent
+
+    run = hangw(env, "provision", "--eui64", EUI, "--install-code", WRONG_CODE, "--timeout", "2")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "waiting for 00:0d:6f:00:0a:90:69:e7 to join: 2s left" in run.stdout
+    assert "not joined: no join within 2s" in run.stdout
+
+    run = hangw(env, "provision", "--eui64", EUI, "--install-code", CODE, "--timeout", "20")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "install code 83FE D340 7A93 9723 A5C6 39B2 6916 D505 C3B5: CRC ok" in run.stdout
+    assert f"joined: {EUI} as 0x" in run.stdout
+
+    run = hangw(env, "devices")
+    assert run.stdout.startswith(f"{EUI}\tnwk 0x") and "endpoints [1]" in run.stdout
+
+    run = hangw(env, "send-text", "--eui64", EUI, "--text", "Peak at 5pm", "--message-id", "42")
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"delivered to {EUI} (APS acknowledged)"
+    assert lines[1].startswith("confirmed message 42 at ")
+
+    run = hangw(env, "send-price", "--eui64", EUI, "--price", "0.1234", "--issuer-event-id", "77")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[1].startswith("price 77 acknowledged at ")
+    run = hangw(env, "send-price", "--eui64", EUI, "--price", "-1")
+    assert run.returncode == 2 and "--price" in run.stderr
+
+    run = hangw(env, "send-event", "--eui64", EUI, "--issuer-event-id", "9", "--timeout", "2")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[1].startswith("event 9: received at ")
+
+    backup = tmp_path / "backup.json"
+    run = hangw(env, "backup", "--out", str(backup))
+    assert run.returncode == 0, run.stderr
+    saved = json.loads(backup.read_text())
+    assert saved["network_info"]["channel"] == 20
+    assert oct(backup.stat().st_mode & 0o777) == "0o600"
+
+    run = hangw(env, "remove", "--eui64", EUI)
+    assert run.stdout.strip() == f"{EUI} left the HAN", run.stdout + run.stderr
+    assert hangw(env, "devices").stdout.strip() == "no devices"
+
+
+def test_watch_shows_decoded_device_traffic(coordinator: dict[str, str]) -> None:
+    env = coordinator
+    assert hangw(env, "form").returncode == 0
+    assert hangw(env, "provision", "--eui64", EUI, "--install-code", CODE).returncode == 0
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "radio", "watch", "--seconds", "8"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # The port is exclusive, so the traffic comes from the display itself: it re-reads the
+    # ESI's time every second (--time-poll 1), and watch decodes each request.
+    out, err = watch.communicate(timeout=60)
+    assert watch.returncode == 0, err
+    assert "watching" in out and "coordinator reachable" in out
+    reads = [line for line in out.splitlines() if f"{EUI} 0x000A read_attributes" in line]
+    assert len(reads) >= 3, out
+    assert '"attribute_ids": [0, 1]' in reads[0] and "NOT APS-ENCRYPTED" not in reads[0]
+
+
+def test_usage_errors_name_the_field() -> None:
+    env = dict(os.environ)
+    env.pop("HANGW_RADIO_DEVICE", None)
+    run = hangw(env, "info")
+    assert run.returncode == 2 and "--device" in run.stderr
+    run = hangw(env, "info", "--device", "/dev/ttyUSB0", "--baudrate", "1200")
+    assert run.returncode == 2 and "baudrate=1200" in run.stderr
+    run = hangw(env, "info", "--device", "/nonexistent/ttyNCP")
+    assert run.returncode == 3 and "coordinator at /nonexistent/ttyNCP" in run.stderr
