@@ -114,7 +114,16 @@ class RadioRoute:
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     async def _connect(self, *, auto_form: bool) -> None:
-        app = await SEControllerApplication.new(self.config.zigpy_config(), auto_form=auto_form, start_radio=True)
+        # What ControllerApplication.new() does, except that a failed start closes the database
+        # again: new() leaves aiosqlite's thread running, which keeps a CLI process alive.
+        app = SEControllerApplication(self.config.zigpy_config())
+        await app._load_db()
+        try:
+            await app.startup(auto_form=auto_form)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await app.shutdown()
+            raise
         app.se_packet_hook = self._on_se_packet
         app.add_listener(_Listener(self))
         self._opened(app)

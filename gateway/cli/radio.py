@@ -334,8 +334,7 @@ def _provision(args: argparse.Namespace) -> int:
     try:  # validate on entry, before touching the radio
         code = parse_install_code(args.install_code)
     except InstallCodeError as exc:
-        expected = f" (expected CRC {exc.expected_crc})" if exc.expected_crc else ""
-        print(f"error: --install-code: {exc.reason}{expected}", file=sys.stderr)
+        print(f"error: --install-code: {exc.reason}", file=sys.stderr)
         return EXIT_USAGE
     print(f"install code {code.normalized}: CRC ok")
 

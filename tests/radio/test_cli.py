@@ -79,7 +79,7 @@ def test_field_scenario_from_the_command_line(coordinator: dict[str, str], tmp_p
 
     run = hangw(env, "provision", "--eui64", EUI, "--install-code", CODE[:-1] + "6")
     assert run.returncode == 2
-    assert "expected CRC C3B5" in run.stderr  # refused on entry, nothing sent
+    assert "expected C3B5" in run.stderr  # refused on entry, nothing sent
 
     run = hangw(env, "provision", "--eui64", EUI, "--install-code", WRONG_CODE, "--timeout", "2")
     assert run.returncode == 1, run.stdout + run.stderr
@@ -153,3 +153,6 @@ def test_usage_errors_name_the_field() -> None:
     assert run.returncode == 2 and "baudrate=1200" in run.stderr
     run = hangw(env, "info", "--device", "/nonexistent/ttyNCP")
     assert run.returncode == 3 and "coordinator at /nonexistent/ttyNCP" in run.stderr
+    # a failed start must not leave zigpy's database thread holding the process open
+    run = hangw(env, "send-text", "--device", "/nonexistent/ttyNCP", "--eui64", EUI, "--text", "x")
+    assert run.returncode == 3 and "FileNotFoundError" in run.stderr
