@@ -339,3 +339,38 @@ async def test_backup_and_restore_through_the_route(route, emulator, joined) -> 
     finally:
         await r2.stop()
         await other.close()
+
+
+async def test_unplug_and_replug_queued_frames_go_out_once(tmp_path) -> None:
+    emu = NcpEmulator(load_profile("emberznet-7.4-mg24"))
+    link = tmp_path / "ttyNCP"  # a stable name, like /dev/serial/by-id/…
+    await emu.serve_pty(link)
+    r = RadioRoute(RadioConfig(device=str(link), use_thread=False, reconnect_min_s=0.05, reconnect_max_s=0.2))
+    try:
+        await r.start()
+        device = SePeer(EUI, CODE)
+        result, _ = await provision(r, emu, device)
+        assert result is JoinResult.JOINED
+        await emu.unplug()
+        await wait_for(r, CoordinatorUnreachable)
+        assert not r.reachable
+        results = r.submit([text("while-out-1", 11, "one"), text("while-out-2", 12, "two")])
+        assert [x.status for x in results] == [SubmitStatus.ACCEPTED] * 2
+        await asyncio.sleep(0.5)  # the route keeps retrying the port meanwhile
+        await emu.replug()
+        outcomes = {}
+        async with asyncio.timeout(15):
+            while len(outcomes) < 2:
+                event = await r.next_event()
+                if isinstance(event, DeliveryResult):
+                    outcomes[event.outbound_id] = event.outcome
+        assert outcomes == {"while-out-1": Delivery.DELIVERED, "while-out-2": Delivery.DELIVERED}
+        shown = []
+        while not device.frames.empty():
+            _c, frame = device.frames.get_nowait()
+            if frame.command == "display_message":
+                shown.append(frame.fields["message_id"])
+        assert shown == [11, 12]
+    finally:
+        await r.stop()
+        await emu.close()
