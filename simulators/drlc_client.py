@@ -97,7 +97,7 @@ class DrlcHost(Protocol):
     def at_local(self, when: float, cb: Any, *args: Any) -> Any: ...
     def random_below(self, n: int) -> int: ...
     def send_res(self, fields: dict[str, Any], tsn: int | None) -> None: ...
-    def send_default_response(self, command_id: int, status: int, tsn: int) -> None: ...
+    def send_default_response_drlc(self, command_id: int, status: int, tsn: int) -> None: ...
     def apply_event(self, event: LoadControlEvent | None) -> None: ...
     def applied_values(self) -> tuple[int, int, int, int]: ...
 
@@ -446,7 +446,7 @@ class DrlcClient:
             return
         raw_eff = f["effective_time"]
         if rules.cancel_nonzero_effective_refused and raw_eff != 0:
-            self.host.send_default_response(0x01, 0x86, tsn)  # UNSUPPORTED_ATTRIBUTE
+            self.host.send_default_response_drlc(0x01, 0x86, tsn)  # UNSUPPORTED_ATTRIBUTE
             return
         ev = self.find(iid)
         if ev is None or ev.superseded_by is not None:
@@ -500,7 +500,7 @@ class DrlcClient:
             if self.rules.cancel_all_empty_res:
                 self._res(None, REJECTED_INVALID_CANCEL, tsn, 0)
             elif not disable_default_response:
-                self.host.send_default_response(0x02, 0x00, tsn)
+                self.host.send_default_response_drlc(0x02, 0x00, tsn)
             return
         control = f["cancel_control"]
         now = self.host.local_now()
