@@ -99,7 +99,7 @@ class ClientDevice(SimDevice):
         """Subclasses change set points / relays / load. ``None`` = back to normal."""
 
     def applied_values(self) -> tuple[int, int, int, int]:
-        return (0x8000, 0x8000, -128, 0xFF)
+        return (-0x8000, -0x8000, -128, 0xFF)
 
     # ------------------------------------------------------------------ resident actions
     def opt_out(self, issuer_event_id: int) -> bool:

@@ -8,6 +8,7 @@ simulated meter or the EZSP coordinator emulator is on the other side. All frame
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,16 @@ from simulators.addressing import check_eui64
 from simulators.clock import Clock
 from simulators.profiles import FirmwareProfile
 from simulators.se_time import from_utc, to_utc
-from zigbee_se import ClusterId, DecodedFrame, DecodeError, SEVersion, decode_frame, encode_frame
+from zigbee_se import (
+    ClusterId,
+    DecodedFrame,
+    DecodeError,
+    NibblePair,
+    SEVersion,
+    command_definitions,
+    decode_frame,
+    encode_frame,
+)
 
 TIME = int(ClusterId.TIME)
 PRICE = int(ClusterId.PRICE)
@@ -41,6 +51,18 @@ UNSUPPORTED_CLUSTER = 0xC3
 Uplink = Callable[[int, bytes], None]
 
 _SE_VERSIONS = {"1.0": SEVersion.V1_0, "1.1": SEVersion.V1_1, "1.2": SEVersion.V1_2}
+
+
+@functools.cache
+def _v10_field_names(cluster_id: int, command: str) -> frozenset[str]:
+    names: set[str] = set()
+    for definition in command_definitions(cluster_id, command)[:1]:
+        for item in definition.fields_for(SEVersion.V1_0):
+            if isinstance(item, NibblePair):
+                names.update((item.high.name, item.low.name))
+            else:
+                names.add(item.name)
+    return frozenset(names)
 
 
 class SimDevice:
@@ -188,14 +210,10 @@ class SimDevice:
             self._error(cluster_id, frame, status)
 
     def _has_newer_fields(self, cluster_id: int, frame: DecodedFrame, raw: bytes) -> bool:
-        """Does the frame carry more than SE 1.0 defines? (re-encode at 1.0 and compare length)"""
-        try:
-            v10 = encode_frame(cluster_id, frame.command, frame.fields, se_version=SEVersion.V1_0,
-                               tsn=frame.tsn,
-                               disable_default_response=frame.disable_default_response)
-        except (ValueError, KeyError):
-            return False
-        return len(raw) > len(v10)
+        """Does the frame carry fields that SE 1.0 does not define (or unknown trailing bytes)?"""
+        if frame.trailing:
+            return True
+        return any(k not in _v10_field_names(cluster_id, frame.command) for k in frame.fields)
 
     def _error(self, cluster_id: int, frame: DecodedFrame, status: int) -> None:
         """Default Response for an error: sent even when the sender disabled default responses."""

@@ -31,7 +31,7 @@ REJECTED_EXPIRED = 0xFB
 REJECTED_UNDEFINED_EVENT = 0xFD
 REJECTED = 0xFE
 
-NOT_USED_SET_POINT = 0x8000  # int16 wire value -32768 as the codec may present it signed
+NOT_USED_SET_POINT = -0x8000  # int16 -32768 (wire 0x8000)
 NOT_USED_OFFSET = 0xFF
 NOT_USED_LOAD = -128
 NOT_USED_DUTY = 0xFF
@@ -238,8 +238,8 @@ class DrlcClient:
                 cool, heat, avg, duty = self.host.applied_values()
                 ctl = ev.event_control
             else:
-                cool = ev.cooling_set_point & 0xFFFF
-                heat = ev.heating_set_point & 0xFFFF
+                cool = ev.cooling_set_point
+                heat = ev.heating_set_point
                 avg, duty, ctl = ev.avg_load, ev.duty_cycle, ev.event_control
             fields = {
                 "issuer_event_id": ev.issuer_event_id, "event_status": status,

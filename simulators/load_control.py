@@ -39,4 +39,4 @@ class LoadControlDevice(ClientDevice):
     def applied_values(self) -> tuple[int, int, int, int]:
         avg = self.load_adjustment if self.load_adjustment is not None else -128
         duty = self.duty_cycle if self.duty_cycle is not None else 0xFF
-        return (0x8000, 0x8000, avg, duty)
+        return (-0x8000, -0x8000, avg, duty)

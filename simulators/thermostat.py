@@ -54,6 +54,7 @@ class Thermostat(ClientDevice):
 
     def applied_values(self) -> tuple[int, int, int, int]:
         """What NXP-style firmware reports: the set points it actually applied."""
-        cool = self.cooling_set_point if self.cooling_set_point != self.normal_cooling else 0x8000
-        heat = self.heating_set_point if self.heating_set_point != self.normal_heating else 0x8000
-        return (cool & 0xFFFF, heat & 0xFFFF, -128, 0xFF)
+        cool, heat = self.cooling_set_point, self.heating_set_point
+        cool = cool if cool != self.normal_cooling else NOT_USED_SP
+        heat = heat if heat != self.normal_heating else NOT_USED_SP
+        return (cool, heat, -128, 0xFF)
