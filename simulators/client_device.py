@@ -35,9 +35,8 @@ class ClientDevice(SimDevice):
                 ueg=profile.utility_enrollment_group,
                 start_rand_min=profile.start_randomization_minutes,
                 duration_rand_min=profile.duration_randomization_minutes,
-                table_size=profile.event_table_size)
-            if profile.quirks.refuse_mandatory_opt_out:
-                self.drlc._refuse_mandatory = True
+                table_size=profile.event_table_size,
+                refuse_mandatory=profile.quirks.refuse_mandatory_opt_out)
 
     # ------------------------------------------------------------------ registration
     def initial_requests(self) -> None:

@@ -38,24 +38,18 @@ class Clock(Protocol):
 
 
 class VirtualHandle:
-    """A timer on the virtual clock. Ordered by (when, sequence) so ties run in scheduling order."""
+    """A timer on the virtual clock."""
 
-    __slots__ = ("args", "cancelled", "cb", "seq", "when")
+    __slots__ = ("args", "cancelled", "cb", "when")
 
-    def __init__(self, when: float, seq: int, cb: Callable[..., Any], args: tuple[Any, ...]):
+    def __init__(self, when: float, cb: Callable[..., Any], args: tuple[Any, ...]):
         self.when = when
-        self.seq = seq
         self.cb = cb
         self.args = args
         self.cancelled = False
 
     def cancel(self) -> None:
         self.cancelled = True
-
-    def __lt__(self, other: VirtualHandle) -> bool:
-        if self.when != other.when:
-            return self.when < other.when
-        return self.seq < other.seq
 
 
 class VirtualClock:
@@ -67,7 +61,9 @@ class VirtualClock:
 
     def __init__(self, start: float = DEFAULT_VIRTUAL_START, seed: int = 0) -> None:
         self._now = float(start)
-        self._heap: list[VirtualHandle] = []
+        # (when, sequence, handle): tuples compare in C, and the sequence keeps ties in the
+        # order they were scheduled.
+        self._heap: list[tuple[float, int, VirtualHandle]] = []
         self._seq = 0
         self.rng = random.Random(seed)
         self.callbacks_run = 0
@@ -77,8 +73,9 @@ class VirtualClock:
 
     def call_at(self, when: float, cb: Callable[..., Any], *args: Any) -> VirtualHandle:
         self._seq += 1
-        handle = VirtualHandle(max(when, self._now), self._seq, cb, args)
-        heapq.heappush(self._heap, handle)
+        when = max(when, self._now)
+        handle = VirtualHandle(when, cb, args)
+        heapq.heappush(self._heap, (when, self._seq, handle))
         return handle
 
     def call_later(self, delay: float, cb: Callable[..., Any], *args: Any) -> VirtualHandle:
@@ -88,11 +85,12 @@ class VirtualClock:
         """Run every callback due at or before ``t`` in time order; then the clock reads ``t``."""
         ran = 0
         heap = self._heap
-        while heap and heap[0].when <= t:
-            handle = heapq.heappop(heap)
+        pop = heapq.heappop
+        while heap and heap[0][0] <= t:
+            when, _, handle = pop(heap)
             if handle.cancelled:
                 continue
-            self._now = handle.when
+            self._now = when
             handle.cb(*handle.args)
             ran += 1
         self._now = max(self._now, t)
@@ -110,18 +108,18 @@ class VirtualClock:
         deadline = self._now + max_seconds
         ran = 0
         while self._heap:
-            nxt = self._heap[0]
+            when, _, nxt = self._heap[0]
             if nxt.cancelled:
                 heapq.heappop(self._heap)
                 continue
-            if nxt.when > deadline:
+            if when > deadline:
                 break
-            ran += self.run_until(nxt.when)
+            ran += self.run_until(when)
         return ran
 
     @property
     def pending(self) -> int:
-        return sum(1 for h in self._heap if not h.cancelled)
+        return sum(1 for _, _, h in self._heap if not h.cancelled)
 
 
 class RealClock:

@@ -12,8 +12,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from simulators.addressing import check_eui64
+from simulators.addressing import check_eui64, link_key_from_install_code
 from simulators.clock import Clock
+from simulators.errors import SimulatorError
 from simulators.profiles import FirmwareProfile
 from simulators.se_time import from_utc, to_utc
 from zigbee_se import (
@@ -71,13 +72,16 @@ class SimDevice:
     __slots__ = (
         "_clk_base_local", "_clk_base_real", "_energy_wh", "_load_since", "_load_w", "_tsn",
         "_uplink", "clock", "dropped", "endpoint", "eui64", "frames_in", "frames_out",
-        "install_code", "profile", "se_version", "time_synced", "undecodable",
+        "install_code", "link_key", "profile", "se_version", "time_synced", "undecodable",
     )
 
     def __init__(self, eui64: bytes, install_code: bytes, profile: FirmwareProfile, clock: Clock,
-                 endpoint: int = 1) -> None:
+                 endpoint: int = 1, *, link_key: bytes | None = None) -> None:
         self.eui64 = check_eui64(eui64)
         self.install_code = bytes(install_code)
+        # The preconfigured link key the firmware derived from its install code at manufacture
+        # (None if the code's CRC is bad: such a device can never join). Computed lazily.
+        self.link_key = link_key
         self.profile = profile
         self.clock = clock
         self.endpoint = endpoint
@@ -108,6 +112,15 @@ class SimDevice:
     @property
     def attached(self) -> bool:
         return self._uplink is not None
+
+    def derive_link_key(self) -> bytes | None:
+        """The preconfigured link key from the install code (AES-MMO via zigpy), cached."""
+        if self.link_key is None:
+            try:
+                self.link_key = link_key_from_install_code(self.install_code)
+            except SimulatorError:
+                return None
+        return self.link_key
 
     def on_joined(self) -> None:
         """Called once the device is on the HAN: registration then its initial requests."""

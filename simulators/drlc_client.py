@@ -167,12 +167,13 @@ class DrlcClient:
     """Event table + timers of one DRLC client endpoint."""
 
     __slots__ = (
-        "device_class", "duration_randomization_minutes", "events", "host", "rules",
-        "start_randomization_minutes", "table_size", "tsn_last", "ueg",
+        "device_class", "duration_randomization_minutes", "events", "host", "refuse_mandatory",
+        "rules", "start_randomization_minutes", "table_size", "ueg",
     )
 
     def __init__(self, host: DrlcHost, rules: DrlcRules, *, device_class: int, ueg: int,
-                 start_rand_min: int, duration_rand_min: int, table_size: int) -> None:
+                 start_rand_min: int, duration_rand_min: int, table_size: int,
+                 refuse_mandatory: bool = False) -> None:
         self.host = host
         self.rules = rules
         self.device_class = device_class  # DeviceClassValue attribute 0x0003
@@ -181,7 +182,7 @@ class DrlcClient:
         self.duration_randomization_minutes = duration_rand_min  # attribute 0x0002
         self.table_size = table_size
         self.events: list[LoadControlEvent] = []
-        self.tsn_last = 0
+        self.refuse_mandatory = refuse_mandatory  # opt-out of criticality >= 7 refused
 
     # ----------------------------------------------------------------- filters and helpers
     def matches(self, device_class: int, ueg: int) -> bool:
@@ -418,7 +419,7 @@ class DrlcClient:
         ev = self.find(issuer_event_id)
         if ev is None or ev.superseded_by is not None:
             return False
-        if not opt_in and ev.criticality >= 7 and self._refuse_mandatory:
+        if not opt_in and ev.criticality >= 7 and self.refuse_mandatory:
             if se_version == "1.2":
                 self._res(ev, INVALID_OPT_OUT)
             return False
@@ -433,8 +434,6 @@ class DrlcClient:
         elif ev.state == SCHEDULED and self.rules.res_opt_before_start:
             self._res(ev, status)  # SL sends at once (the precedence bug SE_BEHAVIOUR.md §1.6)
         return True
-
-    _refuse_mandatory = False  # set per instance by the device from its profile quirks
 
     # ----------------------------------------------------------------- cancel
     def on_cancel(self, f: dict[str, Any], tsn: int) -> None:

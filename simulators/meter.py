@@ -192,7 +192,7 @@ class SimMeter:
 
     def _complete_join(self, device: SimDevice) -> None:
         lc = device.profile.device_type == "load_control" or device.profile.has("drlc")
-        failure = self.han.complete_join(device.eui64, device.install_code, lc)
+        failure = self.han.complete_join(device.eui64, device.derive_link_key(), lc)
         if failure is not None:
             self._han_event("join_failed", device.eui64, str(failure))
             return

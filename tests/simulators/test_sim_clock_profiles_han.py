@@ -139,19 +139,21 @@ def test_han_join_window_key_check_and_enhanced_load_control_limit() -> None:
     han = HanProvisioning(enhanced=True)
     han.initialize()
     other = install_code_with_crc(bytes(range(16)))
+    other_key = link_key_from_install_code(other)
     han.provision(_eui(1), install_code=SPEC_CODE, join_window_s=60, now=0)
     assert han.first_contact(_eui(2), now=1) == JoinFailure.NOT_PROVISIONED
     assert han.first_contact(_eui(1), now=61) == JoinFailure.JOIN_WINDOW_EXPIRED
     han.provision(_eui(1), link_key=SPEC_KEY, join_window_s=60, now=100)
     assert han.first_contact(_eui(1), now=110) is None
     assert han.records[_eui(1)].status == DeviceStatus.FIND_PENDING
-    assert han.complete_join(_eui(1), other, load_control=False) == JoinFailure.LINK_KEY_MISMATCH
-    assert han.complete_join(_eui(1), SPEC_CODE, load_control=False) is None
+    mismatch = han.complete_join(_eui(1), other_key, load_control=False)
+    assert mismatch == JoinFailure.LINK_KEY_MISMATCH
+    assert han.complete_join(_eui(1), SPEC_KEY, load_control=False) is None
     assert han.records[_eui(1)].status == DeviceStatus.JOINED
     for i in range(10, 19):
         han.provision(_eui(i), install_code=other, join_window_s=60, now=100)
         assert han.first_contact(_eui(i), now=101) is None
         expected = None if i < 18 else JoinFailure.LOAD_CONTROL_LIMIT
-        assert han.complete_join(_eui(i), other, load_control=True) == expected
+        assert han.complete_join(_eui(i), other_key, load_control=True) == expected
     with pytest.raises(ProvisioningError, match="at most 10"):
         han.provision(_eui(30), install_code=other, join_window_s=60, now=100)
