@@ -277,7 +277,8 @@ class DrlcClient:
         start_now = raw_start == 0
         start = now if start_now else from_utc(raw_start)
         end = start + f["duration_in_minutes"] * 60
-        expired = end <= now if rules.expired_when_end_equals_now else now > end
+        now_s = float(int(now))  # device clocks count whole UTC seconds
+        expired = end <= now_s if rules.expired_when_end_equals_now else now_s > end
         if raw_start != UTC_INVALID and expired:
             self._res(None, REJECTED_EXPIRED, tsn, f["issuer_event_id"])
             return
@@ -378,7 +379,7 @@ class DrlcClient:
             ev.waiting = True  # SL "test 10.38": start only when no other event runs
             return
         now = self.host.local_now()
-        if now > ev.effective_start:
+        if ev.waiting and now > ev.effective_start:
             ev.rs += now - ev.effective_start  # delayed start: the full duration still runs
         ev.waiting = False
         ev.state = ACTIVE
