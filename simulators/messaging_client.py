@@ -147,7 +147,7 @@ class MessagingClient:
                                   "confirmation_time": self.device.local_utc()}
         if self.device.profile.se_version == "1.2" and m.control & ENHANCED_CONFIRM:
             fields["message_confirmation_control"] = 0x02 if yes else 0x01
-            fields["message_response"] = response.encode("utf-8")
+            fields["message_response"] = response
         self.device.send(MESSAGING, "message_confirmation", fields)
         return True
 

@@ -278,3 +278,36 @@ def test_undecodable_and_unknown_frames_from_upstream() -> None:
     ups = [e for e in p.events if isinstance(e, DeviceFrame)]
     assert len(ups) == 1
     assert not [e for e in p.events if isinstance(e, HanEvent)]
+
+
+def test_se12_enhanced_confirmation_carries_the_answer() -> None:
+    from simulators.profiles import profile_from_dict
+
+    prof = profile_from_dict({
+        "id": "ihd-12", "vendor": "v", "model": "m", "firmware_version": "1", "se_version": "1.2",
+        "device_type": "ihd", "clusters": ["messaging"], "quirks": {"never_confirm": True}})
+    p = Premise.build(["ihd-12"], profiles={"ihd-12": prof})
+    ihd = p.devices[0]
+    p.send(ALL_DEVICES, "messaging", "display_message",
+           message(7, "Accept the offer?", control=0xA0), se_version="1.2")
+    p.clock.advance(2)
+    assert ihd.confirm_message(yes=False, response="no thanks")
+    p.clock.advance(2)
+    (_, f), = answers(p, ihd.eui64, "message_confirmation")
+    assert f.fields["message_confirmation_control"] == 0x01
+    assert f.fields["message_response"] == "no thanks"
+
+
+def test_load_control_device_average_load_adjustment_lowers_demand() -> None:
+    p = Premise.build(["silabs-pool-pump"])
+    pump = p.devices[0]
+    before = p.meter.demand_w()
+    p.send(ALL_DEVICES, "drlc", "load_control_event", {
+        "issuer_event_id": 5, "device_class": 0x0008, "utility_enrollment_group": 5,
+        "start_time": 0, "duration_in_minutes": 30, "criticality_level": 2,
+        "average_load_adjustment_percentage": -40})
+    p.clock.advance(5)
+    assert pump.relay_on and pump.load_adjustment == -40
+    assert p.meter.demand_w() == before - 0.4 * pump.profile.nominal_load_w
+    res = [f for _, _, f in p.frames() if f.command == "report_event_status"]
+    assert res[-1].fields["average_load_adjustment_percentage_applied"] == -40
