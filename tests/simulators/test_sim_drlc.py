@@ -330,3 +330,25 @@ def test_refused_mandatory_opt_out_and_event_pulled_after_join() -> None:
     p.clock.advance(60)
     assert p.statuses(pct.eui64) == [(90, 0x01), (90, 0x02)]
     assert p.statuses(pump.eui64)[-1] == (90, 0x02)
+
+
+def test_cancel_with_randomization_silabs_including_the_nonzero_effective_time_quirk() -> None:
+    for seed in range(4):
+        p = Premise.build(["silabs-pool-pump"], seed=seed)  # 1 min start/duration randomization
+        p.send(ALL_DEVICES, "drlc", "load_control_event",
+               lce(1, minutes=60, dc=0x0008, ctl=0x03))
+        p.send(ALL_DEVICES, "drlc", "load_control_event",
+               lce(2, start=p.clock.now() + 7200, minutes=60, dc=0x0008, ctl=0x03))
+        p.clock.advance(300)
+        t = p.clock.now()
+        cancel = {"device_class": 0x0008, "utility_enrollment_group": 0, "cancel_control": 0x01}
+        p.send(ALL_DEVICES, "drlc", "cancel_load_control_event",
+               dict(cancel, issuer_event_id=1, effective_time=0))
+        # SL computes "0 + randomization" for a non-zero effective time: it cancels at once.
+        p.send(ALL_DEVICES, "drlc", "cancel_load_control_event",
+               dict(cancel, issuer_event_id=2, effective_time=to_utc(t + 3600)))
+        p.clock.advance(120)
+        cancelled = {f.fields["issuer_event_id"]: ts - t for ts, f in res_frames(p)
+                     if f.fields["event_status"] == 0x06}
+        assert 1.0 <= cancelled[2] <= 1.5
+        assert 1.0 <= cancelled[1] <= 61.5  # now + the event's randomization (< 60 s)
