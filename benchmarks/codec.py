@@ -199,7 +199,8 @@ def main() -> None:
     zigpy = zigpy_codecs()
 
     totals = {"codec_enc": 0.0, "codec_dec": 0.0, "hand_enc": 0.0, "hand_dec": 0.0}
-    print(f"{'frame':20s} {'op':6s} {'hand µs':>9s} {'codec µs':>9s} {'ratio':>6s} {'zigpy µs':>9s} {'zigpy ratio':>11s}")
+    head = ("frame", "op", "hand µs", "codec µs", "ratio", "zigpy µs", "zigpy ratio")
+    print(f"{head[0]:20s} {head[1]:6s} {head[2]:>9s} {head[3]:>9s} {head[4]:>6s} {head[5]:>9s} {head[6]:>11s}")
     for cluster, command, fields in CASES:
         hand_enc, hand_dec = HAND[command]
         frame = zigbee_se.encode_frame(cluster, command, fields, se_version=VERSION, tsn=7)

@@ -500,17 +500,16 @@ def compile_decoder(cmd: CommandDef) -> Decoder:
             every = entries + [e for it, var in optional for e in _entries(it, var)]
             src.add(f"return {{{', '.join(every)}}}, o", 2)
         src.add(f"r = {{{', '.join(entries)}}}")
+        # Stepwise: the payload may stop after any optional field. Bytes that cannot form the next
+        # field whole are left as the unknown trailing bytes the caller sees, not an error.
         for item, var in optional:
-            src.add("if o == n: return r, o")
             if isinstance(item, Field) and isinstance(item.type, CharString):
+                src.add("if o == n or o + 1 + d[o] > n and d[o] != 0xFF: return r, o")
                 src.add(f"{var}n = d[o]; o += 1")
                 _gen_string(src, item, var, 1)
             else:
                 size = _item_size(item)
-                src.add(
-                    f"if n - o < {size}: raise DecodeError(o, '{item.name}: needs {size} bytes, ' "
-                    f"+ str(n - o) + ' remain')"
-                )
+                src.add(f"if n - o < {size}: return r, o")
                 _gen_unpack_run(src, [(item, var)], 1)
             for entry in _entries(item, var):
                 key, value = entry.split(": ", 1)
