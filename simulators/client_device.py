@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from simulators.clock import Clock
-from simulators.device import DRLC, MALFORMED_COMMAND, MESSAGING, PRICE, SimDevice
+from simulators.device import DRLC, MESSAGING, PRICE, SimDevice
 from simulators.drlc_client import RULES, DrlcClient, LoadControlEvent
 from simulators.messaging_client import MessagingClient
 from simulators.price_client import PriceClient
 from simulators.profiles import FirmwareProfile
 from zigbee_se import DecodedFrame, encode_frame
-
-DRLC_MIN_LCE_PAYLOAD = 23  # EXG ZCL_DRLC_EVENT_MIN_SIZE: shorter LCEs are malformed
 
 
 class ClientDevice(SimDevice):
@@ -70,9 +68,6 @@ class ClientDevice(SimDevice):
         else:
             return False
         return True
-
-    def _malformed(self, cluster_id: int, frame: DecodedFrame) -> None:
-        self._error(cluster_id, frame, MALFORMED_COMMAND)
 
     # ------------------------------------------------------------------ DrlcHost
     def send_res(self, fields: dict[str, Any], tsn: int | None) -> None:

@@ -21,10 +21,12 @@ from zigbee_se import (
     ClusterId,
     DecodedFrame,
     DecodeError,
+    Direction,
     NibblePair,
     SEVersion,
     command_definitions,
     decode_frame,
+    decode_header,
     encode_frame,
 )
 
@@ -206,7 +208,8 @@ class SimDevice:
         try:
             frame = decode_frame(cluster_id, zcl_frame)
         except DecodeError:
-            self.undecodable += 1  # cannot even read the header reliably: nothing to answer
+            self.undecodable += 1
+            self._malformed(cluster_id, zcl_frame)
             return
         if (self.profile.quirks.reject_trailing_fields and frame.frame_type == 1
                 and self._has_newer_fields(cluster_id, frame, zcl_frame)):
@@ -221,6 +224,17 @@ class SimDevice:
             known = CLUSTER_NAMES.get(cluster_id) in self.profile.clusters
             status = UNSUP_CLUSTER_COMMAND if known else UNSUPPORTED_CLUSTER
             self._error(cluster_id, frame, status)
+
+    def _malformed(self, cluster_id: int, zcl_frame: bytes) -> None:
+        """A frame whose header reads but whose payload does not (e.g. an LCE shorter than 23
+        bytes): ZCL error Default Response MALFORMED_COMMAND (EXG). No header: silence."""
+        try:
+            header = decode_header(zcl_frame)
+        except DecodeError:
+            return
+        if header.direction == Direction.SERVER_TO_CLIENT and header.command_id != 0x0B:
+            self.send_default_response(cluster_id, header.command_id, MALFORMED_COMMAND,
+                                       header.tsn)
 
     def _has_newer_fields(self, cluster_id: int, frame: DecodedFrame, raw: bytes) -> bool:
         """Does the frame carry fields that SE 1.0 does not define (or unknown trailing bytes)?"""

@@ -272,6 +272,16 @@ def test_undecodable_and_unknown_frames_from_upstream() -> None:
     assert p.meter.send(ALL_DEVICES, 0x0701, b"\x09\x01") == 1  # forwarded, not understood
     p.clock.advance(2)
     assert p.devices[0].undecodable == 1
+    assert p.events == []  # not even a header: silence
+    lce = encode_frame(0x0701, "load_control_event", {
+        "issuer_event_id": 1, "device_class": 1, "start_time": 0, "duration_in_minutes": 5,
+        "criticality_level": 3}, tsn=33)
+    p.meter.send(ALL_DEVICES, 0x0701, lce[:20])  # an LCE cut short: MALFORMED_COMMAND
+    p.clock.advance(2)
+    (_, _, dr), = p.frames()
+    assert (dr.command, dr.tsn, dr.fields["command_id"], dr.fields["status"]) == (
+        "default_response", 33, 0x00, 0x80)
+    p.events.clear()
     frame = encode_frame(0x0703, "display_message", message(1, "hi"), tsn=9)
     p.meter.send(p.devices[0].eui64, 0x0703, frame)  # the PCT has a messaging client
     p.clock.advance(2)
