@@ -116,9 +116,9 @@ class LoadControlEvent:
         self.issuer_event_id: int = f["issuer_event_id"]
         self.device_class: int = f["device_class"]
         self.ueg: int = f["utility_enrollment_group"]
-        self.start = start
+        self.start: float = start
         self.start_now = start_now
-        self.duration_s = f["duration_in_minutes"] * 60
+        self.duration_s: int = int(f["duration_in_minutes"]) * 60
         self.criticality: int = f["criticality_level"]
         self.cooling_offset: int = f.get("cooling_temperature_offset", NOT_USED_OFFSET)
         self.heating_offset: int = f.get("heating_temperature_offset", NOT_USED_OFFSET)
@@ -154,13 +154,13 @@ def _sp(v: Any) -> int:
     """Set points as signed int16 with -32768 meaning not used, whatever the codec hands us."""
     if v is None:
         return -0x8000
-    v = int(v)
-    return v - 0x10000 if v >= 0x8000 else v
+    n = int(v)
+    return n - 0x10000 if n >= 0x8000 else n
 
 
 def _s8(v: Any) -> int:
-    v = int(v)
-    return v - 0x100 if v >= 0x80 else v
+    n = int(v)
+    return n - 0x100 if n >= 0x80 else n
 
 
 class DrlcClient:

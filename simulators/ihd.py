@@ -46,6 +46,6 @@ class InHomeDisplay(ClientDevice):
         """Instantaneous demand as the display shows it (value x multiplier / divisor, in kW)."""
         if 0x0400 not in self.metering:
             return None
-        mult = self.metering.get(0x0301, 1) or 1
-        div = self.metering.get(0x0302, 1) or 1
-        return self.metering[0x0400] * mult / div * 1000.0
+        mult = float(self.metering.get(0x0301, 1) or 1)
+        div = float(self.metering.get(0x0302, 1) or 1)
+        return float(self.metering[0x0400]) * mult / div * 1000.0
