@@ -352,3 +352,18 @@ def test_cancel_with_randomization_silabs_including_the_nonzero_effective_time_q
                      if f.fields["event_status"] == 0x06}
         assert 1.0 <= cancelled[2] <= 1.5
         assert 1.0 <= cancelled[1] <= 61.5  # now + the event's randomization (< 60 s)
+
+
+def test_running_event_superseded_when_the_new_one_starts_nxp_and_freescale() -> None:
+    p = Premise.build(["nxp-pct", "freescale-pct-se10"])
+    nxp, fsl = (d.eui64 for d in p.devices)
+    now = p.clock.now()
+    p.send(ALL_DEVICES, "drlc", "load_control_event", lce(1, minutes=120))
+    p.clock.advance(60)
+    p.send(ALL_DEVICES, "drlc", "load_control_event", lce(2, start=now + 1800, minutes=30))
+    p.clock.advance(7200)
+    for eui in (nxp, fsl):
+        frames = res_frames(p, eui)
+        got = [(f.fields["issuer_event_id"], f.fields["event_status"]) for _, f in frames]
+        assert got == [(1, 0x01), (1, 0x02), (2, 0x01), (1, 0x07), (2, 0x02), (2, 0x03)]
+        assert frames[3][0] == frames[4][0]  # 0x07 and the new 0x02 at the new event's start
