@@ -54,6 +54,9 @@ UNSUPPORTED_CLUSTER = 0xC3
 Uplink = Callable[[int, bytes], None]
 
 _SE_VERSIONS = {"1.0": SEVersion.V1_0, "1.1": SEVersion.V1_1, "1.2": SEVersion.V1_2}
+# SE device ids (0x0500 ESI, 0x0501 metering device, ...): from memory of the SE spec, not verified.
+_SE_DEVICE_IDS = {"ihd": 0x0502, "pct": 0x0503, "load_control": 0x0504}
+_CLUSTER_IDS = {name: cid for cid, name in CLUSTER_NAMES.items()}
 
 
 @functools.cache
@@ -102,6 +105,26 @@ class SimDevice:
         self.frames_out = 0
         self.dropped = 0
         self.undecodable = 0
+
+    # ------------------------------------------------------------------ simple descriptor
+    # What a coordinator (the NCP emulator) or an ESI learns from ZDO descriptor requests.
+    profile_id = 0x0109  # Smart Energy
+    node_type = "router"  # mains-powered SE devices route
+
+    @property
+    def device_type(self) -> int:
+        """SE device id: 0x0502 in-home display, 0x0503 PCT, 0x0504 load control device."""
+        return _SE_DEVICE_IDS[self.profile.device_type]
+
+    @property
+    def input_clusters(self) -> tuple[int, ...]:
+        """Server clusters: Basic, Identify, Key Establishment."""
+        return (0x0000, 0x0003, 0x0800)
+
+    @property
+    def output_clusters(self) -> tuple[int, ...]:
+        """Client clusters: those of the firmware profile, plus Key Establishment."""
+        return (*sorted(_CLUSTER_IDS[c] for c in self.profile.clusters), 0x0800)
 
     # ------------------------------------------------------------------ link to the ESI
     def attach(self, uplink: Uplink) -> None:
