@@ -321,3 +321,23 @@ def test_load_control_device_average_load_adjustment_lowers_demand() -> None:
     assert p.meter.demand_w() == before - 0.4 * pump.profile.nominal_load_w
     res = [f for _, _, f in p.frames() if f.command == "report_event_status"]
     assert res[-1].fields["average_load_adjustment_percentage_applied"] == -40
+
+
+def test_a_device_behind_any_uplink_speaks_only_bytes() -> None:
+    from simulators.clock import VirtualClock
+    from zigbee_se import decode_frame
+
+    clock = VirtualClock(seed=3)
+    ihd = make_device(PROFILES["silabs-ihd"], b"\x21" * 8, install_code_with_crc(bytes(8)), clock)
+    sent: list[tuple[int, bytes]] = []
+    ihd.attach(lambda cluster, frame: sent.append((cluster, frame)))  # e.g. a coordinator
+    ihd.on_joined()
+    clock.advance(10)
+    assert [decode_frame(c, f).command for c, f in sent] == [
+        "read_attributes", "get_last_message", "get_current_price", "read_attributes"]
+    sent.clear()
+    ihd.deliver(0x0703, encode_frame("messaging", "display_message", message(1, "hi"), tsn=4))
+    clock.advance(1)
+    (cluster, frame), = sent
+    assert cluster == 0x0703 and decode_frame(cluster, frame).fields == {"command_id": 0,
+                                                                         "status": 0}
