@@ -15,6 +15,7 @@ from typing import Any
 from simulators.addressing import check_eui64, link_key_from_install_code
 from simulators.clock import Clock
 from simulators.errors import SimulatorError
+from simulators.frame_cache import decode_shared
 from simulators.profiles import FirmwareProfile
 from simulators.se_time import from_utc, to_utc
 from zigbee_se import (
@@ -25,7 +26,6 @@ from zigbee_se import (
     NibblePair,
     SEVersion,
     command_definitions,
-    decode_frame,
     decode_header,
     encode_frame,
 )
@@ -229,7 +229,7 @@ class SimDevice:
             return
         self.frames_in += 1
         try:
-            frame = decode_frame(cluster_id, zcl_frame)
+            frame = decode_shared(cluster_id, zcl_frame)
         except DecodeError:
             self.undecodable += 1
             self._malformed(cluster_id, zcl_frame)

@@ -18,6 +18,7 @@ from simulators.clock import Clock
 from simulators.device import DRLC, MESSAGING, METERING, PRICE, TIME, SimDevice
 from simulators.errors import ProvisioningError, SimulatorError
 from simulators.esi import EsiTables, read_records, time_attributes
+from simulators.frame_cache import decode_shared
 from simulators.han import DeviceStatus, HanProvisioning
 from zigbee_se import DecodedFrame, DecodeError, Direction, SEVersion, decode_frame, encode_frame
 
@@ -210,7 +211,7 @@ class SimMeter:
             self.frames_lost += 1
             return 0
         try:
-            decoded: DecodedFrame | None = decode_frame(cluster_id, zcl_frame)
+            decoded: DecodedFrame | None = decode_shared(cluster_id, zcl_frame)
         except DecodeError:
             decoded = None  # still forwarded: the device's answer is what the sender must see
         if address == METER:
