@@ -171,6 +171,14 @@ def encode_frame(
         return frame
     compiled, encoder = _encoder(cluster_id, command, version)
     definition = compiled.definition
+    if manufacturer_code is not None:
+        # The manufacturer-specific bit moves the command id into that manufacturer's own command
+        # space: the frame would no longer be this SE command (a receiver, Wireshark included,
+        # would read it as an unknown proprietary command).
+        raise EncodeError(
+            "manufacturer_code", manufacturer_code,
+            f"absent for the standard SE command {command} (only global commands may carry one)",
+        )
     if direction is not None and direction != definition.direction:
         raise EncodeError("direction", str(Direction(direction)), f"{command} goes {definition.direction}")
     if manufacturer_code is None:

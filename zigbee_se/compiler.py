@@ -489,28 +489,47 @@ def compile_decoder(cmd: CommandDef) -> Decoder:
     if not optional:
         src.add(f"return {{{', '.join(entries)}}}, o")
     else:
-        all_fixed = all(_item_size(it) > 0 for it, _ in optional)
-        if all_fixed:
-            # Fast path: the whole optional tail is there (the usual case for a sender of our version).
-            total = sum(_item_size(it) for it, _ in optional)
-            src.add(f"if n - o >= {total}:")
-            run.extend(optional)
-            _gen_unpack_run(src, list(run), 2)
-            run.clear()
-            every = entries + [e for it, var in optional for e in _entries(it, var)]
+        # Fast paths: the optional fields of each SE version are there whole (the usual case: a
+        # sender of that version), newest version first; one unpack each.
+        fixed_prefix: list[tuple[Item, str]] = []
+        for item, var in optional:
+            if _item_size(item) <= 0:
+                break
+            fixed_prefix.append((item, var))
+        cuts = [i + 1 for i in range(len(fixed_prefix))
+                if i + 1 == len(fixed_prefix) or fixed_prefix[i + 1][0].since != fixed_prefix[i][0].since]
+        whole_tail = len(fixed_prefix) == len(optional)
+        for cut in reversed(cuts):
+            group = fixed_prefix[:cut]
+            total = sum(_item_size(it) for it, _ in group)
+            if cut == len(fixed_prefix) and whole_tail:
+                src.add(f"if n - o >= {total}:")
+            else:  # only this version's fields: what follows is left to the stepwise path below
+                src.add(f"if n - o == {total}:")
+            _gen_unpack_run(src, list(group), 2)
+            every = entries + [e for it, var in group for e in _entries(it, var)]
             src.add(f"return {{{', '.join(every)}}}, o", 2)
         src.add(f"r = {{{', '.join(entries)}}}")
         # Stepwise: the payload may stop after any optional field. Bytes that cannot form the next
         # field whole are left as the unknown trailing bytes the caller sees, not an error.
         for item, var in optional:
             if isinstance(item, Field) and isinstance(item.type, CharString):
+                # An optional text that is cut short or not UTF-8 stays raw, as trailing bytes.
                 src.add("if o == n or o + 1 + d[o] > n and d[o] != 0xFF: return r, o")
-                src.add(f"{var}n = d[o]; o += 1")
-                _gen_string(src, item, var, 1)
+                src.add(f"if d[o] == 0xFF: {var} = None; o += 1")
+                src.add("else:")
+                src.add("try:", 2)
+                src.add(f"{var} = str(d[o + 1:o + 1 + d[o]], 'utf-8')", 3)
+                src.add("except UnicodeDecodeError:", 2)
+                src.add("return r, o", 3)
+                src.add("o += 1 + d[o]", 2)
             else:
                 size = _item_size(item)
                 src.add(f"if n - o < {size}: return r, o")
-                _gen_unpack_run(src, [(item, var)], 1)
+                if isinstance(item, Field) and isinstance(item.type, IntType) and size == 1 and not item.type.signed:
+                    src.add(f"{var} = d[o]; o += 1")
+                else:
+                    _gen_unpack_run(src, [(item, var)], 1)
             for entry in _entries(item, var):
                 key, value = entry.split(": ", 1)
                 src.add(f"r[{key}] = {value}")

@@ -192,12 +192,17 @@ def test_get_scheduled_events_issuer_event_id_is_se_1_2_only() -> None:
 
 
 def test_header_variants() -> None:
-    frame = zigbee_se.encode_frame("messaging", "cancel_message", {"message_id": 1}, tsn=255,
-                                   disable_default_response=True, manufacturer_code=0x1002)
-    assert frame[:5] == bytes((0x1D, 0x02, 0x10, 0xFF, 0x01))
-    with pytest.raises(DecodeError) as info:  # a manufacturer-specific cluster command is not ours
-        zigbee_se.decode_frame("messaging", frame)
-    assert "manufacturer" in info.value.reason
+    with pytest.raises(EncodeError) as info:  # it would make the command id the manufacturer's own
+        zigbee_se.encode_frame("messaging", "cancel_message", {"message_id": 1}, manufacturer_code=0x1002)
+    assert info.value.field == "manufacturer_code"
+    read = zigbee_se.encode_frame("metering", "read_attributes", {"attribute_ids": [0]}, tsn=255,
+                                  disable_default_response=True, manufacturer_code=0x1002)
+    assert read == bytes((0x14, 0x02, 0x10, 0xFF, 0x00, 0x00, 0x00))
+    assert zigbee_se.decode_frame("metering", read).manufacturer_code == 0x1002
+    proprietary = bytes((0x0D, 0x02, 0x10, 0x05, 0x01, 0x07, 0, 0, 0, 0))
+    with pytest.raises(DecodeError) as derr:  # a manufacturer-specific cluster command is not ours
+        zigbee_se.decode_frame("messaging", proprietary)
+    assert "manufacturer" in derr.value.reason
     with pytest.raises(EncodeError) as info:
         zigbee_se.encode_frame("messaging", "cancel_message", {"message_id": 1}, tsn=256)
     assert info.value.field == "tsn"
@@ -298,3 +303,11 @@ def test_price_and_temperature_helpers() -> None:
 def test_version_parsing() -> None:
     assert SEVersion.parse("1.2") is SEVersion.V1_2
     assert str(SEVersion.V1_0) == "1.0"
+
+
+def test_an_optional_text_that_is_not_utf8_stays_raw_as_trailing_bytes() -> None:
+    # A device answering with Latin-1 still has its confirmation read; the response stays raw.
+    frame = bytes.fromhex("010401" "09000000" "64000000" "02" "05") + b"Str\xf8m"
+    decoded = zigbee_se.decode_frame("messaging", frame)
+    assert decoded.fields == {"message_id": 9, "confirmation_time": 100, "message_confirmation_control": 2}
+    assert decoded.trailing == b"\x05Str\xf8m"
