@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from simulators.clock import Clock
-from simulators.device import DRLC, MESSAGING, PRICE, SimDevice
+from simulators.device import DRLC, MESSAGING, PRICE, UNSUPPORTED_ATTRIBUTE, SimDevice
 from simulators.drlc_client import RULES, DrlcClient, LoadControlEvent
 from simulators.messaging_client import MessagingClient
 from simulators.price_client import PriceClient
 from simulators.profiles import FirmwareProfile
-from zigbee_se import DecodedFrame, encode_frame
+from zigbee_se import DecodedFrame, Direction, encode_frame
 
 
 class ClientDevice(SimDevice):
@@ -65,9 +65,24 @@ class ClientDevice(SimDevice):
             self.drlc.on_cancel(frame.fields, frame.tsn)
         elif cmd == "cancel_all_load_control_events":
             self.drlc.on_cancel_all(frame.fields, frame.tsn, frame.disable_default_response)
+        elif cmd == "read_attributes":
+            self._read_drlc_attributes(frame)
         else:
             return False
         return True
+
+    def _read_drlc_attributes(self, frame: DecodedFrame) -> None:
+        """The DRLC client attributes (SE_FRAMES.md §3.7), e.g. read by an ESI or a gateway."""
+        assert self.drlc is not None
+        values = {0x0000: self.drlc.ueg, 0x0001: self.drlc.start_randomization_minutes,
+                  0x0002: self.drlc.duration_randomization_minutes,
+                  0x0003: self.drlc.device_class}
+        records: list[dict[str, Any]] = [
+            {"attribute_id": a, "status": 0, "value": values[a]} if a in values
+            else {"attribute_id": a, "status": UNSUPPORTED_ATTRIBUTE}
+            for a in frame.fields["attribute_ids"]]
+        self.send(DRLC, "read_attributes_response", {"records": records}, tsn=frame.tsn,
+                  disable_default_response=True, direction=Direction.CLIENT_TO_SERVER)
 
     # ------------------------------------------------------------------ DrlcHost
     def send_res(self, fields: dict[str, Any], tsn: int | None) -> None:

@@ -202,11 +202,12 @@ class SimDevice:
         return self._tsn
 
     def send(self, cluster: int, command: str, fields: dict[str, Any], *, tsn: int | None = None,
-             disable_default_response: bool = False) -> None:
+             disable_default_response: bool = False, direction: Direction | None = None) -> None:
         """Encode and send after the profile's answer delay (lost if detached by then)."""
         frame = encode_frame(cluster, command, fields, se_version=self.se_version,
                              tsn=self.next_tsn() if tsn is None else tsn,
-                             disable_default_response=disable_default_response)
+                             disable_default_response=disable_default_response,
+                             direction=direction)
         self.send_frame(cluster, frame)
 
     def send_frame(self, cluster: int, frame: bytes) -> None:

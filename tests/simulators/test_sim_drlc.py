@@ -367,3 +367,18 @@ def test_running_event_superseded_when_the_new_one_starts_nxp_and_freescale() ->
         got = [(f.fields["issuer_event_id"], f.fields["event_status"]) for _, f in frames]
         assert got == [(1, 0x01), (1, 0x02), (2, 0x01), (1, 0x07), (2, 0x02), (2, 0x03)]
         assert frames[3][0] == frames[4][0]  # 0x07 and the new 0x02 at the new event's start
+
+
+def test_drlc_client_attributes_readable_through_the_meter() -> None:
+    from zigbee_se import Direction, encode_frame
+
+    p = Premise.build(["silabs-pool-pump"])
+    pump = p.devices[0]
+    frame = encode_frame("drlc", "read_attributes", {"attribute_ids": [0, 1, 2, 3, 9]}, tsn=44,
+                         direction=Direction.SERVER_TO_CLIENT)
+    assert p.meter.send(pump.eui64, 0x0701, frame) == 1
+    p.clock.advance(2)
+    (_, _, f), = p.frames()
+    assert f.command == "read_attributes_response" and f.tsn == 44
+    assert [(r["attribute_id"], r["status"], r.get("value")) for r in f.fields["records"]] == [
+        (0, 0, 5), (1, 0, 1), (2, 0, 1), (3, 0, 0x0008), (9, 0x86, None)]
