@@ -83,3 +83,36 @@ def test_fleet_provision_message_price_and_load_control() -> None:
                 lossy += dropped
     assert lossy > 0
     assert sum(1 for _ in fleet.materialized()) == METERS
+
+
+def test_field_addresses_meters_by_esi_id_and_materializes_lazily() -> None:
+    import pytest
+
+    from simulators.errors import SimulatorError
+
+    clock = VirtualClock(seed=1)
+    fleet = Fleet(1_000_000, clock)  # a million premises cost nothing until touched
+    assert len(fleet) == 0
+    esi = fleet.esi_id(765_432)
+    assert esi == "10443720000765432"
+    got: list[MeterEvent] = []
+    unsubscribe = fleet.subscribe(got.append)
+    fleet.install(esi)
+    clock.advance(60)
+    assert len(fleet) == 1
+    assert [e.kind for e in got if isinstance(e, HanEvent)][:2] == ["han_initialized",
+                                                                    "provisioned"]
+    assert fleet.device_identity(765_432, 0)[0] == fleet.devices(esi)[0].eui64
+    unsubscribe()
+    lce = encode_frame("drlc", "load_control_event", {
+        "issuer_event_id": 1, "device_class": 0x0FFF, "start_time": 0,
+        "duration_in_minutes": 1, "criticality_level": 3}, tsn=1)
+    assert fleet.send_many([esi], ALL_DEVICES, 0x0701, lce) == 1
+    n = len(got)
+    clock.advance(120)
+    assert len(got) == n  # unsubscribed
+    with pytest.raises(SimulatorError) as err:
+        fleet.meter("10443729999999999")
+    assert err.value.field == "esi_id"
+    with pytest.raises(SimulatorError):
+        fleet.send("1008901000000000000000", ALL_DEVICES, 0x0701, lce)  # not in this field
