@@ -28,11 +28,12 @@ class PriceEntry:
 
 
 class PriceClient:
-    __slots__ = ("acks", "device", "prices")
+    __slots__ = ("acks", "block_periods", "device", "prices")
 
     def __init__(self, device: SimDevice) -> None:
         self.device = device
         self.prices: list[PriceEntry] = []
+        self.block_periods: dict[tuple[int, int], dict[str, Any]] | None = None
         self.acks = 0
 
     def current(self) -> PriceEntry | None:
@@ -46,7 +47,28 @@ class PriceClient:
         now = self.device.local_now()
         return sorted((p for p in self.prices if p.start > now), key=lambda p: p.start)
 
+    def _block_period(self, frame: DecodedFrame) -> None:
+        """SE 1.1 PublishBlockPeriod (SE_BEHAVIOUR.md §4.5): Silicon Labs stores it by (provider,
+        issuer event id) and answers nothing; NXP answers like PublishPrice."""
+        dev = self.device
+        f = frame.fields
+        if self.block_periods is None:
+            self.block_periods = {}
+        self.block_periods[(f["provider_id"], f["issuer_event_id"])] = f
+        if dev.profile.drlc_variant != "nxp":
+            return
+        if f.get("block_period_control", 0) & 0x01:
+            dev.send(PRICE, "price_acknowledgement", {
+                "provider_id": f["provider_id"], "issuer_event_id": f["issuer_event_id"],
+                "price_ack_time": dev.local_utc(), "control": f["block_period_control"],
+            }, tsn=frame.tsn)
+        else:
+            dev._ok(PRICE, frame)
+
     def handle(self, frame: DecodedFrame) -> bool:
+        if frame.command == "publish_block_period":
+            self._block_period(frame)
+            return True
         if frame.command != "publish_price":
             return False
         dev = self.device

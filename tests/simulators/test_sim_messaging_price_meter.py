@@ -341,3 +341,18 @@ def test_a_device_behind_any_uplink_speaks_only_bytes() -> None:
     (cluster, frame), = sent
     assert cluster == 0x0703 and decode_frame(cluster, frame).fields == {"command_id": 0,
                                                                          "status": 0}
+
+
+def test_publish_block_period_stored_silently_by_silabs_acknowledged_by_nxp() -> None:
+    p = Premise.build(["silabs-ihd", "nxp-pct"])
+    ihd, nxp = p.devices
+    p.send(ALL_DEVICES, "price", "publish_block_period", {
+        "provider_id": 77, "issuer_event_id": 500, "block_period_start_time": 0,
+        "block_period_duration": 60, "number_of_price_tiers": 2,
+        "number_of_block_thresholds": 3, "block_period_control": 0x01})
+    tsn = p.tsn
+    p.clock.advance(2)
+    assert p.frames(ihd.eui64) == []
+    assert ihd.price.block_periods is not None and (77, 500) in ihd.price.block_periods
+    (_, f), = answers(p, nxp.eui64, "price_acknowledgement")
+    assert (f.tsn, f.fields["issuer_event_id"], f.fields["control"]) == (tsn, 500, 0x01)
