@@ -87,14 +87,8 @@ class ClientDevice(SimDevice):
     # ------------------------------------------------------------------ DrlcHost
     def send_res(self, fields: dict[str, Any], tsn: int | None) -> None:
         exegin = self.profile.drlc_variant == "exegin"
-        if fields.get("signature") is None:
-            fields = dict(fields, signature=b"\x00" * 42)
-            frame = self._encode_res(fields, tsn, exegin)
-            # Exegin sends no signature bytes at all (18-byte payload); trim the 42 we encoded.
-            frame = frame[:-42]
-        else:
-            frame = self._encode_res(fields, tsn, exegin)
-        self.send_frame(DRLC, frame)
+        # signature=None: Exegin sends no signature bytes at all (18-byte payload).
+        self.send_frame(DRLC, self._encode_res(fields, tsn, exegin))
 
     def _encode_res(self, fields: dict[str, Any], tsn: int | None, ddr: bool) -> bytes:
         return encode_frame(DRLC, "report_event_status", fields, se_version=self.se_version,

@@ -201,6 +201,15 @@ def compile_encoder(cmd: CommandDef, version: SEVersion) -> Encoder:
             else:
                 args.append(var)
             fmt += "".join(_codes(field))
+        elif isinstance(t, FixedOctets) and field.optional and item is items[-1]:
+            # A trailing optional octet field may be left off the wire with None (Exegin's
+            # ReportEventStatus has no signature bytes at all).
+            src.add(f"if {var} is None: {var} = b''")
+            src.add("else:")
+            src.add(f"if {var}.__class__ is not bytes: {var} = _as_bytes({fref}, {var})", 2)
+            src.add(f"if len({var}) != {t.size}: raise _bad({fref}, {var})", 2)
+            flush()
+            parts.append(var)
         elif isinstance(t, FixedOctets):
             src.add(f"if {var}.__class__ is not bytes: {var} = _as_bytes({fref}, {var})")
             src.add(f"if len({var}) != {t.size}: raise _bad({fref}, {var})")
