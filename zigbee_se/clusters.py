@@ -1,0 +1,55 @@
+"""Cluster ids and names used by the Smart Energy profile."""
+
+from __future__ import annotations
+
+import enum
+
+from zigbee_se.errors import EncodeError
+
+SE_PROFILE_ID = 0x0109
+"""APS profile id for Smart Energy. SE frames never go out on Home Automation's 0x0104."""
+
+
+class ClusterId(enum.IntEnum):
+    TIME = 0x000A
+    PRICE = 0x0700
+    DRLC = 0x0701
+    METERING = 0x0702
+    MESSAGING = 0x0703
+
+
+CLUSTER_NAMES: dict[str, ClusterId] = {
+    "time": ClusterId.TIME,
+    "price": ClusterId.PRICE,
+    "drlc": ClusterId.DRLC,
+    "demand_response_and_load_control": ClusterId.DRLC,
+    "metering": ClusterId.METERING,
+    "messaging": ClusterId.MESSAGING,
+}
+
+
+def resolve_cluster(cluster: int | str) -> int:
+    """A cluster given as id (int, "0x0700", "1792") or name ("price") -> its 16-bit id."""
+    if isinstance(cluster, bool):
+        raise EncodeError("cluster", cluster, "a cluster name or 16-bit id")
+    if isinstance(cluster, int):
+        if 0 <= cluster <= 0xFFFF:
+            return int(cluster)
+        raise EncodeError("cluster", cluster, "a 16-bit cluster id (0..0xffff)")
+    text = cluster.strip().lower()
+    if text in CLUSTER_NAMES:
+        return int(CLUSTER_NAMES[text])
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise EncodeError(
+            "cluster", cluster, f"a cluster id or one of {', '.join(sorted(CLUSTER_NAMES))}"
+        ) from None
+    return resolve_cluster(value)
+
+
+def cluster_name(cluster_id: int) -> str:
+    try:
+        return ClusterId(cluster_id).name.lower()
+    except ValueError:
+        return f"0x{cluster_id:04x}"

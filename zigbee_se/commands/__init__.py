@@ -1,0 +1,1 @@
+"""Declarative definitions of the SE cluster commands, one module per cluster."""
