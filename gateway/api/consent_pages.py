@@ -50,14 +50,14 @@ async def consent_decision(token: str, decision: Annotated[str, Form()], svc: Sv
     agreement, outcome = result
     party = await svc.store.get_party(agreement.party_id)
     name = party.name if party else "the company"
+    ends = f"{agreement.ends_at:%B %d, %Y}" if agreement.ends_at else ""
     messages = {
-        "accepted": f"You accepted. {name} may now {purpose(agreement)} until "
-                    f"{agreement.ends_at:%B %d, %Y}. We sent you a confirmation email with a "
-                    "link to end the agreement at any time.",
-        "renewed": f"You renewed your agreement with {name} until {agreement.ends_at:%B %d, %Y}.",
+        "accepted": f"You accepted. {name} may now {purpose(agreement)} until {ends}. We sent "
+                    "you a confirmation email with a link to end the agreement at any time.",
+        "renewed": f"You renewed your agreement with {name} until {ends}.",
         "rejected": f"You rejected the request. {name} gets no access.",
         "renewal_declined": f"You declined the renewal. Your agreement with {name} ends on "
-                            f"{agreement.ends_at:%B %d, %Y}.",
+                            f"{ends}.",
     }
     titles = {"accepted": "Consent given", "renewed": "Agreement renewed",
               "rejected": "Request rejected", "renewal_declined": "Renewal declined"}
