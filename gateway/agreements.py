@@ -45,7 +45,9 @@ SCOPE_WORDS = {Scope.TEXT: "text messages", Scope.PRICE: "prices", Scope.LOAD_CO
 
 def scopes_text(scopes: Sequence[Scope]) -> str:
     words = [SCOPE_WORDS[s] for s in scopes]
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def purpose(agreement: Agreement) -> str:
