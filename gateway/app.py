@@ -11,7 +11,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import swagger_ui_bundle
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from gateway.agreements import AgreementService
 from gateway.api import consent_pages, routes_agreements, routes_parties, routes_premises
@@ -92,13 +96,26 @@ def create_app(
                 await the_store.close()
 
     app = FastAPI(title="HAN gateway", version="1", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.metrics = metrics
     install_handlers(app)
     for module in (routes_parties, routes_premises, routes_agreements):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(ops_router)
+    # The docs page serves Swagger UI from the swagger-ui-bundle package, not from a CDN, so it
+    # works on an isolated operator network.
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="HAN gateway API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png")
+
     app.add_middleware(IdempotencyMiddleware, store=lambda: holder["store"], clock=clock)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.errors import FieldError, GatewayError
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 def problem_type(code: str) -> str:
@@ -94,6 +96,13 @@ def install_handlers(app: FastAPI) -> None:
         return problem(422, "invalid_request", "The request has invalid fields",
                        f"{len(errors)} invalid field(s)", instance=request.url.path,
                        errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "Internal error",
+                       "the gateway failed on this request; it is logged",
+                       instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -37,6 +37,7 @@ from gateway.domain.records import (
     Principal,
     Technician,
 )
+from gateway.errors import FieldError, InvalidRequest
 from gateway.store import migrate
 from gateway.store.schema import (
     agreement_premises,
@@ -179,7 +180,9 @@ def _int_cursor(cursor: str | None) -> int:
     try:
         return int(cursor)
     except ValueError:
-        raise ValueError(f"cursor {cursor!r} is not one this API returned") from None
+        raise InvalidRequest(f"cursor {cursor!r} is not one this API returned", errors=[
+            FieldError("cursor", "invalid_cursor", "pass a next_cursor value from a previous page",
+                       cursor)]) from None
 
 
 class Store:

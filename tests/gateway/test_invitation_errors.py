@@ -59,8 +59,8 @@ async def acme(gateway: Gateway) -> str:
           ("duration_months", "duration_not_allowed")}),
     ],
 )
-async def test_invitation_errors(gateway: Gateway, acme: str, premises: list[tuple[str, str]],
-                                 email: str, extra: dict[str, Any],
+async def test_invitation_errors(gateway: Gateway, acme: str, *,
+                                 premises: list[tuple[str, str]], email: str, extra: dict[str, Any],
                                  expected: set[tuple[str, str]]) -> None:
     r = await gateway.invite(acme, esi_ids=premises, email=email, **extra)
     assert r.status_code == 422, r.text
