@@ -6,7 +6,7 @@ import asyncio
 import mailbox
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -51,30 +51,14 @@ def _pg_url(name: str) -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (dropped afterwards); yields its URL
-    factory prefix: tests create their own per-test databases through `pg_factory`."""
-    name = f"hangw_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield name
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+# Databases of this test session share a unique prefix; each is dropped after its test.
+PG_SESSION_PREFIX = f"hangw_test_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-async def pg_url(pg_database: str) -> AsyncIterator[str]:
-    """A per-test schema-free database: created empty, dropped after the test."""
-    name = f"{pg_database}_{uuid.uuid4().hex[:8]}"
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"{PG_SESSION_PREFIX}_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(PG_ADMIN_DSN)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
