@@ -65,6 +65,8 @@ class MailConfig(_Section):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Extra CA bundle to trust for the SMTP server's certificate (a private CA); empty: system CAs.
+    smtp_ca_file: str = ""
 
 
 class AgreementsConfig(_Section):

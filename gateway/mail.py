@@ -94,5 +94,8 @@ class SmtpMailer:
 
 def make_mailer(config: MailConfig, mbox_path: Path) -> Mailer:
     if config.smtp_host:
-        return SmtpMailer(config)
+        context = None
+        if config.smtp_ca_file:
+            context = ssl.create_default_context(cafile=config.smtp_ca_file)
+        return SmtpMailer(config, tls_context=context)
     return MboxMailer(mbox_path)
