@@ -28,7 +28,8 @@ from gateway.domain.model import (
 )
 from gateway.domain.records import Agreement, AgreementPremise, Party
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
-from gateway.mail import Mailer, build_message
+from gateway.mail import Mailer
+from gateway.mail_outbox import MailOutbox
 from gateway.store.store import Store, hash_token, new_token
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ class LifecycleReport:
     completed: int = 0
     reminded: int = 0
     renewals_lapsed: int = 0
+    mails_sent: int = 0  # outbox retries that went out
+    mails_failed: int = 0  # outbox retries that failed again
 
 
 class AgreementService:
@@ -101,6 +104,7 @@ class AgreementService:
         self.config = config
         self.templates = templates
         self.clock = clock
+        self.outbox = MailOutbox(store, mailer, config.mail.from_address, clock)
 
     # -- third party side ---------------------------------------------------------------------
 
@@ -407,7 +411,8 @@ class AgreementService:
                     if updated is not None:
                         await self._send_reminder(updated)
                         reminded += 1
-        return LifecycleReport(expired, completed, reminded, lapsed)
+        sent, failed = await self.outbox.deliver_due()
+        return LifecycleReport(expired, completed, reminded, lapsed, sent, failed)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -433,8 +438,7 @@ class AgreementService:
 
     async def _mail(self, to: str, subject: str, template: str, **context: object) -> None:
         text = self.templates.get_template(template).render(**context)
-        await self.mailer.send(build_message(sender=self.config.mail.from_address, to=to,
-                                             subject=subject, text=text, html=None))
+        await self.outbox.send(to=to, subject=subject, text=text)
 
     async def _send_invitation(self, agreement: Agreement, party: Party, token: str,
                                expires: datetime, months: int) -> None:

@@ -47,7 +47,8 @@ async def _lifecycle_loop(svc: Services, metrics: Metrics) -> None:
     while True:
         try:
             report = await svc.agreements.run_lifecycle()
-            for event in ("expired", "completed", "reminded", "renewals_lapsed"):
+            for event in ("expired", "completed", "reminded", "renewals_lapsed", "mails_sent",
+                          "mails_failed"):
                 count = getattr(report, event)
                 if count:
                     metrics.agreement_events.labels(event).inc(count)

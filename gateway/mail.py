@@ -74,6 +74,13 @@ class SmtpMailer:
 
     async def send(self, message: EmailMessage) -> None:
         cfg = self.config
+        context = self.tls_context
+        if context is None and cfg.smtp_ca_file:
+            # Read per send: a renewed private CA file takes effect without a restart.
+            try:
+                context = ssl.create_default_context(cafile=cfg.smtp_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise MailError(f"mail.smtp_ca_file {cfg.smtp_ca_file!r}: {exc}") from exc
         try:
             await aiosmtplib.send(
                 message,
@@ -83,7 +90,7 @@ class SmtpMailer:
                 password=cfg.smtp_password or None,
                 use_tls=cfg.smtp_tls is SmtpTls.IMPLICIT,
                 start_tls=cfg.smtp_tls is SmtpTls.STARTTLS,
-                tls_context=self.tls_context,
+                tls_context=context,
                 timeout=cfg.smtp_timeout_seconds,
             )
         except aiosmtplib.SMTPException as exc:
@@ -94,8 +101,5 @@ class SmtpMailer:
 
 def make_mailer(config: MailConfig, mbox_path: Path) -> Mailer:
     if config.smtp_host:
-        context = None
-        if config.smtp_ca_file:
-            context = ssl.create_default_context(cafile=config.smtp_ca_file)
-        return SmtpMailer(config, tls_context=context)
+        return SmtpMailer(config)
     return MboxMailer(mbox_path)

@@ -113,4 +113,5 @@ async def run_lifecycle(svc: Svc, _: Operator) -> LifecycleOut:
     """Run the agreement timers now (they also run every `lifecycle_interval_seconds`)."""
     report = await svc.agreements.run_lifecycle()
     return LifecycleOut(expired=report.expired, completed=report.completed,
-                        reminded=report.reminded, renewals_lapsed=report.renewals_lapsed)
+                        reminded=report.reminded, renewals_lapsed=report.renewals_lapsed,
+                        mails_sent=report.mails_sent, mails_failed=report.mails_failed)

@@ -272,3 +272,5 @@ class LifecycleOut(BaseModel):
     completed: int
     reminded: int
     renewals_lapsed: int
+    mails_sent: int
+    mails_failed: int

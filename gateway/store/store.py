@@ -10,7 +10,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ from gateway.store.schema import (
     credentials,
     han_devices,
     idempotency_keys,
+    mail_outbox,
     parties,
     premises,
     technician_assignments,
@@ -71,6 +72,15 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class OutboxMail:
+    id: int
+    recipient: str
+    subject: str
+    body: str
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -185,7 +195,52 @@ def _int_cursor(cursor: str | None) -> int:
                        cursor)]) from None
 
 
-class Store:
+class _Outbox:
+    """Mixin: the mail outbox (store first, send after, retry until sent or given up)."""
+
+    engine: AsyncEngine
+
+    async def enqueue_mail(self, *, recipient: str, subject: str, body: str,
+                           now: datetime, first_retry: timedelta) -> OutboxMail:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(
+                mail_outbox.insert().values(recipient=recipient, subject=subject, body=body,
+                                            created_at=now, attempts=0,
+                                            next_attempt_at=now + first_retry)
+                .returning(mail_outbox.c.id))).one()
+        return OutboxMail(row.id, recipient, subject, body, 0)
+
+    async def mail_due(self, now: datetime, limit: int = 100) -> list[OutboxMail]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                mail_outbox.select().where(mail_outbox.c.next_attempt_at <= now)
+                .order_by(mail_outbox.c.id).limit(limit))).all()
+        return [OutboxMail(r.id, r.recipient, r.subject, r.body, r.attempts) for r in rows]
+
+    async def mail_sent(self, mail_id: int, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(mail_outbox.update().where(mail_outbox.c.id == mail_id).values(
+                sent_at=now, next_attempt_at=None, body="", attempts=mail_outbox.c.attempts + 1))
+
+    async def mail_failed(self, mail_id: int, error: str, retry_at: datetime | None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(mail_outbox.update().where(mail_outbox.c.id == mail_id).values(
+                last_error=error[:500], next_attempt_at=retry_at,
+                attempts=mail_outbox.c.attempts + 1))
+
+    async def mail_counts(self) -> dict[str, int]:
+        """pending, sent and dead (given up) mails."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(
+                sa.func.count().filter(mail_outbox.c.next_attempt_at.is_not(None)),
+                sa.func.count().filter(mail_outbox.c.sent_at.is_not(None)),
+                sa.func.count().filter(mail_outbox.c.sent_at.is_(None),
+                                       mail_outbox.c.next_attempt_at.is_(None)),
+            ))).one()
+        return {"pending": rows[0], "sent": rows[1], "dead": rows[2]}
+
+
+class Store(_Outbox):
     """All persistent state. Create with `open_store(url)`; close with `await store.close()`."""
 
     def __init__(self, engine: AsyncEngine) -> None:
