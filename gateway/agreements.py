@@ -39,6 +39,8 @@ MAX_PREMISES_PER_INVITATION = 200  # SMT's cap of ESI IDs per request (DOMAIN.md
 # server's business; this catches typos and swapped fields.
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PENDING = (AgreementState.INVITED, AgreementState.ACTIVE)
+# How long a stored Idempotency-Key response is replayed (a retry window, like Stripe's 24 h).
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
 
 SCOPE_WORDS = {Scope.TEXT: "text messages", Scope.PRICE: "prices", Scope.LOAD_CONTROL:
                "load-control events"}
@@ -412,6 +414,7 @@ class AgreementService:
                         await self._send_reminder(updated)
                         reminded += 1
         sent, failed = await self.outbox.deliver_due()
+        await self.store.purge_idempotent(now - IDEMPOTENCY_KEY_LIFETIME)
         return LifecycleReport(expired, completed, reminded, lapsed, sent, failed)
 
     # -- internals ----------------------------------------------------------------------------

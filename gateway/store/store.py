@@ -841,6 +841,13 @@ class Store(_Outbox):
             return None
         return StoredResponse(row.request_hash, row.status_code, row.content_type, row.body)
 
+    async def purge_idempotent(self, before: datetime) -> int:
+        """Forget stored responses older than `before` (keys are for retries, not archives)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                idempotency_keys.delete().where(idempotency_keys.c.created_at < before))
+        return int(result.rowcount or 0)
+
     async def put_idempotent(
         self, scope: str, key: str, response: StoredResponse, now: datetime
     ) -> bool:

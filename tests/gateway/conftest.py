@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mailbox
 import re
 import uuid
@@ -195,11 +196,13 @@ def gateway_config(data_dir: Path, **sections: Any) -> GatewayConfig:
     return parse_config(data, env={})
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
-    marker = request.node.get_closest_marker("gateway_config")
-    sections = marker.kwargs if marker else {}
-    config = gateway_config(tmp_path / "data", **sections)
+@contextlib.asynccontextmanager
+async def running_gateway(data_dir: Path, storage_url: str | None = None,
+                          **sections: Any) -> AsyncIterator[Gateway]:
+    """A gateway on a free loopback port, with a manual clock and an operator token."""
+    if storage_url is not None:
+        sections = {**sections, "storage": {"url": storage_url}}
+    config = gateway_config(data_dir, **sections)
     config.data_dir.mkdir(parents=True)
     store = await open_store(config.storage_url)
     clock = ManualClock()
@@ -209,12 +212,26 @@ async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
     server, task, port = await start_server(app)
     base_url = f"http://127.0.0.1:{port}"
     config.server.public_url = base_url
-    async with httpx.AsyncClient(base_url=base_url, timeout=20) as client:
-        try:
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=20) as client:
             yield Gateway(base_url, client, store, clock, config, operator_token)
-        finally:
-            await stop_server(server, task)
-            await store.close()
+    finally:
+        await stop_server(server, task)
+        await store.close()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
+    marker = request.node.get_closest_marker("gateway_config")
+    async with running_gateway(tmp_path / "data", **(marker.kwargs if marker else {})) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def gateway_pg(tmp_path: Path, pg_url: str) -> AsyncIterator[Gateway]:
+    """The same gateway, its store on a fresh PostgreSQL database."""
+    async with running_gateway(tmp_path / "data", pg_url) as gw:
+        yield gw
 
 
 def pytest_configure(config: pytest.Config) -> None:

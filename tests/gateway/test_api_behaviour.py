@@ -4,6 +4,7 @@ credentials (rotation, revocation, suspension), OpenAPI + docs page, health, met
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -80,6 +81,11 @@ async def test_idempotency_key_replays_and_refuses_a_different_body(gateway: Gat
     r = await gateway.client.post("/v1/agreements", headers={**headers, "Idempotency-Key": ""},
                                   json=body)
     assert r.status_code == 400 and r.json()["code"] == "invalid_idempotency_key"
+    # Keys live 24 h; after that the same key is a new request (here: a duplicate invitation).
+    gateway.clock.advance(timedelta(hours=24, seconds=1))
+    await gateway.run_timers()
+    r = await gateway.client.post("/v1/agreements", headers=headers, json=body)
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "duplicate_active_agreement"
 
 
 @pytest.mark.gateway_config(rate_limit={"requests_per_second": 2, "burst": 3})
