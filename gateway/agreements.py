@@ -237,6 +237,18 @@ class AgreementService:
         if agreement.resend_count >= 1:
             raise Conflict(f"agreement {agreement_id} was re-sent already; an invitation may be "
                            "re-sent once", code="resend_limit_reached")
+        if agreement.state is AgreementState.EXPIRED:
+            # Reviving an expired invitation: the premises, meters and customer may have
+            # changed, and another invitation may cover the premises now.
+            errors = await self.validate(party, Invitation(
+                kind=agreement.kind, scopes=agreement.scopes,
+                premises=tuple(InvitationPremise(p.esi_id, p.meter_number)
+                               for p in agreement.premises),
+                customer_email=agreement.customer_email,
+                duration_months=agreement.duration_months))
+            if errors:
+                raise InvalidRequest(f"agreement {agreement_id} can no longer be re-sent",
+                                     errors=errors)
         now = self.clock.now()
         token = new_token()
         expires = now + timedelta(days=self.config.agreements.invitation_days)

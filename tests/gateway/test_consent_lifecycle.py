@@ -248,3 +248,16 @@ async def test_reimport_with_new_customer_ends_agreements(gateway: Gateway) -> N
     assert report["updated"] == 1 and report["agreements_ended"] == 1
     body = (await gateway.client.get(f"/v1/agreements/{aid}", headers=gateway.auth(token))).json()
     assert body["state"] == "terminated_by_system"
+
+
+async def test_expired_invitation_resend_is_revalidated(gateway: Gateway) -> None:
+    await gateway.load_premises()
+    _pid, token = await gateway.new_party("Acme", "123456789")
+    aid = (await gateway.invite(token, esi_ids=[(ONCOR, "MTR-1")], email=ALICE)).json()["id"]
+    gateway.clock.advance(timedelta(days=31))
+    await gateway.run_timers()
+    assert (await gateway.invite(token, esi_ids=[(ONCOR, "MTR-1")], email=ALICE)).status_code \
+        == 201
+    r = await gateway.client.post(f"/v1/agreements/{aid}/resend", headers=gateway.auth(token))
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["code"] == "duplicate_active_agreement"
