@@ -1,1 +1,36 @@
-"""Guard rails shared by every test."""
+"""Guard rails shared by every test (STYLE.md): a log call whose %-arguments do not fit its
+message fails the test that made it, instead of printing a traceback nobody reads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+
+class _FormatChecker(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.failures: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.getMessage()
+        except Exception as exc:  # any formatting failure is the bug we look for
+            self.failures.append(f"{record.pathname}:{record.lineno}: {record.msg!r} % {record.args!r}: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _log_calls_must_format() -> Iterator[None]:
+    checker = _FormatChecker()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(checker)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(checker)
+        root.setLevel(old_level)
+    assert not checker.failures, "log calls with bad arguments:\n" + "\n".join(checker.failures)

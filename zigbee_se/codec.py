@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from zigbee_se.clusters import resolve_cluster
 from zigbee_se.commands import drlc, messaging, price
-from zigbee_se.compiler import Decoder, Encoder, compile_decoder, compile_encoder
+from zigbee_se.compiler import (
+    Decoder,
+    Encoder,
+    FrameEncoder,
+    compile_decoder,
+    compile_encoder,
+    compile_frame_encoder,
+)
 from zigbee_se.errors import DecodeError, EncodeError
 from zigbee_se.foundation import GLOBAL_BY_ID, GLOBAL_BY_NAME
 from zigbee_se.header import FrameType, decode_header, encode_header
 from zigbee_se.schema import CommandDef, Direction, Field
 from zigbee_se.types import CharString
-
 from zigbee_se.versions import SEVersion
 
 DEFAULT_SE_VERSION = SEVersion.V1_1
@@ -31,11 +38,12 @@ ALL_COMMANDS: tuple[CommandDef, ...] = price.COMMANDS + drlc.COMMANDS + messagin
 class _Compiled:
     definition: CommandDef
     encoders: dict[SEVersion, Encoder]
+    frame_encoders: dict[SEVersion, FrameEncoder]
     decoder: Decoder
     string_fields: tuple[Field, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DecodedFrame:
     cluster: int
     command: str
@@ -49,6 +57,11 @@ class DecodedFrame:
     trailing: bytes = field(default=b"")
 
 
+# (cluster, command, se_version) exactly as callers pass them -> what encode_frame needs, so the
+# common call skips name resolution. Bounded: odd spellings of a cluster cannot grow it forever.
+_FRAME_CACHE: dict[tuple[Any, str, Any], tuple[_Compiled, FrameEncoder, int]] = {}
+_FRAME_CACHE_MAX = 1024
+
 # name -> per-cluster list of definitions (PublishBlockPeriod has one per layout)
 _BY_NAME: dict[tuple[int, str], list[_Compiled]] = {}
 _BY_ID: dict[tuple[int, Direction, int], list[_Compiled]] = {}
@@ -56,8 +69,9 @@ _BY_ID: dict[tuple[int, Direction, int], list[_Compiled]] = {}
 
 def _register(cmd: CommandDef) -> None:
     encoders = {v: compile_encoder(cmd, v) for v in SEVersion if v >= cmd.since}
+    frame_encoders = {v: compile_frame_encoder(cmd, v, enc) for v, enc in encoders.items()}
     strings = tuple(f for f in cmd.fields if isinstance(f, Field) and isinstance(f.type, CharString))
-    compiled = _Compiled(cmd, encoders, compile_decoder(cmd), strings)
+    compiled = _Compiled(cmd, encoders, frame_encoders, compile_decoder(cmd), strings)
     _BY_NAME.setdefault((cmd.cluster, cmd.name), []).append(compiled)
     _BY_ID.setdefault((cmd.cluster, cmd.direction, cmd.command_id), []).append(compiled)
 
@@ -130,6 +144,16 @@ def encode_frame(
     Fields the target version does not define must be absent (or at their "not used" value);
     optional fields left out take their "not used" sentinel. `direction` is needed only for the
     global commands that go both ways (Default Response); cluster commands know theirs."""
+    try:
+        entry = _FRAME_CACHE.get((cluster, command, se_version))
+    except TypeError:  # an unhashable argument: the general path says what is wrong with it
+        entry = None
+    if entry is not None and manufacturer_code is None and direction is None:
+        compiled, frame_encoder, fc = entry
+        frame = frame_encoder(fields, fc | 0x10 if disable_default_response else fc, tsn)
+        if max_frame_size is not None and len(frame) > max_frame_size:
+            _check_budget(frame, max_frame_size, compiled, SEVersion.parse(se_version), fields)
+        return frame
     if not isinstance(fields, Mapping):
         raise EncodeError("fields", fields, "an object of field names to values")
     cluster_id = resolve_cluster(cluster)
@@ -147,14 +171,23 @@ def encode_frame(
         return frame
     compiled, encoder = _encoder(cluster_id, command, version)
     definition = compiled.definition
+    if manufacturer_code is not None:
+        # The manufacturer-specific bit moves the command id into that manufacturer's own command
+        # space: the frame would no longer be this SE command (a receiver, Wireshark included,
+        # would read it as an unknown proprietary command).
+        raise EncodeError(
+            "manufacturer_code", manufacturer_code,
+            f"absent for the standard SE command {command} (only global commands may carry one)",
+        )
     if direction is not None and direction != definition.direction:
         raise EncodeError("direction", str(Direction(direction)), f"{command} goes {definition.direction}")
-    payload = encoder(fields)
-    if manufacturer_code is None and tsn.__class__ is int and 0 <= tsn <= 0xFF:
-        # the common case, without the general header builder's checks
-        fc = 0x01 | (0x08 if definition.direction else 0) | (0x10 if disable_default_response else 0)
-        frame = bytes((fc, tsn, definition.command_id)) + payload
+    if manufacturer_code is None:
+        fc = 0x01 | (0x08 if definition.direction else 0)
+        if len(_FRAME_CACHE) < _FRAME_CACHE_MAX:
+            _FRAME_CACHE[(cluster, command, se_version)] = (compiled, compiled.frame_encoders[version], fc)
+        frame = compiled.frame_encoders[version](fields, fc | 0x10 if disable_default_response else fc, tsn)
     else:
+        payload = encoder(fields)
         frame = encode_header(
             FrameType.CLUSTER, definition.direction, tsn, definition.command_id,
             disable_default_response=disable_default_response, manufacturer_code=manufacturer_code,
@@ -216,6 +249,11 @@ def max_text_bytes(
     return max(0, min(254, max_frame_size - header - fixed))
 
 
+_DIRECTIONS = (Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT)
+# (cluster as callers pass it, direction bit, command id) -> the one layout of that command
+_DECODE_CACHE: dict[tuple[Any, int, int], _Compiled] = {}
+
+
 def decode_frame(
     cluster: int | str, frame: bytes | bytearray | memoryview, *, se_version: SEVersion | str | None = None
 ) -> DecodedFrame:
@@ -223,11 +261,30 @@ def decode_frame(
 
     `se_version` picks the layout where versions disagree on one command id (PublishBlockPeriod);
     without it the layout is inferred from the payload length."""
+    if frame.__class__ is not bytes:
+        try:
+            frame = bytes(memoryview(frame))
+        except TypeError:
+            raise DecodeError(0, f"frame: expected bytes, not {type(frame).__name__}") from None
+    data: bytes = frame
+    if len(data) >= 3 and data[0] & 0x07 == 0x01:
+        # Fast path: a cluster-specific frame without manufacturer code, command already seen.
+        fc = data[0]
+        try:
+            compiled = _DECODE_CACHE.get((cluster, fc & 0x08, data[2]))
+        except TypeError:
+            compiled = None
+        if compiled is not None:
+            fields, end = compiled.decoder(data, 3)
+            definition = compiled.definition
+            return DecodedFrame(
+                definition.cluster, definition.name, definition.direction, FrameType.CLUSTER,
+                data[1], data[2], bool(fc & 0x10), None, fields, data[end:],
+            )
     try:
         cluster_id = resolve_cluster(cluster)
     except EncodeError as exc:
         raise DecodeError(0, f"cluster: {exc.limit}") from None
-    data = bytes(frame)
     header = decode_header(data)
     o = header.size
     if header.frame_type == FrameType.GLOBAL:
@@ -250,6 +307,9 @@ def decode_frame(
                 f"command 0x{header.command_id:02x} {header.direction} is not known for cluster "
                 f"0x{cluster_id:04x}",
             )
+        if len(layouts) == 1 and len(_DECODE_CACHE) < _FRAME_CACHE_MAX:
+            with contextlib.suppress(TypeError):  # an unhashable cluster argument: just don't cache
+                _DECODE_CACHE[(cluster, data[0] & 0x08, header.command_id)] = layouts[0]
         compiled = _pick_layout(layouts, len(data) - o, se_version)
         fields, end = compiled.decoder(data, o)
         name = compiled.definition.name

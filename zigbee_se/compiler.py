@@ -8,6 +8,7 @@ which is what keeps the codec near a hand-written struct.pack (benchmarks/codec.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +19,8 @@ from zigbee_se.types import CharString, FixedOctets, IntType
 from zigbee_se.versions import SEVersion
 
 Encoder = Callable[[Mapping[str, Any]], bytes]
+FrameEncoder = Callable[[Mapping[str, Any], int, int], bytes]
+"""(fields, frame control, tsn) -> the whole frame, header included."""
 Decoder = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
 _STRUCT_CODES = {
@@ -62,10 +65,12 @@ def _bad(field: Field, value: Any) -> EncodeError:
 
 
 def _as_int(field: Field, value: Any) -> int:
-    # IntEnum/IntFlag members are ints; bool is an int to Python but never a sensible field value.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
-    raise EncodeError(field.name, value, f"an integer: {field.limit_text()}")
+    # Whatever struct would pack as an integer (int, IntEnum, numpy integers; bool as 0/1, as
+    # Python itself treats it) — the fast path relies on struct, and both paths must agree.
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise EncodeError(field.name, value, f"an integer: {field.limit_text()}") from None
 
 
 def _as_bytes(field: Field, value: Any) -> bytes:
@@ -147,6 +152,8 @@ def _gen_fetch(src: _Src, field: Field, var: str, fref: str) -> None:
 
 
 def compile_encoder(cmd: CommandDef, version: SEVersion) -> Encoder:
+    """The precise encoder of a payload: checks field by field and raises the EncodeError that
+    names the field, the value and the limit. The frame encoder falls back to it."""
     items = cmd.fields_for(version)
     src = _Src()
     src.ns.update(
@@ -215,10 +222,143 @@ def compile_encoder(cmd: CommandDef, version: SEVersion) -> Encoder:
     body = " + ".join(parts) if parts else "b''"
     src.add(f"return {body}")
     code = "def encode(f):\n" + "\n".join(src.lines) + "\n"
-    exec(compile(code, f"<zigbee_se encoder {cmd.name} SE {version}>", "exec"), src.ns)  # noqa: S102
+    exec(compile(code, f"<zigbee_se encoder {cmd.name} SE {version}>", "exec"), src.ns)
     encoder: Encoder = src.ns["encode"]
     encoder.__doc__ = f"Encode the {cmd.name} payload for SE {version}."
     return encoder
+
+
+def _fast_check(field: Field, var: str, src: _Src) -> str | None:
+    """The condition a value must meet beyond what struct.pack enforces for its wire type."""
+    t = field.type
+    assert isinstance(t, IntType)
+    lo, hi = field.bounds()
+    mask = field.mask
+    if mask is not None and lo >= 0 and mask & (mask + 1) == 0:
+        hi, mask = min(hi, mask), None  # a mask of low bits is just an upper bound
+    if field.sentinel is not None and (lo, hi) == (t.min, t.max - 1) and field.sentinel == t.max:
+        lo, hi = t.min, t.max  # range plus sentinel cover the whole type: struct checks it
+    if field.sentinel is not None and (lo, hi) == (t.min + 1, t.max) and field.sentinel == t.min:
+        lo, hi = t.min, t.max
+    conds = []
+    if (lo, hi) != (t.min, t.max) or t.size == 3 or (t.size == 6 and t.signed):
+        conds.append(f"{lo} <= {var} <= {hi}")
+    if mask is not None:
+        conds.append(f"not {var} & {~mask & ((1 << (8 * t.size)) - 1)}")
+    if field.choices is not None:
+        conds.append(f"{var} in {src.const('CH', field.choices)}")
+    if not conds:
+        return None
+    good = " and ".join(conds)
+    if field.sentinel is not None:
+        good = f"({var} == {field.sentinel} or ({good}))"
+    return good
+
+
+def compile_frame_encoder(cmd: CommandDef, version: SEVersion, precise: Encoder) -> FrameEncoder:
+    """The fast encoder of a whole frame: one dict merge for the defaults, one itemgetter, the
+    checks struct cannot do, one struct.pack per run. Anything unexpected — a missing or unknown
+    field, a wrong type, a value out of range — goes to `precise`, which either raises the typed
+    error or encodes what is valid after all (a later version's field at its "not used" value)."""
+    items = cmd.fields_for(version)
+    src = _Src()
+    src.ns.update(_precise=precise, _slow=_slow_frame, _CMD=cmd.command_id)
+    names = [n for it in items for n in _names(it)]
+    defaults = {}
+    for item in items:
+        for sub in (item.high, item.low) if isinstance(item, NibblePair) else (item,):
+            if sub.omitted_value is not REQUIRED:
+                defaults[sub.name] = sub.omitted_value
+    src.ns["_DEF"] = defaults
+    checks: list[str] = []
+    fmt = "<BBB"
+    args = ["fc", "tsn", str(cmd.command_id)]
+    parts: list[str] = []
+    pre: list[str] = []
+
+    def flush() -> None:
+        nonlocal fmt, args
+        if args:
+            parts.append(f"{src.const('P', struct.Struct(fmt).pack)}({', '.join(args)})")
+        fmt, args = "<", []
+
+    var_of = {name: f"x{i}" for i, name in enumerate(names)}
+    for item in items:
+        if isinstance(item, NibblePair):
+            hv, lv = var_of[item.high.name], var_of[item.low.name]
+            for sub, var in ((item.high, hv), (item.low, lv)):
+                check = _fast_check(sub, var, src)
+                if check:
+                    checks.append(check)
+            fmt += "B"
+            args.append(f"{hv} << 4 | {lv}")
+            continue
+        var = var_of[item.name]
+        t = item.type
+        if isinstance(t, IntType):
+            check = _fast_check(item, var, src)
+            if check:
+                checks.append(check)
+            fmt += "".join(_codes(item))
+            if t.size == 3:
+                args += [f"{var} & 0xFFFF", f"({var} & 0xFFFFFF) >> 16"]
+            elif t.size == 6:
+                args += [f"{var} & 0xFFFFFFFF", f"{var} >> 32"]
+            else:
+                args.append(var)
+        elif isinstance(t, FixedOctets):
+            checks.append(f"len({var}) == {t.size}")
+            fmt += f"{t.size}s"
+            args.append(var)
+        else:
+            pre.append(f"b{var} = {var}.encode('utf-8')")
+            pre.append(f"n{var} = len(b{var})")
+            checks.append(f"n{var} <= {t.max_length}")
+            fmt += "B"
+            args.append(f"n{var}")
+            flush()
+            parts.append(f"b{var}")
+    flush()
+    body = " + ".join(parts)
+    lines = ["def encode(f, fc, tsn):", "    try:"]
+    if names:
+        # all fields given (the usual case for a generated request): no merge needed
+        lines.append(f"        g = f if len(f) == {len(names)} or not _DEF else {{**_DEF, **f}}")
+        lines.append(f"        if len(g) == {len(names)}:")
+        if len(names) == 1:
+            lines.append(f"            {var_of[names[0]]} = g[{names[0]!r}]")
+        else:
+            src.ns["_GET"] = operator.itemgetter(*names)
+            lines.append(f"            {', '.join(var_of[n] for n in names)} = _GET(g)")
+        for line in pre:
+            lines.append(f"            {line}")
+        if checks:
+            lines.append(f"            if {' and '.join(checks)}:")
+            lines.append(f"                return {body}")
+        else:
+            lines.append(f"            return {body}")
+    else:
+        lines.append("        if not f:")
+        lines.append(f"            return {body}")
+    lines.append("    except Exception:  # every failure is re-examined by the precise encoder")
+    lines.append("        pass")
+    lines.append("    return _slow(f, fc, tsn, _CMD, _precise)")
+    code = "\n".join(lines) + "\n"
+    exec(compile(code, f"<zigbee_se frame encoder {cmd.name} SE {version}>", "exec"), src.ns)
+    encoder: FrameEncoder = src.ns["encode"]
+    return encoder
+
+
+def _slow_frame(f: Any, fc: int, tsn: Any, command_id: int, precise: Encoder) -> bytes:
+    if not isinstance(f, Mapping):
+        raise EncodeError("fields", f, "an object of field names to values")
+    try:
+        tsn = operator.index(tsn)
+    except TypeError:
+        raise EncodeError("tsn", tsn, "uint8 in 0..255") from None
+    if not 0 <= tsn <= 0xFF:
+        raise EncodeError("tsn", tsn, "uint8 in 0..255")
+    return bytes((fc, tsn, command_id)) + precise(f)
 
 
 def _names(item: Item) -> tuple[str, ...]:
@@ -360,24 +500,29 @@ def compile_decoder(cmd: CommandDef) -> Decoder:
             every = entries + [e for it, var in optional for e in _entries(it, var)]
             src.add(f"return {{{', '.join(every)}}}, o", 2)
         src.add(f"r = {{{', '.join(entries)}}}")
+        # Stepwise: the payload may stop after any optional field. Bytes that cannot form the next
+        # field whole are left as the unknown trailing bytes the caller sees, not an error.
         for item, var in optional:
-            src.add("if o == n: return r, o")
             if isinstance(item, Field) and isinstance(item.type, CharString):
-                src.add(f"{var}n = d[o]; o += 1")
-                _gen_string(src, item, var, 1)
+                # An optional text that is cut short or not UTF-8 stays raw, as trailing bytes.
+                src.add("if o == n or o + 1 + d[o] > n and d[o] != 0xFF: return r, o")
+                src.add(f"if d[o] == 0xFF: {var} = None; o += 1")
+                src.add("else:")
+                src.add("try:", 2)
+                src.add(f"{var} = str(d[o + 1:o + 1 + d[o]], 'utf-8')", 3)
+                src.add("except UnicodeDecodeError:", 2)
+                src.add("return r, o", 3)
+                src.add("o += 1 + d[o]", 2)
             else:
                 size = _item_size(item)
-                src.add(
-                    f"if n - o < {size}: raise DecodeError(o, '{item.name}: needs {size} bytes, ' "
-                    f"+ str(n - o) + ' remain')"
-                )
+                src.add(f"if n - o < {size}: return r, o")
                 _gen_unpack_run(src, [(item, var)], 1)
             for entry in _entries(item, var):
                 key, value = entry.split(": ", 1)
                 src.add(f"r[{key}] = {value}")
         src.add("return r, o")
     code = "def decode(d, o):\n" + "\n".join(src.lines) + "\n"
-    exec(compile(code, f"<zigbee_se decoder {cmd.name}>", "exec"), src.ns)  # noqa: S102
+    exec(compile(code, f"<zigbee_se decoder {cmd.name}>", "exec"), src.ns)
     decoder: Decoder = src.ns["decode"]
     return decoder
 

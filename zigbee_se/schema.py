@@ -130,7 +130,7 @@ class CommandDef:
         return tuple(item for item in self.fields if item.since <= version)
 
 
-def nibble(name: str, *, default: Any = REQUIRED, min: int = 0, doc: str = "") -> Field:  # noqa: A002
+def nibble(name: str, *, default: Any = REQUIRED, min: int = 0, doc: str = "") -> Field:
     from zigbee_se.types import uint8
 
     return Field(name, uint8, default=default, min=min, max=15, limit=f"{min}..15 (4 bits)", doc=doc)

@@ -85,7 +85,8 @@ def _from_json(cluster: int, command: str, fields: Any) -> Any:
         out[name] = _hex(out[name], name)
     if command in GLOBAL_BY_NAME and isinstance(out.get("records"), list):
         records = []
-        for i, record in enumerate(out["records"]):
+        for i, given in enumerate(out["records"]):
+            record = given
             if isinstance(record, dict) and isinstance(record.get("value"), str):
                 type_id = record.get("data_type")
                 attr = record.get("attribute_id")

@@ -28,9 +28,15 @@ DEVICE_CLASS_MASK = 0x0FFF  # bits 12-15 reserved
 SIGNATURE_LENGTH = 42  # fixed, no length prefix (BitCloud, ZBOSS signature[42])
 UNSIGNED_SIGNATURE = b"\xff" * SIGNATURE_LENGTH  # Silicon Labs' dummy signature with type 0x00
 
-# Set points are 0.01 °C from absolute zero up; -32768 (0x8000) is "not used".
-_SET_POINT = {"sentinel": -0x8000, "min": -27315, "max": 0x7FFF,
-              "limit": "-27315..32767 (0.01 °C, not below absolute zero), or -32768 (not used)"}
+
+
+def _set_point(name: str) -> Field:
+    """Set points are 0.01 °C from absolute zero up; -32768 (0x8000) is "not used"."""
+    return Field(
+        name, int16, sentinel=-0x8000, min=-27315, max=0x7FFF,
+        limit="-27315..32767 (0.01 °C, not below absolute zero), or -32768 (not used)",
+    )
+
 
 EVENT_STATUSES = frozenset(
     {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A,
@@ -51,8 +57,8 @@ LOAD_CONTROL_EVENT = CommandDef(
               limit="1..15 (green, 1-5, emergency, planned outage, service disconnect, utility 1-6)"),
         Field("cooling_temperature_offset", uint8, sentinel=0xFF, max=0xFE, doc="0.1 °C"),
         Field("heating_temperature_offset", uint8, sentinel=0xFF, max=0xFE, doc="0.1 °C"),
-        Field("cooling_temperature_set_point", int16, **_SET_POINT),
-        Field("heating_temperature_set_point", int16, **_SET_POINT),
+        _set_point("cooling_temperature_set_point"),
+        _set_point("heating_temperature_set_point"),
         Field("average_load_adjustment_percentage", int8, sentinel=-0x80, min=-100, max=100),
         Field("duty_cycle", uint8, sentinel=0xFF, max=100),
         Field("event_control", map8, default=0, mask=0x03,
