@@ -21,10 +21,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `hangw --help` and other subcommands stay quick to start.
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
-    from gateway.app import create_app  # noqa: PLC0415
-    from gateway.logs import setup_logging  # noqa: PLC0415
+    from gateway.app import create_app
+    from gateway.logs import setup_logging
 
     try:
         config = load_config(args.config)
