@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from gateway.agreements import Invitation, InvitationPremise
 from gateway.api.deps import Operator, Pages, Svc, ThirdParty, Who
 from gateway.api.schemas import (
+    PROBLEM_RESPONSES,
     AgreementOut,
     AuditOut,
     InvitationIn,
@@ -17,11 +18,11 @@ from gateway.api.schemas import (
     Page,
     RenewIn,
 )
-from gateway.domain.model import AgreementKind, AgreementState, Role
+from gateway.domain.model import Action, AgreementKind, AgreementState, Role
 from gateway.domain.records import Party, Principal
 from gateway.errors import Forbidden, NotFound
 
-router = APIRouter(prefix="/v1", tags=["agreements"])
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["agreements"])
 
 
 async def _party(svc: Svc, who: Principal) -> Party:
@@ -99,10 +100,12 @@ async def terminate(agreement_id: int, svc: Svc, who: ThirdParty) -> AgreementOu
 
 
 @router.get("/audit", response_model=Page[AuditOut])
-async def audit(*, svc: Svc, who: Who, page: Pages, esi_id: str | None = None) -> Page[AuditOut]:
+async def audit(*, svc: Svc, who: Who, page: Pages, esi_id: str | None = None,
+                action: Action | None = None, allowed: bool | None = None) -> Page[AuditOut]:
     """Authorization decisions on HAN actions. Third parties and technicians see their own."""
     role, subject = (None, None) if who.role is Role.OPERATOR else (who.role, who.subject_id)
     found = await svc.store.list_audit(principal_role=role, principal_id=subject, esi_id=esi_id,
+                                       action=action.value if action else None, allowed=allowed,
                                        cursor=page.cursor, limit=page.limit)
     return Page[AuditOut](items=[AuditOut.of(e) for e in found.items],
                           next_cursor=found.next_cursor)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
 from gateway.api.schemas import (
+    PROBLEM_RESPONSES,
     AssignmentIn,
     CredentialIn,
     CredentialOut,
@@ -24,7 +25,7 @@ from gateway.domain.model import PartyStatus, Role
 from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 
-router = APIRouter(prefix="/v1", tags=["parties"])
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["parties"])
 
 
 def _own_party(who: Principal, party_id: int) -> None:
@@ -96,10 +97,11 @@ async def issue_credential(party_id: int, body: CredentialIn, svc: Svc,
 
 
 @router.get("/parties/{party_id}/credentials", response_model=Page[CredentialOut])
-async def list_credentials(party_id: int, svc: Svc, who: Who, page: Pages) -> Page[CredentialOut]:
+async def list_credentials(*, party_id: int, svc: Svc, who: Who, page: Pages,
+                           revoked: bool | None = None) -> Page[CredentialOut]:
     _own_party(who, party_id)
-    found = await svc.store.list_credentials(party_id=party_id, cursor=page.cursor,
-                                             limit=page.limit)
+    found = await svc.store.list_credentials(party_id=party_id, revoked=revoked,
+                                             cursor=page.cursor, limit=page.limit)
     return Page[CredentialOut](items=[CredentialOut.of(c) for c in found.items],
                                next_cursor=found.next_cursor)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
 from gateway.api.schemas import (
+    PROBLEM_RESPONSES,
     AuthorizationIn,
     DecisionOut,
     DeviceIn,
@@ -24,7 +25,7 @@ from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
 from gateway.premise_import import HeaderError, import_premises
 
-router = APIRouter(prefix="/v1", tags=["premises"])
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
 
 # Devices per meter (Landis+Gyr limits, DOMAIN.md): 5, or 10 on enhanced meters.
 DEVICES_PER_METER = 5

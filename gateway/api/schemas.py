@@ -274,3 +274,37 @@ class LifecycleOut(BaseModel):
     renewals_lapsed: int
     mails_sent: int
     mails_failed: int
+
+
+class FieldErrorOut(BaseModel):
+    field: str = Field(description='e.g. "premises[0].esi_id"')
+    code: str
+    message: str
+    value: Any = None
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details (media type application/problem+json)."""
+
+    type: str = Field(examples=["urn:hangw:problem:invalid_request"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="machine-readable; the last part of `type`")
+    instance: str | None = None
+    errors: list[FieldErrorOut] | None = Field(None, description="one entry per bad field")
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"model": ProblemOut, "description": description,
+            "content": {"application/problem+json": {}}}
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _problem("missing, unknown or revoked bearer token"),
+    403: _problem("not allowed (the code says why)"),
+    404: _problem("not found, or not visible to you"),
+    409: _problem("conflicts with the current state"),
+    422: _problem("invalid fields, each named in `errors`"),
+    429: _problem("rate limited; see the Retry-After header"),
+}

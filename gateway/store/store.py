@@ -401,10 +401,14 @@ class Store(_Outbox):
         *,
         party_id: int | None = None,
         role: Role | None = None,
+        revoked: bool | None = None,
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[Credential]:
         query = credentials.select().where(credentials.c.id > _int_cursor(cursor))
+        if revoked is not None:
+            query = query.where(credentials.c.revoked_at.is_not(None) if revoked
+                                else credentials.c.revoked_at.is_(None))
         if party_id is not None:
             query = query.where(credentials.c.party_id == party_id)
         if role is not None:
@@ -811,10 +815,16 @@ class Store(_Outbox):
         principal_role: Role | None = None,
         principal_id: int | None = None,
         esi_id: str | None = None,
+        action: str | None = None,
+        allowed: bool | None = None,
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[AuditEntry]:
         query = audit_log.select().where(audit_log.c.id > _int_cursor(cursor))
+        if action is not None:
+            query = query.where(audit_log.c.action == action)
+        if allowed is not None:
+            query = query.where(audit_log.c.allowed == allowed)
         if principal_role is not None:
             query = query.where(audit_log.c.principal_role == principal_role.value)
         if principal_id is not None:

@@ -118,6 +118,9 @@ async def test_credentials_rotation_revocation_suspension(gateway: Gateway) -> N
     assert (await gateway.client.delete(f"/v1/credentials/{old_id}",
                                         headers=gateway.auth(new))).status_code == 204
     assert (await gateway.client.get("/v1/me", headers=gateway.auth(old))).status_code == 401
+    live = (await gateway.client.get(f"/v1/parties/{party_id}/credentials",
+                                     headers=gateway.auth(new), params={"revoked": "false"}))
+    assert [c["label"] for c in live.json()["items"]] == ["rotated"]
     assert (await gateway.client.get("/v1/me", headers=gateway.auth(new))).status_code == 200
     r = await gateway.client.patch(f"/v1/parties/{party_id}", headers=gateway.op,
                                    json={"status": "suspended"})

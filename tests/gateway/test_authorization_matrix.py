@@ -203,6 +203,9 @@ async def test_authorization_matrix(gateway: Gateway) -> None:
                                               "scope_not_granted"}
     allowed = next(e for e in entries if e["allowed"] and e["action"] == "send_text")
     assert allowed["agreement_id"] == a and allowed["esi_id"] == OWN_SERVICES
+    r = await gateway.client.get("/v1/audit", headers=gateway.auth(world.tokens["a"]),
+                                 params={"action": "send_price", "allowed": "false"})
+    assert {(e["action"], e["allowed"]) for e in r.json()["items"]} == {("send_price", False)}
 
     assert not failures, "\n".join(failures)
     assert not leaks, "\n".join(leaks)
