@@ -201,17 +201,21 @@ async def _premises_import(args: argparse.Namespace, config: GatewayConfig, stor
     service = AgreementService(store, make_mailer(config.mail, config.mbox_path), config,
                                make_templates(), clock)
     try:
-        text = args.file.read_text(encoding="utf-8-sig")
+        with args.file.open(encoding="utf-8-sig", newline="") as counting:
+            total = max(0, sum(1 for _ in counting) - 1)  # cheap first pass for the bar
+        source = args.file.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 2
-    lines = text.splitlines(keepends=True)
-    with tqdm(total=max(0, len(lines) - 1), unit="row", disable=args.no_progress,
-              file=sys.stderr) as bar:
+    # Streamed line by line (TDSP extracts run to millions of rows); only a chunk is in memory.
+    with source, tqdm(total=total, unit="row", disable=args.no_progress, file=sys.stderr) as bar:
         try:
-            report = await import_premises(lines, store, service, clock, progress=bar.update)
+            report = await import_premises(source, store, service, clock, progress=bar.update)
         except HeaderError as exc:
             print(f"{args.file}: {exc}", file=sys.stderr)
+            return 2
+        except UnicodeDecodeError as exc:
+            print(f"{args.file}: not UTF-8 text ({exc})", file=sys.stderr)
             return 2
     for error in report.errors:
         print(f"{args.file}: {error}", file=sys.stderr)

@@ -455,9 +455,36 @@ class Store(_Outbox):
             return await self._upsert_premise(conn, values, now)
 
     async def upsert_premises(self, rows: Iterable[dict[str, Any]], now: datetime) -> list[str]:
-        """Upsert many premises in one transaction (a CSV chunk)."""
+        """Upsert many premises (distinct ESI IDs) in one transaction: one read of the existing
+        rows, one multi-row insert, an update per changed row. Outcomes in input order."""
+        rows = list(rows)
+        if not rows:
+            return []
         async with self.engine.begin() as conn:
-            return [await self._upsert_premise(conn, values, now) for values in rows]
+            existing = {r.esi_id: r for r in (await conn.execute(
+                premises.select().where(premises.c.esi_id.in_([v["esi_id"] for v in rows]))
+            )).all()}
+            new = [{**v, "status": "active", "created_at": now, "updated_at": now}
+                   for v in rows if v["esi_id"] not in existing]
+            if new:
+                await conn.execute(premises.insert(), new)
+            outcomes = []
+            for values in rows:
+                old = existing.get(values["esi_id"])
+                if old is None:
+                    outcomes.append("created")
+                    continue
+                changed = {k: v for k, v in values.items() if getattr(old, k) != v}
+                if old.status != "active":
+                    changed["status"] = "active"
+                if not changed:
+                    outcomes.append("unchanged")
+                    continue
+                await conn.execute(premises.update()
+                                   .where(premises.c.esi_id == values["esi_id"])
+                                   .values(**changed, updated_at=now))
+                outcomes.append("updated")
+        return outcomes
 
     @staticmethod
     async def _upsert_premise(conn: AsyncConnection, values: dict[str, Any], now: datetime) -> str:
