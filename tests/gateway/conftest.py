@@ -8,7 +8,7 @@ import mailbox
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,6 @@ class Gateway:
     clock: ManualClock
     config: GatewayConfig
     operator_token: str
-    _seen_mail: int = field(default=0)
 
     def auth(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"}

@@ -184,6 +184,10 @@ async def test_openapi_docs_health_ready_metrics(gateway: Gateway) -> None:
     ready = (await gateway.client.get("/readyz")).json()
     assert ready == {"status": "ready", "schema_revision": "0004"}
     await gateway.client.get("/v1/premises", headers=gateway.op)
+    await gateway.client.get(f"/v1/premises/{ONCOR}", headers=gateway.op)
     metrics = (await gateway.client.get("/metrics")).text
+    # Route templates, never raw paths: ESI IDs must not become label values.
+    assert 'route="/v1/premises/{esi_id}",status="404"' in metrics
+    assert ONCOR not in metrics
     assert 'hangw_http_requests_total{method="GET",route="/v1/premises",status="200"}' in metrics
     assert "hangw_http_request_seconds_bucket" in metrics
