@@ -566,6 +566,49 @@ class Store(_Outbox):
         items = [_premise(r) for r in rows]
         return Page(items, items[-1].esi_id if len(items) == limit else None)
 
+    async def premises_in_scope(
+        self,
+        *,
+        party_id: int,
+        kind: AgreementKind,
+        scope: Scope | None,
+        now: datetime,
+        after: str = "",
+        limit: int = 1000,
+    ) -> list[tuple[str, int]]:
+        """(ESI ID, agreement id) of active premises where the party has an agreement of `kind`
+        (and `scope`) in force at `now`, ordered by ESI ID after `after`: one keyset page.
+
+        The bulk counterpart of `authorize` for fan-out (one request to many premises): the same
+        rules as one SQL query, so the caller never holds every premise in memory.
+        """
+        query = (
+            sa.select(agreement_premises.c.esi_id, sa.func.min(agreements.c.id))
+            .join(agreements, agreements.c.id == agreement_premises.c.agreement_id)
+            .join(premises, premises.c.esi_id == agreement_premises.c.esi_id)
+            .where(
+                agreements.c.party_id == party_id,
+                agreements.c.kind == kind.value,
+                agreements.c.state == AgreementState.ACTIVE.value,
+                agreements.c.starts_at <= now,
+                agreements.c.ends_at > now,
+                premises.c.status == "active",
+                agreement_premises.c.esi_id > after,
+            )
+            .group_by(agreement_premises.c.esi_id)
+            .order_by(agreement_premises.c.esi_id)
+            .limit(limit)
+        )
+        if scope is not None:
+            # Scopes are stored comma-separated; match the whole word (a portable LIKE).
+            query = query.where(
+                (sa.literal(",") + agreements.c.scopes + sa.literal(",")).contains(
+                    f",{scope.value},")
+            )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(r[0], r[1]) for r in rows]
+
     async def set_premise_status(
         self, esi_id: str, status: str, now: datetime, *, clear_customer: bool = False
     ) -> None:

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.domain.model import AgreementKind, Scope
 from tests.gateway.conftest import CENTERPOINT, ONCOR, ONCOR_2, ONCOR_EAST, TNMP, Gateway
 
 # Premises by situation, from party A's point of view.
@@ -206,6 +207,19 @@ async def test_authorization_matrix(gateway: Gateway) -> None:
     r = await gateway.client.get("/v1/audit", headers=gateway.auth(world.tokens["a"]),
                                  params={"action": "send_price", "allowed": "false"})
     assert {(e["action"], e["allowed"]) for e in r.json()["items"]} == {("send_price", False)}
+
+    # The bulk form of the same rules, for fan-out, agrees with the decisions above.
+    now = gateway.clock.now()
+    services, device = AgreementKind.IN_HOME_DEVICE_SERVICES, AgreementKind.IN_HOME_DEVICE
+    store = gateway.store
+    assert await store.premises_in_scope(party_id=pa, kind=services, scope=Scope.TEXT,
+                                         now=now) == [(OWN_SERVICES, a)]
+    assert await store.premises_in_scope(party_id=pa, kind=services, scope=Scope.PRICE,
+                                         now=now) == []
+    assert [e for e, _ in await store.premises_in_scope(party_id=pa, kind=device, scope=None,
+                                                        now=now)] == [OWN_DEVICE]
+    assert [e for e, _ in await store.premises_in_scope(
+        party_id=pb, kind=services, scope=Scope.LOAD_CONTROL, now=now)] == [OTHER]
 
     assert not failures, "\n".join(failures)
     assert not leaks, "\n".join(leaks)
