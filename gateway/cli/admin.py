@@ -77,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_runner(_premises_import))
 
+    p = sub.add_parser("mail", help="mail outbox: pending, sent and given-up emails")
+    p.set_defaults(func=_runner(_mail_status))
+
     agr = sub.add_parser("agreements", help="agreements").add_subparsers(
         dest="agreements_command", metavar="ACTION", required=True)
     p = agr.add_parser("list", help="list agreements")
@@ -239,3 +242,12 @@ async def _agreements_list(args: argparse.Namespace, config: GatewayConfig, stor
         if page.next_cursor is None:
             return 0
         cursor = page.next_cursor
+
+
+async def _mail_status(args: argparse.Namespace, config: GatewayConfig, store: Store) -> int:
+    counts = await store.mail_counts()
+    target = (f"SMTP {config.mail.smtp_host}:{config.mail.smtp_port}" if config.mail.smtp_host
+              else f"mbox {config.mbox_path}")
+    print(f"mail to {target}: {counts['pending']} pending, {counts['sent']} sent, "
+          f"{counts['dead']} given up")
+    return 1 if counts["dead"] else 0
