@@ -323,40 +323,32 @@ class AgreementService:
             return None
         now = self.clock.now()
         agreement = view.agreement
-        if view.renewal:
-            values: dict[str, object] = {"consent_token_hash": None, "consent_expires_at": None,
-                                         "renewal_months": None, "updated_at": now}
-            if accept:
-                values.update(duration_months=view.months, ends_at=add_months(now, view.months),
-                              reminders_sent=0)
-            updated = await self.store.update_agreement(
-                agreement.id, expect_states=[AgreementState.ACTIVE], **values)
-            outcome = "renewed" if accept else "renewal_declined"
+        spent: dict[str, object] = {"consent_token_hash": None, "consent_expires_at": None,
+                                    "updated_at": now}
+        terminate_token = new_token()
+        accepted = {"ends_at": add_months(now, view.months), "duration_months": view.months,
+                    "terminate_token_hash": hash_token(terminate_token)}
+        if view.renewal and accept:
+            outcome, expect = "renewed", AgreementState.ACTIVE
+            values = {**spent, **accepted, "renewal_months": None, "reminders_sent": 0}
+        elif view.renewal:
+            outcome, expect = "renewal_declined", AgreementState.ACTIVE
+            values = {**spent, "renewal_months": None}
         elif accept:
-            terminate_token = new_token()
-            updated = await self.store.update_agreement(
-                agreement.id, expect_states=[AgreementState.INVITED],
-                state=AgreementState.ACTIVE.value, consent_token_hash=None,
-                consent_expires_at=None, accepted_at=now, starts_at=now,
-                ends_at=add_months(now, view.months), updated_at=now,
-                terminate_token_hash=hash_token(terminate_token))
-            outcome = "accepted"
-            if updated is not None:
-                await self._send_confirmation(updated, view.party, terminate_token)
+            outcome, expect = "accepted", AgreementState.INVITED
+            values = {**spent, **accepted, "state": AgreementState.ACTIVE.value,
+                      "accepted_at": now, "starts_at": now}
         else:
-            updated = await self.store.update_agreement(
-                agreement.id, expect_states=[AgreementState.INVITED],
-                state=AgreementState.REJECTED.value, consent_token_hash=None,
-                consent_expires_at=None, ended_at=now, end_reason="rejected by the customer",
-                updated_at=now)
-            outcome = "rejected"
+            outcome, expect = "rejected", AgreementState.INVITED
+            values = {**spent, "state": AgreementState.REJECTED.value, "ended_at": now,
+                      "end_reason": "rejected by the customer"}
+        # The link itself is part of the compare-and-set: two clicks, one winner.
+        updated = await self.store.update_agreement(
+            agreement.id, expect_states=[expect], expect_consent_token_hash=hash_token(token),
+            **values)
         if updated is None:
             return None
-        if view.renewal and accept:
-            terminate_token = new_token()
-            await self.store.update_agreement(
-                agreement.id, expect_states=[AgreementState.ACTIVE],
-                terminate_token_hash=hash_token(terminate_token))
+        if accept:
             await self._send_confirmation(updated, view.party, terminate_token)
         log.info("agreement %s %s by the customer", agreement.id, outcome)
         return updated, outcome

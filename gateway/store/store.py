@@ -813,22 +813,27 @@ class Store(_Outbox):
         return page.items
 
     async def update_agreement(
-        self, agreement_id: int, *, expect_states: Sequence[AgreementState], **values: Any
+        self,
+        agreement_id: int,
+        *,
+        expect_states: Sequence[AgreementState],
+        expect_consent_token_hash: str | None = None,
+        **values: Any,
     ) -> Agreement | None:
         """Compare-and-set: change the agreement only if it is still in one of `expect_states`.
 
         Returns the updated agreement, or None if another request changed its state first — so
-        two clicks on the same consent link cannot both win.
+        two clicks on the same consent link cannot both win. With `expect_consent_token_hash`,
+        the consent link must also still be the current one (renewals keep the state).
         """
+        query = agreements.update().where(
+            agreements.c.id == agreement_id,
+            agreements.c.state.in_([s.value for s in expect_states]),
+        )
+        if expect_consent_token_hash is not None:
+            query = query.where(agreements.c.consent_token_hash == expect_consent_token_hash)
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                agreements.update()
-                .where(
-                    agreements.c.id == agreement_id,
-                    agreements.c.state.in_([s.value for s in expect_states]),
-                )
-                .values(**values)
-            )
+            result = await conn.execute(query.values(**values))
             if not result.rowcount:
                 return None
             rows = (

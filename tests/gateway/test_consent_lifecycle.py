@@ -3,6 +3,7 @@ expiry, renew, reminders, completion, 45-day visibility, termination by each sid
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from tests.gateway.conftest import CENTERPOINT, ONCOR, ONCOR_2, Gateway
@@ -261,3 +262,17 @@ async def test_expired_invitation_resend_is_revalidated(gateway: Gateway) -> Non
     r = await gateway.client.post(f"/v1/agreements/{aid}/resend", headers=gateway.auth(token))
     assert r.status_code == 422
     assert r.json()["errors"][0]["code"] == "duplicate_active_agreement"
+
+
+async def test_double_click_has_one_winner(gateway: Gateway) -> None:
+    await gateway.load_premises()
+    _pid, token = await gateway.new_party("Acme", "123456789")
+    aid = await gateway.active_agreement(token, ONCOR, "MTR-1", ALICE)
+    await gateway.client.post(f"/v1/agreements/{aid}/renew", headers=gateway.auth(token),
+                              json={"duration_months": 6})
+    link = gateway.link(gateway.mails_to(ALICE)[-1], "/consent/")
+    mails_before = len(gateway.mails_to(ALICE))
+    answers = await asyncio.gather(*(gateway.client.post(link, data={"decision": "accept"})
+                                     for _ in range(4)))
+    assert sorted(r.status_code for r in answers) == [200, 404, 404, 404]
+    assert len(gateway.mails_to(ALICE)) == mails_before + 1  # one confirmation
