@@ -253,7 +253,8 @@ class AgreementService:
         token = new_token()
         expires = now + timedelta(days=self.config.agreements.invitation_days)
         updated = await self.store.update_agreement(
-            agreement_id, expect_states=[agreement.state], state=AgreementState.INVITED.value,
+            agreement_id, expect_states=[agreement.state], expect={"resend_count": 0},
+            state=AgreementState.INVITED.value,
             resend_count=agreement.resend_count + 1, consent_token_hash=hash_token(token),
             invitation_expires_at=expires, consent_expires_at=expires, ended_at=None,
             end_reason=None, updated_at=now)
@@ -344,7 +345,7 @@ class AgreementService:
                       "end_reason": "rejected by the customer"}
         # The link itself is part of the compare-and-set: two clicks, one winner.
         updated = await self.store.update_agreement(
-            agreement.id, expect_states=[expect], expect_consent_token_hash=hash_token(token),
+            agreement.id, expect_states=[expect], expect={"consent_token_hash": hash_token(token)},
             **values)
         if updated is None:
             return None

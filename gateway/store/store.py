@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -817,21 +817,21 @@ class Store(_Outbox):
         agreement_id: int,
         *,
         expect_states: Sequence[AgreementState],
-        expect_consent_token_hash: str | None = None,
+        expect: Mapping[str, Any] | None = None,
         **values: Any,
     ) -> Agreement | None:
         """Compare-and-set: change the agreement only if it is still in one of `expect_states`.
 
         Returns the updated agreement, or None if another request changed its state first — so
-        two clicks on the same consent link cannot both win. With `expect_consent_token_hash`,
-        the consent link must also still be the current one (renewals keep the state).
+        two clicks on the same consent link cannot both win. `expect` adds column == value
+        conditions (e.g. the consent link must still be the current one: renewals keep the state).
         """
         query = agreements.update().where(
             agreements.c.id == agreement_id,
             agreements.c.state.in_([s.value for s in expect_states]),
         )
-        if expect_consent_token_hash is not None:
-            query = query.where(agreements.c.consent_token_hash == expect_consent_token_hash)
+        for column, value in (expect or {}).items():
+            query = query.where(agreements.c[column] == value)
         async with self.engine.begin() as conn:
             result = await conn.execute(query.values(**values))
             if not result.rowcount:
