@@ -414,6 +414,7 @@ class AgreementService:
                 if due > agreement.reminders_sent:
                     updated = await self.store.update_agreement(
                         agreement.id, expect_states=[AgreementState.ACTIVE],
+                        expect={"reminders_sent": agreement.reminders_sent},
                         reminders_sent=due, updated_at=now)
                     if updated is not None:
                         await self._send_reminder(updated)
