@@ -201,6 +201,15 @@ def compile_encoder(cmd: CommandDef, version: SEVersion) -> Encoder:
             else:
                 args.append(var)
             fmt += "".join(_codes(field))
+        elif isinstance(t, FixedOctets) and field.optional and item is items[-1]:
+            # A trailing optional octet field may be left off the wire with None (Exegin's
+            # ReportEventStatus has no signature bytes at all).
+            src.add(f"if {var} is None: {var} = b''")
+            src.add("else:")
+            src.add(f"if {var}.__class__ is not bytes: {var} = _as_bytes({fref}, {var})", 2)
+            src.add(f"if len({var}) != {t.size}: raise _bad({fref}, {var})", 2)
+            flush()
+            parts.append(var)
         elif isinstance(t, FixedOctets):
             src.add(f"if {var}.__class__ is not bytes: {var} = _as_bytes({fref}, {var})")
             src.add(f"if len({var}) != {t.size}: raise _bad({fref}, {var})")
@@ -489,15 +498,25 @@ def compile_decoder(cmd: CommandDef) -> Decoder:
     if not optional:
         src.add(f"return {{{', '.join(entries)}}}, o")
     else:
-        all_fixed = all(_item_size(it) > 0 for it, _ in optional)
-        if all_fixed:
-            # Fast path: the whole optional tail is there (the usual case for a sender of our version).
-            total = sum(_item_size(it) for it, _ in optional)
-            src.add(f"if n - o >= {total}:")
-            run.extend(optional)
-            _gen_unpack_run(src, list(run), 2)
-            run.clear()
-            every = entries + [e for it, var in optional for e in _entries(it, var)]
+        # Fast paths: the optional fields of each SE version are there whole (the usual case: a
+        # sender of that version), newest version first; one unpack each.
+        fixed_prefix: list[tuple[Item, str]] = []
+        for item, var in optional:
+            if _item_size(item) <= 0:
+                break
+            fixed_prefix.append((item, var))
+        cuts = [i + 1 for i in range(len(fixed_prefix))
+                if i + 1 == len(fixed_prefix) or fixed_prefix[i + 1][0].since != fixed_prefix[i][0].since]
+        whole_tail = len(fixed_prefix) == len(optional)
+        for cut in reversed(cuts):
+            group = fixed_prefix[:cut]
+            total = sum(_item_size(it) for it, _ in group)
+            if cut == len(fixed_prefix) and whole_tail:
+                src.add(f"if n - o >= {total}:")
+            else:  # only this version's fields: what follows is left to the stepwise path below
+                src.add(f"if n - o == {total}:")
+            _gen_unpack_run(src, list(group), 2)
+            every = entries + [e for it, var in group for e in _entries(it, var)]
             src.add(f"return {{{', '.join(every)}}}, o", 2)
         src.add(f"r = {{{', '.join(entries)}}}")
         # Stepwise: the payload may stop after any optional field. Bytes that cannot form the next
@@ -516,7 +535,10 @@ def compile_decoder(cmd: CommandDef) -> Decoder:
             else:
                 size = _item_size(item)
                 src.add(f"if n - o < {size}: return r, o")
-                _gen_unpack_run(src, [(item, var)], 1)
+                if isinstance(item, Field) and isinstance(item.type, IntType) and size == 1 and not item.type.signed:
+                    src.add(f"{var} = d[o]; o += 1")
+                else:
+                    _gen_unpack_run(src, [(item, var)], 1)
             for entry in _entries(item, var):
                 key, value = entry.split(": ", 1)
                 src.add(f"r[{key}] = {value}")
