@@ -18,6 +18,8 @@ from zigbee_se.schema import Direction
 
 READ_ATTRIBUTES = 0x00
 READ_ATTRIBUTES_RESPONSE = 0x01
+WRITE_ATTRIBUTES = 0x02
+WRITE_ATTRIBUTES_RESPONSE = 0x04
 REPORT_ATTRIBUTES = 0x0A
 DEFAULT_RESPONSE = 0x0B
 
@@ -207,10 +209,14 @@ def _enc_read_response(cluster: int, server: bool, fields: Mapping[str, Any]) ->
             raise EncodeError(f"{where}.status", status, "a ZCL status uint8")
         out += attr_id.to_bytes(2, "little") + bytes((status,))
         if status == STATUS_SUCCESS:
-            type_id = _data_type(cluster, server, attr_id, record, where)
-            out.append(type_id)
-            out += encode_value(type_id, record.get("value"), f"{where}.value")
+            out += _typed_value(cluster, server, attr_id, record, where)
     return bytes(out)
+
+
+def _typed_value(cluster: int, server: bool, attr_id: int, record: Mapping[str, Any], where: str) -> bytes:
+    """The data type byte and the value of one attribute record."""
+    type_id = _data_type(cluster, server, attr_id, record, where)
+    return bytes((type_id,)) + encode_value(type_id, record.get("value"), f"{where}.value")
 
 
 def _named(cluster: int, server: bool, attr_id: int, record: dict[str, Any]) -> dict[str, Any]:
@@ -241,14 +247,12 @@ def _dec_read_response(cluster: int, server: bool, data: bytes, o: int) -> tuple
 
 
 def _enc_report(cluster: int, server: bool, fields: Mapping[str, Any]) -> bytes:
-    _check_keys(fields, ("records",), "report_attributes")
+    _check_keys(fields, ("records",), "report_attributes/write_attributes")
     out = bytearray()
     for i, record in enumerate(_records(fields, "records")):
         where = f"records[{i}]"
         attr_id = _attr_id(cluster, server, record, where)
-        type_id = _data_type(cluster, server, attr_id, record, where)
-        out += attr_id.to_bytes(2, "little") + bytes((type_id,))
-        out += encode_value(type_id, record.get("value"), f"{where}.value")
+        out += attr_id.to_bytes(2, "little") + _typed_value(cluster, server, attr_id, record, where)
     return bytes(out)
 
 
@@ -263,6 +267,37 @@ def _dec_report(cluster: int, server: bool, data: bytes, o: int) -> tuple[dict[s
         record: dict[str, Any] = {"attribute_id": attr_id, "data_type": type_id}
         record["value"], o = decode_value(type_id, data, o)
         records.append(_named(cluster, server, attr_id, record))
+    return {"records": records}, o
+
+
+def _enc_write_response(cluster: int, server: bool, fields: Mapping[str, Any]) -> bytes:
+    _check_keys(fields, ("records",), "write_attributes_response")
+    records = _records(fields, "records")
+    out = bytearray()
+    for i, record in enumerate(records):
+        where = f"records[{i}]"
+        status = record.get("status", STATUS_SUCCESS)
+        if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 0xFF:
+            raise EncodeError(f"{where}.status", status, "a ZCL status uint8")
+        out.append(status)
+        if status != STATUS_SUCCESS:
+            out += _attr_id(cluster, server, record, where).to_bytes(2, "little")
+    if all(r.get("status", STATUS_SUCCESS) == STATUS_SUCCESS for r in records):
+        return bytes((STATUS_SUCCESS,))  # all written: one success status, no records (ZCL 2.5.5)
+    return bytes(out)
+
+
+def _dec_write_response(cluster: int, server: bool, data: bytes, o: int) -> tuple[dict[str, Any], int]:
+    n = len(data)
+    if n - o == 1 and data[o] == STATUS_SUCCESS:
+        return {"records": [{"status": STATUS_SUCCESS}]}, n
+    records = []
+    while o < n:
+        if n - o < 3:
+            raise DecodeError(o, f"write attributes status record needs 3 bytes, {n - o} remain")
+        status, attr_id = data[o], data[o + 1] | data[o + 2] << 8
+        records.append(_named(cluster, server, attr_id, {"status": status, "attribute_id": attr_id}))
+        o += 3
     return {"records": records}, o
 
 
@@ -289,6 +324,10 @@ GLOBAL_COMMANDS: tuple[GlobalCommand, ...] = (
     GlobalCommand(READ_ATTRIBUTES, "read_attributes", C2S, _enc_read, _dec_read, ("attribute_ids",)),
     GlobalCommand(READ_ATTRIBUTES_RESPONSE, "read_attributes_response", S2C, _enc_read_response,
                   _dec_read_response, ("records",)),
+    # Write Attributes records are laid out as reports are: id, type, value.
+    GlobalCommand(WRITE_ATTRIBUTES, "write_attributes", C2S, _enc_report, _dec_report, ("records",)),
+    GlobalCommand(WRITE_ATTRIBUTES_RESPONSE, "write_attributes_response", S2C, _enc_write_response,
+                  _dec_write_response, ("records",)),
     GlobalCommand(REPORT_ATTRIBUTES, "report_attributes", S2C, _enc_report, _dec_report, ("records",)),
     GlobalCommand(DEFAULT_RESPONSE, "default_response", C2S, _enc_default_response,
                   _dec_default_response, ("command_id", "status")),

@@ -311,3 +311,36 @@ def test_an_optional_text_that_is_not_utf8_stays_raw_as_trailing_bytes() -> None
     decoded = zigbee_se.decode_frame("messaging", frame)
     assert decoded.fields == {"message_id": 9, "confirmation_time": 100, "message_confirmation_control": 2}
     assert decoded.trailing == b"\x05Str\xf8m"
+
+
+def test_report_event_status_without_signature_bytes_when_asked() -> None:
+    fields = {"issuer_event_id": 7, "event_status": 0x02, "event_status_time": 5, "criticality_level_applied": 3,
+              "signature": None}
+    payload = zigbee_se.encode_payload("drlc", "report_event_status", fields)
+    assert len(payload) == 18  # Exegin's form
+    frame = zigbee_se.encode_frame("drlc", "report_event_status", fields)
+    assert "signature" not in zigbee_se.decode_frame("drlc", frame).fields
+
+
+def test_write_attributes_of_the_drlc_client_and_its_response() -> None:
+    write = zigbee_se.encode_frame(
+        "drlc", "write_attributes",
+        {"records": [{"attribute_id": "start_randomization_minutes", "value": 10},
+                     {"attribute_id": 0x0002, "value": 5}]},
+        direction=Direction.SERVER_TO_CLIENT, tsn=4,
+    )
+    assert write == bytes.fromhex("080402" "0100" "20" "0a" "0200" "20" "05")
+    decoded = zigbee_se.decode_frame("drlc", write)
+    assert decoded.command == "write_attributes"
+    assert [r["name"] for r in decoded.fields["records"]] == ["start_randomization_minutes",
+                                                               "duration_randomization_minutes"]
+    ok = zigbee_se.encode_frame("drlc", "write_attributes_response", {"records": [{"status": 0}]},
+                                direction=Direction.CLIENT_TO_SERVER, tsn=4)
+    assert ok == bytes.fromhex("000404" "00")
+    assert zigbee_se.decode_frame("drlc", ok).fields == {"records": [{"status": 0}]}
+    refused = zigbee_se.encode_frame(
+        "drlc", "write_attributes_response",
+        {"records": [{"status": 0x87, "attribute_id": 0x0001}]}, direction=Direction.CLIENT_TO_SERVER,
+    )
+    assert refused[3:] == bytes.fromhex("870100")
+    assert zigbee_se.decode_frame("drlc", refused).fields["records"][0]["attribute_id"] == 1

@@ -97,9 +97,10 @@ REPORT_EVENT_STATUS = CommandDef(
         Field("event_control", map8, default=0),
         Field("signature_type", enum8, default=0, choices=frozenset({0x00, 0x01}),
               limit="0x00 (none) or 0x01 (ECDSA)"),
-        # Exegin sends type 0x00 with no signature bytes at all, so a decoder may stop here.
+        # Exegin sends type 0x00 with no signature bytes at all, so a decoder may stop here;
+        # an encoder leaves them off when given signature=None.
         Field("signature", FixedOctets(SIGNATURE_LENGTH), optional=True,
-              default=UNSIGNED_SIGNATURE),
+              default=UNSIGNED_SIGNATURE, limit="exactly 42 bytes, or None to send no signature bytes"),
     ),
 )
 

@@ -1,0 +1,243 @@
+"""The route (adapter) contract: how the gateway reaches meters, whatever is behind a route — a
+TDSP head-end over MultiSpeak, IEC 61968-9 or a binary cellular protocol, the local ZigBee radio, or
+the simulated field in tests (DESIGN.md, "Contracts").
+
+A route takes batches of HAN operations and answers each item at once (accepted with the head-end's
+reference, rejected with a reason, or retry later); what then happens to it arrives later on the
+route's event stream. Routes are idempotent by `outbound_id`: an item submitted again (after a
+gateway restart, say) is answered with its first result and never reaches a device twice.
+
+Only plain data crosses this contract: no gateway objects, no simulator objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from zigbee_se import SEVersion
+
+MIN_JOIN_WINDOW_S = 24 * 3600
+MAX_JOIN_WINDOW_S = 30 * 24 * 3600
+"""Join windows of 1 to 30 days, as the AMS provisioning flows allow (DOMAIN.md)."""
+
+
+class ContractError(ValueError):
+    """An operation that no route may accept: names the field, the value and the limit."""
+
+    def __init__(self, field: str, value: Any, limit: str) -> None:
+        self.field = field
+        self.value = value
+        self.limit = limit
+        super().__init__(f"{field}: {value!r} is invalid: {limit}")
+
+
+class TargetKind(enum.StrEnum):
+    METER = "meter"  # the meter itself (its ESI), e.g. to publish a price it answers requests with
+    DEVICE = "device"  # one joined device, by EUI-64
+    CAPABLE_DEVICES = "capable_devices"  # every joined device of the premise that has the cluster
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: TargetKind
+    eui64: str | None = None
+    """EUI-64 as zigpy prints it (00:0d:6f:00:0a:bc:de:f0), for kind DEVICE only."""
+
+    def __post_init__(self) -> None:
+        if (self.kind is TargetKind.DEVICE) != (self.eui64 is not None):
+            raise ContractError("target.eui64", self.eui64, "given exactly when the target is one device")
+
+
+METER = Target(TargetKind.METER)
+CAPABLE_DEVICES = Target(TargetKind.CAPABLE_DEVICES)
+
+
+class OperationKind(enum.StrEnum):
+    TEXT = "text"
+    PRICE = "price"
+    LOAD_CONTROL = "load_control"
+    CANCEL_TEXT = "cancel_text"
+    CANCEL_LOAD_CONTROL = "cancel_load_control"
+    CANCEL_ALL_LOAD_CONTROL = "cancel_all_load_control"
+
+
+@dataclass(frozen=True, slots=True)
+class HanOperation:
+    """One HAN command for one premise. It carries both forms a head-end may want: the SE command
+    and its field values (for semantic interfaces such as MultiSpeak InitiateInHomeDisplayMessage
+    or 61968-9 PanDisplay) and the ZCL frame encoded by `zigbee_se` for the meter's SE version (for
+    routes that carry frames raw: the radio, the binary cellular protocol)."""
+
+    outbound_id: str
+    esi_id: str
+    target: Target
+    kind: OperationKind
+    cluster_id: int
+    command: str
+    fields: Mapping[str, Any]
+    frame: bytes
+    se_version: SEVersion
+    expires_at: float
+    """Unix seconds. A route never hands the item on after this; it reports it expired instead."""
+    meter_number: str = ""
+
+
+class ProvisioningKind(enum.StrEnum):
+    INITIALIZE_HAN = "initialize_han"
+    PROVISION_DEVICE = "provision_device"
+    DELETE_DEVICE = "delete_device"
+    CLEAR_DEVICES = "clear_devices"
+    DECOMMISSION_HAN = "decommission_han"
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisioningRequest:
+    request_id: str
+    esi_id: str
+    kind: ProvisioningKind
+    eui64: str | None = None
+    link_key: bytes | None = None
+    """Derived from the install code by zigbee_se; the install code itself never travels."""
+    join_window_s: int | None = None
+
+    def __post_init__(self) -> None:
+        needs_device = self.kind in (ProvisioningKind.PROVISION_DEVICE, ProvisioningKind.DELETE_DEVICE)
+        if needs_device and not self.eui64:
+            raise ContractError("eui64", self.eui64, f"required to {self.kind.value.replace('_', ' ')}")
+        if self.kind is ProvisioningKind.PROVISION_DEVICE:
+            if self.link_key is None or len(self.link_key) != 16:
+                raise ContractError("link_key", self.link_key, "16 bytes (AES-MMO of the install code)")
+            window = self.join_window_s
+            if window is None or not MIN_JOIN_WINDOW_S <= window <= MAX_JOIN_WINDOW_S:
+                raise ContractError("join_window_s", window, "1 to 30 days (86400..2592000 seconds)")
+
+
+class SubmitOutcome(enum.StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    RETRY_LATER = "retry_later"
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    outbound_id: str
+    outcome: SubmitOutcome
+    reference: str | None = None
+    """The head-end's transaction id, when accepted."""
+    reason: str | None = None
+    retry_after_s: float | None = None
+
+
+# ------------------------------------------------------------------------------ inbound events
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredToMeter:
+    outbound_id: str
+    esi_id: str
+    at: float
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailed:
+    outbound_id: str
+    esi_id: str
+    at: float
+    reason: str
+    expired: bool = False
+    """True when the route gave up because `expires_at` passed (meter dark, head-end down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceResponse:
+    """A device's answer: MessageConfirmation, PriceAcknowledgement, ReportEventStatus, or any
+    other SE frame. `frame` is the raw ZCL frame when the head-end relays it; semantic head-ends
+    that only report a status give `command` and `fields` as zigbee_se would have decoded them."""
+
+    esi_id: str
+    eui64: str
+    cluster_id: int
+    at: float
+    command: str
+    fields: Mapping[str, Any]
+    frame: bytes | None = None
+    outbound_id: str | None = None
+
+
+class ProvisioningState(enum.StrEnum):
+    REQUESTED = "requested"
+    FIND_PENDING = "find_pending"
+    JOINED = "joined"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisioningUpdate:
+    request_id: str | None
+    esi_id: str
+    state: ProvisioningState
+    at: float
+    eui64: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReachability:
+    esi_id: str
+    reachable: bool
+    at: float
+
+
+InboundEvent = DeliveredToMeter | DeliveryFailed | DeviceResponse | ProvisioningUpdate | MeterReachability
+
+
+# ------------------------------------------------------------------------------ capabilities
+
+
+@dataclass(frozen=True, slots=True)
+class MeterCapabilities:
+    se_version: SEVersion = SEVersion.V1_1
+    max_devices: int = 5
+    max_load_control_devices: int = 5
+    max_text_length: int = 57
+    """Characters of DisplayMessage text the meter takes (Landis+Gyr modules: 80, fragmented)."""
+    max_frame_size: int | None = 73
+    price_tiers: int = 15
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCapabilities:
+    name: str
+    batch_size: int = 100
+    rate_limit_per_s: float = 100.0
+    max_in_flight: int = 1000
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Route(Protocol):
+    """What every route implements. All methods are coroutines except `capabilities`."""
+
+    @property
+    def capabilities(self) -> RouteCapabilities: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def meter_capabilities(self, esi_id: str) -> MeterCapabilities: ...
+
+    async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
+        """One result per item, in order. Never raises for a bad item: rejects it with a reason."""
+        ...
+
+    async def provision(self, request: ProvisioningRequest) -> SubmitResult: ...
+
+    def events(self) -> AsyncIterator[InboundEvent]:
+        """The route's inbound events, in the order the route learnt them; one consumer."""
+        ...

@@ -1,0 +1,357 @@
+"""``SimMeter``: a smart meter acting as the SE ESI and trust centre of one premise HAN.
+
+Upstream (a head-end emulator, the gateway's test route, the fleet) talks to it with bytes and
+plain addressing only: ``send(address, cluster_id, zcl_frame)`` where the address is a device
+EUI-64, ``ALL_DEVICES`` or ``METER`` (the meter's own Metering/Time server), and an ``upstream``
+callback receiving ``DeviceFrame``, ``HanEvent`` and ``Reachability`` records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from simulators.addressing import check_eui64
+from simulators.client_device import ClientDevice
+from simulators.clock import Clock
+from simulators.device import DRLC, MESSAGING, METERING, PRICE, TIME, SimDevice
+from simulators.errors import ProvisioningError, SimulatorError
+from simulators.esi import EsiTables, read_records, time_attributes
+from simulators.frame_cache import decode_shared
+from simulators.han import DeviceStatus, HanProvisioning
+from zigbee_se import DecodedFrame, DecodeError, Direction, SEVersion, decode_frame, encode_frame
+
+ALL_DEVICES = "all"
+METER = "meter"
+Address = bytes | str
+
+NOT_FOUND = 0x8B
+SUCCESS = 0x00
+UNSUP_CLUSTER_COMMAND = 0x81
+CLUSTER_OF_NAME = {"price": PRICE, "drlc": DRLC, "messaging": MESSAGING, "metering": METERING,
+                   "time": TIME}
+
+# Requests the ESI answers itself; every other device frame is relayed upstream.
+ESI_ANSWERS = frozenset({"get_current_price", "get_scheduled_prices", "get_scheduled_events",
+                         "get_last_message", "read_attributes"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFrame:
+    """A frame a device sent, relayed upstream unchanged."""
+
+    meter_id: str
+    eui64: bytes
+    time: float
+    cluster_id: int
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HanEvent:
+    """Provisioning and join progress: han_initialized, provisioned, find_pending, joined,
+    join_failed (reason), deleted, cleared, decommissioned."""
+
+    meter_id: str
+    eui64: bytes | None
+    time: float
+    kind: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reachability:
+    meter_id: str
+    time: float
+    reachable: bool
+
+
+MeterEvent = DeviceFrame | HanEvent | Reachability
+Upstream = Callable[[MeterEvent], None]
+
+
+class JoinedDevice:
+    """What the meter learnt about a device at join (simple descriptor + DRLC client attributes)."""
+
+    __slots__ = ("clusters", "device", "device_class", "ueg")
+
+    def __init__(self, device: SimDevice) -> None:
+        self.device = device
+        self.clusters = frozenset(CLUSTER_OF_NAME[c] for c in device.profile.clusters)
+        self.device_class = device.profile.device_class if DRLC in self.clusters else 0
+        self.ueg = device.profile.utility_enrollment_group
+
+
+class SimMeter:
+    __slots__ = (
+        "_tsn", "answer_delay_s", "base_load_w", "clock", "devices", "enhanced", "esi_id", "eui64",
+        "frames_lost", "han", "hop_delay_s", "join_time_s", "reachable", "relay_requests",
+        "se_version", "start_energy_wh", "started", "tables", "upstream",
+    )
+
+    def __init__(self, esi_id: str, clock: Clock, *, eui64: bytes | None = None,
+                 se_version: str = "1.1", enhanced: bool = False, base_load_w: float = 800.0,
+                 upstream: Upstream | None = None, answer_delay_s: float = 0.05,
+                 hop_delay_s: float = 0.02, join_time_s: float = 2.0,
+                 relay_requests: bool = False, start_energy_wh: float = 0.0) -> None:
+        self.esi_id = esi_id
+        self.clock = clock
+        self.eui64 = eui64 if eui64 is not None else int(esi_id[-16:]).to_bytes(8, "little")
+        self.se_version = SEVersion.parse(se_version)
+        self.enhanced = enhanced
+        self.han = HanProvisioning(enhanced)
+        self.devices: dict[bytes, JoinedDevice] = {}
+        self.tables = EsiTables()
+        self.upstream = upstream
+        self.reachable = True
+        self.answer_delay_s = answer_delay_s
+        self.hop_delay_s = hop_delay_s
+        self.join_time_s = join_time_s
+        self.relay_requests = relay_requests
+        self.base_load_w = base_load_w
+        self.start_energy_wh = start_energy_wh
+        self.started = clock.now()
+        self.frames_lost = 0
+        self._tsn = 0
+
+    # ================================================================= upstream side
+    def _up(self, event: MeterEvent) -> None:
+        if self.reachable and self.upstream is not None:
+            self.upstream(event)
+
+    def _han_event(self, kind: str, eui64: bytes | None = None, reason: str | None = None) -> None:
+        self._up(HanEvent(self.esi_id, eui64, self.clock.now(), kind, reason))
+
+    def _require_reachable(self, operation: str) -> None:
+        if not self.reachable:
+            raise ProvisioningError("meter", self.esi_id, f"unreachable: {operation} not delivered")
+
+    def set_reachable(self, reachable: bool) -> None:
+        """Cut or restore the meter's WAN link. While cut, frames from upstream are lost."""
+        if reachable == self.reachable:
+            return
+        if reachable:
+            self.reachable = True
+            self._up(Reachability(self.esi_id, self.clock.now(), True))
+        else:
+            self._up(Reachability(self.esi_id, self.clock.now(), False))
+            self.reachable = False
+
+    def unreachable_for(self, seconds: float) -> None:
+        self.set_reachable(False)
+        self.clock.call_later(seconds, self.set_reachable, True)
+
+    # ----------------------------------------------------------------- provisioning
+    def initialize_han(self) -> None:
+        self._require_reachable("initialize_han")
+        self.han.initialize()
+        self._han_event("han_initialized")
+
+    def provision_device(self, eui64: bytes, install_code: bytes | None = None, *,
+                         link_key: bytes | None = None, join_window_s: float = 86_400.0) -> None:
+        self._require_reachable("provision_device")
+        self.han.provision(eui64, install_code=install_code, link_key=link_key,
+                           join_window_s=join_window_s, now=self.clock.now())
+        self._han_event("provisioned", bytes(eui64))
+
+    def delete_device(self, eui64: bytes) -> None:
+        self._require_reachable("delete_device")
+        self.han.delete(eui64)
+        self._leave(eui64)
+        self._han_event("deleted", eui64)
+
+    def clear_devices(self) -> None:
+        self._require_reachable("clear_devices")
+        for eui in self.han.clear():
+            self._leave(eui)
+        self._han_event("cleared")
+
+    def decommission_han(self) -> None:
+        self._require_reachable("decommission_han")
+        for eui in self.han.decommission():
+            self._leave(eui)
+        self._han_event("decommissioned")
+
+    def _leave(self, eui64: bytes) -> None:
+        joined = self.devices.pop(eui64, None)
+        if joined is not None:
+            joined.device.detach()
+
+    # ----------------------------------------------------------------- a device joins
+    def join(self, device: SimDevice) -> None:
+        """The device, in radio range, asks to join with its own install code.
+
+        First contact is immediate (find-pending); the key check completes ``join_time_s`` later
+        with ``joined`` or ``join_failed`` and a reason (see ``simulators.han.JoinFailure``)."""
+        failure = self.han.first_contact(device.eui64, self.clock.now())
+        if failure is not None:
+            self._han_event("join_failed", device.eui64, str(failure))
+            return
+        self._han_event("find_pending", device.eui64)
+        self.clock.call_later(self.join_time_s, self._complete_join, device)
+
+    def _complete_join(self, device: SimDevice) -> None:
+        lc = device.profile.device_type == "load_control" or device.profile.has("drlc")
+        failure = self.han.complete_join(device.eui64, device.derive_link_key(), lc)
+        if failure is not None:
+            self._han_event("join_failed", device.eui64, str(failure))
+            return
+        self.devices[device.eui64] = JoinedDevice(device)
+        eui = device.eui64
+        device.attach(lambda cluster, frame: self._from_device(eui, cluster, frame))
+        self._han_event("joined", device.eui64)
+        device.on_joined()
+
+    # ----------------------------------------------------------------- frames from upstream
+    def send(self, address: Address, cluster_id: int, zcl_frame: bytes) -> int:
+        """Deliver a frame from upstream. Returns how many devices it was handed to (0 when the
+        meter is unreachable: the frame is lost at the meter, as in the field)."""
+        if not self.reachable:
+            self.frames_lost += 1
+            return 0
+        try:
+            decoded: DecodedFrame | None = decode_shared(cluster_id, zcl_frame)
+        except DecodeError:
+            decoded = None  # still forwarded: the device's answer is what the sender must see
+        if address == METER:
+            if decoded is not None:
+                self._answer_upstream_read(cluster_id, decoded)
+            return 0
+        if decoded is not None and decoded.frame_type == 1:
+            self.tables.record_downstream(decoded.command, decoded.fields, self.clock.now())
+        if address == ALL_DEVICES:
+            targets = [j for j in self.devices.values() if cluster_id in j.clusters]
+            if cluster_id == DRLC and decoded is not None and "device_class" in decoded.fields:
+                dc = decoded.fields["device_class"]
+                ueg = decoded.fields["utility_enrollment_group"]
+                targets = [j for j in targets if j.device_class & dc
+                           and (ueg == 0 or j.ueg in (0, ueg))]
+        elif isinstance(address, bytes | bytearray):
+            joined = self.devices.get(bytes(address))
+            targets = [joined] if joined is not None else []
+        else:
+            raise SimulatorError("address", address, "a device EUI-64 (8 bytes), 'all' or 'meter'")
+        later = self.clock.call_later
+        for j in targets:
+            later(self.hop_delay_s, j.device.deliver, cluster_id, zcl_frame)
+        return len(targets)
+
+    def _answer_upstream_read(self, cluster_id: int, frame: DecodedFrame) -> None:
+        if frame.command != "read_attributes":
+            return
+        values = self._server_attributes(cluster_id)
+        if values is None:
+            return
+        reply = encode_frame(cluster_id, "read_attributes_response",
+                             {"records": read_records(values, frame.fields["attribute_ids"])},
+                             tsn=frame.tsn, disable_default_response=True)
+        self._up(DeviceFrame(self.esi_id, self.eui64, self.clock.now(), cluster_id, reply))
+
+    # ----------------------------------------------------------------- frames from devices
+    def _from_device(self, eui64: bytes, cluster_id: int, zcl_frame: bytes) -> None:
+        try:
+            frame: DecodedFrame | None = decode_frame(cluster_id, zcl_frame)
+        except DecodeError:
+            frame = None
+        if frame is not None and frame.command in ESI_ANSWERS:
+            self._answer_device(eui64, cluster_id, frame)
+            if not self.relay_requests:
+                return
+        elif frame is not None and frame.frame_type == 1 and not frame.disable_default_response:
+            # RES, PriceAcknowledgement, MessageConfirmation: the ESI says SUCCESS (§2.3, §3.3).
+            self._to_device(eui64, cluster_id, self._default_response(cluster_id, frame, SUCCESS))
+        if self.reachable and self.upstream is not None:
+            self.upstream(DeviceFrame(self.esi_id, eui64, self.clock.now(), cluster_id, zcl_frame))
+
+    def _to_device(self, eui64: bytes, cluster_id: int, frame: bytes) -> None:
+        joined = self.devices.get(eui64)
+        if joined is not None:
+            self.clock.call_later(self.answer_delay_s, joined.device.deliver, cluster_id, frame)
+
+    def _next_tsn(self) -> int:
+        self._tsn = (self._tsn + 1) & 0xFF
+        return self._tsn
+
+    def _default_response(self, cluster_id: int, frame: DecodedFrame, status: int) -> bytes:
+        return encode_frame(cluster_id, "default_response",
+                            {"command_id": frame.command_id, "status": status}, tsn=frame.tsn,
+                            direction=Direction.SERVER_TO_CLIENT, disable_default_response=True)
+
+    def _encode(self, cluster_id: int, command: str, fields: dict[str, Any], tsn: int,
+                ddr: bool = False) -> bytes:
+        return encode_frame(cluster_id, command, fields, se_version=self.se_version, tsn=tsn,
+                            disable_default_response=ddr)
+
+    def _answer_device(self, eui64: bytes, cluster_id: int, frame: DecodedFrame) -> None:
+        now = self.clock.now()
+        cmd = frame.command
+        f = frame.fields
+        out: list[bytes] = []
+        if cmd == "read_attributes":
+            values = self._server_attributes(cluster_id)
+            if values is None:
+                out.append(self._default_response(cluster_id, frame, UNSUP_CLUSTER_COMMAND))
+            else:
+                out.append(encode_frame(
+                    cluster_id, "read_attributes_response",
+                    {"records": read_records(values, f["attribute_ids"])}, tsn=frame.tsn,
+                    disable_default_response=True))
+        elif cmd == "get_current_price":
+            price = self.tables.current_price(now)
+            out.append(self._default_response(cluster_id, frame, NOT_FOUND) if price is None
+                       else self._encode(cluster_id, "publish_price", price, frame.tsn))
+        elif cmd == "get_scheduled_prices":
+            prices = self.tables.scheduled_prices(f["start_time"], f["number_of_events"], now)
+            out.extend(self._encode(cluster_id, "publish_price", p, frame.tsn) for p in prices)
+            if not prices:
+                out.append(self._default_response(cluster_id, frame, NOT_FOUND))
+        elif cmd == "get_scheduled_events":
+            min_id = f.get("issuer_event_id")
+            events = self.tables.scheduled_events(
+                f["start_time"], f["number_of_events"],
+                None if min_id in (None, 0xFFFFFFFF) else min_id, now)
+            out.extend(self._encode(cluster_id, "load_control_event", e, self._next_tsn(), True)
+                       for e in events)
+            if not events:
+                out.append(self._default_response(cluster_id, frame, NOT_FOUND))
+        elif cmd == "get_last_message":
+            msg = self.tables.last_message(now)
+            out.append(self._default_response(cluster_id, frame, NOT_FOUND) if msg is None
+                       else self._encode(cluster_id, "display_message", msg, frame.tsn))
+        # SL sends several answers one per tick; keep them 1 s apart.
+        for i, reply in enumerate(out):
+            joined = self.devices.get(eui64)
+            if joined is not None:
+                self.clock.call_later(self.answer_delay_s + i, joined.device.deliver, cluster_id,
+                                      reply)
+
+    def _server_attributes(self, cluster_id: int) -> dict[int, Any] | None:
+        if cluster_id == TIME:
+            return time_attributes(self.clock.now())
+        if cluster_id == METERING:
+            return {
+                0x0000: int(self.summation_wh()),  # CurrentSummationDelivered, Wh (divisor 1000)
+                0x0200: 0x00,  # Status
+                0x0300: 0x00,  # UnitofMeasure kWh
+                0x0301: 1,  # Multiplier
+                0x0302: 1000,  # Divisor: values are in Wh / W
+                0x0303: 0x2B,  # SummationFormatting: 5 left, 3 right of the point
+                0x0306: 0x00,  # MeteringDeviceType electric
+                0x0400: int(self.demand_w()),  # InstantaneousDemand, W (int24)
+            }
+        return None
+
+    # ----------------------------------------------------------------- metering model
+    def demand_w(self) -> float:
+        return self.base_load_w + sum(j.device.load_w for j in self.devices.values()
+                                      if isinstance(j.device, ClientDevice))
+
+    def summation_wh(self) -> float:
+        base = self.base_load_w * (self.clock.now() - self.started) / 3600.0
+        return self.start_energy_wh + base + sum(j.device.energy_wh()
+                                                 for j in self.devices.values())
+
+    def device_status(self, eui64: bytes) -> DeviceStatus | None:
+        rec = self.han.records.get(check_eui64(eui64))
+        return rec.status if rec is not None else None
