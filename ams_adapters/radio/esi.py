@@ -33,6 +33,7 @@ ESI_TIME_STATUS = 0x0D
 UTC_TIME, BITMAP8 = 0xE2, 0x18
 
 Reply = tuple[int, bytes]  # (cluster id, ZCL frame)
+PREMISE = "*"  # state published to the ESI itself (contract target METER): every device sees it
 
 
 @dataclasses.dataclass
@@ -74,10 +75,20 @@ class EsiResponder:
         elif frame.command == "cancel_all_load_control_events":
             state.events.clear()
 
+    def _view(self, eui64: str) -> DeviceState:
+        """What a device is answered from: its own state, else what was published premise-wide."""
+        own = self._state(eui64)
+        premise = self._state(PREMISE)
+        return DeviceState(
+            last_message=own.last_message or premise.last_message,
+            last_price=own.last_price or premise.last_price,
+            events={**premise.events, **own.events},
+        )
+
     def answer(self, eui64: str, frame: DecodedFrame) -> list[Reply]:
         """The ESI's replies to one device frame (often none)."""
         cluster, tsn = frame.cluster, frame.tsn
-        state = self._state(eui64)
+        state = self._view(eui64)
         if frame.frame_type == FrameType.GLOBAL:
             if cluster == TIME and frame.command == "read_attributes":
                 return [(TIME, self._time_response(tsn, frame.fields["attribute_ids"]))]

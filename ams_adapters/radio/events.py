@@ -22,6 +22,7 @@ class OutboundFrame:
     cluster_id: int
     zcl_frame: bytes
     idempotent: bool = False
+    expires_at: float | None = None  # Unix seconds: never sent after this, reported EXPIRED
 
 
 class SubmitStatus(enum.Enum):
@@ -42,6 +43,7 @@ class Delivery(enum.Enum):
     DELIVERED = "delivered"  # the device's APS acknowledgement reached the coordinator
     FAILED = "failed"  # the coordinator reported a failure (no route, no ACK, …)
     UNKNOWN = "unknown"  # the coordinator went away or timed out mid-send: not repeated
+    EXPIRED = "expired"  # its expiry passed while it waited (coordinator unreachable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,14 @@ class DeviceFrame:
     lqi: int | None = None
     rssi: int | None = None
     aps_encrypted: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceAssociated:
+    """The trust center let the device in; zigpy is about to interview it."""
+
+    eui64: str
+    nwk: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +116,7 @@ class CbkeRequested:
 InboundEvent = (
     DeliveryResult
     | DeviceFrame
+    | DeviceAssociated
     | DeviceJoined
     | DeviceJoinFailed
     | DeviceLeft

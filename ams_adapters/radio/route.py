@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ from ams_adapters.radio.events import (
     CoordinatorUnreachable,
     Delivery,
     DeliveryResult,
+    DeviceAssociated,
     DeviceFrame,
     DeviceJoined,
     DeviceJoinFailed,
@@ -71,6 +73,9 @@ class _Listener:
     # A device counts as joined once zigpy has interviewed it (node and simple descriptors):
     # only then does it know the device's SE endpoint, and only then does it save the device
     # in its database.
+    def device_joined(self, device: Any) -> None:
+        self._route._on_associated(device)
+
     def raw_device_initialized(self, device: Any) -> None:
         self._route._on_joined(device)
 
@@ -236,8 +241,17 @@ class RadioRoute:
         while True:
             item = await self._queue.get()
             while True:
-                await self._connected.wait()
-                outcome = await self._send_one(item)
+                if item.expires_at is None:
+                    await self._connected.wait()
+                else:  # an item waiting for the coordinator still expires on time
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._connected.wait(), max(item.expires_at - time.time(), 0))
+                if item.expires_at is not None and time.time() >= item.expires_at:
+                    outcome: DeliveryResult | None = DeliveryResult(
+                        item.outbound_id, item.eui64, Delivery.EXPIRED, "expired before sending"
+                    )
+                else:
+                    outcome = await self._send_one(item)
                 if outcome is not None:
                     self._emit(outcome)
                     break
@@ -368,6 +382,9 @@ class RadioRoute:
             self._present.discard(eui64)
             self._emit(DeviceLeft(eui64=eui64))
 
+    def _on_associated(self, device: Any) -> None:
+        self._emit(DeviceAssociated(eui64=str(device.ieee), nwk=int(device.nwk)))
+
     def _on_joined(self, device: Any) -> None:
         eui64 = str(device.ieee)
         self._present.add(eui64)
@@ -382,20 +399,40 @@ class RadioRoute:
         """Admit one device by its install code and wait for it to join (or the window to end)."""
         if cbke:
             raise CbkeNotSupported("provisioning asked for certificate-based key establishment")
-        if not 1 <= join_window_s <= MAX_JOIN_WINDOW_S:
-            raise ValueError(f"join_window_s={join_window_s}: limit 1 to {MAX_JOIN_WINDOW_S}")
         ieee = zt.EUI64.convert(eui64)  # ValueError names the bad text
         code = parse_install_code(install_code)  # InstallCodeError names field and CRC
+        return await self.admit(str(ieee), code.link_key, join_window_s)
+
+    async def admit(self, eui64: str, link_key: bytes, join_window_s: int) -> DeviceJoined | DeviceJoinFailed:
+        """Let one device join with its link key for the window, however long.
+
+        The NCP permits joining for at most 254 s at a time (one byte; 255 means "forever",
+        which no install-code window should be), so longer windows are renewed until the
+        device joins or the window ends. A coordinator that drops out meanwhile is waited for.
+        """
+        if join_window_s < 1:
+            raise ValueError(f"join_window_s={join_window_s}: at least 1 second")
+        ieee = zt.EUI64.convert(eui64)
+        key = zt.KeyData(link_key)
         if not self._connected.is_set():
             raise CoordinatorUnavailable("coordinator not connected: cannot permit joining")
-        key = zt.KeyData(code.link_key)
-        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + join_window_s
+        waiter: asyncio.Future[int] = loop.create_future()
         self._joins[str(ieee)] = waiter
         try:
-            await self.app.permit_with_link_key(ieee, key, time_s=join_window_s)
-            nwk = await asyncio.wait_for(waiter, join_window_s)
-            return DeviceJoined(eui64=str(ieee), nwk=nwk)
-        except TimeoutError:
+            while (left := end - loop.time()) > 0:
+                await self._connected.wait()
+                chunk = max(1, min(MAX_JOIN_WINDOW_S, round(left)))
+                try:
+                    await self.app.permit_with_link_key(ieee, key, time_s=chunk)
+                except Exception as exc:  # the coordinator went away: renew once it is back
+                    LOGGER.info("permit joining for %s failed (%r), retrying", ieee, exc)
+                    await asyncio.sleep(self.config.reconnect_min_s)
+                    continue
+                done, _ = await asyncio.wait({waiter}, timeout=min(chunk, end - loop.time()))
+                if done:
+                    return DeviceJoined(eui64=str(ieee), nwk=waiter.result())
             failed = DeviceJoinFailed(
                 eui64=str(ieee),
                 reason=f"no join within {join_window_s}s (wrong install code, out of range, or not in pairing mode)",
@@ -416,6 +453,21 @@ class RadioRoute:
         if not self._connected.is_set():
             raise CoordinatorUnavailable("coordinator not connected: cannot remove devices")
         await self.app.remove(zt.EUI64.convert(eui64))
+
+    def client_devices(self, cluster_id: int) -> list[str]:
+        """Joined devices with an SE endpoint that is a client of the cluster (EUI-64s)."""
+        if self.app is None:
+            return []
+        own = self.app.state.node_info.ieee
+        return [
+            str(d.ieee)
+            for d in self.app.devices.values()
+            if d.ieee != own
+            and any(
+                ep_id and ep.profile_id == SE_PROFILE_ID and cluster_id in ep.out_clusters
+                for ep_id, ep in d.endpoints.items()
+            )
+        ]
 
     def devices(self) -> list[dict[str, Any]]:
         """The HAN's devices as zigpy knows them (persisted in its database when configured)."""

@@ -1,0 +1,313 @@
+"""The radio route behind the shared route contract (ams_adapters/contract.py).
+
+One coordinator serves one premise's HAN, so this route answers for exactly one ESI ID: the
+gateway itself is that premise's ESI. Mapping onto the contract:
+
+- target DEVICE: the frame goes to that device; DeliveredToMeter when its APS ACK arrives
+  (the "meter" is the gateway's own ESI, so delivery to the ESI and to the air coincide).
+- target CAPABLE_DEVICES: one send per joined device that is a client of the cluster;
+  DeliveredToMeter once every send ended with at least one ACK, else DeliveryFailed.
+- target METER: kept as the ESI's premise-wide state (what devices get when they ask with
+  GetCurrentPrice, GetScheduledEvents, GetLastMessage) and DeliveredToMeter at once.
+- device answers become DeviceResponse, tied to the outbound item by message id or issuer event id.
+- provisioning: PROVISION_DEVICE → REQUESTED, FIND_PENDING (the device associated), JOINED
+  (interviewed) or FAILED (window over); DELETE_DEVICE / CLEAR_DEVICES → DELETED per device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from ams_adapters.contract import (
+    ContractError,
+    DeliveredToMeter,
+    DeliveryFailed,
+    DeviceResponse,
+    HanOperation,
+    InboundEvent,
+    MeterCapabilities,
+    MeterReachability,
+    ProvisioningKind,
+    ProvisioningRequest,
+    ProvisioningState,
+    ProvisioningUpdate,
+    RouteCapabilities,
+    SubmitOutcome,
+    SubmitResult,
+    TargetKind,
+)
+from ams_adapters.radio import events as radio_events
+from ams_adapters.radio.config import RadioConfig
+from ams_adapters.radio.esi import PREMISE
+from ams_adapters.radio.events import Delivery, OutboundFrame, SubmitStatus
+from ams_adapters.radio.route import RadioRoute
+
+# The field that ties a device's answer to what it answers (SE 1.x).
+ANSWER_KEYS = {
+    "display_message": "message_id",
+    "message_confirmation": "message_id",
+    "publish_price": "issuer_event_id",
+    "price_acknowledgement": "issuer_event_id",
+    "load_control_event": "issuer_event_id",
+    "report_event_status": "issuer_event_id",
+}
+
+
+@dataclasses.dataclass
+class _Fanout:
+    outbound_id: str
+    pending: set[str]
+    delivered: int = 0
+    reasons: list[str] = dataclasses.field(default_factory=list)
+
+
+class RadioContractRoute:
+    def __init__(self, config: RadioConfig, esi_id: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.esi_id = esi_id
+        self.radio = RadioRoute(config)
+        self._clock = clock
+        self._results: dict[str, SubmitResult] = {}
+        self._fanouts: dict[str, _Fanout] = {}  # sub-send id -> its fan-out
+        self._answers: dict[tuple[int, str, int], str] = {}  # (cluster, eui64, key) -> outbound
+        self._requests: dict[str, str] = {}  # eui64 -> provisioning request id
+        self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pump: asyncio.Task[None] | None = None
+
+    @property
+    def capabilities(self) -> RouteCapabilities:
+        return RouteCapabilities(
+            name="radio",
+            batch_size=100,
+            rate_limit_per_s=30.0,  # ~34 deliveries/s at 115200 baud (benchmarks/radio.py)
+            max_in_flight=10_000,
+            extra={"device": self.radio.config.device, "cbke": False},
+        )
+
+    async def start(self) -> None:
+        await self.radio.start(form=True)
+        self._pump = asyncio.get_running_loop().create_task(self._translate())
+
+    async def close(self) -> None:
+        for task in (self._pump, *self._tasks):
+            if task is not None:
+                task.cancel()
+        await self.radio.stop()
+
+    async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
+        self._check_esi(esi_id)
+        return MeterCapabilities(
+            max_devices=32,
+            max_load_control_devices=32,
+            max_text_length=self.radio.capabilities.max_frame_size - 16,
+            max_frame_size=self.radio.capabilities.max_frame_size,
+        )
+
+    def _check_esi(self, esi_id: str) -> None:
+        if esi_id != self.esi_id:
+            raise ContractError("esi_id", esi_id, f"this radio serves premise {self.esi_id} only")
+
+    def events(self) -> AsyncIterator[InboundEvent]:
+        async def stream() -> AsyncIterator[InboundEvent]:
+            while True:
+                yield await self._events.get()
+
+        return stream()
+
+    # ------------------------------------------------------------------ submitting
+    async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
+        results = []
+        for op in batch:
+            if op.outbound_id not in self._results:
+                self._results[op.outbound_id] = self._submit_one(op)
+            results.append(self._results[op.outbound_id])
+        return results
+
+    def _reject(self, op: HanOperation, reason: str) -> SubmitResult:
+        return SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=reason)
+
+    def _submit_one(self, op: HanOperation) -> SubmitResult:
+        if op.esi_id != self.esi_id:
+            return self._reject(op, f"esi_id {op.esi_id!r}: this radio serves {self.esi_id}")
+        if self._clock() >= op.expires_at:
+            return self._reject(op, "expires_at has passed")
+        key_field = ANSWER_KEYS.get(op.command)
+        key = op.fields.get(key_field) if key_field else None
+        if op.target.kind is TargetKind.METER:
+            self.radio.esi.observe_outbound(PREMISE, op.cluster_id, op.frame)
+            self._emit(DeliveredToMeter(op.outbound_id, self.esi_id, self._clock(), op.outbound_id))
+            if key is not None:
+                self._answers[(op.cluster_id, PREMISE, int(key))] = op.outbound_id
+            return SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=op.outbound_id)
+        if op.target.kind is TargetKind.DEVICE:
+            assert op.target.eui64 is not None
+            targets = [op.target.eui64]
+        else:
+            targets = self.radio.client_devices(op.cluster_id)
+            if not targets:
+                return self._reject(op, f"no joined device is a client of cluster 0x{op.cluster_id:04X}")
+            # Devices that join later ask the ESI for what they missed.
+            self.radio.esi.observe_outbound(PREMISE, op.cluster_id, op.frame)
+        if not self.radio.reachable:
+            return SubmitResult(
+                op.outbound_id,
+                SubmitOutcome.RETRY_LATER,
+                reason="coordinator unreachable",
+                retry_after_s=self.radio.config.reconnect_max_s,
+            )
+        sub_ids = [op.outbound_id if len(targets) == 1 else f"{op.outbound_id}@{eui}" for eui in targets]
+        fanout = _Fanout(op.outbound_id, set(sub_ids))
+        items = [
+            OutboundFrame(sub_id, eui, op.cluster_id, op.frame, expires_at=op.expires_at)
+            for sub_id, eui in zip(sub_ids, targets, strict=True)
+        ]
+        radio_results = self.radio.submit(items)
+        refused = [r for r in radio_results if r.status is not SubmitStatus.ACCEPTED]
+        if len(refused) == len(items):
+            return self._reject(op, "; ".join(r.reason or "refused" for r in refused))
+        for item, result in zip(items, radio_results, strict=True):
+            if result.status is SubmitStatus.ACCEPTED:
+                self._fanouts[item.outbound_id] = fanout
+                if key is not None:
+                    self._answers[(op.cluster_id, item.eui64, int(key))] = op.outbound_id
+            else:
+                fanout.pending.discard(item.outbound_id)
+                fanout.reasons.append(f"{item.eui64}: {result.reason}")
+        return SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=op.outbound_id)
+
+    # ------------------------------------------------------------------ provisioning
+    async def provision(self, request: ProvisioningRequest) -> SubmitResult:
+        accepted = SubmitResult(request.request_id, SubmitOutcome.ACCEPTED, reference=request.request_id)
+        if request.esi_id != self.esi_id:
+            return SubmitResult(
+                request.request_id,
+                SubmitOutcome.REJECTED,
+                reason=f"esi_id {request.esi_id!r}: this radio serves {self.esi_id}",
+            )
+        if request.kind is ProvisioningKind.INITIALIZE_HAN:
+            return accepted  # start() formed (or resumed) the HAN: nothing left to do
+        if request.kind is ProvisioningKind.DECOMMISSION_HAN:
+            return SubmitResult(
+                request.request_id,
+                SubmitOutcome.REJECTED,
+                reason="decommissioning is not supported by the radio route: remove the devices "
+                "(clear_devices) and factory-reset the coordinator",
+            )
+        if not self.radio.reachable:
+            return SubmitResult(
+                request.request_id,
+                SubmitOutcome.RETRY_LATER,
+                reason="coordinator unreachable",
+                retry_after_s=self.radio.config.reconnect_max_s,
+            )
+        if request.kind is ProvisioningKind.PROVISION_DEVICE:
+            assert request.eui64 is not None and request.link_key is not None
+            assert request.join_window_s is not None
+            self._requests[request.eui64] = request.request_id
+            self._update(request.request_id, ProvisioningState.REQUESTED, request.eui64)
+            self._spawn(self._admit(request.request_id, request.eui64, request.link_key, request.join_window_s))
+            return accepted
+        eui64s = (
+            [request.eui64]
+            if request.kind is ProvisioningKind.DELETE_DEVICE
+            else [d["eui64"] for d in self.radio.devices()]
+        )
+        for eui64 in eui64s:
+            assert eui64 is not None
+            self._requests[eui64] = request.request_id
+            await self.radio.remove_device(eui64)
+        return accepted
+
+    async def _admit(self, request_id: str, eui64: str, link_key: bytes, window_s: int) -> None:
+        result = await self.radio.admit(eui64, link_key, window_s)
+        if isinstance(result, radio_events.DeviceJoinFailed):
+            self._update(request_id, ProvisioningState.FAILED, eui64, result.reason)
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, event: InboundEvent) -> None:
+        self._events.put_nowait(event)
+
+    def _update(
+        self, request_id: str | None, state: ProvisioningState, eui64: str | None, reason: str | None = None
+    ) -> None:
+        self._emit(ProvisioningUpdate(request_id, self.esi_id, state, self._clock(), eui64, reason))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _translate(self) -> None:
+        async for event in self.radio.events():
+            with contextlib.suppress(Exception):
+                self._translate_one(event)
+
+    def _translate_one(self, event: radio_events.InboundEvent) -> None:
+        now = self._clock()
+        if isinstance(event, radio_events.DeliveryResult):
+            fanout = self._fanouts.pop(event.outbound_id, None)
+            if fanout is None:
+                return
+            fanout.pending.discard(event.outbound_id)
+            if event.outcome is Delivery.DELIVERED:
+                fanout.delivered += 1
+            else:
+                fanout.reasons.append(f"{event.eui64}: {event.outcome.value}: {event.reason}")
+            if fanout.pending:
+                return
+            if fanout.delivered:
+                self._emit(DeliveredToMeter(fanout.outbound_id, self.esi_id, now, fanout.outbound_id))
+            else:
+                self._emit(
+                    DeliveryFailed(
+                        fanout.outbound_id,
+                        self.esi_id,
+                        now,
+                        "; ".join(fanout.reasons),
+                        expired=event.outcome is Delivery.EXPIRED,
+                    )
+                )
+        elif isinstance(event, radio_events.DeviceFrame):
+            if event.command is None or event.fields is None:
+                return
+            key_field = ANSWER_KEYS.get(event.command)
+            outbound_id = None
+            if key_field and key_field in event.fields:
+                key = int(event.fields[key_field])
+                outbound_id = self._answers.get((event.cluster_id, event.eui64, key)) or self._answers.get(
+                    (event.cluster_id, PREMISE, key)
+                )
+            self._emit(
+                DeviceResponse(
+                    self.esi_id,
+                    event.eui64,
+                    event.cluster_id,
+                    now,
+                    event.command,
+                    dict(event.fields),
+                    event.zcl_frame,
+                    outbound_id,
+                )
+            )
+        elif isinstance(event, radio_events.DeviceAssociated):
+            if event.eui64 in self._requests:
+                self._update(self._requests[event.eui64], ProvisioningState.FIND_PENDING, event.eui64)
+        elif isinstance(event, radio_events.DeviceJoined):
+            self._update(self._requests.pop(event.eui64, None), ProvisioningState.JOINED, event.eui64)
+        elif isinstance(event, radio_events.DeviceLeft):
+            self._update(self._requests.pop(event.eui64, None), ProvisioningState.DELETED, event.eui64)
+        elif isinstance(event, radio_events.CbkeRequested):
+            self._update(
+                self._requests.get(event.eui64),
+                ProvisioningState.FAILED,
+                event.eui64,
+                "the device asked for CBKE (key establishment), which the radio route does not support",
+            )
+        elif isinstance(event, radio_events.CoordinatorReachable | radio_events.CoordinatorUnreachable):
+            reachable = isinstance(event, radio_events.CoordinatorReachable)
+            self._emit(MeterReachability(self.esi_id, reachable, now))
