@@ -24,6 +24,7 @@ from typing import Any
 
 import bellows.types as bt
 import zigpy.backups
+import zigpy.endpoint
 import zigpy.exceptions
 import zigpy.state
 import zigpy.types as zt
@@ -110,6 +111,7 @@ class RadioRoute:
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._present: set[str] = set()
+        self._joined_announced: set[str] = set()
         self._inflight: asyncio.Task[Any] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -384,10 +386,35 @@ class RadioRoute:
 
     def _on_associated(self, device: Any) -> None:
         self._emit(DeviceAssociated(eui64=str(device.ieee), nwk=int(device.nwk)))
+        self._joined_announced.discard(str(device.ieee))
+        task = asyncio.get_running_loop().create_task(self._await_descriptors(device))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await_descriptors(self, device: Any) -> None:
+        """Joined, for the route, once zigpy knows the device's endpoints and clusters.
+
+        zigpy's interview goes on to read Basic's manufacturer and model; an SE device that
+        does not answer that (the simulators' devices do not) would keep the join pending for
+        zigpy's timeouts, although everything needed to send it frames is known.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(60):
+                while not self._descriptors_known(device):
+                    await asyncio.sleep(0.05)
+                self._on_joined(device)
+
+    @staticmethod
+    def _descriptors_known(device: Any) -> bool:
+        endpoints = [ep for ep_id, ep in device.endpoints.items() if ep_id]
+        return bool(endpoints) and all(ep.status != zigpy.endpoint.Status.NEW for ep in endpoints)
 
     def _on_joined(self, device: Any) -> None:
         eui64 = str(device.ieee)
         self._present.add(eui64)
+        if eui64 in self._joined_announced:
+            return  # already reported when its descriptors arrived
+        self._joined_announced.add(eui64)
         self._emit(DeviceJoined(eui64=eui64, nwk=int(device.nwk)))
         waiter = self._joins.get(eui64)
         if waiter is not None and not waiter.done():

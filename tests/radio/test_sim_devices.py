@@ -1,0 +1,100 @@
+"""The simulators' own SE devices (firmware profiles from firmware_fixtures/devices) behind the
+coordinator emulator, driven through the radio route: the emulator's device-facing interface is
+exactly SimDevice's (eui64, install_code, attach, deliver, on_joined)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ams_adapters.radio import (
+    Delivery,
+    DeliveryResult,
+    DeviceFrame,
+    DeviceJoined,
+    OutboundFrame,
+    RadioConfig,
+    RadioRoute,
+)
+from simulators.addressing import eui64_from_str
+from simulators.clock import RealClock
+from simulators.factory import make_device
+from simulators.ncp import NcpEmulator, load_profile
+from simulators.profiles import load_profiles
+from zigbee_se import encode_frame
+
+IHD = "00:0d:6f:00:0a:90:69:e7"
+PUMP = "00:0d:6f:00:0b:11:22:33"
+CODE = bytes.fromhex("83FED3407A939723A5C639B26916D505C3B5")
+
+
+async def answer(route: RadioRoute, eui64: str, command: str) -> DeviceFrame:
+    async with asyncio.timeout(10):
+        while True:
+            event = await route.next_event()
+            if isinstance(event, DeliveryResult):
+                assert event.outcome is Delivery.DELIVERED, event
+            if isinstance(event, DeviceFrame) and event.eui64 == eui64 and event.command == command:
+                return event
+
+
+async def test_simulated_display_and_pool_pump_answer_through_bellows() -> None:
+    profiles = load_profiles()
+    clock = RealClock()
+    ihd = make_device(profiles["silabs-ihd"], eui64_from_str(IHD), CODE, clock)
+    pump = make_device(profiles["silabs-pool-pump"], eui64_from_str(PUMP), CODE, clock)
+    emulator = NcpEmulator(load_profile())
+    await emulator.serve_pty()
+    route = RadioRoute(RadioConfig(device=emulator.path, use_thread=False))
+    try:
+        await route.start()
+        for device, eui64 in ((ihd, IHD), (pump, PUMP)):
+            emulator.pair(device)
+            joined = await route.provision_device(eui64, CODE.hex(), 30)
+            assert isinstance(joined, DeviceJoined), joined
+
+        price = encode_frame(
+            "price",
+            "publish_price",
+            {
+                "provider_id": 1,
+                "rate_label": "PEAK",
+                "issuer_event_id": 5,
+                "current_time": 0,
+                "unit_of_measure": 0,
+                "currency": 840,
+                "price_trailing_digit": 2,
+                "price_tier": 1,
+                "number_of_price_tiers": 0,
+                "register_tier": 1,
+                "start_time": 0,
+                "duration_in_minutes": 60,
+                "price": 1234,
+                "price_control": 1,
+            },
+            tsn=3,
+        )
+        route.submit([OutboundFrame("price-5", IHD, 0x0700, price)])
+        ack = await answer(route, IHD, "price_acknowledgement")
+        assert ack.fields is not None and ack.fields["issuer_event_id"] == 5
+
+        event = encode_frame(
+            "drlc",
+            "load_control_event",
+            {
+                "issuer_event_id": 77,
+                "device_class": 0x0FFF,
+                "utility_enrollment_group": 0,
+                "start_time": 0,
+                "duration_in_minutes": 30,
+                "criticality_level": 1,
+                "event_control": 0,
+            },
+            tsn=4,
+        )
+        route.submit([OutboundFrame("lce-77", PUMP, 0x0701, event)])
+        status = await answer(route, PUMP, "report_event_status")
+        assert status.fields is not None and status.fields["issuer_event_id"] == 77
+        assert status.fields["event_status"] == 0x01  # event received
+    finally:
+        await route.stop()
+        await emulator.close()
