@@ -80,14 +80,16 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         se_version=se, max_devices=_num(p, m, "max_devices", 1, 10, kind=int),
         max_load_control_devices=_num(p, m, "max_load_control_devices", 0, 10, kind=int),
         max_text_length=_num(p, m, "max_text_length", 1, 254, kind=int),
-        max_frame_size=_num(p, m, "max_frame_size", 20, 1024, kind=int), price_tiers=_num(p, m, "price_tiers", 1, 48, kind=int))
+        max_frame_size=_num(p, m, "max_frame_size", 20, 1024, kind=int),
+        price_tiers=_num(p, m, "price_tiers", 1, 48, kind=int))
     return TdspProfile(
         tdsp=str(data.get("tdsp", tdsp)), name=str(data.get("name", tdsp)), transport=transport,
         batch_size=_num(p, data, "batch_size", 1, 10_000, kind=int),
         rate_limit_per_s=_num(p, data, "rate_limit_per_s", 0.001, 1e6),
         max_in_flight=_num(p, data, "max_in_flight", 1, 10_000_000, kind=int),
         request_timeout_s=_num(p, data, "request_timeout_s", 0.01, 600),
-        retries=_num(p, data, "retries", 0, 20, kind=int), breaker_failures=_num(p, data, "breaker_failures", 1, 1000, kind=int),
+        retries=_num(p, data, "retries", 0, 20, kind=int),
+        breaker_failures=_num(p, data, "breaker_failures", 1, 1000, kind=int),
         breaker_reset_s=_num(p, data, "breaker_reset_s", 0.01, 3600),
         expiry_grace_s=_num(p, data, "expiry_grace_s", 0, 3600),
         poll_interval_s=float(data.get("poll_interval_s", 0.2)), meter=meter,
