@@ -175,7 +175,7 @@ class HeadEndAdapter:
             transaction_id=transaction_id(self.profile.tdsp, op.outbound_id), esi_id=op.esi_id,
             kind=RequestKind(op.kind.value), expires_at=op.expires_at, target=op.target.kind.value,
             eui64=op.target.eui64, cluster_id=op.cluster_id, command=op.command, fields=dict(op.fields),
-            frame=op.frame, se_version=op.se_version.value if hasattr(op.se_version, "value") else str(op.se_version))
+            frame=op.frame, se_version=str(op.se_version))
 
     async def _send_chunk(self, reqs: list[HeadEndRequest], keys: list[str]) -> list[SubmitResult]:
         out: dict[int, SubmitResult] = {}
