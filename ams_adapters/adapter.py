@@ -129,8 +129,15 @@ class HeadEndAdapter:
             if known is not None and known.result is not None:
                 results[i] = known.result  # idempotent: the first answer, never a second delivery
                 continue
+            if known is not None and known.terminal == "delivered":
+                # its answer was lost but its delivery report came: it is accepted (and done)
+                known.result = SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=known.transaction_id)
+                results[i] = known.result
+                continue
             reason = self._refusal(op, now)
             if reason is not None:
+                if known is not None and known.terminal is None:
+                    self.tracker.end(known, "expired", now)  # never accepted; the answer below ends it
                 results[i] = SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=reason)
                 continue
             todo.append((i, self._request(op)))
@@ -195,6 +202,12 @@ class HeadEndAdapter:
             pending = pending[:affordable]
         if pending:
             await asyncio.sleep(self.bucket.reserve(len(pending)))
+        for j in pending:
+            # tracked before the head-end answers: a result that arrives for a request whose
+            # answer was lost (timeout, dropped connection) still finds its item
+            item = self.tracker.get(keys[j]) or self.tracker.add(
+                Tracked(keys[j], reqs[j].esi_id, reqs[j].transaction_id, reqs[j].expires_at))
+            item.extra["kind"] = reqs[j].kind
         attempt = 0
         while pending:
             acks = await self._timed_send([reqs[j] for j in pending])

@@ -80,7 +80,7 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         se_version=se, max_devices=_num(p, m, "max_devices", 1, 10, kind=int),
         max_load_control_devices=_num(p, m, "max_load_control_devices", 0, 10, kind=int),
         max_text_length=_num(p, m, "max_text_length", 1, 254, kind=int),
-        max_frame_size=_num(p, m, "max_frame_size", 20, 1024, kind=int),
+        max_frame_size=_num(p, m, "max_frame_size", 0, 1024, kind=int) or None,  # 0: the meter fragments
         price_tiers=_num(p, m, "price_tiers", 1, 48, kind=int))
     return TdspProfile(
         tdsp=str(data.get("tdsp", tdsp)), name=str(data.get("name", tdsp)), transport=transport,

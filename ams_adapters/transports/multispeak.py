@@ -39,12 +39,13 @@ class MultiSpeakTransport:
         self._on_notes: NotesSink | None = None
         self.response_url = ""
         self.notifications_refused = 0
+        self.registered = False
 
     async def start(self, on_notes: NotesSink) -> None:
         self._on_notes = on_notes
         app = web.Application()
         app.router.add_post("/NOT_Server", self._notification)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.callback_host, self.callback_port)
         await site.start()
@@ -55,6 +56,18 @@ class MultiSpeakTransport:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=self._ssl or False),
             timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        await self._register()
+
+    async def _register(self) -> None:
+        assert self._session is not None
+        try:
+            async with self._session.post(f"{self.base_url}/HAN_Server", data=ms.encode_register(self.response_url),
+                                          headers={"Content-Type": "text/xml; charset=utf-8",
+                                                   "SOAPAction": f'"{ms.MS_NS}/RegisterForService"'}) as resp:
+                await resp.read()
+                self.registered = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            log.info("MultiSpeak RegisterForService at %s failed (retried on the next send): %s", self.base_url, exc)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -76,6 +89,8 @@ class MultiSpeakTransport:
         return web.Response(body=ms.encode_ack_envelope("Notification"), content_type="text/xml")
 
     async def send(self, requests: Sequence[HeadEndRequest]) -> list[Ack]:
+        if not self.registered and self._session is not None:
+            await self._register()
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
     async def _one(self, req: HeadEndRequest) -> Ack:

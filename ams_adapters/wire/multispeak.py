@@ -271,7 +271,7 @@ def decode_notification(xml: bytes) -> Notification:
     if frame_el is not None:
         frame = base64.b64decode(frame_el.text or "", validate=True)
         cluster = int(frame_el.get("cluster", "0"), 16)
-    return Notification(kind=kind, transaction_id=_text(el, "transactionID") or "",
+    return Notification(kind=kind, transaction_id=_text(el, "transactionID", required=False) or "",
                         esi_id=_text(el, "hanInterfaceID") or "",
                         at=_from_iso(_text(el, "eventTime") or "", "eventTime"),
                         state=_text(el, "status", required=False), eui64=_text(el, "hanDeviceID", required=False),
@@ -283,3 +283,28 @@ def encode_ack_envelope(name: str) -> bytes:
     env, body = _envelope({"AppName": "han-gateway"})
     etree.SubElement(body, _M + f"{name}Response")
     return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+# ------------------------------------------------------------------ RegisterForService
+
+
+def encode_register(response_url: str, app_name: str = "han-gateway") -> bytes:
+    """MultiSpeak 4 ``RegisterForService``: where the NOT_Server notifications that belong to no
+    request (meter events) go."""
+    env, body = _envelope({"AppName": app_name})
+    reg = etree.SubElement(body, _M + "RegisterForService")
+    details = _sub(reg, "registrationDetails")
+    _sub(details, "responseURL", response_url)
+    _sub(details, "methodsList", "MeterEventNotification")
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+def decode_register(xml: bytes) -> str | None:
+    """The responseURL of a RegisterForService, or None if the body is another operation."""
+    el = _body_child(xml)
+    if el.tag != _M + "RegisterForService":
+        return None
+    details = el.find(_M + "registrationDetails")
+    if details is None:
+        raise WireError("registrationDetails", None, "required in RegisterForService")
+    return _text(details, "responseURL")

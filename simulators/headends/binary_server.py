@@ -31,8 +31,8 @@ class BinaryHeadEnd:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
-        await self._stop_listening()
         self.core.close()
+        await self._stop_listening()
 
     async def _stop_listening(self) -> None:
         if self._server is not None:

@@ -40,8 +40,8 @@ class CimHeadEnd:
             await self._ready.wait()
 
     async def close(self) -> None:
-        await self._stop()
         self.core.close()
+        await self._stop()
 
     async def _stop(self) -> None:
         for t in (self._task, self._flush):

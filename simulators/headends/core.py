@@ -46,14 +46,17 @@ class EmulatorSettings:
     capacity: int = 5000
     retry_interval_s: float = 0.25
     max_text_length: int = 57
+    max_frame_size: int | None = 73
+    """Single-frame budget of the meters' SE frames; None when the meter fragments (L+G)."""
     join_window_scale: float = 1.0
     """Multiplies join windows (1-30 days on the wire) so tests can see a window lapse."""
 
     @classmethod
-    def from_profile(cls, emulator: Mapping[str, Any], meter_text_length: int, **overrides: Any) -> EmulatorSettings:
+    def from_profile(cls, emulator: Mapping[str, Any], meter_text_length: int, max_frame_size: int | None = 73,
+                     **overrides: Any) -> EmulatorSettings:
         data = {k: v for k, v in emulator.items() if k in cls.__dataclass_fields__}
         data |= overrides
-        return cls(max_text_length=meter_text_length, **data)
+        return cls(max_text_length=meter_text_length, max_frame_size=max_frame_size, **data)
 
 
 class HeadEndCore:
@@ -80,6 +83,7 @@ class HeadEndCore:
 
     def close(self) -> None:
         self._unsubscribe()
+        self.sink = None
 
     # ------------------------------------------------------------------ requests
     def handle(self, req: HeadEndRequest) -> Ack | None:
@@ -150,7 +154,8 @@ class HeadEndCore:
             return
         try:
             frame = req.frame or encode_frame(req.cluster_id, req.command, dict(req.fields),
-                                              se_version=meter.se_version, tsn=self.rng.randrange(256))
+                                              se_version=meter.se_version, tsn=self.rng.randrange(256),
+                                              max_frame_size=self.settings.max_frame_size)
         except EncodeError as exc:
             self._close(txn)
             self._emit(Notification(NoteKind.FAILED, req.transaction_id, req.esi_id, self.clock.now(),
@@ -273,14 +278,18 @@ class HeadEndCore:
         if r() < f.drop_callback_rate:
             self.stats["dropped_callbacks"] += 1
             return
-        if r() < f.late_callback_rate:
+        if r() < f.late_callback_rate and (not f.late_kinds or note.kind.value in f.late_kinds):
             self.stats["late_callbacks"] += 1
-            self.clock.call_later(f.late_callback_s, self.sink, note)
+            self.clock.call_later(f.late_callback_s, self._send_note, note)
         else:
             self.sink(note)
         if r() < f.duplicate_callback_rate:
             self.stats["duplicated_callbacks"] += 1
-            self.clock.call_later(0.01 + r() * 0.2, self.sink, note)
+            self.clock.call_later(0.01 + r() * 0.2, self._send_note, note)
+
+    def _send_note(self, note: Notification) -> None:
+        if self.sink is not None:  # the front-end may have closed meanwhile
+            self.sink(note)
 
     # ------------------------------------------------------------------ run-time faults
     def meter_unreachable_for(self, esi_id: str, seconds: float) -> None:

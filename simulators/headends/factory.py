@@ -26,7 +26,7 @@ def make_headend(profile: TdspProfile, field_: Field, clock: Clock, *, host: str
                  mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883, topic_prefix: str = "hangw",
                  faults: Faults | None = None, seed: int = 7, **settings: Any) -> HeadEnd:
     core = HeadEndCore(field_, clock, EmulatorSettings.from_profile(profile.emulator, profile.meter.max_text_length,
-                                                                    **settings),
+                                                                    profile.meter.max_frame_size, **settings),
                        faults, random.Random(seed))
     if profile.transport == "multispeak":
         from simulators.headends.multispeak_server import MultiSpeakHeadEnd

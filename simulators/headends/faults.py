@@ -24,6 +24,9 @@ class Faults:
     duplicate_callback_rate: float = 0.0
     late_callback_rate: float = 0.0
     late_callback_s: float = 1.0
+    late_kinds: tuple[str, ...] = ()
+    """Notification kinds the lateness applies to (empty: all); ('delivered',) makes a device's
+    answer overtake the delivery report (out of order)."""
     unreachable_rate: float = 0.0
     """Share of delivery attempts that find the meter unreachable (RF mesh / cellular loss)."""
 
@@ -31,11 +34,13 @@ class Faults:
     def from_mapping(cls, data: dict[str, Any]) -> Faults:
         names = {f.name for f in fields(cls)}
         for key, value in data.items():
+            if key == "late_kinds":
+                continue
             if key not in names:
                 raise SimulatorError("faults." + key, value, f"one of {sorted(names)}")
             if not isinstance(value, int | float) or value < 0 or (key.endswith("_rate") and value > 1):
                 raise SimulatorError("faults." + key, value, "a rate in 0..1 (or seconds >= 0)")
-        return cls(**{k: float(v) for k, v in data.items()})
+        return cls(**{k: (tuple(v) if k == "late_kinds" else float(v)) for k, v in data.items()})
 
     @classmethod
     def uniform(cls, rate: float) -> Faults:

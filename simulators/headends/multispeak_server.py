@@ -29,6 +29,7 @@ class MultiSpeakHeadEnd:
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
         self.callbacks_failed = 0
+        self.withhold_s = 5.0
         core.sink = self._notify
 
     @property
@@ -39,7 +40,7 @@ class MultiSpeakHeadEnd:
         app = web.Application()
         app.router.add_post("/HAN_Server", self._request)
         app.router.add_post("/DR_Server", self._request)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await self._listen()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
@@ -53,13 +54,13 @@ class MultiSpeakHeadEnd:
             self.port = server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        self.core.close()
         for t in list(self._tasks):
             t.cancel()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        self.core.close()
 
     async def down_for(self, seconds: float) -> None:
         """The head-end goes away: the port refuses connections, then comes back."""
@@ -72,18 +73,24 @@ class MultiSpeakHeadEnd:
 
     async def _request(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.core.down:  # a connection kept alive from before the outage
+            return web.Response(status=503, headers={"Retry-After": "1"})
         try:
+            subscriber = ms.decode_register(body)
+            if subscriber is not None:
+                self._urls[""] = subscriber
+                return web.Response(body=ms.encode_ack_envelope("RegisterForService"), content_type="text/xml")
             req, response_url = ms.decode_request(body)
         except WireError as exc:
             self.refused += 1
             return web.Response(status=400, text=str(exc))
         op = ms.OPERATION_OF_KIND[req.kind]
         self._urls[req.transaction_id] = response_url
-        self._urls[""] = response_url  # meter events go to the last subscriber seen
+        self._urls.setdefault("", response_url)  # meter events: the registered subscriber
         self._kinds[req.transaction_id] = req.kind
         ack = self.core.handle(req)
         if ack is None:  # timeout fault: carried out, answer withheld past the client's timeout
-            await asyncio.sleep(60)
+            await asyncio.sleep(self.withhold_s)
             return web.Response(status=504)
         if ack.status.value == "busy":
             return web.Response(status=503, headers={"Retry-After": f"{ack.retry_after_s or 1:.3f}"})
@@ -91,7 +98,7 @@ class MultiSpeakHeadEnd:
 
     def _notify(self, note: Notification) -> None:
         url = self._urls.get(note.transaction_id) or self._urls.get("")
-        if url is None or self._session is None:
+        if url is None or self._session is None or self._session.closed:
             return
         body = ms.encode_notification(note, self._kinds.get(note.transaction_id))
         task = asyncio.get_running_loop().create_task(self._post(url, body))
@@ -101,6 +108,8 @@ class MultiSpeakHeadEnd:
     async def _post(self, url: str, body: bytes) -> None:
         assert self._session is not None
         for attempt in range(3):  # a real NOT_Server publisher retries a few times, then gives up
+            if self._session.closed:
+                return
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, ConnectionError):
                 async with self._session.post(url, data=body, headers={"Content-Type": "text/xml"}) as resp:
                     await resp.read()

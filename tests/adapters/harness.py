@@ -73,6 +73,16 @@ class Rig:
             await asyncio.sleep(0.02)
         raise AssertionError(f"no matching event within {timeout}s; got {self.events[-10:]}")
 
+    async def until(self, condition: Any, timeout: float = 5.0) -> Any:
+        """Wait until ``condition()`` is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"condition not met within {timeout}s; last events {self.events[-10:]}")
+
     def ends(self, outbound_id: str) -> list[InboundEvent]:
         return [e for e in self.events if isinstance(e, DeliveredToMeter | DeliveryFailed)
                 and e.outbound_id == outbound_id]
@@ -137,9 +147,7 @@ def op(kind: OperationKind, esi: str, outbound_id: str | None = None, *, target:
         OperationKind.PRICE: (0x0700, "publish_price", {
             "provider_id": 1, "rate_label": "TOU", "issuer_event_id": 1, "current_time": 0, "unit_of_measure": 0,
             "currency": 840, "price_trailing_digit": 2, "price_tier": 1, "number_of_price_tiers": 3,
-            "register_tier": 1, "start_time": 0, "duration_in_minutes": 60, "price": 1234, "price_ratio": 0xFF,
-            "generation_price": 0xFFFFFFFF, "generation_price_ratio": 0xFF, "alternate_cost_delivered": 0xFFFFFFFF,
-            "alternate_cost_unit": 0xFF, "alternate_cost_trailing_digit": 0xFF, "number_of_block_thresholds": 0xFF,
+            "register_tier": 1, "start_time": 0, "duration_in_minutes": 60, "price": 1234,
             "price_control": 0x01}),
         OperationKind.LOAD_CONTROL: (0x0701, "load_control_event", {
             "issuer_event_id": 1, "device_class": 0x0FFF, "utility_enrollment_group": 0, "start_time": 0,
@@ -155,7 +163,7 @@ def op(kind: OperationKind, esi: str, outbound_id: str | None = None, *, target:
     values = base | fields
     return HanOperation(outbound_id=outbound_id or uuid.uuid4().hex, esi_id=esi, target=target, kind=kind,
                         cluster_id=cluster, command=command, fields=values,
-                        frame=encode_frame(cluster, command, values), se_version=SEVersion.V1_1,
+                        frame=encode_frame(cluster, command, values, max_frame_size=None), se_version=SEVersion.V1_1,
                         expires_at=time.time() + expires_in)
 
 
