@@ -263,6 +263,7 @@ class HeadEndAdapter:
             delay = max(0.0, req.expires_at + self.profile.expiry_grace_s - self._clock())
             self._timers[key] = asyncio.get_running_loop().call_later(delay, self._expire, key)
             if req.kind.provisioning:
+                self._seen_responses.add((req.transaction_id, req.eui64, None, ProvisioningState.REQUESTED.value))
                 self._emit(ProvisioningUpdate(key, req.esi_id, ProvisioningState.REQUESTED, self._clock(), req.eui64))
         return item.result
 

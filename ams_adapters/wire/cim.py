@@ -287,7 +287,8 @@ def decode_events(xml: bytes) -> list[Notification]:
         d = {_req(x, _E + "name"): _req(x, _E + "value") for x in ev.iterfind(_E + "EndDeviceEventDetails")}
         frame = base64.b64decode(d["seFrame"], validate=True) if "seFrame" in d else None
         out.append(Notification(
-            kind=kind, transaction_id=_opt(ev, _E + "issuerTrackingID") or "", esi_id=_req(ev, f"{_E}EndDevice/{_E}mRID"),
+            kind=kind, transaction_id=_opt(ev, _E + "issuerTrackingID") or "",
+            esi_id=_req(ev, f"{_E}EndDevice/{_E}mRID"),
             at=_from_iso(_req(ev, _E + "createdDateTime"), "createdDateTime"), state=d.get("status"),
             eui64=d.get("panDeviceID"), reason=_opt(ev, _E + "reason"),
             cluster_id=int(d["cluster"], 16) if "cluster" in d else None, frame=frame))

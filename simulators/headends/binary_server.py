@@ -63,8 +63,8 @@ class BinaryHeadEnd:
                 ftype, seq, body = bw.unpack(data)
                 if not self._on_frame(writer, ftype, seq, body):
                     break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client went away, or the head-end is shutting down
         except WireError as exc:
             self.refused += 1
             log.info("binary head-end: frame refused: %s", exc)

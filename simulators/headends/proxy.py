@@ -63,6 +63,7 @@ class FaultProxy:
                     await w.drain()
             w.close()
 
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy is closing
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
         self._conns.discard(writer)
         self._conns.discard(up_w)
