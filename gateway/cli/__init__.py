@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.se_codec",
     "gateway.cli.install_code",
     "gateway.cli.demo",
+    "gateway.cli.sim_headend",
 )
 
 
