@@ -18,6 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.se_codec",
     "gateway.cli.install_code",
     "gateway.cli.demo",
+    "gateway.cli.serve",
+    "gateway.cli.config_cmd",
+    "gateway.cli.admin",
     "gateway.cli.sim_headend",
 )
 

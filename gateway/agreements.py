@@ -1,0 +1,476 @@
+"""Customer consent: invitations, the consent decision, renewal, termination and the timers.
+
+States (DOMAIN.md): invited -> active | rejected | expired; active -> completed |
+terminated_by_customer | terminated_by_third_party | terminated_by_system. Every state change is a
+compare-and-set in the store, so a double click or a race with the lifecycle timer has one winner.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jinja2 import Environment
+
+from gateway.clock import Clock, add_months
+from gateway.config import GatewayConfig
+from gateway.domain.esi_id import EsiIdError, tdsp_for_esi_id
+from gateway.domain.model import (
+    ENDED_STATES,
+    AgreementKind,
+    AgreementState,
+    PremiseClass,
+    Scope,
+    allowed_durations,
+)
+from gateway.domain.records import Agreement, AgreementPremise, Party
+from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
+from gateway.mail import Mailer
+from gateway.mail_outbox import MailOutbox
+from gateway.store.store import Store, hash_token, new_token
+
+log = logging.getLogger(__name__)
+
+MAX_PREMISES_PER_INVITATION = 200  # SMT's cap of ESI IDs per request (DOMAIN.md)
+# A deliberately loose check: one @, no spaces, a dot in the domain. Deliverability is the SMTP
+# server's business; this catches typos and swapped fields.
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PENDING = (AgreementState.INVITED, AgreementState.ACTIVE)
+# How long a stored Idempotency-Key response is replayed (a retry window, like Stripe's 24 h).
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
+
+SCOPE_WORDS = {Scope.TEXT: "text messages", Scope.PRICE: "prices", Scope.LOAD_CONTROL:
+               "load-control events"}
+
+
+def scopes_text(scopes: Sequence[Scope]) -> str:
+    words = [SCOPE_WORDS[s] for s in scopes]
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def purpose(agreement: Agreement) -> str:
+    if agreement.kind is AgreementKind.IN_HOME_DEVICE:
+        return "install and manage devices on your smart meter's home network"
+    return f"send {scopes_text(agreement.scopes)} to the devices in your home"
+
+
+@dataclass(frozen=True)
+class InvitationPremise:
+    esi_id: str
+    meter_number: str
+
+
+@dataclass(frozen=True)
+class Invitation:
+    kind: AgreementKind
+    scopes: tuple[Scope, ...]
+    premises: tuple[InvitationPremise, ...]
+    customer_email: str
+    duration_months: int
+
+
+@dataclass(frozen=True)
+class ConsentView:
+    agreement: Agreement
+    party: Party
+    renewal: bool
+    months: int
+
+
+@dataclass(frozen=True)
+class LifecycleReport:
+    expired: int = 0
+    completed: int = 0
+    reminded: int = 0
+    renewals_lapsed: int = 0
+    mails_sent: int = 0  # outbox retries that went out
+    mails_failed: int = 0  # outbox retries that failed again
+
+
+class AgreementService:
+    def __init__(
+        self,
+        store: Store,
+        mailer: Mailer,
+        config: GatewayConfig,
+        templates: Environment,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.mailer = mailer
+        self.config = config
+        self.templates = templates
+        self.clock = clock
+        self.outbox = MailOutbox(store, mailer, config.mail.from_address, clock)
+
+    # -- third party side ---------------------------------------------------------------------
+
+    async def validate(self, party: Party, inv: Invitation) -> list[FieldError]:
+        """Every problem with an invitation, each naming its field (empty list: valid)."""
+        errors: list[FieldError] = []
+        if inv.kind is AgreementKind.IN_HOME_DEVICE_SERVICES and not inv.scopes:
+            errors.append(FieldError("scopes", "scope_required",
+                                     "an in-home device services agreement needs at least one "
+                                     "scope of: text, price, load_control", []))
+        if inv.kind is AgreementKind.IN_HOME_DEVICE and inv.scopes:
+            errors.append(FieldError("scopes", "scope_not_allowed",
+                                     "scopes belong to in_home_device_services agreements; an "
+                                     "in_home_device agreement has none",
+                                     [s.value for s in inv.scopes]))
+        if len(set(inv.scopes)) != len(inv.scopes):
+            errors.append(FieldError("scopes", "duplicate_scope", "a scope is listed twice",
+                                     [s.value for s in inv.scopes]))
+        if not EMAIL_RE.match(inv.customer_email):
+            errors.append(FieldError("customer_email", "invalid_email",
+                                     "not an email address", inv.customer_email))
+        if not inv.premises:
+            errors.append(FieldError("premises", "premises_required",
+                                     "at least one premise (ESI ID and meter number)", []))
+        if len(inv.premises) > MAX_PREMISES_PER_INVITATION:
+            errors.append(FieldError("premises", "too_many_premises",
+                                     f"at most {MAX_PREMISES_PER_INVITATION} premises per "
+                                     "invitation", len(inv.premises)))
+            return errors
+        seen: set[str] = set()
+        found = await self.store.get_premises([p.esi_id for p in inv.premises])
+        email_mismatch = False
+        classes: set[PremiseClass] = set()
+        for i, item in enumerate(inv.premises):
+            where = f"premises[{i}]"
+            try:
+                tdsp_for_esi_id(item.esi_id)
+            except EsiIdError as exc:
+                errors.append(FieldError(f"{where}.esi_id", exc.code, exc.reason, item.esi_id))
+                continue
+            if item.esi_id in seen:
+                errors.append(FieldError(f"{where}.esi_id", "duplicate_esi_id",
+                                         "this ESI ID is listed twice", item.esi_id))
+                continue
+            seen.add(item.esi_id)
+            premise = found.get(item.esi_id)
+            if premise is None:
+                errors.append(FieldError(f"{where}.esi_id", "unknown_esi_id",
+                                         "no premise with this ESI ID is loaded", item.esi_id))
+                continue
+            if premise.status != "active":
+                errors.append(FieldError(f"{where}.esi_id", "premise_not_active",
+                                         f"the premise is {premise.status}", item.esi_id))
+                continue
+            if premise.meter_number != item.meter_number:
+                errors.append(FieldError(f"{where}.meter_number", "meter_number_mismatch",
+                                         "this is not the meter number on record for the ESI ID",
+                                         item.meter_number))
+            if premise.se_version is None:
+                errors.append(FieldError(f"{where}.esi_id", "meter_not_han_ready",
+                                         "the meter has no Smart Energy HAN capability on record",
+                                         item.esi_id))
+            if (premise.customer_email or "").lower() != inv.customer_email.lower():
+                email_mismatch = True
+            classes.add(premise.premise_class)
+        if email_mismatch and EMAIL_RE.match(inv.customer_email):
+            errors.append(FieldError("customer_email", "customer_email_mismatch",
+                                     "the email is not the customer contact on record for every "
+                                     "premise", inv.customer_email))
+        allowed = set(allowed_durations(PremiseClass.LARGE_COMMERCIAL))
+        for cls in classes:
+            allowed &= set(allowed_durations(cls))
+        if inv.duration_months not in allowed:
+            errors.append(FieldError("duration_months", "duration_not_allowed",
+                                     f"allowed here: {sorted(allowed)} months",
+                                     inv.duration_months))
+        if seen:
+            for i, item in enumerate(inv.premises):
+                if item.esi_id not in seen or item.esi_id not in found:
+                    continue
+                dup = await self.store.agreements_for_premise(
+                    item.esi_id, states=PENDING, party_id=party.id)
+                dup = [a for a in dup if a.kind is inv.kind]
+                if dup:
+                    errors.append(FieldError(
+                        f"premises[{i}].esi_id", "duplicate_active_agreement",
+                        f"agreement {dup[0].id} ({dup[0].state.value}) of the same kind already "
+                        "covers this premise", item.esi_id))
+        return errors
+
+    async def invite(self, party: Party, inv: Invitation) -> Agreement:
+        errors = await self.validate(party, inv)
+        if errors:
+            raise InvalidRequest(f"the invitation has {len(errors)} invalid field(s)",
+                                 errors=errors)
+        now = self.clock.now()
+        token = new_token()
+        expires = now + timedelta(days=self.config.agreements.invitation_days)
+        agreement = await self.store.create_agreement(
+            party_id=party.id, kind=inv.kind, scopes=inv.scopes,
+            customer_email=inv.customer_email, duration_months=inv.duration_months,
+            covered=[AgreementPremise(p.esi_id, p.meter_number) for p in inv.premises],
+            consent_token_hash=hash_token(token), invitation_expires_at=expires, now=now)
+        await self._send_invitation(agreement, party, token, expires, agreement.duration_months)
+        return agreement
+
+    async def get_for_party(self, agreement_id: int, party_id: int | None) -> Agreement:
+        """The agreement if the party owns it (any party for None) and it is still visible."""
+        agreement = await self.store.get_agreement(agreement_id)
+        if agreement is None or (party_id is not None and agreement.party_id != party_id):
+            raise NotFound(f"no agreement {agreement_id}")
+        if party_id is not None and not self.visible(agreement):
+            raise NotFound(f"no agreement {agreement_id}")
+        return agreement
+
+    def visible(self, agreement: Agreement) -> bool:
+        if agreement.ended_at is None:
+            return True
+        window = timedelta(days=self.config.agreements.visibility_days)
+        return agreement.ended_at >= self.clock.now() - window
+
+    async def resend(self, agreement_id: int, party: Party) -> Agreement:
+        """Send the invitation again with a new link (the old one dies); allowed once."""
+        agreement = await self.get_for_party(agreement_id, party.id)
+        if agreement.state not in (AgreementState.INVITED, AgreementState.EXPIRED):
+            raise Conflict(f"agreement {agreement_id} is {agreement.state.value}; only invited "
+                           "or expired invitations can be re-sent", code="not_resendable")
+        if agreement.resend_count >= 1:
+            raise Conflict(f"agreement {agreement_id} was re-sent already; an invitation may be "
+                           "re-sent once", code="resend_limit_reached")
+        if agreement.state is AgreementState.EXPIRED:
+            # Reviving an expired invitation: the premises, meters and customer may have
+            # changed, and another invitation may cover the premises now.
+            errors = await self.validate(party, Invitation(
+                kind=agreement.kind, scopes=agreement.scopes,
+                premises=tuple(InvitationPremise(p.esi_id, p.meter_number)
+                               for p in agreement.premises),
+                customer_email=agreement.customer_email,
+                duration_months=agreement.duration_months))
+            if errors:
+                raise InvalidRequest(f"agreement {agreement_id} can no longer be re-sent",
+                                     errors=errors)
+        now = self.clock.now()
+        token = new_token()
+        expires = now + timedelta(days=self.config.agreements.invitation_days)
+        updated = await self.store.update_agreement(
+            agreement_id, expect_states=[agreement.state], expect={"resend_count": 0},
+            state=AgreementState.INVITED.value,
+            resend_count=agreement.resend_count + 1, consent_token_hash=hash_token(token),
+            invitation_expires_at=expires, consent_expires_at=expires, ended_at=None,
+            end_reason=None, updated_at=now)
+        if updated is None:
+            raise Conflict(f"agreement {agreement_id} changed meanwhile; try again",
+                           code="state_changed")
+        await self._send_invitation(updated, party, token, expires, updated.duration_months)
+        return updated
+
+    async def renew(self, agreement_id: int, party: Party, duration_months: int) -> Agreement:
+        """Ask the customer to extend an active agreement; nothing changes until they accept."""
+        agreement = await self.get_for_party(agreement_id, party.id)
+        if agreement.state is not AgreementState.ACTIVE:
+            raise Conflict(f"agreement {agreement_id} is {agreement.state.value}; only active "
+                           "agreements can be renewed", code="not_renewable")
+        found = await self.store.get_premises([p.esi_id for p in agreement.premises])
+        allowed = set(allowed_durations(PremiseClass.LARGE_COMMERCIAL))
+        for premise in found.values():
+            allowed &= set(allowed_durations(premise.premise_class))
+        if duration_months not in allowed:
+            raise InvalidRequest("the renewal has an invalid duration", errors=[FieldError(
+                "duration_months", "duration_not_allowed",
+                f"allowed here: {sorted(allowed)} months", duration_months)])
+        now = self.clock.now()
+        token = new_token()
+        expires = now + timedelta(days=self.config.agreements.invitation_days)
+        updated = await self.store.update_agreement(
+            agreement_id, expect_states=[AgreementState.ACTIVE], renewal_months=duration_months,
+            consent_token_hash=hash_token(token), consent_expires_at=expires, updated_at=now)
+        if updated is None:
+            raise Conflict(f"agreement {agreement_id} changed meanwhile", code="state_changed")
+        await self._send_invitation(updated, party, token, expires, duration_months)
+        return updated
+
+    async def terminate_by_party(self, agreement_id: int, party: Party) -> Agreement:
+        agreement = await self.get_for_party(agreement_id, party.id)
+        if agreement.state not in PENDING:
+            raise Conflict(f"agreement {agreement_id} is {agreement.state.value} already",
+                           code="already_ended")
+        ended = await self._end(agreement, AgreementState.TERMINATED_BY_THIRD_PARTY,
+                                f"terminated by {party.name}")
+        if ended is None:
+            raise Conflict(f"agreement {agreement_id} changed meanwhile", code="state_changed")
+        return ended
+
+    # -- customer side (token links) ----------------------------------------------------------
+
+    async def consent_view(self, token: str) -> ConsentView | None:
+        """What the consent page shows, or None when the link is unknown, used or expired."""
+        agreement = await self.store.agreement_by_token("consent_token_hash", hash_token(token))
+        if agreement is None or agreement.state not in PENDING:
+            return None
+        if agreement.consent_expires_at is None or agreement.consent_expires_at <= self.clock.now():
+            return None
+        party = await self.store.get_party(agreement.party_id)
+        if party is None:
+            return None
+        renewal = agreement.state is AgreementState.ACTIVE
+        months = agreement.renewal_months if renewal and agreement.renewal_months else \
+            agreement.duration_months
+        return ConsentView(agreement, party, renewal, months)
+
+    async def decide(self, token: str, accept: bool) -> tuple[Agreement, str] | None:
+        """The customer's answer; the link is spent either way. None: link not valid (any more)."""
+        view = await self.consent_view(token)
+        if view is None:
+            return None
+        now = self.clock.now()
+        agreement = view.agreement
+        spent: dict[str, object] = {"consent_token_hash": None, "consent_expires_at": None,
+                                    "updated_at": now}
+        terminate_token = new_token()
+        accepted = {"ends_at": add_months(now, view.months), "duration_months": view.months,
+                    "terminate_token_hash": hash_token(terminate_token)}
+        if view.renewal and accept:
+            outcome, expect = "renewed", AgreementState.ACTIVE
+            values = {**spent, **accepted, "renewal_months": None, "reminders_sent": 0}
+        elif view.renewal:
+            outcome, expect = "renewal_declined", AgreementState.ACTIVE
+            values = {**spent, "renewal_months": None}
+        elif accept:
+            outcome, expect = "accepted", AgreementState.INVITED
+            values = {**spent, **accepted, "state": AgreementState.ACTIVE.value,
+                      "accepted_at": now, "starts_at": now}
+        else:
+            outcome, expect = "rejected", AgreementState.INVITED
+            values = {**spent, "state": AgreementState.REJECTED.value, "ended_at": now,
+                      "end_reason": "rejected by the customer"}
+        # The link itself is part of the compare-and-set: two clicks, one winner.
+        updated = await self.store.update_agreement(
+            agreement.id, expect_states=[expect], expect={"consent_token_hash": hash_token(token)},
+            **values)
+        if updated is None:
+            return None
+        if accept:
+            await self._send_confirmation(updated, view.party, terminate_token)
+        log.info("agreement %s %s by the customer", agreement.id, outcome)
+        return updated, outcome
+
+    async def termination_view(self, token: str) -> tuple[Agreement, Party] | None:
+        agreement = await self.store.agreement_by_token("terminate_token_hash", hash_token(token))
+        if agreement is None or agreement.state is not AgreementState.ACTIVE:
+            return None
+        party = await self.store.get_party(agreement.party_id)
+        return None if party is None else (agreement, party)
+
+    async def terminate_by_customer(self, token: str) -> Agreement | None:
+        found = await self.termination_view(token)
+        if found is None:
+            return None
+        return await self._end(found[0], AgreementState.TERMINATED_BY_CUSTOMER,
+                               "terminated by the customer", notify_customer=False)
+
+    # -- system side --------------------------------------------------------------------------
+
+    async def terminate_for_premise(self, esi_id: str, reason: str) -> list[Agreement]:
+        """The premise was removed or the customer moved out: end every agreement covering it."""
+        ended = []
+        for agreement in await self.store.agreements_for_premise(esi_id, states=PENDING):
+            done = await self._end(agreement, AgreementState.TERMINATED_BY_SYSTEM,
+                                   f"{reason} (ESI ID {esi_id})")
+            if done is not None:
+                ended.append(done)
+        return ended
+
+    async def run_lifecycle(self) -> LifecycleReport:
+        """Expire invitations, lapse unanswered renewals, complete ended terms, send reminders."""
+        now = self.clock.now()
+        expired = completed = reminded = lapsed = 0
+        for agreement in await self.store.agreements_due(
+                state=AgreementState.INVITED, column="consent_expires_at", before=now):
+            if await self.store.update_agreement(
+                    agreement.id, expect_states=[AgreementState.INVITED],
+                    state=AgreementState.EXPIRED.value, consent_token_hash=None,
+                    consent_expires_at=None, ended_at=now, end_reason="invitation expired",
+                    updated_at=now):
+                expired += 1
+        for agreement in await self.store.agreements_due(
+                state=AgreementState.ACTIVE, column="consent_expires_at", before=now):
+            if await self.store.update_agreement(
+                    agreement.id, expect_states=[AgreementState.ACTIVE], consent_token_hash=None,
+                    consent_expires_at=None, renewal_months=None, updated_at=now):
+                lapsed += 1
+        for agreement in await self.store.agreements_due(
+                state=AgreementState.ACTIVE, column="ends_at", before=now + timedelta(seconds=1)):
+            if agreement.ends_at is not None and agreement.ends_at <= now:
+                done = await self._end(agreement, AgreementState.COMPLETED,
+                                       "the agreed term is over", at=agreement.ends_at)
+                completed += done is not None
+        days = self.config.agreements.reminder_days_before
+        if days:
+            horizon = now + timedelta(days=days[0])
+            for agreement in await self.store.agreements_due(
+                    state=AgreementState.ACTIVE, column="ends_at", before=horizon):
+                assert agreement.ends_at is not None
+                due = sum(1 for d in days if agreement.ends_at - timedelta(days=d) <= now)
+                if due > agreement.reminders_sent:
+                    updated = await self.store.update_agreement(
+                        agreement.id, expect_states=[AgreementState.ACTIVE],
+                        expect={"reminders_sent": agreement.reminders_sent},
+                        reminders_sent=due, updated_at=now)
+                    if updated is not None:
+                        await self._send_reminder(updated)
+                        reminded += 1
+        sent, failed = await self.outbox.deliver_due()
+        await self.store.purge_idempotent(now - IDEMPOTENCY_KEY_LIFETIME)
+        return LifecycleReport(expired, completed, reminded, lapsed, sent, failed)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _end(self, agreement: Agreement, state: AgreementState, reason: str, *,
+                   at: datetime | None = None, notify_customer: bool = True) -> Agreement | None:
+        assert state in ENDED_STATES
+        now = self.clock.now()
+        ended = await self.store.update_agreement(
+            agreement.id, expect_states=PENDING, state=state.value, ended_at=at or now,
+            end_reason=reason, consent_token_hash=None, consent_expires_at=None,
+            terminate_token_hash=None, renewal_months=None, updated_at=now)
+        if ended is not None and notify_customer and agreement.state is AgreementState.ACTIVE:
+            party = await self.store.get_party(ended.party_id)
+            if party is not None:
+                await self._mail(ended.customer_email,
+                                 f"Your agreement with {party.name} has ended",
+                                 "ended.txt", agreement=ended, party=party,
+                                 purpose=purpose(ended), reason=reason)
+        return ended
+
+    def _link(self, path: str) -> str:
+        return f"{self.config.server.public_url}{path}"
+
+    async def _mail(self, to: str, subject: str, template: str, **context: object) -> None:
+        text = self.templates.get_template(template).render(**context)
+        await self.outbox.send(to=to, subject=subject, text=text)
+
+    async def _send_invitation(self, agreement: Agreement, party: Party, token: str,
+                               expires: datetime, months: int) -> None:
+        renewal = agreement.state is AgreementState.ACTIVE
+        subject = (f"{party.name} asks you to renew your consent" if renewal
+                   else f"{party.name} asks for your consent")
+        await self._mail(agreement.customer_email, subject, "invitation.txt",
+                         agreement=agreement, party=party, purpose=purpose(agreement),
+                         months=months, link=self._link(f"/consent/{token}"),
+                         expires=f"{expires:%Y-%m-%d %H:%M} UTC")
+
+    async def _send_confirmation(self, agreement: Agreement, party: Party, token: str) -> None:
+        await self._mail(agreement.customer_email,
+                         f"You accepted {party.name}'s agreement {agreement.id}",
+                         "confirmation.txt", agreement=agreement, party=party,
+                         purpose=purpose(agreement), ends=f"{agreement.ends_at:%Y-%m-%d}",
+                         terminate_link=self._link(f"/agreements/terminate/{token}"))
+
+    async def _send_reminder(self, agreement: Agreement) -> None:
+        party = await self.store.get_party(agreement.party_id)
+        if party is None:
+            return
+        await self._mail(agreement.customer_email,
+                         f"Your agreement with {party.name} ends on {agreement.ends_at:%Y-%m-%d}",
+                         "reminder.txt", agreement=agreement, party=party,
+                         purpose=purpose(agreement), ends=f"{agreement.ends_at:%Y-%m-%d}")

@@ -1,0 +1,189 @@
+"""Premises (loaded by operators), their HAN devices, and authorization checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+
+from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.schemas import (
+    PROBLEM_RESPONSES,
+    AuthorizationIn,
+    DecisionOut,
+    DeviceIn,
+    DeviceOut,
+    ImportReportOut,
+    Page,
+    PremiseIn,
+    PremiseOut,
+)
+from gateway.authz import Decision, authorize
+from gateway.domain.esi_id import EsiIdError, Tdsp, tdsp_for_esi_id
+from gateway.domain.model import Action, DeviceStatus, Role
+from gateway.domain.records import Principal
+from gateway.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from gateway.premise_import import HeaderError, import_premises
+
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
+
+# Devices per meter (Landis+Gyr limits, DOMAIN.md): 5, or 10 on enhanced meters.
+DEVICES_PER_METER = 5
+DEVICES_PER_ENHANCED_METER = 10
+PREMISE_STATUS = "^(active|removed|moved_out)$"
+
+
+async def _require(svc: Svc, who: Principal, action: Action, esi_id: str,
+                   device_eui64: str | None = None) -> Decision:
+    decision = await authorize(svc.store, who, action, esi_id, now=svc.clock.now(),
+                               device_eui64=device_eui64)
+    if not decision.visible:
+        raise NotFound(f"no premise {esi_id} visible to you")
+    if not decision.allowed:
+        raise Forbidden(f"{action.value} on {esi_id} refused: {decision.reason}",
+                        code=decision.reason)
+    return decision
+
+
+@router.post("/premises", response_model=PremiseOut, status_code=201,
+             responses={200: {"model": PremiseOut, "description": "updated"}})
+async def put_premise(body: PremiseIn, svc: Svc, _: Operator, response: Response) -> PremiseOut:
+    """Create or update one premise by ESI ID (the TDSP is derived from it)."""
+    try:
+        tdsp = tdsp_for_esi_id(body.esi_id)
+    except EsiIdError as exc:
+        raise InvalidRequest(str(exc), errors=[FieldError("esi_id", exc.code, exc.reason,
+                                                          body.esi_id)]) from None
+    before = await svc.store.get_premise(body.esi_id)
+    values = body.model_dump()
+    values["tdsp"] = tdsp.value
+    values["premise_class"] = body.premise_class.value
+    outcome = await svc.store.upsert_premise(values, svc.clock.now())
+    if before is not None and before.customer_email and (
+            (before.customer_email or "").lower() != (body.customer_email or "").lower()):
+        await svc.agreements.terminate_for_premise(
+            body.esi_id, "the customer of record changed (move-out)")
+    if outcome != "created":
+        response.status_code = 200
+    premise = await svc.store.get_premise(body.esi_id)
+    assert premise is not None
+    return PremiseOut.of(premise, operator=True)
+
+
+@router.post("/premises/import", response_model=ImportReportOut)
+async def import_csv(
+    svc: Svc, _: Operator,
+    csv_text: Annotated[str, Body(media_type="text/csv",
+                                  description="CSV with a header row: esi_id, meter_number, "
+                                              "customer_email, rep, premise_class, se_version, "
+                                              "enhanced_meter")],
+) -> ImportReportOut:
+    """Bulk load: good rows are stored, bad rows come back with line, column and problem."""
+    try:
+        report = await import_premises(csv_text.splitlines(keepends=True), svc.store,
+                                       svc.agreements, svc.clock)
+    except HeaderError as exc:
+        raise InvalidRequest(str(exc), errors=[
+            *(FieldError("header", "missing_column", f"required column {c} is missing", c)
+              for c in exc.missing),
+            *(FieldError("header", "unknown_column", f"unknown column {c}", c)
+              for c in exc.unknown),
+        ]) from None
+    return ImportReportOut(**report.as_dict())
+
+
+@router.get("/premises", response_model=Page[PremiseOut])
+async def list_premises(*, svc: Svc, who: Who, page: Pages, tdsp: Tdsp | None = None,
+                        rep: str | None = None,
+                        status: Annotated[str | None, Query(pattern=PREMISE_STATUS)] = None,
+                        ) -> Page[PremiseOut]:
+    found = await svc.store.list_premises(
+        visible_to=who, now=svc.clock.now(), tdsp=tdsp.value if tdsp else None, rep=rep,
+        status=status, cursor=page.cursor, limit=page.limit)
+    is_operator = who.role is Role.OPERATOR
+    return Page[PremiseOut](items=[PremiseOut.of(p, operator=is_operator) for p in found.items],
+                            next_cursor=found.next_cursor)
+
+
+@router.get("/premises/{esi_id}", response_model=PremiseOut)
+async def get_premise(esi_id: str, svc: Svc, who: Who) -> PremiseOut:
+    await _require(svc, who, Action.VIEW_PREMISE, esi_id)
+    premise = await svc.store.get_premise(esi_id)
+    assert premise is not None
+    return PremiseOut.of(premise, operator=who.role is Role.OPERATOR)
+
+
+@router.delete("/premises/{esi_id}", status_code=204)
+async def remove_premise(esi_id: str, svc: Svc, who: Operator) -> Response:
+    """The ESI ID is retired: agreements on it end (terminated by system)."""
+    await _require(svc, who, Action.MANAGE_PREMISE, esi_id)
+    await svc.store.set_premise_status(esi_id, "removed", svc.clock.now())
+    await svc.agreements.terminate_for_premise(esi_id, "the premise was removed")
+    return Response(status_code=204)
+
+
+@router.post("/premises/{esi_id}/move-out", status_code=204)
+async def move_out(esi_id: str, svc: Svc, who: Operator) -> Response:
+    """The customer moved out: their contact is cleared and agreements end (by system)."""
+    await _require(svc, who, Action.MANAGE_PREMISE, esi_id)
+    await svc.store.set_premise_status(esi_id, "moved_out", svc.clock.now(),
+                                       clear_customer=True)
+    await svc.agreements.terminate_for_premise(esi_id, "the customer moved out")
+    return Response(status_code=204)
+
+
+@router.get("/premises/{esi_id}/devices", response_model=Page[DeviceOut])
+async def list_devices(esi_id: str, svc: Svc, who: Who, page: Pages,
+                       status: DeviceStatus | None = None) -> Page[DeviceOut]:
+    await _require(svc, who, Action.VIEW_DEVICES, esi_id)
+    found = await svc.store.list_devices(esi_id, status=status, cursor=page.cursor,
+                                         limit=page.limit)
+    return Page[DeviceOut](items=[DeviceOut.of(d) for d in found.items],
+                           next_cursor=found.next_cursor)
+
+
+@router.post("/premises/{esi_id}/devices", status_code=201, response_model=DeviceOut)
+async def add_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who) -> DeviceOut:
+    """Record a HAN device for the premise (status provision_requested).
+
+    The provisioning itself (install code to the head-end, join window) comes with the AMS
+    adapters; until then the device is stored and the request is authorized and audited.
+    """
+    eui64 = body.eui64.upper()
+    await _require(svc, who, Action.PROVISION_DEVICE, esi_id, eui64)
+    premise = await svc.store.get_premise(esi_id)
+    assert premise is not None
+    limit = DEVICES_PER_ENHANCED_METER if premise.enhanced_meter else DEVICES_PER_METER
+    present = [d for d in (await svc.store.list_devices(esi_id, limit=1000)).items
+               if d.status is not DeviceStatus.REMOVED]
+    if len(present) >= limit:
+        raise Conflict(f"meter {premise.meter_number} holds at most {limit} devices",
+                       code="device_limit_reached", errors=[FieldError(
+                           "eui64", "device_limit_reached",
+                           f"{len(present)} of {limit} device slots in use", eui64)])
+    device = await svc.store.add_device(esi_id=esi_id, eui64=eui64, device_type=body.device_type,
+                                        party_id=who.party_id, now=svc.clock.now())
+    if device is None:
+        raise Conflict(f"device {eui64} is known at {esi_id} already", code="device_exists")
+    return DeviceOut.of(device)
+
+
+@router.delete("/premises/{esi_id}/devices/{eui64}", status_code=204)
+async def remove_device(esi_id: str, eui64: str, svc: Svc, who: Who) -> Response:
+    eui64 = eui64.upper()
+    await _require(svc, who, Action.PROVISION_DEVICE, esi_id, eui64)
+    if not await svc.store.set_device_status(esi_id, eui64, DeviceStatus.REMOVED,
+                                             svc.clock.now()):
+        raise NotFound(f"no device {eui64} at {esi_id}")
+    return Response(status_code=204)
+
+
+@router.post("/premises/{esi_id}/authorization", response_model=DecisionOut)
+async def check_authorization(esi_id: str, body: AuthorizationIn, svc: Svc,
+                              who: Who) -> DecisionOut:
+    """Ask whether you may do `action` to this premise now (HAN actions are audited)."""
+    decision = await authorize(svc.store, who, body.action, esi_id, now=svc.clock.now(),
+                               device_eui64=body.device_eui64)
+    if not decision.visible:
+        raise NotFound(f"no premise {esi_id} visible to you")
+    return DecisionOut.of(decision)

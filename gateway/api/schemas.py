@@ -1,0 +1,310 @@
+"""Request and response bodies of the REST API (pydantic; they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.authz import Decision
+from gateway.domain.model import (
+    Action,
+    AgreementKind,
+    AgreementState,
+    DeviceStatus,
+    PartyStatus,
+    PremiseClass,
+    Role,
+    Scope,
+)
+from gateway.domain.records import (
+    Agreement,
+    AuditEntry,
+    Credential,
+    HanDevice,
+    Party,
+    Premise,
+    Technician,
+)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PartyIn(_In):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    duns: Annotated[str, Field(pattern=r"^[0-9]{9}$", description="9-digit DUNS number")]
+    contact_email: Annotated[str, Field(min_length=3, max_length=320)]
+
+
+class PartyPatch(_In):
+    status: PartyStatus
+
+
+class PartyOut(BaseModel):
+    id: int
+    name: str
+    duns: str
+    contact_email: str
+    status: PartyStatus
+    created_at: datetime
+
+    @classmethod
+    def of(cls, p: Party) -> PartyOut:
+        return cls(id=p.id, name=p.name, duns=p.duns, contact_email=p.contact_email,
+                   status=p.status, created_at=p.created_at)
+
+
+class TechnicianIn(_In):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+
+
+class TechnicianOut(BaseModel):
+    id: int
+    name: str
+    email: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: Technician) -> TechnicianOut:
+        return cls(id=t.id, name=t.name, email=t.email, created_at=t.created_at)
+
+
+class AssignmentIn(_In):
+    esi_id: str
+
+
+class CredentialIn(_In):
+    label: Annotated[str, Field(min_length=1, max_length=200)] = "api"
+
+
+class CredentialOut(BaseModel):
+    id: int
+    role: Role
+    party_id: int | None
+    technician_id: int | None
+    label: str
+    token_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, c: Credential) -> CredentialOut:
+        return cls(id=c.id, role=c.role, party_id=c.party_id, technician_id=c.technician_id,
+                   label=c.label, token_prefix=c.token_prefix, created_at=c.created_at,
+                   revoked_at=c.revoked_at)
+
+
+class IssuedCredential(BaseModel):
+    credential: CredentialOut
+    token: str = Field(description="The bearer token. Shown once; only its hash is stored.")
+
+
+class PremiseIn(_In):
+    esi_id: str
+    meter_number: Annotated[str, Field(min_length=1, max_length=40)]
+    customer_email: str | None = None
+    rep: str | None = None
+    premise_class: PremiseClass = PremiseClass.RESIDENTIAL
+    se_version: Annotated[str | None, Field(pattern=r"^1\.[012]$")] = None
+    enhanced_meter: bool = False
+
+
+class PremiseOut(BaseModel):
+    esi_id: str
+    tdsp: str
+    meter_number: str
+    customer_email: str | None = Field(None, description="operators only")
+    rep: str | None
+    premise_class: PremiseClass
+    se_version: str | None
+    enhanced_meter: bool
+    status: str
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, p: Premise, *, operator: bool) -> PremiseOut:
+        return cls(esi_id=p.esi_id, tdsp=p.tdsp, meter_number=p.meter_number,
+                   customer_email=p.customer_email if operator else None, rep=p.rep,
+                   premise_class=p.premise_class, se_version=p.se_version,
+                   enhanced_meter=p.enhanced_meter, status=p.status, updated_at=p.updated_at)
+
+
+class DeviceIn(_In):
+    eui64: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$",
+                                description="the device's MAC (EUI-64), 16 hex digits")]
+    device_type: Annotated[str, Field(min_length=1, max_length=40,
+                                      examples=["in_home_display", "thermostat",
+                                                "load_control_device"])]
+
+
+class DeviceOut(BaseModel):
+    esi_id: str
+    eui64: str
+    device_type: str
+    status: DeviceStatus
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, d: HanDevice) -> DeviceOut:
+        return cls(esi_id=d.esi_id, eui64=d.eui64, device_type=d.device_type, status=d.status,
+                   created_at=d.created_at, updated_at=d.updated_at)
+
+
+class InvitationPremiseIn(_In):
+    esi_id: str
+    meter_number: str
+
+
+class InvitationIn(_In):
+    kind: AgreementKind
+    scopes: list[Scope] = Field(default_factory=list,
+                                description="in_home_device_services only: text, price, "
+                                            "load_control")
+    premises: list[InvitationPremiseIn]
+    customer_email: str
+    duration_months: int = Field(description="1, 3, 6, 9 or 12 (24, 36: large commercial)")
+
+
+class RenewIn(_In):
+    duration_months: int
+
+
+class AgreementPremiseOut(BaseModel):
+    esi_id: str
+    meter_number: str
+
+
+class AgreementOut(BaseModel):
+    id: int
+    party_id: int
+    kind: AgreementKind
+    scopes: list[Scope]
+    customer_email: str
+    duration_months: int
+    state: AgreementState
+    premises: list[AgreementPremiseOut]
+    created_at: datetime
+    invitation_expires_at: datetime
+    resend_count: int
+    renewal_pending: bool
+    starts_at: datetime | None
+    ends_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+    @classmethod
+    def of(cls, a: Agreement) -> AgreementOut:
+        return cls(id=a.id, party_id=a.party_id, kind=a.kind, scopes=list(a.scopes),
+                   customer_email=a.customer_email, duration_months=a.duration_months,
+                   state=a.state,
+                   premises=[AgreementPremiseOut(esi_id=p.esi_id, meter_number=p.meter_number)
+                             for p in a.premises],
+                   created_at=a.created_at, invitation_expires_at=a.invitation_expires_at,
+                   resend_count=a.resend_count, renewal_pending=a.renewal_months is not None,
+                   starts_at=a.starts_at, ends_at=a.ends_at, ended_at=a.ended_at,
+                   end_reason=a.end_reason)
+
+
+class AuthorizationIn(_In):
+    action: Action
+    device_eui64: Annotated[str | None, Field(pattern=r"^[0-9A-Fa-f]{16}$")] = None
+
+
+class DecisionOut(BaseModel):
+    allowed: bool
+    reason: str
+    agreement_id: int | None
+
+    @classmethod
+    def of(cls, d: Decision) -> DecisionOut:
+        return cls(allowed=d.allowed, reason=d.reason, agreement_id=d.agreement_id)
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    principal_role: Role
+    principal_id: int | None
+    action: str
+    esi_id: str
+    device_eui64: str | None
+    agreement_id: int | None
+    allowed: bool
+    reason: str
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditOut:
+        return cls(**{f: getattr(e, f) for f in cls.model_fields})
+
+
+class MeOut(BaseModel):
+    role: Role
+    credential_id: int | None
+    party: PartyOut | None = None
+    technician_id: int | None = None
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class ImportReportOut(BaseModel):
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    rejected_rows: int
+    agreements_ended: int
+    errors: list[dict[str, Any]]
+
+
+class LifecycleOut(BaseModel):
+    expired: int
+    completed: int
+    reminded: int
+    renewals_lapsed: int
+    mails_sent: int
+    mails_failed: int
+
+
+class FieldErrorOut(BaseModel):
+    field: str = Field(description='e.g. "premises[0].esi_id"')
+    code: str
+    message: str
+    value: Any = None
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details (media type application/problem+json)."""
+
+    type: str = Field(examples=["urn:hangw:problem:invalid_request"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="machine-readable; the last part of `type`")
+    instance: str | None = None
+    errors: list[FieldErrorOut] | None = Field(None, description="one entry per bad field")
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"model": ProblemOut, "description": description,
+            "content": {"application/problem+json": {}}}
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _problem("missing, unknown or revoked bearer token"),
+    403: _problem("not allowed (the code says why)"),
+    404: _problem("not found, or not visible to you"),
+    409: _problem("conflicts with the current state"),
+    422: _problem("invalid fields, each named in `errors`"),
+    429: _problem("rate limited; see the Retry-After header"),
+}

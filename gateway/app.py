@@ -1,0 +1,122 @@
+"""The application factory: `create_app(config)` wires store, mail, services and routes.
+
+The request pipeline (next issue) builds on the same `Services` (app.state.services) and on
+`gateway.authz.authorize`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import swagger_ui_bundle
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from gateway.agreements import AgreementService
+from gateway.api import consent_pages, routes_agreements, routes_parties, routes_premises
+from gateway.api.deps import Services
+from gateway.api.idempotency import IdempotencyMiddleware
+from gateway.api.observability import Metrics, MetricsMiddleware
+from gateway.api.observability import router as ops_router
+from gateway.api.problems import install_handlers
+from gateway.api.ratelimit import TokenBuckets
+from gateway.clock import Clock, SystemClock
+from gateway.config import GatewayConfig
+from gateway.mail import Mailer, make_mailer
+from gateway.rendering import make_templates
+from gateway.store.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Third parties invite customers to agreements and act on the premises those agreements cover.
+Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem details
+(`application/problem+json`) with field-level `errors`. Every POST honours `Idempotency-Key`.
+Third parties are rate limited per party (429 with `Retry-After`).
+"""
+
+
+async def _lifecycle_loop(svc: Services, metrics: Metrics) -> None:
+    """Run the agreement timers every `lifecycle_interval_seconds` until cancelled."""
+    interval = svc.config.agreements.lifecycle_interval_seconds
+    while True:
+        try:
+            report = await svc.agreements.run_lifecycle()
+            for event in ("expired", "completed", "reminded", "renewals_lapsed", "mails_sent",
+                          "mails_failed"):
+                count = getattr(report, event)
+                if count:
+                    metrics.agreement_events.labels(event).inc(count)
+        except Exception:  # a failed pass is logged and retried at the next tick
+            log.exception("agreement lifecycle pass failed")
+        await asyncio.sleep(interval)
+
+
+def create_app(
+    config: GatewayConfig,
+    *,
+    store: Store | None = None,
+    mailer: Mailer | None = None,
+    clock: Clock | None = None,
+    run_timers: bool = True,
+) -> FastAPI:
+    """The ASGI app. Without `store`, it opens (and migrates) `config.storage_url` at startup."""
+    clock = clock or SystemClock()
+    mailer = mailer or make_mailer(config.mail, config.mbox_path)
+    metrics = Metrics()
+    holder: dict[str, Store] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = store is None
+        if own:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        the_store = store if store is not None else await open_store(config.storage_url)
+        holder["store"] = the_store
+        templates = make_templates()
+        svc = Services(
+            config=config, store=the_store, mailer=mailer, clock=clock, templates=templates,
+            agreements=AgreementService(the_store, mailer, config, templates, clock),
+            rate_limits=TokenBuckets(config.rate_limit.requests_per_second,
+                                     config.rate_limit.burst))
+        app.state.services = svc
+        timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers else None
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
+            if own:
+                await the_store.close()
+
+    app = FastAPI(title="HAN gateway", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.state.metrics = metrics
+    install_handlers(app)
+    for module in (routes_parties, routes_premises, routes_agreements):
+        app.include_router(module.router)
+    app.include_router(consent_pages.router)
+    app.include_router(ops_router)
+    # The docs page serves Swagger UI from the swagger-ui-bundle package, not from a CDN, so it
+    # works on an isolated operator network.
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="HAN gateway API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png")
+
+    app.add_middleware(IdempotencyMiddleware, store=lambda: holder["store"], clock=clock)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,111 @@
+"""Authorization: the one function that answers "may this principal do this to this premise now?".
+
+Every API path that touches a premise or its devices asks `authorize`; the request pipeline (next
+issue) asks it again for each HAN request. Decisions on HAN actions (provision, text, price, load
+control), allowed or refused, go to the append-only audit log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.domain.model import (
+    HAN_ACTIONS,
+    SCOPE_FOR_ACTION,
+    Action,
+    AgreementKind,
+    AgreementState,
+    Role,
+)
+from gateway.domain.records import Principal
+from gateway.store.store import Store
+
+TECHNICIAN_ACTIONS = frozenset({Action.VIEW_PREMISE, Action.VIEW_DEVICES, Action.PROVISION_DEVICE})
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    # Machine-readable: operator, assigned_technician, agreement, unknown_premise,
+    # premise_not_active, operator_only, not_assigned, technician_cannot_send, no_agreement,
+    # wrong_agreement_kind, scope_not_granted.
+    reason: str
+    agreement_id: int | None = None
+    # False when the principal may not even know the premise exists (answer 404, not 403).
+    visible: bool = True
+
+
+async def authorize(
+    store: Store,
+    principal: Principal,
+    action: Action,
+    esi_id: str,
+    *,
+    now: datetime,
+    device_eui64: str | None = None,
+) -> Decision:
+    decision = await _decide(store, principal, action, esi_id, now)
+    if action in HAN_ACTIONS:
+        await store.append_audit(
+            at=now,
+            principal=principal,
+            action=action.value,
+            esi_id=esi_id,
+            device_eui64=device_eui64,
+            agreement_id=decision.agreement_id,
+            allowed=decision.allowed,
+            reason=decision.reason,
+        )
+    return decision
+
+
+async def _decide(
+    store: Store, principal: Principal, action: Action, esi_id: str, now: datetime
+) -> Decision:
+    premise = await store.get_premise(esi_id)
+    if premise is None:
+        return Decision(False, "unknown_premise", visible=False)
+    if principal.role is Role.OPERATOR:
+        return Decision(True, "operator")
+    if action is Action.MANAGE_PREMISE:
+        return Decision(False, "operator_only")
+    if premise.status != "active":
+        return Decision(False, "premise_not_active", visible=False)
+
+    if principal.role is Role.FIELD_TECHNICIAN:
+        if principal.technician_id is None or not await store.technician_assigned(
+            principal.technician_id, esi_id
+        ):
+            return Decision(False, "not_assigned", visible=False)
+        if action not in TECHNICIAN_ACTIONS:
+            return Decision(False, "technician_cannot_send")
+        return Decision(True, "assigned_technician")
+
+    # Third party: only its own agreements in force right now count. Ended or expired agreements
+    # stop access at once, even before the lifecycle timer has updated their state.
+    in_force = [
+        a
+        for a in await store.agreements_for_premise(
+            esi_id, states=[AgreementState.ACTIVE], party_id=principal.party_id
+        )
+        if a.in_force(now)
+    ]
+    if not in_force:
+        return Decision(False, "no_agreement", visible=False)
+    if action in (Action.VIEW_PREMISE, Action.VIEW_DEVICES):
+        return Decision(True, "agreement", in_force[0].id)
+    if action is Action.PROVISION_DEVICE:
+        kind = AgreementKind.IN_HOME_DEVICE
+        matching = [a for a in in_force if a.kind is kind]
+        if not matching:
+            return Decision(False, "wrong_agreement_kind", in_force[0].id)
+        return Decision(True, "agreement", matching[0].id)
+    scope = SCOPE_FOR_ACTION[action]
+    services = [a for a in in_force if a.kind is AgreementKind.IN_HOME_DEVICE_SERVICES]
+    if not services:
+        return Decision(False, "wrong_agreement_kind", in_force[0].id)
+    granted = [a for a in services if scope in a.scopes]
+    if not granted:
+        return Decision(False, "scope_not_granted", services[0].id)
+    return Decision(True, "agreement", granted[0].id)

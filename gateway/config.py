@@ -1,0 +1,210 @@
+"""Configuration: a TOML file, overridden by HANGW_… environment variables, validated by pydantic.
+
+Environment names: `HANGW_` + the dotted key in upper case with `__` between levels, e.g.
+`HANGW_SERVER__PORT=8081` or `HANGW_MAIL__SMTP_PASSWORD=…`. Values are parsed as TOML values when
+they parse (numbers, booleans, arrays), else taken as strings.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "HANGW_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # The address customers' browsers reach the consent pages at (goes into emails).
+    public_url: str = "http://127.0.0.1:8080"
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class StorageConfig(_Section):
+    # Empty: SQLite file `hangw.db` in the data directory.
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class SmtpTls(enum.StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    IMPLICIT = "implicit"
+
+
+class MailConfig(_Section):
+    from_address: str = "hangw@localhost"
+    # Empty: no SMTP; mail goes to the mbox file `mail/outbox.mbox` in the data directory.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_tls: SmtpTls = SmtpTls.STARTTLS
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Extra CA bundle to trust for the SMTP server's certificate (a private CA); empty: system CAs.
+    smtp_ca_file: str = ""
+
+
+class AgreementsConfig(_Section):
+    invitation_days: int = Field(default=30, ge=1, le=90)
+    # Reminder emails this many days before an agreement ends (one each, largest first).
+    reminder_days_before: list[int] = Field(default_factory=lambda: [30, 7])
+    visibility_days: int = Field(default=45, ge=0)
+    lifecycle_interval_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("reminder_days_before")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        for day in value:
+            if day < 1:
+                raise ValueError(f"{day} is not a positive number of days")
+        return sorted(value, reverse=True)
+
+
+class RateLimitConfig(_Section):
+    # Token bucket per third party: sustained rate and burst size.
+    requests_per_second: float = Field(default=20.0, gt=0)
+    burst: int = Field(default=40, ge=1)
+
+
+class LogConfig(_Section):
+    level: str = "INFO"
+    json_lines: bool = True
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
+
+
+class GatewayConfig(_Section):
+    data_dir: Path = Path("./hangw-data")
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    mail: MailConfig = Field(default_factory=MailConfig)
+    agreements: AgreementsConfig = Field(default_factory=AgreementsConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage.url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'hangw.db'}"
+
+    @property
+    def mbox_path(self) -> Path:
+        return self.data_dir / "mail" / "outbox.mbox"
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    key: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value!r}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; `problems` names each bad key and value."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        super().__init__(
+            f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems)
+        )
+        self.problems = problems
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _lookup(data: Any, loc: tuple[int | str, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def parse_config(
+    data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, source: str = "config"
+) -> GatewayConfig:
+    merged = _merge(dict(data), _env_overrides(os.environ if env is None else env))
+    try:
+        return GatewayConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems = [
+            ConfigProblem(
+                ".".join(str(p) for p in err["loc"]),
+                _lookup(merged, tuple(err["loc"])),
+                "unknown key" if err["type"] == "extra_forbidden" else err["msg"],
+            )
+            for err in exc.errors()
+        ]
+        raise ConfigError(source, problems) from None
+
+
+def load_config(path: Path | None, *, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read `path` (None: defaults only) and apply HANGW_… overrides from `env` (os.environ)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(str(path), [ConfigProblem("(file)", str(path), str(exc))]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                str(path), [ConfigProblem("(syntax)", str(path), str(exc))]
+            ) from None
+    return parse_config(data, env=env, source=str(path) if path else "defaults")

@@ -1,0 +1,1 @@
+"""The gateway's domain model: TDSPs and ESI IDs, parties, premises, agreements."""

@@ -1,0 +1,64 @@
+"""Every email is stored in the outbox first, then sent; failed sends are retried with back-off.
+
+An invitation accepted by the API is never lost to a mail-server hiccup: the first attempt is made
+at once, retries run with the lifecycle timer. After MAX_ATTEMPTS the mail stays as a dead letter
+(visible in `mail_counts()`), its error recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from gateway.clock import Clock
+from gateway.mail import Mailer, MailError, build_message
+from gateway.store.store import OutboxMail, Store
+
+log = logging.getLogger(__name__)
+
+BACKOFF_SECONDS = (60, 300, 1800, 7200, 21600)  # then every 6 h
+MAX_ATTEMPTS = 12
+
+
+class MailOutbox:
+    def __init__(self, store: Store, mailer: Mailer, sender: str, clock: Clock) -> None:
+        self.store = store
+        self.mailer = mailer
+        self.sender = sender
+        self.clock = clock
+
+    async def send(self, *, to: str, subject: str, text: str) -> bool:
+        """Store the mail, then try to send it now; False: it waits in the outbox for a retry."""
+        mail = await self.store.enqueue_mail(
+            recipient=to, subject=subject, body=text,
+            # The first retry only after the first back-off, so the timer never races this try.
+            now=self.clock.now(), first_retry=timedelta(seconds=BACKOFF_SECONDS[0]))
+        return await self._attempt(mail)
+
+    async def deliver_due(self) -> tuple[int, int]:
+        """Retry the mails whose time has come: (sent, failed again)."""
+        sent = failed = 0
+        for mail in await self.store.mail_due(self.clock.now()):
+            if await self._attempt(mail):
+                sent += 1
+            else:
+                failed += 1
+        return sent, failed
+
+    async def _attempt(self, mail: OutboxMail) -> bool:
+        message = build_message(sender=self.sender, to=mail.recipient, subject=mail.subject,
+                                text=mail.body, html=None)
+        try:
+            await self.mailer.send(message)
+        except MailError as exc:
+            attempts = mail.attempts + 1
+            retry_at = None
+            if attempts < MAX_ATTEMPTS:
+                delay = BACKOFF_SECONDS[min(attempts - 1, len(BACKOFF_SECONDS) - 1)]
+                retry_at = self.clock.now() + timedelta(seconds=delay)
+            await self.store.mail_failed(mail.id, str(exc), retry_at)
+            log.warning("mail %s to %s failed (attempt %s): %s", mail.id, mail.recipient,
+                        attempts, exc, extra={"mail_id": mail.id, "attempt": attempts})
+            return False
+        await self.store.mail_sent(mail.id, self.clock.now())
+        return True

@@ -1,0 +1,1 @@
+"""Alembic migrations (revisions in `versions/`); applied by `gateway.store.migrate`."""

@@ -1,0 +1,204 @@
+"""The schema, declared once for SQLite and PostgreSQL.
+
+The migrations in `migrations/versions` must build exactly this (tests compare them with Alembic's
+autogenerate diff, from every earlier revision).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on both back-ends.
+
+    SQLite has no time zones: it keeps naive UTC; PostgreSQL keeps timestamptz.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+parties = sa.Table(
+    "parties",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("duns", sa.String(9), nullable=False, unique=True),
+    sa.Column("contact_email", sa.String(320), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+technicians = sa.Table(
+    "technicians",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=True),
+    sa.Column("technician_id", sa.Integer, sa.ForeignKey("technicians.id"), nullable=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    # SHA-256 of the bearer token: tokens carry 256 random bits, so a fast hash is the standard
+    # choice (a slow KDF protects low-entropy passwords, which these are not).
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("token_prefix", sa.String(12), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+premises = sa.Table(
+    "premises",
+    metadata,
+    sa.Column("esi_id", sa.String(22), primary_key=True),
+    sa.Column("tdsp", sa.String(30), nullable=False),
+    sa.Column("meter_number", sa.String(40), nullable=False),
+    sa.Column("customer_email", sa.String(320), nullable=True),
+    sa.Column("rep", sa.String(200), nullable=True),
+    sa.Column("premise_class", sa.String(30), nullable=False),
+    sa.Column("se_version", sa.String(5), nullable=True),
+    sa.Column("enhanced_meter", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+technician_assignments = sa.Table(
+    "technician_assignments",
+    metadata,
+    sa.Column(
+        "technician_id", sa.Integer, sa.ForeignKey("technicians.id"), primary_key=True
+    ),
+    sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), primary_key=True),
+)
+
+han_devices = sa.Table(
+    "han_devices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), nullable=False),
+    sa.Column("eui64", sa.String(16), nullable=False),
+    sa.Column("device_type", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("esi_id", "eui64", name="uq_han_devices_esi_id_eui64"),
+)
+
+agreements = sa.Table(
+    "agreements",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("scopes", sa.String(100), nullable=False),  # comma-separated Scope values
+    sa.Column("customer_email", sa.String(320), nullable=False),
+    sa.Column("duration_months", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(40), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("invitation_expires_at", UtcDateTime, nullable=False),
+    sa.Column("resend_count", sa.Integer, nullable=False),
+    # SHA-256 of the single-use consent link token; NULL once used.
+    sa.Column("consent_token_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("consent_expires_at", UtcDateTime, nullable=True),
+    sa.Column("terminate_token_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("accepted_at", UtcDateTime, nullable=True),
+    sa.Column("starts_at", UtcDateTime, nullable=True),
+    sa.Column("ends_at", UtcDateTime, nullable=True),
+    sa.Column("ended_at", UtcDateTime, nullable=True),
+    sa.Column("end_reason", sa.String(200), nullable=True),
+    sa.Column("reminders_sent", sa.Integer, nullable=False),
+    # months asked for by a pending renewal (the customer has not answered yet)
+    sa.Column("renewal_months", sa.Integer, nullable=True),
+)
+
+agreement_premises = sa.Table(
+    "agreement_premises",
+    metadata,
+    sa.Column("agreement_id", sa.Integer, sa.ForeignKey("agreements.id"), primary_key=True),
+    sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), primary_key=True),
+    sa.Column("meter_number", sa.String(40), nullable=False),
+    sa.Index("ix_agreement_premises_esi_id", "esi_id"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("principal_role", sa.String(20), nullable=False),
+    sa.Column("principal_id", sa.Integer, nullable=True),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("esi_id", sa.String(22), nullable=False, index=True),
+    sa.Column("device_eui64", sa.String(16), nullable=True),
+    sa.Column("agreement_id", sa.Integer, nullable=True),
+    sa.Column("allowed", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(64), primary_key=True),  # SHA-256 of the caller's bearer token
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("content_type", sa.String(100), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+mail_outbox = sa.Table(
+    "mail_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("recipient", sa.String(320), nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False),
+    # Emptied once sent: bodies carry single-use consent links.
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    # NULL once sent or given up (dead letter: attempts at the limit, sent_at NULL).
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True, index=True),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+)
