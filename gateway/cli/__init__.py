@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.config_cmd",
     "gateway.cli.admin",
     "gateway.cli.sim_headend",
+    "gateway.cli.provision",
 )
 
 

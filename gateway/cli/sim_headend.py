@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--meters", type=int, default=1000, help="simulated premises (materialized lazily)")
     parser.add_argument("--install", type=int, default=0, metavar="N",
                         help="technician visits at the first N premises (HAN init, devices joined)")
+    parser.add_argument("--auto-join", action="store_true",
+                        help="a premise's own device, once provisioned, joins 0.5 s later (the customer "
+                             "presses its button)")
     parser.add_argument("--faults", default="", metavar="NAME=RATE,…",
                         help="fault injection, e.g. error_rate=0.1,drop_callback_rate=0.05")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until ^C)")
@@ -90,6 +93,16 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     for i in range(min(args.install, args.meters)):
         fleet.install(fleet.esi_id(i))
     faults = Faults.from_mapping(_parse_faults(args.faults))
+    if args.auto_join:
+        from simulators.meter import HanEvent
+
+        def press_button(event: object) -> None:
+            if isinstance(event, HanEvent) and event.kind == "provisioned" and event.eui64 is not None:
+                for dev in fleet.devices(event.meter_id):
+                    if dev.eui64 == event.eui64:
+                        clock.call_later(0.5, fleet.meter(event.meter_id).join, dev)
+
+        fleet.subscribe(press_button)
     cim = profile.transport == "cim"
     headend = make_headend(profile, fleet, clock, host=host, port=port, mqtt_host=host,
                            mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults)
