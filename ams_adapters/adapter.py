@@ -112,7 +112,7 @@ class HeadEndAdapter:
     async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
         return self._meter_overrides.get(esi_id, self.profile.meter)
 
-    async def events(self) -> AsyncIterator[InboundEvent]:  # type: ignore[override]
+    async def events(self) -> AsyncIterator[InboundEvent]:
         while True:
             yield await self._events.get()
 
@@ -340,11 +340,11 @@ class HeadEndAdapter:
                 self._emit(DeliveryFailed(item.key, n.esi_id, n.at, n.reason or "head-end reported failure"))
             return
         if n.kind is NoteKind.DEVICE_RESPONSE:
-            key = (n.transaction_id, n.eui64, n.frame, None)
-            if key in self._seen_responses:
+            answer = (n.transaction_id, n.eui64, n.frame, None)
+            if answer in self._seen_responses:
                 self.tracker.duplicates_ignored += 1
                 return
-            self._seen_responses.add(key)
+            self._seen_responses.add(answer)
             if item.terminal is None and self._finish(item, "delivered"):
                 # out of order: a device answered, so the meter had the command
                 self._emit(DeliveredToMeter(item.key, n.esi_id, n.at, item.transaction_id))

@@ -20,6 +20,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from ams_adapters.adapter import HeadEndAdapter
 from ams_adapters.contract import CAPABLE_DEVICES, HanOperation, OperationKind
@@ -52,7 +53,7 @@ def raw_requests(ops: Sequence[HanOperation]) -> list[HeadEndRequest]:
 
 async def measure(transport_name: str, n: int, rounds: int) -> tuple[float, float]:
     tdsp = TRANSPORT_TDSP[transport_name]
-    overrides = {"rate_limit_per_s": 1e6, "max_in_flight": 10 * n}
+    overrides: dict[str, Any] = {"rate_limit_per_s": 1e6, "max_in_flight": 10 * n}
     profile = load_profile(tdsp, **overrides)
     clock = RealClock(seed=1)
     fleet = Fleet(100, clock)

@@ -83,7 +83,7 @@ class CimMqttTransport:
                     attempt = 0
                     self._ready.set()
                     async for msg in client.messages:
-                        self._on_message(str(msg.topic), bytes(msg.payload))  # type: ignore[arg-type]
+                        self._on_message(str(msg.topic), bytes(msg.payload))
             except aiomqtt.MqttError as exc:
                 log.info("broker %s:%s connection lost: %s", self.host, self.port, exc)
             finally:

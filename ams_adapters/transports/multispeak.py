@@ -12,6 +12,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -49,7 +50,7 @@ class MultiSpeakTransport:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.callback_host, self.callback_port)
         await site.start()
-        server = site._server
+        server: Any = site._server
         port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else self.callback_port
         self.callback_port = port
         self.response_url = self._public_url or f"http://{self.callback_host}:{port}/NOT_Server"

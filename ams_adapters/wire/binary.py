@@ -69,8 +69,8 @@ Header = Bytes(4)
 
 
 def pack(frame_type: str, seq: int, body: dict[str, Any]) -> bytes:
-    data = Frame.build({"type": frame_type, "seq": seq, "body": body})
-    return LENGTH.build(len(data)) + data
+    data: bytes = Frame.build({"type": frame_type, "seq": seq, "body": body})
+    return bytes(LENGTH.build(len(data))) + data
 
 
 def frame_length(header: bytes) -> int:

@@ -72,12 +72,12 @@ def _req(el: etree._Element, tag: str) -> str:
     child = el.find(tag)
     if child is None or child.text is None:
         raise WireError(etree.QName(tag).localname, None, f"required in {etree.QName(el).localname}")
-    return child.text
+    return str(child.text)
 
 
 def _opt(el: etree._Element, tag: str) -> str | None:
     child = el.find(tag)
-    return None if child is None else child.text
+    return None if child is None or child.text is None else str(child.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +156,7 @@ def encode_controls(message_id: str, reply_address: str, requests: Sequence[Head
             cmd = _sub(action, _C + "seCommand", cluster=f"0x{req.cluster_id:04X}", name=req.command)
             for name, value in req.fields.items():
                 _sub(cmd, _C + camel(name), str(value))
-    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
 
 
 def decode_controls(xml: bytes) -> tuple[Header, list[HeadEndRequest]]:
@@ -172,7 +172,7 @@ def decode_controls(xml: bytes) -> tuple[Header, list[HeadEndRequest]]:
             raise WireError("EndDeviceControls", etree.QName(edc).localname, "only EndDeviceControl children")
         type_el = edc.find(_C + "EndDeviceControlType")
         try:
-            kind = RequestKind(None if type_el is None else type_el.get("ref"))
+            kind = RequestKind("" if type_el is None else type_el.get("ref", ""))
         except ValueError as exc:
             raise WireError("EndDeviceControlType/@ref", None if type_el is None else type_el.get("ref"),
                             f"one of {[k.value for k in RequestKind]}") from exc
@@ -220,7 +220,7 @@ def encode_reply(correlation_id: str, message_id: str, acks: Sequence[Ack]) -> b
         if a.retry_after_s is not None:
             _sub(err, _H + "retryAfter", f"{a.retry_after_s:.3f}")
         _sub(err, _H + "ID", a.transaction_id, kind="transaction")
-    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
 
 
 def decode_reply(xml: bytes, transaction_ids: Sequence[str]) -> tuple[Header, list[Ack]]:
@@ -269,7 +269,7 @@ def encode_events(message_id: str, notes: Sequence[Notification], issuer_id: str
                 d = _sub(ev, _E + "EndDeviceEventDetails")
                 _sub(d, _E + "name", name)
                 _sub(d, _E + "value", value)
-    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
 
 
 def decode_events(xml: bytes) -> list[Notification]:
@@ -280,7 +280,7 @@ def decode_events(xml: bytes) -> list[Notification]:
     for ev in root.iterfind(f"{_H}Payload/{_E}EndDeviceEvents/{_E}EndDeviceEvent"):
         type_el = ev.find(_E + "EndDeviceEventType")
         try:
-            kind = NoteKind(None if type_el is None else type_el.get("ref"))
+            kind = NoteKind("" if type_el is None else type_el.get("ref", ""))
         except ValueError as exc:
             raise WireError("EndDeviceEventType/@ref", None if type_el is None else type_el.get("ref"),
                             f"one of {[k.value for k in NoteKind]}") from exc

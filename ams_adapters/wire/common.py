@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zigbee_se import command_definitions
-from zigbee_se.schema import CharString, NibblePair
+from zigbee_se.schema import NibblePair
+from zigbee_se.types import CharString
 
 
 class WireError(ValueError):

@@ -107,7 +107,7 @@ def _text(el: etree._Element, name: str, required: bool = True) -> str | None:
         if required:
             raise WireError(name, None, f"required in {etree.QName(el).localname}")
         return None
-    return child.text
+    return str(child.text)
 
 
 # ------------------------------------------------------------------ requests
@@ -135,7 +135,7 @@ def encode_request(req: HeadEndRequest, response_url: str, app_name: str = "han-
     _sub(op, "transactionID", req.transaction_id)
     _sub(op, "responseURL", response_url)
     _sub(op, "expirationTime", _iso(req.expires_at))
-    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
 
 
 def decode_request(xml: bytes) -> tuple[HeadEndRequest, str]:
@@ -146,7 +146,7 @@ def decode_request(xml: bytes) -> tuple[HeadEndRequest, str]:
         raise WireError("operation", q.localname, f"one of {sorted(OPERATIONS)}")
     kind_text = _text(op, "requestKind")
     try:
-        kind = RequestKind(kind_text)
+        kind = RequestKind(kind_text or "")
     except ValueError as exc:
         raise WireError("requestKind", kind_text, f"one of {[k.value for k in RequestKind]}") from exc
     if OPERATION_OF_KIND[kind] != q.localname:
@@ -193,7 +193,7 @@ def encode_response(operation: str, ack: Ack) -> bytes:
         _sub(err, "errorString", ack.reason or ack.status.value)
         if ack.retry_after_s is not None:
             _sub(err, "retryAfter", f"{ack.retry_after_s:.3f}")
-    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
 
 
 def decode_response(xml: bytes, transaction_id: str) -> Ack:
@@ -253,7 +253,7 @@ def encode_notification(note: Notification, kind: RequestKind | None) -> bytes:
         _sub(el, "errorString", note.reason)
     if note.frame is not None:
         _sub(el, "seFrame", base64.b64encode(note.frame).decode(), cluster=f"0x{note.cluster_id or 0:04X}")
-    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
 
 
 def decode_notification(xml: bytes) -> Notification:
@@ -263,7 +263,7 @@ def decode_notification(xml: bytes) -> Notification:
         raise WireError("notification", local, f"one of {sorted(NOTIFICATIONS)}")
     kind_text = _text(el, "notificationKind")
     try:
-        kind = NoteKind(kind_text)
+        kind = NoteKind(kind_text or "")
     except ValueError as exc:
         raise WireError("notificationKind", kind_text, f"one of {[k.value for k in NoteKind]}") from exc
     frame_el = el.find(_M + "seFrame")
@@ -282,7 +282,7 @@ def encode_ack_envelope(name: str) -> bytes:
     """The NOT_Server's empty answer to a notification."""
     env, body = _envelope({"AppName": "han-gateway"})
     etree.SubElement(body, _M + f"{name}Response")
-    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
 
 
 # ------------------------------------------------------------------ RegisterForService
@@ -296,7 +296,7 @@ def encode_register(response_url: str, app_name: str = "han-gateway") -> bytes:
     details = _sub(reg, "registrationDetails")
     _sub(details, "responseURL", response_url)
     _sub(details, "methodsList", "MeterEventNotification")
-    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
 
 
 def decode_register(xml: bytes) -> str | None:

@@ -72,7 +72,7 @@ class CimHeadEnd:
                     self._ready.set()
                     self._flush = asyncio.create_task(self._flusher())
                     async for msg in client.messages:
-                        await self._on_request(client, bytes(msg.payload))  # type: ignore[arg-type]
+                        await self._on_request(client, bytes(msg.payload))
             except aiomqtt.MqttError as exc:
                 log.info("cim head-end: broker connection lost: %s", exc)
                 self._client = None

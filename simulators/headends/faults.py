@@ -40,7 +40,10 @@ class Faults:
                 raise SimulatorError("faults." + key, value, f"one of {sorted(names)}")
             if not isinstance(value, int | float) or value < 0 or (key.endswith("_rate") and value > 1):
                 raise SimulatorError("faults." + key, value, "a rate in 0..1 (or seconds >= 0)")
-        return cls(**{k: (tuple(v) if k == "late_kinds" else float(v)) for k, v in data.items()})
+        faults = cls()
+        for k, v in data.items():
+            setattr(faults, k, tuple(v) if k == "late_kinds" else float(v))
+        return faults
 
     @classmethod
     def uniform(cls, rate: float) -> Faults:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -49,7 +50,7 @@ class MultiSpeakHeadEnd:
         assert self._runner is not None
         self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await self._site.start()
-        server = self._site._server
+        server: Any = self._site._server
         if server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
 
