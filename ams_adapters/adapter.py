@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
@@ -45,6 +46,25 @@ MAX_RATE_WAIT_S = 0.25
 """Wait this long at most for a rate-limit token; beyond it the caller is told RETRY_LATER."""
 PROVISIONING_GRACE_S = 600.0
 """Provisioning outcomes other than joins (HAN init, delete, clear) must come within this."""
+
+
+SEEN_ANSWERS = 200_000
+
+
+class BoundedSet:
+    """Insertion-ordered set that forgets its oldest members beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[object, None] = OrderedDict()
+
+    def add(self, item: object) -> None:
+        self._items[item] = None
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
 
 
 class Transport(Protocol):
@@ -87,7 +107,8 @@ class HeadEndAdapter:
         self.tracker = Tracker()
         self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._seen_responses: set[tuple[str, str | None, bytes | None, str | None]] = set()
+        # answers already passed on (duplicate callbacks are dropped); bounded, oldest forgotten first
+        self._seen_responses: BoundedSet = BoundedSet(SEEN_ANSWERS)
         self._reachable: dict[str, bool] = {}
         self._started = False
         self.stats = {"sent": 0, "retries": 0, "unknown_notifications": 0}

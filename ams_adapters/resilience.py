@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -162,7 +163,7 @@ class Tracker:
         self.by_key: dict[str, Tracked] = {}
         self.by_txid: dict[str, Tracked] = {}
         self.keep_ended_s = keep_ended_s
-        self._ended: list[tuple[float, str]] = []
+        self._ended: deque[tuple[float, str]] = deque()
         self.duplicates_ignored = 0
         self.late_ignored = 0
 
@@ -193,7 +194,7 @@ class Tracker:
     def _forget_old(self, now: float) -> None:
         cut = now - self.keep_ended_s
         while self._ended and self._ended[0][0] < cut:
-            _, key = self._ended.pop(0)
+            _, key = self._ended.popleft()
             old = self.by_key.pop(key, None)
             if old is not None:
                 self.by_txid.pop(old.transaction_id, None)

@@ -19,6 +19,7 @@ from ams_adapters.contract import (
     ProvisioningRequest,
     ProvisioningState,
     ProvisioningUpdate,
+    Route,
     SubmitOutcome,
     Target,
     TargetKind,
@@ -48,6 +49,7 @@ async def _accepted(r: Rig, o: object) -> None:
 
 async def test_every_han_operation_round_trips(tdsp: str) -> None:
     async with rig(tdsp) as r:
+        assert isinstance(r.adapter, Route)
         caps = r.adapter.capabilities
         assert caps.name == tdsp and caps.batch_size >= 1 and caps.rate_limit_per_s > 0
         mcaps = await r.adapter.meter_capabilities(r.fleet.esi_id(0))
