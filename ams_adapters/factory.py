@@ -3,6 +3,7 @@ companies name theirs in config), the endpoint settings say where the head-end i
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,9 @@ class AdapterConfig:
     port: int = 0
     topic_prefix: str = "hangw"
     client_id: str | None = None
+    ca_file: str | None = None
+    """MultiSpeak over HTTPS: the CA bundle that signs the head-end's certificate (default: the
+    system's trust store for https:// URLs)."""
     profile_overrides: Mapping[str, Any] = field(default_factory=dict)
     meter_overrides: Mapping[str, MeterCapabilities] = field(default_factory=dict)
 
@@ -37,9 +41,10 @@ def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
         from ams_adapters.transports.multispeak import MultiSpeakTransport
         if not cfg.url:
             raise ContractError("url", cfg.url, "the MultiSpeak head-end's base URL (http[s]://host:port)")
+        tls = ssl.create_default_context(cafile=cfg.ca_file) if cfg.url.startswith("https:") else None
         return MultiSpeakTransport(cfg.url, callback_host=cfg.callback_host, callback_port=cfg.callback_port,
                                    public_callback_url=cfg.public_callback_url, timeout_s=profile.request_timeout_s,
-                                   max_connections=profile.batch_size)
+                                   max_connections=profile.batch_size, ssl_context=tls)
     if t == "cim":
         from ams_adapters.transports.cim_mqtt import CimMqttTransport
         return CimMqttTransport(cfg.host, cfg.port or 1883, cfg.topic_prefix, client_id=cfg.client_id,

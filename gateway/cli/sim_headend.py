@@ -46,6 +46,8 @@ def register(subparsers: Any) -> None:
                              "presses its button)")
     parser.add_argument("--faults", default="", metavar="NAME=RATE,…",
                         help="fault injection, e.g. error_rate=0.1,drop_callback_rate=0.05")
+    parser.add_argument("--tls-cert", help="MultiSpeak: serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", help="MultiSpeak: the certificate's PEM private key")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until ^C)")
     parser.set_defaults(func=_run)
 
@@ -104,13 +106,19 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
 
         fleet.subscribe(press_button)
     cim = profile.transport == "cim"
+    tls = None
+    if args.tls_cert:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     headend = make_headend(profile, fleet, clock, host=host, port=port, mqtt_host=host,
-                           mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults)
+                           mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults, ssl_context=tls)
     await headend.start()
     if cim:
         where = f"mqtt://{host}:{port or 1883} prefix {args.prefix}"
     elif profile.transport == "multispeak":
-        where = f"http://{host}:{headend.port}/HAN_Server"  # type: ignore[attr-defined]
+        where = f"{'https' if tls else 'http'}://{host}:{headend.port}/HAN_Server"  # type: ignore[attr-defined]
     else:
         where = f"tcp://{host}:{headend.port}"  # type: ignore[attr-defined]
     print(f"headend {profile.tdsp} ({profile.transport}) serving {args.meters} premises at {where}", flush=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 import aiohttp
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class MultiSpeakHeadEnd:
-    def __init__(self, core: HeadEndCore, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, core: HeadEndCore, host: str = "127.0.0.1", port: int = 0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.core = core
+        self.ssl_context = ssl_context
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -35,7 +38,7 @@ class MultiSpeakHeadEnd:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         app = web.Application()
@@ -48,7 +51,8 @@ class MultiSpeakHeadEnd:
 
     async def _listen(self) -> None:
         assert self._runner is not None
-        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
+                                 ssl_context=self.ssl_context)
         await self._site.start()
         server: Any = self._site._server
         if server is not None and server.sockets:
