@@ -221,7 +221,9 @@ class HeadEndAdapter:
             for j in pending[affordable:]:
                 out[j] = self._later(keys[j], wait, f"rate limit {self.profile.rate_limit_per_s}/s")
             pending = pending[:affordable]
-        if pending:
+        if not pending:
+            self.breaker.cancel_probe()
+        else:
             await asyncio.sleep(self.bucket.reserve(len(pending)))
         for j in pending:
             # tracked before the head-end answers: a result that arrives for a request whose

@@ -72,6 +72,10 @@ class CircuitBreaker:
             return True
         return False
 
+    def cancel_probe(self) -> None:
+        """The half-open probe was granted but nothing was sent: let the next caller probe."""
+        self._probing = False
+
     def retry_after(self) -> float:
         if self._opened_at is None:
             return 0.0

@@ -45,6 +45,8 @@ def test_breaker_opens_probes_once_and_closes() -> None:
     assert br.state == "open" and br.opened_count == 2
     c.t = 5.0
     assert br.allow()
+    br.cancel_probe()  # granted but nothing went out: the next caller may probe
+    assert br.allow()
     br.record_success()
     assert br.state == "closed" and br.allow()
 
