@@ -190,7 +190,9 @@ class RadioContractRoute:
                 reason=f"esi_id {request.esi_id!r}: this radio serves {self.esi_id}",
             )
         if request.kind is ProvisioningKind.INITIALIZE_HAN:
-            return accepted  # start() formed (or resumed) the HAN: nothing left to do
+            # start() formed (or resumed) the HAN: the coordinator is the initialized ESI.
+            self._update(request.request_id, ProvisioningState.DONE, None)
+            return accepted
         if request.kind is ProvisioningKind.DECOMMISSION_HAN:
             return SubmitResult(
                 request.request_id,
@@ -221,6 +223,8 @@ class RadioContractRoute:
             assert eui64 is not None
             self._requests[eui64] = request.request_id
             await self.radio.remove_device(eui64)
+        if request.kind is ProvisioningKind.CLEAR_DEVICES:
+            self._update(request.request_id, ProvisioningState.DONE, None)
         return accepted
 
     async def _admit(self, request_id: str, eui64: str, link_key: bytes, window_s: int) -> None:

@@ -156,5 +156,8 @@ async def test_refusals_reachability_and_deletion(setup) -> None:
     assert result.outcome is SubmitOutcome.ACCEPTED
     deleted = await next_of(route, ProvisioningUpdate, state=ProvisioningState.DELETED)
     assert (deleted.request_id, deleted.eui64) == ("del-1", EUI)
+    init = await route.provision(ProvisioningRequest("init-1", ESI, ProvisioningKind.INITIALIZE_HAN))
+    assert init.outcome is SubmitOutcome.ACCEPTED
+    assert (await next_of(route, ProvisioningUpdate, state=ProvisioningState.DONE)).request_id == "init-1"
     decommission = await route.provision(ProvisioningRequest("d-1", ESI, ProvisioningKind.DECOMMISSION_HAN))
     assert decommission.outcome is SubmitOutcome.REJECTED and "not supported" in decommission.reason
