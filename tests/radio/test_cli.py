@@ -123,7 +123,7 @@ def test_watch_shows_decoded_device_traffic(coordinator: dict[str, str]) -> None
     assert hangw(env, "form").returncode == 0
     assert hangw(env, "provision", "--eui64", EUI, "--install-code", CODE).returncode == 0
     watch = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "radio", "watch", "--seconds", "8"],
+        [sys.executable, "-m", "gateway", "radio", "watch", "--seconds", "5"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
