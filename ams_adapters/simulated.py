@@ -1,0 +1,167 @@
+"""A route over a simulated field, in process: the stand-in for the per-TDSP head-ends in tests and
+in `hangw demo`.
+
+The field is passed in and used by duck typing only (this package never imports `simulators`):
+it needs `clock` (`now()`, `call_at()`), `send(esi_id, address, cluster_id, frame) -> int`,
+`subscribe(callback) -> unsubscribe`, `meter(esi_id)` with `.reachable` and `.se_version`, and
+upstream records shaped like the simulators' `DeviceFrame` (meter_id, eui64, time, cluster_id,
+frame), `Reachability` (meter_id, time, reachable) and `HanEvent`.
+
+Like every route it is idempotent by `outbound_id`: an item submitted twice is answered with its
+first result and reaches the meter once. A meter that is unreachable keeps the item until the
+meter comes back or the item expires (then `DeliveryFailed(expired=True)`), as a head-end would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from ams_adapters.contract import (
+    ContractError,
+    DeliveredToMeter,
+    DeliveryFailed,
+    DeviceResponse,
+    HanOperation,
+    InboundEvent,
+    MeterCapabilities,
+    MeterReachability,
+    ProvisioningRequest,
+    RouteCapabilities,
+    SubmitOutcome,
+    SubmitResult,
+    TargetKind,
+)
+from zigbee_se import DecodeError, SEVersion, decode_frame
+
+ALL_DEVICES = "all"  # the simulated meter's broadcast address (every capable joined device)
+
+
+def _eui64_str(raw: bytes) -> str:
+    # Over-the-air (little-endian) bytes -> the printed, big-endian form zigpy uses.
+    return ":".join(f"{b:02x}" for b in reversed(raw))
+
+
+def _eui64_bytes(text: str) -> bytes:
+    return bytes(reversed(bytes.fromhex(text.replace(":", ""))))
+
+
+class SimulatedRoute:
+    """Route contract over a Field-like object (see the module docstring)."""
+
+    def __init__(self, field: Any, *, name: str = "simulated", batch_size: int = 200,
+                 rate_limit_per_s: float = 100_000.0, max_in_flight: int = 100_000) -> None:
+        self.field = field
+        self._caps = RouteCapabilities(name=name, batch_size=batch_size,
+                                       rate_limit_per_s=rate_limit_per_s,
+                                       max_in_flight=max_in_flight)
+        self._results: dict[str, SubmitResult] = {}
+        self._waiting: dict[str, list[HanOperation]] = {}  # esi_id -> items for a dark meter
+        self._queue: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        self._unsubscribe: Any = None
+        self.handed_to_meter = 0
+        self._seq = 0
+
+    @property
+    def capabilities(self) -> RouteCapabilities:
+        return self._caps
+
+    async def start(self) -> None:
+        if self._unsubscribe is None:
+            self._unsubscribe = self.field.subscribe(self._on_field_event)
+
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
+        meter = self.field.meter(esi_id)
+        return MeterCapabilities(se_version=SEVersion.parse(str(meter.se_version)))
+
+    async def provision(self, request: ProvisioningRequest) -> SubmitResult:
+        raise ContractError("kind", request.kind.value,
+                            "not supported by the simulated route (provision through the field)")
+
+    # ------------------------------------------------------------------ submit
+    async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
+        return [self._submit_one(op) for op in batch]
+
+    def _submit_one(self, op: HanOperation) -> SubmitResult:
+        known = self._results.get(op.outbound_id)
+        if known is not None:
+            return known  # idempotent: the first answer, nothing sent again
+        try:
+            meter = self.field.meter(op.esi_id)
+        except Exception as exc:  # the field says why (unknown meter)
+            result = SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=str(exc))
+            self._results[op.outbound_id] = result
+            return result
+        self._seq += 1
+        result = SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=f"sim-{self._seq}")
+        self._results[op.outbound_id] = result
+        now = self.field.clock.now()
+        if now >= op.expires_at:
+            self._emit(DeliveryFailed(op.outbound_id, op.esi_id, now, "expired before delivery",
+                                      expired=True))
+        elif not meter.reachable:
+            self._waiting.setdefault(op.esi_id, []).append(op)
+            self.field.clock.call_at(op.expires_at, self._expire, op)
+        else:
+            self._hand_over(op, now)
+        return result
+
+    def _hand_over(self, op: HanOperation, now: float) -> None:
+        if op.target.kind is TargetKind.DEVICE:
+            address: Any = _eui64_bytes(op.target.eui64 or "")
+        elif op.target.kind is TargetKind.METER:
+            address = "meter"
+        else:
+            address = ALL_DEVICES
+        self.field.send(op.esi_id, address, op.cluster_id, op.frame)
+        self.handed_to_meter += 1
+        self._emit(DeliveredToMeter(op.outbound_id, op.esi_id, now, self._results[op.outbound_id].reference))
+
+    def _expire(self, op: HanOperation) -> None:
+        waiting = self._waiting.get(op.esi_id, [])
+        if op in waiting:
+            waiting.remove(op)
+            self._emit(DeliveryFailed(op.outbound_id, op.esi_id, self.field.clock.now(),
+                                      "meter unreachable until the item expired", expired=True))
+
+    # ------------------------------------------------------------------ inbound
+    def _emit(self, event: InboundEvent) -> None:
+        self._queue.put_nowait(event)
+
+    def _on_field_event(self, event: Any) -> None:
+        if hasattr(event, "frame") and hasattr(event, "cluster_id"):
+            try:
+                decoded = decode_frame(event.cluster_id, event.frame)
+                command, fields = decoded.command, dict(decoded.fields)
+            except DecodeError as exc:
+                command, fields = "undecodable", {"reason": str(exc)}
+            self._emit(DeviceResponse(event.meter_id, _eui64_str(event.eui64), event.cluster_id,
+                                      event.time, command, fields, bytes(event.frame)))
+        elif hasattr(event, "reachable"):
+            self._emit(MeterReachability(event.meter_id, event.reachable, event.time))
+            if event.reachable:
+                now = self.field.clock.now()
+                for op in self._waiting.pop(event.meter_id, []):
+                    if now < op.expires_at:
+                        self._hand_over(op, now)
+                    else:
+                        self._emit(DeliveryFailed(op.outbound_id, op.esi_id, now,
+                                                  "meter unreachable until the item expired",
+                                                  expired=True))
+
+    async def events(self) -> AsyncIterator[InboundEvent]:
+        while True:
+            yield await self._queue.get()
+
+    def drain(self) -> list[InboundEvent]:
+        """Events waiting for the consumer, without waiting (for batch consumers)."""
+        out: list[InboundEvent] = []
+        while not self._queue.empty():
+            out.append(self._queue.get_nowait())
+        return out

@@ -1,0 +1,358 @@
+"""The outbox dispatcher: due deliveries -> routes, in batches, fairly between parties, with
+retries (jittered exponential backoff), per-route concurrency and rate limits, expiry (never sent
+late), agreement checks at send time; and the inbound side: route events -> delivery and device
+states, decoded with `zigbee_se` and matched by message id / issuer event id.
+
+Idempotency: a delivery's id is the route's `outbound_id`, so a gateway killed after the route
+accepted an item but before the state was stored submits it again after restart and the route
+answers with its first result: nothing reaches a home twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from ams_adapters.contract import (
+    CAPABLE_DEVICES,
+    DeliveredToMeter,
+    DeliveryFailed,
+    DeviceResponse,
+    HanOperation,
+    InboundEvent,
+    OperationKind,
+    Route,
+    SubmitOutcome,
+)
+from gateway.clock import Clock
+from gateway.domain.model import AgreementState
+from gateway.pipeline import outbox
+from gateway.pipeline.config import PipelineConfig
+from gateway.pipeline.service import RequestService
+from gateway.store.schema import agreements, han_deliveries, han_requests
+from gateway.store.store import Store
+from zigbee_se import DecodeError, SEVersion, decode_frame
+
+log = logging.getLogger(__name__)
+
+OPERATION_KIND = {
+    "display_message": OperationKind.TEXT, "publish_price": OperationKind.PRICE,
+    "load_control_event": OperationKind.LOAD_CONTROL, "cancel_message": OperationKind.CANCEL_TEXT,
+    "cancel_load_control_event": OperationKind.CANCEL_LOAD_CONTROL,
+}
+ORIGINAL_COMMANDS = ("display_message", "publish_price", "load_control_event")
+EVENT_STATUS = {
+    0x01: "received", 0x02: "started", 0x03: "completed", 0x04: "opted_out", 0x05: "opted_in",
+    0x06: "cancelled", 0x07: "superseded", 0x08: "partially_completed_opt_out",
+    0x09: "partially_completed_opt_in", 0x0A: "completed_no_participation",
+    0xF6: "rejected_invalid_opt_out", 0xF7: "rejected_event_not_found",
+    0xF8: "rejected_invalid_cancel", 0xF9: "rejected_invalid_effective_time",
+    0xFB: "rejected_expired", 0xFD: "rejected_undefined_event", 0xFE: "rejected",
+}
+
+
+class TokenBucket:
+    """Per-route rate limit (items per second)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    async def take(self, n: int) -> None:
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= n or self.tokens >= self.burst:
+                self.tokens -= n
+                return
+            await asyncio.sleep((n - self.tokens) / self.rate)
+
+
+class RouteSet:
+    """Which route reaches which premise. One default route for now; the per-TDSP adapters
+    register themselves by TDSP when they land."""
+
+    def __init__(self, default: Route | None = None) -> None:
+        self.default = default
+
+    def for_premise(self, esi_id: str) -> Route | None:
+        return self.default
+
+    def all(self) -> list[Route]:
+        return [self.default] if self.default is not None else []
+
+
+def _dt(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, tz=UTC)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, routes: RouteSet, config: PipelineConfig, clock: Clock) -> None:
+        self.store = store
+        self.routes = routes
+        self.config = config
+        self.clock = clock
+        self.requests = RequestService(store, config)
+        self.wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._buckets = {id(r): TokenBucket(r.capabilities.rate_limit_per_s,
+                                            max(r.capabilities.rate_limit_per_s, r.capabilities.batch_size))
+                         for r in routes.all()}
+        self._semaphores = {id(r): asyncio.Semaphore(config.route_concurrency) for r in routes.all()}
+        self.handed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        for route in self.routes.all():
+            await route.start()
+            self._tasks.append(asyncio.create_task(self._inbound_loop(route)))
+        self._tasks.append(asyncio.create_task(self._outbound_loop()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for route in self.routes.all():
+            await route.close()
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    async def _outbound_loop(self) -> None:
+        while True:
+            try:
+                worked = await self.run_once()
+            except Exception:  # a failed pass is logged and retried; nothing is lost
+                log.exception("dispatcher pass failed")
+                worked = 0
+            if not worked:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.config.poll_interval_seconds)
+
+    # ------------------------------------------------------------------ one pass
+    async def run_once(self) -> int:
+        now = self.clock.now()
+        worked = await self._expand_fanouts(now)
+        worked += await self._expire(now)
+        due = await self._due(now)
+        if due:
+            worked += await self._dispatch(due, now)
+        return worked
+
+    async def _expand_fanouts(self, now: datetime) -> int:
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(han_requests.select().where(
+                han_requests.c.fanout_after.is_not(None)).order_by(han_requests.c.id).limit(20))).all()
+        total = 0
+        for row in rows:
+            # One page per request per pass: fan-outs take turns with each other and with the
+            # dispatch of single-premise requests.
+            total += await self.requests.expand_fanout_page(row, now) or 1
+        return total
+
+    async def _expire(self, now: datetime) -> int:
+        async with self.store.engine.begin() as conn:
+            rows = (await conn.execute(sa.select(
+                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                han_deliveries.c.esi_id).where(
+                han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.expires_at <= now).limit(
+                self.config.batch_size))).all()
+            await outbox.set_delivery_state(conn, rows, outbox.EXPIRED, now,
+                                            reason="end time passed before it could be sent",
+                                            only_from=[outbox.QUEUED])
+        return len(rows)
+
+    async def _due(self, now: datetime) -> list[Any]:
+        """Due items, shared fairly: each party with due work gets an equal part of the batch."""
+        batch = self.config.batch_size
+        async with self.store.engine.connect() as conn:
+            parties = (await conn.execute(sa.select(han_deliveries.c.party_id).where(
+                han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now).group_by(
+                han_deliveries.c.party_id))).scalars().all()
+            if not parties:
+                return []
+            share = max(1, batch // len(parties))
+            rows: list[Any] = []
+            for party_id in parties:
+                rows.extend((await conn.execute(han_deliveries.select().where(
+                    han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now,
+                    han_deliveries.c.party_id == party_id).order_by(han_deliveries.c.id).limit(share))).all())
+            agreement_ids = {r.agreement_id for r in rows if r.agreement_id is not None}
+            in_force = set((await conn.execute(sa.select(agreements.c.id).where(
+                agreements.c.id.in_(agreement_ids), agreements.c.state == AgreementState.ACTIVE.value,
+                agreements.c.ends_at > now))).scalars().all()) if agreement_ids else set()
+        ended = [r for r in rows if r.agreement_id is not None and r.agreement_id not in in_force]
+        if ended:
+            async with self.store.engine.begin() as conn:
+                await outbox.set_delivery_state(conn, ended, outbox.CANCELLED, now,
+                                                reason="agreement no longer in force",
+                                                only_from=[outbox.QUEUED])
+        return [r for r in rows if r.agreement_id is None or r.agreement_id in in_force]
+
+    async def _dispatch(self, rows: Sequence[Any], now: datetime) -> int:
+        by_route: dict[int, tuple[Route, list[Any]]] = {}
+        no_route = []
+        for r in rows:
+            route = self.routes.for_premise(r.esi_id)
+            if route is None:
+                no_route.append(r)
+            else:
+                by_route.setdefault(id(route), (route, []))[1].append(r)
+        if no_route:  # no route configured: the items wait (retried), they are not lost
+            await self._retry(no_route, now, "no route reaches this premise")
+        jobs = []
+        for route, items in by_route.values():
+            size = route.capabilities.batch_size
+            for i in range(0, len(items), size):
+                jobs.append(self._submit(route, items[i:i + size], now))
+        await asyncio.gather(*jobs)
+        return len(rows)
+
+    async def _submit(self, route: Route, rows: list[Any], now: datetime) -> None:
+        async with self._semaphores[id(route)]:
+            await self._buckets[id(route)].take(len(rows))
+            ops = [HanOperation(
+                outbound_id=outbox.outbound_id(r.id), esi_id=r.esi_id, target=CAPABLE_DEVICES,
+                kind=OPERATION_KIND[r.command], cluster_id=r.cluster_id, command=r.command,
+                fields=_json(r.fields), frame=bytes.fromhex(r.frame), se_version=SEVersion.parse(r.se_version),
+                expires_at=r.expires_at.timestamp()) for r in rows]
+            try:
+                results = await route.submit(ops)
+            except Exception as exc:  # the route is down: every item is retried later
+                log.warning("route %s failed a batch of %d: %s", route.capabilities.name, len(rows), exc)
+                await self._retry(rows, now, f"route error: {exc}")
+                return
+        accepted, rejected, retry = [], [], []
+        for row, result in zip(rows, results, strict=True):
+            if result.outcome is SubmitOutcome.ACCEPTED:
+                accepted.append((row, result.reference))
+            elif result.outcome is SubmitOutcome.REJECTED:
+                rejected.append((row, result.reason or "rejected by the route"))
+            else:
+                retry.append(row)
+        async with self.store.engine.begin() as conn:
+            for row, ref in accepted:
+                await outbox.set_delivery_state(conn, [row], outbox.SUBMITTED, now, reference=ref,
+                                                only_from=[outbox.QUEUED])
+            for row, reason in rejected:
+                await outbox.set_delivery_state(conn, [row], outbox.FAILED, now, reason=reason,
+                                                only_from=[outbox.QUEUED])
+            await outbox.log_frame(conn, [{
+                "at": now, "direction": "out", "esi_id": row.esi_id, "eui64": None,
+                "request_id": row.request_id, "delivery_id": row.id, "agreement_id": row.agreement_id,
+                "cluster_id": row.cluster_id, "command": row.command, "frame": row.frame}
+                for row, _ in accepted])
+        self.handed += len(accepted)
+        if retry:
+            await self._retry(retry, now, "route asked to retry later")
+
+    async def _retry(self, rows: Sequence[Any], now: datetime, reason: str) -> None:
+        async with self.store.engine.begin() as conn:
+            for r in rows:
+                delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** r.attempts)
+                delay *= random.uniform(0.5, 1.0)  # jitter: retries of one outage do not stampede
+                await conn.execute(han_deliveries.update().where(
+                    han_deliveries.c.id == r.id, han_deliveries.c.state == outbox.QUEUED).values(
+                    attempts=han_deliveries.c.attempts + 1, next_attempt_at=now + timedelta(seconds=delay),
+                    reason=reason[:300], updated_at=now))
+
+    # ------------------------------------------------------------------ inbound
+    async def _inbound_loop(self, route: Route) -> None:
+        async for event in route.events():
+            try:
+                await self.handle_events([event])
+            except Exception:
+                log.exception("inbound event %r could not be stored", event)
+
+    async def handle_events(self, events: Sequence[InboundEvent]) -> None:
+        async with self.store.engine.begin() as conn:
+            for ev in events:
+                if isinstance(ev, DeliveredToMeter | DeliveryFailed):
+                    delivery_id = outbox.delivery_of(ev.outbound_id)
+                    if delivery_id is None:
+                        continue
+                    row = (await conn.execute(sa.select(
+                        han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                        han_deliveries.c.esi_id, han_deliveries.c.command, han_deliveries.c.se_id).where(
+                        han_deliveries.c.id == delivery_id))).first()
+                    if row is None:
+                        continue
+                    at = _dt(ev.at)
+                    if isinstance(ev, DeliveredToMeter):
+                        await outbox.set_delivery_state(conn, [row], outbox.DELIVERED, at,
+                                                        only_from=[outbox.QUEUED, outbox.SUBMITTED])
+                        if row.command in ("cancel_message", "cancel_load_control_event"):
+                            await self._mark_original_cancelled(conn, row, at)
+                    else:
+                        await outbox.set_delivery_state(
+                            conn, [row], outbox.EXPIRED if ev.expired else outbox.FAILED, at,
+                            reason=ev.reason, only_from=[outbox.QUEUED, outbox.SUBMITTED])
+                elif isinstance(ev, DeviceResponse):
+                    await self._device_response(conn, ev)
+
+    async def _mark_original_cancelled(self, conn: Any, cancel_row: Any, at: datetime) -> None:
+        original = (await conn.execute(sa.select(
+            han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+            han_deliveries.c.esi_id).where(
+            han_deliveries.c.esi_id == cancel_row.esi_id, han_deliveries.c.se_id == cancel_row.se_id,
+            han_deliveries.c.command.in_(ORIGINAL_COMMANDS)))).all()
+        await outbox.set_delivery_state(conn, original, outbox.CANCELLED, at, reason="SE cancel delivered",
+                                        only_from=[outbox.SUBMITTED, outbox.DELIVERED])
+
+    async def _device_response(self, conn: Any, ev: DeviceResponse) -> None:
+        command, fields = ev.command, dict(ev.fields)
+        if ev.frame is not None:
+            try:
+                decoded = decode_frame(ev.cluster_id, ev.frame)
+                command, fields = decoded.command, dict(decoded.fields)
+            except DecodeError as exc:
+                command, fields = "undecodable", {"reason": str(exc)}
+        se_id: int | None = None
+        state: str | None = None
+        detail: str | None = None
+        if command == "message_confirmation":
+            se_id, state = fields.get("message_id"), "confirmed"
+            detail = fields.get("message_response") or None
+        elif command == "price_acknowledgement":
+            se_id, state = fields.get("issuer_event_id"), "acknowledged"
+        elif command == "report_event_status":
+            se_id = fields.get("issuer_event_id")
+            status = fields.get("event_status")
+            state = EVENT_STATUS.get(status if isinstance(status, int) else -1, f"event_status_{status}")
+        row = None
+        if se_id is not None:
+            row = (await conn.execute(sa.select(
+                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                han_deliveries.c.esi_id, han_deliveries.c.agreement_id).where(
+                han_deliveries.c.esi_id == ev.esi_id, han_deliveries.c.se_id == se_id,
+                han_deliveries.c.command.in_(ORIGINAL_COMMANDS)).order_by(
+                han_deliveries.c.id.desc()).limit(1))).first()
+        # Every answer goes to the frame log, matched or not.
+        await outbox.log_frame(conn, [{
+            "at": _dt(ev.at), "direction": "in", "esi_id": ev.esi_id, "eui64": ev.eui64,
+            "request_id": row.request_id if row else None, "delivery_id": row.id if row else None,
+            "agreement_id": row.agreement_id if row else None, "cluster_id": ev.cluster_id,
+            "command": command[:40], "frame": ev.frame.hex() if ev.frame is not None else None}])
+        if row is not None and state is not None:
+            await outbox.record_transitions(conn, [outbox.Transition(
+                row.id, row.request_id, row.party_id, row.esi_id, ev.eui64, state, _dt(ev.at), detail)])
+
+
+def _json(text: str) -> dict[str, Any]:
+    import json
+
+    value: dict[str, Any] = json.loads(text)
+    return value
