@@ -79,17 +79,25 @@ class TokenBucket:
 
 
 class RouteSet:
-    """Which route reaches which premise. One default route for now; the per-TDSP adapters
-    register themselves by TDSP when they land."""
+    """Which route reaches which premise: by ESI ID prefix (a TDSP's head-end), else the default.
+    A prefix mapped to None has no route: its items wait (retried with backoff) until they expire."""
 
-    def __init__(self, default: Route | None = None) -> None:
+    def __init__(self, default: Route | None = None, by_prefix: dict[str, Route | None] | None = None) -> None:
         self.default = default
+        self.by_prefix = by_prefix or {}
 
     def for_premise(self, esi_id: str) -> Route | None:
+        for prefix, route in self.by_prefix.items():
+            if esi_id.startswith(prefix):
+                return route
         return self.default
 
     def all(self) -> list[Route]:
-        return [self.default] if self.default is not None else []
+        found: dict[int, Route] = {}
+        for route in [self.default, *self.by_prefix.values()]:
+            if route is not None:
+                found[id(route)] = route
+        return list(found.values())
 
 
 def _dt(unix: float) -> datetime:

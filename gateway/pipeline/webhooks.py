@@ -90,7 +90,8 @@ class WebhookSender:
             key = (row.webhook_id, row.request_id)
             if key in blocked:
                 continue  # an earlier event of this request is not delivered yet: keep the order
-            if row.next_attempt_at is not None and row.next_attempt_at > now:
+            # First attempts are due at once (event times come from the route's clock).
+            if row.attempts and row.next_attempt_at is not None and row.next_attempt_at > now:
                 blocked.add(key)
                 continue
             ok, error = await self._post(row, now)

@@ -89,19 +89,21 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(data_dir: Path, per_tdsp: int = 2, **sections: Any) -> AsyncIterator[Stack]:
+async def running_stack(data_dir: Path, per_tdsp: int = 2, no_route_prefix: str | None = None,
+                        **sections: Any) -> AsyncIterator[Stack]:
     config = gateway_config(data_dir, pipeline={"poll_interval_seconds": 0.05, **sections.pop("pipeline", {})},
                             **sections)
     config.data_dir.mkdir(parents=True)
     store = await open_store(config.storage_url)
     clock = ManualClock()
     _cred, operator_token = await store.issue_credential(role=Role.OPERATOR, label="tests", now=clock.now())
-    vclock = VirtualClock(start=time.time(), seed=7)
+    vclock = VirtualClock(start=time.time() - 120, seed=7)  # after the settling below: about now
     items = premises(per_tdsp)
     field, devices = build_field(vclock, items)
     vclock.advance(120)  # joins and the devices' first requests settle
     route = SimulatedRoute(field)
-    app = create_app(config, store=store, clock=clock, run_timers=False, routes=RouteSet(route))
+    routes = RouteSet(route, {no_route_prefix: None} if no_route_prefix else None)
+    app = create_app(config, store=store, clock=clock, run_timers=False, routes=routes)
     server, task, port = await start_server(app)
     base_url = f"http://127.0.0.1:{port}"
     config.server.public_url = base_url
