@@ -165,3 +165,103 @@ class SimulatedRoute:
         while not self._queue.empty():
             out.append(self._queue.get_nowait())
         return out
+
+
+# ---------------------------------------------------------------------- over loopback
+
+
+def operation_to_json(op: HanOperation) -> dict[str, Any]:
+    return {"outbound_id": op.outbound_id, "esi_id": op.esi_id, "target": op.target.kind.value,
+            "eui64": op.target.eui64, "kind": op.kind.value, "cluster_id": op.cluster_id,
+            "command": op.command, "frame": op.frame.hex(), "se_version": str(op.se_version),
+            "expires_at": op.expires_at}
+
+
+def operation_from_json(data: dict[str, Any]) -> HanOperation:
+    from ams_adapters.contract import OperationKind, Target
+
+    return HanOperation(
+        outbound_id=data["outbound_id"], esi_id=data["esi_id"],
+        target=Target(TargetKind(data["target"]), data.get("eui64")), kind=OperationKind(data["kind"]),
+        cluster_id=int(data["cluster_id"]), command=data["command"], fields={},
+        frame=bytes.fromhex(data["frame"]), se_version=SEVersion.parse(data["se_version"]),
+        expires_at=float(data["expires_at"]))
+
+
+def event_to_json(event: InboundEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type(event).__name__}
+    for name in getattr(event, "__slots__", ()):
+        value = getattr(event, name)
+        out[name] = value.hex() if isinstance(value, bytes) else value
+    if isinstance(event, DeviceResponse):
+        out["fields"] = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in event.fields.items()}
+    return out
+
+
+def event_from_json(data: dict[str, Any]) -> InboundEvent | None:
+    kind = data.pop("type")
+    if kind == "DeliveredToMeter":
+        return DeliveredToMeter(**data)
+    if kind == "DeliveryFailed":
+        return DeliveryFailed(**data)
+    if kind == "DeviceResponse":
+        frame = data.pop("frame")
+        return DeviceResponse(**data, frame=bytes.fromhex(frame) if frame else None)
+    if kind == "MeterReachability":
+        return MeterReachability(**data)
+    return None
+
+
+class RemoteSimulatedRoute:
+    """The route contract over HTTP to a simulated field in another process (`hangw sim-field`),
+    so that the field — and the route's idempotency memory — survive a gateway killed with -9.
+    Inbound events are read from the field's numbered event log (at least once: after a restart
+    the gateway reads it again from the start, and applying an event twice changes nothing)."""
+
+    def __init__(self, url: str, *, name: str = "simulated-remote", batch_size: int = 200) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=30)
+        self._caps = RouteCapabilities(name=name, batch_size=batch_size, rate_limit_per_s=100_000.0)
+        self._after = 0
+
+    @property
+    def capabilities(self) -> RouteCapabilities:
+        return self._caps
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
+        r = await self._client.get(f"/meters/{esi_id}")
+        r.raise_for_status()
+        return MeterCapabilities(se_version=SEVersion.parse(r.json()["se_version"]))
+
+    async def provision(self, request: ProvisioningRequest) -> SubmitResult:
+        raise ContractError("kind", request.kind.value, "not supported by the simulated route")
+
+    async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
+        r = await self._client.post("/submit", json=[operation_to_json(op) for op in batch])
+        r.raise_for_status()
+        return [SubmitResult(d["outbound_id"], SubmitOutcome(d["outcome"]), d.get("reference"),
+                             d.get("reason"), d.get("retry_after_s")) for d in r.json()]
+
+    async def events(self) -> AsyncIterator[InboundEvent]:
+        import httpx
+
+        while True:
+            try:
+                r = await self._client.get("/events", params={"after": self._after, "wait": 1.0})
+                r.raise_for_status()
+            except httpx.HTTPError:
+                await asyncio.sleep(0.5)  # the field is restarting: read on where we were
+                continue
+            for seq, data in r.json():
+                self._after = max(self._after, seq)
+                event = event_from_json(data)
+                if event is not None:
+                    yield event

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.serve",
     "gateway.cli.config_cmd",
     "gateway.cli.admin",
+    "gateway.cli.simfield",
 )
 
 

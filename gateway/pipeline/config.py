@@ -33,7 +33,8 @@ class PipelineConfig(BaseModel):
 
 class RouteKind(enum.StrEnum):
     NONE = "none"  # requests are accepted and queued; nothing is dispatched
-    SIMULATED = "simulated"  # an in-process simulated field (demo, tests)
+    SIMULATED = "simulated"  # an in-process simulated field (demo, trying the API)
+    SIMULATED_REMOTE = "simulated_remote"  # a simulated field in another process (`hangw sim-field`)
 
 
 class RoutesConfig(BaseModel):
@@ -42,3 +43,7 @@ class RoutesConfig(BaseModel):
     kind: RouteKind = RouteKind.NONE
     # Simulated field: premises per TDSP (ESI IDs made from the TDSP prefixes).
     simulated_premises_per_tdsp: int = Field(default=8, ge=1, le=100_000)
+    # Field time runs this many times faster than wall time (in-process simulated field).
+    simulated_speed: float = Field(default=1.0, gt=0, le=10_000)
+    # simulated_remote: where `hangw sim-field` listens.
+    url: str = "http://127.0.0.1:8090"
