@@ -15,7 +15,7 @@ meter comes back or the item expires (then `DeliveryFailed(expired=True)`), as a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from ams_adapters.contract import (
@@ -51,8 +51,12 @@ class SimulatedRoute:
     """Route contract over a Field-like object (see the module docstring)."""
 
     def __init__(self, field: Any, *, name: str = "simulated", batch_size: int = 200,
-                 rate_limit_per_s: float = 100_000.0, max_in_flight: int = 100_000) -> None:
+                 rate_limit_per_s: float = 100_000.0, max_in_flight: int = 100_000,
+                 now: Callable[[], float] | None = None) -> None:
+        """`now`: the wall clock items expire by, when the field's clock runs at another pace
+        (a sped-up demo field); by default the field's own clock."""
         self.field = field
+        self._wall = now
         self._caps = RouteCapabilities(name=name, batch_size=batch_size,
                                        rate_limit_per_s=rate_limit_per_s,
                                        max_in_flight=max_in_flight)
@@ -62,6 +66,9 @@ class SimulatedRoute:
         self._unsubscribe: Any = None
         self.handed_to_meter = 0
         self._seq = 0
+
+    def _now(self) -> float:
+        return self._wall() if self._wall is not None else float(self.field.clock.now())
 
     @property
     def capabilities(self) -> RouteCapabilities:
@@ -101,13 +108,16 @@ class SimulatedRoute:
         self._seq += 1
         result = SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=f"sim-{self._seq}")
         self._results[op.outbound_id] = result
-        now = self.field.clock.now()
+        now = self._now()
         if now >= op.expires_at:
             self._emit(DeliveryFailed(op.outbound_id, op.esi_id, now, "expired before delivery",
                                       expired=True))
         elif not meter.reachable:
             self._waiting.setdefault(op.esi_id, []).append(op)
-            self.field.clock.call_at(op.expires_at, self._expire, op)
+            if self._wall is None:
+                self.field.clock.call_at(op.expires_at, self._expire, op)
+            else:
+                asyncio.get_running_loop().call_later(max(0.0, op.expires_at - self._wall()), self._expire, op)
         else:
             self._hand_over(op, now)
         return result
@@ -127,7 +137,7 @@ class SimulatedRoute:
         waiting = self._waiting.get(op.esi_id, [])
         if op in waiting:
             waiting.remove(op)
-            self._emit(DeliveryFailed(op.outbound_id, op.esi_id, self.field.clock.now(),
+            self._emit(DeliveryFailed(op.outbound_id, op.esi_id, self._now(),
                                       "meter unreachable until the item expired", expired=True))
 
     # ------------------------------------------------------------------ inbound
@@ -146,7 +156,7 @@ class SimulatedRoute:
         elif hasattr(event, "reachable"):
             self._emit(MeterReachability(event.meter_id, event.reachable, event.time))
             if event.reachable:
-                now = self.field.clock.now()
+                now = self._now()
                 for op in self._waiting.pop(event.meter_id, []):
                     if now < op.expires_at:
                         self._hand_over(op, now)

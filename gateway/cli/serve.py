@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,7 +68,7 @@ def build_routes(config: GatewayConfig) -> RouteSet:
 
         field, _devices = build_field(ScaledClock(config.routes.simulated_speed),
                                       premises(config.routes.simulated_premises_per_tdsp))
-        return RouteSet(SimulatedRoute(field))
+        return RouteSet(SimulatedRoute(field, now=time.time))
     if kind is RouteKind.SIMULATED_REMOTE:
         from ams_adapters.simulated import RemoteSimulatedRoute
 

@@ -135,6 +135,7 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
     """The simulated field as a loopback HTTP service: the other end of RemoteSimulatedRoute."""
     import asyncio
     import contextlib
+    import time
     from collections.abc import AsyncIterator
 
     from fastapi import Body, FastAPI
@@ -148,7 +149,7 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
         clock = ScaledClock(speed)
         field, devices = build_field(clock, premises(per_tdsp))
         counter = FrameCounter(field)
-        route = SimulatedRoute(field)
+        route = SimulatedRoute(field, now=time.time)
         await route.start()
         changed = asyncio.Event()
         state.update(field=field, devices=devices, counter=counter, route=route, changed=changed)
