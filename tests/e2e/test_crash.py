@@ -116,7 +116,7 @@ level = "WARNING"
 
             rng = random.Random(5)
             for cycle in range(4):
-                async def flow(n: int) -> None:
+                async def flow(n: int, cycle: int = cycle) -> None:
                     for i in range(n):
                         esi = rng.choice(esi_ids)
                         if i == 3:
