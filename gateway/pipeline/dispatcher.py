@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -118,6 +119,7 @@ class Dispatcher:
                          for r in routes.all()}
         self._semaphores = {id(r): asyncio.Semaphore(config.route_concurrency) for r in routes.all()}
         self.handed = 0
+        self._commands: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -202,6 +204,10 @@ class Dispatcher:
             in_force = set((await conn.execute(sa.select(agreements.c.id).where(
                 agreements.c.id.in_(agreement_ids), agreements.c.state == AgreementState.ACTIVE.value,
                 agreements.c.ends_at > now))).scalars().all()) if agreement_ids else set()
+            shared_ids = {r.request_id for r in rows if r.fields is None}
+            self._commands = {rid: json.loads(cmd) for rid, cmd in (await conn.execute(sa.select(
+                han_requests.c.id, han_requests.c.command).where(han_requests.c.id.in_(shared_ids)))).all()
+                if cmd is not None} if shared_ids else {}
         ended = [r for r in rows if r.agreement_id is not None and r.agreement_id not in in_force]
         if ended:
             async with self.store.engine.begin() as conn:
@@ -235,7 +241,7 @@ class Dispatcher:
             ops = [HanOperation(
                 outbound_id=outbox.outbound_id(r.id), esi_id=r.esi_id, target=CAPABLE_DEVICES,
                 kind=OPERATION_KIND[r.command], cluster_id=r.cluster_id, command=r.command,
-                fields=_json(r.fields), frame=bytes.fromhex(r.frame), se_version=SEVersion.parse(r.se_version),
+                fields=self._fields(r), frame=self._frame(r), se_version=SEVersion.parse(r.se_version),
                 expires_at=r.expires_at.timestamp()) for r in rows]
             try:
                 results = await route.submit(ops)
@@ -252,20 +258,33 @@ class Dispatcher:
             else:
                 retry.append(row)
         async with self.store.engine.begin() as conn:
-            for row, ref in accepted:
-                await outbox.set_delivery_state(conn, [row], outbox.SUBMITTED, now, reference=ref,
-                                                only_from=[outbox.QUEUED])
+            # One UPDATE per batch (the head-end references are not kept per item: the outbound id is the key).
+            await outbox.set_delivery_state(conn, [row for row, _ in accepted], outbox.SUBMITTED, now,
+                                            only_from=[outbox.QUEUED])
             for row, reason in rejected:
                 await outbox.set_delivery_state(conn, [row], outbox.FAILED, now, reason=reason,
                                                 only_from=[outbox.QUEUED])
             await outbox.log_frame(conn, [{
                 "at": now, "direction": "out", "esi_id": row.esi_id, "eui64": None,
                 "request_id": row.request_id, "delivery_id": row.id, "agreement_id": row.agreement_id,
+                # NULL frame: the request's frame for the premise's SE version (han_requests.command)
                 "cluster_id": row.cluster_id, "command": row.command, "frame": row.frame}
                 for row, _ in accepted])
         self.handed += len(accepted)
         if retry:
             await self._retry(retry, now, "route asked to retry later")
+
+    def _fields(self, row: Any) -> dict[str, Any]:
+        if row.fields is not None:
+            value: dict[str, Any] = json.loads(row.fields)
+            return value
+        shared: dict[str, Any] = self._commands[row.request_id]["fields"]
+        return shared
+
+    def _frame(self, row: Any) -> bytes:
+        if row.frame is not None:
+            return bytes.fromhex(row.frame)
+        return bytes.fromhex(self._commands[row.request_id]["frames"][row.se_version])
 
     async def _retry(self, rows: Sequence[Any], now: datetime, reason: str) -> None:
         async with self.store.engine.begin() as conn:
@@ -359,8 +378,3 @@ class Dispatcher:
                 row.id, row.request_id, row.party_id, row.esi_id, ev.eui64, state, _dt(ev.at), detail)])
 
 
-def _json(text: str) -> dict[str, Any]:
-    import json
-
-    value: dict[str, Any] = json.loads(text)
-    return value

@@ -22,6 +22,7 @@ from gateway.store.schema import (
     webhook_outbox,
     webhooks,
 )
+from zigbee_se import EncodeError
 
 # Delivery (per premise) states.
 QUEUED = "queued"
@@ -67,19 +68,36 @@ class Target:
     agreement_id: int | None
 
 
+def shared_command(command: Command, se_id: int | None) -> str:
+    """The request-level command (JSON): fields plus the frame for every SE version it encodes
+    for, so that a fan-out to a million premises stores each frame once, not once per premise."""
+    frames = {}
+    for version in ("1.0", "1.1", "1.2"):
+        try:
+            frames[version] = command.frame(version, se_id or 0).hex()
+        except EncodeError:
+            continue  # e.g. a text over the 1.0 budget: no such target was accepted
+    return json.dumps({"cluster_id": int(command.cluster_id), "command": command.command,
+                       "fields": command.fields, "frames": frames}, default=str)
+
+
 async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id: int,
                             se_id: int | None, command: Command, targets: Sequence[Target],
-                            now: datetime, expires_at: datetime | None = None) -> None:
-    """One outbox row per premise, queued now; frames encoded once per SE version."""
+                            now: datetime, expires_at: datetime | None = None,
+                            shared: bool = True) -> None:
+    """One outbox row per premise, queued now. With `shared` the rows use the request's command
+    (`shared_command`, stored on the request); otherwise each row carries its own fields and frame."""
     if not targets:
         return
     frames: dict[str, str] = {}
-    fields_json = json.dumps(command.fields, default=str)
+    fields_json = None if shared else json.dumps(command.fields, default=str)
     rows = []
     for t in targets:
-        frame = frames.get(t.se_version)
-        if frame is None:
-            frame = frames[t.se_version] = command.frame(t.se_version, se_id or 0).hex()
+        frame = None
+        if not shared:
+            frame = frames.get(t.se_version)
+            if frame is None:
+                frame = frames[t.se_version] = command.frame(t.se_version, se_id or 0).hex()
         rows.append({
             "request_id": request_id, "party_id": party_id, "esi_id": t.esi_id,
             "agreement_id": t.agreement_id, "se_id": se_id, "se_version": t.se_version,
@@ -143,21 +161,26 @@ async def record_transitions(conn: AsyncConnection, items: Sequence[Transition])
 async def set_delivery_state(conn: AsyncConnection, rows: Iterable[Any], state: str, now: datetime,
                              *, reason: str | None = None, reference: str | None = None,
                              only_from: Sequence[str] | None = None) -> list[Transition]:
-    """Move deliveries (rows with id, request_id, party_id, esi_id) to `state`."""
-    out = []
-    for row in rows:
-        query = han_deliveries.update().where(han_deliveries.c.id == row.id)
+    """Move deliveries (rows with id, request_id, party_id, esi_id) to `state`, in one statement;
+    only the rows that really changed (RETURNING) get a transition."""
+    by_id = {row.id: row for row in rows}
+    if not by_id:
+        return []
+    values: dict[str, Any] = {"state": state, "updated_at": now, "next_attempt_at": None}
+    if reason is not None:
+        values["reason"] = reason[:300]
+    if reference is not None:
+        values["reference"] = reference
+    changed: list[int] = []
+    ids = list(by_id)
+    for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+        query = han_deliveries.update().where(han_deliveries.c.id.in_(ids[i:i + 500]))
         if only_from is not None:
             query = query.where(han_deliveries.c.state.in_(only_from))
-        values: dict[str, Any] = {"state": state, "updated_at": now, "next_attempt_at": None}
-        if reason is not None:
-            values["reason"] = reason[:300]
-        if reference is not None:
-            values["reference"] = reference
-        result = await conn.execute(query.values(**values))
-        if result.rowcount:
-            out.append(Transition(row.id, row.request_id, row.party_id, row.esi_id, None, state, now,
-                                  reason))
+        result = await conn.execute(query.values(**values).returning(han_deliveries.c.id))
+        changed.extend(result.scalars().all())
+    out = [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id, None, state, now, reason)
+           for i in changed]
     await record_transitions(conn, out)
     return out
 

@@ -147,6 +147,7 @@ class RequestService:
         fanout = bool(getattr(body, "all_premises", False))
         result = await conn.execute(han_requests.insert().values(
             party_id=party_id, kind=kind.value, body=body.model_dump_json(), se_id=se_id,
+            command=outbox.shared_command(command, se_id) if command is not None else None,
             target_all=fanout, fanout_after="" if fanout else None, targeted=targeted,
             excluded=json.dumps(excluded), state="expanding" if fanout else "accepted",
             cancels_request_id=cancels, starts_at=command.starts_at if command else None,
@@ -253,9 +254,14 @@ class RequestService:
             command = cancel_lce_command(original.se_id, orig["device_classes"],
                                          orig.get("utility_enrollment_group", 0), effective,
                                          getattr(body, "randomize_end", False), now, expires)
+        shared = body.kind != RequestKind.CANCEL_ALL_LOAD_CONTROL.value
+        if shared:
+            await conn.execute(han_requests.update().where(han_requests.c.id == request_id).values(
+                command=outbox.shared_command(command, original.se_id)))
         await outbox.insert_deliveries(
             conn, request_id=request_id, party_id=party_id, se_id=original.se_id, command=command,
-            targets=[outbox.Target(e, v, None) for e, v in esi_ids], now=now, expires_at=expires)
+            targets=[outbox.Target(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
+            shared=shared)
 
     async def cancel_all(self, principal: Principal, body: CancelAllLoadControlRequest,
                          now: datetime) -> Accepted:
@@ -311,7 +317,9 @@ class RequestService:
                 return 0
             versions = dict((await conn.execute(sa.select(premises.c.esi_id, premises.c.se_version).where(
                 premises.c.esi_id.in_([e for e, _ in page])))).all()) if page else {}
-            command = self._rebuild(kind, body, request_row)
+            stored = json.loads(request_row.command)
+            command = Command(stored["cluster_id"], stored["command"], stored["fields"],
+                              request_row.starts_at, request_row.ends_at)
             targets = [outbox.Target(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
             excluded: list[dict[str, str]] = []
             if kind is RequestKind.LOAD_CONTROL and targets:
@@ -334,18 +342,6 @@ class RequestService:
                 excluded=json.dumps(old_excluded + excluded) if excluded else request_row.excluded,
                 state="accepted" if done else "expanding"))
         return len(targets)
-
-    def _rebuild(self, kind: RequestKind, body: dict[str, Any], row: Any) -> Command:
-        """The command of a stored request (validated when it was accepted)."""
-        errors: list[FieldError] = []
-        created = row.created_at
-        if kind is RequestKind.TEXT:
-            cmd = build_text(TextRequest.model_validate(body), set(), created, self.config, errors)
-        elif kind is RequestKind.PRICE:
-            cmd = build_price(PriceRequest.model_validate(body), created, self.config, errors)
-        else:
-            cmd = build_load_control(LoadControlRequest.model_validate(body), created, self.config, errors)
-        return with_se_id(cmd, row.se_id)
 
 
 def _utc(moment: datetime) -> int:

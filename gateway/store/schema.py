@@ -215,6 +215,9 @@ han_requests = sa.Table(
     # (message id for texts, issuer event id for prices and load control).
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("se_id", sa.BigInteger, nullable=True),
+    # The SE command shared by the request's deliveries: {"cluster_id", "command", "fields",
+    # "frames": {se_version: hex}}; a delivery's own fields/frame are NULL when it uses these.
+    sa.Column("command", sa.Text, nullable=True),
     sa.Column("target_all", sa.Boolean, nullable=False),
     # Fan-out progress: the last ESI ID expanded (keyset cursor), NULL once every page is done.
     sa.Column("fanout_after", sa.String(22), nullable=True),
@@ -241,8 +244,8 @@ han_deliveries = sa.Table(
     sa.Column("se_version", sa.String(5), nullable=False),
     sa.Column("cluster_id", sa.Integer, nullable=False),
     sa.Column("command", sa.String(40), nullable=False),
-    sa.Column("fields", sa.Text, nullable=False),  # JSON
-    sa.Column("frame", sa.String(600), nullable=False),  # hex
+    sa.Column("fields", sa.Text, nullable=True),  # JSON; NULL: the request's
+    sa.Column("frame", sa.String(600), nullable=True),  # hex; NULL: the request's
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("next_attempt_at", UtcDateTime, nullable=True),
