@@ -119,6 +119,7 @@ class Dispatcher:
                          for r in routes.all()}
         self._semaphores = {id(r): asyncio.Semaphore(config.route_concurrency) for r in routes.all()}
         self.handed = 0
+        self._stopping = False
         self._commands: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -129,6 +130,13 @@ class Dispatcher:
         self._tasks.append(asyncio.create_task(self._outbound_loop()))
 
     async def close(self) -> None:
+        # The outbound loop stops between passes (cancelling it inside a transaction could leave
+        # a connection checked out); the inbound loops only wait on their routes.
+        self._stopping = True
+        self.wake.set()
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._tasks[-1]), 10)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -141,16 +149,18 @@ class Dispatcher:
         self.wake.set()
 
     async def _outbound_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 worked = await self.run_once()
             except Exception:  # a failed pass is logged and retried; nothing is lost
                 log.exception("dispatcher pass failed")
                 worked = 0
-            if not worked:
+            if not worked and not self._stopping:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.config.poll_interval_seconds)
+                # Woken by a new request: let the requests arriving with it join the same pass.
+                await asyncio.sleep(0.01)
 
     # ------------------------------------------------------------------ one pass
     async def run_once(self) -> int:
@@ -298,11 +308,26 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ inbound
     async def _inbound_loop(self, route: Route) -> None:
-        async for event in route.events():
-            try:
-                await self.handle_events([event])
-            except Exception:
-                log.exception("inbound event %r could not be stored", event)
+        """Events are stored in batches: whatever arrived while the previous batch was being
+        written goes into the next transaction."""
+        pending: asyncio.Queue[InboundEvent] = asyncio.Queue()
+
+        async def read() -> None:
+            async for event in route.events():
+                pending.put_nowait(event)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                batch = [await pending.get()]
+                while not pending.empty() and len(batch) < 1000:
+                    batch.append(pending.get_nowait())
+                try:
+                    await self.handle_events(batch)
+                except Exception:
+                    log.exception("%d inbound events could not be stored", len(batch))
+        finally:
+            reader.cancel()
 
     async def handle_events(self, events: Sequence[InboundEvent]) -> None:
         async with self.store.engine.begin() as conn:

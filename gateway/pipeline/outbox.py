@@ -50,15 +50,17 @@ def delivery_of(outbound: str) -> int | None:
 
 async def allocate_se_id(conn: AsyncConnection, name: str = "se_id") -> int:
     """The next id of the gateway-wide counter (message ids and issuer event ids share it, so
-    every id the gateway ever sends into any home is unique and increasing)."""
-    row = (await conn.execute(sa.select(se_id_counters.c.value).where(
-        se_id_counters.c.name == name))).first()
-    if row is None:
+    every id the gateway ever sends into any home is unique and increasing). One atomic
+    UPDATE … RETURNING: concurrent requests never read the same value (PostgreSQL locks the row,
+    SQLite has one writer); being the transaction's first statement, it also serializes the
+    arbitration reads that follow."""
+    result = await conn.execute(se_id_counters.update().where(se_id_counters.c.name == name).values(
+        value=se_id_counters.c.value + 1).returning(se_id_counters.c.value))
+    value = result.scalar()
+    if value is None:  # a database made without the migration's seed row
         await conn.execute(se_id_counters.insert().values(name=name, value=SE_ID_START))
         return SE_ID_START
-    value = int(row[0]) + 1
-    await conn.execute(se_id_counters.update().where(se_id_counters.c.name == name).values(value=value))
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True)

@@ -306,15 +306,20 @@ class RequestService:
             scope=_scope_for(kind), now=now, after=request_row.fanout_after,
             limit=self.config.fanout_page)
         body = json.loads(request_row.body)
+        done = len(page) < self.config.fanout_page
         async with self.store.engine.begin() as conn:
-            current = (await conn.execute(sa.select(han_requests.c.fanout_after).where(
-                han_requests.c.id == request_row.id))).scalar()
-            if current != request_row.fanout_after:
-                return 0  # cancelled or expanded meanwhile
             if now >= request_row.ends_at:
                 await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
                     fanout_after=None, state="expired"))
                 return 0
+            # The cursor moves first, on the condition that nobody moved it (a cancel): the
+            # transaction then holds the write lock for the inserts that follow.
+            moved = await conn.execute(han_requests.update().where(
+                han_requests.c.id == request_row.id,
+                han_requests.c.fanout_after == request_row.fanout_after).values(
+                fanout_after=None if done else page[-1][0], state="accepted" if done else "expanding"))
+            if not moved.rowcount:
+                return 0  # cancelled or expanded meanwhile
             versions = dict((await conn.execute(sa.select(premises.c.esi_id, premises.c.se_version).where(
                 premises.c.esi_id.in_([e for e, _ in page])))).all()) if page else {}
             stored = json.loads(request_row.command)
@@ -335,12 +340,10 @@ class RequestService:
                                           command, [t.esi_id for t in targets])
             await outbox.insert_deliveries(conn, request_id=request_row.id, party_id=request_row.party_id,
                                            se_id=request_row.se_id, command=command, targets=targets, now=now)
-            done = len(page) < self.config.fanout_page
             old_excluded = json.loads(request_row.excluded)
             await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
-                fanout_after=None if done else page[-1][0], targeted=han_requests.c.targeted + len(targets),
-                excluded=json.dumps(old_excluded + excluded) if excluded else request_row.excluded,
-                state="accepted" if done else "expanding"))
+                targeted=han_requests.c.targeted + len(targets),
+                excluded=json.dumps(old_excluded + excluded) if excluded else request_row.excluded))
         return len(targets)
 
 

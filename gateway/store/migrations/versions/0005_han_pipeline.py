@@ -89,6 +89,9 @@ def upgrade() -> None:
         sa.Column("value", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_se_id_counters"),
     )
+    # The SE id counter starts above small ids other systems on a meter may already have used.
+    op.bulk_insert(sa.table("se_id_counters", sa.column("name", sa.String), sa.column("value", sa.BigInteger)),
+                   [{"name": "se_id", "value": 0xFFFF}])
     op.create_table(
         "lce_events",
         sa.Column("id", sa.Integer, autoincrement=True),
