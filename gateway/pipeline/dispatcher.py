@@ -120,6 +120,7 @@ class Dispatcher:
         self._semaphores = {id(r): asyncio.Semaphore(config.route_concurrency) for r in routes.all()}
         self.handed = 0
         self._stopping = False
+        self._next_sweep = 0.0
         self._commands: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -165,12 +166,36 @@ class Dispatcher:
     # ------------------------------------------------------------------ one pass
     async def run_once(self) -> int:
         now = self.clock.now()
-        worked = await self._expand_fanouts(now)
+        worked = 0
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + 1.0
+            worked += await self._withdraw_ended_agreements(now)
+        worked += await self._expand_fanouts(now)
         worked += await self._expire(now)
         due = await self._due(now)
         if due:
             worked += await self._dispatch(due, now)
         return worked
+
+    async def _withdraw_ended_agreements(self, now: datetime) -> int:
+        """Texts and load-control events already sent under an agreement that has ended (by the
+        customer, the third party or the system) are withdrawn: an SE cancel goes to each premise.
+        (Queued work of ended agreements is cancelled in `_due`, before it is sent.)"""
+        query = sa.select(han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                          han_deliveries.c.esi_id).join(
+            agreements, agreements.c.id == han_deliveries.c.agreement_id).where(
+            han_deliveries.c.state.in_([outbox.SUBMITTED, outbox.DELIVERED]),
+            han_deliveries.c.command.in_(["display_message", "load_control_event"]),
+            han_deliveries.c.expires_at > now,
+            sa.or_(agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now)).limit(500)
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        by_request: dict[int, list[Any]] = {}
+        for r in rows:
+            by_request.setdefault(r.request_id, []).append(r)
+        for request_id, items in by_request.items():
+            await self.requests.withdraw(request_id, items, now)
+        return len(rows)
 
     async def _expand_fanouts(self, now: datetime) -> int:
         async with self.store.engine.connect() as conn:

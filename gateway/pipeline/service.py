@@ -263,6 +263,32 @@ class RequestService:
             targets=[outbox.Target(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
             shared=shared)
 
+    async def withdraw(self, request_id: int, deliveries: list[Any], now: datetime) -> int:
+        """The agreement behind these deliveries ended: send the SE cancel to each premise (as a
+        cancel request of the same party, so its status is visible) and mark them cancelled."""
+        async with self.store.engine.begin() as conn:
+            changed = await outbox.set_delivery_state(
+                conn, deliveries, outbox.CANCELLED, now, reason="agreement ended: SE cancel sent",
+                only_from=[outbox.SUBMITTED, outbox.DELIVERED])
+            if not changed:
+                return 0
+            original = (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).one()
+            is_text = original.kind == RequestKind.TEXT.value
+            kind = RequestKind.CANCEL_TEXT if is_text else RequestKind.CANCEL_LOAD_CONTROL
+            body = (CancelTextRequest if kind is RequestKind.CANCEL_TEXT else CancelLoadControlRequest)(
+                kind=kind.value, request_id=request_id)
+            esi_ids = {t.esi_id for t in changed}
+            versions = dict((await conn.execute(sa.select(han_deliveries.c.esi_id, han_deliveries.c.se_version).where(
+                han_deliveries.c.request_id == request_id, han_deliveries.c.esi_id.in_(esi_ids)))).all())
+            cancel_id = await self._insert_request(conn, original.party_id, kind, body, original.se_id, None,
+                                                   len(esi_ids), [], now, cancels=request_id)
+            await self._insert_cancels(conn, original.party_id, cancel_id, original,
+                                       [(e, versions[e]) for e in sorted(esi_ids)], body, now)
+            if kind is RequestKind.CANCEL_LOAD_CONTROL:
+                await conn.execute(lce_events.update().where(
+                    lce_events.c.request_id == request_id, lce_events.c.esi_id.in_(esi_ids)).values(state="cancelled"))
+        return len(changed)
+
     async def cancel_all(self, principal: Principal, body: CancelAllLoadControlRequest,
                          now: datetime) -> Accepted:
         """Cancel every load-control event of *this* party on a premise. The SE

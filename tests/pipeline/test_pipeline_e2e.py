@@ -109,6 +109,24 @@ async def test_cancel_before_delivery_removes_the_pending_work(tmp_path: Path) -
         assert s.received(esi) == before
 
 
+async def test_termination_withdraws_delivered_events(tmp_path: Path) -> None:
+    async with running_stack(tmp_path / "d") as s:
+        _p, token = await s.gw.new_party("Acme", "123456789")
+        esi = s.premises[0].esi_id
+        agreement = await s.customer(token, [esi])
+        r = await s.request(token, {"kind": "load_control", "esi_ids": [esi], "device_classes": 0x0FFF,
+                                    "criticality": 3, "duration_minutes": 60})
+        rid = r.json()["id"]
+        await _device_state(s, token, rid, "started")
+        t = await s.gw.client.post(f"/v1/agreements/{agreement}/terminate", headers=s.gw.auth(token))
+        assert t.status_code == 200, t.text
+        await _device_state(s, token, rid, "cancelled", advance=2)  # the device's own report
+        summary = await s.summary(token, rid)
+        assert summary["premises_by_state"] == {"cancelled": 1}
+        items = await s.deliveries(token, rid)
+        assert items[0]["reason"] == "agreement ended: SE cancel sent"
+
+
 async def test_expiry_while_meter_unreachable(tmp_path: Path) -> None:
     async with running_stack(tmp_path / "d") as s:
         _p, token = await s.gw.new_party("Acme", "123456789")
