@@ -174,6 +174,8 @@ class ProvisioningState(enum.StrEnum):
     JOINED = "joined"
     FAILED = "failed"
     DELETED = "deleted"
+    DONE = "done"
+    """Extension (issue 6): the meter carried out a HAN initialization, clear or decommission."""
 
 
 @dataclass(frozen=True, slots=True)

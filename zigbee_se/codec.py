@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from zigbee_se.clusters import resolve_cluster
 from zigbee_se.commands import drlc, messaging, price
@@ -43,8 +43,11 @@ class _Compiled:
     string_fields: tuple[Field, ...]
 
 
-@dataclass(slots=True)
-class DecodedFrame:
+class DecodedFrame(NamedTuple):
+    """A decoded ZCL frame: header values, the command's fields (raw wire values) and any unknown
+    trailing bytes. A tuple, because the decoder builds one per frame and a tuple is the cheapest
+    object Python makes."""
+
     cluster: int
     command: str
     direction: Direction
@@ -54,7 +57,10 @@ class DecodedFrame:
     disable_default_response: bool
     manufacturer_code: int | None
     fields: dict[str, Any]
-    trailing: bytes = field(default=b"")
+    trailing: bytes = b""
+
+
+_new_tuple = tuple.__new__
 
 
 # (cluster, command, se_version) exactly as callers pass them -> what encode_frame needs, so the
@@ -277,10 +283,11 @@ def decode_frame(
         if compiled is not None:
             fields, end = compiled.decoder(data, 3)
             definition = compiled.definition
-            return DecodedFrame(
+            decoded: DecodedFrame = _new_tuple(DecodedFrame, (  # the NamedTuple's __new__, minus a call
                 definition.cluster, definition.name, definition.direction, FrameType.CLUSTER,
-                data[1], data[2], bool(fc & 0x10), None, fields, data[end:],
-            )
+                data[1], data[2], bool(fc & 0x10), None, fields, data[end:] if end < len(data) else b"",
+            ))
+            return decoded
     try:
         cluster_id = resolve_cluster(cluster)
     except EncodeError as exc:

@@ -461,7 +461,7 @@ def _gen_string(src: _Src, field: Field, var: str, indent: int) -> None:
         indent + 1,
     )
     src.add("try:", indent + 1)
-    src.add(f"{var} = str(d[o:e], 'utf-8')", indent + 2)
+    src.add(f"{var} = d[o:e].decode()", indent + 2)
     src.add("except UnicodeDecodeError as x:", indent + 1)
     src.add(f"raise DecodeError(o + x.start, '{field.name}: not valid UTF-8') from None", indent + 2)
     src.add("o = e", indent + 1)
@@ -528,7 +528,7 @@ def compile_decoder(cmd: CommandDef) -> Decoder:
                 src.add(f"if d[o] == 0xFF: {var} = None; o += 1")
                 src.add("else:")
                 src.add("try:", 2)
-                src.add(f"{var} = str(d[o + 1:o + 1 + d[o]], 'utf-8')", 3)
+                src.add(f"{var} = d[o + 1:o + 1 + d[o]].decode()", 3)
                 src.add("except UnicodeDecodeError:", 2)
                 src.add("return r, o", 3)
                 src.add("o += 1 + d[o]", 2)

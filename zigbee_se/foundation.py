@@ -209,10 +209,14 @@ def _enc_read_response(cluster: int, server: bool, fields: Mapping[str, Any]) ->
             raise EncodeError(f"{where}.status", status, "a ZCL status uint8")
         out += attr_id.to_bytes(2, "little") + bytes((status,))
         if status == STATUS_SUCCESS:
-            type_id = _data_type(cluster, server, attr_id, record, where)
-            out.append(type_id)
-            out += encode_value(type_id, record.get("value"), f"{where}.value")
+            out += _typed_value(cluster, server, attr_id, record, where)
     return bytes(out)
+
+
+def _typed_value(cluster: int, server: bool, attr_id: int, record: Mapping[str, Any], where: str) -> bytes:
+    """The data type byte and the value of one attribute record."""
+    type_id = _data_type(cluster, server, attr_id, record, where)
+    return bytes((type_id,)) + encode_value(type_id, record.get("value"), f"{where}.value")
 
 
 def _named(cluster: int, server: bool, attr_id: int, record: dict[str, Any]) -> dict[str, Any]:
@@ -248,9 +252,7 @@ def _enc_report(cluster: int, server: bool, fields: Mapping[str, Any]) -> bytes:
     for i, record in enumerate(_records(fields, "records")):
         where = f"records[{i}]"
         attr_id = _attr_id(cluster, server, record, where)
-        type_id = _data_type(cluster, server, attr_id, record, where)
-        out += attr_id.to_bytes(2, "little") + bytes((type_id,))
-        out += encode_value(type_id, record.get("value"), f"{where}.value")
+        out += attr_id.to_bytes(2, "little") + _typed_value(cluster, server, attr_id, record, where)
     return bytes(out)
 
 

@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.serve",
     "gateway.cli.config_cmd",
     "gateway.cli.admin",
+    "gateway.cli.sim_headend",
+    "gateway.cli.provision",
     "gateway.cli.simfield",
 )
 

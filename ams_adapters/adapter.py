@@ -1,0 +1,400 @@
+"""``HeadEndAdapter``: the route contract over one head-end transport, with the shared
+robustness layer (resilience.py) between the two.
+
+A transport only moves requests and notifications (``Transport``); everything that makes a route
+dependable lives here, once, for all TDSPs: validation against the meter's capabilities,
+idempotency, rate limit, batching, bounded in-flight, timeouts, retries with jittered backoff, the
+circuit breaker, and the definite end of every accepted item whatever the callbacks do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Protocol
+
+from ams_adapters.contract import (
+    ContractError,
+    DeliveredToMeter,
+    DeliveryFailed,
+    DeviceResponse,
+    HanOperation,
+    InboundEvent,
+    MeterCapabilities,
+    MeterReachability,
+    OperationKind,
+    ProvisioningKind,
+    ProvisioningRequest,
+    ProvisioningState,
+    ProvisioningUpdate,
+    RouteCapabilities,
+    SubmitOutcome,
+    SubmitResult,
+)
+from ams_adapters.profiles import TdspProfile
+from ams_adapters.resilience import Backoff, CircuitBreaker, InFlight, TokenBucket, Tracked, Tracker
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, NoteKind, Notification, RequestKind
+from zigbee_se import DecodeError, decode_frame
+
+log = logging.getLogger(__name__)
+NotesSink = Callable[[list[Notification]], None]
+MAX_RATE_WAIT_S = 0.25
+"""Wait this long at most for a rate-limit token; beyond it the caller is told RETRY_LATER."""
+PROVISIONING_GRACE_S = 600.0
+"""Provisioning outcomes other than joins (HAN init, delete, clear) must come within this."""
+
+
+SEEN_ANSWERS = 200_000
+
+
+class BoundedSet:
+    """Insertion-ordered set that forgets its oldest members beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[object, None] = OrderedDict()
+
+    def add(self, item: object) -> None:
+        self._items[item] = None
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+
+class Transport(Protocol):
+    """What a head-end transport does; nothing more (no retries, no state about items)."""
+
+    async def start(self, on_notes: NotesSink) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, requests: Sequence[HeadEndRequest]) -> list[Ack]:
+        """One Ack per request, in order. Transport failures (connection refused, timeout,
+        dropped connection) come back as AckStatus.ERROR with a reason starting 'transport:';
+        this never raises."""
+        ...
+
+
+def transaction_id(tdsp: str, key: str) -> str:
+    # Deterministic: a retry after a lost answer reuses it, so the head-end recognizes the
+    # request and never delivers it twice.
+    return f"{tdsp}:{key}"
+
+
+_PROVISIONING_STATE = {s.value: s for s in ProvisioningState}
+
+
+class HeadEndAdapter:
+    """One TDSP's route. ``clock`` is unix time (injectable for tests of expiry)."""
+
+    def __init__(self, profile: TdspProfile, transport: Transport, *,
+                 meter_overrides: dict[str, MeterCapabilities] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.profile = profile
+        self.transport = transport
+        self._meter_overrides = dict(meter_overrides or {})
+        self._clock = clock
+        self.breaker = CircuitBreaker(profile.breaker_failures, profile.breaker_reset_s)
+        self.bucket = TokenBucket(profile.rate_limit_per_s, burst=max(1.0, profile.rate_limit_per_s / 10))
+        self.in_flight = InFlight(profile.max_in_flight)
+        self.backoff = Backoff(base_s=0.05, cap_s=min(1.0, profile.request_timeout_s))
+        self.tracker = Tracker()
+        self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        # answers already passed on (duplicate callbacks are dropped); bounded, oldest forgotten first
+        self._seen_responses: BoundedSet = BoundedSet(SEEN_ANSWERS)
+        self._reachable: dict[str, bool] = {}
+        self._started = False
+        self.stats = {"sent": 0, "retries": 0, "unknown_notifications": 0}
+
+    # ------------------------------------------------------------------ Route
+    @property
+    def capabilities(self) -> RouteCapabilities:
+        return self.profile.route_capabilities()
+
+    async def start(self) -> None:
+        if not self._started:
+            await self.transport.start(self._on_notes)
+            self._started = True
+
+    async def close(self) -> None:
+        for t in self._timers.values():
+            t.cancel()
+        self._timers.clear()
+        await self.transport.close()
+        self._started = False
+
+    async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
+        return self._meter_overrides.get(esi_id, self.profile.meter)
+
+    async def events(self) -> AsyncIterator[InboundEvent]:
+        while True:
+            yield await self._events.get()
+
+    def pending_events(self) -> int:
+        return self._events.qsize()
+
+    # ------------------------------------------------------------------ submit
+    async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
+        results: list[SubmitResult | None] = [None] * len(batch)
+        todo: list[tuple[int, HeadEndRequest]] = []
+        now = self._clock()
+        for i, op in enumerate(batch):
+            known = self.tracker.get(op.outbound_id)
+            if known is not None and known.result is not None:
+                results[i] = known.result  # idempotent: the first answer, never a second delivery
+                continue
+            if known is not None and known.terminal == "delivered":
+                # its answer was lost but its delivery report came: it is accepted (and done)
+                known.result = SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=known.transaction_id)
+                results[i] = known.result
+                continue
+            reason = self._refusal(op, now)
+            if reason is not None:
+                if known is not None and known.terminal is None:
+                    self.tracker.end(known, "expired", now)  # never accepted; the answer below ends it
+                results[i] = SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=reason)
+                continue
+            todo.append((i, self._request(op)))
+        for start in range(0, len(todo), self.profile.batch_size):
+            chunk = todo[start:start + self.profile.batch_size]
+            answers = await self._send_chunk([r for _, r in chunk], [batch[i].outbound_id for i, _ in chunk])
+            for (i, _), res in zip(chunk, answers, strict=True):
+                results[i] = res
+        return [r for r in results if r is not None]
+
+    async def provision(self, request: ProvisioningRequest) -> SubmitResult:
+        known = self.tracker.get(request.request_id)
+        if known is not None and known.result is not None:
+            return known.result
+        now = self._clock()
+        window = request.join_window_s or 0
+        req = HeadEndRequest(
+            transaction_id=transaction_id(self.profile.tdsp, "prov:" + request.request_id), esi_id=request.esi_id,
+            kind=RequestKind(request.kind.value), expires_at=now + window + PROVISIONING_GRACE_S,
+            eui64=request.eui64, link_key=request.link_key, join_window_s=request.join_window_s,
+            target="device" if request.eui64 else "meter")
+        (res,) = await self._send_chunk([req], [request.request_id])
+        return res
+
+    def _refusal(self, op: HanOperation, now: float) -> str | None:
+        if op.expires_at <= now:
+            return f"expired: expires_at {op.expires_at:.0f} passed before the head-end accepted it"
+        caps = self._meter_overrides.get(op.esi_id, self.profile.meter)
+        if op.kind is OperationKind.TEXT:
+            text = str(op.fields.get("message", ""))
+            if len(text) > caps.max_text_length:
+                return (f"message: {len(text)} characters, limit {caps.max_text_length} on "
+                        f"{self.profile.name} meters")
+        if op.kind is OperationKind.PRICE:
+            tiers = int(op.fields.get("number_of_price_tiers", 0))
+            if tiers > caps.price_tiers:
+                return f"number_of_price_tiers: {tiers}, limit {caps.price_tiers} on {self.profile.name} meters"
+        return None
+
+    def _request(self, op: HanOperation) -> HeadEndRequest:
+        return HeadEndRequest(
+            transaction_id=transaction_id(self.profile.tdsp, op.outbound_id), esi_id=op.esi_id,
+            kind=RequestKind(op.kind.value), expires_at=op.expires_at, target=op.target.kind.value,
+            eui64=op.target.eui64, cluster_id=op.cluster_id, command=op.command, fields=dict(op.fields),
+            frame=op.frame, se_version=str(op.se_version))
+
+    async def _send_chunk(self, reqs: list[HeadEndRequest], keys: list[str]) -> list[SubmitResult]:
+        out: dict[int, SubmitResult] = {}
+        pending = list(range(len(reqs)))
+        # back-pressure first: refuse what the head-end cannot take now instead of buffering it
+        if not self.breaker.allow():
+            return [self._later(k, self.breaker.retry_after(), "head-end circuit open") for k in keys]
+        free = self.in_flight.free()
+        for j in pending[free:]:
+            out[j] = self._later(keys[j], 0.5, f"{self.in_flight.limit} items in flight at the head-end")
+        pending = pending[:free]
+        wait = self.bucket.wait_time(len(pending)) if pending else 0.0
+        if wait > MAX_RATE_WAIT_S:
+            affordable = max(0, int(len(pending) - wait * self.bucket.rate + MAX_RATE_WAIT_S * self.bucket.rate))
+            for j in pending[affordable:]:
+                out[j] = self._later(keys[j], wait, f"rate limit {self.profile.rate_limit_per_s}/s")
+            pending = pending[:affordable]
+        if not pending:
+            self.breaker.cancel_probe()
+        else:
+            await asyncio.sleep(self.bucket.reserve(len(pending)))
+        for j in pending:
+            # tracked before the head-end answers: a result that arrives for a request whose
+            # answer was lost (timeout, dropped connection) still finds its item
+            item = self.tracker.get(keys[j]) or self.tracker.add(
+                Tracked(keys[j], reqs[j].esi_id, reqs[j].transaction_id, reqs[j].expires_at))
+            item.extra["kind"] = reqs[j].kind
+        attempt = 0
+        while pending:
+            acks = await self._timed_send([reqs[j] for j in pending])
+            self.stats["sent"] += len(pending)
+            if all(a.status is AckStatus.ERROR for a in acks):
+                self.breaker.record_failure()
+            else:
+                self.breaker.record_success()
+            retry: list[int] = []
+            for j, ack in zip(pending, acks, strict=True):
+                if ack.status is AckStatus.ERROR and attempt < self.profile.retries:
+                    retry.append(j)
+                else:
+                    out[j] = self._result(reqs[j], keys[j], ack)
+            if not retry:
+                break
+            attempt += 1
+            self.stats["retries"] += len(retry)
+            if not self.breaker.allow():
+                for j in retry:
+                    out[j] = self._later(keys[j], self.breaker.retry_after(), "head-end circuit open")
+                break
+            await asyncio.sleep(self.backoff.delay(attempt))
+            pending = retry
+        return [out[j] for j in range(len(reqs))]
+
+    async def _timed_send(self, reqs: list[HeadEndRequest]) -> list[Ack]:
+        try:
+            async with asyncio.timeout(self.profile.request_timeout_s * 1.5):
+                return await self.transport.send(reqs)
+        except TimeoutError:
+            return [Ack(r.transaction_id, AckStatus.ERROR, "transport: timeout") for r in reqs]
+
+    def _later(self, key: str, after: float, why: str) -> SubmitResult:
+        return SubmitResult(key, SubmitOutcome.RETRY_LATER, reason=why, retry_after_s=round(max(0.05, after), 3))
+
+    def _result(self, req: HeadEndRequest, key: str, ack: Ack) -> SubmitResult:
+        if ack.status is AckStatus.BUSY:
+            return self._later(key, ack.retry_after_s or 0.5, f"head-end busy: {ack.reason}")
+        if ack.status is AckStatus.ERROR:
+            return self._later(key, self.backoff.delay(self.profile.retries + 1) + 0.1,
+                               f"head-end unavailable: {ack.reason}")
+        item = self.tracker.get(key) or self.tracker.add(Tracked(key, req.esi_id, req.transaction_id, req.expires_at))
+        item.extra["kind"] = req.kind
+        if ack.status is AckStatus.REJECTED:
+            item.result = SubmitResult(key, SubmitOutcome.REJECTED, reason=f"head-end: {ack.reason}")
+            self.tracker.end(item, "failed", self._clock())
+            return item.result
+        item.result = SubmitResult(key, SubmitOutcome.ACCEPTED, reference=req.transaction_id)
+        if item.terminal is None and not item.in_flight:
+            item.in_flight = True
+            self.in_flight.acquire()
+            delay = max(0.0, req.expires_at + self.profile.expiry_grace_s - self._clock())
+            self._timers[key] = asyncio.get_running_loop().call_later(delay, self._expire, key)
+            if req.kind.provisioning:
+                self._seen_responses.add((req.transaction_id, req.eui64, None, ProvisioningState.REQUESTED.value))
+                self._emit(ProvisioningUpdate(key, req.esi_id, ProvisioningState.REQUESTED, self._clock(), req.eui64))
+        return item.result
+
+    # ------------------------------------------------------------------ ending items
+    def _finish(self, item: Tracked, terminal: str) -> bool:
+        if not self.tracker.end(item, terminal, self._clock()):
+            return False
+        if item.in_flight:
+            item.in_flight = False
+            self.in_flight.release()
+        timer = self._timers.pop(item.key, None)
+        if timer is not None:
+            timer.cancel()
+        return True
+
+    def _expire(self, key: str) -> None:
+        self._timers.pop(key, None)
+        item = self.tracker.get(key)
+        if item is None or item.terminal is not None:
+            return
+        self._finish(item, "expired")
+        reason = "expired: no result from the head-end by the expiration time"
+        kind = item.extra.get("kind")
+        if isinstance(kind, RequestKind) and kind.provisioning:
+            self._emit(ProvisioningUpdate(key, item.esi_id, ProvisioningState.FAILED, self._clock(), reason=reason))
+        else:
+            self._emit(DeliveryFailed(key, item.esi_id, self._clock(), reason, expired=True))
+
+    def _emit(self, event: InboundEvent) -> None:
+        self._events.put_nowait(event)
+
+    # ------------------------------------------------------------------ notifications
+    def _on_notes(self, notes: list[Notification]) -> None:
+        for n in notes:
+            try:
+                self._on_note(n)
+            except (ContractError, ValueError) as exc:  # a head-end's bad notification never kills the route
+                log.warning("notification %s for %s refused: %s", n.kind, n.transaction_id, exc)
+
+    def _on_note(self, n: Notification) -> None:
+        if n.kind is NoteKind.REACHABILITY:
+            reachable = n.state == "reachable"
+            if self._reachable.get(n.esi_id) != reachable:
+                self._reachable[n.esi_id] = reachable
+                self._emit(MeterReachability(n.esi_id, reachable, n.at))
+            return
+        item = self.tracker.by_transaction(n.transaction_id)
+        if item is None:
+            self.stats["unknown_notifications"] += 1
+            return
+        kind = item.extra.get("kind")
+        if n.kind is NoteKind.PROVISIONING:
+            state = _PROVISIONING_STATE.get(n.state or "")
+            if state is None:
+                raise ValueError(f"state={n.state!r}: one of {sorted(_PROVISIONING_STATE)}")
+            if state in (ProvisioningState.REQUESTED, ProvisioningState.FIND_PENDING):
+                key = (n.transaction_id, n.eui64, None, state.value)
+                if item.terminal is None and key not in self._seen_responses:
+                    self._seen_responses.add(key)
+                    self._emit(ProvisioningUpdate(item.key, n.esi_id, state, n.at, n.eui64, n.reason))
+            elif self._finish(item, "failed" if state is ProvisioningState.FAILED else "delivered"):
+                self._emit(ProvisioningUpdate(item.key, n.esi_id, state, n.at, n.eui64, n.reason))
+            return
+        if n.kind is NoteKind.DELIVERED:
+            if self._finish(item, "delivered"):
+                self._emit(DeliveredToMeter(item.key, n.esi_id, n.at, item.transaction_id))
+            return
+        if n.kind is NoteKind.FAILED:
+            if isinstance(kind, RequestKind) and kind.provisioning:
+                if self._finish(item, "failed"):
+                    self._emit(ProvisioningUpdate(item.key, n.esi_id, ProvisioningState.FAILED, n.at, n.eui64,
+                                                  n.reason))
+            elif self._finish(item, "failed"):
+                self._emit(DeliveryFailed(item.key, n.esi_id, n.at, n.reason or "head-end reported failure"))
+            return
+        if n.kind is NoteKind.DEVICE_RESPONSE:
+            answer = (n.transaction_id, n.eui64, n.frame, None)
+            if answer in self._seen_responses:
+                self.tracker.duplicates_ignored += 1
+                return
+            self._seen_responses.add(answer)
+            if item.terminal is None and self._finish(item, "delivered"):
+                # out of order: a device answered, so the meter had the command
+                self._emit(DeliveredToMeter(item.key, n.esi_id, n.at, item.transaction_id))
+            self._emit(self._device_response(item, n))
+
+    def _device_response(self, item: Tracked, n: Notification) -> DeviceResponse:
+        cluster = n.cluster_id or 0
+        command, fields = "unknown", {}
+        if n.frame is not None:
+            try:
+                decoded = decode_frame(cluster, n.frame)
+                command, fields = decoded.command, dict(decoded.fields)
+            except DecodeError as exc:
+                command, fields = "undecodable", {"reason": exc.reason}
+        return DeviceResponse(esi_id=n.esi_id, eui64=n.eui64 or "", cluster_id=cluster, at=n.at, command=command,
+                              fields=fields, frame=n.frame, outbound_id=item.key)
+
+    # ------------------------------------------------------------------ introspection
+    async def drain(self, timeout: float) -> list[InboundEvent]:
+        """Collect events for ``timeout`` seconds (tests, CLI)."""
+        out: list[InboundEvent] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while True:
+                    out.append(await self._events.get())
+        return out
+
+
+def provisioning_kind(kind: ProvisioningKind) -> RequestKind:
+    return RequestKind(kind.value)

@@ -1,0 +1,65 @@
+"""Build a TDSP's adapter from config: the TDSP's profile picks the transport (AEP's two
+companies name theirs in config), the endpoint settings say where the head-end is."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ams_adapters.adapter import HeadEndAdapter, Transport
+from ams_adapters.contract import ContractError, MeterCapabilities
+from ams_adapters.profiles import TRANSPORTS, TdspProfile, load_profile
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterConfig:
+    tdsp: str
+    transport: str | None = None
+    """Overrides the profile's transport (AEP Texas Central/North take theirs from config)."""
+    url: str = ""
+    """MultiSpeak: base URL of the head-end (HAN_Server and DR_Server below it)."""
+    callback_host: str = "127.0.0.1"
+    callback_port: int = 0
+    public_callback_url: str | None = None
+    host: str = "127.0.0.1"
+    """CIM: the MQTT broker; binary: the head-end."""
+    port: int = 0
+    topic_prefix: str = "hangw"
+    client_id: str | None = None
+    ca_file: str | None = None
+    """MultiSpeak over HTTPS: the CA bundle that signs the head-end's certificate (default: the
+    system's trust store for https:// URLs)."""
+    profile_overrides: Mapping[str, Any] = field(default_factory=dict)
+    meter_overrides: Mapping[str, MeterCapabilities] = field(default_factory=dict)
+
+
+def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
+    t = profile.transport
+    if t == "multispeak":
+        from ams_adapters.transports.multispeak import MultiSpeakTransport
+        if not cfg.url:
+            raise ContractError("url", cfg.url, "the MultiSpeak head-end's base URL (http[s]://host:port)")
+        tls = ssl.create_default_context(cafile=cfg.ca_file) if cfg.url.startswith("https:") else None
+        return MultiSpeakTransport(cfg.url, callback_host=cfg.callback_host, callback_port=cfg.callback_port,
+                                   public_callback_url=cfg.public_callback_url, timeout_s=profile.request_timeout_s,
+                                   max_connections=profile.batch_size, ssl_context=tls)
+    if t == "cim":
+        from ams_adapters.transports.cim_mqtt import CimMqttTransport
+        return CimMqttTransport(cfg.host, cfg.port or 1883, cfg.topic_prefix, client_id=cfg.client_id,
+                                timeout_s=profile.request_timeout_s)
+    if t == "binary":
+        from ams_adapters.transports.binary_tcp import BinaryTransport
+        if not cfg.port:
+            raise ContractError("port", cfg.port, "the binary head-end's TCP port (1..65535)")
+        return BinaryTransport(cfg.host, cfg.port, poll_interval_s=profile.poll_interval_s,
+                               timeout_s=profile.request_timeout_s)
+    raise ContractError("transport", t, f"one of {TRANSPORTS}")
+
+
+def make_adapter(cfg: AdapterConfig) -> HeadEndAdapter:
+    profile = load_profile(cfg.tdsp, **dict(cfg.profile_overrides))
+    if cfg.transport is not None:
+        profile = profile.with_transport(cfg.transport)
+    return HeadEndAdapter(profile, make_transport(profile, cfg), meter_overrides=dict(cfg.meter_overrides))

@@ -1,0 +1,96 @@
+"""TDSP capability profiles: which transport, which limits (firmware_fixtures/headends/*.toml).
+
+A profile is data: text length, price tiers, batch size, rate limit, in-flight bound, timeouts and
+retry policy, plus the emulator's defaults (latency, capacity) in an ``[emulator]`` table that only
+the head-end emulators read. Bad values raise ``ProfileError`` naming file, field, value, limit.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ams_adapters.contract import MeterCapabilities, RouteCapabilities
+from zigbee_se import SEVersion
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "headends"
+TDSPS = ("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
+TRANSPORTS = ("multispeak", "cim", "binary")
+
+
+class ProfileError(ValueError):
+    def __init__(self, path: str, field: str, value: Any, limit: str) -> None:
+        self.path, self.field, self.value, self.limit = path, field, value, limit
+        super().__init__(f"{path}: {field}={value!r}: {limit}")
+
+
+@dataclass(frozen=True, slots=True)
+class TdspProfile:
+    tdsp: str
+    name: str
+    transport: str
+    batch_size: int
+    rate_limit_per_s: float
+    max_in_flight: int
+    request_timeout_s: float
+    retries: int
+    breaker_failures: int
+    breaker_reset_s: float
+    expiry_grace_s: float
+    meter: MeterCapabilities
+    poll_interval_s: float = 0.2
+    emulator: Mapping[str, Any] = field(default_factory=dict)
+
+    def route_capabilities(self) -> RouteCapabilities:
+        return RouteCapabilities(name=self.tdsp, batch_size=self.batch_size, rate_limit_per_s=self.rate_limit_per_s,
+                                 max_in_flight=self.max_in_flight,
+                                 extra={"transport": self.transport, "tdsp_name": self.name})
+
+    def with_transport(self, transport: str) -> TdspProfile:
+        if transport not in TRANSPORTS:
+            raise ProfileError(self.tdsp, "transport", transport, f"one of {TRANSPORTS}")
+        return replace(self, transport=transport)
+
+
+def _num(path: str, data: Mapping[str, Any], name: str, lo: float, hi: float, *, kind: type = float) -> Any:
+    value = data.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ProfileError(path, name, value, f"a number in {lo}..{hi}")
+    return kind(value)
+
+
+def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> TdspProfile:
+    path = directory / f"{tdsp}.toml"
+    if not path.exists():
+        raise ProfileError(str(path), "tdsp", tdsp, f"one of {TDSPS} (a file in {directory})")
+    data = tomllib.loads(path.read_text()) | overrides
+    p = str(path)
+    transport = data.get("transport")
+    if transport not in TRANSPORTS:
+        raise ProfileError(p, "transport", transport, f"one of {TRANSPORTS}")
+    m = data.get("meter", {})
+    try:
+        se = SEVersion.parse(str(m.get("se_version", "1.1")))
+    except ValueError as exc:
+        raise ProfileError(p, "meter.se_version", m.get("se_version"), "1.0, 1.1 or 1.2") from exc
+    meter = MeterCapabilities(
+        se_version=se, max_devices=_num(p, m, "max_devices", 1, 10, kind=int),
+        max_load_control_devices=_num(p, m, "max_load_control_devices", 0, 10, kind=int),
+        max_text_length=_num(p, m, "max_text_length", 1, 254, kind=int),
+        max_frame_size=_num(p, m, "max_frame_size", 0, 1024, kind=int) or None,  # 0: the meter fragments
+        price_tiers=_num(p, m, "price_tiers", 1, 48, kind=int))
+    return TdspProfile(
+        tdsp=str(data.get("tdsp", tdsp)), name=str(data.get("name", tdsp)), transport=transport,
+        batch_size=_num(p, data, "batch_size", 1, 10_000, kind=int),
+        rate_limit_per_s=_num(p, data, "rate_limit_per_s", 0.001, 1e6),
+        max_in_flight=_num(p, data, "max_in_flight", 1, 10_000_000, kind=int),
+        request_timeout_s=_num(p, data, "request_timeout_s", 0.01, 600),
+        retries=_num(p, data, "retries", 0, 20, kind=int),
+        breaker_failures=_num(p, data, "breaker_failures", 1, 1000, kind=int),
+        breaker_reset_s=_num(p, data, "breaker_reset_s", 0.01, 3600),
+        expiry_grace_s=_num(p, data, "expiry_grace_s", 0, 3600),
+        poll_interval_s=float(data.get("poll_interval_s", 0.2)), meter=meter,
+        emulator=dict(data.get("emulator", {})))

@@ -1,0 +1,204 @@
+"""The robustness layer every head-end adapter shares (not one copy per adapter).
+
+- ``Backoff``: jittered exponential delays between retries ("full jitter", so a fleet of
+  gateways hitting one recovering head-end does not retry in lock step).
+- ``CircuitBreaker``: one per head-end; after ``failure_threshold`` consecutive transport
+  failures it opens for ``reset_after_s`` and the adapter answers RETRY_LATER at once instead of
+  piling timeouts onto a head-end that is down; then one probe (half open) decides.
+- ``TokenBucket``: the profile's rate limit; a caller that would wait longer than it may is told
+  how long instead (back-pressure into the outbox).
+- ``InFlight``: a bounded count of transactions the head-end has not finished; full means
+  RETRY_LATER, never an unbounded buffer.
+- ``Tracker``: idempotency by outbound id and head-end transaction id, and the definite end of
+  each accepted item (delivered once, or failed/expired once) whatever the callbacks do.
+
+Hand-written rather than a library (tenacity, aiolimiter, pybreaker): each is ~30 lines here, the
+three must share one clock and answer "how long until?" for ``retry_after_s``, which those
+libraries hide behind a sleep.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ams_adapters.contract import SubmitResult
+
+
+class Backoff:
+    def __init__(self, base_s: float = 0.05, cap_s: float = 2.0, rng: random.Random | None = None) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self._rng = rng or random.Random()
+
+    def delay(self, attempt: int) -> float:
+        """Delay before retry ``attempt`` (1 = first retry): uniform in [0, min(cap, base*2^n)]."""
+        return self._rng.uniform(0.0, min(self.cap_s, self.base_s * (2 ** attempt)))
+
+
+class CircuitBreaker:
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+    def __init__(self, failure_threshold: int = 5, reset_after_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.failure_threshold = failure_threshold
+        self.reset_after_s = reset_after_s
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self.opened_count = 0
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return self.CLOSED
+        if self._clock() - self._opened_at >= self.reset_after_s:
+            return self.HALF_OPEN
+        return self.OPEN
+
+    def allow(self) -> bool:
+        """May a request go out now? In half-open state, exactly one probe at a time."""
+        state = self.state
+        if state == self.CLOSED:
+            return True
+        if state == self.HALF_OPEN and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def cancel_probe(self) -> None:
+        """The half-open probe was granted but nothing was sent: let the next caller probe."""
+        self._probing = False
+
+    def retry_after(self) -> float:
+        if self._opened_at is None:
+            return 0.0
+        return max(0.05, self.reset_after_s - (self._clock() - self._opened_at))
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        if self._probing or self._failures >= self.failure_threshold:
+            if self._opened_at is None or self._probing:
+                self.opened_count += 1
+            self._opened_at = self._clock()
+            self._probing = False
+
+
+class TokenBucket:
+    def __init__(self, rate_per_s: float, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if rate_per_s <= 0:
+            raise ValueError(f"rate_per_s={rate_per_s}: must be > 0")
+        self.rate = rate_per_s
+        self.burst = burst if burst is not None else max(1.0, rate_per_s)
+        self._tokens = self.burst
+        self._clock = clock
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def reserve(self, n: float = 1.0) -> float:
+        """Take ``n`` tokens, going into debt if needed; returns how long the caller must wait
+        before acting (0 when tokens were there)."""
+        self._refill()
+        self._tokens -= n
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def wait_time(self, n: float = 1.0) -> float:
+        """How long until ``n`` tokens are available, without taking them."""
+        self._refill()
+        return 0.0 if self._tokens >= n else (n - self._tokens) / self.rate
+
+    def give_back(self, n: float = 1.0) -> None:
+        self._tokens = min(self.burst, self._tokens + n)
+
+
+class InFlight:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def free(self) -> int:
+        return max(0, self.limit - self.count)
+
+    def acquire(self) -> None:
+        self.count += 1
+
+    def release(self) -> None:
+        self.count = max(0, self.count - 1)
+
+
+@dataclass(slots=True)
+class Tracked:
+    """One item the head-end was asked to carry."""
+
+    key: str
+    """outbound id (HAN operations) or request id (provisioning)."""
+    esi_id: str
+    transaction_id: str
+    expires_at: float | None
+    result: SubmitResult | None = None
+    """The first definite submit answer (accepted/rejected); returned again on resubmit."""
+    terminal: str | None = None
+    """'delivered', 'failed' or 'expired' once the item has ended; never changes after."""
+    in_flight: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Tracker:
+    """Items by outbound id and by transaction id. Bounded: ended items older than
+    ``keep_ended_s`` are forgotten (the outbox holds the durable record)."""
+
+    def __init__(self, keep_ended_s: float = 3600.0) -> None:
+        self.by_key: dict[str, Tracked] = {}
+        self.by_txid: dict[str, Tracked] = {}
+        self.keep_ended_s = keep_ended_s
+        self._ended: deque[tuple[float, str]] = deque()
+        self.duplicates_ignored = 0
+        self.late_ignored = 0
+
+    def get(self, key: str) -> Tracked | None:
+        return self.by_key.get(key)
+
+    def by_transaction(self, txid: str) -> Tracked | None:
+        return self.by_txid.get(txid)
+
+    def add(self, item: Tracked) -> Tracked:
+        self.by_key[item.key] = item
+        self.by_txid[item.transaction_id] = item
+        return item
+
+    def end(self, item: Tracked, terminal: str, now: float) -> bool:
+        """Mark an item ended; False (and counted) if it had already ended."""
+        if item.terminal is not None:
+            if terminal == "expired" or item.terminal == "expired":
+                self.late_ignored += 1
+            else:
+                self.duplicates_ignored += 1
+            return False
+        item.terminal = terminal
+        self._ended.append((now, item.key))
+        self._forget_old(now)
+        return True
+
+    def _forget_old(self, now: float) -> None:
+        cut = now - self.keep_ended_s
+        while self._ended and self._ended[0][0] < cut:
+            _, key = self._ended.popleft()
+            old = self.by_key.pop(key, None)
+            if old is not None:
+                self.by_txid.pop(old.transaction_id, None)

@@ -1,0 +1,129 @@
+"""IEC 61968-9 over MQTT (aiomqtt 2.x, QoS 1, persistent session): the one module that touches
+aiomqtt for the adapters (DESIGN.md: keep it behind one small module).
+
+Topics under a prefix: requests go to ``<prefix>/request/EndDeviceControls``; the head-end replies
+to our ``ReplyAddress`` ``<prefix>/reply/<client id>`` and publishes EndDeviceEvents to
+``<prefix>/event/EndDeviceEvents``. A dropped broker connection is re-established with jittered
+backoff; the persistent session (clean_session=False, fixed client id) keeps our subscriptions and
+the QoS 1 messages queued for us meanwhile, and we subscribe again anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+
+import aiomqtt
+
+from ams_adapters.adapter import NotesSink
+from ams_adapters.resilience import Backoff
+from ams_adapters.wire import cim
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
+
+log = logging.getLogger(__name__)
+
+
+def topics(prefix: str) -> dict[str, str]:
+    return {"request": f"{prefix}/request/EndDeviceControls", "events": f"{prefix}/event/EndDeviceEvents",
+            "reply": f"{prefix}/reply"}
+
+
+class CimMqttTransport:
+    def __init__(self, host: str, port: int, prefix: str, *, client_id: str | None = None,
+                 timeout_s: float = 2.0, issuer_id: str = "han-gateway") -> None:
+        self.host, self.port, self.prefix = host, port, prefix
+        self.client_id = client_id or f"hangw-{uuid.uuid4().hex[:10]}"
+        self.timeout_s = timeout_s
+        self.issuer_id = issuer_id
+        self.reply_topic = f"{topics(prefix)['reply']}/{self.client_id}"
+        self._client: aiomqtt.Client | None = None
+        self._ready = asyncio.Event()
+        self._waiting: dict[str, tuple[list[str], asyncio.Future[list[Ack]]]] = {}
+        self._on_notes: NotesSink | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._backoff = Backoff(0.05, 1.0)
+        self.connects = 0
+        self.refused = 0
+
+    async def start(self, on_notes: NotesSink) -> None:
+        self._on_notes = on_notes
+        self._task = asyncio.create_task(self._run())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.timeout_s * 2):
+                await self._ready.wait()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._fail_waiting("transport: closed")
+
+    def _fail_waiting(self, reason: str) -> None:
+        for txids, fut in self._waiting.values():
+            if not fut.done():
+                fut.set_result([Ack(t, AckStatus.ERROR, reason) for t in txids])
+        self._waiting.clear()
+
+    async def _run(self) -> None:
+        attempt = 0
+        t = topics(self.prefix)
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, clean_session=False,
+                                          timeout=self.timeout_s) as client:
+                    await client.subscribe(self.reply_topic, qos=1)
+                    await client.subscribe(t["events"], qos=1)
+                    self._client = client
+                    self.connects += 1
+                    attempt = 0
+                    self._ready.set()
+                    async for msg in client.messages:
+                        self._on_message(str(msg.topic), bytes(msg.payload))
+            except aiomqtt.MqttError as exc:
+                log.info("broker %s:%s connection lost: %s", self.host, self.port, exc)
+            finally:
+                self._client = None
+                self._ready.clear()
+                self._fail_waiting("transport: broker connection lost")
+            attempt += 1
+            await asyncio.sleep(self._backoff.delay(min(attempt, 6)) + 0.02)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            if topic == self.reply_topic:
+                h, _ = cim.parse(payload)
+                entry = self._waiting.pop(h.correlation_id or "", None)
+                if entry is not None and not entry[1].done():
+                    _, acks = cim.decode_reply(payload, entry[0])
+                    entry[1].set_result(acks)
+            else:
+                notes = cim.decode_events(payload)
+                if notes and self._on_notes is not None:
+                    self._on_notes(notes)
+        except WireError as exc:
+            self.refused += 1
+            log.warning("61968 message on %s refused: %s", topic, exc)
+
+    async def send(self, requests: Sequence[HeadEndRequest]) -> list[Ack]:
+        client = self._client
+        txids = [r.transaction_id for r in requests]
+        if client is None:
+            return [Ack(t, AckStatus.ERROR, "transport: broker not connected") for t in txids]
+        message_id = uuid.uuid4().hex
+        fut: asyncio.Future[list[Ack]] = asyncio.get_running_loop().create_future()
+        self._waiting[message_id] = (txids, fut)
+        verb = "cancel" if all(r.kind.value.startswith("cancel") for r in requests) else "create"
+        try:
+            await client.publish(topics(self.prefix)["request"],
+                                 cim.encode_controls(message_id, self.reply_topic, requests, self.issuer_id, verb),
+                                 qos=1)
+            async with asyncio.timeout(self.timeout_s):
+                return await fut
+        except (TimeoutError, aiomqtt.MqttError) as exc:
+            self._waiting.pop(message_id, None)
+            return [Ack(t, AckStatus.ERROR, f"transport: {type(exc).__name__}") for t in txids]

@@ -1,0 +1,116 @@
+"""MultiSpeak SOAP over HTTP(S): aiohttp client for HAN_Server/DR_Server, aiohttp server for the
+NOT_Server callbacks the head-end posts to ``responseURL``.
+
+zeep was considered; the head-end emulators speak a handful of operations whose messages
+``ams_adapters.wire.multispeak`` builds and checks with lxml, and vendors' WSDLs are known to be
+incomplete (HEADENDS.md §9), so a thin aiohttp client is the more robust choice here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ams_adapters.adapter import NotesSink
+from ams_adapters.wire import multispeak as ms
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
+
+log = logging.getLogger(__name__)
+
+
+class MultiSpeakTransport:
+    def __init__(self, base_url: str, *, callback_host: str = "127.0.0.1", callback_port: int = 0,
+                 public_callback_url: str | None = None, timeout_s: float = 2.0, max_connections: int = 50,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.callback_host = callback_host
+        self.callback_port = callback_port
+        self._public_url = public_callback_url
+        self.timeout_s = timeout_s
+        self.max_connections = max_connections
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._on_notes: NotesSink | None = None
+        self.response_url = ""
+        self.notifications_refused = 0
+        self.registered = False
+
+    async def start(self, on_notes: NotesSink) -> None:
+        self._on_notes = on_notes
+        app = web.Application()
+        app.router.add_post("/NOT_Server", self._notification)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.callback_host, self.callback_port)
+        await site.start()
+        server: Any = site._server
+        port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else self.callback_port
+        self.callback_port = port
+        self.response_url = self._public_url or f"http://{self.callback_host}:{port}/NOT_Server"
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=self._ssl or False),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        await self._register()
+
+    async def _register(self) -> None:
+        assert self._session is not None
+        try:
+            async with self._session.post(f"{self.base_url}/HAN_Server", data=ms.encode_register(self.response_url),
+                                          headers={"Content-Type": "text/xml; charset=utf-8",
+                                                   "SOAPAction": f'"{ms.MS_NS}/RegisterForService"'}) as resp:
+                await resp.read()
+                self.registered = resp.status == 200
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            log.info("MultiSpeak RegisterForService at %s failed (retried on the next send): %s", self.base_url, exc)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _notification(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            note = ms.decode_notification(body)
+        except WireError as exc:
+            self.notifications_refused += 1
+            return web.Response(status=400, text=str(exc))
+        if self._on_notes is not None:
+            self._on_notes([note])
+        return web.Response(body=ms.encode_ack_envelope("Notification"), content_type="text/xml")
+
+    async def send(self, requests: Sequence[HeadEndRequest]) -> list[Ack]:
+        if not self.registered and self._session is not None:
+            await self._register()
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, req: HeadEndRequest) -> Ack:
+        if self._session is None:
+            return Ack(req.transaction_id, AckStatus.ERROR, "transport: not started")
+        op = ms.OPERATION_OF_KIND[req.kind]
+        body = ms.encode_request(req, self.response_url)
+        url = f"{self.base_url}/{ms.ENDPOINT_OF_KIND[req.kind]}"
+        try:
+            async with self._session.post(url, data=body, headers={
+                    "Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{ms.MS_NS}/{op}"'}) as resp:
+                data = await resp.read()
+                if resp.status == 503:
+                    retry = float(resp.headers.get("Retry-After", "1"))
+                    return Ack(req.transaction_id, AckStatus.BUSY, "HTTP 503", retry)
+                if resp.status != 200:
+                    return Ack(req.transaction_id, AckStatus.ERROR, f"HTTP {resp.status}")
+                return ms.decode_response(data, req.transaction_id)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            return Ack(req.transaction_id, AckStatus.ERROR, f"transport: {type(exc).__name__} {exc}")
+        except WireError as exc:
+            return Ack(req.transaction_id, AckStatus.ERROR, f"head-end answer refused: {exc}")

@@ -1,0 +1,310 @@
+"""MultiSpeak 4.1 SOAP messages for HAN (HAN_Server, DR_Server) and their NOT_Server callbacks.
+
+Built and checked with lxml element by element (never string templates). Operation and element
+names follow MultiSpeak 4.1.6 (HEADENDS.md §7.2): ``InitiateInHomeDisplayMessage``,
+``CancelInHomeDisplayMessage``, ``InitiateHANPricing``, ``InitiateDemandResponseEvent``,
+``CancelDemandResponseEvent``, ``InitiateHANRegistration``/``CancelHANRegistration`` with
+``responseURL``, ``transactionID`` and ``expirationTime``; results come back as
+``IHDMessageStatusNotification``, ``IHDMessageConfirmedNotification``,
+``DemandResponseEventNotification``, ``HANRegistrationNotification``. Two operations MultiSpeak 4.1
+does not name are ours and marked so: ``InitiateHANCommissioning`` (HAN init; MultiSpeak has
+HANCommissioningNotification) and ``CancelHANCommissioning`` (decommission). The SE command rides
+in ``seCommand`` as one element per SE field (camelCase of the SE field name).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from ams_adapters.wire.common import (
+    Ack,
+    AckStatus,
+    HeadEndRequest,
+    NoteKind,
+    Notification,
+    RequestKind,
+    WireError,
+    camel,
+    field_value,
+    uncamel_map,
+)
+
+SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+MS_NS = "http://www.multispeak.org/Version_4.1_Release"
+_S = f"{{{SOAP_NS}}}"
+_M = f"{{{MS_NS}}}"
+NSMAP = {"soap": SOAP_NS, None: MS_NS}
+
+OPERATION_OF_KIND: dict[RequestKind, str] = {
+    RequestKind.TEXT: "InitiateInHomeDisplayMessage",
+    RequestKind.CANCEL_TEXT: "CancelInHomeDisplayMessage",
+    RequestKind.PRICE: "InitiateHANPricing",
+    RequestKind.LOAD_CONTROL: "InitiateDemandResponseEvent",
+    RequestKind.CANCEL_LOAD_CONTROL: "CancelDemandResponseEvent",
+    RequestKind.CANCEL_ALL_LOAD_CONTROL: "CancelDemandResponseEvent",
+    RequestKind.INITIALIZE_HAN: "InitiateHANCommissioning",
+    RequestKind.PROVISION_DEVICE: "InitiateHANRegistration",
+    RequestKind.DELETE_DEVICE: "CancelHANRegistration",
+    RequestKind.CLEAR_DEVICES: "CancelHANRegistration",
+    RequestKind.DECOMMISSION_HAN: "CancelHANCommissioning",
+}
+ENDPOINT_OF_KIND: dict[RequestKind, str] = {
+    k: ("DR_Server" if k in (RequestKind.LOAD_CONTROL, RequestKind.CANCEL_LOAD_CONTROL,
+                             RequestKind.CANCEL_ALL_LOAD_CONTROL) else "HAN_Server")
+    for k in RequestKind
+}
+OPERATIONS = frozenset(OPERATION_OF_KIND.values())
+NOTIFICATIONS = frozenset({"IHDMessageStatusNotification", "IHDMessageConfirmedNotification",
+                           "DemandResponseEventNotification", "HANRegistrationNotification",
+                           "PricingTiersChangedNotification", "MeterEventNotification"})
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _from_iso(text: str, name: str) -> float:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise WireError(name, text, "an ISO 8601 date-time") from exc
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    el = etree.SubElement(parent, _M + tag, attrs)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _envelope(header_fields: dict[str, str]) -> tuple[etree._Element, etree._Element]:
+    env = etree.Element(_S + "Envelope", nsmap=NSMAP)
+    header = etree.SubElement(env, _S + "Header")
+    etree.SubElement(header, _M + "MultiSpeakMsgHeader", header_fields)
+    body = etree.SubElement(env, _S + "Body")
+    return env, body
+
+
+def _body_child(xml: bytes) -> etree._Element:
+    try:
+        root = etree.fromstring(xml, parser=etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError as exc:
+        raise WireError("envelope", xml[:80], f"well-formed XML ({exc})") from exc
+    if root.tag != _S + "Envelope":
+        raise WireError("Envelope", root.tag, f"a SOAP 1.1 Envelope ({SOAP_NS})")
+    body = root.find(_S + "Body")
+    if body is None or len(body) != 1:
+        raise WireError("Body", None if body is None else len(body), "a SOAP Body with exactly one element")
+    return body[0]
+
+
+def _text(el: etree._Element, name: str, required: bool = True) -> str | None:
+    child = el.find(_M + name)
+    if child is None or child.text is None:
+        if required:
+            raise WireError(name, None, f"required in {etree.QName(el).localname}")
+        return None
+    return str(child.text)
+
+
+# ------------------------------------------------------------------ requests
+
+
+def encode_request(req: HeadEndRequest, response_url: str, app_name: str = "han-gateway") -> bytes:
+    env, body = _envelope({"AppName": app_name, "AppVersion": "0.1", "MessageID": req.transaction_id,
+                           "TimeStamp": _iso(datetime.now(UTC).timestamp())})
+    op = etree.SubElement(body, _M + OPERATION_OF_KIND[req.kind])
+    _sub(op, "hanInterfaceID", req.esi_id)
+    _sub(op, "requestKind", req.kind.value)
+    _sub(op, "target", req.target)
+    if req.eui64:
+        _sub(op, "hanDeviceID", req.eui64)
+    if req.kind.provisioning:
+        if req.link_key is not None:
+            _sub(op, "HANSecurityToken", req.link_key.hex())
+        if req.join_window_s is not None:
+            _sub(op, "timeOut", str(req.join_window_s))
+    else:
+        _sub(op, "seVersion", req.se_version)
+        cmd = _sub(op, "seCommand", cluster=f"0x{req.cluster_id:04X}", name=req.command)
+        for name, value in req.fields.items():
+            _sub(cmd, camel(name), str(value))
+    _sub(op, "transactionID", req.transaction_id)
+    _sub(op, "responseURL", response_url)
+    _sub(op, "expirationTime", _iso(req.expires_at))
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+def decode_request(xml: bytes) -> tuple[HeadEndRequest, str]:
+    """(request, responseURL); raises WireError for anything the format does not allow."""
+    op = _body_child(xml)
+    q = etree.QName(op)
+    if q.namespace != MS_NS or q.localname not in OPERATIONS:
+        raise WireError("operation", q.localname, f"one of {sorted(OPERATIONS)}")
+    kind_text = _text(op, "requestKind")
+    try:
+        kind = RequestKind(kind_text or "")
+    except ValueError as exc:
+        raise WireError("requestKind", kind_text, f"one of {[k.value for k in RequestKind]}") from exc
+    if OPERATION_OF_KIND[kind] != q.localname:
+        raise WireError("requestKind", kind.value, f"a kind carried by {q.localname}")
+    cluster_id, command, fields, se_version = 0, "", {}, "1.1"
+    if not kind.provisioning:
+        cmd = op.find(_M + "seCommand")
+        if cmd is None:
+            raise WireError("seCommand", None, f"required in {q.localname}")
+        try:
+            cluster_id = int(cmd.get("cluster", ""), 16)
+        except ValueError as exc:
+            raise WireError("seCommand/@cluster", cmd.get("cluster"), "hex cluster id") from exc
+        command = cmd.get("name") or ""
+        names = uncamel_map(cluster_id, command)
+        for child in cmd:
+            local = etree.QName(child).localname
+            if local not in names:
+                raise WireError(local, child.text, f"a field of SE {command}")
+            fields[names[local]] = field_value(cluster_id, command, names[local], child.text or "")
+        se_version = _text(op, "seVersion") or "1.1"
+    key_hex = _text(op, "HANSecurityToken", required=False)
+    window = _text(op, "timeOut", required=False)
+    try:
+        link_key = bytes.fromhex(key_hex) if key_hex else None
+        join_window = int(window) if window else None
+    except ValueError as exc:
+        raise WireError("HANSecurityToken/timeOut", (key_hex, window), "hex key, integer seconds") from exc
+    req = HeadEndRequest(
+        transaction_id=_text(op, "transactionID") or "", esi_id=_text(op, "hanInterfaceID") or "",
+        kind=kind, expires_at=_from_iso(_text(op, "expirationTime") or "", "expirationTime"),
+        target=_text(op, "target") or "meter", eui64=_text(op, "hanDeviceID", required=False),
+        cluster_id=cluster_id, command=command, fields=fields, se_version=se_version,
+        link_key=link_key, join_window_s=join_window)
+    return req, _text(op, "responseURL") or ""
+
+
+def encode_response(operation: str, ack: Ack) -> bytes:
+    env, body = _envelope({"AppName": "headend", "MessageID": ack.transaction_id})
+    resp = etree.SubElement(body, _M + f"{operation}Response")
+    result = etree.SubElement(resp, _M + f"{operation}Result")
+    if ack.status is not AckStatus.OK:
+        err = _sub(result, "errorObject", objectID=ack.transaction_id, errorCode=ack.status.value)
+        _sub(err, "errorString", ack.reason or ack.status.value)
+        if ack.retry_after_s is not None:
+            _sub(err, "retryAfter", f"{ack.retry_after_s:.3f}")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+def decode_response(xml: bytes, transaction_id: str) -> Ack:
+    resp = _body_child(xml)
+    local = etree.QName(resp).localname
+    if not local.endswith("Response") or local[: -len("Response")] not in OPERATIONS:
+        raise WireError("response", local, "<Operation>Response of a HAN/DR operation")
+    result = resp.find(_M + local[: -len("Response")] + "Result")
+    if result is None:
+        raise WireError("result", None, f"{local} must hold its Result element")
+    err = result.find(_M + "errorObject")
+    if err is None:
+        return Ack(transaction_id, AckStatus.OK)
+    code = err.get("errorCode", "error")
+    try:
+        status = AckStatus(code)
+    except ValueError as exc:
+        raise WireError("errorObject/@errorCode", code, "rejected|busy|error") from exc
+    retry = _text(err, "retryAfter", required=False)
+    return Ack(transaction_id, status, _text(err, "errorString", required=False),
+               float(retry) if retry else None)
+
+
+# ------------------------------------------------------------------ NOT_Server callbacks
+
+
+def notification_name(note: Notification, kind: RequestKind | None) -> str:
+    if note.kind is NoteKind.REACHABILITY:
+        return "MeterEventNotification"
+    if note.kind is NoteKind.PROVISIONING or (kind is not None and kind.provisioning):
+        return "HANRegistrationNotification"
+    if note.kind is NoteKind.DEVICE_RESPONSE:
+        if note.cluster_id == 0x0703:
+            return "IHDMessageConfirmedNotification"
+        if note.cluster_id == 0x0701:
+            return "DemandResponseEventNotification"
+        return "PricingTiersChangedNotification"
+    if kind in (RequestKind.LOAD_CONTROL, RequestKind.CANCEL_LOAD_CONTROL, RequestKind.CANCEL_ALL_LOAD_CONTROL):
+        return "DemandResponseEventNotification"
+    if kind is RequestKind.PRICE:
+        return "PricingTiersChangedNotification"
+    return "IHDMessageStatusNotification"
+
+
+def encode_notification(note: Notification, kind: RequestKind | None) -> bytes:
+    env, body = _envelope({"AppName": "headend", "MessageID": note.transaction_id})
+    el = etree.SubElement(body, _M + notification_name(note, kind))
+    _sub(el, "transactionID", note.transaction_id)
+    _sub(el, "hanInterfaceID", note.esi_id)
+    _sub(el, "notificationKind", note.kind.value)
+    _sub(el, "eventTime", _iso(note.at))
+    if note.state is not None:
+        _sub(el, "status", note.state)
+    if note.eui64 is not None:
+        _sub(el, "hanDeviceID", note.eui64)
+    if note.reason is not None:
+        _sub(el, "errorString", note.reason)
+    if note.frame is not None:
+        _sub(el, "seFrame", base64.b64encode(note.frame).decode(), cluster=f"0x{note.cluster_id or 0:04X}")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+def decode_notification(xml: bytes) -> Notification:
+    el = _body_child(xml)
+    local = etree.QName(el).localname
+    if local not in NOTIFICATIONS:
+        raise WireError("notification", local, f"one of {sorted(NOTIFICATIONS)}")
+    kind_text = _text(el, "notificationKind")
+    try:
+        kind = NoteKind(kind_text or "")
+    except ValueError as exc:
+        raise WireError("notificationKind", kind_text, f"one of {[k.value for k in NoteKind]}") from exc
+    frame_el = el.find(_M + "seFrame")
+    frame = cluster = None
+    if frame_el is not None:
+        frame = base64.b64decode(frame_el.text or "", validate=True)
+        cluster = int(frame_el.get("cluster", "0"), 16)
+    return Notification(kind=kind, transaction_id=_text(el, "transactionID", required=False) or "",
+                        esi_id=_text(el, "hanInterfaceID") or "",
+                        at=_from_iso(_text(el, "eventTime") or "", "eventTime"),
+                        state=_text(el, "status", required=False), eui64=_text(el, "hanDeviceID", required=False),
+                        reason=_text(el, "errorString", required=False), cluster_id=cluster, frame=frame)
+
+
+def encode_ack_envelope(name: str) -> bytes:
+    """The NOT_Server's empty answer to a notification."""
+    env, body = _envelope({"AppName": "han-gateway"})
+    etree.SubElement(body, _M + f"{name}Response")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+# ------------------------------------------------------------------ RegisterForService
+
+
+def encode_register(response_url: str, app_name: str = "han-gateway") -> bytes:
+    """MultiSpeak 4 ``RegisterForService``: where the NOT_Server notifications that belong to no
+    request (meter events) go."""
+    env, body = _envelope({"AppName": app_name})
+    reg = etree.SubElement(body, _M + "RegisterForService")
+    details = _sub(reg, "registrationDetails")
+    _sub(details, "responseURL", response_url)
+    _sub(details, "methodsList", "MeterEventNotification")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+def decode_register(xml: bytes) -> str | None:
+    """The responseURL of a RegisterForService, or None if the body is another operation."""
+    el = _body_child(xml)
+    if el.tag != _M + "RegisterForService":
+        return None
+    details = el.find(_M + "registrationDetails")
+    if details is None:
+        raise WireError("registrationDetails", None, "required in RegisterForService")
+    return _text(details, "responseURL")

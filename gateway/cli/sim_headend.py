@@ -1,0 +1,135 @@
+"""`hangw sim headend --tdsp oncor --listen HOST:PORT`: run a TDSP's emulated head-end as a process,
+serving a fleet of simulated premises on the wall clock, for integration work against the adapters.
+
+MultiSpeak and binary head-ends listen on HOST:PORT; the 61968-9 head-end connects to the MQTT
+broker at HOST:PORT (default 127.0.0.1:1883) under --prefix. Simulators are imported inside the
+command only: production code never imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+
+def sim_subparsers(subparsers: Any) -> Any:
+    """The `hangw sim` sub-command list, shared with other simulators' CLI modules."""
+    existing = subparsers.choices.get("sim")
+    if existing is None:
+        parser = subparsers.add_parser("sim", help="run simulators (coordinator, head-ends, …)")
+        return parser.add_subparsers(dest="sim_command", metavar="SIMULATOR", required=True)
+    for action in existing._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return existing.add_subparsers(dest="sim_command", metavar="SIMULATOR", required=True)
+
+
+def register(subparsers: Any) -> None:
+    parser = sim_subparsers(subparsers).add_parser(
+        "headend", help="emulated TDSP head-end (MultiSpeak, IEC 61968-9 over MQTT, or binary/TCP)",
+        description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tdsp", required=True,
+                        choices=["oncor", "centerpoint", "aep_central", "aep_north", "tnmp"])
+    parser.add_argument("--transport", choices=["multispeak", "cim", "binary"],
+                        help="override the TDSP profile's transport (AEP companies take theirs from config)")
+    parser.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:0",
+                        help="where to serve (MultiSpeak, binary) or the MQTT broker (61968-9)")
+    parser.add_argument("--prefix", default="hangw", help="61968-9: MQTT topic prefix")
+    parser.add_argument("--meters", type=int, default=1000, help="simulated premises (materialized lazily)")
+    parser.add_argument("--install", type=int, default=0, metavar="N",
+                        help="technician visits at the first N premises (HAN init, devices joined)")
+    parser.add_argument("--auto-join", action="store_true",
+                        help="a premise's own device, once provisioned, joins 0.5 s later (the customer "
+                             "presses its button)")
+    parser.add_argument("--faults", default="", metavar="NAME=RATE,…",
+                        help="fault injection, e.g. error_rate=0.1,drop_callback_rate=0.05")
+    parser.add_argument("--tls-cert", help="MultiSpeak: serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", help="MultiSpeak: the certificate's PEM private key")
+    parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until ^C)")
+    parser.set_defaults(func=_run)
+
+
+def _parse_faults(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise SystemExit(f"--faults: {part!r} is not NAME=RATE")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise SystemExit(f"--faults: {name}={value!r} is not a number") from None
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    host, _, port_text = args.listen.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        print(f"--listen: {args.listen!r} is not HOST:PORT")
+        return 2
+    try:
+        asyncio.run(_serve(args, host or "127.0.0.1", port))
+    except ValueError as exc:  # a bad profile or fault value names field, value and limit
+        print(f"error: {exc}")
+        return 2
+    return 0
+
+
+async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
+    from ams_adapters.profiles import load_profile
+    from simulators.clock import RealClock
+    from simulators.fleet import Fleet
+    from simulators.headends.factory import make_headend
+    from simulators.headends.faults import Faults
+
+    profile = load_profile(args.tdsp)
+    if args.transport:
+        profile = profile.with_transport(args.transport)
+    clock = RealClock()
+    fleet = Fleet(args.meters, clock)
+    for i in range(min(args.install, args.meters)):
+        fleet.install(fleet.esi_id(i))
+    faults = Faults.from_mapping(_parse_faults(args.faults))
+    if args.auto_join:
+        from simulators.meter import HanEvent
+
+        def press_button(event: object) -> None:
+            if isinstance(event, HanEvent) and event.kind == "provisioned" and event.eui64 is not None:
+                for dev in fleet.devices(event.meter_id):
+                    if dev.eui64 == event.eui64:
+                        clock.call_later(0.5, fleet.meter(event.meter_id).join, dev)
+
+        fleet.subscribe(press_button)
+    cim = profile.transport == "cim"
+    tls = None
+    if args.tls_cert:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    headend = make_headend(profile, fleet, clock, host=host, port=port, mqtt_host=host,
+                           mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults, ssl_context=tls)
+    await headend.start()
+    if cim:
+        where = f"mqtt://{host}:{port or 1883} prefix {args.prefix}"
+    elif profile.transport == "multispeak":
+        where = f"{'https' if tls else 'http'}://{host}:{headend.port}/HAN_Server"  # type: ignore[attr-defined]
+    else:
+        where = f"tcp://{host}:{headend.port}"  # type: ignore[attr-defined]
+    print(f"headend {profile.tdsp} ({profile.transport}) serving {args.meters} premises at {where}", flush=True)
+    print(f"first ESI ID {fleet.esi_id(0)}; {args.install} premises installed", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(args.duration or None):
+            await stop.wait()
+    await headend.close()
+    print(f"headend stopped; {dict(headend.core.stats)}", flush=True)

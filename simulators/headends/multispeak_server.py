@@ -1,0 +1,124 @@
+"""The MultiSpeak head-end emulator: HAN_Server and DR_Server over SOAP/HTTP (aiohttp), posting
+NOT_Server notifications to each request's ``responseURL``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ams_adapters.wire import multispeak as ms
+from ams_adapters.wire.common import Notification, RequestKind, WireError
+from simulators.headends.core import HeadEndCore
+
+log = logging.getLogger(__name__)
+
+
+class MultiSpeakHeadEnd:
+    def __init__(self, core: HeadEndCore, host: str = "127.0.0.1", port: int = 0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.core = core
+        self.ssl_context = ssl_context
+        self.host, self.port = host, port
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, str] = {}
+        self._kinds: dict[str, RequestKind] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.refused = 0
+        self.callbacks_failed = 0
+        self.withhold_s = 5.0
+        core.sink = self._notify
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/HAN_Server", self._request)
+        app.router.add_post("/DR_Server", self._request)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await self._listen()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+
+    async def _listen(self) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
+                                 ssl_context=self.ssl_context)
+        await self._site.start()
+        server: Any = self._site._server
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self.core.close()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def down_for(self, seconds: float) -> None:
+        """The head-end goes away: the port refuses connections, then comes back."""
+        self.core.down = True
+        if self._site is not None:
+            await self._site.stop()
+        await asyncio.sleep(seconds)
+        await self._listen()
+        self.core.down = False
+
+    async def _request(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.core.down:  # a connection kept alive from before the outage
+            return web.Response(status=503, headers={"Retry-After": "1"})
+        try:
+            subscriber = ms.decode_register(body)
+            if subscriber is not None:
+                self._urls[""] = subscriber
+                return web.Response(body=ms.encode_ack_envelope("RegisterForService"), content_type="text/xml")
+            req, response_url = ms.decode_request(body)
+        except WireError as exc:
+            self.refused += 1
+            return web.Response(status=400, text=str(exc))
+        op = ms.OPERATION_OF_KIND[req.kind]
+        self._urls[req.transaction_id] = response_url
+        self._urls.setdefault("", response_url)  # meter events: the registered subscriber
+        self._kinds[req.transaction_id] = req.kind
+        ack = self.core.handle(req)
+        if ack is None:  # timeout fault: carried out, answer withheld past the client's timeout
+            await asyncio.sleep(self.withhold_s)
+            return web.Response(status=504)
+        if ack.status.value == "busy":
+            return web.Response(status=503, headers={"Retry-After": f"{ack.retry_after_s or 1:.3f}"})
+        return web.Response(body=ms.encode_response(op, ack), content_type="text/xml")
+
+    def _notify(self, note: Notification) -> None:
+        url = self._urls.get(note.transaction_id) or self._urls.get("")
+        if url is None or self._session is None or self._session.closed:
+            return
+        body = ms.encode_notification(note, self._kinds.get(note.transaction_id))
+        task = asyncio.get_running_loop().create_task(self._post(url, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, url: str, body: bytes) -> None:
+        assert self._session is not None
+        for attempt in range(3):  # a real NOT_Server publisher retries a few times, then gives up
+            if self._session.closed:
+                return
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ConnectionError):
+                async with self._session.post(url, data=body, headers={"Content-Type": "text/xml"}) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.1 * (attempt + 1))
+        self.callbacks_failed += 1
