@@ -285,6 +285,7 @@ class Dispatcher:
                 await self._retry(rows, now, f"route error: {exc}")
                 return
         accepted, rejected, retry = [], [], []
+        retry_after: dict[int, float] = {}
         for row, result in zip(rows, results, strict=True):
             if result.outcome is SubmitOutcome.ACCEPTED:
                 accepted.append((row, result.reference))
@@ -292,6 +293,8 @@ class Dispatcher:
                 rejected.append((row, result.reason or "rejected by the route"))
             else:
                 retry.append(row)
+                if result.retry_after_s is not None:
+                    retry_after[row.id] = result.retry_after_s
         async with self.store.engine.begin() as conn:
             # One UPDATE per batch (the head-end references are not kept per item: the outbound id is the key).
             await outbox.set_delivery_state(conn, [row for row, _ in accepted], outbox.SUBMITTED, now,
@@ -307,7 +310,7 @@ class Dispatcher:
                 for row, _ in accepted])
         self.handed += len(accepted)
         if retry:
-            await self._retry(retry, now, "route asked to retry later")
+            await self._retry(retry, now, "route asked to retry later", retry_after)
 
     def _fields(self, row: Any) -> dict[str, Any]:
         if row.fields is not None:
@@ -321,11 +324,14 @@ class Dispatcher:
             return bytes.fromhex(row.frame)
         return bytes.fromhex(self._commands[row.request_id]["frames"][row.se_version])
 
-    async def _retry(self, rows: Sequence[Any], now: datetime, reason: str) -> None:
+    async def _retry(self, rows: Sequence[Any], now: datetime, reason: str,
+                     retry_after: dict[int, float] | None = None) -> None:
         async with self.store.engine.begin() as conn:
             for r in rows:
                 delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** r.attempts)
                 delay *= random.uniform(0.5, 1.0)  # jitter: retries of one outage do not stampede
+                if retry_after and r.id in retry_after:
+                    delay = max(delay, retry_after[r.id])  # the route's own back-pressure hint
                 await conn.execute(han_deliveries.update().where(
                     han_deliveries.c.id == r.id, han_deliveries.c.state == outbox.QUEUED).values(
                     attempts=han_deliveries.c.attempts + 1, next_attempt_at=now + timedelta(seconds=delay),
