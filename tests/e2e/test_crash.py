@@ -135,7 +135,11 @@ level = "WARNING"
                             accepted[j["id"]] = (j["se_id"], targets, cmd)
 
                 task = asyncio.create_task(flow(40))
-                await asyncio.sleep(0.3 + rng.random() * 0.7)
+                # Kill after a few acceptances (however fast this machine is), mid-flow.
+                target, deadline = len(accepted) + rng.randint(4, 12), time.monotonic() + 10
+                while len(accepted) < target and time.monotonic() < deadline and not task.done():
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(rng.random() * 0.05)
                 os.kill(gw.pid, signal.SIGKILL)
                 gw.wait()
                 await task
@@ -165,7 +169,7 @@ level = "WARNING"
                 proc.wait()
         log.close()
     print(f"accepted requests: {len(accepted)}, frames counted at the meters: {sum(counts.values())}")
-    assert len(accepted) >= 20
+    assert len(accepted) >= 16
     assert any(cmd == "publish_price" for _, _, cmd in accepted.values())
     for rid, (se_id, targets, cmd) in accepted.items():
         for esi in targets:
