@@ -96,8 +96,12 @@ class RequestService:
                         decision.reason, decision.reason)})
                     continue
                 premise = found[esi]
-                targets.append(outbox.Target(esi, premise.se_version or DEFAULT_SE_VERSION,
-                                             decision.agreement_id))
+                version = premise.se_version or DEFAULT_SE_VERSION
+                lacking = _lacks_capability(body, version)
+                if lacking:
+                    excluded.append({"esi_id": esi, "reason": lacking})
+                    continue
+                targets.append(outbox.Target(esi, version, decision.agreement_id))
                 del i
         versions = {t.se_version for t in targets} if body.esi_ids else ALL_SE_VERSIONS
         errors: list[FieldError] = []
@@ -353,6 +357,11 @@ class RequestService:
                               request_row.starts_at, request_row.ends_at)
             targets = [outbox.Target(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
             excluded: list[dict[str, str]] = []
+            if kind is RequestKind.PRICE:
+                price = PriceRequest.model_validate(body)
+                lacking = {t.esi_id: _lacks_capability(price, t.se_version) for t in targets}
+                excluded = [{"esi_id": e, "reason": r} for e, r in lacking.items() if r]
+                targets = [t for t in targets if not lacking[t.esi_id]]
             if kind is RequestKind.LOAD_CONTROL and targets:
                 lce = LoadControlRequest.model_validate(body)
                 blocked = set()
@@ -371,6 +380,13 @@ class RequestService:
                 targeted=han_requests.c.targeted + len(targets),
                 excluded=json.dumps(old_excluded + excluded) if excluded else request_row.excluded))
         return len(targets)
+
+
+def _lacks_capability(body: Any, se_version: str) -> str | None:
+    """Why a meter cannot carry this request at all (it is then excluded, not failed later)."""
+    if isinstance(body, PriceRequest) and body.acknowledgement and se_version == "1.0":
+        return "meter_capability: SE 1.0 meters carry no price acknowledgement (Price Control is SE 1.1)"
+    return None
 
 
 def _utc(moment: datetime) -> int:

@@ -43,6 +43,15 @@ async def test_price_is_acknowledged(tmp_path: Path) -> None:
                                     "acknowledgement": True, "duration_minutes": 120})
         assert r.status_code == 202, r.text
         await _device_state(s, token, r.json()["id"], "acknowledged")
+        se10 = s.premises[3]
+        assert se10.se_version == "1.0"
+        await s.customer(token, [se10.esi_id])
+        r = await s.request(token, {"kind": "price", "esi_ids": [esi, se10.esi_id], "provider_id": 7,
+                                    "price": "0.2", "acknowledgement": True})
+        assert r.status_code == 202, r.text
+        assert r.json()["targeted"] == 1
+        assert r.json()["excluded"][0]["esi_id"] == se10.esi_id
+        assert r.json()["excluded"][0]["reason"].startswith("meter_capability")
         current = s.devices[esi][0].price.current()
         assert current is not None
 
