@@ -44,7 +44,8 @@ EXCLUSION_REASONS = {
     "no_agreement": "no_consent", "unknown_premise": "no_consent", "premise_not_active": "no_consent",
     "wrong_agreement_kind": "scope_missing", "scope_not_granted": "scope_missing",
 }
-CANCEL_WINDOW = timedelta(hours=1)  # how long a cancel may wait for an unreachable meter
+CANCEL_WINDOW = timedelta(hours=1)
+MAX_LISTED_EXCLUSIONS = 1000  # how long a cancel may wait for an unreachable meter
 
 
 @dataclass
@@ -378,7 +379,10 @@ class RequestService:
             old_excluded = json.loads(request_row.excluded)
             await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
                 targeted=han_requests.c.targeted + len(targets),
-                excluded=json.dumps(old_excluded + excluded) if excluded else request_row.excluded))
+                # The first MAX_LISTED_EXCLUSIONS are listed (a program of a million premises
+                # must not grow one row without bound).
+                excluded=json.dumps((old_excluded + excluded)[:MAX_LISTED_EXCLUSIONS])
+                if excluded and len(old_excluded) < MAX_LISTED_EXCLUSIONS else request_row.excluded))
         return len(targets)
 
 
