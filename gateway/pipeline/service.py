@@ -162,8 +162,8 @@ class RequestService:
 
     # ------------------------------------------------------------------ arbitration
     async def _arbitrate(self, conn: AsyncConnection, party_id: int, body: LoadControlRequest,  # noqa: PLR0917
-                         command: Command, esi_ids: list[str],
-                         now: datetime) -> tuple[Command, list[dict[str, Any]]]:
+                         command: Command, esi_ids: list[str], now: datetime,
+                         policy: OverlapPolicy | None = None) -> tuple[Command, list[dict[str, Any]]]:
         """Overlapping events of *other* providers for the same device classes on the same premise,
         handled by the configured policy. Returns the (possibly moved) command and the conflicts
         that refuse it."""
@@ -174,7 +174,7 @@ class RequestService:
             lce_events.c.device_class.op("&")(body.device_classes) != 0))).all()
         if not rows:
             return command, []
-        policy = self.config.overlap_policy
+        policy = policy or self.config.overlap_policy
         if policy is OverlapPolicy.QUEUE_AFTER:
             # Move the event past every conflicting one (SE events never overlap on a device).
             start = max(r.ends_at for r in rows)
@@ -366,8 +366,13 @@ class RequestService:
             if kind is RequestKind.LOAD_CONTROL and targets:
                 lce = LoadControlRequest.model_validate(body)
                 blocked = set()
+                # One command is shared by every premise of a fan-out, so its start cannot move per
+                # premise: under queue_after, a premise with an overlapping event is excluded.
+                policy = self.config.overlap_policy
+                if policy is OverlapPolicy.QUEUE_AFTER:
+                    policy = OverlapPolicy.REFUSE
                 _cmd, conflicts = await self._arbitrate(conn, request_row.party_id, lce, command,
-                                                        [t.esi_id for t in targets], now)
+                                                        [t.esi_id for t in targets], now, policy)
                 for c in conflicts:
                     blocked.add(c["esi_id"])
                     excluded.append({"esi_id": c["esi_id"], "reason": f"conflict with event {c['issuer_event_id']}"})
