@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway.agreements import AgreementService
-from gateway.api import consent_pages, routes_agreements, routes_parties, routes_premises
+from gateway.api import consent_pages, routes_agreements, routes_parties, routes_premises, routes_requests
 from gateway.api.deps import Services
 from gateway.api.idempotency import IdempotencyMiddleware
 from gateway.api.observability import Metrics, MetricsMiddleware
@@ -28,6 +28,8 @@ from gateway.api.ratelimit import TokenBuckets
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.mail import Mailer, make_mailer
+from gateway.pipeline.dispatcher import Dispatcher, RouteSet
+from gateway.pipeline.webhooks import WebhookSender
 from gateway.rendering import make_templates
 from gateway.store.store import Store, open_store
 
@@ -64,6 +66,7 @@ def create_app(
     mailer: Mailer | None = None,
     clock: Clock | None = None,
     run_timers: bool = True,
+    routes: RouteSet | None = None,
 ) -> FastAPI:
     """The ASGI app. Without `store`, it opens (and migrates) `config.storage_url` at startup."""
     clock = clock or SystemClock()
@@ -86,9 +89,18 @@ def create_app(
                                      config.rate_limit.burst))
         app.state.services = svc
         timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers else None
+        # The request pipeline: the outbox dispatcher (with the routes given, or none: requests
+        # queue until a route is configured) and the webhook sender.
+        dispatcher = Dispatcher(the_store, routes or RouteSet(), config.pipeline, clock)
+        sender = WebhookSender(the_store, config.pipeline, clock)
+        app.state.dispatcher = dispatcher
+        await dispatcher.start()
+        await sender.start()
         try:
             yield
         finally:
+            await sender.close()
+            await dispatcher.close()
             if timer is not None:
                 timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -100,7 +112,7 @@ def create_app(
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.metrics = metrics
     install_handlers(app)
-    for module in (routes_parties, routes_premises, routes_agreements):
+    for module in (routes_parties, routes_premises, routes_agreements, routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(ops_router)

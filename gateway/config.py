@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.pipeline.config import PipelineConfig, RoutesConfig
+
 ENV_PREFIX = "HANGW_"
 
 
@@ -111,6 +113,8 @@ class GatewayConfig(_Section):
     agreements: AgreementsConfig = Field(default_factory=AgreementsConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    routes: RoutesConfig = Field(default_factory=RoutesConfig)
 
     @property
     def storage_url(self) -> str:

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.provision",
     "gateway.cli.radio",
     "gateway.cli.sim_ncp",
+    "gateway.cli.simfield",
 )
 
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.pipeline.config import RouteKind
+
+if TYPE_CHECKING:
+    from gateway.pipeline.dispatcher import RouteSet
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +43,34 @@ def run(args: argparse.Namespace) -> int:
     if args.port is not None:
         config.server.port = args.port
     setup_logging(config.log.level, json_lines=config.log.json_lines)
-    app = create_app(config)
-    uvicorn.run(app, host=config.server.host, port=config.server.port, log_config=None,
-                access_log=False, server_header=False)
+
+    async def serve() -> None:
+        # Routes are built on the running loop (a simulated field schedules its timers on it).
+        routes = build_routes(config)
+        app = create_app(config, routes=routes)
+        server = uvicorn.Server(uvicorn.Config(app, host=config.server.host, port=config.server.port,
+                                               log_config=None, access_log=False, server_header=False))
+        await server.serve()
+
+    asyncio.run(serve())
     return 0
+
+
+def build_routes(config: GatewayConfig) -> RouteSet:
+    """The routes `routes.kind` names. The simulated field is built here, in the command line,
+    so that the gateway itself never imports the simulators."""
+    from gateway.pipeline.dispatcher import RouteSet
+
+    kind = config.routes.kind
+    if kind is RouteKind.SIMULATED:
+        from ams_adapters.simulated import SimulatedRoute
+        from gateway.cli.simfield import ScaledClock, build_field, premises
+
+        field, _devices = build_field(ScaledClock(config.routes.simulated_speed),
+                                      premises(config.routes.simulated_premises_per_tdsp))
+        return RouteSet(SimulatedRoute(field, now=time.time))
+    if kind is RouteKind.SIMULATED_REMOTE:
+        from ams_adapters.simulated import RemoteSimulatedRoute
+
+        return RouteSet(RemoteSimulatedRoute(config.routes.url))
+    return RouteSet()

@@ -202,3 +202,149 @@ mail_outbox = sa.Table(
     sa.Column("sent_at", UtcDateTime, nullable=True),
     sa.Column("last_error", sa.String(500), nullable=True),
 )
+
+# -- the HAN request pipeline (issue 5) --------------------------------------------------------
+
+han_requests = sa.Table(
+    "han_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    # The validated request as the caller gave it (JSON), and the SE id the gateway allocated
+    # (message id for texts, issuer event id for prices and load control).
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("se_id", sa.BigInteger, nullable=True),
+    # The SE command shared by the request's deliveries: {"cluster_id", "command", "fields",
+    # "frames": {se_version: hex}}; a delivery's own fields/frame are NULL when it uses these.
+    sa.Column("command", sa.Text, nullable=True),
+    sa.Column("target_all", sa.Boolean, nullable=False),
+    # Fan-out progress: the last ESI ID expanded (keyset cursor), NULL once every page is done.
+    sa.Column("fanout_after", sa.String(22), nullable=True),
+    sa.Column("targeted", sa.Integer, nullable=False),
+    sa.Column("excluded", sa.Text, nullable=False),  # JSON list of {"esi_id", "reason"}
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("cancels_request_id", sa.Integer, nullable=True),
+    sa.Column("starts_at", UtcDateTime, nullable=True),
+    sa.Column("ends_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# One row per (request, premise): the outbox item. Its id is the route's idempotency key
+# (outbound_id "hgw-<id>"); `next_attempt_at` is set while the item waits to be submitted.
+han_deliveries = sa.Table(
+    "han_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("han_requests.id"), nullable=False),
+    sa.Column("party_id", sa.Integer, nullable=False),
+    sa.Column("esi_id", sa.String(22), nullable=False),
+    sa.Column("agreement_id", sa.Integer, nullable=True),
+    sa.Column("se_id", sa.BigInteger, nullable=True),
+    sa.Column("se_version", sa.String(5), nullable=False),
+    sa.Column("cluster_id", sa.Integer, nullable=False),
+    sa.Column("command", sa.String(40), nullable=False),
+    sa.Column("fields", sa.Text, nullable=True),  # JSON; NULL: the request's
+    sa.Column("frame", sa.String(600), nullable=True),  # hex; NULL: the request's
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("reference", sa.String(100), nullable=True),
+    sa.Column("reason", sa.String(300), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("request_id", "esi_id", name="uq_han_deliveries_request_id"),
+    sa.Index("ix_han_deliveries_due", "state", "next_attempt_at"),
+    sa.Index("ix_han_deliveries_esi_se", "esi_id", "se_id"),
+)
+
+han_device_states = sa.Table(
+    "han_device_states",
+    metadata,
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("han_deliveries.id"), primary_key=True),
+    sa.Column("eui64", sa.String(23), primary_key=True),
+    sa.Column("state", sa.String(30), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("detail", sa.String(300), nullable=True),
+)
+
+# Every state a delivery or one of its devices went through, with its time.
+han_transitions = sa.Table(
+    "han_transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.Integer, nullable=False, index=True),
+    sa.Column("eui64", sa.String(23), nullable=True),
+    sa.Column("state", sa.String(30), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("detail", sa.String(300), nullable=True),
+)
+
+# Gateway-wide counters behind SE message ids and issuer event ids: one counter for every meter,
+# so ids never collide across providers on a meter and always increase.
+se_id_counters = sa.Table(
+    "se_id_counters",
+    metadata,
+    sa.Column("name", sa.String(30), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+# Load-control events in force per premise, for arbitration between providers.
+lce_events = sa.Table(
+    "lce_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("esi_id", sa.String(22), nullable=False, index=True),
+    sa.Column("issuer_event_id", sa.BigInteger, nullable=False),
+    sa.Column("party_id", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.Integer, nullable=False),
+    sa.Column("device_class", sa.Integer, nullable=False),
+    sa.Column("criticality", sa.Integer, nullable=False),
+    sa.Column("starts_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # active, cancelled, superseded
+)
+
+# Frames sent into homes and every answer, hex, with request and authorization (append-only).
+han_frame_log = sa.Table(
+    "han_frame_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("direction", sa.String(3), nullable=False),  # out / in
+    sa.Column("esi_id", sa.String(22), nullable=False, index=True),
+    sa.Column("eui64", sa.String(23), nullable=True),
+    sa.Column("request_id", sa.Integer, nullable=True),
+    sa.Column("delivery_id", sa.Integer, nullable=True),
+    sa.Column("agreement_id", sa.Integer, nullable=True),
+    sa.Column("cluster_id", sa.Integer, nullable=False),
+    sa.Column("command", sa.String(40), nullable=False),
+    sa.Column("frame", sa.String(600), nullable=True),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    sa.Column("url", sa.String(500), nullable=False),
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("deleted_at", UtcDateTime, nullable=True),
+)
+
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", sa.Integer, sa.ForeignKey("webhooks.id"), nullable=False),
+    sa.Column("request_id", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    # NULL once delivered.
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True, index=True),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+    sa.Column("last_error", sa.String(300), nullable=True),
+)

@@ -1,0 +1,315 @@
+"""The HAN request pipeline under load.
+
+(a) Single-premise text requests through the REST API of a real `hangw serve` (its own process,
+    simulated field in process) to the simulated meters: accepted/s, delivered/s, p50/p99 latency,
+    beside a no-op endpoint of the same web stack (`GET /healthz`: same app, middleware and server)
+    measured in the same run with the same client and concurrency.
+(b) One price request fanned out to N premises (100,000 by default; `--premises 1000000`): seconds
+    from acceptance until every premise is handed to its route, and the peak RSS of the process
+    doing it (a separate process; the route only counts what it is handed).
+
+    python -m benchmarks.pipeline [--requests 2000] [--concurrency 16] [--premises 100000]
+
+Last lines: `pipeline ratio vs no-op endpoint: X` and `fanout: premises=N seconds=S rss_mb=R`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import mailbox
+import random
+import re
+import resource
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+CUSTOMER = "bench@example.test"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# ------------------------------------------------------------------------------------ (a) API
+
+
+async def _load(client: Any,  # noqa: PLR0917
+                method: str, url: str, bodies: Sequence[Any], concurrency: int,
+                headers: dict[str, str]) -> tuple[float, list[float], list[Any]]:
+    latencies: list[float] = []
+    answers: list[Any] = []
+    queue = list(bodies)
+
+    async def worker() -> None:
+        while queue:
+            body = queue.pop()
+            t0 = time.perf_counter()
+            r = await client.request(method, url, json=body, headers=headers)
+            latencies.append(time.perf_counter() - t0)
+            answers.append(r)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - t0, latencies, answers
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+
+async def api_benchmark(requests: int, concurrency: int) -> float:
+    import httpx
+
+    from gateway.cli.simfield import premises, premises_csv
+    from gateway.clock import SystemClock
+    from gateway.domain.model import Role
+    from gateway.store.store import open_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        port = _port()
+        base = f"http://127.0.0.1:{port}"
+        cfg = Path(tmp) / "hangw.toml"
+        cfg.write_text(f"""data_dir = "{data}"
+[server]
+port = {port}
+public_url = "{base}"
+[routes]
+kind = "simulated"
+simulated_premises_per_tdsp = 8
+[rate_limit]
+requests_per_second = 100000.0
+burst = 100000
+[log]
+level = "WARNING"
+""")
+        store = await open_store(f"sqlite+aiosqlite:///{data / 'hangw.db'}")
+        _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="b", now=SystemClock().now())
+        await store.close()
+        log = (Path(tmp) / "serve.log").open("wb")
+        server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c", str(cfg)],
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=60,
+                                         limits=httpx.Limits(max_connections=concurrency)) as http:
+                for _ in range(300):
+                    with contextlib.suppress(httpx.HTTPError):
+                        await http.get("/healthz")
+                        break
+                    await asyncio.sleep(0.1)
+                items = premises(8)
+                op = {"Authorization": f"Bearer {op_token}"}
+                (await http.post("/v1/premises/import", content=premises_csv(items, CUSTOMER),
+                                 headers={**op, "Content-Type": "text/csv"})).raise_for_status()
+                party = (await http.post("/v1/parties", headers=op, json={
+                    "name": "Bench", "duns": "222222222", "contact_email": "b@b.test"})).json()["id"]
+                token = (await http.post(f"/v1/parties/{party}/credentials", headers=op,
+                                         json={"label": "b"})).json()["token"]
+                me = {"Authorization": f"Bearer {token}"}
+                (await http.post("/v1/agreements", headers=me, json={
+                    "kind": "in_home_device_services", "scopes": ["text", "price", "load_control"],
+                    "premises": [{"esi_id": p.esi_id, "meter_number": p.meter_number} for p in items],
+                    "customer_email": CUSTOMER, "duration_months": 12})).raise_for_status()
+                box = mailbox.mbox(data / "mail" / "outbox.mbox")
+                payload = next(iter(box)).get_payload(decode=True)
+                box.close()
+                assert isinstance(payload, bytes)
+                link = re.search(re.escape(base) + r"/consent/[A-Za-z0-9_\-]+", payload.decode())
+                assert link
+                await http.get(link.group(0))
+                (await http.post(link.group(0), data={"decision": "accept"})).raise_for_status()
+                await asyncio.sleep(2)  # the field's devices join
+
+                # warm-up, then the no-op endpoint
+                await _load(http, "GET", "/healthz", [None] * 200, concurrency, {})
+                noop_s, noop_lat, _ = await _load(http, "GET", "/healthz", [None] * requests, concurrency, {})
+                rng = random.Random(1)
+                bodies = [{"kind": "text", "esi_ids": [rng.choice(items).esi_id], "text": f"bench {i}",
+                           "duration_minutes": 60} for i in range(requests)]
+                t0 = time.perf_counter()
+                pipe_s, pipe_lat, answers = await _load(http, "POST", "/v1/han-requests", bodies,
+                                                        concurrency, me)
+                ok = sum(1 for r in answers if r.status_code == 202)
+                db = sqlite3.connect(f"file:{data / 'hangw.db'}?mode=ro", uri=True)
+                while True:
+                    (done,) = db.execute("SELECT count(*) FROM han_deliveries WHERE state = 'delivered'").fetchone()
+                    if done >= ok or time.perf_counter() - t0 > 300:
+                        break
+                    await asyncio.sleep(0.05)
+                delivered_s = time.perf_counter() - t0
+                db.close()
+        except Exception:
+            print((Path(tmp) / "serve.log").read_text()[-3000:], file=sys.stderr)
+            raise
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            log.close()
+    noop_rate = requests / noop_s
+    accepted_rate = ok / pipe_s
+    print(f"no-op endpoint (GET /healthz): {noop_rate:,.0f} req/s, p50 {_pct(noop_lat, 0.5):.1f} ms, "
+          f"p99 {_pct(noop_lat, 0.99):.1f} ms")
+    print(f"text requests (POST /v1/han-requests): {ok}/{requests} accepted, {accepted_rate:,.0f} accepted/s, "
+          f"p50 {_pct(pipe_lat, 0.5):.1f} ms, p99 {_pct(pipe_lat, 0.99):.1f} ms")
+    print(f"delivered to the simulated meters: {done}/{ok}, {done / delivered_s:,.0f} delivered/s "
+          f"(all delivered {delivered_s:.1f} s after the first request)")
+    return accepted_rate / noop_rate
+
+
+# ------------------------------------------------------------------------------------ (b) fan-out
+
+
+class CountingRoute:
+    """A route that takes everything and counts it: what 'handed to its route' measures."""
+
+    def __init__(self) -> None:
+        from ams_adapters.contract import RouteCapabilities
+
+        self._caps = RouteCapabilities(name="counting", batch_size=2000, rate_limit_per_s=1e9,
+                                       max_in_flight=10**9)
+        self.handed = 0
+
+    @property
+    def capabilities(self) -> Any:
+        return self._caps
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def meter_capabilities(self, esi_id: str) -> Any:
+        from ams_adapters.contract import MeterCapabilities
+
+        return MeterCapabilities()
+
+    async def provision(self, request: Any) -> Any:
+        raise NotImplementedError("the counting route provisions nothing")
+
+    async def submit(self, batch: Sequence[Any]) -> list[Any]:
+        from ams_adapters.contract import SubmitOutcome, SubmitResult
+
+        self.handed += len(batch)
+        return [SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED) for op in batch]
+
+    async def events(self) -> AsyncIterator[Any]:
+        await asyncio.Event().wait()
+        yield None  # pragma: no cover  (never reached: a route without events)
+
+
+async def fanout_worker(n: int) -> None:
+    import sqlalchemy as sa
+
+    from gateway.clock import SystemClock
+    from gateway.config import parse_config
+    from gateway.domain.model import Role
+    from gateway.domain.records import Principal
+    from gateway.pipeline.dispatcher import Dispatcher, RouteSet
+    from gateway.pipeline.requests import PriceRequest
+    from gateway.pipeline.service import RequestService
+    from gateway.store.schema import agreement_premises, agreements, parties, premises
+    from gateway.store.store import open_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await open_store(f"sqlite+aiosqlite:///{Path(tmp) / 'f.db'}")
+        now = datetime.now(UTC)
+        t_setup = time.perf_counter()
+        async with store.engine.begin() as conn:
+            await conn.execute(parties.insert().values(id=1, name="Fan", duns="333333333",
+                                                       contact_email="f@f.test", status="active", created_at=now))
+            await conn.execute(agreements.insert().values(
+                id=1, party_id=1, kind="in_home_device_services", scopes="text,price,load_control",
+                customer_email="c@c.test", duration_months=12, state="active", created_at=now, updated_at=now,
+                invitation_expires_at=now, resend_count=0, accepted_at=now, starts_at=now - timedelta(hours=1),
+                ends_at=now + timedelta(days=300), reminders_sent=0))
+        chunk = 20_000
+        for start in range(0, n, chunk):
+            ids = [f"1044372{i:010d}" for i in range(start, min(n, start + chunk))]
+            async with store.engine.begin() as conn:
+                await conn.execute(premises.insert(), [{
+                    "esi_id": e, "tdsp": "oncor", "meter_number": f"M{e[-10:]}", "customer_email": "c@c.test",
+                    "rep": None, "premise_class": "residential", "se_version": ("1.0", "1.1", "1.2")[i % 3],
+                    "enhanced_meter": False, "status": "active", "created_at": now, "updated_at": now}
+                    for i, e in enumerate(ids)])
+                await conn.execute(agreement_premises.insert(), [
+                    {"agreement_id": 1, "esi_id": e, "meter_number": f"M{e[-10:]}"} for e in ids])
+        print(f"fan-out setup: {n:,} premises under one agreement in {time.perf_counter() - t_setup:.1f} s",
+              flush=True)
+        config = parse_config({"pipeline": {"batch_size": 5000, "fanout_page": 5000,
+                                             "poll_interval_seconds": 0.01}}, env={})
+        route = CountingRoute()
+        dispatcher = Dispatcher(store, RouteSet(route), config.pipeline, SystemClock())
+        body = PriceRequest.model_validate({"kind": "price", "all_premises": True, "provider_id": 1,
+                                            "price": "0.1190", "duration_minutes": 120})
+        t0 = time.perf_counter()
+        accepted = await RequestService(store, config.pipeline).submit(
+            Principal(Role.THIRD_PARTY, party_id=1), body, datetime.now(UTC))
+        await dispatcher.start()
+        while route.handed < n and time.perf_counter() - t0 < 600:
+            await asyncio.sleep(0.05)
+        seconds = time.perf_counter() - t0
+        await dispatcher.close()
+        async with store.engine.connect() as conn:
+            submitted = (await conn.execute(sa.text(
+                "SELECT count(*) FROM han_deliveries WHERE state = 'submitted' AND request_id = :r"),
+                {"r": accepted.request_id})).scalar()
+        await store.close()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"premises": n, "handed": route.handed, "submitted": submitted, "seconds": seconds,
+                      "rss_mb": rss_mb}), flush=True)
+
+
+def fanout_benchmark(n: int) -> tuple[float, float]:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.pipeline", "--fanout-worker", str(n)],
+                          capture_output=True, text=True, check=True)
+    lines = done.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        print(line)
+    result = json.loads(lines[-1])
+    print(f"fan-out: {result['handed']:,} of {n:,} premises handed to the route "
+          f"({result['submitted']:,} recorded submitted) in {result['seconds']:.1f} s, "
+          f"{result['handed'] / result['seconds']:,.0f} premises/s")
+    return result["seconds"], result["rss_mb"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--premises", type=int, default=100_000)
+    parser.add_argument("--fanout-worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.fanout_worker:
+        asyncio.run(fanout_worker(args.fanout_worker))
+        return 0
+    ratio = asyncio.run(api_benchmark(args.requests, args.concurrency))
+    seconds, rss = fanout_benchmark(args.premises)
+    print(f"pipeline ratio vs no-op endpoint: {ratio:.2f}")
+    print(f"fanout: premises={args.premises} seconds={seconds:.1f} rss_mb={rss:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

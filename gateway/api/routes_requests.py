@@ -1,0 +1,134 @@
+"""HAN requests (text, price, load control, cancellations), their status, and webhooks."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from gateway.api.deps import Pages, Svc, ThirdParty
+from gateway.api.schemas import PROBLEM_RESPONSES
+from gateway.errors import FieldError, InvalidRequest, NotFound
+from gateway.pipeline.requests import HanRequestBody
+from gateway.pipeline.service import RequestService
+from gateway.pipeline.webhooks import new_secret
+from gateway.store.schema import han_deliveries, han_device_states, han_requests, han_transitions, webhooks
+
+router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["han requests"])
+
+
+def _poke(request: Request) -> None:
+    dispatcher = getattr(request.app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.poke()
+
+
+@router.post("/han-requests", status_code=202, summary="Send a text, price, load-control event or "
+             "cancellation to premises (committed before the answer)")
+async def create_request(svc: Svc, who: ThirdParty, request: Request,
+                         body: Annotated[HanRequestBody, Body()]) -> dict[str, Any]:
+    service = RequestService(svc.store, svc.config.pipeline)
+    accepted = await service.submit(who, body, svc.clock.now())
+    _poke(request)
+    return accepted.as_dict()
+
+
+async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
+    async with svc.store.engine.connect() as conn:
+        row = (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).first()
+    if row is None or row.party_id != who.party_id:
+        raise NotFound(f"no request {request_id} of yours", code="unknown_request")
+    return row
+
+
+@router.get("/han-requests/{request_id}", summary="A request's summary: premises and devices by state")
+async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, Any]:
+    row = await _own(svc, who, request_id)
+    async with svc.store.engine.connect() as conn:
+        by_state = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
+            han_deliveries.c.request_id == request_id).group_by(han_deliveries.c.state))).all())
+        devices = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
+            han_deliveries, han_deliveries.c.id == han_device_states.c.delivery_id).where(
+            han_deliveries.c.request_id == request_id).group_by(han_device_states.c.state))).all())
+    return {"id": row.id, "kind": row.kind, "state": row.state, "se_id": row.se_id,
+            "created_at": row.created_at.isoformat(), "targeted": row.targeted,
+            "excluded": json.loads(row.excluded), "fanout": row.target_all,
+            "cancels_request_id": row.cancels_request_id,
+            "starts_at": row.starts_at.isoformat() if row.starts_at else None,
+            "ends_at": row.ends_at.isoformat() if row.ends_at else None,
+            "premises_by_state": by_state, "devices_by_state": devices,
+            "request": json.loads(row.body)}
+
+
+@router.get("/han-requests/{request_id}/deliveries",
+            summary="Per premise and per device: states with their times (paginated)")
+async def get_deliveries(svc: Svc, who: ThirdParty, request_id: int, page: Pages,  # noqa: PLR0917
+                         state: Annotated[str | None, Query()] = None,
+                         esi_id: Annotated[str | None, Query()] = None) -> dict[str, Any]:
+    await _own(svc, who, request_id)
+    after = int(page.cursor) if page.cursor and page.cursor.isdigit() else 0
+    query = han_deliveries.select().where(han_deliveries.c.request_id == request_id,
+                                          han_deliveries.c.id > after)
+    if state is not None:
+        query = query.where(han_deliveries.c.state == state)
+    if esi_id is not None:
+        query = query.where(han_deliveries.c.esi_id == esi_id)
+    async with svc.store.engine.connect() as conn:
+        rows = (await conn.execute(query.order_by(han_deliveries.c.id).limit(page.limit))).all()
+        ids = [r.id for r in rows]
+        devs = (await conn.execute(han_device_states.select().where(
+            han_device_states.c.delivery_id.in_(ids)))).all() if ids else []
+        hist = (await conn.execute(han_transitions.select().where(
+            han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
+    items = []
+    for r in rows:
+        items.append({
+            "delivery_id": r.id, "esi_id": r.esi_id, "state": r.state, "reason": r.reason,
+            "attempts": r.attempts, "se_version": r.se_version, "command": r.command,
+            "frame": r.frame, "updated_at": r.updated_at.isoformat(),
+            "devices": [{"eui64": d.eui64, "state": d.state, "at": d.at.isoformat(), "detail": d.detail}
+                        for d in devs if d.delivery_id == r.id],
+            "history": [{"eui64": h.eui64, "state": h.state, "at": h.at.isoformat(), "detail": h.detail}
+                        for h in hist if h.delivery_id == r.id],
+        })
+    return {"items": items, "next_cursor": str(rows[-1].id) if len(rows) == page.limit else None}
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(pattern=r"^https?://", max_length=500)
+
+
+@router.post("/webhooks", status_code=201, tags=["webhooks"],
+             summary="Register a URL for signed delivery events (the secret is shown once)")
+async def create_webhook(svc: Svc, who: ThirdParty, body: WebhookIn) -> dict[str, Any]:
+    secret = new_secret()
+    async with svc.store.engine.begin() as conn:
+        result = await conn.execute(webhooks.insert().values(
+            party_id=who.party_id, url=body.url, secret=secret, created_at=svc.clock.now()))
+    assert result.inserted_primary_key is not None
+    return {"id": int(result.inserted_primary_key[0]), "url": body.url, "secret": secret}
+
+
+@router.get("/webhooks", tags=["webhooks"])
+async def list_webhooks(svc: Svc, who: ThirdParty) -> list[dict[str, Any]]:
+    async with svc.store.engine.connect() as conn:
+        rows = (await conn.execute(webhooks.select().where(
+            webhooks.c.party_id == who.party_id, webhooks.c.deleted_at.is_(None)))).all()
+    return [{"id": r.id, "url": r.url, "created_at": r.created_at.isoformat()} for r in rows]
+
+
+@router.delete("/webhooks/{webhook_id}", status_code=204, tags=["webhooks"])
+async def delete_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> Response:
+    async with svc.store.engine.begin() as conn:
+        result = await conn.execute(webhooks.update().where(
+            webhooks.c.id == webhook_id, webhooks.c.party_id == who.party_id,
+            webhooks.c.deleted_at.is_(None)).values(deleted_at=svc.clock.now()))
+    if not result.rowcount:
+        raise NotFound(f"no webhook {webhook_id} of yours", code="unknown_webhook")
+    return Response(status_code=204)
+
+
+__all__ = ["FieldError", "InvalidRequest", "router"]

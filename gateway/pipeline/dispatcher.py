@@ -1,0 +1,436 @@
+"""The outbox dispatcher: due deliveries -> routes, in batches, fairly between parties, with
+retries (jittered exponential backoff), per-route concurrency and rate limits, expiry (never sent
+late), agreement checks at send time; and the inbound side: route events -> delivery and device
+states, decoded with `zigbee_se` and matched by message id / issuer event id.
+
+Idempotency: a delivery's id is the route's `outbound_id`, so a gateway killed after the route
+accepted an item but before the state was stored submits it again after restart and the route
+answers with its first result: nothing reaches a home twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from ams_adapters.contract import (
+    CAPABLE_DEVICES,
+    DeliveredToMeter,
+    DeliveryFailed,
+    DeviceResponse,
+    HanOperation,
+    InboundEvent,
+    OperationKind,
+    Route,
+    SubmitOutcome,
+)
+from gateway.clock import Clock
+from gateway.domain.model import AgreementState
+from gateway.pipeline import outbox
+from gateway.pipeline.config import PipelineConfig
+from gateway.pipeline.service import RequestService
+from gateway.store.schema import agreements, han_deliveries, han_requests
+from gateway.store.store import Store
+from zigbee_se import DecodeError, SEVersion, decode_frame
+
+log = logging.getLogger(__name__)
+
+OPERATION_KIND = {
+    "display_message": OperationKind.TEXT, "publish_price": OperationKind.PRICE,
+    "load_control_event": OperationKind.LOAD_CONTROL, "cancel_message": OperationKind.CANCEL_TEXT,
+    "cancel_load_control_event": OperationKind.CANCEL_LOAD_CONTROL,
+}
+ORIGINAL_COMMANDS = ("display_message", "publish_price", "load_control_event")
+EVENT_STATUS = {
+    0x01: "received", 0x02: "started", 0x03: "completed", 0x04: "opted_out", 0x05: "opted_in",
+    0x06: "cancelled", 0x07: "superseded", 0x08: "partially_completed_opt_out",
+    0x09: "partially_completed_opt_in", 0x0A: "completed_no_participation",
+    0xF6: "rejected_invalid_opt_out", 0xF7: "rejected_event_not_found",
+    0xF8: "rejected_invalid_cancel", 0xF9: "rejected_invalid_effective_time",
+    0xFB: "rejected_expired", 0xFD: "rejected_undefined_event", 0xFE: "rejected",
+}
+
+
+class TokenBucket:
+    """Per-route rate limit (items per second)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    async def take(self, n: int) -> None:
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= n or self.tokens >= self.burst:
+                self.tokens -= n
+                return
+            await asyncio.sleep((n - self.tokens) / self.rate)
+
+
+class RouteSet:
+    """Which route reaches which premise: by ESI ID prefix (a TDSP's head-end), else the default.
+    A prefix mapped to None has no route: its items wait (retried with backoff) until they expire."""
+
+    def __init__(self, default: Route | None = None, by_prefix: dict[str, Route | None] | None = None) -> None:
+        self.default = default
+        self.by_prefix = by_prefix or {}
+
+    def for_premise(self, esi_id: str) -> Route | None:
+        for prefix, route in self.by_prefix.items():
+            if esi_id.startswith(prefix):
+                return route
+        return self.default
+
+    def all(self) -> list[Route]:
+        found: dict[int, Route] = {}
+        for route in [self.default, *self.by_prefix.values()]:
+            if route is not None:
+                found[id(route)] = route
+        return list(found.values())
+
+
+def _dt(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, tz=UTC)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, routes: RouteSet, config: PipelineConfig, clock: Clock) -> None:
+        self.store = store
+        self.routes = routes
+        self.config = config
+        self.clock = clock
+        self.requests = RequestService(store, config)
+        self.wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._buckets = {id(r): TokenBucket(r.capabilities.rate_limit_per_s,
+                                            max(r.capabilities.rate_limit_per_s, r.capabilities.batch_size))
+                         for r in routes.all()}
+        self._semaphores = {id(r): asyncio.Semaphore(config.route_concurrency) for r in routes.all()}
+        self.handed = 0
+        self._stopping = False
+        self._next_sweep = 0.0
+        self._commands: dict[int, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        for route in self.routes.all():
+            await route.start()
+            self._tasks.append(asyncio.create_task(self._inbound_loop(route)))
+        self._tasks.append(asyncio.create_task(self._outbound_loop()))
+
+    async def close(self) -> None:
+        # The outbound loop stops between passes (cancelling it inside a transaction could leave
+        # a connection checked out); the inbound loops only wait on their routes.
+        self._stopping = True
+        self.wake.set()
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._tasks[-1]), 10)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for route in self.routes.all():
+            await route.close()
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    async def _outbound_loop(self) -> None:
+        while not self._stopping:
+            try:
+                worked = await self.run_once()
+            except Exception:  # a failed pass is logged and retried; nothing is lost
+                log.exception("dispatcher pass failed")
+                worked = 0
+            if not worked and not self._stopping:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.config.poll_interval_seconds)
+                # Woken by a new request: let the requests arriving with it join the same pass.
+                await asyncio.sleep(0.01)
+
+    # ------------------------------------------------------------------ one pass
+    async def run_once(self) -> int:
+        now = self.clock.now()
+        worked = 0
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + 1.0
+            worked += await self._withdraw_ended_agreements(now)
+        worked += await self._expand_fanouts(now)
+        worked += await self._expire(now)
+        due = await self._due(now)
+        if due:
+            worked += await self._dispatch(due, now)
+        return worked
+
+    async def _withdraw_ended_agreements(self, now: datetime) -> int:
+        """Texts and load-control events already sent under an agreement that has ended (by the
+        customer, the third party or the system) are withdrawn: an SE cancel goes to each premise.
+        (Queued work of ended agreements is cancelled in `_due`, before it is sent.)"""
+        query = sa.select(han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                          han_deliveries.c.esi_id).join(
+            agreements, agreements.c.id == han_deliveries.c.agreement_id).where(
+            han_deliveries.c.state.in_([outbox.SUBMITTED, outbox.DELIVERED]),
+            han_deliveries.c.command.in_(["display_message", "load_control_event"]),
+            han_deliveries.c.expires_at > now,
+            sa.or_(agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now)).limit(500)
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        by_request: dict[int, list[Any]] = {}
+        for r in rows:
+            by_request.setdefault(r.request_id, []).append(r)
+        for request_id, items in by_request.items():
+            await self.requests.withdraw(request_id, items, now)
+        return len(rows)
+
+    async def _expand_fanouts(self, now: datetime) -> int:
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(han_requests.select().where(
+                han_requests.c.fanout_after.is_not(None)).order_by(han_requests.c.id).limit(20))).all()
+        total = 0
+        for row in rows:
+            # One page per request per pass: fan-outs take turns with each other and with the
+            # dispatch of single-premise requests.
+            total += await self.requests.expand_fanout_page(row, now) or 1
+        return total
+
+    async def _expire(self, now: datetime) -> int:
+        async with self.store.engine.begin() as conn:
+            rows = (await conn.execute(sa.select(
+                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                han_deliveries.c.esi_id).where(
+                han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.expires_at <= now).limit(
+                self.config.batch_size))).all()
+            await outbox.set_delivery_state(conn, rows, outbox.EXPIRED, now,
+                                            reason="end time passed before it could be sent",
+                                            only_from=[outbox.QUEUED])
+        return len(rows)
+
+    async def _due(self, now: datetime) -> list[Any]:
+        """Due items, shared fairly: each party with due work gets an equal part of the batch."""
+        batch = self.config.batch_size
+        async with self.store.engine.connect() as conn:
+            parties = (await conn.execute(sa.select(han_deliveries.c.party_id).where(
+                han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now).group_by(
+                han_deliveries.c.party_id))).scalars().all()
+            if not parties:
+                return []
+            share = max(1, batch // len(parties))
+            rows: list[Any] = []
+            for party_id in parties:
+                rows.extend((await conn.execute(han_deliveries.select().where(
+                    han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now,
+                    han_deliveries.c.party_id == party_id).order_by(han_deliveries.c.id).limit(share))).all())
+            agreement_ids = {r.agreement_id for r in rows if r.agreement_id is not None}
+            in_force = set((await conn.execute(sa.select(agreements.c.id).where(
+                agreements.c.id.in_(agreement_ids), agreements.c.state == AgreementState.ACTIVE.value,
+                agreements.c.ends_at > now))).scalars().all()) if agreement_ids else set()
+            shared_ids = {r.request_id for r in rows if r.fields is None}
+            self._commands = {rid: json.loads(cmd) for rid, cmd in (await conn.execute(sa.select(
+                han_requests.c.id, han_requests.c.command).where(han_requests.c.id.in_(shared_ids)))).all()
+                if cmd is not None} if shared_ids else {}
+        ended = [r for r in rows if r.agreement_id is not None and r.agreement_id not in in_force]
+        if ended:
+            async with self.store.engine.begin() as conn:
+                await outbox.set_delivery_state(conn, ended, outbox.CANCELLED, now,
+                                                reason="agreement no longer in force",
+                                                only_from=[outbox.QUEUED])
+        return [r for r in rows if r.agreement_id is None or r.agreement_id in in_force]
+
+    async def _dispatch(self, rows: Sequence[Any], now: datetime) -> int:
+        by_route: dict[int, tuple[Route, list[Any]]] = {}
+        no_route = []
+        for r in rows:
+            route = self.routes.for_premise(r.esi_id)
+            if route is None:
+                no_route.append(r)
+            else:
+                by_route.setdefault(id(route), (route, []))[1].append(r)
+        if no_route:  # no route configured: the items wait (retried), they are not lost
+            await self._retry(no_route, now, "no route reaches this premise")
+        jobs = []
+        for route, items in by_route.values():
+            size = route.capabilities.batch_size
+            for i in range(0, len(items), size):
+                jobs.append(self._submit(route, items[i:i + size], now))
+        await asyncio.gather(*jobs)
+        return len(rows)
+
+    async def _submit(self, route: Route, rows: list[Any], now: datetime) -> None:
+        async with self._semaphores[id(route)]:
+            await self._buckets[id(route)].take(len(rows))
+            ops = [HanOperation(
+                outbound_id=outbox.outbound_id(r.id), esi_id=r.esi_id, target=CAPABLE_DEVICES,
+                kind=OPERATION_KIND[r.command], cluster_id=r.cluster_id, command=r.command,
+                fields=self._fields(r), frame=self._frame(r), se_version=SEVersion.parse(r.se_version),
+                expires_at=r.expires_at.timestamp()) for r in rows]
+            try:
+                results = await route.submit(ops)
+            except Exception as exc:  # the route is down: every item is retried later
+                log.warning("route %s failed a batch of %d: %s", route.capabilities.name, len(rows), exc)
+                await self._retry(rows, now, f"route error: {exc}")
+                return
+        accepted, rejected, retry = [], [], []
+        retry_after: dict[int, float] = {}
+        for row, result in zip(rows, results, strict=True):
+            if result.outcome is SubmitOutcome.ACCEPTED:
+                accepted.append((row, result.reference))
+            elif result.outcome is SubmitOutcome.REJECTED:
+                rejected.append((row, result.reason or "rejected by the route"))
+            else:
+                retry.append(row)
+                if result.retry_after_s is not None:
+                    retry_after[row.id] = result.retry_after_s
+        async with self.store.engine.begin() as conn:
+            # One UPDATE per batch (the head-end references are not kept per item: the outbound id is the key).
+            await outbox.set_delivery_state(conn, [row for row, _ in accepted], outbox.SUBMITTED, now,
+                                            only_from=[outbox.QUEUED])
+            for row, reason in rejected:
+                await outbox.set_delivery_state(conn, [row], outbox.FAILED, now, reason=reason,
+                                                only_from=[outbox.QUEUED])
+            await outbox.log_frame(conn, [{
+                "at": now, "direction": "out", "esi_id": row.esi_id, "eui64": None,
+                "request_id": row.request_id, "delivery_id": row.id, "agreement_id": row.agreement_id,
+                # NULL frame: the request's frame for the premise's SE version (han_requests.command)
+                "cluster_id": row.cluster_id, "command": row.command, "frame": row.frame}
+                for row, _ in accepted])
+        self.handed += len(accepted)
+        if retry:
+            await self._retry(retry, now, "route asked to retry later", retry_after)
+
+    def _fields(self, row: Any) -> dict[str, Any]:
+        if row.fields is not None:
+            value: dict[str, Any] = json.loads(row.fields)
+            return value
+        shared: dict[str, Any] = self._commands[row.request_id]["fields"]
+        return shared
+
+    def _frame(self, row: Any) -> bytes:
+        if row.frame is not None:
+            return bytes.fromhex(row.frame)
+        return bytes.fromhex(self._commands[row.request_id]["frames"][row.se_version])
+
+    async def _retry(self, rows: Sequence[Any], now: datetime, reason: str,
+                     retry_after: dict[int, float] | None = None) -> None:
+        async with self.store.engine.begin() as conn:
+            for r in rows:
+                delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** r.attempts)
+                delay *= random.uniform(0.5, 1.0)  # jitter: retries of one outage do not stampede
+                if retry_after and r.id in retry_after:
+                    delay = max(delay, retry_after[r.id])  # the route's own back-pressure hint
+                await conn.execute(han_deliveries.update().where(
+                    han_deliveries.c.id == r.id, han_deliveries.c.state == outbox.QUEUED).values(
+                    attempts=han_deliveries.c.attempts + 1, next_attempt_at=now + timedelta(seconds=delay),
+                    reason=reason[:300], updated_at=now))
+
+    # ------------------------------------------------------------------ inbound
+    async def _inbound_loop(self, route: Route) -> None:
+        """Events are stored in batches: whatever arrived while the previous batch was being
+        written goes into the next transaction."""
+        pending: asyncio.Queue[InboundEvent] = asyncio.Queue()
+
+        async def read() -> None:
+            async for event in route.events():
+                pending.put_nowait(event)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                batch = [await pending.get()]
+                while not pending.empty() and len(batch) < 1000:
+                    batch.append(pending.get_nowait())
+                try:
+                    await self.handle_events(batch)
+                except Exception:
+                    log.exception("%d inbound events could not be stored", len(batch))
+        finally:
+            reader.cancel()
+
+    async def handle_events(self, events: Sequence[InboundEvent]) -> None:
+        async with self.store.engine.begin() as conn:
+            for ev in events:
+                if isinstance(ev, DeliveredToMeter | DeliveryFailed):
+                    delivery_id = outbox.delivery_of(ev.outbound_id)
+                    if delivery_id is None:
+                        continue
+                    row = (await conn.execute(sa.select(
+                        han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                        han_deliveries.c.esi_id, han_deliveries.c.command, han_deliveries.c.se_id).where(
+                        han_deliveries.c.id == delivery_id))).first()
+                    if row is None:
+                        continue
+                    at = _dt(ev.at)
+                    if isinstance(ev, DeliveredToMeter):
+                        await outbox.set_delivery_state(conn, [row], outbox.DELIVERED, at,
+                                                        only_from=[outbox.QUEUED, outbox.SUBMITTED])
+                        if row.command in ("cancel_message", "cancel_load_control_event"):
+                            await self._mark_original_cancelled(conn, row, at)
+                    else:
+                        await outbox.set_delivery_state(
+                            conn, [row], outbox.EXPIRED if ev.expired else outbox.FAILED, at,
+                            reason=ev.reason, only_from=[outbox.QUEUED, outbox.SUBMITTED])
+                elif isinstance(ev, DeviceResponse):
+                    await self._device_response(conn, ev)
+
+    async def _mark_original_cancelled(self, conn: Any, cancel_row: Any, at: datetime) -> None:
+        original = (await conn.execute(sa.select(
+            han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+            han_deliveries.c.esi_id).where(
+            han_deliveries.c.esi_id == cancel_row.esi_id, han_deliveries.c.se_id == cancel_row.se_id,
+            han_deliveries.c.command.in_(ORIGINAL_COMMANDS)))).all()
+        await outbox.set_delivery_state(conn, original, outbox.CANCELLED, at, reason="SE cancel delivered",
+                                        only_from=[outbox.SUBMITTED, outbox.DELIVERED])
+
+    async def _device_response(self, conn: Any, ev: DeviceResponse) -> None:
+        command, fields = ev.command, dict(ev.fields)
+        if ev.frame is not None:
+            try:
+                decoded = decode_frame(ev.cluster_id, ev.frame)
+                command, fields = decoded.command, dict(decoded.fields)
+            except DecodeError as exc:
+                command, fields = "undecodable", {"reason": str(exc)}
+        se_id: int | None = None
+        state: str | None = None
+        detail: str | None = None
+        if command == "message_confirmation":
+            se_id, state = fields.get("message_id"), "confirmed"
+            detail = fields.get("message_response") or None
+        elif command == "price_acknowledgement":
+            se_id, state = fields.get("issuer_event_id"), "acknowledged"
+        elif command == "report_event_status":
+            se_id = fields.get("issuer_event_id")
+            status = fields.get("event_status")
+            state = EVENT_STATUS.get(status if isinstance(status, int) else -1, f"event_status_{status}")
+        row = None
+        if se_id is not None:
+            row = (await conn.execute(sa.select(
+                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                han_deliveries.c.esi_id, han_deliveries.c.agreement_id).where(
+                han_deliveries.c.esi_id == ev.esi_id, han_deliveries.c.se_id == se_id,
+                han_deliveries.c.command.in_(ORIGINAL_COMMANDS)).order_by(
+                han_deliveries.c.id.desc()).limit(1))).first()
+        # Every answer goes to the frame log, matched or not.
+        await outbox.log_frame(conn, [{
+            "at": _dt(ev.at), "direction": "in", "esi_id": ev.esi_id, "eui64": ev.eui64,
+            "request_id": row.request_id if row else None, "delivery_id": row.id if row else None,
+            "agreement_id": row.agreement_id if row else None, "cluster_id": ev.cluster_id,
+            "command": command[:40], "frame": ev.frame.hex() if ev.frame is not None else None}])
+        if row is not None and state is not None:
+            await outbox.record_transitions(conn, [outbox.Transition(
+                row.id, row.request_id, row.party_id, row.esi_id, ev.eui64, state, _dt(ev.at), detail)])
+
+

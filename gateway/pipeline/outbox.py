@@ -1,0 +1,192 @@
+"""The pipeline's tables: inserting deliveries (the outbox), state transitions with their times,
+SE id allocation, and the webhook events each transition produces (in the same transaction)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.pipeline.requests import Command
+from gateway.store.schema import (
+    han_deliveries,
+    han_device_states,
+    han_frame_log,
+    han_transitions,
+    se_id_counters,
+    webhook_outbox,
+    webhooks,
+)
+from zigbee_se import EncodeError
+
+# Delivery (per premise) states.
+QUEUED = "queued"
+SUBMITTED = "submitted"
+DELIVERED = "delivered"
+FAILED = "failed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+PENDING_STATES = (QUEUED,)
+FINAL_STATES = (FAILED, EXPIRED, CANCELLED)
+
+# The counters start above small ids other systems on a meter may already have used.
+SE_ID_START = 0x10000
+
+
+def outbound_id(delivery_id: int) -> str:
+    return f"hgw-{delivery_id}"
+
+
+def delivery_of(outbound: str) -> int | None:
+    if outbound.startswith("hgw-") and outbound[4:].isdigit():
+        return int(outbound[4:])
+    return None
+
+
+async def allocate_se_id(conn: AsyncConnection, name: str = "se_id") -> int:
+    """The next id of the gateway-wide counter (message ids and issuer event ids share it, so
+    every id the gateway ever sends into any home is unique and increasing). One atomic
+    UPDATE … RETURNING: concurrent requests never read the same value (PostgreSQL locks the row,
+    SQLite has one writer); being the transaction's first statement, it also serializes the
+    arbitration reads that follow."""
+    result = await conn.execute(se_id_counters.update().where(se_id_counters.c.name == name).values(
+        value=se_id_counters.c.value + 1).returning(se_id_counters.c.value))
+    value = result.scalar()
+    if value is None:  # a database made without the migration's seed row
+        await conn.execute(se_id_counters.insert().values(name=name, value=SE_ID_START))
+        return SE_ID_START
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Target:
+    esi_id: str
+    se_version: str
+    agreement_id: int | None
+
+
+def shared_command(command: Command, se_id: int | None) -> str:
+    """The request-level command (JSON): fields plus the frame for every SE version it encodes
+    for, so that a fan-out to a million premises stores each frame once, not once per premise."""
+    frames = {}
+    for version in ("1.0", "1.1", "1.2"):
+        try:
+            frames[version] = command.frame(version, se_id or 0).hex()
+        except EncodeError:
+            continue  # e.g. a text over the 1.0 budget: no such target was accepted
+    return json.dumps({"cluster_id": int(command.cluster_id), "command": command.command,
+                       "fields": command.fields, "frames": frames}, default=str)
+
+
+async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id: int,
+                            se_id: int | None, command: Command, targets: Sequence[Target],
+                            now: datetime, expires_at: datetime | None = None,
+                            shared: bool = True) -> None:
+    """One outbox row per premise, queued now. With `shared` the rows use the request's command
+    (`shared_command`, stored on the request); otherwise each row carries its own fields and frame."""
+    if not targets:
+        return
+    frames: dict[str, str] = {}
+    fields_json = None if shared else json.dumps(command.fields, default=str)
+    rows = []
+    for t in targets:
+        frame = None
+        if not shared:
+            frame = frames.get(t.se_version)
+            if frame is None:
+                frame = frames[t.se_version] = command.frame(t.se_version, se_id or 0).hex()
+        rows.append({
+            "request_id": request_id, "party_id": party_id, "esi_id": t.esi_id,
+            "agreement_id": t.agreement_id, "se_id": se_id, "se_version": t.se_version,
+            "cluster_id": int(command.cluster_id), "command": command.command, "fields": fields_json,
+            "frame": frame, "state": QUEUED, "attempts": 0, "next_attempt_at": now,
+            "expires_at": expires_at or command.ends_at, "created_at": now, "updated_at": now,
+        })
+    await conn.execute(han_deliveries.insert(), rows)
+
+
+@dataclass(frozen=True)
+class Transition:
+    delivery_id: int
+    request_id: int
+    party_id: int
+    esi_id: str
+    eui64: str | None
+    state: str
+    at: datetime
+    detail: str | None = None
+
+
+async def record_transitions(conn: AsyncConnection, items: Sequence[Transition]) -> None:
+    """History rows, device states, and one webhook event per registered webhook of the party."""
+    if not items:
+        return
+    await conn.execute(han_transitions.insert(), [
+        {"delivery_id": t.delivery_id, "eui64": t.eui64, "state": t.state, "at": t.at,
+         "detail": t.detail} for t in items])
+    for t in items:
+        if t.eui64 is None:
+            continue
+        updated = await conn.execute(han_device_states.update().where(
+            han_device_states.c.delivery_id == t.delivery_id,
+            han_device_states.c.eui64 == t.eui64).values(state=t.state, at=t.at, detail=t.detail))
+        if not updated.rowcount:
+            await conn.execute(han_device_states.insert().values(
+                delivery_id=t.delivery_id, eui64=t.eui64, state=t.state, at=t.at, detail=t.detail))
+    parties = {t.party_id for t in items}
+    hooks = (await conn.execute(sa.select(webhooks.c.id, webhooks.c.party_id).where(
+        webhooks.c.party_id.in_(parties), webhooks.c.deleted_at.is_(None)))).all()
+    if not hooks:
+        return
+    by_party: dict[int, list[int]] = {}
+    for hook_id, party_id in hooks:
+        by_party.setdefault(party_id, []).append(hook_id)
+    rows = []
+    for t in items:
+        body = json.dumps({
+            "type": "delivery.device_state" if t.eui64 else "delivery.state",
+            "request_id": t.request_id, "delivery_id": t.delivery_id, "esi_id": t.esi_id,
+            "eui64": t.eui64, "state": t.state, "at": t.at.isoformat(), "detail": t.detail,
+        })
+        for hook_id in by_party.get(t.party_id, []):
+            rows.append({"webhook_id": hook_id, "request_id": t.request_id, "body": body,
+                         "created_at": t.at, "attempts": 0, "next_attempt_at": t.at})
+    if rows:
+        await conn.execute(webhook_outbox.insert(), rows)
+
+
+async def set_delivery_state(conn: AsyncConnection, rows: Iterable[Any], state: str, now: datetime,
+                             *, reason: str | None = None, reference: str | None = None,
+                             only_from: Sequence[str] | None = None) -> list[Transition]:
+    """Move deliveries (rows with id, request_id, party_id, esi_id) to `state`, in one statement;
+    only the rows that really changed (RETURNING) get a transition."""
+    by_id = {row.id: row for row in rows}
+    if not by_id:
+        return []
+    values: dict[str, Any] = {"state": state, "updated_at": now, "next_attempt_at": None}
+    if reason is not None:
+        values["reason"] = reason[:300]
+    if reference is not None:
+        values["reference"] = reference
+    changed: list[int] = []
+    ids = list(by_id)
+    for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+        query = han_deliveries.update().where(han_deliveries.c.id.in_(ids[i:i + 500]))
+        if only_from is not None:
+            query = query.where(han_deliveries.c.state.in_(only_from))
+        result = await conn.execute(query.values(**values).returning(han_deliveries.c.id))
+        changed.extend(result.scalars().all())
+    out = [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id, None, state, now, reason)
+           for i in changed]
+    await record_transitions(conn, out)
+    return out
+
+
+async def log_frame(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(han_frame_log.insert(), list(rows))

@@ -1,0 +1,283 @@
+"""HAN request bodies as third parties send them, and their validation into SE commands.
+
+Validation is pure: a body and the target meters' SE versions in, either the SE command and fields
+(per SE version) or a list of typed field errors out. Encoding goes through `zigbee_se`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.domain.model import Action
+from gateway.errors import FieldError
+from gateway.pipeline.config import PipelineConfig
+from zigbee_se import (
+    ClusterId,
+    EncodeError,
+    SEVersion,
+    decimal_to_price,
+    encode_frame,
+    max_text_bytes,
+    offset_from_celsius,
+    set_point_from_celsius,
+    utc_from_datetime,
+)
+
+# SE 1.x device classes: bits 0..11 (HVAC compressor/furnace, strip heaters, water heater, pool
+# pump, smart appliances, irrigation pump, managed C&I loads, simple misc loads, exterior lighting,
+# interior lighting, electric vehicle, generation systems). Anything above is not defined.
+DEVICE_CLASS_BITS = 0x0FFF
+IMPORTANCE = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+class RequestKind(enum.StrEnum):
+    TEXT = "text"
+    PRICE = "price"
+    LOAD_CONTROL = "load_control"
+    CANCEL_TEXT = "cancel_text"
+    CANCEL_LOAD_CONTROL = "cancel_load_control"
+    CANCEL_ALL_LOAD_CONTROL = "cancel_all_load_control"
+
+
+ACTION_FOR_KIND = {
+    RequestKind.TEXT: Action.SEND_TEXT,
+    RequestKind.CANCEL_TEXT: Action.SEND_TEXT,
+    RequestKind.PRICE: Action.SEND_PRICE,
+    RequestKind.LOAD_CONTROL: Action.SEND_LOAD_CONTROL,
+    RequestKind.CANCEL_LOAD_CONTROL: Action.SEND_LOAD_CONTROL,
+    RequestKind.CANCEL_ALL_LOAD_CONTROL: Action.SEND_LOAD_CONTROL,
+}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Targeted(_Body):
+    esi_ids: list[str] | None = Field(default=None, max_length=1000,
+                                      description="premises to reach; or set all_premises")
+    all_premises: bool = Field(default=False, description="every premise under my active "
+                               "agreements with the needed scope (fan-out)")
+
+
+class TextRequest(Targeted):
+    kind: Literal["text"]
+    text: str = Field(min_length=1)
+    importance: Literal["low", "medium", "high", "critical"] = "low"
+    confirmation_required: bool = False
+    start: datetime | None = Field(default=None, description="ISO 8601 with zone; omitted: now")
+    duration_minutes: int = Field(default=60, ge=1)
+
+
+class PriceRequest(Targeted):
+    kind: Literal["price"]
+    provider_id: int = Field(ge=0, le=0xFFFFFFFF)
+    rate_label: str = Field(default="", max_length=12)
+    price: Decimal = Field(description="price per unit, e.g. \"0.1234\"")
+    trailing_digits: int | None = Field(default=None, ge=0, le=15)
+    currency: int = Field(default=840, ge=0, le=0xFFFF, description="ISO 4217 numeric (840 USD)")
+    unit_of_measure: int = Field(default=0, ge=0, le=0xFF, description="0 = kWh")
+    tier: int = Field(default=1, ge=1, le=15)
+    number_of_tiers: int = Field(default=1, ge=0, le=15)
+    start: datetime | None = None
+    duration_minutes: int = Field(default=60, ge=1)
+    acknowledgement: bool = False
+    block_period: dict[str, Any] | None = None
+
+
+class LoadControlRequest(Targeted):
+    kind: Literal["load_control"]
+    device_classes: int = Field(ge=1, le=0xFFFF)
+    utility_enrollment_group: int = Field(default=0, ge=0, le=0xFF)
+    criticality: int = Field(ge=1, le=15)
+    start: datetime | None = None
+    duration_minutes: int = Field(ge=1)
+    cooling_offset_c: Decimal | None = None
+    heating_offset_c: Decimal | None = None
+    cooling_set_point_c: Decimal | None = None
+    heating_set_point_c: Decimal | None = None
+    average_load_adjustment_percent: int | None = Field(default=None, ge=-100, le=100)
+    duty_cycle_percent: int | None = Field(default=None, ge=0, le=100)
+    randomize_start: bool = False
+    randomize_end: bool = False
+
+
+class CancelTextRequest(_Body):
+    kind: Literal["cancel_text"]
+    request_id: int
+
+
+class CancelLoadControlRequest(_Body):
+    kind: Literal["cancel_load_control"]
+    request_id: int
+    effective_time: datetime | None = Field(default=None, description="omitted: now")
+    randomize_end: bool = False
+
+
+class CancelAllLoadControlRequest(_Body):
+    kind: Literal["cancel_all_load_control"]
+    esi_id: str
+
+
+HanRequestBody = Annotated[
+    TextRequest | PriceRequest | LoadControlRequest | CancelTextRequest | CancelLoadControlRequest
+    | CancelAllLoadControlRequest,
+    Field(discriminator="kind"),
+]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A validated SE command: what the dispatcher encodes per target meter's SE version."""
+
+    cluster_id: int
+    command: str
+    fields: dict[str, Any]
+    starts_at: datetime
+    ends_at: datetime
+
+    def frame(self, se_version: str, tsn: int) -> bytes:
+        version = SEVersion.parse(se_version)
+        fields = dict(self.fields)
+        if version < SEVersion.V1_1:
+            fields.pop("price_control", None)
+        return encode_frame(self.cluster_id, self.command, fields, se_version=version, tsn=tsn & 0xFF)
+
+
+def _start(body_start: datetime | None, now: datetime, errors: list[FieldError]) -> datetime:
+    if body_start is None:
+        return now
+    if body_start.tzinfo is None:
+        errors.append(FieldError("start", "naive_time", "give a time zone (e.g. Z)",
+                                 body_start.isoformat()))
+        return now
+    # A few seconds of clock skew between caller and gateway are not "the past".
+    if body_start < now - timedelta(seconds=30):
+        errors.append(FieldError("start", "start_in_past",
+                                 f"{body_start.isoformat()} is in the past (now {now.isoformat()})",
+                                 body_start.isoformat()))
+    return body_start
+
+
+def _duration(minutes: int, limit: int, errors: list[FieldError]) -> None:
+    if minutes > limit:
+        errors.append(FieldError("duration_minutes", "duration_over_limit",
+                                 f"{minutes} minutes is over the limit of {limit} minutes", minutes))
+
+
+def _utc_start(body_start: datetime | None, start: datetime) -> int:
+    return 0 if body_start is None else utc_from_datetime(start)
+
+
+def build_text(body: TextRequest, versions: set[str], now: datetime, cfg: PipelineConfig,
+               errors: list[FieldError]) -> Command:
+    start = _start(body.start, now, errors)
+    _duration(body.duration_minutes, cfg.max_text_minutes, errors)
+    size = len(body.text.encode("utf-8"))
+    for version in sorted(versions):
+        budget = max_text_bytes(se_version=version)
+        if size > budget:
+            errors.append(FieldError(
+                "text", "text_too_long",
+                f"{size} UTF-8 bytes is over the single-frame budget of {budget} bytes of SE "
+                f"{version} meters among the targets by {size - budget} bytes", size))
+    control = (IMPORTANCE[body.importance] << 2) | (0x80 if body.confirmation_required else 0)
+    fields = {"message_id": 0, "message_control": control, "start_time": _utc_start(body.start, start),
+              "duration_in_minutes": body.duration_minutes, "message": body.text}
+    return Command(ClusterId.MESSAGING, "display_message", fields, start,
+                   start + timedelta(minutes=body.duration_minutes))
+
+
+def build_price(body: PriceRequest, now: datetime, cfg: PipelineConfig,
+                errors: list[FieldError]) -> Command:
+    start = _start(body.start, now, errors)
+    _duration(body.duration_minutes, cfg.max_price_minutes, errors)
+    if body.block_period is not None:
+        errors.append(FieldError("block_period", "not_supported",
+                                 "block periods are not supported yet", None))
+    price, digits = 0, 0
+    try:
+        price, digits = decimal_to_price(body.price, body.trailing_digits)
+    except EncodeError as exc:
+        errors.append(FieldError("price", "price_out_of_range", f"{exc.limit}", str(body.price)))
+    if body.number_of_tiers and body.tier > body.number_of_tiers:
+        errors.append(FieldError("tier", "tier_over_number_of_tiers",
+                                 f"tier {body.tier} is over number_of_tiers {body.number_of_tiers}",
+                                 body.tier))
+    if len(body.rate_label.encode("utf-8")) > 12:
+        errors.append(FieldError("rate_label", "too_long", "at most 12 bytes", body.rate_label))
+    fields = {
+        "provider_id": body.provider_id, "rate_label": body.rate_label, "issuer_event_id": 0,
+        "current_time": utc_from_datetime(now), "unit_of_measure": body.unit_of_measure,
+        "currency": body.currency, "price_trailing_digit": digits, "price_tier": body.tier,
+        "number_of_price_tiers": body.number_of_tiers, "register_tier": body.tier,
+        "start_time": _utc_start(body.start, start), "duration_in_minutes": body.duration_minutes,
+        "price": price, "price_control": 0x01 if body.acknowledgement else 0x00,
+    }
+    return Command(ClusterId.PRICE, "publish_price", fields, start,
+                   start + timedelta(minutes=body.duration_minutes))
+
+
+def build_load_control(body: LoadControlRequest, now: datetime, cfg: PipelineConfig,
+                       errors: list[FieldError]) -> Command:
+    start = _start(body.start, now, errors)
+    _duration(body.duration_minutes, cfg.max_load_control_minutes, errors)
+    if body.device_classes & ~DEVICE_CLASS_BITS:
+        errors.append(FieldError("device_classes", "unknown_device_class_bits",
+                                 f"bits 0x{body.device_classes & ~DEVICE_CLASS_BITS:04x} are not SE "
+                                 f"device classes (defined: 0x{DEVICE_CLASS_BITS:04x})",
+                                 body.device_classes))
+    fields: dict[str, Any] = {
+        "issuer_event_id": 0, "device_class": body.device_classes,
+        "utility_enrollment_group": body.utility_enrollment_group,
+        "start_time": _utc_start(body.start, start), "duration_in_minutes": body.duration_minutes,
+        "criticality_level": body.criticality,
+        "event_control": (0x01 if body.randomize_start else 0) | (0x02 if body.randomize_end else 0),
+    }
+    for side in ("cooling", "heating"):
+        offset = getattr(body, f"{side}_offset_c")
+        set_point = getattr(body, f"{side}_set_point_c")
+        if offset is not None and set_point is not None:
+            errors.append(FieldError(f"{side}_set_point_c", "set_point_and_offset",
+                                     f"give {side}_offset_c or {side}_set_point_c, not both",
+                                     str(set_point)))
+            continue
+        try:
+            if offset is not None:
+                fields[f"{side}_temperature_offset"] = offset_from_celsius(offset, f"{side}_offset_c")
+            if set_point is not None:
+                fields[f"{side}_temperature_set_point"] = set_point_from_celsius(
+                    set_point, f"{side}_set_point_c")
+        except EncodeError as exc:
+            errors.append(FieldError(exc.field, "out_of_range", str(exc.limit), str(exc.value)))
+    if body.average_load_adjustment_percent is not None:
+        fields["average_load_adjustment_percentage"] = body.average_load_adjustment_percent
+    if body.duty_cycle_percent is not None:
+        fields["duty_cycle"] = body.duty_cycle_percent
+    return Command(ClusterId.DRLC, "load_control_event", fields, start,
+                   start + timedelta(minutes=body.duration_minutes))
+
+
+def with_se_id(command: Command, se_id: int) -> Command:
+    key = "message_id" if command.command in ("display_message", "cancel_message") else "issuer_event_id"
+    return Command(command.cluster_id, command.command, {**command.fields, key: se_id},
+                   command.starts_at, command.ends_at)
+
+
+def cancel_text_command(se_id: int, now: datetime, expires: datetime) -> Command:
+    return Command(ClusterId.MESSAGING, "cancel_message", {"message_id": se_id, "message_control": 0},
+                   now, expires)
+
+
+def cancel_lce_command(se_id: int, device_class: int, ueg: int, effective: datetime | None,  # noqa: PLR0917
+                       randomize_end: bool, now: datetime, expires: datetime) -> Command:
+    fields = {"issuer_event_id": se_id, "device_class": device_class,
+              "utility_enrollment_group": ueg, "cancel_control": 0x01 if randomize_end else 0x00,
+              "effective_time": 0 if effective is None else utc_from_datetime(effective)}
+    return Command(ClusterId.DRLC, "cancel_load_control_event", fields, now, expires)

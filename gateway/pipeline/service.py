@@ -1,0 +1,404 @@
+"""Accepting HAN requests: authorization per premise, validation, arbitration between providers,
+and the commit of request + outbox rows before the API answers 202. Fan-out requests are expanded
+later by the dispatcher, one keyset page at a time (`expand_fanout_page`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.authz import authorize
+from gateway.domain.model import AgreementKind, Scope
+from gateway.domain.records import Principal
+from gateway.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from gateway.pipeline import outbox
+from gateway.pipeline.config import OverlapPolicy, PipelineConfig
+from gateway.pipeline.requests import (
+    ACTION_FOR_KIND,
+    CancelAllLoadControlRequest,
+    CancelLoadControlRequest,
+    CancelTextRequest,
+    Command,
+    LoadControlRequest,
+    PriceRequest,
+    RequestKind,
+    TextRequest,
+    build_load_control,
+    build_price,
+    build_text,
+    cancel_lce_command,
+    cancel_text_command,
+    with_se_id,
+)
+from gateway.store.schema import han_deliveries, han_requests, lce_events, premises
+from gateway.store.store import Store
+
+DEFAULT_SE_VERSION = "1.1"
+ALL_SE_VERSIONS = {"1.0", "1.1", "1.2"}
+EXCLUSION_REASONS = {
+    "no_agreement": "no_consent", "unknown_premise": "no_consent", "premise_not_active": "no_consent",
+    "wrong_agreement_kind": "scope_missing", "scope_not_granted": "scope_missing",
+}
+CANCEL_WINDOW = timedelta(hours=1)
+MAX_LISTED_EXCLUSIONS = 1000  # how long a cancel may wait for an unreachable meter
+
+
+@dataclass
+class Accepted:
+    request_id: int
+    kind: str
+    se_id: int | None
+    targeted: int
+    excluded: list[dict[str, str]] = field(default_factory=list)
+    fanout: bool = False
+    starts_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.request_id, "kind": self.kind, "se_id": self.se_id,
+                "targeted": self.targeted, "excluded": self.excluded,
+                "fanout": "expanding" if self.fanout else None,
+                "starts_at": self.starts_at.isoformat() if self.starts_at else None}
+
+
+def _scope_for(kind: RequestKind) -> Scope:
+    return {RequestKind.TEXT: Scope.TEXT, RequestKind.PRICE: Scope.PRICE}.get(kind, Scope.LOAD_CONTROL)
+
+
+class RequestService:
+    def __init__(self, store: Store, config: PipelineConfig) -> None:
+        self.store = store
+        self.config = config
+
+    # ------------------------------------------------------------------ new requests
+    async def submit(self, principal: Principal, body: Any, now: datetime) -> Accepted:
+        if isinstance(body, CancelTextRequest | CancelLoadControlRequest):
+            return await self.cancel(principal, body, now)
+        if isinstance(body, CancelAllLoadControlRequest):
+            return await self.cancel_all(principal, body, now)
+        kind = RequestKind(body.kind)
+        assert principal.party_id is not None
+        if bool(body.esi_ids) == body.all_premises:
+            raise InvalidRequest("give esi_ids or all_premises: true", errors=[FieldError(
+                "esi_ids", "targets", "exactly one of esi_ids (non-empty) or all_premises", body.esi_ids)])
+        action = ACTION_FOR_KIND[kind]
+        targets: list[outbox.Target] = []
+        excluded: list[dict[str, str]] = []
+        if body.esi_ids:
+            found = await self.store.get_premises(body.esi_ids)
+            for i, esi in enumerate(dict.fromkeys(body.esi_ids)):
+                decision = await authorize(self.store, principal, action, esi, now=now)
+                if not decision.allowed:
+                    excluded.append({"esi_id": esi, "reason": EXCLUSION_REASONS.get(
+                        decision.reason, decision.reason)})
+                    continue
+                premise = found[esi]
+                version = premise.se_version or DEFAULT_SE_VERSION
+                lacking = _lacks_capability(body, version)
+                if lacking:
+                    excluded.append({"esi_id": esi, "reason": lacking})
+                    continue
+                targets.append(outbox.Target(esi, version, decision.agreement_id))
+                del i
+        versions = {t.se_version for t in targets} if body.esi_ids else ALL_SE_VERSIONS
+        errors: list[FieldError] = []
+        command = self._build(body, versions or {DEFAULT_SE_VERSION}, now, errors)
+        if errors:
+            raise InvalidRequest(f"{len(errors)} invalid field(s)", errors=errors)
+        if body.esi_ids and not targets:
+            raise Forbidden("no target premise may receive this request: " + ", ".join(
+                f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
+                errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
+                                   e["esi_id"]) for e in excluded])
+        async with self.store.engine.begin() as conn:
+            se_id = await outbox.allocate_se_id(conn)
+            command = with_se_id(command, se_id)
+            if kind is RequestKind.LOAD_CONTROL and targets:
+                command, conflicts = await self._arbitrate(conn, principal.party_id, body, command,
+                                                           [t.esi_id for t in targets], now)
+                if conflicts:
+                    raise Conflict("overlapping load-control event(s) of another provider: " + "; ".join(
+                        f"{c['esi_id']}: event {c['issuer_event_id']} ({c['starts_at']}..{c['ends_at']})"
+                        for c in conflicts), code="event_conflict",
+                        errors=[FieldError(f"esi_ids[{c['esi_id']}]", "event_conflict",
+                                           f"overlaps issuer event {c['issuer_event_id']}",
+                                           c["issuer_event_id"]) for c in conflicts])
+            request_id = await self._insert_request(conn, principal.party_id, kind, body, se_id,
+                                                    command, len(targets), excluded, now)
+            await outbox.insert_deliveries(conn, request_id=request_id, party_id=principal.party_id,
+                                           se_id=se_id, command=command, targets=targets, now=now)
+            if kind is RequestKind.LOAD_CONTROL:
+                await self._record_events(conn, request_id, principal.party_id, se_id, body,
+                                          command, [t.esi_id for t in targets])
+        return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
+                        command.starts_at)
+
+    def _build(self, body: Any, versions: set[str], now: datetime, errors: list[FieldError]) -> Command:
+        if isinstance(body, TextRequest):
+            return build_text(body, versions, now, self.config, errors)
+        if isinstance(body, PriceRequest):
+            return build_price(body, now, self.config, errors)
+        assert isinstance(body, LoadControlRequest)
+        return build_load_control(body, now, self.config, errors)
+
+    async def _insert_request(self, conn: AsyncConnection, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917
+                              se_id: int | None, command: Command | None, targeted: int,
+                              excluded: list[dict[str, str]], now: datetime,
+                              cancels: int | None = None) -> int:
+        fanout = bool(getattr(body, "all_premises", False))
+        result = await conn.execute(han_requests.insert().values(
+            party_id=party_id, kind=kind.value, body=body.model_dump_json(), se_id=se_id,
+            command=outbox.shared_command(command, se_id) if command is not None else None,
+            target_all=fanout, fanout_after="" if fanout else None, targeted=targeted,
+            excluded=json.dumps(excluded), state="expanding" if fanout else "accepted",
+            cancels_request_id=cancels, starts_at=command.starts_at if command else None,
+            ends_at=command.ends_at if command else None, created_at=now))
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    # ------------------------------------------------------------------ arbitration
+    async def _arbitrate(self, conn: AsyncConnection, party_id: int, body: LoadControlRequest,  # noqa: PLR0917
+                         command: Command, esi_ids: list[str], now: datetime,
+                         policy: OverlapPolicy | None = None) -> tuple[Command, list[dict[str, Any]]]:
+        """Overlapping events of *other* providers for the same device classes on the same premise,
+        handled by the configured policy. Returns the (possibly moved) command and the conflicts
+        that refuse it."""
+        rows = (await conn.execute(sa.select(lce_events).where(
+            lce_events.c.esi_id.in_(esi_ids), lce_events.c.state == "active",
+            lce_events.c.party_id != party_id, lce_events.c.ends_at > command.starts_at,
+            lce_events.c.starts_at < command.ends_at,
+            lce_events.c.device_class.op("&")(body.device_classes) != 0))).all()
+        if not rows:
+            return command, []
+        policy = policy or self.config.overlap_policy
+        if policy is OverlapPolicy.QUEUE_AFTER:
+            # Move the event past every conflicting one (SE events never overlap on a device).
+            start = max(r.ends_at for r in rows)
+            moved = Command(command.cluster_id, command.command,
+                            {**command.fields, "start_time": _utc(start)}, start,
+                            start + (command.ends_at - command.starts_at))
+            return await self._arbitrate(conn, party_id, body, moved, esi_ids, now)
+        if policy is OverlapPolicy.SUPERSEDE_IF_HIGHER_CRITICALITY:
+            lower = [r for r in rows if r.criticality < body.criticality]
+            if len(lower) == len(rows):
+                await conn.execute(lce_events.update().where(
+                    lce_events.c.id.in_([r.id for r in lower])).values(state="superseded"))
+                return command, []
+            rows = [r for r in rows if r.criticality >= body.criticality]
+        return command, [{"esi_id": r.esi_id, "issuer_event_id": r.issuer_event_id,
+                          "starts_at": r.starts_at.isoformat(), "ends_at": r.ends_at.isoformat()}
+                         for r in rows]
+
+    async def _record_events(self, conn: AsyncConnection, request_id: int, party_id: int, se_id: int,  # noqa: PLR0917
+                             body: LoadControlRequest, command: Command, esi_ids: list[str]) -> None:
+        if esi_ids:
+            await conn.execute(lce_events.insert(), [{
+                "esi_id": e, "issuer_event_id": se_id, "party_id": party_id, "request_id": request_id,
+                "device_class": body.device_classes, "criticality": body.criticality,
+                "starts_at": command.starts_at, "ends_at": command.ends_at, "state": "active"}
+                for e in esi_ids])
+
+    # ------------------------------------------------------------------ cancellation
+    async def _own_request(self, conn: AsyncConnection, principal: Principal, request_id: int,
+                           kind: RequestKind) -> Any:
+        row = (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).first()
+        if row is None or row.party_id != principal.party_id:
+            # Another party's request is not even visible: a party never cancels another's event.
+            raise NotFound(f"no request {request_id} of yours", code="unknown_request")
+        if row.kind != kind.value:
+            raise InvalidRequest(f"request {request_id} is a {row.kind} request, not {kind.value}",
+                                 errors=[FieldError("request_id", "wrong_kind", f"a {kind.value} request",
+                                                    request_id)])
+        return row
+
+    async def cancel(self, principal: Principal, body: CancelTextRequest | CancelLoadControlRequest,
+                     now: datetime) -> Accepted:
+        is_text = isinstance(body, CancelTextRequest)
+        original_kind = RequestKind.TEXT if is_text else RequestKind.LOAD_CONTROL
+        kind = RequestKind.CANCEL_TEXT if is_text else RequestKind.CANCEL_LOAD_CONTROL
+        assert principal.party_id is not None
+        async with self.store.engine.begin() as conn:
+            original = await self._own_request(conn, principal, body.request_id, original_kind)
+            esi_ids = await self._cancel_pending(conn, original, now)
+            if not is_text:
+                await conn.execute(lce_events.update().where(
+                    lce_events.c.request_id == original.id, lce_events.c.state == "active").values(
+                    state="cancelled"))
+            request_id = await self._insert_request(conn, principal.party_id, kind, body, original.se_id,
+                                                    None, len(esi_ids), [], now, cancels=original.id)
+            await self._insert_cancels(conn, principal.party_id, request_id, original, esi_ids, body, now)
+        return Accepted(request_id, kind.value, original.se_id, len(esi_ids))
+
+    async def _cancel_pending(self, conn: AsyncConnection, original: Any, now: datetime) -> list[tuple[str, str]]:
+        """Pending work of `original` is removed; returns (ESI ID, SE version) of premises the
+        request already reached (or may have: submitted), which need the SE cancel."""
+        if original.fanout_after is not None:
+            await conn.execute(han_requests.update().where(han_requests.c.id == original.id).values(
+                fanout_after=None, state="cancelled"))
+        rows = (await conn.execute(sa.select(
+            han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+            han_deliveries.c.esi_id, han_deliveries.c.state, han_deliveries.c.se_version).where(
+            han_deliveries.c.request_id == original.id))).all()
+        pending = [r for r in rows if r.state == outbox.QUEUED]
+        await outbox.set_delivery_state(conn, pending, outbox.CANCELLED, now, reason="cancelled by request",
+                                        only_from=[outbox.QUEUED])
+        return [(r.esi_id, r.se_version) for r in rows if r.state in (outbox.SUBMITTED, outbox.DELIVERED)]
+
+    async def _insert_cancels(self, conn: AsyncConnection, party_id: int, request_id: int, original: Any,  # noqa: PLR0917
+                              esi_ids: list[tuple[str, str]], body: Any, now: datetime) -> None:
+        expires = now + CANCEL_WINDOW
+        if original.kind == RequestKind.TEXT.value:
+            command = cancel_text_command(original.se_id, now, expires)
+        else:
+            orig = json.loads(original.body)
+            effective = getattr(body, "effective_time", None)
+            command = cancel_lce_command(original.se_id, orig["device_classes"],
+                                         orig.get("utility_enrollment_group", 0), effective,
+                                         getattr(body, "randomize_end", False), now, expires)
+        shared = body.kind != RequestKind.CANCEL_ALL_LOAD_CONTROL.value
+        if shared:
+            await conn.execute(han_requests.update().where(han_requests.c.id == request_id).values(
+                command=outbox.shared_command(command, original.se_id)))
+        await outbox.insert_deliveries(
+            conn, request_id=request_id, party_id=party_id, se_id=original.se_id, command=command,
+            targets=[outbox.Target(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
+            shared=shared)
+
+    async def withdraw(self, request_id: int, deliveries: list[Any], now: datetime) -> int:
+        """The agreement behind these deliveries ended: send the SE cancel to each premise (as a
+        cancel request of the same party, so its status is visible) and mark them cancelled."""
+        async with self.store.engine.begin() as conn:
+            changed = await outbox.set_delivery_state(
+                conn, deliveries, outbox.CANCELLED, now, reason="agreement ended: SE cancel sent",
+                only_from=[outbox.SUBMITTED, outbox.DELIVERED])
+            if not changed:
+                return 0
+            original = (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).one()
+            is_text = original.kind == RequestKind.TEXT.value
+            kind = RequestKind.CANCEL_TEXT if is_text else RequestKind.CANCEL_LOAD_CONTROL
+            body = (CancelTextRequest if kind is RequestKind.CANCEL_TEXT else CancelLoadControlRequest)(
+                kind=kind.value, request_id=request_id)
+            esi_ids = {t.esi_id for t in changed}
+            versions = dict((await conn.execute(sa.select(han_deliveries.c.esi_id, han_deliveries.c.se_version).where(
+                han_deliveries.c.request_id == request_id, han_deliveries.c.esi_id.in_(esi_ids)))).all())
+            cancel_id = await self._insert_request(conn, original.party_id, kind, body, original.se_id, None,
+                                                   len(esi_ids), [], now, cancels=request_id)
+            await self._insert_cancels(conn, original.party_id, cancel_id, original,
+                                       [(e, versions[e]) for e in sorted(esi_ids)], body, now)
+            if kind is RequestKind.CANCEL_LOAD_CONTROL:
+                await conn.execute(lce_events.update().where(
+                    lce_events.c.request_id == request_id, lce_events.c.esi_id.in_(esi_ids)).values(state="cancelled"))
+        return len(changed)
+
+    async def cancel_all(self, principal: Principal, body: CancelAllLoadControlRequest,
+                         now: datetime) -> Accepted:
+        """Cancel every load-control event of *this* party on a premise. The SE
+        CancelAllLoadControlEvents command would cancel other providers' events too, so the
+        gateway sends one CancelLoadControlEvent per event of the caller instead."""
+        assert principal.party_id is not None
+        decision = await authorize(self.store, principal, ACTION_FOR_KIND[RequestKind.CANCEL_ALL_LOAD_CONTROL],
+                                   body.esi_id, now=now)
+        if not decision.allowed:
+            raise NotFound(f"premise {body.esi_id}: {decision.reason}", code=decision.reason)
+        async with self.store.engine.begin() as conn:
+            events = (await conn.execute(sa.select(lce_events.c.request_id).where(
+                lce_events.c.esi_id == body.esi_id, lce_events.c.party_id == principal.party_id,
+                lce_events.c.state == "active", lce_events.c.ends_at > now))).all()
+            request_id = await self._insert_request(conn, principal.party_id, RequestKind.CANCEL_ALL_LOAD_CONTROL,
+                                                    body, None, None, 1 if events else 0, [], now)
+            for (orig_id,) in events:
+                original = (await conn.execute(han_requests.select().where(han_requests.c.id == orig_id))).one()
+                rows = (await conn.execute(sa.select(
+                    han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                    han_deliveries.c.esi_id, han_deliveries.c.state, han_deliveries.c.se_version).where(
+                    han_deliveries.c.request_id == orig_id, han_deliveries.c.esi_id == body.esi_id))).all()
+                await outbox.set_delivery_state(conn, [r for r in rows if r.state == outbox.QUEUED],
+                                                outbox.CANCELLED, now, reason="cancelled by request",
+                                                only_from=[outbox.QUEUED])
+                reached = [(r.esi_id, r.se_version) for r in rows
+                           if r.state in (outbox.SUBMITTED, outbox.DELIVERED)]
+                await self._insert_cancels(conn, principal.party_id, request_id, original, reached, body, now)
+            await conn.execute(lce_events.update().where(
+                lce_events.c.esi_id == body.esi_id, lce_events.c.party_id == principal.party_id,
+                lce_events.c.state == "active").values(state="cancelled"))
+        return Accepted(request_id, RequestKind.CANCEL_ALL_LOAD_CONTROL.value, None, 1 if events else 0)
+
+    # ------------------------------------------------------------------ fan-out
+    async def expand_fanout_page(self, request_row: Any, now: datetime) -> int:
+        """Expand one keyset page of a fan-out request into outbox rows; the cursor moves in the
+        same transaction, so a crash repeats no page and skips none."""
+        kind = RequestKind(request_row.kind)
+        page = await self.store.premises_in_scope(
+            party_id=request_row.party_id, kind=AgreementKind.IN_HOME_DEVICE_SERVICES,
+            scope=_scope_for(kind), now=now, after=request_row.fanout_after,
+            limit=self.config.fanout_page)
+        body = json.loads(request_row.body)
+        done = len(page) < self.config.fanout_page
+        async with self.store.engine.begin() as conn:
+            if now >= request_row.ends_at:
+                await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
+                    fanout_after=None, state="expired"))
+                return 0
+            # The cursor moves first, on the condition that nobody moved it (a cancel): the
+            # transaction then holds the write lock for the inserts that follow.
+            moved = await conn.execute(han_requests.update().where(
+                han_requests.c.id == request_row.id,
+                han_requests.c.fanout_after == request_row.fanout_after).values(
+                fanout_after=None if done else page[-1][0], state="accepted" if done else "expanding"))
+            if not moved.rowcount:
+                return 0  # cancelled or expanded meanwhile
+            versions = dict((await conn.execute(sa.select(premises.c.esi_id, premises.c.se_version).where(
+                premises.c.esi_id.in_([e for e, _ in page])))).all()) if page else {}
+            stored = json.loads(request_row.command)
+            command = Command(stored["cluster_id"], stored["command"], stored["fields"],
+                              request_row.starts_at, request_row.ends_at)
+            targets = [outbox.Target(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
+            excluded: list[dict[str, str]] = []
+            if kind is RequestKind.PRICE:
+                price = PriceRequest.model_validate(body)
+                lacking = {t.esi_id: _lacks_capability(price, t.se_version) for t in targets}
+                excluded = [{"esi_id": e, "reason": r} for e, r in lacking.items() if r]
+                targets = [t for t in targets if not lacking[t.esi_id]]
+            if kind is RequestKind.LOAD_CONTROL and targets:
+                lce = LoadControlRequest.model_validate(body)
+                blocked = set()
+                # One command is shared by every premise of a fan-out, so its start cannot move per
+                # premise: under queue_after, a premise with an overlapping event is excluded.
+                policy = self.config.overlap_policy
+                if policy is OverlapPolicy.QUEUE_AFTER:
+                    policy = OverlapPolicy.REFUSE
+                _cmd, conflicts = await self._arbitrate(conn, request_row.party_id, lce, command,
+                                                        [t.esi_id for t in targets], now, policy)
+                for c in conflicts:
+                    blocked.add(c["esi_id"])
+                    excluded.append({"esi_id": c["esi_id"], "reason": f"conflict with event {c['issuer_event_id']}"})
+                targets = [t for t in targets if t.esi_id not in blocked]
+                await self._record_events(conn, request_row.id, request_row.party_id, request_row.se_id, lce,
+                                          command, [t.esi_id for t in targets])
+            await outbox.insert_deliveries(conn, request_id=request_row.id, party_id=request_row.party_id,
+                                           se_id=request_row.se_id, command=command, targets=targets, now=now)
+            old_excluded = json.loads(request_row.excluded)
+            await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
+                targeted=han_requests.c.targeted + len(targets),
+                # The first MAX_LISTED_EXCLUSIONS are listed (a program of a million premises
+                # must not grow one row without bound).
+                excluded=json.dumps((old_excluded + excluded)[:MAX_LISTED_EXCLUSIONS])
+                if excluded and len(old_excluded) < MAX_LISTED_EXCLUSIONS else request_row.excluded))
+        return len(targets)
+
+
+def _lacks_capability(body: Any, se_version: str) -> str | None:
+    """Why a meter cannot carry this request at all (it is then excluded, not failed later)."""
+    if isinstance(body, PriceRequest) and body.acknowledgement and se_version == "1.0":
+        return "meter_capability: SE 1.0 meters carry no price acknowledgement (Price Control is SE 1.1)"
+    return None
+
+
+def _utc(moment: datetime) -> int:
+    from zigbee_se import utc_from_datetime
+
+    return utc_from_datetime(moment)
