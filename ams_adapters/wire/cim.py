@@ -29,8 +29,7 @@ from ams_adapters.wire.common import (
     RequestKind,
     WireError,
     camel,
-    field_value,
-    uncamel_map,
+    read_se_command,
 )
 
 MSG_NS = "http://iec.ch/TC57/2011/schema/message"
@@ -182,20 +181,7 @@ def decode_controls(xml: bytes) -> tuple[Header, list[HeadEndRequest]]:
             raise WireError(want, None, f"the action of a {kind.value} control")
         cluster_id, command, fields, se_version = 0, "", {}, "1.1"
         if not kind.provisioning:
-            cmd = action.find(_C + "seCommand")
-            if cmd is None:
-                raise WireError("seCommand", None, f"required in {want}")
-            try:
-                cluster_id = int(cmd.get("cluster", ""), 16)
-            except ValueError as exc:
-                raise WireError("seCommand/@cluster", cmd.get("cluster"), "hex cluster id") from exc
-            command = cmd.get("name") or ""
-            names = uncamel_map(cluster_id, command)
-            for child in cmd:
-                local = etree.QName(child).localname
-                if local not in names:
-                    raise WireError(local, child.text, f"a field of SE {command}")
-                fields[names[local]] = field_value(cluster_id, command, names[local], child.text or "")
+            cluster_id, command, fields = read_se_command(action.find(_C + "seCommand"), want)
             se_version = _opt(action, _C + "seVersion") or "1.1"
         key = _opt(action, _C + "linkKey")
         window = _opt(action, _C + "joinWindowSeconds")

@@ -151,3 +151,25 @@ def field_value(cluster_id: int, command: str, name: str, text: str) -> Any:
 
 def uncamel_map(cluster_id: int, command: str) -> dict[str, str]:
     return {camel(n): n for n in field_is_text(cluster_id, command)}
+
+
+def read_se_command(cmd: Any, where: str) -> tuple[int, str, dict[str, Any]]:
+    """The <seCommand cluster="0701" name="load_control_event"> element both XML transports carry
+    (MultiSpeak and 61968-9) -> (cluster id, command, SE field values)."""
+    from lxml import etree
+
+    if cmd is None:
+        raise WireError("seCommand", None, f"required in {where}")
+    try:
+        cluster_id = int(cmd.get("cluster", ""), 16)
+    except ValueError as exc:
+        raise WireError("seCommand/@cluster", cmd.get("cluster"), "hex cluster id") from exc
+    command = cmd.get("name") or ""
+    names = uncamel_map(cluster_id, command)
+    fields: dict[str, Any] = {}
+    for child in cmd:
+        local = etree.QName(child).localname
+        if local not in names:
+            raise WireError(local, child.text, f"a field of SE {command}")
+        fields[names[local]] = field_value(cluster_id, command, names[local], child.text or "")
+    return cluster_id, command, fields

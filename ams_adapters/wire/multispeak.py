@@ -28,8 +28,7 @@ from ams_adapters.wire.common import (
     RequestKind,
     WireError,
     camel,
-    field_value,
-    uncamel_map,
+    read_se_command,
 )
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -153,20 +152,7 @@ def decode_request(xml: bytes) -> tuple[HeadEndRequest, str]:
         raise WireError("requestKind", kind.value, f"a kind carried by {q.localname}")
     cluster_id, command, fields, se_version = 0, "", {}, "1.1"
     if not kind.provisioning:
-        cmd = op.find(_M + "seCommand")
-        if cmd is None:
-            raise WireError("seCommand", None, f"required in {q.localname}")
-        try:
-            cluster_id = int(cmd.get("cluster", ""), 16)
-        except ValueError as exc:
-            raise WireError("seCommand/@cluster", cmd.get("cluster"), "hex cluster id") from exc
-        command = cmd.get("name") or ""
-        names = uncamel_map(cluster_id, command)
-        for child in cmd:
-            local = etree.QName(child).localname
-            if local not in names:
-                raise WireError(local, child.text, f"a field of SE {command}")
-            fields[names[local]] = field_value(cluster_id, command, names[local], child.text or "")
+        cluster_id, command, fields = read_se_command(op.find(_M + "seCommand"), q.localname)
         se_version = _text(op, "seVersion") or "1.1"
     key_hex = _text(op, "HANSecurityToken", required=False)
     window = _text(op, "timeOut", required=False)

@@ -14,17 +14,7 @@ import contextlib
 import signal
 from typing import Any
 
-
-def sim_subparsers(subparsers: Any) -> Any:
-    """The `hangw sim` sub-command list, shared with other simulators' CLI modules."""
-    existing = subparsers.choices.get("sim")
-    if existing is None:
-        parser = subparsers.add_parser("sim", help="run simulators (coordinator, head-ends, …)")
-        return parser.add_subparsers(dest="sim_command", metavar="SIMULATOR", required=True)
-    for action in existing._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return existing.add_subparsers(dest="sim_command", metavar="SIMULATOR", required=True)
+from gateway.cli.sim_group import sim_subparsers
 
 
 def register(subparsers: Any) -> None:
