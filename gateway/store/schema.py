@@ -157,7 +157,8 @@ agreement_premises = sa.Table(
     sa.Column("agreement_id", sa.Integer, sa.ForeignKey("agreements.id"), primary_key=True),
     sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), primary_key=True),
     sa.Column("meter_number", sa.String(40), nullable=False),
-    sa.Index("ix_agreement_premises_esi_id", "esi_id"),
+    # The fan-out keyset walks this index in ESI ID order (and reads the agreement id from it).
+    sa.Index("ix_agreement_premises_esi_id_agreement_id", "esi_id", "agreement_id"),
 )
 
 audit_log = sa.Table(
