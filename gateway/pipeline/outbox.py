@@ -178,7 +178,10 @@ async def set_delivery_state(conn: AsyncConnection, rows: Iterable[Any], state: 
     for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
         query = han_deliveries.update().where(han_deliveries.c.id.in_(ids[i:i + 500]))
         if only_from is not None:
-            query = query.where(han_deliveries.c.state.in_(only_from))
+            # `state || ''`: a filter, not an index term. With one state the planner (SQLite)
+            # would otherwise walk ix_han_deliveries_due over every row in that state (a whole
+            # fan-out's queue) instead of looking the ids up by primary key.
+            query = query.where(han_deliveries.c.state.concat("").in_(only_from))
         result = await conn.execute(query.values(**values).returning(han_deliveries.c.id))
         changed.extend(result.scalars().all())
     out = [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id, None, state, now, reason)
