@@ -83,6 +83,47 @@ def shared_command(command: Command, se_id: int | None) -> str:
                        "fields": command.fields, "frames": frames}, default=str)
 
 
+async def insert_many(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT `rows` (dicts with the same keys) as one executemany. The statement is compiled once
+    and each column's bind conversion runs once per distinct value (a fan-out page repeats its
+    timestamps and ids thousands of times), so a row costs a tuple, not a pass through the
+    per-row parameter machinery. Same SQL, same stored values as `conn.execute(table.insert(), rows)`."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    keys = list(rows[0])
+    compiled = table.insert().compile(dialect=dialect, column_keys=keys)
+    order = compiled.positiontup
+    if not compiled.positional or order is None or sorted(order) != sorted(keys):
+        await conn.execute(table.insert(), list(rows))
+        return
+    converters: list[Any] = []
+    for key in order:
+        process = table.c[key].type.bind_processor(dialect)
+        if process is None:
+            converters.append(None)
+        else:
+            memo: dict[Any, Any] = {}
+
+            def convert(value: Any, process: Any = process, memo: dict[Any, Any] = memo) -> Any:
+                try:
+                    return memo[value]
+                except KeyError:
+                    out = memo[value] = process(value)
+                    return out
+                except TypeError:  # unhashable
+                    return process(value)
+
+            converters.append(convert)
+    plain = [k for k, c in zip(order, converters, strict=True) if c is None]
+    if len(plain) == len(order):
+        params = [tuple(row[k] for k in order) for row in rows]
+    else:
+        pairs = list(zip(order, converters, strict=True))
+        params = [tuple(row[k] if c is None else c(row[k]) for k, c in pairs) for row in rows]
+    await conn.exec_driver_sql(compiled.string, params)
+
+
 async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id: int,
                             se_id: int | None, command: Command, targets: Sequence[Target],
                             now: datetime, expires_at: datetime | None = None,
@@ -107,7 +148,7 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
             "frame": frame, "state": QUEUED, "attempts": 0, "next_attempt_at": now,
             "expires_at": expires_at or command.ends_at, "created_at": now, "updated_at": now,
         })
-    await conn.execute(han_deliveries.insert(), rows)
+    await insert_many(conn, han_deliveries, rows)
 
 
 @dataclass(frozen=True)
@@ -126,7 +167,7 @@ async def record_transitions(conn: AsyncConnection, items: Sequence[Transition])
     """History rows, device states, and one webhook event per registered webhook of the party."""
     if not items:
         return
-    await conn.execute(han_transitions.insert(), [
+    await insert_many(conn, han_transitions, [
         {"delivery_id": t.delivery_id, "eui64": t.eui64, "state": t.state, "at": t.at,
          "detail": t.detail} for t in items])
     for t in items:
@@ -178,7 +219,10 @@ async def set_delivery_state(conn: AsyncConnection, rows: Iterable[Any], state: 
     for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
         query = han_deliveries.update().where(han_deliveries.c.id.in_(ids[i:i + 500]))
         if only_from is not None:
-            query = query.where(han_deliveries.c.state.in_(only_from))
+            # `state || ''`: a filter, not an index term. With one state the planner (SQLite)
+            # would otherwise walk ix_han_deliveries_due over every row in that state (a whole
+            # fan-out's queue) instead of looking the ids up by primary key.
+            query = query.where(han_deliveries.c.state.concat("").in_(only_from))
         result = await conn.execute(query.values(**values).returning(han_deliveries.c.id))
         changed.extend(result.scalars().all())
     out = [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id, None, state, now, reason)
@@ -189,4 +233,4 @@ async def set_delivery_state(conn: AsyncConnection, rows: Iterable[Any], state: 
 
 async def log_frame(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(han_frame_log.insert(), list(rows))
+        await insert_many(conn, han_frame_log, rows)

@@ -27,7 +27,8 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC datetimes only")
-        value = value.astimezone(UTC)
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
@@ -157,7 +158,8 @@ agreement_premises = sa.Table(
     sa.Column("agreement_id", sa.Integer, sa.ForeignKey("agreements.id"), primary_key=True),
     sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), primary_key=True),
     sa.Column("meter_number", sa.String(40), nullable=False),
-    sa.Index("ix_agreement_premises_esi_id", "esi_id"),
+    # The fan-out keyset walks this index in ESI ID order (and reads the agreement id from it).
+    sa.Index("ix_agreement_premises_esi_id_agreement_id", "esi_id", "agreement_id"),
 )
 
 audit_log = sa.Table(
