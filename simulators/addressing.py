@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import zigpy.types as zt
 import zigpy.util
-from crccheck.crc import CrcX25
 
 from simulators.errors import SimulatorError
+from zigbee_se.install_code import expected_crc
 
 INSTALL_CODE_LENGTHS = (8, 10, 14, 18)
 
@@ -45,9 +45,7 @@ def link_key_from_install_code(code: bytes) -> bytes:
 
 
 def install_code_with_crc(random_part: bytes) -> bytes:
-    """Append the little-endian CRC-16/X-25 (crccheck, as zigpy uses) to 6/8/12/16 random bytes."""
+    """Append the little-endian CRC-16/X-25 (zigbee_se's) to 6/8/12/16 random bytes."""
     if len(random_part) + 2 not in INSTALL_CODE_LENGTHS:
         raise SimulatorError("install_code", random_part.hex(), "6, 8, 12 or 16 bytes before CRC")
-    crc = CrcX25()
-    crc.process(random_part)
-    return bytes(random_part) + bytes(crc.finalbytes(byteorder="little"))
+    return bytes(random_part) + expected_crc(bytes(random_part))

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import zigpy.types as zt
 from bellows.zigbee.application import ControllerApplication
 
-SE_PROFILE_ID = 0x0109
+from zigbee_se import SE_PROFILE_ID
+
 HA_PROFILE_ID = 0x0104
 # General clusters zigpy's interview reads (Basic: manufacturer and model). On an SE device they
 # live on the 0x0109 endpoint, and zigpy would drop the answers and time out the interview.

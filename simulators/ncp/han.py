@@ -18,7 +18,7 @@ import bellows.types as t
 import zigpy.types as zt
 import zigpy.util
 
-SE_PROFILE_ID = 0x0109
+from zigbee_se import SE_PROFILE_ID
 
 
 class Uplink(Protocol):

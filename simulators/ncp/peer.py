@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from zigbee_se import decode_frame, encode_frame, utc_from_datetime
+from zigbee_se import SE_PROFILE_ID, decode_frame, encode_frame, utc_from_datetime
 
 TIME, PRICE, DRLC, MESSAGING, KEY_ESTABLISHMENT = 0x000A, 0x0700, 0x0701, 0x0703, 0x0800
 EVENT_RECEIVED = 0x01
@@ -22,7 +22,7 @@ class SePeer:
     """An in-home-display-like SE client (Price, DRLC, Messaging client; Time client)."""
 
     endpoint = 1
-    profile_id = 0x0109
+    profile_id = SE_PROFILE_ID
     device_type = 0x0501
     input_clusters = [TIME]  # noqa: RUF012 - descriptor data
     output_clusters = [PRICE, DRLC, MESSAGING, TIME]  # noqa: RUF012
