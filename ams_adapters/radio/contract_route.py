@@ -124,14 +124,14 @@ class RadioContractRoute:
         results = []
         for op in batch:
             if op.outbound_id not in self._results:
-                self._results[op.outbound_id] = self._submit_one(op)
+                self._results[op.outbound_id] = await self._submit_one(op)
             results.append(self._results[op.outbound_id])
         return results
 
     def _reject(self, op: HanOperation, reason: str) -> SubmitResult:
         return SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=reason)
 
-    def _submit_one(self, op: HanOperation) -> SubmitResult:
+    async def _submit_one(self, op: HanOperation) -> SubmitResult:
         if op.esi_id != self.esi_id:
             return self._reject(op, f"esi_id {op.esi_id!r}: this radio serves {self.esi_id}")
         if self._clock() >= op.expires_at:
@@ -166,7 +166,7 @@ class RadioContractRoute:
             OutboundFrame(sub_id, eui, op.cluster_id, op.frame, expires_at=op.expires_at)
             for sub_id, eui in zip(sub_ids, targets, strict=True)
         ]
-        radio_results = self.radio.submit(items)
+        radio_results = await self.radio.submit(items)
         refused = [r for r in radio_results if r.status is not SubmitStatus.ACCEPTED]
         if len(refused) == len(items):
             return self._reject(op, "; ".join(r.reason or "refused" for r in refused))
@@ -217,7 +217,7 @@ class RadioContractRoute:
         eui64s = (
             [request.eui64]
             if request.kind is ProvisioningKind.DELETE_DEVICE
-            else [d["eui64"] for d in self.radio.devices()]
+            else [d.eui64 for d in await self.radio.inventory()]
         )
         for eui64 in eui64s:
             assert eui64 is not None

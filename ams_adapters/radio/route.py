@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 import bellows.types as bt
@@ -51,11 +51,24 @@ from ams_adapters.radio.events import (
     SubmitResult,
     SubmitStatus,
 )
+from ams_adapters.radio.state import DeviceRecord, DeviceState, MemoryRouteState, OutboundState, RouteStateStore
 from zigbee_se import DecodeError, decode_frame, parse_install_code
 
 LOGGER = logging.getLogger(__name__)
 
 KEY_ESTABLISHMENT = 0x0800
+# SE 1.x device ids (the Simple Descriptor's device id on profile 0x0109) -> inventory device_type.
+SE_DEVICE_TYPES = {
+    0x0500: "esi",
+    0x0501: "meter",
+    0x0502: "in_home_display",
+    0x0503: "pct",
+    0x0504: "load_control_device",
+    0x0505: "smart_appliance",
+    0x0506: "prepayment_terminal",
+    0x0507: "physical_device",
+    0x0508: "remote_communications_device",
+}
 MAX_JOIN_WINDOW_S = 254  # permitJoining takes one byte; 255 would mean "forever"
 
 
@@ -96,9 +109,15 @@ class _Listener:
 
 
 class RadioRoute:
-    def __init__(self, config: RadioConfig, *, esi: EsiResponder | None = None) -> None:
+    def __init__(
+        self, config: RadioConfig, *, esi: EsiResponder | None = None, state: RouteStateStore | None = None
+    ) -> None:
         self.config = config
         self.esi = esi or EsiResponder()
+        # Outbound records and the device inventory: the gateway's database in production.
+        self.state: RouteStateStore = state if state is not None else MemoryRouteState()
+        self._writes: asyncio.Queue[Any] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
         self.capabilities = Capabilities()
         self.app: Any = None
         self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
@@ -117,8 +136,10 @@ class RadioRoute:
     # ------------------------------------------------------------------ lifecycle
     async def start(self, *, form: bool = True) -> None:
         """Connect; form the HAN if the coordinator has none (and `form`), else resume it."""
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write_loop())
         await self._connect(auto_form=form)
-        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+        self._sender = loop.create_task(self._send_loop())
 
     async def _connect(self, *, auto_form: bool) -> None:
         # What ControllerApplication.new() does, except that a failed start closes the database
@@ -139,6 +160,9 @@ class RadioRoute:
         self.app = app
         own = app.state.node_info.ieee
         self._present.update(str(ieee) for ieee in app.devices if ieee != own)
+        for ieee, device in app.devices.items():
+            if ieee != own:
+                self._persist(self._adopt(str(ieee), int(device.nwk), self._device_type(device)))
         self._connected.set()
         info = app.state.node_info
         self._emit(CoordinatorReachable(info.manufacturer, info.model, info.version))
@@ -148,6 +172,9 @@ class RadioRoute:
         for task in (self._sender, self._reconnecting, *self._tasks):
             if task is not None:
                 task.cancel()
+        await self.flush_state()
+        if self._writer is not None:
+            self._writer.cancel()
         if self.app is not None:
             with contextlib.suppress(Exception):
                 await self.app.shutdown()
@@ -194,6 +221,26 @@ class RadioRoute:
                 LOGGER.info("coordinator still unreachable (%r), retrying in %.1fs", exc, delay)
                 delay = min(delay * 2, self.config.reconnect_max_s)
 
+    # ------------------------------------------------------------------ persistence
+    def _persist(self, write: Awaitable[None]) -> None:
+        """Queue a state write from a zigpy callback (which cannot await): written in order."""
+        self._writes.put_nowait(write)
+
+    async def _write_loop(self) -> None:
+        while True:
+            write = await self._writes.get()
+            try:
+                await write
+            except Exception:  # a failed write is logged; the route keeps working
+                LOGGER.exception("radio route state not written")
+            finally:
+                self._writes.task_done()
+
+    async def flush_state(self) -> None:
+        """Wait until every queued state write is done (or there is no writer to do them)."""
+        if self._writer is not None and not self._writer.done():
+            await self._writes.join()
+
     # ------------------------------------------------------------------ events
     def _emit(self, event: InboundEvent) -> None:
         self._events.put_nowait(event)
@@ -206,22 +253,44 @@ class RadioRoute:
         return await asyncio.wait_for(self._events.get(), timeout)
 
     # ------------------------------------------------------------------ sending
-    def submit(self, items: Sequence[OutboundFrame]) -> list[SubmitResult]:
-        """Queue frames for devices. A resubmitted outbound id is never sent twice."""
+    async def submit(self, items: Sequence[OutboundFrame]) -> list[SubmitResult]:
+        """Queue frames for devices. An outbound id is never sent twice, across restarts too:
+        the route's state store remembers every id it accepted and what became of it."""
         results = []
         for item in items:
-            if item.outbound_id in self._outcomes:
+            if item.outbound_id in self._outcomes:  # this process has it already
                 results.append(self._outcomes[item.outbound_id])
                 continue
-            reason = self._reject_reason(item)
-            if reason is not None:
-                result = SubmitResult(item.outbound_id, SubmitStatus.REJECTED, reason=reason)
+            accepted = SubmitResult(item.outbound_id, SubmitStatus.ACCEPTED, reference=item.outbound_id)
+            record = await self.state.outbound(item.outbound_id)
+            if record is not None:
+                result = await self._resubmitted(item, record.state, record.reason, accepted)
             else:
-                self._queue.put_nowait(item)
-                result = SubmitResult(item.outbound_id, SubmitStatus.ACCEPTED, reference=item.outbound_id)
+                reason = self._reject_reason(item)
+                if reason is not None:
+                    result = SubmitResult(item.outbound_id, SubmitStatus.REJECTED, reason=reason)
+                else:
+                    await self.state.record_outbound(item.outbound_id, item.eui64, OutboundState.QUEUED)
+                    self._queue.put_nowait(item)
+                    result = accepted
             self._outcomes[item.outbound_id] = result
             results.append(result)
         return results
+
+    async def _resubmitted(
+        self, item: OutboundFrame, state: OutboundState, reason: str | None, accepted: SubmitResult
+    ) -> SubmitResult:
+        """An id an earlier process accepted: its outcome again, never a second transmission
+        of something that may have reached the device."""
+        if state is OutboundState.QUEUED or (state is OutboundState.SENDING and item.idempotent):
+            self._queue.put_nowait(item)  # it never left (or may safely leave again)
+            return accepted
+        if state is OutboundState.SENDING:
+            reason = "the gateway stopped while this was being sent: not repeated"
+            await self.state.record_outbound(item.outbound_id, item.eui64, OutboundState.UNKNOWN, reason)
+            state = OutboundState.UNKNOWN
+        self._emit(DeliveryResult(item.outbound_id, item.eui64, Delivery(state.value), reason))
+        return accepted
 
     def _reject_reason(self, item: OutboundFrame) -> str | None:
         if item.cluster_id == KEY_ESTABLISHMENT:
@@ -255,6 +324,9 @@ class RadioRoute:
                 else:
                     outcome = await self._send_one(item)
                 if outcome is not None:
+                    await self.state.record_outbound(
+                        item.outbound_id, item.eui64, OutboundState(outcome.outcome.value), outcome.reason
+                    )
                     self._emit(outcome)
                     break
                 # The frame never reached the coordinator: send it once reconnected.
@@ -266,6 +338,9 @@ class RadioRoute:
         if device is None:
             return DeliveryResult(item.outbound_id, item.eui64, Delivery.FAILED, "unknown device")
         dst_ep = self._device_endpoint(device, item.cluster_id)
+        # Written before the frame leaves: a process killed from here on leaves "sending",
+        # which a restarted route reports as unknown instead of sending again.
+        await self.state.record_outbound(item.outbound_id, item.eui64, OutboundState.SENDING)
         request = asyncio.get_running_loop().create_task(
             app.request(
                 device,
@@ -297,6 +372,7 @@ class RadioRoute:
             # bellows checks "running" before touching the serial port: nothing went out.
             if "not running" in str(exc):
                 self._connected.clear()
+                await self.state.record_outbound(item.outbound_id, item.eui64, OutboundState.QUEUED)
                 return None
             return self._unknown(item, repr(exc))
         except Exception as exc:  # timeouts, NCP failures: outcome unknown
@@ -382,9 +458,17 @@ class RadioRoute:
         eui64 = str(device.ieee)
         if eui64 in self._present:
             self._present.discard(eui64)
+            self._persist(self.state.upsert_device(eui64, DeviceState.REMOVED, reason="left the HAN"))
             self._emit(DeviceLeft(eui64=eui64))
 
+    async def _adopt(self, eui64: str, nwk: int, device_type: str | None) -> None:
+        """A device zigpy's network state knows but the inventory does not (e.g. joined before
+        the inventory moved to the gateway's store) is recorded as joined."""
+        if await self.state.device(eui64) is None:
+            await self.state.upsert_device(eui64, DeviceState.JOINED, nwk=nwk, device_type=device_type)
+
     def _on_associated(self, device: Any) -> None:
+        self._persist(self.state.upsert_device(str(device.ieee), DeviceState.FIND_PENDING, nwk=int(device.nwk)))
         self._emit(DeviceAssociated(eui64=str(device.ieee), nwk=int(device.nwk)))
         self._joined_announced.discard(str(device.ieee))
         task = asyncio.get_running_loop().create_task(self._await_descriptors(device))
@@ -415,10 +499,23 @@ class RadioRoute:
         if eui64 in self._joined_announced:
             return  # already reported when its descriptors arrived
         self._joined_announced.add(eui64)
+        self._persist(
+            self.state.upsert_device(
+                eui64, DeviceState.JOINED, nwk=int(device.nwk), device_type=self._device_type(device)
+            )
+        )
         self._emit(DeviceJoined(eui64=eui64, nwk=int(device.nwk)))
         waiter = self._joins.get(eui64)
         if waiter is not None and not waiter.done():
             waiter.set_result(int(device.nwk))
+
+    @staticmethod
+    def _device_type(device: Any) -> str | None:
+        """The SE device type of its 0x0109 endpoint (Simple Descriptor), as the inventory names it."""
+        for ep_id, ep in device.endpoints.items():
+            if ep_id and ep.profile_id == SE_PROFILE_ID and ep.device_type is not None:
+                return SE_DEVICE_TYPES.get(int(ep.device_type), f"se_0x{int(ep.device_type):04x}")
+        return None
 
     async def provision_device(
         self, eui64: str, install_code: str, join_window_s: int = 120, *, cbke: bool = False
@@ -447,6 +544,7 @@ class RadioRoute:
         end = loop.time() + join_window_s
         waiter: asyncio.Future[int] = loop.create_future()
         self._joins[str(ieee)] = waiter
+        await self.state.upsert_device(str(ieee), DeviceState.PROVISION_REQUESTED)
         try:
             while (left := end - loop.time()) > 0:
                 await self._connected.wait()
@@ -464,6 +562,7 @@ class RadioRoute:
                 eui64=str(ieee),
                 reason=f"no join within {join_window_s}s (wrong install code, out of range, or not in pairing mode)",
             )
+            await self.state.upsert_device(failed.eui64, DeviceState.FAILED, reason=failed.reason)
             self._emit(failed)
             return failed
         finally:
@@ -496,8 +595,13 @@ class RadioRoute:
             )
         ]
 
-    def devices(self) -> list[dict[str, Any]]:
-        """The HAN's devices as zigpy knows them (persisted in its database when configured)."""
+    async def inventory(self, *, include_removed: bool = False) -> list[DeviceRecord]:
+        """The HAN's devices as the route's state store keeps them (the gateway's database)."""
+        await self.flush_state()
+        return await self.state.devices(include_removed=include_removed)
+
+    def zigpy_devices(self) -> list[dict[str, Any]]:
+        """The HAN's devices as zigpy knows them (its network state, not the inventory)."""
         if self.app is None:
             return []
         own = self.app.state.node_info.ieee

@@ -160,7 +160,7 @@ async def _deliver_and_wait(route: Any, item: Any, answer: str | None, timeout: 
     """
     from ams_adapters.radio import Delivery, DeliveryResult, DeviceFrame, SubmitStatus
 
-    [submitted] = route.submit([item])
+    [submitted] = await route.submit([item])
     if submitted.status is not SubmitStatus.ACCEPTED:
         print(f"rejected: {submitted.reason}")
         return EXIT_FAILED
@@ -530,7 +530,7 @@ def _remove(args: argparse.Namespace) -> int:
 
         route = await _started(config)
         try:
-            if args.eui64 not in {d["eui64"] for d in route.devices()}:
+            if args.eui64 not in {d.eui64 for d in await route.inventory()}:
                 print(f"{args.eui64} is not in this HAN")
                 return EXIT_FAILED
             await route.remove_device(args.eui64)

@@ -62,6 +62,7 @@ class DeviceStatus(enum.StrEnum):
     FIND_PENDING = "find_pending"
     JOINED = "joined"
     REMOVED = "removed"
+    FAILED = "failed"  # provisioning failed (join window over, CBKE asked for, …)
 
 
 class Action(enum.StrEnum):

@@ -350,3 +350,31 @@ webhook_outbox = sa.Table(
     sa.Column("delivered_at", UtcDateTime, nullable=True),
     sa.Column("last_error", sa.String(300), nullable=True),
 )
+
+# --- Local radio route (issue 7): what the coordinator's route must remember across restarts ----
+
+# Outbound ids the radio route accepted, with what became of them: a gateway killed mid-send does
+# not send the same text or event again after restart (the outcome stays "sending" = unknown).
+radio_outbound = sa.Table(
+    "radio_outbound",
+    metadata,
+    sa.Column("outbound_id", sa.String(100), primary_key=True),
+    sa.Column("esi_id", sa.String(22), nullable=False, index=True),
+    sa.Column("eui64", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("reason", sa.String(300), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# What the radio knows of a device beyond han_devices' columns: its short (NWK) address and the
+# reason of its last state change (a failed join, a leave, a decommission).
+radio_devices = sa.Table(
+    "radio_devices",
+    metadata,
+    sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), primary_key=True),
+    sa.Column("eui64", sa.String(16), primary_key=True),
+    sa.Column("nwk", sa.Integer, nullable=True),
+    sa.Column("reason", sa.String(300), nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)

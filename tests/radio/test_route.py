@@ -126,7 +126,8 @@ async def test_forms_reports_reachable_and_provisions(route, emulator, joined) -
     assert (reachable.manufacturer, reachable.model) == ("Nabu Casa", "SkyConnect v1.0")
     assert emulator.ncp.nvram.formed
     assert await wait_for(route, DeviceJoined, eui64=EUI)
-    assert [d["eui64"] for d in route.devices()] == [EUI]
+    assert [d["eui64"] for d in route.zigpy_devices()] == [EUI]
+    assert [(d.eui64, d.state.value, d.device_type) for d in await route.inventory()] == [(EUI, "joined", "meter")]
 
 
 async def test_wrong_install_code_times_out_and_bad_crc_is_refused(route, emulator) -> None:
@@ -136,7 +137,9 @@ async def test_wrong_install_code_times_out_and_bad_crc_is_refused(route, emulat
     result, outcome = await provision(route, emulator, impostor, window=1)
     assert result is JoinResult.WRONG_KEY
     assert isinstance(outcome, DeviceJoinFailed) and "no join within 1s" in outcome.reason
-    assert route.devices() == []
+    assert route.zigpy_devices() == []
+    [failed] = await route.inventory()
+    assert failed.state.value == "failed" and "no join within" in (failed.reason or "")
 
 
 async def test_text_price_and_event_with_device_answers(route, emulator, joined) -> None:
@@ -175,7 +178,7 @@ async def test_text_price_and_event_with_device_answers(route, emulator, joined)
         },
         tsn=3,
     )
-    results = route.submit(
+    results = await route.submit(
         [
             text("t1", 1, "Peak at 5pm"),
             OutboundFrame("p1", EUI, PRICE, price),
@@ -212,7 +215,7 @@ async def test_text_price_and_event_with_device_answers(route, emulator, joined)
 
 
 async def test_esi_answers_time_and_get_last_message(route, emulator, joined) -> None:
-    route.submit([text("t1", 5, "hello")])
+    await route.submit([text("t1", 5, "hello")])
     await wait_for(route, DeliveryResult, outbound_id="t1")
     await next_command(joined, "default_response")  # the ESI's answer to the confirmation
     joined.send(TIME, "read_attributes", {"attribute_ids": [0, 1]})
@@ -228,8 +231,8 @@ async def test_esi_answers_time_and_get_last_message(route, emulator, joined) ->
 
 
 async def test_resubmitted_outbound_id_is_not_sent_twice(route, emulator, joined) -> None:
-    first = route.submit([text("same", 1, "once")])
-    again = route.submit([text("same", 1, "once")])
+    first = await route.submit([text("same", 1, "once")])
+    again = await route.submit([text("same", 1, "once")])
     assert first == again
     await wait_for(route, DeliveryResult, outbound_id="same")
     await asyncio.sleep(0.2)
@@ -243,7 +246,7 @@ async def test_resubmitted_outbound_id_is_not_sent_twice(route, emulator, joined
 
 async def test_send_to_powered_off_device_fails_and_leaving_is_reported(route, emulator, joined) -> None:
     emulator.set_reachable(joined, False)
-    route.submit([text("gone", 2, "anyone?")])
+    await route.submit([text("gone", 2, "anyone?")])
     result = await wait_for(route, DeliveryResult, outbound_id="gone")
     assert result.outcome is Delivery.FAILED and "DELIVERY_FAILED" in result.reason
     emulator.set_reachable(joined, True)
@@ -257,9 +260,9 @@ async def test_device_leaving_on_its_own(route, emulator, joined) -> None:
 
 
 async def test_rejects_bad_frames_and_cbke(route, emulator, joined) -> None:
-    [bad] = route.submit([OutboundFrame("bad", EUI, MESSAGING, b"\x09\x01")])
+    [bad] = await route.submit([OutboundFrame("bad", EUI, MESSAGING, b"\x09\x01")])
     assert bad.status is SubmitStatus.REJECTED and "zcl_frame" in bad.reason
-    [big] = route.submit([OutboundFrame("big", EUI, MESSAGING, bytes(100))])
+    [big] = await route.submit([OutboundFrame("big", EUI, MESSAGING, bytes(100))])
     assert big.status is SubmitStatus.REJECTED and "limit 73" in big.reason
     with pytest.raises(CbkeNotSupported, match="install code"):
         await route.provision_device(EUI, CODE, 30, cbke=True)
@@ -269,10 +272,10 @@ async def test_rejects_bad_frames_and_cbke(route, emulator, joined) -> None:
 
 async def test_ncp_reset_mid_stream_nothing_lost_or_repeated(route, emulator, joined) -> None:
     frames = [text(f"m{i}", i, f"message {i}") for i in range(1, 7)]
-    route.submit(frames[:3])
+    await route.submit(frames[:3])
     await wait_for(route, DeliveryResult, outbound_id="m1")
     emulator.reset_ncp()
-    route.submit(frames[3:])
+    await route.submit(frames[3:])
     outcomes: dict[str, Delivery] = {"m1": Delivery.DELIVERED}
     seen: list[type] = []
     async with asyncio.timeout(15):
@@ -314,7 +317,7 @@ async def test_route_over_tcp_resumes_formed_network() -> None:
         device = SePeer(EUI, CODE)
         result, outcome = await provision(r, emu, device)
         assert result is JoinResult.JOINED and isinstance(outcome, DeviceJoined)
-        r.submit([text("tcp", 3, "over tcp")])
+        await r.submit([text("tcp", 3, "over tcp")])
         delivered = await wait_for(r, DeliveryResult, outbound_id="tcp")
         assert delivered.outcome is Delivery.DELIVERED
         answer = await wait_for(r, DeviceFrame, command="message_confirmation")
@@ -354,7 +357,7 @@ async def test_unplug_and_replug_queued_frames_go_out_once(tmp_path) -> None:
         await emu.unplug()
         await wait_for(r, CoordinatorUnreachable)
         assert not r.reachable
-        results = r.submit([text("while-out-1", 11, "one"), text("while-out-2", 12, "two")])
+        results = await r.submit([text("while-out-1", 11, "one"), text("while-out-2", 12, "two")])
         assert [x.status for x in results] == [SubmitStatus.ACCEPTED] * 2
         await asyncio.sleep(0.5)  # the route keeps retrying the port meanwhile
         await emu.replug()

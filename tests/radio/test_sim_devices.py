@@ -73,7 +73,7 @@ async def test_simulated_display_and_pool_pump_answer_through_bellows() -> None:
             },
             tsn=3,
         )
-        route.submit([OutboundFrame("price-5", IHD, 0x0700, price)])
+        await route.submit([OutboundFrame("price-5", IHD, 0x0700, price)])
         ack = await answer(route, IHD, "price_acknowledgement")
         assert ack.fields is not None and ack.fields["issuer_event_id"] == 5
 
@@ -91,7 +91,7 @@ async def test_simulated_display_and_pool_pump_answer_through_bellows() -> None:
             },
             tsn=4,
         )
-        route.submit([OutboundFrame("lce-77", PUMP, 0x0701, event)])
+        await route.submit([OutboundFrame("lce-77", PUMP, 0x0701, event)])
         status = await answer(route, PUMP, "report_event_status")
         assert status.fields is not None and status.fields["issuer_event_id"] == 77
         assert status.fields["event_status"] == 0x01  # event received
