@@ -3,7 +3,6 @@
 from ams_adapters.radio.config import RadioConfig, RadioConfigError
 from ams_adapters.radio.errors import CbkeNotSupported, CoordinatorUnavailable, RadioError
 from ams_adapters.radio.events import (
-    Capabilities,
     CbkeRequested,
     CoordinatorReachable,
     CoordinatorUnreachable,
@@ -16,13 +15,10 @@ from ams_adapters.radio.events import (
     DeviceLeft,
     InboundEvent,
     OutboundFrame,
-    SubmitResult,
-    SubmitStatus,
 )
 from ams_adapters.radio.route import RadioRoute
 
 __all__ = [
-    "Capabilities",
     "CbkeNotSupported",
     "CbkeRequested",
     "CoordinatorReachable",
@@ -41,6 +37,4 @@ __all__ = [
     "RadioConfigError",
     "RadioError",
     "RadioRoute",
-    "SubmitResult",
-    "SubmitStatus",
 ]

@@ -1,7 +1,9 @@
 """The radio route behind the shared route contract (ams_adapters/contract.py).
 
-One coordinator serves one premise's HAN, so this route answers for exactly one ESI ID: the
-gateway itself is that premise's ESI. Mapping onto the contract:
+One coordinator serves one HAN, so this route answers for the ESI ID(s) configured for it (usually
+one premise; the first is where its device inventory is kept): the gateway itself is that
+premise's ESI. Submit results and capabilities are the contract's own types, straight from
+RadioRoute; this layer maps targets and the per-device events onto the contract:
 
 - target DEVICE: the frame goes to that device; DeliveredToMeter when its APS ACK arrives
   (the "meter" is the gateway's own ESI, so delivery to the ESI and to the air coincide).
@@ -11,7 +13,9 @@ gateway itself is that premise's ESI. Mapping onto the contract:
   GetCurrentPrice, GetScheduledEvents, GetLastMessage) and DeliveredToMeter at once.
 - device answers become DeviceResponse, tied to the outbound item by message id or issuer event id.
 - provisioning: PROVISION_DEVICE → REQUESTED, FIND_PENDING (the device associated), JOINED
-  (interviewed) or FAILED (window over); DELETE_DEVICE / CLEAR_DEVICES → DELETED per device.
+  (interviewed) or FAILED (window over); DELETE_DEVICE / CLEAR_DEVICES → DELETED per device;
+  DECOMMISSION_HAN → every device asked to leave, the coordinator leaves its network and the
+  inventory is forgotten, then DONE (a later start forms a new HAN).
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ams_adapters.contract import (
@@ -44,8 +52,11 @@ from ams_adapters.contract import (
 from ams_adapters.radio import events as radio_events
 from ams_adapters.radio.config import RadioConfig
 from ams_adapters.radio.esi import PREMISE
-from ams_adapters.radio.events import Delivery, OutboundFrame, SubmitStatus
-from ams_adapters.radio.route import RadioRoute
+from ams_adapters.radio.events import Delivery, OutboundFrame
+from ams_adapters.radio.route import MAX_FRAME_SIZE, RadioRoute, coordinator_info, restore_backup
+from ams_adapters.radio.state import RouteStateStore
+
+LOGGER = logging.getLogger(__name__)
 
 # The field that ties a device's answer to what it answers (SE 1.x).
 ANSWER_KEYS = {
@@ -61,15 +72,28 @@ ANSWER_KEYS = {
 @dataclasses.dataclass
 class _Fanout:
     outbound_id: str
+    esi_id: str
     pending: set[str]
     delivered: int = 0
     reasons: list[str] = dataclasses.field(default_factory=list)
 
 
 class RadioContractRoute:
-    def __init__(self, config: RadioConfig, esi_id: str, *, clock: Callable[[], float] = time.time) -> None:
-        self.esi_id = esi_id
-        self.radio = RadioRoute(config)
+    def __init__(
+        self,
+        config: RadioConfig,
+        esi_ids: str | Sequence[str],
+        *,
+        state: RouteStateStore | None = None,
+        backup_file: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.esi_ids = (esi_ids,) if isinstance(esi_ids, str) else tuple(esi_ids)
+        if not self.esi_ids:
+            raise ContractError("esi_ids", esi_ids, "at least one ESI ID")
+        self.esi_id = self.esi_ids[0]
+        self.radio = RadioRoute(config, state=state)
+        self.backup_file = backup_file
         self._clock = clock
         self._results: dict[str, SubmitResult] = {}
         self._fanouts: dict[str, _Fanout] = {}  # sub-send id -> its fan-out
@@ -81,17 +105,32 @@ class RadioContractRoute:
 
     @property
     def capabilities(self) -> RouteCapabilities:
-        return RouteCapabilities(
-            name="radio",
-            batch_size=100,
-            rate_limit_per_s=30.0,  # ~34 deliveries/s at 115200 baud (benchmarks/radio.py)
-            max_in_flight=10_000,
-            extra={"device": self.radio.config.device, "cbke": False},
-        )
+        return self.radio.capabilities
 
     async def start(self) -> None:
+        """Resume the HAN; on a coordinator without one, restore the backup file if there is one,
+        else form a new HAN (and write the backup file, when configured)."""
+        check = getattr(self.radio.state, "check_premise", None)
+        if check is not None:
+            await check()  # fail at startup, naming the ESI ID, not at the first device
+        backup = self.backup_file
+        if backup is not None and backup.exists():
+            info = await coordinator_info(self.radio.config)
+            if info["network"] is None:
+                LOGGER.info("coordinator has no network: restoring %s", backup)
+                await restore_backup(self.radio.config, json.loads(backup.read_text()))
         await self.radio.start(form=True)
+        if backup is not None and not backup.exists():
+            await self.write_backup(backup)
         self._pump = asyncio.get_running_loop().create_task(self._translate())
+
+    async def write_backup(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(await self.radio.backup(), indent=2)
+        # It holds the network key: readable by the gateway's user only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
 
     async def close(self) -> None:
         for task in (self._pump, *self._tasks):
@@ -104,13 +143,13 @@ class RadioContractRoute:
         return MeterCapabilities(
             max_devices=32,
             max_load_control_devices=32,
-            max_text_length=self.radio.capabilities.max_frame_size - 16,
-            max_frame_size=self.radio.capabilities.max_frame_size,
+            max_text_length=MAX_FRAME_SIZE - 16,
+            max_frame_size=MAX_FRAME_SIZE,
         )
 
     def _check_esi(self, esi_id: str) -> None:
-        if esi_id != self.esi_id:
-            raise ContractError("esi_id", esi_id, f"this radio serves premise {self.esi_id} only")
+        if esi_id not in self.esi_ids:
+            raise ContractError("esi_id", esi_id, f"this radio serves {', '.join(self.esi_ids)} only")
 
     def events(self) -> AsyncIterator[InboundEvent]:
         async def stream() -> AsyncIterator[InboundEvent]:
@@ -132,15 +171,15 @@ class RadioContractRoute:
         return SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=reason)
 
     async def _submit_one(self, op: HanOperation) -> SubmitResult:
-        if op.esi_id != self.esi_id:
-            return self._reject(op, f"esi_id {op.esi_id!r}: this radio serves {self.esi_id}")
+        if op.esi_id not in self.esi_ids:
+            return self._reject(op, f"esi_id {op.esi_id!r}: this radio serves {', '.join(self.esi_ids)}")
         if self._clock() >= op.expires_at:
             return self._reject(op, "expires_at has passed")
         key_field = ANSWER_KEYS.get(op.command)
         key = op.fields.get(key_field) if key_field else None
         if op.target.kind is TargetKind.METER:
             self.radio.esi.observe_outbound(PREMISE, op.cluster_id, op.frame)
-            self._emit(DeliveredToMeter(op.outbound_id, self.esi_id, self._clock(), op.outbound_id))
+            self._emit(DeliveredToMeter(op.outbound_id, op.esi_id, self._clock(), op.outbound_id))
             if key is not None:
                 self._answers[(op.cluster_id, PREMISE, int(key))] = op.outbound_id
             return SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=op.outbound_id)
@@ -161,45 +200,41 @@ class RadioContractRoute:
                 retry_after_s=self.radio.config.reconnect_max_s,
             )
         sub_ids = [op.outbound_id if len(targets) == 1 else f"{op.outbound_id}@{eui}" for eui in targets]
-        fanout = _Fanout(op.outbound_id, set(sub_ids))
+        fanout = _Fanout(op.outbound_id, op.esi_id, set(sub_ids))
         items = [
             OutboundFrame(sub_id, eui, op.cluster_id, op.frame, expires_at=op.expires_at)
             for sub_id, eui in zip(sub_ids, targets, strict=True)
         ]
+        # Registered before submitting: an id a previous process sent has its outcome re-emitted
+        # by the radio at once, and the pump must find the fan-out it belongs to.
+        for item in items:
+            self._fanouts[item.outbound_id] = fanout
+            if key is not None:
+                self._answers[(op.cluster_id, item.eui64, int(key))] = op.outbound_id
         radio_results = await self.radio.submit(items)
-        refused = [r for r in radio_results if r.status is not SubmitStatus.ACCEPTED]
-        if len(refused) == len(items):
-            return self._reject(op, "; ".join(r.reason or "refused" for r in refused))
+        refused = [r for r in radio_results if r.outcome is not SubmitOutcome.ACCEPTED]
         for item, result in zip(items, radio_results, strict=True):
-            if result.status is SubmitStatus.ACCEPTED:
-                self._fanouts[item.outbound_id] = fanout
-                if key is not None:
-                    self._answers[(op.cluster_id, item.eui64, int(key))] = op.outbound_id
-            else:
+            if result.outcome is not SubmitOutcome.ACCEPTED:
+                self._fanouts.pop(item.outbound_id, None)
                 fanout.pending.discard(item.outbound_id)
                 fanout.reasons.append(f"{item.eui64}: {result.reason}")
+        if len(refused) == len(items):
+            return self._reject(op, "; ".join(r.reason or "refused" for r in refused))
         return SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=op.outbound_id)
 
     # ------------------------------------------------------------------ provisioning
     async def provision(self, request: ProvisioningRequest) -> SubmitResult:
         accepted = SubmitResult(request.request_id, SubmitOutcome.ACCEPTED, reference=request.request_id)
-        if request.esi_id != self.esi_id:
+        if request.esi_id not in self.esi_ids:
             return SubmitResult(
                 request.request_id,
                 SubmitOutcome.REJECTED,
-                reason=f"esi_id {request.esi_id!r}: this radio serves {self.esi_id}",
+                reason=f"esi_id {request.esi_id!r}: this radio serves {', '.join(self.esi_ids)}",
             )
         if request.kind is ProvisioningKind.INITIALIZE_HAN:
             # start() formed (or resumed) the HAN: the coordinator is the initialized ESI.
             self._update(request.request_id, ProvisioningState.DONE, None)
             return accepted
-        if request.kind is ProvisioningKind.DECOMMISSION_HAN:
-            return SubmitResult(
-                request.request_id,
-                SubmitOutcome.REJECTED,
-                reason="decommissioning is not supported by the radio route: remove the devices "
-                "(clear_devices) and factory-reset the coordinator",
-            )
         if not self.radio.reachable:
             return SubmitResult(
                 request.request_id,
@@ -207,6 +242,9 @@ class RadioContractRoute:
                 reason="coordinator unreachable",
                 retry_after_s=self.radio.config.reconnect_max_s,
             )
+        if request.kind is ProvisioningKind.DECOMMISSION_HAN:
+            self._spawn(self._decommission(request.request_id))
+            return accepted
         if request.kind is ProvisioningKind.PROVISION_DEVICE:
             assert request.eui64 is not None and request.link_key is not None
             assert request.join_window_s is not None
@@ -226,6 +264,16 @@ class RadioContractRoute:
         if request.kind is ProvisioningKind.CLEAR_DEVICES:
             self._update(request.request_id, ProvisioningState.DONE, None)
         return accepted
+
+    async def _decommission(self, request_id: str) -> None:
+        try:
+            removed = await self.radio.decommission()
+        except Exception as exc:  # reported, not raised: the request was accepted
+            self._update(request_id, ProvisioningState.FAILED, None, f"decommission failed: {exc!r}")
+            return
+        for eui64 in removed:
+            self._update(request_id, ProvisioningState.DELETED, eui64)
+        self._update(request_id, ProvisioningState.DONE, None)
 
     async def _admit(self, request_id: str, eui64: str, link_key: bytes, window_s: int) -> None:
         result = await self.radio.admit(eui64, link_key, window_s)
@@ -265,12 +313,12 @@ class RadioContractRoute:
             if fanout.pending:
                 return
             if fanout.delivered:
-                self._emit(DeliveredToMeter(fanout.outbound_id, self.esi_id, now, fanout.outbound_id))
+                self._emit(DeliveredToMeter(fanout.outbound_id, fanout.esi_id, now, fanout.outbound_id))
             else:
                 self._emit(
                     DeliveryFailed(
                         fanout.outbound_id,
-                        self.esi_id,
+                        fanout.esi_id,
                         now,
                         "; ".join(fanout.reasons),
                         expired=event.outcome is Delivery.EXPIRED,
@@ -314,4 +362,5 @@ class RadioContractRoute:
             )
         elif isinstance(event, radio_events.CoordinatorReachable | radio_events.CoordinatorUnreachable):
             reachable = isinstance(event, radio_events.CoordinatorReachable)
-            self._emit(MeterReachability(self.esi_id, reachable, now))
+            for esi_id in self.esi_ids:
+                self._emit(MeterReachability(esi_id, reachable, now))

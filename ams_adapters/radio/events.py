@@ -1,8 +1,9 @@
-"""What the route takes and reports, shaped after the adapter contract in DESIGN.md.
+"""What the radio takes and reports per device, below the route contract.
 
-Submitting a frame returns at once (accepted / rejected / retry later); what happened to it on the
-air comes later on the event stream as a DeliveryResult, together with device frames, joins,
-leaves and coordinator reachability.
+Submitting answers with the contract's own SubmitResult (ams_adapters/contract.py); what happened
+to a frame on the air comes later on the event stream as a DeliveryResult for that device,
+together with device frames, joins, leaves and coordinator reachability. The contract route
+(contract_route.py) turns these per-device events into the contract's per-premise ones.
 """
 
 from __future__ import annotations
@@ -23,20 +24,6 @@ class OutboundFrame:
     zcl_frame: bytes
     idempotent: bool = False
     expires_at: float | None = None  # Unix seconds: never sent after this, reported EXPIRED
-
-
-class SubmitStatus(enum.Enum):
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    RETRY_LATER = "retry_later"
-
-
-@dataclasses.dataclass(frozen=True)
-class SubmitResult:
-    outbound_id: str
-    status: SubmitStatus
-    reference: str | None = None
-    reason: str | None = None
 
 
 class Delivery(enum.Enum):
@@ -124,11 +111,3 @@ InboundEvent = (
     | CoordinatorReachable
     | CbkeRequested
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Capabilities:
-    se_versions: tuple[str, ...] = ("1.0", "1.1", "1.2")
-    max_frame_size: int = 73  # APS payload with APS encryption and no fragmentation
-    batch_size: int = 1  # bellows: one EZSP command at a time, one frame in flight
-    devices_per_coordinator: int = 32

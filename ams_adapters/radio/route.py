@@ -30,12 +30,12 @@ import zigpy.state
 import zigpy.types as zt
 from bellows.exception import ControllerError, EzspError
 
-from ams_adapters.radio.application import SE_PROFILE_ID, SEControllerApplication
+from ams_adapters.contract import RouteCapabilities, SubmitOutcome, SubmitResult
+from ams_adapters.radio.application import SEControllerApplication
 from ams_adapters.radio.config import RadioConfig
 from ams_adapters.radio.errors import CbkeNotSupported, CoordinatorUnavailable
 from ams_adapters.radio.esi import EsiResponder
 from ams_adapters.radio.events import (
-    Capabilities,
     CbkeRequested,
     CoordinatorReachable,
     CoordinatorUnreachable,
@@ -48,11 +48,9 @@ from ams_adapters.radio.events import (
     DeviceLeft,
     InboundEvent,
     OutboundFrame,
-    SubmitResult,
-    SubmitStatus,
 )
 from ams_adapters.radio.state import DeviceRecord, DeviceState, MemoryRouteState, OutboundState, RouteStateStore
-from zigbee_se import DecodeError, decode_frame, parse_install_code
+from zigbee_se import SE_PROFILE_ID, DecodeError, decode_frame, parse_install_code
 
 LOGGER = logging.getLogger(__name__)
 
@@ -69,6 +67,9 @@ SE_DEVICE_TYPES = {
     0x0507: "physical_device",
     0x0508: "remote_communications_device",
 }
+# APS payload with APS encryption and no fragmentation.
+MAX_FRAME_SIZE = 73
+DEVICES_PER_COORDINATOR = 32
 MAX_JOIN_WINDOW_S = 254  # permitJoining takes one byte; 255 would mean "forever"
 
 
@@ -118,7 +119,21 @@ class RadioRoute:
         self.state: RouteStateStore = state if state is not None else MemoryRouteState()
         self._writes: asyncio.Queue[Any] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self.capabilities = Capabilities()
+        # bellows runs one EZSP command at a time: one frame in flight, ~34 deliveries/s at
+        # 115200 baud (benchmarks/radio.py).
+        self.capabilities = RouteCapabilities(
+            name="radio",
+            batch_size=100,
+            rate_limit_per_s=30.0,
+            max_in_flight=10_000,
+            extra={
+                "device": config.device,
+                "cbke": False,
+                "max_frame_size": MAX_FRAME_SIZE,
+                "devices_per_coordinator": DEVICES_PER_COORDINATOR,
+                "se_versions": ("1.0", "1.1", "1.2"),
+            },
+        )
         self.app: Any = None
         self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
         self._queue: asyncio.Queue[OutboundFrame] = asyncio.Queue()
@@ -261,14 +276,14 @@ class RadioRoute:
             if item.outbound_id in self._outcomes:  # this process has it already
                 results.append(self._outcomes[item.outbound_id])
                 continue
-            accepted = SubmitResult(item.outbound_id, SubmitStatus.ACCEPTED, reference=item.outbound_id)
+            accepted = SubmitResult(item.outbound_id, SubmitOutcome.ACCEPTED, reference=item.outbound_id)
             record = await self.state.outbound(item.outbound_id)
             if record is not None:
                 result = await self._resubmitted(item, record.state, record.reason, accepted)
             else:
                 reason = self._reject_reason(item)
                 if reason is not None:
-                    result = SubmitResult(item.outbound_id, SubmitStatus.REJECTED, reason=reason)
+                    result = SubmitResult(item.outbound_id, SubmitOutcome.REJECTED, reason=reason)
                 else:
                     await self.state.record_outbound(item.outbound_id, item.eui64, OutboundState.QUEUED)
                     self._queue.put_nowait(item)
@@ -295,7 +310,7 @@ class RadioRoute:
     def _reject_reason(self, item: OutboundFrame) -> str | None:
         if item.cluster_id == KEY_ESTABLISHMENT:
             return str(CbkeNotSupported("cannot send Key Establishment frames"))
-        limit = self.capabilities.max_frame_size
+        limit = MAX_FRAME_SIZE
         if len(item.zcl_frame) > limit:
             return f"zcl_frame={len(item.zcl_frame)} bytes: limit {limit} (no APS fragmentation)"
         try:
@@ -579,6 +594,31 @@ class RadioRoute:
         if not self._connected.is_set():
             raise CoordinatorUnavailable("coordinator not connected: cannot remove devices")
         await self.app.remove(zt.EUI64.convert(eui64))
+
+    async def decommission(self, *, leave_timeout_s: float = 10.0) -> list[str]:
+        """Take the HAN down: every device is asked to leave (ZDO Mgmt_Leave) and forgotten by
+        zigpy, the coordinator is factory-reset (network key, PAN, key table gone) and the
+        inventory marks every device removed. The route stops; a later start forms a new HAN.
+        Returns the EUI-64s the inventory held."""
+        if not self._connected.is_set():
+            raise CoordinatorUnavailable("coordinator not connected: cannot decommission the HAN")
+        app = self.app
+        own = app.state.node_info.ieee
+        known = {d.eui64 for d in await self.inventory()}
+        for ieee in [ieee for ieee in app.devices if ieee != own]:
+            known.add(str(ieee))
+            await app.remove(ieee)  # zigpy sends Mgmt_Leave and drops it from its database
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(leave_timeout_s):
+                while any(ieee != own for ieee in app.devices):
+                    await asyncio.sleep(0.05)
+        self._closing = True  # the resets below are not a lost coordinator to reconnect to
+        await app.reset_network_info()
+        await self.flush_state()
+        await self.state.forget_devices()
+        self._present.clear()
+        await self.stop()
+        return sorted(known)
 
     def client_devices(self, cluster_id: int) -> list[str]:
         """Joined devices with an SE endpoint that is a client of the cluster (EUI-64s)."""

@@ -1,7 +1,9 @@
 """`hangw radio …`: a field technician's tools for a local EZSP coordinator (docs/field-technician.md).
 
-Every command opens the coordinator, does one job and closes it again; zigpy's database file
-(--database) keeps the HAN's devices between commands.
+Every command opens the coordinator, does one job and closes it again. The HAN's device inventory
+and the record of what was sent live in the gateway's own database (found from --config /
+--data-dir like every hangw command), under the premise's ESI ID (--esi-id, or the first of
+[routes.radio] esi_ids); zigpy's database file (--database) keeps only zigpy's network state.
 """
 
 from __future__ import annotations
@@ -14,25 +16,45 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-DEFAULT_DATABASE = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / ("hangw/radio.db")
+if TYPE_CHECKING:
+    from ams_adapters.radio import RadioConfig, RadioRoute
+    from ams_adapters.radio.state import RouteStateStore
+    from gateway.config import GatewayConfig
+
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_COORDINATOR = 1, 2, 3
+# The radio commands' own environment variables, not gateway config keys (HANGW_<KEY>).
+RADIO_ENV = ("HANGW_RADIO_DEVICE", "HANGW_RADIO_DB", "HANGW_RADIO_ESI_ID")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+class UsageError(ValueError):
+    """A command-line value that cannot work: printed as is, exit code 2."""
+
+
+def _common(parser: argparse.ArgumentParser, *, coordinator: bool = True) -> None:
+    parser.add_argument("-c", "--config", type=Path, help="gateway TOML config (its data_dir, storage, [routes.radio])")
+    parser.add_argument("--data-dir", type=Path, help="override data_dir (where hangw.db and radio/zigpy.db live)")
+    parser.add_argument(
+        "--esi-id",
+        default=os.environ.get("HANGW_RADIO_ESI_ID"),
+        help="premise whose HAN this is (default: $HANGW_RADIO_ESI_ID, else the first [routes.radio] esi_ids)",
+    )
+    if not coordinator:
+        return
     parser.add_argument(
         "--device",
         default=os.environ.get("HANGW_RADIO_DEVICE"),
-        help="serial path or socket://host:port (default: $HANGW_RADIO_DEVICE)",
+        help="serial path or socket://host:port (default: $HANGW_RADIO_DEVICE, else [routes.radio] device)",
     )
-    parser.add_argument("--baudrate", type=int, default=115200)
+    parser.add_argument("--baudrate", type=int, default=None, help="default 115200")
     parser.add_argument("--flow-control", choices=["software", "hardware"], default=None)
     parser.add_argument(
         "--database",
-        default=os.environ.get("HANGW_RADIO_DB", str(DEFAULT_DATABASE)),
-        help="zigpy database keeping the HAN's devices (default: $HANGW_RADIO_DB or %(default)s)",
+        default=os.environ.get("HANGW_RADIO_DB"),
+        help="zigpy's network-state database (default: $HANGW_RADIO_DB, else DATA_DIR/radio/zigpy.db)",
     )
 
 
@@ -43,9 +65,9 @@ def register(subparsers: Any) -> None:
     ports = sub.add_parser("ports", help="serial ports with their USB identity")
     ports.set_defaults(func=_ports)
 
-    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Any:
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int], *, coordinator: bool = True) -> Any:
         p = sub.add_parser(name, help=help_text)
-        _common(p)
+        _common(p, coordinator=coordinator)
         p.set_defaults(func=func)
         return p
 
@@ -86,42 +108,107 @@ def register(subparsers: Any) -> None:
     event.add_argument("--timeout", type=float, default=30)
     watch = add("watch", "show decoded device traffic live", _watch)
     watch.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    add("devices", "list the HAN's devices", _devices)
+    devices = add("devices", "list the HAN's device inventory (the gateway's store)", _devices, coordinator=False)
+    devices.add_argument("--all", action="store_true", help="include removed devices")
     remove = add("remove", "ask a device to leave and forget it", _remove)
     remove.add_argument("--eui64", required=True)
+    decommission = add("decommission", "every device leaves, the coordinator forgets the HAN", _decommission)
+    decommission.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
 # --------------------------------------------------------------------------- helpers
-def _config(args: argparse.Namespace, **extra: Any) -> Any:
+@dataclass
+class Session:
+    """What one command works with: the coordinator's config and the gateway's route state."""
+
+    radio: RadioConfig | None
+    state: RouteStateStore | None
+    esi_id: str | None
+
+
+def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
+    from gateway.config import load_config
+
+    env = {k: v for k, v in os.environ.items() if k not in RADIO_ENV}
+    config = load_config(args.config, env=env)
+    if args.data_dir is not None:
+        config.data_dir = args.data_dir
+    return config
+
+
+def _radio_config(args: argparse.Namespace, gateway: GatewayConfig, **extra: Any) -> RadioConfig:
     from ams_adapters.radio import RadioConfig
 
-    if not args.device:
-        raise ValueError("--device: a serial path or socket://host:port is required")
-    database = args.database
-    if database:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    return RadioConfig(
-        device=args.device,
-        baudrate=args.baudrate,
-        flow_control=args.flow_control,
-        database_path=database or None,
-        **extra,
-    )
+    configured = gateway.routes.radio
+    device = args.device or (configured.device if configured else None)
+    if not device:
+        raise UsageError("--device: a serial path or socket://host:port is required (or [routes.radio] device)")
+    database = args.database or str(radio_database(gateway))
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    baudrate = args.baudrate or (configured.baudrate if configured else 115200)
+    flow = args.flow_control or (configured.flow if configured else None)
+    return RadioConfig(device=device, baudrate=baudrate, flow_control=flow, database_path=database, **extra)
 
 
-def _run(args: argparse.Namespace, job: Callable[[Any], Awaitable[int]], **extra: Any) -> int:
-    """Build the config, run the job; map the errors a technician can cause to exit codes."""
+def radio_database(gateway: GatewayConfig) -> Path:
+    """zigpy's database: [routes.radio] zigpy_database, else DATA_DIR/radio/zigpy.db."""
+    configured = gateway.routes.radio
+    if configured is not None and configured.zigpy_database is not None:
+        return configured.zigpy_database
+    return gateway.data_dir / "radio" / "zigpy.db"
+
+
+def _esi_id(args: argparse.Namespace, gateway: GatewayConfig) -> str | None:
+    if args.esi_id:
+        return str(args.esi_id)
+    configured = gateway.routes.radio
+    return configured.esi_ids[0] if configured else None
+
+
+def _run(
+    args: argparse.Namespace,
+    job: Callable[[Session], Awaitable[int]],
+    *,
+    coordinator: bool = True,
+    inventory: bool = False,
+    **extra: Any,
+) -> int:
+    """Build the configs, open the gateway's store when the premise is known, run the job; map
+    the errors a technician can cause to exit codes. `inventory`: the job changes or reads the
+    device inventory, so the premise (--esi-id) is required."""
     from ams_adapters.radio import RadioConfigError, RadioError
+    from gateway.config import ConfigError
+    from gateway.store.route_state import PremiseNotFound
     from zigbee_se import EncodeError, InstallCodeError
 
     try:
-        config = _config(args, **extra)
-    except (RadioConfigError, ValueError) as exc:
+        gateway = _gateway_config(args)
+        radio = _radio_config(args, gateway, **extra) if coordinator else None
+        esi_id = _esi_id(args, gateway)
+        if inventory and esi_id is None:
+            raise UsageError("--esi-id: which premise's HAN this is (or [routes.radio] esi_ids in --config)")
+    except (ConfigError, RadioConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+    async def main() -> int:
+        if esi_id is None:
+            return await job(Session(radio, None, None))
+        from gateway.store.route_state import GatewayRouteState
+        from gateway.store.store import open_store
+
+        gateway.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await open_store(gateway.storage_url)
+        try:
+            state = GatewayRouteState(store, esi_id)
+            await state.check_premise()
+            return await job(Session(radio, state, esi_id))
+        finally:
+            await store.close()
+
     try:
-        return asyncio.run(job(config))
-    except (InstallCodeError, EncodeError, RadioConfigError) as exc:
+        return asyncio.run(main())
+    except (InstallCodeError, EncodeError, RadioConfigError, UsageError, PremiseNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, TimeoutError, RadioError) as exc:
@@ -134,12 +221,19 @@ def _run(args: argparse.Namespace, job: Callable[[Any], Awaitable[int]], **extra
         raise
 
 
-async def _started(config: Any) -> Any:
+async def _started(session: Session) -> RadioRoute:
     from ams_adapters.radio import RadioRoute
 
-    route = RadioRoute(config)
+    assert session.radio is not None
+    route = RadioRoute(session.radio, state=session.state)
     await route.start(form=False)
     return route
+
+
+def _outbound_id(kind: str, se_id: int) -> str:
+    """Each run of a send command is a new transmission (the store remembers every id it sent:
+    reusing one would replay the old outcome instead of sending)."""
+    return f"cli-{kind}-{se_id}-{time.time_ns()}"
 
 
 def _stamp() -> str:
@@ -158,10 +252,11 @@ async def _deliver_and_wait(route: Any, item: Any, answer: str | None, timeout: 
     A device's answer can reach us before bellows returns from the send (the NCP reports the
     APS ACK and then the answer, back to back), so answers are held until the delivery line.
     """
-    from ams_adapters.radio import Delivery, DeliveryResult, DeviceFrame, SubmitStatus
+    from ams_adapters.contract import SubmitOutcome
+    from ams_adapters.radio import Delivery, DeliveryResult, DeviceFrame
 
     [submitted] = await route.submit([item])
-    if submitted.status is not SubmitStatus.ACCEPTED:
+    if submitted.outcome is not SubmitOutcome.ACCEPTED:
         print(f"rejected: {submitted.reason}")
         return EXIT_FAILED
     loop = asyncio.get_running_loop()
@@ -248,10 +343,11 @@ def _ports(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio.route import coordinator_info
 
-        info = await coordinator_info(config)
+        assert session.radio is not None
+        info = await coordinator_info(session.radio)
         print(f"coordinator: {info['manufacturer']} {info['board']}")
         print(f"firmware: EmberZNet {info['firmware']}, EZSP protocol {info['ezsp_version']}")
         print(f"eui64: {info['eui64']}")
@@ -269,11 +365,12 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _form(args: argparse.Namespace) -> int:
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio import RadioRoute
         from ams_adapters.radio.route import coordinator_info
 
-        info = await coordinator_info(config)
+        assert session.radio is not None
+        info = await coordinator_info(session.radio)
         if info["network"] is not None:
             net = info["network"]
             print(
@@ -281,7 +378,8 @@ def _form(args: argparse.Namespace) -> int:
                 "(restore a backup or factory-reset the stick to start over)"
             )
             return 0
-        route = RadioRoute(config)
+        assert session.radio is not None
+        route = RadioRoute(session.radio, state=session.state)
         await route.start(form=True)
         try:
             _node, net = route.network_info()
@@ -295,8 +393,8 @@ def _form(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    async def job(config: Any) -> int:
-        route = await _started(config)
+    async def job(session: Session) -> int:
+        route = await _started(session)
         try:
             backup = await route.backup()
         finally:
@@ -316,11 +414,12 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"error: --in {args.in_file}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio.route import coordinator_info, restore_backup
 
-        await restore_backup(config, backup)
-        info = await coordinator_info(config)
+        assert session.radio is not None
+        await restore_backup(session.radio, backup)
+        info = await coordinator_info(session.radio)
         net = info["network"]
         print(f"restored: channel {net['channel']}, PAN {net['pan_id']}, coordinator eui64 {info['eui64']}")
         return 0
@@ -338,10 +437,10 @@ def _provision(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"install code {code.normalized}: CRC ok")
 
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio import DeviceJoined
 
-        route = await _started(config)
+        route = await _started(session)
         try:
             task = asyncio.create_task(route.provision_device(args.eui64, args.install_code, args.timeout))
             started = time.monotonic()
@@ -358,11 +457,11 @@ def _provision(args: argparse.Namespace) -> int:
         print(f"not joined: {result.reason}")
         return EXIT_FAILED
 
-    return _run(args, job)
+    return _run(args, job, inventory=True)
 
 
 def _send_text(args: argparse.Namespace) -> int:
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio import OutboundFrame
         from zigbee_se import encode_frame
 
@@ -379,9 +478,9 @@ def _send_text(args: argparse.Namespace) -> int:
             },
             tsn=message_id % 256,
         )
-        route = await _started(config)
+        route = await _started(session)
         try:
-            item = OutboundFrame(f"cli-text-{message_id}", args.eui64, 0x0703, frame)
+            item = OutboundFrame(_outbound_id("text", message_id), args.eui64, 0x0703, frame)
             answer = None if args.no_confirm else "message_confirmation"
             return await _deliver_and_wait(route, item, answer, args.timeout)
         finally:
@@ -399,7 +498,7 @@ def _send_price(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio import OutboundFrame
         from zigbee_se import encode_frame
 
@@ -425,9 +524,9 @@ def _send_price(args: argparse.Namespace) -> int:
             },
             tsn=issuer % 256,
         )
-        route = await _started(config)
+        route = await _started(session)
         try:
-            item = OutboundFrame(f"cli-price-{issuer}", args.eui64, 0x0700, frame)
+            item = OutboundFrame(_outbound_id("price", issuer), args.eui64, 0x0700, frame)
             return await _deliver_and_wait(route, item, "price_acknowledgement", args.timeout)
         finally:
             await route.stop()
@@ -436,7 +535,7 @@ def _send_price(args: argparse.Namespace) -> int:
 
 
 def _send_event(args: argparse.Namespace) -> int:
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio import OutboundFrame
         from zigbee_se import encode_frame
 
@@ -455,9 +554,9 @@ def _send_event(args: argparse.Namespace) -> int:
             },
             tsn=issuer % 256,
         )
-        route = await _started(config)
+        route = await _started(session)
         try:
-            item = OutboundFrame(f"cli-event-{issuer}", args.eui64, 0x0701, frame)
+            item = OutboundFrame(_outbound_id("event", issuer), args.eui64, 0x0701, frame)
             return await _deliver_and_wait(route, item, "report_event_status", args.timeout, many=True)
         finally:
             await route.stop()
@@ -466,7 +565,7 @@ def _send_event(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio import (
             CbkeRequested,
             CoordinatorReachable,
@@ -476,8 +575,8 @@ def _watch(args: argparse.Namespace) -> int:
             DeviceLeft,
         )
 
-        route = await _started(config)
-        print(f"{_stamp()} watching {config.device} (Ctrl-C to stop)", flush=True)
+        route = await _started(session)
+        print(f"{_stamp()} watching {args.device or 'the coordinator'} (Ctrl-C to stop)", flush=True)
         loop = asyncio.get_running_loop()
         end = None if args.seconds is None else loop.time() + args.seconds
         try:
@@ -509,26 +608,26 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    async def job(config: Any) -> int:
-        route = await _started(config)
-        try:
-            devices = route.devices()
-        finally:
-            await route.stop()
+    async def job(session: Session) -> int:
+        assert session.state is not None
+        devices = await session.state.devices(include_removed=args.all)
         if not devices:
             print("no devices")
-        for device in devices:
-            print(f"{device['eui64']}\tnwk 0x{device['nwk']:04X}\tendpoints {device['endpoints']}")
+        for d in devices:
+            when = dt.datetime.fromtimestamp(d.updated_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            nwk = f"nwk 0x{d.nwk:04X}" if d.nwk is not None else "nwk -"
+            reason = f"\t{d.reason}" if d.reason else ""
+            print(f"{d.eui64}\t{d.state.value}\t{nwk}\t{d.device_type or 'unknown'}\t{when}{reason}")
         return 0
 
-    return _run(args, job)
+    return _run(args, job, coordinator=False, inventory=True)
 
 
 def _remove(args: argparse.Namespace) -> int:
-    async def job(config: Any) -> int:
+    async def job(session: Session) -> int:
         from ams_adapters.radio import DeviceLeft
 
-        route = await _started(config)
+        route = await _started(session)
         try:
             if args.eui64 not in {d.eui64 for d in await route.inventory()}:
                 print(f"{args.eui64} is not in this HAN")
@@ -548,4 +647,33 @@ def _remove(args: argparse.Namespace) -> int:
         print(f"{args.eui64} left the HAN")
         return 0
 
-    return _run(args, job)
+    return _run(args, job, inventory=True)
+
+
+def _decommission(args: argparse.Namespace) -> int:
+    if not args.yes:
+        prompt = (
+            f"decommission the HAN{' of ' + args.esi_id if args.esi_id else ''}: every device is asked to leave and "
+            "the coordinator forgets the network (keys, PAN). Continue? [y/N] "
+        )
+        try:
+            answer = input(prompt)
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not decommissioned")
+            return EXIT_FAILED
+
+    async def job(session: Session) -> int:
+        route = await _started(session)
+        try:
+            removed = await route.decommission()
+        finally:
+            await route.stop()
+        for eui64 in removed:
+            print(f"{eui64} asked to leave; removed from the inventory")
+        print(f"decommissioned: {len(removed)} device(s) removed, coordinator has no network")
+        print("form a new HAN with `hangw radio form` (or restore a backup) to start again")
+        return 0
+
+    return _run(args, job, inventory=True)

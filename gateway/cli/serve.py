@@ -13,7 +13,9 @@ from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.pipeline.config import RouteKind
 
 if TYPE_CHECKING:
+    from ams_adapters.contract import Route
     from gateway.pipeline.dispatcher import RouteSet
+    from gateway.store.store import Store
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,32 +47,66 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.log.level, json_lines=config.log.json_lines)
 
     async def serve() -> None:
-        # Routes are built on the running loop (a simulated field schedules its timers on it).
-        routes = build_routes(config)
-        app = create_app(config, routes=routes)
-        server = uvicorn.Server(uvicorn.Config(app, host=config.server.host, port=config.server.port,
-                                               log_config=None, access_log=False, server_header=False))
-        await server.serve()
+        from gateway.store.store import open_store
+
+        # The store is opened here, not by the app, because the radio route keeps its device
+        # inventory and outbound records in it too.
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await open_store(config.storage_url)
+        try:
+            # Routes are built on the running loop (a simulated field schedules its timers on it).
+            routes = build_routes(config, store)
+            app = create_app(config, store=store, routes=routes)
+            server = uvicorn.Server(uvicorn.Config(app, host=config.server.host, port=config.server.port,
+                                                   log_config=None, access_log=False, server_header=False))
+            await server.serve()
+        finally:
+            await store.close()
 
     asyncio.run(serve())
     return 0
 
 
-def build_routes(config: GatewayConfig) -> RouteSet:
-    """The routes `routes.kind` names. The simulated field is built here, in the command line,
-    so that the gateway itself never imports the simulators."""
+def build_routes(config: GatewayConfig, store: Store | None = None) -> RouteSet:
+    """The routes `routes.kind` names, plus `[routes.radio]` for its ESI IDs (matched exactly,
+    before any prefix). The simulated field is built here, in the command line, so that the
+    gateway itself never imports the simulators."""
     from gateway.pipeline.dispatcher import RouteSet
 
     kind = config.routes.kind
+    default: Route | None = None
     if kind is RouteKind.SIMULATED:
         from ams_adapters.simulated import SimulatedRoute
         from gateway.cli.simfield import ScaledClock, build_field, premises
 
         field, _devices = build_field(ScaledClock(config.routes.simulated_speed),
                                       premises(config.routes.simulated_premises_per_tdsp))
-        return RouteSet(SimulatedRoute(field, now=time.time))
-    if kind is RouteKind.SIMULATED_REMOTE:
+        default = SimulatedRoute(field, now=time.time)
+    elif kind is RouteKind.SIMULATED_REMOTE:
         from ams_adapters.simulated import RemoteSimulatedRoute
 
-        return RouteSet(RemoteSimulatedRoute(config.routes.url))
-    return RouteSet()
+        default = RemoteSimulatedRoute(config.routes.url)
+    by_esi: dict[str, Route] = {}
+    if config.routes.radio is not None:
+        if store is None:
+            raise ValueError("routes.radio: the radio route keeps its state in the gateway's store: pass the store")
+        radio = build_radio_route(config, store)
+        by_esi = dict.fromkeys(config.routes.radio.esi_ids, radio)
+    return RouteSet(default, by_esi=by_esi)
+
+
+def build_radio_route(config: GatewayConfig, store: Store) -> Route:
+    """The local-radio route of `[routes.radio]`, its state in the gateway's store."""
+    from ams_adapters.radio import RadioConfig
+    from ams_adapters.radio.contract_route import RadioContractRoute
+    from gateway.cli.radio import radio_database
+    from gateway.store.route_state import GatewayRouteState
+
+    section = config.routes.radio
+    assert section is not None
+    database = radio_database(config)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    radio = RadioConfig(device=section.device, baudrate=section.baudrate, flow_control=section.flow,
+                        channel=section.channel, pan_id=section.pan_id, database_path=str(database))
+    return RadioContractRoute(radio, section.esi_ids, state=GatewayRouteState(store, section.esi_ids[0]),
+                              backup_file=section.backup_file)

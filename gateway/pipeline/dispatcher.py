@@ -90,14 +90,20 @@ class TokenBucket:
 
 
 class RouteSet:
-    """Which route reaches which premise: by ESI ID prefix (a TDSP's head-end), else the default.
-    A prefix mapped to None has no route: its items wait (retried with backoff) until they expire."""
+    """Which route reaches which premise: an exact ESI ID first (a local radio serving that
+    premise's HAN), then an ESI ID prefix (a TDSP's head-end), else the default. A prefix mapped
+    to None has no route: its items wait (retried with backoff) until they expire."""
 
-    def __init__(self, default: Route | None = None, by_prefix: dict[str, Route | None] | None = None) -> None:
+    def __init__(self, default: Route | None = None, by_prefix: dict[str, Route | None] | None = None,
+                 by_esi: dict[str, Route] | None = None) -> None:
         self.default = default
         self.by_prefix = by_prefix or {}
+        self.by_esi = by_esi or {}
 
     def for_premise(self, esi_id: str) -> Route | None:
+        exact = self.by_esi.get(esi_id)
+        if exact is not None:
+            return exact
         for prefix, route in self.by_prefix.items():
             if esi_id.startswith(prefix):
                 return route
@@ -105,7 +111,7 @@ class RouteSet:
 
     def all(self) -> list[Route]:
         found: dict[int, Route] = {}
-        for route in [self.default, *self.by_prefix.values()]:
+        for route in [self.default, *self.by_prefix.values(), *self.by_esi.values()]:
             if route is not None:
                 found[id(route)] = route
         return list(found.values())

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import zigpy.types as zt
 
+from ams_adapters.contract import SubmitOutcome
 from ams_adapters.radio import (
     CbkeNotSupported,
     CbkeRequested,
@@ -25,7 +26,6 @@ from ams_adapters.radio import (
     RadioConfig,
     RadioConfigError,
     RadioRoute,
-    SubmitStatus,
 )
 from simulators.ncp import JoinResult, NcpEmulator, load_profile
 from simulators.ncp.peer import DRLC, KEY_ESTABLISHMENT, MESSAGING, PRICE, TIME, SePeer
@@ -185,7 +185,7 @@ async def test_text_price_and_event_with_device_answers(route, emulator, joined)
             OutboundFrame("e1", EUI, DRLC, event),
         ]
     )
-    assert [r.status for r in results] == [SubmitStatus.ACCEPTED] * 3
+    assert [r.outcome for r in results] == [SubmitOutcome.ACCEPTED] * 3
 
     answers = {}
     delivered = set()
@@ -261,9 +261,9 @@ async def test_device_leaving_on_its_own(route, emulator, joined) -> None:
 
 async def test_rejects_bad_frames_and_cbke(route, emulator, joined) -> None:
     [bad] = await route.submit([OutboundFrame("bad", EUI, MESSAGING, b"\x09\x01")])
-    assert bad.status is SubmitStatus.REJECTED and "zcl_frame" in bad.reason
+    assert bad.outcome is SubmitOutcome.REJECTED and "zcl_frame" in bad.reason
     [big] = await route.submit([OutboundFrame("big", EUI, MESSAGING, bytes(100))])
-    assert big.status is SubmitStatus.REJECTED and "limit 73" in big.reason
+    assert big.outcome is SubmitOutcome.REJECTED and "limit 73" in big.reason
     with pytest.raises(CbkeNotSupported, match="install code"):
         await route.provision_device(EUI, CODE, 30, cbke=True)
     joined._uplink(KEY_ESTABLISHMENT, bytes([0x01, 0x01, 0x00, 0x01, 0x00]))
@@ -358,7 +358,7 @@ async def test_unplug_and_replug_queued_frames_go_out_once(tmp_path) -> None:
         await wait_for(r, CoordinatorUnreachable)
         assert not r.reachable
         results = await r.submit([text("while-out-1", 11, "one"), text("while-out-2", 12, "two")])
-        assert [x.status for x in results] == [SubmitStatus.ACCEPTED] * 2
+        assert [x.outcome for x in results] == [SubmitOutcome.ACCEPTED] * 2
         await asyncio.sleep(0.5)  # the route keeps retrying the port meanwhile
         await emu.replug()
         outcomes = {}
