@@ -147,6 +147,7 @@ class RadioRoute:
         self._present: set[str] = set()
         self._joined_announced: set[str] = set()
         self._inflight: asyncio.Task[Any] | None = None
+        self._decommissioning = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, *, form: bool = True) -> None:
@@ -473,7 +474,8 @@ class RadioRoute:
         eui64 = str(device.ieee)
         if eui64 in self._present:
             self._present.discard(eui64)
-            self._persist(self.state.upsert_device(eui64, DeviceState.REMOVED, reason="left the HAN"))
+            reason = "HAN decommissioned" if self._decommissioning else "left the HAN"
+            self._persist(self.state.upsert_device(eui64, DeviceState.REMOVED, reason=reason))
             self._emit(DeviceLeft(eui64=eui64))
 
     async def _adopt(self, eui64: str, nwk: int, device_type: str | None) -> None:
@@ -605,6 +607,7 @@ class RadioRoute:
         app = self.app
         own = app.state.node_info.ieee
         known = {d.eui64 for d in await self.inventory()}
+        self._decommissioning = True
         for ieee in [ieee for ieee in app.devices if ieee != own]:
             known.add(str(ieee))
             await app.remove(ieee)  # zigpy sends Mgmt_Leave and drops it from its database

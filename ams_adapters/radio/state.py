@@ -90,7 +90,8 @@ class RouteStateStore(Protocol):
     async def device(self, eui64: str) -> DeviceRecord | None: ...
 
     async def forget_devices(self) -> int:
-        """Drop the whole inventory (HAN decommissioned); the number of devices forgotten."""
+        """Every device becomes REMOVED, reason "HAN decommissioned" (kept for history); the
+        number of devices that were present."""
         ...
 
 
@@ -142,6 +143,9 @@ class MemoryRouteState:
         return self._devices.get(eui64)
 
     async def forget_devices(self) -> int:
-        count = len(self._devices)
-        self._devices.clear()
-        return count
+        present = [d for d in self._devices.values() if d.state is not DeviceState.REMOVED]
+        for d in present:
+            self._devices[d.eui64] = dataclasses.replace(
+                d, state=DeviceState.REMOVED, nwk=None, reason="HAN decommissioned", updated_at=time.time()
+            )
+        return len(present)

@@ -200,16 +200,19 @@ class GatewayRouteState:
     async def forget_devices(self) -> int:
         """Every device of the premise becomes REMOVED ("HAN decommissioned"); rows stay for history."""
         now = datetime.now(UTC)
+        present = sa.select(han_devices.c.eui64).where(
+            han_devices.c.esi_id == self.esi_id, han_devices.c.status != DeviceStatus.REMOVED.value
+        )
         async with self.store.engine.begin() as conn:
+            await conn.execute(
+                radio_devices.update()
+                .where(radio_devices.c.esi_id == self.esi_id, radio_devices.c.eui64.in_(present.scalar_subquery()))
+                .values(nwk=None, reason="HAN decommissioned", updated_at=now)
+            )
             result = await conn.execute(
                 han_devices.update()
                 .where(han_devices.c.esi_id == self.esi_id, han_devices.c.status != DeviceStatus.REMOVED.value)
                 .values(status=DeviceStatus.REMOVED.value, updated_at=now)
-            )
-            await conn.execute(
-                radio_devices.update()
-                .where(radio_devices.c.esi_id == self.esi_id)
-                .values(nwk=None, reason="HAN decommissioned", updated_at=now)
             )
         return int(result.rowcount or 0)
 

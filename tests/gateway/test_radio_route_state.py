@@ -149,7 +149,7 @@ async def test_restarted_route_never_sends_an_outbound_id_twice(tmp_path: Path) 
         await b.start()
         try:
             results = await b.submit([text("out-1", 1), text("out-2", 2)])
-            assert [r.status.value for r in results] == ["accepted", "accepted"]
+            assert [r.outcome.value for r in results] == ["accepted", "accepted"]
             assert (await next_result(b, "out-1")).outcome is Delivery.DELIVERED
             unknown = await next_result(b, "out-2")
             assert unknown.outcome is Delivery.UNKNOWN and "not repeated" in (unknown.reason or "")

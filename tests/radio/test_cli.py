@@ -1,8 +1,11 @@
 """The field technician's scenario driven through `hangw radio` and `hangw sim ncp`, as real
-processes: a coordinator emulator on a pty with a display in pairing mode, then every command."""
+processes: a coordinator emulator on a pty with a display in pairing mode, then every command.
+The inventory lives in the gateway's store in the data directory (HANGW_DATA_DIR), under the
+premise HANGW_RADIO_ESI_ID names."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,6 +20,26 @@ EUI = "00:0d:6f:00:0a:90:69:e7"
 CODE = "83FED3407A939723A5C639B26916D505C3B5"
 WRONG_CODE = "00112233445566778899AABBCCDDEEFF528F"
 ROOT = Path(__file__).resolve().parents[2]
+ESI = "10443720000000001"
+
+
+def premise_in_store(data_dir: Path) -> None:
+    """The operator imported the premise before the technician arrives."""
+    from datetime import UTC, datetime
+
+    from gateway.store.store import open_store
+
+    async def run() -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = await open_store(f"sqlite+aiosqlite:///{data_dir.resolve() / 'hangw.db'}")
+        try:
+            await store.upsert_premise({
+                "esi_id": ESI, "tdsp": "oncor", "meter_number": "MTR-1", "customer_email": None, "rep": None,
+                "premise_class": "residential", "se_version": "1.1", "enhanced_meter": False}, datetime.now(UTC))
+        finally:
+            await store.close()
+
+    asyncio.run(run())
 
 
 @pytest.fixture
@@ -32,7 +55,8 @@ def coordinator(tmp_path: Path) -> Iterator[dict[str, str]]:
                 break
             time.sleep(0.05)
         assert f"device path: {link}" in log.read_text(), log.read_text()
-        yield dict(os.environ, HANGW_RADIO_DEVICE=str(link), HANGW_RADIO_DB=str(tmp_path / "radio.db"))
+        premise_in_store(tmp_path / "data")
+        yield dict(os.environ, HANGW_RADIO_DEVICE=str(link), HANGW_DATA_DIR=str(tmp_path / "data"), HANGW_RADIO_ESI_ID=ESI)
     finally:
         sim.terminate()
         sim.wait(10)
@@ -89,8 +113,9 @@ def test_field_scenario_from_the_command_line(coordinator: dict[str, str], tmp_p
     assert "install code 83FE D340 7A93 9723 A5C6 39B2 6916 D505 C3B5: CRC ok" in run.stdout
     assert f"joined: {EUI} as 0x" in run.stdout
 
-    run = hangw(env, "devices")
-    assert run.stdout.startswith(f"{EUI}\tnwk 0x") and "endpoints [1]" in run.stdout
+    run = hangw(env, "devices")  # from the gateway's store: no coordinator needed
+    assert run.stdout.startswith(f"{EUI}\tjoined\tnwk 0x") and "\tmeter\t" in run.stdout, run.stdout + run.stderr
+    assert (tmp_path / "data" / "radio" / "zigpy.db").exists()  # zigpy's network state, beside it
 
     run = hangw(env, "send-text", "--eui64", EUI, "--text", "Peak at 5pm", "--message-id", "42")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -115,6 +140,19 @@ def test_field_scenario_from_the_command_line(coordinator: dict[str, str], tmp_p
 
     run = hangw(env, "remove", "--eui64", EUI)
     assert run.stdout.strip() == f"{EUI} left the HAN", run.stdout + run.stderr
+    assert hangw(env, "devices").stdout.strip() == "no devices"
+    [line] = hangw(env, "devices", "--all").stdout.splitlines()
+    assert line.startswith(f"{EUI}\tremoved\t") and line.endswith("\tleft the HAN")
+
+    # Decommission asks first; without a "y" nothing happens.
+    run = subprocess.run([sys.executable, "-m", "gateway", "radio", "decommission"], cwd=ROOT, env=env,
+                         input="n\n", capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 1 and "Continue? [y/N]" in run.stdout and "not decommissioned" in run.stdout
+    # (The simulated display pairs once: decommissioning with devices is tested on the route.)
+    run = hangw(env, "decommission", "--yes")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "decommissioned: 0 device(s) removed, coordinator has no network" in run.stdout
+    assert "network: none" in hangw(env, "info").stdout
     assert hangw(env, "devices").stdout.strip() == "no devices"
 
 
@@ -146,6 +184,7 @@ def test_usage_errors_name_the_field(
     from gateway.cli import main
 
     monkeypatch.delenv("HANGW_RADIO_DEVICE", raising=False)
+    monkeypatch.delenv("HANGW_RADIO_ESI_ID", raising=False)
     assert main(["radio", "info"]) == 2
     assert "--device" in capsys.readouterr().err
     assert main(["radio", "info", "--device", "/dev/ttyUSB0", "--baudrate", "1200"]) == 2
@@ -153,7 +192,12 @@ def test_usage_errors_name_the_field(
     assert main(["radio", "send-price", "--device", "/dev/ttyUSB0", "--eui64", EUI, "--price", "-1"]) == 2
     assert "--price" in capsys.readouterr().err
     # a failed start must not leave zigpy's database thread holding the process open: a process
-    env = dict(os.environ, HANGW_RADIO_DB=str(tmp_path / "radio.db"))
+    env = dict(os.environ, HANGW_DATA_DIR=str(tmp_path / "data"))
     run = hangw(env, "send-text", "--device", "/nonexistent/ttyNCP", "--eui64", EUI, "--text", "x")
     assert run.returncode == 3 and "coordinator at /nonexistent/ttyNCP" in run.stderr
     assert "FileNotFoundError" in run.stderr
+    # The inventory commands need to know the premise, and the premise must be in the store.
+    assert main(["radio", "devices", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "--esi-id" in capsys.readouterr().err
+    assert main(["radio", "devices", "--data-dir", str(tmp_path / "data"), "--esi-id", ESI]) == 2
+    assert f"esi_id='{ESI}': not a premise in the gateway's store" in capsys.readouterr().err

@@ -159,5 +159,21 @@ async def test_refusals_reachability_and_deletion(setup) -> None:
     init = await route.provision(ProvisioningRequest("init-1", ESI, ProvisioningKind.INITIALIZE_HAN))
     assert init.outcome is SubmitOutcome.ACCEPTED
     assert (await next_of(route, ProvisioningUpdate, state=ProvisioningState.DONE)).request_id == "init-1"
+
+
+async def test_decommission_takes_the_han_down(setup) -> None:
+    route, emu, device = setup
     decommission = await route.provision(ProvisioningRequest("d-1", ESI, ProvisioningKind.DECOMMISSION_HAN))
-    assert decommission.outcome is SubmitOutcome.REJECTED and "not supported" in decommission.reason
+    assert decommission.outcome is SubmitOutcome.ACCEPTED
+    deleted = await next_of(route, ProvisioningUpdate, state=ProvisioningState.DELETED, request_id="d-1")
+    assert deleted.eui64 == EUI
+    assert (await next_of(route, ProvisioningUpdate, state=ProvisioningState.DONE)).request_id == "d-1"
+    # The device was asked to leave, the coordinator has no network, the inventory is empty.
+    assert not emu.ncp.members and not emu.ncp.nvram.formed
+    assert await route.radio.inventory() == []
+    [gone] = await route.radio.inventory(include_removed=True)
+    assert (gone.eui64, gone.state.value, gone.reason) == (EUI, "removed", "HAN decommissioned")
+    [later] = await route.submit([text("after", 7, Target(TargetKind.DEVICE, EUI))])
+    assert later.outcome is SubmitOutcome.RETRY_LATER
+    frames = [device.frames.get_nowait()[1] for _ in range(device.frames.qsize())]
+    assert "display_message" not in [f.command for f in frames]
