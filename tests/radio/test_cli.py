@@ -56,7 +56,8 @@ def coordinator(tmp_path: Path) -> Iterator[dict[str, str]]:
             time.sleep(0.05)
         assert f"device path: {link}" in log.read_text(), log.read_text()
         premise_in_store(tmp_path / "data")
-        yield dict(os.environ, HANGW_RADIO_DEVICE=str(link), HANGW_DATA_DIR=str(tmp_path / "data"), HANGW_RADIO_ESI_ID=ESI)
+        data = str(tmp_path / "data")
+        yield dict(os.environ, HANGW_RADIO_DEVICE=str(link), HANGW_DATA_DIR=data, HANGW_RADIO_ESI_ID=ESI)
     finally:
         sim.terminate()
         sim.wait(10)
