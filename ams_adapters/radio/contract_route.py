@@ -182,6 +182,14 @@ class RadioContractRoute:
             self._emit(DeliveredToMeter(op.outbound_id, op.esi_id, self._clock(), op.outbound_id))
             if key is not None:
                 self._answers[(op.cluster_id, PREMISE, int(key))] = op.outbound_id
+            # Devices bound to the ESI for this cluster asked for unsolicited updates: push it
+            # (the others ask with GetCurrentPrice / GetScheduledEvents / GetLastMessage).
+            bound = self.radio.bound_devices(op.cluster_id)
+            if bound and self.radio.reachable:
+                await self.radio.submit([
+                    OutboundFrame(f"{op.outbound_id}@{eui}", eui, op.cluster_id, op.frame, expires_at=op.expires_at)
+                    for eui in bound
+                ])
             return SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=op.outbound_id)
         if op.target.kind is TargetKind.DEVICE:
             assert op.target.eui64 is not None

@@ -82,6 +82,17 @@ class DeviceLeft:
 
 
 @dataclasses.dataclass(frozen=True)
+class DeviceBound:
+    """A device bound (or unbound) one of its SE client clusters to the ESI's endpoint: it wants
+    unsolicited updates of that cluster (SE registration). The NCP's stack keeps the binding."""
+
+    eui64: str
+    cluster_id: int
+    endpoint: int
+    bound: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class CoordinatorUnreachable:
     reason: str
 
@@ -107,6 +118,7 @@ InboundEvent = (
     | DeviceJoined
     | DeviceJoinFailed
     | DeviceLeft
+    | DeviceBound
     | CoordinatorUnreachable
     | CoordinatorReachable
     | CbkeRequested

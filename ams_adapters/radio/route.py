@@ -28,6 +28,7 @@ import zigpy.endpoint
 import zigpy.exceptions
 import zigpy.state
 import zigpy.types as zt
+import zigpy.zdo.types as zdo_t
 from bellows.exception import ControllerError, EzspError
 
 from ams_adapters.contract import RouteCapabilities, SubmitOutcome, SubmitResult
@@ -42,6 +43,7 @@ from ams_adapters.radio.events import (
     Delivery,
     DeliveryResult,
     DeviceAssociated,
+    DeviceBound,
     DeviceFrame,
     DeviceJoined,
     DeviceJoinFailed,
@@ -148,6 +150,9 @@ class RadioRoute:
         self._joined_announced: set[str] = set()
         self._inflight: asyncio.Task[Any] | None = None
         self._decommissioning = False
+        # (device EUI-64, cluster) -> device endpoint: SE clients bound to the ESI (in memory;
+        # the NCP's binding table is the durable copy).
+        self._bindings: dict[tuple[str, int], int] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, *, form: bool = True) -> None:
@@ -160,6 +165,18 @@ class RadioRoute:
     async def _connect(self, *, auto_form: bool) -> None:
         # What ControllerApplication.new() does, except that a failed start closes the database
         # again: new() leaves aiosqlite's thread running, which keeps a CLI process alive.
+        app = await self._startup(auto_form)
+        if app.formed_now:
+            # Start again on the formed network so that the NCP has our endpoints (see
+            # SEControllerApplication.formed_now).
+            await app.shutdown()
+            app = await self._startup(False)
+        app.se_packet_hook = self._on_se_packet
+        app.se_zdo_hook = self._on_se_zdo
+        app.add_listener(_Listener(self))
+        self._opened(app)
+
+    async def _startup(self, auto_form: bool) -> SEControllerApplication:
         app = SEControllerApplication(self.config.zigpy_config())
         await app._load_db()
         try:
@@ -168,9 +185,7 @@ class RadioRoute:
             with contextlib.suppress(Exception):
                 await app.shutdown()
             raise
-        app.se_packet_hook = self._on_se_packet
-        app.add_listener(_Listener(self))
-        self._opened(app)
+        return app
 
     def _opened(self, app: Any) -> None:
         self.app = app
@@ -446,6 +461,28 @@ class RadioRoute:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _on_se_zdo(self, packet: zt.ZigbeePacket, command: zdo_t.ZDOCmd, args: list[Any]) -> None:
+        """Service discovery and binding by devices registering with the ESI (the NCP answered)."""
+        sender = self._eui64_of(packet.src.address) if packet.src is not None else None
+        if command == zdo_t.ZDOCmd.Match_Desc_req:
+            LOGGER.info("%s looks for profile 0x%04X servers %s", sender, int(args[1]), [hex(c) for c in args[2]])
+            return
+        src, src_ep, cluster, dst = args
+        own = self.app.state.node_info.ieee if self.app is not None else None
+        if src != own or int(src_ep) != self.config.se_endpoint or getattr(dst, "addrmode", None) != 3:
+            return  # not a binding of our ESI endpoint to a device (the stack refused it)
+        eui64, endpoint = str(dst.ieee), int(dst.endpoint)
+        bound = command == zdo_t.ZDOCmd.Bind_req
+        if bound:
+            self._bindings[(eui64, int(cluster))] = endpoint
+        else:
+            self._bindings.pop((eui64, int(cluster)), None)
+        self._emit(DeviceBound(eui64, int(cluster), endpoint, bound))
+
+    def bound_devices(self, cluster_id: int) -> list[str]:
+        """Devices that bound this SE cluster to the ESI (they asked for unsolicited updates)."""
+        return sorted(eui for (eui, cluster) in self._bindings if cluster == cluster_id)
+
     async def _reply(self, packet: zt.ZigbeePacket, cluster: int, frame: bytes) -> None:
         """Answer a device on the endpoint pair it used (ESI replies are idempotent reads)."""
         app = self.app
@@ -472,6 +509,8 @@ class RadioRoute:
     # ------------------------------------------------------------------ provisioning
     def _on_left(self, device: Any) -> None:
         eui64 = str(device.ieee)
+        for key in [k for k in self._bindings if k[0] == eui64]:
+            del self._bindings[key]
         if eui64 in self._present:
             self._present.discard(eui64)
             reason = "HAN decommissioned" if self._decommissioning else "left the HAN"

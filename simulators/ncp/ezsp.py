@@ -701,6 +701,72 @@ class EzspNcp:
         )
         return True
 
+    # ------------------------------------------------------------------ ZDO requests from devices
+    def zdo_from(self, member: Member, cluster_id: int, payload: bytes) -> bool:
+        """A device sends a ZDO request to the coordinator (or broadcasts it). The EmberZNet stack
+        answers Match_Desc from the endpoints the host added and keeps Bind_req/Unbind_req naming
+        this node as source in its binding table; with APPLICATION_ZDO_FLAGS as bellows sets them
+        (APP_RECEIVES_SUPPORTED_ZDO_REQUESTS) the host also gets a copy of each request."""
+        if member.eui64 not in self.members or not member.reachable or not self.stack.network_up:
+            return False
+        reply = self._stack_zdo_answer(cluster_id, payload)
+        if reply is not None:
+            deliver = getattr(member.device, "deliver_zdo", None)
+            if deliver is not None:
+                self._later(self.profile.aps_ack_delay_s, lambda: deliver(*reply))
+        self._incoming(
+            sender=member.nwk,
+            profile=0,
+            cluster=cluster_id,
+            src_ep=0,
+            dst_ep=0,
+            payload=payload,
+            options=t.EmberApsOption.APS_OPTION_NONE,
+            sequence=self.stack.next_aps_sequence(),
+        )
+        return True
+
+    def _stack_zdo_answer(self, cluster_id: int, payload: bytes) -> tuple[int, bytes] | None:
+        try:
+            command = zdo_t.ZDOCmd(cluster_id)
+            args, _ = zt.deserialize(payload[1:], zdo_t.CLUSTERS[command][1])
+        except (ValueError, KeyError):
+            return None
+        status = zdo_t.Status.SUCCESS
+        values: list[Any]
+        if command == zdo_t.ZDOCmd.Match_Desc_req:
+            _nwk, profile, in_clusters, out_clusters = args
+            # The request names the clusters it looks for on the remote: in = servers, out = clients.
+            matches = [
+                ep
+                for ep, (prof, ins, outs) in sorted(self.stack.endpoints.items())
+                if prof == profile and (set(in_clusters) & set(ins) or set(out_clusters) & set(outs))
+            ]
+            rsp, values = zdo_t.ZDOCmd.Match_Desc_rsp, [status, 0x0000, matches]
+        elif command in (zdo_t.ZDOCmd.Bind_req, zdo_t.ZDOCmd.Unbind_req):
+            src, src_ep, cluster, dst = args
+            entry = (int(src_ep), int(cluster), t.EUI64(dst.ieee), int(dst.endpoint))
+            bind = command == zdo_t.ZDOCmd.Bind_req
+            rsp = zdo_t.ZDOCmd.Bind_rsp if bind else zdo_t.ZDOCmd.Unbind_rsp
+            if t.EUI64(src) != self.nvram.eui64:
+                status = zdo_t.Status.NOT_SUPPORTED  # a binding on another node's behalf
+            elif int(src_ep) not in self.stack.endpoints:
+                status = zdo_t.Status.INVALID_EP
+            elif bind and entry not in self.nvram.bindings:
+                if len(self.nvram.bindings) >= self.profile.binding_table_size:
+                    status = zdo_t.Status.TABLE_FULL
+                else:
+                    self.nvram.bindings.append(entry)
+            elif not bind:
+                if entry in self.nvram.bindings:
+                    self.nvram.bindings.remove(entry)
+                else:
+                    status = zdo_t.Status.NO_ENTRY
+            values = [status]
+        else:
+            return None
+        return int(rsp), bytes([payload[0]]) + zt.serialize(values, zdo_t.CLUSTERS[rsp][1])
+
     # ------------------------------------------------------------------ ZDO on behalf of nodes
     def _answer_zdo(self, member: Member | None, aps: t.EmberApsFrame, payload: bytes) -> None:
         if not payload:
@@ -849,6 +915,9 @@ class EzspNcp:
             parentOfNewNodeId=0x0000,
         )
         device.attach(lambda cluster_id, frame: self.uplink_from(member, cluster_id, frame))
+        attach_zdo = getattr(device, "attach_zdo", None)
+        if attach_zdo is not None:  # a device that does SE service discovery and binding
+            attach_zdo(lambda cluster_id, payload: self.zdo_from(member, cluster_id, payload), self.nvram.eui64)
         device.on_joined()
         return result
 

@@ -9,8 +9,12 @@ display, thermostat, load control device) has the same interface and fuller beha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from typing import Any
+
+import zigpy.types as zt
+import zigpy.zdo.types as zdo_t
 
 from zigbee_se import SE_PROFILE_ID, decode_frame, encode_frame, utc_from_datetime
 
@@ -36,6 +40,7 @@ class SePeer:
         *,
         register: bool = False,
         time_poll_s: float | None = None,
+        bind: bool = False,
     ) -> None:
         self.eui64 = eui64
         self.install_code = install_code
@@ -44,6 +49,15 @@ class SePeer:
         # GetScheduledEvents, GetCurrentPrice, GetLastMessage), and re-read the time periodically.
         self.register = register
         self.time_poll_s = time_poll_s
+        # SE registration (SE_BEHAVIOUR.md §6): find the ESI by Match_Desc for the DRLC server,
+        # then ask it to bind each SE client cluster to us, for unsolicited updates.
+        self.bind = bind
+        self.esi_endpoints: list[int] = []
+        self.bind_results: dict[int, int] = {}  # cluster -> ZDO status of its Bind_rsp
+        self.registered = asyncio.Event()
+        self._zdo_uplink: Any = None
+        self._coordinator: zt.EUI64 | None = None
+        self._zdo_answers: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
         self._poller: asyncio.Task[None] | None = None
         self.frames: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         self.joined = asyncio.Event()
@@ -53,13 +67,55 @@ class SePeer:
     def attach(self, uplink: Any) -> None:
         self._uplink = uplink
 
+    def attach_zdo(self, uplink: Any, coordinator_eui64: Any) -> None:
+        """ZDO to the coordinator; its EUI-64 is the trust center's, learnt while joining."""
+        self._zdo_uplink = uplink
+        self._coordinator = zt.EUI64(coordinator_eui64)
+
+    def deliver_zdo(self, cluster_id: int, payload: bytes) -> None:
+        self._zdo_answers.put_nowait((cluster_id, payload))
+
     def on_joined(self) -> None:
         self.joined.set()
-        if (self.register or self.time_poll_s) and self._poller is None:
+        if (self.register or self.time_poll_s or self.bind) and self._poller is None:
             self._poller = asyncio.get_running_loop().create_task(self._talk())
+
+    def _zdo(self, command: zdo_t.ZDOCmd, *values: Any) -> int:
+        self._tsn = (self._tsn + 1) % 256
+        self._zdo_uplink(int(command), bytes([self._tsn]) + zt.serialize(list(values), zdo_t.CLUSTERS[command][1]))
+        return self._tsn
+
+    async def _zdo_answer(self, command: zdo_t.ZDOCmd, tsn: int, timeout: float = 5.0) -> list[Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                cluster, payload = await self._zdo_answers.get()
+                if cluster == command and payload[0] == tsn:
+                    values, _ = zt.deserialize(payload[1:], zdo_t.CLUSTERS[command][1])
+                    return list(values)
+
+    async def _register_with_esi(self) -> None:
+        tsn = self._zdo(zdo_t.ZDOCmd.Match_Desc_req, zt.NWK(0xFFFD), SE_PROFILE_ID, [DRLC], [])
+        _status, _nwk, matches = await self._zdo_answer(zdo_t.ZDOCmd.Match_Desc_rsp, tsn)
+        self.esi_endpoints = [int(ep) for ep in matches]
+        if not self.esi_endpoints or self._coordinator is None:
+            return  # no ESI in this HAN
+        own = zt.EUI64.convert(self.eui64) if isinstance(self.eui64, str) else zt.EUI64(self.eui64)
+        for cluster in (PRICE, DRLC, MESSAGING):
+            if cluster not in self.output_clusters:
+                continue
+            dst = zdo_t.MultiAddress()
+            dst.addrmode, dst.ieee, dst.endpoint = 3, own, self.endpoint
+            tsn = self._zdo(zdo_t.ZDOCmd.Bind_req, self._coordinator, self.esi_endpoints[0], cluster, dst)
+            # "send the bindings, but don't pay attention to whether it works" (SL registration)
+            with contextlib.suppress(TimeoutError):
+                [status] = await self._zdo_answer(zdo_t.ZDOCmd.Bind_rsp, tsn)
+                self.bind_results[cluster] = int(status)
+        self.registered.set()
 
     async def _talk(self) -> None:
         await asyncio.sleep(0.5)  # the ESI interviews the device first
+        if self.bind:
+            await self._register_with_esi()
         if self.register:
             self.send(TIME, "read_attributes", {"attribute_ids": [0, 1]})
             self.send(DRLC, "get_scheduled_events", {"start_time": 0, "number_of_events": 0})

@@ -42,6 +42,7 @@ class CoordinatorProfile:
     address_table_size: int = 16
     child_table_size: int = 32
     multicast_table_size: int = 16
+    binding_table_size: int = 16
     packet_buffer_count: int = 255
     # How long an emulated device takes to APS-acknowledge a unicast, seconds.
     aps_ack_delay_s: float = 0.0

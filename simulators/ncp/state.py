@@ -31,6 +31,9 @@ class Nvram:
     key_table: list[LinkKeyEntry | None] = dataclasses.field(default_factory=list)
     # eui64 -> (nwk, node type): the child and address tables, merged (no mesh is emulated)
     neighbours: dict[t.EUI64, tuple[int, t.EmberNodeType]] = dataclasses.field(default_factory=dict)
+    # The stack's binding table (NV in EmberZNet): (local endpoint, cluster, remote EUI-64, remote
+    # endpoint) for each Bind_req a device sent naming this node as the source.
+    bindings: list[tuple[int, int, t.EUI64, int]] = dataclasses.field(default_factory=list)
 
     @property
     def eui64(self) -> t.EUI64:
@@ -44,6 +47,7 @@ class Nvram:
         self.aps_frame_counter = 0
         self.key_table = [None] * key_table_size
         self.neighbours.clear()
+        self.bindings.clear()
 
 
 @dataclasses.dataclass
