@@ -36,14 +36,14 @@ SE_ZDO_REQUESTS = frozenset({zdo_t.ZDOCmd.Match_Desc_req, zdo_t.ZDOCmd.Bind_req,
 def parse_zdo(packet: zt.ZigbeePacket) -> tuple[zdo_t.ZDOCmd, int, list[Any]] | None:
     """(command, tsn, arguments) of a ZDO request the route cares about, else None."""
     try:
-        command = zdo_t.ZDOCmd(packet.cluster_id)
+        command = zdo_t.ZDOCmd(packet.cluster_id)  # type: ignore[no-untyped-call]
     except ValueError:
         return None
     if command not in SE_ZDO_REQUESTS:
         return None
     data = bytes(packet.data.serialize())
     try:
-        args, _ = zt.deserialize(data[1:], zdo_t.CLUSTERS[command][1])
+        args, _ = zt.deserialize(data[1:], zdo_t.CLUSTERS[command][1])  # type: ignore[no-untyped-call]
     except (ValueError, KeyError):
         return None
     return command, data[0], list(args)

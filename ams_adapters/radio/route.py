@@ -437,8 +437,14 @@ class RadioRoute:
                 return str(device.ieee)
         return None
 
+    @staticmethod
+    def _source_nwk(packet: zt.ZigbeePacket) -> int:
+        """The NWK address a device frame came from (devices send with NWK addressing)."""
+        assert packet.src is not None
+        return int(packet.src.address)  # type: ignore[arg-type]
+
     def _on_se_packet(self, packet: zt.ZigbeePacket) -> None:
-        eui64 = self._eui64_of(packet.src.address) or f"nwk:{packet.src.address:04x}"
+        eui64 = self._eui64_of(self._source_nwk(packet)) or f"nwk:{self._source_nwk(packet):04x}"
         data = bytes(packet.data.serialize())
         encrypted = zt.TransmitOptions.APS_Encryption in packet.tx_options
         if packet.cluster_id == KEY_ESTABLISHMENT:
@@ -463,7 +469,7 @@ class RadioRoute:
 
     def _on_se_zdo(self, packet: zt.ZigbeePacket, command: zdo_t.ZDOCmd, args: list[Any]) -> None:
         """Service discovery and binding by devices registering with the ESI (the NCP answered)."""
-        sender = self._eui64_of(packet.src.address) if packet.src is not None else None
+        sender = self._eui64_of(self._source_nwk(packet))
         if command == zdo_t.ZDOCmd.Match_Desc_req:
             LOGGER.info("%s looks for profile 0x%04X servers %s", sender, int(args[1]), [hex(c) for c in args[2]])
             return
@@ -486,7 +492,7 @@ class RadioRoute:
     async def _reply(self, packet: zt.ZigbeePacket, cluster: int, frame: bytes) -> None:
         """Answer a device on the endpoint pair it used (ESI replies are idempotent reads)."""
         app = self.app
-        eui64 = self._eui64_of(packet.src.address)
+        eui64 = self._eui64_of(self._source_nwk(packet))
         device = app.devices.get(zt.EUI64.convert(eui64)) if app and eui64 else None
         if device is None:
             return

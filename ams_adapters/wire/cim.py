@@ -17,6 +17,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from lxml import etree
 
@@ -179,7 +180,8 @@ def decode_controls(xml: bytes) -> tuple[Header, list[HeadEndRequest]]:
         action = edc.find(_C + want)
         if action is None:
             raise WireError(want, None, f"the action of a {kind.value} control")
-        cluster_id, command, fields, se_version = 0, "", {}, "1.1"
+        fields: dict[str, Any] = {}
+        cluster_id, command, se_version = 0, "", "1.1"
         if not kind.provisioning:
             cluster_id, command, fields = read_se_command(action.find(_C + "seCommand"), want)
             se_version = _opt(action, _C + "seVersion") or "1.1"

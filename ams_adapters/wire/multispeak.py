@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from typing import Any
 
 from lxml import etree
 
@@ -150,7 +151,8 @@ def decode_request(xml: bytes) -> tuple[HeadEndRequest, str]:
         raise WireError("requestKind", kind_text, f"one of {[k.value for k in RequestKind]}") from exc
     if OPERATION_OF_KIND[kind] != q.localname:
         raise WireError("requestKind", kind.value, f"a kind carried by {q.localname}")
-    cluster_id, command, fields, se_version = 0, "", {}, "1.1"
+    fields: dict[str, Any] = {}
+    cluster_id, command, se_version = 0, "", "1.1"
     if not kind.provisioning:
         cluster_id, command, fields = read_se_command(op.find(_M + "seCommand"), q.localname)
         se_version = _text(op, "seVersion") or "1.1"

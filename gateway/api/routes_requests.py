@@ -48,9 +48,9 @@ async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
 async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, Any]:
     row = await _own(svc, who, request_id)
     async with svc.store.engine.connect() as conn:
-        by_state = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
+        by_state: dict[str, int] = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
             han_deliveries.c.request_id == request_id).group_by(han_deliveries.c.state))).all())
-        devices = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
+        devices: dict[str, int] = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
             han_deliveries, han_deliveries.c.id == han_device_states.c.delivery_id).where(
             han_deliveries.c.request_id == request_id).group_by(han_device_states.c.state))).all())
     return {"id": row.id, "kind": row.kind, "state": row.state, "se_id": row.se_id,

@@ -243,7 +243,8 @@ def _stamp() -> str:
 def _utc(seconds: int) -> str:
     from zigbee_se import datetime_from_utc
 
-    return datetime_from_utc(seconds).strftime("%Y-%m-%d %H:%M:%SZ")
+    when = datetime_from_utc(seconds)
+    return "an invalid time" if when is None else when.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 async def _deliver_and_wait(route: Any, item: Any, answer: str | None, timeout: float, many: bool = False) -> int:

@@ -349,7 +349,7 @@ class Dispatcher:
             return bytes.fromhex(row.frame)
         shared = self._commands[row.request_id]
         frames = shared.setdefault("frame_bytes", {})  # decoded once per request and SE version
-        frame = frames.get(row.se_version)
+        frame: bytes | None = frames.get(row.se_version)
         if frame is None:
             frame = frames[row.se_version] = bytes.fromhex(shared["frames"][row.se_version])
         return frame

@@ -280,8 +280,9 @@ class RequestService:
             original = (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).one()
             is_text = original.kind == RequestKind.TEXT.value
             kind = RequestKind.CANCEL_TEXT if is_text else RequestKind.CANCEL_LOAD_CONTROL
-            body = (CancelTextRequest if kind is RequestKind.CANCEL_TEXT else CancelLoadControlRequest)(
-                kind=kind.value, request_id=request_id)
+            body: CancelTextRequest | CancelLoadControlRequest = (
+                CancelTextRequest(kind="cancel_text", request_id=request_id) if is_text
+                else CancelLoadControlRequest(kind="cancel_load_control", request_id=request_id))
             esi_ids = {t.esi_id for t in changed}
             versions = dict((await conn.execute(sa.select(han_deliveries.c.esi_id, han_deliveries.c.se_version).where(
                 han_deliveries.c.request_id == request_id, han_deliveries.c.esi_id.in_(esi_ids)))).all())

@@ -19,6 +19,7 @@ import logging
 import random
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -109,15 +110,16 @@ class WebhookSender:
                     blocked.add(key)
         return sent
 
-    async def _post(self, row: sa.Row[tuple[object, ...]] | object, now: datetime) -> tuple[bool, str | None]:
+    async def _post(self, row: Any, now: datetime) -> tuple[bool, str | None]:
+        """`row`: a webhook_outbox row joined with its webhook (id, body, secret, url)."""
         assert self._client is not None
-        msg_id = f"msg_{row.id}"  # type: ignore[attr-defined]
+        msg_id = f"msg_{row.id}"
         ts = int(now.timestamp())
-        body: str = row.body  # type: ignore[attr-defined]
+        body: str = row.body
         headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
-                   "webhook-signature": sign(row.secret, msg_id, ts, body)}  # type: ignore[attr-defined]
+                   "webhook-signature": sign(row.secret, msg_id, ts, body)}
         try:
-            r = await self._client.post(row.url, content=body, headers=headers)  # type: ignore[attr-defined]
+            r = await self._client.post(row.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return False, f"{type(exc).__name__}: {exc}"
         if 200 <= r.status_code < 300:

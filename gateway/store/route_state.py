@@ -149,7 +149,7 @@ class GatewayRouteState:
                 if device_type:
                     values["device_type"] = device_type
                 await conn.execute(han_devices.update().where(han_devices.c.id == known.id).values(**values))
-            details = {"reason": reason[:300] if reason else None, "updated_at": when}
+            details: dict[str, Any] = {"reason": reason[:300] if reason else None, "updated_at": when}
             if nwk is not None:
                 details["nwk"] = nwk
             updated = await conn.execute(

@@ -64,7 +64,7 @@ class _Adapter:
         LOGGER.debug("NCP ASH entered the failed state: %r", code)
 
 
-class NcpAshProtocol(AshProtocol):
+class NcpAshProtocol(AshProtocol):  # type: ignore[misc]
     """ASH as the network co-processor speaks it."""
 
     def __init__(self, layer: EzspLayer) -> None:

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (zigpy's ZDO types and (de)serializers carry no annotations.)
 """EZSP protocol 13 as an EmberZNet 7.3/7.4 NCP answers it, behind the ASH layer.
 
 Requests are decoded and responses encoded with bellows' own command table
@@ -24,7 +26,6 @@ from bellows.ezsp.v13.commands import COMMANDS
 
 from simulators.ncp.ash import NcpAshProtocol
 from simulators.ncp.han import (
-    SE_PROFILE_ID,
     HanDevice,
     JoinResult,
     Member,
@@ -34,6 +35,7 @@ from simulators.ncp.han import (
 )
 from simulators.ncp.profile import CoordinatorProfile
 from simulators.ncp.state import LinkKeyEntry, Nvram, StackState
+from zigbee_se import SE_PROFILE_ID
 
 LOGGER = logging.getLogger(__name__)
 

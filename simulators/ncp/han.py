@@ -22,7 +22,7 @@ from zigbee_se import SE_PROFILE_ID
 
 
 class Uplink(Protocol):
-    def __call__(self, cluster_id: int, zcl_frame: bytes) -> None: ...
+    def __call__(self, cluster_id: int, zcl_frame: bytes) -> object: ...
 
 
 @runtime_checkable
@@ -34,8 +34,12 @@ class HanDevice(Protocol):
     `node_type` ("router" or "end_device").
     """
 
-    eui64: Any  # EUI64, "aa:bb:…" text or 8 bytes in on-air (little-endian) order
-    install_code: bytes | str | None
+    @property
+    def eui64(self) -> Any:  # EUI64, "aa:bb:…" text or 8 bytes in on-air (little-endian) order
+        ...
+
+    @property
+    def install_code(self) -> bytes | str | None: ...
 
     def attach(self, uplink: Uplink) -> None: ...
     def deliver(self, cluster_id: int, zcl_frame: bytes) -> Awaitable[None] | None: ...

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (zigpy's ZDO types and (de)serializers carry no annotations.)
 """A small SE client device behind the emulated coordinator, speaking zigbee_se frames.
 
 It confirms Display Messages that ask for it, acknowledges prices whose Price Control asks for
@@ -94,7 +96,8 @@ class SePeer:
                     return list(values)
 
     async def _register_with_esi(self) -> None:
-        tsn = self._zdo(zdo_t.ZDOCmd.Match_Desc_req, zt.NWK(0xFFFD), SE_PROFILE_ID, [DRLC], [])
+        everyone = zt.NWK(0xFFFD)  # rx-on-when-idle broadcast
+        tsn = self._zdo(zdo_t.ZDOCmd.Match_Desc_req, everyone, SE_PROFILE_ID, [DRLC], [])
         _status, _nwk, matches = await self._zdo_answer(zdo_t.ZDOCmd.Match_Desc_rsp, tsn)
         self.esi_endpoints = [int(ep) for ep in matches]
         if not self.esi_endpoints or self._coordinator is None:
@@ -104,7 +107,7 @@ class SePeer:
             if cluster not in self.output_clusters:
                 continue
             dst = zdo_t.MultiAddress()
-            dst.addrmode, dst.ieee, dst.endpoint = 3, own, self.endpoint
+            dst.addrmode, dst.ieee, dst.endpoint = zt.uint8_t(3), own, zt.uint8_t(self.endpoint)
             tsn = self._zdo(zdo_t.ZDOCmd.Bind_req, self._coordinator, self.esi_endpoints[0], cluster, dst)
             # "send the bindings, but don't pay attention to whether it works" (SL registration)
             with contextlib.suppress(TimeoutError):

@@ -101,7 +101,7 @@ def parse_profile(name: str, data: dict[str, object]) -> CoordinatorProfile:
     return CoordinatorProfile(
         name=name,
         description=str(data.get("description", name)),
-        ezsp_version=int(version),  # type: ignore[call-overload]
+        ezsp_version=int(version),
         stack_version=tuple(int(p) for p in parts),  # type: ignore[arg-type]
         build=int(data.get("build", 0)),  # type: ignore[call-overload]
         manufacturer=str(_require(data, "manufacturer", str)),
