@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.pipeline.config import PipelineConfig, RoutesConfig
 
 ENV_PREFIX = "HANGW_"
+# `hangw radio`'s own settings (docs/field-technician.md), not config keys: a technician's shell
+# exporting them must not make every other hangw command refuse its config.
+NOT_CONFIG_ENV = frozenset({"HANGW_RADIO_DEVICE", "HANGW_RADIO_DB", "HANGW_RADIO_ESI_ID"})
 
 
 class _Section(BaseModel):
@@ -148,7 +151,7 @@ class ConfigError(ValueError):
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG_ENV:
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         try:

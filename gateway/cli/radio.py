@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from gateway.config import GatewayConfig
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_COORDINATOR = 1, 2, 3
-# The radio commands' own environment variables, not gateway config keys (HANGW_<KEY>).
-RADIO_ENV = ("HANGW_RADIO_DEVICE", "HANGW_RADIO_DB", "HANGW_RADIO_ESI_ID")
 
 
 class UsageError(ValueError):
@@ -129,8 +127,7 @@ class Session:
 def _gateway_config(args: argparse.Namespace) -> GatewayConfig:
     from gateway.config import load_config
 
-    env = {k: v for k, v in os.environ.items() if k not in RADIO_ENV}
-    config = load_config(args.config, env=env)
+    config = load_config(args.config)  # HANGW_RADIO_… are not config keys (gateway.config)
     if args.data_dir is not None:
         config.data_dir = args.data_dir
     return config

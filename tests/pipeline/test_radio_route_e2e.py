@@ -66,6 +66,12 @@ def test_radio_section_is_validated_naming_the_key(tmp_path: Path) -> None:
         parse_config({"routes": {"radio": {"device": "socket://nohost", "esi_ids": [ONCOR]}}}, env={})
     with pytest.raises(ConfigError, match="baudrate=1200"):
         parse_config({"routes": {"radio": {"device": "/dev/ttyUSB0", "baudrate": 1200, "esi_ids": [ONCOR]}}}, env={})
+    # A technician's `hangw radio` settings in the environment are not config keys.
+    config = parse_config({}, env={"HANGW_RADIO_DEVICE": "/dev/ttyUSB0", "HANGW_RADIO_ESI_ID": ONCOR,
+                                   "HANGW_ROUTES__RADIO__DEVICE": "socket://127.0.0.1:9999",
+                                   "HANGW_ROUTES__RADIO__ESI_IDS": f'["{ONCOR}"]'})
+    assert config.routes.radio is not None and config.routes.radio.device == "socket://127.0.0.1:9999"
+    assert config.routes.radio.esi_ids == [ONCOR] and config.routes.radio.flow is None
 
 
 def test_exact_esi_ids_are_consulted_before_prefixes() -> None:
