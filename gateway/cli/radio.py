@@ -568,6 +568,7 @@ def _watch(args: argparse.Namespace) -> int:
             CbkeRequested,
             CoordinatorReachable,
             CoordinatorUnreachable,
+            DeviceBound,
             DeviceFrame,
             DeviceJoined,
             DeviceLeft,
@@ -594,6 +595,9 @@ def _watch(args: argparse.Namespace) -> int:
                 elif isinstance(event, DeviceJoined | DeviceLeft):
                     verb = "joined" if isinstance(event, DeviceJoined) else "left"
                     print(f"{_stamp()} {event.eui64} {verb}", flush=True)
+                elif isinstance(event, DeviceBound):
+                    verb = "bound" if event.bound else "unbound"
+                    print(f"{_stamp()} {event.eui64} {verb} cluster 0x{event.cluster_id:04X} to the ESI", flush=True)
                 elif isinstance(event, CbkeRequested):
                     print(f"{_stamp()} {event.eui64} asked for CBKE: not supported", flush=True)
                 elif isinstance(event, CoordinatorUnreachable | CoordinatorReachable):

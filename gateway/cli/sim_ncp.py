@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="EUI64=INSTALL_CODE",
-        help="a simulated display in pairing mode (repeatable)",
+        help="a simulated display in pairing mode; after joining it registers with the ESI (repeatable)",
     )
     parser.add_argument("--baud", type=int, help="pace the line at this baud rate")
     parser.add_argument(
@@ -75,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
                     parse_install_code(code).code.hex(),
                     register=True,
                     time_poll_s=args.time_poll or None,
+                    bind=True,  # SE registration: find the ESI (Match_Desc), bind Price/DRLC/Messaging
                 )
             )
     except (ProfileError, InstallCodeError, ValueError) as exc:
