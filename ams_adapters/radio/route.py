@@ -174,6 +174,7 @@ class RadioRoute:
         app.se_packet_hook = self._on_se_packet
         app.se_zdo_hook = self._on_se_zdo
         app.add_listener(_Listener(self))
+        await self._load_bindings(app)
         self._opened(app)
 
     async def _startup(self, auto_form: bool) -> SEControllerApplication:
@@ -186,6 +187,25 @@ class RadioRoute:
                 await app.shutdown()
             raise
         return app
+
+    async def _load_bindings(self, app: Any) -> None:
+        """The NCP's binding table (kept in its flash) -> the route's bindings, so that devices
+        bound before a restart still get pushed updates."""
+        ezsp = app._ezsp
+        try:
+            status, size = await ezsp.getConfigurationValue(configId=bt.EzspConfigId.CONFIG_BINDING_TABLE_SIZE)
+            size = int(size) if status == bt.EzspStatus.SUCCESS else 0
+        except Exception as exc:  # no table to read: bindings are learnt from new Bind_req only
+            LOGGER.info("binding table size not readable: %r", exc)
+            return
+        found: dict[tuple[str, int], int] = {}
+        for index in range(min(size, 255)):
+            status, entry = await ezsp.getBinding(index=index)
+            if status != bt.EmberStatus.SUCCESS:
+                break
+            if entry.type == bt.EmberBindingType.UNICAST_BINDING and int(entry.local) == self.config.se_endpoint:
+                found[(str(entry.identifier), int(entry.clusterId))] = int(entry.remote)
+        self._bindings = found
 
     def _opened(self, app: Any) -> None:
         self.app = app
@@ -244,6 +264,7 @@ class RadioRoute:
             try:
                 # Never form on reconnect: forming would replace the HAN every device joined.
                 await app.startup(auto_form=False)
+                await self._load_bindings(app)
                 self._opened(app)
                 return
             except Exception as exc:  # any failure means "try again later"

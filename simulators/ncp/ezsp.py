@@ -281,6 +281,23 @@ class EzspNcp:
         self.stack.config[args["configId"]] = int(args["value"])
         return {"status": t.EzspStatus.SUCCESS}
 
+    def _cmd_getBinding(self, args: dict[str, Any]) -> dict[str, Any]:
+        index = int(args["index"])
+        if index >= self.profile.binding_table_size:
+            return {"status": t.EmberStatus.INDEX_OUT_OF_RANGE}
+        if index >= len(self.nvram.bindings):
+            entry = t.EmberBindingTableEntry(
+                type=t.EmberBindingType.UNUSED_BINDING, local=0, clusterId=0, remote=0,
+                identifier=t.EUI64(bytes(8)), networkIndex=0,
+            )
+        else:
+            local, cluster, remote_eui, remote_ep = self.nvram.bindings[index]
+            entry = t.EmberBindingTableEntry(
+                type=t.EmberBindingType.UNICAST_BINDING, local=local, clusterId=cluster, remote=remote_ep,
+                identifier=remote_eui, networkIndex=0,
+            )
+        return {"status": t.EmberStatus.SUCCESS, "value": entry}
+
     def _cmd_addEndpoint(self, args: dict[str, Any]) -> dict[str, Any]:
         endpoint = int(args["endpoint"])
         if endpoint in self.stack.endpoints:

@@ -76,6 +76,7 @@ class StackState:
             t.EzspConfigId.CONFIG_ADDRESS_TABLE_SIZE: profile.address_table_size,
             t.EzspConfigId.CONFIG_MAX_END_DEVICE_CHILDREN: profile.child_table_size,
             t.EzspConfigId.CONFIG_MULTICAST_TABLE_SIZE: profile.multicast_table_size,
+            t.EzspConfigId.CONFIG_BINDING_TABLE_SIZE: profile.binding_table_size,
             t.EzspConfigId.CONFIG_PACKET_BUFFER_COUNT: profile.packet_buffer_count,
         }
         return state

@@ -100,6 +100,11 @@ async def test_radio_route_reports_each_binding_as_an_event() -> None:
                     bound.append(event)
         assert sorted(e.cluster_id for e in bound) == [PRICE, DRLC, MESSAGING]
         assert all((e.eui64, e.endpoint, e.bound) == (EUI, device.endpoint, True) for e in bound)
+        # A restarted route reads the bindings back from the NCP's binding table.
+        await radio.stop()
+        radio = RadioRoute(RadioConfig(device=emulator.path, use_thread=False))
+        await radio.start()
+        assert [radio.bound_devices(c) for c in (PRICE, DRLC, MESSAGING)] == [[EUI]] * 3
     finally:
         await radio.stop()
         await emulator.close()
