@@ -1,10 +1,14 @@
 """The local-radio route: the gateway as SE ESI on a Silicon Labs EZSP coordinator, via bellows.
 
-    route = RadioRoute(RadioConfig(device="/dev/ttyUSB0"))
+    route = RadioRoute(RadioConfig(device="/dev/ttyUSB0"), state=GatewayRouteState(store, esi_id))
     await route.start()                      # forms the HAN the first time, resumes it after
     await route.provision_device(eui64, install_code, join_window_s=120)
-    route.submit([OutboundFrame(...)])       # accepted now; DeliveryResult on route.events()
+    await route.submit([OutboundFrame(...)]) # contract SubmitResults; DeliveryResult on route.events()
     async for event in route.events(): ...
+
+`state` (ams_adapters/radio/state.py) keeps the device inventory and every outbound id handed to
+the coordinator with its outcome — in the gateway's database in production — so a restarted
+process never sends an id again; without it they are kept in memory.
 
 One frame is in flight at a time (bellows runs one EZSP command at a time anyway). Frames go out
 with APS encryption and APS acknowledgement through `app.request` — never `Device.request`, whose
