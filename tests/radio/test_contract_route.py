@@ -177,3 +177,28 @@ async def test_decommission_takes_the_han_down(setup) -> None:
     assert later.outcome is SubmitOutcome.RETRY_LATER
     frames = [device.frames.get_nowait()[1] for _ in range(device.frames.qsize())]
     assert "display_message" not in [f.command for f in frames]
+
+
+async def test_backup_file_is_written_after_forming_and_restored_onto_a_blank_stick(tmp_path) -> None:
+    backup = tmp_path / "han-backup.json"
+    first = NcpEmulator(load_profile("emberznet-7.4-mg24"))
+    await first.serve_pty()
+    route = RadioContractRoute(RadioConfig(device=first.path, use_thread=False), ESI, backup_file=backup)
+    await route.start()
+    await route.close()
+    await first.close()
+    assert first.ncp.nvram.formed and backup.exists()
+    assert oct(backup.stat().st_mode & 0o777) == "0o600"  # it holds the network key
+
+    replacement = NcpEmulator(load_profile("emberznet-7.3-mg21"))
+    await replacement.serve_pty()
+    route = RadioContractRoute(RadioConfig(device=replacement.path, use_thread=False), ESI, backup_file=backup)
+    try:
+        await route.start()  # the blank stick gets the old network, not a new one
+        nv, old = replacement.ncp.nvram, first.ncp.nvram
+        assert nv.formed and nv.eui64 == old.eui64
+        assert nv.parameters.extendedPanId == old.parameters.extendedPanId
+        assert nv.security.networkKey == old.security.networkKey
+    finally:
+        await route.close()
+        await replacement.close()
