@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class MultiSpeakTransport:
     def __init__(self, base_url: str, *, callback_host: str = "127.0.0.1", callback_port: int = 0,
                  public_callback_url: str | None = None, timeout_s: float = 2.0, max_connections: int = 50,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 callback_ssl_context: ssl.SSLContext | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.callback_host = callback_host
         self.callback_port = callback_port
@@ -35,6 +36,8 @@ class MultiSpeakTransport:
         self.timeout_s = timeout_s
         self.max_connections = max_connections
         self._ssl = ssl_context
+        # The NOT_Server endpoint serves HTTPS with this context (the head-end posts callbacks to it).
+        self._callback_ssl = callback_ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._on_notes: NotesSink | None = None
@@ -48,12 +51,13 @@ class MultiSpeakTransport:
         app.router.add_post("/NOT_Server", self._notification)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.callback_host, self.callback_port)
+        site = web.TCPSite(self._runner, self.callback_host, self.callback_port, ssl_context=self._callback_ssl)
         await site.start()
         server: Any = site._server
         port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else self.callback_port
         self.callback_port = port
-        self.response_url = self._public_url or f"http://{self.callback_host}:{port}/NOT_Server"
+        scheme = "https" if self._callback_ssl is not None else "http"
+        self.response_url = self._public_url or f"{scheme}://{self.callback_host}:{port}/NOT_Server"
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=self._ssl or False),
             timeout=aiohttp.ClientTimeout(total=self.timeout_s))

@@ -52,7 +52,13 @@ def run(args: argparse.Namespace) -> int:
                                                log_config=None, access_log=False, server_header=False))
         await server.serve()
 
-    asyncio.run(serve())
+    from ams_adapters.contract import ContractError
+
+    try:
+        asyncio.run(serve())
+    except ContractError as exc:  # e.g. a callback certificate that cannot be read
+        print(f"routes: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -73,4 +79,9 @@ def build_routes(config: GatewayConfig) -> RouteSet:
         from ams_adapters.simulated import RemoteSimulatedRoute
 
         return RouteSet(RemoteSimulatedRoute(config.routes.url))
+    if kind is RouteKind.ADAPTERS:
+        from gateway.pipeline.adapter_routes import build_adapter_routes
+
+        routes, _adapters = build_adapter_routes(config.routes)
+        return routes
     return RouteSet()

@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 
 class MultiSpeakHeadEnd:
     def __init__(self, core: HeadEndCore, host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 callback_ssl_context: ssl.SSLContext | None = None) -> None:
         self.core = core
         self.ssl_context = ssl_context
+        # Verifies the subscriber's certificate when a responseURL is https:// (default: system CAs).
+        self.callback_ssl_context = callback_ssl_context
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -47,7 +50,8 @@ class MultiSpeakHeadEnd:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await self._listen()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+        connector = aiohttp.TCPConnector(ssl=self.callback_ssl_context) if self.callback_ssl_context else None
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0), connector=connector)
 
     async def _listen(self) -> None:
         assert self._runner is not None
