@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.domain.model import AgreementKind, Scope
-from tests.gateway.conftest import CENTERPOINT, ONCOR, ONCOR_2, ONCOR_EAST, TNMP, Gateway
+from tests.gateway.conftest import CENTERPOINT, ONCOR, ONCOR_2, ONCOR_EAST, TNMP, Gateway, install_code
 
 # Premises by situation, from party A's point of view.
 OWN_SERVICES = ONCOR  # A: in-home device services, scope text only
@@ -129,7 +129,8 @@ async def test_authorization_matrix(gateway: Gateway) -> None:
             want = expected(table, role, situation)
             if want is None:
                 continue
-            payload = ({"eui64": f"{next(_eui):016X}", "device_type": "thermostat"}
+            eui = next(_eui)
+            payload = ({"eui64": f"{eui:016X}", "device_type": "thermostat", "install_code": install_code(eui)}
                        if body == "device" else body)
             status, answer = await call(role, method, template.format(esi=esi), payload)
             if status != want:
