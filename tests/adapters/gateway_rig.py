@@ -26,6 +26,7 @@ from gateway.domain.model import Role
 from gateway.store.store import Store, open_store
 from simulators.clock import RealClock
 from simulators.headends.factory import HeadEnd, make_headend
+from simulators.meter import HanEvent
 from tests.adapters.harness import MQTT, QuickFleet
 from tests.gateway.conftest import Gateway, gateway_config, start_server, stop_server
 
@@ -42,7 +43,20 @@ class GatewayRig:
     store: Store
     fleets: dict[str, QuickFleet]
     headends: dict[str, HeadEnd]
+    clock: RealClock
     meters: dict[str, str] = field(default_factory=dict)  # ESI ID -> meter number
+    no_button: set[bytes] = field(default_factory=set)  # devices whose customer never presses join
+
+    def auto_join(self) -> None:
+        """Once the meter opens a device's join window, the device (if it is one of the premise's
+        own) asks to join 50 ms later, as if the customer pressed its button."""
+        for fleet in self.fleets.values():
+            def press(event: object, fleet: QuickFleet = fleet) -> None:
+                if isinstance(event, HanEvent) and event.kind == "provisioned" and event.eui64 is not None:
+                    for dev in fleet.devices(event.meter_id):
+                        if dev.eui64 == event.eui64 and dev.eui64 not in self.no_button:
+                            self.clock.call_later(0.05, fleet.meter(event.meter_id).join, dev)
+            fleet.subscribe(press)
 
     async def eventually(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -108,7 +122,7 @@ async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=20) as client:
                 gw = Gateway(base_url, client, store, gclock, config, operator_token)
-                rig = GatewayRig(gw, store, fleets, headends)
+                rig = GatewayRig(gw, store, fleets, headends, clock)
                 lines = ["esi_id,meter_number,customer_email,rep,premise_class,se_version,enhanced_meter"]
                 for tdsp, fleet in fleets.items():
                     for i in range(meters):
