@@ -5,18 +5,22 @@ status and history on GET /v1/premises/{esi}/devices/{eui64}."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
+from fastapi import FastAPI, Request
 
 from ams_adapters.profiles import load_profile
+from gateway.pipeline.webhooks import verify
 from gateway.store.schema import han_devices, han_provisioning_ops
 from simulators.addressing import eui64_str
 from tests.adapters.gateway_rig import GatewayRig, gateway_with_headends
 from tests.adapters.harness import TDSPS
-from tests.gateway.conftest import running_gateway
+from tests.gateway.conftest import running_gateway, start_server, stop_server
 from zigbee_se import parse_install_code
 
 
@@ -239,3 +243,48 @@ async def test_an_operation_waits_for_a_route_and_provisioning_needs_a_key(tmp_p
                     han_provisioning_ops.c.id == op_id))).one()
             return row.state == "queued" and row.attempts >= 1 and row.reason == "no route reaches this premise"
         await rig.eventually(retried)
+
+
+async def test_provisioning_rides_out_a_head_end_outage_and_fires_webhooks(tmp_path: Path) -> None:
+    got: list[tuple[dict[str, str], str]] = []
+    hook = FastAPI()
+
+    @hook.post("/hook")
+    async def receive(request: Request) -> dict[str, str]:
+        got.append(({k.lower(): v for k, v in request.headers.items()}, (await request.body()).decode()))
+        return {}
+
+    server, task, port = await start_server(hook)
+    try:
+        async with gateway_with_headends(tmp_path / "d", {"tnmp": "binary"}, meters=1) as rig:
+            rig.auto_join()
+            fleet = rig.fleets["tnmp"]
+            esi = fleet.esi_id(0)
+            fleet.meter(esi).initialize_han()
+            ihd = fleet.devices(esi)[0]
+            _a, token = await rig.gw.new_party("Acme", "123456789")
+            await rig.customer(token, [esi], kind="in_home_device")
+            w = await rig.gw.client.post("/v1/webhooks", headers=rig.gw.auth(token),
+                                         json={"url": f"http://127.0.0.1:{port}/hook"})
+            secret = w.json()["secret"]
+            outage = asyncio.create_task(rig.headends["tnmp"].down_for(1.5))  # the head-end goes away
+            await asyncio.sleep(0.1)
+            r = await rig.gw.client.post(f"/v1/premises/{esi}/devices", headers=rig.gw.auth(token), json={
+                "eui64": _eui(ihd), "device_type": "in_home_display", "install_code": _code(ihd)})
+            assert r.status_code == 201, r.text
+            await asyncio.sleep(0.5)
+            (op,) = (await rig.gw.client.get(f"/v1/premises/{esi}/han", headers=rig.gw.op)).json()["operations"]
+            assert op["state"] == "queued" and op["reason"], op  # kept and retried, not lost
+            await outage
+            await _status(rig, token, esi, _eui(ihd), "joined")  # stored, retried, carried out
+
+            async def hooked() -> bool:
+                return any('"joined"' in b for _, b in got)
+            await rig.eventually(hooked)
+    finally:
+        await stop_server(server, task)
+    assert all(verify(secret, h, b) for h, b in got)
+    events = [json.loads(b) for _, b in got]
+    assert {e["type"] for e in events} == {"device.provisioning"}
+    assert [e["state"] for e in events] == ["provision_requested", "requested", "find_pending", "joined"]
+    assert all(e["eui64"] == _eui(ihd) and e["esi_id"] == esi for e in events)
