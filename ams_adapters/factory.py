@@ -65,7 +65,8 @@ def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
         return MultiSpeakTransport(cfg.url, callback_host=cfg.callback_host, callback_port=cfg.callback_port,
                                    public_callback_url=cfg.public_callback_url, timeout_s=profile.request_timeout_s,
                                    max_connections=profile.batch_size, ssl_context=tls,
-                                   callback_ssl_context=callback_tls(cfg))
+                                   callback_ssl_context=callback_tls(cfg),
+                                   group_operations=profile.group_operations, max_group_size=profile.batch_size)
     if t == "cim":
         from ams_adapters.transports.cim_mqtt import CimMqttTransport
         return CimMqttTransport(cfg.host, cfg.port or 1883, cfg.topic_prefix, client_id=cfg.client_id,

@@ -89,18 +89,25 @@ class MultiSpeakHeadEnd:
             if subscriber is not None:
                 self._urls[""] = subscriber
                 return web.Response(body=ms.encode_ack_envelope("RegisterForService"), content_type="text/xml")
-            req, response_url = ms.decode_request(body)
+            reqs, response_url, op = ms.decode_requests(body)
         except WireError as exc:
             self.refused += 1
             return web.Response(status=400, text=str(exc))
-        op = ms.OPERATION_OF_KIND[req.kind]
-        self._urls[req.transaction_id] = response_url
-        self._urls.setdefault("", response_url)  # meter events: the registered subscriber
-        self._kinds[req.transaction_id] = req.kind
-        ack = self.core.handle(req)
-        if ack is None:  # timeout fault: carried out, answer withheld past the client's timeout
+        acks = []
+        for req in reqs:  # a ...ToGroup operation: each member is its own transaction
+            self._urls[req.transaction_id] = response_url
+            self._urls.setdefault("", response_url)  # meter events: the registered subscriber
+            self._kinds[req.transaction_id] = req.kind
+            acks.append(self.core.handle(req))
+        if any(ack is None for ack in acks):  # timeout fault: carried out, answer withheld
             await asyncio.sleep(self.withhold_s)
             return web.Response(status=504)
+        done = [a for a in acks if a is not None]
+        if op in ms.GROUP_OPERATIONS:
+            self.core.stats["group_requests"] += 1
+            self.core.stats["group_members"] += len(done)
+            return web.Response(body=ms.encode_group_response(op, done), content_type="text/xml")
+        (ack,) = done
         if ack.status.value == "busy":
             return web.Response(status=503, headers={"Retry-After": f"{ack.retry_after_s or 1:.3f}"})
         return web.Response(body=ms.encode_response(op, ack), content_type="text/xml")
