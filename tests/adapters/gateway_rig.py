@@ -80,14 +80,14 @@ class GatewayRig:
 
 
 def adapter_routes_config(data_dir: Path, tdsps: dict[str, tuple[str, HeadEnd]], prefix: str,
-                          **sections: Any) -> GatewayConfig:
+                          device_key: str | None = None, **sections: Any) -> GatewayConfig:
     tables: dict[str, Any] = {}
     for tdsp, (transport, headend) in tdsps.items():
         port = MQTT[1] if transport == "cim" else headend.port  # type: ignore[attr-defined]
         tables[tdsp] = {"transport": transport, "url": f"http://127.0.0.1:{port}", "host": "127.0.0.1",
                         "port": port, "topic_prefix": f"{prefix}/{tdsp}", "client_id": f"gw-{uuid.uuid4().hex[:8]}"}
     routes = {"kind": "adapters", "tdsp": tables}
-    security = {"device_key_secret": Fernet.generate_key().decode()}
+    security = {"device_key_secret": device_key or Fernet.generate_key().decode()}
     return gateway_config(data_dir, routes=routes, security=security,
                           pipeline={"poll_interval_seconds": 0.05, "retry_base_seconds": 0.2,
                                     **sections.pop("pipeline", {})}, **sections)
@@ -96,7 +96,7 @@ def adapter_routes_config(data_dir: Path, tdsps: dict[str, tuple[str, HeadEnd]],
 @contextlib.asynccontextmanager
 async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters: int = 10,
                                 join_window_scale: float = 1.0, storage_url: str | None = None,
-                                ) -> AsyncIterator[GatewayRig]:
+                                device_key: str | None = None) -> AsyncIterator[GatewayRig]:
     """`tdsps`: TDSP profile name -> transport. Premises of every fleet are loaded into the gateway."""
     clock = RealClock(seed=5)
     prefix = f"test/gwr/{uuid.uuid4().hex[:8]}"
@@ -109,7 +109,7 @@ async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters
             headends[tdsp] = make_headend(profile, fleets[tdsp], clock, topic_prefix=f"{prefix}/{tdsp}",
                                           join_window_scale=join_window_scale)
             await headends[tdsp].start()
-        config = adapter_routes_config(data_dir, {t: (tdsps[t], headends[t]) for t in tdsps}, prefix,
+        config = adapter_routes_config(data_dir, {t: (tdsps[t], headends[t]) for t in tdsps}, prefix, device_key,
                                        **({"storage": {"url": storage_url}} if storage_url else {}))
         config.data_dir.mkdir(parents=True)
         store = await open_store(config.storage_url)

@@ -18,10 +18,13 @@ from ams_adapters.profiles import load_profile
 from gateway.pipeline.webhooks import verify
 from gateway.store.schema import han_devices, han_provisioning_ops
 from simulators.addressing import eui64_str
-from tests.adapters.gateway_rig import GatewayRig, gateway_with_headends
-from tests.adapters.harness import TDSPS
-from tests.gateway.conftest import running_gateway, start_server, stop_server
+from simulators.clock import RealClock
+from tests.adapters.gateway_rig import FLEET_PREFIX, GatewayRig, gateway_with_headends
+from tests.adapters.harness import TDSPS, QuickFleet
+from tests.gateway.conftest import pg_url, running_gateway, start_server, stop_server
 from zigbee_se import parse_install_code
+
+__all__ = ["pg_url"]  # the PostgreSQL fixture, for the restart test
 
 
 def _eui(dev: Any) -> str:
@@ -288,3 +291,27 @@ async def test_provisioning_rides_out_a_head_end_outage_and_fires_webhooks(tmp_p
     assert {e["type"] for e in events} == {"device.provisioning"}
     assert [e["state"] for e in events] == ["provision_requested", "requested", "find_pending", "joined"]
     assert all(e["eui64"] == _eui(ihd) and e["esi_id"] == esi for e in events)
+
+
+async def test_a_stored_operation_survives_a_restart(tmp_path: Path, pg_url: str) -> None:
+    """PostgreSQL. A gateway with no route to the premise accepts the provisioning and stops; the
+    next gateway on the same database (with the TDSP's adapter) sends it: the device joins."""
+    key = Fernet.generate_key().decode()
+    esi = "10400510000000000"  # the first premise of the emulated TNMP fleet
+    csv = ("esi_id,meter_number,customer_email,rep,premise_class,se_version,enhanced_meter\n"
+           f"{esi},M-tnmp-0,pat@example.test,Volt REP,residential,1.1,no\n")
+    ihd = QuickFleet(1, RealClock(), esi_prefix=FLEET_PREFIX["tnmp"]).devices(esi)[0]  # deterministic identities
+    eui, code = _eui(ihd), _code(ihd)
+    async with running_gateway(tmp_path / "first", storage_url=pg_url, security={"device_key_secret": key}) as gw:
+        await gw.load_premises(csv)
+        r = await gw.client.post(f"/v1/premises/{esi}/devices", headers=gw.op, json={
+            "eui64": eui, "device_type": "in_home_display", "install_code": code})
+        assert r.status_code == 201, r.text
+        await asyncio.sleep(0.3)  # no route: it is tried, kept and retried later
+    async with gateway_with_headends(tmp_path / "second", {"tnmp": "binary"}, meters=1, storage_url=pg_url,
+                                     device_key=key) as rig:
+        rig.auto_join()
+        rig.fleets["tnmp"].meter(esi).initialize_han()
+        joined = await _status(rig, rig.gw.operator_token, esi, eui, "joined")
+        states = [h["state"] for h in joined["history"]]
+        assert states == ["provision_requested", "requested", "find_pending", "joined"], states
