@@ -156,6 +156,11 @@ class ProvisioningStore:
             await conn.execute(han_devices.update().where(
                 han_devices.c.esi_id == esi_id, han_devices.c.eui64 == eui64).values(
                 status=DeviceStatus.DELETE_REQUESTED.value, updated_at=now))
+            # A provisioning not sent yet is withdrawn, not sent after (or alongside) the delete.
+            await conn.execute(han_provisioning_ops.update().where(
+                han_provisioning_ops.c.esi_id == esi_id, han_provisioning_ops.c.eui64 == eui64,
+                han_provisioning_ops.c.kind == PROVISION_DEVICE, han_provisioning_ops.c.state == QUEUED).values(
+                state=FAILED, reason="withdrawn: the device was deleted before it was sent", updated_at=now))
             op_id = await self._enqueue(conn, esi_id=esi_id, eui64=eui64, kind=DELETE_DEVICE, party_id=party_id,
                                         now=now, expires_at=now + OPERATION_LIFETIME, join_window_s=None)
             await add_event(conn, esi_id=esi_id, eui64=eui64, state=DeviceStatus.DELETE_REQUESTED.value, at=now,
@@ -213,13 +218,19 @@ class ProvisioningStore:
 
     # ------------------------------------------------------------------ the sender's side
     async def due(self, now: datetime, limit: int) -> list[Any]:
+        """Queued operations whose time has come. A device's operation waits while an earlier
+        HAN-wide one (initialize, clear, decommission) of its premise is not finished: a device
+        provisioned right after "initialize" must not overtake it at the head-end."""
+        ops = han_provisioning_ops
+        earlier = ops.alias("earlier")
+        barrier = sa.exists().where(
+            earlier.c.esi_id == ops.c.esi_id, earlier.c.id < ops.c.id, earlier.c.kind.in_(PREMISE_KINDS),
+            earlier.c.state.in_([QUEUED, SUBMITTED]))
         async with self.engine.connect() as conn:
-            return list((await conn.execute(sa.select(
-                han_provisioning_ops, han_devices.c.link_key_encrypted).outerjoin(
-                han_devices, sa.and_(han_devices.c.esi_id == han_provisioning_ops.c.esi_id,
-                                     han_devices.c.eui64 == han_provisioning_ops.c.eui64)).where(
-                han_provisioning_ops.c.state == QUEUED, han_provisioning_ops.c.next_attempt_at <= now,
-                han_provisioning_ops.c.expires_at > now).order_by(han_provisioning_ops.c.id).limit(limit))).all())
+            return list((await conn.execute(sa.select(ops, han_devices.c.link_key_encrypted).outerjoin(
+                han_devices, sa.and_(han_devices.c.esi_id == ops.c.esi_id, han_devices.c.eui64 == ops.c.eui64)).where(
+                ops.c.state == QUEUED, ops.c.next_attempt_at <= now, ops.c.expires_at > now,
+                sa.or_(ops.c.kind.in_(PREMISE_KINDS), ~barrier)).order_by(ops.c.id).limit(limit))).all())
 
     async def expired(self, now: datetime, limit: int) -> list[Any]:
         async with self.engine.connect() as conn:
