@@ -21,7 +21,7 @@ from simulators.addressing import eui64_str
 from simulators.clock import RealClock
 from tests.adapters.gateway_rig import FLEET_PREFIX, GatewayRig, gateway_with_headends
 from tests.adapters.harness import TDSPS, QuickFleet
-from tests.gateway.conftest import pg_url, running_gateway, start_server, stop_server
+from tests.gateway.conftest import install_code, pg_url, running_gateway, start_server, stop_server
 from zigbee_se import parse_install_code
 
 __all__ = ["pg_url"]  # the PostgreSQL fixture, for the restart test
@@ -248,6 +248,16 @@ async def test_an_operation_waits_for_a_route_and_provisioning_needs_a_key(tmp_p
                     han_provisioning_ops.c.id == op_id))).one()
             return row.state == "queued" and row.attempts >= 1 and row.reason == "no route reaches this premise"
         await rig.eventually(retried)
+        # a device provisioned and deleted before anything was sent: the provisioning is withdrawn
+        r = await rig.gw.client.post(f"/v1/premises/{aep}/devices", headers=rig.gw.op, json={
+            "eui64": "001BC50000000042", "device_type": "thermostat", "install_code": install_code(42)})
+        assert r.status_code == 201, r.text
+        r = await rig.gw.client.delete(f"/v1/premises/{aep}/devices/001BC50000000042", headers=rig.gw.op)
+        assert r.status_code == 202, r.text
+        ops = (await rig.gw.client.get(f"/v1/premises/{aep}/han", headers=rig.gw.op)).json()["operations"]
+        assert [(o["kind"], o["state"]) for o in ops] == [
+            ("delete_device", "queued"), ("provision_device", "failed"), ("initialize_han", "queued")]
+        assert ops[1]["reason"].startswith("withdrawn")
 
 
 async def test_provisioning_rides_out_a_head_end_outage_and_fires_webhooks(tmp_path: Path) -> None:
