@@ -83,6 +83,9 @@ class ProvisioningSender:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        requeued = await self.store.requeue_submitted(self.clock.now())
+        if requeued:
+            log.info("%d provisioning operations in flight before the restart are sent again", requeued)
         self._task = asyncio.create_task(self._loop())
 
     async def close(self) -> None:

@@ -238,6 +238,16 @@ class ProvisioningStore:
                 han_provisioning_ops.c.state == QUEUED, han_provisioning_ops.c.expires_at <= now).limit(
                 limit))).all())
 
+    async def requeue_submitted(self, now: datetime) -> int:
+        """At start: operations a previous run handed to a route but saw no end of are sent
+        again (same request id: the head-end answers with its first result and carries nothing
+        out twice), so that this run's route follows them."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(han_provisioning_ops.update().where(
+                han_provisioning_ops.c.state == SUBMITTED, han_provisioning_ops.c.expires_at > now).values(
+                state=QUEUED, next_attempt_at=now, reason="sent again after a restart", updated_at=now))
+        return int(result.rowcount or 0)
+
     async def submitted(self, op_id: int, now: datetime) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(han_provisioning_ops.update().where(

@@ -306,8 +306,8 @@ async def test_provisioning_rides_out_a_head_end_outage_and_fires_webhooks(tmp_p
 
 
 async def test_a_stored_operation_survives_a_restart(tmp_path: Path, pg_url: str) -> None:
-    """PostgreSQL. A gateway with no route to the premise accepts the provisioning and stops; the
-    next gateway on the same database (with the TDSP's adapter) sends it: the device joins."""
+    """PostgreSQL. A gateway accepts the provisioning and stops before seeing its end; the next
+    gateway on the same database (with the TDSP's adapter) sends it again: the device joins."""
     key = Fernet.generate_key().decode()
     esi = "10400510000000000"  # the first premise of the emulated TNMP fleet
     csv = ("esi_id,meter_number,customer_email,rep,premise_class,se_version,enhanced_meter\n"
@@ -320,6 +320,9 @@ async def test_a_stored_operation_survives_a_restart(tmp_path: Path, pg_url: str
             "eui64": eui, "device_type": "in_home_display", "install_code": code})
         assert r.status_code == 201, r.text
         await asyncio.sleep(0.3)  # no route: it is tried, kept and retried later
+        # as if a route had taken it just before the gateway died, with no end seen yet
+        async with gw.store.engine.begin() as conn:
+            await conn.execute(han_provisioning_ops.update().values(state="submitted"))
     async with gateway_with_headends(tmp_path / "second", {"tnmp": "binary"}, meters=1, storage_url=pg_url,
                                      device_key=key) as rig:
         rig.auto_join()
