@@ -66,6 +66,9 @@ class MultiSpeakHeadEnd:
         self.core.close()
         for t in list(self._tasks):
             t.cancel()
+        # Wait for the cancelled callbacks to unwind before closing their session: a post cut
+        # while connecting would otherwise leave its socket behind.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
