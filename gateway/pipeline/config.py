@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ams_adapters.profiles import TRANSPORTS, ProfileError, load_profile
+# The head-end transports (ams_adapters.profiles.TRANSPORTS; not imported here: the profiles pull
+# in the SE codec, and every `hangw` command reads this module at start).
+TRANSPORTS = ("multispeak", "cim", "binary")
 
 
 class OverlapPolicy(enum.StrEnum):
@@ -100,6 +102,8 @@ class TdspRoutes(BaseModel):
         if value is None:
             return None
         assert info.field_name is not None
+        from ams_adapters.profiles import ProfileError, load_profile
+
         try:
             profile = load_profile(info.field_name, **value.profile)
         except ProfileError as exc:
