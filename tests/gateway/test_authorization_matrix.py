@@ -84,6 +84,12 @@ def premise_expectations() -> list[tuple[str, str, Any, dict[tuple[str, str], in
         ("a", "own_services"): 403, ("a", "own_device"): 201, ("b", "other"): 403,
         ("tech", "own_device"): 201}
     rows.append(("POST", "/v1/premises/{esi}/devices", "device", provision))
+    rows.append(("GET", "/v1/premises/{esi}/han", None, visible))
+    # The whole HAN of a premise: operators and the assigned technician, never a third party.
+    manage = {("op", s): 202 for s in PREMISES} | {
+        ("a", "own_services"): 403, ("a", "own_device"): 403, ("b", "other"): 403,
+        ("tech", "own_device"): 202}
+    rows.append(("POST", "/v1/premises/{esi}/han/clear", None, manage))
     decide = dict(visible)
     rows.append(("POST", "/v1/premises/{esi}/authorization", {"action": "send_text"}, decide))
     rows.append(("POST", "/v1/premises/{esi}/authorization", {"action": "send_price"}, decide))
