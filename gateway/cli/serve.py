@@ -53,11 +53,15 @@ def run(args: argparse.Namespace) -> int:
         await server.serve()
 
     from ams_adapters.contract import ContractError
+    from gateway.device_keys import DeviceKeyError
 
     try:
         asyncio.run(serve())
     except ContractError as exc:  # e.g. a callback certificate that cannot be read
         print(f"routes: {exc}", file=sys.stderr)
+        return 2
+    except DeviceKeyError as exc:  # a malformed device key: link keys could not be stored
+        print(exc, file=sys.stderr)
         return 2
     return 0
 

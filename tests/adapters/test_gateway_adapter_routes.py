@@ -5,11 +5,16 @@ confirmations come back to GET /v1/han-requests/{id}. Config errors name field, 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ams_adapters.contract import ContractError
+from gateway.cli.serve import build_routes
 from gateway.config import ConfigError, parse_config
 from gateway.pipeline.adapter_routes import build_adapter_routes
 from tests.adapters.gateway_rig import gateway_with_headends
@@ -87,3 +92,19 @@ def test_bad_adapter_config_names_field_value_and_limit(routes: dict[str, Any], 
         parse_config({"routes": routes}, env={})
     (problem,) = info.value.problems
     assert problem.key == key and says in problem.message, problem
+
+
+def test_serve_refuses_a_bad_device_key_or_callback_certificate(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HANGW_")}
+    bad_key = tmp_path / "key.toml"
+    bad_key.write_text(f'data_dir = "{tmp_path}/d"\n[security]\ndevice_key_secret = "not-a-key"\n')
+    run = subprocess.run([sys.executable, "-m", "gateway", "serve", "-c", str(bad_key)], capture_output=True,
+                         text=True, timeout=60, env=env, check=False)
+    assert run.returncode == 2 and "security.device_key_secret" in run.stderr and "Fernet key" in run.stderr
+    # a callback certificate that cannot be read stops the routes from being built
+    config = parse_config({"routes": {"kind": "adapters", "tdsp": {"oncor": {
+        "url": "http://127.0.0.1:1", "callback_cert_file": str(tmp_path / "none.pem"),
+        "callback_key_file": str(tmp_path / "none.key")}}}}, env={})
+    with pytest.raises(ContractError) as info:
+        build_routes(config)
+    assert info.value.field == "callback_cert_file" and "readable PEM" in info.value.limit
