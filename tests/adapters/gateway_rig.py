@@ -80,12 +80,14 @@ class GatewayRig:
 
 
 def adapter_routes_config(data_dir: Path, tdsps: dict[str, tuple[str, HeadEnd]], prefix: str,
-                          device_key: str | None = None, **sections: Any) -> GatewayConfig:
+                          device_key: str | None = None, profiles: dict[str, dict[str, Any]] | None = None,
+                          **sections: Any) -> GatewayConfig:
     tables: dict[str, Any] = {}
     for tdsp, (transport, headend) in tdsps.items():
         port = MQTT[1] if transport == "cim" else headend.port  # type: ignore[attr-defined]
         tables[tdsp] = {"transport": transport, "url": f"http://127.0.0.1:{port}", "host": "127.0.0.1",
-                        "port": port, "topic_prefix": f"{prefix}/{tdsp}", "client_id": f"gw-{uuid.uuid4().hex[:8]}"}
+                        "port": port, "topic_prefix": f"{prefix}/{tdsp}", "client_id": f"gw-{uuid.uuid4().hex[:8]}",
+                        "profile": (profiles or {}).get(tdsp, {})}
     routes = {"kind": "adapters", "tdsp": tables}
     security = {"device_key_secret": device_key or Fernet.generate_key().decode()}
     return gateway_config(data_dir, routes=routes, security=security,
@@ -96,7 +98,8 @@ def adapter_routes_config(data_dir: Path, tdsps: dict[str, tuple[str, HeadEnd]],
 @contextlib.asynccontextmanager
 async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters: int = 10,
                                 join_window_scale: float = 1.0, storage_url: str | None = None,
-                                device_key: str | None = None) -> AsyncIterator[GatewayRig]:
+                                device_key: str | None = None, profiles: dict[str, dict[str, Any]] | None = None,
+                                ) -> AsyncIterator[GatewayRig]:
     """`tdsps`: TDSP profile name -> transport. Premises of every fleet are loaded into the gateway."""
     clock = RealClock(seed=5)
     prefix = f"test/gwr/{uuid.uuid4().hex[:8]}"
@@ -110,7 +113,7 @@ async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters
                                           join_window_scale=join_window_scale)
             await headends[tdsp].start()
         config = adapter_routes_config(data_dir, {t: (tdsps[t], headends[t]) for t in tdsps}, prefix, device_key,
-                                       **({"storage": {"url": storage_url}} if storage_url else {}))
+                                       profiles, **({"storage": {"url": storage_url}} if storage_url else {}))
         config.data_dir.mkdir(parents=True)
         store = await open_store(config.storage_url)
         gclock = ManualClock()

@@ -108,3 +108,30 @@ def test_serve_refuses_a_bad_device_key_or_callback_certificate(tmp_path: Path) 
     with pytest.raises(ContractError) as info:
         build_routes(config)
     assert info.value.field == "callback_cert_file" and "readable PEM" in info.value.limit
+
+
+async def test_one_text_to_many_oncor_premises_goes_as_one_group_operation(tmp_path: Path) -> None:
+    """`profile = { group_operations = true }` in [routes.tdsp.oncor]: the pipeline's batch of one
+    request's deliveries reaches the MultiSpeak head-end as InitiateInHomeDisplayMessageToGroup."""
+    async with gateway_with_headends(tmp_path / "d", {"oncor": "multispeak"}, meters=4,
+                                     profiles={"oncor": {"group_operations": True}}) as rig:
+        fleet = rig.fleets["oncor"]
+        esis = [fleet.esi_id(i) for i in range(4)]
+        for esi in esis:
+            fleet.install(esi)
+        _party, token = await rig.gw.new_party("Acme", "123456789")
+        await rig.customer(token, esis, scopes=["text"])
+        r = await rig.gw.client.post("/v1/han-requests", headers=rig.gw.auth(token), json={
+            "kind": "text", "esi_ids": esis, "text": "Storm: power may go out", "duration_minutes": 60})
+        assert r.status_code == 202, r.text
+        rid = r.json()["id"]
+
+        async def delivered() -> bool:
+            summary = (await rig.gw.client.get(f"/v1/han-requests/{rid}", headers=rig.gw.auth(token))).json()
+            return summary["premises_by_state"] == {"delivered": 4}
+        await rig.eventually(delivered)
+        stats = rig.headends["oncor"].core.stats
+        assert stats["group_requests"] >= 1 and stats["group_members"] == 4, dict(stats)
+        for esi in esis:
+            ihd = fleet.devices(esi)[0]
+            assert ihd.messaging is not None and ihd.messaging.displayed_text == "Storm: power may go out"
