@@ -23,6 +23,10 @@ class AdapterConfig:
     callback_host: str = "127.0.0.1"
     callback_port: int = 0
     public_callback_url: str | None = None
+    callback_cert_file: str | None = None
+    callback_key_file: str | None = None
+    """MultiSpeak: certificate chain and key of the NOT_Server callback endpoint; with both set it
+    serves HTTPS (and the responseURL it registers is https://)."""
     host: str = "127.0.0.1"
     """CIM: the MQTT broker; binary: the head-end."""
     port: int = 0
@@ -35,6 +39,22 @@ class AdapterConfig:
     meter_overrides: Mapping[str, MeterCapabilities] = field(default_factory=dict)
 
 
+def callback_tls(cfg: AdapterConfig) -> ssl.SSLContext | None:
+    """The server-side TLS context of the MultiSpeak callback endpoint, or None (plain HTTP)."""
+    if bool(cfg.callback_cert_file) != bool(cfg.callback_key_file):
+        raise ContractError("callback_cert_file", cfg.callback_cert_file,
+                            "set together with callback_key_file (both or neither)")
+    if not cfg.callback_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cfg.callback_cert_file, cfg.callback_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ContractError("callback_cert_file", cfg.callback_cert_file,
+                            f"a readable PEM certificate chain matching callback_key_file ({exc})") from None
+    return context
+
+
 def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
     t = profile.transport
     if t == "multispeak":
@@ -44,7 +64,9 @@ def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
         tls = ssl.create_default_context(cafile=cfg.ca_file) if cfg.url.startswith("https:") else None
         return MultiSpeakTransport(cfg.url, callback_host=cfg.callback_host, callback_port=cfg.callback_port,
                                    public_callback_url=cfg.public_callback_url, timeout_s=profile.request_timeout_s,
-                                   max_connections=profile.batch_size, ssl_context=tls)
+                                   max_connections=profile.batch_size, ssl_context=tls,
+                                   callback_ssl_context=callback_tls(cfg),
+                                   group_operations=profile.group_operations, max_group_size=profile.batch_size)
     if t == "cim":
         from ams_adapters.transports.cim_mqtt import CimMqttTransport
         return CimMqttTransport(cfg.host, cfg.port or 1883, cfg.topic_prefix, client_id=cfg.client_id,

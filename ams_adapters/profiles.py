@@ -42,6 +42,8 @@ class TdspProfile:
     expiry_grace_s: float
     meter: MeterCapabilities
     poll_interval_s: float = 0.2
+    group_operations: bool = False
+    """MultiSpeak: the head-end takes ...ToGroup operations (one payload, many meters)."""
     emulator: Mapping[str, Any] = field(default_factory=dict)
 
     def route_capabilities(self) -> RouteCapabilities:
@@ -60,6 +62,13 @@ def _num(path: str, data: Mapping[str, Any], name: str, lo: float, hi: float, *,
     if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
         raise ProfileError(path, name, value, f"a number in {lo}..{hi}")
     return kind(value)
+
+
+def _flag(path: str, data: Mapping[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise ProfileError(path, name, value, "true or false")
+    return value
 
 
 def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> TdspProfile:
@@ -93,4 +102,5 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         breaker_reset_s=_num(p, data, "breaker_reset_s", 0.01, 3600),
         expiry_grace_s=_num(p, data, "expiry_grace_s", 0, 3600),
         poll_interval_s=float(data.get("poll_interval_s", 0.2)), meter=meter,
+        group_operations=_flag(p, data, "group_operations"),
         emulator=dict(data.get("emulator", {})))

@@ -18,7 +18,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway.agreements import AgreementService
-from gateway.api import consent_pages, routes_agreements, routes_parties, routes_premises, routes_requests
+from gateway.api import (
+    consent_pages,
+    routes_agreements,
+    routes_parties,
+    routes_premises,
+    routes_provisioning,
+    routes_requests,
+)
 from gateway.api.deps import Services
 from gateway.api.idempotency import IdempotencyMiddleware
 from gateway.api.observability import Metrics, MetricsMiddleware
@@ -27,8 +34,10 @@ from gateway.api.problems import install_handlers
 from gateway.api.ratelimit import TokenBuckets
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
+from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
 from gateway.mail import Mailer, make_mailer
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
+from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.pipeline.webhooks import WebhookSender
 from gateway.rendering import make_templates
 from gateway.store.store import Store, open_store
@@ -73,6 +82,14 @@ def create_app(
     mailer = mailer or make_mailer(config.mail, config.mbox_path)
     metrics = Metrics()
     holder: dict[str, Store] = {}
+    # A malformed device key stops the gateway here; a missing one only refuses provisioning.
+    cipher: LinkKeyCipher | None = None
+    try:
+        cipher = load_cipher(config.security)
+    except DeviceKeyError as exc:
+        if exc.value:
+            raise
+        log.warning("HAN provisioning is refused until a device key is configured: %s", exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,14 +108,20 @@ def create_app(
         timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers else None
         # The request pipeline: the outbox dispatcher (with the routes given, or none: requests
         # queue until a route is configured) and the webhook sender.
-        dispatcher = Dispatcher(the_store, routes or RouteSet(), config.pipeline, clock)
+        route_set = routes or RouteSet()
+        dispatcher = Dispatcher(the_store, route_set, config.pipeline, clock)
         sender = WebhookSender(the_store, config.pipeline, clock)
+        provisioning = ProvisioningSender(the_store, route_set, config.pipeline, clock, cipher)
+        dispatcher.on_provisioning = provisioning.on_update
         app.state.dispatcher = dispatcher
+        app.state.provisioning = provisioning
         await dispatcher.start()
         await sender.start()
+        await provisioning.start()  # after the dispatcher: it started the routes
         try:
             yield
         finally:
+            await provisioning.close()
             await sender.close()
             await dispatcher.close()
             if timer is not None:
@@ -111,8 +134,9 @@ def create_app(
     app = FastAPI(title="HAN gateway", version="1", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.metrics = metrics
+    app.state.link_key_cipher = cipher
     install_handlers(app)
-    for module in (routes_parties, routes_premises, routes_agreements, routes_requests):
+    for module in (routes_parties, routes_premises, routes_provisioning, routes_agreements, routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(ops_router)

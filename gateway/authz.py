@@ -21,7 +21,8 @@ from gateway.domain.model import (
 from gateway.domain.records import Principal
 from gateway.store.store import Store
 
-TECHNICIAN_ACTIONS = frozenset({Action.VIEW_PREMISE, Action.VIEW_DEVICES, Action.PROVISION_DEVICE})
+TECHNICIAN_ACTIONS = frozenset({Action.VIEW_PREMISE, Action.VIEW_DEVICES, Action.PROVISION_DEVICE,
+                                Action.MANAGE_HAN})
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Decision:
     allowed: bool
     # Machine-readable: operator, assigned_technician, agreement, unknown_premise,
     # premise_not_active, operator_only, not_assigned, technician_cannot_send, no_agreement,
-    # wrong_agreement_kind, scope_not_granted.
+    # wrong_agreement_kind, scope_not_granted, operator_or_technician_only.
     reason: str
     agreement_id: int | None = None
     # False when the principal may not even know the premise exists (answer 404, not 403).
@@ -95,6 +96,8 @@ async def _decide(
         return Decision(False, "no_agreement", visible=False)
     if action in (Action.VIEW_PREMISE, Action.VIEW_DEVICES):
         return Decision(True, "agreement", in_force[0].id)
+    if action is Action.MANAGE_HAN:  # the whole HAN of a premise: not a third party's to reset
+        return Decision(False, "operator_or_technician_only", in_force[0].id)
     if action is Action.PROVISION_DEVICE:
         kind = AgreementKind.IN_HOME_DEVICE
         matching = [a for a in in_force if a.kind is kind]

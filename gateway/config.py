@@ -108,6 +108,15 @@ class LogConfig(_Section):
         return value.upper()
 
 
+class SecurityConfig(_Section):
+    # Fernet key (urlsafe base64 of 32 bytes, `hangw admin device-key` makes one) that encrypts
+    # HAN devices' link keys at rest. Prefer HANGW_SECURITY__DEVICE_KEY_SECRET or the file below
+    # to writing it into the config file. Without a key, provisioning is refused.
+    device_key_secret: str = ""
+    # A file holding the key (one line); used when device_key_secret is empty.
+    device_key_file: str = ""
+
+
 class GatewayConfig(_Section):
     data_dir: Path = Path("./hangw-data")
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -118,6 +127,7 @@ class GatewayConfig(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     routes: RoutesConfig = Field(default_factory=RoutesConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     @property
     def storage_url(self) -> str:

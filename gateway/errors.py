@@ -62,3 +62,11 @@ class NotSupported(GatewayError):
     status = 501
     code = "not_supported"
     title = "Not supported yet"
+
+
+class Unavailable(GatewayError):
+    """The gateway is not configured to do this (e.g. no device key for link keys)."""
+
+    status = 503
+    code = "not_configured"
+    title = "Not configured on this gateway"

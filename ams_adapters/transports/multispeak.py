@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 class MultiSpeakTransport:
     def __init__(self, base_url: str, *, callback_host: str = "127.0.0.1", callback_port: int = 0,
                  public_callback_url: str | None = None, timeout_s: float = 2.0, max_connections: int = 50,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 callback_ssl_context: ssl.SSLContext | None = None, group_operations: bool = False,
+                 max_group_size: int = 500) -> None:
         self.base_url = base_url.rstrip("/")
         self.callback_host = callback_host
         self.callback_port = callback_port
@@ -35,12 +37,19 @@ class MultiSpeakTransport:
         self.timeout_s = timeout_s
         self.max_connections = max_connections
         self._ssl = ssl_context
+        # The NOT_Server endpoint serves HTTPS with this context (the head-end posts callbacks to it).
+        self._callback_ssl = callback_ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._on_notes: NotesSink | None = None
         self.response_url = ""
         self.notifications_refused = 0
         self.registered = False
+        # Identical payloads to several meters go as one ...ToGroup operation (when the head-end
+        # supports them: the profile's `group_operations`).
+        self.group_operations = group_operations
+        self.max_group_size = max_group_size
+        self.group_requests = 0
 
     async def start(self, on_notes: NotesSink) -> None:
         self._on_notes = on_notes
@@ -48,12 +57,13 @@ class MultiSpeakTransport:
         app.router.add_post("/NOT_Server", self._notification)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.callback_host, self.callback_port)
+        site = web.TCPSite(self._runner, self.callback_host, self.callback_port, ssl_context=self._callback_ssl)
         await site.start()
         server: Any = site._server
         port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else self.callback_port
         self.callback_port = port
-        self.response_url = self._public_url or f"http://{self.callback_host}:{port}/NOT_Server"
+        scheme = "https" if self._callback_ssl is not None else "http"
+        self.response_url = self._public_url or f"{scheme}://{self.callback_host}:{port}/NOT_Server"
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=self._ssl or False),
             timeout=aiohttp.ClientTimeout(total=self.timeout_s))
@@ -92,7 +102,57 @@ class MultiSpeakTransport:
     async def send(self, requests: Sequence[HeadEndRequest]) -> list[Ack]:
         if not self.registered and self._session is not None:
             await self._register()
-        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+        if not self.group_operations:
+            return list(await asyncio.gather(*(self._one(r) for r in requests)))
+        groups: dict[tuple[object, ...], list[int]] = {}
+        singles: list[int] = []
+        for i, r in enumerate(requests):
+            key = ms.group_key(r)
+            if key is None:
+                singles.append(i)
+            else:
+                groups.setdefault(key, []).append(i)
+        jobs: list[tuple[list[int], Any]] = []
+        for members in groups.values():
+            if len(members) < 2:
+                singles.extend(members)
+                continue
+            for start in range(0, len(members), self.max_group_size):
+                part = members[start:start + self.max_group_size]
+                jobs.append((part, self._group([requests[i] for i in part])))
+        jobs.extend(([i], self._one_as_list(requests[i])) for i in singles)
+        answers = await asyncio.gather(*(job for _, job in jobs))
+        out: list[Ack | None] = [None] * len(requests)
+        for (indexes, _), acks in zip(jobs, answers, strict=True):
+            for i, ack in zip(indexes, acks, strict=True):
+                out[i] = ack
+        return [a for a in out if a is not None]
+
+    async def _one_as_list(self, req: HeadEndRequest) -> list[Ack]:
+        return [await self._one(req)]
+
+    async def _group(self, reqs: list[HeadEndRequest]) -> list[Ack]:
+        txids = [r.transaction_id for r in reqs]
+        if self._session is None:
+            return [Ack(t, AckStatus.ERROR, "transport: not started") for t in txids]
+        op = ms.GROUP_OPERATION_OF_KIND[reqs[0].kind]
+        body = ms.encode_group_request(reqs, self.response_url)
+        url = f"{self.base_url}/{ms.ENDPOINT_OF_KIND[reqs[0].kind]}"
+        self.group_requests += 1
+        try:
+            async with self._session.post(url, data=body, headers={
+                    "Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{ms.MS_NS}/{op}"'}) as resp:
+                data = await resp.read()
+                if resp.status == 503:
+                    retry = float(resp.headers.get("Retry-After", "1"))
+                    return [Ack(t, AckStatus.BUSY, "HTTP 503", retry) for t in txids]
+                if resp.status != 200:
+                    return [Ack(t, AckStatus.ERROR, f"HTTP {resp.status}") for t in txids]
+                return ms.decode_group_response(data, txids)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            return [Ack(t, AckStatus.ERROR, f"transport: {type(exc).__name__} {exc}") for t in txids]
+        except WireError as exc:
+            return [Ack(t, AckStatus.ERROR, f"head-end answer refused: {exc}") for t in txids]
 
     async def _one(self, req: HeadEndRequest) -> Ack:
         if self._session is None:

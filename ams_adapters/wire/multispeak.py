@@ -57,6 +57,18 @@ ENDPOINT_OF_KIND: dict[RequestKind, str] = {
     for k in RequestKind
 }
 OPERATIONS = frozenset(OPERATION_OF_KIND.values())
+# MultiSpeak 4.1's ...ToGroup forms (HAN_Server / DR_Server): one payload for many meters. MultiSpeak
+# addresses a group established beforehand (EstablishHANDeviceGroup); ours names its members
+# inline (hanInterfaceID + transactionID each) under an ad-hoc groupID, so that every member keeps
+# its own transaction and its own notifications ("one or more notifications" per group request).
+GROUP_OPERATION_OF_KIND: dict[RequestKind, str] = {
+    RequestKind.TEXT: "InitiateInHomeDisplayMessageToGroup",
+    RequestKind.CANCEL_TEXT: "CancelInHomeDisplayMessageToGroup",
+    RequestKind.LOAD_CONTROL: "InitiateDemandResponseEventToGroup",
+    RequestKind.CANCEL_LOAD_CONTROL: "CancelDemandResponseEventToGroup",
+    RequestKind.CANCEL_ALL_LOAD_CONTROL: "CancelDemandResponseEventToGroup",
+}
+GROUP_OPERATIONS = frozenset(GROUP_OPERATION_OF_KIND.values())
 NOTIFICATIONS = frozenset({"IHDMessageStatusNotification", "IHDMessageConfirmedNotification",
                            "DemandResponseEventNotification", "HANRegistrationNotification",
                            "PricingTiersChangedNotification", "MeterEventNotification"})
@@ -144,17 +156,44 @@ def decode_request(xml: bytes) -> tuple[HeadEndRequest, str]:
     q = etree.QName(op)
     if q.namespace != MS_NS or q.localname not in OPERATIONS:
         raise WireError("operation", q.localname, f"one of {sorted(OPERATIONS)}")
+    req = _request_of(op, q.localname, _text(op, "hanInterfaceID") or "", _text(op, "transactionID") or "")
+    return req, _text(op, "responseURL") or ""
+
+
+def decode_requests(xml: bytes) -> tuple[list[HeadEndRequest], str, str]:
+    """A single operation or a ...ToGroup one: (one request per meter, responseURL, operation)."""
+    op = _body_child(xml)
+    q = etree.QName(op)
+    if q.namespace != MS_NS or q.localname not in OPERATIONS | GROUP_OPERATIONS:
+        raise WireError("operation", q.localname, f"one of {sorted(OPERATIONS | GROUP_OPERATIONS)}")
+    if q.localname in OPERATIONS:
+        return ([_request_of(op, q.localname, _text(op, "hanInterfaceID") or "", _text(op, "transactionID") or "")],
+                _text(op, "responseURL") or "", q.localname)
+    members = op.find(_M + "members")
+    if members is None or not len(members):
+        raise WireError("members", None, f"at least one member in {q.localname}")
+    reqs = []
+    for member in members:
+        if member.tag != _M + "member":
+            raise WireError("members", etree.QName(member).localname, "member elements only")
+        reqs.append(_request_of(op, q.localname, _text(member, "hanInterfaceID") or "",
+                                _text(member, "transactionID") or ""))
+    return reqs, _text(op, "responseURL") or "", q.localname
+
+
+def _request_of(op: etree._Element, operation: str, esi_id: str, transaction_id: str) -> HeadEndRequest:
     kind_text = _text(op, "requestKind")
     try:
         kind = RequestKind(kind_text or "")
     except ValueError as exc:
         raise WireError("requestKind", kind_text, f"one of {[k.value for k in RequestKind]}") from exc
-    if OPERATION_OF_KIND[kind] != q.localname:
-        raise WireError("requestKind", kind.value, f"a kind carried by {q.localname}")
+    expected = GROUP_OPERATION_OF_KIND.get(kind) if operation in GROUP_OPERATIONS else OPERATION_OF_KIND[kind]
+    if expected != operation:
+        raise WireError("requestKind", kind.value, f"a kind carried by {operation}")
     fields: dict[str, Any] = {}
     cluster_id, command, se_version = 0, "", "1.1"
     if not kind.provisioning:
-        cluster_id, command, fields = read_se_command(op.find(_M + "seCommand"), q.localname)
+        cluster_id, command, fields = read_se_command(op.find(_M + "seCommand"), operation)
         se_version = _text(op, "seVersion") or "1.1"
     key_hex = _text(op, "HANSecurityToken", required=False)
     window = _text(op, "timeOut", required=False)
@@ -163,13 +202,91 @@ def decode_request(xml: bytes) -> tuple[HeadEndRequest, str]:
         join_window = int(window) if window else None
     except ValueError as exc:
         raise WireError("HANSecurityToken/timeOut", (key_hex, window), "hex key, integer seconds") from exc
-    req = HeadEndRequest(
-        transaction_id=_text(op, "transactionID") or "", esi_id=_text(op, "hanInterfaceID") or "",
+    if not transaction_id:
+        raise WireError("transactionID", None, f"required in {operation}")
+    if not esi_id:
+        raise WireError("hanInterfaceID", None, f"required in {operation}")
+    return HeadEndRequest(
+        transaction_id=transaction_id, esi_id=esi_id,
         kind=kind, expires_at=_from_iso(_text(op, "expirationTime") or "", "expirationTime"),
         target=_text(op, "target") or "meter", eui64=_text(op, "hanDeviceID", required=False),
         cluster_id=cluster_id, command=command, fields=fields, se_version=se_version,
         link_key=link_key, join_window_s=join_window)
-    return req, _text(op, "responseURL") or ""
+
+
+# ------------------------------------------------------------------ ...ToGroup
+
+
+def group_key(req: HeadEndRequest) -> tuple[object, ...] | None:
+    """Requests with equal keys carry the same payload and may travel as one ...ToGroup
+    operation; None for requests that never do (provisioning, prices, one device)."""
+    if req.kind not in GROUP_OPERATION_OF_KIND or req.eui64:
+        return None
+    return (req.kind, req.target, req.se_version, req.cluster_id, req.command,
+            tuple(sorted((k, str(v)) for k, v in req.fields.items())), _iso(req.expires_at))
+
+
+def encode_group_request(reqs: list[HeadEndRequest], response_url: str, app_name: str = "han-gateway") -> bytes:
+    """One ...ToGroup operation for requests of one `group_key`."""
+    first = reqs[0]
+    if any(group_key(r) != group_key(first) for r in reqs) or group_key(first) is None:
+        raise WireError("members", len(reqs), "requests of one kind and one payload (group_key)")
+    env, body = _envelope({"AppName": app_name, "AppVersion": "0.1", "MessageID": f"grp-{first.transaction_id}",
+                           "TimeStamp": _iso(datetime.now(UTC).timestamp())})
+    op = etree.SubElement(body, _M + GROUP_OPERATION_OF_KIND[first.kind])
+    _sub(op, "groupID", f"grp-{first.transaction_id}")
+    members = _sub(op, "members")
+    for r in reqs:
+        member = _sub(members, "member")
+        _sub(member, "hanInterfaceID", r.esi_id)
+        _sub(member, "transactionID", r.transaction_id)
+    _sub(op, "requestKind", first.kind.value)
+    _sub(op, "target", first.target)
+    _sub(op, "seVersion", first.se_version)
+    cmd = _sub(op, "seCommand", cluster=f"0x{first.cluster_id:04X}", name=first.command)
+    for name, value in first.fields.items():
+        _sub(cmd, camel(name), str(value))
+    _sub(op, "responseURL", response_url)
+    _sub(op, "expirationTime", _iso(first.expires_at))
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+def encode_group_response(operation: str, acks: list[Ack]) -> bytes:
+    """Members that were not taken get an errorObject (objectID = their transactionID)."""
+    env, body = _envelope({"AppName": "headend"})
+    resp = etree.SubElement(body, _M + f"{operation}Response")
+    result = etree.SubElement(resp, _M + f"{operation}Result")
+    for ack in acks:
+        if ack.status is not AckStatus.OK:
+            err = _sub(result, "errorObject", objectID=ack.transaction_id, errorCode=ack.status.value)
+            _sub(err, "errorString", ack.reason or ack.status.value)
+            if ack.retry_after_s is not None:
+                _sub(err, "retryAfter", f"{ack.retry_after_s:.3f}")
+    return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+def decode_group_response(xml: bytes, transaction_ids: list[str]) -> list[Ack]:
+    """One Ack per member, in order: OK unless an errorObject names its transaction."""
+    resp = _body_child(xml)
+    local = etree.QName(resp).localname
+    if not local.endswith("Response") or local[: -len("Response")] not in GROUP_OPERATIONS:
+        raise WireError("response", local, "<Operation>Response of a ...ToGroup operation")
+    result = resp.find(_M + local[: -len("Response")] + "Result")
+    if result is None:
+        raise WireError("result", None, f"{local} must hold its Result element")
+    errors: dict[str, Ack] = {}
+    for err in result.findall(_M + "errorObject"):
+        txid = err.get("objectID", "")
+        if txid not in transaction_ids:
+            raise WireError("errorObject/@objectID", txid, "the transactionID of a member of this group")
+        code = err.get("errorCode", "error")
+        try:
+            status = AckStatus(code)
+        except ValueError as exc:
+            raise WireError("errorObject/@errorCode", code, "rejected|busy|error") from exc
+        retry = _text(err, "retryAfter", required=False)
+        errors[txid] = Ack(txid, status, _text(err, "errorString", required=False), float(retry) if retry else None)
+    return [errors.get(t, Ack(t, AckStatus.OK)) for t in transaction_ids]
 
 
 def encode_response(operation: str, ack: Ack) -> bytes:

@@ -11,7 +11,6 @@ from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AuthorizationIn,
     DecisionOut,
-    DeviceIn,
     DeviceOut,
     ImportReportOut,
     Page,
@@ -22,18 +21,15 @@ from gateway.authz import Decision, authorize
 from gateway.domain.esi_id import EsiIdError, Tdsp, tdsp_for_esi_id
 from gateway.domain.model import Action, DeviceStatus, Role
 from gateway.domain.records import Principal
-from gateway.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from gateway.premise_import import HeaderError, import_premises
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
 
-# Devices per meter (Landis+Gyr limits, DOMAIN.md): 5, or 10 on enhanced meters.
-DEVICES_PER_METER = 5
-DEVICES_PER_ENHANCED_METER = 10
 PREMISE_STATUS = "^(active|removed|moved_out)$"
 
 
-async def _require(svc: Svc, who: Principal, action: Action, esi_id: str,
+async def require(svc: Svc, who: Principal, action: Action, esi_id: str,
                    device_eui64: str | None = None) -> Decision:
     decision = await authorize(svc.store, who, action, esi_id, now=svc.clock.now(),
                                device_eui64=device_eui64)
@@ -107,7 +103,7 @@ async def list_premises(*, svc: Svc, who: Who, page: Pages, tdsp: Tdsp | None = 
 
 @router.get("/premises/{esi_id}", response_model=PremiseOut)
 async def get_premise(esi_id: str, svc: Svc, who: Who) -> PremiseOut:
-    await _require(svc, who, Action.VIEW_PREMISE, esi_id)
+    await require(svc, who, Action.VIEW_PREMISE, esi_id)
     premise = await svc.store.get_premise(esi_id)
     assert premise is not None
     return PremiseOut.of(premise, operator=who.role is Role.OPERATOR)
@@ -116,7 +112,7 @@ async def get_premise(esi_id: str, svc: Svc, who: Who) -> PremiseOut:
 @router.delete("/premises/{esi_id}", status_code=204)
 async def remove_premise(esi_id: str, svc: Svc, who: Operator) -> Response:
     """The ESI ID is retired: agreements on it end (terminated by system)."""
-    await _require(svc, who, Action.MANAGE_PREMISE, esi_id)
+    await require(svc, who, Action.MANAGE_PREMISE, esi_id)
     await svc.store.set_premise_status(esi_id, "removed", svc.clock.now())
     await svc.agreements.terminate_for_premise(esi_id, "the premise was removed")
     return Response(status_code=204)
@@ -125,7 +121,7 @@ async def remove_premise(esi_id: str, svc: Svc, who: Operator) -> Response:
 @router.post("/premises/{esi_id}/move-out", status_code=204)
 async def move_out(esi_id: str, svc: Svc, who: Operator) -> Response:
     """The customer moved out: their contact is cleared and agreements end (by system)."""
-    await _require(svc, who, Action.MANAGE_PREMISE, esi_id)
+    await require(svc, who, Action.MANAGE_PREMISE, esi_id)
     await svc.store.set_premise_status(esi_id, "moved_out", svc.clock.now(),
                                        clear_customer=True)
     await svc.agreements.terminate_for_premise(esi_id, "the customer moved out")
@@ -135,47 +131,11 @@ async def move_out(esi_id: str, svc: Svc, who: Operator) -> Response:
 @router.get("/premises/{esi_id}/devices", response_model=Page[DeviceOut])
 async def list_devices(esi_id: str, svc: Svc, who: Who, page: Pages,
                        status: DeviceStatus | None = None) -> Page[DeviceOut]:
-    await _require(svc, who, Action.VIEW_DEVICES, esi_id)
+    await require(svc, who, Action.VIEW_DEVICES, esi_id)
     found = await svc.store.list_devices(esi_id, status=status, cursor=page.cursor,
                                          limit=page.limit)
     return Page[DeviceOut](items=[DeviceOut.of(d) for d in found.items],
                            next_cursor=found.next_cursor)
-
-
-@router.post("/premises/{esi_id}/devices", status_code=201, response_model=DeviceOut)
-async def add_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who) -> DeviceOut:
-    """Record a HAN device for the premise (status provision_requested).
-
-    The provisioning itself (install code to the head-end, join window) comes with the AMS
-    adapters; until then the device is stored and the request is authorized and audited.
-    """
-    eui64 = body.eui64.upper()
-    await _require(svc, who, Action.PROVISION_DEVICE, esi_id, eui64)
-    premise = await svc.store.get_premise(esi_id)
-    assert premise is not None
-    limit = DEVICES_PER_ENHANCED_METER if premise.enhanced_meter else DEVICES_PER_METER
-    present = [d for d in (await svc.store.list_devices(esi_id, limit=1000)).items
-               if d.status is not DeviceStatus.REMOVED]
-    if len(present) >= limit:
-        raise Conflict(f"meter {premise.meter_number} holds at most {limit} devices",
-                       code="device_limit_reached", errors=[FieldError(
-                           "eui64", "device_limit_reached",
-                           f"{len(present)} of {limit} device slots in use", eui64)])
-    device = await svc.store.add_device(esi_id=esi_id, eui64=eui64, device_type=body.device_type,
-                                        party_id=who.party_id, now=svc.clock.now())
-    if device is None:
-        raise Conflict(f"device {eui64} is known at {esi_id} already", code="device_exists")
-    return DeviceOut.of(device)
-
-
-@router.delete("/premises/{esi_id}/devices/{eui64}", status_code=204)
-async def remove_device(esi_id: str, eui64: str, svc: Svc, who: Who) -> Response:
-    eui64 = eui64.upper()
-    await _require(svc, who, Action.PROVISION_DEVICE, esi_id, eui64)
-    if not await svc.store.set_device_status(esi_id, eui64, DeviceStatus.REMOVED,
-                                             svc.clock.now()):
-        raise NotFound(f"no device {eui64} at {esi_id}")
-    return Response(status_code=204)
 
 
 @router.post("/premises/{esi_id}/authorization", response_model=DecisionOut)

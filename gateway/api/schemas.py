@@ -139,6 +139,21 @@ class DeviceIn(_In):
     device_type: Annotated[str, Field(min_length=1, max_length=40,
                                       examples=["in_home_display", "thermostat",
                                                 "load_control_device"])]
+    install_code: Annotated[str, Field(
+        min_length=1, max_length=200, examples=["8304 8DE5 6EB1 6D6A 1A8D"],
+        description="as printed on the device (hex, any separators) or its QR code; checked at "
+                    "once (CRC-16/X-25), never stored: only the derived link key is, encrypted")]
+    join_window_days: Annotated[int, Field(ge=1, le=30, description="how long the meter waits "
+                                           "for the device to join (1-30 days)")] = 7
+
+
+class DeviceEventOut(BaseModel):
+    state: str
+    at: datetime
+    reason: str | None = Field(description="why it failed: wrong_install_code, "
+                                           "join_window_expired, device_limit_reached, ...")
+    detail: str | None = Field(description="the route's own words")
+    operation_id: int | None
 
 
 class DeviceOut(BaseModel):
@@ -153,6 +168,28 @@ class DeviceOut(BaseModel):
     def of(cls, d: HanDevice) -> DeviceOut:
         return cls(esi_id=d.esi_id, eui64=d.eui64, device_type=d.device_type, status=d.status,
                    created_at=d.created_at, updated_at=d.updated_at)
+
+
+class DeviceDetailOut(DeviceOut):
+    join_window_ends_at: datetime | None
+    last_reason: str | None
+    history: list[DeviceEventOut]
+
+
+class HanOperationOut(BaseModel):
+    id: int
+    esi_id: str
+    eui64: str | None
+    kind: str
+    state: str = Field(description="queued, submitted, done or failed")
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class HanHistoryOut(BaseModel):
+    operations: list[HanOperationOut]
+    events: list[DeviceEventOut]
 
 
 class InvitationPremiseIn(_In):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -77,6 +78,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_runner(_premises_import))
 
+    p = sub.add_parser("device-key", help="make a key for [security] device_key_secret (link keys "
+                       "are stored encrypted with it)")
+    p.add_argument("--write", type=Path, metavar="FILE", help="write it to FILE (mode 600, for "
+                   "device_key_file) instead of printing it; refuses to overwrite")
+    p.set_defaults(func=_device_key)
+
     p = sub.add_parser("mail", help="mail outbox: pending, sent and given-up emails")
     p.set_defaults(func=_runner(_mail_status))
 
@@ -111,6 +118,26 @@ def _runner(task: Task) -> Callable[[argparse.Namespace], int]:
         return asyncio.run(main())
 
     return run
+
+
+def _device_key(args: argparse.Namespace) -> int:
+    from gateway.device_keys import new_device_key
+
+    key = new_device_key()
+    if args.write is None:
+        print(key)
+        return 0
+    path: Path = args.write
+    try:
+        # O_EXCL: an existing key file is never replaced (the stored link keys need it).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        print(f"--write {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(key + "\n")
+    print(f"device key written to {path}; set [security] device_key_file = \"{path}\"")
+    return 0
 
 
 async def _migrate(args: argparse.Namespace, config: GatewayConfig, store: Store) -> int:

@@ -41,5 +41,7 @@ def show_config(args: argparse.Namespace) -> int:
     data = config.model_dump(mode="json")
     if data["mail"]["smtp_password"]:
         data["mail"]["smtp_password"] = "***"
+    if data["security"]["device_key_secret"]:  # it decrypts every stored link key
+        data["security"]["device_key_secret"] = "***"
     print(json.dumps(data, indent=2))
     return 0

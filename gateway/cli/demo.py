@@ -62,6 +62,7 @@ async def _main(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.cli.simfield import ScaledClock, build_field, premises, premises_csv
     from gateway.config import parse_config
+    from gateway.device_keys import new_device_key
     from gateway.domain.model import Role
     from gateway.pipeline.dispatcher import RouteSet
     from gateway.store.store import open_store
@@ -74,6 +75,8 @@ async def _main(args: argparse.Namespace) -> int:
     base = f"http://127.0.0.1:{port}"
     config = parse_config({"data_dir": str(data_dir), "server": {"port": port, "public_url": base},
                            "pipeline": {"poll_interval_seconds": 0.05},
+                           # a fresh device key in the data directory: link keys are stored encrypted
+                           "security": {"device_key_secret": new_device_key()},
                            "log": {"level": "WARNING"}}, env={})
     store = await open_store(config.storage_url)
     from gateway.clock import SystemClock

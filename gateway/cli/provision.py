@@ -1,6 +1,10 @@
 """`hangw provision …`: provision HAN devices through a TDSP's head-end from a terminal, with a live
 status display (requested → find pending → joined | failed, with times and the reason).
 
+Standalone (`--tdsp …`), it talks to the head-end directly; with `--api URL --token TOKEN` it goes
+through a running gateway's REST API instead (the gateway stores the device, its encrypted link
+key and the history, and sends it through the premise's route).
+
 The install code is checked here, before anything travels (a bad CRC is refused naming the
 expected CRC); only the derived link key is sent. Exit status: 0 when the request ended well
 (joined, deleted, done), 1 when it failed or was refused, 3 when no end came within --wait.
@@ -37,13 +41,17 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="provision_action", metavar="ACTION", required=True)
     for name, kind in ACTIONS.items():
         p = sub.add_parser(name, help=kind.value.replace("_", " "))
-        p.add_argument("--tdsp", required=True, choices=["oncor", "centerpoint", "aep_central", "aep_north", "tnmp"])
+        p.add_argument("--tdsp", choices=["oncor", "centerpoint", "aep_central", "aep_north", "tnmp"],
+                       help="talk to this TDSP's head-end directly (or give --api)")
+        p.add_argument("--api", metavar="URL", help="go through the gateway at URL (e.g. http://127.0.0.1:8080)")
+        p.add_argument("--token", help="with --api: your API token (a technician's or a third party's)")
         p.add_argument("--esi", required=True, help="ESI ID of the premise")
         if kind in (ProvisioningKind.PROVISION_DEVICE, ProvisioningKind.DELETE_DEVICE):
             p.add_argument("--eui64", required=True, help="device EUI-64, e.g. 00:0d:6f:00:0a:bc:de:f0")
         if kind is ProvisioningKind.PROVISION_DEVICE:
             p.add_argument("--install-code", required=True, help="install code (hex, separators allowed) or QR text")
             p.add_argument("--join-window-days", type=int, default=1, help="1 to 30 days (default 1)")
+            p.add_argument("--device-type", default="in_home_display", help="with --api: the device's type")
         p.add_argument("--transport", choices=["multispeak", "cim", "binary"], help="override the TDSP's transport")
         p.add_argument("--url", default="", help="MultiSpeak head-end base URL")
         p.add_argument("--callback", default="127.0.0.1:0", metavar="HOST:PORT",
@@ -81,6 +89,16 @@ def _run(args: argparse.Namespace) -> int:
     except ContractError as exc:
         print(f"refused: {exc}")
         return 1
+    if args.api:
+        if not args.token:
+            print("--api needs --token")
+            return 2
+        from gateway.cli.provision_api import follow_api
+
+        return asyncio.run(follow_api(args, request))
+    if not args.tdsp:
+        print("give --tdsp (talk to the head-end) or --api URL --token TOKEN (through the gateway)")
+        return 2
     return asyncio.run(_follow(args, request))
 
 

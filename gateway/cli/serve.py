@@ -63,7 +63,17 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    asyncio.run(serve())
+    from ams_adapters.contract import ContractError
+    from gateway.device_keys import DeviceKeyError
+
+    try:
+        asyncio.run(serve())
+    except ContractError as exc:  # e.g. a callback certificate that cannot be read
+        print(f"routes: {exc}", file=sys.stderr)
+        return 2
+    except DeviceKeyError as exc:  # a malformed device key: link keys could not be stored
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 
@@ -86,13 +96,18 @@ def build_routes(config: GatewayConfig, store: Store | None = None) -> RouteSet:
         from ams_adapters.simulated import RemoteSimulatedRoute
 
         default = RemoteSimulatedRoute(config.routes.url)
+    by_prefix: dict[str, Route | None] = {}
+    if kind is RouteKind.ADAPTERS:
+        from gateway.pipeline.adapter_routes import build_adapter_routes
+
+        by_prefix = build_adapter_routes(config.routes)[0].by_prefix
     by_esi: dict[str, Route] = {}
     if config.routes.radio is not None:
         if store is None:
             raise ValueError("routes.radio: the radio route keeps its state in the gateway's store: pass the store")
         radio = build_radio_route(config, store)
         by_esi = dict.fromkeys(config.routes.radio.esi_ids, radio)
-    return RouteSet(default, by_esi=by_esi)
+    return RouteSet(default, by_prefix, by_esi=by_esi)
 
 
 def build_radio_route(config: GatewayConfig, store: Store) -> Route:

@@ -38,6 +38,11 @@ def register(subparsers: Any) -> None:
                         help="fault injection, e.g. error_rate=0.1,drop_callback_rate=0.05")
     parser.add_argument("--tls-cert", help="MultiSpeak: serve HTTPS with this PEM certificate (chain)")
     parser.add_argument("--tls-key", help="MultiSpeak: the certificate's PEM private key")
+    parser.add_argument("--callback-ca", help="MultiSpeak: CA bundle that signs the gateway's https:// "
+                        "callback endpoint (NOT_Server)")
+    parser.add_argument("--esi-prefix", default="",
+                        help="ESI IDs of the simulated premises start with this (default: Oncor's 1044372; "
+                             "give the TDSP's prefix so `hangw serve` routes them to this head-end)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until ^C)")
     parser.set_defaults(func=_run)
 
@@ -81,7 +86,7 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     if args.transport:
         profile = profile.with_transport(args.transport)
     clock = RealClock()
-    fleet = Fleet(args.meters, clock)
+    fleet = Fleet(args.meters, clock, esi_prefix=args.esi_prefix) if args.esi_prefix else Fleet(args.meters, clock)
     for i in range(min(args.install, args.meters)):
         fleet.install(fleet.esi_id(i))
     faults = Faults.from_mapping(_parse_faults(args.faults))
@@ -102,8 +107,14 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
 
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
+    callback_tls = None
+    if args.callback_ca:
+        import ssl
+
+        callback_tls = ssl.create_default_context(cafile=args.callback_ca)
     headend = make_headend(profile, fleet, clock, host=host, port=port, mqtt_host=host,
-                           mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults, ssl_context=tls)
+                           mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults, ssl_context=tls,
+                           callback_ssl_context=callback_tls)
     await headend.start()
     if cim:
         where = f"mqtt://{host}:{port or 1883} prefix {args.prefix}"

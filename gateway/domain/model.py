@@ -59,10 +59,11 @@ def allowed_durations(premise_class: PremiseClass) -> tuple[int, ...]:
 
 class DeviceStatus(enum.StrEnum):
     PROVISION_REQUESTED = "provision_requested"
-    FIND_PENDING = "find_pending"
-    JOINED = "joined"
+    FIND_PENDING = "find_pending"  # ams_adapters.contract.ProvisioningState.FIND_PENDING
+    JOINED = "joined"  # ProvisioningState.JOINED
+    FAILED = "failed"  # ProvisioningState.FAILED: wrong code, window expired, device limit, CBKE asked for…
+    DELETE_REQUESTED = "delete_requested"  # delete-device sent, the meter has not confirmed yet
     REMOVED = "removed"
-    FAILED = "failed"  # provisioning failed (join window over, CBKE asked for, …)
 
 
 class Action(enum.StrEnum):
@@ -75,11 +76,14 @@ class Action(enum.StrEnum):
     SEND_TEXT = "send_text"  # In-Home Device Services agreement with the matching scope
     SEND_PRICE = "send_price"
     SEND_LOAD_CONTROL = "send_load_control"
+    # Initialize, clear or decommission the premise's HAN: operators and assigned technicians.
+    MANAGE_HAN = "manage_han"
 
 
 # HAN actions: every decision on them goes to the audit log.
 HAN_ACTIONS = frozenset(
-    {Action.PROVISION_DEVICE, Action.SEND_TEXT, Action.SEND_PRICE, Action.SEND_LOAD_CONTROL}
+    {Action.PROVISION_DEVICE, Action.SEND_TEXT, Action.SEND_PRICE, Action.SEND_LOAD_CONTROL,
+     Action.MANAGE_HAN}
 )
 SCOPE_FOR_ACTION = {
     Action.SEND_TEXT: Scope.TEXT,

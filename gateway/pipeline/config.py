@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+# The head-end transports (ams_adapters.profiles.TRANSPORTS; not imported here: the profiles pull
+# in the SE codec, and every `hangw` command reads this module at start).
+TRANSPORTS = ("multispeak", "cim", "binary")
 
 
 class OverlapPolicy(enum.StrEnum):
@@ -37,6 +41,85 @@ class RouteKind(enum.StrEnum):
     NONE = "none"  # requests are accepted and queued; nothing is dispatched
     SIMULATED = "simulated"  # an in-process simulated field (demo, trying the API)
     SIMULATED_REMOTE = "simulated_remote"  # a simulated field in another process (`hangw sim-field`)
+    ADAPTERS = "adapters"  # one AMS head-end adapter per TDSP configured under [routes.tdsp.<name>]
+
+
+class TdspRouteConfig(BaseModel):
+    """`[routes.tdsp.<tdsp>]`: where one TDSP's head-end is and how to reach it (maps onto
+    `ams_adapters.factory.AdapterConfig`). Which fields matter depends on the transport."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Empty: the TDSP profile's transport (firmware_fixtures/headends/<tdsp>.toml).
+    transport: str = ""
+    # MultiSpeak: the head-end's base URL; the NOT_Server callback endpoint the gateway serves.
+    url: str = ""
+    callback_host: str = "127.0.0.1"
+    callback_port: int = Field(default=0, ge=0, le=65535)
+    public_callback_url: str = ""
+    # Certificate and key of the callback endpoint: set both and it serves HTTPS.
+    callback_cert_file: str = ""
+    callback_key_file: str = ""
+    # CIM: the MQTT broker; binary: the head-end.
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    topic_prefix: str = Field(default="hangw", min_length=1, max_length=200)
+    client_id: str = ""
+    # MultiSpeak over https: the CA bundle that signs the head-end's certificate (empty: system CAs).
+    ca_file: str = ""
+    # Profile values to override (batch_size, rate_limit_per_s, request_timeout_s, ...).
+    profile: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("transport")
+    @classmethod
+    def _transport(cls, value: str) -> str:
+        if value and value not in TRANSPORTS:
+            raise ValueError(f"transport: {value!r} is invalid: one of {', '.join(TRANSPORTS)} (or empty)")
+        return value
+
+    @model_validator(mode="after")
+    def _callback_tls_pair(self) -> TdspRouteConfig:
+        if bool(self.callback_cert_file) != bool(self.callback_key_file):
+            raise ValueError("callback_cert_file / callback_key_file: set both (HTTPS callbacks) or neither")
+        return self
+
+
+class TdspRoutes(BaseModel):
+    """`[routes.tdsp]`: one table per TDSP that has a head-end adapter. A TDSP left out has no
+    route: its premises' items wait (retried) until they expire."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    oncor: TdspRouteConfig | None = None
+    centerpoint: TdspRouteConfig | None = None
+    aep_central: TdspRouteConfig | None = None
+    aep_north: TdspRouteConfig | None = None
+    tnmp: TdspRouteConfig | None = None
+
+    @field_validator("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
+    @classmethod
+    def _complete(cls, value: TdspRouteConfig | None, info: ValidationInfo) -> TdspRouteConfig | None:
+        """What the chosen transport needs, and profile overrides within the profile's limits."""
+        if value is None:
+            return None
+        assert info.field_name is not None
+        from ams_adapters.profiles import ProfileError, load_profile
+
+        try:
+            profile = load_profile(info.field_name, **value.profile)
+        except ProfileError as exc:
+            raise ValueError(f"profile.{exc.field}: {exc.value!r} is invalid: {exc.limit}") from None
+        transport = value.transport or profile.transport
+        if transport == "multispeak" and not value.url.startswith(("http://", "https://")):
+            raise ValueError(f"url: {value.url!r} is invalid: the MultiSpeak head-end's base URL "
+                             "(http[s]://host:port) is required")
+        if transport == "binary" and not value.port:
+            raise ValueError(f"port: {value.port!r} is invalid: the binary head-end's TCP port (1..65535) "
+                             "is required")
+        return value
+
+    def configured(self) -> dict[str, TdspRouteConfig]:
+        return {name: cfg for name in type(self).model_fields if (cfg := getattr(self, name)) is not None}
 
 
 class RadioRouteConfig(BaseModel):
@@ -95,3 +178,12 @@ class RoutesConfig(BaseModel):
     url: str = "http://127.0.0.1:8090"
     # A local ZigBee coordinator for some premises (additive to `kind`).
     radio: RadioRouteConfig | None = None
+    # adapters: one table per TDSP with a head-end ([routes.tdsp.oncor], ...).
+    tdsp: TdspRoutes = Field(default_factory=TdspRoutes)
+
+    @model_validator(mode="after")
+    def _adapters_need_a_tdsp(self) -> RoutesConfig:
+        if self.kind is RouteKind.ADAPTERS and not self.tdsp.configured():
+            raise ValueError("tdsp: no [routes.tdsp.<name>] table: kind = \"adapters\" needs at least one of "
+                             f"{', '.join(TdspRoutes.model_fields)}")
+        return self

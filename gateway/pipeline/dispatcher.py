@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from ams_adapters.contract import (
     HanOperation,
     InboundEvent,
     OperationKind,
+    ProvisioningUpdate,
     Route,
     SubmitOutcome,
 )
@@ -147,6 +148,8 @@ class Dispatcher:
         self._stopping = False
         self._next_sweep = 0.0
         self._commands: dict[int, dict[str, Any]] = {}
+        # Provisioning updates from the routes (gateway/pipeline/provisioning.py sets this).
+        self.on_provisioning: Callable[[Any, ProvisioningUpdate], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -415,6 +418,8 @@ class Dispatcher:
                             reason=ev.reason, only_from=[outbox.QUEUED, outbox.SUBMITTED])
                 elif isinstance(ev, DeviceResponse):
                     await self._device_response(conn, ev)
+                elif isinstance(ev, ProvisioningUpdate) and self.on_provisioning is not None:
+                    await self.on_provisioning(conn, ev)
 
     async def _mark_original_cancelled(self, conn: Any, cancel_row: Any, at: datetime) -> None:
         original = (await conn.execute(sa.select(

@@ -122,6 +122,11 @@ han_devices = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("esi_id", "eui64", name="uq_han_devices_esi_id_eui64"),
+    # Provisioning (0007): the derived link key, Fernet-encrypted ([security] device_key_secret);
+    # the install code itself is never stored.
+    sa.Column("link_key_encrypted", sa.String(200), nullable=True),
+    sa.Column("join_window_ends_at", UtcDateTime, nullable=True),
+    sa.Column("last_reason", sa.String(300), nullable=True),
 )
 
 agreements = sa.Table(
@@ -349,6 +354,45 @@ webhook_outbox = sa.Table(
     sa.Column("next_attempt_at", UtcDateTime, nullable=True, index=True),
     sa.Column("delivered_at", UtcDateTime, nullable=True),
     sa.Column("last_error", sa.String(300), nullable=True),
+)
+
+# ---------------------------------------------------------------- HAN provisioning (issue 6, 0007)
+
+# Provisioning status history: one row per state a device (or, eui64 NULL, the premise's HAN) reached.
+han_device_events = sa.Table(
+    "han_device_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), nullable=False),
+    sa.Column("eui64", sa.String(16), nullable=True),
+    sa.Column("operation_id", sa.Integer, nullable=True),
+    sa.Column("state", sa.String(30), nullable=False),
+    sa.Column("reason", sa.String(40), nullable=True),
+    sa.Column("detail", sa.String(300), nullable=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Index("ix_han_device_events_esi_id_eui64", "esi_id", "eui64"),
+)
+
+# The provisioning outbox: operations stored before they are sent to the premise's route (a crash
+# loses none; the route dedups by request id `hgw-prov-<id>`), retried until sent or expired.
+han_provisioning_ops = sa.Table(
+    "han_provisioning_ops",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), nullable=False),
+    sa.Column("eui64", sa.String(16), nullable=True),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("join_window_s", sa.Integer, nullable=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=True),
+    # queued -> submitted -> done | failed
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.String(300), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_han_provisioning_ops_state_next_attempt_at", "state", "next_attempt_at"),
 )
 
 # --- Local radio route (issue 7): what the coordinator's route must remember across restarts ----

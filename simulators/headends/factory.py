@@ -26,13 +26,13 @@ class HeadEnd(Protocol):
 def make_headend(profile: TdspProfile, field_: Field, clock: Clock, *, host: str = "127.0.0.1", port: int = 0,
                  mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883, topic_prefix: str = "hangw",
                  faults: Faults | None = None, seed: int = 7, ssl_context: ssl.SSLContext | None = None,
-                 **settings: Any) -> HeadEnd:
+                 callback_ssl_context: ssl.SSLContext | None = None, **settings: Any) -> HeadEnd:
     core = HeadEndCore(field_, clock, EmulatorSettings.from_profile(profile.emulator, profile.meter.max_text_length,
                                                                     profile.meter.max_frame_size, **settings),
                        faults, random.Random(seed))
     if profile.transport == "multispeak":
         from simulators.headends.multispeak_server import MultiSpeakHeadEnd
-        return MultiSpeakHeadEnd(core, host, port, ssl_context)
+        return MultiSpeakHeadEnd(core, host, port, ssl_context, callback_ssl_context)
     if profile.transport == "cim":
         from simulators.headends.cim_server import CimHeadEnd
         return CimHeadEnd(core, mqtt_host, mqtt_port, topic_prefix)

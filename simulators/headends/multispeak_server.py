@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 
 class MultiSpeakHeadEnd:
     def __init__(self, core: HeadEndCore, host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 callback_ssl_context: ssl.SSLContext | None = None) -> None:
         self.core = core
         self.ssl_context = ssl_context
+        # Verifies the subscriber's certificate when a responseURL is https:// (default: system CAs).
+        self.callback_ssl_context = callback_ssl_context
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -47,7 +50,8 @@ class MultiSpeakHeadEnd:
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await self._listen()
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+        connector = aiohttp.TCPConnector(ssl=self.callback_ssl_context) if self.callback_ssl_context else None
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0), connector=connector)
 
     async def _listen(self) -> None:
         assert self._runner is not None
@@ -62,6 +66,9 @@ class MultiSpeakHeadEnd:
         self.core.close()
         for t in list(self._tasks):
             t.cancel()
+        # Wait for the cancelled callbacks to unwind before closing their session: a post cut
+        # while connecting would otherwise leave its socket behind.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
@@ -85,18 +92,25 @@ class MultiSpeakHeadEnd:
             if subscriber is not None:
                 self._urls[""] = subscriber
                 return web.Response(body=ms.encode_ack_envelope("RegisterForService"), content_type="text/xml")
-            req, response_url = ms.decode_request(body)
+            reqs, response_url, op = ms.decode_requests(body)
         except WireError as exc:
             self.refused += 1
             return web.Response(status=400, text=str(exc))
-        op = ms.OPERATION_OF_KIND[req.kind]
-        self._urls[req.transaction_id] = response_url
-        self._urls.setdefault("", response_url)  # meter events: the registered subscriber
-        self._kinds[req.transaction_id] = req.kind
-        ack = self.core.handle(req)
-        if ack is None:  # timeout fault: carried out, answer withheld past the client's timeout
+        acks = []
+        for req in reqs:  # a ...ToGroup operation: each member is its own transaction
+            self._urls[req.transaction_id] = response_url
+            self._urls.setdefault("", response_url)  # meter events: the registered subscriber
+            self._kinds[req.transaction_id] = req.kind
+            acks.append(self.core.handle(req))
+        if any(ack is None for ack in acks):  # timeout fault: carried out, answer withheld
             await asyncio.sleep(self.withhold_s)
             return web.Response(status=504)
+        done = [a for a in acks if a is not None]
+        if op in ms.GROUP_OPERATIONS:
+            self.core.stats["group_requests"] += 1
+            self.core.stats["group_members"] += len(done)
+            return web.Response(body=ms.encode_group_response(op, done), content_type="text/xml")
+        (ack,) = done
         if ack.status.value == "busy":
             return web.Response(status=503, headers={"Retry-After": f"{ack.retry_after_s or 1:.3f}"})
         return web.Response(body=ms.encode_response(op, ack), content_type="text/xml")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -140,7 +141,36 @@ async def test_batches_keep_order_and_split_by_batch_size(tdsp: str) -> None:
         await r.until(lambda: all(r.ends(o.outbound_id) for o in ops))
 
 
-# ------------------------------------------------------------------ provisioning
+async def test_group_operations_carry_one_payload_to_many_meters(tdsp: str) -> None:
+    """Over MultiSpeak with the profile's `group_operations` on, a batch of identical texts (or
+    events) to several meters travels as one ...ToGroup operation; each member keeps its own
+    transaction, ends in its own DeliveredToMeter and reaches its meter once; an item whose
+    payload differs travels alone."""
+    async with rig(tdsp, transport="multispeak", profile_overrides={"group_operations": True}) as r:
+        esis = await install(r, 4)
+        same = [op(OperationKind.TEXT, e, message_id=31) for e in esis]
+        alone = op(OperationKind.TEXT, esis[0], message_id=32, message="Just this one")
+        events = [op(OperationKind.LOAD_CONTROL, e, issuer_event_id=41) for e in esis[:2]]
+        ghost = op(OperationKind.TEXT, r.fleet.esi_id(10_000), message_id=31)  # no such meter
+        until = time.time() + 10  # one expirationTime: part of a group's shared payload
+        same, alone, events, ghost = ([replace(o, expires_at=until) for o in same], replace(alone, expires_at=until),
+                                      [replace(o, expires_at=until) for o in events], replace(ghost, expires_at=until))
+        batch = [*same, alone, *events]
+        results = await r.adapter.submit([*batch, ghost])
+        assert [x.outcome for x in results] == [SubmitOutcome.ACCEPTED] * len(batch) + [SubmitOutcome.REJECTED]
+        assert "no such meter" in (results[-1].reason or "")  # refused alone, inside its group
+        assert r.core.stats["group_requests"] == 2 and r.core.stats["group_members"] == 7
+        for o in batch:
+            await r.wait_for(lambda e, o=o: isinstance(e, DeliveredToMeter) and e.outbound_id == o.outbound_id)
+        for e in esis[1:]:
+            ihd = r.fleet.devices(e)[0]
+            await r.until(lambda ihd=ihd: ihd.messaging is not None
+                          and ihd.messaging.displayed_text == "Peak pricing 4-7pm")
+        # the same batch again: answered from the first results, nothing reaches a meter twice
+        assert await r.adapter.submit(same) == results[:4]
+        assert sorted(r.core.meter_deliveries.values()) == [1] * len(batch)
+
+
 
 
 async def test_provisioning_end_to_end(tdsp: str) -> None:

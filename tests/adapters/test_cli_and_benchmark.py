@@ -48,3 +48,11 @@ def test_adapters_benchmark_prints_its_ratio_line() -> None:
     last = run.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"adapters ratio vs raw transport: multispeak=\d+\.\d\d cim=\d+\.\d\d binary=\d+\.\d\d",
                         last), last
+
+
+def test_multispeak_groups_benchmark_prints_its_ratio_line() -> None:
+    run = subprocess.run([sys.executable, "-m", "benchmarks.multispeak_groups", "--ops", "60", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    last = run.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"multispeak groups ratio vs one operation per meter: \d+\.\d\d", last), last

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import ssl
 import time
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ams_adapters.contract import DeliveredToMeter, OperationKind, SubmitOutcome
+from ams_adapters.contract import ContractError, DeliveredToMeter, OperationKind, SubmitOutcome
 from ams_adapters.factory import AdapterConfig, make_adapter
 from ams_adapters.profiles import load_profile
 from simulators.clock import RealClock
@@ -71,3 +73,57 @@ async def test_multispeak_over_https(tmp_path: Path) -> None:
     finally:
         await headend.close()
 
+
+
+async def test_not_server_callbacks_over_https(tmp_path: Path) -> None:
+    """The gateway's NOT_Server endpoint serves HTTPS with its certificate; the head-end posts its
+    callbacks there and verifies the certificate with the CA it was given."""
+    cert, key = _self_signed(tmp_path)
+    clock = RealClock(seed=2)
+    fleet = QuickFleet(3, clock)
+    trusting = make_headend(load_profile("oncor"), fleet, clock,
+                            callback_ssl_context=ssl.create_default_context(cafile=str(cert)))
+    await trusting.start()
+    port = trusting.port  # type: ignore[attr-defined]
+    adapter = make_adapter(AdapterConfig(tdsp="oncor", url=f"http://127.0.0.1:{port}", callback_cert_file=str(cert),
+                                         callback_key_file=str(key)))
+    await adapter.start()
+    try:
+        assert adapter.transport.response_url.startswith("https://127.0.0.1:")  # type: ignore[attr-defined]
+        o = op(OperationKind.PRICE, fleet.esi_id(0))
+        (res,) = await adapter.submit([o])
+        assert res.outcome is SubmitOutcome.ACCEPTED, res
+        deadline = time.monotonic() + 5
+        seen: list[object] = []
+        while time.monotonic() < deadline and not any(isinstance(e, DeliveredToMeter) for e in seen):
+            seen += await adapter.drain(0.2)
+        assert any(isinstance(e, DeliveredToMeter) and e.outbound_id == o.outbound_id for e in seen)
+    finally:
+        await adapter.close()
+        await trusting.close()
+
+    # A head-end that does not trust the callback certificate cannot deliver its callbacks.
+    untrusting = make_headend(load_profile("oncor"), fleet, clock)
+    await untrusting.start()
+    port = untrusting.port  # type: ignore[attr-defined]
+    adapter = make_adapter(AdapterConfig(tdsp="oncor", url=f"http://127.0.0.1:{port}", callback_cert_file=str(cert),
+                                         callback_key_file=str(key)))
+    await adapter.start()
+    try:
+        (res,) = await adapter.submit([op(OperationKind.PRICE, fleet.esi_id(1))])
+        assert res.outcome is SubmitOutcome.ACCEPTED, res
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not untrusting.callbacks_failed:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+        assert untrusting.callbacks_failed  # type: ignore[attr-defined]
+        assert not any(isinstance(e, DeliveredToMeter) for e in await adapter.drain(0.1))
+    finally:
+        await adapter.close()
+        await untrusting.close()
+
+
+def test_callback_tls_config_errors_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ContractError) as info:
+        make_adapter(AdapterConfig(tdsp="oncor", url="http://127.0.0.1:1", callback_cert_file=str(tmp_path / "no.pem"),
+                                   callback_key_file=str(tmp_path / "no.key")))
+    assert info.value.field == "callback_cert_file" and "readable PEM" in info.value.limit

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from simulators.addressing import eui64_str
 from simulators.clock import VirtualClock
 from simulators.fleet import Fleet
@@ -49,3 +51,31 @@ async def test_provision_a_device_from_the_terminal(tdsp: str) -> None:
     finally:
         head.terminate()
         await head.wait()
+
+
+async def test_provision_through_the_gateway_api(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hangw provision … --api URL --token T`: the same commands through a running gateway (its
+    routes the TDSP adapters), as an assigned technician."""
+    from tests.adapters.gateway_rig import gateway_with_headends
+
+    async with gateway_with_headends(tmp_path / "d", {"tnmp": "binary"}, meters=2) as rig:
+        rig.auto_join()
+        fleet = rig.fleets["tnmp"]
+        esi = fleet.esi_id(0)
+        ihd = fleet.devices(esi)[0]
+        r = await rig.gw.client.post("/v1/technicians", headers=rig.gw.op, json={"name": "T", "email": "t@x.test"})
+        tech = r.json()["id"]
+        await rig.gw.client.post(f"/v1/technicians/{tech}/assignments", headers=rig.gw.op, json={"esi_id": esi})
+        token = (await rig.gw.client.post(f"/v1/technicians/{tech}/credentials", headers=rig.gw.op,
+                                          json={})).json()["token"]
+        api = ["--api", rig.gw.base_url, "--token", token, "--esi", esi, "--wait", "15"]
+        rc, out = await _hangw("provision", "init", *api)
+        assert rc == 0 and "initialize_han" in out and "done" in out, out
+        rc, out = await _hangw("provision", "device", *api, "--eui64", eui64_str(ihd.eui64),
+                               "--install-code", ihd.install_code.hex())
+        assert rc == 0, out
+        assert re.search(r"provision_requested\n.*requested\n.*find_pending\n.*joined", out), out
+        rc, out = await _hangw("provision", "clear", *api)
+        assert rc == 0 and "done" in out, out
+    assert main(["provision", "init", "--esi", "10443720000000001"]) == 2  # neither --tdsp nor --api
+    assert "--api" in capsys.readouterr().out

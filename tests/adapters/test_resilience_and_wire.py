@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -154,3 +155,29 @@ def test_profiles_and_faults_refuse_bad_values(tmp_path: object) -> None:
     assert err.value.field == "faults.error_rate"
     with pytest.raises(SimulatorError):
         Faults.from_mapping({"meteor_rate": 0.1})
+
+
+def test_multispeak_group_operation_round_trip_and_strict_checks() -> None:
+    members = [replace(REQ, transaction_id=f"oncor:g{i}", esi_id=f"1044372000000000{i}", eui64=None,
+                       target="capable_devices") for i in range(3)]
+    xml = ms.encode_group_request(members, "http://gw/NOT_Server")
+    assert b"<InitiateInHomeDisplayMessageToGroup>" in xml and xml.count(b"<member>") == 3
+    reqs, url, operation = ms.decode_requests(xml)
+    assert operation == "InitiateInHomeDisplayMessageToGroup" and url == "http://gw/NOT_Server"
+    assert [(r.esi_id, r.transaction_id) for r in reqs] == [(m.esi_id, m.transaction_id) for m in members]
+    assert all(r.fields == REQ.fields for r in reqs)
+    with pytest.raises(WireError) as info:  # a member without its transaction
+        ms.decode_requests(xml.replace(b"<transactionID>oncor:g1</transactionID>", b""))
+    assert info.value.field == "transactionID"
+    with pytest.raises(WireError) as info:  # payloads that differ never share a group
+        ms.encode_group_request([members[0], replace(members[1], fields={**REQ.fields, "message_id": 6})], "u")
+    assert info.value.field == "members"
+    assert ms.group_key(REQ) is None  # one device: never grouped
+    acks = ms.decode_group_response(ms.encode_group_response(operation, [
+        Ack("oncor:g0", AckStatus.OK), Ack("oncor:g1", AckStatus.REJECTED, "no such meter"),
+        Ack("oncor:g2", AckStatus.BUSY, "full", 0.5)]), [m.transaction_id for m in members])
+    assert [a.status for a in acks] == [AckStatus.OK, AckStatus.REJECTED, AckStatus.BUSY]
+    assert acks[2].retry_after_s == 0.5
+    with pytest.raises(WireError) as info:  # an error for a transaction not in the group
+        ms.decode_group_response(ms.encode_group_response(operation, [Ack("other", AckStatus.ERROR)]), ["oncor:g0"])
+    assert info.value.field == "errorObject/@objectID"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import mailbox
 import re
 import uuid
@@ -17,12 +18,14 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from cryptography.fernet import Fernet
 
 from gateway.app import create_app
 from gateway.clock import ManualClock
 from gateway.config import GatewayConfig, parse_config
 from gateway.domain.model import Role
 from gateway.store.store import Store, open_store
+from zigbee_se.install_code import expected_crc
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -190,7 +193,15 @@ async def stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
     await asyncio.wait_for(task, 10)
 
 
+def install_code(seed: int) -> str:
+    """A valid install code (16 random-looking bytes + CRC), as a label prints it."""
+    body = hashlib.blake2b(seed.to_bytes(8, "big"), digest_size=16).digest()
+    return (body + expected_crc(body)).hex().upper()
+
+
 def gateway_config(data_dir: Path, **sections: Any) -> GatewayConfig:
+    # Every test gateway has a device key (link keys are stored encrypted), unless a test says otherwise.
+    sections.setdefault("security", {"device_key_secret": Fernet.generate_key().decode()})
     data: dict[str, Any] = {"data_dir": str(data_dir), **sections}
     return parse_config(data, env={})
 

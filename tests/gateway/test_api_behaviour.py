@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.gateway.conftest import ONCOR, Gateway
+from tests.gateway.conftest import ONCOR, Gateway, install_code
 
 
 async def test_unauthenticated_is_a_problem_with_www_authenticate(gateway: Gateway) -> None:
@@ -139,20 +139,24 @@ async def test_devices_limits_and_duplicates(gateway: Gateway) -> None:
     for i in range(5):
         r = await gateway.client.post(f"/v1/premises/{ONCOR}/devices", headers=gateway.op,
                                       json={"eui64": f"00124b00000000{i:02x}",
-                                            "device_type": "in_home_display"})
+                                            "device_type": "in_home_display",
+                                            "install_code": install_code(i)})
         assert r.status_code == 201, r.text
         assert r.json()["status"] == "provision_requested"
     r = await gateway.client.post(f"/v1/premises/{ONCOR}/devices", headers=gateway.op,
-                                  json={"eui64": "00124B00000000FF", "device_type": "thermostat"})
+                                  json={"eui64": "00124B00000000FF", "device_type": "thermostat",
+                                        "install_code": install_code(99)})
     assert r.status_code == 409 and r.json()["code"] == "device_limit_reached"
     r = await gateway.client.post(f"/v1/premises/{ONCOR}/devices", headers=gateway.op,
-                                  json={"eui64": "XYZ", "device_type": "thermostat"})
+                                  json={"eui64": "XYZ", "device_type": "thermostat",
+                                        "install_code": install_code(98)})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "eui64"
+    # No route here: the delete is stored and waits for one; the device is delete_requested.
     r = await gateway.client.delete(f"/v1/premises/{ONCOR}/devices/00124B0000000000",
                                     headers=gateway.op)
-    assert r.status_code == 204
+    assert r.status_code == 202 and r.json()["kind"] == "delete_device", r.text
     r = await gateway.client.get(f"/v1/premises/{ONCOR}/devices", headers=gateway.op,
-                                 params={"status": "removed"})
+                                 params={"status": "delete_requested"})
     assert [d["eui64"] for d in r.json()["items"]] == ["00124B0000000000"]
 
 

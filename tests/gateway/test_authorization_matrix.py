@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.domain.model import AgreementKind, Scope
-from tests.gateway.conftest import CENTERPOINT, ONCOR, ONCOR_2, ONCOR_EAST, TNMP, Gateway
+from tests.gateway.conftest import CENTERPOINT, ONCOR, ONCOR_2, ONCOR_EAST, TNMP, Gateway, install_code
 
 # Premises by situation, from party A's point of view.
 OWN_SERVICES = ONCOR  # A: in-home device services, scope text only
@@ -84,6 +84,12 @@ def premise_expectations() -> list[tuple[str, str, Any, dict[tuple[str, str], in
         ("a", "own_services"): 403, ("a", "own_device"): 201, ("b", "other"): 403,
         ("tech", "own_device"): 201}
     rows.append(("POST", "/v1/premises/{esi}/devices", "device", provision))
+    rows.append(("GET", "/v1/premises/{esi}/han", None, visible))
+    # The whole HAN of a premise: operators and the assigned technician, never a third party.
+    manage = {("op", s): 202 for s in PREMISES} | {
+        ("a", "own_services"): 403, ("a", "own_device"): 403, ("b", "other"): 403,
+        ("tech", "own_device"): 202}
+    rows.append(("POST", "/v1/premises/{esi}/han/clear", None, manage))
     decide = dict(visible)
     rows.append(("POST", "/v1/premises/{esi}/authorization", {"action": "send_text"}, decide))
     rows.append(("POST", "/v1/premises/{esi}/authorization", {"action": "send_price"}, decide))
@@ -129,7 +135,8 @@ async def test_authorization_matrix(gateway: Gateway) -> None:
             want = expected(table, role, situation)
             if want is None:
                 continue
-            payload = ({"eui64": f"{next(_eui):016X}", "device_type": "thermostat"}
+            eui = next(_eui)
+            payload = ({"eui64": f"{eui:016X}", "device_type": "thermostat", "install_code": install_code(eui)}
                        if body == "device" else body)
             status, answer = await call(role, method, template.format(esi=esi), payload)
             if status != want:

@@ -84,3 +84,14 @@ def test_config_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert "server.port = -1" in capsys.readouterr().err
     monkeypatch.delenv("HANGW_SERVER__PORT")
     assert load_config(good).data_dir == Path("/var/lib/hangw")
+
+
+def test_config_show_masks_the_device_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.fernet import Fernet
+
+    secret = Fernet.generate_key().decode()
+    path = tmp_path / "c.toml"
+    path.write_text(f'[security]\ndevice_key_secret = "{secret}"\n')
+    assert main(["config", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert secret not in out and '"device_key_secret": "***"' in out

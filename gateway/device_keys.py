@@ -1,0 +1,61 @@
+"""Link keys at rest: HAN devices' derived link keys are stored Fernet-encrypted (AES-128-CBC +
+HMAC-SHA256, from `cryptography`) with a key the operator holds (`[security] device_key_secret`,
+or `device_key_file`). The install code is never stored; the link key never leaves the gateway
+except to the premise's route. Without a key provisioning is refused, not done in the clear.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from gateway.config import SecurityConfig
+
+
+class DeviceKeyError(RuntimeError):
+    """No usable device key: names the setting, what is wrong with it and what it must be."""
+
+    def __init__(self, field: str, value: str, limit: str) -> None:
+        self.field, self.value, self.limit = field, value, limit
+        super().__init__(f"security.{field}: {value!r}: {limit}")
+
+
+def new_device_key() -> str:
+    """A fresh key for `[security] device_key_secret` (urlsafe base64 of 32 random bytes)."""
+    return Fernet.generate_key().decode()
+
+
+class LinkKeyCipher:
+    def __init__(self, secret: str) -> None:
+        try:
+            self._fernet = Fernet(secret.encode())
+        except (ValueError, TypeError):
+            raise DeviceKeyError("device_key_secret", "(hidden)", "a Fernet key: urlsafe base64 of 32 bytes "
+                                 "(`hangw admin device-key` prints one)") from None
+
+    def encrypt(self, link_key: bytes) -> str:
+        return self._fernet.encrypt(link_key).decode()
+
+    def decrypt(self, token: str) -> bytes:
+        try:
+            return self._fernet.decrypt(token.encode())
+        except InvalidToken:
+            raise DeviceKeyError("device_key_secret", "(hidden)", "is not the key the stored link keys were "
+                                 "encrypted with") from None
+
+
+def load_cipher(config: SecurityConfig) -> LinkKeyCipher:
+    """The cipher `[security]` configures; DeviceKeyError when there is no usable key."""
+    secret = config.device_key_secret.strip()
+    if not secret and config.device_key_file:
+        path = Path(config.device_key_file)
+        try:
+            secret = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DeviceKeyError("device_key_file", str(path), f"a readable file holding the key ({exc})") from None
+    if not secret:
+        raise DeviceKeyError("device_key_secret", "", "required to provision HAN devices (link keys are stored "
+                             "encrypted): set [security] device_key_secret, HANGW_SECURITY__DEVICE_KEY_SECRET or "
+                             "device_key_file")
+    return LinkKeyCipher(secret)

@@ -1,0 +1,202 @@
+"""The provisioning side of the pipeline: operations stored by the API (han_provisioning_ops) go
+to the premise's route (`Route.provision`), retried with jittered backoff while no route reaches
+the premise or the route asks to retry, until they expire; the route's `ProvisioningUpdate`
+events (requested -> find_pending -> joined | failed with a reason; deleted; done) come back
+through the dispatcher's inbound loop and update the device's status and history.
+
+The link key is decrypted only here, just before it is handed to the route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ams_adapters.contract import (
+    ContractError,
+    ProvisioningKind,
+    ProvisioningRequest,
+    ProvisioningState,
+    ProvisioningUpdate,
+    SubmitOutcome,
+)
+from gateway.clock import Clock
+from gateway.device_keys import DeviceKeyError, LinkKeyCipher
+from gateway.domain.model import DeviceStatus
+from gateway.pipeline.config import PipelineConfig
+from gateway.pipeline.dispatcher import RouteSet
+from gateway.store import provisioning as prov
+from gateway.store.schema import han_provisioning_ops
+from gateway.store.store import Store
+
+log = logging.getLogger(__name__)
+
+# Why a provisioning failed, as the API reports it (the route's own words go into `detail`).
+WRONG_INSTALL_CODE = "wrong_install_code"
+JOIN_WINDOW_EXPIRED = "join_window_expired"
+DEVICE_LIMIT_REACHED = "device_limit_reached"
+
+
+def reason_code(raw: str | None) -> str:
+    """A route's failure text -> a stable reason code (head-ends word these differently)."""
+    text = (raw or "").lower()
+    if "link_key_mismatch" in text or "invalid_install_code" in text or "wrong install code" in text:
+        return WRONG_INSTALL_CODE
+    if "join_window_expired" in text or "join window expired" in text:
+        return JOIN_WINDOW_EXPIRED
+    if "load_control_limit" in text:
+        return "load_control_limit_reached"
+    if "devices" in text and ("at most" in text or "limit" in text):
+        return DEVICE_LIMIT_REACHED
+    if "han_not_initialized" in text or "initialization required" in text:
+        return "han_not_initialized"
+    if text.startswith("expired"):
+        return "no_result_before_expiry"
+    return "head_end_failure"
+
+
+def eui64_colons(eui64: str) -> str:
+    """'001BC50000000001' (the API's form) -> '00:1b:c5:00:00:00:00:01' (the route contract's)."""
+    return ":".join(eui64[i:i + 2] for i in range(0, 16, 2)).lower()
+
+
+def _dt(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, tz=UTC)
+
+
+class ProvisioningSender:
+    def __init__(self, store: Store, routes: RouteSet, config: PipelineConfig, clock: Clock,
+                 cipher: LinkKeyCipher | None) -> None:
+        self.store = prov.ProvisioningStore(store)
+        self.routes = routes
+        self.config = config
+        self.clock = clock
+        self.cipher = cipher
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        requeued = await self.store.requeue_submitted(self.clock.now())
+        if requeued:
+            log.info("%d provisioning operations in flight before the restart are sent again", requeued)
+        self._task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                worked = await self.run_once()
+            except Exception:  # a failed pass is logged and retried; the operations stay stored
+                log.exception("provisioning pass failed")
+                worked = 0
+            if not worked:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.config.poll_interval_seconds)
+
+    async def run_once(self, limit: int = 100) -> int:
+        now = self.clock.now()
+        expired = await self.store.expired(now, limit)
+        for op in expired:
+            await self.store.fail(op.id, now, "not_sent_before_expiry",
+                                  f"no route took it before {op.expires_at.isoformat()}: {op.reason or 'no attempt'}")
+        due = await self.store.due(now, limit)
+        await asyncio.gather(*(self._send(op, now) for op in due))
+        return len(expired) + len(due)
+
+    async def _send(self, op: Any, now: datetime) -> None:
+        route = self.routes.for_premise(op.esi_id)
+        if route is None:
+            await self._retry(op, now, "no route reaches this premise")
+            return
+        try:
+            request = self._request(op)
+        except (ContractError, DeviceKeyError) as exc:
+            await self.store.fail(op.id, now, "not_sendable", str(exc))
+            return
+        try:
+            result = await route.provision(request)
+        except Exception as exc:  # the route is down: retried later
+            log.warning("route %s failed provisioning operation %d: %s", route.capabilities.name, op.id, exc)
+            await self._retry(op, now, f"route error: {exc}")
+            return
+        if result.outcome is SubmitOutcome.ACCEPTED:
+            await self.store.submitted(op.id, now)
+        elif result.outcome is SubmitOutcome.REJECTED:
+            await self.store.fail(op.id, now, reason_code(result.reason), result.reason or "rejected by the route")
+        else:
+            await self._retry(op, now, result.reason or "route asked to retry later", result.retry_after_s)
+
+    def _request(self, op: Any) -> ProvisioningRequest:
+        link_key = None
+        if op.kind == prov.PROVISION_DEVICE:
+            if self.cipher is None:
+                raise DeviceKeyError("device_key_secret", "", "required to decrypt the stored link key")
+            if op.link_key_encrypted is None:
+                raise ContractError("link_key", None, "stored with the device when it was provisioned")
+            link_key = self.cipher.decrypt(op.link_key_encrypted)
+        return ProvisioningRequest(
+            request_id=prov.request_id(op.id), esi_id=op.esi_id, kind=ProvisioningKind(op.kind),
+            eui64=eui64_colons(op.eui64) if op.eui64 else None, link_key=link_key, join_window_s=op.join_window_s)
+
+    async def _retry(self, op: Any, now: datetime, reason: str, at_least: float | None = None) -> None:
+        delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** op.attempts)
+        delay *= random.uniform(0.5, 1.0)  # jitter: the retries of one outage do not arrive together
+        await self.store.retry(op.id, now, max(delay, at_least or 0.0), reason)
+
+    # ------------------------------------------------------------------ inbound (dispatcher's loop)
+    async def on_update(self, conn: AsyncConnection, ev: ProvisioningUpdate) -> None:
+        op_id = prov.operation_of(ev.request_id)
+        if op_id is None:
+            return  # not one of ours (e.g. `hangw provision` run against the same head-end)
+        op = (await conn.execute(han_provisioning_ops.select().where(han_provisioning_ops.c.id == op_id))).first()
+        if op is None or op.state in (prov.DONE, prov.FAILED):
+            return  # unknown, or a late duplicate of a finished operation
+        at = _dt(ev.at)
+        if op.state == prov.QUEUED:  # the route's events can overtake the sender's own bookkeeping
+            await conn.execute(han_provisioning_ops.update().where(
+                han_provisioning_ops.c.id == op.id, han_provisioning_ops.c.state == prov.QUEUED).values(
+                state=prov.SUBMITTED, attempts=han_provisioning_ops.c.attempts + 1, updated_at=at))
+        if ev.state in (ProvisioningState.REQUESTED, ProvisioningState.FIND_PENDING):
+            await self._progress(conn, op, ev.state, at, ev.reason)
+        elif ev.state is ProvisioningState.FAILED:
+            await prov.finish(conn, op, state=prov.FAILED, at=at, code=reason_code(ev.reason), detail=ev.reason)
+        else:  # JOINED, DELETED, DONE
+            await prov.finish(conn, op, state=prov.DONE, at=at, code=None, detail=None)
+
+    async def _progress(self, conn: AsyncConnection, op: Any, state: ProvisioningState, at: datetime,
+                        detail: str | None) -> None:
+        if op.kind != prov.PROVISION_DEVICE or op.eui64 is None:
+            await prov.add_event(conn, esi_id=op.esi_id, eui64=op.eui64, state=f"{op.kind}_{state.value}", at=at,
+                                 operation_id=op.id, detail=detail)
+            return
+        if await prov.latest_operation_for_device(conn, op.esi_id, op.eui64) != op.id:
+            return  # superseded by a newer operation on the device
+        if state is ProvisioningState.FIND_PENDING:
+            await prov.set_device(conn, op.esi_id, op.eui64, status=DeviceStatus.FIND_PENDING, at=at, code=None,
+                                  detail=detail, op_id=op.id)
+        else:  # the head-end took the request; the meter opens the join window
+            await prov.set_device(conn, op.esi_id, op.eui64, status=DeviceStatus.PROVISION_REQUESTED, at=at,
+                                  code=None, detail=detail, op_id=op.id, event_state="requested")
+
+
+async def pending_operations(store: Store) -> int:
+    """Operations not yet finished (for tests and metrics)."""
+    async with store.engine.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(han_provisioning_ops).where(
+            han_provisioning_ops.c.state.in_([prov.QUEUED, prov.SUBMITTED])))).scalar_one())

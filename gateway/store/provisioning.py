@@ -1,0 +1,327 @@
+"""HAN provisioning in the store: devices with their encrypted link key and join window, the
+provisioning outbox (`han_provisioning_ops`, stored before anything is sent) and the status
+history (`han_device_events`).
+
+Operation ids reach routes as request ids `hgw-prov-<id>`: the same id after a restart, so a route
+(and the head-end behind it) answers a resent operation with its first result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.domain.model import DeviceStatus
+from gateway.store.schema import han_device_events, han_devices, han_provisioning_ops, webhook_outbox, webhooks
+from gateway.store.store import Store
+
+# Operation kinds: the values of ams_adapters.contract.ProvisioningKind.
+INITIALIZE_HAN = "initialize_han"
+PROVISION_DEVICE = "provision_device"
+DELETE_DEVICE = "delete_device"
+CLEAR_DEVICES = "clear_devices"
+DECOMMISSION_HAN = "decommission_han"
+PREMISE_KINDS = (INITIALIZE_HAN, CLEAR_DEVICES, DECOMMISSION_HAN)
+
+# Operation states.
+QUEUED, SUBMITTED, DONE, FAILED = "queued", "submitted", "done", "failed"
+
+# How long a premise-wide operation or a delete waits for a route before it is given up.
+OPERATION_LIFETIME = timedelta(days=7)
+# Devices that hold a slot on the meter (failed and removed ones do not).
+SLOT_HOLDERS = (DeviceStatus.PROVISION_REQUESTED, DeviceStatus.FIND_PENDING, DeviceStatus.JOINED,
+                DeviceStatus.DELETE_REQUESTED)
+REQUEST_PREFIX = "hgw-prov-"
+
+
+def request_id(operation_id: int) -> str:
+    return f"{REQUEST_PREFIX}{operation_id}"
+
+
+def operation_of(request: str | None) -> int | None:
+    if not request or not request.startswith(REQUEST_PREFIX):
+        return None
+    tail = request[len(REQUEST_PREFIX):]
+    return int(tail) if tail.isdigit() else None
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    state: str
+    at: datetime
+    reason: str | None
+    detail: str | None
+    operation_id: int | None
+
+
+@dataclass(frozen=True)
+class ProvisionedDevice:
+    esi_id: str
+    eui64: str
+    device_type: str
+    status: DeviceStatus
+    party_id: int | None
+    join_window_ends_at: datetime | None
+    last_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    history: list[DeviceEvent]
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: int
+    esi_id: str
+    eui64: str | None
+    kind: str
+    state: str
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _operation(row: Any) -> Operation:
+    return Operation(row.id, row.esi_id, row.eui64, row.kind, row.state, row.reason, row.created_at,
+                     row.updated_at)
+
+
+async def add_event(conn: AsyncConnection, *, esi_id: str, eui64: str | None, state: str, at: datetime,
+                    operation_id: int | None, reason: str | None = None, detail: str | None = None,
+                    party_id: int | None = None) -> None:
+    """One history row, and the same event to the party's webhooks (in this transaction)."""
+    await conn.execute(han_device_events.insert().values(
+        esi_id=esi_id, eui64=eui64, state=state, reason=reason, detail=(detail or None) and detail[:300],
+        at=at, operation_id=operation_id))
+    if party_id is None:
+        return
+    hooks = (await conn.execute(sa.select(webhooks.c.id).where(
+        webhooks.c.party_id == party_id, webhooks.c.deleted_at.is_(None)))).scalars().all()
+    body = json.dumps({"type": "device.provisioning", "esi_id": esi_id, "eui64": eui64, "state": state,
+                       "reason": reason, "detail": detail, "at": at.isoformat(), "operation_id": operation_id})
+    for hook in hooks:
+        # request_id 0: provisioning events of one webhook are delivered in order, like a request's.
+        await conn.execute(webhook_outbox.insert().values(
+            webhook_id=hook, request_id=0, body=body, created_at=at, attempts=0, next_attempt_at=at))
+
+
+class ProvisioningStore:
+    def __init__(self, store: Store) -> None:
+        self.engine = store.engine
+
+    # ------------------------------------------------------------------ requests from the API
+    async def slots_in_use(self, esi_id: str) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(han_devices).where(
+                han_devices.c.esi_id == esi_id,
+                han_devices.c.status.in_([s.value for s in SLOT_HOLDERS])))).scalar_one())
+
+    async def request_device(self, *, esi_id: str, eui64: str, device_type: str, party_id: int | None,
+                             link_key_encrypted: str, join_window_s: int, now: datetime) -> int | None:
+        """Store the device (or re-provision a failed or removed one) and its provisioning
+        operation in one transaction. None when the device is on the premise already."""
+        window_end = now + timedelta(seconds=join_window_s)
+        values = {"device_type": device_type, "status": DeviceStatus.PROVISION_REQUESTED.value,
+                  "party_id": party_id, "link_key_encrypted": link_key_encrypted,
+                  "join_window_ends_at": window_end, "last_reason": None, "updated_at": now}
+        async with self.engine.begin() as conn:
+            status = (await conn.execute(sa.select(han_devices.c.status).where(
+                han_devices.c.esi_id == esi_id, han_devices.c.eui64 == eui64))).scalar_one_or_none()
+            if status is None:
+                await conn.execute(han_devices.insert().values(esi_id=esi_id, eui64=eui64, created_at=now, **values))
+            elif status in (DeviceStatus.FAILED.value, DeviceStatus.REMOVED.value):
+                await conn.execute(han_devices.update().where(
+                    han_devices.c.esi_id == esi_id, han_devices.c.eui64 == eui64).values(**values))
+            else:
+                return None
+            op_id = await self._enqueue(conn, esi_id=esi_id, eui64=eui64, kind=PROVISION_DEVICE, party_id=party_id,
+                                        now=now, expires_at=window_end, join_window_s=join_window_s)
+            await add_event(conn, esi_id=esi_id, eui64=eui64, state=DeviceStatus.PROVISION_REQUESTED.value, at=now,
+                            operation_id=op_id, party_id=party_id)
+        return op_id
+
+    async def request_delete(self, esi_id: str, eui64: str, party_id: int | None, now: datetime) -> int | None:
+        """None when the premise has no such device; 0 when it is removed already."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(han_devices.c.status, han_devices.c.party_id).where(
+                han_devices.c.esi_id == esi_id, han_devices.c.eui64 == eui64))).first()
+            if row is None:
+                return None
+            if row.status == DeviceStatus.REMOVED.value:
+                return 0
+            await conn.execute(han_devices.update().where(
+                han_devices.c.esi_id == esi_id, han_devices.c.eui64 == eui64).values(
+                status=DeviceStatus.DELETE_REQUESTED.value, updated_at=now))
+            # A provisioning not sent yet is withdrawn, not sent after (or alongside) the delete.
+            await conn.execute(han_provisioning_ops.update().where(
+                han_provisioning_ops.c.esi_id == esi_id, han_provisioning_ops.c.eui64 == eui64,
+                han_provisioning_ops.c.kind == PROVISION_DEVICE, han_provisioning_ops.c.state == QUEUED).values(
+                state=FAILED, reason="withdrawn: the device was deleted before it was sent", updated_at=now))
+            op_id = await self._enqueue(conn, esi_id=esi_id, eui64=eui64, kind=DELETE_DEVICE, party_id=party_id,
+                                        now=now, expires_at=now + OPERATION_LIFETIME, join_window_s=None)
+            await add_event(conn, esi_id=esi_id, eui64=eui64, state=DeviceStatus.DELETE_REQUESTED.value, at=now,
+                            operation_id=op_id, party_id=row.party_id)
+        return op_id
+
+    async def request_premise_operation(self, esi_id: str, kind: str, now: datetime) -> int:
+        assert kind in PREMISE_KINDS, kind
+        async with self.engine.begin() as conn:
+            op_id = await self._enqueue(conn, esi_id=esi_id, eui64=None, kind=kind, party_id=None, now=now,
+                                        expires_at=now + OPERATION_LIFETIME, join_window_s=None)
+            await add_event(conn, esi_id=esi_id, eui64=None, state=f"{kind}_requested", at=now, operation_id=op_id)
+        return op_id
+
+    async def _enqueue(self, conn: AsyncConnection, *, esi_id: str, eui64: str | None, kind: str,
+                       party_id: int | None, now: datetime, expires_at: datetime, join_window_s: int | None) -> int:
+        op_id: int = (await conn.execute(han_provisioning_ops.insert().values(
+            esi_id=esi_id, eui64=eui64, kind=kind, join_window_s=join_window_s, party_id=party_id, state=QUEUED,
+            attempts=0, next_attempt_at=now, expires_at=expires_at, created_at=now, updated_at=now).returning(
+            han_provisioning_ops.c.id))).scalar_one()
+        return op_id
+
+    # ------------------------------------------------------------------ reading
+    async def device(self, esi_id: str, eui64: str) -> ProvisionedDevice | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(han_devices.select().where(
+                han_devices.c.esi_id == esi_id, han_devices.c.eui64 == eui64))).first()
+            if row is None:
+                return None
+            events = (await conn.execute(han_device_events.select().where(
+                han_device_events.c.esi_id == esi_id, han_device_events.c.eui64 == eui64).order_by(
+                han_device_events.c.id))).all()
+        return ProvisionedDevice(
+            row.esi_id, row.eui64, row.device_type, DeviceStatus(row.status), row.party_id, row.join_window_ends_at,
+            row.last_reason, row.created_at, row.updated_at,
+            [DeviceEvent(e.state, e.at, e.reason, e.detail, e.operation_id) for e in events])
+
+    async def premise_history(self, esi_id: str, limit: int = 100) -> tuple[list[Operation], list[DeviceEvent]]:
+        """The premise's latest operations and its HAN-wide events (initialize, clear, decommission)."""
+        async with self.engine.connect() as conn:
+            ops = (await conn.execute(han_provisioning_ops.select().where(
+                han_provisioning_ops.c.esi_id == esi_id).order_by(han_provisioning_ops.c.id.desc()).limit(
+                limit))).all()
+            events = (await conn.execute(han_device_events.select().where(
+                han_device_events.c.esi_id == esi_id, han_device_events.c.eui64.is_(None)).order_by(
+                han_device_events.c.id.desc()).limit(limit))).all()
+        return ([_operation(o) for o in ops],
+                [DeviceEvent(e.state, e.at, e.reason, e.detail, e.operation_id) for e in reversed(events)])
+
+    async def operation(self, op_id: int) -> Operation | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(han_provisioning_ops.select().where(
+                han_provisioning_ops.c.id == op_id))).first()
+        return _operation(row) if row is not None else None
+
+    # ------------------------------------------------------------------ the sender's side
+    async def due(self, now: datetime, limit: int) -> list[Any]:
+        """Queued operations whose time has come. A device's operation waits while an earlier
+        HAN-wide one (initialize, clear, decommission) of its premise is not finished: a device
+        provisioned right after "initialize" must not overtake it at the head-end."""
+        ops = han_provisioning_ops
+        earlier = ops.alias("earlier")
+        barrier = sa.exists().where(
+            earlier.c.esi_id == ops.c.esi_id, earlier.c.id < ops.c.id, earlier.c.kind.in_(PREMISE_KINDS),
+            earlier.c.state.in_([QUEUED, SUBMITTED]))
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(sa.select(ops, han_devices.c.link_key_encrypted).outerjoin(
+                han_devices, sa.and_(han_devices.c.esi_id == ops.c.esi_id, han_devices.c.eui64 == ops.c.eui64)).where(
+                ops.c.state == QUEUED, ops.c.next_attempt_at <= now, ops.c.expires_at > now,
+                sa.or_(ops.c.kind.in_(PREMISE_KINDS), ~barrier)).order_by(ops.c.id).limit(limit))).all())
+
+    async def expired(self, now: datetime, limit: int) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(han_provisioning_ops.select().where(
+                han_provisioning_ops.c.state == QUEUED, han_provisioning_ops.c.expires_at <= now).limit(
+                limit))).all())
+
+    async def requeue_submitted(self, now: datetime) -> int:
+        """At start: operations a previous run handed to a route but saw no end of are sent
+        again (same request id: the head-end answers with its first result and carries nothing
+        out twice), so that this run's route follows them."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(han_provisioning_ops.update().where(
+                han_provisioning_ops.c.state == SUBMITTED, han_provisioning_ops.c.expires_at > now).values(
+                state=QUEUED, next_attempt_at=now, reason="sent again after a restart", updated_at=now))
+        return int(result.rowcount or 0)
+
+    async def submitted(self, op_id: int, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(han_provisioning_ops.update().where(
+                han_provisioning_ops.c.id == op_id, han_provisioning_ops.c.state == QUEUED).values(
+                state=SUBMITTED, attempts=han_provisioning_ops.c.attempts + 1, updated_at=now))
+
+    async def retry(self, op_id: int, now: datetime, delay_s: float, reason: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(han_provisioning_ops.update().where(
+                han_provisioning_ops.c.id == op_id, han_provisioning_ops.c.state == QUEUED).values(
+                attempts=han_provisioning_ops.c.attempts + 1, next_attempt_at=now + timedelta(seconds=delay_s),
+                reason=reason[:300], updated_at=now))
+
+    async def fail(self, op_id: int, now: datetime, code: str, detail: str) -> None:
+        """The operation ends unsent or refused (by the gateway or the route)."""
+        async with self.engine.begin() as conn:
+            op = (await conn.execute(han_provisioning_ops.select().where(
+                han_provisioning_ops.c.id == op_id))).first()
+            if op is None or op.state in (DONE, FAILED):
+                return
+            await finish(conn, op, state=FAILED, at=now, code=code, detail=detail)
+
+
+async def latest_operation_for_device(conn: AsyncConnection, esi_id: str, eui64: str) -> int | None:
+    latest: int | None = (await conn.execute(sa.select(sa.func.max(han_provisioning_ops.c.id)).where(
+        han_provisioning_ops.c.esi_id == esi_id, han_provisioning_ops.c.eui64 == eui64))).scalar_one()
+    return latest
+
+
+async def finish(conn: AsyncConnection, op: Any, *, state: str, at: datetime, code: str | None,
+                 detail: str | None) -> None:
+    """End an operation (done or failed) and apply its outcome to the device or premise."""
+    text = f"{code}: {detail}" if code and detail else code or detail
+    await conn.execute(han_provisioning_ops.update().where(han_provisioning_ops.c.id == op.id).values(
+        state=state, reason=text[:300] if text else None, updated_at=at))
+    if op.kind in PREMISE_KINDS:
+        await _premise_outcome(conn, op, state=state, at=at, code=code, detail=detail)
+        return
+    current = await latest_operation_for_device(conn, op.esi_id, op.eui64)
+    if current != op.id:
+        # A newer operation (re-provisioned, deleted) owns the device's status; history only.
+        await add_event(conn, esi_id=op.esi_id, eui64=op.eui64, operation_id=op.id, at=at, reason=code,
+                        detail=detail, state=f"{op.kind}_{state}")
+        return
+    if state == DONE:
+        status = DeviceStatus.JOINED if op.kind == PROVISION_DEVICE else DeviceStatus.REMOVED
+    else:
+        status = DeviceStatus.FAILED if op.kind == PROVISION_DEVICE else DeviceStatus.DELETE_REQUESTED
+    await set_device(conn, op.esi_id, op.eui64, status=status, at=at, code=code, detail=detail, op_id=op.id,
+                     event_state=status.value if state == DONE or op.kind == PROVISION_DEVICE else "delete_failed")
+
+
+async def set_device(conn: AsyncConnection, esi_id: str, eui64: str, *, status: DeviceStatus, at: datetime,
+                     code: str | None, detail: str | None, op_id: int | None, event_state: str | None = None) -> None:
+    values: dict[str, Any] = {"status": status.value, "updated_at": at}
+    if code is not None:
+        values["last_reason"] = code
+    party_id = (await conn.execute(han_devices.update().where(
+        han_devices.c.esi_id == esi_id, han_devices.c.eui64 == eui64).values(**values).returning(
+        han_devices.c.party_id))).scalar_one_or_none()
+    await add_event(conn, esi_id=esi_id, eui64=eui64, state=event_state or status.value, at=at, reason=code,
+                    detail=detail, operation_id=op_id, party_id=party_id)
+
+
+async def _premise_outcome(conn: AsyncConnection, op: Any, *, state: str, at: datetime, code: str | None,
+                           detail: str | None) -> None:
+    await add_event(conn, esi_id=op.esi_id, eui64=None, state=f"{op.kind}_{state}", at=at, reason=code,
+                    detail=detail, operation_id=op.id)
+    if state != DONE or op.kind == INITIALIZE_HAN:
+        return
+    # Clear and decommission take every device off the meter.
+    reason = "han_cleared" if op.kind == CLEAR_DEVICES else "han_decommissioned"
+    on_meter = (await conn.execute(sa.select(han_devices.c.eui64).where(
+        han_devices.c.esi_id == op.esi_id, han_devices.c.status != DeviceStatus.REMOVED.value))).scalars().all()
+    for eui64 in on_meter:
+        await set_device(conn, op.esi_id, eui64, status=DeviceStatus.REMOVED, at=at, code=reason, detail=None,
+                         op_id=op.id)
