@@ -37,6 +37,18 @@ FLEET_PREFIX = {"oncor": "1044372", "centerpoint": "100890100000", "aep_central"
 CUSTOMER = "pat@example.test"
 
 
+def press_join_buttons(fleets: dict[str, QuickFleet], clock: RealClock, no_button: set[bytes]) -> None:
+    """Once a meter opens a device's join window, the device (one of the premise's own, not in
+    `no_button`) asks to join 50 ms later, as if the customer pressed its button."""
+    for fleet in fleets.values():
+        def press(event: object, fleet: QuickFleet = fleet) -> None:
+            if isinstance(event, HanEvent) and event.kind == "provisioned" and event.eui64 is not None:
+                for dev in fleet.devices(event.meter_id):
+                    if dev.eui64 == event.eui64 and dev.eui64 not in no_button:
+                        clock.call_later(0.05, fleet.meter(event.meter_id).join, dev)
+        fleet.subscribe(press)
+
+
 @dataclass
 class GatewayRig:
     gw: Gateway
@@ -50,13 +62,7 @@ class GatewayRig:
     def auto_join(self) -> None:
         """Once the meter opens a device's join window, the device (if it is one of the premise's
         own) asks to join 50 ms later, as if the customer pressed its button."""
-        for fleet in self.fleets.values():
-            def press(event: object, fleet: QuickFleet = fleet) -> None:
-                if isinstance(event, HanEvent) and event.kind == "provisioned" and event.eui64 is not None:
-                    for dev in fleet.devices(event.meter_id):
-                        if dev.eui64 == event.eui64 and dev.eui64 not in self.no_button:
-                            self.clock.call_later(0.05, fleet.meter(event.meter_id).join, dev)
-            fleet.subscribe(press)
+        press_join_buttons(self.fleets, self.clock, self.no_button)
 
     async def eventually(self, check: Callable[[], Any], timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -99,8 +105,10 @@ def adapter_routes_config(data_dir: Path, tdsps: dict[str, tuple[str, HeadEnd]],
 async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters: int = 10,
                                 join_window_scale: float = 1.0, storage_url: str | None = None,
                                 device_key: str | None = None, profiles: dict[str, dict[str, Any]] | None = None,
+                                before_start: Callable[[dict[str, QuickFleet], RealClock], None] | None = None,
                                 ) -> AsyncIterator[GatewayRig]:
-    """`tdsps`: TDSP profile name -> transport. Premises of every fleet are loaded into the gateway."""
+    """`tdsps`: TDSP profile name -> transport. Premises of every fleet are loaded into the gateway.
+    `before_start` prepares the fleets before the gateway starts (and may send stored work at once)."""
     clock = RealClock(seed=5)
     prefix = f"test/gwr/{uuid.uuid4().hex[:8]}"
     fleets: dict[str, QuickFleet] = {}
@@ -112,6 +120,8 @@ async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters
             headends[tdsp] = make_headend(profile, fleets[tdsp], clock, topic_prefix=f"{prefix}/{tdsp}",
                                           join_window_scale=join_window_scale)
             await headends[tdsp].start()
+        if before_start is not None:
+            before_start(fleets, clock)
         config = adapter_routes_config(data_dir, {t: (tdsps[t], headends[t]) for t in tdsps}, prefix, device_key,
                                        profiles, **({"storage": {"url": storage_url}} if storage_url else {}))
         config.data_dir.mkdir(parents=True)

@@ -19,7 +19,7 @@ from gateway.pipeline.webhooks import verify
 from gateway.store.schema import han_devices, han_provisioning_ops
 from simulators.addressing import eui64_str
 from simulators.clock import RealClock
-from tests.adapters.gateway_rig import FLEET_PREFIX, GatewayRig, gateway_with_headends
+from tests.adapters.gateway_rig import FLEET_PREFIX, GatewayRig, gateway_with_headends, press_join_buttons
 from tests.adapters.harness import TDSPS, QuickFleet
 from tests.gateway.conftest import install_code, pg_url, running_gateway, start_server, stop_server
 from zigbee_se import parse_install_code
@@ -323,10 +323,13 @@ async def test_a_stored_operation_survives_a_restart(tmp_path: Path, pg_url: str
         # as if a route had taken it just before the gateway died, with no end seen yet
         async with gw.store.engine.begin() as conn:
             await conn.execute(han_provisioning_ops.update().values(state="submitted"))
+    def ready_meter(fleets: dict[str, QuickFleet], clock: RealClock) -> None:
+        # Before the gateway starts: it sends the stored operation as soon as it is up.
+        fleets["tnmp"].meter(esi).initialize_han()
+        press_join_buttons(fleets, clock, set())
+
     async with gateway_with_headends(tmp_path / "second", {"tnmp": "binary"}, meters=1, storage_url=pg_url,
-                                     device_key=key) as rig:
-        rig.auto_join()
-        rig.fleets["tnmp"].meter(esi).initialize_han()
+                                     device_key=key, before_start=ready_meter) as rig:
         joined = await _status(rig, rig.gw.operator_token, esi, eui, "joined")
         states = [h["state"] for h in joined["history"]]
         assert states == ["provision_requested", "requested", "find_pending", "joined"], states
