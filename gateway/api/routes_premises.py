@@ -20,6 +20,7 @@ from gateway.api.schemas import (
 )
 from gateway.authz import Decision, authorize
 from gateway.domain.esi_id import EsiIdError, Tdsp, tdsp_for_esi_id
+from gateway.domain.limits import device_limit
 from gateway.domain.model import Action, DeviceStatus, Role
 from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
@@ -27,9 +28,6 @@ from gateway.premise_import import HeaderError, import_premises
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
 
-# Devices per meter (Landis+Gyr limits, DOMAIN.md): 5, or 10 on enhanced meters.
-DEVICES_PER_METER = 5
-DEVICES_PER_ENHANCED_METER = 10
 PREMISE_STATUS = "^(active|removed|moved_out)$"
 
 
@@ -153,7 +151,7 @@ async def add_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who) -> DeviceO
     await _require(svc, who, Action.PROVISION_DEVICE, esi_id, eui64)
     premise = await svc.store.get_premise(esi_id)
     assert premise is not None
-    limit = DEVICES_PER_ENHANCED_METER if premise.enhanced_meter else DEVICES_PER_METER
+    limit = device_limit(premise.enhanced_meter)
     present = [d for d in (await svc.store.list_devices(esi_id, limit=1000)).items
                if d.status is not DeviceStatus.REMOVED]
     if len(present) >= limit:

@@ -13,11 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.authz import authorize
+from gateway.domain.limits import over_device_limit
 from gateway.domain.model import AgreementKind, Scope
 from gateway.domain.records import Principal
-from gateway.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from gateway.errors import Conflict, FieldError, Forbidden, GatewayError, InvalidRequest, NotFound
 from gateway.pipeline import outbox
 from gateway.pipeline.config import OverlapPolicy, PipelineConfig
+from gateway.pipeline.consent import audit_rows, authorize_targets
 from gateway.pipeline.requests import (
     ACTION_FOR_KIND,
     CancelAllLoadControlRequest,
@@ -35,7 +37,7 @@ from gateway.pipeline.requests import (
     cancel_text_command,
     with_se_id,
 )
-from gateway.store.schema import han_deliveries, han_requests, lce_events, premises
+from gateway.store.schema import audit_log, han_deliveries, han_requests, lce_events, premises
 from gateway.store.store import Store
 
 DEFAULT_SE_VERSION = "1.1"
@@ -88,52 +90,64 @@ class RequestService:
         action = ACTION_FOR_KIND[kind]
         targets: list[outbox.Target] = []
         excluded: list[dict[str, str]] = []
+        audit: list[dict[str, Any]] = []
         if body.esi_ids:
-            found = await self.store.get_premises(body.esi_ids)
-            for i, esi in enumerate(dict.fromkeys(body.esi_ids)):
-                decision = await authorize(self.store, principal, action, esi, now=now)
+            async with self.store.engine.connect() as conn:
+                looked = await authorize_targets(conn, principal, action, list(dict.fromkeys(body.esi_ids)), now)
+            audit = audit_rows(principal, action, list(looked.values()), now)
+            for esi, target in looked.items():
+                decision = target.decision
                 if not decision.allowed:
                     excluded.append({"esi_id": esi, "reason": EXCLUSION_REASONS.get(
                         decision.reason, decision.reason)})
                     continue
-                premise = found[esi]
-                version = premise.se_version or DEFAULT_SE_VERSION
-                lacking = _lacks_capability(body, version)
+                version = target.se_version or DEFAULT_SE_VERSION
+                lacking = _lacks_capability(body, version) or over_device_limit(
+                    target.enhanced_meter, target.devices, kind is RequestKind.LOAD_CONTROL)
                 if lacking:
                     excluded.append({"esi_id": esi, "reason": lacking})
                     continue
                 targets.append(outbox.Target(esi, version, decision.agreement_id))
-                del i
         versions = {t.se_version for t in targets} if body.esi_ids else ALL_SE_VERSIONS
         errors: list[FieldError] = []
         command = self._build(body, versions or {DEFAULT_SE_VERSION}, now, errors)
-        if errors:
-            raise InvalidRequest(f"{len(errors)} invalid field(s)", errors=errors)
-        if body.esi_ids and not targets:
-            raise Forbidden("no target premise may receive this request: " + ", ".join(
-                f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
-                errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
-                                   e["esi_id"]) for e in excluded])
-        async with self.store.engine.begin() as conn:
-            se_id = await outbox.allocate_se_id(conn)
-            command = with_se_id(command, se_id)
-            if kind is RequestKind.LOAD_CONTROL and targets:
-                command, conflicts = await self._arbitrate(conn, principal.party_id, body, command,
-                                                           [t.esi_id for t in targets], now)
-                if conflicts:
-                    raise Conflict("overlapping load-control event(s) of another provider: " + "; ".join(
-                        f"{c['esi_id']}: event {c['issuer_event_id']} ({c['starts_at']}..{c['ends_at']})"
-                        for c in conflicts), code="event_conflict",
-                        errors=[FieldError(f"esi_ids[{c['esi_id']}]", "event_conflict",
-                                           f"overlaps issuer event {c['issuer_event_id']}",
-                                           c["issuer_event_id"]) for c in conflicts])
-            request_id = await self._insert_request(conn, principal.party_id, kind, body, se_id,
-                                                    command, len(targets), excluded, now)
-            await outbox.insert_deliveries(conn, request_id=request_id, party_id=principal.party_id,
-                                           se_id=se_id, command=command, targets=targets, now=now)
-            if kind is RequestKind.LOAD_CONTROL:
-                await self._record_events(conn, request_id, principal.party_id, se_id, body,
-                                          command, [t.esi_id for t in targets])
+        try:
+            if errors:
+                raise InvalidRequest(f"{len(errors)} invalid field(s)", errors=errors)
+            if body.esi_ids and not targets:
+                raise Forbidden("no target premise may receive this request: " + ", ".join(
+                    f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
+                    errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
+                                       e["esi_id"]) for e in excluded])
+            # One transaction: the request, its outbox rows and its authorization decisions are
+            # committed together, before the API answers 202.
+            async with self.store.engine.begin() as conn:
+                se_id = await outbox.allocate_se_id(conn)
+                command = with_se_id(command, se_id)
+                if kind is RequestKind.LOAD_CONTROL and targets:
+                    command, conflicts = await self._arbitrate(conn, principal.party_id, body, command,
+                                                               [t.esi_id for t in targets], now)
+                    if conflicts:
+                        raise Conflict("overlapping load-control event(s) of another provider: " + "; ".join(
+                            f"{c['esi_id']}: event {c['issuer_event_id']} ({c['starts_at']}..{c['ends_at']})"
+                            for c in conflicts), code="event_conflict",
+                            errors=[FieldError(f"esi_ids[{c['esi_id']}]", "event_conflict",
+                                               f"overlaps issuer event {c['issuer_event_id']}",
+                                               c["issuer_event_id"]) for c in conflicts])
+                request_id = await self._insert_request(conn, principal.party_id, kind, body, se_id,
+                                                        command, len(targets), excluded, now)
+                await outbox.insert_deliveries(conn, request_id=request_id, party_id=principal.party_id,
+                                               se_id=se_id, command=command, targets=targets, now=now)
+                if kind is RequestKind.LOAD_CONTROL:
+                    await self._record_events(conn, request_id, principal.party_id, se_id, body,
+                                              command, [t.esi_id for t in targets])
+                await outbox.insert_many(conn, audit_log, audit)
+        except GatewayError:
+            # Refused: the authorization decisions are still recorded (the audit log keeps every one).
+            if audit:
+                async with self.store.engine.begin() as conn:
+                    await outbox.insert_many(conn, audit_log, audit)
+            raise
         return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
                         command.starts_at)
 

@@ -52,6 +52,7 @@ from gateway.store.schema import (
     technician_assignments,
     technicians,
 )
+from gateway.store.sqlite_writes import serialize_writes
 
 TOKEN_PREFIX = "hgw_"
 
@@ -972,7 +973,7 @@ def make_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
+    return serialize_writes(engine)
 
 
 async def open_store(url: str, *, migrate_to: str | None = "head") -> Store:
