@@ -3,7 +3,7 @@
 `gateway.authz.authorize` answers for one premise with several queries (the premise, the party's
 agreements, their premises) and writes its audit row in a transaction of its own: right for the
 API's premise and device routes, but a HAN request paid it per target on its hot path. Here one
-SELECT reads, for every target, the premise (status, SE version, meter kind, registered devices)
+SELECT reads, for every target, the premise (status, SE version, meter kind, how many devices are registered)
 and the caller's active agreements covering it; the decision is the same pure function `authorize`
 uses (`decide_for_agreements`); the audit rows are returned for the caller to write in the same
 transaction as the request (or on their own when the request is refused).
@@ -17,7 +17,7 @@ the SE cancel for work already delivered. Nothing is cached across requests.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.authz import Decision, decide_for_agreements
+from gateway.domain.limits import LOAD_CONTROL_DEVICE_TYPES
 from gateway.domain.model import Action, AgreementKind, AgreementState, DeviceStatus, Role, Scope
 from gateway.domain.records import Principal
 from gateway.store.schema import agreement_premises, agreements, han_devices, premises
@@ -45,13 +46,14 @@ class TargetPremise:
     decision: Decision
     se_version: str | None = None
     enhanced_meter: bool = False
-    devices: list[str] = field(default_factory=list)  # device types registered (not removed)
+    devices: int = 0  # HAN devices registered (not removed)
+    load_control_devices: int = 0  # of which load-control device types
 
 
 async def authorize_targets(conn: AsyncConnection, principal: Principal, action: Action,
                             esi_ids: Sequence[str], now: datetime) -> dict[str, TargetPremise]:
-    """Decisions for a third party's `action` on each of `esi_ids` (distinct), in one round trip
-    for premises and agreements and one for devices (only when some premise is allowed)."""
+    """Decisions for a third party's `action` on each of `esi_ids` (distinct): one round trip for
+    premises, their device counts and the party's agreements covering them."""
     if principal.role is not Role.THIRD_PARTY or principal.party_id is None:
         raise ValueError("HAN requests are sent by third parties")
     covering = agreements.join(agreement_premises, agreement_premises.c.agreement_id == agreements.c.id)
@@ -59,7 +61,13 @@ async def authorize_targets(conn: AsyncConnection, principal: Principal, action:
                      agreements.c.starts_at, agreements.c.ends_at).select_from(covering).where(
         agreements.c.party_id == principal.party_id, agreements.c.state == AgreementState.ACTIVE.value,
         agreement_premises.c.esi_id.in_(list(esi_ids))).subquery()
+    present = sa.and_(han_devices.c.esi_id == premises.c.esi_id,
+                      han_devices.c.status != DeviceStatus.REMOVED.value)
+    devices = sa.select(sa.func.count()).where(present).scalar_subquery()
+    controlled = sa.select(sa.func.count()).where(
+        present, sa.func.lower(han_devices.c.device_type).in_(sorted(LOAD_CONTROL_DEVICE_TYPES))).scalar_subquery()
     query = sa.select(premises.c.esi_id, premises.c.status, premises.c.se_version, premises.c.enhanced_meter,
+                      devices.label("devices"), controlled.label("controlled"),
                       mine.c.id, mine.c.kind, mine.c.scopes, mine.c.starts_at, mine.c.ends_at).select_from(
         premises.outerjoin(mine, mine.c.esi_id == premises.c.esi_id)).where(
         premises.c.esi_id.in_(list(esi_ids))).order_by(premises.c.esi_id, mine.c.id)
@@ -83,12 +91,7 @@ async def authorize_targets(conn: AsyncConnection, principal: Principal, action:
             out[esi] = TargetPremise(esi, Decision(False, "premise_not_active", visible=False))
         else:
             out[esi] = TargetPremise(esi, decide_for_agreements(action, in_force[esi]), row.se_version,
-                                     bool(row.enhanced_meter))
-    allowed = [e for e, t in out.items() if t.decision.allowed]
-    if allowed:
-        for esi, device_type in (await conn.execute(sa.select(han_devices.c.esi_id, han_devices.c.device_type).where(
-                han_devices.c.esi_id.in_(allowed), han_devices.c.status != DeviceStatus.REMOVED.value))).all():
-            out[esi].devices.append(device_type)
+                                     bool(row.enhanced_meter), row.devices, row.controlled)
     return out
 
 

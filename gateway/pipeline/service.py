@@ -20,6 +20,7 @@ from gateway.errors import Conflict, FieldError, Forbidden, GatewayError, Invali
 from gateway.pipeline import outbox
 from gateway.pipeline.config import OverlapPolicy, PipelineConfig
 from gateway.pipeline.consent import audit_rows, authorize_targets
+from gateway.pipeline.group_commit import NewRequest, committer_for
 from gateway.pipeline.requests import (
     ACTION_FOR_KIND,
     CancelAllLoadControlRequest,
@@ -103,7 +104,8 @@ class RequestService:
                     continue
                 version = target.se_version or DEFAULT_SE_VERSION
                 lacking = _lacks_capability(body, version) or over_device_limit(
-                    target.enhanced_meter, target.devices, kind is RequestKind.LOAD_CONTROL)
+                    target.enhanced_meter, target.devices, target.load_control_devices,
+                    kind is RequestKind.LOAD_CONTROL)
                 if lacking:
                     excluded.append({"esi_id": esi, "reason": lacking})
                     continue
@@ -119,6 +121,14 @@ class RequestService:
                     f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
                     errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
                                        e["esi_id"]) for e in excluded])
+            if kind is not RequestKind.LOAD_CONTROL:
+                # Texts and prices need no arbitration: pure inserts, committed in a group with
+                # the requests arriving meanwhile (group_commit.py), before the API answers 202.
+                request_id, se_id = await committer_for(self.store).submit(NewRequest(
+                    principal.party_id, kind.value, body.model_dump_json(), command, targets,
+                    json.dumps(excluded), audit, now, fanout=body.all_premises))
+                return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
+                                command.starts_at)
             # One transaction: the request, its outbox rows and its authorization decisions are
             # committed together, before the API answers 202.
             async with self.store.engine.begin() as conn:
