@@ -36,7 +36,7 @@ from ams_adapters.contract import (
 )
 from gateway.clock import Clock
 from gateway.domain.model import AgreementState
-from gateway.pipeline import outbox
+from gateway.pipeline import inbound, outbox
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.service import RequestService
 from gateway.store.schema import agreements, han_deliveries, han_requests
@@ -386,8 +386,16 @@ class Dispatcher:
 
     async def handle_events(self, events: Sequence[InboundEvent]) -> None:
         async with self.store.engine.begin() as conn:
-            for ev in events:
-                if isinstance(ev, DeliveredToMeter | DeliveryFailed):
+            delivered: list[DeliveredToMeter] = []  # consecutive ones are applied in bulk (inbound.py)
+            for ev in [*events, None]:
+                if isinstance(ev, DeliveredToMeter):
+                    delivered.append(ev)
+                    continue
+                if delivered:
+                    for cancel_row, at in await inbound.mark_delivered(conn, delivered):
+                        await self._mark_original_cancelled(conn, cancel_row, at)
+                    delivered = []
+                if isinstance(ev, DeliveryFailed):
                     delivery_id = outbox.delivery_of(ev.outbound_id)
                     if delivery_id is None:
                         continue
@@ -397,16 +405,9 @@ class Dispatcher:
                         han_deliveries.c.id == delivery_id))).first()
                     if row is None:
                         continue
-                    at = _dt(ev.at)
-                    if isinstance(ev, DeliveredToMeter):
-                        await outbox.set_delivery_state(conn, [row], outbox.DELIVERED, at,
-                                                        only_from=[outbox.QUEUED, outbox.SUBMITTED])
-                        if row.command in ("cancel_message", "cancel_load_control_event"):
-                            await self._mark_original_cancelled(conn, row, at)
-                    else:
-                        await outbox.set_delivery_state(
-                            conn, [row], outbox.EXPIRED if ev.expired else outbox.FAILED, at,
-                            reason=ev.reason, only_from=[outbox.QUEUED, outbox.SUBMITTED])
+                    await outbox.set_delivery_state(
+                        conn, [row], outbox.EXPIRED if ev.expired else outbox.FAILED, _dt(ev.at),
+                        reason=ev.reason, only_from=[outbox.QUEUED, outbox.SUBMITTED])
                 elif isinstance(ev, DeviceResponse):
                     await self._device_response(conn, ev)
 
@@ -447,12 +448,16 @@ class Dispatcher:
                 han_deliveries.c.esi_id == ev.esi_id, han_deliveries.c.se_id == se_id,
                 han_deliveries.c.command.in_(ORIGINAL_COMMANDS)).order_by(
                 han_deliveries.c.id.desc()).limit(1))).first()
+        frame_hex = ev.frame.hex() if ev.frame is not None else None
+        if await inbound.seen_before(conn, esi_id=ev.esi_id, eui64=ev.eui64, at=_dt(ev.at), cluster_id=ev.cluster_id,
+                                     command=command, frame=frame_hex):
+            return  # a replayed answer (routes deliver at least once): recorded already
         # Every answer goes to the frame log, matched or not.
         await outbox.log_frame(conn, [{
             "at": _dt(ev.at), "direction": "in", "esi_id": ev.esi_id, "eui64": ev.eui64,
             "request_id": row.request_id if row else None, "delivery_id": row.id if row else None,
             "agreement_id": row.agreement_id if row else None, "cluster_id": ev.cluster_id,
-            "command": command[:40], "frame": ev.frame.hex() if ev.frame is not None else None}])
+            "command": command[:40], "frame": frame_hex}])
         if row is not None and state is not None:
             await outbox.record_transitions(conn, [outbox.Transition(
                 row.id, row.request_id, row.party_id, row.esi_id, ev.eui64, state, _dt(ev.at), detail)])

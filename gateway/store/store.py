@@ -970,7 +970,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url)
+    parsed = sa.engine.make_url(url)
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        # Each aiosqlite connection is a thread: the default pool (5, overflow 10) opened and
+        # closed a connection, its thread and its pragmas for every request beyond 5 concurrent.
+        options = {"pool_size": 20, "max_overflow": 20}
+    engine = create_async_engine(url, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return serialize_writes(engine)
