@@ -50,28 +50,37 @@ class TargetPremise:
     load_control_devices: int = 0  # of which load-control device types
 
 
+def _targets_query() -> sa.Select[Any]:
+    """Built once: the statement object memoizes its cache key, which SQLAlchemy otherwise
+    recomputes for a fresh statement on every request."""
+    esi_ids = sa.bindparam("esi_ids", expanding=True)
+    covering = agreements.join(agreement_premises, agreement_premises.c.agreement_id == agreements.c.id)
+    mine = sa.select(agreement_premises.c.esi_id, agreements.c.id, agreements.c.kind, agreements.c.scopes,
+                     agreements.c.starts_at, agreements.c.ends_at).select_from(covering).where(
+        agreements.c.party_id == sa.bindparam("party_id"), agreements.c.state == AgreementState.ACTIVE.value,
+        agreement_premises.c.esi_id.in_(esi_ids)).subquery()
+    present = sa.and_(han_devices.c.esi_id == premises.c.esi_id,
+                      han_devices.c.status != DeviceStatus.REMOVED.value)
+    devices = sa.select(sa.func.count()).where(present).scalar_subquery()
+    controlled = sa.select(sa.func.count()).where(
+        present, sa.func.lower(han_devices.c.device_type).in_(sorted(LOAD_CONTROL_DEVICE_TYPES))).scalar_subquery()
+    return sa.select(premises.c.esi_id, premises.c.status, premises.c.se_version, premises.c.enhanced_meter,
+                     devices.label("devices"), controlled.label("controlled"),
+                     mine.c.id, mine.c.kind, mine.c.scopes, mine.c.starts_at, mine.c.ends_at).select_from(
+        premises.outerjoin(mine, mine.c.esi_id == premises.c.esi_id)).where(
+        premises.c.esi_id.in_(esi_ids)).order_by(premises.c.esi_id, mine.c.id)
+
+
+_TARGETS_QUERY = _targets_query()
+
+
 async def authorize_targets(conn: AsyncConnection, principal: Principal, action: Action,
                             esi_ids: Sequence[str], now: datetime) -> dict[str, TargetPremise]:
     """Decisions for a third party's `action` on each of `esi_ids` (distinct): one round trip for
     premises, their device counts and the party's agreements covering them."""
     if principal.role is not Role.THIRD_PARTY or principal.party_id is None:
         raise ValueError("HAN requests are sent by third parties")
-    covering = agreements.join(agreement_premises, agreement_premises.c.agreement_id == agreements.c.id)
-    mine = sa.select(agreement_premises.c.esi_id, agreements.c.id, agreements.c.kind, agreements.c.scopes,
-                     agreements.c.starts_at, agreements.c.ends_at).select_from(covering).where(
-        agreements.c.party_id == principal.party_id, agreements.c.state == AgreementState.ACTIVE.value,
-        agreement_premises.c.esi_id.in_(list(esi_ids))).subquery()
-    present = sa.and_(han_devices.c.esi_id == premises.c.esi_id,
-                      han_devices.c.status != DeviceStatus.REMOVED.value)
-    devices = sa.select(sa.func.count()).where(present).scalar_subquery()
-    controlled = sa.select(sa.func.count()).where(
-        present, sa.func.lower(han_devices.c.device_type).in_(sorted(LOAD_CONTROL_DEVICE_TYPES))).scalar_subquery()
-    query = sa.select(premises.c.esi_id, premises.c.status, premises.c.se_version, premises.c.enhanced_meter,
-                      devices.label("devices"), controlled.label("controlled"),
-                      mine.c.id, mine.c.kind, mine.c.scopes, mine.c.starts_at, mine.c.ends_at).select_from(
-        premises.outerjoin(mine, mine.c.esi_id == premises.c.esi_id)).where(
-        premises.c.esi_id.in_(list(esi_ids))).order_by(premises.c.esi_id, mine.c.id)
-    rows = (await conn.execute(query)).all()
+    rows = (await conn.execute(_TARGETS_QUERY, {"party_id": principal.party_id, "esi_ids": list(esi_ids)})).all()
     found: dict[str, Any] = {}
     in_force: dict[str, list[_Terms]] = {}
     for r in rows:

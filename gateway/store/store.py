@@ -241,6 +241,14 @@ class _Outbox:
         return {"pending": rows[0], "sent": rows[1], "dead": rows[2]}
 
 
+# Every API call runs this: built once, so its cache key is memoized (not recomputed per call).
+_PRINCIPAL_QUERY = (
+    sa.select(credentials, parties.c.status.label("party_status"))
+    .select_from(credentials.outerjoin(parties, credentials.c.party_id == parties.c.id))
+    .where(credentials.c.token_hash == sa.bindparam("token_hash"))
+)
+
+
 class Store(_Outbox):
     """All persistent state. Create with `open_store(url)`; close with `await store.close()`."""
 
@@ -430,13 +438,8 @@ class Store(_Outbox):
 
     async def principal_for_token(self, token: str) -> Principal | None:
         """The principal a live (unrevoked) bearer token stands for, else None."""
-        query = (
-            sa.select(credentials, parties.c.status.label("party_status"))
-            .select_from(credentials.outerjoin(parties, credentials.c.party_id == parties.c.id))
-            .where(credentials.c.token_hash == hash_token(token))
-        )
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(_PRINCIPAL_QUERY, {"token_hash": hash_token(token)})).first()
         if row is None or row.revoked_at is not None:
             return None
         if row.party_status is not None and row.party_status != PartyStatus.ACTIVE.value:
