@@ -50,6 +50,8 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, A
     async with svc.store.engine.connect() as conn:
         by_state = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
             han_deliveries.c.request_id == request_id).group_by(han_deliveries.c.state))).all())
+        parts = (await conn.execute(sa.select(han_requests.c.id).where(
+            han_requests.c.part_of_request_id == request_id).order_by(han_requests.c.id))).scalars().all()
         devices = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
             han_deliveries, han_deliveries.c.id == han_device_states.c.delivery_id).where(
             han_deliveries.c.request_id == request_id).group_by(han_device_states.c.state))).all())
@@ -57,6 +59,8 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, A
             "created_at": row.created_at.isoformat(), "targeted": row.targeted,
             "excluded": json.loads(row.excluded), "fanout": row.target_all,
             "cancels_request_id": row.cancels_request_id,
+            # A price's block period is a companion request (its own SE event and deliveries).
+            "part_of_request_id": row.part_of_request_id, "block_period_request_id": parts[0] if parts else None,
             "starts_at": row.starts_at.isoformat() if row.starts_at else None,
             "ends_at": row.ends_at.isoformat() if row.ends_at else None,
             "premises_by_state": by_state, "devices_by_state": devices,
@@ -87,6 +91,7 @@ async def get_deliveries(svc: Svc, who: ThirdParty, request_id: int, page: Pages
     for r in rows:
         items.append({
             "delivery_id": r.id, "esi_id": r.esi_id, "state": r.state, "reason": r.reason,
+            "reference": r.reference,  # the route's (head-end's) id for this item
             "attempts": r.attempts, "se_version": r.se_version, "command": r.command,
             "frame": r.frame, "updated_at": r.updated_at.isoformat(),
             "devices": [{"eui64": d.eui64, "state": d.state, "at": d.at.isoformat(), "detail": d.detail}

@@ -38,6 +38,7 @@ from gateway.clock import Clock
 from gateway.domain.model import AgreementState
 from gateway.pipeline import inbound, outbox
 from gateway.pipeline.config import PipelineConfig
+from gateway.pipeline.references import keep_references
 from gateway.pipeline.service import RequestService
 from gateway.store.schema import agreements, han_deliveries, han_requests
 from gateway.store.store import Store
@@ -47,10 +48,11 @@ log = logging.getLogger(__name__)
 
 OPERATION_KIND = {
     "display_message": OperationKind.TEXT, "publish_price": OperationKind.PRICE,
+    "publish_block_period": OperationKind.PRICE,
     "load_control_event": OperationKind.LOAD_CONTROL, "cancel_message": OperationKind.CANCEL_TEXT,
     "cancel_load_control_event": OperationKind.CANCEL_LOAD_CONTROL,
 }
-ORIGINAL_COMMANDS = ("display_message", "publish_price", "load_control_event")
+ORIGINAL_COMMANDS = ("display_message", "publish_price", "publish_block_period", "load_control_event")
 EVENT_STATUS = {
     0x01: "received", 0x02: "started", 0x03: "completed", 0x04: "opted_out", 0x05: "opted_in",
     0x06: "cancelled", 0x07: "superseded", 0x08: "partially_completed_opt_out",
@@ -315,9 +317,10 @@ class Dispatcher:
                 if result.retry_after_s is not None:
                     retry_after[row.id] = result.retry_after_s
         async with self._writes, self.store.engine.begin() as conn:
-            # One UPDATE per batch (the head-end references are not kept per item: the outbound id is the key).
+            # One UPDATE per batch for the state, one executemany for the head-end references.
             await outbox.set_delivery_state(conn, [row for row, _ in accepted], outbox.SUBMITTED, now,
                                             only_from=[outbox.QUEUED])
+            await keep_references(conn, [(row.id, ref) for row, ref in accepted])
             for row, reason in rejected:
                 await outbox.set_delivery_state(conn, [row], outbox.FAILED, now, reason=reason,
                                                 only_from=[outbox.QUEUED])

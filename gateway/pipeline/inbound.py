@@ -61,7 +61,8 @@ async def mark_delivered(conn: AsyncConnection, events: Sequence[DeliveredToMete
         sa.or_(han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.state == outbox.SUBMITTED)).values(
         state=outbox.DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
         reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), han_deliveries.c.reference)),
-        [{"b_id": r.id, "b_at": _dt(by_id[r.id].at), "b_reference": by_id[r.id].reference} for r in moving])
+        [{"b_id": r.id, "b_at": _dt(by_id[r.id].at), "b_reference": (by_id[r.id].reference or "")[:100] or None}
+         for r in moving])
     await outbox.record_transitions(conn, [outbox.Transition(
         r.id, r.request_id, r.party_id, r.esi_id, None, outbox.DELIVERED, _dt(by_id[r.id].at)) for r in moving])
     return [(r, _dt(by_id[r.id].at)) for r in moving if r.command in CANCEL_COMMANDS]

@@ -31,6 +31,7 @@ from gateway.pipeline.requests import (
     PriceRequest,
     RequestKind,
     TextRequest,
+    build_block_period,
     build_load_control,
     build_price,
     build_text,
@@ -60,12 +61,16 @@ class Accepted:
     excluded: list[dict[str, str]] = field(default_factory=list)
     fanout: bool = False
     starts_at: datetime | None = None
+    block_period_request_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.request_id, "kind": self.kind, "se_id": self.se_id,
-                "targeted": self.targeted, "excluded": self.excluded,
-                "fanout": "expanding" if self.fanout else None,
-                "starts_at": self.starts_at.isoformat() if self.starts_at else None}
+        out = {"id": self.request_id, "kind": self.kind, "se_id": self.se_id,
+               "targeted": self.targeted, "excluded": self.excluded,
+               "fanout": "expanding" if self.fanout else None,
+               "starts_at": self.starts_at.isoformat() if self.starts_at else None}
+        if self.block_period_request_id is not None:
+            out["block_period_request_id"] = self.block_period_request_id
+        return out
 
 
 def _scope_for(kind: RequestKind) -> Scope:
@@ -113,6 +118,8 @@ class RequestService:
         versions = {t.se_version for t in targets} if body.esi_ids else ALL_SE_VERSIONS
         errors: list[FieldError] = []
         command = self._build(body, versions or {DEFAULT_SE_VERSION}, now, errors)
+        block = build_block_period(body, command.starts_at, now, errors) if isinstance(body, PriceRequest) else None
+        block_request_id: int | None = None
         try:
             if errors:
                 raise InvalidRequest(f"{len(errors)} invalid field(s)", errors=errors)
@@ -121,7 +128,7 @@ class RequestService:
                     f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
                     errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
                                        e["esi_id"]) for e in excluded])
-            if kind is not RequestKind.LOAD_CONTROL:
+            if kind is not RequestKind.LOAD_CONTROL and block is None:
                 # Texts and prices need no arbitration: pure inserts, committed in a group with
                 # the requests arriving meanwhile (group_commit.py), before the API answers 202.
                 request_id, se_id = await committer_for(self.store).submit(NewRequest(
@@ -151,6 +158,16 @@ class RequestService:
                 if kind is RequestKind.LOAD_CONTROL:
                     await self._record_events(conn, request_id, principal.party_id, se_id, body,
                                               command, [t.esi_id for t in targets])
+                if block is not None:
+                    # The block period is its own SE event (own issuer event id), delivered to the
+                    # same premises as a companion request of the price.
+                    block_se_id = await outbox.allocate_se_id(conn)
+                    block = with_se_id(block, block_se_id)
+                    block_request_id = await self._insert_request(
+                        conn, principal.party_id, kind, body, block_se_id, block, len(targets), excluded, now,
+                        part_of=request_id)
+                    await outbox.insert_deliveries(conn, request_id=block_request_id, party_id=principal.party_id,
+                                                   se_id=block_se_id, command=block, targets=targets, now=now)
                 await outbox.insert_many(conn, audit_log, audit)
         except GatewayError:
             # Refused: the authorization decisions are still recorded (the audit log keeps every one).
@@ -159,7 +176,7 @@ class RequestService:
                     await outbox.insert_many(conn, audit_log, audit)
             raise
         return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
-                        command.starts_at)
+                        command.starts_at, block_request_id)
 
     def _build(self, body: Any, versions: set[str], now: datetime, errors: list[FieldError]) -> Command:
         if isinstance(body, TextRequest):
@@ -172,14 +189,14 @@ class RequestService:
     async def _insert_request(self, conn: AsyncConnection, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917
                               se_id: int | None, command: Command | None, targeted: int,
                               excluded: list[dict[str, str]], now: datetime,
-                              cancels: int | None = None) -> int:
+                              cancels: int | None = None, part_of: int | None = None) -> int:
         fanout = bool(getattr(body, "all_premises", False))
         result = await conn.execute(han_requests.insert().values(
             party_id=party_id, kind=kind.value, body=body.model_dump_json(), se_id=se_id,
             command=outbox.shared_command(command, se_id) if command is not None else None,
             target_all=fanout, fanout_after="" if fanout else None, targeted=targeted,
             excluded=json.dumps(excluded), state="expanding" if fanout else "accepted",
-            cancels_request_id=cancels, starts_at=command.starts_at if command else None,
+            cancels_request_id=cancels, part_of_request_id=part_of, starts_at=command.starts_at if command else None,
             ends_at=command.ends_at if command else None, created_at=now))
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
@@ -419,6 +436,8 @@ def _lacks_capability(body: Any, se_version: str) -> str | None:
     """Why a meter cannot carry this request at all (it is then excluded, not failed later)."""
     if isinstance(body, PriceRequest) and body.acknowledgement and se_version == "1.0":
         return "meter_capability: SE 1.0 meters carry no price acknowledgement (Price Control is SE 1.1)"
+    if isinstance(body, PriceRequest) and body.block_period is not None and se_version == "1.0":
+        return "meter_capability: SE 1.0 meters carry no block periods (PublishBlockPeriod is SE 1.1)"
     return None
 
 
