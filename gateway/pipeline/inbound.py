@@ -7,28 +7,41 @@ Applying an event twice must change nothing:
 - `DeliveredToMeter` (and failures) move a delivery only from `queued`/`submitted`, so a replay
   finds it delivered already and records no transition and no webhook event;
 - a `DeviceResponse` is the same answer again when the frame log already holds an inbound frame
-  of that device with the same time, cluster, command and bytes (`seen_before`): it is skipped
-  whole (no second frame-log row, history row or webhook event).
+  of that device with the same time, cluster, command and bytes: it is skipped whole (no second
+  frame-log row, history row or webhook event).
 
-`DeliveredToMeter` events that arrive together are written with three statements in all (read the
-deliveries, update them, record their transitions) instead of a handful per event: at 100
-deliveries per second that was most of the gateway's database round trips.
+Events that arrive together are written in bulk — consecutive `DeliveredToMeter` events with
+three statements in all (read the deliveries, update them, record their transitions), consecutive
+device answers with a handful — instead of a handful per event: at 100 deliveries per second
+that was most of the gateway's database round trips.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ams_adapters.contract import DeliveredToMeter
+from ams_adapters.contract import DeliveredToMeter, DeviceResponse
 from gateway.pipeline import outbox
 from gateway.store.schema import han_deliveries, han_frame_log
+from zigbee_se import DecodeError, decode_frame
 
 CANCEL_COMMANDS = ("cancel_message", "cancel_load_control_event")
+# The commands device answers refer to (a cancel's answer is about the original event).
+ORIGINAL_COMMANDS = ("display_message", "publish_price", "publish_block_period", "load_control_event")
+EVENT_STATUS = {
+    0x01: "received", 0x02: "started", 0x03: "completed", 0x04: "opted_out", 0x05: "opted_in",
+    0x06: "cancelled", 0x07: "superseded", 0x08: "partially_completed_opt_out",
+    0x09: "partially_completed_opt_in", 0x0A: "completed_no_participation",
+    0xF6: "rejected_invalid_opt_out", 0xF7: "rejected_event_not_found",
+    0xF8: "rejected_invalid_cancel", 0xF9: "rejected_invalid_effective_time",
+    0xFB: "rejected_expired", 0xFD: "rejected_undefined_event", 0xFE: "rejected",
+}
 
 
 def _dt(unix: float) -> datetime:
@@ -68,12 +81,93 @@ async def mark_delivered(conn: AsyncConnection, events: Sequence[DeliveredToMete
     return [(r, _dt(by_id[r.id].at)) for r in moving if r.command in CANCEL_COMMANDS]
 
 
-async def seen_before(conn: AsyncConnection, *, esi_id: str, eui64: str | None, at: datetime,
-                      cluster_id: int, command: str, frame: str | None) -> bool:
-    """Whether this device answer is in the frame log already (a replayed event)."""
-    query = sa.select(han_frame_log.c.id).where(
-        han_frame_log.c.esi_id == esi_id, han_frame_log.c.direction == "in", han_frame_log.c.at == at,
-        han_frame_log.c.cluster_id == cluster_id, han_frame_log.c.command == command[:40])
-    query = query.where(han_frame_log.c.eui64.is_(None) if eui64 is None else han_frame_log.c.eui64 == eui64)
-    query = query.where(han_frame_log.c.frame.is_(None) if frame is None else han_frame_log.c.frame == frame)
-    return (await conn.execute(query.limit(1))).first() is not None
+@dataclass(frozen=True)
+class _Answer:
+    event: DeviceResponse
+    at: datetime
+    command: str
+    frame: str | None
+    se_id: int | None
+    state: str | None
+    detail: str | None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What makes two answers the same answer (a replay)."""
+        return (self.event.esi_id, self.event.eui64, self.at, self.event.cluster_id, self.command[:40], self.frame)
+
+
+def _read_answer(ev: DeviceResponse) -> _Answer:
+    """Decode a device's answer with zigbee_se and say which delivery state it reports."""
+    command, fields = ev.command, dict(ev.fields)
+    if ev.frame is not None:
+        try:
+            decoded = decode_frame(ev.cluster_id, ev.frame)
+            command, fields = decoded.command, dict(decoded.fields)
+        except DecodeError as exc:
+            command, fields = "undecodable", {"reason": str(exc)}
+    se_id: int | None = None
+    state: str | None = None
+    detail: str | None = None
+    if command == "message_confirmation":
+        se_id, state = fields.get("message_id"), "confirmed"
+        detail = fields.get("message_response") or None
+    elif command == "price_acknowledgement":
+        se_id, state = fields.get("issuer_event_id"), "acknowledged"
+    elif command == "report_event_status":
+        se_id = fields.get("issuer_event_id")
+        status = fields.get("event_status")
+        state = EVENT_STATUS.get(status if isinstance(status, int) else -1, f"event_status_{status}")
+    return _Answer(ev, _dt(ev.at), command, ev.frame.hex() if ev.frame is not None else None, se_id, state,
+                   detail)
+
+
+async def device_answers(conn: AsyncConnection, events: Sequence[DeviceResponse]) -> None:
+    """Store device answers (in the caller's transaction): each goes to the frame log, matched or
+    not, and those that report a state (confirmation, acknowledgement, event status) become a
+    device transition of the delivery they answer (by premise and message id / issuer event id).
+    Answers already in the frame log are replays and are skipped. Three reads and two writes for
+    the whole batch."""
+    answers: dict[tuple[Any, ...], _Answer] = {}
+    for ev in events:
+        answer = _read_answer(ev)
+        answers.setdefault(answer.key, answer)  # the same answer twice in one batch: once
+    if not answers:
+        return
+    esi_ids = sorted({a.event.esi_id for a in answers.values()})
+    times = sorted({a.at for a in answers.values()})
+    logged: set[tuple[Any, ...]] = set()
+    for i in range(0, len(esi_ids), 200):
+        logged.update(tuple(r) for r in (await conn.execute(sa.select(
+            han_frame_log.c.esi_id, han_frame_log.c.eui64, han_frame_log.c.at, han_frame_log.c.cluster_id,
+            han_frame_log.c.command, han_frame_log.c.frame).where(
+            han_frame_log.c.direction == "in", han_frame_log.c.esi_id.in_(esi_ids[i:i + 200]),
+            han_frame_log.c.at.in_(times[:500]) if len(times) <= 500 else
+            han_frame_log.c.at.between(times[0], times[-1])))).all())
+    fresh = [a for key, a in answers.items() if key not in logged]
+    if not fresh:
+        return  # every one a replay (routes deliver at least once)
+    wanted = sorted({(a.event.esi_id, a.se_id) for a in fresh if a.se_id is not None})
+    matched: dict[tuple[str, int], Any] = {}
+    for i in range(0, len(wanted), 200):
+        for row in (await conn.execute(sa.select(
+                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                han_deliveries.c.esi_id, han_deliveries.c.agreement_id, han_deliveries.c.se_id).where(
+                sa.tuple_(han_deliveries.c.esi_id, han_deliveries.c.se_id).in_(wanted[i:i + 200]),
+                han_deliveries.c.command.in_(ORIGINAL_COMMANDS)))).all():
+            key = (row.esi_id, int(row.se_id))
+            if key not in matched or row.id > matched[key].id:  # the newest delivery of that id
+                matched[key] = row
+    rows = []
+    transitions = []
+    for a in fresh:
+        row = matched.get((a.event.esi_id, a.se_id)) if a.se_id is not None else None
+        rows.append({"at": a.at, "direction": "in", "esi_id": a.event.esi_id, "eui64": a.event.eui64,
+                     "request_id": row.request_id if row else None, "delivery_id": row.id if row else None,
+                     "agreement_id": row.agreement_id if row else None, "cluster_id": a.event.cluster_id,
+                     "command": a.command[:40], "frame": a.frame})
+        if row is not None and a.state is not None:
+            transitions.append(outbox.Transition(row.id, row.request_id, row.party_id, row.esi_id, a.event.eui64,
+                                                 a.state, a.at, a.detail))
+    await outbox.log_frame(conn, rows)
+    await outbox.record_transitions(conn, transitions)
