@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import mailbox
+import os
 import random
 import re
 import resource
@@ -70,6 +71,15 @@ async def _load(client: Any,  # noqa: PLR0917
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return time.perf_counter() - t0, latencies, answers
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -190,7 +200,9 @@ level = "WARNING"
 
             # warm-up, then the no-op endpoint
             await _load(http, "GET", "/healthz", [None] * 200, concurrency, {})
+            cpu0 = _cpu_seconds(server.pid)
             noop_s, noop_lat, _ = await _load(http, "GET", "/healthz", [None] * requests, concurrency, {})
+            cpu1 = _cpu_seconds(server.pid)
             rng = random.Random(1)
             bodies = [{"kind": "text", "esi_ids": [rng.choice(items).esi_id], "text": f"bench {i}",
                        "duration_minutes": 60} for i in range(requests)]
@@ -204,6 +216,7 @@ level = "WARNING"
                     break
                 await asyncio.sleep(0.05)
             delivered_s = time.perf_counter() - t0
+            cpu2 = _cpu_seconds(server.pid)
     except Exception:
         print((Path(tmp) / "serve.log").read_text()[-3000:], file=sys.stderr)
         raise
@@ -222,6 +235,11 @@ level = "WARNING"
           f"p50 {_pct(pipe_lat, 0.5):.1f} ms, p99 {_pct(pipe_lat, 0.99):.1f} ms")
     print(f"delivered to the simulated meters: {done}/{ok}, {done / delivered_s:,.0f} delivered/s "
           f"(all delivered {delivered_s:.1f} s after the first request)")
+    if cpu0 is not None and cpu1 is not None and cpu2 is not None:
+        # Less sensitive to a shared machine than the rates: what each request cost the server.
+        print(f"server CPU per request: no-op {(cpu1 - cpu0) / requests * 1000:.2f} ms, text accepted and "
+              f"delivered {(cpu2 - cpu1) / max(ok, 1) * 1000:.2f} ms "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return accepted_rate / noop_rate
 
 

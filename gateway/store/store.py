@@ -38,7 +38,7 @@ from gateway.domain.records import (
     Technician,
 )
 from gateway.errors import FieldError, InvalidRequest
-from gateway.store import migrate
+from gateway.store import migrate, sqlite_driver
 from gateway.store.schema import (
     agreement_premises,
     agreements,
@@ -979,7 +979,9 @@ def make_engine(url: str) -> AsyncEngine:
         # Each aiosqlite connection is a thread: the default pool (5, overflow 10) opened and
         # closed a connection, its thread and its pragmas for every request beyond 5 concurrent.
         options = {"pool_size": 20, "max_overflow": 20}
-    engine = create_async_engine(url, **options)
+    if parsed.drivername == "sqlite+aiosqlite":
+        parsed = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")  # one thread trip per statement
+    engine = create_async_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return serialize_writes(engine)
