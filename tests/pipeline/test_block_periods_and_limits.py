@@ -46,6 +46,9 @@ async def test_price_with_block_period_reaches_se11_and_se12_meters(tmp_path: Pa
         assert block["se_id"] > price["se_id"]  # its own issuer event id, allocated after the price's
         items = {d["esi_id"]: d for d in await s.deliveries(token, block_id)}
         assert items[se11]["command"] == "publish_block_period"
+        # The route's own id for each item (the simulated head-end's "sim-N") is kept per delivery.
+        assert items[se11]["reference"].startswith("sim-") and items[se12]["reference"].startswith("sim-")
+        assert items[se11]["reference"] != items[se12]["reference"]
         # The SE 1.1 and SE 1.2 layouts differ (17 vs 19 payload bytes): each meter got its own.
         frames = {d["esi_id"]: bytes.fromhex(d["frame"]) for d in await _frames_out(s, block_id)}
         assert len(frames[se11]) == 3 + 17 and len(frames[se12]) == 3 + 19
