@@ -168,7 +168,8 @@ async def test_events_replayed_after_a_restart_are_recorded_once(tmp_path: Path)
             # Each (delivery, device, state) once: the IHD and the thermostat each confirm once.
             seen = [(e["delivery_id"], e["eui64"], e["state"]) for e in receiver.got]
             assert len(seen) == len(set(seen))
-            assert {state for _d, _e, state in seen} >= {"submitted", "delivered", "confirmed"}
+            # ("submitted" may be skipped: the meter's answer can be stored before the route's.)
+            assert {state for _d, _e, state in seen} >= {"delivered", "confirmed"}
         finally:
             await client.aclose()
             await stop_server(server, task)
