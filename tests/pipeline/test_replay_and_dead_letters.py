@@ -55,7 +55,7 @@ async def _until(check: Any, timeout: float = 15.0) -> None:
 
 async def test_failing_event_is_dead_lettered_without_blocking_later_ones_and_redelivered(tmp_path: Path) -> None:
     receiver = Receiver()
-    receiver.refuse = {"submitted"}
+    receiver.refuse = {"delivered"}
     server, task, port = await start_server(receiver.app)
     try:
         async with running_stack(tmp_path / "d", pipeline={"webhook_max_attempts": 1}) as s:
@@ -64,19 +64,20 @@ async def test_failing_event_is_dead_lettered_without_blocking_later_ones_and_re
             await s.customer(token, [esi])
             hook = (await s.gw.client.post("/v1/webhooks", headers=s.gw.auth(token),
                                            json={"url": f"http://127.0.0.1:{port}/hook"})).json()["id"]
-            rid = (await s.request(token, {"kind": "text", "esi_ids": [esi], "text": "hook"})).json()["id"]
+            rid = (await s.request(token, {"kind": "text", "esi_ids": [esi], "text": "hook",
+                                           "confirmation_required": True})).json()["id"]
 
-            async def delivered_event() -> bool:
-                return any(e["state"] == "delivered" and e["request_id"] == rid for e in receiver.got)
-            # "submitted" failed once (the limit here) and was set aside: "delivered", a later event
+            async def confirmed_event() -> bool:
+                return any(e["state"] == "confirmed" and e["request_id"] == rid for e in receiver.got)
+            # "delivered" failed once (the limit here) and was set aside: "confirmed", a later event
             # of the same request, was not held back behind it.
-            await _until(delivered_event)
+            await s.eventually(confirmed_event, advance=5)
             dead = (await s.gw.client.get(f"/v1/webhooks/{hook}/dead-letters", headers=s.gw.auth(token))).json()
             assert len(dead["items"]) == 1
             letter = dead["items"][0]
-            assert json.loads(letter["event"])["state"] == "submitted"
+            assert json.loads(letter["event"])["state"] == "delivered"
             assert letter["attempts"] == 1 and letter["last_error"] == "HTTP 500" and letter["dead_at"]
-            assert not any(e["state"] == "submitted" for e in receiver.got)
+            assert not any(e["state"] == "delivered" for e in receiver.got)
 
             # Another party cannot see or redeliver them.
             _o, other = await s.gw.new_party("Bolt", "987654321")
@@ -91,7 +92,7 @@ async def test_failing_event_is_dead_lettered_without_blocking_later_ones_and_re
             assert r.status_code == 200 and r.json() == {"requeued": 1}
 
             async def redelivered() -> bool:
-                return any(e["state"] == "submitted" and e["request_id"] == rid for e in receiver.got)
+                return any(e["state"] == "delivered" and e["request_id"] == rid for e in receiver.got)
             await _until(redelivered)
             dead = (await s.gw.client.get(f"/v1/webhooks/{hook}/dead-letters", headers=s.gw.auth(token))).json()
             assert dead["items"] == []
