@@ -975,9 +975,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str) -> AsyncEngine:
     parsed = sa.engine.make_url(url)
     options: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        # Each aiosqlite connection is a thread: the default pool (5, overflow 10) opened and
-        # closed a connection, its thread and its pragmas for every request beyond 5 concurrent.
+    if parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:"):
+        # The default pool (5, overflow 10) opened and closed a connection for every request
+        # beyond 5 concurrent ones: on SQLite a thread with its pragmas, on PostgreSQL a backend
+        # process. Connections are opened on demand, up to 20 kept.
         options = {"pool_size": 20, "max_overflow": 20}
     if parsed.drivername == "sqlite+aiosqlite":
         parsed = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")  # one thread trip per statement
