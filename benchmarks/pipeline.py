@@ -9,6 +9,10 @@
     doing it (a separate process; the route only counts what it is handed).
 
     python -m benchmarks.pipeline [--requests 2000] [--concurrency 16] [--premises 100000]
+                                  [--db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres] [--skip-fanout]
+
+`--db` runs (a) on PostgreSQL: a throwaway database is created on that server (and dropped);
+the default is SQLite in the data directory, as `hangw serve` uses out of the box.
 
 Last lines: `pipeline ratio vs no-op endpoint: X` and `fanout: premises=N seconds=S rss_mb=R`.
 """
@@ -20,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import mailbox
+import os
 import random
 import re
 import resource
@@ -68,12 +73,67 @@ async def _load(client: Any,  # noqa: PLR0917
     return time.perf_counter() - t0, latencies, answers
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
 
 
-async def api_benchmark(requests: int, concurrency: int) -> float:
+@contextlib.asynccontextmanager
+async def _database(tmp: Path, server_url: str | None) -> AsyncIterator[tuple[str, Any]]:
+    """(store URL, async function counting delivered rows): SQLite in `tmp`, or a fresh
+    PostgreSQL database on `server_url`'s server."""
+    if server_url is None:
+        path = tmp / "data" / "hangw.db"
+
+        async def count_sqlite() -> int:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                (n,) = db.execute("SELECT count(*) FROM han_deliveries WHERE state = 'delivered'").fetchone()
+            finally:
+                db.close()
+            return int(n)
+
+        yield f"sqlite+aiosqlite:///{path}", count_sqlite
+        return
+    import asyncpg
+
+    admin = server_url.replace("postgresql+asyncpg://", "postgresql://")
+    name = f"hangw_bench_{random.randrange(16**8):08x}"
+    conn = await asyncpg.connect(admin)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    reader = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+
+    async def count_pg() -> int:
+        return int(await reader.fetchval("SELECT count(*) FROM han_deliveries WHERE state = 'delivered'"))
+
+    try:
+        yield url, count_pg
+    finally:
+        await reader.close()
+        conn = await asyncpg.connect(admin)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+async def api_benchmark(requests: int, concurrency: int, db: str | None = None) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        async with _database(Path(tmp), db) as (db_url, delivered_count):
+            return await _api_run(Path(tmp), db_url, delivered_count, requests, concurrency)
+
+
+async def _api_run(tmp: Path, db_url: str, delivered_count: Any,
+                   requests: int, concurrency: int) -> float:
     import httpx
 
     from gateway.cli.simfield import premises, premises_csv
@@ -81,13 +141,14 @@ async def api_benchmark(requests: int, concurrency: int) -> float:
     from gateway.domain.model import Role
     from gateway.store.store import open_store
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        data.mkdir()
-        port = _port()
-        base = f"http://127.0.0.1:{port}"
-        cfg = Path(tmp) / "hangw.toml"
-        cfg.write_text(f"""data_dir = "{data}"
+    data = Path(tmp) / "data"
+    data.mkdir()
+    port = _port()
+    base = f"http://127.0.0.1:{port}"
+    cfg = Path(tmp) / "hangw.toml"
+    cfg.write_text(f"""data_dir = "{data}"
+[storage]
+url = "{db_url}"
 [server]
 port = {port}
 public_url = "{base}"
@@ -100,71 +161,72 @@ burst = 100000
 [log]
 level = "WARNING"
 """)
-        store = await open_store(f"sqlite+aiosqlite:///{data / 'hangw.db'}")
-        _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="b", now=SystemClock().now())
-        await store.close()
-        log = (Path(tmp) / "serve.log").open("wb")
-        server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c", str(cfg)],
-                                  stdout=log, stderr=subprocess.STDOUT)
-        try:
-            async with httpx.AsyncClient(base_url=base, timeout=60,
-                                         limits=httpx.Limits(max_connections=concurrency)) as http:
-                for _ in range(300):
-                    with contextlib.suppress(httpx.HTTPError):
-                        await http.get("/healthz")
-                        break
-                    await asyncio.sleep(0.1)
-                items = premises(8)
-                op = {"Authorization": f"Bearer {op_token}"}
-                (await http.post("/v1/premises/import", content=premises_csv(items, CUSTOMER),
-                                 headers={**op, "Content-Type": "text/csv"})).raise_for_status()
-                party = (await http.post("/v1/parties", headers=op, json={
-                    "name": "Bench", "duns": "222222222", "contact_email": "b@b.test"})).json()["id"]
-                token = (await http.post(f"/v1/parties/{party}/credentials", headers=op,
-                                         json={"label": "b"})).json()["token"]
-                me = {"Authorization": f"Bearer {token}"}
-                (await http.post("/v1/agreements", headers=me, json={
-                    "kind": "in_home_device_services", "scopes": ["text", "price", "load_control"],
-                    "premises": [{"esi_id": p.esi_id, "meter_number": p.meter_number} for p in items],
-                    "customer_email": CUSTOMER, "duration_months": 12})).raise_for_status()
-                box = mailbox.mbox(data / "mail" / "outbox.mbox")
-                payload = next(iter(box)).get_payload(decode=True)
-                box.close()
-                assert isinstance(payload, bytes)
-                link = re.search(re.escape(base) + r"/consent/[A-Za-z0-9_\-]+", payload.decode())
-                assert link
-                await http.get(link.group(0))
-                (await http.post(link.group(0), data={"decision": "accept"})).raise_for_status()
-                await asyncio.sleep(2)  # the field's devices join
+    store = await open_store(db_url)
+    _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="b", now=SystemClock().now())
+    await store.close()
+    log = (Path(tmp) / "serve.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c", str(cfg)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60,
+                                     limits=httpx.Limits(max_connections=concurrency)) as http:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    await http.get("/healthz")
+                    break
+                await asyncio.sleep(0.1)
+            items = premises(8)
+            op = {"Authorization": f"Bearer {op_token}"}
+            (await http.post("/v1/premises/import", content=premises_csv(items, CUSTOMER),
+                             headers={**op, "Content-Type": "text/csv"})).raise_for_status()
+            party = (await http.post("/v1/parties", headers=op, json={
+                "name": "Bench", "duns": "222222222", "contact_email": "b@b.test"})).json()["id"]
+            token = (await http.post(f"/v1/parties/{party}/credentials", headers=op,
+                                     json={"label": "b"})).json()["token"]
+            me = {"Authorization": f"Bearer {token}"}
+            (await http.post("/v1/agreements", headers=me, json={
+                "kind": "in_home_device_services", "scopes": ["text", "price", "load_control"],
+                "premises": [{"esi_id": p.esi_id, "meter_number": p.meter_number} for p in items],
+                "customer_email": CUSTOMER, "duration_months": 12})).raise_for_status()
+            box = mailbox.mbox(data / "mail" / "outbox.mbox")
+            payload = next(iter(box)).get_payload(decode=True)
+            box.close()
+            assert isinstance(payload, bytes)
+            link = re.search(re.escape(base) + r"/consent/[A-Za-z0-9_\-]+", payload.decode())
+            assert link
+            await http.get(link.group(0))
+            (await http.post(link.group(0), data={"decision": "accept"})).raise_for_status()
+            await asyncio.sleep(2)  # the field's devices join
 
-                # warm-up, then the no-op endpoint
-                await _load(http, "GET", "/healthz", [None] * 200, concurrency, {})
-                noop_s, noop_lat, _ = await _load(http, "GET", "/healthz", [None] * requests, concurrency, {})
-                rng = random.Random(1)
-                bodies = [{"kind": "text", "esi_ids": [rng.choice(items).esi_id], "text": f"bench {i}",
-                           "duration_minutes": 60} for i in range(requests)]
-                t0 = time.perf_counter()
-                pipe_s, pipe_lat, answers = await _load(http, "POST", "/v1/han-requests", bodies,
-                                                        concurrency, me)
-                ok = sum(1 for r in answers if r.status_code == 202)
-                db = sqlite3.connect(f"file:{data / 'hangw.db'}?mode=ro", uri=True)
-                while True:
-                    (done,) = db.execute("SELECT count(*) FROM han_deliveries WHERE state = 'delivered'").fetchone()
-                    if done >= ok or time.perf_counter() - t0 > 300:
-                        break
-                    await asyncio.sleep(0.05)
-                delivered_s = time.perf_counter() - t0
-                db.close()
-        except Exception:
-            print((Path(tmp) / "serve.log").read_text()[-3000:], file=sys.stderr)
-            raise
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            log.close()
+            # warm-up, then the no-op endpoint
+            await _load(http, "GET", "/healthz", [None] * 200, concurrency, {})
+            cpu0 = _cpu_seconds(server.pid)
+            noop_s, noop_lat, _ = await _load(http, "GET", "/healthz", [None] * requests, concurrency, {})
+            cpu1 = _cpu_seconds(server.pid)
+            rng = random.Random(1)
+            bodies = [{"kind": "text", "esi_ids": [rng.choice(items).esi_id], "text": f"bench {i}",
+                       "duration_minutes": 60} for i in range(requests)]
+            t0 = time.perf_counter()
+            pipe_s, pipe_lat, answers = await _load(http, "POST", "/v1/han-requests", bodies,
+                                                    concurrency, me)
+            ok = sum(1 for r in answers if r.status_code == 202)
+            while True:
+                done = await delivered_count()
+                if done >= ok or time.perf_counter() - t0 > 300:
+                    break
+                await asyncio.sleep(0.05)
+            delivered_s = time.perf_counter() - t0
+            cpu2 = _cpu_seconds(server.pid)
+    except Exception:
+        print((Path(tmp) / "serve.log").read_text()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
     noop_rate = requests / noop_s
     accepted_rate = ok / pipe_s
     print(f"no-op endpoint (GET /healthz): {noop_rate:,.0f} req/s, p50 {_pct(noop_lat, 0.5):.1f} ms, "
@@ -173,6 +235,11 @@ level = "WARNING"
           f"p50 {_pct(pipe_lat, 0.5):.1f} ms, p99 {_pct(pipe_lat, 0.99):.1f} ms")
     print(f"delivered to the simulated meters: {done}/{ok}, {done / delivered_s:,.0f} delivered/s "
           f"(all delivered {delivered_s:.1f} s after the first request)")
+    if cpu0 is not None and cpu1 is not None and cpu2 is not None:
+        # Less sensitive to a shared machine than the rates: what each request cost the server.
+        print(f"server CPU per request: no-op {(cpu1 - cpu0) / requests * 1000:.2f} ms, text accepted and "
+              f"delivered {(cpu2 - cpu1) / max(ok, 1) * 1000:.2f} ms "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return accepted_rate / noop_rate
 
 
@@ -299,12 +366,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--premises", type=int, default=100_000)
+    parser.add_argument("--db", help="PostgreSQL server for (a), e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/"
+                        "postgres (a throwaway database is made there); default SQLite")
+    parser.add_argument("--skip-fanout", action="store_true", help="run (a) only")
     parser.add_argument("--fanout-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fanout_worker:
         asyncio.run(fanout_worker(args.fanout_worker))
         return 0
-    ratio = asyncio.run(api_benchmark(args.requests, args.concurrency))
+    ratio = asyncio.run(api_benchmark(args.requests, args.concurrency, args.db))
+    if args.skip_fanout:
+        print(f"pipeline ratio vs no-op endpoint: {ratio:.2f}")
+        return 0
     seconds, rss = fanout_benchmark(args.premises)
     print(f"pipeline ratio vs no-op endpoint: {ratio:.2f}")
     print(f"fanout: premises={args.premises} seconds={seconds:.1f} rss_mb={rss:.0f}")

@@ -7,8 +7,10 @@ control), allowed or refused, go to the append-only audit log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from gateway.domain.model import (
     HAN_ACTIONS,
@@ -17,6 +19,7 @@ from gateway.domain.model import (
     AgreementKind,
     AgreementState,
     Role,
+    Scope,
 )
 from gateway.domain.records import Principal
 from gateway.store.store import Store
@@ -92,6 +95,22 @@ async def _decide(
         )
         if a.in_force(now)
     ]
+    return decide_for_agreements(action, in_force)
+
+
+class _AgreementTerms(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> AgreementKind: ...
+    @property
+    def scopes(self) -> tuple[Scope, ...]: ...
+
+
+def decide_for_agreements(action: Action, in_force: Sequence[_AgreementTerms]) -> Decision:
+    """A third party's decision on a known, active premise, given its agreements in force there
+    (oldest first). Pure: the request pipeline's batched lookup (`gateway.pipeline.consent`)
+    decides with the same function as `authorize`."""
     if not in_force:
         return Decision(False, "no_agreement", visible=False)
     if action in (Action.VIEW_PREMISE, Action.VIEW_DEVICES):

@@ -32,7 +32,7 @@ class Services:
     rate_limits: TokenBuckets
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
@@ -80,7 +80,7 @@ class Paging:
     limit: int
 
 
-def paging(
+async def paging(
     cursor: Annotated[str | None, Query(description="from the previous page's next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Paging:

@@ -21,6 +21,7 @@ from gateway.api.schemas import (
     HanOperationOut,
 )
 from gateway.device_keys import LinkKeyCipher
+from gateway.domain.limits import device_limit
 from gateway.domain.model import Action
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, Unavailable
 from gateway.pipeline.provisioning import ProvisioningSender
@@ -28,10 +29,6 @@ from gateway.store import provisioning as prov
 from zigbee_se import InstallCodeError, parse_install_code
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["provisioning"])
-
-# Devices per meter (Landis+Gyr limits, DOMAIN.md): 5, or 10 on enhanced meters.
-DEVICES_PER_METER = 5
-DEVICES_PER_ENHANCED_METER = 10
 
 
 def _cipher(request: Request) -> LinkKeyCipher:
@@ -96,7 +93,7 @@ async def provision_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who, requ
     link_key = _link_key(body.install_code, eui64)
     premise = await svc.store.get_premise(esi_id)
     assert premise is not None
-    limit = DEVICES_PER_ENHANCED_METER if premise.enhanced_meter else DEVICES_PER_METER
+    limit = device_limit(premise.enhanced_meter)
     store = _store(svc)
     in_use = await store.slots_in_use(esi_id)
     if in_use >= limit:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from gateway.api.deps import Pages, Svc, ThirdParty
 from gateway.api.schemas import PROBLEM_RESPONSES
 from gateway.errors import FieldError, InvalidRequest, NotFound
+from gateway.pipeline.dead_letters import list_dead_letters, redeliver
 from gateway.pipeline.requests import HanRequestBody
 from gateway.pipeline.service import RequestService
 from gateway.pipeline.webhooks import new_secret
@@ -50,6 +51,8 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, A
     async with svc.store.engine.connect() as conn:
         by_state: dict[str, int] = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
             han_deliveries.c.request_id == request_id).group_by(han_deliveries.c.state))).all())
+        parts = (await conn.execute(sa.select(han_requests.c.id).where(
+            han_requests.c.part_of_request_id == request_id).order_by(han_requests.c.id))).scalars().all()
         devices: dict[str, int] = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
             han_deliveries, han_deliveries.c.id == han_device_states.c.delivery_id).where(
             han_deliveries.c.request_id == request_id).group_by(han_device_states.c.state))).all())
@@ -57,6 +60,8 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, A
             "created_at": row.created_at.isoformat(), "targeted": row.targeted,
             "excluded": json.loads(row.excluded), "fanout": row.target_all,
             "cancels_request_id": row.cancels_request_id,
+            # A price's block period is a companion request (its own SE event and deliveries).
+            "part_of_request_id": row.part_of_request_id, "block_period_request_id": parts[0] if parts else None,
             "starts_at": row.starts_at.isoformat() if row.starts_at else None,
             "ends_at": row.ends_at.isoformat() if row.ends_at else None,
             "premises_by_state": by_state, "devices_by_state": devices,
@@ -87,6 +92,7 @@ async def get_deliveries(svc: Svc, who: ThirdParty, request_id: int, page: Pages
     for r in rows:
         items.append({
             "delivery_id": r.id, "esi_id": r.esi_id, "state": r.state, "reason": r.reason,
+            "reference": r.reference,  # the route's (head-end's) id for this item
             "attempts": r.attempts, "se_version": r.se_version, "command": r.command,
             "frame": r.frame, "updated_at": r.updated_at.isoformat(),
             "devices": [{"eui64": d.eui64, "state": d.state, "at": d.at.isoformat(), "detail": d.detail}
@@ -129,6 +135,42 @@ async def delete_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> Response
     if not result.rowcount:
         raise NotFound(f"no webhook {webhook_id} of yours", code="unknown_webhook")
     return Response(status_code=204)
+
+
+async def _own_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> None:
+    async with svc.store.engine.connect() as conn:
+        found = (await conn.execute(sa.select(webhooks.c.id).where(
+            webhooks.c.id == webhook_id, webhooks.c.party_id == who.party_id,
+            webhooks.c.deleted_at.is_(None)))).first()
+    if found is None:
+        raise NotFound(f"no webhook {webhook_id} of yours", code="unknown_webhook")
+
+
+@router.get("/webhooks/{webhook_id}/dead-letters", tags=["webhooks"],
+            summary="Events given up on (attempts or age used up), oldest first (paginated)")
+async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: int, page: Pages) -> dict[str, Any]:
+    await _own_webhook(svc, who, webhook_id)
+    after = int(page.cursor) if page.cursor and page.cursor.isdigit() else 0
+    items = await list_dead_letters(svc.store, webhook_id, after=after, limit=page.limit)
+    return {"items": [d.as_dict() for d in items],
+            "next_cursor": str(items[-1].id) if len(items) == page.limit else None}
+
+
+@router.post("/webhooks/{webhook_id}/dead-letters/redeliver", tags=["webhooks"],
+             summary="Send every dead letter of this webhook again")
+async def redeliver_all(svc: Svc, who: ThirdParty, webhook_id: int) -> dict[str, int]:
+    await _own_webhook(svc, who, webhook_id)
+    return {"requeued": await redeliver(svc.store, webhook_id, svc.clock.now())}
+
+
+@router.post("/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver", tags=["webhooks"],
+             summary="Send one dead letter again")
+async def redeliver_one(svc: Svc, who: ThirdParty, webhook_id: int, event_id: int) -> dict[str, int]:
+    await _own_webhook(svc, who, webhook_id)
+    requeued = await redeliver(svc.store, webhook_id, svc.clock.now(), event_id)
+    if not requeued:
+        raise NotFound(f"no dead letter {event_id} on webhook {webhook_id}", code="unknown_dead_letter")
+    return {"requeued": requeued}
 
 
 __all__ = ["FieldError", "InvalidRequest", "router"]

@@ -35,6 +35,11 @@ class PipelineConfig(BaseModel):
     route_concurrency: int = Field(default=4, ge=1, le=64)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # Dead letter: an event that failed this many times, or is older than this, is set aside
+    # (listed and redeliverable via /v1/webhooks/{id}/dead-letters) and no longer holds back the
+    # later events of its request.
+    webhook_max_attempts: int = Field(default=15, ge=1, le=1000)
+    webhook_max_age_seconds: float = Field(default=3 * 86400.0, gt=0)
 
 
 class RouteKind(enum.StrEnum):

@@ -37,29 +37,25 @@ from ams_adapters.contract import (
 )
 from gateway.clock import Clock
 from gateway.domain.model import AgreementState
-from gateway.pipeline import outbox
+from gateway.pipeline import inbound, outbox
 from gateway.pipeline.config import PipelineConfig
+from gateway.pipeline.references import keep_references
 from gateway.pipeline.service import RequestService
 from gateway.store.schema import agreements, han_deliveries, han_requests
 from gateway.store.store import Store
-from zigbee_se import DecodeError, SEVersion, decode_frame
+from zigbee_se import SEVersion
 
 log = logging.getLogger(__name__)
 
 OPERATION_KIND = {
     "display_message": OperationKind.TEXT, "publish_price": OperationKind.PRICE,
+    "publish_block_period": OperationKind.PRICE,
     "load_control_event": OperationKind.LOAD_CONTROL, "cancel_message": OperationKind.CANCEL_TEXT,
     "cancel_load_control_event": OperationKind.CANCEL_LOAD_CONTROL,
 }
-ORIGINAL_COMMANDS = ("display_message", "publish_price", "load_control_event")
-EVENT_STATUS = {
-    0x01: "received", 0x02: "started", 0x03: "completed", 0x04: "opted_out", 0x05: "opted_in",
-    0x06: "cancelled", 0x07: "superseded", 0x08: "partially_completed_opt_out",
-    0x09: "partially_completed_opt_in", 0x0A: "completed_no_participation",
-    0xF6: "rejected_invalid_opt_out", 0xF7: "rejected_event_not_found",
-    0xF8: "rejected_invalid_cancel", 0xF9: "rejected_invalid_effective_time",
-    0xFB: "rejected_expired", 0xFD: "rejected_undefined_event", 0xFE: "rejected",
-}
+# Re-exported: where device answers are read (inbound.py).
+ORIGINAL_COMMANDS = inbound.ORIGINAL_COMMANDS
+EVENT_STATUS = inbound.EVENT_STATUS
 
 
 # What dispatching a delivery reads (not its timestamps and notes: fewer values to convert per row).
@@ -324,9 +320,10 @@ class Dispatcher:
                 if result.retry_after_s is not None:
                     retry_after[row.id] = result.retry_after_s
         async with self._writes, self.store.engine.begin() as conn:
-            # One UPDATE per batch (the head-end references are not kept per item: the outbound id is the key).
+            # One UPDATE per batch for the state, one executemany for the head-end references.
             await outbox.set_delivery_state(conn, [row for row, _ in accepted], outbox.SUBMITTED, now,
                                             only_from=[outbox.QUEUED])
+            await keep_references(conn, [(row.id, ref) for row, ref in accepted])
             for row, reason in rejected:
                 await outbox.set_delivery_state(conn, [row], outbox.FAILED, now, reason=reason,
                                                 only_from=[outbox.QUEUED])
@@ -395,8 +392,27 @@ class Dispatcher:
 
     async def handle_events(self, events: Sequence[InboundEvent]) -> None:
         async with self.store.engine.begin() as conn:
-            for ev in events:
-                if isinstance(ev, DeliveredToMeter | DeliveryFailed):
+            # Consecutive events of one type are applied in bulk (inbound.py); order between runs holds.
+            delivered: list[DeliveredToMeter] = []
+            answers: list[DeviceResponse] = []
+            for ev in [*events, None]:
+                if isinstance(ev, DeliveredToMeter):
+                    if answers:
+                        await inbound.device_answers(conn, answers)
+                        answers = []
+                    delivered.append(ev)
+                    continue
+                if delivered:
+                    for cancel_row, at in await inbound.mark_delivered(conn, delivered):
+                        await self._mark_original_cancelled(conn, cancel_row, at)
+                    delivered = []
+                if isinstance(ev, DeviceResponse):
+                    answers.append(ev)
+                    continue
+                if answers:
+                    await inbound.device_answers(conn, answers)
+                    answers = []
+                if isinstance(ev, DeliveryFailed):
                     delivery_id = outbox.delivery_of(ev.outbound_id)
                     if delivery_id is None:
                         continue
@@ -406,18 +422,9 @@ class Dispatcher:
                         han_deliveries.c.id == delivery_id))).first()
                     if row is None:
                         continue
-                    at = _dt(ev.at)
-                    if isinstance(ev, DeliveredToMeter):
-                        await outbox.set_delivery_state(conn, [row], outbox.DELIVERED, at,
-                                                        only_from=[outbox.QUEUED, outbox.SUBMITTED])
-                        if row.command in ("cancel_message", "cancel_load_control_event"):
-                            await self._mark_original_cancelled(conn, row, at)
-                    else:
-                        await outbox.set_delivery_state(
-                            conn, [row], outbox.EXPIRED if ev.expired else outbox.FAILED, at,
-                            reason=ev.reason, only_from=[outbox.QUEUED, outbox.SUBMITTED])
-                elif isinstance(ev, DeviceResponse):
-                    await self._device_response(conn, ev)
+                    await outbox.set_delivery_state(
+                        conn, [row], outbox.EXPIRED if ev.expired else outbox.FAILED, _dt(ev.at),
+                        reason=ev.reason, only_from=[outbox.QUEUED, outbox.SUBMITTED])
                 elif isinstance(ev, ProvisioningUpdate) and self.on_provisioning is not None:
                     await self.on_provisioning(conn, ev)
 
@@ -429,43 +436,3 @@ class Dispatcher:
             han_deliveries.c.command.in_(ORIGINAL_COMMANDS)))).all()
         await outbox.set_delivery_state(conn, original, outbox.CANCELLED, at, reason="SE cancel delivered",
                                         only_from=[outbox.SUBMITTED, outbox.DELIVERED])
-
-    async def _device_response(self, conn: Any, ev: DeviceResponse) -> None:
-        command, fields = ev.command, dict(ev.fields)
-        if ev.frame is not None:
-            try:
-                decoded = decode_frame(ev.cluster_id, ev.frame)
-                command, fields = decoded.command, dict(decoded.fields)
-            except DecodeError as exc:
-                command, fields = "undecodable", {"reason": str(exc)}
-        se_id: int | None = None
-        state: str | None = None
-        detail: str | None = None
-        if command == "message_confirmation":
-            se_id, state = fields.get("message_id"), "confirmed"
-            detail = fields.get("message_response") or None
-        elif command == "price_acknowledgement":
-            se_id, state = fields.get("issuer_event_id"), "acknowledged"
-        elif command == "report_event_status":
-            se_id = fields.get("issuer_event_id")
-            status = fields.get("event_status")
-            state = EVENT_STATUS.get(status if isinstance(status, int) else -1, f"event_status_{status}")
-        row = None
-        if se_id is not None:
-            row = (await conn.execute(sa.select(
-                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-                han_deliveries.c.esi_id, han_deliveries.c.agreement_id).where(
-                han_deliveries.c.esi_id == ev.esi_id, han_deliveries.c.se_id == se_id,
-                han_deliveries.c.command.in_(ORIGINAL_COMMANDS)).order_by(
-                han_deliveries.c.id.desc()).limit(1))).first()
-        # Every answer goes to the frame log, matched or not.
-        await outbox.log_frame(conn, [{
-            "at": _dt(ev.at), "direction": "in", "esi_id": ev.esi_id, "eui64": ev.eui64,
-            "request_id": row.request_id if row else None, "delivery_id": row.id if row else None,
-            "agreement_id": row.agreement_id if row else None, "cluster_id": ev.cluster_id,
-            "command": command[:40], "frame": ev.frame.hex() if ev.frame is not None else None}])
-        if row is not None and state is not None:
-            await outbox.record_transitions(conn, [outbox.Transition(
-                row.id, row.request_id, row.party_id, row.esi_id, ev.eui64, state, _dt(ev.at), detail)])
-
-

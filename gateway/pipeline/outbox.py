@@ -130,8 +130,18 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
                             shared: bool = True) -> None:
     """One outbox row per premise, queued now. With `shared` the rows use the request's command
     (`shared_command`, stored on the request); otherwise each row carries its own fields and frame."""
+    await insert_many(conn, han_deliveries, delivery_rows(
+        request_id=request_id, party_id=party_id, se_id=se_id, command=command, targets=targets, now=now,
+        expires_at=expires_at, shared=shared))
+
+
+def delivery_rows(*, request_id: int, party_id: int, se_id: int | None, command: Command,
+                  targets: Sequence[Target], now: datetime, expires_at: datetime | None = None,
+                  shared: bool = True) -> list[dict[str, Any]]:
+    """The outbox rows of `insert_deliveries` (several requests' rows go into one INSERT when
+    acceptances are committed as a group)."""
     if not targets:
-        return
+        return []
     frames: dict[str, str] = {}
     fields_json = None if shared else json.dumps(command.fields, default=str)
     rows = []
@@ -148,7 +158,7 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
             "frame": frame, "state": QUEUED, "attempts": 0, "next_attempt_at": now,
             "expires_at": expires_at or command.ends_at, "created_at": now, "updated_at": now,
         })
-    await insert_many(conn, han_deliveries, rows)
+    return rows
 
 
 @dataclass(frozen=True)

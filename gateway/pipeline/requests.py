@@ -20,7 +20,9 @@ from gateway.pipeline.config import PipelineConfig
 from zigbee_se import (
     ClusterId,
     EncodeError,
+    NibblePair,
     SEVersion,
+    command_definitions,
     decimal_to_price,
     encode_frame,
     max_text_bytes,
@@ -75,6 +77,18 @@ class TextRequest(Targeted):
     duration_minutes: int = Field(default=60, ge=1)
 
 
+class BlockPeriodIn(_Body):
+    """A block period (SE 1.1+ PublishBlockPeriod): consumption blocks over a period, each priced by
+    the meter's block thresholds. Sent alongside the price as its own SE event."""
+
+    start: datetime | None = Field(default=None, description="ISO 8601 with zone; omitted: the price's start")
+    duration_minutes: int = Field(ge=1, description="length of the block period in minutes")
+    number_of_block_thresholds: int = Field(ge=1, description="block thresholds in force (1..15)")
+    repeating: bool = Field(default=False, description="the block period repeats (Block Period Control bit 1)")
+    tariff_type: Literal["delivered", "received", "both"] = Field(
+        default="delivered", description="SE 1.2 meters only (Tariff Type); SE 1.1 has no such field")
+
+
 class PriceRequest(Targeted):
     kind: Literal["price"]
     provider_id: int = Field(ge=0, le=0xFFFFFFFF)
@@ -88,7 +102,7 @@ class PriceRequest(Targeted):
     start: datetime | None = None
     duration_minutes: int = Field(default=60, ge=1)
     acknowledgement: bool = False
-    block_period: dict[str, Any] | None = None
+    block_period: BlockPeriodIn | None = None
 
 
 class LoadControlRequest(Targeted):
@@ -147,7 +161,22 @@ class Command:
         fields = dict(self.fields)
         if version < SEVersion.V1_1:
             fields.pop("price_control", None)
+            fields.pop("number_of_block_thresholds", None)
+        if self.command == "publish_block_period":
+            fields = _layout_fields(self.cluster_id, self.command, version, fields)
         return encode_frame(self.cluster_id, self.command, fields, se_version=version, tsn=tsn & 0xFF)
+
+
+def _layout_fields(cluster_id: int, command: str, version: SEVersion, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `command`'s layout for `version` (commands whose layouts differ between
+    versions, e.g. PublishBlockPeriod in SE 1.1 and 1.2, carry the union of both)."""
+    layouts = [d for d in command_definitions(cluster_id, command) if d.since <= version]
+    if not layouts:
+        return fields  # the encoder names the version it needs
+    names: set[str] = set()
+    for item in layouts[-1].fields_for(version):
+        names.update((item.high.name, item.low.name) if isinstance(item, NibblePair) else (item.name,))
+    return {k: v for k, v in fields.items() if k in names}
 
 
 def _start(body_start: datetime | None, now: datetime, errors: list[FieldError]) -> datetime:
@@ -198,9 +227,6 @@ def build_price(body: PriceRequest, now: datetime, cfg: PipelineConfig,
                 errors: list[FieldError]) -> Command:
     start = _start(body.start, now, errors)
     _duration(body.duration_minutes, cfg.max_price_minutes, errors)
-    if body.block_period is not None:
-        errors.append(FieldError("block_period", "not_supported",
-                                 "block periods are not supported yet", None))
     price, digits = 0, 0
     try:
         price, digits = decimal_to_price(body.price, body.trailing_digits)
@@ -220,8 +246,55 @@ def build_price(body: PriceRequest, now: datetime, cfg: PipelineConfig,
         "start_time": _utc_start(body.start, start), "duration_in_minutes": body.duration_minutes,
         "price": price, "price_control": 0x01 if body.acknowledgement else 0x00,
     }
+    if body.block_period is not None:  # SE 1.1 PublishPrice field 18 (SE 1.0 targets are excluded)
+        fields["number_of_block_thresholds"] = min(body.block_period.number_of_block_thresholds,
+                                                   MAX_BLOCK_THRESHOLDS)
     return Command(ClusterId.PRICE, "publish_price", fields, start,
                    start + timedelta(minutes=body.duration_minutes))
+
+
+MAX_BLOCK_THRESHOLDS = 15  # the nibble of SE 1.1 PublishBlockPeriod and the Block1..15 Threshold attributes
+MAX_BLOCK_PERIOD_MINUTES = 0xFFFFFF  # uint24 Block Period Duration
+TARIFF_TYPE = {"delivered": 0, "received": 1, "both": 2}
+
+
+def build_block_period(body: PriceRequest, price_start: datetime, now: datetime,
+                       errors: list[FieldError]) -> Command | None:
+    """The PublishBlockPeriod that goes with a price, or None when the price has none. One field
+    set serves both layouts: the SE 1.1 encoder ignores the SE 1.2 fields (duration type, tariff
+    type, resolution) and the SE 1.2 encoder ignores the 1.1 tiers/thresholds nibbles."""
+    block = body.block_period
+    if block is None:
+        return None
+    if block.start is not None and block.start.tzinfo is None:
+        errors.append(FieldError("block_period.start", "naive_time", "give a time zone (e.g. Z)",
+                                 block.start.isoformat()))
+    elif block.start is not None and block.start < now - timedelta(seconds=30):
+        errors.append(FieldError("block_period.start", "start_in_past",
+                                 f"{block.start.isoformat()} is in the past (now {now.isoformat()})",
+                                 block.start.isoformat()))
+    start = price_start if block.start is None or block.start.tzinfo is None else block.start
+    if block.duration_minutes > MAX_BLOCK_PERIOD_MINUTES:
+        errors.append(FieldError("block_period.duration_minutes", "duration_over_limit",
+                                 f"{block.duration_minutes} minutes is over the SE limit of "
+                                 f"{MAX_BLOCK_PERIOD_MINUTES} minutes (uint24)", block.duration_minutes))
+    if block.number_of_block_thresholds > MAX_BLOCK_THRESHOLDS:
+        errors.append(FieldError("block_period.number_of_block_thresholds", "too_many_block_thresholds",
+                                 f"{block.number_of_block_thresholds} is over the SE limit of "
+                                 f"{MAX_BLOCK_THRESHOLDS} block thresholds", block.number_of_block_thresholds))
+    control = (0x01 if body.acknowledgement else 0) | (0x02 if block.repeating else 0)
+    fields = {
+        "provider_id": body.provider_id, "issuer_event_id": 0,
+        "block_period_start_time": 0 if block.start is None and body.start is None else utc_from_datetime(start),
+        "block_period_duration": min(block.duration_minutes, MAX_BLOCK_PERIOD_MINUTES),
+        "number_of_price_tiers": body.number_of_tiers,
+        "number_of_block_thresholds": min(block.number_of_block_thresholds, MAX_BLOCK_THRESHOLDS),
+        "block_period_control": control,
+        "block_period_duration_type": 0x00,  # timebase minutes, control "start of timebase"
+        "tariff_type": TARIFF_TYPE[block.tariff_type], "tariff_resolution_period": 0,
+    }
+    return Command(ClusterId.PRICE, "publish_block_period", fields, start,
+                   start + timedelta(minutes=min(block.duration_minutes, MAX_BLOCK_PERIOD_MINUTES)))
 
 
 def build_load_control(body: LoadControlRequest, now: datetime, cfg: PipelineConfig,

@@ -13,11 +13,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.authz import authorize
+from gateway.domain.limits import over_device_limit
 from gateway.domain.model import AgreementKind, Scope
 from gateway.domain.records import Principal
-from gateway.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from gateway.errors import Conflict, FieldError, Forbidden, GatewayError, InvalidRequest, NotFound
 from gateway.pipeline import outbox
 from gateway.pipeline.config import OverlapPolicy, PipelineConfig
+from gateway.pipeline.consent import audit_rows, authorize_targets
+from gateway.pipeline.group_commit import NewRequest, committer_for
 from gateway.pipeline.requests import (
     ACTION_FOR_KIND,
     CancelAllLoadControlRequest,
@@ -28,6 +31,7 @@ from gateway.pipeline.requests import (
     PriceRequest,
     RequestKind,
     TextRequest,
+    build_block_period,
     build_load_control,
     build_price,
     build_text,
@@ -35,7 +39,7 @@ from gateway.pipeline.requests import (
     cancel_text_command,
     with_se_id,
 )
-from gateway.store.schema import han_deliveries, han_requests, lce_events, premises
+from gateway.store.schema import audit_log, han_deliveries, han_requests, lce_events, premises
 from gateway.store.store import Store
 
 DEFAULT_SE_VERSION = "1.1"
@@ -57,12 +61,16 @@ class Accepted:
     excluded: list[dict[str, str]] = field(default_factory=list)
     fanout: bool = False
     starts_at: datetime | None = None
+    block_period_request_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.request_id, "kind": self.kind, "se_id": self.se_id,
-                "targeted": self.targeted, "excluded": self.excluded,
-                "fanout": "expanding" if self.fanout else None,
-                "starts_at": self.starts_at.isoformat() if self.starts_at else None}
+        out = {"id": self.request_id, "kind": self.kind, "se_id": self.se_id,
+               "targeted": self.targeted, "excluded": self.excluded,
+               "fanout": "expanding" if self.fanout else None,
+               "starts_at": self.starts_at.isoformat() if self.starts_at else None}
+        if self.block_period_request_id is not None:
+            out["block_period_request_id"] = self.block_period_request_id
+        return out
 
 
 def _scope_for(kind: RequestKind) -> Scope:
@@ -88,54 +96,87 @@ class RequestService:
         action = ACTION_FOR_KIND[kind]
         targets: list[outbox.Target] = []
         excluded: list[dict[str, str]] = []
+        audit: list[dict[str, Any]] = []
         if body.esi_ids:
-            found = await self.store.get_premises(body.esi_ids)
-            for i, esi in enumerate(dict.fromkeys(body.esi_ids)):
-                decision = await authorize(self.store, principal, action, esi, now=now)
+            async with self.store.engine.connect() as conn:
+                looked = await authorize_targets(conn, principal, action, list(dict.fromkeys(body.esi_ids)), now)
+            audit = audit_rows(principal, action, list(looked.values()), now)
+            for esi, target in looked.items():
+                decision = target.decision
                 if not decision.allowed:
                     excluded.append({"esi_id": esi, "reason": EXCLUSION_REASONS.get(
                         decision.reason, decision.reason)})
                     continue
-                premise = found[esi]
-                version = premise.se_version or DEFAULT_SE_VERSION
-                lacking = _lacks_capability(body, version)
+                version = target.se_version or DEFAULT_SE_VERSION
+                lacking = _lacks_capability(body, version) or over_device_limit(
+                    target.enhanced_meter, target.devices, target.load_control_devices,
+                    kind is RequestKind.LOAD_CONTROL)
                 if lacking:
                     excluded.append({"esi_id": esi, "reason": lacking})
                     continue
                 targets.append(outbox.Target(esi, version, decision.agreement_id))
-                del i
         versions = {t.se_version for t in targets} if body.esi_ids else ALL_SE_VERSIONS
         errors: list[FieldError] = []
         command = self._build(body, versions or {DEFAULT_SE_VERSION}, now, errors)
-        if errors:
-            raise InvalidRequest(f"{len(errors)} invalid field(s)", errors=errors)
-        if body.esi_ids and not targets:
-            raise Forbidden("no target premise may receive this request: " + ", ".join(
-                f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
-                errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
-                                   e["esi_id"]) for e in excluded])
-        async with self.store.engine.begin() as conn:
-            se_id = await outbox.allocate_se_id(conn)
-            command = with_se_id(command, se_id)
-            if kind is RequestKind.LOAD_CONTROL and targets:
-                command, conflicts = await self._arbitrate(conn, principal.party_id, body, command,
-                                                           [t.esi_id for t in targets], now)
-                if conflicts:
-                    raise Conflict("overlapping load-control event(s) of another provider: " + "; ".join(
-                        f"{c['esi_id']}: event {c['issuer_event_id']} ({c['starts_at']}..{c['ends_at']})"
-                        for c in conflicts), code="event_conflict",
-                        errors=[FieldError(f"esi_ids[{c['esi_id']}]", "event_conflict",
-                                           f"overlaps issuer event {c['issuer_event_id']}",
-                                           c["issuer_event_id"]) for c in conflicts])
-            request_id = await self._insert_request(conn, principal.party_id, kind, body, se_id,
-                                                    command, len(targets), excluded, now)
-            await outbox.insert_deliveries(conn, request_id=request_id, party_id=principal.party_id,
-                                           se_id=se_id, command=command, targets=targets, now=now)
-            if kind is RequestKind.LOAD_CONTROL:
-                await self._record_events(conn, request_id, principal.party_id, se_id, body,
-                                          command, [t.esi_id for t in targets])
+        block = build_block_period(body, command.starts_at, now, errors) if isinstance(body, PriceRequest) else None
+        block_request_id: int | None = None
+        try:
+            if errors:
+                raise InvalidRequest(f"{len(errors)} invalid field(s)", errors=errors)
+            if body.esi_ids and not targets:
+                raise Forbidden("no target premise may receive this request: " + ", ".join(
+                    f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
+                    errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
+                                       e["esi_id"]) for e in excluded])
+            if kind is not RequestKind.LOAD_CONTROL and block is None:
+                # Texts and prices need no arbitration: pure inserts, committed in a group with
+                # the requests arriving meanwhile (group_commit.py), before the API answers 202.
+                request_id, se_id = await committer_for(self.store).submit(NewRequest(
+                    principal.party_id, kind.value, body.model_dump_json(), command, targets,
+                    json.dumps(excluded), audit, now, fanout=body.all_premises))
+                return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
+                                command.starts_at)
+            # One transaction: the request, its outbox rows and its authorization decisions are
+            # committed together, before the API answers 202.
+            async with self.store.engine.begin() as conn:
+                se_id = await outbox.allocate_se_id(conn)
+                command = with_se_id(command, se_id)
+                if kind is RequestKind.LOAD_CONTROL and targets:
+                    command, conflicts = await self._arbitrate(conn, principal.party_id, body, command,
+                                                               [t.esi_id for t in targets], now)
+                    if conflicts:
+                        raise Conflict("overlapping load-control event(s) of another provider: " + "; ".join(
+                            f"{c['esi_id']}: event {c['issuer_event_id']} ({c['starts_at']}..{c['ends_at']})"
+                            for c in conflicts), code="event_conflict",
+                            errors=[FieldError(f"esi_ids[{c['esi_id']}]", "event_conflict",
+                                               f"overlaps issuer event {c['issuer_event_id']}",
+                                               c["issuer_event_id"]) for c in conflicts])
+                request_id = await self._insert_request(conn, principal.party_id, kind, body, se_id,
+                                                        command, len(targets), excluded, now)
+                await outbox.insert_deliveries(conn, request_id=request_id, party_id=principal.party_id,
+                                               se_id=se_id, command=command, targets=targets, now=now)
+                if kind is RequestKind.LOAD_CONTROL:
+                    await self._record_events(conn, request_id, principal.party_id, se_id, body,
+                                              command, [t.esi_id for t in targets])
+                if block is not None:
+                    # The block period is its own SE event (own issuer event id), delivered to the
+                    # same premises as a companion request of the price.
+                    block_se_id = await outbox.allocate_se_id(conn)
+                    block = with_se_id(block, block_se_id)
+                    block_request_id = await self._insert_request(
+                        conn, principal.party_id, kind, body, block_se_id, block, len(targets), excluded, now,
+                        part_of=request_id)
+                    await outbox.insert_deliveries(conn, request_id=block_request_id, party_id=principal.party_id,
+                                                   se_id=block_se_id, command=block, targets=targets, now=now)
+                await outbox.insert_many(conn, audit_log, audit)
+        except GatewayError:
+            # Refused: the authorization decisions are still recorded (the audit log keeps every one).
+            if audit:
+                async with self.store.engine.begin() as conn:
+                    await outbox.insert_many(conn, audit_log, audit)
+            raise
         return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
-                        command.starts_at)
+                        command.starts_at, block_request_id)
 
     def _build(self, body: Any, versions: set[str], now: datetime, errors: list[FieldError]) -> Command:
         if isinstance(body, TextRequest):
@@ -148,14 +189,14 @@ class RequestService:
     async def _insert_request(self, conn: AsyncConnection, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917
                               se_id: int | None, command: Command | None, targeted: int,
                               excluded: list[dict[str, str]], now: datetime,
-                              cancels: int | None = None) -> int:
+                              cancels: int | None = None, part_of: int | None = None) -> int:
         fanout = bool(getattr(body, "all_premises", False))
         result = await conn.execute(han_requests.insert().values(
             party_id=party_id, kind=kind.value, body=body.model_dump_json(), se_id=se_id,
             command=outbox.shared_command(command, se_id) if command is not None else None,
             target_all=fanout, fanout_after="" if fanout else None, targeted=targeted,
             excluded=json.dumps(excluded), state="expanding" if fanout else "accepted",
-            cancels_request_id=cancels, starts_at=command.starts_at if command else None,
+            cancels_request_id=cancels, part_of_request_id=part_of, starts_at=command.starts_at if command else None,
             ends_at=command.ends_at if command else None, created_at=now))
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
@@ -396,6 +437,8 @@ def _lacks_capability(body: Any, se_version: str) -> str | None:
     """Why a meter cannot carry this request at all (it is then excluded, not failed later)."""
     if isinstance(body, PriceRequest) and body.acknowledgement and se_version == "1.0":
         return "meter_capability: SE 1.0 meters carry no price acknowledgement (Price Control is SE 1.1)"
+    if isinstance(body, PriceRequest) and body.block_period is not None and se_version == "1.0":
+        return "meter_capability: SE 1.0 meters carry no block periods (PublishBlockPeriod is SE 1.1)"
     return None
 
 

@@ -2,6 +2,15 @@
 before they are sent (never lost across restarts), and delivered in order per request: an event
 waits while an earlier one of the same request to the same webhook is not delivered yet.
 
+Dead letters: an event that failed `webhook_max_attempts` times, or is older than
+`webhook_max_age_seconds` when it fails again, is dead-lettered (`dead_at`). It is no longer sent
+and no longer holds back the later events of its request (a receiver that rejects one event
+forever must not stop every later event of that request forever): those go on, in order among
+themselves. Dead letters are listed by `GET /v1/webhooks/{id}/dead-letters` and sent again by
+`POST …/dead-letters/{event_id}/redeliver` (or `…/dead-letters/redeliver` for all), which puts
+them back in the queue as new attempts; a redelivered event then arrives after events that were
+sent while it was dead — receivers order by the event's `at`.
+
 Signature (Standard Webhooks): headers `webhook-id`, `webhook-timestamp` (unix seconds) and
 `webhook-signature: v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">`; the key is the
 base64 part of the `whsec_…` secret. Written by hand: a dozen lines of stdlib HMAC, no library
@@ -84,7 +93,8 @@ class WebhookSender:
             rows = (await conn.execute(sa.select(
                 webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
                 webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
-                webhook_outbox.c.delivered_at.is_(None)).order_by(webhook_outbox.c.id).limit(limit))).all()
+                webhook_outbox.c.delivered_at.is_(None), webhook_outbox.c.dead_at.is_(None)).order_by(
+                webhook_outbox.c.id).limit(limit))).all()
         blocked: set[tuple[int, int]] = set()
         sent = 0
         for row in rows:
@@ -101,6 +111,13 @@ class WebhookSender:
                     await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == row.id).values(
                         delivered_at=now, next_attempt_at=None, attempts=row.attempts + 1))
                     sent += 1
+                elif self._dead(row, now):
+                    # Set aside: later events of the request are no longer held back by it.
+                    await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == row.id).values(
+                        attempts=row.attempts + 1, last_error=(error or "")[:300], next_attempt_at=None,
+                        dead_at=now))
+                    log.warning("webhook %d event %d dead-lettered after %d attempts: %s", row.webhook_id,
+                                row.id, row.attempts + 1, error)
                 else:
                     delay = min(self.config.webhook_retry_max_seconds, 2.0 ** row.attempts)
                     delay *= random.uniform(0.5, 1.0)
@@ -109,6 +126,11 @@ class WebhookSender:
                         next_attempt_at=now + timedelta(seconds=delay)))
                     blocked.add(key)
         return sent
+
+    def _dead(self, row: Any, now: datetime) -> bool:
+        """This failure was the event's last chance: attempts or age used up."""
+        too_old = (now - row.created_at).total_seconds() >= self.config.webhook_max_age_seconds
+        return bool(row.attempts + 1 >= self.config.webhook_max_attempts or too_old)
 
     async def _post(self, row: Any, now: datetime) -> tuple[bool, str | None]:
         """`row`: a webhook_outbox row joined with its webhook (id, body, secret, url)."""

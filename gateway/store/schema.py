@@ -232,6 +232,8 @@ han_requests = sa.Table(
     sa.Column("excluded", sa.Text, nullable=False),  # JSON list of {"esi_id", "reason"}
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("cancels_request_id", sa.Integer, nullable=True),
+    # A companion request (a price's PublishBlockPeriod) names its price request (migration 0009).
+    sa.Column("part_of_request_id", sa.Integer, nullable=True),
     sa.Column("starts_at", UtcDateTime, nullable=True),
     sa.Column("ends_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -354,6 +356,9 @@ webhook_outbox = sa.Table(
     sa.Column("next_attempt_at", UtcDateTime, nullable=True, index=True),
     sa.Column("delivered_at", UtcDateTime, nullable=True),
     sa.Column("last_error", sa.String(300), nullable=True),
+    # Dead letter (migration 0009): attempts or age used up; not sent again until redelivered.
+    sa.Column("dead_at", UtcDateTime, nullable=True),
+    sa.Index("ix_webhook_outbox_dead", "webhook_id", "dead_at"),
 )
 
 # ---------------------------------------------------------------- HAN provisioning (issue 6, 0007)

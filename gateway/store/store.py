@@ -38,7 +38,7 @@ from gateway.domain.records import (
     Technician,
 )
 from gateway.errors import FieldError, InvalidRequest
-from gateway.store import migrate
+from gateway.store import migrate, sqlite_driver
 from gateway.store.schema import (
     agreement_premises,
     agreements,
@@ -52,6 +52,7 @@ from gateway.store.schema import (
     technician_assignments,
     technicians,
 )
+from gateway.store.sqlite_writes import serialize_writes
 
 TOKEN_PREFIX = "hgw_"
 
@@ -238,6 +239,14 @@ class _Outbox:
                                        mail_outbox.c.next_attempt_at.is_(None)),
             ))).one()
         return {"pending": rows[0], "sent": rows[1], "dead": rows[2]}
+
+
+# Every API call runs this: built once, so its cache key is memoized (not recomputed per call).
+_PRINCIPAL_QUERY = (
+    sa.select(credentials, parties.c.status.label("party_status"))
+    .select_from(credentials.outerjoin(parties, credentials.c.party_id == parties.c.id))
+    .where(credentials.c.token_hash == sa.bindparam("token_hash"))
+)
 
 
 class Store(_Outbox):
@@ -429,13 +438,8 @@ class Store(_Outbox):
 
     async def principal_for_token(self, token: str) -> Principal | None:
         """The principal a live (unrevoked) bearer token stands for, else None."""
-        query = (
-            sa.select(credentials, parties.c.status.label("party_status"))
-            .select_from(credentials.outerjoin(parties, credentials.c.party_id == parties.c.id))
-            .where(credentials.c.token_hash == hash_token(token))
-        )
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(_PRINCIPAL_QUERY, {"token_hash": hash_token(token)})).first()
         if row is None or row.revoked_at is not None:
             return None
         if row.party_status is not None and row.party_status != PartyStatus.ACTIVE.value:
@@ -969,10 +973,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url)
+    parsed = sa.engine.make_url(url)
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() != "sqlite" or parsed.database not in (None, "", ":memory:"):
+        # The default pool (5, overflow 10) opened and closed a connection for every request
+        # beyond 5 concurrent ones: on SQLite a thread with its pragmas, on PostgreSQL a backend
+        # process. Connections are opened on demand, up to 20 kept.
+        options = {"pool_size": 20, "max_overflow": 20}
+    if parsed.drivername == "sqlite+aiosqlite":
+        parsed = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")  # one thread trip per statement
+    engine = create_async_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
+    return serialize_writes(engine)
 
 
 async def open_store(url: str, *, migrate_to: str | None = "head") -> Store:

@@ -186,7 +186,7 @@ async def test_openapi_docs_health_ready_metrics(gateway: Gateway) -> None:
     assert asset.status_code == 200 and len(asset.content) > 100_000
     assert (await gateway.client.get("/healthz")).json() == {"status": "ok"}
     ready = (await gateway.client.get("/readyz")).json()
-    assert ready == {"status": "ready", "schema_revision": "0008"}
+    assert ready == {"status": "ready", "schema_revision": "0009"}
     await gateway.client.get("/v1/premises", headers=gateway.op)
     await gateway.client.get(f"/v1/premises/{ONCOR}", headers=gateway.op)
     metrics = (await gateway.client.get("/metrics")).text

@@ -1,0 +1,173 @@
+"""Route events into the store, in bulk and idempotently.
+
+Routes deliver their events at least once: `RemoteSimulatedRoute` reads the field's event log from
+the start after a gateway restart, and a head-end may resend a notification it is not sure we got.
+Applying an event twice must change nothing:
+
+- `DeliveredToMeter` (and failures) move a delivery only from `queued`/`submitted`, so a replay
+  finds it delivered already and records no transition and no webhook event;
+- a `DeviceResponse` is the same answer again when the frame log already holds an inbound frame
+  of that device with the same time, cluster, command and bytes: it is skipped whole (no second
+  frame-log row, history row or webhook event).
+
+Events that arrive together are written in bulk — consecutive `DeliveredToMeter` events with
+three statements in all (read the deliveries, update them, record their transitions), consecutive
+device answers with a handful — instead of a handful per event: at 100 deliveries per second
+that was most of the gateway's database round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ams_adapters.contract import DeliveredToMeter, DeviceResponse
+from gateway.pipeline import outbox
+from gateway.store.schema import han_deliveries, han_frame_log
+from zigbee_se import DecodeError, decode_frame
+
+CANCEL_COMMANDS = ("cancel_message", "cancel_load_control_event")
+# The commands device answers refer to (a cancel's answer is about the original event).
+ORIGINAL_COMMANDS = ("display_message", "publish_price", "publish_block_period", "load_control_event")
+EVENT_STATUS = {
+    0x01: "received", 0x02: "started", 0x03: "completed", 0x04: "opted_out", 0x05: "opted_in",
+    0x06: "cancelled", 0x07: "superseded", 0x08: "partially_completed_opt_out",
+    0x09: "partially_completed_opt_in", 0x0A: "completed_no_participation",
+    0xF6: "rejected_invalid_opt_out", 0xF7: "rejected_event_not_found",
+    0xF8: "rejected_invalid_cancel", 0xF9: "rejected_invalid_effective_time",
+    0xFB: "rejected_expired", 0xFD: "rejected_undefined_event", 0xFE: "rejected",
+}
+
+
+def _dt(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, tz=UTC)
+
+
+async def mark_delivered(conn: AsyncConnection, events: Sequence[DeliveredToMeter]) -> list[tuple[Any, datetime]]:
+    """Apply `DeliveredToMeter` events (in the caller's transaction). Returns the cancel deliveries
+    that reached their meter now, with their time, for the caller to mark the originals cancelled."""
+    by_id: dict[int, DeliveredToMeter] = {}
+    for ev in events:
+        delivery_id = outbox.delivery_of(ev.outbound_id)
+        if delivery_id is not None:
+            by_id.setdefault(delivery_id, ev)  # a duplicate within the batch is applied once
+    if not by_id:
+        return []
+    rows: list[Any] = []
+    ids = list(by_id)
+    for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+        rows.extend((await conn.execute(sa.select(
+            han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+            han_deliveries.c.esi_id, han_deliveries.c.command, han_deliveries.c.se_id,
+            han_deliveries.c.state).where(han_deliveries.c.id.in_(ids[i:i + 500])))).all())
+    moving = [r for r in rows if r.state in (outbox.QUEUED, outbox.SUBMITTED)]
+    if not moving:
+        return []
+    # One executemany; the state condition is repeated so that the update, not the read, decides.
+    await conn.execute(han_deliveries.update().where(
+        han_deliveries.c.id == sa.bindparam("b_id"),
+        sa.or_(han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.state == outbox.SUBMITTED)).values(
+        state=outbox.DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
+        reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), han_deliveries.c.reference)),
+        [{"b_id": r.id, "b_at": _dt(by_id[r.id].at), "b_reference": (by_id[r.id].reference or "")[:100] or None}
+         for r in moving])
+    await outbox.record_transitions(conn, [outbox.Transition(
+        r.id, r.request_id, r.party_id, r.esi_id, None, outbox.DELIVERED, _dt(by_id[r.id].at)) for r in moving])
+    return [(r, _dt(by_id[r.id].at)) for r in moving if r.command in CANCEL_COMMANDS]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    event: DeviceResponse
+    at: datetime
+    command: str
+    frame: str | None
+    se_id: int | None
+    state: str | None
+    detail: str | None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What makes two answers the same answer (a replay)."""
+        return (self.event.esi_id, self.event.eui64, self.at, self.event.cluster_id, self.command[:40], self.frame)
+
+
+def _read_answer(ev: DeviceResponse) -> _Answer:
+    """Decode a device's answer with zigbee_se and say which delivery state it reports."""
+    command, fields = ev.command, dict(ev.fields)
+    if ev.frame is not None:
+        try:
+            decoded = decode_frame(ev.cluster_id, ev.frame)
+            command, fields = decoded.command, dict(decoded.fields)
+        except DecodeError as exc:
+            command, fields = "undecodable", {"reason": str(exc)}
+    se_id: int | None = None
+    state: str | None = None
+    detail: str | None = None
+    if command == "message_confirmation":
+        se_id, state = fields.get("message_id"), "confirmed"
+        detail = fields.get("message_response") or None
+    elif command == "price_acknowledgement":
+        se_id, state = fields.get("issuer_event_id"), "acknowledged"
+    elif command == "report_event_status":
+        se_id = fields.get("issuer_event_id")
+        status = fields.get("event_status")
+        state = EVENT_STATUS.get(status if isinstance(status, int) else -1, f"event_status_{status}")
+    return _Answer(ev, _dt(ev.at), command, ev.frame.hex() if ev.frame is not None else None, se_id, state,
+                   detail)
+
+
+async def device_answers(conn: AsyncConnection, events: Sequence[DeviceResponse]) -> None:
+    """Store device answers (in the caller's transaction): each goes to the frame log, matched or
+    not, and those that report a state (confirmation, acknowledgement, event status) become a
+    device transition of the delivery they answer (by premise and message id / issuer event id).
+    Answers already in the frame log are replays and are skipped. Three reads and two writes for
+    the whole batch."""
+    answers: dict[tuple[Any, ...], _Answer] = {}
+    for ev in events:
+        answer = _read_answer(ev)
+        answers.setdefault(answer.key, answer)  # the same answer twice in one batch: once
+    if not answers:
+        return
+    esi_ids = sorted({a.event.esi_id for a in answers.values()})
+    times = sorted({a.at for a in answers.values()})
+    logged: set[tuple[Any, ...]] = set()
+    for i in range(0, len(esi_ids), 200):
+        logged.update(tuple(r) for r in (await conn.execute(sa.select(
+            han_frame_log.c.esi_id, han_frame_log.c.eui64, han_frame_log.c.at, han_frame_log.c.cluster_id,
+            han_frame_log.c.command, han_frame_log.c.frame).where(
+            han_frame_log.c.direction == "in", han_frame_log.c.esi_id.in_(esi_ids[i:i + 200]),
+            han_frame_log.c.at.in_(times[:500]) if len(times) <= 500 else
+            han_frame_log.c.at.between(times[0], times[-1])))).all())
+    fresh = [a for key, a in answers.items() if key not in logged]
+    if not fresh:
+        return  # every one a replay (routes deliver at least once)
+    wanted = sorted({(a.event.esi_id, a.se_id) for a in fresh if a.se_id is not None})
+    matched: dict[tuple[str, int], Any] = {}
+    for i in range(0, len(wanted), 200):
+        for found in (await conn.execute(sa.select(
+                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                han_deliveries.c.esi_id, han_deliveries.c.agreement_id, han_deliveries.c.se_id).where(
+                sa.tuple_(han_deliveries.c.esi_id, han_deliveries.c.se_id).in_(wanted[i:i + 200]),
+                han_deliveries.c.command.in_(ORIGINAL_COMMANDS)))).all():
+            key = (found.esi_id, int(found.se_id))
+            if key not in matched or found.id > matched[key].id:  # the newest delivery of that id
+                matched[key] = found
+    rows = []
+    transitions = []
+    for a in fresh:
+        row = matched.get((a.event.esi_id, a.se_id)) if a.se_id is not None else None
+        rows.append({"at": a.at, "direction": "in", "esi_id": a.event.esi_id, "eui64": a.event.eui64,
+                     "request_id": row.request_id if row else None, "delivery_id": row.id if row else None,
+                     "agreement_id": row.agreement_id if row else None, "cluster_id": a.event.cluster_id,
+                     "command": a.command[:40], "frame": a.frame})
+        if row is not None and a.state is not None:
+            transitions.append(outbox.Transition(row.id, row.request_id, row.party_id, row.esi_id, a.event.eui64,
+                                                 a.state, a.at, a.detail))
+    await outbox.log_frame(conn, rows)
+    await outbox.record_transitions(conn, transitions)
