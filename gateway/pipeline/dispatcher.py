@@ -39,7 +39,7 @@ from gateway.domain.model import AgreementState
 from gateway.pipeline import outbox
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.service import RequestService
-from gateway.store.schema import agreements, han_deliveries, han_requests
+from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_requests
 from gateway.store.store import Store
 from zigbee_se import DecodeError, SEVersion, decode_frame
 
@@ -59,6 +59,12 @@ EVENT_STATUS = {
     0xF8: "rejected_invalid_cancel", 0xF9: "rejected_invalid_effective_time",
     0xFB: "rejected_expired", 0xFD: "rejected_undefined_event", 0xFE: "rejected",
 }
+
+# The withdrawal sweep: how far back each sweep looks again (a termination committed while the
+# previous sweep ran), how long an ended agreement stays watched, how many deliveries per sweep.
+SWEEP_OVERLAP = timedelta(seconds=60)
+WITHDRAW_GRACE_SECONDS = 60.0
+WITHDRAW_BATCH = 500
 
 
 # What dispatching a delivery reads (not its timestamps and notes: fewer values to convert per row).
@@ -140,6 +146,8 @@ class Dispatcher:
         self.handed = 0
         self._stopping = False
         self._next_sweep = 0.0
+        self._swept_at: datetime | None = None  # the clock at the previous withdrawal sweep
+        self._ended: dict[int, float] = {}  # ended agreements watched -> until (monotonic)
         self._commands: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -199,16 +207,57 @@ class Dispatcher:
     async def _withdraw_ended_agreements(self, now: datetime) -> int:
         """Texts and load-control events already sent under an agreement that has ended (by the
         customer, the third party or the system) are withdrawn: an SE cancel goes to each premise.
-        (Queued work of ended agreements is cancelled in `_due`, before it is sent.)"""
-        query = sa.select(han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-                          han_deliveries.c.esi_id).join(
-            agreements, agreements.c.id == han_deliveries.c.agreement_id).where(
-            han_deliveries.c.state.in_([outbox.SUBMITTED, outbox.DELIVERED]),
-            han_deliveries.c.command.in_(["display_message", "load_control_event"]),
-            han_deliveries.c.expires_at > now,
-            sa.or_(agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now)).limit(500)
+        (Queued work of ended agreements is cancelled in `_due`, before it is sent.)
+
+        Incremental: each sweep reads only the agreements that ended since the previous one
+        (`updated_at` moved or `ends_at` passed, both indexed), then looks up their deliveries
+        through their premises. The first sweep after a start looks at every ended agreement once
+        (what a crash may have left half withdrawn)."""
+        ended = [agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now]
+        query = sa.select(agreements.c.id, agreements.c.state, agreements.c.updated_at, agreements.c.ends_at)
+        if self._swept_at is None:
+            query = query.where(sa.or_(*ended))
+        else:
+            since = self._swept_at - SWEEP_OVERLAP
+            query = query.where(sa.or_(
+                sa.and_(agreements.c.updated_at > since, ended[0]),
+                sa.and_(agreements.c.ends_at > since, ended[1])))
+        mono = time.monotonic()
         async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            for agreement_id, state, updated_at, ends_at in (await conn.execute(query)).all():
+                ended_at = updated_at if state != AgreementState.ACTIVE.value else ends_at
+                recent = ended_at is not None and ended_at > now - SWEEP_OVERLAP
+                # Watched for a while after it ended: a batch in flight when the agreement ended
+                # may still turn `submitted` after the first look.
+                until = mono + WITHDRAW_GRACE_SECONDS if recent else mono
+                self._ended[agreement_id] = max(self._ended.get(agreement_id, 0.0), until)
+            self._swept_at = now
+            if not self._ended:
+                return 0
+            rows: list[Any] = []
+            ids = list(self._ended)
+            for i in range(0, len(ids), 500):
+                rows.extend((await conn.execute(sa.select(
+                    han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                    han_deliveries.c.esi_id, han_deliveries.c.agreement_id).select_from(
+                    agreement_premises.join(han_deliveries, sa.and_(
+                        han_deliveries.c.esi_id == agreement_premises.c.esi_id,
+                        han_deliveries.c.agreement_id == agreement_premises.c.agreement_id)).join(
+                        agreements, agreements.c.id == agreement_premises.c.agreement_id)).where(
+                    agreement_premises.c.agreement_id.in_(ids[i:i + 500]),
+                    han_deliveries.c.state.in_([outbox.SUBMITTED, outbox.DELIVERED]),
+                    han_deliveries.c.command.in_(["display_message", "load_control_event"]),
+                    han_deliveries.c.expires_at > now,
+                    # still ended (a renewal may have put it back in force)
+                    sa.or_(*ended)).limit(WITHDRAW_BATCH - len(rows)))).all())
+                if len(rows) >= WITHDRAW_BATCH:
+                    break
+        busy = {r.agreement_id for r in rows}
+        for agreement_id, until in list(self._ended.items()):
+            if agreement_id in busy:
+                self._ended[agreement_id] = max(until, mono + 1.0)  # more next sweep
+            elif until <= mono:
+                del self._ended[agreement_id]
         by_request: dict[int, list[Any]] = {}
         for r in rows:
             by_request.setdefault(r.request_id, []).append(r)

@@ -350,3 +350,9 @@ webhook_outbox = sa.Table(
     sa.Column("delivered_at", UtcDateTime, nullable=True),
     sa.Column("last_error", sa.String(300), nullable=True),
 )
+
+# -- fan-out at scale / incremental withdrawal sweep (issue 5 part B) ----------------------------
+# The dispatcher's withdrawal sweep reads only agreements that ended since its previous sweep
+# (migration 0010): terminated ones by `updated_at`, ones that ran out by `ends_at`.
+sa.Index("ix_agreements_updated_at", agreements.c.updated_at)
+sa.Index("ix_agreements_ends_at", agreements.c.ends_at)
