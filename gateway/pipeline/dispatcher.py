@@ -72,7 +72,10 @@ DUE_COLUMNS = (
     han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id, han_deliveries.c.esi_id,
     han_deliveries.c.agreement_id, han_deliveries.c.se_id, han_deliveries.c.se_version,
     han_deliveries.c.cluster_id, han_deliveries.c.command, han_deliveries.c.fields, han_deliveries.c.frame,
-    han_deliveries.c.state, han_deliveries.c.attempts, han_deliveries.c.expires_at,
+    han_deliveries.c.state, han_deliveries.c.attempts,
+    # Read raw (SQLite: text, PostgreSQL: datetime) and converted once per distinct value in
+    # `_expires_unix`: a fan-out's rows all share one end time.
+    sa.type_coerce(han_deliveries.c.expires_at, sa.String).label("expires_raw"),
 )
 
 
@@ -120,6 +123,14 @@ class RouteSet:
 @functools.cache
 def _se_version(text: str) -> SEVersion:
     return SEVersion.parse(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _expires_unix(raw: str | datetime) -> float:
+    """A delivery's expiry as read raw (`DUE_COLUMNS`): SQLite keeps naive UTC text, PostgreSQL
+    returns an aware datetime."""
+    moment = raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _dt(unix: float) -> datetime:
@@ -197,11 +208,16 @@ class Dispatcher:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + 1.0
             worked += await self._withdraw_ended_agreements(now)
-        worked += await self._expand_fanouts(now)
-        worked += await self._expire(now)
-        due = await self._due(now)
-        if due:
-            worked += await self._dispatch(due, now)
+        # The next fan-out page is expanded (SQL in the database's thread) while the rows already
+        # due are read, handed to their routes and recorded (mostly Python in this one).
+        expanding = asyncio.create_task(self._expand_fanouts(now))
+        try:
+            worked += await self._expire(now)
+            due = await self._due(now)
+            if due:
+                worked += await self._dispatch(due, now)
+        finally:
+            worked += await expanding
         return worked
 
     async def _withdraw_ended_agreements(self, now: datetime) -> int:
@@ -273,19 +289,22 @@ class Dispatcher:
         for row in rows:
             # One page per request per pass: fan-outs take turns with each other and with the
             # dispatch of single-premise requests.
-            total += await self.requests.expand_fanout_page(row, now) or 1
+            async with self._writes:
+                total += await self.requests.expand_fanout_page(row, now) or 1
         return total
 
     async def _expire(self, now: datetime) -> int:
-        async with self.store.engine.begin() as conn:
+        async with self.store.engine.connect() as conn:
             rows = (await conn.execute(sa.select(
                 han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
                 han_deliveries.c.esi_id).where(
                 han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.expires_at <= now).limit(
                 self.config.batch_size))).all()
-            await outbox.set_delivery_state(conn, rows, outbox.EXPIRED, now,
-                                            reason="end time passed before it could be sent",
-                                            only_from=[outbox.QUEUED])
+        if rows:  # the write lock only when there is something to expire (still queued: only_from)
+            async with self._writes, self.store.engine.begin() as conn:
+                await outbox.set_delivery_state(conn, rows, outbox.EXPIRED, now,
+                                                reason="end time passed before it could be sent",
+                                                only_from=[outbox.QUEUED])
         return len(rows)
 
     async def _due(self, now: datetime) -> list[Any]:
@@ -313,7 +332,7 @@ class Dispatcher:
                 if cmd is not None} if shared_ids else {}
         ended = [r for r in rows if r.agreement_id is not None and r.agreement_id not in in_force]
         if ended:
-            async with self.store.engine.begin() as conn:
+            async with self._writes, self.store.engine.begin() as conn:
                 await outbox.set_delivery_state(conn, ended, outbox.CANCELLED, now,
                                                 reason="agreement no longer in force",
                                                 only_from=[outbox.QUEUED])
@@ -341,11 +360,7 @@ class Dispatcher:
     async def _submit(self, route: Route, rows: list[Any], now: datetime) -> None:
         async with self._semaphores[id(route)]:
             await self._buckets[id(route)].take(len(rows))
-            ops = [HanOperation(
-                outbound_id=outbox.outbound_id(r.id), esi_id=r.esi_id, target=CAPABLE_DEVICES,
-                kind=OPERATION_KIND[r.command], cluster_id=r.cluster_id, command=r.command,
-                fields=self._fields(r), frame=self._frame(r), se_version=_se_version(r.se_version),
-                expires_at=r.expires_at.timestamp()) for r in rows]
+            ops = self._operations(rows)
             try:
                 results = await route.submit(ops)
             except Exception as exc:  # the route is down: every item is retried later
@@ -364,21 +379,37 @@ class Dispatcher:
                 if result.retry_after_s is not None:
                     retry_after[row.id] = result.retry_after_s
         async with self._writes, self.store.engine.begin() as conn:
-            # One UPDATE per batch (the head-end references are not kept per item: the outbound id is the key).
-            await outbox.set_delivery_state(conn, [row for row, _ in accepted], outbox.SUBMITTED, now,
-                                            only_from=[outbox.QUEUED])
+            # Set-based: state, transitions and frame log of the whole batch in a few statements
+            # (the head-end references are not kept per item: the outbound id is the key).
+            await outbox.mark_submitted(conn, [row for row, _ in accepted], now)
             for row, reason in rejected:
                 await outbox.set_delivery_state(conn, [row], outbox.FAILED, now, reason=reason,
                                                 only_from=[outbox.QUEUED])
-            await outbox.log_frame(conn, [{
-                "at": now, "direction": "out", "esi_id": row.esi_id, "eui64": None,
-                "request_id": row.request_id, "delivery_id": row.id, "agreement_id": row.agreement_id,
-                # NULL frame: the request's frame for the premise's SE version (han_requests.command)
-                "cluster_id": row.cluster_id, "command": row.command, "frame": row.frame}
-                for row, _ in accepted])
         self.handed += len(accepted)
         if retry:
             await self._retry(retry, now, "route asked to retry later", retry_after)
+
+    def _operations(self, rows: Sequence[Any]) -> list[HanOperation]:
+        """The route's operations for due rows. A fan-out's rows share their request's fields
+        and frame (per SE version), decoded once per batch, not once per premise."""
+        shared: dict[tuple[int, str], tuple[dict[str, Any], bytes]] = {}
+        ops = []
+        for r in rows:
+            (id_, request_id, _party, esi_id, _agreement, _se_id, se_version, cluster_id, command,
+             fields, frame, _state, _attempts, expires_raw) = r
+            if fields is None and frame is None:
+                key = (request_id, se_version)
+                found = shared.get(key)
+                if found is None:
+                    found = shared[key] = (self._fields(r), self._frame(r))
+                op_fields, op_frame = found
+            else:
+                op_fields, op_frame = self._fields(r), self._frame(r)
+            ops.append(HanOperation(
+                outbound_id=outbox.outbound_id(id_), esi_id=esi_id, target=CAPABLE_DEVICES,
+                kind=OPERATION_KIND[command], cluster_id=cluster_id, command=command, fields=op_fields, frame=op_frame,
+                se_version=_se_version(se_version), expires_at=_expires_unix(expires_raw)))
+        return ops
 
     def _fields(self, row: Any) -> dict[str, Any]:
         if row.fields is not None:
