@@ -267,8 +267,14 @@ async def fanout_worker(n: int) -> None:
         accepted = await RequestService(store, config.pipeline).submit(
             Principal(Role.THIRD_PARTY, party_id=1), body, datetime.now(UTC))
         await dispatcher.start()
+        next_report = t0 + 10
         while route.handed < n and time.perf_counter() - t0 < 600:
             await asyncio.sleep(0.05)
+            if time.perf_counter() >= next_report:  # the rate along the way: does it hold up?
+                next_report += 10
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                print(f"  after {time.perf_counter() - t0:.0f} s: {route.handed:,} handed, peak RSS {rss:.0f} MB",
+                      flush=True)
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         await dispatcher.close()

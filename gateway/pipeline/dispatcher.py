@@ -77,6 +77,8 @@ DUE_COLUMNS = (
     # `_expires_unix`: a fan-out's rows all share one end time.
     sa.type_coerce(han_deliveries.c.expires_at, sa.String).label("expires_raw"),
 )
+# Positions in a due row (DUE_COLUMNS, then whether its agreement is in force).
+REQUEST_ID, ESI_ID, FIELDS, IN_FORCE = 1, 3, 9, len(DUE_COLUMNS)
 
 
 class TokenBucket:
@@ -317,32 +319,38 @@ class Dispatcher:
             if not parties:
                 return []
             share = max(1, batch // len(parties))
+            # Whether the delivery's agreement is still in force, asked in the same query (a
+            # primary-key lookup per row in SQL rather than a pass over the rows in Python).
+            in_force = sa.case((sa.or_(han_deliveries.c.agreement_id.is_(None), sa.exists().where(
+                agreements.c.id == han_deliveries.c.agreement_id, agreements.c.state == AgreementState.ACTIVE.value,
+                agreements.c.ends_at > now)), 1), else_=0).label("in_force")
             rows: list[Any] = []
             for party_id in parties:
-                rows.extend((await conn.execute(sa.select(*DUE_COLUMNS).where(
+                rows.extend((await conn.execute(sa.select(*DUE_COLUMNS, in_force).where(
                     han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now,
                     han_deliveries.c.party_id == party_id).order_by(han_deliveries.c.id).limit(share))).all())
-            agreement_ids = {r.agreement_id for r in rows if r.agreement_id is not None}
-            in_force = set((await conn.execute(sa.select(agreements.c.id).where(
-                agreements.c.id.in_(agreement_ids), agreements.c.state == AgreementState.ACTIVE.value,
-                agreements.c.ends_at > now))).scalars().all()) if agreement_ids else set()
-            shared_ids = {r.request_id for r in rows if r.fields is None}
+            ok: list[Any] = []
+            ended: list[Any] = []
+            shared_ids: set[int] = set()
+            for r in rows:  # positional: a Row's attribute access costs more than its index
+                (ok if r[IN_FORCE] else ended).append(r)
+                if r[FIELDS] is None:
+                    shared_ids.add(r[REQUEST_ID])
             self._commands = {rid: json.loads(cmd) for rid, cmd in (await conn.execute(sa.select(
                 han_requests.c.id, han_requests.c.command).where(han_requests.c.id.in_(shared_ids)))).all()
                 if cmd is not None} if shared_ids else {}
-        ended = [r for r in rows if r.agreement_id is not None and r.agreement_id not in in_force]
         if ended:
             async with self._writes, self.store.engine.begin() as conn:
                 await outbox.set_delivery_state(conn, ended, outbox.CANCELLED, now,
                                                 reason="agreement no longer in force",
                                                 only_from=[outbox.QUEUED])
-        return [r for r in rows if r.agreement_id is None or r.agreement_id in in_force]
+        return ok
 
     async def _dispatch(self, rows: Sequence[Any], now: datetime) -> int:
         by_route: dict[int, tuple[Route, list[Any]]] = {}
         no_route = []
         for r in rows:
-            route = self.routes.for_premise(r.esi_id)
+            route = self.routes.for_premise(r[ESI_ID])
             if route is None:
                 no_route.append(r)
             else:
@@ -396,7 +404,7 @@ class Dispatcher:
         ops = []
         for r in rows:
             (id_, request_id, _party, esi_id, _agreement, _se_id, se_version, cluster_id, command,
-             fields, frame, _state, _attempts, expires_raw) = r
+             fields, frame, _state, _attempts, expires_raw, _in_force) = r
             if fields is None and frame is None:
                 key = (request_id, se_version)
                 found = shared.get(key)

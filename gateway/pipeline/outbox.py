@@ -266,8 +266,9 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[Any], now: dateti
     UPDATE … RETURNING id, then the transitions and the frame log (the frame sent into the home)
     written by INSERT … SELECT from the changed rows, so a batch of thousands of premises costs
     three statements and no Python object per premise. Webhook events (one per transition) are
-    built only for parties that registered webhooks. Returns how many rows changed."""
-    ids = [r.id for r in rows]
+    built only for parties that registered webhooks. `rows` start (id, request_id, party_id,
+    esi_id), as the dispatcher's due rows do. Returns how many rows changed."""
+    ids = [r[0] for r in rows]  # rows start with the delivery id (positional: cheaper than .id)
     changed: list[int] = []
     for i in range(0, len(ids), ID_CHUNK):
         result = await conn.execute(han_deliveries.update().where(
@@ -292,7 +293,7 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[Any], now: dateti
                 sa.literal(now, han_frame_log.c.at.type), sa.literal("out", sa.String), d.esi_id, sa.null(),
                 d.request_id, d.id, d.agreement_id, d.cluster_id, d.command, d.frame)))
     if changed:
-        parties = {r.party_id for r in rows}
+        parties = {r[2] for r in rows}
         if (await conn.execute(sa.select(webhooks.c.id).where(
                 webhooks.c.party_id.in_(parties), webhooks.c.deleted_at.is_(None)).limit(1))).first():
             by_id = {r.id: r for r in rows}

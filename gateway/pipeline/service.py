@@ -392,8 +392,8 @@ class RequestService:
 
 
     async def _expand_page_in_sql(self, request_row: Any, kind: RequestKind, now: datetime) -> int:
-        """A price or text page: its bound (last ESI ID) is read, then the cursor moves and the
-        page's outbox rows are inserted by one INSERT … SELECT in the same transaction."""
+        """A price or text page: its outbox rows are inserted by one INSERT … SELECT and the
+        cursor moves to its last premise, in one transaction."""
         scope: dict[str, Any] = {"party_id": request_row.party_id, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
                                  "scope": _scope_for(kind), "now": now, "after": request_row.fanout_after}
         # SE 1.0 meters carry no price acknowledgement: they are excluded (listed), not sent to.
@@ -411,16 +411,23 @@ class RequestService:
                 han_requests.c.fanout_after == request_row.fanout_after).values(state="expanding"))
             if not moved.rowcount:
                 return 0  # cancelled or expanded meanwhile
-            last, count = await fanout_sql.page_end(conn, **scope, limit=self.config.fanout_page)
-            done = count < self.config.fanout_page
-            inserted = 0
-            if last is not None:
-                stored = json.loads(request_row.command)
+            stored = json.loads(request_row.command)
+            page = self.config.fanout_page
+            insert = {"request_id": request_row.id, "se_id": request_row.se_id,
+                      "default_version": DEFAULT_SE_VERSION, "cluster_id": int(stored["cluster_id"]),
+                      "command": stored["command"],
+                      "expires_at": request_row.ends_at, "skip_versions": skip}
+            if skip:
+                # Some premises of the page are left out: its end is found first.
+                last, count = await fanout_sql.page_end(conn, **scope, limit=page)
+                done = count < page
                 inserted = await fanout_sql.insert_page_deliveries(
-                    conn, request_id=request_row.id, se_id=request_row.se_id, **scope, last=last,
-                    default_version=DEFAULT_SE_VERSION,
-                    cluster_id=int(stored["cluster_id"]), command=stored["command"],
-                    expires_at=request_row.ends_at, skip_versions=skip)
+                    conn, **scope, **insert, last=last, limit=None) if last is not None else 0
+            else:
+                # The next `page` premises in one statement; the cursor is the last one inserted.
+                inserted = await fanout_sql.insert_page_deliveries(conn, **scope, **insert, last=None, limit=page)
+                done = inserted < page
+                last = await fanout_sql.last_expanded(conn, request_row.id) if inserted else None
             old_excluded = json.loads(request_row.excluded)
             excluded: list[dict[str, str]] = []
             if skip and last is not None and len(old_excluded) < MAX_LISTED_EXCLUSIONS:

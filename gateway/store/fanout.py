@@ -61,30 +61,39 @@ async def page_end(conn: AsyncConnection, *, party_id: int, kind: AgreementKind,
 
 
 def _page_rows(*, party_id: int, kind: AgreementKind, scope: Scope | None, now: datetime, after: str,
-               last: str, default_version: str) -> tuple[sa.Select[Any], Any]:
-    """The page (after, last] joined with each premise's SE version (its default when unknown)."""
-    version = sa.func.coalesce(premises.c.se_version, default_version)
+               last: str | None, default_version: str) -> tuple[sa.Select[Any], Any]:
+    """The page (after, last] (to the end when `last` is None) with each premise's SE version
+    (its default when unknown), grouped by ESI ID alone so that SQLite walks the index in order
+    (no temporary B-tree) and can stop at a LIMIT."""
+    version = sa.func.min(sa.func.coalesce(premises.c.se_version, default_version))
     query = (
         sa.select(agreement_premises.c.esi_id, sa.func.min(agreement_premises.c.agreement_id), version)
         .join(premises, premises.c.esi_id == agreement_premises.c.esi_id)
-        .where(agreement_premises.c.esi_id > after, agreement_premises.c.esi_id <= last,
-               premises.c.status == "active", *_in_force(party_id, kind, scope, now))
-        .group_by(agreement_premises.c.esi_id, premises.c.se_version)
+        .where(agreement_premises.c.esi_id > after, premises.c.status == "active",
+               *_in_force(party_id, kind, scope, now))
+        .group_by(agreement_premises.c.esi_id)
+        .order_by(agreement_premises.c.esi_id)
     )
+    if last is not None:
+        query = query.where(agreement_premises.c.esi_id <= last)
     return query, version
 
 
 async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_id: int | None, party_id: int,
-                                 kind: AgreementKind, scope: Scope | None, now: datetime, after: str, last: str,
-                                 default_version: str, cluster_id: int, command: str,
-                                 expires_at: datetime, skip_versions: frozenset[str] = frozenset()) -> int:
-    """One queued outbox row per premise of the page (after, last], using the request's shared
-    command (fields and frame NULL), in one INSERT … SELECT; premises whose SE version is in
-    `skip_versions` are left out (the caller lists them as excluded). Returns the rows inserted."""
+                                 kind: AgreementKind, scope: Scope | None, now: datetime, after: str,
+                                 last: str | None, limit: int | None, default_version: str, cluster_id: int,
+                                 command: str, expires_at: datetime,
+                                 skip_versions: frozenset[str] = frozenset()) -> int:
+    """One queued outbox row per premise of the page (after, last] or of the next `limit`
+    premises after `after`, using the request's shared command (fields and frame NULL), in one
+    INSERT … SELECT; premises whose SE version is in `skip_versions` are left out (the caller
+    lists them as excluded). Returns the rows inserted."""
     query, version = _page_rows(party_id=party_id, kind=kind, scope=scope, now=now, after=after,
                                 last=last, default_version=default_version)
     if skip_versions:
-        query = query.where(version.not_in(sorted(skip_versions)))
+        query = query.having(version.not_in(sorted(skip_versions)))
+    if limit is not None:
+        query = query.limit(limit)
     values = query.with_only_columns(
         sa.literal(request_id, sa.Integer), sa.literal(party_id, sa.Integer),
         agreement_premises.c.esi_id, sa.func.min(agreement_premises.c.agreement_id),
@@ -101,6 +110,13 @@ async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_i
     return int(result.rowcount)
 
 
+async def last_expanded(conn: AsyncConnection, request_id: int) -> str | None:
+    """The highest ESI ID the request has a delivery for (index (request_id, esi_id))."""
+    value = (await conn.execute(sa.select(sa.func.max(han_deliveries.c.esi_id)).where(
+        han_deliveries.c.request_id == request_id))).scalar()
+    return None if value is None else str(value)
+
+
 async def page_premises_with_versions(conn: AsyncConnection, *, party_id: int, kind: AgreementKind,
                                       scope: Scope | None, now: datetime, after: str, last: str,
                                       default_version: str, versions: frozenset[str],
@@ -108,6 +124,5 @@ async def page_premises_with_versions(conn: AsyncConnection, *, party_id: int, k
     """Up to `limit` ESI IDs of the page (after, last] whose SE version is in `versions`."""
     query, version = _page_rows(party_id=party_id, kind=kind, scope=scope, now=now, after=after, last=last,
                                 default_version=default_version)
-    rows = (await conn.execute(query.where(version.in_(sorted(versions))).order_by(
-        agreement_premises.c.esi_id).limit(limit))).all()
+    rows = (await conn.execute(query.having(version.in_(sorted(versions))).limit(limit))).all()
     return [str(r[0]) for r in rows]
