@@ -9,6 +9,7 @@
     doing it (a separate process; the route only counts what it is handed).
 
     python -m benchmarks.pipeline [--requests 2000] [--concurrency 16] [--premises 100000] [--fanout-only]
+                                  [--db postgresql+asyncpg://postgres@127.0.0.1:5432/]
 
 (HANGW_BENCH_FANOUT_PAGE sets the fan-out page and dispatcher pass, 5000 by default.)
 
@@ -223,7 +224,38 @@ class CountingRoute:
         yield None  # pragma: no cover  (never reached: a route without events)
 
 
-async def fanout_worker(n: int) -> None:
+@contextlib.asynccontextmanager
+async def _fanout_database(db: str | None) -> AsyncIterator[str]:
+    """A throwaway database: a SQLite file, or (`--db postgresql+asyncpg://user@host:port/`) a
+    PostgreSQL database created for the run and dropped after it."""
+    if not db:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite+aiosqlite:///{Path(tmp) / 'f.db'}"
+        return
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db)
+    name = f"hangw_bench_{uuid.uuid4().hex[:10]}"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+    finally:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def fanout_worker(n: int, db: str | None = None) -> None:
     import sqlalchemy as sa
 
     from gateway.clock import SystemClock
@@ -236,8 +268,8 @@ async def fanout_worker(n: int) -> None:
     from gateway.store.schema import agreement_premises, agreements, parties, premises
     from gateway.store.store import open_store
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = await open_store(f"sqlite+aiosqlite:///{Path(tmp) / 'f.db'}")
+    async with _fanout_database(db) as url:
+        store = await open_store(url)
         now = datetime.now(UTC)
         t_setup = time.perf_counter()
         async with store.engine.begin() as conn:
@@ -293,9 +325,9 @@ async def fanout_worker(n: int) -> None:
                       "cpu_seconds": cpu, "cpu_main_thread": cpu_main, "rss_mb": rss_mb}), flush=True)
 
 
-def fanout_benchmark(n: int) -> tuple[float, float]:
-    done = subprocess.run([sys.executable, "-m", "benchmarks.pipeline", "--fanout-worker", str(n)],
-                          capture_output=True, text=True, check=True)
+def fanout_benchmark(n: int, db: str | None = None) -> tuple[float, float]:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.pipeline", "--fanout-worker", str(n),
+                           *(["--db", db] if db else [])], capture_output=True, text=True, check=True)
     lines = done.stdout.strip().splitlines()
     for line in lines[:-1]:
         print(line)
@@ -315,13 +347,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--premises", type=int, default=100_000)
     parser.add_argument("--fanout-only", action="store_true", help="run part (b) alone")
+    parser.add_argument("--db", help="part (b) on PostgreSQL: postgresql+asyncpg://user@host:port/ "
+                                     "(a database is created for the run and dropped); default SQLite")
     parser.add_argument("--fanout-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fanout_worker:
-        asyncio.run(fanout_worker(args.fanout_worker))
+        asyncio.run(fanout_worker(args.fanout_worker, args.db))
         return 0
     ratio = None if args.fanout_only else asyncio.run(api_benchmark(args.requests, args.concurrency))
-    seconds, rss = fanout_benchmark(args.premises)
+    seconds, rss = fanout_benchmark(args.premises, args.db)
     if ratio is not None:
         print(f"pipeline ratio vs no-op endpoint: {ratio:.2f}")
     print(f"fanout: premises={args.premises} seconds={seconds:.1f} rss_mb={rss:.0f}")
