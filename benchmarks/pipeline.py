@@ -291,6 +291,10 @@ async def fanout_worker(n: int, db: str | None = None) -> None:
                     for i, e in enumerate(ids)])
                 await conn.execute(agreement_premises.insert(), [
                     {"agreement_id": 1, "esi_id": e, "meter_number": f"M{e[-10:]}"} for e in ids])
+        if store.engine.dialect.name == "postgresql":
+            # A live database has planner statistics (autovacuum); a freshly loaded one not yet.
+            async with store.engine.connect() as conn:
+                await conn.execute(sa.text("ANALYZE"))
         print(f"fan-out setup: {n:,} premises under one agreement in {time.perf_counter() - t_setup:.1f} s",
               flush=True)
         config = parse_config({"pipeline": {"batch_size": PAGE, "fanout_page": PAGE,
