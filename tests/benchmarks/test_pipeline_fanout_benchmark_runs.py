@@ -16,4 +16,5 @@ def test_fanout_benchmark_prints_its_last_line() -> None:
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert "300 of 300 premises handed to the route (300 recorded submitted)" in run.stdout, run.stdout
+    assert "another party's single text, sent half-way through the fan-out: handed" in run.stdout, run.stdout
     assert re.fullmatch(r"fanout: premises=300 seconds=\d+\.\d rss_mb=\d+", lines[-1]), lines[-1]
