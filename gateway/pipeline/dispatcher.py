@@ -328,7 +328,9 @@ class Dispatcher:
             for party_id in parties:
                 rows.extend((await conn.execute(sa.select(*DUE_COLUMNS, in_force).where(
                     han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now,
-                    han_deliveries.c.party_id == party_id).order_by(han_deliveries.c.id).limit(share))).all())
+                    # Oldest due first, in the order of ix_han_deliveries_due (no sort of the queue).
+                    han_deliveries.c.party_id == party_id).order_by(
+                    han_deliveries.c.next_attempt_at, han_deliveries.c.id).limit(share))).all())
             ok: list[Any] = []
             ended: list[Any] = []
             shared_ids: set[int] = set()
