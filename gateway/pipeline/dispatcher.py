@@ -254,7 +254,9 @@ class Dispatcher:
                 return 0
             rows: list[Any] = []
             ids = list(self._ended)
+            probed: set[int] = set()
             for i in range(0, len(ids), 500):
+                probed.update(ids[i:i + 500])
                 rows.extend((await conn.execute(sa.select(
                     han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
                     han_deliveries.c.esi_id, han_deliveries.c.agreement_id).select_from(
@@ -274,7 +276,7 @@ class Dispatcher:
         for agreement_id, until in list(self._ended.items()):
             if agreement_id in busy:
                 self._ended[agreement_id] = max(until, mono + 1.0)  # more next sweep
-            elif until <= mono:
+            elif until <= mono and agreement_id in probed:  # looked at, nothing left: forgotten
                 del self._ended[agreement_id]
         by_request: dict[int, list[Any]] = {}
         for r in rows:
