@@ -9,10 +9,12 @@
     doing it (a separate process; the route only counts what it is handed).
 
     python -m benchmarks.pipeline [--requests 2000] [--concurrency 16] [--premises 100000]
-                                  [--db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres] [--skip-fanout]
+                                  [--db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
+                                  [--skip-fanout | --fanout-only]
 
-`--db` runs (a) on PostgreSQL: a throwaway database is created on that server (and dropped);
-the default is SQLite in the data directory, as `hangw serve` uses out of the box.
+`--db` runs both parts on PostgreSQL: a throwaway database is created on that server (and dropped);
+the default is SQLite in a temporary data directory, as `hangw serve` uses out of the box.
+(HANGW_BENCH_FANOUT_PAGE sets the fan-out page and dispatcher pass, 5000 by default.)
 
 Last lines: `pipeline ratio vs no-op endpoint: X` and `fanout: premises=N seconds=S rss_mb=R`.
 """
@@ -41,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 CUSTOMER = "bench@example.test"
+# Fan-out page and dispatcher pass (the [pipeline] fanout_page and batch_size the benchmark runs with).
+PAGE = int(os.environ.get("HANGW_BENCH_FANOUT_PAGE", "5000"))
 
 
 def _port() -> int:
@@ -255,6 +259,7 @@ class CountingRoute:
         self._caps = RouteCapabilities(name="counting", batch_size=2000, rate_limit_per_s=1e9,
                                        max_in_flight=10**9)
         self.handed = 0
+        self.other_at: float | None = None
 
     @property
     def capabilities(self) -> Any:
@@ -277,7 +282,11 @@ class CountingRoute:
     async def submit(self, batch: Sequence[Any]) -> list[Any]:
         from ams_adapters.contract import SubmitOutcome, SubmitResult
 
-        self.handed += len(batch)
+        # The fan-out's prices are counted; another party's text is timed (fair scheduling).
+        prices = sum(1 for op in batch if op.command == "publish_price")
+        self.handed += prices
+        if prices < len(batch) and self.other_at is None:
+            self.other_at = time.perf_counter()
         return [SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED) for op in batch]
 
     async def events(self) -> AsyncIterator[Any]:
@@ -285,7 +294,38 @@ class CountingRoute:
         yield None  # pragma: no cover  (never reached: a route without events)
 
 
-async def fanout_worker(n: int) -> None:
+@contextlib.asynccontextmanager
+async def _fanout_database(db: str | None) -> AsyncIterator[str]:
+    """A throwaway database: a SQLite file, or (`--db postgresql+asyncpg://user@host:port/`) a
+    PostgreSQL database created for the run and dropped after it."""
+    if not db:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite+aiosqlite:///{Path(tmp) / 'f.db'}"
+        return
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(db)
+    name = f"hangw_bench_{uuid.uuid4().hex[:10]}"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+    finally:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def fanout_worker(n: int, db: str | None = None) -> None:
     import sqlalchemy as sa
 
     from gateway.clock import SystemClock
@@ -293,13 +333,13 @@ async def fanout_worker(n: int) -> None:
     from gateway.domain.model import Role
     from gateway.domain.records import Principal
     from gateway.pipeline.dispatcher import Dispatcher, RouteSet
-    from gateway.pipeline.requests import PriceRequest
+    from gateway.pipeline.requests import PriceRequest, TextRequest
     from gateway.pipeline.service import RequestService
     from gateway.store.schema import agreement_premises, agreements, parties, premises
     from gateway.store.store import open_store
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = await open_store(f"sqlite+aiosqlite:///{Path(tmp) / 'f.db'}")
+    async with _fanout_database(db) as url:
+        store = await open_store(url)
         now = datetime.now(UTC)
         t_setup = time.perf_counter()
         async with store.engine.begin() as conn:
@@ -309,6 +349,14 @@ async def fanout_worker(n: int) -> None:
                 id=1, party_id=1, kind="in_home_device_services", scopes="text,price,load_control",
                 customer_email="c@c.test", duration_months=12, state="active", created_at=now, updated_at=now,
                 invitation_expires_at=now, resend_count=0, accepted_at=now, starts_at=now - timedelta(hours=1),
+                ends_at=now + timedelta(days=300), reminders_sent=0))
+            # Another party, one premise: its single text is sent half-way through the fan-out.
+            await conn.execute(parties.insert().values(id=2, name="Other", duns="444444444",
+                                                       contact_email="o@o.test", status="active", created_at=now))
+            await conn.execute(agreements.insert().values(
+                id=2, party_id=2, kind="in_home_device_services", scopes="text", customer_email="c@c.test",
+                duration_months=12, state="active", created_at=now, updated_at=now, invitation_expires_at=now,
+                resend_count=0, accepted_at=now, starts_at=now - timedelta(hours=1),
                 ends_at=now + timedelta(days=300), reminders_sent=0))
         chunk = 20_000
         for start in range(0, n, chunk):
@@ -321,21 +369,47 @@ async def fanout_worker(n: int) -> None:
                     for i, e in enumerate(ids)])
                 await conn.execute(agreement_premises.insert(), [
                     {"agreement_id": 1, "esi_id": e, "meter_number": f"M{e[-10:]}"} for e in ids])
+                if start == 0:
+                    await conn.execute(agreement_premises.insert().values(
+                        agreement_id=2, esi_id=ids[-1], meter_number=f"M{ids[-1][-10:]}"))
+        if store.engine.dialect.name == "postgresql":
+            # A live database has planner statistics (autovacuum); a freshly loaded one not yet.
+            async with store.engine.connect() as conn:
+                await conn.execute(sa.text("ANALYZE"))
         print(f"fan-out setup: {n:,} premises under one agreement in {time.perf_counter() - t_setup:.1f} s",
               flush=True)
-        config = parse_config({"pipeline": {"batch_size": 5000, "fanout_page": 5000,
+        config = parse_config({"pipeline": {"batch_size": PAGE, "fanout_page": PAGE,
                                              "poll_interval_seconds": 0.01}}, env={})
         route = CountingRoute()
         dispatcher = Dispatcher(store, RouteSet(route), config.pipeline, SystemClock())
         body = PriceRequest.model_validate({"kind": "price", "all_premises": True, "provider_id": 1,
                                             "price": "0.1190", "duration_minutes": 120})
         t0 = time.perf_counter()
+        cpu0, main0 = time.process_time(), time.thread_time()
         accepted = await RequestService(store, config.pipeline).submit(
             Principal(Role.THIRD_PARTY, party_id=1), body, datetime.now(UTC))
         await dispatcher.start()
+        next_report = t0 + 10
+        other_sent: float | None = None
         while route.handed < n and time.perf_counter() - t0 < 600:
             await asyncio.sleep(0.05)
+            if other_sent is None and route.handed >= n // 2:
+                other_sent = time.perf_counter()
+                await RequestService(store, config.pipeline).submit(
+                    Principal(Role.THIRD_PARTY, party_id=2), TextRequest(
+                        kind="text", esi_ids=[f"1044372{min(n, 20_000) - 1:010d}"], text="me too"),
+                    datetime.now(UTC))
+                dispatcher.poke()
+            if time.perf_counter() >= next_report:  # the rate along the way: does it hold up?
+                next_report += 10
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                print(f"  after {time.perf_counter() - t0:.0f} s: {route.handed:,} handed, peak RSS {rss:.0f} MB",
+                      flush=True)
         seconds = time.perf_counter() - t0
+        cpu, cpu_main = time.process_time() - cpu0, time.thread_time() - main0
+        while other_sent is not None and route.other_at is None and time.perf_counter() - t0 < 600:
+            await asyncio.sleep(0.05)
+        other_ms = (route.other_at - other_sent) * 1000 if other_sent and route.other_at else None
         await dispatcher.close()
         async with store.engine.connect() as conn:
             submitted = (await conn.execute(sa.text(
@@ -344,19 +418,25 @@ async def fanout_worker(n: int) -> None:
         await store.close()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"premises": n, "handed": route.handed, "submitted": submitted, "seconds": seconds,
-                      "rss_mb": rss_mb}), flush=True)
+                      "cpu_seconds": cpu, "cpu_main_thread": cpu_main, "rss_mb": rss_mb,
+                      "other_party_ms": other_ms}), flush=True)
 
 
-def fanout_benchmark(n: int) -> tuple[float, float]:
-    done = subprocess.run([sys.executable, "-m", "benchmarks.pipeline", "--fanout-worker", str(n)],
-                          capture_output=True, text=True, check=True)
+def fanout_benchmark(n: int, db: str | None = None) -> tuple[float, float]:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.pipeline", "--fanout-worker", str(n),
+                           *(["--db", db] if db else [])], capture_output=True, text=True, check=True)
     lines = done.stdout.strip().splitlines()
     for line in lines[:-1]:
         print(line)
     result = json.loads(lines[-1])
     print(f"fan-out: {result['handed']:,} of {n:,} premises handed to the route "
           f"({result['submitted']:,} recorded submitted) in {result['seconds']:.1f} s, "
-          f"{result['handed'] / result['seconds']:,.0f} premises/s")
+          f"{result['handed'] / result['seconds']:,.0f} premises/s, "
+          f"{result['cpu_seconds']:.1f} s of CPU ({result['cpu_main_thread']:.1f} s in the event loop's thread, "
+          f"the rest in the database's threads)")
+    if result["other_party_ms"] is not None:
+        print(f"another party's single text, sent half-way through the fan-out: handed to its route "
+              f"{result['other_party_ms']:.0f} ms later")
     return result["seconds"], result["rss_mb"]
 
 
@@ -366,20 +446,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--premises", type=int, default=100_000)
-    parser.add_argument("--db", help="PostgreSQL server for (a), e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/"
-                        "postgres (a throwaway database is made there); default SQLite")
-    parser.add_argument("--skip-fanout", action="store_true", help="run (a) only")
+    parser.add_argument("--db", help="PostgreSQL server, e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/"
+                        "postgres (a throwaway database is made there for each part); default SQLite")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument("--skip-fanout", action="store_true", help="run part (a) alone")
+    parts.add_argument("--fanout-only", action="store_true", help="run part (b) alone")
     parser.add_argument("--fanout-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fanout_worker:
-        asyncio.run(fanout_worker(args.fanout_worker))
+        asyncio.run(fanout_worker(args.fanout_worker, args.db))
         return 0
-    ratio = asyncio.run(api_benchmark(args.requests, args.concurrency, args.db))
+    ratio = None if args.fanout_only else asyncio.run(api_benchmark(args.requests, args.concurrency, args.db))
     if args.skip_fanout:
         print(f"pipeline ratio vs no-op endpoint: {ratio:.2f}")
         return 0
-    seconds, rss = fanout_benchmark(args.premises)
-    print(f"pipeline ratio vs no-op endpoint: {ratio:.2f}")
+    seconds, rss = fanout_benchmark(args.premises, args.db)
+    if ratio is not None:
+        print(f"pipeline ratio vs no-op endpoint: {ratio:.2f}")
     print(f"fanout: premises={args.premises} seconds={seconds:.1f} rss_mb={rss:.0f}")
     return 0
 

@@ -41,7 +41,7 @@ from gateway.pipeline import inbound, outbox
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.references import keep_references
 from gateway.pipeline.service import RequestService
-from gateway.store.schema import agreements, han_deliveries, han_requests
+from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_requests
 from gateway.store.store import Store
 from zigbee_se import SEVersion
 
@@ -57,14 +57,25 @@ OPERATION_KIND = {
 ORIGINAL_COMMANDS = inbound.ORIGINAL_COMMANDS
 EVENT_STATUS = inbound.EVENT_STATUS
 
+# The withdrawal sweep: how far back each sweep looks again (a termination committed while the
+# previous sweep ran), how long an ended agreement stays watched, how many deliveries per sweep.
+SWEEP_OVERLAP = timedelta(seconds=60)
+WITHDRAW_GRACE_SECONDS = 60.0
+WITHDRAW_BATCH = 500
+
 
 # What dispatching a delivery reads (not its timestamps and notes: fewer values to convert per row).
 DUE_COLUMNS = (
     han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id, han_deliveries.c.esi_id,
     han_deliveries.c.agreement_id, han_deliveries.c.se_id, han_deliveries.c.se_version,
     han_deliveries.c.cluster_id, han_deliveries.c.command, han_deliveries.c.fields, han_deliveries.c.frame,
-    han_deliveries.c.state, han_deliveries.c.attempts, han_deliveries.c.expires_at,
+    han_deliveries.c.state, han_deliveries.c.attempts,
+    # Read raw (SQLite: text, PostgreSQL: datetime) and converted once per distinct value in
+    # `_expires_unix`: a fan-out's rows all share one end time.
+    sa.type_coerce(han_deliveries.c.expires_at, sa.String).label("expires_raw"),
 )
+# Positions in a due row (DUE_COLUMNS, then whether its agreement is in force).
+REQUEST_ID, ESI_ID, FIELDS, IN_FORCE = 1, 3, 9, len(DUE_COLUMNS)
 
 
 class TokenBucket:
@@ -119,6 +130,14 @@ def _se_version(text: str) -> SEVersion:
     return SEVersion.parse(text)
 
 
+@functools.lru_cache(maxsize=1024)
+def _expires_unix(raw: str | datetime) -> float:
+    """A delivery's expiry as read raw (`DUE_COLUMNS`): SQLite keeps naive UTC text, PostgreSQL
+    returns an aware datetime."""
+    moment = raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def _dt(unix: float) -> datetime:
     return datetime.fromtimestamp(unix, tz=UTC)
 
@@ -143,6 +162,8 @@ class Dispatcher:
         self.handed = 0
         self._stopping = False
         self._next_sweep = 0.0
+        self._swept_at: datetime | None = None  # the clock at the previous withdrawal sweep
+        self._ended: dict[int, float] = {}  # ended agreements watched -> until (monotonic)
         self._commands: dict[int, dict[str, Any]] = {}
         # Provisioning updates from the routes (gateway/pipeline/provisioning.py sets this).
         self.on_provisioning: Callable[[Any, ProvisioningUpdate], Awaitable[None]] | None = None
@@ -194,26 +215,74 @@ class Dispatcher:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + 1.0
             worked += await self._withdraw_ended_agreements(now)
-        worked += await self._expand_fanouts(now)
-        worked += await self._expire(now)
-        due = await self._due(now)
-        if due:
-            worked += await self._dispatch(due, now)
+        # The next fan-out page is expanded (SQL in the database's thread) while the rows already
+        # due are read, handed to their routes and recorded (mostly Python in this one).
+        expanding = asyncio.create_task(self._expand_fanouts(now))
+        try:
+            worked += await self._expire(now)
+            due = await self._due(now)
+            if due:
+                worked += await self._dispatch(due, now)
+        finally:
+            worked += await expanding
         return worked
 
     async def _withdraw_ended_agreements(self, now: datetime) -> int:
         """Texts and load-control events already sent under an agreement that has ended (by the
         customer, the third party or the system) are withdrawn: an SE cancel goes to each premise.
-        (Queued work of ended agreements is cancelled in `_due`, before it is sent.)"""
-        query = sa.select(han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-                          han_deliveries.c.esi_id).join(
-            agreements, agreements.c.id == han_deliveries.c.agreement_id).where(
-            han_deliveries.c.state.in_([outbox.SUBMITTED, outbox.DELIVERED]),
-            han_deliveries.c.command.in_(["display_message", "load_control_event"]),
-            han_deliveries.c.expires_at > now,
-            sa.or_(agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now)).limit(500)
+        (Queued work of ended agreements is cancelled in `_due`, before it is sent.)
+
+        Incremental: each sweep reads only the agreements that ended since the previous one
+        (`updated_at` moved or `ends_at` passed, both indexed), then looks up their deliveries
+        through their premises. The first sweep after a start looks at every ended agreement once
+        (what a crash may have left half withdrawn)."""
+        ended = [agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now]
+        query = sa.select(agreements.c.id, agreements.c.state, agreements.c.updated_at, agreements.c.ends_at)
+        if self._swept_at is None:
+            query = query.where(sa.or_(*ended))
+        else:
+            since = self._swept_at - SWEEP_OVERLAP
+            query = query.where(sa.or_(
+                sa.and_(agreements.c.updated_at > since, ended[0]),
+                sa.and_(agreements.c.ends_at > since, ended[1])))
+        mono = time.monotonic()
         async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            for agreement_id, state, updated_at, ends_at in (await conn.execute(query)).all():
+                ended_at = updated_at if state != AgreementState.ACTIVE.value else ends_at
+                recent = ended_at is not None and ended_at > now - SWEEP_OVERLAP
+                # Watched for a while after it ended: a batch in flight when the agreement ended
+                # may still turn `submitted` after the first look.
+                until = mono + WITHDRAW_GRACE_SECONDS if recent else mono
+                self._ended[agreement_id] = max(self._ended.get(agreement_id, 0.0), until)
+            self._swept_at = now
+            if not self._ended:
+                return 0
+            rows: list[Any] = []
+            ids = list(self._ended)
+            probed: set[int] = set()
+            for i in range(0, len(ids), 500):
+                probed.update(ids[i:i + 500])
+                rows.extend((await conn.execute(sa.select(
+                    han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
+                    han_deliveries.c.esi_id, han_deliveries.c.agreement_id).select_from(
+                    agreement_premises.join(han_deliveries, sa.and_(
+                        han_deliveries.c.esi_id == agreement_premises.c.esi_id,
+                        han_deliveries.c.agreement_id == agreement_premises.c.agreement_id)).join(
+                        agreements, agreements.c.id == agreement_premises.c.agreement_id)).where(
+                    agreement_premises.c.agreement_id.in_(ids[i:i + 500]),
+                    han_deliveries.c.state.in_([outbox.SUBMITTED, outbox.DELIVERED]),
+                    han_deliveries.c.command.in_(["display_message", "load_control_event"]),
+                    han_deliveries.c.expires_at > now,
+                    # still ended (a renewal may have put it back in force)
+                    sa.or_(*ended)).limit(WITHDRAW_BATCH - len(rows)))).all())
+                if len(rows) >= WITHDRAW_BATCH:
+                    break
+        busy = {r.agreement_id for r in rows}
+        for agreement_id, until in list(self._ended.items()):
+            if agreement_id in busy:
+                self._ended[agreement_id] = max(until, mono + 1.0)  # more next sweep
+            elif until <= mono and agreement_id in probed:  # looked at, nothing left: forgotten
+                del self._ended[agreement_id]
         by_request: dict[int, list[Any]] = {}
         for r in rows:
             by_request.setdefault(r.request_id, []).append(r)
@@ -229,19 +298,22 @@ class Dispatcher:
         for row in rows:
             # One page per request per pass: fan-outs take turns with each other and with the
             # dispatch of single-premise requests.
-            total += await self.requests.expand_fanout_page(row, now) or 1
+            async with self._writes:
+                total += await self.requests.expand_fanout_page(row, now) or 1
         return total
 
     async def _expire(self, now: datetime) -> int:
-        async with self.store.engine.begin() as conn:
+        async with self.store.engine.connect() as conn:
             rows = (await conn.execute(sa.select(
                 han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
                 han_deliveries.c.esi_id).where(
                 han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.expires_at <= now).limit(
                 self.config.batch_size))).all()
-            await outbox.set_delivery_state(conn, rows, outbox.EXPIRED, now,
-                                            reason="end time passed before it could be sent",
-                                            only_from=[outbox.QUEUED])
+        if rows:  # the write lock only when there is something to expire (still queued: only_from)
+            async with self._writes, self.store.engine.begin() as conn:
+                await outbox.set_delivery_state(conn, rows, outbox.EXPIRED, now,
+                                                reason="end time passed before it could be sent",
+                                                only_from=[outbox.QUEUED])
         return len(rows)
 
     async def _due(self, now: datetime) -> list[Any]:
@@ -254,32 +326,40 @@ class Dispatcher:
             if not parties:
                 return []
             share = max(1, batch // len(parties))
+            # Whether the delivery's agreement is still in force, asked in the same query (a
+            # primary-key lookup per row in SQL rather than a pass over the rows in Python).
+            in_force = sa.case((sa.or_(han_deliveries.c.agreement_id.is_(None), sa.exists().where(
+                agreements.c.id == han_deliveries.c.agreement_id, agreements.c.state == AgreementState.ACTIVE.value,
+                agreements.c.ends_at > now)), 1), else_=0).label("in_force")
             rows: list[Any] = []
             for party_id in parties:
-                rows.extend((await conn.execute(sa.select(*DUE_COLUMNS).where(
+                rows.extend((await conn.execute(sa.select(*DUE_COLUMNS, in_force).where(
                     han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now,
-                    han_deliveries.c.party_id == party_id).order_by(han_deliveries.c.id).limit(share))).all())
-            agreement_ids = {r.agreement_id for r in rows if r.agreement_id is not None}
-            in_force = set((await conn.execute(sa.select(agreements.c.id).where(
-                agreements.c.id.in_(agreement_ids), agreements.c.state == AgreementState.ACTIVE.value,
-                agreements.c.ends_at > now))).scalars().all()) if agreement_ids else set()
-            shared_ids = {r.request_id for r in rows if r.fields is None}
+                    # Oldest due first, in the order of ix_han_deliveries_due (no sort of the queue).
+                    han_deliveries.c.party_id == party_id).order_by(
+                    han_deliveries.c.next_attempt_at, han_deliveries.c.id).limit(share))).all())
+            ok: list[Any] = []
+            ended: list[Any] = []
+            shared_ids: set[int] = set()
+            for r in rows:  # positional: a Row's attribute access costs more than its index
+                (ok if r[IN_FORCE] else ended).append(r)
+                if r[FIELDS] is None:
+                    shared_ids.add(r[REQUEST_ID])
             self._commands = {rid: json.loads(cmd) for rid, cmd in (await conn.execute(sa.select(
                 han_requests.c.id, han_requests.c.command).where(han_requests.c.id.in_(shared_ids)))).all()
                 if cmd is not None} if shared_ids else {}
-        ended = [r for r in rows if r.agreement_id is not None and r.agreement_id not in in_force]
         if ended:
-            async with self.store.engine.begin() as conn:
+            async with self._writes, self.store.engine.begin() as conn:
                 await outbox.set_delivery_state(conn, ended, outbox.CANCELLED, now,
                                                 reason="agreement no longer in force",
                                                 only_from=[outbox.QUEUED])
-        return [r for r in rows if r.agreement_id is None or r.agreement_id in in_force]
+        return ok
 
     async def _dispatch(self, rows: Sequence[Any], now: datetime) -> int:
         by_route: dict[int, tuple[Route, list[Any]]] = {}
         no_route = []
         for r in rows:
-            route = self.routes.for_premise(r.esi_id)
+            route = self.routes.for_premise(r[ESI_ID])
             if route is None:
                 no_route.append(r)
             else:
@@ -297,11 +377,7 @@ class Dispatcher:
     async def _submit(self, route: Route, rows: list[Any], now: datetime) -> None:
         async with self._semaphores[id(route)]:
             await self._buckets[id(route)].take(len(rows))
-            ops = [HanOperation(
-                outbound_id=outbox.outbound_id(r.id), esi_id=r.esi_id, target=CAPABLE_DEVICES,
-                kind=OPERATION_KIND[r.command], cluster_id=r.cluster_id, command=r.command,
-                fields=self._fields(r), frame=self._frame(r), se_version=_se_version(r.se_version),
-                expires_at=r.expires_at.timestamp()) for r in rows]
+            ops = self._operations(rows)
             try:
                 results = await route.submit(ops)
             except Exception as exc:  # the route is down: every item is retried later
@@ -320,22 +396,38 @@ class Dispatcher:
                 if result.retry_after_s is not None:
                     retry_after[row.id] = result.retry_after_s
         async with self._writes, self.store.engine.begin() as conn:
-            # One UPDATE per batch for the state, one executemany for the head-end references.
-            await outbox.set_delivery_state(conn, [row for row, _ in accepted], outbox.SUBMITTED, now,
-                                            only_from=[outbox.QUEUED])
+            # Set-based: state, transitions and frame log of the whole batch in a few statements;
+            # the head-end references in one executemany.
+            await outbox.mark_submitted(conn, [row for row, _ in accepted], now)
             await keep_references(conn, [(row.id, ref) for row, ref in accepted])
             for row, reason in rejected:
                 await outbox.set_delivery_state(conn, [row], outbox.FAILED, now, reason=reason,
                                                 only_from=[outbox.QUEUED])
-            await outbox.log_frame(conn, [{
-                "at": now, "direction": "out", "esi_id": row.esi_id, "eui64": None,
-                "request_id": row.request_id, "delivery_id": row.id, "agreement_id": row.agreement_id,
-                # NULL frame: the request's frame for the premise's SE version (han_requests.command)
-                "cluster_id": row.cluster_id, "command": row.command, "frame": row.frame}
-                for row, _ in accepted])
         self.handed += len(accepted)
         if retry:
             await self._retry(retry, now, "route asked to retry later", retry_after)
+
+    def _operations(self, rows: Sequence[Any]) -> list[HanOperation]:
+        """The route's operations for due rows. A fan-out's rows share their request's fields
+        and frame (per SE version), decoded once per batch, not once per premise."""
+        shared: dict[tuple[int, str], tuple[dict[str, Any], bytes]] = {}
+        ops = []
+        for r in rows:
+            (id_, request_id, _party, esi_id, _agreement, _se_id, se_version, cluster_id, command,
+             fields, frame, _state, _attempts, expires_raw, _in_force) = r
+            if fields is None and frame is None:
+                key = (request_id, se_version)
+                found = shared.get(key)
+                if found is None:
+                    found = shared[key] = (self._fields(r), self._frame(r))
+                op_fields, op_frame = found
+            else:
+                op_fields, op_frame = self._fields(r), self._frame(r)
+            ops.append(HanOperation(
+                outbound_id=outbox.outbound_id(id_), esi_id=esi_id, target=CAPABLE_DEVICES,
+                kind=OPERATION_KIND[command], cluster_id=cluster_id, command=command, fields=op_fields, frame=op_frame,
+                se_version=_se_version(se_version), expires_at=_expires_unix(expires_raw)))
+        return ops
 
     def _fields(self, row: Any) -> dict[str, Any]:
         if row.fields is not None:

@@ -189,6 +189,11 @@ async def record_transitions(conn: AsyncConnection, items: Sequence[Transition])
         if not updated.rowcount:
             await conn.execute(han_device_states.insert().values(
                 delivery_id=t.delivery_id, eui64=t.eui64, state=t.state, at=t.at, detail=t.detail))
+    await _webhook_events(conn, items)
+
+
+async def _webhook_events(conn: AsyncConnection, items: Sequence[Transition]) -> None:
+    """One webhook event per transition for each registered webhook of its party."""
     parties = {t.party_id for t in items}
     hooks = (await conn.execute(sa.select(webhooks.c.id, webhooks.c.party_id).where(
         webhooks.c.party_id.in_(parties), webhooks.c.deleted_at.is_(None)))).all()
@@ -244,3 +249,64 @@ async def set_delivery_state(conn: AsyncConnection, rows: Iterable[Any], state: 
 async def log_frame(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await insert_many(conn, han_frame_log, rows)
+
+
+# Bound on bind parameters per statement (SQLite >= 3.32 and asyncpg allow 32,766).
+ID_CHUNK = 5000
+MAX_RANGES = 32
+
+
+def ids_condition(column: Any, ids: Sequence[int]) -> Any:
+    """`column IN ids`, written as a few `BETWEEN`s when the ids form few runs (a fan-out's batch
+    is one run of consecutive ids): two bind parameters instead of thousands to process."""
+    ordered = sorted(ids)
+    runs: list[list[int]] = []
+    for i in ordered:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+            if len(runs) > MAX_RANGES:
+                return column.in_(ordered)
+    return sa.or_(*(column == a if a == b else column.between(a, b) for a, b in runs))
+
+
+async def mark_submitted(conn: AsyncConnection, rows: Sequence[Any], now: datetime) -> int:
+    """Queued deliveries the route accepted become `submitted`, set-based: per chunk of ids one
+    UPDATE … RETURNING id, then the transitions and the frame log (the frame sent into the home)
+    written by INSERT … SELECT from the changed rows, so a batch of thousands of premises costs
+    three statements and no Python object per premise. Webhook events (one per transition) are
+    built only for parties that registered webhooks. `rows` start (id, request_id, party_id,
+    esi_id), as the dispatcher's due rows do. Returns how many rows changed."""
+    ids = [r[0] for r in rows]  # rows start with the delivery id (positional: cheaper than .id)
+    changed: list[int] = []
+    for i in range(0, len(ids), ID_CHUNK):
+        result = await conn.execute(han_deliveries.update().where(
+            ids_condition(han_deliveries.c.id, ids[i:i + ID_CHUNK]),
+            # a filter, not an index term: see set_delivery_state
+            han_deliveries.c.state.concat("").in_(PENDING_STATES)).values(
+            state=SUBMITTED, updated_at=now, next_attempt_at=None).returning(han_deliveries.c.id))
+        done = list(result.scalars().all())
+        if not done:
+            continue
+        changed.extend(done)
+        d = han_deliveries.c
+        source = sa.select(d.id).where(ids_condition(d.id, done))
+        await conn.execute(han_transitions.insert().from_select(
+            ["delivery_id", "eui64", "state", "at", "detail"], source.with_only_columns(
+                d.id, sa.null(), sa.literal(SUBMITTED, sa.String), sa.literal(now, han_transitions.c.at.type),
+                sa.null())))
+        # NULL frame: the request's frame for the premise's SE version (han_requests.command)
+        await conn.execute(han_frame_log.insert().from_select(
+            ["at", "direction", "esi_id", "eui64", "request_id", "delivery_id", "agreement_id", "cluster_id",
+             "command", "frame"], source.with_only_columns(
+                sa.literal(now, han_frame_log.c.at.type), sa.literal("out", sa.String), d.esi_id, sa.null(),
+                d.request_id, d.id, d.agreement_id, d.cluster_id, d.command, d.frame)))
+    if changed:
+        parties = {r[2] for r in rows}
+        if (await conn.execute(sa.select(webhooks.c.id).where(
+                webhooks.c.party_id.in_(parties), webhooks.c.deleted_at.is_(None)).limit(1))).first():
+            by_id = {r.id: r for r in rows}
+            await _webhook_events(conn, [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id,
+                                                    None, SUBMITTED, now) for i in changed])
+    return len(changed)

@@ -39,6 +39,7 @@ from gateway.pipeline.requests import (
     cancel_text_command,
     with_se_id,
 )
+from gateway.store import fanout as fanout_sql
 from gateway.store.schema import audit_log, han_deliveries, han_requests, lce_events, premises
 from gateway.store.store import Store
 
@@ -372,8 +373,12 @@ class RequestService:
     # ------------------------------------------------------------------ fan-out
     async def expand_fanout_page(self, request_row: Any, now: datetime) -> int:
         """Expand one keyset page of a fan-out request into outbox rows; the cursor moves in the
-        same transaction, so a crash repeats no page and skips none."""
+        same transaction, so a crash repeats no page and skips none. Prices and texts go in one
+        INSERT … SELECT (no Python object per premise); load-control events are arbitrated per
+        premise first."""
         kind = RequestKind(request_row.kind)
+        if kind is not RequestKind.LOAD_CONTROL:
+            return await self._expand_page_in_sql(request_row, kind, now)
         page = await self.store.premises_in_scope(
             party_id=request_row.party_id, kind=AgreementKind.IN_HOME_DEVICE_SERVICES,
             scope=_scope_for(kind), now=now, after=request_row.fanout_after,
@@ -400,12 +405,7 @@ class RequestService:
                               request_row.starts_at, request_row.ends_at)
             targets = [outbox.Target(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
             excluded: list[dict[str, str]] = []
-            if kind is RequestKind.PRICE:
-                price = PriceRequest.model_validate(body)
-                lacking = {t.esi_id: _lacks_capability(price, t.se_version) for t in targets}
-                excluded = [{"esi_id": e, "reason": r} for e, r in lacking.items() if r]
-                targets = [t for t in targets if not lacking[t.esi_id]]
-            if kind is RequestKind.LOAD_CONTROL and targets:
+            if targets:
                 lce = LoadControlRequest.model_validate(body)
                 blocked = set()
                 # One command is shared by every premise of a fan-out, so its start cannot move per
@@ -431,6 +431,60 @@ class RequestService:
                 excluded=json.dumps((old_excluded + excluded)[:MAX_LISTED_EXCLUSIONS])
                 if excluded and len(old_excluded) < MAX_LISTED_EXCLUSIONS else request_row.excluded))
         return len(targets)
+
+
+    async def _expand_page_in_sql(self, request_row: Any, kind: RequestKind, now: datetime) -> int:
+        """A price or text page: its outbox rows are inserted by one INSERT … SELECT and the
+        cursor moves to its last premise, in one transaction."""
+        scope: dict[str, Any] = {"party_id": request_row.party_id, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
+                                 "scope": _scope_for(kind), "now": now, "after": request_row.fanout_after}
+        # SE 1.0 meters carry no price acknowledgement: they are excluded (listed), not sent to.
+        skip = frozenset({"1.0"}) if kind is RequestKind.PRICE and json.loads(
+            request_row.body).get("acknowledgement") else frozenset()
+        async with self.store.engine.begin() as conn:
+            if now >= request_row.ends_at:
+                await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
+                    fanout_after=None, state="expired"))
+                return 0
+            # The cursor moves first, on the condition that nobody moved it (a cancel): the
+            # transaction then holds the write lock for the reads and the insert that follow.
+            moved = await conn.execute(han_requests.update().where(
+                han_requests.c.id == request_row.id,
+                han_requests.c.fanout_after == request_row.fanout_after).values(state="expanding"))
+            if not moved.rowcount:
+                return 0  # cancelled or expanded meanwhile
+            stored = json.loads(request_row.command)
+            page = self.config.fanout_page
+            insert = {"request_id": request_row.id, "se_id": request_row.se_id,
+                      "default_version": DEFAULT_SE_VERSION, "cluster_id": int(stored["cluster_id"]),
+                      "command": stored["command"],
+                      "expires_at": request_row.ends_at, "skip_versions": skip}
+            if skip:
+                # Some premises of the page are left out: its end is found first.
+                last, count = await fanout_sql.page_end(conn, **scope, limit=page)
+                done = count < page
+                inserted = await fanout_sql.insert_page_deliveries(
+                    conn, **scope, **insert, last=last, limit=None) if last is not None else 0
+            else:
+                # The next `page` premises in one statement; the cursor is the last one inserted.
+                inserted = await fanout_sql.insert_page_deliveries(conn, **scope, **insert, last=None, limit=page)
+                done = inserted < page
+                last = await fanout_sql.last_expanded(conn, request_row.id) if inserted else None
+            old_excluded = json.loads(request_row.excluded)
+            excluded: list[dict[str, str]] = []
+            if skip and last is not None and len(old_excluded) < MAX_LISTED_EXCLUSIONS:
+                reason = _lacks_capability(PriceRequest.model_validate_json(request_row.body), "1.0")
+                assert reason is not None
+                excluded = [{"esi_id": e, "reason": reason} for e in await fanout_sql.page_premises_with_versions(
+                    conn, **scope, last=last, default_version=DEFAULT_SE_VERSION, versions=skip,
+                    limit=MAX_LISTED_EXCLUSIONS - len(old_excluded))]
+            await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
+                fanout_after=None if done else last, state="accepted" if done else "expanding",
+                targeted=han_requests.c.targeted + inserted,
+                # The first MAX_LISTED_EXCLUSIONS are listed (a program of a million premises
+                # must not grow one row without bound).
+                excluded=json.dumps(old_excluded + excluded) if excluded else request_row.excluded))
+        return inserted
 
 
 def _lacks_capability(body: Any, se_version: str) -> str | None:

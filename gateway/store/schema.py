@@ -427,3 +427,12 @@ radio_devices = sa.Table(
     sa.Column("reason", sa.String(300), nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# -- fan-out at scale / incremental withdrawal sweep (issue 5 part B) ----------------------------
+# The dispatcher's withdrawal sweep reads only agreements that ended since its previous sweep
+# (migration 0010): terminated ones by `updated_at`, ones that ran out by `ends_at`.
+sa.Index("ix_agreements_updated_at", agreements.c.updated_at)
+sa.Index("ix_agreements_ends_at", agreements.c.ends_at)
+# Each dispatcher pass looks for fan-outs still expanding (fanout_after not NULL), oldest first.
+sa.Index("ix_han_requests_expanding", han_requests.c.id, sqlite_where=sa.text("fanout_after IS NOT NULL"),
+         postgresql_where=sa.text("fanout_after IS NOT NULL"))

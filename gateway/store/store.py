@@ -39,6 +39,7 @@ from gateway.domain.records import (
 )
 from gateway.errors import FieldError, InvalidRequest
 from gateway.store import migrate, sqlite_driver
+from gateway.store.fanout import in_scope_query
 from gateway.store.schema import (
     agreement_premises,
     agreements,
@@ -586,34 +587,7 @@ class Store(_Outbox):
         The bulk counterpart of `authorize` for fan-out (one request to many premises): the same
         rules as one SQL query, so the caller never holds every premise in memory.
         """
-        # Driven by agreement_premises in ESI ID order (index (esi_id, agreement_id)) from the
-        # cursor, with the agreement and premise checked per row (correlated EXISTS: primary-key
-        # lookups): the walk stops after `limit` ESI IDs, so a page costs O(page) on SQLite and
-        # PostgreSQL alike, instead of collecting and sorting the rest of the keyset per page.
-        in_force = [
-            agreements.c.id == agreement_premises.c.agreement_id,
-            agreements.c.party_id == party_id,
-            agreements.c.kind == kind.value,
-            agreements.c.state == AgreementState.ACTIVE.value,
-            agreements.c.starts_at <= now,
-            agreements.c.ends_at > now,
-        ]
-        if scope is not None:
-            # Scopes are stored comma-separated; match the whole word (a portable LIKE).
-            in_force.append((sa.literal(",") + agreements.c.scopes + sa.literal(",")).contains(
-                f",{scope.value},"))
-        query = (
-            sa.select(agreement_premises.c.esi_id, sa.func.min(agreement_premises.c.agreement_id))
-            .where(
-                agreement_premises.c.esi_id > after,
-                sa.exists().where(*in_force),
-                sa.exists().where(premises.c.esi_id == agreement_premises.c.esi_id,
-                                  premises.c.status == "active"),
-            )
-            .group_by(agreement_premises.c.esi_id)
-            .order_by(agreement_premises.c.esi_id)
-            .limit(limit)
-        )
+        query = in_scope_query(party_id=party_id, kind=kind, scope=scope, now=now, after=after).limit(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [(r[0], r[1]) for r in rows]

@@ -162,3 +162,67 @@ async def test_single_request_is_not_starved_by_a_fanout(tmp_path: Path) -> None
         assert len({op.outbound_id for b in route.batches for op in b}) == 301
     finally:
         await store.close()
+
+
+async def test_incremental_sweep_withdraws_after_an_agreement_ends(tmp_path: Path) -> None:
+    """The withdrawal sweep reads only agreements that ended since the previous sweep, yet still
+    withdraws: a termination after several sweeps, then an agreement that simply runs out."""
+    store, esis = await _setup(tmp_path, 30)
+    clock = ManualClock()
+    cfg = parse_config({"pipeline": {"batch_size": 100, "fanout_page": 100}}, env={}).pipeline
+    route = ScriptedRoute(busy=set(), bad=set(), batch_size=50)
+    route.outage = False
+    dispatcher = Dispatcher(store, RouteSet(route), cfg, clock)
+    service = RequestService(store, cfg)
+
+    async def sweep() -> int:
+        dispatcher._next_sweep = 0.0  # the sweep runs at most once a second: due now
+        return await dispatcher.run_once()
+
+    async def cancels(party: int) -> dict[str, str]:
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(han_deliveries.c.esi_id, han_deliveries.c.state).where(
+                han_deliveries.c.party_id == party, han_deliveries.c.command == "cancel_message"))).all()
+        return {str(e): str(s) for e, s in rows}
+
+    try:
+        texts = {}
+        for p in (1, 2):
+            texts[p] = await service.submit(Principal(Role.THIRD_PARTY, party_id=p), TextRequest(
+                kind="text", all_premises=True, text=f"from {p}", duration_minutes=600), clock.now())
+        while await sweep():
+            pass
+        assert set((await _states(store)).values()) == {"submitted"}
+        assert dispatcher._swept_at is not None and not dispatcher._ended  # nothing ended: nothing watched
+        clock.advance(timedelta(minutes=5))
+        await sweep()
+        async with store.engine.begin() as conn:  # the customer terminates party 1's agreement
+            await conn.execute(agreements.update().where(agreements.c.id == 1).values(
+                state="terminated_by_customer", ended_at=clock.now(), updated_at=clock.now()))
+        clock.advance(timedelta(seconds=2))
+        while await sweep():
+            pass
+        assert await cancels(1) == dict.fromkeys(esis, "submitted")  # the SE cancel went to every premise
+        assert await cancels(2) == {}
+        async with store.engine.connect() as conn:
+            withdrawn = (await conn.execute(sa.select(sa.func.count()).where(
+                han_deliveries.c.request_id == texts[1].request_id, han_deliveries.c.state == "cancelled",
+                han_deliveries.c.reason == "agreement ended: SE cancel sent"))).scalar()
+        assert withdrawn == 30
+        assert set(dispatcher._ended) == {1}  # watched a little longer, then forgotten
+        clock.advance(timedelta(minutes=2))
+        dispatcher._ended[1] = 0.0  # its watch is over
+        await sweep()
+        assert not dispatcher._ended
+        # Party 2's agreement runs out (no one touched the row): found by its end time.
+        async with store.engine.begin() as conn:
+            await conn.execute(agreements.update().where(agreements.c.id == 2).values(
+                ends_at=clock.now() + timedelta(minutes=1)))
+        await sweep()
+        assert await cancels(2) == {}
+        clock.advance(timedelta(minutes=2))
+        while await sweep():
+            pass
+        assert await cancels(2) == dict.fromkeys(esis, "submitted")
+    finally:
+        await store.close()

@@ -1,0 +1,128 @@
+"""Fan-out in SQL: which premises a party may reach (one keyset page at a time) and the page's
+outbox rows written by one INSERT … SELECT, so a page of thousands of premises costs a few
+statements and no Python object per premise (the request's command and frames are stored once,
+on the request)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.domain.model import AgreementKind, AgreementState, Scope
+from gateway.store.schema import agreement_premises, agreements, han_deliveries, premises
+
+
+def in_scope_query(*, party_id: int, kind: AgreementKind, scope: Scope | None, now: datetime,
+                   after: str = "") -> sa.Select[Any]:
+    """(ESI ID, agreement id) of active premises where the party has an agreement of `kind`
+    (and `scope`) in force at `now`, ordered by ESI ID after `after` (add a LIMIT for a page).
+
+    Driven by agreement_premises in ESI ID order (index (esi_id, agreement_id)) from the cursor,
+    with the agreement and premise checked per row (correlated EXISTS: primary-key lookups): the
+    walk stops after the LIMIT, so a page costs O(page) on SQLite and PostgreSQL alike."""
+    return (
+        sa.select(agreement_premises.c.esi_id.label("esi_id"),
+                  sa.func.min(agreement_premises.c.agreement_id).label("agreement_id"))
+        .where(agreement_premises.c.esi_id > after, *_in_force(party_id, kind, scope, now),
+               sa.exists().where(premises.c.esi_id == agreement_premises.c.esi_id,
+                                 premises.c.status == "active"))
+        .group_by(agreement_premises.c.esi_id)
+        .order_by(agreement_premises.c.esi_id)
+    )
+
+
+def _in_force(party_id: int, kind: AgreementKind, scope: Scope | None, now: datetime) -> list[Any]:
+    conditions = [
+        agreements.c.id == agreement_premises.c.agreement_id,
+        agreements.c.party_id == party_id,
+        agreements.c.kind == kind.value,
+        agreements.c.state == AgreementState.ACTIVE.value,
+        agreements.c.starts_at <= now,
+        agreements.c.ends_at > now,
+    ]
+    if scope is not None:
+        # Scopes are stored comma-separated; match the whole word (a portable LIKE).
+        conditions.append((sa.literal(",") + agreements.c.scopes + sa.literal(",")).contains(
+            f",{scope.value},"))
+    return [sa.exists().where(*conditions)]
+
+
+async def page_end(conn: AsyncConnection, *, party_id: int, kind: AgreementKind, scope: Scope | None,
+                   now: datetime, after: str, limit: int) -> tuple[str | None, int]:
+    """The last ESI ID of the next page of at most `limit` premises after `after`, and how many
+    premises the page has (fewer than `limit`: the last page)."""
+    page = in_scope_query(party_id=party_id, kind=kind, scope=scope, now=now, after=after).limit(limit).subquery()
+    last, count = (await conn.execute(sa.select(sa.func.max(page.c.esi_id), sa.func.count()).select_from(
+        page))).one()
+    return last, int(count)
+
+
+def _page_rows(*, party_id: int, kind: AgreementKind, scope: Scope | None, now: datetime, after: str,
+               last: str | None, default_version: str) -> tuple[sa.Select[Any], Any]:
+    """The page (after, last] (to the end when `last` is None) with each premise's SE version
+    (its default when unknown), grouped by ESI ID alone so that SQLite walks the index in order
+    (no temporary B-tree) and can stop at a LIMIT."""
+    version = sa.func.min(sa.func.coalesce(premises.c.se_version, default_version))
+    query = (
+        sa.select(agreement_premises.c.esi_id, sa.func.min(agreement_premises.c.agreement_id), version)
+        .join(premises, premises.c.esi_id == agreement_premises.c.esi_id)
+        .where(agreement_premises.c.esi_id > after, premises.c.status == "active",
+               *_in_force(party_id, kind, scope, now))
+        .group_by(agreement_premises.c.esi_id)
+        .order_by(agreement_premises.c.esi_id)
+    )
+    if last is not None:
+        query = query.where(agreement_premises.c.esi_id <= last)
+    return query, version
+
+
+async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_id: int | None, party_id: int,
+                                 kind: AgreementKind, scope: Scope | None, now: datetime, after: str,
+                                 last: str | None, limit: int | None, default_version: str, cluster_id: int,
+                                 command: str, expires_at: datetime,
+                                 skip_versions: frozenset[str] = frozenset()) -> int:
+    """One queued outbox row per premise of the page (after, last] or of the next `limit`
+    premises after `after`, using the request's shared command (fields and frame NULL), in one
+    INSERT … SELECT; premises whose SE version is in `skip_versions` are left out (the caller
+    lists them as excluded). Returns the rows inserted."""
+    query, version = _page_rows(party_id=party_id, kind=kind, scope=scope, now=now, after=after,
+                                last=last, default_version=default_version)
+    if skip_versions:
+        query = query.having(version.not_in(sorted(skip_versions)))
+    if limit is not None:
+        query = query.limit(limit)
+    values = query.with_only_columns(
+        sa.literal(request_id, sa.Integer), sa.literal(party_id, sa.Integer),
+        agreement_premises.c.esi_id, sa.func.min(agreement_premises.c.agreement_id),
+        sa.literal(se_id, sa.BigInteger), version, sa.literal(cluster_id, sa.Integer),
+        sa.literal(command, sa.String), sa.null(), sa.null(), sa.literal("queued", sa.String),
+        sa.literal(0, sa.Integer), sa.literal(now, han_deliveries.c.next_attempt_at.type),
+        sa.literal(expires_at, han_deliveries.c.expires_at.type),
+        sa.literal(now, han_deliveries.c.created_at.type), sa.literal(now, han_deliveries.c.updated_at.type),
+        maintain_column_froms=True)
+    result = await conn.execute(han_deliveries.insert().from_select([
+        "request_id", "party_id", "esi_id", "agreement_id", "se_id", "se_version", "cluster_id", "command",
+        "fields", "frame", "state", "attempts", "next_attempt_at", "expires_at", "created_at", "updated_at",
+    ], values))
+    return int(result.rowcount)
+
+
+async def last_expanded(conn: AsyncConnection, request_id: int) -> str | None:
+    """The highest ESI ID the request has a delivery for (index (request_id, esi_id))."""
+    value = (await conn.execute(sa.select(sa.func.max(han_deliveries.c.esi_id)).where(
+        han_deliveries.c.request_id == request_id))).scalar()
+    return None if value is None else str(value)
+
+
+async def page_premises_with_versions(conn: AsyncConnection, *, party_id: int, kind: AgreementKind,
+                                      scope: Scope | None, now: datetime, after: str, last: str,
+                                      default_version: str, versions: frozenset[str],
+                                      limit: int) -> list[str]:
+    """Up to `limit` ESI IDs of the page (after, last] whose SE version is in `versions`."""
+    query, version = _page_rows(party_id=party_id, kind=kind, scope=scope, now=now, after=after, last=last,
+                                default_version=default_version)
+    rows = (await conn.execute(query.having(version.in_(sorted(versions))).limit(limit))).all()
+    return [str(r[0]) for r in rows]

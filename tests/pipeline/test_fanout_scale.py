@@ -1,0 +1,174 @@
+"""Fan-out at scale, in small: pages expanded by one INSERT … SELECT and dispatched set-based must
+reach exactly the premises the party may reach (each once, with its meter's SE version and frame),
+list the ones excluded, and leave the same history (transition, frame log) as a single request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ams_adapters.contract import HanOperation, MeterCapabilities, RouteCapabilities, SubmitOutcome, SubmitResult
+from gateway.clock import ManualClock
+from gateway.config import parse_config
+from gateway.domain.model import Role
+from gateway.domain.records import Principal
+from gateway.pipeline.dispatcher import Dispatcher, RouteSet
+from gateway.pipeline.requests import PriceRequest, TextRequest
+from gateway.pipeline.service import RequestService
+from gateway.store.schema import (
+    agreement_premises,
+    agreements,
+    han_deliveries,
+    han_frame_log,
+    han_requests,
+    han_transitions,
+    parties,
+    premises,
+)
+from gateway.store.store import Store, open_store
+
+
+class RecordingRoute:
+    """Accepts everything and keeps every operation it is handed."""
+
+    def __init__(self) -> None:
+        self._caps = RouteCapabilities(name="recording", batch_size=25, rate_limit_per_s=1e6)
+        self.ops: list[HanOperation] = []
+
+    @property
+    def capabilities(self) -> RouteCapabilities:
+        return self._caps
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
+        return MeterCapabilities()
+
+    async def provision(self, request: Any) -> SubmitResult:
+        raise NotImplementedError("the recording route provisions nothing")
+
+    async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
+        self.ops.extend(batch)
+        return [SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED) for op in batch]
+
+    async def events(self) -> AsyncIterator[Any]:
+        await asyncio.Event().wait()
+        yield None
+
+
+VERSIONS = ("1.0", "1.1", "1.2", None)  # None: unknown, the default (1.1) applies
+
+
+async def _setup(tmp_path: Path, n: int) -> tuple[Store, list[str]]:
+    """Party 1 reaches premises 0..n-1 except one inactive premise; party 2 (no price scope)
+    reaches all; premise n-1 has two agreements of party 1 (it must still get one delivery)."""
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'f.db'}")
+    now = datetime.now(UTC)
+    esis = [f"1044372{i:010d}" for i in range(n)]
+    async with store.engine.begin() as conn:
+        for p in (1, 2):
+            await conn.execute(parties.insert().values(id=p, name=f"P{p}", duns=f"{p:09d}", contact_email="p@p.test",
+                                                       status="active", created_at=now))
+        for aid, party, scopes in ((1, 1, "text,price"), (2, 2, "text"), (3, 1, "price")):
+            await conn.execute(agreements.insert().values(
+                id=aid, party_id=party, kind="in_home_device_services", scopes=scopes, customer_email="c@c.test",
+                duration_months=12, state="active", created_at=now, updated_at=now, invitation_expires_at=now,
+                resend_count=0, accepted_at=now, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=30),
+                reminders_sent=0))
+        await conn.execute(premises.insert(), [{
+            "esi_id": e, "tdsp": "oncor", "meter_number": f"M{i}", "customer_email": "c@c.test", "rep": None,
+            "premise_class": "residential", "se_version": VERSIONS[i % 4], "enhanced_meter": False,
+            "status": "inactive" if i == 7 else "active", "created_at": now, "updated_at": now}
+            for i, e in enumerate(esis)])
+        links = [{"agreement_id": a, "esi_id": e, "meter_number": f"M{i}"} for a in (1, 2) for i, e in enumerate(esis)]
+        links.append({"agreement_id": 3, "esi_id": esis[-1], "meter_number": "x"})
+        await conn.execute(agreement_premises.insert(), links)
+    return store, esis
+
+
+async def _run(store: Store, route: RecordingRoute, page: int) -> Dispatcher:
+    cfg = parse_config({"pipeline": {"batch_size": 60, "fanout_page": page}}, env={}).pipeline
+    return Dispatcher(store, RouteSet(route), cfg, ManualClock())
+
+
+async def test_price_fanout_with_acknowledgement_pages_in_sql(tmp_path: Path) -> None:
+    store, esis = await _setup(tmp_path, 203)
+    route = RecordingRoute()
+    dispatcher = await _run(store, route, page=40)
+    service = RequestService(store, dispatcher.config)
+    clock = dispatcher.clock
+    try:
+        accepted = await service.submit(Principal(Role.THIRD_PARTY, party_id=1), PriceRequest(
+            kind="price", all_premises=True, provider_id=1, price="0.1190", acknowledgement=True), clock.now())
+        while await dispatcher.run_once():
+            pass
+        reachable = {e: VERSIONS[i % 4] or "1.1" for i, e in enumerate(esis) if i != 7}
+        wanted = {e: v for e, v in reachable.items() if v != "1.0"}  # SE 1.0 carries no acknowledgement
+        assert sorted(op.esi_id for op in route.ops) == sorted(wanted)  # each once
+        async with store.engine.connect() as conn:
+            request = (await conn.execute(han_requests.select().where(
+                han_requests.c.id == accepted.request_id))).one()
+            rows = (await conn.execute(sa.select(
+                han_deliveries.c.id, han_deliveries.c.esi_id, han_deliveries.c.se_version, han_deliveries.c.state,
+                han_deliveries.c.agreement_id, han_deliveries.c.fields, han_deliveries.c.frame).where(
+                han_deliveries.c.request_id == accepted.request_id))).all()
+            transitions = (await conn.execute(sa.select(han_transitions.c.delivery_id, han_transitions.c.state).where(
+                han_transitions.c.delivery_id.in_([r.id for r in rows])))).all()
+            logged = (await conn.execute(sa.select(
+                han_frame_log.c.delivery_id, han_frame_log.c.esi_id, han_frame_log.c.frame,
+                han_frame_log.c.agreement_id).where(han_frame_log.c.request_id == accepted.request_id))).all()
+        assert request.fanout_after is None and request.state == "accepted"
+        assert request.targeted == len(wanted) == len(rows)
+        excluded = json.loads(request.excluded)
+        assert sorted(x["esi_id"] for x in excluded) == sorted(e for e, v in reachable.items() if v == "1.0")
+        assert all(x["reason"].startswith("meter_capability") for x in excluded)
+        assert {r.esi_id: r.se_version for r in rows} == wanted
+        assert {r.state for r in rows} == {"submitted"}
+        assert {r.esi_id: r.agreement_id for r in rows}[esis[-1]] == 1  # two agreements: one delivery
+        assert all(r.fields is None and r.frame is None for r in rows)  # the request's command, stored once
+        frames = json.loads(request.command)["frames"]
+        assert all(op.frame == bytes.fromhex(frames[str(op.se_version)]) for op in route.ops)
+        assert sorted(transitions) == sorted((r.id, "submitted") for r in rows)
+        assert sorted((d, e) for d, e, _f, _a in logged) == sorted((r.id, r.esi_id) for r in rows)
+        assert {f for _d, _e, f, _a in logged} == {None} and {a for *_x, a in logged} == {1}
+    finally:
+        await store.close()
+
+
+async def test_text_fanout_reaches_only_my_scoped_premises(tmp_path: Path) -> None:
+    """A text of party 2 (text scope only on agreement 2): every active premise, pages of 64."""
+    store, esis = await _setup(tmp_path, 130)
+    route = RecordingRoute()
+    dispatcher = await _run(store, route, page=64)
+    service = RequestService(store, dispatcher.config)
+    try:
+        accepted = await service.submit(Principal(Role.THIRD_PARTY, party_id=2), TextRequest(
+            kind="text", all_premises=True, text="hello"), dispatcher.clock.now())
+        while await dispatcher.run_once():
+            pass
+        assert sorted(op.esi_id for op in route.ops) == [e for i, e in enumerate(esis) if i != 7]
+        async with store.engine.connect() as conn:
+            targeted = (await conn.execute(sa.select(han_requests.c.targeted).where(
+                han_requests.c.id == accepted.request_id))).scalar()
+        assert targeted == 129
+        # party 2 has no price scope: a price fan-out of it reaches nothing
+        price = await service.submit(Principal(Role.THIRD_PARTY, party_id=2), PriceRequest(
+            kind="price", all_premises=True, provider_id=1, price="0.1"), dispatcher.clock.now())
+        while await dispatcher.run_once():
+            pass
+        async with store.engine.connect() as conn:
+            count = (await conn.execute(sa.select(sa.func.count()).where(
+                han_deliveries.c.request_id == price.request_id))).scalar()
+        assert count == 0 and len(route.ops) == 129
+    finally:
+        await store.close()
