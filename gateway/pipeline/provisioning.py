@@ -115,9 +115,19 @@ class ProvisioningSender:
         for op in expired:
             await self.store.fail(op.id, now, "not_sent_before_expiry",
                                   f"no route took it before {op.expires_at.isoformat()}: {op.reason or 'no attempt'}")
+        overdue = await self.store.overdue(now, limit)
+        for op in overdue:
+            # The route took it and then said nothing more: not left pending for ever.
+            if op.kind == ProvisioningKind.PROVISION_DEVICE.value:
+                await self.store.fail(op.id, now, JOIN_WINDOW_EXPIRED,
+                                      f"no join reported by the head-end before the join window ended "
+                                      f"({op.expires_at.isoformat()})")
+            else:
+                await self.store.fail(op.id, now, "no_result_before_expiry",
+                                      f"the head-end reported no result before {op.expires_at.isoformat()}")
         due = await self.store.due(now, limit)
         await asyncio.gather(*(self._send(op, now) for op in due))
-        return len(expired) + len(due)
+        return len(expired) + len(overdue) + len(due)
 
     async def _send(self, op: Any, now: datetime) -> None:
         route = self.routes.for_premise(op.esi_id)

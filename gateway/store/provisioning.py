@@ -33,6 +33,10 @@ QUEUED, SUBMITTED, DONE, FAILED = "queued", "submitted", "done", "failed"
 
 # How long a premise-wide operation or a delete waits for a route before it is given up.
 OPERATION_LIFETIME = timedelta(days=7)
+# How long after an operation's end (a device's join window, another operation's lifetime) the
+# head-end's last word may still arrive. Past it, a submitted operation with no result ends failed:
+# a head-end that never answers (or answered while the gateway was down) leaves no device pending.
+RESULT_GRACE = timedelta(minutes=30)
 # Devices that hold a slot on the meter (failed and removed ones do not).
 SLOT_HOLDERS = (DeviceStatus.PROVISION_REQUESTED, DeviceStatus.FIND_PENDING, DeviceStatus.JOINED,
                 DeviceStatus.DELETE_REQUESTED)
@@ -237,6 +241,13 @@ class ProvisioningStore:
             return list((await conn.execute(han_provisioning_ops.select().where(
                 han_provisioning_ops.c.state == QUEUED, han_provisioning_ops.c.expires_at <= now).limit(
                 limit))).all())
+
+    async def overdue(self, now: datetime, limit: int) -> list[Any]:
+        """Submitted operations whose result never came, RESULT_GRACE after their end."""
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(han_provisioning_ops.select().where(
+                han_provisioning_ops.c.state == SUBMITTED,
+                han_provisioning_ops.c.expires_at <= now - RESULT_GRACE).limit(limit))).all())
 
     async def requeue_submitted(self, now: datetime) -> int:
         """At start: operations a previous run handed to a route but saw no end of are sent

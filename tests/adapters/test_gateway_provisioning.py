@@ -333,3 +333,47 @@ async def test_a_stored_operation_survives_a_restart(tmp_path: Path, pg_url: str
         joined = await _status(rig, rig.gw.operator_token, esi, eui, "joined")
         states = [h["state"] for h in joined["history"]]
         assert states == ["provision_requested", "requested", "find_pending", "joined"], states
+
+
+async def test_a_submitted_operation_with_no_result_ends_failed(tmp_path: Path) -> None:
+    """A head-end that took the provisioning and never reported (or reported while the gateway
+    was down) leaves no device pending: past the join window and the result grace, the device is
+    failed with `join_window_expired`, and a clear that never got an answer fails `no_result_before_expiry`."""
+    from datetime import timedelta
+
+    from gateway.device_keys import LinkKeyCipher
+    from gateway.pipeline.dispatcher import RouteSet
+    from gateway.pipeline.provisioning import ProvisioningSender
+    from gateway.store.provisioning import RESULT_GRACE
+
+    key = Fernet.generate_key().decode()
+    esi = "10400510000000000"
+    csv = ("esi_id,meter_number,customer_email,rep,premise_class,se_version,enhanced_meter\n"
+           f"{esi},M-tnmp-0,pat@example.test,Volt REP,residential,1.1,no\n")
+    ihd = QuickFleet(1, RealClock(), esi_prefix=FLEET_PREFIX["tnmp"]).devices(esi)[0]
+    eui = _eui(ihd)
+    async with running_gateway(tmp_path / "gw", security={"device_key_secret": key}) as gw:
+        await gw.load_premises(csv)
+        r = await gw.client.post(f"/v1/premises/{esi}/devices", headers=gw.op, json={
+            "eui64": eui, "device_type": "in_home_display", "install_code": _code(ihd), "join_window_days": 1})
+        assert r.status_code == 201, r.text
+        assert (await gw.client.post(f"/v1/premises/{esi}/han/clear", headers=gw.op)).status_code == 202
+        async with gw.store.engine.begin() as conn:  # a route took both; nothing more was heard
+            await conn.execute(han_provisioning_ops.update().values(state="submitted"))
+        sender = ProvisioningSender(gw.store, RouteSet(), gw.config.pipeline, gw.clock, LinkKeyCipher(key))
+        gw.clock.advance(timedelta(days=1))
+        assert await sender.run_once() == 0  # the window just ended: the head-end may still report
+        r = await gw.client.get(f"/v1/premises/{esi}/devices/{eui}", headers=gw.op)
+        assert r.json()["status"] == "provision_requested", r.json()
+        gw.clock.advance(RESULT_GRACE + timedelta(seconds=1))
+        assert await sender.run_once() == 1  # the provisioning; the clear lives on (7 days)
+        device = (await gw.client.get(f"/v1/premises/{esi}/devices/{eui}", headers=gw.op)).json()
+        assert device["status"] == "failed" and device["last_reason"] == "join_window_expired", device
+        assert "no join reported" in device["history"][-1]["detail"], device["history"]
+        gw.clock.advance(timedelta(days=7))
+        assert await sender.run_once() == 1
+        async with gw.store.engine.connect() as conn:
+            ops = (await conn.execute(sa.select(han_provisioning_ops.c.kind, han_provisioning_ops.c.state,
+                                                han_provisioning_ops.c.reason))).all()
+        assert sorted((k, s) for k, s, _ in ops) == [("clear_devices", "failed"), ("provision_device", "failed")]
+        assert any(reason and reason.startswith("no_result_before_expiry") for _, _, reason in ops), ops
