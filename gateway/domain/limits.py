@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from gateway.domain.model import DeviceStatus
+
 DEVICES_PER_METER = 5
 DEVICES_PER_ENHANCED_METER = 10
 LOAD_CONTROL_DEVICES_PER_ENHANCED_METER = 8
+# Device states that hold one of the meter's slots (failed and removed devices hold none).
+SLOT_HOLDERS = (DeviceStatus.PROVISION_REQUESTED, DeviceStatus.FIND_PENDING, DeviceStatus.JOINED,
+                DeviceStatus.DELETE_REQUESTED)
 # Device types (as registered at provisioning, compared in lower case) that take load-control events.
 LOAD_CONTROL_DEVICE_TYPES = frozenset({
     "thermostat", "pct", "load_control", "load_control_device", "load_control_switch", "smart_appliance",

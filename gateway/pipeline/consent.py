@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.authz import Decision, decide_for_agreements
-from gateway.domain.limits import LOAD_CONTROL_DEVICE_TYPES
-from gateway.domain.model import Action, AgreementKind, AgreementState, DeviceStatus, Role, Scope
+from gateway.domain.limits import LOAD_CONTROL_DEVICE_TYPES, SLOT_HOLDERS
+from gateway.domain.model import Action, AgreementKind, AgreementState, Role, Scope
 from gateway.domain.records import Principal
 from gateway.store.schema import agreement_premises, agreements, han_devices, premises
 
@@ -60,7 +60,7 @@ def _targets_query() -> sa.Select[Any]:
         agreements.c.party_id == sa.bindparam("party_id"), agreements.c.state == AgreementState.ACTIVE.value,
         agreement_premises.c.esi_id.in_(esi_ids)).subquery()
     present = sa.and_(han_devices.c.esi_id == premises.c.esi_id,
-                      han_devices.c.status != DeviceStatus.REMOVED.value)
+                      han_devices.c.status.in_([s.value for s in SLOT_HOLDERS]))
     devices = sa.select(sa.func.count()).where(present).scalar_subquery()
     controlled = sa.select(sa.func.count()).where(
         present, sa.func.lower(han_devices.c.device_type).in_(sorted(LOAD_CONTROL_DEVICE_TYPES))).scalar_subquery()

@@ -405,6 +405,16 @@ class RequestService:
                               request_row.starts_at, request_row.ends_at)
             targets = [outbox.Target(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
             excluded: list[dict[str, str]] = []
+            counts = await fanout_sql.device_counts(conn, [t.esi_id for t in targets]) if targets else {}
+            kept = []
+            for t in targets:
+                enhanced, devices, controlled = counts.get(t.esi_id, (False, 0, 0))
+                why = over_device_limit(enhanced, devices, controlled, load_control=True)
+                if why is None:
+                    kept.append(t)
+                else:
+                    excluded.append({"esi_id": t.esi_id, "reason": why})
+            targets = kept
             if targets:
                 lce = LoadControlRequest.model_validate(body)
                 blocked = set()
@@ -459,25 +469,25 @@ class RequestService:
                       "default_version": DEFAULT_SE_VERSION, "cluster_id": int(stored["cluster_id"]),
                       "command": stored["command"],
                       "expires_at": request_row.ends_at, "skip_versions": skip}
-            if skip:
-                # Some premises of the page are left out: its end is found first.
-                last, count = await fanout_sql.page_end(conn, **scope, limit=page)
-                done = count < page
-                inserted = await fanout_sql.insert_page_deliveries(
-                    conn, **scope, **insert, last=last, limit=None) if last is not None else 0
-            else:
-                # The next `page` premises in one statement; the cursor is the last one inserted.
-                inserted = await fanout_sql.insert_page_deliveries(conn, **scope, **insert, last=None, limit=page)
-                done = inserted < page
-                last = await fanout_sql.last_expanded(conn, request_row.id) if inserted else None
+            # The page's end is found first: some of its premises may be left out (SE 1.0 meters
+            # for an acknowledged price; meters with more devices registered than they serve).
+            last, count = await fanout_sql.page_end(conn, **scope, limit=page)
+            done = count < page
+            inserted = await fanout_sql.insert_page_deliveries(
+                conn, **scope, **insert, last=last, limit=None) if last is not None else 0
             old_excluded = json.loads(request_row.excluded)
             excluded: list[dict[str, str]] = []
-            if skip and last is not None and len(old_excluded) < MAX_LISTED_EXCLUSIONS:
-                reason = _lacks_capability(PriceRequest.model_validate_json(request_row.body), "1.0")
-                assert reason is not None
-                excluded = [{"esi_id": e, "reason": reason} for e in await fanout_sql.page_premises_with_versions(
-                    conn, **scope, last=last, default_version=DEFAULT_SE_VERSION, versions=skip,
-                    limit=MAX_LISTED_EXCLUSIONS - len(old_excluded))]
+            if inserted < count and last is not None and len(old_excluded) < MAX_LISTED_EXCLUSIONS:
+                room = MAX_LISTED_EXCLUSIONS - len(old_excluded)
+                over = await fanout_sql.page_premises_over_device_limit(conn, **scope, last=last, limit=room)
+                excluded = [{"esi_id": e, "reason": "device_limit: the meter has more devices registered than it "
+                             "serves"} for e in over]
+                if skip and len(excluded) < room:
+                    reason = _lacks_capability(PriceRequest.model_validate_json(request_row.body), "1.0")
+                    assert reason is not None
+                    excluded += [{"esi_id": e, "reason": reason} for e in await fanout_sql.page_premises_with_versions(
+                        conn, **scope, last=last, default_version=DEFAULT_SE_VERSION, versions=skip,
+                        limit=room - len(excluded))]
             await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
                 fanout_after=None if done else last, state="accepted" if done else "expanding",
                 targeted=han_requests.c.targeted + inserted,

@@ -11,8 +11,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.domain.limits import (
+    DEVICES_PER_ENHANCED_METER,
+    DEVICES_PER_METER,
+    LOAD_CONTROL_DEVICE_TYPES,
+    SLOT_HOLDERS,
+)
 from gateway.domain.model import AgreementKind, AgreementState, Scope
-from gateway.store.schema import agreement_premises, agreements, han_deliveries, premises
+from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_devices, premises
+
+# Devices registered at the premise that hold one of its meter's slots (index (esi_id, eui64)).
+_HELD = sa.and_(han_devices.c.esi_id == premises.c.esi_id, han_devices.c.status.in_([s.value for s in SLOT_HOLDERS]))
+# Whether the premise's meter serves every device registered there (gateway/domain/limits.py): a
+# premise over its limit (a meter swapped for a smaller one, registrations left behind) is excluded
+# with `device_limit`, never sent to.
+WITHIN_DEVICE_LIMIT = sa.select(sa.func.count()).where(_HELD).scalar_subquery() <= sa.case(
+    (premises.c.enhanced_meter, DEVICES_PER_ENHANCED_METER), else_=DEVICES_PER_METER)
 
 
 def in_scope_query(*, party_id: int, kind: AgreementKind, scope: Scope | None, now: datetime,
@@ -61,15 +75,17 @@ async def page_end(conn: AsyncConnection, *, party_id: int, kind: AgreementKind,
 
 
 def _page_rows(*, party_id: int, kind: AgreementKind, scope: Scope | None, now: datetime, after: str,
-               last: str | None, default_version: str) -> tuple[sa.Select[Any], Any]:
+               last: str | None, default_version: str, within_limit: bool = True) -> tuple[sa.Select[Any], Any]:
     """The page (after, last] (to the end when `last` is None) with each premise's SE version
     (its default when unknown), grouped by ESI ID alone so that SQLite walks the index in order
-    (no temporary B-tree) and can stop at a LIMIT."""
+    (no temporary B-tree) and can stop at a LIMIT. Premises within their device limit, or
+    (`within_limit=False`) only those over it."""
     version = sa.func.min(sa.func.coalesce(premises.c.se_version, default_version))
     query = (
         sa.select(agreement_premises.c.esi_id, sa.func.min(agreement_premises.c.agreement_id), version)
         .join(premises, premises.c.esi_id == agreement_premises.c.esi_id)
         .where(agreement_premises.c.esi_id > after, premises.c.status == "active",
+               WITHIN_DEVICE_LIMIT if within_limit else sa.not_(WITHIN_DEVICE_LIMIT),
                *_in_force(party_id, kind, scope, now))
         .group_by(agreement_premises.c.esi_id)
         .order_by(agreement_premises.c.esi_id)
@@ -110,11 +126,6 @@ async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_i
     return int(result.rowcount)
 
 
-async def last_expanded(conn: AsyncConnection, request_id: int) -> str | None:
-    """The highest ESI ID the request has a delivery for (index (request_id, esi_id))."""
-    value = (await conn.execute(sa.select(sa.func.max(han_deliveries.c.esi_id)).where(
-        han_deliveries.c.request_id == request_id))).scalar()
-    return None if value is None else str(value)
 
 
 async def page_premises_with_versions(conn: AsyncConnection, *, party_id: int, kind: AgreementKind,
@@ -126,3 +137,26 @@ async def page_premises_with_versions(conn: AsyncConnection, *, party_id: int, k
                                 default_version=default_version)
     rows = (await conn.execute(query.having(version.in_(sorted(versions))).limit(limit))).all()
     return [str(r[0]) for r in rows]
+
+
+async def page_premises_over_device_limit(conn: AsyncConnection, *, party_id: int, kind: AgreementKind,
+                                          scope: Scope | None, now: datetime, after: str, last: str,
+                                          limit: int) -> list[str]:
+    """Up to `limit` ESI IDs of the page (after, last] whose meter has more devices registered
+    than it serves."""
+    query, _version = _page_rows(party_id=party_id, kind=kind, scope=scope, now=now, after=after, last=last,
+                                 default_version="1.1", within_limit=False)
+    return [str(r[0]) for r in (await conn.execute(query.limit(limit))).all()]
+
+
+async def device_counts(conn: AsyncConnection, esi_ids: list[str]) -> dict[str, tuple[bool, int, int]]:
+    """ESI ID -> (enhanced meter, devices holding a slot, of which load-control devices)."""
+    devices = sa.select(sa.func.count()).where(_HELD).scalar_subquery()
+    controlled = sa.select(sa.func.count()).where(
+        _HELD, sa.func.lower(han_devices.c.device_type).in_(sorted(LOAD_CONTROL_DEVICE_TYPES))).scalar_subquery()
+    found: dict[str, tuple[bool, int, int]] = {}
+    for i in range(0, len(esi_ids), 500):  # bound the IN list (SQLite's variable limit)
+        rows = (await conn.execute(sa.select(premises.c.esi_id, premises.c.enhanced_meter, devices, controlled).where(
+            premises.c.esi_id.in_(esi_ids[i:i + 500])))).all()
+        found.update({str(e): (bool(enhanced), int(n), int(lc)) for e, enhanced, n, lc in rows})
+    return found

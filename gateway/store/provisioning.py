@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.domain.limits import SLOT_HOLDERS
 from gateway.domain.model import DeviceStatus
 from gateway.store.schema import han_device_events, han_devices, han_provisioning_ops, webhook_outbox, webhooks
 from gateway.store.store import Store
@@ -37,9 +38,6 @@ OPERATION_LIFETIME = timedelta(days=7)
 # head-end's last word may still arrive. Past it, a submitted operation with no result ends failed:
 # a head-end that never answers (or answered while the gateway was down) leaves no device pending.
 RESULT_GRACE = timedelta(minutes=30)
-# Devices that hold a slot on the meter (failed and removed ones do not).
-SLOT_HOLDERS = (DeviceStatus.PROVISION_REQUESTED, DeviceStatus.FIND_PENDING, DeviceStatus.JOINED,
-                DeviceStatus.DELETE_REQUESTED)
 REQUEST_PREFIX = "hgw-prov-"
 
 

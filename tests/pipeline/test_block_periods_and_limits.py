@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from gateway.domain.limits import over_device_limit
-from gateway.store.schema import han_deliveries, han_requests
+from gateway.store.schema import han_deliveries, han_devices, han_requests
 from tests.pipeline.conftest import running_stack
 
 PRICE = {"kind": "price", "provider_id": 7, "price": "0.1190", "number_of_tiers": 2, "tier": 1,
@@ -125,3 +126,38 @@ def test_load_control_limit_on_enhanced_meters() -> None:
     assert over_device_limit(True, 11, 0, load_control=False) == (
         "device_limit: 11 devices registered, the enhanced meter serves at most 10")
     assert over_device_limit(False, 5, 5, load_control=True) is None
+
+
+async def test_fanout_leaves_out_premises_over_their_device_limit(tmp_path: Path) -> None:
+    """Fan-out (prices and texts in SQL, load control per page in Python) excludes a premise whose
+    meter has more devices registered than it serves, and lists it with the reason; a failed
+    device holds no slot."""
+    async with running_stack(tmp_path / "d", per_tdsp=3, pipeline={"fanout_page": 10}) as s:
+        _party, token = await s.gw.new_party("Acme", "123456789")
+        mine = sorted(p.esi_id for p in s.premises[:12])  # two pages
+        crowded, relieved = mine[1], mine[11]
+        await s.customer(token, mine)
+        for i in range(6):
+            for esi in (crowded, relieved):
+                assert await s.gw.store.add_device(esi_id=esi, eui64=f"00124B00000001{i:02X}",
+                                                   device_type="thermostat", party_id=None, now=s.gw.clock.now())
+        async with s.gw.store.engine.begin() as conn:  # one of six failed to join: five slots held
+            await conn.execute(han_devices.update().where(han_devices.c.esi_id == relieved,
+                                                          han_devices.c.eui64 == "00124B0000000100").values(
+                status="failed"))
+        for body in ({"kind": "text", "all_premises": True, "text": "hello", "duration_minutes": 30},
+                     {"kind": "load_control", "all_premises": True, "device_classes": 1, "criticality": 3,
+                      "duration_minutes": 30}):
+            r = await s.request(token, body)
+            assert r.status_code == 202, r.text
+            rid = r.json()["id"]
+
+            async def expanded(rid: int = rid) -> dict[str, Any] | None:
+                sm = await s.summary(token, rid)
+                return sm if sm["state"] == "accepted" else None
+            sm = await s.eventually(expanded, advance=1)
+            assert sm["targeted"] == 11, sm
+            assert [e["esi_id"] for e in sm["excluded"]] == [crowded], sm["excluded"]
+            assert sm["excluded"][0]["reason"].startswith("device_limit"), sm["excluded"]
+            delivered_to = {d["esi_id"] for d in await s.deliveries(token, rid)}
+            assert delivered_to == set(mine) - {crowded}
