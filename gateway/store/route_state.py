@@ -1,8 +1,9 @@
 """The radio route's state in the gateway's database (SQLite or PostgreSQL, the Store's engine).
 
 Devices live in `han_devices` — the same rows the API's device endpoints list — with their
-status from DeviceStatus; the radio's extra details (NWK address, reason of the last change) in
-`radio_devices`; outbound idempotency records in `radio_outbound` (migration 0008).
+status from DeviceStatus and the reason of the last change in `last_reason` (as provisioning
+through a head-end records it); the radio's own detail (the NWK address) in `radio_devices`;
+outbound idempotency records in `radio_outbound` (migration 0008).
 EUI-64s are stored as the API stores them (16 upper-case hex digits) and handed back to the route
 as zigpy prints them (00:0d:6f:…).
 """
@@ -139,17 +140,19 @@ class GatewayRouteState:
                         eui64=key,
                         device_type=device_type or UNKNOWN_DEVICE_TYPE,
                         status=DeviceStatus(state.value).value,
+                        last_reason=reason[:300] if reason else None,
                         party_id=None,
                         created_at=when,
                         updated_at=when,
                     )
                 )
             else:
-                values: dict[str, Any] = {"status": DeviceStatus(state.value).value, "updated_at": when}
+                values: dict[str, Any] = {"status": DeviceStatus(state.value).value, "updated_at": when,
+                                          "last_reason": reason[:300] if reason else None}
                 if device_type:
                     values["device_type"] = device_type
                 await conn.execute(han_devices.update().where(han_devices.c.id == known.id).values(**values))
-            details: dict[str, Any] = {"reason": reason[:300] if reason else None, "updated_at": when}
+            details: dict[str, Any] = {"updated_at": when}
             if nwk is not None:
                 details["nwk"] = nwk
             updated = await conn.execute(
@@ -168,7 +171,7 @@ class GatewayRouteState:
                 han_devices.c.updated_at,
                 han_devices.c.device_type,
                 radio_devices.c.nwk,
-                radio_devices.c.reason,
+                han_devices.c.last_reason.label("reason"),
             )
             .select_from(
                 han_devices.outerjoin(
@@ -207,12 +210,12 @@ class GatewayRouteState:
             await conn.execute(
                 radio_devices.update()
                 .where(radio_devices.c.esi_id == self.esi_id, radio_devices.c.eui64.in_(present.scalar_subquery()))
-                .values(nwk=None, reason="HAN decommissioned", updated_at=now)
+                .values(nwk=None, updated_at=now)
             )
             result = await conn.execute(
                 han_devices.update()
                 .where(han_devices.c.esi_id == self.esi_id, han_devices.c.status != DeviceStatus.REMOVED.value)
-                .values(status=DeviceStatus.REMOVED.value, updated_at=now)
+                .values(status=DeviceStatus.REMOVED.value, last_reason="HAN decommissioned", updated_at=now)
             )
         return int(result.rowcount or 0)
 

@@ -416,15 +416,14 @@ radio_outbound = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
-# What the radio knows of a device beyond han_devices' columns: its short (NWK) address and the
-# reason of its last state change (a failed join, a leave, a decommission).
+# What the radio knows of a device beyond han_devices' columns: its short (NWK) address. (The
+# reason of its last state change — a failed join, a leave, a decommission — is last_reason.)
 radio_devices = sa.Table(
     "radio_devices",
     metadata,
     sa.Column("esi_id", sa.String(22), sa.ForeignKey("premises.esi_id"), primary_key=True),
     sa.Column("eui64", sa.String(16), primary_key=True),
     sa.Column("nwk", sa.Integer, nullable=True),
-    sa.Column("reason", sa.String(300), nullable=True),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 

@@ -1,7 +1,8 @@
-"""Local radio route state: outbound idempotency records and per-device radio details.
+"""Local radio route state: outbound idempotency records and per-device radio details (the
+NWK address; the reason of a device's last change is han_devices.last_reason, from 0007).
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 import sqlalchemy as sa
@@ -33,7 +34,6 @@ def upgrade() -> None:
         sa.Column("esi_id", sa.String(22), nullable=False),
         sa.Column("eui64", sa.String(16), nullable=False),
         sa.Column("nwk", sa.Integer, nullable=True),
-        sa.Column("reason", sa.String(300), nullable=True),
         sa.Column("updated_at", UtcDateTime, nullable=False),
         sa.PrimaryKeyConstraint("esi_id", "eui64", name="pk_radio_devices"),
         sa.ForeignKeyConstraint(["esi_id"], ["premises.esi_id"], name="fk_radio_devices_esi_id_premises"),
