@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import ipaddress
@@ -120,6 +121,13 @@ async def test_smtp_starttls_with_credentials(smtp_server: Any, tmp_path: Path) 
     assert not (tmp_path / "unused.mbox").exists()
 
 
+async def _tls_closed() -> None:
+    """aiosmtplib closes a failed STARTTLS session asynchronously (the TLS shutdown runs after
+    `send` has raised). In the gateway the loop lives on and finishes it; a test's loop ends with
+    the test, so it waits for that here rather than leave the socket to the garbage collector."""
+    await asyncio.sleep(0.3)
+
+
 async def test_smtp_wrong_password_is_a_mail_error(smtp_server: Any, tmp_path: Path) -> None:
     controller, inbox, cert = smtp_server
     mailer = make_mailer(_config(controller, cert, smtp_password="wrong", smtp_timeout_seconds=1),
@@ -127,6 +135,7 @@ async def test_smtp_wrong_password_is_a_mail_error(smtp_server: Any, tmp_path: P
     with pytest.raises(MailError, match=r"SMTP 127\.0\.0\.1"):
         await mailer.send(build_message(sender="a@hangw.test", to="b@example.test",
                                         subject="s", text="t", html=None))
+    await _tls_closed()
     assert inbox.messages == []
 
 
@@ -137,6 +146,7 @@ async def test_smtp_untrusted_certificate_is_refused(smtp_server: Any, tmp_path:
     with pytest.raises(MailError):
         await mailer.send(build_message(sender="a@hangw.test", to="b@example.test",
                                         subject="s", text="t", html=None))
+    await _tls_closed()
     assert inbox.messages == []
 
 
