@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ams_adapters.adapter import NotesSink
 from ams_adapters.wire import multispeak as ms
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, RequestKind, WireError
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +133,25 @@ class MultiSpeakTransport:
 
     async def _group(self, reqs: list[HeadEndRequest]) -> list[Ack]:
         txids = [r.transaction_id for r in reqs]
+        self.group_requests += 1
+        return await self._post(ms.GROUP_OPERATION_OF_KIND[reqs[0].kind], reqs[0].kind, txids,
+                                lambda: ms.encode_group_request(reqs, self.response_url),
+                                lambda data: ms.decode_group_response(data, txids))
+
+    async def _one(self, req: HeadEndRequest) -> Ack:
+        (ack,) = await self._post(ms.OPERATION_OF_KIND[req.kind], req.kind, [req.transaction_id],
+                                  lambda: ms.encode_request(req, self.response_url),
+                                  lambda data: [ms.decode_response(data, req.transaction_id)])
+        return ack
+
+    async def _post(self, op: str, kind: RequestKind, txids: list[str], encode: Callable[[], bytes],
+                    decode: Callable[[bytes], list[Ack]]) -> list[Ack]:
+        """One SOAP call carrying the transactions `txids`; every failure becomes an Ack per
+        transaction (busy with Retry-After, or an error naming what went wrong)."""
         if self._session is None:
             return [Ack(t, AckStatus.ERROR, "transport: not started") for t in txids]
-        op = ms.GROUP_OPERATION_OF_KIND[reqs[0].kind]
-        body = ms.encode_group_request(reqs, self.response_url)
-        url = f"{self.base_url}/{ms.ENDPOINT_OF_KIND[reqs[0].kind]}"
-        self.group_requests += 1
+        url = f"{self.base_url}/{ms.ENDPOINT_OF_KIND[kind]}"
+        body = encode()
         try:
             async with self._session.post(url, data=body, headers={
                     "Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{ms.MS_NS}/{op}"'}) as resp:
@@ -148,29 +161,8 @@ class MultiSpeakTransport:
                     return [Ack(t, AckStatus.BUSY, "HTTP 503", retry) for t in txids]
                 if resp.status != 200:
                     return [Ack(t, AckStatus.ERROR, f"HTTP {resp.status}") for t in txids]
-                return ms.decode_group_response(data, txids)
+                return decode(data)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             return [Ack(t, AckStatus.ERROR, f"transport: {type(exc).__name__} {exc}") for t in txids]
         except WireError as exc:
             return [Ack(t, AckStatus.ERROR, f"head-end answer refused: {exc}") for t in txids]
-
-    async def _one(self, req: HeadEndRequest) -> Ack:
-        if self._session is None:
-            return Ack(req.transaction_id, AckStatus.ERROR, "transport: not started")
-        op = ms.OPERATION_OF_KIND[req.kind]
-        body = ms.encode_request(req, self.response_url)
-        url = f"{self.base_url}/{ms.ENDPOINT_OF_KIND[req.kind]}"
-        try:
-            async with self._session.post(url, data=body, headers={
-                    "Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{ms.MS_NS}/{op}"'}) as resp:
-                data = await resp.read()
-                if resp.status == 503:
-                    retry = float(resp.headers.get("Retry-After", "1"))
-                    return Ack(req.transaction_id, AckStatus.BUSY, "HTTP 503", retry)
-                if resp.status != 200:
-                    return Ack(req.transaction_id, AckStatus.ERROR, f"HTTP {resp.status}")
-                return ms.decode_response(data, req.transaction_id)
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-            return Ack(req.transaction_id, AckStatus.ERROR, f"transport: {type(exc).__name__} {exc}")
-        except WireError as exc:
-            return Ack(req.transaction_id, AckStatus.ERROR, f"head-end answer refused: {exc}")
