@@ -386,18 +386,9 @@ class RequestService:
         body = json.loads(request_row.body)
         done = len(page) < self.config.fanout_page
         async with self.store.engine.begin() as conn:
-            if now >= request_row.ends_at:
-                await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
-                    fanout_after=None, state="expired"))
+            if not await _claim_page(conn, request_row, now, fanout_after=None if done else page[-1][0],
+                                     state="accepted" if done else "expanding"):
                 return 0
-            # The cursor moves first, on the condition that nobody moved it (a cancel): the
-            # transaction then holds the write lock for the inserts that follow.
-            moved = await conn.execute(han_requests.update().where(
-                han_requests.c.id == request_row.id,
-                han_requests.c.fanout_after == request_row.fanout_after).values(
-                fanout_after=None if done else page[-1][0], state="accepted" if done else "expanding"))
-            if not moved.rowcount:
-                return 0  # cancelled or expanded meanwhile
             versions = dict((await conn.execute(sa.select(premises.c.esi_id, premises.c.se_version).where(
                 premises.c.esi_id.in_([e for e, _ in page])))).all()) if page else {}
             stored = json.loads(request_row.command)
@@ -452,17 +443,8 @@ class RequestService:
         skip = frozenset({"1.0"}) if kind is RequestKind.PRICE and json.loads(
             request_row.body).get("acknowledgement") else frozenset()
         async with self.store.engine.begin() as conn:
-            if now >= request_row.ends_at:
-                await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
-                    fanout_after=None, state="expired"))
+            if not await _claim_page(conn, request_row, now, state="expanding"):
                 return 0
-            # The cursor moves first, on the condition that nobody moved it (a cancel): the
-            # transaction then holds the write lock for the reads and the insert that follow.
-            moved = await conn.execute(han_requests.update().where(
-                han_requests.c.id == request_row.id,
-                han_requests.c.fanout_after == request_row.fanout_after).values(state="expanding"))
-            if not moved.rowcount:
-                return 0  # cancelled or expanded meanwhile
             stored = json.loads(request_row.command)
             page = self.config.fanout_page
             insert = {"request_id": request_row.id, "se_id": request_row.se_id,
@@ -495,6 +477,21 @@ class RequestService:
                 # must not grow one row without bound).
                 excluded=json.dumps(old_excluded + excluded) if excluded else request_row.excluded))
         return inserted
+
+
+async def _claim_page(conn: AsyncConnection, request_row: Any, now: datetime, **values: Any) -> bool:
+    """Start expanding a fan-out page: False if the request has ended (it is marked expired) or
+    its cursor was moved meanwhile (a cancel, another pass). The request row is written first, on
+    the condition that nobody moved the cursor, so the transaction holds the write lock for the
+    reads and inserts that follow."""
+    if now >= request_row.ends_at:
+        await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
+            fanout_after=None, state="expired"))
+        return False
+    moved = await conn.execute(han_requests.update().where(
+        han_requests.c.id == request_row.id,
+        han_requests.c.fanout_after == request_row.fanout_after).values(**values))
+    return bool(moved.rowcount)
 
 
 def _lacks_capability(body: Any, se_version: str) -> str | None:
