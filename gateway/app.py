@@ -27,9 +27,9 @@ from gateway.api import (
     routes_requests,
 )
 from gateway.api.deps import Services
-from gateway.api.idempotency import IdempotencyMiddleware
 from gateway.api.observability import Metrics, MetricsMiddleware
 from gateway.api.observability import router as ops_router
+from gateway.api.policy import PolicyRoute
 from gateway.api.problems import install_handlers
 from gateway.api.ratelimit import TokenBuckets
 from gateway.clock import Clock, SystemClock
@@ -133,6 +133,7 @@ def create_app(
 
     app = FastAPI(title="HAN gateway", version="1", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.router.route_class = PolicyRoute  # the app's own pages declare their policy too
     app.state.metrics = metrics
     app.state.link_key_cipher = cipher
     install_handlers(app)
@@ -153,6 +154,5 @@ def create_app(
             swagger_css_url="/docs/static/swagger-ui.css",
             swagger_favicon_url="/docs/static/favicon-32x32.png")
 
-    app.add_middleware(IdempotencyMiddleware, store=lambda: holder["store"], clock=clock)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

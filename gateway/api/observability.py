@@ -17,8 +17,10 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api.policy import PolicyRoute
+
 access_log = logging.getLogger("gateway.access")
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=PolicyRoute, tags=["operations"])
 
 
 class Metrics:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from gateway.agreements import Invitation, InvitationPremise
 from gateway.api.deps import Operator, Pages, Svc, ThirdParty, Who
+from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AgreementOut,
@@ -22,7 +23,7 @@ from gateway.domain.model import Action, AgreementKind, AgreementState, Role
 from gateway.domain.records import Party, Principal
 from gateway.errors import Forbidden, NotFound
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["agreements"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["agreements"])
 
 
 async def _party(svc: Svc, who: Principal) -> Party:

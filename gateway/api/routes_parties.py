@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AssignmentIn,
@@ -25,7 +26,7 @@ from gateway.domain.model import PartyStatus, Role
 from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["parties"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["parties"])
 
 
 def _own_party(who: Principal, party_id: int) -> None:

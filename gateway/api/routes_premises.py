@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AuthorizationIn,
@@ -24,7 +25,7 @@ from gateway.domain.records import Principal
 from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from gateway.premise_import import HeaderError, import_premises
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
 
 PREMISE_STATUS = "^(active|removed|moved_out)$"
 

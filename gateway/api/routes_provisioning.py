@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import Svc, Who
+from gateway.api.policy import PolicyRoute
 from gateway.api.routes_premises import require
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
@@ -28,7 +29,7 @@ from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.store import provisioning as prov
 from zigbee_se import InstallCodeError, parse_install_code
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["provisioning"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["provisioning"])
 
 
 def _cipher(request: Request) -> LinkKeyCipher:

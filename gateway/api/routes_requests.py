@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import Pages, Svc, ThirdParty
+from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import PROBLEM_RESPONSES
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.pipeline.dead_letters import list_dead_letters, redeliver
@@ -18,7 +19,7 @@ from gateway.pipeline.service import RequestService
 from gateway.pipeline.webhooks import new_secret
 from gateway.store.schema import han_deliveries, han_device_states, han_requests, han_transitions, webhooks
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["han requests"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["han requests"])
 
 
 def _poke(request: Request) -> None:

@@ -185,13 +185,16 @@ audit_log = sa.Table(
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
-    sa.Column("scope", sa.String(64), primary_key=True),  # SHA-256 of the caller's bearer token
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("request_hash", sa.String(64), nullable=False),
+    # Written in the transaction of the action it guards (migration 0011). Nothing here reads back
+    # as the answer without the caller's token and key: see gateway/api/idempotency.py.
+    sa.Column("scope", sa.String(64), primary_key=True),  # the caller's credential ("credential:<id>")
+    sa.Column("key_hash", sa.String(64), primary_key=True),  # SHA-256 of the Idempotency-Key
+    sa.Column("operation", sa.String(200), nullable=False),  # "POST /v1/…" (the path template)
+    sa.Column("request_mac", sa.String(64), nullable=False),  # HMAC of path, query and body
     sa.Column("status_code", sa.Integer, nullable=False),
     sa.Column("content_type", sa.String(100), nullable=False),
-    sa.Column("body", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("sealed_body", sa.LargeBinary, nullable=False),  # AES-GCM: nonce + ciphertext
+    sa.Column("created_at", UtcDateTime, nullable=False, index=True),
 )
 
 mail_outbox = sa.Table(

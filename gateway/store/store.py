@@ -85,14 +85,6 @@ class OutboxMail:
     attempts: int
 
 
-@dataclass(frozen=True)
-class StoredResponse:
-    request_hash: str
-    status_code: int
-    content_type: str
-    body: bytes
-
-
 def _party(row: Any) -> Party:
     return Party(
         id=row.id,
@@ -254,7 +246,7 @@ class Store(_Outbox):
     """All persistent state. Create with `open_store(url)`; close with `await store.close()`."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        self.engine = serialize_writes(engine)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -896,46 +888,12 @@ class Store(_Outbox):
 
     # -- idempotency keys ---------------------------------------------------------------------
 
-    async def get_idempotent(self, scope: str, key: str) -> StoredResponse | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    idempotency_keys.select().where(
-                        idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
-                    )
-                )
-            ).first()
-        if row is None:
-            return None
-        return StoredResponse(row.request_hash, row.status_code, row.content_type, row.body)
-
     async def purge_idempotent(self, before: datetime) -> int:
         """Forget stored responses older than `before` (keys are for retries, not archives)."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 idempotency_keys.delete().where(idempotency_keys.c.created_at < before))
         return int(result.rowcount or 0)
-
-    async def put_idempotent(
-        self, scope: str, key: str, response: StoredResponse, now: datetime
-    ) -> bool:
-        """Remember a response; False if a concurrent request stored one for the key first."""
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    idempotency_keys.insert().values(
-                        scope=scope,
-                        key=key,
-                        request_hash=response.request_hash,
-                        status_code=response.status_code,
-                        content_type=response.content_type,
-                        body=response.body,
-                        created_at=now,
-                    )
-                )
-        except sa.exc.IntegrityError:
-            return False
-        return True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -959,7 +917,7 @@ def make_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return serialize_writes(engine)
+    return serialize_writes(engine)  # units of work; on SQLite one writer at a time
 
 
 async def open_store(url: str, *, migrate_to: str | None = "head") -> Store:
