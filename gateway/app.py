@@ -98,6 +98,8 @@ def create_app(
             config.data_dir.mkdir(parents=True, exist_ok=True)
         the_store = store if store is not None else await open_store(config.storage_url)
         holder["store"] = the_store
+        if cipher is not None:
+            the_store.mail_sealer = cipher.for_purpose("mail outbox")
         templates = make_templates()
         svc = Services(
             config=config, store=the_store, mailer=mailer, clock=clock, templates=templates,

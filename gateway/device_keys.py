@@ -6,11 +6,16 @@ except to the premise's route. Without a key provisioning is refused, not done i
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.config import SecurityConfig
+
+SEALED_PREFIX = "sealed:"
 
 
 class DeviceKeyError(RuntimeError):
@@ -28,11 +33,29 @@ def new_device_key() -> str:
 
 class LinkKeyCipher:
     def __init__(self, secret: str) -> None:
+        self._key = secret.encode()
         try:
-            self._fernet = Fernet(secret.encode())
+            self._fernet = Fernet(self._key)
         except (ValueError, TypeError):
             raise DeviceKeyError("device_key_secret", "(hidden)", "a Fernet key: urlsafe base64 of 32 bytes "
                                  "(`hangw admin device-key` prints one)") from None
+
+    def for_purpose(self, purpose: str) -> LinkKeyCipher:
+        """A cipher for other secrets at rest (webhook signing secrets, queued mail bodies), under a
+        key derived from this one (HKDF-SHA256), so one operator key covers every secret and no
+        two uses share a key."""
+        raw = base64.urlsafe_b64decode(self._key)
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"hangw {purpose}".encode()).derive(raw)
+        return LinkKeyCipher(base64.urlsafe_b64encode(derived).decode())
+
+    def seal_text(self, text: str) -> str:
+        return SEALED_PREFIX + self.encrypt(text.encode())
+
+    def open_text(self, stored: str) -> str:
+        """`stored` as written by `seal_text`; a value written before sealing existed, as it is."""
+        if not stored.startswith(SEALED_PREFIX):
+            return stored
+        return self.decrypt(stored.removeprefix(SEALED_PREFIX)).decode()
 
     def encrypt(self, link_key: bytes) -> str:
         return self._fernet.encrypt(link_key).decode()

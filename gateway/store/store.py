@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -189,16 +189,26 @@ def _int_cursor(cursor: str | None) -> int:
                        cursor)]) from None
 
 
+class TextSealer(Protocol):
+    def seal_text(self, text: str) -> str: ...
+    def open_text(self, stored: str) -> str: ...
+
+
 class _Outbox:
     """Mixin: the mail outbox (store first, send after, retry until sent or given up)."""
 
     engine: AsyncEngine
 
+    # Seals queued mail bodies (they carry single-use consent links) with the operator's key; set
+    # by the app when a key is configured (gateway/device_keys.py). None: bodies stored as they are.
+    mail_sealer: TextSealer | None = None
+
     async def enqueue_mail(self, *, recipient: str, subject: str, body: str,
                            now: datetime, first_retry: timedelta) -> OutboxMail:
+        stored = self.mail_sealer.seal_text(body) if self.mail_sealer is not None else body
         async with self.engine.begin() as conn:
             row = (await conn.execute(
-                mail_outbox.insert().values(recipient=recipient, subject=subject, body=body,
+                mail_outbox.insert().values(recipient=recipient, subject=subject, body=stored,
                                             created_at=now, attempts=0,
                                             next_attempt_at=now + first_retry)
                 .returning(mail_outbox.c.id))).one()
@@ -209,7 +219,9 @@ class _Outbox:
             rows = (await conn.execute(
                 mail_outbox.select().where(mail_outbox.c.next_attempt_at <= now)
                 .order_by(mail_outbox.c.id).limit(limit))).all()
-        return [OutboxMail(r.id, r.recipient, r.subject, r.body, r.attempts) for r in rows]
+        sealer = self.mail_sealer
+        return [OutboxMail(r.id, r.recipient, r.subject, sealer.open_text(r.body) if sealer else r.body, r.attempts)
+                for r in rows]
 
     async def mail_sent(self, mail_id: int, now: datetime) -> None:
         async with self.engine.begin() as conn:
@@ -647,11 +659,14 @@ class Store(_Outbox):
 
     async def list_devices(
         self, esi_id: str, *, status: DeviceStatus | None = None, cursor: str | None = None,
-        limit: int = 100,
+        limit: int = 100, provisioned_by: int | None = None,
     ) -> Page[HanDevice]:
+        """The premise's devices; with `provisioned_by`, only those that party provisioned."""
         query = han_devices.select().where(
             han_devices.c.esi_id == esi_id, han_devices.c.id > _int_cursor(cursor)
         )
+        if provisioned_by is not None:
+            query = query.where(han_devices.c.party_id == provisioned_by)
         if status is not None:
             query = query.where(han_devices.c.status == status.value)
         async with self.engine.connect() as conn:
