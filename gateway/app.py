@@ -38,7 +38,7 @@ from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
 from gateway.mail import Mailer, make_mailer
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.provisioning import ProvisioningSender
-from gateway.pipeline.webhooks import WebhookSender
+from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
 from gateway.rendering import make_templates
 from gateway.store.store import Store, open_store
 
@@ -100,6 +100,8 @@ def create_app(
         holder["store"] = the_store
         if cipher is not None:
             the_store.mail_sealer = cipher.for_purpose("mail outbox")
+            the_store.secret_sealer = cipher.for_purpose("webhook secrets")
+            await seal_webhook_secrets(the_store)
         templates = make_templates()
         svc = Services(
             config=config, store=the_store, mailer=mailer, clock=clock, templates=templates,

@@ -202,6 +202,8 @@ class _Outbox:
     # Seals queued mail bodies (they carry single-use consent links) with the operator's key; set
     # by the app when a key is configured (gateway/device_keys.py). None: bodies stored as they are.
     mail_sealer: TextSealer | None = None
+    # Seals webhook signing secrets the same way (they must be read back to sign).
+    secret_sealer: TextSealer | None = None
 
     async def enqueue_mail(self, *, recipient: str, subject: str, body: str,
                            now: datetime, first_retry: timedelta) -> OutboxMail:

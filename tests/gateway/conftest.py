@@ -199,9 +199,15 @@ def install_code(seed: int) -> str:
     return (body + expected_crc(body)).hex().upper()
 
 
+LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+
+
 def gateway_config(data_dir: Path, **sections: Any) -> GatewayConfig:
     # Every test gateway has a device key (link keys are stored encrypted), unless a test says otherwise.
     sections.setdefault("security", {"device_key_secret": Fernet.generate_key().decode()})
+    # The tests' webhook receivers listen on loopback, which webhooks may not reach by default
+    # (SSRF guard): allowed here explicitly; a test that passes its own list sees the default.
+    sections["pipeline"] = {"webhook_allowed_networks": LOOPBACK_NETWORKS, **sections.get("pipeline", {})}
     data: dict[str, Any] = {"data_dir": str(data_dir), **sections}
     return parse_config(data, env={})
 
