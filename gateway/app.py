@@ -35,6 +35,7 @@ from gateway.api.ratelimit import TokenBuckets
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
+from gateway.logs import redact_link_tokens
 from gateway.mail import Mailer, make_mailer
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.provisioning import ProvisioningSender
@@ -79,6 +80,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. Without `store`, it opens (and migrates) `config.storage_url` at startup."""
     clock = clock or SystemClock()
+    redact_link_tokens()  # consent links carry single-use tokens; the access log prints paths
     mailer = mailer or make_mailer(config.mail, config.mbox_path)
     metrics = Metrics()
     holder: dict[str, Store] = {}
