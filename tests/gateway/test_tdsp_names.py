@@ -113,7 +113,7 @@ async def test_migration_renames_stored_premises_and_back(db_url: str) -> None:
                     "'2025-01-01 00:00:00', '2025-01-01 00:00:00')"), {"e": esi_id, "t": tdsp})
         await migrate.upgrade(engine, "0011")
         async with engine.connect() as conn:
-            assert {e: t for e, t in (await conn.execute(select)).all()} == {
+            assert {row.esi_id: row.tdsp for row in await conn.execute(select)} == {
                 AEP_CENTRAL: "aep_central", AEP_NORTH: "aep_north", "10443720000000001": "oncor"}
 
         def _downgrade(connection: Connection) -> None:
@@ -122,6 +122,6 @@ async def test_migration_renames_stored_premises_and_back(db_url: str) -> None:
         async with engine.begin() as conn:
             await conn.run_sync(_downgrade)
         async with engine.connect() as conn:
-            assert {e: t for e, t in (await conn.execute(select)).all()} == rows
+            assert {row.esi_id: row.tdsp for row in await conn.execute(select)} == rows
     finally:
         await engine.dispose()
