@@ -3,7 +3,7 @@
 
 The API once said `aep_texas_central`/`aep_texas_north` where the config and profiles say
 `aep_central`/`aep_north`: a client that read `tdsp` from a premise could not find its route table.
-Premises stored under the old names are rewritten by migration 0011.
+Premises stored under the old names are rewritten by migration 0012.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ async def test_the_api_names_aep_as_the_config_does(gateway: Gateway) -> None:
 def test_no_source_doc_or_fixture_uses_the_old_names() -> None:
     old = re.compile(r"aep_texas_(central|north)|AEP_TEXAS_(CENTRAL|NORTH)")
     this_file = Path(__file__).resolve()
-    migration = ROOT / "gateway/store/migrations/versions/0011_tdsp_names.py"
+    migration = ROOT / "gateway/store/migrations/versions/0012_tdsp_names.py"
     hits = []
     for top in ("gateway", "ams_adapters", "zigbee_se", "simulators", "firmware_fixtures", "docs", "tests",
                 "benchmarks", "scripts", "README.md"):
@@ -104,20 +104,20 @@ async def test_migration_renames_stored_premises_and_back(db_url: str) -> None:
     rows = {AEP_CENTRAL: "aep_texas_central", AEP_NORTH: "aep_texas_north", "10443720000000001": "oncor"}
     select = sa.text("SELECT esi_id, tdsp FROM premises ORDER BY esi_id")
     try:
-        await migrate.upgrade(engine, "0010")
+        await migrate.upgrade(engine, "0011")
         async with engine.begin() as conn:
             for esi_id, tdsp in rows.items():
                 await conn.execute(sa.text(
                     "INSERT INTO premises (esi_id, tdsp, meter_number, premise_class, enhanced_meter, status, "
                     "created_at, updated_at) VALUES (:e, :t, 'M', 'residential', false, 'active', "
                     "'2025-01-01 00:00:00', '2025-01-01 00:00:00')"), {"e": esi_id, "t": tdsp})
-        await migrate.upgrade(engine, "0011")
+        await migrate.upgrade(engine, "0012")
         async with engine.connect() as conn:
             assert {row.esi_id: row.tdsp for row in await conn.execute(select)} == {
                 AEP_CENTRAL: "aep_central", AEP_NORTH: "aep_north", "10443720000000001": "oncor"}
 
         def _downgrade(connection: Connection) -> None:
-            command.downgrade(migrate.alembic_config(connection), "0010")
+            command.downgrade(migrate.alembic_config(connection), "0011")
 
         async with engine.begin() as conn:
             await conn.run_sync(_downgrade)

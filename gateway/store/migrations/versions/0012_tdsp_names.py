@@ -1,15 +1,15 @@
 """One name per TDSP: premises stored with the API's old `aep_texas_central`/`aep_texas_north` take
 the names the config (`[routes.tdsp.aep_central]`) and the head-end profiles use.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
