@@ -14,6 +14,7 @@ import contextlib
 import signal
 from typing import Any
 
+from ams_adapters.profiles import TDSPS
 from gateway.cli.sim_group import sim_subparsers
 
 
@@ -22,7 +23,7 @@ def register(subparsers: Any) -> None:
         "headend", help="emulated TDSP head-end (MultiSpeak, IEC 61968-9 over MQTT, or binary/TCP)",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--tdsp", required=True,
-                        choices=["oncor", "centerpoint", "aep_central", "aep_north", "tnmp"])
+                        choices=TDSPS)
     parser.add_argument("--transport", choices=["multispeak", "cim", "binary"],
                         help="override the TDSP profile's transport (AEP companies take theirs from config)")
     parser.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:0",
