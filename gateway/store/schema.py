@@ -341,7 +341,7 @@ webhooks = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
     sa.Column("url", sa.String(500), nullable=False),
-    sa.Column("secret", sa.String(300), nullable=False),  # sealed (gateway/device_keys.py; 0011)
+    sa.Column("secret", sa.String(100), nullable=False),  # sealed (gateway/device_keys.py Sealer)
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("deleted_at", UtcDateTime, nullable=True),
 )

@@ -43,7 +43,8 @@ async def test_a_revoked_token_gets_no_replay_of_a_keyed_credential_or_webhook(g
     assert r.status_code == 201 and "idempotent-replayed" not in r.headers and r.json()["token"] != other
     # Revoked: 401, and not one byte of the stored answers.
     me = (await gateway.client.get("/v1/me", headers=gateway.auth(token))).json()
-    assert (await gateway.client.delete(f"/v1/credentials/{me['credential_id']}", headers=gateway.op)).status_code == 204
+    r = await gateway.client.delete(f"/v1/credentials/{me['credential_id']}", headers=gateway.op)
+    assert r.status_code == 204
     for path, key, body in ((f"/v1/parties/{pid}/credentials", "rotate-1", {"label": "x"}),
                             ("/v1/webhooks", "hook-1", {"url": "http://127.0.0.1:9/hook"})):
         r = await gateway.client.post(path, headers={**gateway.auth(token), "Idempotency-Key": key}, json=body)

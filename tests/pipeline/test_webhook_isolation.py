@@ -157,7 +157,7 @@ async def test_broken_receivers_of_one_party_do_not_stop_or_delay_another(
                 summary = await s.summary(token_b, rid_b)
                 states = set(summary["premises_by_state"]) | set(summary["devices_by_state"])
                 for state in ("submitted", "delivered", "confirmed"):
-                    if state in states and state not in seen or (state == "submitted" and state not in seen
+                    if (state in states and state not in seen) or (state == "submitted" and state not in seen
                                                                   and "delivered" in states):
                         seen.setdefault(state, time.monotonic())
                 await s.advance(1)

@@ -8,7 +8,7 @@ caller who sent the request can read its answer again. Stored answers are droppe
 sealed; keys live 24 h).
 
 Webhook signing secrets, stored in clear until now, are sealed by the gateway at its next start
-(the migration has no key); the column is widened for them.
+(the migration has no key; a sealed secret fits the same column).
 
 Revision ID: 0011
 Revises: 0010
@@ -40,10 +40,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("scope", "key_hash", name="pk_idempotency_keys"),
     )
     op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
-    # Webhook signing secrets are sealed at rest too (gateway/device_keys.py): longer values.
-    # SQLite does not enforce VARCHAR lengths.
-    if op.get_bind().dialect.name != "sqlite":
-        op.alter_column("webhooks", "secret", type_=sa.String(300))
 
 
 def downgrade() -> None:
