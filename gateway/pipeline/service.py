@@ -265,7 +265,7 @@ class RequestService:
         assert principal.party_id is not None
         async with self.store.engine.begin() as conn:
             original = await self._own_request(conn, principal, body.request_id, original_kind)
-            effective = None if is_text else _effective_time(body, original, now)
+            effective = _effective_time(body, original, now) if isinstance(body, CancelLoadControlRequest) else None
             esi_ids = await self._cancel_pending(conn, original, now)
             if not is_text:
                 await _end_events(conn, lce_events.c.request_id == original.id, effective)
