@@ -182,3 +182,25 @@ async def test_cancel_with_a_future_effective_time_runs_the_event_until_then(tmp
         # From the effective time on the premise is free for another provider's event.
         later = await s.request(token_b, _lce(esi, effective + timedelta(minutes=2), 30))
         assert later.status_code == 202, later.text
+
+
+async def test_an_effective_time_without_zone_or_after_the_end_is_refused_by_name(tmp_path: Path) -> None:
+    async with running_stack(tmp_path / "d") as s:
+        _a, token = await s.gw.new_party("Acme", "123456789")
+        esi = s.premises[0].esi_id
+        await s.customer(token, [esi])
+        event = await _accepted(s, token, _lce(esi, None, 30))
+        now = s.gw.clock.now()
+        for value, code in ((now.replace(tzinfo=None) + timedelta(minutes=5), "naive_time"),
+                            (now + timedelta(minutes=31), "effective_time_after_end")):
+            r = await s.request(token, {"kind": "cancel_load_control", "request_id": event["id"],
+                                        "effective_time": value.isoformat()})
+            assert r.status_code == 422, r.text
+            [error] = r.json()["errors"]
+            assert error["field"] == "effective_time" and error["code"] == code, error
+        # Nothing was cancelled: the event still counts, and still runs at the device.
+        assert (await s.summary(token, event["id"]))["premises_by_state"].get("cancelled") is None
+
+        async def running() -> bool:
+            return _table(s, esi) == {event["se_id"]: "active"}
+        await s.eventually(running, advance=2)
