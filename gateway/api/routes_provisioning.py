@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from ams_adapters.contract import ProvisioningKind
 from gateway.api.deps import Svc, Who
 from gateway.api.policy import PolicyRoute
 from gateway.api.routes_premises import _own_only
@@ -89,6 +90,7 @@ async def provision_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who, requ
 
     A device that failed (or was removed) may be provisioned again, e.g. with a corrected code."""
     eui64 = body.eui64.upper()  # allowed by the policy (PROVISION_DEVICE on the premise)
+    _sender(request).require_route_can(esi_id, ProvisioningKind.PROVISION_DEVICE)
     link_key = _link_key(body.install_code, eui64)
     premise = await svc.store.get_premise(esi_id)
     assert premise is not None
@@ -129,6 +131,7 @@ async def delete_device(esi_id: str, eui64: str, svc: Svc, who: Who, request: Re
     """Send delete-device to the meter; the device is `delete_requested` until the head-end
     confirms, then `removed`."""
     eui64 = eui64.upper()  # allowed by the policy: the premise, and for a third party its own device
+    _sender(request).require_route_can(esi_id, ProvisioningKind.DELETE_DEVICE)
     store = _store(svc)
     op_id = await store.request_delete(esi_id, eui64, who.party_id, svc.clock.now(),
                                        provisioned_by=_own_only(who))
@@ -144,6 +147,7 @@ async def delete_device(esi_id: str, eui64: str, svc: Svc, who: Who, request: Re
 
 async def _premise_operation(esi_id: str, kind: str, svc: Svc, who: Who, request: Request) -> HanOperationOut:
     # Allowed by the policy (MANAGE_HAN: operators and assigned technicians).
+    _sender(request).require_route_can(esi_id, ProvisioningKind(kind))
     store = _store(svc)
     op_id = await store.request_premise_operation(esi_id, kind, svc.clock.now())
     _sender(request).poke()

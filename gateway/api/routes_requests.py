@@ -103,6 +103,9 @@ async def get_deliveries(svc: Svc, who: ThirdParty, request_id: int, page: Pages
     for r in rows:
         items.append({
             "delivery_id": r.id, "esi_id": r.esi_id, "state": r.state, "reason": r.reason,
+            # the SE message id / issuer event id this item carries; a cancel's item names the
+            # request it cancels (a cancel-all has one item per cancelled event)
+            "se_id": r.se_id, "cancels_request_id": r.cancels_request_id,
             "reference": r.reference,  # the route's (head-end's) id for this item
             "attempts": r.attempts, "se_version": r.se_version, "command": r.command,
             "frame": r.frame, "updated_at": r.updated_at.isoformat(),

@@ -242,8 +242,10 @@ han_requests = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
-# One row per (request, premise): the outbox item. Its id is the route's idempotency key
-# (outbound_id "hgw-<id>"); `next_attempt_at` is set while the item waits to be submitted.
+# One row per (request, premise, SE event): the outbox item. Its id is the route's idempotency key
+# (outbound_id "hgw-<id>"); `next_attempt_at` is set while the item waits to be submitted. Every
+# request has one row per premise (carrying the request's SE id) except a cancel-all, which has
+# one per cancelled event (carrying that event's issuer id; migration 0013).
 han_deliveries = sa.Table(
     "han_deliveries",
     metadata,
@@ -266,7 +268,9 @@ han_deliveries = sa.Table(
     sa.Column("reason", sa.String(300), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint("request_id", "esi_id", name="uq_han_deliveries_request_id"),
+    # A cancel's item: the request whose SE message or event it cancels.
+    sa.Column("cancels_request_id", sa.Integer, nullable=True),
+    sa.UniqueConstraint("request_id", "esi_id", "se_id", name="uq_han_deliveries_request_esi_se"),
     sa.Index("ix_han_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_han_deliveries_esi_se", "esi_id", "se_id"),
 )
