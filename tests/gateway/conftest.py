@@ -244,9 +244,10 @@ async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
 
 
 @pytest.fixture
-async def gateway_pg(tmp_path: Path, pg_url: str) -> AsyncIterator[Gateway]:
+async def gateway_pg(tmp_path: Path, pg_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
     """The same gateway, its store on a fresh PostgreSQL database."""
-    async with running_gateway(tmp_path / "data", pg_url) as gw:
+    marker = request.node.get_closest_marker("gateway_config")
+    async with running_gateway(tmp_path / "data", pg_url, **(marker.kwargs if marker else {})) as gw:
         yield gw
 
 

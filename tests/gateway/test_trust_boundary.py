@@ -5,14 +5,17 @@ Each test reproduces a defect found that way (issue 11) and holds its fix."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.api.policy import POLICIES, PolicyRoute
+from gateway.store.schema import han_requests
 from tests.gateway.conftest import ONCOR, ONCOR_2, Gateway, install_code
 from zigbee_se import parse_install_code
 
@@ -55,6 +58,39 @@ async def test_a_revoked_token_gets_no_replay_of_a_keyed_credential_or_webhook(g
     r = await gateway.client.post(f"/v1/parties/{pid}/credentials",
                                   headers={**gateway.auth(other), "Idempotency-Key": "rotate-1"}, json={"label": "x"})
     assert r.status_code == 401 and "hgw_" not in r.text
+
+
+async def test_a_revoked_token_gets_no_replay_on_postgresql(gateway_pg: Gateway) -> None:
+    await test_a_revoked_token_gets_no_replay_of_a_keyed_credential_or_webhook(gateway_pg)
+
+
+async def test_concurrent_requests_with_one_key_act_once(gateway: Gateway) -> None:
+    await _one_key_many_requests(gateway)
+
+
+async def test_concurrent_requests_with_one_key_act_once_on_postgresql(gateway_pg: Gateway) -> None:
+    await _one_key_many_requests(gateway_pg)
+
+
+async def _one_key_many_requests(gw: Gateway) -> None:
+    """Ten concurrent POSTs with one key (a client retrying impatiently): one text, one answer."""
+    await gw.load_premises()
+    _pid, token = await gw.new_party("Acme", "123456789")
+    await gw.active_agreement(token, ONCOR, "MTR-1", "alice@example.test", scopes=["text"])
+    keyed = {**gw.auth(token), "Idempotency-Key": "one-text"}
+    body = {"kind": "text", "esi_ids": [ONCOR], "text": "once"}
+    answers = await asyncio.gather(*(gw.client.post("/v1/han-requests", headers=keyed, json=body)
+                                     for _ in range(10)))
+    assert {r.status_code for r in answers} == {202}, [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 9
+    async with gw.store.engine.connect() as conn:
+        count = (await conn.execute(sa.select(sa.func.count()).select_from(han_requests))).scalar_one()
+    assert count == 1
+
+
+async def test_devices_by_party_on_postgresql(gateway_pg: Gateway) -> None:
+    await test_a_party_sees_and_manages_only_the_devices_it_provisioned(gateway_pg)
 
 
 async def test_a_key_replays_only_the_same_operation(gateway: Gateway) -> None:
