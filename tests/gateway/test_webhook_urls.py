@@ -130,7 +130,8 @@ async def test_openapi_documents_every_webhook_answer(gateway: Gateway) -> None:
     schemas = spec["components"]["schemas"]
 
     def ok_schema(path: str, method: str, status: str) -> dict[str, Any]:
-        found: dict[str, Any] = spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        answer = spec["paths"][path][method]["responses"][status]
+        found: dict[str, Any] = answer["content"]["application/json"]["schema"]
         return found
 
     def props(ref: dict[str, Any]) -> set[str]:
