@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request, Response
 
 from gateway.pipeline.webhooks import new_secret, verify
 from gateway.store.schema import webhook_outbox, webhooks
-from tests.gateway.conftest import start_server, stop_server
+from tests.gateway.conftest import pg_url, start_server, stop_server  # noqa: F401 (pg_url: a fixture)
 from tests.pipeline.conftest import Stack, running_stack
 
 TIMEOUT = 3.0  # webhook_timeout_seconds in these tests
@@ -241,5 +241,32 @@ async def test_the_address_is_checked_again_at_every_send(tmp_path: Path) -> Non
             assert "localhost resolves to a loopback address" in name_error, name_error
             await asyncio.sleep(0.3)
             assert good.got == []
+    finally:
+        await stop_server(server, task)
+
+
+async def test_on_postgresql_a_broken_webhook_does_not_stop_another_party(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    """The sender's queries on PostgreSQL: A's stored `http://¼/` (the issue's URL) is counted and
+    dead-lettered while B's receiver gets its events."""
+    good = GoodReceiver()
+    server, task, port = await start_server(good.app)
+    try:
+        async with running_stack(tmp_path / "d", storage={"url": pg_url}, pipeline={"webhook_max_attempts": 2}) as s:
+            party_a, token_a = await s.gw.new_party("Acme", "123456789")
+            _b, token_b = await s.gw.new_party("Bolt", "987654321")
+            esi_a, esi_b = s.premises[0].esi_id, s.premises[1].esi_id
+            await s.customer(token_a, [esi_a])
+            await s.customer(token_b, [esi_b])
+            broken = await _insert_webhook(s, party_a, "http://¼/")
+            assert (await s.gw.client.post("/v1/webhooks", headers=s.gw.auth(token_b),
+                                           json={"url": f"http://127.0.0.1:{port}/hook"})).status_code == 201
+            await s.request(token_a, {"kind": "text", "esi_ids": [esi_a], "text": "a"})
+            rid_b = (await s.request(token_b, {"kind": "text", "esi_ids": [esi_b], "text": "b"})).json()["id"]
+
+            async def both() -> bool:
+                return "delivered" in good.states(rid_b) and bool(await _dead_letters(s, token_a, broken))
+            await s.eventually(both, advance=1)
+            letter = (await _dead_letters(s, token_a, broken))[0]
+            assert letter["attempts"] == 2 and "Invalid IDNA hostname" in letter["last_error"]
     finally:
         await stop_server(server, task)
