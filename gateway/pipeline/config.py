@@ -43,6 +43,9 @@ class PipelineConfig(BaseModel):
     # Receivers sent to at once: each webhook has its own sender, so a slow or hanging receiver
     # holds up only its own events (for at most webhook_timeout_seconds per attempt).
     webhook_concurrency: int = Field(default=32, ge=1, le=1024)
+    # ...and at most this many of one party's webhooks: a party with many hanging receivers
+    # cannot take every sender.
+    webhook_concurrency_per_party: int = Field(default=4, ge=1, le=1024)
     # Networks webhooks may reach besides public addresses (SSRF guard). Empty (default): loopback,
     # private (RFC 1918, ULA), link-local, unspecified, multicast and reserved addresses are refused
     # at registration and at every send. E.g. ["10.20.0.0/16"] for receivers inside your network.

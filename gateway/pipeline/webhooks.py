@@ -11,13 +11,15 @@ themselves. Dead letters are listed by `GET /v1/webhooks/{id}/dead-letters` and 
 them back in the queue as new attempts; a redelivered event then arrives after events that were
 sent while it was dead — receivers order by the event's `at`.
 
-Isolation: each webhook has its own sender task (at most `webhook_concurrency` at once), started
-by a scan that finds webhooks with an event ready to go (the first undelivered event of a request,
-due). An attempt is bounded as a whole by `webhook_timeout_seconds` (connecting, sending, a
-receiver that answers byte by byte) and any failure of it — a URL that does not parse, a host
-that does not resolve or resolves to a refused address (webhook_targets.py), a reset, a timeout,
-a bad stored secret — is that event's failed attempt (one log line), never the sender's end: a
-broken or hanging receiver delays its own events only.
+Isolation: each webhook has its own sender task (at most `webhook_concurrency` at once, and
+`webhook_concurrency_per_party` of one party's: many hanging receivers of one party cannot take
+every sender), started by a scan that finds webhooks with an event ready to go (the first
+undelivered event of a request, due). An attempt is bounded as a whole by
+`webhook_timeout_seconds` (connecting, sending, a receiver that answers byte by byte) and any
+failure of it — a URL that does not parse, a host that does not resolve or resolves to a refused
+address (webhook_targets.py), a reset, a timeout, a bad stored secret — is that event's failed
+attempt (one log line), never the sender's end: a broken or hanging receiver delays its own
+events only.
 
 Signature (Standard Webhooks): headers `webhook-id`, `webhook-timestamp` (unix seconds) and
 `webhook-signature: v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">`; the key is the
@@ -88,7 +90,8 @@ class WebhookSender:
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
         self._pool: httpcore.AsyncConnectionPool | None = None
-        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._workers: dict[int, asyncio.Task[None]] = {}  # by webhook id
+        self._parties: dict[int, int] = {}  # webhook id -> party id, of the running senders
 
     def _secret(self, stored: str) -> str:
         """The signing secret of a webhook row (sealed at rest, gateway/device_keys.py)."""
@@ -124,25 +127,26 @@ class WebhookSender:
             await asyncio.sleep(self.config.poll_interval_seconds)
 
     async def run_once(self) -> int:
-        """Start a sender for each webhook with an event ready and no sender yet; returns how many
-        were started."""
-        free = self.config.webhook_concurrency - len(self._workers)
-        if free <= 0:
-            return 0
+        """Start a sender for each webhook with an event ready and no sender yet, within the limits
+        (all webhooks; one party's webhooks); returns how many were started."""
         started = 0
-        for hook_id in await self._ready_webhooks(self.clock.now()):
-            if hook_id in self._workers:
+        for hook_id, party_id in await self._ready_webhooks(self.clock.now()):
+            if len(self._workers) >= self.config.webhook_concurrency:
+                break
+            busy = sum(1 for p in self._parties.values() if p == party_id)
+            if hook_id in self._workers or busy >= self.config.webhook_concurrency_per_party:
                 continue
             task = asyncio.create_task(self._worker(hook_id), name=f"webhook-{hook_id}")
             self._workers[hook_id] = task
+            self._parties[hook_id] = party_id
             task.add_done_callback(self._finished)
             started += 1
-            if started >= free:
-                break
         return started
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._workers = {h: t for h, t in self._workers.items() if t is not task}
+        for hook_id in [h for h, t in self._workers.items() if t is task]:
+            del self._workers[hook_id]
+            self._parties.pop(hook_id, None)
 
     def _heads(self, now: datetime, webhook_id: int | None = None) -> sa.Select[Any]:
         """The first undelivered event of each (webhook, request) that is due: what may be sent
@@ -160,25 +164,46 @@ class WebhookSender:
             webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
             due, webhooks.c.deleted_at.is_(None))
 
-    async def _ready_webhooks(self, now: datetime) -> list[int]:
+    async def _ready_webhooks(self, now: datetime) -> list[tuple[int, int]]:
+        """(webhook id, party id) of the webhooks with a ready event, the longest waiting first."""
         heads = self._heads(now).subquery()
-        query = sa.select(heads.c.webhook_id).group_by(heads.c.webhook_id).order_by(sa.func.min(heads.c.id))
+        query = sa.select(heads.c.webhook_id, webhooks.c.party_id).join(
+            webhooks, webhooks.c.id == heads.c.webhook_id).group_by(
+            heads.c.webhook_id, webhooks.c.party_id).order_by(sa.func.min(heads.c.id))
         async with self.store.engine.connect() as conn:
-            return list((await conn.execute(query)).scalars().all())
+            return [(int(h), int(p)) for h, p in (await conn.execute(query)).all()]
 
     async def _worker(self, webhook_id: int) -> None:
         """Send this webhook's ready events until none is left (a failed one waits for its retry)."""
         try:
             while True:
                 async with self.store.engine.connect() as conn:
-                    rows = (await conn.execute(self._heads(self.clock.now(), webhook_id).order_by(
+                    heads = (await conn.execute(self._heads(self.clock.now(), webhook_id).order_by(
                         webhook_outbox.c.id).limit(50))).all()
-                if not rows:
+                if not heads:
                     return
-                for row in rows:
-                    await self._attempt(row)
+                for head in heads:
+                    await self._send_run(head)
         except Exception as exc:  # the database, not the receiver: the next scan starts it again
             log.warning("webhook %d sender stopped: %s: %s", webhook_id, type(exc).__name__, exc)
+
+    async def _send_run(self, head: Any, run: int = 200) -> None:
+        """The ready first event of a request, then the request's next events in order (one query
+        for up to `run` of them: a fan-out's thousands of events are not one query each), until
+        one fails or waits for its retry."""
+        if not await self._attempt(head):
+            return
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
+                webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
+                webhook_outbox.c.webhook_id == head.webhook_id, webhook_outbox.c.request_id == head.request_id,
+                webhook_outbox.c.id > head.id, webhook_outbox.c.delivered_at.is_(None),
+                webhook_outbox.c.dead_at.is_(None), webhooks.c.deleted_at.is_(None)).order_by(
+                webhook_outbox.c.id).limit(run - 1))).all()
+        for row in rows:
+            waiting = row.attempts and row.next_attempt_at is not None and row.next_attempt_at > self.clock.now()
+            if waiting or not await self._attempt(row):
+                return
 
     async def _attempt(self, row: Any) -> bool:
         """One attempt at one event, recorded (delivered, retry later, or dead letter)."""
