@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.schema import agreements, credentials, han_devices, han_requests, parties, technicians, webhooks
 
-# The largest id a row can have on either database (SQLite and PostgreSQL BIGINT): larger ids are
-# unknown by definition, never sent to the database (SQLite raises OverflowError on them).
-MAX_ROW_ID: Final = 2**63 - 1
+# The largest id a row can have: the id columns are INTEGER, 32-bit on PostgreSQL. Larger ids are
+# unknown by definition and never sent to the database (PostgreSQL refuses them, SQLite overflows
+# past 2^63).
+MAX_ROW_ID: Final = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ RESOURCES: Final = frozenset(_TABLES)
 
 
 def parse_row_id(raw: str) -> int | None:
-    """A path's id as an int if it can name a row (1 … 2^63-1, plain decimal), else None."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
+    """A path's id as an int if it can name a row (1 … 2^31-1, plain decimal), else None."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
         return None
     value = int(raw)
     return value if 1 <= value <= MAX_ROW_ID else None
