@@ -91,7 +91,8 @@ def create_app(
     except DeviceKeyError as exc:
         if exc.value:
             raise
-        log.warning("HAN provisioning is refused until a device key is configured: %s", exc)
+        log.warning("HAN provisioning and webhook registration are refused, and queued mail bodies are "
+                    "stored in clear, until a device key is configured: %s", exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

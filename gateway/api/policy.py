@@ -6,8 +6,8 @@ app is built — an operation without a policy stops the app from starting — a
 the body or runs the handler: authenticates the bearer token, applies the party's rate limit, checks
 the relations, and runs a keyed POST through the idempotency guard. A caller that is not let in gets
 exactly what an unknown id gets (404, same code), unless the operation is closed to its whole role
-(403, the same for every id). The table is printed in docs/authorization.md (`hangw policy` prints
-it) and published per operation as `x-policy` in /openapi.json.
+(403, the same for every id). The table is printed in docs/authorization.md (a test keeps it equal
+to this one) and published per operation as `x-policy` in /openapi.json.
 """
 
 from __future__ import annotations

@@ -234,3 +234,9 @@ async def test_no_secret_is_readable_at_rest_or_in_the_logs(gateway: Gateway, ba
         line for line in logs.decode().splitlines() if any(v.decode(errors="ignore") in line for v in secrets.values()
                                                             if isinstance(v, bytes) and v.isascii()))
     assert json.dumps(secrets["api token"].decode()) not in logs.decode()
+
+
+def test_the_guide_prints_the_policy_table() -> None:
+    from gateway.api.policy import policy_table_markdown
+    guide = (Path(__file__).parents[2] / "docs" / "authorization.md").read_text()
+    assert policy_table_markdown() in guide, "docs/authorization.md: paste policy_table_markdown() again"
