@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
+from pathlib import Path
 from typing import Any
 
 from ams_adapters.profiles import TDSPS
@@ -46,6 +48,9 @@ def register(subparsers: Any) -> None:
                         help="ESI IDs of the simulated premises start with this (default: Oncor's 1044372; "
                              "give the TDSP's prefix so `hangw serve` routes them to this head-end); they are "
                              "numbered to that TDSP's length (17 digits, CenterPoint's 22)")
+    parser.add_argument("--counts-file", metavar="PATH",
+                        help="on stop, write what reached the meters as JSON: frames by ESI ID, SE command and "
+                             "message/event id, and texts by ESI ID and words (what a crash test counts)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until ^C)")
     parser.set_defaults(func=_run)
 
@@ -111,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     from ams_adapters.profiles import load_profile
+    from gateway.cli.simfield import FrameCounter
     from simulators.clock import RealClock
     from simulators.fleet import Fleet
     from simulators.headends.factory import make_headend
@@ -124,6 +130,7 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
              if args.esi_prefix else Fleet(args.meters, clock))
     for i in range(min(args.install, args.meters)):
         fleet.install(fleet.esi_id(i))
+    counter = FrameCounter(fleet) if args.counts_file else None
     faults = Faults.from_mapping(_parse_faults(args.faults))
     if args.auto_join:
         from simulators.meter import HanEvent
@@ -172,4 +179,6 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
         async with asyncio.timeout(args.duration or None):
             await stop.wait()
     await headend.close()
+    if counter is not None:
+        Path(args.counts_file).write_text(json.dumps({"frames": counter.counts, "texts": counter.texts}))
     print(f"headend stopped; {dict(headend.core.stats)}", flush=True)
