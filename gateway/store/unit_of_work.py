@@ -14,28 +14,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class _Unit:
     task: asyncio.Task[object] | None
     conn: AsyncConnection
+    after: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
 
 _current: ContextVar[_Unit | None] = ContextVar("hangw_unit_of_work", default=None)
 
 
-def joined_connection() -> AsyncConnection | None:
-    """The open unit of work's connection if the running task opened one, else None."""
+def _joined() -> _Unit | None:
     unit = _current.get()
     if unit is None or unit.task is not asyncio.current_task():
         return None
-    return unit.conn
+    return unit
+
+
+def joined_connection() -> AsyncConnection | None:
+    """The open unit of work's connection if the running task opened one, else None."""
+    unit = _joined()
+    return unit.conn if unit is not None else None
+
+
+def after_commit(action: Callable[[], Awaitable[object]]) -> bool:
+    """Run `action` once the running task's unit of work has committed (never if it rolls back):
+    for effects outside the database, such as sending a mail it stored. False when no unit is open
+    (the caller acts now)."""
+    unit = _joined()
+    if unit is None:
+        return False
+    unit.after.append(action)
+    return True
 
 
 class UnitOfWorkEngine(AsyncEngine):
@@ -71,11 +91,17 @@ class UnitOfWorkEngine(AsyncEngine):
         if joined_connection() is not None:
             raise RuntimeError("a unit of work is open already in this task")
         async with self._own_begin() as conn:
-            token = _current.set(_Unit(asyncio.current_task(), conn))
+            unit = _Unit(asyncio.current_task(), conn)
+            token = _current.set(unit)
             try:
                 yield conn
             finally:
                 _current.reset(token)
+        for action in unit.after:  # committed
+            try:
+                await action()
+            except Exception:  # the commit stands; the effect is retried by its own owner
+                log.exception("an action after a commit failed")
 
 
 @contextlib.asynccontextmanager

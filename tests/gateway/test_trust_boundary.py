@@ -240,3 +240,20 @@ def test_the_guide_prints_the_policy_table() -> None:
     from gateway.api.policy import policy_table_markdown
     guide = (Path(__file__).parents[2] / "docs" / "authorization.md").read_text()
     assert policy_table_markdown() in guide, "docs/authorization.md: paste policy_table_markdown() again"
+
+
+async def test_a_keyed_invitation_mails_only_after_its_commit(gateway: Gateway) -> None:
+    """The invitation email of a keyed request is sent once its transaction committed: a request
+    refused on the way (here: the second premise is unknown) rolls back and mails nobody."""
+    await gateway.load_premises()
+    _pid, token = await gateway.new_party("Acme", "123456789")
+    keyed = {**gateway.auth(token), "Idempotency-Key": "invite-1"}
+    ok = {"kind": "in_home_device_services", "scopes": ["text"],
+          "premises": [{"esi_id": ONCOR, "meter_number": "MTR-1"}],
+          "customer_email": "alice@example.test", "duration_months": 12}
+    r = await gateway.client.post("/v1/agreements", headers=keyed, json=ok)
+    assert r.status_code == 201, r.text
+    assert len(gateway.mails_to("alice@example.test")) == 1
+    again = await gateway.client.post("/v1/agreements", headers=keyed, json=ok)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(gateway.mails_to("alice@example.test")) == 1
