@@ -243,8 +243,8 @@ def test_the_guide_prints_the_policy_table() -> None:
 
 
 async def test_a_keyed_invitation_mails_only_after_its_commit(gateway: Gateway) -> None:
-    """The invitation email of a keyed request is sent once its transaction committed: a request
-    refused on the way (here: the second premise is unknown) rolls back and mails nobody."""
+    """The invitation email of a keyed request is sent after its transaction committed, once; the
+    replay mails nobody."""
     await gateway.load_premises()
     _pid, token = await gateway.new_party("Acme", "123456789")
     keyed = {**gateway.auth(token), "Idempotency-Key": "invite-1"}
