@@ -13,6 +13,7 @@ and no byte of party A's data reaches anyone else, in a body or a header.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 
 import pytest
@@ -88,17 +89,19 @@ def _own(params: list[str], own: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.mark.gateway_config(rate_limit={"requests_per_second": 1000.0, "burst": 10_000})
-async def test_generated_matrix(gateway: Gateway) -> None:
-    await _matrix(gateway)
+async def test_generated_matrix(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    await _matrix(gateway, caplog)
 
 
 @pytest.mark.gateway_config(rate_limit={"requests_per_second": 1000.0, "burst": 10_000})
-async def test_generated_matrix_on_postgresql(gateway_pg: Gateway) -> None:
-    await _matrix(gateway_pg)
+async def test_generated_matrix_on_postgresql(gateway_pg: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    await _matrix(gateway_pg, caplog)
 
 
-async def _matrix(gateway: Gateway) -> None:
+async def _matrix(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
     tokens, own, secrets = await _world(gateway)
+    caplog.set_level(logging.DEBUG)
+    first_record = len(caplog.records)  # from here on, only others' calls (A's reads come last)
     doc = (await gateway.client.get("/openapi.json")).json()
     operations = [(method.upper(), path) for path, item in doc["paths"].items() for method in item
                   if path.startswith("/v1/")]
@@ -143,6 +146,15 @@ async def _matrix(gateway: Gateway) -> None:
                             f"({foreign[2]})")
         if 200 <= foreign[0] < 300:
             failures.append(f"{role} {method} {template}: {foreign[0]} on A's object")
+
+    # Nothing of A's in what the gateway logged while the others tried (the test's own HTTP client,
+    # httpx, logs the URLs it was given: not the gateway's lines; A's device EUI-64 is in paths the
+    # others sent themselves, which the access log prints).
+    logged = [f"{r.name}: {r.getMessage()}" for r in caplog.records[first_record:]
+              if not r.name.startswith(("httpx", "httpcore"))]
+    for secret in secrets:
+        failures.extend(f"log line with A's {secret!r}: {line[:160]}" for line in logged
+                        if secret in line and secret not in (A_DEVICE,))
 
     # The owner is let in where its policy names it (reads only: writes would change the world).
     for method, template in operations:
