@@ -150,10 +150,14 @@ def encode_frame(
     Fields the target version does not define must be absent (or at their "not used" value);
     optional fields left out take their "not used" sentinel. `direction` is needed only for the
     global commands that go both ways (Default Response); cluster commands know theirs."""
-    try:
-        entry = _FRAME_CACHE.get((cluster, command, se_version))
-    except TypeError:  # an unhashable argument: the general path says what is wrong with it
-        entry = None
+    entry = None
+    # Exactly int or str: 1795.0 (or True) hashes and compares equal to a cached int key, and must
+    # get the general path's typed error instead of another cluster's frame.
+    if type(cluster) in (int, str):
+        try:
+            entry = _FRAME_CACHE.get((cluster, command, se_version))
+        except TypeError:  # an unhashable argument: the general path says what is wrong with it
+            entry = None
     if entry is not None and manufacturer_code is None and direction is None:
         compiled, frame_encoder, fc = entry
         frame = frame_encoder(fields, fc | 0x10 if disable_default_response else fc, tsn)
