@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.params import DbId
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AssignmentIn,
@@ -66,7 +67,7 @@ async def list_parties(svc: Svc, _: Operator, page: Pages,
 
 
 @router.get("/parties/{party_id}", response_model=PartyOut)
-async def get_party(party_id: int, svc: Svc, who: Who) -> PartyOut:
+async def get_party(party_id: DbId, svc: Svc, who: Who) -> PartyOut:
     _own_party(who, party_id)
     party = await svc.store.get_party(party_id)
     if party is None:
@@ -75,7 +76,7 @@ async def get_party(party_id: int, svc: Svc, who: Who) -> PartyOut:
 
 
 @router.patch("/parties/{party_id}", response_model=PartyOut)
-async def patch_party(party_id: int, body: PartyPatch, svc: Svc, _: Operator) -> PartyOut:
+async def patch_party(party_id: DbId, body: PartyPatch, svc: Svc, _: Operator) -> PartyOut:
     if await svc.store.get_party(party_id) is None:
         raise NotFound(f"no party {party_id}")
     await svc.store.set_party_status(party_id, body.status)
@@ -85,7 +86,7 @@ async def patch_party(party_id: int, body: PartyPatch, svc: Svc, _: Operator) ->
 
 
 @router.post("/parties/{party_id}/credentials", status_code=201, response_model=IssuedCredential)
-async def issue_credential(party_id: int, body: CredentialIn, svc: Svc,
+async def issue_credential(party_id: DbId, body: CredentialIn, svc: Svc,
                            who: Who) -> IssuedCredential:
     """A new token for the party (rotation: issue the new one, then revoke the old one)."""
     _own_party(who, party_id)
@@ -97,7 +98,7 @@ async def issue_credential(party_id: int, body: CredentialIn, svc: Svc,
 
 
 @router.get("/parties/{party_id}/credentials", response_model=Page[CredentialOut])
-async def list_credentials(*, party_id: int, svc: Svc, who: Who, page: Pages,
+async def list_credentials(*, party_id: DbId, svc: Svc, who: Who, page: Pages,
                            revoked: bool | None = None) -> Page[CredentialOut]:
     _own_party(who, party_id)
     found = await svc.store.list_credentials(party_id=party_id, revoked=revoked,
@@ -107,7 +108,7 @@ async def list_credentials(*, party_id: int, svc: Svc, who: Who, page: Pages,
 
 
 @router.delete("/credentials/{credential_id}", status_code=204)
-async def revoke_credential(credential_id: int, svc: Svc, who: Who) -> Response:
+async def revoke_credential(credential_id: DbId, svc: Svc, who: Who) -> Response:
     cred = await svc.store.get_credential(credential_id)
     if cred is None or (who.role is not Role.OPERATOR and (
             who.role is not Role.THIRD_PARTY or cred.party_id != who.party_id)):
@@ -125,7 +126,7 @@ async def create_technician(body: TechnicianIn, svc: Svc, _: Operator) -> Techni
 
 @router.post("/technicians/{technician_id}/credentials", status_code=201,
              response_model=IssuedCredential)
-async def issue_technician_credential(technician_id: int, body: CredentialIn, svc: Svc,
+async def issue_technician_credential(technician_id: DbId, body: CredentialIn, svc: Svc,
                                       _: Operator) -> IssuedCredential:
     if await svc.store.get_technician(technician_id) is None:
         raise NotFound(f"no technician {technician_id}")
@@ -136,7 +137,7 @@ async def issue_technician_credential(technician_id: int, body: CredentialIn, sv
 
 
 @router.post("/technicians/{technician_id}/assignments", status_code=204)
-async def assign_technician(technician_id: int, body: AssignmentIn, svc: Svc,
+async def assign_technician(technician_id: DbId, body: AssignmentIn, svc: Svc,
                             _: Operator) -> Response:
     if await svc.store.get_technician(technician_id) is None:
         raise NotFound(f"no technician {technician_id}")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.params import EsiIdPath
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AuthorizationIn,
@@ -102,7 +103,7 @@ async def list_premises(*, svc: Svc, who: Who, page: Pages, tdsp: Tdsp | None = 
 
 
 @router.get("/premises/{esi_id}", response_model=PremiseOut)
-async def get_premise(esi_id: str, svc: Svc, who: Who) -> PremiseOut:
+async def get_premise(esi_id: EsiIdPath, svc: Svc, who: Who) -> PremiseOut:
     await require(svc, who, Action.VIEW_PREMISE, esi_id)
     premise = await svc.store.get_premise(esi_id)
     assert premise is not None
@@ -110,7 +111,7 @@ async def get_premise(esi_id: str, svc: Svc, who: Who) -> PremiseOut:
 
 
 @router.delete("/premises/{esi_id}", status_code=204)
-async def remove_premise(esi_id: str, svc: Svc, who: Operator) -> Response:
+async def remove_premise(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response:
     """The ESI ID is retired: agreements on it end (terminated by system)."""
     await require(svc, who, Action.MANAGE_PREMISE, esi_id)
     await svc.store.set_premise_status(esi_id, "removed", svc.clock.now())
@@ -119,7 +120,7 @@ async def remove_premise(esi_id: str, svc: Svc, who: Operator) -> Response:
 
 
 @router.post("/premises/{esi_id}/move-out", status_code=204)
-async def move_out(esi_id: str, svc: Svc, who: Operator) -> Response:
+async def move_out(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response:
     """The customer moved out: their contact is cleared and agreements end (by system)."""
     await require(svc, who, Action.MANAGE_PREMISE, esi_id)
     await svc.store.set_premise_status(esi_id, "moved_out", svc.clock.now(),
@@ -129,7 +130,7 @@ async def move_out(esi_id: str, svc: Svc, who: Operator) -> Response:
 
 
 @router.get("/premises/{esi_id}/devices", response_model=Page[DeviceOut])
-async def list_devices(esi_id: str, svc: Svc, who: Who, page: Pages,
+async def list_devices(esi_id: EsiIdPath, svc: Svc, who: Who, page: Pages,
                        status: DeviceStatus | None = None) -> Page[DeviceOut]:
     await require(svc, who, Action.VIEW_DEVICES, esi_id)
     found = await svc.store.list_devices(esi_id, status=status, cursor=page.cursor,
@@ -139,7 +140,7 @@ async def list_devices(esi_id: str, svc: Svc, who: Who, page: Pages,
 
 
 @router.post("/premises/{esi_id}/authorization", response_model=DecisionOut)
-async def check_authorization(esi_id: str, body: AuthorizationIn, svc: Svc,
+async def check_authorization(esi_id: EsiIdPath, body: AuthorizationIn, svc: Svc,
                               who: Who) -> DecisionOut:
     """Ask whether you may do `action` to this premise now (HAN actions are audited)."""
     decision = await authorize(svc.store, who, body.action, esi_id, now=svc.clock.now(),

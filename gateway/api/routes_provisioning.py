@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import Svc, Who
+from gateway.api.params import EsiIdPath, Eui64Path
 from gateway.api.routes_premises import require
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
@@ -82,7 +83,7 @@ def _link_key(install_code: str, eui64: str) -> bytes:
 
 
 @router.post("/premises/{esi_id}/devices", status_code=201, response_model=DeviceDetailOut)
-async def provision_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who, request: Request) -> DeviceDetailOut:
+async def provision_device(esi_id: EsiIdPath, body: DeviceIn, svc: Svc, who: Who, request: Request) -> DeviceDetailOut:
     """Provision a HAN device: the install code is checked here (a bad CRC is refused, naming the
     expected CRC), the derived link key is stored encrypted and sent to the premise's head-end,
     which opens the meter's join window. Follow the status with GET …/devices/{eui64}.
@@ -115,7 +116,7 @@ async def provision_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who, requ
 
 
 @router.get("/premises/{esi_id}/devices/{eui64}", response_model=DeviceDetailOut)
-async def get_device(esi_id: str, eui64: str, svc: Svc, who: Who) -> DeviceDetailOut:
+async def get_device(esi_id: EsiIdPath, eui64: Eui64Path, svc: Svc, who: Who) -> DeviceDetailOut:
     """A device's provisioning status, join-window end, last failure reason and history."""
     eui64 = eui64.upper()
     await require(svc, who, Action.VIEW_DEVICES, esi_id)
@@ -127,7 +128,8 @@ async def get_device(esi_id: str, eui64: str, svc: Svc, who: Who) -> DeviceDetai
 
 @router.delete("/premises/{esi_id}/devices/{eui64}", status_code=202, response_model=HanOperationOut,
                responses={204: {"description": "the device was removed already"}})
-async def delete_device(esi_id: str, eui64: str, svc: Svc, who: Who, request: Request) -> HanOperationOut | Response:
+async def delete_device(esi_id: EsiIdPath, eui64: Eui64Path, svc: Svc, who: Who,
+                        request: Request) -> HanOperationOut | Response:
     """Send delete-device to the meter; the device is `delete_requested` until the head-end
     confirms, then `removed`."""
     eui64 = eui64.upper()
@@ -155,25 +157,25 @@ async def _premise_operation(esi_id: str, kind: str, svc: Svc, who: Who, request
 
 
 @router.post("/premises/{esi_id}/han/initialize", status_code=202, response_model=HanOperationOut)
-async def initialize_han(esi_id: str, svc: Svc, who: Who, request: Request) -> HanOperationOut:
+async def initialize_han(esi_id: EsiIdPath, svc: Svc, who: Who, request: Request) -> HanOperationOut:
     """Initialize the meter's HAN (operators, assigned technicians)."""
     return await _premise_operation(esi_id, prov.INITIALIZE_HAN, svc, who, request)
 
 
 @router.post("/premises/{esi_id}/han/clear", status_code=202, response_model=HanOperationOut)
-async def clear_han(esi_id: str, svc: Svc, who: Who, request: Request) -> HanOperationOut:
+async def clear_han(esi_id: EsiIdPath, svc: Svc, who: Who, request: Request) -> HanOperationOut:
     """Remove every device from the meter (operators, assigned technicians)."""
     return await _premise_operation(esi_id, prov.CLEAR_DEVICES, svc, who, request)
 
 
 @router.post("/premises/{esi_id}/han/decommission", status_code=202, response_model=HanOperationOut)
-async def decommission_han(esi_id: str, svc: Svc, who: Who, request: Request) -> HanOperationOut:
+async def decommission_han(esi_id: EsiIdPath, svc: Svc, who: Who, request: Request) -> HanOperationOut:
     """Decommission the meter's HAN, e.g. before a meter swap (operators, assigned technicians)."""
     return await _premise_operation(esi_id, prov.DECOMMISSION_HAN, svc, who, request)
 
 
 @router.get("/premises/{esi_id}/han", response_model=HanHistoryOut)
-async def han_history(esi_id: str, svc: Svc, who: Who) -> HanHistoryOut:
+async def han_history(esi_id: EsiIdPath, svc: Svc, who: Who) -> HanHistoryOut:
     """The premise's latest provisioning operations (newest first) and HAN-wide events."""
     await require(svc, who, Action.VIEW_DEVICES, esi_id)
     ops, events = await _store(svc).premise_history(esi_id)

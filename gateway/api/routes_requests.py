@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import Pages, Svc, ThirdParty
+from gateway.api.params import DbId
 from gateway.api.schemas import PROBLEM_RESPONSES
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.pipeline.dead_letters import list_dead_letters, redeliver
@@ -46,7 +47,7 @@ async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
 
 
 @router.get("/han-requests/{request_id}", summary="A request's summary: premises and devices by state")
-async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, Any]:
+async def get_request(svc: Svc, who: ThirdParty, request_id: DbId) -> dict[str, Any]:
     row = await _own(svc, who, request_id)
     async with svc.store.engine.connect() as conn:
         by_state: dict[str, int] = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
@@ -70,7 +71,7 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, A
 
 @router.get("/han-requests/{request_id}/deliveries",
             summary="Per premise and per device: states with their times (paginated)")
-async def get_deliveries(svc: Svc, who: ThirdParty, request_id: int, page: Pages,  # noqa: PLR0917
+async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Pages,  # noqa: PLR0917
                          state: Annotated[str | None, Query()] = None,
                          esi_id: Annotated[str | None, Query()] = None) -> dict[str, Any]:
     await _own(svc, who, request_id)
@@ -127,7 +128,7 @@ async def list_webhooks(svc: Svc, who: ThirdParty) -> list[dict[str, Any]]:
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, tags=["webhooks"])
-async def delete_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> Response:
+async def delete_webhook(svc: Svc, who: ThirdParty, webhook_id: DbId) -> Response:
     async with svc.store.engine.begin() as conn:
         result = await conn.execute(webhooks.update().where(
             webhooks.c.id == webhook_id, webhooks.c.party_id == who.party_id,
@@ -148,7 +149,7 @@ async def _own_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> None:
 
 @router.get("/webhooks/{webhook_id}/dead-letters", tags=["webhooks"],
             summary="Events given up on (attempts or age used up), oldest first (paginated)")
-async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: int, page: Pages) -> dict[str, Any]:
+async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: DbId, page: Pages) -> dict[str, Any]:
     await _own_webhook(svc, who, webhook_id)
     after = int(page.cursor) if page.cursor and page.cursor.isdigit() else 0
     items = await list_dead_letters(svc.store, webhook_id, after=after, limit=page.limit)
@@ -158,14 +159,14 @@ async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: int, page: Pag
 
 @router.post("/webhooks/{webhook_id}/dead-letters/redeliver", tags=["webhooks"],
              summary="Send every dead letter of this webhook again")
-async def redeliver_all(svc: Svc, who: ThirdParty, webhook_id: int) -> dict[str, int]:
+async def redeliver_all(svc: Svc, who: ThirdParty, webhook_id: DbId) -> dict[str, int]:
     await _own_webhook(svc, who, webhook_id)
     return {"requeued": await redeliver(svc.store, webhook_id, svc.clock.now())}
 
 
 @router.post("/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver", tags=["webhooks"],
              summary="Send one dead letter again")
-async def redeliver_one(svc: Svc, who: ThirdParty, webhook_id: int, event_id: int) -> dict[str, int]:
+async def redeliver_one(svc: Svc, who: ThirdParty, webhook_id: DbId, event_id: DbId) -> dict[str, int]:
     await _own_webhook(svc, who, webhook_id)
     requeued = await redeliver(svc.store, webhook_id, svc.clock.now(), event_id)
     if not requeued:

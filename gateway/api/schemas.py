@@ -142,7 +142,9 @@ class DeviceIn(_In):
     install_code: Annotated[str, Field(
         min_length=1, max_length=200, examples=["8304 8DE5 6EB1 6D6A 1A8D"],
         description="as printed on the device (hex, any separators) or its QR code; checked at "
-                    "once (CRC-16/X-25), never stored: only the derived link key is, encrypted")]
+                    "once (CRC-16/X-25), never stored: only the derived link key is, encrypted. A "
+                    "bad CRC is a 422 `install_code_crc_mismatch` (a schema cannot express a CRC), "
+                    "a wrong length or non-hex text a 422 `install_code_invalid`")]
     join_window_days: Annotated[int, Field(ge=1, le=30, description="how long the meter waits "
                                            "for the device to join (1-30 days)")] = 7
 
@@ -323,7 +325,8 @@ class FieldErrorOut(BaseModel):
 class ProblemOut(BaseModel):
     """RFC 9457 problem details (media type application/problem+json)."""
 
-    type: str = Field(examples=["urn:hangw:problem:invalid_request"])
+    type: str = Field(examples=["/docs/errors#invalid_request"],
+                      description="a link to the section of the error guide that explains `code`")
     title: str
     status: int
     detail: str
@@ -342,6 +345,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _problem("not allowed (the code says why)"),
     404: _problem("not found, or not visible to you"),
     409: _problem("conflicts with the current state"),
-    422: _problem("invalid fields, each named in `errors`"),
+    422: _problem("invalid fields, each named in `errors` (`invalid_request`); a body that is not "
+                  "JSON is `invalid_json`"),
     429: _problem("rate limited; see the Retry-After header"),
 }

@@ -14,9 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.domain.esi_id import ESI_ID_PATTERN
 from gateway.domain.model import Action
 from gateway.errors import FieldError
 from gateway.pipeline.config import PipelineConfig
+from gateway.store.cursors import MAX_ID
 from zigbee_se import (
     ClusterId,
     EncodeError,
@@ -122,21 +124,25 @@ class LoadControlRequest(Targeted):
     randomize_end: bool = False
 
 
+# The request to cancel: a row id, bounded as every id is (gateway/store/cursors.py).
+RequestId = Annotated[int, Field(ge=1, le=MAX_ID, description="the id of the request to cancel (its 202's `id`)")]
+
+
 class CancelTextRequest(_Body):
     kind: Literal["cancel_text"]
-    request_id: int
+    request_id: RequestId
 
 
 class CancelLoadControlRequest(_Body):
     kind: Literal["cancel_load_control"]
-    request_id: int
+    request_id: RequestId
     effective_time: datetime | None = Field(default=None, description="omitted: now")
     randomize_end: bool = False
 
 
 class CancelAllLoadControlRequest(_Body):
     kind: Literal["cancel_all_load_control"]
-    esi_id: str
+    esi_id: str = Field(pattern=ESI_ID_PATTERN, description="the premise whose events of yours to cancel")
 
 
 HanRequestBody = Annotated[
