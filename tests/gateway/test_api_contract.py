@@ -6,8 +6,10 @@ that link to docs/errors.md. Over real HTTP against a running gateway, as operat
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.store.cursors import MAX_ID
@@ -170,3 +172,60 @@ async def test_a_body_that_is_not_json_is_a_typed_documented_422(gateway: Gatewa
             if "requestBody" in op:
                 assert "422" in op["responses"], f"{method} {path}"
                 assert "invalid_json" in op["responses"]["422"]["description"], f"{method} {path}"
+
+
+GATEWAY_SRC = Path(__file__).resolve().parents[2] / "gateway"
+ERRORS_MD = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+# Where the source names a problem code: `code="..."` (raises, FieldError-free), class attributes
+# `code = "..."`, problem(...)/_send_problem(...) calls, the HTTP-status map, and authorization
+# decisions' reasons (they become codes of 403/404 answers).
+CODE_SITES = [
+    re.compile(r'\bcode="([a-z_]+)"'),
+    re.compile(r'^\s+code = "([a-z_]+)"', re.M),
+    re.compile(r'problem\(\s*(?:send,\s*)?\d{3},\s*"([a-z_]+)"'),
+    re.compile(r'\d{3}: "([a-z_]+)"'),
+    re.compile(r'"([a-z_]+)"\}\.get\(exc\.status_code, "([a-z_]+)"\)'),
+    re.compile(r'Decision\((?:False|True), "([a-z_]+)"'),
+    re.compile(r'kind = "([a-z_]+)" if exc\.expected_crc else "([a-z_]+)"'),
+]
+
+
+def source_problem_codes() -> set[str]:
+    codes: set[str] = set()
+    for path in GATEWAY_SRC.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for pattern in CODE_SITES:
+            for match in pattern.finditer(text):
+                codes.update(g for g in match.groups() if g)
+    # Decisions that allow are reasons, not problems.
+    return codes - {"operator", "agreement", "assigned_technician"}
+
+
+def test_every_problem_code_has_a_section_in_the_error_guide() -> None:
+    codes = source_problem_codes()
+    assert {"invalid_request", "invalid_json", "unauthorized", "method_not_allowed", "scope_not_granted",
+            "install_code_crc_mismatch", "idempotency_key_reused", "duns_taken"} <= codes, codes
+    sections = set(re.findall(r"^## ([a-z_]+)$", ERRORS_MD.read_text(encoding="utf-8"), re.M))
+    assert sorted(codes - sections) == [], "codes without a section in docs/errors.md"
+
+
+@FAST
+async def test_problem_types_resolve_to_an_anchor_of_the_served_guide(gateway: Gateway) -> None:
+    answers = [
+        await gateway.client.get("/v1/premises"),  # 401
+        await gateway.client.get("/v1/parties/5", headers=gateway.op),  # 404
+        await gateway.client.put("/v1/parties", headers=gateway.op),  # 405
+        await gateway.client.post("/v1/parties", headers=gateway.op, json={"name": ""}),  # 422
+        await gateway.client.post("/v1/parties", headers={**gateway.op, "Content-Type": "application/json"},
+                                  content=b"{"),
+        await gateway.client.post("/v1/parties", headers={**gateway.op, "Idempotency-Key": ""}, json={}),
+    ]
+    page = await gateway.client.get("/docs/errors")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    anchors = set(re.findall(r'<h2 id="([a-z_]+)">', page.text))
+    assert source_problem_codes() <= anchors
+    for r in answers:
+        body = r.json()
+        link = httpx.URL(gateway.base_url).join(body["type"])
+        assert link.path == "/docs/errors" and link.fragment == body["code"], body
+        assert body["code"] in anchors, body
