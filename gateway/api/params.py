@@ -14,7 +14,7 @@ from fastapi import Path, Query
 from pydantic import Field
 
 from gateway.domain.esi_id import ESI_ID_PATTERN
-from gateway.store.cursors import MAX_ID
+from gateway.store.cursors import MAX_ID as MAX_ID  # noqa: PLC0414 - re-exported
 
 EUI64_PATTERN = r"^[0-9A-Fa-f]{16}$"
 _ESI_ID_DOC = "ESI ID: a Texas TDSP prefix and 17 (22 for CenterPoint) digits in all"

@@ -11,12 +11,13 @@ from pydantic import BaseModel, Field
 
 from gateway.api.deps import Pages, Svc, ThirdParty
 from gateway.api.params import DbId
-from gateway.api.schemas import PROBLEM_RESPONSES
+from gateway.api.schemas import PROBLEM_RESPONSES, AcceptedOut, DeliveryOut, DeviceStateOut, HanRequestOut, Page
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.pipeline.dead_letters import list_dead_letters, redeliver
 from gateway.pipeline.requests import HanRequestBody
 from gateway.pipeline.service import RequestService
 from gateway.pipeline.webhooks import new_secret
+from gateway.store.cursors import id_cursor
 from gateway.store.schema import han_deliveries, han_device_states, han_requests, han_transitions, webhooks
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["han requests"])
@@ -28,14 +29,15 @@ def _poke(request: Request) -> None:
         dispatcher.poke()
 
 
-@router.post("/han-requests", status_code=202, summary="Send a text, price, load-control event or "
-             "cancellation to premises (committed before the answer)")
+@router.post("/han-requests", status_code=202, response_model=AcceptedOut,
+             summary="Send a text, price, load-control event or cancellation to premises (committed before the "
+             "answer)")
 async def create_request(svc: Svc, who: ThirdParty, request: Request,
-                         body: Annotated[HanRequestBody, Body()]) -> dict[str, Any]:
+                         body: Annotated[HanRequestBody, Body()]) -> AcceptedOut:
     service = RequestService(svc.store, svc.config.pipeline)
     accepted = await service.submit(who, body, svc.clock.now())
     _poke(request)
-    return accepted.as_dict()
+    return AcceptedOut.model_validate(accepted.as_dict())
 
 
 async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
@@ -46,8 +48,9 @@ async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
     return row
 
 
-@router.get("/han-requests/{request_id}", summary="A request's summary: premises and devices by state")
-async def get_request(svc: Svc, who: ThirdParty, request_id: DbId) -> dict[str, Any]:
+@router.get("/han-requests/{request_id}", response_model=HanRequestOut,
+            summary="A request's summary: premises and devices by state")
+async def get_request(svc: Svc, who: ThirdParty, request_id: DbId) -> HanRequestOut:
     row = await _own(svc, who, request_id)
     async with svc.store.engine.connect() as conn:
         by_state: dict[str, int] = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
@@ -57,25 +60,23 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: DbId) -> dict[str, 
         devices: dict[str, int] = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
             han_deliveries, han_deliveries.c.id == han_device_states.c.delivery_id).where(
             han_deliveries.c.request_id == request_id).group_by(han_device_states.c.state))).all())
-    return {"id": row.id, "kind": row.kind, "state": row.state, "se_id": row.se_id,
-            "created_at": row.created_at.isoformat(), "targeted": row.targeted,
-            "excluded": json.loads(row.excluded), "fanout": row.target_all,
-            "cancels_request_id": row.cancels_request_id,
-            # A price's block period is a companion request (its own SE event and deliveries).
-            "part_of_request_id": row.part_of_request_id, "block_period_request_id": parts[0] if parts else None,
-            "starts_at": row.starts_at.isoformat() if row.starts_at else None,
-            "ends_at": row.ends_at.isoformat() if row.ends_at else None,
-            "premises_by_state": by_state, "devices_by_state": devices,
-            "request": json.loads(row.body)}
+    return HanRequestOut(
+        id=row.id, kind=row.kind, state=row.state, se_id=row.se_id, created_at=row.created_at,
+        targeted=row.targeted, excluded=json.loads(row.excluded), fanout=row.target_all,
+        cancels_request_id=row.cancels_request_id,
+        # A price's block period is a companion request (its own SE event and deliveries).
+        part_of_request_id=row.part_of_request_id, block_period_request_id=parts[0] if parts else None,
+        starts_at=row.starts_at, ends_at=row.ends_at, premises_by_state=by_state, devices_by_state=devices,
+        request=json.loads(row.body))
 
 
-@router.get("/han-requests/{request_id}/deliveries",
+@router.get("/han-requests/{request_id}/deliveries", response_model=Page[DeliveryOut],
             summary="Per premise and per device: states with their times (paginated)")
 async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Pages,  # noqa: PLR0917
                          state: Annotated[str | None, Query()] = None,
-                         esi_id: Annotated[str | None, Query()] = None) -> dict[str, Any]:
+                         esi_id: Annotated[str | None, Query()] = None) -> Page[DeliveryOut]:
     await _own(svc, who, request_id)
-    after = int(page.cursor) if page.cursor and page.cursor.isdigit() else 0
+    after = id_cursor(page.cursor)
     query = han_deliveries.select().where(han_deliveries.c.request_id == request_id,
                                           han_deliveries.c.id > after)
     if state is not None:
@@ -89,19 +90,15 @@ async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Page
             han_device_states.c.delivery_id.in_(ids)))).all() if ids else []
         hist = (await conn.execute(han_transitions.select().where(
             han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
-    items = []
-    for r in rows:
-        items.append({
-            "delivery_id": r.id, "esi_id": r.esi_id, "state": r.state, "reason": r.reason,
-            "reference": r.reference,  # the route's (head-end's) id for this item
-            "attempts": r.attempts, "se_version": r.se_version, "command": r.command,
-            "frame": r.frame, "updated_at": r.updated_at.isoformat(),
-            "devices": [{"eui64": d.eui64, "state": d.state, "at": d.at.isoformat(), "detail": d.detail}
-                        for d in devs if d.delivery_id == r.id],
-            "history": [{"eui64": h.eui64, "state": h.state, "at": h.at.isoformat(), "detail": h.detail}
-                        for h in hist if h.delivery_id == r.id],
-        })
-    return {"items": items, "next_cursor": str(rows[-1].id) if len(rows) == page.limit else None}
+    items = [DeliveryOut(
+        delivery_id=r.id, esi_id=r.esi_id, state=r.state, reason=r.reason,
+        reference=r.reference,  # the route's (head-end's) id for this item
+        attempts=r.attempts, se_version=r.se_version, command=r.command, frame=r.frame, updated_at=r.updated_at,
+        devices=[DeviceStateOut(eui64=d.eui64, state=d.state, at=d.at, detail=d.detail)
+                 for d in devs if d.delivery_id == r.id],
+        history=[DeviceStateOut(eui64=h.eui64, state=h.state, at=h.at, detail=h.detail)
+                 for h in hist if h.delivery_id == r.id]) for r in rows]
+    return Page[DeliveryOut](items=items, next_cursor=str(rows[-1].id) if len(rows) == page.limit else None)
 
 
 class WebhookIn(BaseModel):
@@ -151,7 +148,7 @@ async def _own_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> None:
             summary="Events given up on (attempts or age used up), oldest first (paginated)")
 async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: DbId, page: Pages) -> dict[str, Any]:
     await _own_webhook(svc, who, webhook_id)
-    after = int(page.cursor) if page.cursor and page.cursor.isdigit() else 0
+    after = id_cursor(page.cursor)
     items = await list_dead_letters(svc.store, webhook_id, after=after, limit=page.limit)
     return {"items": [d.as_dict() for d in items],
             "next_cursor": str(items[-1].id) if len(items) == page.limit else None}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,7 @@ from gateway.domain.records import (
     Premise,
     Technician,
 )
+from gateway.pipeline.requests import RequestKind
 
 
 class _In(BaseModel):
@@ -288,12 +289,29 @@ class MeOut(BaseModel):
     technician_id: int | None = None
 
 
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "unavailable"]
+    schema_revision: str | None = None
+    reason: str | None = Field(None, description="why not ready (503)")
+
+
 T = TypeVar("T")
 
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class ImportRowErrorOut(BaseModel):
+    row: int = Field(description="line number in the file; the header is line 1")
+    column: str
+    value: str
+    problem: str
 
 
 class ImportReportOut(BaseModel):
@@ -303,7 +321,7 @@ class ImportReportOut(BaseModel):
     unchanged: int
     rejected_rows: int
     agreements_ended: int
-    errors: list[dict[str, Any]]
+    errors: list[ImportRowErrorOut]
 
 
 class LifecycleOut(BaseModel):
@@ -313,6 +331,69 @@ class LifecycleOut(BaseModel):
     renewals_lapsed: int
     mails_sent: int
     mails_failed: int
+
+
+class ExcludedOut(BaseModel):
+    esi_id: str
+    reason: str = Field(description="no_consent, scope_missing, meter_capability: ..., device_limit: ..., "
+                                    "conflict with event N")
+
+
+class AcceptedOut(BaseModel):
+    """The 202 of POST /v1/han-requests: the request is stored and will be delivered."""
+
+    id: int = Field(description="the request's id: GET /v1/han-requests/{id}")
+    kind: RequestKind
+    se_id: int | None = Field(description="the SE message id / issuer event id the gateway allocated")
+    targeted: int = Field(description="premises it goes to (cancellations: premises already reached)")
+    excluded: list[ExcludedOut] = Field(description="premises left out, each with why")
+    fanout: Literal["expanding"] | None = Field(description="all_premises: expanding in the background")
+    starts_at: datetime | None
+    block_period_request_id: int | None = Field(
+        None, description="a price's block period: its companion request")
+
+
+class HanRequestOut(BaseModel):
+    """A request's summary: premises and devices counted by state."""
+
+    id: int
+    kind: RequestKind
+    state: str = Field(description="accepted, expanding, done, cancelled, ...")
+    se_id: int | None
+    created_at: datetime
+    targeted: int
+    excluded: list[ExcludedOut]
+    fanout: bool = Field(description="sent with all_premises")
+    cancels_request_id: int | None
+    part_of_request_id: int | None = Field(description="a block period: the price it belongs to")
+    block_period_request_id: int | None = Field(description="a price: its block period's request")
+    starts_at: datetime | None
+    ends_at: datetime | None
+    premises_by_state: dict[str, int]
+    devices_by_state: dict[str, int]
+    request: dict[str, Any] = Field(description="the body as accepted")
+
+
+class DeviceStateOut(BaseModel):
+    eui64: str | None = Field(description="null: the premise as a whole (history)")
+    state: str
+    at: datetime
+    detail: str | None
+
+
+class DeliveryOut(BaseModel):
+    delivery_id: int
+    esi_id: str
+    state: str = Field(description="queued, submitted, delivered, failed, expired, cancelled")
+    reason: str | None
+    reference: str | None = Field(description="the route's (head-end's) id for this item")
+    attempts: int
+    se_version: str
+    command: str
+    frame: str | None = Field(description="the SE frame sent, hex (null: the request's)")
+    updated_at: datetime
+    devices: list[DeviceStateOut]
+    history: list[DeviceStateOut]
 
 
 class FieldErrorOut(BaseModel):
