@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from gateway.agreements import Invitation, InvitationPremise
 from gateway.api.deps import Operator, Pages, Svc, ThirdParty, Who
+from gateway.api.links import links, to
 from gateway.api.params import MAX_ID, DbId
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
@@ -23,6 +24,8 @@ from gateway.domain.model import Action, AgreementKind, AgreementState, Role
 from gateway.domain.records import Party, Principal
 from gateway.errors import Forbidden, NotFound
 
+ID = "$response.body#/id"
+
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["agreements"])
 
 
@@ -34,7 +37,11 @@ async def _party(svc: Svc, who: Principal) -> Party:
     return party
 
 
-@router.post("/agreements", status_code=201, response_model=AgreementOut)
+@router.post("/agreements", status_code=201, response_model=AgreementOut, responses=links(
+    201, GetAgreement=to("/v1/agreements/{agreement_id}", "get", agreement_id=ID),
+    Resend=to("/v1/agreements/{agreement_id}/resend", "post", agreement_id=ID),
+    Renew=to("/v1/agreements/{agreement_id}/renew", "post", agreement_id=ID),
+    Terminate=to("/v1/agreements/{agreement_id}/terminate", "post", agreement_id=ID)))
 async def invite(body: InvitationIn, svc: Svc, who: ThirdParty) -> AgreementOut:
     """Invite a customer: validated field by field, then the customer gets a one-click email."""
     party = await _party(svc, who)

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.links import links, to
 from gateway.api.params import DbId
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
@@ -26,6 +27,9 @@ from gateway.domain.model import PartyStatus, Role
 from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 
+ID = "$response.body#/id"
+CREDENTIAL_ID = "$response.body#/credential/id"
+
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["parties"])
 
 
@@ -45,7 +49,11 @@ async def me(svc: Svc, who: Who) -> MeOut:
                  party=PartyOut.of(party) if party else None, technician_id=who.technician_id)
 
 
-@router.post("/parties", status_code=201, response_model=PartyOut)
+@router.post("/parties", status_code=201, response_model=PartyOut, responses=links(
+    201, GetParty=to("/v1/parties/{party_id}", "get", party_id=ID),
+    PatchParty=to("/v1/parties/{party_id}", "patch", party_id=ID),
+    IssueCredential=to("/v1/parties/{party_id}/credentials", "post", party_id=ID),
+    ListCredentials=to("/v1/parties/{party_id}/credentials", "get", party_id=ID)))
 async def create_party(body: PartyIn, svc: Svc, _: Operator) -> PartyOut:
     if await svc.store.get_party_by_duns(body.duns) is not None:
         raise Conflict(f"a party with DUNS {body.duns} exists", code="duns_taken",
@@ -85,7 +93,8 @@ async def patch_party(party_id: DbId, body: PartyPatch, svc: Svc, _: Operator) -
     return PartyOut.of(party)
 
 
-@router.post("/parties/{party_id}/credentials", status_code=201, response_model=IssuedCredential)
+@router.post("/parties/{party_id}/credentials", status_code=201, response_model=IssuedCredential, responses=links(
+    201, RevokeCredential=to("/v1/credentials/{credential_id}", "delete", credential_id=CREDENTIAL_ID)))
 async def issue_credential(party_id: DbId, body: CredentialIn, svc: Svc,
                            who: Who) -> IssuedCredential:
     """A new token for the party (rotation: issue the new one, then revoke the old one)."""
@@ -117,7 +126,9 @@ async def revoke_credential(credential_id: DbId, svc: Svc, who: Who) -> Response
     return Response(status_code=204)
 
 
-@router.post("/technicians", status_code=201, response_model=TechnicianOut)
+@router.post("/technicians", status_code=201, response_model=TechnicianOut, responses=links(
+    201, IssueCredential=to("/v1/technicians/{technician_id}/credentials", "post", technician_id=ID),
+    Assign=to("/v1/technicians/{technician_id}/assignments", "post", technician_id=ID)))
 async def create_technician(body: TechnicianIn, svc: Svc, _: Operator) -> TechnicianOut:
     tech = await svc.store.create_technician(name=body.name, email=body.email,
                                              now=svc.clock.now())
@@ -125,7 +136,9 @@ async def create_technician(body: TechnicianIn, svc: Svc, _: Operator) -> Techni
 
 
 @router.post("/technicians/{technician_id}/credentials", status_code=201,
-             response_model=IssuedCredential)
+             response_model=IssuedCredential, responses=links(
+                 201, RevokeCredential=to("/v1/credentials/{credential_id}", "delete",
+                                          credential_id=CREDENTIAL_ID)))
 async def issue_technician_credential(technician_id: DbId, body: CredentialIn, svc: Svc,
                                       _: Operator) -> IssuedCredential:
     if await svc.store.get_technician(technician_id) is None:

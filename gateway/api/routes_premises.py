@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.links import to
 from gateway.api.params import EsiIdPath
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
@@ -25,6 +26,8 @@ from gateway.domain.records import Principal
 from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from gateway.premise_import import HeaderError, import_premises
 
+ESI_ID = "$response.body#/esi_id"
+
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
 
 PREMISE_STATUS = "^(active|removed|moved_out)$"
@@ -42,8 +45,14 @@ async def require(svc: Svc, who: Principal, action: Action, esi_id: str,
     return decision
 
 
-@router.post("/premises", response_model=PremiseOut, status_code=201,
-             responses={200: {"model": PremiseOut, "description": "updated"}})
+_PREMISE_LINKS = {"GetPremise": to("/v1/premises/{esi_id}", "get", esi_id=ESI_ID),
+                  "ListDevices": to("/v1/premises/{esi_id}/devices", "get", esi_id=ESI_ID),
+                  "HanHistory": to("/v1/premises/{esi_id}/han", "get", esi_id=ESI_ID)}
+
+
+@router.post("/premises", response_model=PremiseOut, status_code=201, responses={
+    200: {"model": PremiseOut, "description": "updated", "links": _PREMISE_LINKS},
+    201: {"links": _PREMISE_LINKS}})
 async def put_premise(body: PremiseIn, svc: Svc, _: Operator, response: Response) -> PremiseOut:
     """Create or update one premise by ESI ID (the TDSP is derived from it)."""
     try:

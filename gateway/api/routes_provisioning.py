@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from gateway.api.deps import Svc, Who
+from gateway.api.links import links, to
 from gateway.api.params import EsiIdPath, Eui64Path
 from gateway.api.routes_premises import require
 from gateway.api.schemas import (
@@ -28,6 +29,9 @@ from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, Unava
 from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.store import provisioning as prov
 from zigbee_se import InstallCodeError, parse_install_code
+
+ESI_ID = "$response.body#/esi_id"
+EUI64 = "$response.body#/eui64"
 
 router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["provisioning"])
 
@@ -82,7 +86,9 @@ def _link_key(install_code: str, eui64: str) -> bytes:
     return code.link_key
 
 
-@router.post("/premises/{esi_id}/devices", status_code=201, response_model=DeviceDetailOut)
+@router.post("/premises/{esi_id}/devices", status_code=201, response_model=DeviceDetailOut, responses=links(
+    201, GetDevice=to("/v1/premises/{esi_id}/devices/{eui64}", "get", esi_id=ESI_ID, eui64=EUI64),
+    DeleteDevice=to("/v1/premises/{esi_id}/devices/{eui64}", "delete", esi_id=ESI_ID, eui64=EUI64)))
 async def provision_device(esi_id: EsiIdPath, body: DeviceIn, svc: Svc, who: Who, request: Request) -> DeviceDetailOut:
     """Provision a HAN device: the install code is checked here (a bad CRC is refused, naming the
     expected CRC), the derived link key is stored encrypted and sent to the premise's head-end,

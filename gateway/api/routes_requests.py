@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import Pages, Svc, ThirdParty
+from gateway.api.links import links, to
 from gateway.api.params import DbId
 from gateway.api.schemas import PROBLEM_RESPONSES, AcceptedOut, DeliveryOut, DeviceStateOut, HanRequestOut, Page
 from gateway.errors import FieldError, InvalidRequest, NotFound
@@ -29,7 +30,9 @@ def _poke(request: Request) -> None:
         dispatcher.poke()
 
 
-@router.post("/han-requests", status_code=202, response_model=AcceptedOut,
+@router.post("/han-requests", status_code=202, response_model=AcceptedOut, responses=links(
+    202, GetRequest=to("/v1/han-requests/{request_id}", "get", request_id="$response.body#/id"),
+    GetDeliveries=to("/v1/han-requests/{request_id}/deliveries", "get", request_id="$response.body#/id")),
              summary="Send a text, price, load-control event or cancellation to premises (committed before the "
              "answer)")
 async def create_request(svc: Svc, who: ThirdParty, request: Request,

@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from gateway.agreements import EMAIL_RE, MAX_PREMISES_PER_INVITATION
 from gateway.authz import Decision
+from gateway.domain.esi_id import ESI_ID_PATTERN
 from gateway.domain.model import (
+    DURATIONS_MONTHS,
+    LARGE_COMMERCIAL_DURATIONS_MONTHS,
     Action,
     AgreementKind,
     AgreementState,
@@ -75,7 +79,7 @@ class TechnicianOut(BaseModel):
 
 
 class AssignmentIn(_In):
-    esi_id: str
+    esi_id: str = Field(json_schema_extra={"pattern": ESI_ID_PATTERN})
 
 
 class CredentialIn(_In):
@@ -105,7 +109,8 @@ class IssuedCredential(BaseModel):
 
 
 class PremiseIn(_In):
-    esi_id: str
+    esi_id: str = Field(json_schema_extra={"pattern": ESI_ID_PATTERN},
+                        description="the TDSP is derived from its prefix")
     meter_number: Annotated[str, Field(min_length=1, max_length=40)]
     customer_email: str | None = None
     rep: str | None = None
@@ -195,23 +200,44 @@ class HanHistoryOut(BaseModel):
     events: list[DeviceEventOut]
 
 
+# The invitation's rules are checked by AgreementService.validate, which answers every problem
+# at once with the gateway's own codes (esi_id_wrong_length, premises_required...). The document
+# states the same rules (json_schema_extra: in the schema, not enforced a second time here), so a
+# schema-valid invitation is refused only for what a schema cannot know: what is on record.
+_DURATIONS: list[JsonValue] = [*sorted(set(DURATIONS_MONTHS) | set(LARGE_COMMERCIAL_DURATIONS_MONTHS))]
+# Python's `\s` (str.isspace) spelt out: a JSON schema regex's `\s` is ECMA-262's, another set.
+_PY_SPACE = "".join(f"\\u{c:04x}" for c in range(0x10000) if chr(c).isspace())
+EMAIL_PATTERN = EMAIL_RE.pattern.replace(r"\s", _PY_SPACE)
+
+
 class InvitationPremiseIn(_In):
-    esi_id: str
-    meter_number: str
+    esi_id: Annotated[str, Field(json_schema_extra={"pattern": ESI_ID_PATTERN})]
+    meter_number: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 40})]
 
 
 class InvitationIn(_In):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
+        {"if": {"properties": {"kind": {"const": AgreementKind.IN_HOME_DEVICE_SERVICES.value}}},
+         "then": {"properties": {"scopes": {"minItems": 1}}, "required": ["scopes"]}},
+        {"if": {"properties": {"kind": {"not": {"const": AgreementKind.IN_HOME_DEVICE_SERVICES.value}}}},
+         "then": {"properties": {"scopes": {"maxItems": 0}}}},
+    ]})
+
     kind: AgreementKind
-    scopes: list[Scope] = Field(default_factory=list,
-                                description="in_home_device_services only: text, price, "
-                                            "load_control")
-    premises: list[InvitationPremiseIn]
-    customer_email: str
-    duration_months: int = Field(description="1, 3, 6, 9 or 12 (24, 36: large commercial)")
+    scopes: list[Scope] = Field(default_factory=list, json_schema_extra={"uniqueItems": True},
+                                description="in_home_device_services: at least one of text, price, "
+                                            "load_control; other kinds: none")
+    premises: list[InvitationPremiseIn] = Field(json_schema_extra={
+        "minItems": 1, "maxItems": MAX_PREMISES_PER_INVITATION})
+    customer_email: str = Field(json_schema_extra={"pattern": EMAIL_PATTERN},
+                                description="the customer of record at every premise")
+    duration_months: int = Field(json_schema_extra={"enum": _DURATIONS},
+                                 description="1, 3, 6, 9 or 12 (24, 36: large commercial)")
 
 
 class RenewIn(_In):
-    duration_months: int
+    duration_months: int = Field(json_schema_extra={"enum": _DURATIONS},
+                                 description="1, 3, 6, 9 or 12 (24, 36: large commercial)")
 
 
 class AgreementPremiseOut(BaseModel):

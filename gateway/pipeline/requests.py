@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from gateway.domain.esi_id import ESI_ID_PATTERN
 from gateway.domain.model import Action
@@ -59,13 +60,48 @@ ACTION_FOR_KIND = {
 }
 
 
+# A decimal as a JSON number or a decimal string. pydantic documents any string; the pattern says
+# which strings it parses (no NaN, no Infinity, ASCII digits).
+DecimalIn = Annotated[Decimal, WithJsonSchema({"anyOf": [
+    {"type": "number"},
+    {"type": "string", "pattern": r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?$"}]})]
+
+
+SE_TIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+SE_TIME_END = SE_TIME_MIN + timedelta(seconds=0xFFFFFFFF)  # UTCTime is uint32; 0xFFFFFFFF is "invalid"
+
+
+def _se_time(moment: datetime) -> datetime:
+    """A time that an SE UTCTime can carry. Checked here, as each field is parsed, so that a time
+    outside it is a typed 422 and never reaches the encoder (which raised a 500 before)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise PydanticCustomError("naive_time", "give a time zone (e.g. Z)")
+    if not SE_TIME_MIN <= moment < SE_TIME_END:
+        raise PydanticCustomError("time_out_of_range", "Smart Energy times run from {low} to before {high}",
+                                  {"low": SE_TIME_MIN.isoformat(), "high": SE_TIME_END.isoformat()})
+    return moment
+
+
+SeTime = Annotated[datetime, AfterValidator(_se_time)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class Targeted(_Body):
+    # Exactly one of a non-empty `esi_ids` or `"all_premises": true` (RequestService.submit refuses
+    # anything else with field `esi_ids`, code `targets`); the document says so with a oneOf.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["esi_ids"], "properties": {"esi_ids": {"type": "array", "minItems": 1},
+                                                 "all_premises": {"const": False}}},
+        {"required": ["all_premises"], "properties": {
+            "all_premises": {"const": True},
+            "esi_ids": {"anyOf": [{"type": "array", "maxItems": 0}, {"type": "null"}]}}},
+    ]})
+
     esi_ids: list[str] | None = Field(default=None, max_length=1000,
-                                      description="premises to reach; or set all_premises")
+                                      description="premises to reach (at least one); or set all_premises")
     all_premises: bool = Field(default=False, description="every premise under my active "
                                "agreements with the needed scope (fan-out)")
 
@@ -75,17 +111,21 @@ class TextRequest(Targeted):
     text: str = Field(min_length=1)
     importance: Literal["low", "medium", "high", "critical"] = "low"
     confirmation_required: bool = False
-    start: datetime | None = Field(default=None, description="ISO 8601 with zone; omitted: now")
-    duration_minutes: int = Field(default=60, ge=1)
+    start: SeTime | None = Field(default=None, description="ISO 8601 with zone; omitted: now")
+    duration_minutes: int = Field(default=60, ge=1, le=0xFFFF, description="SE uint16; the limit may be lower")
 
 
 class BlockPeriodIn(_Body):
     """A block period (SE 1.1+ PublishBlockPeriod): consumption blocks over a period, each priced by
     the meter's block thresholds. Sent alongside the price as its own SE event."""
 
-    start: datetime | None = Field(default=None, description="ISO 8601 with zone; omitted: the price's start")
-    duration_minutes: int = Field(ge=1, description="length of the block period in minutes")
-    number_of_block_thresholds: int = Field(ge=1, description="block thresholds in force (1..15)")
+    start: SeTime | None = Field(default=None, description="ISO 8601 with zone; omitted: the price's start")
+    # The upper bounds are checked by build_block_period with their own codes (duration_over_limit,
+    # too_many_block_thresholds); the document states them too.
+    duration_minutes: int = Field(ge=1, description="length of the block period in minutes",
+                                  json_schema_extra={"maximum": 0xFFFFFF})
+    number_of_block_thresholds: int = Field(ge=1, description="block thresholds in force (1..15)",
+                                            json_schema_extra={"maximum": 15})
     repeating: bool = Field(default=False, description="the block period repeats (Block Period Control bit 1)")
     tariff_type: Literal["delivered", "received", "both"] = Field(
         default="delivered", description="SE 1.2 meters only (Tariff Type); SE 1.1 has no such field")
@@ -95,14 +135,14 @@ class PriceRequest(Targeted):
     kind: Literal["price"]
     provider_id: int = Field(ge=0, le=0xFFFFFFFF)
     rate_label: str = Field(default="", max_length=12)
-    price: Decimal = Field(description="price per unit, e.g. \"0.1234\"")
+    price: DecimalIn = Field(description="price per unit, e.g. \"0.1234\"")
     trailing_digits: int | None = Field(default=None, ge=0, le=15)
     currency: int = Field(default=840, ge=0, le=0xFFFF, description="ISO 4217 numeric (840 USD)")
     unit_of_measure: int = Field(default=0, ge=0, le=0xFF, description="0 = kWh")
     tier: int = Field(default=1, ge=1, le=15)
     number_of_tiers: int = Field(default=1, ge=0, le=15)
-    start: datetime | None = None
-    duration_minutes: int = Field(default=60, ge=1)
+    start: SeTime | None = None
+    duration_minutes: int = Field(default=60, ge=1, le=0xFFFF, description="SE uint16; the limit may be lower")
     acknowledgement: bool = False
     block_period: BlockPeriodIn | None = None
 
@@ -112,12 +152,12 @@ class LoadControlRequest(Targeted):
     device_classes: int = Field(ge=1, le=0xFFFF)
     utility_enrollment_group: int = Field(default=0, ge=0, le=0xFF)
     criticality: int = Field(ge=1, le=15)
-    start: datetime | None = None
-    duration_minutes: int = Field(ge=1)
-    cooling_offset_c: Decimal | None = None
-    heating_offset_c: Decimal | None = None
-    cooling_set_point_c: Decimal | None = None
-    heating_set_point_c: Decimal | None = None
+    start: SeTime | None = None
+    duration_minutes: int = Field(ge=1, le=0xFFFF, description="SE uint16; the limit may be lower")
+    cooling_offset_c: DecimalIn | None = None
+    heating_offset_c: DecimalIn | None = None
+    cooling_set_point_c: DecimalIn | None = None
+    heating_set_point_c: DecimalIn | None = None
     average_load_adjustment_percent: int | None = Field(default=None, ge=-100, le=100)
     duty_cycle_percent: int | None = Field(default=None, ge=0, le=100)
     randomize_start: bool = False
@@ -136,7 +176,7 @@ class CancelTextRequest(_Body):
 class CancelLoadControlRequest(_Body):
     kind: Literal["cancel_load_control"]
     request_id: RequestId
-    effective_time: datetime | None = Field(default=None, description="omitted: now")
+    effective_time: SeTime | None = Field(default=None, description="omitted: now")
     randomize_end: bool = False
 
 
