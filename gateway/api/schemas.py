@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from zigpy.util import QR_CODE_FORMATS
 
 from gateway.agreements import EMAIL_RE, MAX_PREMISES_PER_INVITATION
 from gateway.authz import Decision
@@ -139,6 +141,18 @@ class PremiseOut(BaseModel):
                    enhanced_meter=p.enhanced_meter, status=p.status, updated_at=p.updated_at)
 
 
+def _install_code_pattern() -> str:
+    """What zigbee_se.parse_install_code reads, as one regex: hex (any of its separators, an
+    optional 0x) of 6, 8, 12 or 16 bytes plus the 2-byte CRC, or a QR code in a format zigpy knows
+    (those patterns are searched, not anchored, as the parser does). The CRC itself is checked
+    by the gateway: a bad one is a 422 `install_code_crc_mismatch`."""
+    sep = f"[:\\-_.{_PY_SPACE}]"
+    digit = f"{sep}*[0-9A-Fa-f]"
+    hexed = (f"^{sep}*(?:0[xX])?(?:{digit}){{16}}(?:(?:{digit}){{4}}|(?:{digit}){{12}}|(?:{digit}){{20}})?{sep}*$")
+    qr = [re.sub(r"\(\?P<[a-z_]+>", "(", p) for p in QR_CODE_FORMATS if "?P<code>" in p]
+    return "|".join([f"(?:{hexed})", *(f"(?:{p})" for p in qr)])
+
+
 class DeviceIn(_In):
     eui64: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$",
                                 description="the device's MAC (EUI-64), 16 hex digits")]
@@ -147,6 +161,7 @@ class DeviceIn(_In):
                                                 "load_control_device"])]
     install_code: Annotated[str, Field(
         min_length=1, max_length=200, examples=["8304 8DE5 6EB1 6D6A 1A8D"],
+        json_schema_extra={"pattern": _install_code_pattern()},
         description="as printed on the device (hex, any separators) or its QR code; checked at "
                     "once (CRC-16/X-25), never stored: only the derived link key is, encrypted. A "
                     "bad CRC is a 422 `install_code_crc_mismatch` (a schema cannot express a CRC), "

@@ -134,7 +134,7 @@ class BlockPeriodIn(_Body):
 class PriceRequest(Targeted):
     kind: Literal["price"]
     provider_id: int = Field(ge=0, le=0xFFFFFFFF)
-    rate_label: str = Field(default="", max_length=12)
+    rate_label: str = Field(default="", max_length=12, description="at most 12 UTF-8 bytes (SE octet string)")
     price: DecimalIn = Field(description="price per unit, e.g. \"0.1234\"")
     trailing_digits: int | None = Field(default=None, ge=0, le=15)
     currency: int = Field(default=840, ge=0, le=0xFFFF, description="ISO 4217 numeric (840 USD)")

@@ -11,6 +11,7 @@ thread and event loop, because schemathesis' calls are synchronous.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,9 +47,9 @@ from tests.gateway.conftest import ONCOR, ONCOR_2, TNMP, Gateway, running_gatewa
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 
 ROLES = ("operator", "third_party", "technician")
-EXAMPLES = 6  # per operation, per role and mode
-STATEFUL_STEPS = 12
-STATEFUL_RUNS = 8
+EXAMPLES = 10  # per operation, per role and mode
+STATEFUL_STEPS = 15
+STATEFUL_RUNS = 10
 
 
 @dataclass
@@ -123,6 +124,18 @@ CONFIG = """
 max-examples = {examples}
 [phases.stateful.inference]
 algorithms = []  # the document's own links only (inferred ones put nulls into paths)
+# Half of the path ids and ESI IDs are ones that exist (the rest random), so that operations
+# get past "not found" and creates happen that links lead on from.
+[dictionaries.premises]
+values = {premises}
+[dictionaries.parties]
+values = [{party}]
+[dictionaries.technicians]
+values = [{technician}]
+[parameters]
+"path.esi_id" = {{dictionary = "premises", probability = 0.5}}
+"path.party_id" = {{dictionary = "parties", probability = 0.5}}
+"path.technician_id" = {{dictionary = "technicians", probability = 0.5}}
 [checks.positive_data_acceptance]
 # A 422 on schema-valid data is judged by `form_refusals` below: only refusals that depend on
 # stored state or on rules a JSON schema cannot state (a CRC, a meter number on record) pass.
@@ -141,6 +154,8 @@ SEMANTIC_CODES = {
     "duplicate_esi_id",
     # the SE UTCTime range of date-times (2000..2136): JSON schema bounds no date-time
     "time_out_of_range",
+    # a length in UTF-8 bytes (rate_label): JSON schema counts characters
+    "too_long",
 }
 
 
@@ -162,7 +177,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 def _schema(served: Served) -> Any:
-    config = SchemathesisConfig.from_str(CONFIG.format(examples=EXAMPLES))
+    config = SchemathesisConfig.from_str(CONFIG.format(
+        examples=EXAMPLES, premises=json.dumps([ONCOR, ONCOR_2, TNMP]), party=served.party_id,
+        technician=served.technician_id))
     return schemathesis.openapi.from_url(f"{served.base_url}/openapi.json", config=config)
 
 
@@ -223,12 +240,14 @@ def test_stateful_links(api_schema: Any, served: Served, role: str) -> None:
     is there)."""
     headers = served.headers(role)
     followed: list[str] = []
+    calls: list[str] = []
 
     class Machine(api_schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": headers}
 
         def step(self, input: Any) -> Any:
+            calls.append(input.case.operation.label)
             if input.transition is not None and input.is_applied:
                 followed.append(f"{input.transition.id}")
             return super().step(input)
@@ -240,7 +259,10 @@ def test_stateful_links(api_schema: Any, served: Served, role: str) -> None:
     Machine.run(settings=hypothesis.settings(
         max_examples=STATEFUL_RUNS, stateful_step_count=STATEFUL_STEPS, deadline=None, derandomize=True,
         database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
-    assert followed, f"{role}: no link was followed"
+    assert len(calls) >= STATEFUL_RUNS * 2, calls
+    # A technician creates nothing a link leads on from (a device needs an install code whose
+    # CRC a generator does not hit); operators and third parties do.
+    assert followed or role == "technician", f"{role}: no link was followed in {calls}"
 
 
 def test_the_document_has_links(api_schema: Any) -> None:
