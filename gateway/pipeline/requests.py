@@ -67,6 +67,9 @@ DecimalIn = Annotated[Decimal, WithJsonSchema({"anyOf": [
     {"type": "string", "pattern": r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?$"}]})]
 
 
+# SE durations are uint16 minutes. The document states the bound; `_duration` checks it with the
+# gateway's own (lower) limits, so a request's every problem is answered at once.
+SE_MAX_MINUTES = 0xFFFF
 SE_TIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
 SE_TIME_END = SE_TIME_MIN + timedelta(seconds=0xFFFFFFFF)  # UTCTime is uint32; 0xFFFFFFFF is "invalid"
 
@@ -112,7 +115,8 @@ class TextRequest(Targeted):
     importance: Literal["low", "medium", "high", "critical"] = "low"
     confirmation_required: bool = False
     start: SeTime | None = Field(default=None, description="ISO 8601 with zone; omitted: now")
-    duration_minutes: int = Field(default=60, ge=1, le=0xFFFF, description="SE uint16; the limit may be lower")
+    duration_minutes: int = Field(default=60, ge=1, description="SE uint16; the gateway's limit may be lower",
+                                  json_schema_extra={"maximum": SE_MAX_MINUTES})
 
 
 class BlockPeriodIn(_Body):
@@ -142,7 +146,8 @@ class PriceRequest(Targeted):
     tier: int = Field(default=1, ge=1, le=15)
     number_of_tiers: int = Field(default=1, ge=0, le=15)
     start: SeTime | None = None
-    duration_minutes: int = Field(default=60, ge=1, le=0xFFFF, description="SE uint16; the limit may be lower")
+    duration_minutes: int = Field(default=60, ge=1, description="SE uint16; the gateway's limit may be lower",
+                                  json_schema_extra={"maximum": SE_MAX_MINUTES})
     acknowledgement: bool = False
     block_period: BlockPeriodIn | None = None
 
@@ -153,7 +158,8 @@ class LoadControlRequest(Targeted):
     utility_enrollment_group: int = Field(default=0, ge=0, le=0xFF)
     criticality: int = Field(ge=1, le=15)
     start: SeTime | None = None
-    duration_minutes: int = Field(ge=1, le=0xFFFF, description="SE uint16; the limit may be lower")
+    duration_minutes: int = Field(ge=1, description="SE uint16; the gateway's limit may be lower",
+                                  json_schema_extra={"maximum": SE_MAX_MINUTES})
     cooling_offset_c: DecimalIn | None = None
     heating_offset_c: DecimalIn | None = None
     cooling_set_point_c: DecimalIn | None = None
@@ -240,10 +246,14 @@ def _start(body_start: datetime | None, now: datetime, errors: list[FieldError])
     return body_start
 
 
-def _duration(minutes: int, limit: int, errors: list[FieldError]) -> None:
+def _duration(minutes: int, limit: int, errors: list[FieldError]) -> int:
+    """`minutes`, or the limit when over it (an error is recorded; the command is not sent)."""
+    limit = min(limit, SE_MAX_MINUTES)
     if minutes > limit:
         errors.append(FieldError("duration_minutes", "duration_over_limit",
                                  f"{minutes} minutes is over the limit of {limit} minutes", minutes))
+        return limit
+    return minutes
 
 
 def _utc_start(body_start: datetime | None, start: datetime) -> int:
@@ -253,7 +263,7 @@ def _utc_start(body_start: datetime | None, start: datetime) -> int:
 def build_text(body: TextRequest, versions: set[str], now: datetime, cfg: PipelineConfig,
                errors: list[FieldError]) -> Command:
     start = _start(body.start, now, errors)
-    _duration(body.duration_minutes, cfg.max_text_minutes, errors)
+    minutes = _duration(body.duration_minutes, cfg.max_text_minutes, errors)
     size = len(body.text.encode("utf-8"))
     for version in sorted(versions):
         budget = max_text_bytes(se_version=version)
@@ -265,14 +275,13 @@ def build_text(body: TextRequest, versions: set[str], now: datetime, cfg: Pipeli
     control = (IMPORTANCE[body.importance] << 2) | (0x80 if body.confirmation_required else 0)
     fields = {"message_id": 0, "message_control": control, "start_time": _utc_start(body.start, start),
               "duration_in_minutes": body.duration_minutes, "message": body.text}
-    return Command(ClusterId.MESSAGING, "display_message", fields, start,
-                   start + timedelta(minutes=body.duration_minutes))
+    return Command(ClusterId.MESSAGING, "display_message", fields, start, start + timedelta(minutes=minutes))
 
 
 def build_price(body: PriceRequest, now: datetime, cfg: PipelineConfig,
                 errors: list[FieldError]) -> Command:
     start = _start(body.start, now, errors)
-    _duration(body.duration_minutes, cfg.max_price_minutes, errors)
+    minutes = _duration(body.duration_minutes, cfg.max_price_minutes, errors)
     price, digits = 0, 0
     try:
         price, digits = decimal_to_price(body.price, body.trailing_digits)
@@ -295,8 +304,7 @@ def build_price(body: PriceRequest, now: datetime, cfg: PipelineConfig,
     if body.block_period is not None:  # SE 1.1 PublishPrice field 18 (SE 1.0 targets are excluded)
         fields["number_of_block_thresholds"] = min(body.block_period.number_of_block_thresholds,
                                                    MAX_BLOCK_THRESHOLDS)
-    return Command(ClusterId.PRICE, "publish_price", fields, start,
-                   start + timedelta(minutes=body.duration_minutes))
+    return Command(ClusterId.PRICE, "publish_price", fields, start, start + timedelta(minutes=minutes))
 
 
 MAX_BLOCK_THRESHOLDS = 15  # the nibble of SE 1.1 PublishBlockPeriod and the Block1..15 Threshold attributes
@@ -346,7 +354,7 @@ def build_block_period(body: PriceRequest, price_start: datetime, now: datetime,
 def build_load_control(body: LoadControlRequest, now: datetime, cfg: PipelineConfig,
                        errors: list[FieldError]) -> Command:
     start = _start(body.start, now, errors)
-    _duration(body.duration_minutes, cfg.max_load_control_minutes, errors)
+    minutes = _duration(body.duration_minutes, cfg.max_load_control_minutes, errors)
     if body.device_classes & ~DEVICE_CLASS_BITS:
         errors.append(FieldError("device_classes", "unknown_device_class_bits",
                                  f"bits 0x{body.device_classes & ~DEVICE_CLASS_BITS:04x} are not SE "
@@ -379,8 +387,7 @@ def build_load_control(body: LoadControlRequest, now: datetime, cfg: PipelineCon
         fields["average_load_adjustment_percentage"] = body.average_load_adjustment_percent
     if body.duty_cycle_percent is not None:
         fields["duty_cycle"] = body.duty_cycle_percent
-    return Command(ClusterId.DRLC, "load_control_event", fields, start,
-                   start + timedelta(minutes=body.duration_minutes))
+    return Command(ClusterId.DRLC, "load_control_event", fields, start, start + timedelta(minutes=minutes))
 
 
 def with_se_id(command: Command, se_id: int) -> Command:

@@ -229,3 +229,30 @@ async def test_problem_types_resolve_to_an_anchor_of_the_served_guide(gateway: G
         link = httpx.URL(gateway.base_url).join(body["type"])
         assert link.path == "/docs/errors" and link.fragment == body["code"], body
         assert body["code"] in anchors, body
+
+
+@FAST
+async def test_removing_a_premise_is_the_documented_soft_delete(gateway: Gateway) -> None:
+    """docs/operator.md and docs/third-party-api.md: what a removed premise answers afterwards."""
+    party = await _as(gateway, "third_party")
+    r = await gateway.client.delete(f"/v1/premises/{ONCOR}", headers=gateway.op)
+    assert r.status_code == 204
+    r = await gateway.client.get(f"/v1/premises/{ONCOR}", headers=gateway.op)
+    assert r.status_code == 200 and r.json()["status"] == "removed"
+    r = await gateway.client.get("/v1/premises", headers=gateway.op, params={"status": "removed"})
+    assert [p["esi_id"] for p in r.json()["items"]] == [ONCOR]
+    for method, path in [("GET", f"/v1/premises/{ONCOR}"), ("GET", f"/v1/premises/{ONCOR}/devices")]:
+        r = await gateway.client.request(method, path, headers=party)
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text  # as an unknown ESI ID
+    r = await gateway.client.get("/v1/premises", headers=party)
+    assert ONCOR not in [p["esi_id"] for p in r.json()["items"]]
+    r = await gateway.invite(party["Authorization"].removeprefix("Bearer "), esi_ids=[(ONCOR, "MTR-1")],
+                             email="alice@example.test")
+    assert r.status_code == 422 and ("premises[0].esi_id", "premise_not_active") in {
+        (e["field"], e["code"]) for e in r.json()["errors"]}, r.text
+    assert (await gateway.client.delete(f"/v1/premises/{ONCOR}", headers=gateway.op)).status_code == 204
+    await gateway.load_premises()  # loaded again: active again, the agreement stays ended
+    r = await gateway.client.get(f"/v1/premises/{ONCOR}", headers=gateway.op)
+    assert r.json()["status"] == "active"
+    r = await gateway.client.get("/v1/agreements", headers=party)
+    assert {a["state"] for a in r.json()["items"]} == {"terminated_by_system"}
