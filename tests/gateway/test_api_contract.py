@@ -256,3 +256,60 @@ async def test_removing_a_premise_is_the_documented_soft_delete(gateway: Gateway
     assert r.json()["status"] == "active"
     r = await gateway.client.get("/v1/agreements", headers=party)
     assert {a["state"] for a in r.json()["items"]} == {"terminated_by_system"}
+
+
+# The webhook endpoints' answers are typed by the webhook part of issue 11 (another change);
+# drop this exception when it is merged.
+UNTYPED_FOR_NOW = re.compile(r"^/v1/webhooks")
+
+
+def _integers(node: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        found = [(where, node)] if node.get("type") == "integer" else []
+        return found + [i for k, v in node.items() for i in _integers(v, f"{where}/{k}")]
+    if isinstance(node, list):
+        return [i for n, v in enumerate(node) for i in _integers(v, f"{where}[{n}]")]
+    return []
+
+
+@FAST
+async def test_every_answer_has_a_model_and_every_integer_input_its_bounds(gateway: Gateway) -> None:
+    spec = (await gateway.client.get("/openapi.json")).json()
+    untyped = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            for status, answer in op["responses"].items():
+                media = answer.get("content", {})
+                schema = (media.get("application/json") or media.get("application/problem+json") or {}).get("schema")
+                if status != "204" and (schema is None or "$ref" not in str(schema)) \
+                        and not UNTYPED_FOR_NOW.match(path):
+                    untyped.append(f"{method} {path} {status}")
+    assert untyped == []
+    inputs = [(f"{m} {p} {q['name']}", q["schema"]) for p, item in spec["paths"].items()
+              for m, op in item.items() for q in op.get("parameters", [])]
+    schemas = spec["components"]["schemas"]
+    inputs += [(name, s) for name, s in schemas.items() if name.endswith(("In", "Request", "Patch"))]
+    unbounded = [where for name, s in inputs for where, n in _integers(s, name)
+                 if "enum" not in n and ("minimum" not in n or "maximum" not in n)]
+    assert unbounded == []
+
+
+async def test_id_bounds_hold_on_postgresql(gateway_pg: Gateway) -> None:
+    """PostgreSQL's `integer` is where MAX_ID comes from: MAX_ID itself is an ordinary unknown id
+    there (never a driver error), MAX_ID + 1 a 422 naming the parameter."""
+    gateway = gateway_pg
+    await gateway.load_premises()
+    spec = (await gateway.client.get("/openapi.json")).json()
+    for method, path, param, params in _integer_params(spec):
+        if (param["in"] != "path" and param["name"] not in ("party_id", "cursor")) or path == "/v1/premises":
+            continue  # (premises page by ESI ID: any digits are a cursor there)
+        base = {q["name"]: "1" for q in params if q["in"] == "path"} | STRING_PATHS
+        for value, want in ((str(MAX_ID), (200, 204, 403, 404, 422)), (str(MAX_ID + 1), (403, 422))):
+            target = _fill(path, {**base, param["name"]: value} if param["in"] == "path" else base)
+            query = {param["name"]: value} if param["in"] == "query" else None
+            body = {} if method in ("POST", "PATCH") else None
+            r = await gateway.client.request(method, target, headers=gateway.op, params=query, json=body)
+            where = f"{method} {target} {query}: {r.text[:200]}"
+            assert r.status_code in want, where
+            if value == str(MAX_ID) and r.status_code == 422:  # the body's fields, not the id
+                assert param["name"] not in {e["field"] for e in r.json()["errors"]}, where
