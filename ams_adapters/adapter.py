@@ -173,6 +173,10 @@ class HeadEndAdapter:
         known = self.tracker.get(request.request_id)
         if known is not None and known.result is not None:
             return known.result
+        if request.kind not in self.profile.provisioning:
+            return SubmitResult(request.request_id, SubmitOutcome.REJECTED,
+                                reason=f"kind: {request.kind.value} is not among this head-end's provisioning "
+                                       f"operations ({', '.join(sorted(self.profile.provisioning)) or 'none'})")
         now = self._clock()
         window = request.join_window_s or 0
         req = HeadEndRequest(

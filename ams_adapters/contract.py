@@ -212,6 +212,9 @@ class MeterCapabilities:
     price_tiers: int = 15
 
 
+ALL_PROVISIONING: frozenset[ProvisioningKind] = frozenset(ProvisioningKind)
+
+
 @dataclass(frozen=True, slots=True)
 class RouteCapabilities:
     name: str
@@ -219,6 +222,10 @@ class RouteCapabilities:
     rate_limit_per_s: float = 100.0
     max_in_flight: int = 1000
     extra: Mapping[str, Any] = field(default_factory=dict)
+    provisioning: frozenset[ProvisioningKind] = frozenset()
+    """The provisioning operations `Route.provision` carries out. The gateway refuses any other
+    kind for the route's premises when it is asked (problem `route_cannot_provision`), instead of
+    accepting an operation the route can never do. Declare only what really reaches the meter."""
 
 
 @runtime_checkable

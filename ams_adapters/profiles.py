@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ams_adapters.contract import MeterCapabilities, RouteCapabilities
+from ams_adapters.contract import ALL_PROVISIONING, MeterCapabilities, ProvisioningKind, RouteCapabilities
 from zigbee_se import SEVersion
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "headends"
@@ -45,11 +45,15 @@ class TdspProfile:
     group_operations: bool = False
     """MultiSpeak: the head-end takes ...ToGroup operations (one payload, many meters)."""
     emulator: Mapping[str, Any] = field(default_factory=dict)
+    provisioning: frozenset[ProvisioningKind] = ALL_PROVISIONING
+    """The HAN operations the head-end's integration carries (`provisioning = [...]` in the profile
+    or in `[routes.tdsp.<name>.profile]`); by default all of them."""
 
     def route_capabilities(self) -> RouteCapabilities:
         return RouteCapabilities(name=self.tdsp, batch_size=self.batch_size, rate_limit_per_s=self.rate_limit_per_s,
                                  max_in_flight=self.max_in_flight,
-                                 extra={"transport": self.transport, "tdsp_name": self.name})
+                                 extra={"transport": self.transport, "tdsp_name": self.name},
+                                 provisioning=self.provisioning)
 
     def with_transport(self, transport: str) -> TdspProfile:
         if transport not in TRANSPORTS:
@@ -69,6 +73,16 @@ def _flag(path: str, data: Mapping[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise ProfileError(path, name, value, "true or false")
     return value
+
+
+def _provisioning(path: str, data: Mapping[str, Any]) -> frozenset[ProvisioningKind]:
+    value = data.get("provisioning")
+    if value is None:
+        return ALL_PROVISIONING
+    known = sorted(k.value for k in ProvisioningKind)
+    if not isinstance(value, list) or any(v not in known for v in value):
+        raise ProfileError(path, "provisioning", value, f"a list of {known}")
+    return frozenset(ProvisioningKind(v) for v in value)
 
 
 def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> TdspProfile:
@@ -103,4 +117,4 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         expiry_grace_s=_num(p, data, "expiry_grace_s", 0, 3600),
         poll_interval_s=float(data.get("poll_interval_s", 0.2)), meter=meter,
         group_operations=_flag(p, data, "group_operations"),
-        emulator=dict(data.get("emulator", {})))
+        emulator=dict(data.get("emulator", {})), provisioning=_provisioning(p, data))

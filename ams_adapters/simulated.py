@@ -57,9 +57,11 @@ class SimulatedRoute:
         (a sped-up demo field); by default the field's own clock."""
         self.field = field
         self._wall = now
+        # No provisioning: the field's devices are installed when it is built (declared empty,
+        # so the gateway refuses provisioning for these premises when it is asked).
         self._caps = RouteCapabilities(name=name, batch_size=batch_size,
                                        rate_limit_per_s=rate_limit_per_s,
-                                       max_in_flight=max_in_flight)
+                                       max_in_flight=max_in_flight, provisioning=frozenset())
         self._results: dict[str, SubmitResult] = {}
         self._waiting: dict[str, list[HanOperation]] = {}  # esi_id -> items for a dark meter
         self._queue: asyncio.Queue[InboundEvent] = asyncio.Queue()
@@ -233,7 +235,8 @@ class RemoteSimulatedRoute:
 
         self.url = url.rstrip("/")
         self._client = httpx.AsyncClient(base_url=self.url, timeout=30)
-        self._caps = RouteCapabilities(name=name, batch_size=batch_size, rate_limit_per_s=100_000.0)
+        self._caps = RouteCapabilities(name=name, batch_size=batch_size, rate_limit_per_s=100_000.0,
+                                       provisioning=frozenset())  # as SimulatedRoute
         self._after = 0
 
     @property

@@ -28,18 +28,19 @@ from gateway.api import (
     routes_requests,
 )
 from gateway.api.deps import Services
-from gateway.api.idempotency import IdempotencyMiddleware
 from gateway.api.observability import Metrics, MetricsMiddleware
 from gateway.api.observability import router as ops_router
+from gateway.api.policy import PolicyRoute
 from gateway.api.problems import install_handlers, set_problem_docs_url
 from gateway.api.ratelimit import TokenBuckets
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
+from gateway.logs import redact_link_tokens
 from gateway.mail import Mailer, make_mailer
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.provisioning import ProvisioningSender
-from gateway.pipeline.webhooks import WebhookSender
+from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
 from gateway.rendering import make_templates
 from gateway.store.store import Store, open_store
 
@@ -80,6 +81,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. Without `store`, it opens (and migrates) `config.storage_url` at startup."""
     clock = clock or SystemClock()
+    redact_link_tokens()  # consent links carry single-use tokens; the access log prints paths
     mailer = mailer or make_mailer(config.mail, config.mbox_path)
     metrics = Metrics()
     holder: dict[str, Store] = {}
@@ -90,7 +92,8 @@ def create_app(
     except DeviceKeyError as exc:
         if exc.value:
             raise
-        log.warning("HAN provisioning is refused until a device key is configured: %s", exc)
+        log.warning("HAN provisioning and webhook registration are refused, and queued mail bodies are "
+                    "stored in clear, until a device key is configured: %s", exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,6 +102,10 @@ def create_app(
             config.data_dir.mkdir(parents=True, exist_ok=True)
         the_store = store if store is not None else await open_store(config.storage_url)
         holder["store"] = the_store
+        if cipher is not None:
+            the_store.mail_sealer = cipher.for_purpose("mail outbox")
+            the_store.secret_sealer = cipher.for_purpose("webhook secrets")
+            await seal_webhook_secrets(the_store)
         templates = make_templates()
         svc = Services(
             config=config, store=the_store, mailer=mailer, clock=clock, templates=templates,
@@ -134,6 +141,7 @@ def create_app(
 
     app = FastAPI(title="HAN gateway", version="1", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.router.route_class = PolicyRoute  # the app's own pages declare their policy too
     app.state.metrics = metrics
     app.state.link_key_cipher = cipher
     install_handlers(app)
@@ -156,6 +164,5 @@ def create_app(
             swagger_css_url="/docs/static/swagger-ui.css",
             swagger_favicon_url="/docs/static/favicon-32x32.png")
 
-    app.add_middleware(IdempotencyMiddleware, store=lambda: holder["store"], clock=clock)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -67,13 +67,14 @@ async def authorize(
 async def _decide(
     store: Store, principal: Principal, action: Action, esi_id: str, now: datetime
 ) -> Decision:
+    if action is Action.MANAGE_PREMISE and principal.role is not Role.OPERATOR:
+        # Closed to every other role: the same answer for every ESI ID, known or not.
+        return Decision(False, "operator_only")
     premise = await store.get_premise(esi_id)
     if premise is None:
         return Decision(False, "unknown_premise", visible=False)
     if principal.role is Role.OPERATOR:
         return Decision(True, "operator")
-    if action is Action.MANAGE_PREMISE:
-        return Decision(False, "operator_only")
     if premise.status != "active":
         return Decision(False, "premise_not_active", visible=False)
 

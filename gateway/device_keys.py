@@ -6,11 +6,41 @@ except to the premise's route. Without a key provisioning is refused, not done i
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.config import SecurityConfig
+
+SEALED_PREFIX = "sealed:"
+
+
+class Sealer:
+    """Text sealed with AES-GCM (compact: a sealed webhook secret fits its 100-character column)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal_text(self, text: str) -> str:
+        nonce = os.urandom(12)
+        return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, text.encode(), None)).decode()
+
+    def open_text(self, stored: str) -> str:
+        """`stored` as written by `seal_text`; a value written before sealing existed, as it is."""
+        if not stored.startswith(SEALED_PREFIX):
+            return stored
+        raw = base64.urlsafe_b64decode(stored.removeprefix(SEALED_PREFIX))
+        try:
+            return self._aead.decrypt(raw[:12], raw[12:], None).decode()
+        except InvalidTag:
+            raise DeviceKeyError("device_key_secret", "(hidden)", "is not the key the stored secrets were "
+                                 "sealed with") from None
 
 
 class DeviceKeyError(RuntimeError):
@@ -28,11 +58,20 @@ def new_device_key() -> str:
 
 class LinkKeyCipher:
     def __init__(self, secret: str) -> None:
+        self._key = secret.encode()
         try:
-            self._fernet = Fernet(secret.encode())
+            self._fernet = Fernet(self._key)
         except (ValueError, TypeError):
             raise DeviceKeyError("device_key_secret", "(hidden)", "a Fernet key: urlsafe base64 of 32 bytes "
                                  "(`hangw admin device-key` prints one)") from None
+
+    def for_purpose(self, purpose: str) -> Sealer:
+        """A sealer for other secrets at rest (webhook signing secrets, queued mail bodies), under a
+        key derived from this one (HKDF-SHA256), so one operator key covers every secret and no
+        two uses share a key."""
+        raw = base64.urlsafe_b64decode(self._key)
+        return Sealer(HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                           info=f"hangw {purpose}".encode()).derive(raw))
 
     def encrypt(self, link_key: bytes) -> str:
         return self._fernet.encrypt(link_key).decode()

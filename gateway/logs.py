@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -35,3 +36,28 @@ def setup_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+# Paths that carry a secret: the customer's single-use consent and termination links.
+_LINK_TOKEN = re.compile(r"(/consent/|/agreements/terminate/)[^\s/?\"]+")
+
+
+class RedactLinkTokens(logging.Filter):
+    """Replaces the token of a consent or termination link in a log line by `[redacted]` (the access
+    log of the HTTP server prints request paths)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_LINK_TOKEN.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = _LINK_TOKEN.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def redact_link_tokens() -> None:
+    """Install the filter on the loggers that print request paths (idempotent)."""
+    for name in ("uvicorn.access", "uvicorn.error", "gateway.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactLinkTokens) for f in logger.filters):
+            logger.addFilter(RedactLinkTokens())

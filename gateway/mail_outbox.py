@@ -13,6 +13,7 @@ from datetime import timedelta
 from gateway.clock import Clock
 from gateway.mail import Mailer, MailError, build_message
 from gateway.store.store import OutboxMail, Store
+from gateway.store.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class MailOutbox:
             recipient=to, subject=subject, body=text,
             # The first retry only after the first back-off, so the timer never races this try.
             now=self.clock.now(), first_retry=timedelta(seconds=BACKOFF_SECONDS[0]))
+        if after_commit(lambda: self._attempt(mail)):
+            return True  # stored in the request's transaction: sent once that commits, never before
         return await self._attempt(mail)
 
     async def deliver_due(self) -> tuple[int, int]:

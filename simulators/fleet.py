@@ -34,14 +34,21 @@ DEVICE_OUI = 0x001BC5_0000000000  # EUI-64s of simulated devices start with this
 
 
 class Fleet(Field):
-    """``meters`` premises with ESI IDs ``<prefix><10-digit index>`` (17 digits, Oncor style)."""
+    """``meters`` premises with ESI IDs ``<prefix><index>``, the index zero-padded to ``esi_length``
+    digits in all (default: a 10-digit index, 17 digits with a 7-digit prefix, Oncor style; a
+    CenterPoint fleet passes ``esi_length=22``)."""
 
     def __init__(self, meters: int, clock: Clock, *, mix: Sequence[Sequence[str]] = DEFAULT_MIX,
                  profiles: dict[str, FirmwareProfile] | None = None,
-                 esi_prefix: str = ONCOR_PREFIX, se_version: str = "1.1") -> None:
+                 esi_prefix: str = ONCOR_PREFIX, se_version: str = "1.1", esi_length: int | None = None) -> None:
         super().__init__(clock, self._make_meter)
         self.size = meters
         self.esi_prefix = esi_prefix
+        self.esi_length = len(esi_prefix) + 10 if esi_length is None else esi_length
+        self._index_digits = self.esi_length - len(esi_prefix)
+        if meters > 10 ** max(self._index_digits, 0):
+            raise ValueError(f"esi_prefix: {esi_prefix!r} leaves {self._index_digits} digits of a "
+                             f"{self.esi_length}-digit ESI ID for premise numbers, too few for {meters} premises")
         self.se_version = se_version
         all_profiles = profiles if profiles is not None else load_profiles()
         self.mix = tuple(tuple(all_profiles[p] for p in pair) for pair in mix)
@@ -49,10 +56,10 @@ class Fleet(Field):
 
     # ----------------------------------------------------------------- identities
     def esi_id(self, index: int) -> str:
-        return f"{self.esi_prefix}{index:010d}"
+        return f"{self.esi_prefix}{index:0{self._index_digits}d}"
 
     def index_of(self, esi_id: str) -> int | None:
-        if not esi_id.startswith(self.esi_prefix) or len(esi_id) != len(self.esi_prefix) + 10:
+        if not esi_id.startswith(self.esi_prefix) or len(esi_id) != self.esi_length:
             return None
         i = int(esi_id[len(self.esi_prefix):])
         return i if 0 <= i < self.size else None

@@ -36,6 +36,8 @@ def resolve_cluster(cluster: int | str) -> int:
         if 0 <= cluster <= 0xFFFF:
             return int(cluster)
         raise EncodeError("cluster", cluster, "a 16-bit cluster id (0..0xffff)")
+    if not isinstance(cluster, str):  # untyped callers (JSON from `hangw se encode -`) get a typed error
+        raise EncodeError("cluster", cluster, "a cluster name or 16-bit id")
     text = cluster.strip().lower()
     if text in CLUSTER_NAMES:
         return int(CLUSTER_NAMES[text])

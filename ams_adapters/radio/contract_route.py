@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ams_adapters.contract import (
+    ALL_PROVISIONING,
     ContractError,
     DeliveredToMeter,
     DeliveryFailed,
@@ -105,7 +106,8 @@ class RadioContractRoute:
 
     @property
     def capabilities(self) -> RouteCapabilities:
-        return self.radio.capabilities
+        # The coordinator is the premise's ESI: it carries every HAN operation itself.
+        return dataclasses.replace(self.radio.capabilities, provisioning=ALL_PROVISIONING)
 
     async def start(self) -> None:
         """Resume the HAN; on a coordinator without one, restore the backup file if there is one,

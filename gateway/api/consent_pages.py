@@ -13,8 +13,9 @@ from fastapi.responses import HTMLResponse
 
 from gateway.agreements import purpose, scopes_text
 from gateway.api.deps import Svc
+from gateway.api.policy import PolicyRoute
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
 GONE = ("This link is no longer valid: it was used already, it expired, or the request was "
         "withdrawn. Nothing was changed.")

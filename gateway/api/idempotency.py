@@ -1,126 +1,135 @@
-"""`Idempotency-Key` on every POST under /v1, as a pure ASGI middleware (lean request path).
+"""`Idempotency-Key` on POST: the key is reserved in the same transaction as the action it guards.
 
-The first response to a key is stored with a hash of the request; a replay with the same request
-gets the same status and body (and `Idempotent-Replayed: true`); the same key with a different
-request is refused with 422 `idempotency_key_reused`. Keys are scoped per bearer token.
+The authorization policy (gateway/api/policy.py) calls `run_idempotent` only after it has
+authenticated the caller and allowed the operation, so a stored answer is replayed only to the same
+credential, still valid, for the same operation and the same request (path, query and body).
+
+- **Crash-safe.** The handler runs in a unit of work (gateway/store/unit_of_work.py): its writes and
+  the stored answer commit together. Killed before the commit, nothing happened and the retry acts
+  once; killed after it, the retry finds the answer and replays it. A concurrent request with the
+  same key waits (in process, on a lock; across instances, on the key's unique row) and then gets
+  the stored answer: the action is never carried out twice.
+- **Sealed at rest.** The stored answer (a `201` may carry a new API token or a webhook secret) is
+  encrypted with AES-GCM under a key derived (HKDF-SHA256) from the caller's bearer token and the
+  Idempotency-Key, neither of which is stored; the key column holds a SHA-256 of the key, and the
+  request is compared by an HMAC under the same derived key. Someone with the database (or its WAL)
+  reads none of it.
+- Only answers of actions that happened (2xx) are stored: a refused request (4xx) did nothing, and a
+  retry with the same key is judged again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-from collections.abc import Callable
-from typing import Any
+import hmac
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from fastapi import Request, Response
 
-from gateway.api.problems import PROBLEM_JSON, problem_type
-from gateway.clock import Clock
-from gateway.store.store import Store, StoredResponse
+from gateway.errors import FieldError, GatewayError, InvalidRequest
+from gateway.store import idempotency as stored_answers
+from gateway.store.unit_of_work import UnitOfWorkEngine
 
 MAX_KEY_LENGTH = 200
+_INFO = b"hangw idempotency-key v1"
 
 
-class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, store: Callable[[], Store], clock: Clock) -> None:
-        self.app = app
-        self.store = store
-        self.clock = clock
-        # In-process serialization of concurrent requests with one key: (lock, users).
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(
-                "/v1/"):
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        key_raw = headers.get(b"idempotency-key")
-        if key_raw is None:
-            await self.app(scope, receive, send)
-            return
-        key = key_raw.decode("latin-1")
-        if not key or len(key) > MAX_KEY_LENGTH:
-            await _send_problem(send, 400, "invalid_idempotency_key", "Invalid Idempotency-Key",
-                                f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters, got "
-                                f"{len(key)}")
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        token_scope = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
-        digest = hashlib.sha256(
-            scope["path"].encode() + b"?" + scope.get("query_string", b"") + b"\n" + body
-        ).hexdigest()
-        lock, users = self._locks.setdefault((token_scope, key), (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                await self._handle(scope, send, body, (token_scope, key, digest))
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                self._locks.pop((token_scope, key), None)
-
-    async def _handle(
-        self, scope: Scope, send: Send, body: bytes, ident: tuple[str, str, str]
-    ) -> None:
-        token_scope, key, digest = ident
-        store = self.store()
-        stored = await store.get_idempotent(token_scope, key)
-        if stored is not None:
-            if stored.request_hash != digest:
-                await _send_problem(send, 422, "idempotency_key_reused",
-                                    "Idempotency-Key reused with a different request",
-                                    f"the key {key!r} was first used with a different request "
-                                    "body or path; use a new key for a new request")
-                return
-            await send({"type": "http.response.start", "status": stored.status_code,
-                        "headers": [(b"content-type", stored.content_type.encode()),
-                                    (b"content-length", str(len(stored.body)).encode()),
-                                    (b"idempotent-replayed", b"true")]})
-            await send({"type": "http.response.body", "body": stored.body})
-            return
-
-        sent_body = False
-
-        async def replay_receive() -> Message:
-            nonlocal sent_body
-            if sent_body:
-                return {"type": "http.disconnect"}
-            sent_body = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        captured: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
-
-        async def capture_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                captured["body"] += message.get("body", b"")
-            await send(message)
-
-        await self.app(scope, replay_receive, capture_send)
-        status = captured["status"]
-        # Server errors and rate limiting are not results: a retry with the key may succeed.
-        if status >= 500 or status == 429:
-            return
-        content_type = next((v.decode() for k, v in captured["headers"]
-                             if k.lower() == b"content-type"), "application/json")
-        await store.put_idempotent(token_scope, key,
-                                   StoredResponse(digest, status, content_type, captured["body"]),
-                                   self.clock.now())
+class KeyReused(InvalidRequest):
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency-Key reused with a different request"
 
 
-async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
-    body = json.dumps({"type": problem_type(code), "title": title, "status": status,
-                       "detail": detail, "code": code}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+@dataclass(frozen=True)
+class Guard:
+    """One keyed request: where its answer is stored and the keys that seal it."""
+
+    scope: str  # the caller's credential
+    key_hash: str
+    operation: str  # "POST /v1/…", the route's path template
+    request_mac: str
+    _aead_key: bytes
+
+    def seal(self, status_code: int, content_type: str, body: bytes) -> stored_answers.SealedAnswer:
+        nonce = os.urandom(12)
+        sealed = nonce + AESGCM(self._aead_key).encrypt(nonce, body, self._aad())
+        return stored_answers.SealedAnswer(self.operation, self.request_mac, status_code, content_type, sealed)
+
+    def open(self, answer: stored_answers.SealedAnswer) -> bytes:
+        nonce, ciphertext = answer.sealed_body[:12], answer.sealed_body[12:]
+        return AESGCM(self._aead_key).decrypt(nonce, ciphertext, self._aad())
+
+    def _aad(self) -> bytes:
+        return f"{self.scope}\n{self.key_hash}\n{self.operation}".encode()
+
+
+def check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise GatewayError(f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters, got {len(key)}",
+                             code="invalid_idempotency_key", errors=[FieldError(
+                                 "Idempotency-Key", "invalid_idempotency_key",
+                                 f"1..{MAX_KEY_LENGTH} characters", key[:MAX_KEY_LENGTH + 1])])
+
+
+def make_guard(*, token: str, key: str, credential_id: int | None, operation: str, path: str, query: bytes,
+               body: bytes) -> Guard:
+    derived = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=_INFO).derive(
+        token.encode() + b"\0" + key.encode())
+    aead_key, mac_key = derived[:32], derived[32:]
+    mac = hmac.new(mac_key, path.encode() + b"?" + query + b"\n" + body, hashlib.sha256).hexdigest()
+    return Guard(f"credential:{credential_id}", hashlib.sha256(key.encode()).hexdigest(), operation, mac, aead_key)
+
+
+# In-process waiting of concurrent requests with one key: (lock, users). Across instances the
+# key's primary key does the same (the second insert waits for the first commit, then fails).
+_locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+
+
+async def run_idempotent(request: Request, guard: Guard, engine: UnitOfWorkEngine,
+                         handler: Callable[[Request], Awaitable[Response]],
+                         now: Callable[[], datetime]) -> Response:
+    """The stored answer to `guard`'s key, or the handler's answer, committed with its action."""
+    ident = (guard.scope, guard.key_hash)
+    lock, users = _locks.setdefault(ident, (asyncio.Lock(), [0]))
+    users[0] += 1
+    try:
+        async with lock:
+            found = await stored_answers.find(engine, guard.scope, guard.key_hash)
+            if found is not None:
+                return _replay(guard, found)
+            try:
+                async with engine.unit_of_work() as conn:
+                    response = await handler(request)
+                    if 200 <= response.status_code < 300:
+                        content_type = response.headers.get("content-type", "application/json")
+                        sealed = guard.seal(response.status_code, content_type, bytes(response.body))
+                        await stored_answers.insert(conn, guard.scope, guard.key_hash, sealed, now())
+            except sa.exc.IntegrityError:
+                # Another instance committed this key first (our action rolled back with it).
+                found = await stored_answers.find(engine, guard.scope, guard.key_hash)
+                if found is None:
+                    raise
+                return _replay(guard, found)
+            return response
+    finally:
+        users[0] -= 1
+        if users[0] == 0:
+            _locks.pop(ident, None)
+
+
+def _replay(guard: Guard, found: stored_answers.SealedAnswer) -> Response:
+    if found.operation != guard.operation or not hmac.compare_digest(found.request_mac, guard.request_mac):
+        raise KeyReused("the key was first used with a different request (operation, path or body); use a new "
+                        "key for a new request", errors=[FieldError(
+                            "Idempotency-Key", "idempotency_key_reused", "first used with another request", None)])
+    body = guard.open(found)
+    return Response(content=body, status_code=found.status_code, media_type=found.content_type,
+                    headers={"Idempotent-Replayed": "true"})

@@ -17,10 +17,11 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import HealthOut, ReadyOut
 
 access_log = logging.getLogger("gateway.access")
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=PolicyRoute, tags=["operations"])
 
 
 class Metrics:

@@ -69,9 +69,10 @@ class RateLimited(GatewayError):
     code = "rate_limited"
     title = "Too many requests"
 
-    def __init__(self, detail: str, retry_after: int) -> None:
+    def __init__(self, detail: str, retry_after: int, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.headers = headers or {}  # RateLimit-Limit/-Remaining/-Reset
 
 
 class Unauthorized(GatewayError):
@@ -96,6 +97,7 @@ def install_handlers(app: FastAPI) -> None:
     async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
         headers = {}
         if isinstance(exc, RateLimited):
+            headers.update(exc.headers)
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="hangw"'

@@ -11,6 +11,7 @@ from gateway.agreements import Invitation, InvitationPremise
 from gateway.api.deps import Operator, Pages, Svc, ThirdParty, Who
 from gateway.api.links import links, to
 from gateway.api.params import MAX_ID, DbId
+from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AgreementOut,
@@ -26,7 +27,7 @@ from gateway.errors import Forbidden, NotFound
 
 ID = "$response.body#/id"
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["agreements"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["agreements"])
 
 
 async def _party(svc: Svc, who: Principal) -> Party:

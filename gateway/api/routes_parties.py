@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from gateway.api.deps import Operator, Pages, Svc, Who
 from gateway.api.links import links, to
 from gateway.api.params import DbId
+from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AssignmentIn,
@@ -30,7 +31,7 @@ from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 ID = "$response.body#/id"
 CREDENTIAL_ID = "$response.body#/credential/id"
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["parties"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["parties"])
 
 
 def _own_party(who: Principal, party_id: int) -> None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query, Response
 from gateway.api.deps import Operator, Pages, Svc, Who
 from gateway.api.links import to
 from gateway.api.params import EsiIdPath
+from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     AuthorizationIn,
@@ -20,16 +21,16 @@ from gateway.api.schemas import (
     PremiseIn,
     PremiseOut,
 )
-from gateway.authz import Decision, authorize
+from gateway.authz import authorize
 from gateway.domain.esi_id import EsiIdError, Tdsp, tdsp_for_esi_id
-from gateway.domain.model import Action, DeviceStatus, Role
+from gateway.domain.model import DeviceStatus, Role
 from gateway.domain.records import Principal
-from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
+from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.premise_import import COLUMNS, REQUIRED, HeaderError, import_premises
 
 ESI_ID = "$response.body#/esi_id"
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
 
 PREMISE_STATUS = "^(active|removed|moved_out)$"
 
@@ -49,18 +50,6 @@ def _csv_header_pattern() -> str:
 
 
 CSV_HEADER_PATTERN = _csv_header_pattern()
-
-
-async def require(svc: Svc, who: Principal, action: Action, esi_id: str,
-                   device_eui64: str | None = None) -> Decision:
-    decision = await authorize(svc.store, who, action, esi_id, now=svc.clock.now(),
-                               device_eui64=device_eui64)
-    if not decision.visible:
-        raise NotFound(f"no premise {esi_id} visible to you")
-    if not decision.allowed:
-        raise Forbidden(f"{action.value} on {esi_id} refused: {decision.reason}",
-                        code=decision.reason)
-    return decision
 
 
 _PREMISE_LINKS = {"GetPremise": to("/v1/premises/{esi_id}", "get", esi_id=ESI_ID),
@@ -132,16 +121,15 @@ async def list_premises(*, svc: Svc, who: Who, page: Pages, tdsp: Tdsp | None = 
 
 @router.get("/premises/{esi_id}", response_model=PremiseOut)
 async def get_premise(esi_id: EsiIdPath, svc: Svc, who: Who) -> PremiseOut:
-    await require(svc, who, Action.VIEW_PREMISE, esi_id)
-    premise = await svc.store.get_premise(esi_id)
+    premise = await svc.store.get_premise(esi_id)  # allowed by the policy (VIEW_PREMISE)
     assert premise is not None
     return PremiseOut.of(premise, operator=who.role is Role.OPERATOR)
 
 
 @router.delete("/premises/{esi_id}", status_code=204)
 async def remove_premise(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response:
-    """The ESI ID is retired: agreements on it end (terminated by system)."""
-    await require(svc, who, Action.MANAGE_PREMISE, esi_id)
+    """The ESI ID is retired: agreements on it end (terminated by system). The row is kept
+    (status `removed`) for the audit log and history; it answers 404 to third parties."""
     await svc.store.set_premise_status(esi_id, "removed", svc.clock.now())
     await svc.agreements.terminate_for_premise(esi_id, "the premise was removed")
     return Response(status_code=204)
@@ -150,19 +138,23 @@ async def remove_premise(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response
 @router.post("/premises/{esi_id}/move-out", status_code=204)
 async def move_out(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response:
     """The customer moved out: their contact is cleared and agreements end (by system)."""
-    await require(svc, who, Action.MANAGE_PREMISE, esi_id)
     await svc.store.set_premise_status(esi_id, "moved_out", svc.clock.now(),
                                        clear_customer=True)
     await svc.agreements.terminate_for_premise(esi_id, "the customer moved out")
     return Response(status_code=204)
 
 
+def _own_only(who: Principal) -> int | None:
+    """The party whose objects alone a third party sees; None for operators and technicians."""
+    return who.party_id if who.role is Role.THIRD_PARTY else None
+
+
 @router.get("/premises/{esi_id}/devices", response_model=Page[DeviceOut])
 async def list_devices(esi_id: EsiIdPath, svc: Svc, who: Who, page: Pages,
                        status: DeviceStatus | None = None) -> Page[DeviceOut]:
-    await require(svc, who, Action.VIEW_DEVICES, esi_id)
-    found = await svc.store.list_devices(esi_id, status=status, cursor=page.cursor,
-                                         limit=page.limit)
+    # Allowed by the policy (VIEW_DEVICES); a third party sees the devices it provisioned only.
+    found = await svc.store.list_devices(esi_id, status=status, cursor=page.cursor, limit=page.limit,
+                                         provisioned_by=_own_only(who))
     return Page[DeviceOut](items=[DeviceOut.of(d) for d in found.items],
                            next_cursor=found.next_cursor)
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from ams_adapters.contract import ProvisioningKind
 from gateway.api.deps import Svc, Who
 from gateway.api.links import links, to
 from gateway.api.params import EsiIdPath, Eui64Path
-from gateway.api.routes_premises import require
+from gateway.api.policy import PolicyRoute
+from gateway.api.routes_premises import _own_only
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     DeviceDetailOut,
@@ -24,7 +26,6 @@ from gateway.api.schemas import (
 )
 from gateway.device_keys import LinkKeyCipher
 from gateway.domain.limits import device_limit
-from gateway.domain.model import Action
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, Unavailable
 from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.store import provisioning as prov
@@ -33,7 +34,7 @@ from zigbee_se import InstallCodeError, parse_install_code
 ESI_ID = "$response.body#/esi_id"
 EUI64 = "$response.body#/eui64"
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["provisioning"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["provisioning"])
 
 
 def _cipher(request: Request) -> LinkKeyCipher:
@@ -95,8 +96,8 @@ async def provision_device(esi_id: EsiIdPath, body: DeviceIn, svc: Svc, who: Who
     which opens the meter's join window. Follow the status with GET …/devices/{eui64}.
 
     A device that failed (or was removed) may be provisioned again, e.g. with a corrected code."""
-    eui64 = body.eui64.upper()
-    await require(svc, who, Action.PROVISION_DEVICE, esi_id, eui64)
+    eui64 = body.eui64.upper()  # allowed by the policy (PROVISION_DEVICE on the premise)
+    _sender(request).require_route_can(esi_id, ProvisioningKind.PROVISION_DEVICE)
     link_key = _link_key(body.install_code, eui64)
     premise = await svc.store.get_premise(esi_id)
     assert premise is not None
@@ -124,8 +125,7 @@ async def provision_device(esi_id: EsiIdPath, body: DeviceIn, svc: Svc, who: Who
 @router.get("/premises/{esi_id}/devices/{eui64}", response_model=DeviceDetailOut)
 async def get_device(esi_id: EsiIdPath, eui64: Eui64Path, svc: Svc, who: Who) -> DeviceDetailOut:
     """A device's provisioning status, join-window end, last failure reason and history."""
-    eui64 = eui64.upper()
-    await require(svc, who, Action.VIEW_DEVICES, esi_id)
+    eui64 = eui64.upper()  # allowed by the policy: the premise, and for a third party its own device
     device = await _store(svc).device(esi_id, eui64)
     if device is None:
         raise NotFound(f"no device {eui64} at {esi_id}")
@@ -138,10 +138,11 @@ async def delete_device(esi_id: EsiIdPath, eui64: Eui64Path, svc: Svc, who: Who,
                         request: Request) -> HanOperationOut | Response:
     """Send delete-device to the meter; the device is `delete_requested` until the head-end
     confirms, then `removed`."""
-    eui64 = eui64.upper()
-    await require(svc, who, Action.PROVISION_DEVICE, esi_id, eui64)
+    eui64 = eui64.upper()  # allowed by the policy: the premise, and for a third party its own device
+    _sender(request).require_route_can(esi_id, ProvisioningKind.DELETE_DEVICE)
     store = _store(svc)
-    op_id = await store.request_delete(esi_id, eui64, who.party_id, svc.clock.now())
+    op_id = await store.request_delete(esi_id, eui64, who.party_id, svc.clock.now(),
+                                       provisioned_by=_own_only(who))
     if op_id is None:
         raise NotFound(f"no device {eui64} at {esi_id}")
     if op_id == 0:
@@ -153,7 +154,8 @@ async def delete_device(esi_id: EsiIdPath, eui64: Eui64Path, svc: Svc, who: Who,
 
 
 async def _premise_operation(esi_id: str, kind: str, svc: Svc, who: Who, request: Request) -> HanOperationOut:
-    await require(svc, who, Action.MANAGE_HAN, esi_id)
+    # Allowed by the policy (MANAGE_HAN: operators and assigned technicians).
+    _sender(request).require_route_can(esi_id, ProvisioningKind(kind))
     store = _store(svc)
     op_id = await store.request_premise_operation(esi_id, kind, svc.clock.now())
     _sender(request).poke()
@@ -183,6 +185,5 @@ async def decommission_han(esi_id: EsiIdPath, svc: Svc, who: Who, request: Reque
 @router.get("/premises/{esi_id}/han", response_model=HanHistoryOut)
 async def han_history(esi_id: EsiIdPath, svc: Svc, who: Who) -> HanHistoryOut:
     """The premise's latest provisioning operations (newest first) and HAN-wide events."""
-    await require(svc, who, Action.VIEW_DEVICES, esi_id)
-    ops, events = await _store(svc).premise_history(esi_id)
+    ops, events = await _store(svc).premise_history(esi_id, provisioned_by=_own_only(who))
     return HanHistoryOut(operations=[_operation(o) for o in ops], events=[_event(e) for e in events])

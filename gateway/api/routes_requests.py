@@ -7,21 +7,34 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel, Field
 
 from gateway.api.deps import Pages, Svc, ThirdParty
 from gateway.api.links import links, to
 from gateway.api.params import DbId
-from gateway.api.schemas import PROBLEM_RESPONSES, AcceptedOut, DeliveryOut, DeviceStateOut, HanRequestOut, Page
-from gateway.errors import FieldError, InvalidRequest, NotFound
+from gateway.api.policy import PolicyRoute
+from gateway.api.schemas import (
+    PROBLEM_RESPONSES,
+    AcceptedOut,
+    DeadLetterOut,
+    DeliveryOut,
+    DeviceStateOut,
+    HanRequestOut,
+    Page,
+    RequeuedOut,
+    WebhookCreated,
+    WebhookIn,
+    WebhookOut,
+)
+from gateway.errors import FieldError, InvalidRequest, NotFound, Unavailable
 from gateway.pipeline.dead_letters import list_dead_letters, redeliver
 from gateway.pipeline.requests import HanRequestBody
 from gateway.pipeline.service import RequestService
+from gateway.pipeline.webhook_targets import TargetError, check_registration, parse_url
 from gateway.pipeline.webhooks import new_secret
 from gateway.store.cursors import id_cursor
 from gateway.store.schema import han_deliveries, han_device_states, han_requests, han_transitions, webhooks
 
-router = APIRouter(prefix="/v1", responses=PROBLEM_RESPONSES, tags=["han requests"])
+router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["han requests"])
 
 
 def _poke(request: Request) -> None:
@@ -95,6 +108,9 @@ async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Page
             han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
     items = [DeliveryOut(
         delivery_id=r.id, esi_id=r.esi_id, state=r.state, reason=r.reason,
+        # the SE message id / issuer event id this item carries; a cancel's item names the
+        # request it cancels (a cancel-all has one item per cancelled event)
+        se_id=r.se_id, cancels_request_id=r.cancels_request_id,
         reference=r.reference,  # the route's (head-end's) id for this item
         attempts=r.attempts, se_version=r.se_version, command=r.command, frame=r.frame, updated_at=r.updated_at,
         devices=[DeviceStateOut(eui64=d.eui64, state=d.state, at=d.at, detail=d.detail)
@@ -104,30 +120,44 @@ async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Page
     return Page[DeliveryOut](items=items, next_cursor=str(rows[-1].id) if len(rows) == page.limit else None)
 
 
-class WebhookIn(BaseModel):
-    url: str = Field(pattern=r"^https?://", max_length=500)
-
-
-@router.post("/webhooks", status_code=201, tags=["webhooks"],
+@router.post("/webhooks", status_code=201, tags=["webhooks"], response_model=WebhookCreated,
              summary="Register a URL for signed delivery events (the secret is shown once)")
-async def create_webhook(svc: Svc, who: ThirdParty, body: WebhookIn) -> dict[str, Any]:
+async def create_webhook(svc: Svc, who: ThirdParty, body: WebhookIn) -> WebhookCreated:
+    settings = svc.config.pipeline
+    try:
+        url = parse_url(body.url)
+        await check_registration(url, settings.webhook_allowed_networks,
+                                 timeout=min(5.0, settings.webhook_timeout_seconds))
+    except TargetError as exc:
+        raise InvalidRequest(f"url: {body.url!r} is invalid: {exc.message}",
+                             errors=[FieldError("url", exc.code, exc.message, body.url)]) from None
     secret = new_secret()
+    if svc.store.secret_sealer is None:
+        raise Unavailable("webhook signing secrets are stored sealed with the operator's key: set [security] "
+                          "device_key_secret (or HANGW_SECURITY__DEVICE_KEY_SECRET, or device_key_file)",
+                          code="secrets_key_missing")
+    stored_secret = svc.store.secret_sealer.seal_text(secret)
+    now = svc.clock.now()
     async with svc.store.engine.begin() as conn:
         result = await conn.execute(webhooks.insert().values(
-            party_id=who.party_id, url=body.url, secret=secret, created_at=svc.clock.now()))
+            party_id=who.party_id, url=str(url), secret=stored_secret, created_at=now))
     assert result.inserted_primary_key is not None
-    return {"id": int(result.inserted_primary_key[0]), "url": body.url, "secret": secret}
+    return WebhookCreated(id=int(result.inserted_primary_key[0]), url=str(url), created_at=now, secret=secret)
 
 
-@router.get("/webhooks", tags=["webhooks"])
-async def list_webhooks(svc: Svc, who: ThirdParty) -> list[dict[str, Any]]:
+@router.get("/webhooks", tags=["webhooks"], response_model=Page[WebhookOut],
+            summary="Your webhooks, oldest first (paginated)")
+async def list_webhooks(svc: Svc, who: ThirdParty, page: Pages) -> Page[WebhookOut]:
     async with svc.store.engine.connect() as conn:
         rows = (await conn.execute(webhooks.select().where(
-            webhooks.c.party_id == who.party_id, webhooks.c.deleted_at.is_(None)))).all()
-    return [{"id": r.id, "url": r.url, "created_at": r.created_at.isoformat()} for r in rows]
+            webhooks.c.party_id == who.party_id, webhooks.c.deleted_at.is_(None),
+            webhooks.c.id > id_cursor(page.cursor)).order_by(webhooks.c.id).limit(page.limit))).all()
+    return Page[WebhookOut](items=[WebhookOut(id=r.id, url=r.url, created_at=r.created_at) for r in rows],
+                            next_cursor=str(rows[-1].id) if len(rows) == page.limit else None)
 
 
-@router.delete("/webhooks/{webhook_id}", status_code=204, tags=["webhooks"])
+@router.delete("/webhooks/{webhook_id}", status_code=204, tags=["webhooks"], response_class=Response,
+               summary="Stop a webhook: no more events are sent to it")
 async def delete_webhook(svc: Svc, who: ThirdParty, webhook_id: DbId) -> Response:
     async with svc.store.engine.begin() as conn:
         result = await conn.execute(webhooks.update().where(
@@ -147,31 +177,32 @@ async def _own_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> None:
         raise NotFound(f"no webhook {webhook_id} of yours", code="unknown_webhook")
 
 
-@router.get("/webhooks/{webhook_id}/dead-letters", tags=["webhooks"],
+@router.get("/webhooks/{webhook_id}/dead-letters", tags=["webhooks"], response_model=Page[DeadLetterOut],
             summary="Events given up on (attempts or age used up), oldest first (paginated)")
-async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: DbId, page: Pages) -> dict[str, Any]:
+async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: DbId, page: Pages) -> Page[DeadLetterOut]:
     await _own_webhook(svc, who, webhook_id)
-    after = id_cursor(page.cursor)
-    items = await list_dead_letters(svc.store, webhook_id, after=after, limit=page.limit)
-    return {"items": [d.as_dict() for d in items],
-            "next_cursor": str(items[-1].id) if len(items) == page.limit else None}
+    items = await list_dead_letters(svc.store, webhook_id, after=id_cursor(page.cursor), limit=page.limit)
+    return Page[DeadLetterOut](
+        items=[DeadLetterOut(id=d.id, request_id=d.request_id, event=d.body, created_at=d.created_at,
+                             attempts=d.attempts, last_error=d.last_error, dead_at=d.dead_at) for d in items],
+        next_cursor=str(items[-1].id) if len(items) == page.limit else None)
 
 
-@router.post("/webhooks/{webhook_id}/dead-letters/redeliver", tags=["webhooks"],
+@router.post("/webhooks/{webhook_id}/dead-letters/redeliver", tags=["webhooks"], response_model=RequeuedOut,
              summary="Send every dead letter of this webhook again")
-async def redeliver_all(svc: Svc, who: ThirdParty, webhook_id: DbId) -> dict[str, int]:
+async def redeliver_all(svc: Svc, who: ThirdParty, webhook_id: DbId) -> RequeuedOut:
     await _own_webhook(svc, who, webhook_id)
-    return {"requeued": await redeliver(svc.store, webhook_id, svc.clock.now())}
+    return RequeuedOut(requeued=await redeliver(svc.store, webhook_id, svc.clock.now()))
 
 
 @router.post("/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver", tags=["webhooks"],
-             summary="Send one dead letter again")
-async def redeliver_one(svc: Svc, who: ThirdParty, webhook_id: DbId, event_id: DbId) -> dict[str, int]:
+             response_model=RequeuedOut, summary="Send one dead letter again")
+async def redeliver_one(svc: Svc, who: ThirdParty, webhook_id: DbId, event_id: DbId) -> RequeuedOut:
     await _own_webhook(svc, who, webhook_id)
     requeued = await redeliver(svc.store, webhook_id, svc.clock.now(), event_id)
     if not requeued:
         raise NotFound(f"no dead letter {event_id} on webhook {webhook_id}", code="unknown_dead_letter")
-    return {"requeued": requeued}
+    return RequeuedOut(requeued=requeued)
 
 
 __all__ = ["FieldError", "InvalidRequest", "router"]

@@ -427,6 +427,9 @@ class DeliveryOut(BaseModel):
     esi_id: str
     state: str = Field(description="queued, submitted, delivered, failed, expired, cancelled")
     reason: str | None
+    se_id: int | None = Field(description="the SE message id / issuer event id this item carries")
+    cancels_request_id: int | None = Field(description="a cancel's item: the request it cancels (a cancel-all "
+                                                       "has one item per cancelled event)")
     reference: str | None = Field(description="the route's (head-end's) id for this item")
     attempts: int
     se_version: str
@@ -471,3 +474,39 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
                   "JSON is `invalid_json`"),
     429: _problem("rate limited; see the Retry-After header"),
 }
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class WebhookIn(_In):
+    url: Annotated[str, Field(
+        min_length=1, max_length=500, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://", json_schema_extra={"format": "uri"},
+        examples=["https://example.com/hangw-events"],
+        description="http or https, a host (IDNA-encodable), an optional port (1-65535), no user name or "
+                    "password; the host must be, and resolve to, public addresses unless the operator "
+                    "allows its network")]
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str = Field(description="as it is called: normalized (lower-case scheme and host, IDNA-encoded)")
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(description="`whsec_…`: the key events are signed with. Shown once.")
+
+
+class DeadLetterOut(BaseModel):
+    id: int = Field(description="the event's id (`webhook-id` is `msg_<id>`)")
+    request_id: int = Field(description="the request the event is about (0: a device provisioning event)")
+    event: str = Field(description="the JSON body as it would be POSTed")
+    created_at: datetime
+    attempts: int
+    last_error: str | None = Field(description='why the last attempt failed, e.g. "HTTP 500"')
+    dead_at: datetime
+
+
+class RequeuedOut(BaseModel):
+    requeued: int = Field(description="dead letters put back in the queue")

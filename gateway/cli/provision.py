@@ -27,6 +27,7 @@ from ams_adapters.contract import (
     ProvisioningUpdate,
     SubmitOutcome,
 )
+from ams_adapters.profiles import TDSPS
 from zigbee_se.install_code import InstallCodeError, parse_install_code
 
 ACTIONS = {"init": ProvisioningKind.INITIALIZE_HAN, "device": ProvisioningKind.PROVISION_DEVICE,
@@ -41,7 +42,7 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="provision_action", metavar="ACTION", required=True)
     for name, kind in ACTIONS.items():
         p = sub.add_parser(name, help=kind.value.replace("_", " "))
-        p.add_argument("--tdsp", choices=["oncor", "centerpoint", "aep_central", "aep_north", "tnmp"],
+        p.add_argument("--tdsp", choices=TDSPS,
                        help="talk to this TDSP's head-end directly (or give --api)")
         p.add_argument("--api", metavar="URL", help="go through the gateway at URL (e.g. http://127.0.0.1:8080)")
         p.add_argument("--token", help="with --api: your API token (a technician's or a third party's)")

@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
+from pathlib import Path
 from typing import Any
 
+from ams_adapters.profiles import TDSPS
 from gateway.cli.sim_group import sim_subparsers
+from gateway.domain.esi_id import TDSP_PREFIXES, Tdsp
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +26,7 @@ def register(subparsers: Any) -> None:
         "headend", help="emulated TDSP head-end (MultiSpeak, IEC 61968-9 over MQTT, or binary/TCP)",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--tdsp", required=True,
-                        choices=["oncor", "centerpoint", "aep_central", "aep_north", "tnmp"])
+                        choices=TDSPS)
     parser.add_argument("--transport", choices=["multispeak", "cim", "binary"],
                         help="override the TDSP profile's transport (AEP companies take theirs from config)")
     parser.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:0",
@@ -42,7 +46,11 @@ def register(subparsers: Any) -> None:
                         "callback endpoint (NOT_Server)")
     parser.add_argument("--esi-prefix", default="",
                         help="ESI IDs of the simulated premises start with this (default: Oncor's 1044372; "
-                             "give the TDSP's prefix so `hangw serve` routes them to this head-end)")
+                             "give the TDSP's prefix so `hangw serve` routes them to this head-end); they are "
+                             "numbered to that TDSP's length (17 digits, CenterPoint's 22)")
+    parser.add_argument("--counts-file", metavar="PATH",
+                        help="on stop, write what reached the meters as JSON: frames by ESI ID, SE command and "
+                             "message/event id, and texts by ESI ID and words (what a crash test counts)")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until ^C)")
     parser.set_defaults(func=_run)
 
@@ -60,7 +68,38 @@ def _parse_faults(text: str) -> dict[str, float]:
     return out
 
 
+class EsiPrefixError(ValueError):
+    """A --esi-prefix that cannot number valid ESI IDs: names the value and the limit."""
+
+    def __init__(self, value: str, limit: str) -> None:
+        super().__init__(f"--esi-prefix: {value!r} is invalid: {limit}")
+
+
+def esi_id_layout(prefix: str, meters: int) -> tuple[Tdsp, int]:
+    """The TDSP whose ESI IDs start with `prefix` and their length, checked against DOMAIN.md's
+    prefixes (gateway.domain.esi_id) so every id the head-end makes is one the gateway accepts."""
+    if not (prefix.isascii() and prefix.isdigit()):
+        raise EsiPrefixError(prefix, "digits only, starting with a TDSP's 7-digit prefix")
+    row = next((r for r in TDSP_PREFIXES if prefix.startswith(r.prefix)), None)
+    if row is None:
+        known = ", ".join(f"{r.prefix} ({r.tdsp.value})" for r in TDSP_PREFIXES)
+        raise EsiPrefixError(prefix, f"matches no TDSP: it must start with a TDSP's 7-digit prefix (known: {known})")
+    digits = row.length - len(prefix)
+    if digits < 1 or meters > 10**digits:
+        need = len(str(max(meters - 1, 0)))
+        raise EsiPrefixError(prefix, f"{row.tdsp.value} ESI IDs have {row.length} digits: this prefix leaves "
+                             f"{max(digits, 0)} digits to number premises and --meters {meters} needs {need}; "
+                             f"a {row.length}-digit ESI ID cannot be longer")
+    return row.tdsp, row.length
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.esi_prefix:
+        try:
+            args.esi_tdsp, args.esi_length = esi_id_layout(args.esi_prefix, args.meters)
+        except EsiPrefixError as exc:
+            print(f"error: {exc}")
+            return 2
     host, _, port_text = args.listen.rpartition(":")
     try:
         port = int(port_text)
@@ -77,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     from ams_adapters.profiles import load_profile
+    from gateway.cli.simfield import FrameCounter
     from simulators.clock import RealClock
     from simulators.fleet import Fleet
     from simulators.headends.factory import make_headend
@@ -86,9 +126,11 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     if args.transport:
         profile = profile.with_transport(args.transport)
     clock = RealClock()
-    fleet = Fleet(args.meters, clock, esi_prefix=args.esi_prefix) if args.esi_prefix else Fleet(args.meters, clock)
+    fleet = (Fleet(args.meters, clock, esi_prefix=args.esi_prefix, esi_length=args.esi_length)
+             if args.esi_prefix else Fleet(args.meters, clock))
     for i in range(min(args.install, args.meters)):
         fleet.install(fleet.esi_id(i))
+    counter = FrameCounter(fleet) if args.counts_file else None
     faults = Faults.from_mapping(_parse_faults(args.faults))
     if args.auto_join:
         from simulators.meter import HanEvent
@@ -123,7 +165,11 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     else:
         where = f"tcp://{host}:{headend.port}"  # type: ignore[attr-defined]
     print(f"headend {profile.tdsp} ({profile.transport}) serving {args.meters} premises at {where}", flush=True)
-    print(f"first ESI ID {fleet.esi_id(0)}; {args.install} premises installed", flush=True)
+    print(f"ESI IDs {fleet.esi_id(0)} to {fleet.esi_id(args.meters - 1)}; {args.install} premises installed",
+          flush=True)
+    if args.esi_prefix and args.esi_tdsp.value != profile.tdsp:
+        print(f"note: these are {args.esi_tdsp.value} ESI IDs: `hangw serve` sends their premises to "
+              f"[routes.tdsp.{args.esi_tdsp.value}], not to this {profile.tdsp} head-end", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -133,4 +179,6 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
         async with asyncio.timeout(args.duration or None):
             await stop.wait()
     await headend.close()
+    if counter is not None:
+        Path(args.counts_file).write_text(json.dumps({"frames": counter.counts, "texts": counter.texts}))
     print(f"headend stopped; {dict(headend.core.stats)}", flush=True)

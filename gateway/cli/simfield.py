@@ -108,23 +108,30 @@ class ScaledClock:
 
 class FrameCounter:
     """Counts every frame handed to each simulated meter, by SE command and message / issuer
-    event id: what the crash test checks ("reached its meter exactly once")."""
+    event id, and every text by its words: what the crash test checks ("reached its meter exactly
+    once", and never twice under two message ids)."""
 
     def __init__(self, field: Any) -> None:
         from zigbee_se import DecodeError, decode_frame
 
         self.counts: dict[str, int] = {}
+        self.texts: dict[str, int] = {}  # "<ESI ID>|<message>" of each DisplayMessage
         inner = field.send
 
         def send(esi_id: str, address: Any, cluster_id: int, frame: bytes) -> int:
+            text = None
             try:
                 decoded = decode_frame(cluster_id, frame)
                 se_id = decoded.fields.get("message_id", decoded.fields.get("issuer_event_id"))
                 key = f"{esi_id}|{decoded.command}|{se_id}"
+                if decoded.command == "display_message":
+                    text = f"{esi_id}|{decoded.fields.get('message')}"
             except DecodeError:
                 key = f"{esi_id}|undecodable|{frame.hex()}"
             if field.meter(esi_id).reachable:
                 self.counts[key] = self.counts.get(key, 0) + 1
+                if text is not None:
+                    self.texts[text] = self.texts.get(text, 0) + 1
             result: int = inner(esi_id, address, cluster_id, frame)
             return result
 
@@ -190,6 +197,11 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
     @app.get("/counts")
     async def counts() -> dict[str, int]:
         result: dict[str, int] = state["counter"].counts
+        return result
+
+    @app.get("/texts")
+    async def texts() -> dict[str, int]:
+        result: dict[str, int] = state["counter"].texts
         return result
 
     return app

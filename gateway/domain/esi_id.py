@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 
 class Tdsp(enum.StrEnum):
+    """The TDSPs by the one name the API, `[routes.tdsp.<name>]` and the head-end profiles
+    (firmware_fixtures/headends/<name>.toml) all use."""
+
     ONCOR = "oncor"
     CENTERPOINT = "centerpoint"
-    AEP_TEXAS_CENTRAL = "aep_texas_central"
-    AEP_TEXAS_NORTH = "aep_texas_north"
+    AEP_CENTRAL = "aep_central"  # AEP Texas Central
+    AEP_NORTH = "aep_north"  # AEP Texas North
     TNMP = "tnmp"
 
 
@@ -30,8 +33,8 @@ TDSP_PREFIXES: tuple[TdspPrefix, ...] = (
     TdspPrefix("1044372", Tdsp.ONCOR, 17),
     TdspPrefix("1017699", Tdsp.ONCOR, 17),
     TdspPrefix("1008901", Tdsp.CENTERPOINT, 22),
-    TdspPrefix("1003278", Tdsp.AEP_TEXAS_CENTRAL, 17),
-    TdspPrefix("1020404", Tdsp.AEP_TEXAS_NORTH, 17),
+    TdspPrefix("1003278", Tdsp.AEP_CENTRAL, 17),
+    TdspPrefix("1020404", Tdsp.AEP_NORTH, 17),
     TdspPrefix("1040051", Tdsp.TNMP, 17),
 )
 

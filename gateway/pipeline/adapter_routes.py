@@ -10,15 +10,9 @@ from __future__ import annotations
 from ams_adapters.adapter import HeadEndAdapter
 from ams_adapters.contract import Route
 from ams_adapters.factory import AdapterConfig, make_adapter
-from gateway.domain.esi_id import TDSP_PREFIXES, Tdsp
+from gateway.domain.esi_id import TDSP_PREFIXES
 from gateway.pipeline.config import RoutesConfig, TdspRouteConfig
 from gateway.pipeline.dispatcher import RouteSet
-
-# The head-end profile (firmware_fixtures/headends/<name>.toml) of each TDSP.
-PROFILE_OF_TDSP: dict[Tdsp, str] = {
-    Tdsp.ONCOR: "oncor", Tdsp.CENTERPOINT: "centerpoint", Tdsp.AEP_TEXAS_CENTRAL: "aep_central",
-    Tdsp.AEP_TEXAS_NORTH: "aep_north", Tdsp.TNMP: "tnmp",
-}
 
 
 def adapter_config(profile_name: str, cfg: TdspRouteConfig) -> AdapterConfig:
@@ -35,6 +29,6 @@ def build_adapter_routes(config: RoutesConfig) -> tuple[RouteSet, dict[str, Head
     """The RouteSet (by ESI ID prefix) and the adapters by profile name. Adapters are started by
     the dispatcher (`Route.start`), not here."""
     adapters = {name: make_adapter(adapter_config(name, cfg)) for name, cfg in config.tdsp.configured().items()}
-    by_prefix: dict[str, Route | None] = {
-        row.prefix: adapters.get(PROFILE_OF_TDSP[row.tdsp]) for row in TDSP_PREFIXES}
+    # A TDSP's name is its profile's and its `[routes.tdsp.<name>]` table's (tests/gateway/test_tdsp_names.py).
+    by_prefix: dict[str, Route | None] = {row.prefix: adapters.get(row.tdsp.value) for row in TDSP_PREFIXES}
     return RouteSet(None, by_prefix), adapters

@@ -6,7 +6,7 @@ import enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationInfo, field_validator, model_validator
 
 # The head-end transports (ams_adapters.profiles.TRANSPORTS; not imported here: the profiles pull
 # in the SE codec, and every `hangw` command reads this module at start).
@@ -40,6 +40,16 @@ class PipelineConfig(BaseModel):
     # later events of its request.
     webhook_max_attempts: int = Field(default=15, ge=1, le=1000)
     webhook_max_age_seconds: float = Field(default=3 * 86400.0, gt=0)
+    # Receivers sent to at once: each webhook has its own sender, so a slow or hanging receiver
+    # holds up only its own events (for at most webhook_timeout_seconds per attempt).
+    webhook_concurrency: int = Field(default=32, ge=1, le=1024)
+    # ...and at most this many of one party's webhooks: a party with many hanging receivers
+    # cannot take every sender.
+    webhook_concurrency_per_party: int = Field(default=4, ge=1, le=1024)
+    # Networks webhooks may reach besides public addresses (SSRF guard). Empty (default): loopback,
+    # private (RFC 1918, ULA), link-local, unspecified, multicast and reserved addresses are refused
+    # at registration and at every send. E.g. ["10.20.0.0/16"] for receivers inside your network.
+    webhook_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
 
 
 class RouteKind(enum.StrEnum):

@@ -30,6 +30,7 @@ from gateway.pipeline import outbox
 from gateway.pipeline.requests import Command, with_se_id
 from gateway.store.schema import audit_log, han_deliveries, han_requests, se_id_counters
 from gateway.store.store import Store
+from gateway.store.unit_of_work import joined_connection
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,12 @@ class GroupCommitter:
         self.groups = 0  # transactions written (for tests and the benchmark's notes)
 
     async def submit(self, item: NewRequest) -> tuple[int, int]:
+        if joined_connection() is not None:
+            # A keyed request's unit of work: written in its transaction, with its stored answer
+            # (the group's writer would wait for the unit's write lock, and the unit for it).
+            async with self.store.engine.begin() as conn:
+                (result,) = await write_group(conn, [item])
+            return result
         item.result = asyncio.get_running_loop().create_future()
         self._queue.append(item)
         if self._writer is None or self._writer.done():

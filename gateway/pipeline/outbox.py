@@ -127,17 +127,18 @@ async def insert_many(conn: AsyncConnection, table: sa.Table, rows: Sequence[dic
 async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id: int,
                             se_id: int | None, command: Command, targets: Sequence[Target],
                             now: datetime, expires_at: datetime | None = None,
-                            shared: bool = True) -> None:
+                            shared: bool = True, cancels_request_id: int | None = None) -> None:
     """One outbox row per premise, queued now. With `shared` the rows use the request's command
-    (`shared_command`, stored on the request); otherwise each row carries its own fields and frame."""
+    (`shared_command`, stored on the request); otherwise each row carries its own fields and frame.
+    A cancel's rows name the request they cancel (`cancels_request_id`)."""
     await insert_many(conn, han_deliveries, delivery_rows(
         request_id=request_id, party_id=party_id, se_id=se_id, command=command, targets=targets, now=now,
-        expires_at=expires_at, shared=shared))
+        expires_at=expires_at, shared=shared, cancels_request_id=cancels_request_id))
 
 
 def delivery_rows(*, request_id: int, party_id: int, se_id: int | None, command: Command,
                   targets: Sequence[Target], now: datetime, expires_at: datetime | None = None,
-                  shared: bool = True) -> list[dict[str, Any]]:
+                  shared: bool = True, cancels_request_id: int | None = None) -> list[dict[str, Any]]:
     """The outbox rows of `insert_deliveries` (several requests' rows go into one INSERT when
     acceptances are committed as a group)."""
     if not targets:
@@ -157,6 +158,7 @@ def delivery_rows(*, request_id: int, party_id: int, se_id: int | None, command:
             "cluster_id": int(command.cluster_id), "command": command.command, "fields": fields_json,
             "frame": frame, "state": QUEUED, "attempts": 0, "next_attempt_at": now,
             "expires_at": expires_at or command.ends_at, "created_at": now, "updated_at": now,
+            "cancels_request_id": cancels_request_id,
         })
     return rows
 

@@ -30,6 +30,7 @@ from ams_adapters.contract import (
 from gateway.clock import Clock
 from gateway.device_keys import DeviceKeyError, LinkKeyCipher
 from gateway.domain.model import DeviceStatus
+from gateway.errors import Conflict, FieldError
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.dispatcher import RouteSet
 from gateway.store import provisioning as prov
@@ -60,6 +61,26 @@ def reason_code(raw: str | None) -> str:
     if text.startswith("expired"):
         return "no_result_before_expiry"
     return "head_end_failure"
+
+
+ROUTE_CANNOT_PROVISION = "route_cannot_provision"
+
+
+def route_refusal(routes: RouteSet, esi_id: str, kind: ProvisioningKind) -> Conflict | None:
+    """The typed refusal of an operation the premise's route does not declare
+    (`RouteCapabilities.provisioning`), or None. A premise no route reaches yet is not refused:
+    its operations wait for a route, as its requests do."""
+    route = routes.for_premise(esi_id)
+    if route is None:
+        return None
+    caps = route.capabilities
+    if kind in caps.provisioning:
+        return None
+    can = ", ".join(sorted(k.value for k in caps.provisioning)) or "none"
+    message = f"route {caps.name!r} of premise {esi_id} cannot {kind.value} (its provisioning operations: {can})"
+    return Conflict(message, code=ROUTE_CANNOT_PROVISION, errors=[FieldError(
+        "esi_id", ROUTE_CANNOT_PROVISION, f"a premise whose route can {kind.value}; route {caps.name!r} can: {can}",
+        esi_id)])
 
 
 def eui64_colons(eui64: str) -> str:
@@ -97,6 +118,12 @@ class ProvisioningSender:
     def poke(self) -> None:
         self.wake.set()
 
+    def require_route_can(self, esi_id: str, kind: ProvisioningKind) -> None:
+        """Refuse, before anything is stored, an operation the premise's route cannot do."""
+        refusal = route_refusal(self.routes, esi_id, kind)
+        if refusal is not None:
+            raise refusal
+
     async def _loop(self) -> None:
         while True:
             try:
@@ -133,6 +160,12 @@ class ProvisioningSender:
         route = self.routes.for_premise(op.esi_id)
         if route is None:
             await self._retry(op, now, "no route reaches this premise")
+            return
+        refusal = route_refusal(self.routes, op.esi_id, ProvisioningKind(op.kind))
+        if refusal is not None:
+            # Accepted under another configuration (or before routes declared capabilities): it
+            # fails now instead of waiting for its expiry on a route that can never do it.
+            await self.store.fail(op.id, now, ROUTE_CANNOT_PROVISION, refusal.detail)
             return
         try:
             request = self._request(op)

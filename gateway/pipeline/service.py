@@ -265,11 +265,10 @@ class RequestService:
         assert principal.party_id is not None
         async with self.store.engine.begin() as conn:
             original = await self._own_request(conn, principal, body.request_id, original_kind)
+            effective = _effective_time(body, original, now) if isinstance(body, CancelLoadControlRequest) else None
             esi_ids = await self._cancel_pending(conn, original, now)
             if not is_text:
-                await conn.execute(lce_events.update().where(
-                    lce_events.c.request_id == original.id, lce_events.c.state == "active").values(
-                    state="cancelled"))
+                await _end_events(conn, lce_events.c.request_id == original.id, effective)
             request_id = await self._insert_request(conn, principal.party_id, kind, body, original.se_id,
                                                     None, len(esi_ids), [], now, cancels=original.id)
             await self._insert_cancels(conn, principal.party_id, request_id, original, esi_ids, body, now)
@@ -308,7 +307,7 @@ class RequestService:
         await outbox.insert_deliveries(
             conn, request_id=request_id, party_id=party_id, se_id=original.se_id, command=command,
             targets=[outbox.Target(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
-            shared=shared)
+            shared=shared, cancels_request_id=original.id)
 
     async def withdraw(self, request_id: int, deliveries: list[Any], now: datetime) -> int:
         """The agreement behind these deliveries ended: send the SE cancel to each premise (as a
@@ -341,19 +340,23 @@ class RequestService:
                          now: datetime) -> Accepted:
         """Cancel every load-control event of *this* party on a premise. The SE
         CancelAllLoadControlEvents command would cancel other providers' events too, so the
-        gateway sends one CancelLoadControlEvent per event of the caller instead."""
+        gateway sends one CancelLoadControlEvent per event of the caller instead: one delivery
+        per (premise, event), each carrying the event's issuer id and naming its request, so the
+        dispatcher sends each like any other item and its status is visible per event."""
         assert principal.party_id is not None
         decision = await authorize(self.store, principal, ACTION_FOR_KIND[RequestKind.CANCEL_ALL_LOAD_CONTROL],
                                    body.esi_id, now=now)
         if not decision.allowed:
             raise NotFound(f"premise {body.esi_id}: {decision.reason}", code=decision.reason)
+        mine = sa.and_(lce_events.c.esi_id == body.esi_id, lce_events.c.party_id == principal.party_id)
         async with self.store.engine.begin() as conn:
-            events = (await conn.execute(sa.select(lce_events.c.request_id).where(
-                lce_events.c.esi_id == body.esi_id, lce_events.c.party_id == principal.party_id,
-                lce_events.c.state == "active", lce_events.c.ends_at > now))).all()
+            event_requests = (await conn.execute(sa.select(lce_events.c.request_id).where(
+                mine, lce_events.c.state == "active", lce_events.c.ends_at > now).distinct().order_by(
+                lce_events.c.request_id))).scalars().all()
             request_id = await self._insert_request(conn, principal.party_id, RequestKind.CANCEL_ALL_LOAD_CONTROL,
-                                                    body, None, None, 1 if events else 0, [], now)
-            for (orig_id,) in events:
+                                                    body, None, None, 0, [], now)
+            sent = 0
+            for orig_id in event_requests:
                 original = (await conn.execute(han_requests.select().where(han_requests.c.id == orig_id))).one()
                 rows = (await conn.execute(sa.select(
                     han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
@@ -365,10 +368,12 @@ class RequestService:
                 reached = [(r.esi_id, r.se_version) for r in rows
                            if r.state in (outbox.SUBMITTED, outbox.DELIVERED)]
                 await self._insert_cancels(conn, principal.party_id, request_id, original, reached, body, now)
-            await conn.execute(lce_events.update().where(
-                lce_events.c.esi_id == body.esi_id, lce_events.c.party_id == principal.party_id,
-                lce_events.c.state == "active").values(state="cancelled"))
-        return Accepted(request_id, RequestKind.CANCEL_ALL_LOAD_CONTROL.value, None, 1 if events else 0)
+                sent += len(reached)
+            await _end_events(conn, mine, None)
+            # `targeted` counts premises, as for every request: 1 if an SE cancel goes out.
+            targeted = 1 if sent else 0
+            await conn.execute(han_requests.update().where(han_requests.c.id == request_id).values(targeted=targeted))
+        return Accepted(request_id, RequestKind.CANCEL_ALL_LOAD_CONTROL.value, None, targeted)
 
     # ------------------------------------------------------------------ fan-out
     async def expand_fanout_page(self, request_row: Any, now: datetime) -> int:
@@ -492,6 +497,36 @@ async def _claim_page(conn: AsyncConnection, request_row: Any, now: datetime, **
         han_requests.c.id == request_row.id,
         han_requests.c.fanout_after == request_row.fanout_after).values(**values))
     return bool(moved.rowcount)
+
+
+def _effective_time(body: CancelLoadControlRequest, original: Any, now: datetime) -> datetime | None:
+    """When the cancel takes effect: None for now (also for a time already past); refused when
+    it has no time zone or falls after the event's end (the devices would refuse it)."""
+    effective = body.effective_time
+    if effective is None:
+        return None
+    if effective.tzinfo is None:
+        raise InvalidRequest("effective_time needs a time zone", errors=[FieldError(
+            "effective_time", "naive_time", "give a time zone (e.g. Z)", effective.isoformat())])
+    if original.ends_at is not None and effective >= original.ends_at:
+        raise InvalidRequest("effective_time is not before the event's end", errors=[FieldError(
+            "effective_time", "effective_time_after_end",
+            f"before the event's end {original.ends_at.isoformat()}", effective.isoformat())])
+    return effective if effective > now else None
+
+
+async def _end_events(conn: AsyncConnection, which: Any, effective: datetime | None) -> None:
+    """The arbitration's view of cancelled load-control events (`which`: a condition on
+    lce_events): cancelled now, or, with a future effective time, running until then (the
+    devices keep the event until that time, so other providers may not overlap it before)."""
+    active = sa.and_(which, lce_events.c.state == "active")
+    if effective is None:
+        await conn.execute(lce_events.update().where(active).values(state="cancelled"))
+        return
+    await conn.execute(lce_events.update().where(active, lce_events.c.starts_at >= effective).values(
+        state="cancelled"))  # not started by then: it never runs
+    await conn.execute(lce_events.update().where(active, lce_events.c.ends_at > effective).values(
+        ends_at=effective))
 
 
 def _lacks_capability(body: Any, se_version: str) -> str | None:

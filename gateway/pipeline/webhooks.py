@@ -11,6 +11,16 @@ themselves. Dead letters are listed by `GET /v1/webhooks/{id}/dead-letters` and 
 them back in the queue as new attempts; a redelivered event then arrives after events that were
 sent while it was dead — receivers order by the event's `at`.
 
+Isolation: each webhook has its own sender task (at most `webhook_concurrency` at once, and
+`webhook_concurrency_per_party` of one party's: many hanging receivers of one party cannot take
+every sender), started by a scan that finds webhooks with an event ready to go (the first
+undelivered event of a request, due). An attempt is bounded as a whole by
+`webhook_timeout_seconds` (connecting, sending, a receiver that answers byte by byte) and any
+failure of it — a URL that does not parse, a host that does not resolve or resolves to a refused
+address (webhook_targets.py), a reset, a timeout, a bad stored secret — is that event's failed
+attempt (one log line), never the sender's end: a broken or hanging receiver delays its own
+events only.
+
 Signature (Standard Webhooks): headers `webhook-id`, `webhook-timestamp` (unix seconds) and
 `webhook-signature: v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">`; the key is the
 base64 part of the `whsec_…` secret. Written by hand: a dozen lines of stdlib HMAC, no library
@@ -30,11 +40,13 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpcore
 import httpx
 import sqlalchemy as sa
 
 from gateway.clock import Clock
 from gateway.pipeline.config import PipelineConfig
+from gateway.pipeline.webhook_targets import GuardedBackend, parse_url
 from gateway.store.schema import webhook_outbox, webhooks
 from gateway.store.store import Store
 
@@ -57,93 +69,215 @@ def verify(secret: str, headers: dict[str, str], body: str) -> bool:
     return any(hmac.compare_digest(expected, s) for s in headers["webhook-signature"].split())
 
 
+async def seal_webhook_secrets(store: Store) -> int:
+    """Seal the signing secrets stored in clear before sealing existed (run at start, with a key)."""
+    sealer = store.secret_sealer
+    if sealer is None:
+        return 0
+    async with store.engine.begin() as conn:
+        rows = (await conn.execute(sa.select(webhooks.c.id, webhooks.c.secret).where(
+            webhooks.c.secret.like("whsec_%")))).all()
+        for row in rows:
+            await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(
+                secret=sealer.seal_text(row.secret)))
+    return len(rows)
+
+
 class WebhookSender:
     def __init__(self, store: Store, config: PipelineConfig, clock: Clock) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._pool: httpcore.AsyncConnectionPool | None = None
+        self._workers: dict[int, asyncio.Task[None]] = {}  # by webhook id
+        self._parties: dict[int, int] = {}  # webhook id -> party id, of the running senders
+
+    def _secret(self, stored: str) -> str:
+        """The signing secret of a webhook row (sealed at rest, gateway/device_keys.py)."""
+        sealer = self.store.secret_sealer
+        return sealer.open_text(stored) if sealer is not None else stored
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.config.webhook_timeout_seconds)
+        timeout = self.config.webhook_timeout_seconds
+        # httpcore rather than httpx.AsyncClient: its network backend is where the address check
+        # sits (httpx does not expose it); URLs are still parsed by httpx (webhook_targets.py).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(), max_connections=4 * self.config.webhook_concurrency,
+            keepalive_expiry=30.0,
+            network_backend=GuardedBackend(self.config.webhook_allowed_networks, timeout))
         self._task = asyncio.create_task(self._loop())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._workers.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._client is not None:
-            await self._client.aclose()
+                await task
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def _loop(self) -> None:
         while True:
             try:
-                sent = await self.run_once()
-            except Exception:
-                log.exception("webhook pass failed")
-                sent = 0
-            if not sent:
-                await asyncio.sleep(self.config.poll_interval_seconds)
+                await self.run_once()
+            except Exception as exc:  # e.g. the database is away for a moment: one line, scan again
+                log.warning("webhook scan failed: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.config.poll_interval_seconds)
 
-    async def run_once(self, limit: int = 200) -> int:
-        now = self.clock.now()
-        async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(
-                webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
-                webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
-                webhook_outbox.c.delivered_at.is_(None), webhook_outbox.c.dead_at.is_(None)).order_by(
-                webhook_outbox.c.id).limit(limit))).all()
-        blocked: set[tuple[int, int]] = set()
-        sent = 0
-        for row in rows:
-            key = (row.webhook_id, row.request_id)
-            if key in blocked:
-                continue  # an earlier event of this request is not delivered yet: keep the order
-            # First attempts are due at once (event times come from the route's clock).
-            if row.attempts and row.next_attempt_at is not None and row.next_attempt_at > now:
-                blocked.add(key)
+    async def run_once(self) -> int:
+        """Start a sender for each webhook with an event ready and no sender yet, within the limits
+        (all webhooks; one party's webhooks); returns how many were started."""
+        started = 0
+        for hook_id, party_id in await self._ready_webhooks(self.clock.now()):
+            if len(self._workers) >= self.config.webhook_concurrency:
+                break
+            busy = sum(1 for p in self._parties.values() if p == party_id)
+            if hook_id in self._workers or busy >= self.config.webhook_concurrency_per_party:
                 continue
-            ok, error = await self._post(row, now)
-            async with self.store.engine.begin() as conn:
-                if ok:
-                    await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == row.id).values(
-                        delivered_at=now, next_attempt_at=None, attempts=row.attempts + 1))
-                    sent += 1
-                elif self._dead(row, now):
-                    # Set aside: later events of the request are no longer held back by it.
-                    await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == row.id).values(
-                        attempts=row.attempts + 1, last_error=(error or "")[:300], next_attempt_at=None,
-                        dead_at=now))
-                    log.warning("webhook %d event %d dead-lettered after %d attempts: %s", row.webhook_id,
-                                row.id, row.attempts + 1, error)
-                else:
-                    delay = min(self.config.webhook_retry_max_seconds, 2.0 ** row.attempts)
-                    delay *= random.uniform(0.5, 1.0)
-                    await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == row.id).values(
-                        attempts=row.attempts + 1, last_error=(error or "")[:300],
-                        next_attempt_at=now + timedelta(seconds=delay)))
-                    blocked.add(key)
-        return sent
+            task = asyncio.create_task(self._worker(hook_id), name=f"webhook-{hook_id}")
+            self._workers[hook_id] = task
+            self._parties[hook_id] = party_id
+            task.add_done_callback(self._finished)
+            started += 1
+        return started
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        for hook_id in [h for h, t in self._workers.items() if t is task]:
+            del self._workers[hook_id]
+            self._parties.pop(hook_id, None)
+
+    def _heads(self, now: datetime, webhook_id: int | None = None) -> sa.Select[Any]:
+        """The first undelivered event of each (webhook, request) that is due: what may be sent
+        now without breaking the order of a request's events."""
+        pending = sa.select(sa.func.min(webhook_outbox.c.id).label("id")).where(
+            webhook_outbox.c.delivered_at.is_(None), webhook_outbox.c.dead_at.is_(None))
+        if webhook_id is not None:
+            pending = pending.where(webhook_outbox.c.webhook_id == webhook_id)
+        firsts = pending.group_by(webhook_outbox.c.webhook_id, webhook_outbox.c.request_id).subquery()
+        # First attempts are due at once (event times come from the route's clock).
+        due = sa.or_(webhook_outbox.c.attempts == 0, webhook_outbox.c.next_attempt_at.is_(None),
+                     webhook_outbox.c.next_attempt_at <= now)
+        return sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
+            firsts, firsts.c.id == webhook_outbox.c.id).join(
+            webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
+            due, webhooks.c.deleted_at.is_(None))
+
+    async def _ready_webhooks(self, now: datetime) -> list[tuple[int, int]]:
+        """(webhook id, party id) of the webhooks with a ready event, the longest waiting first."""
+        heads = self._heads(now).subquery()
+        query = sa.select(heads.c.webhook_id, webhooks.c.party_id).join(
+            webhooks, webhooks.c.id == heads.c.webhook_id).group_by(
+            heads.c.webhook_id, webhooks.c.party_id).order_by(sa.func.min(heads.c.id))
+        async with self.store.engine.connect() as conn:
+            return [(int(h), int(p)) for h, p in (await conn.execute(query)).all()]
+
+    async def _worker(self, webhook_id: int) -> None:
+        """Send this webhook's ready events until none is left (a failed one waits for its retry)."""
+        try:
+            while True:
+                async with self.store.engine.connect() as conn:
+                    heads = (await conn.execute(self._heads(self.clock.now(), webhook_id).order_by(
+                        webhook_outbox.c.id).limit(50))).all()
+                if not heads:
+                    return
+                for head in heads:
+                    await self._send_run(head)
+        except Exception as exc:  # the database, not the receiver: the next scan starts it again
+            log.warning("webhook %d sender stopped: %s: %s", webhook_id, type(exc).__name__, exc)
+
+    async def _send_run(self, head: Any, run: int = 200) -> None:
+        """The ready first event of a request, then the request's next events in order (one query
+        for up to `run` of them: a fan-out's thousands of events are not one query each), until
+        one fails or waits for its retry."""
+        if not await self._attempt(head):
+            return
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
+                webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
+                webhook_outbox.c.webhook_id == head.webhook_id, webhook_outbox.c.request_id == head.request_id,
+                webhook_outbox.c.id > head.id, webhook_outbox.c.delivered_at.is_(None),
+                webhook_outbox.c.dead_at.is_(None), webhooks.c.deleted_at.is_(None)).order_by(
+                webhook_outbox.c.id).limit(run - 1))).all()
+        for row in rows:
+            waiting = row.attempts and row.next_attempt_at is not None and row.next_attempt_at > self.clock.now()
+            if waiting or not await self._attempt(row):
+                return
+
+    async def _attempt(self, row: Any) -> bool:
+        """One attempt at one event, recorded (delivered, retry later, or dead letter)."""
+        now = self.clock.now()
+        try:
+            error = await self._post(row, now)
+        except TimeoutError:
+            error = f"no answer within {self.config.webhook_timeout_seconds:g} s"
+        except Exception as exc:  # whatever it is, it is this event's failed attempt
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if error is not None:
+            error = " ".join(error.split())[:300]  # one line, the column's size
+        done = self.clock.now()
+        attempts = row.attempts + 1
+        if error is None:
+            values: dict[str, Any] = {"delivered_at": done, "next_attempt_at": None}
+        elif self._dead(row, done):
+            # Set aside: later events of the request are no longer held back by it.
+            values = {"last_error": error, "next_attempt_at": None, "dead_at": done}
+        else:
+            delay = min(self.config.webhook_retry_max_seconds, 2.0 ** row.attempts) * random.uniform(0.5, 1.0)
+            values = {"last_error": error, "next_attempt_at": done + timedelta(seconds=delay)}
+        async with self.store.engine.begin() as conn:
+            await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == row.id).values(
+                attempts=attempts, **values))
+        # One line per failed attempt (never a traceback: the reason is in `error`).
+        if error is None:
+            return True
+        if "dead_at" in values:
+            log.warning("webhook %d event %d dead-lettered after %d attempts: %s", row.webhook_id, row.id,
+                        attempts, error)
+        else:
+            log.warning("webhook %d event %d attempt %d failed (retry in %.0f s): %s", row.webhook_id, row.id,
+                        attempts, delay, error)
+        return False
 
     def _dead(self, row: Any, now: datetime) -> bool:
         """This failure was the event's last chance: attempts or age used up."""
         too_old = (now - row.created_at).total_seconds() >= self.config.webhook_max_age_seconds
         return bool(row.attempts + 1 >= self.config.webhook_max_attempts or too_old)
 
-    async def _post(self, row: Any, now: datetime) -> tuple[bool, str | None]:
-        """`row`: a webhook_outbox row joined with its webhook (id, body, secret, url)."""
-        assert self._client is not None
+    async def _post(self, row: Any, now: datetime) -> str | None:
+        """POST one event; None when the receiver answered 2xx, else why not. `row`: a
+        webhook_outbox row joined with its webhook (url, secret). May raise anything."""
+        assert self._pool is not None
+        url = parse_url(row.url)  # rows stored before URLs were checked may not parse
         msg_id = f"msg_{row.id}"
         ts = int(now.timestamp())
-        body: str = row.body
-        headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
-                   "webhook-signature": sign(row.secret, msg_id, ts, body)}
+        body: bytes = row.body.encode()
+        headers = [(b"host", url.netloc), (b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()), (b"webhook-id", msg_id.encode()),
+                   (b"webhook-timestamp", str(ts).encode()),
+                   (b"webhook-signature", sign(self._secret(row.secret), msg_id, ts, row.body).encode())]
+        timeout = self.config.webhook_timeout_seconds
+        target = httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path)
+        status: int | None = None
         try:
-            r = await self._client.post(row.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return False, f"{type(exc).__name__}: {exc}"
-        if 200 <= r.status_code < 300:
-            return True, None
-        return False, f"HTTP {r.status_code}"
+            # One deadline for the whole attempt: httpcore's timeouts are per step, and a receiver
+            # answering a byte at a time would never hit them.
+            async with asyncio.timeout(timeout), self._pool.stream(
+                    "POST", target, headers=headers, content=body, extensions={
+                        "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}) as r:
+                status = r.status
+                # The answer's body is not needed; reading a short one keeps the connection reusable.
+                read = 0
+                async for chunk in r.aiter_stream():
+                    read += len(chunk)
+                    if read > 65536:
+                        break
+        except TimeoutError:
+            if status is None:
+                raise
+            # The status came in time; only the (unneeded) body was slow.
+        assert status is not None
+        if 200 <= status < 300:
+            return None
+        return f"HTTP {status}"

@@ -8,9 +8,10 @@ naming `cursor` rather than a driver overflow (an HTTP 500 before issue 11).
 from __future__ import annotations
 
 from gateway.errors import FieldError, InvalidRequest
+from gateway.store.ownership import MAX_ROW_ID
 
-MAX_ID = 2**31 - 1
-"""The largest row id: PostgreSQL `integer` (int4)."""
+MAX_ID = MAX_ROW_ID
+"""The largest row id: PostgreSQL `integer` (int4); one bound for the policy and the API."""
 
 
 def id_cursor(cursor: str | None) -> int:

@@ -146,12 +146,14 @@ class ProvisioningStore:
                             operation_id=op_id, party_id=party_id)
         return op_id
 
-    async def request_delete(self, esi_id: str, eui64: str, party_id: int | None, now: datetime) -> int | None:
-        """None when the premise has no such device; 0 when it is removed already."""
+    async def request_delete(self, esi_id: str, eui64: str, party_id: int | None, now: datetime, *,
+                             provisioned_by: int | None = None) -> int | None:
+        """None when the premise has no such device (or, with `provisioned_by`, none that party
+        provisioned); 0 when it is removed already."""
         async with self.engine.begin() as conn:
             row = (await conn.execute(sa.select(han_devices.c.status, han_devices.c.party_id).where(
                 han_devices.c.esi_id == esi_id, han_devices.c.eui64 == eui64))).first()
-            if row is None:
+            if row is None or (provisioned_by is not None and row.party_id != provisioned_by):
                 return None
             if row.status == DeviceStatus.REMOVED.value:
                 return 0
@@ -200,12 +202,18 @@ class ProvisioningStore:
             row.last_reason, row.created_at, row.updated_at,
             [DeviceEvent(e.state, e.at, e.reason, e.detail, e.operation_id) for e in events])
 
-    async def premise_history(self, esi_id: str, limit: int = 100) -> tuple[list[Operation], list[DeviceEvent]]:
-        """The premise's latest operations and its HAN-wide events (initialize, clear, decommission)."""
+    async def premise_history(self, esi_id: str, limit: int = 100, *, provisioned_by: int | None = None,
+                              ) -> tuple[list[Operation], list[DeviceEvent]]:
+        """The premise's latest operations and its HAN-wide events (initialize, clear, decommission).
+        With `provisioned_by`, device operations only on that party's devices."""
+        ops_query = han_provisioning_ops.select().where(han_provisioning_ops.c.esi_id == esi_id)
+        if provisioned_by is not None:
+            own = sa.select(han_devices.c.eui64).where(han_devices.c.esi_id == esi_id,
+                                                       han_devices.c.party_id == provisioned_by)
+            ops_query = ops_query.where(sa.or_(han_provisioning_ops.c.eui64.is_(None),
+                                               han_provisioning_ops.c.eui64.in_(own)))
         async with self.engine.connect() as conn:
-            ops = (await conn.execute(han_provisioning_ops.select().where(
-                han_provisioning_ops.c.esi_id == esi_id).order_by(han_provisioning_ops.c.id.desc()).limit(
-                limit))).all()
+            ops = (await conn.execute(ops_query.order_by(han_provisioning_ops.c.id.desc()).limit(limit))).all()
             events = (await conn.execute(han_device_events.select().where(
                 han_device_events.c.esi_id == esi_id, han_device_events.c.eui64.is_(None)).order_by(
                 han_device_events.c.id.desc()).limit(limit))).all()

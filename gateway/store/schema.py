@@ -185,13 +185,16 @@ audit_log = sa.Table(
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
-    sa.Column("scope", sa.String(64), primary_key=True),  # SHA-256 of the caller's bearer token
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("request_hash", sa.String(64), nullable=False),
+    # Written in the transaction of the action it guards (migration 0011). Nothing here reads back
+    # as the answer without the caller's token and key: see gateway/api/idempotency.py.
+    sa.Column("scope", sa.String(64), primary_key=True),  # the caller's credential ("credential:<id>")
+    sa.Column("key_hash", sa.String(64), primary_key=True),  # SHA-256 of the Idempotency-Key
+    sa.Column("operation", sa.String(200), nullable=False),  # "POST /v1/…" (the path template)
+    sa.Column("request_mac", sa.String(64), nullable=False),  # HMAC of path, query and body
     sa.Column("status_code", sa.Integer, nullable=False),
     sa.Column("content_type", sa.String(100), nullable=False),
-    sa.Column("body", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("sealed_body", sa.LargeBinary, nullable=False),  # AES-GCM: nonce + ciphertext
+    sa.Column("created_at", UtcDateTime, nullable=False, index=True),
 )
 
 mail_outbox = sa.Table(
@@ -239,8 +242,10 @@ han_requests = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
-# One row per (request, premise): the outbox item. Its id is the route's idempotency key
-# (outbound_id "hgw-<id>"); `next_attempt_at` is set while the item waits to be submitted.
+# One row per (request, premise, SE event): the outbox item. Its id is the route's idempotency key
+# (outbound_id "hgw-<id>"); `next_attempt_at` is set while the item waits to be submitted. Every
+# request has one row per premise (carrying the request's SE id) except a cancel-all, which has
+# one per cancelled event (carrying that event's issuer id; migration 0013).
 han_deliveries = sa.Table(
     "han_deliveries",
     metadata,
@@ -263,7 +268,9 @@ han_deliveries = sa.Table(
     sa.Column("reason", sa.String(300), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint("request_id", "esi_id", name="uq_han_deliveries_request_id"),
+    # A cancel's item: the request whose SE message or event it cancels.
+    sa.Column("cancels_request_id", sa.Integer, nullable=True),
+    sa.UniqueConstraint("request_id", "esi_id", "se_id", name="uq_han_deliveries_request_esi_se"),
     sa.Index("ix_han_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_han_deliveries_esi_se", "esi_id", "se_id"),
 )
@@ -338,7 +345,7 @@ webhooks = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
     sa.Column("url", sa.String(500), nullable=False),
-    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("secret", sa.String(100), nullable=False),  # sealed (gateway/device_keys.py Sealer)
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("deleted_at", UtcDateTime, nullable=True),
 )

@@ -22,9 +22,12 @@ from collections.abc import AsyncIterator
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.store.unit_of_work import UnitOfWorkEngine, raw_begin, unit_engine
 
-class SerializedWriteEngine(AsyncEngine):
-    """An AsyncEngine (same sync engine, same pool) whose `begin()` runs one at a time."""
+
+class SerializedWriteEngine(UnitOfWorkEngine):
+    """An AsyncEngine (same sync engine, same pool) whose own write transactions run one at a time
+    (a unit of work holds the lock for its whole length)."""
 
     def __init__(self, sync_engine: Engine) -> None:
         super().__init__(sync_engine)
@@ -32,24 +35,26 @@ class SerializedWriteEngine(AsyncEngine):
         self._writer: asyncio.Task[object] | None = None
 
     @contextlib.asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    async def _own_begin(self) -> AsyncIterator[AsyncConnection]:
         task = asyncio.current_task()
         if task is not None and task is self._writer:
-            async with super().begin() as conn:  # nested in this task's own write transaction
+            async with raw_begin(self) as conn:  # nested in this task's own write transaction
                 yield conn
             return
         async with self._write_lock:
             self._writer = task
             try:
-                async with super().begin() as conn:
+                async with raw_begin(self) as conn:
                     yield conn
             finally:
                 self._writer = None
 
 
-def serialize_writes(engine: AsyncEngine) -> AsyncEngine:
-    """The engine to use: SQLite engines get serialized writes, others are returned as they are
+def serialize_writes(engine: AsyncEngine) -> UnitOfWorkEngine:
+    """The engine to use: SQLite engines get serialized writes, others only units of work
     (PostgreSQL locks rows, not the database)."""
-    if engine.dialect.name != "sqlite" or isinstance(engine, SerializedWriteEngine):
+    if isinstance(engine, SerializedWriteEngine):
         return engine
+    if engine.dialect.name != "sqlite":
+        return unit_engine(engine)
     return SerializedWriteEngine(engine.sync_engine)

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -83,14 +83,6 @@ class OutboxMail:
     subject: str
     body: str
     attempts: int
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    request_hash: str
-    status_code: int
-    content_type: str
-    body: bytes
 
 
 def _party(row: Any) -> Party:
@@ -189,16 +181,28 @@ def _audit(row: Any) -> AuditEntry:
 _int_cursor = id_cursor
 
 
+class TextSealer(Protocol):
+    def seal_text(self, text: str) -> str: ...
+    def open_text(self, stored: str) -> str: ...
+
+
 class _Outbox:
     """Mixin: the mail outbox (store first, send after, retry until sent or given up)."""
 
     engine: AsyncEngine
 
+    # Seals queued mail bodies (they carry single-use consent links) with the operator's key; set
+    # by the app when a key is configured (gateway/device_keys.py). None: bodies stored as they are.
+    mail_sealer: TextSealer | None = None
+    # Seals webhook signing secrets the same way (they must be read back to sign).
+    secret_sealer: TextSealer | None = None
+
     async def enqueue_mail(self, *, recipient: str, subject: str, body: str,
                            now: datetime, first_retry: timedelta) -> OutboxMail:
+        stored = self.mail_sealer.seal_text(body) if self.mail_sealer is not None else body
         async with self.engine.begin() as conn:
             row = (await conn.execute(
-                mail_outbox.insert().values(recipient=recipient, subject=subject, body=body,
+                mail_outbox.insert().values(recipient=recipient, subject=subject, body=stored,
                                             created_at=now, attempts=0,
                                             next_attempt_at=now + first_retry)
                 .returning(mail_outbox.c.id))).one()
@@ -209,7 +213,9 @@ class _Outbox:
             rows = (await conn.execute(
                 mail_outbox.select().where(mail_outbox.c.next_attempt_at <= now)
                 .order_by(mail_outbox.c.id).limit(limit))).all()
-        return [OutboxMail(r.id, r.recipient, r.subject, r.body, r.attempts) for r in rows]
+        sealer = self.mail_sealer
+        return [OutboxMail(r.id, r.recipient, r.subject, sealer.open_text(r.body) if sealer else r.body, r.attempts)
+                for r in rows]
 
     async def mail_sent(self, mail_id: int, now: datetime) -> None:
         async with self.engine.begin() as conn:
@@ -246,7 +252,7 @@ class Store(_Outbox):
     """All persistent state. Create with `open_store(url)`; close with `await store.close()`."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        self.engine = serialize_writes(engine)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -647,11 +653,14 @@ class Store(_Outbox):
 
     async def list_devices(
         self, esi_id: str, *, status: DeviceStatus | None = None, cursor: str | None = None,
-        limit: int = 100,
+        limit: int = 100, provisioned_by: int | None = None,
     ) -> Page[HanDevice]:
+        """The premise's devices; with `provisioned_by`, only those that party provisioned."""
         query = han_devices.select().where(
             han_devices.c.esi_id == esi_id, han_devices.c.id > _int_cursor(cursor)
         )
+        if provisioned_by is not None:
+            query = query.where(han_devices.c.party_id == provisioned_by)
         if status is not None:
             query = query.where(han_devices.c.status == status.value)
         async with self.engine.connect() as conn:
@@ -888,46 +897,12 @@ class Store(_Outbox):
 
     # -- idempotency keys ---------------------------------------------------------------------
 
-    async def get_idempotent(self, scope: str, key: str) -> StoredResponse | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    idempotency_keys.select().where(
-                        idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
-                    )
-                )
-            ).first()
-        if row is None:
-            return None
-        return StoredResponse(row.request_hash, row.status_code, row.content_type, row.body)
-
     async def purge_idempotent(self, before: datetime) -> int:
         """Forget stored responses older than `before` (keys are for retries, not archives)."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 idempotency_keys.delete().where(idempotency_keys.c.created_at < before))
         return int(result.rowcount or 0)
-
-    async def put_idempotent(
-        self, scope: str, key: str, response: StoredResponse, now: datetime
-    ) -> bool:
-        """Remember a response; False if a concurrent request stored one for the key first."""
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    idempotency_keys.insert().values(
-                        scope=scope,
-                        key=key,
-                        request_hash=response.request_hash,
-                        status_code=response.status_code,
-                        content_type=response.content_type,
-                        body=response.body,
-                        created_at=now,
-                    )
-                )
-        except sa.exc.IntegrityError:
-            return False
-        return True
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -951,7 +926,7 @@ def make_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return serialize_writes(engine)
+    return serialize_writes(engine)  # units of work; on SQLite one writer at a time
 
 
 async def open_store(url: str, *, migrate_to: str | None = "head") -> Store:

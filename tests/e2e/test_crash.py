@@ -1,13 +1,21 @@
-"""kill -9 the gateway repeatedly while requests and a fan-out flow; afterwards every accepted
-delivery reached its meter exactly once, counted at the simulated meters.
+"""kill -9 the gateway repeatedly while requests and a fan-out flow, for each kind of route;
+afterwards every accepted delivery reached its meter exactly once, counted at the simulated meters,
+and no text was shown twice (not even under a second message id).
 
-The simulated field runs in its own process (`hangw sim-field`), reached over loopback by the
-`simulated_remote` route, so it outlives the gateway it counts for."""
+The simulated meters live in processes of their own, so they outlive the gateway they count for:
+- `simulated`: the simulated field (`hangw sim-field`), reached by the `simulated_remote` route;
+- `headends`: three emulated TDSP head-ends (`hangw sim headend`), one per head-end protocol, reached
+  by `[routes] kind = "adapters"`: MultiSpeak (Oncor), IEC 61968-9 over MQTT (CenterPoint, through
+  the Mosquitto broker) and the binary cellular protocol (TNMP).
+The requests carry no Idempotency-Key: the test counts the `202`s the gateway answered, and a request
+killed in flight may or may not have been accepted (its text is then shown at most once).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import mailbox
 import os
 import random
@@ -17,10 +25,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from gateway.cli.simfield import premises, premises_csv
 from gateway.clock import SystemClock
@@ -29,6 +41,10 @@ from gateway.store.store import open_store
 
 CUSTOMER = "crash@example.test"
 PER_TDSP = 4
+KILLS = 4
+# One emulated head-end per head-end protocol: (TDSP, its ESI ID prefix).
+HEADENDS = (("oncor", "1044372"), ("centerpoint", "1008901"), ("tnmp", "1040051"))
+MQTT_BROKER = "127.0.0.1:1883"
 
 
 def _port() -> int:
@@ -54,124 +70,230 @@ def _serve(config: Path, log: Any) -> subprocess.Popen[bytes]:
                             stdout=log, stderr=subprocess.STDOUT)
 
 
-async def test_kill_9_repeatedly_delivers_every_accepted_item_exactly_once(tmp_path: Path) -> None:
-    field_port, gw_port = _port(), _port()
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@dataclass
+class Meters:
+    """The route's far end, in processes of its own: what the gateway config says about it, the
+    premises it serves, and (once stopped) what reached its meters."""
+
+    routes_toml: str
+    premises: list[tuple[str, str]]  # (ESI ID, meter number)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    frames: dict[str, int] = field(default_factory=dict)  # "<ESI ID>|<command>|<SE id>" -> frames
+    texts: dict[str, int] = field(default_factory=dict)  # "<ESI ID>|<words>" -> DisplayMessages
+
+
+@contextlib.asynccontextmanager
+async def simulated_field(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
+    port = _port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "sim-field", "--port", str(port),
+                             "--per-tdsp", str(PER_TDSP)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    meters = Meters(f'[routes]\nkind = "simulated_remote"\nurl = "{url}"\n',
+                    [(p.esi_id, p.meter_number) for p in premises(PER_TDSP)], [proc])
+    try:
+        await _wait_http(f"{url}/counts")
+        yield meters
+        meters.frames = httpx.get(f"{url}/counts").json()
+        meters.texts = httpx.get(f"{url}/texts").json()
+    finally:
+        _stop(proc)
+
+
+@contextlib.asynccontextmanager
+async def emulated_headends(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
+    topics = f"crash/{uuid.uuid4().hex[:8]}"
+    tables = ['[routes]\nkind = "adapters"']
+    meters = Meters("", [])
+    counts_files = []
+    try:
+        for tdsp, prefix in HEADENDS:
+            counts_file = tmp_path / f"{tdsp}.counts.json"
+            counts_files.append(counts_file)
+            listen = MQTT_BROKER if tdsp == "centerpoint" else "127.0.0.1:0"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "sim", "headend", "--tdsp", tdsp, "--listen", listen,
+                 "--prefix", f"{topics}/{tdsp}", "--esi-prefix", prefix, "--meters", str(PER_TDSP),
+                 "--install", str(PER_TDSP), "--counts-file", str(counts_file)],
+                stdout=subprocess.PIPE, stderr=log)
+            meters.procs.append(proc)
+            assert proc.stdout is not None
+            serving = proc.stdout.readline().decode()
+            ids = re.search(r"ESI IDs (\d+) to (\d+)", proc.stdout.readline().decode())
+            assert ids, serving
+            first, last = int(ids.group(1)), int(ids.group(2))
+            width = len(ids.group(1))
+            meters.premises += [(f"{n:0{width}d}", f"M-{tdsp}-{n - first}") for n in range(first, last + 1)]
+            if tdsp == "centerpoint":  # IEC 61968-9: both ends meet at the broker
+                host, _, port = MQTT_BROKER.partition(":")
+                tables.append(f'[routes.tdsp.{tdsp}]\nhost = "{host}"\nport = {port}\n'
+                              f'topic_prefix = "{topics}/{tdsp}"\nclient_id = "crash-{uuid.uuid4().hex[:8]}"')
+            elif tdsp == "oncor":  # MultiSpeak: the callback endpoint keeps its port across restarts
+                where = re.search(r"http://127\.0\.0\.1:(\d+)", serving)
+                assert where, serving
+                tables.append(f'[routes.tdsp.{tdsp}]\nurl = "http://127.0.0.1:{where.group(1)}"\n'
+                              f"callback_port = {_port()}")
+            else:
+                where = re.search(r"tcp://127\.0\.0\.1:(\d+)", serving)
+                assert where, serving
+                tables.append(f'[routes.tdsp.{tdsp}]\nhost = "127.0.0.1"\nport = {where.group(1)}')
+        meters.routes_toml = "\n".join(tables) + "\n"
+        yield meters
+    finally:
+        for proc in meters.procs:
+            _stop(proc)
+    for counts_file in counts_files:
+        counted = json.loads(counts_file.read_text())
+        meters.frames.update(counted["frames"])
+        meters.texts.update(counted["texts"])
+
+
+ROUTES = {"simulated": simulated_field, "headends": emulated_headends}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+async def test_kill_9_repeatedly_delivers_every_accepted_item_exactly_once(tmp_path: Path, route: str) -> None:
+    gw_port = _port()
     data = tmp_path / "data"
     data.mkdir()
     base = f"http://127.0.0.1:{gw_port}"
-    cfg = tmp_path / "hangw.toml"
-    cfg.write_text(f"""data_dir = "{data}"
+    log = (tmp_path / "serve.log").open("ab")
+    accepted: dict[int, tuple[int, list[str], str, str | None]] = {}  # request id -> (se id, targets, command, text)
+    async with ROUTES[route](tmp_path, log) as meters:
+        cfg = tmp_path / "hangw.toml"
+        cfg.write_text(f"""data_dir = "{data}"
 [server]
 port = {gw_port}
 public_url = "{base}"
-[routes]
-kind = "simulated_remote"
-url = "http://127.0.0.1:{field_port}"
 [pipeline]
 poll_interval_seconds = 0.05
+retry_base_seconds = 0.2
 fanout_page = 10
 [rate_limit]
 requests_per_second = 1000.0
 burst = 1000
 [log]
 level = "WARNING"
-""")
-    store = await open_store(f"sqlite+aiosqlite:///{data / 'hangw.db'}")
-    _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
-    await store.close()
-    log = (tmp_path / "serve.log").open("ab")
-    field = subprocess.Popen([sys.executable, "-m", "gateway", "sim-field", "--port", str(field_port),
-                              "--per-tdsp", str(PER_TDSP)], stdout=log, stderr=subprocess.STDOUT)
-    gw = _serve(cfg, log)
-    items = premises(PER_TDSP)
-    esi_ids = [p.esi_id for p in items]
-    accepted: dict[int, tuple[int, list[str], str]] = {}  # request id -> (se id, targets, command)
-    try:
-        await _wait_http(f"http://127.0.0.1:{field_port}/counts")
-        await _wait_http(f"{base}/healthz")
-        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            op = {"Authorization": f"Bearer {op_token}"}
-            r = await http.post("/v1/premises/import", content=premises_csv(items, CUSTOMER),
-                                headers={**op, "Content-Type": "text/csv"})
-            assert r.status_code == 200, r.text
-            r = await http.post("/v1/parties", headers=op, json={"name": "K", "duns": "111111111",
-                                                                 "contact_email": "k@k.test"})
-            party = r.json()["id"]
-            token = (await http.post(f"/v1/parties/{party}/credentials", headers=op,
-                                     json={"label": "k"})).json()["token"]
-            me = {"Authorization": f"Bearer {token}"}
-            r = await http.post("/v1/agreements", headers=me, json={
-                "kind": "in_home_device_services", "scopes": ["text", "price", "load_control"],
-                "premises": [{"esi_id": p.esi_id, "meter_number": p.meter_number} for p in items],
-                "customer_email": CUSTOMER, "duration_months": 12})
-            assert r.status_code == 201, r.text
-            box = mailbox.mbox(data / "mail" / "outbox.mbox")
-            body = next(iter(box)).get_payload(decode=True)
-            box.close()
-            assert isinstance(body, bytes)
-            found = re.search(re.escape(base) + r"/consent/[A-Za-z0-9_\-]+", body.decode())
-            assert found
-            await http.get(found.group(0))
-            assert (await http.post(found.group(0), data={"decision": "accept"})).status_code == 200
+{meters.routes_toml}""")
+        store = await open_store(f"sqlite+aiosqlite:///{data / 'hangw.db'}")
+        _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
+        await store.close()
+        gw = _serve(cfg, log)
+        esi_ids = [esi for esi, _meter in meters.premises]
+        try:
+            await _wait_http(f"{base}/healthz")
+            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+                op = {"Authorization": f"Bearer {op_token}"}
+                csv = (premises_csv(premises(PER_TDSP), CUSTOMER) if route == "simulated" else
+                       "esi_id,meter_number,customer_email,rep,premise_class,se_version,enhanced_meter\n" + "".join(
+                           f"{esi},{meter},{CUSTOMER},Demo REP,residential,1.1,no\n" for esi, meter in meters.premises))
+                r = await http.post("/v1/premises/import", content=csv, headers={**op, "Content-Type": "text/csv"})
+                assert r.status_code == 200 and r.json()["created"] == len(esi_ids), r.text
+                r = await http.post("/v1/parties", headers=op, json={"name": "K", "duns": "111111111",
+                                                                     "contact_email": "k@k.test"})
+                party = r.json()["id"]
+                token = (await http.post(f"/v1/parties/{party}/credentials", headers=op,
+                                         json={"label": "k"})).json()["token"]
+                me = {"Authorization": f"Bearer {token}"}
+                r = await http.post("/v1/agreements", headers=me, json={
+                    "kind": "in_home_device_services", "scopes": ["text", "price", "load_control"],
+                    "premises": [{"esi_id": esi, "meter_number": meter} for esi, meter in meters.premises],
+                    "customer_email": CUSTOMER, "duration_months": 12})
+                assert r.status_code == 201, r.text
+                box = mailbox.mbox(data / "mail" / "outbox.mbox")
+                body = next(iter(box)).get_payload(decode=True)
+                box.close()
+                assert isinstance(body, bytes)
+                found = re.search(re.escape(base) + r"/consent/[A-Za-z0-9_\-]+", body.decode())
+                assert found
+                await http.get(found.group(0))
+                assert (await http.post(found.group(0), data={"decision": "accept"})).status_code == 200
 
-            rng = random.Random(5)
-            for cycle in range(4):
-                async def flow(n: int, cycle: int = cycle) -> None:
-                    for i in range(n):
-                        esi = rng.choice(esi_ids)
-                        if i == 3:
-                            body: dict[str, Any] = {"kind": "price", "all_premises": True, "provider_id": 1,
-                                                    "price": f"0.{cycle + 1}", "duration_minutes": 60}
-                        else:
-                            body = {"kind": "text", "esi_ids": [esi], "text": f"c{cycle} #{i}"}
-                        try:
-                            r = await http.post("/v1/han-requests", headers=me, json=body)
-                        except httpx.HTTPError:
-                            return  # killed mid-request: not known as accepted
-                        if r.status_code == 202:
-                            j = r.json()
-                            targets = esi_ids if body.get("all_premises") else [esi]
-                            cmd = "publish_price" if body["kind"] == "price" else "display_message"
-                            accepted[j["id"]] = (j["se_id"], targets, cmd)
+                rng = random.Random(5)
+                for cycle in range(KILLS):
+                    async def flow(n: int, cycle: int = cycle) -> None:
+                        for i in range(n):
+                            esi = rng.choice(esi_ids)
+                            text = None
+                            if i == 3:
+                                body: dict[str, Any] = {"kind": "price", "all_premises": True, "provider_id": 1,
+                                                        "price": f"0.{cycle + 1}", "duration_minutes": 60}
+                            else:
+                                text = f"c{cycle} #{i}"
+                                body = {"kind": "text", "esi_ids": [esi], "text": text}
+                            try:
+                                r = await http.post("/v1/han-requests", headers=me, json=body)
+                            except httpx.HTTPError:
+                                return  # killed mid-request: not known as accepted
+                            if r.status_code == 202:
+                                j = r.json()
+                                targets = esi_ids if body.get("all_premises") else [esi]
+                                cmd = "publish_price" if body["kind"] == "price" else "display_message"
+                                accepted[j["id"]] = (j["se_id"], targets, cmd, text)
 
-                task = asyncio.create_task(flow(40))
-                # Kill after a few acceptances (however fast this machine is), mid-flow.
-                target, deadline = len(accepted) + rng.randint(4, 12), time.monotonic() + 10
-                while len(accepted) < target and time.monotonic() < deadline and not task.done():
-                    await asyncio.sleep(0.01)
-                await asyncio.sleep(rng.random() * 0.05)
-                os.kill(gw.pid, signal.SIGKILL)
-                gw.wait()
-                await task
-                gw = _serve(cfg, log)
-                await _wait_http(f"{base}/healthz")
+                    task = asyncio.create_task(flow(40))
+                    # Kill after a few acceptances (however fast this machine is), mid-flow.
+                    target, deadline = len(accepted) + rng.randint(4, 12), time.monotonic() + 10
+                    while len(accepted) < target and time.monotonic() < deadline and not task.done():
+                        await asyncio.sleep(0.01)
+                    await asyncio.sleep(rng.random() * 0.05)
+                    os.kill(gw.pid, signal.SIGKILL)
+                    gw.wait()
+                    await task
+                    gw = _serve(cfg, log)
+                    await _wait_http(f"{base}/healthz")
 
-            # Let the restarted gateway finish: every accepted delivery handed to the field.
-            async def settled() -> bool:
-                for rid in accepted:
-                    s = (await http.get(f"/v1/han-requests/{rid}", headers=me)).json()
-                    if s["state"] != "accepted" or set(s["premises_by_state"]) - {"delivered"}:
-                        return False
-                return True
+                # Let the restarted gateway finish: every accepted delivery handed to the meters.
+                # A head-end's delivery notice that came while the gateway was down is not sent again
+                # (the protocols have no status query the adapters use): such a delivery stays
+                # `submitted` though its text reached the meter. So for the head-ends "settled" is
+                # "every item handed over", and what reached the meters is counted there.
+                done = {"delivered"} if route == "simulated" else {"delivered", "submitted"}
 
-            deadline = time.monotonic() + 60
-            while not await settled():
-                assert time.monotonic() < deadline, "deliveries did not settle"
-                await asyncio.sleep(0.3)
-            counts = httpx.get(f"http://127.0.0.1:{field_port}/counts").json()
-    finally:
-        for proc in (gw, field):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-    print(f"accepted requests: {len(accepted)}, frames counted at the meters: {sum(counts.values())}")
-    assert len(accepted) >= 16
-    assert any(cmd == "publish_price" for _, _, cmd in accepted.values())
-    for rid, (se_id, targets, cmd) in accepted.items():
+                async def unsettled() -> dict[int, Any]:
+                    pending = {}
+                    for rid in accepted:
+                        s = (await http.get(f"/v1/han-requests/{rid}", headers=me)).json()
+                        if s["state"] != "accepted" or set(s["premises_by_state"]) - done:
+                            pending[rid] = (s["state"], s["premises_by_state"])
+                        for state, n in s["premises_by_state"].items():
+                            states[state] = states.get(state, 0) + n
+                    return pending
+
+                deadline = time.monotonic() + 60
+                while True:
+                    states: dict[str, int] = {}
+                    if not (pending := await unsettled()):
+                        break
+                    assert time.monotonic() < deadline, f"deliveries did not settle: {pending}"
+                    await asyncio.sleep(0.3)
+                if route != "simulated":
+                    await asyncio.sleep(2)  # the head-ends' modelled latency (p95 0.3 s), with room
+        finally:
+            _stop(gw)
+            log.close()
+    counts, texts = meters.frames, meters.texts
+    print(f"{route}: {KILLS} kills, accepted requests: {len(accepted)}, frames counted at the meters: "
+          f"{sum(counts.values())}, deliveries by state at the gateway: {states}")
+    assert len(accepted) >= 4 * KILLS
+    assert any(cmd == "publish_price" for _, _, cmd, _ in accepted.values())
+    for rid, (se_id, targets, cmd, text) in accepted.items():
         for esi in targets:
             assert counts.get(f"{esi}|{cmd}|{se_id}") == 1, (rid, esi, counts.get(f"{esi}|{cmd}|{se_id}"))
+            if text is not None:  # the same words never shown again under another message id
+                assert texts.get(f"{esi}|{text}") == 1, (rid, esi, text, texts.get(f"{esi}|{text}"))
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
+    assert max(texts.values()) == 1, {k: v for k, v in texts.items() if v > 1}
+    if route == "headends":  # every head-end protocol carried some of it
+        reached = {key.split("|")[0][:7] for key in counts}
+        assert reached == {prefix for _tdsp, prefix in HEADENDS}, reached

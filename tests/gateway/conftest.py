@@ -199,9 +199,15 @@ def install_code(seed: int) -> str:
     return (body + expected_crc(body)).hex().upper()
 
 
+LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+
+
 def gateway_config(data_dir: Path, **sections: Any) -> GatewayConfig:
     # Every test gateway has a device key (link keys are stored encrypted), unless a test says otherwise.
     sections.setdefault("security", {"device_key_secret": Fernet.generate_key().decode()})
+    # The tests' webhook receivers listen on loopback, which webhooks may not reach by default
+    # (SSRF guard): allowed here explicitly; a test that passes its own list sees the default.
+    sections["pipeline"] = {"webhook_allowed_networks": LOOPBACK_NETWORKS, **sections.get("pipeline", {})}
     data: dict[str, Any] = {"data_dir": str(data_dir), **sections}
     return parse_config(data, env={})
 
@@ -238,9 +244,10 @@ async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
 
 
 @pytest.fixture
-async def gateway_pg(tmp_path: Path, pg_url: str) -> AsyncIterator[Gateway]:
+async def gateway_pg(tmp_path: Path, pg_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
     """The same gateway, its store on a fresh PostgreSQL database."""
-    async with running_gateway(tmp_path / "data", pg_url) as gw:
+    marker = request.node.get_closest_marker("gateway_config")
+    async with running_gateway(tmp_path / "data", pg_url, **(marker.kwargs if marker else {})) as gw:
         yield gw
 
 

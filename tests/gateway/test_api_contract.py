@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.api.policy import POLICIES
 from gateway.store.cursors import MAX_ID
 from tests.gateway.conftest import ONCOR, Gateway
 
@@ -190,6 +191,10 @@ CODE_SITES = [
 ]
 
 
+NAMED_CODE = re.compile(r"\bcode=([A-Z_]+)\b")
+CONSTANT = re.compile(r'^([A-Z_]+) = "([a-z_]+)"$', re.M)
+
+
 def source_problem_codes() -> set[str]:
     codes: set[str] = set()
     for path in GATEWAY_SRC.rglob("*.py"):
@@ -197,6 +202,10 @@ def source_problem_codes() -> set[str]:
         for pattern in CODE_SITES:
             for match in pattern.finditer(text):
                 codes.update(g for g in match.groups() if g)
+        constants = dict(CONSTANT.findall(text))  # code=SOME_CODE with SOME_CODE = "some_code"
+        codes.update(constants[name] for name in NAMED_CODE.findall(text) if name in constants)
+    # The policy answers an id it does not show the caller with unknown_<resource>.
+    codes.update(f"unknown_{p.resource}" for p in POLICIES.values() if p.id_param and p.resource != "premise")
     # Decisions that allow are reasons, not problems.
     return codes - {"operator", "agreement", "assigned_technician"}
 
@@ -243,7 +252,7 @@ async def test_removing_a_premise_is_the_documented_soft_delete(gateway: Gateway
     assert [p["esi_id"] for p in r.json()["items"]] == [ONCOR]
     for method, path in [("GET", f"/v1/premises/{ONCOR}"), ("GET", f"/v1/premises/{ONCOR}/devices")]:
         r = await gateway.client.request(method, path, headers=party)
-        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text  # as an unknown ESI ID
+        assert r.status_code == 404 and r.json()["code"] == "unknown_premise", r.text  # as an unknown ESI ID
     r = await gateway.client.get("/v1/premises", headers=party)
     assert ONCOR not in [p["esi_id"] for p in r.json()["items"]]
     r = await gateway.invite(party["Authorization"].removeprefix("Bearer "), esi_ids=[(ONCOR, "MTR-1")],

@@ -156,10 +156,10 @@ async def test_authorization_matrix(gateway: Gateway) -> None:
     other_cases: list[tuple[str, str, Any, dict[str, int]]] = [
         ("GET", f"/v1/agreements/{a}", None, {"op": 200, "a": 200, "b": 404, "tech": 404}),
         ("GET", f"/v1/agreements/{b}", None, {"op": 200, "a": 404, "b": 200, "tech": 404}),
-        ("POST", f"/v1/agreements/{b}/resend", None, {"op": 403, "a": 404, "tech": 403}),
+        ("POST", f"/v1/agreements/{b}/resend", None, {"op": 403, "a": 404, "tech": 404}),
         ("POST", f"/v1/agreements/{b}/renew", {"duration_months": 3},
-         {"op": 403, "a": 404, "tech": 403}),
-        ("POST", f"/v1/agreements/{b}/terminate", None, {"op": 403, "a": 404, "tech": 403}),
+         {"op": 403, "a": 404, "tech": 404}),
+        ("POST", f"/v1/agreements/{b}/terminate", None, {"op": 403, "a": 404, "tech": 404}),
         ("POST", f"/v1/agreements/{a}/terminate", None, {"b": 404}),
         ("GET", "/v1/agreements", None, {"op": 200, "a": 200, "b": 200, "tech": 403}),
         ("GET", "/v1/parties", None, {"op": 200, "a": 403, "b": 403, "tech": 403}),

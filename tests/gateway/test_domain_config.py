@@ -17,8 +17,8 @@ from gateway.domain.esi_id import EsiIdError, Tdsp, tdsp_for_esi_id
     ("10443720000000001", Tdsp.ONCOR),
     ("10176990000000001", Tdsp.ONCOR),
     ("1008901000000000000001", Tdsp.CENTERPOINT),
-    ("10032780000000001", Tdsp.AEP_TEXAS_CENTRAL),
-    ("10204040000000001", Tdsp.AEP_TEXAS_NORTH),
+    ("10032780000000001", Tdsp.AEP_CENTRAL),
+    ("10204040000000001", Tdsp.AEP_NORTH),
     ("10400510000000001", Tdsp.TNMP),
 ])
 def test_tdsp_from_prefix(esi_id: str, tdsp: Tdsp) -> None:

@@ -47,7 +47,7 @@ from tests.gateway.conftest import ONCOR, ONCOR_2, TNMP, Gateway, running_gatewa
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 
 ROLES = ("operator", "third_party", "technician")
-EXAMPLES = 10  # per operation, per role and mode
+EXAMPLES = 8  # per operation, per role and mode
 STATEFUL_STEPS = 15
 STATEFUL_RUNS = 10
 

@@ -344,3 +344,11 @@ def test_write_attributes_of_the_drlc_client_and_its_response() -> None:
     )
     assert refused[3:] == bytes.fromhex("870100")
     assert zigbee_se.decode_frame("drlc", refused).fields["records"][0]["attribute_id"] == 1
+
+
+@pytest.mark.parametrize("cluster", [None, 1795.0, ["messaging"], {"id": 1795}, b"messaging"])
+def test_a_cluster_of_another_type_is_an_encode_error(cluster: object) -> None:
+    # `hangw se encode -` hands JSON values through: nothing but a typed error may come back.
+    with pytest.raises(EncodeError) as caught:
+        zigbee_se.encode_frame(cluster, "cancel_message", {"message_id": 5})  # type: ignore[arg-type]
+    assert caught.value.field == "cluster" and caught.value.value == cluster

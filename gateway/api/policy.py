@@ -1,0 +1,299 @@
+"""The authorization policy: every operation declares whom it serves, enforced in one place.
+
+`POLICIES` maps each operation ("METHOD /path") to the resource it touches and the relations that
+allow a caller in. `PolicyRoute`, the route class of every router, looks its operation up when the
+app is built — an operation without a policy stops the app from starting — and, before FastAPI reads
+the body or runs the handler: authenticates the bearer token, applies the party's rate limit, checks
+the relations, and runs a keyed POST through the idempotency guard. A caller that is not let in gets
+exactly what an unknown id gets (404, same code), unless the operation is closed to its whole role
+(403, the same for every id). The table is printed in docs/authorization.md (a test keeps it equal
+to this one) and published per operation as `x-policy` in /openapi.json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+from gateway.api.idempotency import check_key, make_guard, run_idempotent
+from gateway.api.problems import RateLimited, Unauthorized
+from gateway.authz import authorize
+from gateway.domain.model import Action, Role
+from gateway.domain.records import Principal
+from gateway.errors import Forbidden, NotFound
+from gateway.store import ownership
+
+
+class Rel(StrEnum):
+    """A relation between the caller and the resource that lets the caller in."""
+
+    PUBLIC = "anyone"
+    CUSTOMER_LINK = "the customer, by the link token in the path"
+    ANY = "any authenticated caller (answers are filtered to what the caller may see)"
+    OPERATOR = "operator"
+    THIRD_PARTY = "any third party (for its own objects)"
+    PARTY_ITSELF = "the party itself"
+    OWNER = "the party that owns it"
+    PREMISE = "by the premise: operator, an assigned technician, or a party whose agreement in force allows the action"
+    DEVICE_OWNER = "by the premise, and for a third party only a device it provisioned"
+
+
+@dataclass(frozen=True)
+class Policy:
+    resource: str  # what the operation touches ("party", "premise", "device", …; "-" for none)
+    allow: tuple[Rel, ...]
+    action: Action | None = None  # the premise action checked (PREMISE, DEVICE_OWNER)
+    id_param: str | None = None  # the path parameter that names the resource
+    note: str = ""  # what the answer is filtered to
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"resource": self.resource, "allow": [r.name.lower() for r in self.allow]}
+        if self.action is not None:
+            out["action"] = self.action.value
+        if self.note:
+            out["filtered"] = self.note
+        return out
+
+
+OP, TP, OWN, ME = Rel.OPERATOR, Rel.THIRD_PARTY, Rel.OWNER, Rel.PARTY_ITSELF
+
+
+def _on_premise(action: Action, note: str = "") -> Policy:
+    return Policy("premise", (Rel.PREMISE,), action, "esi_id", note)
+
+
+def _owned(resource: str, id_param: str, *allow: Rel) -> Policy:
+    return Policy(resource, allow or (OP, OWN), id_param=id_param)
+
+
+POLICIES: Final[dict[str, Policy]] = {
+    "GET /v1/me": Policy("-", (Rel.ANY,), note="the caller's own identity"),
+    # parties, credentials, technicians
+    "POST /v1/parties": Policy("party", (OP,)),
+    "GET /v1/parties": Policy("party", (OP,)),
+    "GET /v1/parties/{party_id}": Policy("party", (OP, ME), id_param="party_id"),
+    "PATCH /v1/parties/{party_id}": Policy("party", (OP,), id_param="party_id"),
+    "POST /v1/parties/{party_id}/credentials": Policy("party", (OP, ME), id_param="party_id"),
+    "GET /v1/parties/{party_id}/credentials": Policy("party", (OP, ME), id_param="party_id"),
+    "DELETE /v1/credentials/{credential_id}": _owned("credential", "credential_id"),
+    "POST /v1/technicians": Policy("technician", (OP,)),
+    "POST /v1/technicians/{technician_id}/credentials": Policy("technician", (OP,), id_param="technician_id"),
+    "POST /v1/technicians/{technician_id}/assignments": Policy("technician", (OP,), id_param="technician_id"),
+    # premises and their HAN
+    "POST /v1/premises": Policy("premise", (OP,)),
+    "POST /v1/premises/import": Policy("premise", (OP,)),
+    "GET /v1/premises": Policy("premise", (Rel.ANY,), note="premises the caller may see"),
+    "GET /v1/premises/{esi_id}": _on_premise(Action.VIEW_PREMISE),
+    "DELETE /v1/premises/{esi_id}": _on_premise(Action.MANAGE_PREMISE),
+    "POST /v1/premises/{esi_id}/move-out": _on_premise(Action.MANAGE_PREMISE),
+    "POST /v1/premises/{esi_id}/authorization": Policy("premise", (Rel.ANY,), id_param="esi_id",
+                                                       note="404 for a premise the caller may not see"),
+    "GET /v1/premises/{esi_id}/devices": _on_premise(Action.VIEW_DEVICES, "a third party: the devices it provisioned"),
+    "POST /v1/premises/{esi_id}/devices": _on_premise(Action.PROVISION_DEVICE),
+    "GET /v1/premises/{esi_id}/devices/{eui64}": Policy("device", (Rel.DEVICE_OWNER,), Action.VIEW_DEVICES,
+                                                        "esi_id"),
+    "DELETE /v1/premises/{esi_id}/devices/{eui64}": Policy("device", (Rel.DEVICE_OWNER,), Action.PROVISION_DEVICE,
+                                                           "esi_id"),
+    "POST /v1/premises/{esi_id}/han/initialize": _on_premise(Action.MANAGE_HAN),
+    "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
+    "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),
+    "GET /v1/premises/{esi_id}/han": _on_premise(Action.VIEW_DEVICES, "a third party: operations on its own devices"),
+    # agreements and audit
+    "POST /v1/agreements": Policy("agreement", (TP,)),
+    "GET /v1/agreements": Policy("agreement", (OP, TP), note="a third party: its own"),
+    "GET /v1/agreements/{agreement_id}": _owned("agreement", "agreement_id"),
+    "POST /v1/agreements/{agreement_id}/resend": _owned("agreement", "agreement_id", OWN),
+    "POST /v1/agreements/{agreement_id}/renew": _owned("agreement", "agreement_id", OWN),
+    "POST /v1/agreements/{agreement_id}/terminate": _owned("agreement", "agreement_id", OWN),
+    "GET /v1/audit": Policy("audit", (Rel.ANY,), note="a third party or technician: its own decisions"),
+    "POST /v1/lifecycle-runs": Policy("-", (OP,)),
+    # HAN requests and webhooks
+    "POST /v1/han-requests": Policy("han_request", (TP,), note="each premise checked against the party's consent"),
+    "GET /v1/han-requests/{request_id}": _owned("han_request", "request_id", OWN),
+    "GET /v1/han-requests/{request_id}/deliveries": _owned("han_request", "request_id", OWN),
+    "POST /v1/webhooks": Policy("webhook", (TP,)),
+    "GET /v1/webhooks": Policy("webhook", (TP,), note="its own"),
+    "DELETE /v1/webhooks/{webhook_id}": _owned("webhook", "webhook_id", OWN),
+    "GET /v1/webhooks/{webhook_id}/dead-letters": _owned("webhook", "webhook_id", OWN),
+    "POST /v1/webhooks/{webhook_id}/dead-letters/redeliver": _owned("webhook", "webhook_id", OWN),
+    "POST /v1/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver": _owned("webhook", "webhook_id", OWN),
+    # the customer's pages and the service's own
+    "GET /consent/{token}": Policy("agreement", (Rel.CUSTOMER_LINK,)),
+    "POST /consent/{token}": Policy("agreement", (Rel.CUSTOMER_LINK,)),
+    "GET /agreements/terminate/{token}": Policy("agreement", (Rel.CUSTOMER_LINK,)),
+    "POST /agreements/terminate/{token}": Policy("agreement", (Rel.CUSTOMER_LINK,)),
+    "GET /healthz": Policy("-", (Rel.PUBLIC,)),
+    "GET /docs": Policy("-", (Rel.PUBLIC,), note="the API's Swagger UI page"),
+    "GET /readyz": Policy("-", (Rel.PUBLIC,)),
+    "GET /metrics": Policy("-", (Rel.PUBLIC,), note="served on the operator's network only; no party data"),
+}
+
+class PolicyMissing(RuntimeError):
+    pass
+
+
+def operation_key(methods: set[str] | None, path: str) -> list[str]:
+    return [f"{m} {path}" for m in sorted(methods or ()) if m != "HEAD"]
+
+
+class PolicyRoute(APIRoute):
+    """The route class of every router: its operation's policy runs before anything else."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        keys = operation_key(kwargs.get("methods"), path)
+        policies = {POLICIES.get(k) for k in keys}
+        if None in policies or len(policies) != 1:
+            raise PolicyMissing(f"no authorization policy for {', '.join(keys)}: add it to gateway/api/policy.py")
+        self.policy: Policy = policies.pop()  # type: ignore[assignment]
+        self.operation = keys[0]
+        extra = dict(kwargs.get("openapi_extra") or {})
+        extra["x-policy"] = self.policy.describe()
+        kwargs["openapi_extra"] = extra
+        super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        inner = super().get_route_handler()
+        policy, operation = self.policy, self.operation
+
+        async def guarded(request: Request) -> Response:
+            return await enforce(request, policy, operation, inner)
+
+        return guarded
+
+
+async def enforce(request: Request, policy: Policy, operation: str,
+                  handler: Callable[[Request], Awaitable[Response]]) -> Response:
+    if policy.allow in ((Rel.PUBLIC,), (Rel.CUSTOMER_LINK,)):
+        return await handler(request)  # the link token is checked by the page itself
+    svc = request.app.state.services
+    who, token = await _authenticate(request, svc)
+    limit_headers = _rate_limit(who, svc)
+    await _check(request, svc, policy, who)
+    request.state.principal = who
+    key = request.headers.get("idempotency-key")
+    if key is not None and request.method == "POST":
+        check_key(key)
+        guard = make_guard(token=token, key=key, credential_id=who.credential_id, operation=operation,
+                           path=request.url.path, query=request.url.query.encode(), body=await request.body())
+        response = await run_idempotent(request, guard, svc.store.engine, handler, svc.clock.now)
+        _after_commit(request)
+    else:
+        response = await handler(request)
+    response.headers.update(limit_headers)
+    return response
+
+
+def _after_commit(request: Request) -> None:
+    """Wake the workers a unit of work could not wake before its commit."""
+    for name in ("dispatcher", "provisioning"):
+        worker = getattr(request.app.state, name, None)
+        if worker is not None:
+            worker.poke()
+
+
+async def _authenticate(request: Request, svc: Any) -> tuple[Principal, str]:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send `Authorization: Bearer <token>`")
+    token = token.strip()
+    found = await svc.store.principal_for_token(token)
+    if found is None:
+        raise Unauthorized("the token is unknown, revoked, or its party is suspended")
+    return found, token
+
+
+def _rate_limit(who: Principal, svc: Any) -> dict[str, str]:
+    """Spend one of the party's tokens; the IETF draft's RateLimit-* headers for the answer."""
+    if who.role is not Role.THIRD_PARTY or who.party_id is None:
+        return {}
+    outcome = svc.rate_limits.take(who.party_id)
+    headers = {"RateLimit-Limit": str(outcome.limit), "RateLimit-Remaining": str(outcome.remaining),
+               "RateLimit-Reset": str(outcome.reset_seconds)}
+    if outcome.retry_after is not None:
+        rl = svc.config.rate_limit
+        raise RateLimited(f"party {who.party_id} exceeded {rl.requests_per_second:g} requests/s (burst {rl.burst}); "
+                          f"retry after {outcome.retry_after} s", outcome.retry_after, headers)
+    return headers
+
+
+async def _check(request: Request, svc: Any, policy: Policy, who: Principal) -> None:
+    allow = policy.allow
+    if Rel.ANY in allow:
+        return
+    if Rel.PREMISE in allow or Rel.DEVICE_OWNER in allow:
+        await _check_premise(request, svc, policy, who)  # operator, assigned technician or agreement; audited
+        if Rel.DEVICE_OWNER in allow and who.role is Role.THIRD_PARTY:
+            await _device_owner(request, svc, who)
+        return
+    if who.role is Role.OPERATOR and Rel.OPERATOR in allow:
+        return
+    if who.role is Role.THIRD_PARTY and Rel.THIRD_PARTY in allow:
+        return
+    if (Rel.PARTY_ITSELF in allow or Rel.OWNER in allow) and who.role is not Role.OPERATOR:
+        await _own_row(request, svc, policy, who)  # a technician owns no party's rows: always 404
+        return
+    # Closed to the caller's whole role: the same answer whatever the id.
+    if Rel.OPERATOR in allow and who.role is not Role.OPERATOR:
+        raise Forbidden("operators only", code="operator_only")
+    raise Forbidden("third parties only (the agreement is the third party's)", code="third_party_only")
+
+
+async def _own_row(request: Request, svc: Any, policy: Policy, who: Principal) -> None:
+    """A third party reaches a row by id only if it is its own; else exactly what an unknown id gets."""
+    raw = request.path_params.get(policy.id_param or "", "")
+    row_id = ownership.parse_row_id(raw)
+    if row_id is not None:
+        if Rel.PARTY_ITSELF in policy.allow and policy.resource == "party" and row_id == who.party_id:
+            return
+        if Rel.OWNER in policy.allow:
+            found = await ownership.owner(svc.store.engine, policy.resource, row_id)
+            if isinstance(found, ownership.Owned) and found.party_id is not None and found.party_id == who.party_id:
+                return
+    raise NotFound(f"no {policy.resource.replace('_', ' ')} {raw}", code=f"unknown_{policy.resource}")
+
+
+async def _check_premise(request: Request, svc: Any, policy: Policy, who: Principal) -> None:
+    assert policy.action is not None
+    esi_id = request.path_params.get("esi_id", "")
+    eui64 = request.path_params.get("eui64")
+    if eui64 is None and policy.action is Action.PROVISION_DEVICE:
+        eui64 = await _body_eui64(request)  # for the audit entry only
+    decision = await authorize(svc.store, who, policy.action, esi_id, now=svc.clock.now(),
+                               device_eui64=eui64.upper() if eui64 else None)
+    if not decision.visible:
+        raise NotFound(f"no premise {esi_id} visible to you", code="unknown_premise")
+    if not decision.allowed:
+        raise Forbidden(f"{policy.action.value} on {esi_id} refused: {decision.reason}", code=decision.reason)
+    request.state.decision = decision
+
+
+async def _device_owner(request: Request, svc: Any, who: Principal) -> None:
+    esi_id, eui64 = request.path_params["esi_id"], request.path_params["eui64"].upper()
+    found = await ownership.device_owner(svc.store.engine, esi_id, eui64)
+    if not (isinstance(found, ownership.Owned) and found.party_id is not None and found.party_id == who.party_id):
+        raise NotFound(f"no device {eui64} at {esi_id}", code="unknown_device")
+
+
+async def _body_eui64(request: Request) -> str | None:
+    try:
+        value = json.loads(await request.body()).get("eui64")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, str) and len(value) <= 23 else None
+
+
+def policy_table_markdown() -> str:
+    """The table as docs/authorization.md prints it."""
+    lines = ["| operation | resource | who may | premise action | answers filtered to |",
+             "|---|---|---|---|---|"]
+    for op, p in POLICIES.items():
+        who = "; ".join(r.value for r in p.allow)
+        lines.append(f"| `{op}` | {p.resource} | {who} | {p.action.value if p.action else ''} | {p.note} |")
+    return "\n".join(lines) + "\n"

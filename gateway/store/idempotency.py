@@ -1,0 +1,41 @@
+"""Stored answers to idempotent requests (table `idempotency_keys`, migration 0011).
+
+Rows are inserted only inside the unit of work of the action they guard (see
+gateway/api/idempotency.py): their presence means the action committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.store.schema import idempotency_keys
+
+
+@dataclass(frozen=True)
+class SealedAnswer:
+    operation: str
+    request_mac: str
+    status_code: int
+    content_type: str
+    sealed_body: bytes
+
+
+async def find(engine: AsyncEngine, scope: str, key_hash: str) -> SealedAnswer | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(idempotency_keys.select().where(
+            idempotency_keys.c.scope == scope, idempotency_keys.c.key_hash == key_hash))).first()
+    if row is None:
+        return None
+    return SealedAnswer(row.operation, row.request_mac, row.status_code, row.content_type, row.sealed_body)
+
+
+async def insert(conn: AsyncConnection, scope: str, key_hash: str, answer: SealedAnswer, now: datetime) -> None:
+    """Insert in the caller's transaction; IntegrityError when the key is taken (another request
+    with it committed first)."""
+    await conn.execute(idempotency_keys.insert().values(
+        scope=scope, key_hash=key_hash, operation=answer.operation, request_mac=answer.request_mac,
+        status_code=answer.status_code, content_type=answer.content_type, sealed_body=answer.sealed_body,
+        created_at=now))
