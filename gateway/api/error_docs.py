@@ -16,9 +16,10 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from markdown_it import MarkdownIt
 
+from gateway.api.policy import PolicyRoute
 from gateway.api.problems import PROBLEM_DOCS_PATH
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
 
 def guide_text() -> str:

@@ -92,6 +92,15 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return out or str(loc[0] if loc else "body")
 
 
+def _without_tag(loc: tuple[Any, ...], body: Any) -> tuple[Any, ...]:
+    """A field's place in the body as the caller wrote it: pydantic puts the member of a tagged
+    union (a HAN request's `kind`) into the location ("cancel_text", "request_id"); the body has
+    no such level, and the gateway's own checks name the field without it."""
+    if len(loc) > 2 and loc[0] == "body" and isinstance(body, dict) and body.get("kind") == loc[1]:
+        return (loc[0], *loc[2:])
+    return loc
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
@@ -112,7 +121,7 @@ def install_handlers(app: FastAPI) -> None:
             why = (bad_json[0].get("ctx") or {}).get("error", "JSON decode error")
             return _invalid_json(request, f"{why} at character {where}")
         errors = [
-            FieldError(_field_name(tuple(e["loc"])), e["type"], e["msg"], e.get("input"))
+            FieldError(_field_name(_without_tag(tuple(e["loc"]), exc.body)), e["type"], e["msg"], e.get("input"))
             for e in exc.errors()
         ]
         # Inputs may hold non-JSON values (bytes); keep them printable.
