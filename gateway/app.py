@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from gateway.agreements import AgreementService
 from gateway.api import (
     consent_pages,
+    error_docs,
     routes_agreements,
     routes_parties,
     routes_premises,
@@ -30,7 +31,7 @@ from gateway.api.deps import Services
 from gateway.api.observability import Metrics, MetricsMiddleware
 from gateway.api.observability import router as ops_router
 from gateway.api.policy import PolicyRoute
-from gateway.api.problems import install_handlers
+from gateway.api.problems import install_handlers, set_problem_docs_url
 from gateway.api.ratelimit import TokenBuckets
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
@@ -144,10 +145,12 @@ def create_app(
     app.state.metrics = metrics
     app.state.link_key_cipher = cipher
     install_handlers(app)
+    set_problem_docs_url(config.server.problem_docs_url)
     for module in (routes_parties, routes_premises, routes_provisioning, routes_agreements, routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(ops_router)
+    app.include_router(error_docs.router)
     # The docs page serves Swagger UI from the swagger-ui-bundle package, not from a CDN, so it
     # works on an isolated operator network.
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),

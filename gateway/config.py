@@ -34,6 +34,9 @@ class ServerConfig(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     # The address customers' browsers reach the consent pages at (goes into emails).
     public_url: str = "http://127.0.0.1:8080"
+    # Where problem details' `type` links point (docs/errors.md by code); default: the copy this
+    # gateway serves at /docs/errors.
+    problem_docs_url: str = Field(default="/docs/errors", min_length=1)
 
     @field_validator("public_url")
     @classmethod

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jinja2 import Environment
 
 from gateway.agreements import AgreementService
+from gateway.api.params import CURSOR_DOC, CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from gateway.api.problems import Unauthorized
 from gateway.api.ratelimit import TokenBuckets
 from gateway.clock import Clock
@@ -74,10 +75,11 @@ class Paging:
 
 
 async def paging(
-    cursor: Annotated[str | None, Query(description="from the previous page's next_cursor")] = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH, pattern=CURSOR_PATTERN,
+                                        description=CURSOR_DOC)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Paging:
-    return Paging(cursor, limit)
+    return Paging(cursor or None, limit)  # an empty cursor= is the first page, as an omitted one
 
 
 Svc = Annotated[Services, Depends(services)]

@@ -18,6 +18,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.policy import PolicyRoute
+from gateway.api.schemas import HealthOut, ReadyOut
 
 access_log = logging.getLogger("gateway.access")
 router = APIRouter(route_class=PolicyRoute, tags=["operations"])
@@ -69,13 +70,14 @@ class MetricsMiddleware:
                 "ms": round(elapsed * 1000, 2), "role": principal})
 
 
-@router.get("/healthz")
-async def health() -> dict[str, str]:
+@router.get("/healthz", response_model=HealthOut)
+async def health() -> HealthOut:
     """The process is up."""
-    return {"status": "ok"}
+    return HealthOut(status="ok")
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=ReadyOut,
+            responses={503: {"model": ReadyOut, "description": "the store does not answer, or its schema is old"}})
 async def ready(request: Request) -> JSONResponse:
     """Ready to serve: the store answers and its schema is current."""
     svc = request.app.state.services

@@ -130,6 +130,7 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /agreements/terminate/{token}": Policy("agreement", (Rel.CUSTOMER_LINK,)),
     "GET /healthz": Policy("-", (Rel.PUBLIC,)),
     "GET /docs": Policy("-", (Rel.PUBLIC,), note="the API's Swagger UI page"),
+    "GET /docs/errors": Policy("-", (Rel.PUBLIC,), note="the error guide that problem types link to"),
     "GET /readyz": Policy("-", (Rel.PUBLIC,)),
     "GET /metrics": Policy("-", (Rel.PUBLIC,), note="served on the operator's network only; no party data"),
 }

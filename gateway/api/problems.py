@@ -1,4 +1,10 @@
-"""RFC 9457 problem details for every error answer, with field-level `errors`."""
+"""RFC 9457 problem details for every error answer, with field-level `errors`.
+
+Every problem's `type` links to its section of docs/errors.md, which the gateway serves at
+/docs/errors (rendered; one heading, and so one anchor, per code): `/docs/errors#<code>` by
+default, a reference relative to the gateway's own address (RFC 9457 allows a URI reference).
+`[server] problem_docs_url` points it elsewhere, e.g. at a published copy of the docs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gateway.errors import FieldError, GatewayError
 
@@ -16,8 +23,19 @@ PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
 
 
+PROBLEM_DOCS_PATH = "/docs/errors"
+_docs_url = PROBLEM_DOCS_PATH
+
+
+def set_problem_docs_url(url: str) -> None:
+    """Where problem `type`s link to (process-wide: one gateway per process; tests share the default)."""
+    global _docs_url  # noqa: PLW0603 - problem_type() is called from middleware without the app at hand
+    _docs_url = url.rstrip("/") or PROBLEM_DOCS_PATH
+
+
 def problem_type(code: str) -> str:
-    return f"urn:hangw:problem:{code}"
+    """The link to the section of docs/errors.md that explains `code`."""
+    return f"{_docs_url}#{code}"
 
 
 def problem(
@@ -74,6 +92,15 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return out or str(loc[0] if loc else "body")
 
 
+def _without_tag(loc: tuple[Any, ...], body: Any) -> tuple[Any, ...]:
+    """A field's place in the body as the caller wrote it: pydantic puts the member of a tagged
+    union (a HAN request's `kind`) into the location ("cancel_text", "request_id"); the body has
+    no such level, and the gateway's own checks name the field without it."""
+    if len(loc) > 2 and loc[0] == "body" and isinstance(body, dict) and body.get("kind") == loc[1]:
+        return (loc[0], *loc[2:])
+    return loc
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
@@ -88,8 +115,13 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        bad_json = [e for e in exc.errors() if e["type"] == "json_invalid"]
+        if bad_json:
+            where = bad_json[0]["loc"][-1]
+            why = (bad_json[0].get("ctx") or {}).get("error", "JSON decode error")
+            return _invalid_json(request, f"{why} at character {where}")
         errors = [
-            FieldError(_field_name(tuple(e["loc"])), e["type"], e["msg"], e.get("input"))
+            FieldError(_field_name(_without_tag(tuple(e["loc"]), exc.body)), e["type"], e["msg"], e.get("input"))
             for e in exc.errors()
         ]
         # Inputs may hold non-JSON values (bytes); keep them printable.
@@ -108,6 +140,35 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            # FastAPI's answer to a JSON body it cannot even decode (e.g. not UTF-8).
+            return _invalid_json(request, "the body is not UTF-8 JSON")
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, str(exc.detail), str(exc.detail),
-                       instance=request.url.path, headers=getattr(exc, "headers", None))
+                       instance=request.url.path, headers=headers or None)
+
+
+BODY_PARSE_ERROR = "There was an error parsing the body"  # fastapi.routing's detail for it
+
+
+def _invalid_json(request: Request, why: str) -> JSONResponse:
+    return problem(422, "invalid_json", "The body is not JSON", why, instance=request.url.path,
+                   errors=[FieldError("body", "invalid_json", why, None)])
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path answers: Starlette's 405 names only the methods of the first
+    route whose path matched, and FastAPI makes one route per method. Each method is put to the
+    app's own routes (`matches` gives FULL for path and method), so nested routers count too."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

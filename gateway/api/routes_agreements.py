@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query
 
 from gateway.agreements import Invitation, InvitationPremise
 from gateway.api.deps import Operator, Pages, Svc, ThirdParty, Who
+from gateway.api.links import links, to
+from gateway.api.params import MAX_ID, DbId
 from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
@@ -23,6 +25,8 @@ from gateway.domain.model import Action, AgreementKind, AgreementState, Role
 from gateway.domain.records import Party, Principal
 from gateway.errors import Forbidden, NotFound
 
+ID = "$response.body#/id"
+
 router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["agreements"])
 
 
@@ -34,7 +38,11 @@ async def _party(svc: Svc, who: Principal) -> Party:
     return party
 
 
-@router.post("/agreements", status_code=201, response_model=AgreementOut)
+@router.post("/agreements", status_code=201, response_model=AgreementOut, responses=links(
+    201, GetAgreement=to("/v1/agreements/{agreement_id}", "get", agreement_id=ID),
+    Resend=to("/v1/agreements/{agreement_id}/resend", "post", agreement_id=ID),
+    Renew=to("/v1/agreements/{agreement_id}/renew", "post", agreement_id=ID),
+    Terminate=to("/v1/agreements/{agreement_id}/terminate", "post", agreement_id=ID)))
 async def invite(body: InvitationIn, svc: Svc, who: ThirdParty) -> AgreementOut:
     """Invite a customer: validated field by field, then the customer gets a one-click email."""
     party = await _party(svc, who)
@@ -51,7 +59,7 @@ async def list_agreements(
     state: Annotated[list[AgreementState] | None, Query()] = None,
     kind: AgreementKind | None = None,
     esi_id: str | None = None,
-    party_id: Annotated[int | None, Query(description="operators only")] = None,
+    party_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="operators only")] = None,
 ) -> Page[AgreementOut]:
     """Third parties: their own agreements (ended ones for 45 days). Operators: all."""
     if who.role is Role.FIELD_TECHNICIAN:
@@ -73,7 +81,7 @@ def _visibility(svc: Svc) -> timedelta:
 
 
 @router.get("/agreements/{agreement_id}", response_model=AgreementOut)
-async def get_agreement(agreement_id: int, svc: Svc, who: Who) -> AgreementOut:
+async def get_agreement(agreement_id: DbId, svc: Svc, who: Who) -> AgreementOut:
     if who.role is Role.FIELD_TECHNICIAN:
         raise NotFound(f"no agreement {agreement_id}")
     party_id = who.party_id if who.role is Role.THIRD_PARTY else None
@@ -81,20 +89,20 @@ async def get_agreement(agreement_id: int, svc: Svc, who: Who) -> AgreementOut:
 
 
 @router.post("/agreements/{agreement_id}/resend", response_model=AgreementOut)
-async def resend(agreement_id: int, svc: Svc, who: ThirdParty) -> AgreementOut:
+async def resend(agreement_id: DbId, svc: Svc, who: ThirdParty) -> AgreementOut:
     """Send the invitation again (new link, new 30 days); allowed once."""
     return AgreementOut.of(await svc.agreements.resend(agreement_id, await _party(svc, who)))
 
 
 @router.post("/agreements/{agreement_id}/renew", response_model=AgreementOut)
-async def renew(agreement_id: int, body: RenewIn, svc: Svc, who: ThirdParty) -> AgreementOut:
+async def renew(agreement_id: DbId, body: RenewIn, svc: Svc, who: ThirdParty) -> AgreementOut:
     """Ask the customer to extend an active agreement (their consent link, by email)."""
     return AgreementOut.of(await svc.agreements.renew(agreement_id, await _party(svc, who),
                                                       body.duration_months))
 
 
 @router.post("/agreements/{agreement_id}/terminate", response_model=AgreementOut)
-async def terminate(agreement_id: int, svc: Svc, who: ThirdParty) -> AgreementOut:
+async def terminate(agreement_id: DbId, svc: Svc, who: ThirdParty) -> AgreementOut:
     """End an agreement (or withdraw an invitation) now; access stops at once."""
     return AgreementOut.of(await svc.agreements.terminate_by_party(agreement_id,
                                                                    await _party(svc, who)))

@@ -6,6 +6,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.links import links, to
+from gateway.api.params import DbId
 from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
@@ -26,6 +28,9 @@ from gateway.domain.model import PartyStatus, Role
 from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 
+ID = "$response.body#/id"
+CREDENTIAL_ID = "$response.body#/credential/id"
+
 router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["parties"])
 
 
@@ -45,7 +50,11 @@ async def me(svc: Svc, who: Who) -> MeOut:
                  party=PartyOut.of(party) if party else None, technician_id=who.technician_id)
 
 
-@router.post("/parties", status_code=201, response_model=PartyOut)
+@router.post("/parties", status_code=201, response_model=PartyOut, responses=links(
+    201, GetParty=to("/v1/parties/{party_id}", "get", party_id=ID),
+    PatchParty=to("/v1/parties/{party_id}", "patch", party_id=ID),
+    IssueCredential=to("/v1/parties/{party_id}/credentials", "post", party_id=ID),
+    ListCredentials=to("/v1/parties/{party_id}/credentials", "get", party_id=ID)))
 async def create_party(body: PartyIn, svc: Svc, _: Operator) -> PartyOut:
     if await svc.store.get_party_by_duns(body.duns) is not None:
         raise Conflict(f"a party with DUNS {body.duns} exists", code="duns_taken",
@@ -67,7 +76,7 @@ async def list_parties(svc: Svc, _: Operator, page: Pages,
 
 
 @router.get("/parties/{party_id}", response_model=PartyOut)
-async def get_party(party_id: int, svc: Svc, who: Who) -> PartyOut:
+async def get_party(party_id: DbId, svc: Svc, who: Who) -> PartyOut:
     _own_party(who, party_id)
     party = await svc.store.get_party(party_id)
     if party is None:
@@ -76,7 +85,7 @@ async def get_party(party_id: int, svc: Svc, who: Who) -> PartyOut:
 
 
 @router.patch("/parties/{party_id}", response_model=PartyOut)
-async def patch_party(party_id: int, body: PartyPatch, svc: Svc, _: Operator) -> PartyOut:
+async def patch_party(party_id: DbId, body: PartyPatch, svc: Svc, _: Operator) -> PartyOut:
     if await svc.store.get_party(party_id) is None:
         raise NotFound(f"no party {party_id}")
     await svc.store.set_party_status(party_id, body.status)
@@ -85,8 +94,9 @@ async def patch_party(party_id: int, body: PartyPatch, svc: Svc, _: Operator) ->
     return PartyOut.of(party)
 
 
-@router.post("/parties/{party_id}/credentials", status_code=201, response_model=IssuedCredential)
-async def issue_credential(party_id: int, body: CredentialIn, svc: Svc,
+@router.post("/parties/{party_id}/credentials", status_code=201, response_model=IssuedCredential, responses=links(
+    201, RevokeCredential=to("/v1/credentials/{credential_id}", "delete", credential_id=CREDENTIAL_ID)))
+async def issue_credential(party_id: DbId, body: CredentialIn, svc: Svc,
                            who: Who) -> IssuedCredential:
     """A new token for the party (rotation: issue the new one, then revoke the old one)."""
     _own_party(who, party_id)
@@ -98,7 +108,7 @@ async def issue_credential(party_id: int, body: CredentialIn, svc: Svc,
 
 
 @router.get("/parties/{party_id}/credentials", response_model=Page[CredentialOut])
-async def list_credentials(*, party_id: int, svc: Svc, who: Who, page: Pages,
+async def list_credentials(*, party_id: DbId, svc: Svc, who: Who, page: Pages,
                            revoked: bool | None = None) -> Page[CredentialOut]:
     _own_party(who, party_id)
     found = await svc.store.list_credentials(party_id=party_id, revoked=revoked,
@@ -108,7 +118,7 @@ async def list_credentials(*, party_id: int, svc: Svc, who: Who, page: Pages,
 
 
 @router.delete("/credentials/{credential_id}", status_code=204)
-async def revoke_credential(credential_id: int, svc: Svc, who: Who) -> Response:
+async def revoke_credential(credential_id: DbId, svc: Svc, who: Who) -> Response:
     cred = await svc.store.get_credential(credential_id)
     if cred is None or (who.role is not Role.OPERATOR and (
             who.role is not Role.THIRD_PARTY or cred.party_id != who.party_id)):
@@ -117,7 +127,9 @@ async def revoke_credential(credential_id: int, svc: Svc, who: Who) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/technicians", status_code=201, response_model=TechnicianOut)
+@router.post("/technicians", status_code=201, response_model=TechnicianOut, responses=links(
+    201, IssueCredential=to("/v1/technicians/{technician_id}/credentials", "post", technician_id=ID),
+    Assign=to("/v1/technicians/{technician_id}/assignments", "post", technician_id=ID)))
 async def create_technician(body: TechnicianIn, svc: Svc, _: Operator) -> TechnicianOut:
     tech = await svc.store.create_technician(name=body.name, email=body.email,
                                              now=svc.clock.now())
@@ -125,8 +137,10 @@ async def create_technician(body: TechnicianIn, svc: Svc, _: Operator) -> Techni
 
 
 @router.post("/technicians/{technician_id}/credentials", status_code=201,
-             response_model=IssuedCredential)
-async def issue_technician_credential(technician_id: int, body: CredentialIn, svc: Svc,
+             response_model=IssuedCredential, responses=links(
+                 201, RevokeCredential=to("/v1/credentials/{credential_id}", "delete",
+                                          credential_id=CREDENTIAL_ID)))
+async def issue_technician_credential(technician_id: DbId, body: CredentialIn, svc: Svc,
                                       _: Operator) -> IssuedCredential:
     if await svc.store.get_technician(technician_id) is None:
         raise NotFound(f"no technician {technician_id}")
@@ -137,7 +151,7 @@ async def issue_technician_credential(technician_id: int, body: CredentialIn, sv
 
 
 @router.post("/technicians/{technician_id}/assignments", status_code=204)
-async def assign_technician(technician_id: int, body: AssignmentIn, svc: Svc,
+async def assign_technician(technician_id: DbId, body: AssignmentIn, svc: Svc,
                             _: Operator) -> Response:
     if await svc.store.get_technician(technician_id) is None:
         raise NotFound(f"no technician {technician_id}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.links import to
+from gateway.api.params import EsiIdPath
 from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
@@ -23,15 +26,40 @@ from gateway.domain.esi_id import EsiIdError, Tdsp, tdsp_for_esi_id
 from gateway.domain.model import DeviceStatus, Role
 from gateway.domain.records import Principal
 from gateway.errors import FieldError, InvalidRequest, NotFound
-from gateway.premise_import import HeaderError, import_premises
+from gateway.premise_import import COLUMNS, REQUIRED, HeaderError, import_premises
+
+ESI_ID = "$response.body#/esi_id"
 
 router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["premises"])
 
 PREMISE_STATUS = "^(active|removed|moved_out)$"
 
 
-@router.post("/premises", response_model=PremiseOut, status_code=201,
-             responses={200: {"model": PremiseOut, "description": "updated"}})
+def _csv_header_pattern() -> str:
+    """The header row import_premises accepts: known column names (any case, spaces around
+    them), esi_id and meter_number among them in either order. For the document only: the
+    importer checks the same rule, naming each missing or unknown column. (No look-ahead: the
+    fuzzer's generator handles those slowly.)"""
+    def name(column: str) -> str:
+        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in column)
+    sp = "[ \\t]*"
+    cell = f"{sp}(?:{'|'.join(name(c) for c in COLUMNS)}){sp}"
+    esi, meter = (f"{sp}{name(c)}{sp}" for c in REQUIRED)
+    both = f"(?:{esi}(?:,{cell})*,{meter}|{meter}(?:,{cell})*,{esi})"
+    return f"^(?:{cell},)*{both}(?:,{cell})*(?:\\r?\\n|$)"
+
+
+CSV_HEADER_PATTERN = _csv_header_pattern()
+
+
+_PREMISE_LINKS = {"GetPremise": to("/v1/premises/{esi_id}", "get", esi_id=ESI_ID),
+                  "ListDevices": to("/v1/premises/{esi_id}/devices", "get", esi_id=ESI_ID),
+                  "HanHistory": to("/v1/premises/{esi_id}/han", "get", esi_id=ESI_ID)}
+
+
+@router.post("/premises", response_model=PremiseOut, status_code=201, responses={
+    200: {"model": PremiseOut, "description": "updated", "links": _PREMISE_LINKS},
+    201: {"links": _PREMISE_LINKS}})
 async def put_premise(body: PremiseIn, svc: Svc, _: Operator, response: Response) -> PremiseOut:
     """Create or update one premise by ESI ID (the TDSP is derived from it)."""
     try:
@@ -58,7 +86,8 @@ async def put_premise(body: PremiseIn, svc: Svc, _: Operator, response: Response
 @router.post("/premises/import", response_model=ImportReportOut)
 async def import_csv(
     svc: Svc, _: Operator,
-    csv_text: Annotated[str, Body(media_type="text/csv",
+    csv_text: Annotated[str, Body(media_type="text/csv", min_length=1,
+                                  json_schema_extra={"pattern": CSV_HEADER_PATTERN},
                                   description="CSV with a header row: esi_id, meter_number, "
                                               "customer_email, rep, premise_class, se_version, "
                                               "enhanced_meter")],
@@ -91,14 +120,14 @@ async def list_premises(*, svc: Svc, who: Who, page: Pages, tdsp: Tdsp | None = 
 
 
 @router.get("/premises/{esi_id}", response_model=PremiseOut)
-async def get_premise(esi_id: str, svc: Svc, who: Who) -> PremiseOut:
+async def get_premise(esi_id: EsiIdPath, svc: Svc, who: Who) -> PremiseOut:
     premise = await svc.store.get_premise(esi_id)  # allowed by the policy (VIEW_PREMISE)
     assert premise is not None
     return PremiseOut.of(premise, operator=who.role is Role.OPERATOR)
 
 
 @router.delete("/premises/{esi_id}", status_code=204)
-async def remove_premise(esi_id: str, svc: Svc, who: Operator) -> Response:
+async def remove_premise(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response:
     """The ESI ID is retired: agreements on it end (terminated by system). The row is kept
     (status `removed`) for the audit log and history; it answers 404 to third parties."""
     await svc.store.set_premise_status(esi_id, "removed", svc.clock.now())
@@ -107,7 +136,7 @@ async def remove_premise(esi_id: str, svc: Svc, who: Operator) -> Response:
 
 
 @router.post("/premises/{esi_id}/move-out", status_code=204)
-async def move_out(esi_id: str, svc: Svc, who: Operator) -> Response:
+async def move_out(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response:
     """The customer moved out: their contact is cleared and agreements end (by system)."""
     await svc.store.set_premise_status(esi_id, "moved_out", svc.clock.now(),
                                        clear_customer=True)
@@ -121,7 +150,7 @@ def _own_only(who: Principal) -> int | None:
 
 
 @router.get("/premises/{esi_id}/devices", response_model=Page[DeviceOut])
-async def list_devices(esi_id: str, svc: Svc, who: Who, page: Pages,
+async def list_devices(esi_id: EsiIdPath, svc: Svc, who: Who, page: Pages,
                        status: DeviceStatus | None = None) -> Page[DeviceOut]:
     # Allowed by the policy (VIEW_DEVICES); a third party sees the devices it provisioned only.
     found = await svc.store.list_devices(esi_id, status=status, cursor=page.cursor, limit=page.limit,
@@ -131,7 +160,7 @@ async def list_devices(esi_id: str, svc: Svc, who: Who, page: Pages,
 
 
 @router.post("/premises/{esi_id}/authorization", response_model=DecisionOut)
-async def check_authorization(esi_id: str, body: AuthorizationIn, svc: Svc,
+async def check_authorization(esi_id: EsiIdPath, body: AuthorizationIn, svc: Svc,
                               who: Who) -> DecisionOut:
     """Ask whether you may do `action` to this premise now (HAN actions are audited)."""
     decision = await authorize(svc.store, who, body.action, esi_id, now=svc.clock.now(),

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Request, Response
 
 from ams_adapters.contract import ProvisioningKind
 from gateway.api.deps import Svc, Who
+from gateway.api.links import links, to
+from gateway.api.params import EsiIdPath, Eui64Path
 from gateway.api.policy import PolicyRoute
 from gateway.api.routes_premises import _own_only
 from gateway.api.schemas import (
@@ -28,6 +30,9 @@ from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, Unava
 from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.store import provisioning as prov
 from zigbee_se import InstallCodeError, parse_install_code
+
+ESI_ID = "$response.body#/esi_id"
+EUI64 = "$response.body#/eui64"
 
 router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["provisioning"])
 
@@ -82,8 +87,10 @@ def _link_key(install_code: str, eui64: str) -> bytes:
     return code.link_key
 
 
-@router.post("/premises/{esi_id}/devices", status_code=201, response_model=DeviceDetailOut)
-async def provision_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who, request: Request) -> DeviceDetailOut:
+@router.post("/premises/{esi_id}/devices", status_code=201, response_model=DeviceDetailOut, responses=links(
+    201, GetDevice=to("/v1/premises/{esi_id}/devices/{eui64}", "get", esi_id=ESI_ID, eui64=EUI64),
+    DeleteDevice=to("/v1/premises/{esi_id}/devices/{eui64}", "delete", esi_id=ESI_ID, eui64=EUI64)))
+async def provision_device(esi_id: EsiIdPath, body: DeviceIn, svc: Svc, who: Who, request: Request) -> DeviceDetailOut:
     """Provision a HAN device: the install code is checked here (a bad CRC is refused, naming the
     expected CRC), the derived link key is stored encrypted and sent to the premise's head-end,
     which opens the meter's join window. Follow the status with GET …/devices/{eui64}.
@@ -116,7 +123,7 @@ async def provision_device(esi_id: str, body: DeviceIn, svc: Svc, who: Who, requ
 
 
 @router.get("/premises/{esi_id}/devices/{eui64}", response_model=DeviceDetailOut)
-async def get_device(esi_id: str, eui64: str, svc: Svc, who: Who) -> DeviceDetailOut:
+async def get_device(esi_id: EsiIdPath, eui64: Eui64Path, svc: Svc, who: Who) -> DeviceDetailOut:
     """A device's provisioning status, join-window end, last failure reason and history."""
     eui64 = eui64.upper()  # allowed by the policy: the premise, and for a third party its own device
     device = await _store(svc).device(esi_id, eui64)
@@ -127,7 +134,8 @@ async def get_device(esi_id: str, eui64: str, svc: Svc, who: Who) -> DeviceDetai
 
 @router.delete("/premises/{esi_id}/devices/{eui64}", status_code=202, response_model=HanOperationOut,
                responses={204: {"description": "the device was removed already"}})
-async def delete_device(esi_id: str, eui64: str, svc: Svc, who: Who, request: Request) -> HanOperationOut | Response:
+async def delete_device(esi_id: EsiIdPath, eui64: Eui64Path, svc: Svc, who: Who,
+                        request: Request) -> HanOperationOut | Response:
     """Send delete-device to the meter; the device is `delete_requested` until the head-end
     confirms, then `removed`."""
     eui64 = eui64.upper()  # allowed by the policy: the premise, and for a third party its own device
@@ -157,25 +165,25 @@ async def _premise_operation(esi_id: str, kind: str, svc: Svc, who: Who, request
 
 
 @router.post("/premises/{esi_id}/han/initialize", status_code=202, response_model=HanOperationOut)
-async def initialize_han(esi_id: str, svc: Svc, who: Who, request: Request) -> HanOperationOut:
+async def initialize_han(esi_id: EsiIdPath, svc: Svc, who: Who, request: Request) -> HanOperationOut:
     """Initialize the meter's HAN (operators, assigned technicians)."""
     return await _premise_operation(esi_id, prov.INITIALIZE_HAN, svc, who, request)
 
 
 @router.post("/premises/{esi_id}/han/clear", status_code=202, response_model=HanOperationOut)
-async def clear_han(esi_id: str, svc: Svc, who: Who, request: Request) -> HanOperationOut:
+async def clear_han(esi_id: EsiIdPath, svc: Svc, who: Who, request: Request) -> HanOperationOut:
     """Remove every device from the meter (operators, assigned technicians)."""
     return await _premise_operation(esi_id, prov.CLEAR_DEVICES, svc, who, request)
 
 
 @router.post("/premises/{esi_id}/han/decommission", status_code=202, response_model=HanOperationOut)
-async def decommission_han(esi_id: str, svc: Svc, who: Who, request: Request) -> HanOperationOut:
+async def decommission_han(esi_id: EsiIdPath, svc: Svc, who: Who, request: Request) -> HanOperationOut:
     """Decommission the meter's HAN, e.g. before a meter swap (operators, assigned technicians)."""
     return await _premise_operation(esi_id, prov.DECOMMISSION_HAN, svc, who, request)
 
 
 @router.get("/premises/{esi_id}/han", response_model=HanHistoryOut)
-async def han_history(esi_id: str, svc: Svc, who: Who) -> HanHistoryOut:
+async def han_history(esi_id: EsiIdPath, svc: Svc, who: Who) -> HanHistoryOut:
     """The premise's latest provisioning operations (newest first) and HAN-wide events."""
     ops, events = await _store(svc).premise_history(esi_id, provisioned_by=_own_only(who))
     return HanHistoryOut(operations=[_operation(o) for o in ops], events=[_event(e) for e in events])

@@ -9,10 +9,16 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from gateway.api.deps import Pages, Svc, ThirdParty
+from gateway.api.links import links, to
+from gateway.api.params import DbId
 from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
+    AcceptedOut,
     DeadLetterOut,
+    DeliveryOut,
+    DeviceStateOut,
+    HanRequestOut,
     Page,
     RequeuedOut,
     WebhookCreated,
@@ -25,9 +31,8 @@ from gateway.pipeline.requests import HanRequestBody
 from gateway.pipeline.service import RequestService
 from gateway.pipeline.webhook_targets import TargetError, check_registration, parse_url
 from gateway.pipeline.webhooks import new_secret
+from gateway.store.cursors import id_cursor
 from gateway.store.schema import han_deliveries, han_device_states, han_requests, han_transitions, webhooks
-
-MAX_ID = 2**63 - 1  # the largest id a cursor may name (a 64-bit signed column)
 
 router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["han requests"])
 
@@ -38,14 +43,17 @@ def _poke(request: Request) -> None:
         dispatcher.poke()
 
 
-@router.post("/han-requests", status_code=202, summary="Send a text, price, load-control event or "
-             "cancellation to premises (committed before the answer)")
+@router.post("/han-requests", status_code=202, response_model=AcceptedOut, responses=links(
+    202, GetRequest=to("/v1/han-requests/{request_id}", "get", request_id="$response.body#/id"),
+    GetDeliveries=to("/v1/han-requests/{request_id}/deliveries", "get", request_id="$response.body#/id")),
+             summary="Send a text, price, load-control event or cancellation to premises (committed before the "
+             "answer)")
 async def create_request(svc: Svc, who: ThirdParty, request: Request,
-                         body: Annotated[HanRequestBody, Body()]) -> dict[str, Any]:
+                         body: Annotated[HanRequestBody, Body()]) -> AcceptedOut:
     service = RequestService(svc.store, svc.config.pipeline)
     accepted = await service.submit(who, body, svc.clock.now())
     _poke(request)
-    return accepted.as_dict()
+    return AcceptedOut.model_validate(accepted.as_dict())
 
 
 async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
@@ -56,8 +64,9 @@ async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
     return row
 
 
-@router.get("/han-requests/{request_id}", summary="A request's summary: premises and devices by state")
-async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, Any]:
+@router.get("/han-requests/{request_id}", response_model=HanRequestOut,
+            summary="A request's summary: premises and devices by state")
+async def get_request(svc: Svc, who: ThirdParty, request_id: DbId) -> HanRequestOut:
     row = await _own(svc, who, request_id)
     async with svc.store.engine.connect() as conn:
         by_state: dict[str, int] = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
@@ -67,25 +76,23 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: int) -> dict[str, A
         devices: dict[str, int] = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
             han_deliveries, han_deliveries.c.id == han_device_states.c.delivery_id).where(
             han_deliveries.c.request_id == request_id).group_by(han_device_states.c.state))).all())
-    return {"id": row.id, "kind": row.kind, "state": row.state, "se_id": row.se_id,
-            "created_at": row.created_at.isoformat(), "targeted": row.targeted,
-            "excluded": json.loads(row.excluded), "fanout": row.target_all,
-            "cancels_request_id": row.cancels_request_id,
-            # A price's block period is a companion request (its own SE event and deliveries).
-            "part_of_request_id": row.part_of_request_id, "block_period_request_id": parts[0] if parts else None,
-            "starts_at": row.starts_at.isoformat() if row.starts_at else None,
-            "ends_at": row.ends_at.isoformat() if row.ends_at else None,
-            "premises_by_state": by_state, "devices_by_state": devices,
-            "request": json.loads(row.body)}
+    return HanRequestOut(
+        id=row.id, kind=row.kind, state=row.state, se_id=row.se_id, created_at=row.created_at,
+        targeted=row.targeted, excluded=json.loads(row.excluded), fanout=row.target_all,
+        cancels_request_id=row.cancels_request_id,
+        # A price's block period is a companion request (its own SE event and deliveries).
+        part_of_request_id=row.part_of_request_id, block_period_request_id=parts[0] if parts else None,
+        starts_at=row.starts_at, ends_at=row.ends_at, premises_by_state=by_state, devices_by_state=devices,
+        request=json.loads(row.body))
 
 
-@router.get("/han-requests/{request_id}/deliveries",
+@router.get("/han-requests/{request_id}/deliveries", response_model=Page[DeliveryOut],
             summary="Per premise and per device: states with their times (paginated)")
-async def get_deliveries(svc: Svc, who: ThirdParty, request_id: int, page: Pages,  # noqa: PLR0917
+async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Pages,  # noqa: PLR0917
                          state: Annotated[str | None, Query()] = None,
-                         esi_id: Annotated[str | None, Query()] = None) -> dict[str, Any]:
+                         esi_id: Annotated[str | None, Query()] = None) -> Page[DeliveryOut]:
     await _own(svc, who, request_id)
-    after = int(page.cursor) if page.cursor and page.cursor.isdigit() else 0
+    after = id_cursor(page.cursor)
     query = han_deliveries.select().where(han_deliveries.c.request_id == request_id,
                                           han_deliveries.c.id > after)
     if state is not None:
@@ -99,33 +106,18 @@ async def get_deliveries(svc: Svc, who: ThirdParty, request_id: int, page: Pages
             han_device_states.c.delivery_id.in_(ids)))).all() if ids else []
         hist = (await conn.execute(han_transitions.select().where(
             han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
-    items = []
-    for r in rows:
-        items.append({
-            "delivery_id": r.id, "esi_id": r.esi_id, "state": r.state, "reason": r.reason,
-            # the SE message id / issuer event id this item carries; a cancel's item names the
-            # request it cancels (a cancel-all has one item per cancelled event)
-            "se_id": r.se_id, "cancels_request_id": r.cancels_request_id,
-            "reference": r.reference,  # the route's (head-end's) id for this item
-            "attempts": r.attempts, "se_version": r.se_version, "command": r.command,
-            "frame": r.frame, "updated_at": r.updated_at.isoformat(),
-            "devices": [{"eui64": d.eui64, "state": d.state, "at": d.at.isoformat(), "detail": d.detail}
-                        for d in devs if d.delivery_id == r.id],
-            "history": [{"eui64": h.eui64, "state": h.state, "at": h.at.isoformat(), "detail": h.detail}
-                        for h in hist if h.delivery_id == r.id],
-        })
-    return {"items": items, "next_cursor": str(rows[-1].id) if len(rows) == page.limit else None}
-
-
-def _after(cursor: str | None) -> int:
-    """The id a keyset page starts after: none or empty is the first page."""
-    if not cursor:
-        return 0
-    if not cursor.isdigit() or int(cursor) > MAX_ID:
-        raise InvalidRequest(f"cursor: {cursor!r} is invalid: pass a previous page's next_cursor",
-                             errors=[FieldError("cursor", "invalid_cursor",
-                                                "a previous page's next_cursor", cursor)])
-    return int(cursor)
+    items = [DeliveryOut(
+        delivery_id=r.id, esi_id=r.esi_id, state=r.state, reason=r.reason,
+        # the SE message id / issuer event id this item carries; a cancel's item names the
+        # request it cancels (a cancel-all has one item per cancelled event)
+        se_id=r.se_id, cancels_request_id=r.cancels_request_id,
+        reference=r.reference,  # the route's (head-end's) id for this item
+        attempts=r.attempts, se_version=r.se_version, command=r.command, frame=r.frame, updated_at=r.updated_at,
+        devices=[DeviceStateOut(eui64=d.eui64, state=d.state, at=d.at, detail=d.detail)
+                 for d in devs if d.delivery_id == r.id],
+        history=[DeviceStateOut(eui64=h.eui64, state=h.state, at=h.at, detail=h.detail)
+                 for h in hist if h.delivery_id == r.id]) for r in rows]
+    return Page[DeliveryOut](items=items, next_cursor=str(rows[-1].id) if len(rows) == page.limit else None)
 
 
 @router.post("/webhooks", status_code=201, tags=["webhooks"], response_model=WebhookCreated,
@@ -159,14 +151,14 @@ async def list_webhooks(svc: Svc, who: ThirdParty, page: Pages) -> Page[WebhookO
     async with svc.store.engine.connect() as conn:
         rows = (await conn.execute(webhooks.select().where(
             webhooks.c.party_id == who.party_id, webhooks.c.deleted_at.is_(None),
-            webhooks.c.id > _after(page.cursor)).order_by(webhooks.c.id).limit(page.limit))).all()
+            webhooks.c.id > id_cursor(page.cursor)).order_by(webhooks.c.id).limit(page.limit))).all()
     return Page[WebhookOut](items=[WebhookOut(id=r.id, url=r.url, created_at=r.created_at) for r in rows],
                             next_cursor=str(rows[-1].id) if len(rows) == page.limit else None)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204, tags=["webhooks"], response_class=Response,
                summary="Stop a webhook: no more events are sent to it")
-async def delete_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> Response:
+async def delete_webhook(svc: Svc, who: ThirdParty, webhook_id: DbId) -> Response:
     async with svc.store.engine.begin() as conn:
         result = await conn.execute(webhooks.update().where(
             webhooks.c.id == webhook_id, webhooks.c.party_id == who.party_id,
@@ -187,9 +179,9 @@ async def _own_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> None:
 
 @router.get("/webhooks/{webhook_id}/dead-letters", tags=["webhooks"], response_model=Page[DeadLetterOut],
             summary="Events given up on (attempts or age used up), oldest first (paginated)")
-async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: int, page: Pages) -> Page[DeadLetterOut]:
+async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: DbId, page: Pages) -> Page[DeadLetterOut]:
     await _own_webhook(svc, who, webhook_id)
-    items = await list_dead_letters(svc.store, webhook_id, after=_after(page.cursor), limit=page.limit)
+    items = await list_dead_letters(svc.store, webhook_id, after=id_cursor(page.cursor), limit=page.limit)
     return Page[DeadLetterOut](
         items=[DeadLetterOut(id=d.id, request_id=d.request_id, event=d.body, created_at=d.created_at,
                              attempts=d.attempts, last_error=d.last_error, dead_at=d.dead_at) for d in items],
@@ -198,14 +190,14 @@ async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: int, page: Pag
 
 @router.post("/webhooks/{webhook_id}/dead-letters/redeliver", tags=["webhooks"], response_model=RequeuedOut,
              summary="Send every dead letter of this webhook again")
-async def redeliver_all(svc: Svc, who: ThirdParty, webhook_id: int) -> RequeuedOut:
+async def redeliver_all(svc: Svc, who: ThirdParty, webhook_id: DbId) -> RequeuedOut:
     await _own_webhook(svc, who, webhook_id)
     return RequeuedOut(requeued=await redeliver(svc.store, webhook_id, svc.clock.now()))
 
 
 @router.post("/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver", tags=["webhooks"],
              response_model=RequeuedOut, summary="Send one dead letter again")
-async def redeliver_one(svc: Svc, who: ThirdParty, webhook_id: int, event_id: int) -> RequeuedOut:
+async def redeliver_one(svc: Svc, who: ThirdParty, webhook_id: DbId, event_id: DbId) -> RequeuedOut:
     await _own_webhook(svc, who, webhook_id)
     requeued = await redeliver(svc.store, webhook_id, svc.clock.now(), event_id)
     if not requeued:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from zigpy.util import QR_CODE_FORMATS
 
+from gateway.agreements import EMAIL_RE, MAX_PREMISES_PER_INVITATION
 from gateway.authz import Decision
+from gateway.domain.esi_id import ESI_ID_PATTERN
 from gateway.domain.model import (
+    DURATIONS_MONTHS,
+    LARGE_COMMERCIAL_DURATIONS_MONTHS,
     Action,
     AgreementKind,
     AgreementState,
@@ -27,6 +33,7 @@ from gateway.domain.records import (
     Premise,
     Technician,
 )
+from gateway.pipeline.requests import RequestKind
 
 
 class _In(BaseModel):
@@ -74,7 +81,7 @@ class TechnicianOut(BaseModel):
 
 
 class AssignmentIn(_In):
-    esi_id: str
+    esi_id: str = Field(json_schema_extra={"pattern": ESI_ID_PATTERN})
 
 
 class CredentialIn(_In):
@@ -104,7 +111,8 @@ class IssuedCredential(BaseModel):
 
 
 class PremiseIn(_In):
-    esi_id: str
+    esi_id: str = Field(json_schema_extra={"pattern": ESI_ID_PATTERN},
+                        description="the TDSP is derived from its prefix")
     meter_number: Annotated[str, Field(min_length=1, max_length=40)]
     customer_email: str | None = None
     rep: str | None = None
@@ -133,6 +141,18 @@ class PremiseOut(BaseModel):
                    enhanced_meter=p.enhanced_meter, status=p.status, updated_at=p.updated_at)
 
 
+def _install_code_pattern() -> str:
+    """What zigbee_se.parse_install_code reads, as one regex: hex (any of its separators, an
+    optional 0x) of 6, 8, 12 or 16 bytes plus the 2-byte CRC, or a QR code in a format zigpy knows
+    (those patterns are searched, not anchored, as the parser does). The CRC itself is checked
+    by the gateway: a bad one is a 422 `install_code_crc_mismatch`."""
+    sep = f"[:\\-_.{_PY_SPACE}]"
+    digit = f"{sep}*[0-9A-Fa-f]"
+    hexed = (f"^{sep}*(?:0[xX])?(?:{digit}){{16}}(?:(?:{digit}){{4}}|(?:{digit}){{12}}|(?:{digit}){{20}})?{sep}*$")
+    qr = [re.sub(r"\(\?P<[a-z_]+>", "(", p) for p in QR_CODE_FORMATS if "?P<code>" in p]
+    return "|".join([f"(?:{hexed})", *(f"(?:{p})" for p in qr)])
+
+
 class DeviceIn(_In):
     eui64: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$",
                                 description="the device's MAC (EUI-64), 16 hex digits")]
@@ -141,8 +161,11 @@ class DeviceIn(_In):
                                                 "load_control_device"])]
     install_code: Annotated[str, Field(
         min_length=1, max_length=200, examples=["8304 8DE5 6EB1 6D6A 1A8D"],
+        json_schema_extra={"pattern": _install_code_pattern()},
         description="as printed on the device (hex, any separators) or its QR code; checked at "
-                    "once (CRC-16/X-25), never stored: only the derived link key is, encrypted")]
+                    "once (CRC-16/X-25), never stored: only the derived link key is, encrypted. A "
+                    "bad CRC is a 422 `install_code_crc_mismatch` (a schema cannot express a CRC), "
+                    "a wrong length or non-hex text a 422 `install_code_invalid`")]
     join_window_days: Annotated[int, Field(ge=1, le=30, description="how long the meter waits "
                                            "for the device to join (1-30 days)")] = 7
 
@@ -192,23 +215,44 @@ class HanHistoryOut(BaseModel):
     events: list[DeviceEventOut]
 
 
+# The invitation's rules are checked by AgreementService.validate, which answers every problem
+# at once with the gateway's own codes (esi_id_wrong_length, premises_required...). The document
+# states the same rules (json_schema_extra: in the schema, not enforced a second time here), so a
+# schema-valid invitation is refused only for what a schema cannot know: what is on record.
+_DURATIONS: list[JsonValue] = [*sorted(set(DURATIONS_MONTHS) | set(LARGE_COMMERCIAL_DURATIONS_MONTHS))]
+# Python's `\s` (str.isspace) spelt out: a JSON schema regex's `\s` is ECMA-262's, another set.
+_PY_SPACE = "".join(f"\\u{c:04x}" for c in range(0x10000) if chr(c).isspace())
+EMAIL_PATTERN = EMAIL_RE.pattern.replace(r"\s", _PY_SPACE)
+
+
 class InvitationPremiseIn(_In):
-    esi_id: str
-    meter_number: str
+    esi_id: Annotated[str, Field(json_schema_extra={"pattern": ESI_ID_PATTERN})]
+    meter_number: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 40})]
 
 
 class InvitationIn(_In):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
+        {"if": {"properties": {"kind": {"const": AgreementKind.IN_HOME_DEVICE_SERVICES.value}}},
+         "then": {"properties": {"scopes": {"minItems": 1}}, "required": ["scopes"]}},
+        {"if": {"properties": {"kind": {"not": {"const": AgreementKind.IN_HOME_DEVICE_SERVICES.value}}}},
+         "then": {"properties": {"scopes": {"maxItems": 0}}}},
+    ]})
+
     kind: AgreementKind
-    scopes: list[Scope] = Field(default_factory=list,
-                                description="in_home_device_services only: text, price, "
-                                            "load_control")
-    premises: list[InvitationPremiseIn]
-    customer_email: str
-    duration_months: int = Field(description="1, 3, 6, 9 or 12 (24, 36: large commercial)")
+    scopes: list[Scope] = Field(default_factory=list, json_schema_extra={"uniqueItems": True},
+                                description="in_home_device_services: at least one of text, price, "
+                                            "load_control; other kinds: none")
+    premises: list[InvitationPremiseIn] = Field(json_schema_extra={
+        "minItems": 1, "maxItems": MAX_PREMISES_PER_INVITATION})
+    customer_email: str = Field(json_schema_extra={"pattern": EMAIL_PATTERN},
+                                description="the customer of record at every premise")
+    duration_months: int = Field(json_schema_extra={"enum": _DURATIONS},
+                                 description="1, 3, 6, 9 or 12 (24, 36: large commercial)")
 
 
 class RenewIn(_In):
-    duration_months: int
+    duration_months: int = Field(json_schema_extra={"enum": _DURATIONS},
+                                 description="1, 3, 6, 9 or 12 (24, 36: large commercial)")
 
 
 class AgreementPremiseOut(BaseModel):
@@ -286,12 +330,29 @@ class MeOut(BaseModel):
     technician_id: int | None = None
 
 
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "unavailable"]
+    schema_revision: str | None = None
+    reason: str | None = Field(None, description="why not ready (503)")
+
+
 T = TypeVar("T")
 
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class ImportRowErrorOut(BaseModel):
+    row: int = Field(description="line number in the file; the header is line 1")
+    column: str
+    value: str
+    problem: str
 
 
 class ImportReportOut(BaseModel):
@@ -301,7 +362,7 @@ class ImportReportOut(BaseModel):
     unchanged: int
     rejected_rows: int
     agreements_ended: int
-    errors: list[dict[str, Any]]
+    errors: list[ImportRowErrorOut]
 
 
 class LifecycleOut(BaseModel):
@@ -311,6 +372,72 @@ class LifecycleOut(BaseModel):
     renewals_lapsed: int
     mails_sent: int
     mails_failed: int
+
+
+class ExcludedOut(BaseModel):
+    esi_id: str
+    reason: str = Field(description="no_consent, scope_missing, meter_capability: ..., device_limit: ..., "
+                                    "conflict with event N")
+
+
+class AcceptedOut(BaseModel):
+    """The 202 of POST /v1/han-requests: the request is stored and will be delivered."""
+
+    id: int = Field(description="the request's id: GET /v1/han-requests/{id}")
+    kind: RequestKind
+    se_id: int | None = Field(description="the SE message id / issuer event id the gateway allocated")
+    targeted: int = Field(description="premises it goes to (cancellations: premises already reached)")
+    excluded: list[ExcludedOut] = Field(description="premises left out, each with why")
+    fanout: Literal["expanding"] | None = Field(description="all_premises: expanding in the background")
+    starts_at: datetime | None
+    block_period_request_id: int | None = Field(
+        None, description="a price's block period: its companion request")
+
+
+class HanRequestOut(BaseModel):
+    """A request's summary: premises and devices counted by state."""
+
+    id: int
+    kind: RequestKind
+    state: str = Field(description="accepted, expanding, done, cancelled, ...")
+    se_id: int | None
+    created_at: datetime
+    targeted: int
+    excluded: list[ExcludedOut]
+    fanout: bool = Field(description="sent with all_premises")
+    cancels_request_id: int | None
+    part_of_request_id: int | None = Field(description="a block period: the price it belongs to")
+    block_period_request_id: int | None = Field(description="a price: its block period's request")
+    starts_at: datetime | None
+    ends_at: datetime | None
+    premises_by_state: dict[str, int]
+    devices_by_state: dict[str, int]
+    request: dict[str, Any] = Field(description="the body as accepted")
+
+
+class DeviceStateOut(BaseModel):
+    eui64: str | None = Field(description="null: the premise as a whole (history)")
+    state: str
+    at: datetime
+    detail: str | None
+
+
+class DeliveryOut(BaseModel):
+    delivery_id: int
+    esi_id: str
+    state: str = Field(description="queued, submitted, delivered, failed, expired, cancelled")
+    reason: str | None
+    se_id: int | None = Field(description="the SE message id / issuer event id this item carries")
+    cancels_request_id: int | None = Field(description="a cancel's item: the request it cancels (a cancel-all "
+                                                       "has one item per cancelled event)")
+    reference: str | None = Field(description="the route's (head-end's) id for this item")
+    attempts: int
+    se_version: str
+    command: str
+    frame: str | None = Field(description="the SE frame sent, hex (null: the request's)")
+    updated_at: datetime
+    devices: list[DeviceStateOut]
+    history: list[DeviceStateOut]
 
 
 class FieldErrorOut(BaseModel):
@@ -323,7 +450,8 @@ class FieldErrorOut(BaseModel):
 class ProblemOut(BaseModel):
     """RFC 9457 problem details (media type application/problem+json)."""
 
-    type: str = Field(examples=["urn:hangw:problem:invalid_request"])
+    type: str = Field(examples=["/docs/errors#invalid_request"],
+                      description="a link to the section of the error guide that explains `code`")
     title: str
     status: int
     detail: str
@@ -342,7 +470,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _problem("not allowed (the code says why)"),
     404: _problem("not found, or not visible to you"),
     409: _problem("conflicts with the current state"),
-    422: _problem("invalid fields, each named in `errors`"),
+    422: _problem("invalid fields, each named in `errors` (`invalid_request`); a body that is not "
+                  "JSON is `invalid_json`"),
     429: _problem("rate limited; see the Retry-After header"),
 }
 

@@ -68,3 +68,15 @@ def tdsp_for_esi_id(esi_id: str) -> Tdsp:
     raise EsiIdError(
         esi_id, "esi_id_unknown_tdsp", f"the prefix {esi_id[:7]} matches no TDSP (known: {known})"
     )
+
+
+def _pattern() -> str:
+    by_length: dict[int, list[str]] = {}
+    for row in TDSP_PREFIXES:
+        by_length.setdefault(row.length, []).append(row.prefix)
+    alternatives = [f"(?:{'|'.join(prefixes)})[0-9]{{{length - 7}}}" for length, prefixes in sorted(by_length.items())]
+    return f"^(?:{'|'.join(alternatives)})$"
+
+
+ESI_ID_PATTERN = _pattern()
+"""What `tdsp_for_esi_id` accepts, as a regular expression (for the OpenAPI document)."""

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
+from gateway.domain.esi_id import ESI_ID_PATTERN
 from gateway.domain.model import Action
 from gateway.errors import FieldError
 from gateway.pipeline.config import PipelineConfig
+from gateway.store.cursors import MAX_ID
 from zigbee_se import (
     ClusterId,
     EncodeError,
@@ -57,13 +60,51 @@ ACTION_FOR_KIND = {
 }
 
 
+# A decimal as a JSON number or a decimal string. pydantic documents any string; the pattern says
+# which strings it parses (no NaN, no Infinity, ASCII digits).
+DecimalIn = Annotated[Decimal, WithJsonSchema({"anyOf": [
+    {"type": "number"},
+    {"type": "string", "pattern": r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?$"}]})]
+
+
+# SE durations are uint16 minutes. The document states the bound; `_duration` checks it with the
+# gateway's own (lower) limits, so a request's every problem is answered at once.
+SE_MAX_MINUTES = 0xFFFF
+SE_TIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+SE_TIME_END = SE_TIME_MIN + timedelta(seconds=0xFFFFFFFF)  # UTCTime is uint32; 0xFFFFFFFF is "invalid"
+
+
+def _se_time(moment: datetime) -> datetime:
+    """A time that an SE UTCTime can carry. Checked here, as each field is parsed, so that a time
+    outside it is a typed 422 and never reaches the encoder (which raised a 500 before)."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise PydanticCustomError("naive_time", "give a time zone (e.g. Z)")
+    if not SE_TIME_MIN <= moment < SE_TIME_END:
+        raise PydanticCustomError("time_out_of_range", "Smart Energy times run from {low} to before {high}",
+                                  {"low": SE_TIME_MIN.isoformat(), "high": SE_TIME_END.isoformat()})
+    return moment
+
+
+SeTime = Annotated[datetime, AfterValidator(_se_time)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class Targeted(_Body):
+    # Exactly one of a non-empty `esi_ids` or `"all_premises": true` (RequestService.submit refuses
+    # anything else with field `esi_ids`, code `targets`); the document says so with a oneOf.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["esi_ids"], "properties": {"esi_ids": {"type": "array", "minItems": 1},
+                                                 "all_premises": {"const": False}}},
+        {"required": ["all_premises"], "properties": {
+            "all_premises": {"const": True},
+            "esi_ids": {"anyOf": [{"type": "array", "maxItems": 0}, {"type": "null"}]}}},
+    ]})
+
     esi_ids: list[str] | None = Field(default=None, max_length=1000,
-                                      description="premises to reach; or set all_premises")
+                                      description="premises to reach (at least one); or set all_premises")
     all_premises: bool = Field(default=False, description="every premise under my active "
                                "agreements with the needed scope (fan-out)")
 
@@ -73,17 +114,22 @@ class TextRequest(Targeted):
     text: str = Field(min_length=1)
     importance: Literal["low", "medium", "high", "critical"] = "low"
     confirmation_required: bool = False
-    start: datetime | None = Field(default=None, description="ISO 8601 with zone; omitted: now")
-    duration_minutes: int = Field(default=60, ge=1)
+    start: SeTime | None = Field(default=None, description="ISO 8601 with zone; omitted: now")
+    duration_minutes: int = Field(default=60, ge=1, description="SE uint16; the gateway's limit may be lower",
+                                  json_schema_extra={"maximum": SE_MAX_MINUTES})
 
 
 class BlockPeriodIn(_Body):
     """A block period (SE 1.1+ PublishBlockPeriod): consumption blocks over a period, each priced by
     the meter's block thresholds. Sent alongside the price as its own SE event."""
 
-    start: datetime | None = Field(default=None, description="ISO 8601 with zone; omitted: the price's start")
-    duration_minutes: int = Field(ge=1, description="length of the block period in minutes")
-    number_of_block_thresholds: int = Field(ge=1, description="block thresholds in force (1..15)")
+    start: SeTime | None = Field(default=None, description="ISO 8601 with zone; omitted: the price's start")
+    # The upper bounds are checked by build_block_period with their own codes (duration_over_limit,
+    # too_many_block_thresholds); the document states them too.
+    duration_minutes: int = Field(ge=1, description="length of the block period in minutes",
+                                  json_schema_extra={"maximum": 0xFFFFFF})
+    number_of_block_thresholds: int = Field(ge=1, description="block thresholds in force (1..15)",
+                                            json_schema_extra={"maximum": 15})
     repeating: bool = Field(default=False, description="the block period repeats (Block Period Control bit 1)")
     tariff_type: Literal["delivered", "received", "both"] = Field(
         default="delivered", description="SE 1.2 meters only (Tariff Type); SE 1.1 has no such field")
@@ -92,15 +138,16 @@ class BlockPeriodIn(_Body):
 class PriceRequest(Targeted):
     kind: Literal["price"]
     provider_id: int = Field(ge=0, le=0xFFFFFFFF)
-    rate_label: str = Field(default="", max_length=12)
-    price: Decimal = Field(description="price per unit, e.g. \"0.1234\"")
+    rate_label: str = Field(default="", max_length=12, description="at most 12 UTF-8 bytes (SE octet string)")
+    price: DecimalIn = Field(description="price per unit, e.g. \"0.1234\"")
     trailing_digits: int | None = Field(default=None, ge=0, le=15)
     currency: int = Field(default=840, ge=0, le=0xFFFF, description="ISO 4217 numeric (840 USD)")
     unit_of_measure: int = Field(default=0, ge=0, le=0xFF, description="0 = kWh")
     tier: int = Field(default=1, ge=1, le=15)
     number_of_tiers: int = Field(default=1, ge=0, le=15)
-    start: datetime | None = None
-    duration_minutes: int = Field(default=60, ge=1)
+    start: SeTime | None = None
+    duration_minutes: int = Field(default=60, ge=1, description="SE uint16; the gateway's limit may be lower",
+                                  json_schema_extra={"maximum": SE_MAX_MINUTES})
     acknowledgement: bool = False
     block_period: BlockPeriodIn | None = None
 
@@ -110,33 +157,38 @@ class LoadControlRequest(Targeted):
     device_classes: int = Field(ge=1, le=0xFFFF)
     utility_enrollment_group: int = Field(default=0, ge=0, le=0xFF)
     criticality: int = Field(ge=1, le=15)
-    start: datetime | None = None
-    duration_minutes: int = Field(ge=1)
-    cooling_offset_c: Decimal | None = None
-    heating_offset_c: Decimal | None = None
-    cooling_set_point_c: Decimal | None = None
-    heating_set_point_c: Decimal | None = None
+    start: SeTime | None = None
+    duration_minutes: int = Field(ge=1, description="SE uint16; the gateway's limit may be lower",
+                                  json_schema_extra={"maximum": SE_MAX_MINUTES})
+    cooling_offset_c: DecimalIn | None = None
+    heating_offset_c: DecimalIn | None = None
+    cooling_set_point_c: DecimalIn | None = None
+    heating_set_point_c: DecimalIn | None = None
     average_load_adjustment_percent: int | None = Field(default=None, ge=-100, le=100)
     duty_cycle_percent: int | None = Field(default=None, ge=0, le=100)
     randomize_start: bool = False
     randomize_end: bool = False
 
 
+# The request to cancel: a row id, bounded as every id is (gateway/store/cursors.py).
+RequestId = Annotated[int, Field(ge=1, le=MAX_ID, description="the id of the request to cancel (its 202's `id`)")]
+
+
 class CancelTextRequest(_Body):
     kind: Literal["cancel_text"]
-    request_id: int
+    request_id: RequestId
 
 
 class CancelLoadControlRequest(_Body):
     kind: Literal["cancel_load_control"]
-    request_id: int
-    effective_time: datetime | None = Field(default=None, description="omitted: now")
+    request_id: RequestId
+    effective_time: SeTime | None = Field(default=None, description="omitted: now")
     randomize_end: bool = False
 
 
 class CancelAllLoadControlRequest(_Body):
     kind: Literal["cancel_all_load_control"]
-    esi_id: str
+    esi_id: str = Field(pattern=ESI_ID_PATTERN, description="the premise whose events of yours to cancel")
 
 
 HanRequestBody = Annotated[
@@ -194,10 +246,14 @@ def _start(body_start: datetime | None, now: datetime, errors: list[FieldError])
     return body_start
 
 
-def _duration(minutes: int, limit: int, errors: list[FieldError]) -> None:
+def _duration(minutes: int, limit: int, errors: list[FieldError]) -> int:
+    """`minutes`, or the limit when over it (an error is recorded; the command is not sent)."""
+    limit = min(limit, SE_MAX_MINUTES)
     if minutes > limit:
         errors.append(FieldError("duration_minutes", "duration_over_limit",
                                  f"{minutes} minutes is over the limit of {limit} minutes", minutes))
+        return limit
+    return minutes
 
 
 def _utc_start(body_start: datetime | None, start: datetime) -> int:
@@ -207,7 +263,7 @@ def _utc_start(body_start: datetime | None, start: datetime) -> int:
 def build_text(body: TextRequest, versions: set[str], now: datetime, cfg: PipelineConfig,
                errors: list[FieldError]) -> Command:
     start = _start(body.start, now, errors)
-    _duration(body.duration_minutes, cfg.max_text_minutes, errors)
+    minutes = _duration(body.duration_minutes, cfg.max_text_minutes, errors)
     size = len(body.text.encode("utf-8"))
     for version in sorted(versions):
         budget = max_text_bytes(se_version=version)
@@ -219,14 +275,13 @@ def build_text(body: TextRequest, versions: set[str], now: datetime, cfg: Pipeli
     control = (IMPORTANCE[body.importance] << 2) | (0x80 if body.confirmation_required else 0)
     fields = {"message_id": 0, "message_control": control, "start_time": _utc_start(body.start, start),
               "duration_in_minutes": body.duration_minutes, "message": body.text}
-    return Command(ClusterId.MESSAGING, "display_message", fields, start,
-                   start + timedelta(minutes=body.duration_minutes))
+    return Command(ClusterId.MESSAGING, "display_message", fields, start, start + timedelta(minutes=minutes))
 
 
 def build_price(body: PriceRequest, now: datetime, cfg: PipelineConfig,
                 errors: list[FieldError]) -> Command:
     start = _start(body.start, now, errors)
-    _duration(body.duration_minutes, cfg.max_price_minutes, errors)
+    minutes = _duration(body.duration_minutes, cfg.max_price_minutes, errors)
     price, digits = 0, 0
     try:
         price, digits = decimal_to_price(body.price, body.trailing_digits)
@@ -249,8 +304,7 @@ def build_price(body: PriceRequest, now: datetime, cfg: PipelineConfig,
     if body.block_period is not None:  # SE 1.1 PublishPrice field 18 (SE 1.0 targets are excluded)
         fields["number_of_block_thresholds"] = min(body.block_period.number_of_block_thresholds,
                                                    MAX_BLOCK_THRESHOLDS)
-    return Command(ClusterId.PRICE, "publish_price", fields, start,
-                   start + timedelta(minutes=body.duration_minutes))
+    return Command(ClusterId.PRICE, "publish_price", fields, start, start + timedelta(minutes=minutes))
 
 
 MAX_BLOCK_THRESHOLDS = 15  # the nibble of SE 1.1 PublishBlockPeriod and the Block1..15 Threshold attributes
@@ -300,7 +354,7 @@ def build_block_period(body: PriceRequest, price_start: datetime, now: datetime,
 def build_load_control(body: LoadControlRequest, now: datetime, cfg: PipelineConfig,
                        errors: list[FieldError]) -> Command:
     start = _start(body.start, now, errors)
-    _duration(body.duration_minutes, cfg.max_load_control_minutes, errors)
+    minutes = _duration(body.duration_minutes, cfg.max_load_control_minutes, errors)
     if body.device_classes & ~DEVICE_CLASS_BITS:
         errors.append(FieldError("device_classes", "unknown_device_class_bits",
                                  f"bits 0x{body.device_classes & ~DEVICE_CLASS_BITS:04x} are not SE "
@@ -333,8 +387,7 @@ def build_load_control(body: LoadControlRequest, now: datetime, cfg: PipelineCon
         fields["average_load_adjustment_percentage"] = body.average_load_adjustment_percent
     if body.duty_cycle_percent is not None:
         fields["duty_cycle"] = body.duty_cycle_percent
-    return Command(ClusterId.DRLC, "load_control_event", fields, start,
-                   start + timedelta(minutes=body.duration_minutes))
+    return Command(ClusterId.DRLC, "load_control_event", fields, start, start + timedelta(minutes=minutes))
 
 
 def with_se_id(command: Command, se_id: int) -> Command:

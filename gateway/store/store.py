@@ -37,8 +37,8 @@ from gateway.domain.records import (
     Principal,
     Technician,
 )
-from gateway.errors import FieldError, InvalidRequest
 from gateway.store import migrate, sqlite_driver
+from gateway.store.cursors import id_cursor
 from gateway.store.fanout import in_scope_query
 from gateway.store.schema import (
     agreement_premises,
@@ -178,15 +178,7 @@ def _audit(row: Any) -> AuditEntry:
     )
 
 
-def _int_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    try:
-        return int(cursor)
-    except ValueError:
-        raise InvalidRequest(f"cursor {cursor!r} is not one this API returned", errors=[
-            FieldError("cursor", "invalid_cursor", "pass a next_cursor value from a previous page",
-                       cursor)]) from None
+_int_cursor = id_cursor
 
 
 class TextSealer(Protocol):

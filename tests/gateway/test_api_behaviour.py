@@ -50,7 +50,10 @@ async def test_pagination_and_filters(gateway: Gateway) -> None:
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "tdsp"
     r = await gateway.client.get("/v1/premises", headers=gateway.op, params={"limit": 0})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "limit"
+    # Cursors are digits in the OpenAPI document (a pattern); one this API never returned is named.
     r = await gateway.client.get("/v1/parties", headers=gateway.op, params={"cursor": "x"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "cursor"
+    r = await gateway.client.get("/v1/parties", headers=gateway.op, params={"cursor": "99999999999"})
     assert r.status_code == 422 and r.json()["errors"][0]["code"] == "invalid_cursor"
 
 

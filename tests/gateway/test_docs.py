@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 
 from tests.gateway.conftest import Gateway
 
@@ -112,6 +113,48 @@ def check_subset(documented: Any, actual: Any, where: str) -> None:
             check_subset(item, actual[i], f"{where}[{i}]")
 
 
+def _deref(node: Any, spec: dict[str, Any]) -> Any:
+    """`node` with every `$ref` into the OpenAPI document inlined (the models are not recursive)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = spec
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return _deref(target, spec)
+        return {k: _deref(v, spec) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_deref(v, spec) for v in node]
+    return node
+
+
+def _partial(schema: Any) -> Any:
+    """The schema of an example that shows some fields only: nothing required, but no field that
+    the model does not have (a misspelt or removed field in the guide fails)."""
+    if isinstance(schema, dict):
+        out = {k: _partial(v) for k, v in schema.items() if k != "required"}
+        if "properties" in schema and "additionalProperties" not in schema:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_partial(v) for v in schema]
+    return schema
+
+
+def response_schema(spec: dict[str, Any], method: str, target: str, status: int) -> dict[str, Any]:
+    """The schema of the answer `status` to `method target` in the OpenAPI document."""
+    path = httpx.URL(target).path
+    for template, item in spec["paths"].items():
+        pattern = "^" + re.sub(r"\\{[a-z_0-9]+\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path) and method.lower() in item:
+            responses = item[method.lower()]["responses"]
+            assert str(status) in responses, f"{method} {template}: {status} is not documented"
+            content = responses[str(status)].get("content", {})
+            media = content.get("application/json") or content.get("application/problem+json") or {}
+            assert content == {} or "schema" in media, f"{method} {template} {status}: no schema"
+            return dict(_deref(media.get("schema", {}), spec))
+    raise AssertionError(f"{method} {path} is not in the OpenAPI document")
+
+
 async def test_third_party_guide_runs(gateway: Gateway) -> None:
     await gateway.load_premises(
         "esi_id,meter_number,customer_email,rep,premise_class,se_version,enhanced_meter\n"
@@ -120,6 +163,7 @@ async def test_third_party_guide_runs(gateway: Gateway) -> None:
     _party_id, token = await gateway.new_party("Acme Thermostats", "123456789")
     items = blocks(DOCS / "third-party-api.md")
     exchanges = 0
+    spec = (await gateway.client.get("/openapi.json")).json()
     pending: tuple[str, httpx.Response] | None = None
     for lang, text in items:
         if lang == "test":
@@ -148,8 +192,13 @@ async def test_third_party_guide_runs(gateway: Gateway) -> None:
                 assert response.headers[name].startswith(value), request_line
             else:
                 assert response.headers.get(name) == value, f"{request_line}: header {name}"
-        if body and "…" not in body:
-            check_subset(json.loads(body), response.json(), request_line)
-        elif body:
-            check_subset(json.loads(body.replace("…", "")), response.json(), request_line)
+        method, target, _version = request_line.split()
+        schema = response_schema(spec, method, target, status)
+        if response.content:  # the answer itself, in full, against its documented model
+            jsonschema.validate(response.json(), schema)
+        if body:
+            documented = json.loads(body.replace("…", ""))
+            check_subset(documented, response.json(), request_line)
+            # The guide's (partial) example shows only fields the model has, with their types.
+            jsonschema.validate(documented, _partial(schema))
     assert exchanges >= 12

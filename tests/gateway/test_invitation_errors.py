@@ -66,7 +66,7 @@ async def test_invitation_errors(gateway: Gateway, acme: str, *,
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
-    assert body["status"] == 422 and body["type"].startswith("urn:hangw:problem:")
+    assert body["status"] == 422 and body["type"] == "/docs/errors#invalid_request"
     assert _errors(body) == expected
     for error in body["errors"]:
         assert error["message"]
