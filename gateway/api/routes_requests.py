@@ -60,7 +60,7 @@ async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
     async with svc.store.engine.connect() as conn:
         row = (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).first()
     if row is None or row.party_id != who.party_id:
-        raise NotFound(f"no request {request_id} of yours", code="unknown_request")
+        raise NotFound(f"no han request {request_id}", code="unknown_han_request")  # as the policy says
     return row
 
 

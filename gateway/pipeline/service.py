@@ -250,7 +250,7 @@ class RequestService:
         row = (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).first()
         if row is None or row.party_id != principal.party_id:
             # Another party's request is not even visible: a party never cancels another's event.
-            raise NotFound(f"no request {request_id} of yours", code="unknown_request")
+            raise NotFound(f"no han request {request_id}", code="unknown_han_request")
         if row.kind != kind.value:
             raise InvalidRequest(f"request {request_id} is a {row.kind} request, not {kind.value}",
                                  errors=[FieldError("request_id", "wrong_kind", f"a {kind.value} request",
@@ -346,8 +346,11 @@ class RequestService:
         assert principal.party_id is not None
         decision = await authorize(self.store, principal, ACTION_FOR_KIND[RequestKind.CANCEL_ALL_LOAD_CONTROL],
                                    body.esi_id, now=now)
+        if not decision.visible:  # the same answer as the policy's for a premise the party may not see
+            raise NotFound(f"no premise {body.esi_id} visible to you", code="unknown_premise")
         if not decision.allowed:
-            raise NotFound(f"premise {body.esi_id}: {decision.reason}", code=decision.reason)
+            raise Forbidden(f"cancel_all_load_control on {body.esi_id} refused: {decision.reason}",
+                            code=decision.reason)
         mine = sa.and_(lce_events.c.esi_id == body.esi_id, lce_events.c.party_id == principal.party_id)
         async with self.store.engine.begin() as conn:
             event_requests = (await conn.execute(sa.select(lce_events.c.request_id).where(

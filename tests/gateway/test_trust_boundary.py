@@ -257,3 +257,18 @@ async def test_a_keyed_invitation_mails_only_after_its_commit(gateway: Gateway) 
     again = await gateway.client.post("/v1/agreements", headers=keyed, json=ok)
     assert again.headers["idempotent-replayed"] == "true"
     assert len(gateway.mails_to("alice@example.test")) == 1
+
+
+async def test_cancel_all_on_a_premise_answers_as_the_policy_does(gateway: Gateway) -> None:
+    """A premise the party may not see: exactly what an unknown one gets; one it may see without
+    the load-control scope: 403 naming why."""
+    await gateway.load_premises()
+    _pid, token = await gateway.new_party("Acme", "123456789")
+    await gateway.active_agreement(token, ONCOR, "MTR-1", "alice@example.test", scopes=["text"])
+    answers = {}
+    for esi in (ONCOR, ONCOR_2, "10443720000009999"):
+        r = await gateway.client.post("/v1/han-requests", headers=gateway.auth(token),
+                                      json={"kind": "cancel_all_load_control", "esi_id": esi})
+        answers[esi] = (r.status_code, r.json()["code"])
+    assert answers[ONCOR] == (403, "scope_not_granted")
+    assert answers[ONCOR_2] == answers["10443720000009999"] == (404, "unknown_premise")
