@@ -58,14 +58,14 @@ async def _main(args: argparse.Namespace) -> int:
     import httpx
     import uvicorn
 
-    from ams_adapters.simulated import SimulatedRoute
     from gateway.app import create_app
-    from gateway.cli.simfield import ScaledClock, build_field, premises, premises_csv
     from gateway.config import parse_config
     from gateway.device_keys import new_device_key
     from gateway.domain.model import Role
     from gateway.pipeline.dispatcher import RouteSet
     from gateway.store.store import open_store
+    from sandbox.simfield import ScaledClock, build_field, premises, premises_csv
+    from sandbox.simulated_route import SimulatedRoute
 
     data_dir: Path = args.data_dir
     if data_dir.exists():

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ams_adapters.profiles import TDSPS
-from gateway.cli.sim_group import sim_subparsers
 from gateway.domain.esi_id import TDSP_PREFIXES, Tdsp
+from sandbox.sim_group import sim_subparsers
 
 
 def register(subparsers: Any) -> None:
@@ -116,10 +116,10 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     from ams_adapters.profiles import load_profile
-    from gateway.cli.simfield import FrameCounter
+    from sandbox.headends import headend_for_profile
+    from sandbox.simfield import FrameCounter
     from simulators.clock import RealClock
     from simulators.fleet import Fleet
-    from simulators.headends.factory import make_headend
     from simulators.headends.faults import Faults
 
     profile = load_profile(args.tdsp)
@@ -154,7 +154,7 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
         import ssl
 
         callback_tls = ssl.create_default_context(cafile=args.callback_ca)
-    headend = make_headend(profile, fleet, clock, host=host, port=port, mqtt_host=host,
+    headend = headend_for_profile(profile, fleet, clock, host=host, port=port, mqtt_host=host,
                            mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults, ssl_context=tls,
                            callback_ssl_context=callback_tls)
     await headend.start()

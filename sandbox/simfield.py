@@ -1,7 +1,7 @@
 """The simulated field behind `routes.kind = "simulated"` (`hangw demo`, `hangw serve` for trying
 the API, the tests): meters across the five TDSPs with devices of several firmware profiles,
 installed and joined. Only the command line imports `simulators`, lazily; the gateway itself only
-sees the route (`ams_adapters.simulated.SimulatedRoute`)."""
+sees the route (`sandbox.simulated_route.SimulatedRoute`)."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
 
     from fastapi import Body, FastAPI
 
-    from ams_adapters.simulated import SimulatedRoute, event_to_json, operation_from_json
+    from sandbox.simulated_route import SimulatedRoute, event_to_json, operation_from_json
 
     state: dict[str, Any] = {"log": []}
 

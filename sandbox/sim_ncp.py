@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.sim_group import sim_subparsers
+from sandbox.sim_group import sim_subparsers
 
 
 def register(subparsers: Any) -> None:
