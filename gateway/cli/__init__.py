@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _not_installed(subparsers: Any, command: str, package: str) -> None:
     """A stand-in for a command whose package is not installed: running it says so (exit 2)."""
-    stub = subparsers.add_parser(command, help=f"(not installed: the {package} package provides it)")
-    stub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    # No option prefix: whatever follows (`--once`, `headend --tdsp …`) is taken as is, then refused.
+    stub = subparsers.add_parser(command, help=f"(not installed: the {package} package provides it)",
+                                 prefix_chars="\0", add_help=False)
+    stub.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
 
     def run(_args: argparse.Namespace) -> int:
         print(f"hangw: {PluginNotInstalled('command', command, COMMANDS, package)}", file=sys.stderr)
