@@ -40,7 +40,7 @@ def test_demo_once_gets_every_answer_through_every_route(tmp_path: Path) -> None
     assert "every premise answered 'acknowledged'" in out
     assert "every premise answered 'completed' (the radio's 'received')" in out
     confirmed = _answers(out, "confirmed")
-    for kind, via in ROUTES.items():
+    for via in ROUTES.values():
         hits = [esi for route, ids in confirmed.items() if route.startswith(via) for esi in ids]
         assert hits, f"no premise confirmed the text {via}\n{out}"
     # One premise per TDSP through its head-end: the five TDSPs' ESI ID prefixes.
