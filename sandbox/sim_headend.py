@@ -2,8 +2,8 @@
 serving a fleet of simulated premises on the wall clock, for integration work against the adapters.
 
 MultiSpeak and binary head-ends listen on HOST:PORT; the 61968-9 head-end connects to the MQTT
-broker at HOST:PORT (default 127.0.0.1:1883) under --prefix. Simulators are imported inside the
-command only: production code never imports them.
+broker at HOST:PORT (default 127.0.0.1:1883) under --prefix. The simulators are imported when the
+command runs, not when `hangw` loads this module's `register` (every start).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The simulated field behind `routes.kind = "simulated"` (`hangw demo`, `hangw serve` for trying
-the API, the tests): meters across the five TDSPs with devices of several firmware profiles,
-installed and joined. Only the command line imports `simulators`, lazily; the gateway itself only
-sees the route (`sandbox.simulated_route.SimulatedRoute`)."""
+"""The simulated field behind `routes.kind = "simulated"` (`hangw serve` for trying the API, `hangw
+sim-field`, the tests) and behind the demo's head-ends: meters across the five TDSPs with devices of
+several firmware profiles, installed and joined. The gateway only sees the route
+(`sandbox.simulated_route.SimulatedRoute`, found by name through the `hangw.routes` entry points).
+`simulators` is imported inside the functions: `hangw` loads this module's `register` at every start."""
 
 from __future__ import annotations
 
