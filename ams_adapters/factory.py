@@ -11,6 +11,9 @@ from typing import Any
 from ams_adapters.adapter import HeadEndAdapter, Transport
 from ams_adapters.contract import ContractError, MeterCapabilities
 from ams_adapters.profiles import TRANSPORTS, TdspProfile, load_profile
+from ams_adapters.transports.binary_tcp import BinaryTransport
+from ams_adapters.transports.cim_mqtt import CimMqttTransport
+from ams_adapters.transports.multispeak import MultiSpeakTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,6 @@ def callback_tls(cfg: AdapterConfig) -> ssl.SSLContext | None:
 def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
     t = profile.transport
     if t == "multispeak":
-        from ams_adapters.transports.multispeak import MultiSpeakTransport
         if not cfg.url:
             raise ContractError("url", cfg.url, "the MultiSpeak head-end's base URL (http[s]://host:port)")
         tls = ssl.create_default_context(cafile=cfg.ca_file) if cfg.url.startswith("https:") else None
@@ -68,11 +70,9 @@ def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
                                    callback_ssl_context=callback_tls(cfg),
                                    group_operations=profile.group_operations, max_group_size=profile.batch_size)
     if t == "cim":
-        from ams_adapters.transports.cim_mqtt import CimMqttTransport
         return CimMqttTransport(cfg.host, cfg.port or 1883, cfg.topic_prefix, client_id=cfg.client_id,
                                 timeout_s=profile.request_timeout_s)
     if t == "binary":
-        from ams_adapters.transports.binary_tcp import BinaryTransport
         if not cfg.port:
             raise ContractError("port", cfg.port, "the binary head-end's TCP port (1..65535)")
         return BinaryTransport(cfg.host, cfg.port, poll_interval_s=profile.poll_interval_s,

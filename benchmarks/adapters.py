@@ -27,9 +27,9 @@ from ams_adapters.contract import CAPABLE_DEVICES, HanOperation, OperationKind
 from ams_adapters.factory import AdapterConfig, make_transport
 from ams_adapters.profiles import load_profile
 from ams_adapters.wire.common import HeadEndRequest, Notification, RequestKind
+from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
 from simulators.fleet import Fleet
-from simulators.headends.factory import make_headend
 from zigbee_se import SEVersion, encode_frame
 
 TRANSPORT_TDSP = {"multispeak": "oncor", "cim": "centerpoint", "binary": "tnmp"}
@@ -58,7 +58,7 @@ async def measure(transport_name: str, n: int, rounds: int) -> tuple[float, floa
     clock = RealClock(seed=1)
     fleet = Fleet(100, clock)
     prefix = f"bench/{uuid.uuid4().hex[:8]}"
-    headend = make_headend(profile, fleet, clock, topic_prefix=prefix, latency_median_s=0.001,
+    headend = headend_for_profile(profile, fleet, clock, topic_prefix=prefix, latency_median_s=0.001,
                            latency_p95_s=0.002, capacity=100 * n)
     await headend.start()
     port = 1883 if transport_name == "cim" else headend.port  # type: ignore[attr-defined]

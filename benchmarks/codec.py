@@ -18,6 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import zigpy.types as t
+from zigpy.zcl import foundation
+
 import zigbee_se
 from zigbee_se import SEVersion
 
@@ -134,9 +137,6 @@ ZigpyCodec = tuple[Callable[[dict[str, Any], int], bytes], Callable[[bytes], dic
 def zigpy_codecs() -> dict[str, ZigpyCodec]:
     """The same frames through zigpy's types (zigpy has no SE command definitions, so the schemas
     are declared here the way zigpy declares its own clusters)."""
-    import zigpy.types as t
-    from zigpy.zcl import foundation
-
     schemas = {
         "display_message": {
             "message_id": t.uint32_t, "message_control": t.bitmap8, "start_time": t.uint32_t,

@@ -21,9 +21,9 @@ from ams_adapters.adapter import HeadEndAdapter
 from ams_adapters.contract import CAPABLE_DEVICES, HanOperation, OperationKind
 from ams_adapters.factory import AdapterConfig, make_adapter
 from ams_adapters.profiles import load_profile
+from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
 from simulators.fleet import Fleet
-from simulators.headends.factory import make_headend
 from zigbee_se import SEVersion, encode_frame
 
 FIELDS = {"message_id": 7, "message_control": 0x80, "start_time": 0, "duration_in_minutes": 60,
@@ -50,7 +50,7 @@ async def measure(n: int, rounds: int) -> tuple[float, float]:
     profile = load_profile("oncor", **overrides)
     clock = RealClock(seed=1)
     fleet = Fleet(n, clock)
-    headend = make_headend(profile, fleet, clock, latency_median_s=0.001, latency_p95_s=0.002,
+    headend = headend_for_profile(profile, fleet, clock, latency_median_s=0.001, latency_p95_s=0.002,
                            capacity=100 * n * rounds)
     await headend.start()
     url = f"http://127.0.0.1:{headend.port}"  # type: ignore[attr-defined]

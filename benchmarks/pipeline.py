@@ -140,10 +140,10 @@ async def _api_run(tmp: Path, db_url: str, delivered_count: Any,
                    requests: int, concurrency: int) -> float:
     import httpx
 
-    from gateway.cli.simfield import premises, premises_csv
     from gateway.clock import SystemClock
     from gateway.domain.model import Role
     from gateway.store.store import open_store
+    from sandbox.simfield import premises, premises_csv
 
     data = Path(tmp) / "data"
     data.mkdir()

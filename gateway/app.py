@@ -88,7 +88,7 @@ def create_app(
     # A malformed device key stops the gateway here; a missing one only refuses provisioning.
     cipher: LinkKeyCipher | None = None
     try:
-        cipher = load_cipher(config.security)
+        cipher = load_cipher(config.security.device_key_secret, config.security.device_key_file)
     except DeviceKeyError as exc:
         if exc.value:
             raise

@@ -16,8 +16,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.config import SecurityConfig
-
 SEALED_PREFIX = "sealed:"
 
 
@@ -84,11 +82,13 @@ class LinkKeyCipher:
                                  "encrypted with") from None
 
 
-def load_cipher(config: SecurityConfig) -> LinkKeyCipher:
-    """The cipher `[security]` configures; DeviceKeyError when there is no usable key."""
-    secret = config.device_key_secret.strip()
-    if not secret and config.device_key_file:
-        path = Path(config.device_key_file)
+def load_cipher(secret: str, key_file: str = "") -> LinkKeyCipher:
+    """The cipher of `[security]`'s device_key_secret, or else of the key in `key_file` (its
+    device_key_file); DeviceKeyError when there is no usable key. Takes the two values, not the
+    config section, so this module stays below the config tree."""
+    secret = secret.strip()
+    if not secret and key_file:
+        path = Path(key_file)
         try:
             secret = path.read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError) as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from crccheck.crc import CrcX25
 from zigpy import util as zigpy_util
+from zigpy.types import EUI64
 
 from zigbee_se.errors import SECodecError
 
@@ -106,8 +107,6 @@ def link_key_from_install_code(code: bytes) -> bytes:
 
 
 def _eui64_text(hexed: str) -> str:
-    from zigpy.types import EUI64
-
     ieee = EUI64.convert(hexed)
     # zigpy's rule: some manufacturers print the EUI-64 byte-reversed in QR codes.
     if str(ieee).lower().endswith("16:a7:20"):

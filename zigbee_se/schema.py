@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from zigbee_se.types import CharString, FieldType, FixedOctets, IntType
+from zigbee_se.types import CharString, FieldType, FixedOctets, IntType, uint8
 from zigbee_se.versions import SEVersion
 
 
@@ -131,6 +131,4 @@ class CommandDef:
 
 
 def nibble(name: str, *, default: Any = REQUIRED, min: int = 0, doc: str = "") -> Field:
-    from zigbee_se.types import uint8
-
     return Field(name, uint8, default=default, min=min, max=15, limit=f"{min}..15 (4 bits)", doc=doc)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from zigbee_se.errors import EncodeError
+
 
 class SEVersion(enum.IntEnum):
     V1_0 = 10
@@ -18,8 +20,6 @@ class SEVersion(enum.IntEnum):
         try:
             return _BY_TEXT[str(text).strip()]
         except KeyError:
-            from zigbee_se.errors import EncodeError
-
             raise EncodeError("se_version", text, "one of 1.0, 1.1, 1.2") from None
 
     def __str__(self) -> str:

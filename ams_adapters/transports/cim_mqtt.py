@@ -26,11 +26,6 @@ from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
 log = logging.getLogger(__name__)
 
 
-def topics(prefix: str) -> dict[str, str]:
-    return {"request": f"{prefix}/request/EndDeviceControls", "events": f"{prefix}/event/EndDeviceEvents",
-            "reply": f"{prefix}/reply"}
-
-
 class CimMqttTransport:
     def __init__(self, host: str, port: int, prefix: str, *, client_id: str | None = None,
                  timeout_s: float = 2.0, issuer_id: str = "han-gateway") -> None:
@@ -38,7 +33,7 @@ class CimMqttTransport:
         self.client_id = client_id or f"hangw-{uuid.uuid4().hex[:10]}"
         self.timeout_s = timeout_s
         self.issuer_id = issuer_id
-        self.reply_topic = f"{topics(prefix)['reply']}/{self.client_id}"
+        self.reply_topic = f"{cim.topics(prefix)['reply']}/{self.client_id}"
         self._client: aiomqtt.Client | None = None
         self._ready = asyncio.Event()
         self._waiting: dict[str, tuple[list[str], asyncio.Future[list[Ack]]]] = {}
@@ -71,7 +66,7 @@ class CimMqttTransport:
 
     async def _run(self) -> None:
         attempt = 0
-        t = topics(self.prefix)
+        t = cim.topics(self.prefix)
         while True:
             try:
                 async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, clean_session=False,
@@ -119,7 +114,7 @@ class CimMqttTransport:
         self._waiting[message_id] = (txids, fut)
         verb = "cancel" if all(r.kind.value.startswith("cancel") for r in requests) else "create"
         try:
-            await client.publish(topics(self.prefix)["request"],
+            await client.publish(cim.topics(self.prefix)["request"],
                                  cim.encode_controls(message_id, self.reply_topic, requests, self.issuer_id, verb),
                                  qos=1)
             async with asyncio.timeout(self.timeout_s):

@@ -39,6 +39,15 @@ EDE_NS = "http://iec.ch/TC57/2011/EndDeviceEvents#"
 _H = f"{{{MSG_NS}}}"
 _C = f"{{{EDC_NS}}}"
 _E = f"{{{EDE_NS}}}"
+
+
+def topics(prefix: str) -> dict[str, str]:
+    """The MQTT topics under `prefix`: requests to the head-end, its EndDeviceEvents, and the base of
+    each client's ReplyAddress. Shared by the adapter and the emulated head-end (one definition of
+    where each side publishes; tests/adapters pins the names independently)."""
+    return {"request": f"{prefix}/request/EndDeviceControls", "events": f"{prefix}/event/EndDeviceEvents",
+            "reply": f"{prefix}/reply"}
+
 ACTION_OF_KIND = {
     RequestKind.TEXT: "PanDisplay", RequestKind.CANCEL_TEXT: "PanDisplay",
     RequestKind.PRICE: "PanPricing",

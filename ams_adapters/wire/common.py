@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lxml import etree
+
 from zigbee_se import command_definitions
 from zigbee_se.schema import NibblePair
 from zigbee_se.types import CharString
@@ -156,8 +158,6 @@ def uncamel_map(cluster_id: int, command: str) -> dict[str, str]:
 def read_se_command(cmd: Any, where: str) -> tuple[int, str, dict[str, Any]]:
     """The <seCommand cluster="0701" name="load_control_event"> element both XML transports carry
     (MultiSpeak and 61968-9) -> (cluster id, command, SE field values)."""
-    from lxml import etree
-
     if cmd is None:
         raise WireError("seCommand", None, f"required in {where}")
     try:

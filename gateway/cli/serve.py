@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ams_adapters.contract import ContractError
     from gateway.device_keys import DeviceKeyError
+    from gateway.plugins import PluginNotInstalled
 
     try:
         asyncio.run(serve())
@@ -74,28 +74,25 @@ def run(args: argparse.Namespace) -> int:
     except DeviceKeyError as exc:  # a malformed device key: link keys could not be stored
         print(exc, file=sys.stderr)
         return 2
+    except PluginNotInstalled as exc:  # routes.kind = "simulated" without the sandbox package
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 
 def build_routes(config: GatewayConfig, store: Store | None = None) -> RouteSet:
     """The routes `routes.kind` names, plus `[routes.radio]` for its ESI IDs (matched exactly,
-    before any prefix). The simulated field is built here, in the command line, so that the
-    gateway itself never imports the simulators."""
+    before any prefix). A kind the gateway does not build itself (`simulated`, `simulated_remote`)
+    is a route factory found by name in the `hangw.routes` entry points (the sandbox package), so
+    that the gateway never imports the simulators; PluginNotInstalled when none is installed."""
     from gateway.pipeline.dispatcher import RouteSet
+    from gateway.plugins import ROUTES, load_plugin
 
     kind = config.routes.kind
     default: Route | None = None
-    if kind is RouteKind.SIMULATED:
-        from ams_adapters.simulated import SimulatedRoute
-        from gateway.cli.simfield import ScaledClock, build_field, premises
-
-        field, _devices = build_field(ScaledClock(config.routes.simulated_speed),
-                                      premises(config.routes.simulated_premises_per_tdsp))
-        default = SimulatedRoute(field, now=time.time)
-    elif kind is RouteKind.SIMULATED_REMOTE:
-        from ams_adapters.simulated import RemoteSimulatedRoute
-
-        default = RemoteSimulatedRoute(config.routes.url)
+    if kind not in (RouteKind.NONE, RouteKind.ADAPTERS):
+        factory = load_plugin(ROUTES, kind.value, "routes.kind")
+        default = factory(config.routes)
     by_prefix: dict[str, Route | None] = {}
     if kind is RouteKind.ADAPTERS:
         from gateway.pipeline.adapter_routes import build_adapter_routes

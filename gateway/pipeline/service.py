@@ -42,6 +42,7 @@ from gateway.pipeline.requests import (
 from gateway.store import fanout as fanout_sql
 from gateway.store.schema import audit_log, han_deliveries, han_requests, lce_events, premises
 from gateway.store.store import Store
+from zigbee_se import utc_from_datetime
 
 DEFAULT_SE_VERSION = "1.1"
 ALL_SE_VERSIONS = {"1.0", "1.1", "1.2"}
@@ -542,6 +543,4 @@ def _lacks_capability(body: Any, se_version: str) -> str | None:
 
 
 def _utc(moment: datetime) -> int:
-    from zigbee_se import utc_from_datetime
-
     return utc_from_datetime(moment)

@@ -12,7 +12,6 @@ from collections import deque
 
 import aiomqtt
 
-from ams_adapters.transports.cim_mqtt import topics
 from ams_adapters.wire import cim
 from ams_adapters.wire.common import Ack, Notification, WireError
 from simulators.headends.core import HeadEndCore
@@ -62,7 +61,7 @@ class CimHeadEnd:
         await self.start()
 
     async def _run(self) -> None:
-        t = topics(self.prefix)
+        t = cim.topics(self.prefix)
         while True:
             try:
                 async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
@@ -101,7 +100,7 @@ class CimHeadEnd:
         self._outbox.append(note)
 
     async def _flusher(self) -> None:
-        topic = topics(self.prefix)["events"]
+        topic = cim.topics(self.prefix)["events"]
         while True:
             await asyncio.sleep(0.01)  # events go out in small batches, as head-ends publish them
             client = self._client

@@ -1,16 +1,25 @@
-"""Start the emulated head-end a TDSP profile names, on a ``Field``, in-process."""
+"""Start an emulated head-end speaking one transport, on a ``Field``, in-process.
+
+The emulator takes its settings as values (``EmulatorSettings``) rather than reading the adapters' TDSP
+profile, so ``simulators`` depends only on ``zigbee_se`` and the wire layer (``ams_adapters.wire``);
+``sandbox.headends.headend_for_profile`` builds the settings from a TDSP profile.
+"""
 
 from __future__ import annotations
 
 import random
 import ssl
-from typing import Any, Protocol
+from typing import Protocol
 
-from ams_adapters.profiles import TdspProfile
 from simulators.clock import Clock
 from simulators.field import Field
+from simulators.headends.binary_server import BinaryHeadEnd
+from simulators.headends.cim_server import CimHeadEnd
 from simulators.headends.core import EmulatorSettings, HeadEndCore
 from simulators.headends.faults import Faults
+from simulators.headends.multispeak_server import MultiSpeakHeadEnd
+
+TRANSPORTS = ("multispeak", "cim", "binary")
 
 
 class HeadEnd(Protocol):
@@ -23,18 +32,18 @@ class HeadEnd(Protocol):
     async def down_for(self, seconds: float) -> None: ...
 
 
-def make_headend(profile: TdspProfile, field_: Field, clock: Clock, *, host: str = "127.0.0.1", port: int = 0,
-                 mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883, topic_prefix: str = "hangw",
-                 faults: Faults | None = None, seed: int = 7, ssl_context: ssl.SSLContext | None = None,
-                 callback_ssl_context: ssl.SSLContext | None = None, **settings: Any) -> HeadEnd:
-    core = HeadEndCore(field_, clock, EmulatorSettings.from_profile(profile.emulator, profile.meter.max_text_length,
-                                                                    profile.meter.max_frame_size, **settings),
-                       faults, random.Random(seed))
-    if profile.transport == "multispeak":
-        from simulators.headends.multispeak_server import MultiSpeakHeadEnd
+def make_headend(transport: str, settings: EmulatorSettings, field_: Field, clock: Clock, *,
+                 host: str = "127.0.0.1", port: int = 0, mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883,
+                 topic_prefix: str = "hangw", faults: Faults | None = None, seed: int = 7,
+                 ssl_context: ssl.SSLContext | None = None,
+                 callback_ssl_context: ssl.SSLContext | None = None) -> HeadEnd:
+    """`transport`: multispeak (HTTP on host:port), cim (61968-9 over the MQTT broker at
+    mqtt_host:mqtt_port under topic_prefix) or binary (TCP on host:port)."""
+    core = HeadEndCore(field_, clock, settings, faults, random.Random(seed))
+    if transport == "multispeak":
         return MultiSpeakHeadEnd(core, host, port, ssl_context, callback_ssl_context)
-    if profile.transport == "cim":
-        from simulators.headends.cim_server import CimHeadEnd
+    if transport == "cim":
         return CimHeadEnd(core, mqtt_host, mqtt_port, topic_prefix)
-    from simulators.headends.binary_server import BinaryHeadEnd
-    return BinaryHeadEnd(core, host, port)
+    if transport == "binary":
+        return BinaryHeadEnd(core, host, port)
+    raise ValueError(f"transport: {transport!r} is invalid: one of {', '.join(TRANSPORTS)}")

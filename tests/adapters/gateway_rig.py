@@ -24,8 +24,9 @@ from gateway.clock import ManualClock
 from gateway.config import GatewayConfig
 from gateway.domain.model import Role
 from gateway.store.store import Store, open_store
+from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
-from simulators.headends.factory import HeadEnd, make_headend
+from simulators.headends.factory import HeadEnd
 from simulators.meter import HanEvent
 from tests.adapters.harness import MQTT, QuickFleet
 from tests.gateway.conftest import Gateway, gateway_config, start_server, stop_server
@@ -117,7 +118,7 @@ async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters
         for tdsp, transport in tdsps.items():
             fleets[tdsp] = QuickFleet(meters, clock, esi_prefix=FLEET_PREFIX[tdsp])
             profile = load_profile(tdsp).with_transport(transport)
-            headends[tdsp] = make_headend(profile, fleets[tdsp], clock, topic_prefix=f"{prefix}/{tdsp}",
+            headends[tdsp] = headend_for_profile(profile, fleets[tdsp], clock, topic_prefix=f"{prefix}/{tdsp}",
                                           join_window_scale=join_window_scale)
             await headends[tdsp].start()
         if before_start is not None:

@@ -27,9 +27,10 @@ from ams_adapters.contract import (
 )
 from ams_adapters.factory import AdapterConfig, make_adapter
 from ams_adapters.profiles import load_profile
+from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
 from simulators.fleet import Fleet
-from simulators.headends.factory import HeadEnd, make_headend
+from simulators.headends.factory import HeadEnd
 from simulators.headends.faults import Faults
 from simulators.headends.proxy import FaultProxy
 from simulators.meter import SimMeter
@@ -101,7 +102,7 @@ async def rig(tdsp: str, *, faults: Faults | None = None, via_proxy: bool = Fals
     clock = RealClock(seed=11)
     fleet = QuickFleet(meters, clock)
     prefix = f"test/{tdsp}/{uuid.uuid4().hex[:8]}"
-    headend = make_headend(profile, fleet, clock, topic_prefix=prefix, faults=faults, **settings)
+    headend = headend_for_profile(profile, fleet, clock, topic_prefix=prefix, faults=faults, **settings)
     await headend.start()
     proxy = None
     target = MQTT if profile.transport == "cim" else ("127.0.0.1", headend.port)  # type: ignore[attr-defined]

@@ -18,8 +18,8 @@ from cryptography.x509.oid import NameOID
 from ams_adapters.contract import ContractError, DeliveredToMeter, OperationKind, SubmitOutcome
 from ams_adapters.factory import AdapterConfig, make_adapter
 from ams_adapters.profiles import load_profile
+from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
-from simulators.headends.factory import make_headend
 from tests.adapters.harness import QuickFleet, op
 
 
@@ -46,7 +46,7 @@ async def test_multispeak_over_https(tmp_path: Path) -> None:
     server_tls.load_cert_chain(cert, key)
     clock = RealClock(seed=1)
     fleet = QuickFleet(3, clock)
-    headend = make_headend(load_profile("oncor"), fleet, clock, ssl_context=server_tls)
+    headend = headend_for_profile(load_profile("oncor"), fleet, clock, ssl_context=server_tls)
     await headend.start()
     port = headend.port  # type: ignore[attr-defined]
     try:
@@ -81,7 +81,7 @@ async def test_not_server_callbacks_over_https(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     clock = RealClock(seed=2)
     fleet = QuickFleet(3, clock)
-    trusting = make_headend(load_profile("oncor"), fleet, clock,
+    trusting = headend_for_profile(load_profile("oncor"), fleet, clock,
                             callback_ssl_context=ssl.create_default_context(cafile=str(cert)))
     await trusting.start()
     port = trusting.port  # type: ignore[attr-defined]
@@ -103,7 +103,7 @@ async def test_not_server_callbacks_over_https(tmp_path: Path) -> None:
         await trusting.close()
 
     # A head-end that does not trust the callback certificate cannot deliver its callbacks.
-    untrusting = make_headend(load_profile("oncor"), fleet, clock)
+    untrusting = headend_for_profile(load_profile("oncor"), fleet, clock)
     await untrusting.start()
     port = untrusting.port  # type: ignore[attr-defined]
     adapter = make_adapter(AdapterConfig(tdsp="oncor", url=f"http://127.0.0.1:{port}", callback_cert_file=str(cert),

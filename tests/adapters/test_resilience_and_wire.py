@@ -128,6 +128,14 @@ def test_cim_round_trip_partial_results_and_strict_checks() -> None:
     assert cim.decode_events(cim.encode_events("m3", [note])) == [note]
 
 
+def test_cim_topics_are_pinned() -> None:
+    # The adapter and the emulated head-end share cim.topics(): written out here, so a change to the
+    # shared definition cannot move both ends to a topic a real broker's ACLs or head-end do not expect.
+    assert cim.topics("utility/hangw") == {"request": "utility/hangw/request/EndDeviceControls",
+                                           "events": "utility/hangw/event/EndDeviceEvents",
+                                           "reply": "utility/hangw/reply"}
+
+
 def test_binary_round_trip_and_garbage() -> None:
     data = bw.pack("SUBMIT", 7, bw.request_body(REQ))
     assert bw.frame_length(data[:4]) == len(data) - 4

@@ -34,10 +34,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.cli.simfield import premises, premises_csv
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
+from sandbox.simfield import premises, premises_csv
 
 CUSTOMER = "crash@example.test"
 PER_TDSP = 4

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import httpx
 
-from gateway.cli.simfield import premises, premises_csv
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
+from sandbox.simfield import premises, premises_csv
 from tests.e2e.test_crash import _port, _serve, _wait_http
 
 CUSTOMER = "idem@example.test"

@@ -19,11 +19,11 @@ from alembic import command
 from sqlalchemy.engine import Connection
 
 from ams_adapters.profiles import PROFILE_DIR, TDSPS, load_profile
-from gateway.cli.simfield import TDSPS as FIELD_TDSPS
 from gateway.domain.esi_id import TDSP_PREFIXES, Tdsp
 from gateway.pipeline.config import TdspRoutes
 from gateway.store import migrate
 from gateway.store.store import make_engine
+from sandbox.simfield import TDSPS as FIELD_TDSPS
 from tests.gateway.conftest import AEP_CENTRAL, AEP_NORTH, Gateway
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx
 
-from ams_adapters.simulated import SimulatedRoute
 from gateway.app import create_app
-from gateway.cli.simfield import SimPremise, build_field, premises, premises_csv
 from gateway.clock import ManualClock
 from gateway.domain.model import Role
 from gateway.pipeline.dispatcher import RouteSet
 from gateway.store.store import open_store
+from sandbox.simfield import SimPremise, build_field, premises, premises_csv
+from sandbox.simulated_route import SimulatedRoute
 from simulators.clock import VirtualClock
 from tests.gateway.conftest import Gateway, gateway_config, start_server, stop_server
 

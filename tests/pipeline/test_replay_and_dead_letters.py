@@ -15,14 +15,14 @@ import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI, Request, Response
 
-from ams_adapters.simulated import RemoteSimulatedRoute
 from gateway.app import create_app
-from gateway.cli.simfield import premises, premises_csv
 from gateway.clock import ManualClock
 from gateway.domain.model import Role
 from gateway.pipeline.dispatcher import RouteSet
 from gateway.store.schema import han_frame_log, han_transitions, webhook_outbox
 from gateway.store.store import Store, open_store
+from sandbox.simfield import premises, premises_csv
+from sandbox.simulated_route import RemoteSimulatedRoute
 from tests.e2e.test_crash import _port, _wait_http
 from tests.gateway.conftest import Gateway, gateway_config, start_server, stop_server
 from tests.pipeline.conftest import CUSTOMER, running_stack

@@ -2,8 +2,8 @@
 serving a fleet of simulated premises on the wall clock, for integration work against the adapters.
 
 MultiSpeak and binary head-ends listen on HOST:PORT; the 61968-9 head-end connects to the MQTT
-broker at HOST:PORT (default 127.0.0.1:1883) under --prefix. Simulators are imported inside the
-command only: production code never imports them.
+broker at HOST:PORT (default 127.0.0.1:1883) under --prefix. The simulators are imported when the
+command runs, not when `hangw` loads this module's `register` (every start).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ams_adapters.profiles import TDSPS
-from gateway.cli.sim_group import sim_subparsers
 from gateway.domain.esi_id import TDSP_PREFIXES, Tdsp
+from sandbox.sim_group import sim_subparsers
 
 
 def register(subparsers: Any) -> None:
@@ -116,10 +116,10 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     from ams_adapters.profiles import load_profile
-    from gateway.cli.simfield import FrameCounter
+    from sandbox.headends import headend_for_profile
+    from sandbox.simfield import FrameCounter
     from simulators.clock import RealClock
     from simulators.fleet import Fleet
-    from simulators.headends.factory import make_headend
     from simulators.headends.faults import Faults
 
     profile = load_profile(args.tdsp)
@@ -154,7 +154,7 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
         import ssl
 
         callback_tls = ssl.create_default_context(cafile=args.callback_ca)
-    headend = make_headend(profile, fleet, clock, host=host, port=port, mqtt_host=host,
+    headend = headend_for_profile(profile, fleet, clock, host=host, port=port, mqtt_host=host,
                            mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults, ssl_context=tls,
                            callback_ssl_context=callback_tls)
     await headend.start()

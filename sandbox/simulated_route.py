@@ -1,7 +1,7 @@
 """A route over a simulated field, in process: the stand-in for the per-TDSP head-ends in tests and
 in `hangw demo`.
 
-The field is passed in and used by duck typing only (this package never imports `simulators`):
+The field is passed in and used by duck typing only (any Field-like object, the head-end tests' too):
 it needs `clock` (`now()`, `call_at()`), `send(esi_id, address, cluster_id, frame) -> int`,
 `subscribe(callback) -> unsubscribe`, `meter(esi_id)` with `.reachable` and `.se_version`, and
 upstream records shaped like the simulators' `DeviceFrame` (meter_id, eui64, time, cluster_id,
@@ -18,6 +18,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import httpx
+
 from ams_adapters.contract import (
     ContractError,
     DeliveredToMeter,
@@ -27,10 +29,12 @@ from ams_adapters.contract import (
     InboundEvent,
     MeterCapabilities,
     MeterReachability,
+    OperationKind,
     ProvisioningRequest,
     RouteCapabilities,
     SubmitOutcome,
     SubmitResult,
+    Target,
     TargetKind,
 )
 from zigbee_se import DecodeError, SEVersion, decode_frame
@@ -190,8 +194,6 @@ def operation_to_json(op: HanOperation) -> dict[str, Any]:
 
 
 def operation_from_json(data: dict[str, Any]) -> HanOperation:
-    from ams_adapters.contract import OperationKind, Target
-
     return HanOperation(
         outbound_id=data["outbound_id"], esi_id=data["esi_id"],
         target=Target(TargetKind(data["target"]), data.get("eui64")), kind=OperationKind(data["kind"]),
@@ -231,8 +233,6 @@ class RemoteSimulatedRoute:
     the gateway reads it again from the start, and applying an event twice changes nothing)."""
 
     def __init__(self, url: str, *, name: str = "simulated-remote", batch_size: int = 200) -> None:
-        import httpx
-
         self.url = url.rstrip("/")
         self._client = httpx.AsyncClient(base_url=self.url, timeout=30)
         self._caps = RouteCapabilities(name=name, batch_size=batch_size, rate_limit_per_s=100_000.0,
@@ -264,8 +264,6 @@ class RemoteSimulatedRoute:
                              d.get("reason"), d.get("retry_after_s")) for d in r.json()]
 
     async def events(self) -> AsyncIterator[InboundEvent]:
-        import httpx
-
         while True:
             try:
                 r = await self._client.get("/events", params={"after": self._after, "wait": 1.0})

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.sim_group import sim_subparsers
+from sandbox.sim_group import sim_subparsers
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +59,7 @@ def _parse_device(text: str) -> tuple[str, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Simulators are imported here, inside the command: production code never imports them.
+    # Imported when the command runs, not when `hangw` loads `register` (every start).
     from simulators.ncp import LineFaults, NcpEmulator, ProfileError, load_profile
     from simulators.ncp.peer import SePeer
     from zigbee_se import InstallCodeError, parse_install_code

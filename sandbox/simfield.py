@@ -1,7 +1,8 @@
-"""The simulated field behind `routes.kind = "simulated"` (`hangw demo`, `hangw serve` for trying
-the API, the tests): meters across the five TDSPs with devices of several firmware profiles,
-installed and joined. Only the command line imports `simulators`, lazily; the gateway itself only
-sees the route (`ams_adapters.simulated.SimulatedRoute`)."""
+"""The simulated field behind `routes.kind = "simulated"` (`hangw serve` for trying the API, `hangw
+sim-field`, the tests) and behind the demo's head-ends: meters across the five TDSPs with devices of
+several firmware profiles, installed and joined. The gateway only sees the route
+(`sandbox.simulated_route.SimulatedRoute`, found by name through the `hangw.routes` entry points).
+`simulators` is imported inside the functions: `hangw` loads this module's `register` at every start."""
 
 from __future__ import annotations
 
@@ -54,9 +55,11 @@ def premises_csv(items: list[SimPremise], email: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_field(clock: Any, items: list[SimPremise]) -> tuple[Any, dict[str, list[Any]]]:
+def build_field(clock: Any, items: list[SimPremise], first: int = 0) -> tuple[Any, dict[str, list[Any]]]:
     """A Field with one meter per premise and its devices provisioned and powered on (they join
-    `join_time_s` later on `clock`). Returns the field and the devices by ESI ID."""
+    `join_time_s` later on `clock`). Returns the field and the devices by ESI ID. `first`: the
+    number of the first premise, from which its meter's and devices' EUI-64s and install codes are
+    made (fields built separately, one per head-end, pass distinct numbers)."""
     from simulators.addressing import install_code_with_crc
     from simulators.factory import make_device
     from simulators.field import Field
@@ -66,7 +69,7 @@ def build_field(clock: Any, items: list[SimPremise]) -> tuple[Any, dict[str, lis
     profiles = load_profiles()
     field = Field(clock)
     devices: dict[str, list[Any]] = {}
-    for n, p in enumerate(items):
+    for n, p in enumerate(items, start=first):
         meter = field.add_meter(SimMeter(p.esi_id, clock, eui64=(0x0007810000000000 + n).to_bytes(8, "little"),
                                          se_version=p.se_version, join_time_s=0.5))
         meter.initialize_han()
@@ -98,6 +101,32 @@ class ScaledClock:
 
     def now(self) -> float:
         return self._t0 + (self._time() - self._t0) * self.speed
+
+    def call_at(self, when: float, cb: Any, *args: Any) -> Any:
+        return self._loop.call_later(max(0.0, (when - self.now()) / self.speed), cb, *args)
+
+    def call_later(self, delay: float, cb: Any, *args: Any) -> Any:
+        return self._loop.call_later(max(0.0, delay / self.speed), cb, *args)
+
+
+class BriskClock:
+    """Wall time, with every timer firing `speed` times sooner (the simulators' Clock protocol): a
+    resident's confirmation after 30 s comes after 1.5 s, a 1-minute event ends after 3 s, while every
+    timestamp and expiry stays on the wall clock that the gateway, the adapters and the head-ends
+    share (a ScaledClock's field time would run ahead of the head-end's expiry checks)."""
+
+    def __init__(self, speed: float = 1.0, seed: int | None = None) -> None:
+        import asyncio
+        import random
+        import time
+
+        self.speed = speed
+        self.rng = random.Random(seed)
+        self._time = time.time
+        self._loop = asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self._time()
 
     def call_at(self, when: float, cb: Any, *args: Any) -> Any:
         return self._loop.call_later(max(0.0, (when - self.now()) / self.speed), cb, *args)
@@ -147,7 +176,7 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
 
     from fastapi import Body, FastAPI
 
-    from ams_adapters.simulated import SimulatedRoute, event_to_json, operation_from_json
+    from sandbox.simulated_route import SimulatedRoute, event_to_json, operation_from_json
 
     state: dict[str, Any] = {"log": []}
 
