@@ -118,7 +118,8 @@ def test_get_block_periods_answers_the_stored_block_period_or_not_found() -> Non
     p.clock.advance(3)
     (period,) = heard(ihd, "publish_block_period")
     assert period.fields["issuer_event_id"] == 500
-    assert (period.fields["block_period_start_time"], period.fields["block_period_duration"]) == (0, 49)  # 49.9 left: down
+    # start now, 49.9 minutes left: rounded down
+    assert (period.fields["block_period_start_time"], period.fields["block_period_duration"]) == (0, 49)
     assert ihd.price.block_periods is not None and (77, 500) in ihd.price.block_periods
     assert heard(ihd, "default_response") == []
 
