@@ -221,6 +221,8 @@ class EsiTables:
                 # Not started: superseded at once. Running: it runs on until the newer one starts
                 # (SL; SE_BEHAVIOUR.md §1.5), and is re-issued until then.
                 until = now if old.start > now else max(now, new.start)
+                if old.superseded_at is not None:
+                    until = min(until, old.superseded_at)  # an earlier successor still takes over first
                 if until <= now:
                     continue
                 kept.append(replace(old, superseded_at=until))
