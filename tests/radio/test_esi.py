@@ -10,11 +10,23 @@ from typing import Any
 
 import pytest
 
+from ams_adapters.contract import (
+    CAPABLE_DEVICES,
+    DeviceResponse,
+    OperationKind,
+    ProvisioningKind,
+    ProvisioningRequest,
+    ProvisioningState,
+    ProvisioningUpdate,
+    SubmitOutcome,
+)
 from ams_adapters.radio import DeliveryResult, OutboundFrame, RadioConfig, RadioRoute
+from ams_adapters.radio.contract_route import RadioContractRoute
 from simulators.ncp import JoinResult, NcpEmulator
 from simulators.ncp.peer import DRLC, MESSAGING, PRICE, TIME, SePeer
+from tests.radio.test_contract_route import ESI, next_of, operation
 from tests.radio.test_route import CODE, EUI, provision, wait_for
-from zigbee_se import encode_frame, utc_from_unix
+from zigbee_se import encode_frame, parse_install_code, utc_from_unix
 
 
 class Clock:
@@ -147,3 +159,35 @@ async def test_time_status_and_time(route, device, clock) -> None:
     assert values[1] == 0x0B  # Master | Synchronized | Superseding: the one value the simulated meter sends too
     assert values[0] == values[8] == utc_from_unix(clock.now)
     assert values[9] == values[0] + 86_400
+
+
+async def join(route: RadioContractRoute, emulator: NcpEmulator, peer: SePeer, request_id: str) -> None:
+    emulator.pair(peer)
+    result = await route.provision(ProvisioningRequest(
+        request_id, ESI, ProvisioningKind.PROVISION_DEVICE, eui64=peer.eui64,
+        link_key=parse_install_code(peer.install_code).link_key, join_window_s=86_400))
+    assert result.outcome is SubmitOutcome.ACCEPTED
+    await next_of(route, ProvisioningUpdate, request_id=request_id, state=ProvisioningState.JOINED)
+
+
+async def test_two_identical_thermostats_run_the_same_event(emulator: NcpEmulator) -> None:
+    """Issue 13's probe through the route contract: 201 replaces 200 for every capable device; a
+    thermostat that joins afterwards and asks GetScheduledEvents is given 201 only."""
+    route = RadioContractRoute(RadioConfig(device=emulator.path, use_thread=False, reconnect_min_s=0.05), ESI)
+    await route.start()
+    try:
+        first = SePeer(EUI, CODE)
+        await join(route, emulator, first, "join-1")
+        start = utc_from_unix(time.time() + 600)
+        for iid, offset in ((200, 0), (201, 300)):
+            op = operation(f"lce-{iid}", CAPABLE_DEVICES, OperationKind.LOAD_CONTROL, "drlc", "load_control_event",
+                           lce(iid, start + offset, 60))
+            [accepted] = await route.submit([op])
+            assert accepted.outcome is SubmitOutcome.ACCEPTED
+            await next_of(route, DeviceResponse, command="report_event_status", eui64=EUI)
+        second = SePeer("00:0d:6f:00:0a:90:69:e8", "00112233445566778899AABBCCDDEEFF528F", register=True)
+        await join(route, emulator, second, "join-2")
+        heard = without_acks(await replies(second, DRLC, settle=1.5))
+        assert [(f.command, f.fields.get("issuer_event_id")) for f in heard] == [("load_control_event", 201)]
+    finally:
+        await route.close()
