@@ -25,7 +25,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from zigbee_se.attributes import TimeStatus
@@ -90,10 +89,10 @@ def _add_months(unix: float, months: int) -> float:
     return t.replace(year=year, month=month, day=day).timestamp()
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A price, block period, event or message the ESI holds: the fields as received and its
-    absolute unix start and end (None: until changed). Frozen: tables share them."""
+class Held(NamedTuple):
+    """A price, block period, event or message the ESI holds: the fields as received (shared with
+    the decoder's cache, never changed) and its absolute unix start and end (None: until changed).
+    A tuple: a fleet of meters makes one per frame each, and tables share them."""
 
     command: str
     fields: Mapping[str, Any]
@@ -112,7 +111,7 @@ class Held:
         start = now if start_now else from_utc(fields["start_time"])
         minutes = fields["duration_in_minutes"]
         end = None if minutes == UNTIL_CHANGED else start + minutes * 60
-        return cls(command, dict(fields), ident, start, end, start_now)
+        return cls(command, fields, ident, start, end, start_now)
 
     @classmethod
     def block_period(cls, fields: Mapping[str, Any], now: float) -> Held:
@@ -126,7 +125,7 @@ class Held:
         else:
             end = start + count * 60 * _MINUTES_PER.get(timebase, 1)
             minutes_key = "block_period_duration" if timebase == 0 else None
-        return cls("publish_block_period", dict(fields), fields["issuer_event_id"], start, end, start_now,
+        return cls("publish_block_period", fields, fields["issuer_event_id"], start, end, start_now,
                    "block_period_start_time", minutes_key)
 
     def live_at(self, t: float) -> bool:
@@ -225,7 +224,7 @@ class EsiTables:
                     until = min(until, old.superseded_at)  # an earlier successor still takes over first
                 if until <= now:
                     continue
-                kept.append(replace(old, superseded_at=until))
+                kept.append(old._replace(superseded_at=until))
             else:
                 kept.append(old)
         kept.append(new)
@@ -238,7 +237,7 @@ class EsiTables:
             if at <= now:
                 self.message = None
             elif self.message.end is None or self.message.end > at:
-                self.message = replace(self.message, end=at)
+                self.message = self.message._replace(end=at)
         utc = to_utc(at)
         self.cancellations = sorted({*self.cancellations, utc})[-MAX_CANCELLATIONS:]
 
@@ -388,6 +387,8 @@ class Esi:
 
         `attributes` adds server clusters the caller hosts besides Time (a meter's Metering
         attributes), by cluster id."""
+        if frame.command in ACKNOWLEDGED:  # the common case first: a fleet's devices answering
+            return [] if frame.disable_default_response else [_default(frame, SUCCESS)]
         cluster = frame.cluster
         if frame.frame_type == FrameType.GLOBAL:
             if frame.command != "read_attributes":
@@ -401,8 +402,6 @@ class Esi:
                                                 disable_default_response=True))]
         if frame.direction != Direction.CLIENT_TO_SERVER:
             return []
-        if frame.command in ACKNOWLEDGED:
-            return [] if frame.disable_default_response else [_default(frame, SUCCESS)]
         tables = self.tables(device)
         try:
             replies = self._answer_request(tables, frame, now, SEVersion.parse(se_version))
