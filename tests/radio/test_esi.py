@@ -22,10 +22,10 @@ from ams_adapters.contract import (
 )
 from ams_adapters.radio import DeliveryResult, OutboundFrame, RadioConfig, RadioRoute
 from ams_adapters.radio.contract_route import RadioContractRoute
-from simulators.ncp import JoinResult, NcpEmulator
+from simulators.ncp import NcpEmulator
 from simulators.ncp.peer import DRLC, MESSAGING, PRICE, TIME, SePeer
 from tests.radio.test_contract_route import ESI, next_of, operation
-from tests.radio.test_route import CODE, EUI, provision, wait_for
+from tests.radio.test_route import CODE, EUI, joined, wait_for
 from zigbee_se import encode_frame, parse_install_code, utc_from_unix
 
 
@@ -44,20 +44,15 @@ def clock() -> Clock:
     return Clock()
 
 
+__all__ = ["joined"]  # test_route's fixture: a device joined through the route below
+
+
 @pytest.fixture
 async def route(emulator: NcpEmulator, clock: Clock) -> AsyncIterator[RadioRoute]:
     r = RadioRoute(RadioConfig(device=emulator.path, use_thread=False, reconnect_min_s=0.05), clock=clock)
     await r.start()
     yield r
     await r.stop()
-
-
-@pytest.fixture
-async def device(route: RadioRoute, emulator: NcpEmulator) -> SePeer:
-    peer = SePeer(EUI, CODE)
-    result, _outcome = await provision(route, emulator, peer)
-    assert result is JoinResult.JOINED
-    return peer
 
 
 async def deliver(route: RadioRoute, outbound_id: str, cluster: int, command: str, fields: dict[str, Any],
@@ -89,72 +84,72 @@ def lce(iid: int, start: int, minutes: int) -> dict[str, Any]:
             "duration_in_minutes": minutes, "criticality_level": 3, "event_control": 0}
 
 
-async def test_superseded_event_is_not_reissued(route, device, clock) -> None:
+async def test_superseded_event_is_not_reissued(route, joined, clock) -> None:
     start = utc_from_unix(clock.now + 600)
     await deliver(route, "lce-200", DRLC, "load_control_event", lce(200, start, 60))
     await deliver(route, "lce-201", DRLC, "load_control_event", lce(201, start + 300, 60))
-    await replies(device, DRLC)
-    device.send(DRLC, "get_scheduled_events", {"start_time": 0, "number_of_events": 0})
-    answered = without_acks(await replies(device, DRLC))
+    await replies(joined, DRLC)
+    joined.send(DRLC, "get_scheduled_events", {"start_time": 0, "number_of_events": 0})
+    answered = without_acks(await replies(joined, DRLC))
     assert [(f.command, f.fields.get("issuer_event_id")) for f in answered] == [("load_control_event", 201)]
 
 
-async def test_start_now_event_reissued_midway_ends_by_its_real_end(route, device, clock) -> None:
+async def test_start_now_event_reissued_midway_ends_by_its_real_end(route, joined, clock) -> None:
     await deliver(route, "lce-300", DRLC, "load_control_event", lce(300, 0, 5))
-    await replies(device, DRLC)
+    await replies(joined, DRLC)
     clock.now += 90
-    device.send(DRLC, "get_scheduled_events", {"start_time": 0, "number_of_events": 0})
-    (event,) = without_acks(await replies(device, DRLC))
+    joined.send(DRLC, "get_scheduled_events", {"start_time": 0, "number_of_events": 0})
+    (event,) = without_acks(await replies(joined, DRLC))
     assert (event.fields["start_time"], event.fields["duration_in_minutes"]) == (0, 3)  # 3.5 left: down
     clock.now += 180  # 30 s left: re-issuing it could only make a device overrun
-    device.send(DRLC, "get_scheduled_events", {"start_time": 0, "number_of_events": 0})
-    (answer,) = without_acks(await replies(device, DRLC))
+    joined.send(DRLC, "get_scheduled_events", {"start_time": 0, "number_of_events": 0})
+    (answer,) = without_acks(await replies(joined, DRLC))
     assert (answer.command, answer.fields["status"]) == ("default_response", 0x8B)
 
 
-async def test_get_block_periods_answers_stored_periods_or_not_found(route, device, clock) -> None:
-    device.send(PRICE, "get_block_periods", {"start_time": 0, "number_of_events": 0})
-    (answer,) = await replies(device, PRICE)
+async def test_get_block_periods_answers_stored_periods_or_not_found(route, joined, clock) -> None:
+    joined.send(PRICE, "get_block_periods", {"start_time": 0, "number_of_events": 0})
+    (answer,) = await replies(joined, PRICE)
     assert (answer.command, answer.fields) == ("default_response", {"command_id": 0x03, "status": 0x8B})
     await deliver(route, "bp-1", PRICE, "publish_block_period", {
         "provider_id": 7, "issuer_event_id": 41, "block_period_start_time": utc_from_unix(clock.now),
         "block_period_duration": 1440, "number_of_price_tiers": 2, "number_of_block_thresholds": 1,
         "block_period_control": 0})
-    await replies(device, PRICE)
+    await replies(joined, PRICE)
     clock.now += 3600
-    device.send(PRICE, "get_block_periods", {"start_time": 0, "number_of_events": 0})
-    (period,) = await replies(device, PRICE)
+    joined.send(PRICE, "get_block_periods", {"start_time": 0, "number_of_events": 0})
+    (period,) = await replies(joined, PRICE)
     assert period.command == "publish_block_period"
     assert (period.fields["issuer_event_id"], period.fields["block_period_duration"]) == (41, 1440)
 
 
-async def test_get_message_cancellation_answers_cancel_all_messages(route, device, clock) -> None:
+async def test_get_message_cancellation_answers_cancel_all_messages(route, joined, clock) -> None:
     ask = encode_frame(MESSAGING, "get_message_cancellation", {"earliest_implementation_time": 0},
                        tsn=9, se_version="1.2")
-    device._uplink(MESSAGING, ask)  # an SE 1.2 device: the request exists only in 1.2
-    (answer,) = await replies(device, MESSAGING)
+    joined._uplink(MESSAGING, ask)  # an SE 1.2 device: the request exists only in 1.2
+    (answer,) = await replies(joined, MESSAGING)
     assert (answer.command, answer.fields["status"]) == ("default_response", 0x8B)
     await deliver(route, "text-1", MESSAGING, "display_message", {
         "message_id": 5, "message_control": 0, "start_time": 0, "duration_in_minutes": 60, "message": "hi"})
     at = utc_from_unix(clock.now + 60)
     await deliver(route, "cancel-all", MESSAGING, "cancel_all_messages", {"implementation_date_time": at},
                   se_version="1.2")
-    await replies(device, MESSAGING)
-    device._uplink(MESSAGING, ask)
-    (cancel,) = await replies(device, MESSAGING)
+    await replies(joined, MESSAGING)
+    joined._uplink(MESSAGING, ask)
+    (cancel,) = await replies(joined, MESSAGING)
     assert (cancel.command, cancel.tsn, cancel.fields) == ("cancel_all_messages", 9, {"implementation_date_time": at})
-    device.send(MESSAGING, "get_last_message", {})
-    (still,) = await replies(device, MESSAGING)
+    joined.send(MESSAGING, "get_last_message", {})
+    (still,) = await replies(joined, MESSAGING)
     assert still.command == "display_message"  # the cancellation takes effect at its time
     clock.now += 61
-    device.send(MESSAGING, "get_last_message", {})
-    (gone,) = await replies(device, MESSAGING)
+    joined.send(MESSAGING, "get_last_message", {})
+    (gone,) = await replies(joined, MESSAGING)
     assert (gone.command, gone.fields["status"]) == ("default_response", 0x8B)
 
 
-async def test_time_status_and_time(route, device, clock) -> None:
-    device.send(TIME, "read_attributes", {"attribute_ids": [0, 1, 8, 9]})
-    (response,) = await replies(device, TIME)
+async def test_time_status_and_time(route, joined, clock) -> None:
+    joined.send(TIME, "read_attributes", {"attribute_ids": [0, 1, 8, 9]})
+    (response,) = await replies(joined, TIME)
     values = {r["attribute_id"]: r.get("value") for r in response.fields["records"]}
     assert values[1] == 0x0B  # Master | Synchronized | Superseding: the one value the simulated meter sends too
     assert values[0] == values[8] == utc_from_unix(clock.now)
