@@ -12,24 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from simulators.se_time import UTC_INVALID, from_utc, to_utc
-
-# Event Status values (SE_FRAMES.md §3.5).
-RECEIVED = 0x01
-STARTED = 0x02
-COMPLETED = 0x03
-OPTED_OUT = 0x04
-OPTED_IN = 0x05
-CANCELLED = 0x06
-SUPERSEDED = 0x07
-PARTIAL_OPT_OUT = 0x08
-PARTIAL_OPT_IN = 0x09
-COMPLETED_NO_PARTICIPATION = 0x0A
-INVALID_OPT_OUT = 0xF6
-REJECTED_INVALID_CANCEL = 0xF8
-REJECTED_INVALID_EFFECTIVE_TIME = 0xF9
-REJECTED_EXPIRED = 0xFB
-REJECTED_UNDEFINED_EVENT = 0xFD
-REJECTED = 0xFE
+from zigbee_se import EventStatus
 
 NOT_USED_SET_POINT = -0x8000  # int16 -32768 (wire 0x8000)
 NOT_USED_OFFSET = 0xFF
@@ -68,23 +51,23 @@ class DrlcRules:
 
 RULES: dict[str, DrlcRules] = {
     "silabs": DrlcRules(
-        "silabs", True, False, False, False, False, True, OPTED_OUT, False, False, False, False,
-        REJECTED_INVALID_EFFECTIVE_TIME, REJECTED_UNDEFINED_EVENT, False, False, True, False,
+        "silabs", True, False, False, False, False, True, EventStatus.OPTED_OUT, False, False, False, False,
+        EventStatus.REJECTED_INVALID_EFFECTIVE_TIME, EventStatus.REJECTED_UNDEFINED_EVENT, False, False, True, False,
         "dummy", "event",
     ),
     "nxp": DrlcRules(
-        "nxp", False, True, True, True, False, False, OPTED_OUT, False, False, True, True,
-        REJECTED_INVALID_CANCEL, REJECTED_UNDEFINED_EVENT, False, True, False, False,
+        "nxp", False, True, True, True, False, False, EventStatus.OPTED_OUT, False, False, True, True,
+        EventStatus.REJECTED_INVALID_CANCEL, EventStatus.REJECTED_UNDEFINED_EVENT, False, True, False, False,
         "dummy", "applied",
     ),
     "exegin": DrlcRules(
-        "exegin", True, False, False, False, True, False, OPTED_OUT, False, False, False, False,
-        REJECTED_INVALID_EFFECTIVE_TIME, REJECTED, True, False, True, False,
+        "exegin", True, False, False, False, True, False, EventStatus.OPTED_OUT, False, False, False, False,
+        EventStatus.REJECTED_INVALID_EFFECTIVE_TIME, EventStatus.REJECTED, True, False, True, False,
         "none", "not_used",
     ),
     "freescale": DrlcRules(
-        "freescale", False, True, False, True, False, False, COMPLETED_NO_PARTICIPATION, True,
-        True, False, True, REJECTED_INVALID_EFFECTIVE_TIME, REJECTED_UNDEFINED_EVENT, False,
+        "freescale", False, True, False, True, False, False, EventStatus.COMPLETED_NO_PARTICIPATION, True,
+        True, False, True, EventStatus.REJECTED_INVALID_EFFECTIVE_TIME, EventStatus.REJECTED_UNDEFINED_EVENT, False,
         False, False, True, "ecdsa", "event",
     ),
 }
@@ -280,15 +263,15 @@ class DrlcClient:
         now_s = float(int(now))  # device clocks count whole UTC seconds
         expired = end <= now_s if rules.expired_when_end_equals_now else now_s > end
         if raw_start != UTC_INVALID and expired:
-            self._res(None, REJECTED_EXPIRED, tsn, f["issuer_event_id"])
+            self._res(None, EventStatus.REJECTED_EXPIRED, tsn, f["issuer_event_id"])
             return
         if f["duration_in_minutes"] > 1440 or raw_start == UTC_INVALID or (
                 rules.strict_field_ranges and not _fields_in_range(f)):
-            self._res(None, REJECTED, tsn, f["issuer_event_id"])
+            self._res(None, EventStatus.REJECTED, tsn, f["issuer_event_id"])
             return
         if self.find(f["issuer_event_id"]) is not None:
             if rules.duplicate_res:
-                self._res(self.find(f["issuer_event_id"]), RECEIVED, tsn)
+                self._res(self.find(f["issuer_event_id"]), EventStatus.RECEIVED, tsn)
             return  # SL/NXP: a duplicate from the same ESI is dropped silently
         if start < now and rules.late_start_keeps_duration:
             start = now  # NXP: start moved to now but the duration is not shortened
@@ -305,18 +288,18 @@ class DrlcClient:
                 new_wins = ev.start > old.start or (
                     ev.start == old.start and ev.issuer_event_id > old.issuer_event_id)
                 if not new_wins:
-                    self._res(None, REJECTED, tsn, ev.issuer_event_id)
+                    self._res(None, EventStatus.REJECTED, tsn, ev.issuer_event_id)
                     return
             losers.append(old)
         if len([e for e in self.live() if e not in losers]) >= self.table_size:
-            self._res(None, REJECTED, tsn, ev.issuer_event_id)  # table full
+            self._res(None, EventStatus.REJECTED, tsn, ev.issuer_event_id)  # table full
             return
         if ev.event_control & 0x01:
             ev.rs = self._draw(self.start_randomization_minutes)
         if ev.event_control & 0x02:
             ev.rd = self._draw(self.duration_randomization_minutes)
         self.events.append(ev)
-        self._res(ev, RECEIVED, tsn)
+        self._res(ev, EventStatus.RECEIVED, tsn)
         for old in losers:
             self._supersede(old, ev)
         ev.timer = self.host.at_local(max(ev.effective_start, now), self._start, ev)
@@ -360,7 +343,7 @@ class DrlcClient:
         was_active = old.state == ACTIVE
         old.state = DONE
         old.timer = None
-        self._res(old, SUPERSEDED)
+        self._res(old, EventStatus.SUPERSEDED)
         self._remove(old)
         if was_active:
             self.host.apply_event(None)
@@ -384,7 +367,7 @@ class DrlcClient:
         ev.waiting = False
         ev.state = ACTIVE
         if ev.opted_in:
-            self._res(ev, STARTED)
+            self._res(ev, EventStatus.STARTED)
             self.host.apply_event(ev)
         else:
             self._res(ev, self.rules.opt_out_start_status)
@@ -402,9 +385,9 @@ class DrlcClient:
             return
         ev.state = DONE
         if (self.rules.name == "freescale" and (ev.partial or not ev.opted_in)) or ev.partial:
-            status = PARTIAL_OPT_IN if ev.opted_in else PARTIAL_OPT_OUT
+            status = EventStatus.PARTIALLY_COMPLETED_OPT_IN if ev.opted_in else EventStatus.PARTIALLY_COMPLETED_OPT_OUT
         else:
-            status = COMPLETED if ev.opted_in else COMPLETED_NO_PARTICIPATION
+            status = EventStatus.COMPLETED if ev.opted_in else EventStatus.COMPLETED_NO_PARTICIPATION
         self._res(ev, status)
         self._remove(ev)
         self.host.apply_event(None)
@@ -422,12 +405,12 @@ class DrlcClient:
             return False
         if not opt_in and ev.criticality >= 7 and self.refuse_mandatory:
             if se_version == "1.2":
-                self._res(ev, INVALID_OPT_OUT)
+                self._res(ev, EventStatus.REJECTED_INVALID_OPT_OUT)
             return False
         if ev.opted_in == opt_in:
             return True
         ev.opted_in = opt_in
-        status = OPTED_IN if opt_in else OPTED_OUT
+        status = EventStatus.OPTED_IN if opt_in else EventStatus.OPTED_OUT
         if ev.state == ACTIVE:
             ev.partial = True
             self._res(ev, status)
@@ -442,7 +425,7 @@ class DrlcClient:
         iid = f["issuer_event_id"]
         if not self.matches(f["device_class"], f["utility_enrollment_group"]):
             if (rules.fsl_cancel_ueg_mismatch_res and f["device_class"] & self.device_class):
-                self._res(None, REJECTED_INVALID_CANCEL, tsn, iid)
+                self._res(None, EventStatus.REJECTED_INVALID_CANCEL, tsn, iid)
             return
         raw_eff = f["effective_time"]
         if rules.cancel_nonzero_effective_refused and raw_eff != 0:
@@ -488,7 +471,7 @@ class DrlcClient:
             return
         was_active = ev.state == ACTIVE
         ev.state = DONE
-        self._res(ev, CANCELLED)
+        self._res(ev, EventStatus.CANCELLED)
         self._remove(ev)
         if was_active:
             self.host.apply_event(None)
@@ -498,7 +481,7 @@ class DrlcClient:
         events = self.live()
         if not events:
             if self.rules.cancel_all_empty_res:
-                self._res(None, REJECTED_INVALID_CANCEL, tsn, 0)
+                self._res(None, EventStatus.REJECTED_INVALID_CANCEL, tsn, 0)
             elif not disable_default_response:
                 self.host.send_default_response_drlc(0x02, 0x00, tsn)
             return

@@ -17,24 +17,17 @@ from simulators.client_device import ClientDevice
 from simulators.clock import Clock
 from simulators.device import DRLC, MESSAGING, METERING, PRICE, TIME, SimDevice
 from simulators.errors import ProvisioningError, SimulatorError
-from simulators.esi import EsiTables, read_records, time_attributes
 from simulators.frame_cache import decode_shared
 from simulators.han import DeviceStatus, HanProvisioning
-from zigbee_se import DecodedFrame, DecodeError, Direction, SEVersion, decode_frame, encode_frame
+from zigbee_se import DecodedFrame, DecodeError, SEVersion, decode_frame, encode_frame
+from zigbee_se.esi import REQUESTS, Esi, read_records, time_attributes
 
 ALL_DEVICES = "all"
 METER = "meter"
 Address = bytes | str
 
-NOT_FOUND = 0x8B
-SUCCESS = 0x00
-UNSUP_CLUSTER_COMMAND = 0x81
 CLUSTER_OF_NAME = {"price": PRICE, "drlc": DRLC, "messaging": MESSAGING, "metering": METERING,
                    "time": TIME}
-
-# Requests the ESI answers itself; every other device frame is relayed upstream.
-ESI_ANSWERS = frozenset({"get_current_price", "get_scheduled_prices", "get_scheduled_events",
-                         "get_last_message", "read_attributes"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +78,9 @@ class JoinedDevice:
 
 class SimMeter:
     __slots__ = (
-        "_tsn", "answer_delay_s", "base_load_w", "clock", "devices", "enhanced", "esi_id", "eui64",
+        "answer_delay_s", "base_load_w", "clock", "devices", "enhanced", "esi", "esi_id", "eui64",
         "frames_lost", "han", "hop_delay_s", "join_time_s", "reachable", "relay_requests",
-        "se_version", "start_energy_wh", "started", "tables", "upstream",
+        "se_version", "start_energy_wh", "started", "upstream",
     )
 
     def __init__(self, esi_id: str, clock: Clock, *, eui64: bytes | None = None,
@@ -102,7 +95,7 @@ class SimMeter:
         self.enhanced = enhanced
         self.han = HanProvisioning(enhanced)
         self.devices: dict[bytes, JoinedDevice] = {}
-        self.tables = EsiTables()
+        self.esi = Esi()  # the SE server rules, shared with the gateway's radio route
         self.upstream = upstream
         self.reachable = True
         self.answer_delay_s = answer_delay_s
@@ -113,7 +106,6 @@ class SimMeter:
         self.start_energy_wh = start_energy_wh
         self.started = clock.now()
         self.frames_lost = 0
-        self._tsn = 0
 
     # ================================================================= upstream side
     def _up(self, event: MeterEvent) -> None:
@@ -175,6 +167,7 @@ class SimMeter:
 
     def _leave(self, eui64: bytes) -> None:
         joined = self.devices.pop(eui64, None)
+        self.esi.forget(eui64)
         if joined is not None:
             joined.device.detach()
 
@@ -218,8 +211,7 @@ class SimMeter:
             if decoded is not None:
                 self._answer_upstream_read(cluster_id, decoded)
             return 0
-        if decoded is not None and decoded.frame_type == 1:
-            self.tables.record_downstream(decoded.command, decoded.fields, self.clock.now())
+        device: bytes | None = None
         if address == ALL_DEVICES:
             targets = [j for j in self.devices.values() if cluster_id in j.clusters]
             if cluster_id == DRLC and decoded is not None and "device_class" in decoded.fields:
@@ -228,10 +220,13 @@ class SimMeter:
                 targets = [j for j in targets if j.device_class & dc
                            and (ueg == 0 or j.ueg in (0, ueg))]
         elif isinstance(address, bytes | bytearray):
-            joined = self.devices.get(bytes(address))
+            device = bytes(address)
+            joined = self.devices.get(device)
             targets = [joined] if joined is not None else []
         else:
             raise SimulatorError("address", address, "a device EUI-64 (8 bytes), 'all' or 'meter'")
+        if decoded is not None and decoded.frame_type == 1:
+            self.esi.record(decoded.command, decoded.fields, self.clock.now(), device)
         later = self.clock.call_later
         for j in targets:
             later(self.hop_delay_s, j.device.deliver, cluster_id, zcl_frame)
@@ -254,93 +249,39 @@ class SimMeter:
             frame: DecodedFrame | None = decode_frame(cluster_id, zcl_frame)
         except DecodeError:
             frame = None
-        if frame is not None and frame.command in ESI_ANSWERS:
-            self._answer_device(eui64, cluster_id, frame)
-            if not self.relay_requests:
-                return
-        elif frame is not None and frame.frame_type == 1 and not frame.disable_default_response:
-            # RES, PriceAcknowledgement, MessageConfirmation: the ESI says SUCCESS (§2.3, §3.3).
-            self._to_device(eui64, cluster_id, self._default_response(cluster_id, frame, SUCCESS))
-        if self.reachable and self.upstream is not None:
-            self.upstream(DeviceFrame(self.esi_id, eui64, self.clock.now(), cluster_id, zcl_frame))
-
-    def _to_device(self, eui64: bytes, cluster_id: int, frame: bytes) -> None:
-        joined = self.devices.get(eui64)
-        if joined is not None:
-            self.clock.call_later(self.answer_delay_s, joined.device.deliver, cluster_id, frame)
-
-    def _next_tsn(self) -> int:
-        self._tsn = (self._tsn + 1) & 0xFF
-        return self._tsn
-
-    def _default_response(self, cluster_id: int, frame: DecodedFrame, status: int) -> bytes:
-        return encode_frame(cluster_id, "default_response",
-                            {"command_id": frame.command_id, "status": status}, tsn=frame.tsn,
-                            direction=Direction.SERVER_TO_CLIENT, disable_default_response=True)
-
-    def _encode(self, cluster_id: int, command: str, fields: dict[str, Any], tsn: int,
-                ddr: bool = False) -> bytes:
-        return encode_frame(cluster_id, command, fields, se_version=self.se_version, tsn=tsn,
-                            disable_default_response=ddr)
-
-    def _answer_device(self, eui64: bytes, cluster_id: int, frame: DecodedFrame) -> None:
-        now = self.clock.now()
-        cmd = frame.command
-        f = frame.fields
-        out: list[bytes] = []
-        if cmd == "read_attributes":
-            values = self._server_attributes(cluster_id)
-            if values is None:
-                out.append(self._default_response(cluster_id, frame, UNSUP_CLUSTER_COMMAND))
-            else:
-                out.append(encode_frame(
-                    cluster_id, "read_attributes_response",
-                    {"records": read_records(values, f["attribute_ids"])}, tsn=frame.tsn,
-                    disable_default_response=True))
-        elif cmd == "get_current_price":
-            price = self.tables.current_price(now)
-            out.append(self._default_response(cluster_id, frame, NOT_FOUND) if price is None
-                       else self._encode(cluster_id, "publish_price", price, frame.tsn))
-        elif cmd == "get_scheduled_prices":
-            prices = self.tables.scheduled_prices(f["start_time"], f["number_of_events"], now)
-            out.extend(self._encode(cluster_id, "publish_price", p, frame.tsn) for p in prices)
-            if not prices:
-                out.append(self._default_response(cluster_id, frame, NOT_FOUND))
-        elif cmd == "get_scheduled_events":
-            min_id = f.get("issuer_event_id")
-            events = self.tables.scheduled_events(
-                f["start_time"], f["number_of_events"],
-                None if min_id in (None, 0xFFFFFFFF) else min_id, now)
-            out.extend(self._encode(cluster_id, "load_control_event", e, self._next_tsn(), True)
-                       for e in events)
-            if not events:
-                out.append(self._default_response(cluster_id, frame, NOT_FOUND))
-        elif cmd == "get_last_message":
-            msg = self.tables.last_message(now)
-            out.append(self._default_response(cluster_id, frame, NOT_FOUND) if msg is None
-                       else self._encode(cluster_id, "display_message", msg, frame.tsn))
-        # SL sends several answers one per tick; keep them 1 s apart.
-        for i, reply in enumerate(out):
+        if frame is not None:
+            # The ESI's answers (zigbee_se.esi): requests, Default Responses to the devices'
+            # answers. SL sends several answers one per tick: keep them 1 s apart.
+            metering = {METERING: self._metering_attributes()} if cluster_id == METERING else None
+            replies = self.esi.answer(frame, self.clock.now(), eui64, se_version=self.se_version,
+                                      attributes=metering)
             joined = self.devices.get(eui64)
             if joined is not None:
-                self.clock.call_later(self.answer_delay_s + i, joined.device.deliver, cluster_id,
-                                      reply)
+                for i, (reply_cluster, reply) in enumerate(replies):
+                    self.clock.call_later(self.answer_delay_s + i, joined.device.deliver, reply_cluster, reply)
+            if frame.command in REQUESTS and not self.relay_requests:
+                return
+        if self.reachable and self.upstream is not None:
+            self.upstream(DeviceFrame(self.esi_id, eui64, self.clock.now(), cluster_id, zcl_frame))
 
     def _server_attributes(self, cluster_id: int) -> dict[int, Any] | None:
         if cluster_id == TIME:
             return time_attributes(self.clock.now())
         if cluster_id == METERING:
-            return {
-                0x0000: int(self.summation_wh()),  # CurrentSummationDelivered, Wh (divisor 1000)
-                0x0200: 0x00,  # Status
-                0x0300: 0x00,  # UnitofMeasure kWh
-                0x0301: 1,  # Multiplier
-                0x0302: 1000,  # Divisor: values are in Wh / W
-                0x0303: 0x2B,  # SummationFormatting: 5 left, 3 right of the point
-                0x0306: 0x00,  # MeteringDeviceType electric
-                0x0400: int(self.demand_w()),  # InstantaneousDemand, W (int24)
-            }
+            return self._metering_attributes()
         return None
+
+    def _metering_attributes(self) -> dict[int, Any]:
+        return {
+            0x0000: int(self.summation_wh()),  # CurrentSummationDelivered, Wh (divisor 1000)
+            0x0200: 0x00,  # Status
+            0x0300: 0x00,  # UnitofMeasure kWh
+            0x0301: 1,  # Multiplier
+            0x0302: 1000,  # Divisor: values are in Wh / W
+            0x0303: 0x2B,  # SummationFormatting: 5 left, 3 right of the point
+            0x0306: 0x00,  # MeteringDeviceType electric
+            0x0400: int(self.demand_w()),  # InstantaneousDemand, W (int24)
+        }
 
     # ----------------------------------------------------------------- metering model
     def demand_w(self) -> float:

@@ -10,7 +10,7 @@ the ZCL header, data types and install codes. Pure and synchronous; no I/O.
 """
 
 from zigbee_se import install_code
-from zigbee_se.attributes import ATTRIBUTES, AttributeDef, attribute_by_name, find_attribute
+from zigbee_se.attributes import ATTRIBUTES, AttributeDef, TimeStatus, attribute_by_name, find_attribute
 from zigbee_se.clusters import SE_PROFILE_ID, ClusterId, cluster_name, resolve_cluster
 from zigbee_se.codec import (
     ALL_COMMANDS,
@@ -24,6 +24,7 @@ from zigbee_se.codec import (
     encode_payload,
     max_text_bytes,
 )
+from zigbee_se.commands.drlc import EventStatus
 from zigbee_se.conversions import (
     UNTIL_CHANGED,
     UTC_INVALID,
@@ -61,6 +62,7 @@ __all__ = [
     "DecodedFrame",
     "Direction",
     "EncodeError",
+    "EventStatus",
     "Field",
     "FrameType",
     "InstallCode",
@@ -68,6 +70,7 @@ __all__ = [
     "NibblePair",
     "SECodecError",
     "SEVersion",
+    "TimeStatus",
     "ZCLHeader",
     "attribute_by_name",
     "celsius_from_offset",

@@ -8,6 +8,7 @@ definitions (reuse, not a second copy). tests/zigbee_se/test_attributes.py check
 
 from __future__ import annotations
 
+import enum
 import functools
 import struct
 from dataclasses import dataclass
@@ -108,10 +109,13 @@ ATTRIBUTES: tuple[AttributeDef, ...] = tuple(
 _BY_ID = {(a.cluster, a.server, a.attribute_id): a for a in ATTRIBUTES}
 _BY_NAME = {(a.cluster, a.server, a.name): a for a in ATTRIBUTES}
 
-TIME_STATUS_MASTER = 0x01
-TIME_STATUS_SYNCHRONIZED = 0x02
-TIME_STATUS_MASTER_ZONE_DST = 0x04
-TIME_STATUS_SUPERSEDING = 0x08
+class TimeStatus(enum.IntFlag):
+    """The Time cluster's TimeStatus bitmap (attribute 0x0001; SE_FRAMES.md §6, ZCL 07-5123 §3.12.2.2.2)."""
+
+    MASTER = 0x01  # this server is a master clock for the network
+    SYNCHRONIZED = 0x02  # its Time was set to a time standard
+    MASTER_ZONE_DST = 0x04  # TimeZone, DstStart, DstEnd and DstShift are set internally for the clock's location
+    SUPERSEDING = 0x08  # clients prefer this server's time over other masters' (SE: the ESI)
 
 
 @functools.cache

@@ -52,12 +52,12 @@ from ams_adapters.contract import (
 )
 from ams_adapters.radio import events as radio_events
 from ams_adapters.radio.config import RadioConfig
-from ams_adapters.radio.esi import PREMISE
 from ams_adapters.radio.events import Delivery, OutboundFrame
 from ams_adapters.radio.route import MAX_FRAME_SIZE, RadioRoute, coordinator_info, restore_backup
 from ams_adapters.radio.state import RouteStateStore
 
 LOGGER = logging.getLogger(__name__)
+PREMISE = "*"  # answers to what was published to the ESI itself (contract target METER), any device's
 
 # The field that ties a device's answer to what it answers (SE 1.x).
 ANSWER_KEYS = {
@@ -93,7 +93,7 @@ class RadioContractRoute:
         if not self.esi_ids:
             raise ContractError("esi_ids", esi_ids, "at least one ESI ID")
         self.esi_id = self.esi_ids[0]
-        self.radio = RadioRoute(config, state=state)
+        self.radio = RadioRoute(config, state=state, clock=clock)
         self.backup_file = backup_file
         self._clock = clock
         self._results: dict[str, SubmitResult] = {}
@@ -180,7 +180,7 @@ class RadioContractRoute:
         key_field = ANSWER_KEYS.get(op.command)
         key = op.fields.get(key_field) if key_field else None
         if op.target.kind is TargetKind.METER:
-            self.radio.esi.observe_outbound(PREMISE, op.cluster_id, op.frame)
+            self.radio.esi.observe(op.cluster_id, op.frame, self._clock())
             self._emit(DeliveredToMeter(op.outbound_id, op.esi_id, self._clock(), op.outbound_id))
             if key is not None:
                 self._answers[(op.cluster_id, PREMISE, int(key))] = op.outbound_id
@@ -201,7 +201,7 @@ class RadioContractRoute:
             if not targets:
                 return self._reject(op, f"no joined device is a client of cluster 0x{op.cluster_id:04X}")
             # Devices that join later ask the ESI for what they missed.
-            self.radio.esi.observe_outbound(PREMISE, op.cluster_id, op.frame)
+            self.radio.esi.observe(op.cluster_id, op.frame, self._clock())
         if not self.radio.reachable:
             return SubmitResult(
                 op.outbound_id,

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import bellows.types as bt
@@ -39,7 +39,6 @@ from ams_adapters.contract import RouteCapabilities, SubmitOutcome, SubmitResult
 from ams_adapters.radio.application import SEControllerApplication
 from ams_adapters.radio.config import RadioConfig
 from ams_adapters.radio.errors import CbkeNotSupported, CoordinatorUnavailable
-from ams_adapters.radio.esi import EsiResponder
 from ams_adapters.radio.events import (
     CbkeRequested,
     CoordinatorReachable,
@@ -57,6 +56,7 @@ from ams_adapters.radio.events import (
 )
 from ams_adapters.radio.state import DeviceRecord, DeviceState, MemoryRouteState, OutboundState, RouteStateStore
 from zigbee_se import SE_PROFILE_ID, DecodeError, decode_frame, parse_install_code
+from zigbee_se.esi import Esi
 
 LOGGER = logging.getLogger(__name__)
 
@@ -117,10 +117,18 @@ class _Listener:
 
 class RadioRoute:
     def __init__(
-        self, config: RadioConfig, *, esi: EsiResponder | None = None, state: RouteStateStore | None = None
+        self,
+        config: RadioConfig,
+        *,
+        esi: Esi | None = None,
+        state: RouteStateStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.esi = esi or EsiResponder()
+        # The gateway is the premise's ESI: zigbee_se.esi holds what it sent and answers the
+        # devices' Get… requests and Time reads from it, on `clock` (unix seconds).
+        self.esi = esi or Esi()
+        self.clock = clock
         # Outbound records and the device inventory: the gateway's database in production.
         self.state: RouteStateStore = state if state is not None else MemoryRouteState()
         self._writes: asyncio.Queue[Any] = asyncio.Queue()
@@ -435,7 +443,7 @@ class RadioRoute:
             return self._unknown(item, repr(exc) or type(exc).__name__)
         finally:
             self._inflight = None
-        self.esi.observe_outbound(item.eui64, item.cluster_id, item.zcl_frame)
+        self.esi.observe(item.cluster_id, item.zcl_frame, self.clock(), item.eui64)
         return DeliveryResult(item.outbound_id, item.eui64, Delivery.DELIVERED)
 
     def _unknown(self, item: OutboundFrame, reason: str) -> DeliveryResult | None:
@@ -487,7 +495,7 @@ class RadioRoute:
                 eui64, packet.cluster_id, data, frame.command, frame.fields, None, packet.lqi, packet.rssi, encrypted
             )
         )
-        for cluster, reply in self.esi.answer(eui64, frame):
+        for cluster, reply in self.esi.answer(frame, self.clock(), eui64):
             task = asyncio.get_running_loop().create_task(self._reply(packet, cluster, reply))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -55,7 +55,6 @@ OPERATION_KIND = {
 }
 # Re-exported: where device answers are read (inbound.py).
 ORIGINAL_COMMANDS = inbound.ORIGINAL_COMMANDS
-EVENT_STATUS = inbound.EVENT_STATUS
 
 # The withdrawal sweep: how far back each sweep looks again (a termination committed while the
 # previous sweep ran), how long an ended agreement stays watched, how many deliveries per sweep.

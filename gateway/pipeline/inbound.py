@@ -29,19 +29,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ams_adapters.contract import DeliveredToMeter, DeviceResponse
 from gateway.pipeline import outbox
 from gateway.store.schema import han_deliveries, han_frame_log
-from zigbee_se import DecodeError, decode_frame
+from zigbee_se import DecodeError, EventStatus, decode_frame
+from zigbee_se.commands.drlc import EVENT_STATUSES
 
 CANCEL_COMMANDS = ("cancel_message", "cancel_load_control_event")
 # The commands device answers refer to (a cancel's answer is about the original event).
 ORIGINAL_COMMANDS = ("display_message", "publish_price", "publish_block_period", "load_control_event")
-EVENT_STATUS = {
-    0x01: "received", 0x02: "started", 0x03: "completed", 0x04: "opted_out", 0x05: "opted_in",
-    0x06: "cancelled", 0x07: "superseded", 0x08: "partially_completed_opt_out",
-    0x09: "partially_completed_opt_in", 0x0A: "completed_no_participation",
-    0xF6: "rejected_invalid_opt_out", 0xF7: "rejected_event_not_found",
-    0xF8: "rejected_invalid_cancel", 0xF9: "rejected_invalid_effective_time",
-    0xFB: "rejected_expired", 0xFD: "rejected_undefined_event", 0xFE: "rejected",
-}
+
+
+def _event_status_state(status: Any) -> str:
+    """A Report Event Status code as a delivery state: ``rejected_expired``; an unknown code as
+    ``event_status_<n>``."""
+    if isinstance(status, int) and status in EVENT_STATUSES:
+        return EventStatus(status).name.lower()
+    return f"event_status_{status}"
 
 
 def _dt(unix: float) -> datetime:
@@ -117,7 +118,7 @@ def _read_answer(ev: DeviceResponse) -> _Answer:
     elif command == "report_event_status":
         se_id = fields.get("issuer_event_id")
         status = fields.get("event_status")
-        state = EVENT_STATUS.get(status if isinstance(status, int) else -1, f"event_status_{status}")
+        state = _event_status_state(status)
     return _Answer(ev, _dt(ev.at), command, ev.frame.hex() if ev.frame is not None else None, se_id, state,
                    detail)
 

@@ -18,10 +18,9 @@ from typing import Any
 import zigpy.types as zt
 import zigpy.zdo.types as zdo_t
 
-from zigbee_se import SE_PROFILE_ID, decode_frame, encode_frame, utc_from_datetime
+from zigbee_se import SE_PROFILE_ID, EventStatus, decode_frame, encode_frame, utc_from_datetime
 
 TIME, PRICE, DRLC, MESSAGING, KEY_ESTABLISHMENT = 0x000A, 0x0700, 0x0701, 0x0703, 0x0800
-EVENT_RECEIVED = 0x01
 
 
 class SePeer:
@@ -164,7 +163,7 @@ class SePeer:
                 "report_event_status",
                 {
                     "issuer_event_id": frame.fields["issuer_event_id"],
-                    "event_status": EVENT_RECEIVED,
+                    "event_status": EventStatus.RECEIVED,
                     "event_status_time": self.clock,
                     "criticality_level_applied": frame.fields["criticality_level"],
                     "event_control": 0,

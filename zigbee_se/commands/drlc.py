@@ -3,6 +3,8 @@ Silicon Labs AF API, Espressif/ZBOSS drlc headers, Digi SE records, Exegin sizes
 
 from __future__ import annotations
 
+import enum
+
 from zigbee_se.clusters import ClusterId
 from zigbee_se.schema import CommandDef, Direction, Field
 from zigbee_se.types import (
@@ -38,10 +40,57 @@ def _set_point(name: str) -> Field:
     )
 
 
-EVENT_STATUSES = frozenset(
-    {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A,
-     0xF6, 0xF7, 0xF8, 0xF9, 0xFB, 0xFD, 0xFE}
-)
+class EventStatus(enum.IntEnum):
+    """Report Event Status codes (SE_FRAMES.md §3.5; SE_BEHAVIOUR.md §1.11 says when each is sent).
+
+    The one definition: devices, the gateway's delivery states (``name.lower()``, e.g.
+    ``rejected_expired``) and the technician's CLI (``text``) all read it from here."""
+
+    RECEIVED = 0x01
+    STARTED = 0x02
+    COMPLETED = 0x03
+    OPTED_OUT = 0x04
+    OPTED_IN = 0x05
+    CANCELLED = 0x06
+    SUPERSEDED = 0x07
+    PARTIALLY_COMPLETED_OPT_OUT = 0x08
+    PARTIALLY_COMPLETED_OPT_IN = 0x09
+    COMPLETED_NO_PARTICIPATION = 0x0A
+    REJECTED_INVALID_OPT_OUT = 0xF6  # SE 1.2
+    REJECTED_EVENT_NOT_FOUND = 0xF7  # SE 1.2
+    REJECTED_INVALID_CANCEL = 0xF8
+    REJECTED_INVALID_EFFECTIVE_TIME = 0xF9
+    REJECTED_EXPIRED = 0xFB
+    REJECTED_UNDEFINED_EVENT = 0xFD
+    REJECTED = 0xFE
+
+    @property
+    def text(self) -> str:
+        """The code as a person reads it: "partially completed (opt in)", "rejected: event expired"."""
+        return _EVENT_STATUS_TEXT[self]
+
+
+_EVENT_STATUS_TEXT = {
+    EventStatus.RECEIVED: "received",
+    EventStatus.STARTED: "started",
+    EventStatus.COMPLETED: "completed",
+    EventStatus.OPTED_OUT: "opted out",
+    EventStatus.OPTED_IN: "opted in",
+    EventStatus.CANCELLED: "cancelled",
+    EventStatus.SUPERSEDED: "superseded",
+    EventStatus.PARTIALLY_COMPLETED_OPT_OUT: "partially completed (opt out)",
+    EventStatus.PARTIALLY_COMPLETED_OPT_IN: "partially completed (opt in)",
+    EventStatus.COMPLETED_NO_PARTICIPATION: "completed, no participation",
+    EventStatus.REJECTED_INVALID_OPT_OUT: "rejected: invalid opt out",
+    EventStatus.REJECTED_EVENT_NOT_FOUND: "rejected: event not found",
+    EventStatus.REJECTED_INVALID_CANCEL: "rejected: invalid cancel command (default)",
+    EventStatus.REJECTED_INVALID_EFFECTIVE_TIME: "rejected: invalid effective time",
+    EventStatus.REJECTED_EXPIRED: "rejected: event expired",
+    EventStatus.REJECTED_UNDEFINED_EVENT: "rejected: undefined event",
+    EventStatus.REJECTED: "rejected",
+}
+
+EVENT_STATUSES = frozenset(int(s) for s in EventStatus)
 
 LOAD_CONTROL_EVENT = CommandDef(
     DRLC, S2C, 0x00, "load_control_event",
