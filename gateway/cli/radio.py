@@ -289,25 +289,6 @@ async def _deliver_and_wait(route: Any, item: Any, answer: str | None, timeout: 
     return EXIT_FAILED
 
 
-EVENT_STATUS = {
-    0x01: "received",
-    0x02: "started",
-    0x03: "completed",
-    0x04: "opted out",
-    0x05: "opted in",
-    0x06: "cancelled",
-    0x07: "superseded",
-    0x08: "partially completed (opt out)",
-    0x09: "partially completed (opt in)",
-    0x0A: "completed, no participation",
-    0xF8: "rejected: invalid cancel command (default)",
-    0xF9: "rejected: invalid effective time",
-    0xFB: "rejected: event expired",
-    0xFD: "rejected: undefined event",
-    0xFE: "rejected",
-}
-
-
 def _print_answer(event: Any) -> None:
     f = event.fields or {}
     if event.command == "message_confirmation":
@@ -315,7 +296,11 @@ def _print_answer(event: Any) -> None:
     elif event.command == "price_acknowledgement":
         print(f"price {f['issuer_event_id']} acknowledged at {_utc(f['price_ack_time'])}")
     elif event.command == "report_event_status":
-        status = EVENT_STATUS.get(f["event_status"], f"0x{f['event_status']:02X}")
+        from zigbee_se import EventStatus  # lazily, as every import of this module (hangw's start)
+        from zigbee_se.commands.drlc import EVENT_STATUSES
+
+        code = f["event_status"]
+        status = EventStatus(code).text if code in EVENT_STATUSES else f"0x{code:02X}"
         print(f"event {f['issuer_event_id']}: {status} at {_utc(f['event_status_time'])}")
     else:
         print(f"{event.command}: {json.dumps(f, default=str)}")
