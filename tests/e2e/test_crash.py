@@ -65,6 +65,18 @@ async def _wait_http(url: str, timeout: float = 20) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
+async def accept_by_mail(http: httpx.AsyncClient, data: Path, base: str) -> None:
+    """The customer follows the first consent link in the gateway's mbox and accepts."""
+    box = mailbox.mbox(data / "mail" / "outbox.mbox")
+    body = next(iter(box)).get_payload(decode=True)
+    box.close()
+    assert isinstance(body, bytes)
+    found = re.search(re.escape(base) + r"/consent/[A-Za-z0-9_\-]+", body.decode())
+    assert found
+    await http.get(found.group(0))
+    assert (await http.post(found.group(0), data={"decision": "accept"})).status_code == 200
+
+
 def _serve(config: Path, log: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c", str(config)],
                             stdout=log, stderr=subprocess.STDOUT)
@@ -210,14 +222,7 @@ level = "WARNING"
                     "premises": [{"esi_id": esi, "meter_number": meter} for esi, meter in meters.premises],
                     "customer_email": CUSTOMER, "duration_months": 12})
                 assert r.status_code == 201, r.text
-                box = mailbox.mbox(data / "mail" / "outbox.mbox")
-                body = next(iter(box)).get_payload(decode=True)
-                box.close()
-                assert isinstance(body, bytes)
-                found = re.search(re.escape(base) + r"/consent/[A-Za-z0-9_\-]+", body.decode())
-                assert found
-                await http.get(found.group(0))
-                assert (await http.post(found.group(0), data={"decision": "accept"})).status_code == 200
+                await accept_by_mail(http, data, base)
 
                 rng = random.Random(5)
                 for cycle in range(KILLS):

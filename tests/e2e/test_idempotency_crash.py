@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import mailbox
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -25,7 +23,7 @@ from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
 from sandbox.simfield import premises, premises_csv
-from tests.e2e.test_crash import _port, _serve, _wait_http
+from tests.e2e.test_crash import _port, _serve, _stop, _wait_http, accept_by_mail
 
 CUSTOMER = "idem@example.test"
 
@@ -82,13 +80,7 @@ level = "WARNING"
                 "premises": [{"esi_id": p.esi_id, "meter_number": p.meter_number} for p in items],
                 "customer_email": CUSTOMER, "duration_months": 12})
             assert r.status_code == 201, r.text
-            box = mailbox.mbox(data / "mail" / "outbox.mbox")
-            mail = next(iter(box)).get_payload(decode=True)
-            box.close()
-            assert isinstance(mail, bytes)
-            link = re.search(re.escape(base) + r"/consent/[A-Za-z0-9_\-]+", mail.decode())
-            assert link
-            assert (await http.post(link.group(0), data={"decision": "accept"})).status_code == 200
+            await accept_by_mail(http, data, base)
 
             for cycle in range(6):
                 text = f"idem {cycle}"
@@ -132,12 +124,7 @@ level = "WARNING"
             counts = httpx.get(f"http://127.0.0.1:{field_port}/counts").json()
     finally:
         for proc in (gw, field):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
         log.close()
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         per_text = dict(conn.execute("SELECT body, count(*) FROM han_requests GROUP BY body").fetchall())

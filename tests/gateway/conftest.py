@@ -78,6 +78,15 @@ async def pg_url() -> AsyncIterator[str]:
             await conn.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each back-end (migration tests)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 @dataclass
 class Gateway:
     """A running gateway and what a test needs to drive it."""

@@ -4,8 +4,6 @@ and SE event (a cancel-all) but still not two for the same event."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
@@ -18,14 +16,6 @@ __all__ = ["pg_url"]
 ROW = ("INSERT INTO han_deliveries (request_id, party_id, esi_id, se_id, se_version, cluster_id, command, state, "
        "attempts, expires_at, created_at, updated_at) VALUES ({r}, 1, '10443720000000001', {se}, '1.1', 1793, '{c}', "
        "'delivered', 0, '2026-01-02 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 async def test_cancel_deliveries_name_their_request_and_one_request_cancels_several_events(db_url: str) -> None:

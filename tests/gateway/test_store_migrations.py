@@ -26,14 +26,6 @@ def test_revisions_are_linear_and_known() -> None:
     assert [f"{n:04d}" for n in range(1, 14)] == REVISIONS
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 def _diff(connection: Connection) -> list[object]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, metadata))

@@ -91,14 +91,6 @@ def test_no_source_doc_or_fixture_uses_the_old_names() -> None:
     assert hits == []
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 async def test_migration_renames_stored_premises_and_back(db_url: str) -> None:
     engine = make_engine(db_url)
     rows = {AEP_CENTRAL: "aep_texas_central", AEP_NORTH: "aep_texas_north", "10443720000000001": "oncor"}
