@@ -173,6 +173,14 @@ async def emulated_headends(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
 ROUTES = {"simulated": simulated_field, "headends": emulated_headends}
 
 
+def premises_import(route: str, meters: Meters) -> str:
+    """The premises CSV an operator imports for the route's meters."""
+    if route == "simulated":
+        return premises_csv(premises(PER_TDSP), CUSTOMER)
+    return "esi_id,meter_number,customer_email,rep,premise_class,se_version,enhanced_meter\n" + "".join(
+        f"{esi},{meter},{CUSTOMER},Demo REP,residential,1.1,no\n" for esi, meter in meters.premises)
+
+
 @pytest.mark.parametrize("route", list(ROUTES))
 async def test_kill_9_repeatedly_delivers_every_accepted_item_exactly_once(tmp_path: Path, route: str) -> None:
     gw_port = _port()
@@ -206,10 +214,8 @@ level = "WARNING"
             await _wait_http(f"{base}/healthz")
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 op = {"Authorization": f"Bearer {op_token}"}
-                csv = (premises_csv(premises(PER_TDSP), CUSTOMER) if route == "simulated" else
-                       "esi_id,meter_number,customer_email,rep,premise_class,se_version,enhanced_meter\n" + "".join(
-                           f"{esi},{meter},{CUSTOMER},Demo REP,residential,1.1,no\n" for esi, meter in meters.premises))
-                r = await http.post("/v1/premises/import", content=csv, headers={**op, "Content-Type": "text/csv"})
+                r = await http.post("/v1/premises/import", content=premises_import(route, meters),
+                                    headers={**op, "Content-Type": "text/csv"})
                 assert r.status_code == 200 and r.json()["created"] == len(esi_ids), r.text
                 r = await http.post("/v1/parties", headers=op, json={"name": "K", "duns": "111111111",
                                                                      "contact_email": "k@k.test"})
