@@ -173,6 +173,57 @@ async def emulated_headends(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
 ROUTES = {"simulated": simulated_field, "headends": emulated_headends}
 
 
+def write_config(tmp_path: Path, data: Path, port: int, meters: Meters) -> Path:
+    """`hangw serve`'s config for a crash test: quick timers, no rate limit in the way."""
+    cfg = tmp_path / "hangw.toml"
+    cfg.write_text(f"""data_dir = "{data}"
+[server]
+port = {port}
+public_url = "http://127.0.0.1:{port}"
+[pipeline]
+poll_interval_seconds = 0.05
+retry_base_seconds = 0.2
+fanout_page = 10
+[rate_limit]
+requests_per_second = 1000.0
+burst = 1000
+[log]
+level = "WARNING"
+{meters.routes_toml}""")
+    return cfg
+
+
+async def operator_token(data: Path) -> str:
+    store = await open_store(f"sqlite+aiosqlite:///{data / 'hangw.db'}")
+    try:
+        _c, token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
+    finally:
+        await store.close()
+    return token
+
+
+async def consenting_party(http: httpx.AsyncClient, op_token: str, route: str, meters: Meters, *, data: Path,
+                           base: str, scopes: list[str]) -> dict[str, str]:
+    """The operator imports the meters' premises and registers a party; the customer accepts the
+    party's agreement on all of them. The party's auth header."""
+    op = {"Authorization": f"Bearer {op_token}"}
+    r = await http.post("/v1/premises/import", content=premises_import(route, meters),
+                        headers={**op, "Content-Type": "text/csv"})
+    assert r.status_code == 200 and r.json()["created"] == len(meters.premises), r.text
+    r = await http.post("/v1/parties", headers=op, json={"name": "K", "duns": "111111111",
+                                                         "contact_email": "k@k.test"})
+    token = (await http.post(f"/v1/parties/{r.json()['id']}/credentials", headers=op,
+                             json={"label": "k"})).json()["token"]
+    me = {"Authorization": f"Bearer {token}"}
+    r = await http.post("/v1/agreements", headers=me, json={
+        "kind": "in_home_device_services", "scopes": scopes,
+        "premises": [{"esi_id": esi, "meter_number": meter} for esi, meter in meters.premises],
+        "customer_email": CUSTOMER, "duration_months": 12})
+    assert r.status_code == 201, r.text
+    await accept_by_mail(http, data, base)
+    return me
+
+
 def premises_import(route: str, meters: Meters) -> str:
     """The premises CSV an operator imports for the route's meters."""
     if route == "simulated":
@@ -190,45 +241,15 @@ async def test_kill_9_repeatedly_delivers_every_accepted_item_exactly_once(tmp_p
     log = (tmp_path / "serve.log").open("ab")
     accepted: dict[int, tuple[int, list[str], str, str | None]] = {}  # request id -> (se id, targets, command, text)
     async with ROUTES[route](tmp_path, log) as meters:
-        cfg = tmp_path / "hangw.toml"
-        cfg.write_text(f"""data_dir = "{data}"
-[server]
-port = {gw_port}
-public_url = "{base}"
-[pipeline]
-poll_interval_seconds = 0.05
-retry_base_seconds = 0.2
-fanout_page = 10
-[rate_limit]
-requests_per_second = 1000.0
-burst = 1000
-[log]
-level = "WARNING"
-{meters.routes_toml}""")
-        store = await open_store(f"sqlite+aiosqlite:///{data / 'hangw.db'}")
-        _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
-        await store.close()
+        cfg = write_config(tmp_path, data, gw_port, meters)
+        op_token = await operator_token(data)
         gw = _serve(cfg, log)
         esi_ids = [esi for esi, _meter in meters.premises]
         try:
             await _wait_http(f"{base}/healthz")
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-                op = {"Authorization": f"Bearer {op_token}"}
-                r = await http.post("/v1/premises/import", content=premises_import(route, meters),
-                                    headers={**op, "Content-Type": "text/csv"})
-                assert r.status_code == 200 and r.json()["created"] == len(esi_ids), r.text
-                r = await http.post("/v1/parties", headers=op, json={"name": "K", "duns": "111111111",
-                                                                     "contact_email": "k@k.test"})
-                party = r.json()["id"]
-                token = (await http.post(f"/v1/parties/{party}/credentials", headers=op,
-                                         json={"label": "k"})).json()["token"]
-                me = {"Authorization": f"Bearer {token}"}
-                r = await http.post("/v1/agreements", headers=me, json={
-                    "kind": "in_home_device_services", "scopes": ["text", "price", "load_control"],
-                    "premises": [{"esi_id": esi, "meter_number": meter} for esi, meter in meters.premises],
-                    "customer_email": CUSTOMER, "duration_months": 12})
-                assert r.status_code == 201, r.text
-                await accept_by_mail(http, data, base)
+                me = await consenting_party(http, op_token, route, meters, data=data, base=base,
+                                            scopes=["text", "price", "load_control"])
 
                 rng = random.Random(5)
                 for cycle in range(KILLS):

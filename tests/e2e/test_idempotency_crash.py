@@ -19,10 +19,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.clock import SystemClock
-from gateway.domain.model import Role
-from gateway.store.store import open_store
-from tests.e2e.test_crash import CUSTOMER, ROUTES, _port, _serve, _stop, _wait_http, accept_by_mail, premises_import
+from tests.e2e.test_crash import (
+    ROUTES,
+    _port,
+    _serve,
+    _stop,
+    _wait_http,
+    consenting_party,
+    operator_token,
+    write_config,
+)
 
 CYCLES = 6
 
@@ -43,38 +49,13 @@ async def test_kill_9_between_commit_and_answer_replays_the_answer(tmp_path: Pat
     log = (tmp_path / "serve.log").open("ab")
     outcomes: list[tuple[str, int, int, bool]] = []  # (ESI ID, request id, SE id, committed before the kill)
     async with ROUTES[route](tmp_path, log) as meters:
-        cfg = tmp_path / "hangw.toml"
-        cfg.write_text(f"""data_dir = "{data}"
-[server]
-port = {gw_port}
-public_url = "{base}"
-[pipeline]
-poll_interval_seconds = 0.05
-retry_base_seconds = 0.2
-[log]
-level = "WARNING"
-{meters.routes_toml}""")
-        store = await open_store(f"sqlite+aiosqlite:///{db}")
-        _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
-        await store.close()
+        cfg = write_config(tmp_path, data, gw_port, meters)
+        op_token = await operator_token(data)
         gw = _serve(cfg, log)
         try:
             await _wait_http(f"{base}/healthz")
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-                op = {"Authorization": f"Bearer {op_token}"}
-                r = await http.post("/v1/premises/import", content=premises_import(route, meters),
-                                    headers={**op, "Content-Type": "text/csv"})
-                assert r.status_code == 200, r.text
-                party = (await http.post("/v1/parties", headers=op, json={
-                    "name": "K", "duns": "111111111", "contact_email": "k@k.test"})).json()["id"]
-                token = (await http.post(f"/v1/parties/{party}/credentials", headers=op, json={})).json()["token"]
-                me = {"Authorization": f"Bearer {token}"}
-                r = await http.post("/v1/agreements", headers=me, json={
-                    "kind": "in_home_device_services", "scopes": ["text"],
-                    "premises": [{"esi_id": esi, "meter_number": meter} for esi, meter in meters.premises],
-                    "customer_email": CUSTOMER, "duration_months": 12})
-                assert r.status_code == 201, r.text
-                await accept_by_mail(http, data, base)
+                me = await consenting_party(http, op_token, route, meters, data=data, base=base, scopes=["text"])
 
                 for cycle in range(CYCLES):
                     esi = meters.premises[cycle % len(meters.premises)][0]
