@@ -30,7 +30,8 @@ from gateway.domain.records import Agreement, AgreementPremise, Party
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 from gateway.mail import Mailer
 from gateway.mail_outbox import MailOutbox
-from gateway.store.store import Store, hash_token, new_token
+from gateway.store.parties import hash_token, new_token
+from gateway.store.store import Store
 
 log = logging.getLogger(__name__)
 

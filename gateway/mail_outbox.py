@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from gateway.clock import Clock
 from gateway.mail import Mailer, MailError, build_message
-from gateway.store.store import OutboxMail, Store
+from gateway.store.mail_queue import QueuedMail
+from gateway.store.store import Store
 from gateway.store.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class MailOutbox:
                 failed += 1
         return sent, failed
 
-    async def _attempt(self, mail: OutboxMail) -> bool:
+    async def _attempt(self, mail: QueuedMail) -> bool:
         message = build_message(sender=self.sender, to=mail.recipient, subject=mail.subject,
                                 text=mail.body, html=None)
         try:
