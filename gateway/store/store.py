@@ -11,7 +11,7 @@ methods, each kept with its tables in its own module:
 - gateway/store/idempotency.py: stored answers to idempotent requests
 - gateway/store/mail_queue.py: the mail queue
 - gateway/store/han_requests.py: HAN requests, deliveries, transitions, frame log (module functions)
-- gateway/store/webhooks.py: webhook targets and their event outbox (module functions)
+- gateway/store/webhooks.py: webhook targets and their event queue (module functions)
 - gateway/store/provisioning.py, route_state.py: HAN provisioning, the radio route's state
 
 A facade rather than one object per aggregate: a hundred call sites say `store.create_party(...)`,

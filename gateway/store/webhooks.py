@@ -2,7 +2,7 @@
 events waiting to be sent in each request's order, attempts, and dead letters.
 
 Sending (HTTP, signatures, back-off) is gateway/pipeline/webhooks.py's job; events are written in
-the transaction of the transition that produced them (gateway/pipeline/outbox.py).
+the transaction of the transition that produced them (gateway/pipeline/delivery_queue.py).
 """
 
 from __future__ import annotations
