@@ -2,7 +2,7 @@
 `han_device_states`, `han_transitions`): a request's summary and its per-premise items.
 
 The pipeline's writes on these tables (group commit, dispatch, transitions) are in
-gateway/pipeline/ (group_commit.py, dispatcher.py, service.py, deliveries.py).
+gateway/pipeline/ (group_commit.py, dispatcher.py, service.py, delivery_queue.py): moving them here is still to do.
 """
 
 from __future__ import annotations
