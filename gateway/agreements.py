@@ -29,8 +29,9 @@ from gateway.domain.model import (
 from gateway.domain.records import Agreement, AgreementPremise, Party
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 from gateway.mail import Mailer
-from gateway.mail_outbox import MailOutbox
-from gateway.store.store import Store, hash_token, new_token
+from gateway.mail_sender import MailSender
+from gateway.store.parties import hash_token, new_token
+from gateway.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ class LifecycleReport:
     completed: int = 0
     reminded: int = 0
     renewals_lapsed: int = 0
-    mails_sent: int = 0  # outbox retries that went out
-    mails_failed: int = 0  # outbox retries that failed again
+    mails_sent: int = 0  # mail queue retries that went out
+    mails_failed: int = 0  # mail queue retries that failed again
 
 
 class AgreementService:
@@ -106,7 +107,7 @@ class AgreementService:
         self.config = config
         self.templates = templates
         self.clock = clock
-        self.outbox = MailOutbox(store, mailer, config.mail.from_address, clock)
+        self.mail_sender = MailSender(store, mailer, config.mail.from_address, clock)
 
     # -- third party side ---------------------------------------------------------------------
 
@@ -419,7 +420,7 @@ class AgreementService:
                     if updated is not None:
                         await self._send_reminder(updated)
                         reminded += 1
-        sent, failed = await self.outbox.deliver_due()
+        sent, failed = await self.mail_sender.deliver_due()
         await self.store.purge_idempotent(now - IDEMPOTENCY_KEY_LIFETIME)
         return LifecycleReport(expired, completed, reminded, lapsed, sent, failed)
 
@@ -447,7 +448,7 @@ class AgreementService:
 
     async def _mail(self, to: str, subject: str, template: str, **context: object) -> None:
         text = self.templates.get_template(template).render(**context)
-        await self.outbox.send(to=to, subject=subject, text=text)
+        await self.mail_sender.send(to=to, subject=subject, text=text)
 
     async def _send_invitation(self, agreement: Agreement, party: Party, token: str,
                                expires: datetime, months: int) -> None:

@@ -103,6 +103,7 @@ def create_app(
         the_store = store if store is not None else await open_store(config.storage_url)
         holder["store"] = the_store
         if cipher is not None:
+            # The purpose string derives the key: kept from when the mail queue was called the outbox.
             the_store.mail_sealer = cipher.for_purpose("mail outbox")
             the_store.secret_sealer = cipher.for_purpose("webhook secrets")
             await seal_webhook_secrets(the_store)
@@ -114,7 +115,7 @@ def create_app(
                                      config.rate_limit.burst))
         app.state.services = svc
         timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers else None
-        # The request pipeline: the outbox dispatcher (with the routes given, or none: requests
+        # The request pipeline: the delivery queue's dispatcher (with the routes given, or none: requests
         # queue until a route is configured) and the webhook sender.
         route_set = routes or RouteSet()
         dispatcher = Dispatcher(the_store, route_set, config.pipeline, clock)

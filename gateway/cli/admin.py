@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    "device_key_file) instead of printing it; refuses to overwrite")
     p.set_defaults(func=_device_key)
 
-    p = sub.add_parser("mail", help="mail outbox: pending, sent and given-up emails")
+    p = sub.add_parser("mail", help="mail queue: pending, sent and given-up emails")
     p.set_defaults(func=_runner(_mail_status))
 
     agr = sub.add_parser("agreements", help="agreements").add_subparsers(

@@ -1,2 +1,2 @@
-"""The HAN request pipeline (issue 5): validation, arbitration, the durable outbox and its
+"""The HAN request pipeline (issue 5): validation, arbitration, the durable delivery queue and its
 dispatcher, inbound device answers, request status and webhooks."""

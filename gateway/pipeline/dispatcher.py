@@ -1,4 +1,4 @@
-"""The outbox dispatcher: due deliveries -> routes, in batches, fairly between parties, with
+"""The delivery queue's dispatcher: due deliveries -> routes, in batches, fairly between parties, with
 retries (jittered exponential backoff), per-route concurrency and rate limits, expiry (never sent
 late), agreement checks at send time; and the inbound side: route events -> delivery and device
 states, decoded with `zigbee_se` and matched by message id / issuer event id.
@@ -37,7 +37,7 @@ from ams_adapters.contract import (
 )
 from gateway.clock import Clock
 from gateway.domain.model import AgreementState
-from gateway.pipeline import inbound, outbox
+from gateway.pipeline import delivery_queue, inbound
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.references import keep_references
 from gateway.pipeline.service import RequestService
@@ -269,7 +269,7 @@ class Dispatcher:
                         han_deliveries.c.agreement_id == agreement_premises.c.agreement_id)).join(
                         agreements, agreements.c.id == agreement_premises.c.agreement_id)).where(
                     agreement_premises.c.agreement_id.in_(ids[i:i + 500]),
-                    han_deliveries.c.state.in_([outbox.SUBMITTED, outbox.DELIVERED]),
+                    han_deliveries.c.state.in_([delivery_queue.SUBMITTED, delivery_queue.DELIVERED]),
                     han_deliveries.c.command.in_(["display_message", "load_control_event"]),
                     han_deliveries.c.expires_at > now,
                     # still ended (a renewal may have put it back in force)
@@ -306,13 +306,13 @@ class Dispatcher:
             rows = (await conn.execute(sa.select(
                 han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
                 han_deliveries.c.esi_id).where(
-                han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.expires_at <= now).limit(
+                han_deliveries.c.state == delivery_queue.QUEUED, han_deliveries.c.expires_at <= now).limit(
                 self.config.batch_size))).all()
         if rows:  # the write lock only when there is something to expire (still queued: only_from)
             async with self._writes, self.store.engine.begin() as conn:
-                await outbox.set_delivery_state(conn, rows, outbox.EXPIRED, now,
+                await delivery_queue.set_delivery_state(conn, rows, delivery_queue.EXPIRED, now,
                                                 reason="end time passed before it could be sent",
-                                                only_from=[outbox.QUEUED])
+                                                only_from=[delivery_queue.QUEUED])
         return len(rows)
 
     async def _due(self, now: datetime) -> list[Any]:
@@ -320,7 +320,7 @@ class Dispatcher:
         batch = self.config.batch_size
         async with self.store.engine.connect() as conn:
             parties = (await conn.execute(sa.select(han_deliveries.c.party_id).where(
-                han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now).group_by(
+                han_deliveries.c.state == delivery_queue.QUEUED, han_deliveries.c.next_attempt_at <= now).group_by(
                 han_deliveries.c.party_id))).scalars().all()
             if not parties:
                 return []
@@ -333,7 +333,7 @@ class Dispatcher:
             rows: list[Any] = []
             for party_id in parties:
                 rows.extend((await conn.execute(sa.select(*DUE_COLUMNS, in_force).where(
-                    han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.next_attempt_at <= now,
+                    han_deliveries.c.state == delivery_queue.QUEUED, han_deliveries.c.next_attempt_at <= now,
                     # Oldest due first, in the order of ix_han_deliveries_due (no sort of the queue).
                     han_deliveries.c.party_id == party_id).order_by(
                     han_deliveries.c.next_attempt_at, han_deliveries.c.id).limit(share))).all())
@@ -349,9 +349,9 @@ class Dispatcher:
                 if cmd is not None} if shared_ids else {}
         if ended:
             async with self._writes, self.store.engine.begin() as conn:
-                await outbox.set_delivery_state(conn, ended, outbox.CANCELLED, now,
+                await delivery_queue.set_delivery_state(conn, ended, delivery_queue.CANCELLED, now,
                                                 reason="agreement no longer in force",
-                                                only_from=[outbox.QUEUED])
+                                                only_from=[delivery_queue.QUEUED])
         return ok
 
     async def _dispatch(self, rows: Sequence[Any], now: datetime) -> int:
@@ -397,11 +397,11 @@ class Dispatcher:
         async with self._writes, self.store.engine.begin() as conn:
             # Set-based: state, transitions and frame log of the whole batch in a few statements;
             # the head-end references in one executemany.
-            await outbox.mark_submitted(conn, [row for row, _ in accepted], now)
+            await delivery_queue.mark_submitted(conn, [row for row, _ in accepted], now)
             await keep_references(conn, [(row.id, ref) for row, ref in accepted])
             for row, reason in rejected:
-                await outbox.set_delivery_state(conn, [row], outbox.FAILED, now, reason=reason,
-                                                only_from=[outbox.QUEUED])
+                await delivery_queue.set_delivery_state(conn, [row], delivery_queue.FAILED, now, reason=reason,
+                                                only_from=[delivery_queue.QUEUED])
         self.handed += len(accepted)
         if retry:
             await self._retry(retry, now, "route asked to retry later", retry_after)
@@ -423,7 +423,7 @@ class Dispatcher:
             else:
                 op_fields, op_frame = self._fields(r), self._frame(r)
             ops.append(HanOperation(
-                outbound_id=outbox.outbound_id(id_), esi_id=esi_id, target=CAPABLE_DEVICES,
+                outbound_id=delivery_queue.outbound_id(id_), esi_id=esi_id, target=CAPABLE_DEVICES,
                 kind=OPERATION_KIND[command], cluster_id=cluster_id, command=command, fields=op_fields, frame=op_frame,
                 se_version=_se_version(se_version), expires_at=_expires_unix(expires_raw)))
         return ops
@@ -454,7 +454,7 @@ class Dispatcher:
                 if retry_after and r.id in retry_after:
                     delay = max(delay, retry_after[r.id])  # the route's own back-pressure hint
                 await conn.execute(han_deliveries.update().where(
-                    han_deliveries.c.id == r.id, han_deliveries.c.state == outbox.QUEUED).values(
+                    han_deliveries.c.id == r.id, han_deliveries.c.state == delivery_queue.QUEUED).values(
                     attempts=han_deliveries.c.attempts + 1, next_attempt_at=now + timedelta(seconds=delay),
                     reason=reason[:300], updated_at=now))
 
@@ -504,7 +504,7 @@ class Dispatcher:
                     await inbound.device_answers(conn, answers)
                     answers = []
                 if isinstance(ev, DeliveryFailed):
-                    delivery_id = outbox.delivery_of(ev.outbound_id)
+                    delivery_id = delivery_queue.delivery_of(ev.outbound_id)
                     if delivery_id is None:
                         continue
                     row = (await conn.execute(sa.select(
@@ -513,9 +513,9 @@ class Dispatcher:
                         han_deliveries.c.id == delivery_id))).first()
                     if row is None:
                         continue
-                    await outbox.set_delivery_state(
-                        conn, [row], outbox.EXPIRED if ev.expired else outbox.FAILED, _dt(ev.at),
-                        reason=ev.reason, only_from=[outbox.QUEUED, outbox.SUBMITTED])
+                    await delivery_queue.set_delivery_state(
+                        conn, [row], delivery_queue.EXPIRED if ev.expired else delivery_queue.FAILED, _dt(ev.at),
+                        reason=ev.reason, only_from=[delivery_queue.QUEUED, delivery_queue.SUBMITTED])
                 elif isinstance(ev, ProvisioningUpdate) and self.on_provisioning is not None:
                     await self.on_provisioning(conn, ev)
 
@@ -525,5 +525,6 @@ class Dispatcher:
             han_deliveries.c.esi_id).where(
             han_deliveries.c.esi_id == cancel_row.esi_id, han_deliveries.c.se_id == cancel_row.se_id,
             han_deliveries.c.command.in_(ORIGINAL_COMMANDS)))).all()
-        await outbox.set_delivery_state(conn, original, outbox.CANCELLED, at, reason="SE cancel delivered",
-                                        only_from=[outbox.SUBMITTED, outbox.DELIVERED])
+        await delivery_queue.set_delivery_state(conn, original, delivery_queue.CANCELLED, at,
+                                                reason="SE cancel delivered",
+                                                only_from=[delivery_queue.SUBMITTED, delivery_queue.DELIVERED])

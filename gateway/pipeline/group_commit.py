@@ -1,12 +1,12 @@
 """Group commit of accepted requests: concurrent acceptances share one transaction.
 
 A text or price request to listed premises needs no reads under the write lock (no arbitration),
-so its acceptance is pure inserts: the SE id, the request row, its outbox rows, its authorization
+so its acceptance is pure inserts: the SE id, the request row, its delivery rows, its authorization
 decisions. Written one request per transaction, that is ~5 statements, each a round trip to the
 database thread, and a commit (an fsync) per request, while every other writer waits. Here the
 requests that arrive while a transaction is being written wait for the next one, and that one
 writes all of them with the same 5 statements: one UPDATE of the SE id counter by N, one INSERT of
-N request rows, one of their outbox rows, one of their audit rows, one COMMIT.
+N request rows, one of their delivery rows, one of their audit rows, one COMMIT.
 
 Each caller still gets its answer only after *its* transaction committed (a 202 means committed;
 the crash test holds), and SE ids are allocated in arrival order, so they still increase. If a
@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.pipeline import outbox
+from gateway.pipeline import delivery_queue
 from gateway.pipeline.requests import Command, with_se_id
 from gateway.store.schema import audit_log, han_deliveries, han_requests, se_id_counters
 from gateway.store.store import Store
@@ -45,7 +45,7 @@ class NewRequest:
     kind: str
     body_json: str
     command: Command
-    targets: list[outbox.Target]
+    targets: list[delivery_queue.Target]
     excluded_json: str
     audit: list[dict[str, Any]]
     now: datetime
@@ -55,11 +55,11 @@ class NewRequest:
 
 async def allocate_se_ids(conn: AsyncConnection, n: int) -> list[int]:
     """`n` consecutive ids of the gateway-wide counter in one atomic UPDATE … RETURNING (see
-    `outbox.allocate_se_id`, which this extends to a group)."""
+    `delivery_queue.allocate_se_id`, which this extends to a group)."""
     value = (await conn.execute(se_id_counters.update().where(se_id_counters.c.name == "se_id").values(
         value=se_id_counters.c.value + n).returning(se_id_counters.c.value))).scalar()
     if value is None:  # a database made without the migration's seed row
-        first = await outbox.allocate_se_id(conn)
+        first = await delivery_queue.allocate_se_id(conn)
         rest = await allocate_se_ids(conn, n - 1) if n > 1 else []
         return [first, *rest]
     return list(range(int(value) - n + 1, int(value) + 1))
@@ -71,7 +71,7 @@ async def write_group(conn: AsyncConnection, items: Sequence[NewRequest]) -> lis
     commands = [with_se_id(item.command, se_id) for item, se_id in zip(items, se_ids, strict=True)]
     rows = [{
         "party_id": item.party_id, "kind": item.kind, "body": item.body_json, "se_id": se_id,
-        "command": outbox.shared_command(command, se_id), "target_all": item.fanout,
+        "command": delivery_queue.shared_command(command, se_id), "target_all": item.fanout,
         "fanout_after": "" if item.fanout else None, "targeted": len(item.targets),
         "excluded": item.excluded_json, "state": "expanding" if item.fanout else "accepted",
         "cancels_request_id": None, "starts_at": command.starts_at, "ends_at": command.ends_at,
@@ -82,11 +82,11 @@ async def write_group(conn: AsyncConnection, items: Sequence[NewRequest]) -> lis
     request_ids = {int(se_id): int(request_id) for request_id, se_id in returned}
     deliveries: list[dict[str, Any]] = []
     for item, se_id, command in zip(items, se_ids, commands, strict=True):
-        deliveries.extend(outbox.delivery_rows(
+        deliveries.extend(delivery_queue.delivery_rows(
             request_id=request_ids[se_id], party_id=item.party_id, se_id=se_id, command=command,
             targets=item.targets, now=item.now))
-    await outbox.insert_many(conn, han_deliveries, deliveries)
-    await outbox.insert_many(conn, audit_log, [row for item in items for row in item.audit])
+    await delivery_queue.insert_many(conn, han_deliveries, deliveries)
+    await delivery_queue.insert_many(conn, audit_log, [row for item in items for row in item.audit])
     return [(request_ids[se_id], se_id) for se_id in se_ids]
 
 

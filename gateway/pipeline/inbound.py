@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ams_adapters.contract import DeliveredToMeter, DeviceResponse
-from gateway.pipeline import outbox
+from gateway.pipeline import delivery_queue
 from gateway.store.schema import han_deliveries, han_frame_log
 from zigbee_se import DecodeError, EventStatus, decode_frame
 from zigbee_se.commands.drlc import EVENT_STATUSES
@@ -54,7 +54,7 @@ async def mark_delivered(conn: AsyncConnection, events: Sequence[DeliveredToMete
     that reached their meter now, with their time, for the caller to mark the originals cancelled."""
     by_id: dict[int, DeliveredToMeter] = {}
     for ev in events:
-        delivery_id = outbox.delivery_of(ev.outbound_id)
+        delivery_id = delivery_queue.delivery_of(ev.outbound_id)
         if delivery_id is not None:
             by_id.setdefault(delivery_id, ev)  # a duplicate within the batch is applied once
     if not by_id:
@@ -66,19 +66,20 @@ async def mark_delivered(conn: AsyncConnection, events: Sequence[DeliveredToMete
             han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
             han_deliveries.c.esi_id, han_deliveries.c.command, han_deliveries.c.se_id,
             han_deliveries.c.state).where(han_deliveries.c.id.in_(ids[i:i + 500])))).all())
-    moving = [r for r in rows if r.state in (outbox.QUEUED, outbox.SUBMITTED)]
+    moving = [r for r in rows if r.state in (delivery_queue.QUEUED, delivery_queue.SUBMITTED)]
     if not moving:
         return []
     # One executemany; the state condition is repeated so that the update, not the read, decides.
     await conn.execute(han_deliveries.update().where(
         han_deliveries.c.id == sa.bindparam("b_id"),
-        sa.or_(han_deliveries.c.state == outbox.QUEUED, han_deliveries.c.state == outbox.SUBMITTED)).values(
-        state=outbox.DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
+        sa.or_(han_deliveries.c.state == delivery_queue.QUEUED,
+               han_deliveries.c.state == delivery_queue.SUBMITTED)).values(
+        state=delivery_queue.DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
         reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), han_deliveries.c.reference)),
         [{"b_id": r.id, "b_at": _dt(by_id[r.id].at), "b_reference": (by_id[r.id].reference or "")[:100] or None}
          for r in moving])
-    await outbox.record_transitions(conn, [outbox.Transition(
-        r.id, r.request_id, r.party_id, r.esi_id, None, outbox.DELIVERED, _dt(by_id[r.id].at)) for r in moving])
+    await delivery_queue.record_transitions(conn, [delivery_queue.Transition(
+        r.id, r.request_id, r.party_id, r.esi_id, None, delivery_queue.DELIVERED, _dt(by_id[r.id].at)) for r in moving])
     return [(r, _dt(by_id[r.id].at)) for r in moving if r.command in CANCEL_COMMANDS]
 
 
@@ -168,7 +169,7 @@ async def device_answers(conn: AsyncConnection, events: Sequence[DeviceResponse]
                      "agreement_id": row.agreement_id if row else None, "cluster_id": a.event.cluster_id,
                      "command": a.command[:40], "frame": a.frame})
         if row is not None and a.state is not None:
-            transitions.append(outbox.Transition(row.id, row.request_id, row.party_id, row.esi_id, a.event.eui64,
-                                                 a.state, a.at, a.detail))
-    await outbox.log_frame(conn, rows)
-    await outbox.record_transitions(conn, transitions)
+            transitions.append(delivery_queue.Transition(row.id, row.request_id, row.party_id, row.esi_id,
+                                                         a.event.eui64, a.state, a.at, a.detail))
+    await delivery_queue.log_frame(conn, rows)
+    await delivery_queue.record_transitions(conn, transitions)

@@ -1,5 +1,5 @@
 """Accepting HAN requests: authorization per premise, validation, arbitration between providers,
-and the commit of request + outbox rows before the API answers 202. Fan-out requests are expanded
+and the commit of request + delivery rows before the API answers 202. Fan-out requests are expanded
 later by the dispatcher, one keyset page at a time (`expand_fanout_page`)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from gateway.domain.limits import over_device_limit
 from gateway.domain.model import AgreementKind, Scope
 from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, Forbidden, GatewayError, InvalidRequest, NotFound
-from gateway.pipeline import outbox
+from gateway.pipeline import delivery_queue
 from gateway.pipeline.config import OverlapPolicy, PipelineConfig
 from gateway.pipeline.consent import audit_rows, authorize_targets
 from gateway.pipeline.group_commit import NewRequest, committer_for
@@ -75,6 +75,27 @@ class Accepted:
         return out
 
 
+@dataclass(frozen=True)
+class Screened:
+    """A request's named premises after authorization and capability checks."""
+
+    targets: list[delivery_queue.Target]
+    excluded: list[dict[str, str]]  # {"esi_id", "reason"}
+    audit: list[dict[str, Any]]  # audit_log rows of the authorization decisions
+
+
+def _refuse_unsendable(body: Any, screened: Screened, errors: list[FieldError]) -> None:
+    """InvalidRequest for invalid fields; Forbidden when no named premise may receive the request."""
+    if errors:
+        raise InvalidRequest(f"{len(errors)} invalid field(s)", errors=errors)
+    if body.esi_ids and not screened.targets:
+        excluded = screened.excluded
+        raise Forbidden("no target premise may receive this request: " + ", ".join(
+            f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
+            errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
+                               e["esi_id"]) for e in excluded])
+
+
 def _scope_for(kind: RequestKind) -> Scope:
     return {RequestKind.TEXT: Scope.TEXT, RequestKind.PRICE: Scope.PRICE}.get(kind, Scope.LOAD_CONTROL)
 
@@ -86,6 +107,8 @@ class RequestService:
 
     # ------------------------------------------------------------------ new requests
     async def submit(self, principal: Principal, body: Any, now: datetime) -> Accepted:
+        """Accept a request: screen its targets, build its SE command, commit it (in a group, or
+        with arbitration), all before the API answers 202; a refusal still leaves its audit rows."""
         if isinstance(body, CancelTextRequest | CancelLoadControlRequest):
             return await self.cancel(principal, body, now)
         if isinstance(body, CancelAllLoadControlRequest):
@@ -95,90 +118,117 @@ class RequestService:
         if bool(body.esi_ids) == body.all_premises:
             raise InvalidRequest("give esi_ids or all_premises: true", errors=[FieldError(
                 "esi_ids", "targets", "exactly one of esi_ids (non-empty) or all_premises", body.esi_ids)])
-        action = ACTION_FOR_KIND[kind]
-        targets: list[outbox.Target] = []
-        excluded: list[dict[str, str]] = []
-        audit: list[dict[str, Any]] = []
-        if body.esi_ids:
-            async with self.store.engine.connect() as conn:
-                looked = await authorize_targets(conn, principal, action, list(dict.fromkeys(body.esi_ids)), now)
-            audit = audit_rows(principal, action, list(looked.values()), now)
-            for esi, target in looked.items():
-                decision = target.decision
-                if not decision.allowed:
-                    excluded.append({"esi_id": esi, "reason": EXCLUSION_REASONS.get(
-                        decision.reason, decision.reason)})
-                    continue
-                version = target.se_version or DEFAULT_SE_VERSION
-                lacking = _lacks_capability(body, version) or over_device_limit(
-                    target.enhanced_meter, target.devices, target.load_control_devices,
-                    kind is RequestKind.LOAD_CONTROL)
-                if lacking:
-                    excluded.append({"esi_id": esi, "reason": lacking})
-                    continue
-                targets.append(outbox.Target(esi, version, decision.agreement_id))
-        versions = {t.se_version for t in targets} if body.esi_ids else ALL_SE_VERSIONS
+        screened = await self._screen_targets(principal, body, kind, now)
         errors: list[FieldError] = []
+        versions = {t.se_version for t in screened.targets} if body.esi_ids else ALL_SE_VERSIONS
         command = self._build(body, versions or {DEFAULT_SE_VERSION}, now, errors)
         block = build_block_period(body, command.starts_at, now, errors) if isinstance(body, PriceRequest) else None
-        block_request_id: int | None = None
         try:
-            if errors:
-                raise InvalidRequest(f"{len(errors)} invalid field(s)", errors=errors)
-            if body.esi_ids and not targets:
-                raise Forbidden("no target premise may receive this request: " + ", ".join(
-                    f"{e['esi_id']} ({e['reason']})" for e in excluded), code="no_authorized_target",
-                    errors=[FieldError(f"esi_ids[{e['esi_id']}]", e["reason"], "not authorized",
-                                       e["esi_id"]) for e in excluded])
+            _refuse_unsendable(body, screened, errors)
             if kind is not RequestKind.LOAD_CONTROL and block is None:
-                # Texts and prices need no arbitration: pure inserts, committed in a group with
-                # the requests arriving meanwhile (group_commit.py), before the API answers 202.
-                request_id, se_id = await committer_for(self.store).submit(NewRequest(
-                    principal.party_id, kind.value, body.model_dump_json(), command, targets,
-                    json.dumps(excluded), audit, now, fanout=body.all_premises))
-                return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
-                                command.starts_at)
-            # One transaction: the request, its outbox rows and its authorization decisions are
-            # committed together, before the API answers 202.
-            async with self.store.engine.begin() as conn:
-                se_id = await outbox.allocate_se_id(conn)
-                command = with_se_id(command, se_id)
-                if kind is RequestKind.LOAD_CONTROL and targets:
-                    command, conflicts = await self._arbitrate(conn, principal.party_id, body, command,
-                                                               [t.esi_id for t in targets], now)
-                    if conflicts:
-                        raise Conflict("overlapping load-control event(s) of another provider: " + "; ".join(
-                            f"{c['esi_id']}: event {c['issuer_event_id']} ({c['starts_at']}..{c['ends_at']})"
-                            for c in conflicts), code="event_conflict",
-                            errors=[FieldError(f"esi_ids[{c['esi_id']}]", "event_conflict",
-                                               f"overlaps issuer event {c['issuer_event_id']}",
-                                               c["issuer_event_id"]) for c in conflicts])
-                request_id = await self._insert_request(conn, principal.party_id, kind, body, se_id,
-                                                        command, len(targets), excluded, now)
-                await outbox.insert_deliveries(conn, request_id=request_id, party_id=principal.party_id,
-                                               se_id=se_id, command=command, targets=targets, now=now)
-                if kind is RequestKind.LOAD_CONTROL:
-                    await self._record_events(conn, request_id, principal.party_id, se_id, body,
-                                              command, [t.esi_id for t in targets])
-                if block is not None:
-                    # The block period is its own SE event (own issuer event id), delivered to the
-                    # same premises as a companion request of the price.
-                    block_se_id = await outbox.allocate_se_id(conn)
-                    block = with_se_id(block, block_se_id)
-                    block_request_id = await self._insert_request(
-                        conn, principal.party_id, kind, body, block_se_id, block, len(targets), excluded, now,
-                        part_of=request_id)
-                    await outbox.insert_deliveries(conn, request_id=block_request_id, party_id=principal.party_id,
-                                                   se_id=block_se_id, command=block, targets=targets, now=now)
-                await outbox.insert_many(conn, audit_log, audit)
+                return await self._commit_in_group(principal.party_id, kind, body, command, screened, now)
+            return await self._commit_arbitrated(principal.party_id, kind, body, command, block, screened, now)
         except GatewayError:
-            # Refused: the authorization decisions are still recorded (the audit log keeps every one).
-            if audit:
-                async with self.store.engine.begin() as conn:
-                    await outbox.insert_many(conn, audit_log, audit)
+            await self._audit_refusal(screened.audit)
             raise
+
+    async def _screen_targets(self, principal: Principal, body: Any, kind: RequestKind, now: datetime) -> Screened:
+        """Authorization per named premise, then what each premise can take (SE version, device
+        limits): the targets, the exclusions with their reasons, and the audit rows of the decisions.
+        A fan-out (all_premises) is screened page by page later, by `expand`."""
+        screened = Screened([], [], [])
+        if not body.esi_ids:
+            return screened
+        action = ACTION_FOR_KIND[kind]
+        async with self.store.engine.connect() as conn:
+            looked = await authorize_targets(conn, principal, action, list(dict.fromkeys(body.esi_ids)), now)
+        screened.audit.extend(audit_rows(principal, action, list(looked.values()), now))
+        for esi, target in looked.items():
+            decision = target.decision
+            if not decision.allowed:
+                screened.excluded.append({"esi_id": esi, "reason": EXCLUSION_REASONS.get(
+                    decision.reason, decision.reason)})
+                continue
+            version = target.se_version or DEFAULT_SE_VERSION
+            lacking = _lacks_capability(body, version) or over_device_limit(
+                target.enhanced_meter, target.devices, target.load_control_devices,
+                kind is RequestKind.LOAD_CONTROL)
+            if lacking:
+                screened.excluded.append({"esi_id": esi, "reason": lacking})
+                continue
+            screened.targets.append(delivery_queue.Target(esi, version, decision.agreement_id))
+        return screened
+
+    async def _commit_in_group(self, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917
+                               command: Command, screened: Screened, now: datetime) -> Accepted:
+        """Texts and prices need no arbitration: pure inserts, committed in a group with the
+        requests arriving meanwhile (group_commit.py), before the API answers 202."""
+        request_id, se_id = await committer_for(self.store).submit(NewRequest(
+            party_id, kind.value, body.model_dump_json(), command, screened.targets,
+            json.dumps(screened.excluded), screened.audit, now, fanout=body.all_premises))
+        return Accepted(request_id, kind.value, se_id, len(screened.targets), screened.excluded, body.all_premises,
+                        command.starts_at)
+
+    async def _commit_arbitrated(self, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917
+                                 command: Command, block: Command | None, screened: Screened,
+                                 now: datetime) -> Accepted:
+        """One transaction: the request, its delivery rows, a load-control event's arbitration
+        and records, a price's block period, and the authorization decisions, committed together
+        before the API answers 202."""
+        targets, excluded = screened.targets, screened.excluded
+        block_request_id: int | None = None
+        async with self.store.engine.begin() as conn:
+            se_id = await delivery_queue.allocate_se_id(conn)
+            command = with_se_id(command, se_id)
+            if kind is RequestKind.LOAD_CONTROL and targets:
+                command = await self._arbitrate_or_refuse(conn, party_id, body, command,
+                                                          [t.esi_id for t in targets], now)
+            request_id = await self._insert_request(conn, party_id, kind, body, se_id,
+                                                    command, len(targets), excluded, now)
+            await delivery_queue.insert_deliveries(conn, request_id=request_id, party_id=party_id,
+                                                   se_id=se_id, command=command, targets=targets, now=now)
+            if kind is RequestKind.LOAD_CONTROL:
+                await self._record_events(conn, request_id, party_id, se_id, body,
+                                          command, [t.esi_id for t in targets])
+            if block is not None:
+                block_request_id = await self._insert_block_period(conn, party_id, kind, body, block, request_id,
+                                                                   screened, now)
+            await delivery_queue.insert_many(conn, audit_log, screened.audit)
         return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
                         command.starts_at, block_request_id)
+
+    async def _arbitrate_or_refuse(self, conn: AsyncConnection, party_id: int, body: Any,  # noqa: PLR0917
+                                   command: Command, esi_ids: list[str], now: datetime) -> Command:
+        """The load-control event after arbitration; Conflict when another provider's overlaps."""
+        command, conflicts = await self._arbitrate(conn, party_id, body, command, esi_ids, now)
+        if conflicts:
+            raise Conflict("overlapping load-control event(s) of another provider: " + "; ".join(
+                f"{c['esi_id']}: event {c['issuer_event_id']} ({c['starts_at']}..{c['ends_at']})"
+                for c in conflicts), code="event_conflict",
+                errors=[FieldError(f"esi_ids[{c['esi_id']}]", "event_conflict",
+                                   f"overlaps issuer event {c['issuer_event_id']}",
+                                   c["issuer_event_id"]) for c in conflicts])
+        return command
+
+    async def _insert_block_period(self, conn: AsyncConnection, party_id: int, kind: RequestKind,  # noqa: PLR0917
+                                   body: Any, block: Command, price_request_id: int, screened: Screened,
+                                   now: datetime) -> int:
+        """The block period is its own SE event (own issuer event id), delivered to the same
+        premises as a companion request of the price; returns its request id."""
+        block_se_id = await delivery_queue.allocate_se_id(conn)
+        block = with_se_id(block, block_se_id)
+        block_request_id = await self._insert_request(
+            conn, party_id, kind, body, block_se_id, block, len(screened.targets), screened.excluded, now,
+            part_of=price_request_id)
+        await delivery_queue.insert_deliveries(conn, request_id=block_request_id, party_id=party_id,
+                                               se_id=block_se_id, command=block, targets=screened.targets, now=now)
+        return block_request_id
+
+    async def _audit_refusal(self, audit: list[dict[str, Any]]) -> None:
+        """Refused: the authorization decisions are still recorded (the audit log keeps every one)."""
+        if audit:
+            async with self.store.engine.begin() as conn:
+                await delivery_queue.insert_many(conn, audit_log, audit)
 
     def _build(self, body: Any, versions: set[str], now: datetime, errors: list[FieldError]) -> Command:
         if isinstance(body, TextRequest):
@@ -195,7 +245,7 @@ class RequestService:
         fanout = bool(getattr(body, "all_premises", False))
         result = await conn.execute(han_requests.insert().values(
             party_id=party_id, kind=kind.value, body=body.model_dump_json(), se_id=se_id,
-            command=outbox.shared_command(command, se_id) if command is not None else None,
+            command=delivery_queue.shared_command(command, se_id) if command is not None else None,
             target_all=fanout, fanout_after="" if fanout else None, targeted=targeted,
             excluded=json.dumps(excluded), state="expanding" if fanout else "accepted",
             cancels_request_id=cancels, part_of_request_id=part_of, starts_at=command.starts_at if command else None,
@@ -285,10 +335,11 @@ class RequestService:
             han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
             han_deliveries.c.esi_id, han_deliveries.c.state, han_deliveries.c.se_version).where(
             han_deliveries.c.request_id == original.id))).all()
-        pending = [r for r in rows if r.state == outbox.QUEUED]
-        await outbox.set_delivery_state(conn, pending, outbox.CANCELLED, now, reason="cancelled by request",
-                                        only_from=[outbox.QUEUED])
-        return [(r.esi_id, r.se_version) for r in rows if r.state in (outbox.SUBMITTED, outbox.DELIVERED)]
+        pending = [r for r in rows if r.state == delivery_queue.QUEUED]
+        await delivery_queue.set_delivery_state(conn, pending, delivery_queue.CANCELLED, now,
+                                                reason="cancelled by request", only_from=[delivery_queue.QUEUED])
+        sent = (delivery_queue.SUBMITTED, delivery_queue.DELIVERED)
+        return [(r.esi_id, r.se_version) for r in rows if r.state in sent]
 
     async def _insert_cancels(self, conn: AsyncConnection, party_id: int, request_id: int, original: Any,  # noqa: PLR0917
                               esi_ids: list[tuple[str, str]], body: Any, now: datetime) -> None:
@@ -304,19 +355,19 @@ class RequestService:
         shared = body.kind != RequestKind.CANCEL_ALL_LOAD_CONTROL.value
         if shared:
             await conn.execute(han_requests.update().where(han_requests.c.id == request_id).values(
-                command=outbox.shared_command(command, original.se_id)))
-        await outbox.insert_deliveries(
+                command=delivery_queue.shared_command(command, original.se_id)))
+        await delivery_queue.insert_deliveries(
             conn, request_id=request_id, party_id=party_id, se_id=original.se_id, command=command,
-            targets=[outbox.Target(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
+            targets=[delivery_queue.Target(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
             shared=shared, cancels_request_id=original.id)
 
     async def withdraw(self, request_id: int, deliveries: list[Any], now: datetime) -> int:
         """The agreement behind these deliveries ended: send the SE cancel to each premise (as a
         cancel request of the same party, so its status is visible) and mark them cancelled."""
         async with self.store.engine.begin() as conn:
-            changed = await outbox.set_delivery_state(
-                conn, deliveries, outbox.CANCELLED, now, reason="agreement ended: SE cancel sent",
-                only_from=[outbox.SUBMITTED, outbox.DELIVERED])
+            changed = await delivery_queue.set_delivery_state(
+                conn, deliveries, delivery_queue.CANCELLED, now, reason="agreement ended: SE cancel sent",
+                only_from=[delivery_queue.SUBMITTED, delivery_queue.DELIVERED])
             if not changed:
                 return 0
             original = (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).one()
@@ -366,11 +417,11 @@ class RequestService:
                     han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
                     han_deliveries.c.esi_id, han_deliveries.c.state, han_deliveries.c.se_version).where(
                     han_deliveries.c.request_id == orig_id, han_deliveries.c.esi_id == body.esi_id))).all()
-                await outbox.set_delivery_state(conn, [r for r in rows if r.state == outbox.QUEUED],
-                                                outbox.CANCELLED, now, reason="cancelled by request",
-                                                only_from=[outbox.QUEUED])
+                await delivery_queue.set_delivery_state(conn, [r for r in rows if r.state == delivery_queue.QUEUED],
+                                                delivery_queue.CANCELLED, now, reason="cancelled by request",
+                                                only_from=[delivery_queue.QUEUED])
                 reached = [(r.esi_id, r.se_version) for r in rows
-                           if r.state in (outbox.SUBMITTED, outbox.DELIVERED)]
+                           if r.state in (delivery_queue.SUBMITTED, delivery_queue.DELIVERED)]
                 await self._insert_cancels(conn, principal.party_id, request_id, original, reached, body, now)
                 sent += len(reached)
             await _end_events(conn, mine, None)
@@ -381,7 +432,7 @@ class RequestService:
 
     # ------------------------------------------------------------------ fan-out
     async def expand_fanout_page(self, request_row: Any, now: datetime) -> int:
-        """Expand one keyset page of a fan-out request into outbox rows; the cursor moves in the
+        """Expand one keyset page of a fan-out request into delivery rows; the cursor moves in the
         same transaction, so a crash repeats no page and skips none. Prices and texts go in one
         INSERT … SELECT (no Python object per premise); load-control events are arbitrated per
         premise first."""
@@ -403,7 +454,7 @@ class RequestService:
             stored = json.loads(request_row.command)
             command = Command(stored["cluster_id"], stored["command"], stored["fields"],
                               request_row.starts_at, request_row.ends_at)
-            targets = [outbox.Target(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
+            targets = [delivery_queue.Target(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
             excluded: list[dict[str, str]] = []
             counts = await fanout_sql.device_counts(conn, [t.esi_id for t in targets]) if targets else {}
             kept = []
@@ -431,7 +482,7 @@ class RequestService:
                 targets = [t for t in targets if t.esi_id not in blocked]
                 await self._record_events(conn, request_row.id, request_row.party_id, request_row.se_id, lce,
                                           command, [t.esi_id for t in targets])
-            await outbox.insert_deliveries(conn, request_id=request_row.id, party_id=request_row.party_id,
+            await delivery_queue.insert_deliveries(conn, request_id=request_row.id, party_id=request_row.party_id,
                                            se_id=request_row.se_id, command=command, targets=targets, now=now)
             old_excluded = json.loads(request_row.excluded)
             await conn.execute(han_requests.update().where(han_requests.c.id == request_row.id).values(
@@ -444,7 +495,7 @@ class RequestService:
 
 
     async def _expand_page_in_sql(self, request_row: Any, kind: RequestKind, now: datetime) -> int:
-        """A price or text page: its outbox rows are inserted by one INSERT … SELECT and the
+        """A price or text page: its delivery rows are inserted by one INSERT … SELECT and the
         cursor moves to its last premise, in one transaction."""
         scope: dict[str, Any] = {"party_id": request_row.party_id, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
                                  "scope": _scope_for(kind), "now": now, "after": request_row.fanout_after}

@@ -42,12 +42,11 @@ from typing import Any
 
 import httpcore
 import httpx
-import sqlalchemy as sa
 
 from gateway.clock import Clock
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.webhook_targets import GuardedBackend, parse_url
-from gateway.store.schema import webhook_outbox, webhooks
+from gateway.store import webhooks as webhook_store
 from gateway.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -74,13 +73,7 @@ async def seal_webhook_secrets(store: Store) -> int:
     sealer = store.secret_sealer
     if sealer is None:
         return 0
-    async with store.engine.begin() as conn:
-        rows = (await conn.execute(sa.select(webhooks.c.id, webhooks.c.secret).where(
-            webhooks.c.secret.like("whsec_%")))).all()
-        for row in rows:
-            await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(
-                secret=sealer.seal_text(row.secret)))
-    return len(rows)
+    return await webhook_store.seal_secrets(store.engine, sealer)
 
 
 class WebhookSender:
@@ -130,7 +123,7 @@ class WebhookSender:
         """Start a sender for each webhook with an event ready and no sender yet, within the limits
         (all webhooks; one party's webhooks); returns how many were started."""
         started = 0
-        for hook_id, party_id in await self._ready_webhooks(self.clock.now()):
+        for hook_id, party_id in await webhook_store.ready_webhooks(self.store.engine, self.clock.now()):
             if len(self._workers) >= self.config.webhook_concurrency:
                 break
             busy = sum(1 for p in self._parties.values() if p == party_id)
@@ -148,38 +141,11 @@ class WebhookSender:
             del self._workers[hook_id]
             self._parties.pop(hook_id, None)
 
-    def _heads(self, now: datetime, webhook_id: int | None = None) -> sa.Select[Any]:
-        """The first undelivered event of each (webhook, request) that is due: what may be sent
-        now without breaking the order of a request's events."""
-        pending = sa.select(sa.func.min(webhook_outbox.c.id).label("id")).where(
-            webhook_outbox.c.delivered_at.is_(None), webhook_outbox.c.dead_at.is_(None))
-        if webhook_id is not None:
-            pending = pending.where(webhook_outbox.c.webhook_id == webhook_id)
-        firsts = pending.group_by(webhook_outbox.c.webhook_id, webhook_outbox.c.request_id).subquery()
-        # First attempts are due at once (event times come from the route's clock).
-        due = sa.or_(webhook_outbox.c.attempts == 0, webhook_outbox.c.next_attempt_at.is_(None),
-                     webhook_outbox.c.next_attempt_at <= now)
-        return sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
-            firsts, firsts.c.id == webhook_outbox.c.id).join(
-            webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
-            due, webhooks.c.deleted_at.is_(None))
-
-    async def _ready_webhooks(self, now: datetime) -> list[tuple[int, int]]:
-        """(webhook id, party id) of the webhooks with a ready event, the longest waiting first."""
-        heads = self._heads(now).subquery()
-        query = sa.select(heads.c.webhook_id, webhooks.c.party_id).join(
-            webhooks, webhooks.c.id == heads.c.webhook_id).group_by(
-            heads.c.webhook_id, webhooks.c.party_id).order_by(sa.func.min(heads.c.id))
-        async with self.store.engine.connect() as conn:
-            return [(int(h), int(p)) for h, p in (await conn.execute(query)).all()]
-
     async def _worker(self, webhook_id: int) -> None:
         """Send this webhook's ready events until none is left (a failed one waits for its retry)."""
         try:
             while True:
-                async with self.store.engine.connect() as conn:
-                    heads = (await conn.execute(self._heads(self.clock.now(), webhook_id).order_by(
-                        webhook_outbox.c.id).limit(50))).all()
+                heads = await webhook_store.ready_heads(self.store.engine, webhook_id, self.clock.now())
                 if not heads:
                     return
                 for head in heads:
@@ -193,13 +159,7 @@ class WebhookSender:
         one fails or waits for its retry."""
         if not await self._attempt(head):
             return
-        async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
-                webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
-                webhook_outbox.c.webhook_id == head.webhook_id, webhook_outbox.c.request_id == head.request_id,
-                webhook_outbox.c.id > head.id, webhook_outbox.c.delivered_at.is_(None),
-                webhook_outbox.c.dead_at.is_(None), webhooks.c.deleted_at.is_(None)).order_by(
-                webhook_outbox.c.id).limit(run - 1))).all()
+        rows = await webhook_store.following_events(self.store.engine, head, run - 1)
         for row in rows:
             waiting = row.attempts and row.next_attempt_at is not None and row.next_attempt_at > self.clock.now()
             if waiting or not await self._attempt(row):
@@ -226,9 +186,7 @@ class WebhookSender:
         else:
             delay = min(self.config.webhook_retry_max_seconds, 2.0 ** row.attempts) * random.uniform(0.5, 1.0)
             values = {"last_error": error, "next_attempt_at": done + timedelta(seconds=delay)}
-        async with self.store.engine.begin() as conn:
-            await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == row.id).values(
-                attempts=attempts, **values))
+        await webhook_store.record_attempt(self.store.engine, row.id, attempts, values)
         # One line per failed attempt (never a traceback: the reason is in `error`).
         if error is None:
             return True

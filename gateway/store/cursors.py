@@ -7,11 +7,16 @@ naming `cursor` rather than a driver overflow (an HTTP 500 before issue 11).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
 from gateway.errors import FieldError, InvalidRequest
 from gateway.store.ownership import MAX_ROW_ID
 
 MAX_ID = MAX_ROW_ID
 """The largest row id: PostgreSQL `integer` (int4); one bound for the policy and the API."""
+
+T = TypeVar("T")
 
 
 def id_cursor(cursor: str | None) -> int:
@@ -23,3 +28,11 @@ def id_cursor(cursor: str | None) -> int:
     raise InvalidRequest(f"cursor {cursor[:40]!r} is not one this API returned", errors=[
         FieldError("cursor", "invalid_cursor", "pass a next_cursor value from a previous page "
                    "(or none for the first page)", cursor[:40])])
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a keyset-paged listing; `next_cursor` None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None

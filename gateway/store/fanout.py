@@ -1,5 +1,5 @@
 """Fan-out in SQL: which premises a party may reach (one keyset page at a time) and the page's
-outbox rows written by one INSERT … SELECT, so a page of thousands of premises costs a few
+delivery rows written by one INSERT … SELECT, so a page of thousands of premises costs a few
 statements and no Python object per premise (the request's command and frames are stored once,
 on the request)."""
 
@@ -100,7 +100,7 @@ async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_i
                                  last: str | None, limit: int | None, default_version: str, cluster_id: int,
                                  command: str, expires_at: datetime,
                                  skip_versions: frozenset[str] = frozenset()) -> int:
-    """One queued outbox row per premise of the page (after, last] or of the next `limit`
+    """One queued delivery row per premise of the page (after, last] or of the next `limit`
     premises after `after`, using the request's shared command (fields and frame NULL), in one
     INSERT … SELECT; premises whose SE version is in `skip_versions` are left out (the caller
     lists them as excluded). Returns the rows inserted."""

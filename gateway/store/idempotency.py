@@ -39,3 +39,16 @@ async def insert(conn: AsyncConnection, scope: str, key_hash: str, answer: Seale
         scope=scope, key_hash=key_hash, operation=answer.operation, request_mac=answer.request_mac,
         status_code=answer.status_code, content_type=answer.content_type, sealed_body=answer.sealed_body,
         created_at=now))
+
+
+class IdempotencyStore:
+    """Housekeeping of the stored answers (mixed into `Store`)."""
+
+    engine: AsyncEngine
+
+    async def purge_idempotent(self, before: datetime) -> int:
+        """Forget stored responses older than `before` (keys are for retries, not archives)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                idempotency_keys.delete().where(idempotency_keys.c.created_at < before))
+        return int(result.rowcount or 0)

@@ -242,8 +242,9 @@ han_requests = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
-# One row per (request, premise, SE event): the outbox item. Its id is the route's idempotency key
-# (outbound_id "hgw-<id>"); `next_attempt_at` is set while the item waits to be submitted. Every
+# One row per (request, premise, SE event): the delivery (an item of the delivery queue). Its id is
+# the route's idempotency key (outbound_id "hgw-<id>"); `next_attempt_at` is set while the item
+# waits to be submitted. Every
 # request has one row per premise (carrying the request's SE id) except a cancel-all, which has
 # one per cancelled event (carrying that event's issuer id; migration 0013).
 han_deliveries = sa.Table(

@@ -151,7 +151,7 @@ async def test_smtp_untrusted_certificate_is_refused(smtp_server: Any, tmp_path:
 
 
 async def test_invitation_survives_a_mail_outage(tmp_path: Path) -> None:
-    """SMTP down: the invitation is accepted (201) and its email waits in the outbox; when the
+    """SMTP down: the invitation is accepted (201) and its email waits in the mail queue; when the
     server is back, the lifecycle timer delivers it and the customer's link works."""
     port = free_port()
     cert_dir = tmp_path / "tls"

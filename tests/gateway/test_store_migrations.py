@@ -15,8 +15,9 @@ from sqlalchemy.engine import Connection
 from gateway.domain.model import AgreementKind, AgreementState, Role, Scope
 from gateway.domain.records import AgreementPremise, Principal
 from gateway.store import migrate
+from gateway.store.parties import hash_token
 from gateway.store.schema import metadata
-from gateway.store.store import Store, hash_token, make_engine, open_store
+from gateway.store.store import Store, make_engine, open_store
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 REVISIONS = migrate.revisions()

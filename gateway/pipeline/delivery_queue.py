@@ -1,4 +1,5 @@
-"""The pipeline's tables: inserting deliveries (the outbox), state transitions with their times,
+"""The pipeline's tables: the HAN delivery queue (`han_deliveries`, one row per premise and SE
+event), state transitions with their times,
 SE id allocation, and the webhook events each transition produces (in the same transaction)."""
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
                             se_id: int | None, command: Command, targets: Sequence[Target],
                             now: datetime, expires_at: datetime | None = None,
                             shared: bool = True, cancels_request_id: int | None = None) -> None:
-    """One outbox row per premise, queued now. With `shared` the rows use the request's command
+    """One delivery row per premise, queued now. With `shared` the rows use the request's command
     (`shared_command`, stored on the request); otherwise each row carries its own fields and frame.
     A cancel's rows name the request they cancel (`cancels_request_id`)."""
     await insert_many(conn, han_deliveries, delivery_rows(
@@ -139,7 +140,7 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
 def delivery_rows(*, request_id: int, party_id: int, se_id: int | None, command: Command,
                   targets: Sequence[Target], now: datetime, expires_at: datetime | None = None,
                   shared: bool = True, cancels_request_id: int | None = None) -> list[dict[str, Any]]:
-    """The outbox rows of `insert_deliveries` (several requests' rows go into one INSERT when
+    """The delivery rows of `insert_deliveries` (several requests' rows go into one INSERT when
     acceptances are committed as a group)."""
     if not targets:
         return []

@@ -1,4 +1,4 @@
-"""Every email is stored in the outbox first, then sent; failed sends are retried with back-off.
+"""Every email is stored in the mail queue first, then sent; failed sends are retried with back-off.
 
 An invitation accepted by the API is never lost to a mail-server hiccup: the first attempt is made
 at once, retries run with the lifecycle timer. After MAX_ATTEMPTS the mail stays as a dead letter
@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from gateway.clock import Clock
 from gateway.mail import Mailer, MailError, build_message
-from gateway.store.store import OutboxMail, Store
+from gateway.store.mail_queue import QueuedMail
+from gateway.store.store import Store
 from gateway.store.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,9 @@ BACKOFF_SECONDS = (60, 300, 1800, 7200, 21600)  # then every 6 h
 MAX_ATTEMPTS = 12
 
 
-class MailOutbox:
+class MailSender:
+    """Sends the mail queue (gateway/store/mail_queue.py): each mail stored first, sent after, retried."""
+
     def __init__(self, store: Store, mailer: Mailer, sender: str, clock: Clock) -> None:
         self.store = store
         self.mailer = mailer
@@ -29,7 +32,7 @@ class MailOutbox:
         self.clock = clock
 
     async def send(self, *, to: str, subject: str, text: str) -> bool:
-        """Store the mail, then try to send it now; False: it waits in the outbox for a retry."""
+        """Store the mail, then try to send it now; False: it waits in the mail queue for a retry."""
         mail = await self.store.enqueue_mail(
             recipient=to, subject=subject, body=text,
             # The first retry only after the first back-off, so the timer never races this try.
@@ -48,7 +51,7 @@ class MailOutbox:
                 failed += 1
         return sent, failed
 
-    async def _attempt(self, mail: OutboxMail) -> bool:
+    async def _attempt(self, mail: QueuedMail) -> bool:
         message = build_message(sender=self.sender, to=mail.recipient, subject=mail.subject,
                                 text=mail.body, html=None)
         try:

@@ -1,0 +1,218 @@
+"""Agreements and the premises they cover (tables `agreements`, `agreement_premises`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.domain.model import AgreementKind, AgreementState, Scope
+from gateway.domain.records import Agreement, AgreementPremise
+from gateway.store.cursors import Page, id_cursor
+from gateway.store.schema import agreement_premises, agreements
+
+
+def _agreement(row: Any, covered: Sequence[AgreementPremise]) -> Agreement:
+    return Agreement(
+        id=row.id,
+        party_id=row.party_id,
+        kind=AgreementKind(row.kind),
+        scopes=tuple(Scope(s) for s in row.scopes.split(",") if s),
+        customer_email=row.customer_email,
+        duration_months=row.duration_months,
+        state=AgreementState(row.state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        invitation_expires_at=row.invitation_expires_at,
+        resend_count=row.resend_count,
+        consent_expires_at=row.consent_expires_at,
+        accepted_at=row.accepted_at,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        ended_at=row.ended_at,
+        end_reason=row.end_reason,
+        reminders_sent=row.reminders_sent,
+        renewal_months=row.renewal_months,
+        premises=tuple(covered),
+    )
+
+
+
+class AgreementsStore:
+    """Agreements (mixed into `Store`)."""
+
+    engine: AsyncEngine
+
+    # -- agreements ---------------------------------------------------------------------------
+
+    async def create_agreement(
+        self,
+        *,
+        party_id: int,
+        kind: AgreementKind,
+        scopes: Sequence[Scope],
+        customer_email: str,
+        duration_months: int,
+        covered: Sequence[AgreementPremise],
+        consent_token_hash: str,
+        invitation_expires_at: datetime,
+        now: datetime,
+    ) -> Agreement:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    agreements.insert()
+                    .values(
+                        party_id=party_id,
+                        kind=kind.value,
+                        scopes=",".join(s.value for s in scopes),
+                        customer_email=customer_email,
+                        duration_months=duration_months,
+                        state=AgreementState.INVITED.value,
+                        created_at=now,
+                        updated_at=now,
+                        invitation_expires_at=invitation_expires_at,
+                        consent_expires_at=invitation_expires_at,
+                        resend_count=0,
+                        consent_token_hash=consent_token_hash,
+                        reminders_sent=0,
+                    )
+                    .returning(*agreements.c)
+                )
+            ).one()
+            await conn.execute(
+                agreement_premises.insert(),
+                [
+                    {"agreement_id": row.id, "esi_id": p.esi_id, "meter_number": p.meter_number}
+                    for p in covered
+                ],
+            )
+        return _agreement(row, covered)
+
+    async def _load_agreements(self, conn: AsyncConnection, rows: Sequence[Any]) -> list[Agreement]:
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        covered: dict[int, list[AgreementPremise]] = {i: [] for i in ids}
+        for p in (
+            await conn.execute(
+                agreement_premises.select()
+                .where(agreement_premises.c.agreement_id.in_(ids))
+                .order_by(agreement_premises.c.esi_id)
+            )
+        ).all():
+            covered[p.agreement_id].append(AgreementPremise(p.esi_id, p.meter_number))
+        return [_agreement(r, covered[r.id]) for r in rows]
+
+    async def get_agreement(self, agreement_id: int) -> Agreement | None:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(agreements.select().where(agreements.c.id == agreement_id))
+            ).all()
+            found = await self._load_agreements(conn, rows)
+        return found[0] if found else None
+
+    async def agreement_by_token(self, column: str, token_hash: str) -> Agreement | None:
+        """The agreement whose consent or terminate link token hashes to `token_hash`."""
+        if column not in ("consent_token_hash", "terminate_token_hash"):
+            raise ValueError(column)
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(agreements.select().where(agreements.c[column] == token_hash))
+            ).all()
+            found = await self._load_agreements(conn, rows)
+        return found[0] if found else None
+
+    async def list_agreements(
+        self,
+        *,
+        party_id: int | None = None,
+        states: Sequence[AgreementState] | None = None,
+        kind: AgreementKind | None = None,
+        esi_id: str | None = None,
+        ended_since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[Agreement]:
+        """Agreements by filter; `ended_since` hides agreements that ended before it."""
+        query = agreements.select().where(agreements.c.id > id_cursor(cursor))
+        if party_id is not None:
+            query = query.where(agreements.c.party_id == party_id)
+        if states:
+            query = query.where(agreements.c.state.in_([s.value for s in states]))
+        if kind is not None:
+            query = query.where(agreements.c.kind == kind.value)
+        if esi_id is not None:
+            query = query.where(
+                agreements.c.id.in_(
+                    sa.select(agreement_premises.c.agreement_id).where(
+                        agreement_premises.c.esi_id == esi_id
+                    )
+                )
+            )
+        if ended_since is not None:
+            query = query.where(
+                sa.or_(agreements.c.ended_at.is_(None), agreements.c.ended_at >= ended_since)
+            )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(agreements.c.id).limit(limit))).all()
+            items = await self._load_agreements(conn, rows)
+        return Page(items, str(items[-1].id) if len(items) == limit else None)
+
+    async def agreements_for_premise(
+        self,
+        esi_id: str,
+        *,
+        states: Sequence[AgreementState],
+        party_id: int | None = None,
+    ) -> list[Agreement]:
+        page = await self.list_agreements(
+            party_id=party_id, states=states, esi_id=esi_id, limit=10_000
+        )
+        return page.items
+
+    async def update_agreement(
+        self,
+        agreement_id: int,
+        *,
+        expect_states: Sequence[AgreementState],
+        expect: Mapping[str, Any] | None = None,
+        **values: Any,
+    ) -> Agreement | None:
+        """Compare-and-set: change the agreement only if it is still in one of `expect_states`.
+
+        Returns the updated agreement, or None if another request changed its state first — so
+        two clicks on the same consent link cannot both win. `expect` adds column == value
+        conditions (e.g. the consent link must still be the current one: renewals keep the state).
+        """
+        query = agreements.update().where(
+            agreements.c.id == agreement_id,
+            agreements.c.state.in_([s.value for s in expect_states]),
+        )
+        for column, value in (expect or {}).items():
+            query = query.where(agreements.c[column] == value)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query.values(**values))
+            if not result.rowcount:
+                return None
+            rows = (
+                await conn.execute(agreements.select().where(agreements.c.id == agreement_id))
+            ).all()
+            return (await self._load_agreements(conn, rows))[0]
+
+    async def agreements_due(
+        self, *, state: AgreementState, column: str, before: datetime
+    ) -> list[Agreement]:
+        """Agreements in `state` whose `column` time is before `before` (lifecycle timers)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    agreements.select()
+                    .where(agreements.c.state == state.value, agreements.c[column] < before)
+                    .order_by(agreements.c.id)
+                )
+            ).all()
+            return await self._load_agreements(conn, rows)

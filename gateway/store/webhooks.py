@@ -1,0 +1,169 @@
+"""Webhook targets and their event queue (tables `webhooks`, `webhook_outbox`): registrations, the
+events waiting to be sent in each request's order, attempts, and dead letters.
+
+Sending (HTTP, signatures, back-off) is gateway/pipeline/webhooks.py's job; events are written in
+the transaction of the transition that produced them (gateway/pipeline/delivery_queue.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.store.mail_queue import TextSealer
+from gateway.store.schema import webhook_outbox, webhooks
+
+
+@dataclass(frozen=True)
+class Webhook:
+    id: int
+    url: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    request_id: int
+    body: str
+    created_at: datetime
+    attempts: int
+    last_error: str | None
+    dead_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "request_id": self.request_id, "event": self.body,
+                "created_at": self.created_at.isoformat(), "attempts": self.attempts,
+                "last_error": self.last_error, "dead_at": self.dead_at.isoformat()}
+
+
+# -- registrations ------------------------------------------------------------------------------
+
+async def create_webhook(engine: AsyncEngine, *, party_id: int | None, url: str, sealed_secret: str,
+                         now: datetime) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(webhooks.insert().values(
+            party_id=party_id, url=url, secret=sealed_secret, created_at=now))
+    assert result.inserted_primary_key is not None
+    return int(result.inserted_primary_key[0])
+
+
+async def list_webhooks(engine: AsyncEngine, party_id: int | None, *, after: int, limit: int) -> list[Webhook]:
+    """The party's live webhooks, oldest first, keyset-paged by id."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(webhooks.select().where(
+            webhooks.c.party_id == party_id, webhooks.c.deleted_at.is_(None),
+            webhooks.c.id > after).order_by(webhooks.c.id).limit(limit))).all()
+    return [Webhook(r.id, r.url, r.created_at) for r in rows]
+
+
+async def delete_webhook(engine: AsyncEngine, webhook_id: int, party_id: int | None, now: datetime) -> bool:
+    """Stop the party's webhook; False when it has no such live webhook."""
+    async with engine.begin() as conn:
+        result = await conn.execute(webhooks.update().where(
+            webhooks.c.id == webhook_id, webhooks.c.party_id == party_id,
+            webhooks.c.deleted_at.is_(None)).values(deleted_at=now))
+    return bool(result.rowcount)
+
+
+async def owns_webhook(engine: AsyncEngine, webhook_id: int, party_id: int | None) -> bool:
+    async with engine.connect() as conn:
+        found = (await conn.execute(sa.select(webhooks.c.id).where(
+            webhooks.c.id == webhook_id, webhooks.c.party_id == party_id,
+            webhooks.c.deleted_at.is_(None)))).first()
+    return found is not None
+
+
+async def seal_secrets(engine: AsyncEngine, sealer: TextSealer) -> int:
+    """Seal the signing secrets stored in clear before sealing existed; returns how many."""
+    async with engine.begin() as conn:
+        rows = (await conn.execute(sa.select(webhooks.c.id, webhooks.c.secret).where(
+            webhooks.c.secret.like("whsec_%")))).all()
+        for row in rows:
+            await conn.execute(webhooks.update().where(webhooks.c.id == row.id).values(
+                secret=sealer.seal_text(row.secret)))
+    return len(rows)
+
+
+# -- the event queue ----------------------------------------------------------------------------
+
+def _heads(now: datetime, webhook_id: int | None = None) -> sa.Select[Any]:
+    """The first undelivered event of each (webhook, request) that is due: what may be sent
+    now without breaking the order of a request's events."""
+    pending = sa.select(sa.func.min(webhook_outbox.c.id).label("id")).where(
+        webhook_outbox.c.delivered_at.is_(None), webhook_outbox.c.dead_at.is_(None))
+    if webhook_id is not None:
+        pending = pending.where(webhook_outbox.c.webhook_id == webhook_id)
+    firsts = pending.group_by(webhook_outbox.c.webhook_id, webhook_outbox.c.request_id).subquery()
+    # First attempts are due at once (event times come from the route's clock).
+    due = sa.or_(webhook_outbox.c.attempts == 0, webhook_outbox.c.next_attempt_at.is_(None),
+                 webhook_outbox.c.next_attempt_at <= now)
+    return sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
+        firsts, firsts.c.id == webhook_outbox.c.id).join(
+        webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
+        due, webhooks.c.deleted_at.is_(None))
+
+
+async def ready_webhooks(engine: AsyncEngine, now: datetime) -> list[tuple[int, int]]:
+    """(webhook id, party id) of the webhooks with a ready event, the longest waiting first."""
+    heads = _heads(now).subquery()
+    query = sa.select(heads.c.webhook_id, webhooks.c.party_id).join(
+        webhooks, webhooks.c.id == heads.c.webhook_id).group_by(
+        heads.c.webhook_id, webhooks.c.party_id).order_by(sa.func.min(heads.c.id))
+    async with engine.connect() as conn:
+        return [(int(h), int(p)) for h, p in (await conn.execute(query)).all()]
+
+
+async def ready_heads(engine: AsyncEngine, webhook_id: int, now: datetime, limit: int = 50) -> Sequence[Any]:
+    """The webhook's ready first events (rows of webhook_outbox joined with url and secret)."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(_heads(now, webhook_id).order_by(webhook_outbox.c.id).limit(limit))).all())
+
+
+async def following_events(engine: AsyncEngine, head: Any, limit: int) -> Sequence[Any]:
+    """The undelivered events of `head`'s request after it, in order (same row shape as a head)."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
+            webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
+            webhook_outbox.c.webhook_id == head.webhook_id, webhook_outbox.c.request_id == head.request_id,
+            webhook_outbox.c.id > head.id, webhook_outbox.c.delivered_at.is_(None),
+            webhook_outbox.c.dead_at.is_(None), webhooks.c.deleted_at.is_(None)).order_by(
+            webhook_outbox.c.id).limit(limit))).all())
+
+
+async def record_attempt(engine: AsyncEngine, event_id: int, attempts: int, values: dict[str, Any]) -> None:
+    """One attempt's outcome: delivered_at, or last_error with next_attempt_at or dead_at."""
+    async with engine.begin() as conn:
+        await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == event_id).values(
+            attempts=attempts, **values))
+
+
+# -- dead letters -------------------------------------------------------------------------------
+
+async def list_dead_letters(engine: AsyncEngine, webhook_id: int, *, after: int = 0,
+                            limit: int = 100) -> list[DeadLetter]:
+    """Dead letters of a webhook, oldest first, keyset-paged by event id."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(
+            webhook_outbox.c.id, webhook_outbox.c.request_id, webhook_outbox.c.body, webhook_outbox.c.created_at,
+            webhook_outbox.c.attempts, webhook_outbox.c.last_error, webhook_outbox.c.dead_at).where(
+            webhook_outbox.c.webhook_id == webhook_id, webhook_outbox.c.dead_at.is_not(None),
+            webhook_outbox.c.id > after).order_by(webhook_outbox.c.id).limit(limit))).all()
+    return [DeadLetter(*row) for row in rows]
+
+
+async def redeliver(engine: AsyncEngine, webhook_id: int, now: datetime, event_id: int | None = None) -> int:
+    """Put dead letters of `webhook_id` (one, or all) back in the queue as fresh attempts; returns
+    how many. The sender picks them up on its next pass."""
+    query = webhook_outbox.update().where(webhook_outbox.c.webhook_id == webhook_id,
+                                          webhook_outbox.c.dead_at.is_not(None))
+    if event_id is not None:
+        query = query.where(webhook_outbox.c.id == event_id)
+    async with engine.begin() as conn:
+        result = await conn.execute(query.values(dead_at=None, attempts=0, next_attempt_at=now))
+    return int(result.rowcount or 0)
