@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ams_adapters.radio import RadioConfig, RadioRoute
+    from ams_adapters.radio import CoordinatorSession, RadioConfig
     from ams_adapters.radio.state import RouteStateStore
     from gateway.config import GatewayConfig
 
@@ -218,11 +218,11 @@ def _run(
         raise
 
 
-async def _started(session: Session) -> RadioRoute:
-    from ams_adapters.radio import RadioRoute
+async def _started(session: Session) -> CoordinatorSession:
+    from ams_adapters.radio import CoordinatorSession
 
     assert session.radio is not None
-    route = RadioRoute(session.radio, state=session.state)
+    route = CoordinatorSession(session.radio, state=session.state)
     await route.start(form=False)
     return route
 
@@ -327,7 +327,7 @@ def _ports(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     async def job(session: Session) -> int:
-        from ams_adapters.radio.route import coordinator_info
+        from ams_adapters.radio.session import coordinator_info
 
         assert session.radio is not None
         info = await coordinator_info(session.radio)
@@ -349,8 +349,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def _form(args: argparse.Namespace) -> int:
     async def job(session: Session) -> int:
-        from ams_adapters.radio import RadioRoute
-        from ams_adapters.radio.route import coordinator_info
+        from ams_adapters.radio import CoordinatorSession
+        from ams_adapters.radio.session import coordinator_info
 
         assert session.radio is not None
         info = await coordinator_info(session.radio)
@@ -362,7 +362,7 @@ def _form(args: argparse.Namespace) -> int:
             )
             return 0
         assert session.radio is not None
-        route = RadioRoute(session.radio, state=session.state)
+        route = CoordinatorSession(session.radio, state=session.state)
         await route.start(form=True)
         try:
             _node, net = route.network_info()
@@ -398,7 +398,7 @@ def _restore(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def job(session: Session) -> int:
-        from ams_adapters.radio.route import coordinator_info, restore_backup
+        from ams_adapters.radio.session import coordinator_info, restore_backup
 
         assert session.radio is not None
         await restore_backup(session.radio, backup)
