@@ -111,7 +111,7 @@ def build_radio_route(config: GatewayConfig, store: Store) -> Route:
     """The local-radio route of `[routes.radio]`, its state in the gateway's store."""
     from ams_adapters.radio import RadioConfig
     from ams_adapters.radio.route import RadioRoute
-    from gateway.cli.radio import radio_database
+    from gateway.cli.radio.session import radio_database
     from gateway.store.route_state import GatewayRouteState
 
     section = config.routes.radio
