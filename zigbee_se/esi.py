@@ -7,7 +7,7 @@ GetLastMessage, GetMessageCancellation, Time reads, and the Default Responses to
 
 Pure: no I/O and no clock of its own. Callers pass ``now`` (unix seconds) and send the replies
 themselves: the simulated meter (simulators/meter.py) on its virtual clock, the gateway's radio
-route (ams_adapters/radio/route.py) through the coordinator. One module, so the two cannot
+route (ams_adapters/radio/esi_answers.py) through the coordinator. One module, so the two cannot
 disagree about what an ESI says.
 
 Rules worth knowing (each cited where it is applied):

@@ -17,12 +17,13 @@ from ams_adapters.radio.events import (
     InboundEvent,
     OutboundFrame,
 )
-from ams_adapters.radio.route import RadioRoute
+from ams_adapters.radio.session import CoordinatorSession
 
 __all__ = [
     "CbkeNotSupported",
     "CbkeRequested",
     "CoordinatorReachable",
+    "CoordinatorSession",
     "CoordinatorUnavailable",
     "CoordinatorUnreachable",
     "Delivery",
@@ -38,5 +39,4 @@ __all__ = [
     "RadioConfig",
     "RadioConfigError",
     "RadioError",
-    "RadioRoute",
 ]

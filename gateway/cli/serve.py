@@ -110,8 +110,8 @@ def build_routes(config: GatewayConfig, store: Store | None = None) -> RouteSet:
 def build_radio_route(config: GatewayConfig, store: Store) -> Route:
     """The local-radio route of `[routes.radio]`, its state in the gateway's store."""
     from ams_adapters.radio import RadioConfig
-    from ams_adapters.radio.contract_route import RadioContractRoute
-    from gateway.cli.radio import radio_database
+    from ams_adapters.radio.route import RadioRoute
+    from gateway.cli.radio.session import radio_database
     from gateway.store.route_state import GatewayRouteState
 
     section = config.routes.radio
@@ -120,5 +120,5 @@ def build_radio_route(config: GatewayConfig, store: Store) -> Route:
     database.parent.mkdir(parents=True, exist_ok=True)
     radio = RadioConfig(device=section.device, baudrate=section.baudrate, flow_control=section.flow,
                         channel=section.channel, pan_id=section.pan_id, database_path=str(database))
-    return RadioContractRoute(radio, section.esi_ids, state=GatewayRouteState(store, section.esi_ids[0]),
+    return RadioRoute(radio, section.esi_ids, state=GatewayRouteState(store, section.esi_ids[0]),
                               backup_file=section.backup_file)

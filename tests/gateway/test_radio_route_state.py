@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ams_adapters.radio import Delivery, DeliveryResult, DeviceJoined, OutboundFrame, RadioConfig, RadioRoute
+from ams_adapters.radio import CoordinatorSession, Delivery, DeliveryResult, DeviceJoined, OutboundFrame, RadioConfig
 from ams_adapters.radio.state import DeviceState, OutboundState, RouteStateStore
 from gateway.store.route_state import GatewayRouteState, PremiseNotFound, store_eui64
 from gateway.store.store import Store, open_store
@@ -106,7 +106,7 @@ def displayed(device: SePeer) -> list[int]:
     return ids
 
 
-async def next_result(route: RadioRoute, outbound_id: str) -> DeliveryResult:
+async def next_result(route: CoordinatorSession, outbound_id: str) -> DeliveryResult:
     async with asyncio.timeout(10):
         while True:
             event = await route.next_event()
@@ -126,7 +126,7 @@ async def test_restarted_route_never_sends_an_outbound_id_twice(tmp_path: Path) 
     try:
         stores.append(await with_premise(url))
         config = RadioConfig(device=emulator.path, use_thread=False, database_path=str(tmp_path / "zigpy.db"))
-        a = RadioRoute(config, state=GatewayRouteState(stores[0], ESI))
+        a = CoordinatorSession(config, state=GatewayRouteState(stores[0], ESI))
         await a.start()
         joining = asyncio.create_task(a.provision_device(EUI, CODE, 30))
         while emulator.ncp.stack.permit_until <= asyncio.get_running_loop().time():
@@ -145,7 +145,7 @@ async def test_restarted_route_never_sends_an_outbound_id_twice(tmp_path: Path) 
 
         stores.append(await open_store(url))
         state_b = GatewayRouteState(stores[1], ESI)
-        b = RadioRoute(config, state=state_b)
+        b = CoordinatorSession(config, state=state_b)
         await b.start()
         try:
             results = await b.submit([text("out-1", 1), text("out-2", 2)])

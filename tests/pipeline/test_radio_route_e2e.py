@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from ams_adapters.contract import ProvisioningKind, ProvisioningRequest, SubmitOutcome
-from ams_adapters.radio.contract_route import RadioContractRoute
+from ams_adapters.radio.route import RadioRoute
 from gateway.app import create_app
 from gateway.cli.serve import build_routes
 from gateway.clock import ManualClock
@@ -101,7 +101,7 @@ async def test_text_over_rest_is_delivered_and_confirmed_through_the_radio(tmp_p
             "premise_class": "residential", "se_version": "1.1", "enhanced_meter": False}, clock.now())
         routes = build_routes(config, store)
         radio = routes.for_premise(ONCOR)
-        assert isinstance(radio, RadioContractRoute) and routes.for_premise(ONCOR_2) is None
+        assert isinstance(radio, RadioRoute) and routes.for_premise(ONCOR_2) is None
         app = create_app(config, store=store, clock=clock, run_timers=False, routes=routes)
         server, task, http_port = await start_server(app)  # starts the dispatcher: forms the HAN
         assert emulator.ncp.nvram.formed and backup.exists()  # first formation writes the backup

@@ -9,8 +9,8 @@ import asyncio
 import time
 
 from ams_adapters.contract import METER, HanOperation, OperationKind, SubmitOutcome
-from ams_adapters.radio import DeviceBound, DeviceJoined, RadioConfig, RadioRoute
-from ams_adapters.radio.contract_route import RadioContractRoute
+from ams_adapters.radio import CoordinatorSession, DeviceBound, DeviceJoined, RadioConfig
+from ams_adapters.radio.route import RadioRoute
 from simulators.ncp import NcpEmulator, load_profile
 from simulators.ncp.peer import DRLC, MESSAGING, PRICE, SePeer
 from zigbee_se import SEVersion, encode_frame
@@ -28,7 +28,7 @@ async def test_device_finds_the_esi_binds_and_gets_pushed_prices() -> None:
     emulator.ncp.listeners.append(
         lambda name, fields: sent_to_devices.append(int(fields["apsFrame"].clusterId))
         if name == "messageSentHandler" else None)
-    route = RadioContractRoute(RadioConfig(device=emulator.path, use_thread=False), ESI)
+    route = RadioRoute(RadioConfig(device=emulator.path, use_thread=False), ESI)
     await route.start()
     radio = route.radio
     try:
@@ -83,7 +83,7 @@ async def test_device_finds_the_esi_binds_and_gets_pushed_prices() -> None:
 async def test_radio_route_reports_each_binding_as_an_event() -> None:
     emulator = NcpEmulator(load_profile("emberznet-7.4-mg24"))
     await emulator.serve_pty()
-    radio = RadioRoute(RadioConfig(device=emulator.path, use_thread=False))
+    radio = CoordinatorSession(RadioConfig(device=emulator.path, use_thread=False))
     await radio.start()
     try:
         device = SePeer(EUI, CODE, bind=True)
@@ -102,7 +102,7 @@ async def test_radio_route_reports_each_binding_as_an_event() -> None:
         assert all((e.eui64, e.endpoint, e.bound) == (EUI, device.endpoint, True) for e in bound)
         # A restarted route reads the bindings back from the NCP's binding table.
         await radio.stop()
-        radio = RadioRoute(RadioConfig(device=emulator.path, use_thread=False))
+        radio = CoordinatorSession(RadioConfig(device=emulator.path, use_thread=False))
         await radio.start()
         assert [radio.bound_devices(c) for c in (PRICE, DRLC, MESSAGING)] == [[EUI]] * 3
     finally:

@@ -202,3 +202,23 @@ def test_usage_errors_name_the_field(
     assert "--esi-id" in capsys.readouterr().err
     assert main(["radio", "devices", "--data-dir", str(tmp_path / "data"), "--esi-id", ESI]) == 2
     assert f"esi_id='{ESI}': not a premise in the gateway's store" in capsys.readouterr().err
+
+
+def test_send_commands_check_what_the_api_checks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The send commands build their SE command with the API's builder (gateway/pipeline/requests.py):
+    its limits, named by the flag, before the coordinator is opened (no device here to open)."""
+    from gateway.cli import main
+
+    monkeypatch.delenv("HANGW_RADIO_ESI_ID", raising=False)
+    base = ["--device", "/nonexistent/ttyNCP", "--eui64", EUI]
+    assert main(["radio", "send-text", *base, "--text", "x" * 200]) == 2
+    err = capsys.readouterr().err
+    assert "--text: 200 UTF-8 bytes is over the single-frame budget" in err
+    assert main(["radio", "send-event", *base, "--device-class", "0x1000", "--duration", "2000"]) == 2
+    err = capsys.readouterr().err
+    assert "--device-class: bits 0x1000 are not SE device classes" in err
+    assert "--duration: 2000 minutes is over the limit of 1440 minutes" in err
+    assert main(["radio", "send-price", *base, "--price", "0.1", "--rate-label", "a" * 13]) == 2
+    assert "--rate-label" in capsys.readouterr().err

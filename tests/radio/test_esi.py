@@ -20,12 +20,12 @@ from ams_adapters.contract import (
     ProvisioningUpdate,
     SubmitOutcome,
 )
-from ams_adapters.radio import DeliveryResult, OutboundFrame, RadioConfig, RadioRoute
-from ams_adapters.radio.contract_route import RadioContractRoute
+from ams_adapters.radio import CoordinatorSession, DeliveryResult, OutboundFrame, RadioConfig
+from ams_adapters.radio.route import RadioRoute
 from simulators.ncp import NcpEmulator
 from simulators.ncp.peer import DRLC, MESSAGING, PRICE, TIME, SePeer
-from tests.radio.test_contract_route import ESI, next_of, operation
-from tests.radio.test_route import CODE, EUI, joined, wait_for
+from tests.radio.test_route import ESI, next_of, operation
+from tests.radio.test_session import CODE, EUI, joined, wait_for
 from zigbee_se import encode_frame, parse_install_code, utc_from_unix
 
 
@@ -44,18 +44,18 @@ def clock() -> Clock:
     return Clock()
 
 
-__all__ = ["joined"]  # test_route's fixture: a device joined through the route below
+__all__ = ["joined"]  # test_session's fixture: a device joined through the route below
 
 
 @pytest.fixture
-async def route(emulator: NcpEmulator, clock: Clock) -> AsyncIterator[RadioRoute]:
-    r = RadioRoute(RadioConfig(device=emulator.path, use_thread=False, reconnect_min_s=0.05), clock=clock)
+async def route(emulator: NcpEmulator, clock: Clock) -> AsyncIterator[CoordinatorSession]:
+    r = CoordinatorSession(RadioConfig(device=emulator.path, use_thread=False, reconnect_min_s=0.05), clock=clock)
     await r.start()
     yield r
     await r.stop()
 
 
-async def deliver(route: RadioRoute, outbound_id: str, cluster: int, command: str, fields: dict[str, Any],
+async def deliver(route: CoordinatorSession, outbound_id: str, cluster: int, command: str, fields: dict[str, Any],
                   *, se_version: str = "1.1") -> None:
     frame = encode_frame(cluster, command, fields, tsn=1, se_version=se_version)
     await route.submit([OutboundFrame(outbound_id, EUI, cluster, frame)])
@@ -156,7 +156,7 @@ async def test_time_status_and_time(route, joined, clock) -> None:
     assert values[9] == values[0] + 86_400
 
 
-async def join(route: RadioContractRoute, emulator: NcpEmulator, peer: SePeer, request_id: str) -> None:
+async def join(route: RadioRoute, emulator: NcpEmulator, peer: SePeer, request_id: str) -> None:
     emulator.pair(peer)
     result = await route.provision(ProvisioningRequest(
         request_id, ESI, ProvisioningKind.PROVISION_DEVICE, eui64=peer.eui64,
@@ -168,7 +168,7 @@ async def join(route: RadioContractRoute, emulator: NcpEmulator, peer: SePeer, r
 async def test_two_identical_thermostats_run_the_same_event(emulator: NcpEmulator) -> None:
     """Issue 13's probe through the route contract: 201 replaces 200 for every capable device; a
     thermostat that joins afterwards and asks GetScheduledEvents is given 201 only."""
-    route = RadioContractRoute(RadioConfig(device=emulator.path, use_thread=False, reconnect_min_s=0.05), ESI)
+    route = RadioRoute(RadioConfig(device=emulator.path, use_thread=False, reconnect_min_s=0.05), ESI)
     await route.start()
     try:
         first = SePeer(EUI, CODE)

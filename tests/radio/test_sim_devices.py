@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 
 from ams_adapters.radio import (
+    CoordinatorSession,
     Delivery,
     DeliveryResult,
     DeviceFrame,
     DeviceJoined,
     OutboundFrame,
     RadioConfig,
-    RadioRoute,
 )
 from simulators.addressing import eui64_from_str
 from simulators.clock import RealClock
@@ -27,7 +27,7 @@ PUMP = "00:0d:6f:00:0b:11:22:33"
 CODE = bytes.fromhex("83FED3407A939723A5C639B26916D505C3B5")
 
 
-async def answer(route: RadioRoute, eui64: str, command: str) -> DeviceFrame:
+async def answer(route: CoordinatorSession, eui64: str, command: str) -> DeviceFrame:
     async with asyncio.timeout(10):
         while True:
             event = await route.next_event()
@@ -44,7 +44,7 @@ async def test_simulated_display_and_pool_pump_answer_through_bellows() -> None:
     pump = make_device(profiles["silabs-pool-pump"], eui64_from_str(PUMP), CODE, clock)
     emulator = NcpEmulator(load_profile())
     await emulator.serve_pty()
-    route = RadioRoute(RadioConfig(device=emulator.path, use_thread=False))
+    route = CoordinatorSession(RadioConfig(device=emulator.path, use_thread=False))
     try:
         await route.start()
         for device, eui64 in ((ihd, IHD), (pump, PUMP)):
