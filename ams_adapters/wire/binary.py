@@ -34,9 +34,9 @@ from ams_adapters.wire.common import (
     Ack,
     AckStatus,
     HeadEndRequest,
+    HeadEndRequestKind,
     NoteKind,
     Notification,
-    RequestKind,
     WireError,
 )
 
@@ -97,9 +97,9 @@ def request_body(req: HeadEndRequest) -> dict[str, Any]:
 
 def request_from(body: Any) -> HeadEndRequest:
     try:
-        kind = RequestKind(body.kind)
+        kind = HeadEndRequestKind(body.kind)
     except ValueError as exc:
-        raise WireError("kind", body.kind, f"one of {[k.value for k in RequestKind]}") from exc
+        raise WireError("kind", body.kind, f"one of {[k.value for k in HeadEndRequestKind]}") from exc
     return HeadEndRequest(
         transaction_id=body.transaction_id, esi_id=body.esi_id, kind=kind, expires_at=body.expires_at,
         target=body.target, eui64=body.eui64 or None, cluster_id=body.cluster_id, frame=bytes(body.frame),

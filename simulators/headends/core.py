@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, NoteKind, Notification, RequestKind
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
 from simulators.addressing import eui64_from_str, eui64_str
 from simulators.clock import Clock
 from simulators.errors import SimulatorError
@@ -118,7 +118,7 @@ class HeadEndCore:
             self.field.meter(req.esi_id)
         except SimulatorError:
             return f"hanInterfaceID {req.esi_id}: no such meter at this head-end"
-        if req.kind is RequestKind.TEXT:
+        if req.kind is HeadEndRequestKind.TEXT:
             text = str(req.fields.get("message", ""))
             if req.frame:
                 try:
@@ -187,20 +187,20 @@ class HeadEndCore:
         req = txn.request
         now = self.clock.now
         try:
-            if req.kind is RequestKind.INITIALIZE_HAN:
+            if req.kind is HeadEndRequestKind.INITIALIZE_HAN:
                 self.field.initialize_han(req.esi_id)
                 state = "done"
-            elif req.kind is RequestKind.PROVISION_DEVICE:
+            elif req.kind is HeadEndRequestKind.PROVISION_DEVICE:
                 eui = eui64_from_str(req.eui64 or "")
                 window = (req.join_window_s or 86_400) * self.settings.join_window_scale
                 self._prov[(req.esi_id, eui)] = req.transaction_id
                 self.field.provision_device(req.esi_id, eui, link_key=req.link_key, join_window_s=max(1.0, window))
                 self.clock.call_later(window, self._window_lapsed, req.esi_id, eui, req.transaction_id)
                 state = "requested"
-            elif req.kind is RequestKind.DELETE_DEVICE:
+            elif req.kind is HeadEndRequestKind.DELETE_DEVICE:
                 self.field.delete_device(req.esi_id, eui64_from_str(req.eui64 or ""))
                 state = "deleted"
-            elif req.kind is RequestKind.CLEAR_DEVICES:
+            elif req.kind is HeadEndRequestKind.CLEAR_DEVICES:
                 self.field.clear_devices(req.esi_id)
                 state = "done"
             else:

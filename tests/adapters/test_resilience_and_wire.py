@@ -14,7 +14,15 @@ from ams_adapters.resilience import Backoff, CircuitBreaker, TokenBucket, Tracke
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire import cim
 from ams_adapters.wire import multispeak as ms
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, NoteKind, Notification, RequestKind, WireError
+from ams_adapters.wire.common import (
+    Ack,
+    AckStatus,
+    HeadEndRequest,
+    HeadEndRequestKind,
+    NoteKind,
+    Notification,
+    WireError,
+)
 from simulators.errors import SimulatorError
 from simulators.headends.faults import Faults
 
@@ -76,7 +84,7 @@ def test_tracker_ends_an_item_once() -> None:
     assert tr.get("o1") is None and tr.get("o2") is not None  # ended long ago: forgotten
 
 
-REQ = HeadEndRequest("oncor:o1", "10443720000000001", RequestKind.TEXT, time.time() + 60, "device",
+REQ = HeadEndRequest("oncor:o1", "10443720000000001", HeadEndRequestKind.TEXT, time.time() + 60, "device",
                      "00:0d:6f:00:0a:bc:de:f0", 0x0703, "display_message",
                      {"message_id": 5, "message_control": 0, "start_time": 0, "duration_in_minutes": 1,
                       "message": "<b>&amp; 42</b>"}, b"\x01", "1.1")
@@ -101,12 +109,12 @@ def test_multispeak_round_trip_and_strict_checks() -> None:
     ack = ms.decode_response(ms.encode_response("InitiateHANPricing", Ack("t", AckStatus.REJECTED, "no")), "t")
     assert ack == Ack("t", AckStatus.REJECTED, "no")
     note = Notification(NoteKind.PROVISIONING, "t", "e", 1_800_000_000.0, state="joined", eui64="00:11")
-    assert ms.decode_notification(ms.encode_notification(note, RequestKind.PROVISION_DEVICE)) == note
+    assert ms.decode_notification(ms.encode_notification(note, HeadEndRequestKind.PROVISION_DEVICE)) == note
     assert ms.decode_register(ms.encode_register("http://x/NOT_Server")) == "http://x/NOT_Server"
 
 
 def test_cim_round_trip_partial_results_and_strict_checks() -> None:
-    other = HeadEndRequest("oncor:o2", "10443720000000002", RequestKind.CANCEL_ALL_LOAD_CONTROL, REQ.expires_at,
+    other = HeadEndRequest("oncor:o2", "10443720000000002", HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL, REQ.expires_at,
                            cluster_id=0x0701, command="cancel_all_load_control_events", fields={"cancel_control": 0})
     xml = cim.encode_controls("m1", "p/reply/gw", [REQ, other])
     header, reqs = cim.decode_controls(xml)
