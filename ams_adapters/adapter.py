@@ -35,8 +35,9 @@ from ams_adapters.contract import (
     SubmitOutcome,
     SubmitResult,
 )
+from ams_adapters.pacing import Backoff, TokenBucket
 from ams_adapters.profiles import TdspProfile
-from ams_adapters.resilience import Backoff, CircuitBreaker, InFlight, TokenBucket, Tracked, Tracker
+from ams_adapters.resilience import CircuitBreaker, InFlight, Tracked, Tracker
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
 from zigbee_se import DecodeError, decode_frame
 

@@ -9,8 +9,9 @@ from dataclasses import replace
 import pytest
 
 from ams_adapters.contract import SubmitOutcome, SubmitResult
+from ams_adapters.pacing import Backoff, TokenBucket, backoff_delay
 from ams_adapters.profiles import ProfileError, load_profile
-from ams_adapters.resilience import Backoff, CircuitBreaker, TokenBucket, Tracked, Tracker
+from ams_adapters.resilience import CircuitBreaker, Tracked, Tracker
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire import cim
 from ams_adapters.wire import multispeak as ms
@@ -39,6 +40,16 @@ def test_backoff_is_jittered_and_capped() -> None:
     b = Backoff(0.1, 1.0, random.Random(1))
     delays = [b.delay(n) for n in range(1, 10) for _ in range(20)]
     assert all(0 <= d <= 1.0 for d in delays) and len(set(delays)) > 50
+
+
+def test_backoff_delay_grows_caps_and_keeps_its_floor() -> None:
+    """The one retry formula: min(cap, base·2^n) times a random factor in [floor, 1]."""
+    rng = random.Random(7)
+    for attempt, step in ((0, 1.0), (1, 2.0), (3, 8.0), (10, 60.0), (5000, 60.0)):
+        delays = [backoff_delay(attempt, 1.0, 60.0, floor=0.5, rng=rng) for _ in range(200)]
+        assert all(step / 2 <= d <= step for d in delays), (attempt, min(delays), max(delays))
+        assert max(delays) - min(delays) > step / 4  # jittered, not one value
+    assert backoff_delay(2, 0.1, 1.0) <= 0.4  # full jitter by default: anywhere in [0, step]
 
 
 def test_breaker_opens_probes_once_and_closes() -> None:
@@ -70,6 +81,25 @@ def test_token_bucket_says_how_long_to_wait() -> None:
     assert tb.wait_time(3) == 0
     with pytest.raises(ValueError, match="rate_per_s"):
         TokenBucket(0)
+
+
+def test_token_bucket_takes_only_what_is_there_and_says_when_it_is_full() -> None:
+    c = Clock()
+    tb = TokenBucket(0.5, burst=3, clock=c)
+    assert [tb.try_take() for _ in range(4)] == [True, True, True, False]  # never into debt
+    assert tb.tokens == 0 and tb.until_full() == pytest.approx(6.0)
+    c.t = 2.0
+    assert tb.tokens == pytest.approx(1.0) and tb.try_take() and tb.until_full() == pytest.approx(6.0)
+
+
+async def test_token_bucket_take_waits_for_the_tokens_or_a_full_burst() -> None:
+    tb = TokenBucket(1000.0, burst=10)
+    start = time.monotonic()
+    await tb.take(10)  # there: no wait
+    await tb.take(25)  # more than a burst: waits for a full bucket (~10 ms), then goes into debt
+    assert tb.tokens < 0
+    await tb.take(5)  # pays off the debt first (~20 ms)
+    assert 0.02 <= time.monotonic() - start < 1.0
 
 
 def test_tracker_ends_an_item_once() -> None:
