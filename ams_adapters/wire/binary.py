@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from construct import (
-    Bytes,
     Enum,
     Float64b,
     GreedyBytes,
@@ -58,14 +57,13 @@ Result = Struct(
 )
 Results = Struct("results" / PrefixedArray(Int16ub, Result))
 Confirm = Struct("result_ids" / PrefixedArray(Int16ub, Int32ub))
-FrameType = Enum(Int8ub, SUBMIT=1, ACK=2, POLL=3, RESULTS=4, CONFIRM=5)
+MessageType = Enum(Int8ub, SUBMIT=1, ACK=2, POLL=3, RESULTS=4, CONFIRM=5)
 Frame = Struct(
-    "type" / FrameType,
+    "type" / MessageType,
     "seq" / Int32ub,
     "body" / Switch(this.type, {"SUBMIT": Request, "ACK": AckBody, "POLL": Poll, "RESULTS": Results,
                                 "CONFIRM": Confirm}),
 )
-Header = Bytes(4)
 
 
 def pack(frame_type: str, seq: int, body: dict[str, Any]) -> bytes:

@@ -1,5 +1,5 @@
 """What every emulated head-end does, whatever its protocol: takes requests for meters of a
-``Field``, carries them out after a modelled latency (retrying an unreachable meter until the
+``SimField``, carries them out after a modelled latency (retrying an unreachable meter until the
 request's expiration time), correlates device answers back to transactions, runs HAN
 provisioning through the meter, and produces notifications, with faults injected on both sides.
 
@@ -19,11 +19,11 @@ from typing import Any
 
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
 from simulators.addressing import eui64_from_str, eui64_str
-from simulators.clock import Clock
+from simulators.clock import TimerClock
 from simulators.errors import SimulatorError
-from simulators.field import Field
+from simulators.field import SimField
 from simulators.headends.faults import Faults
-from simulators.meter import ALL_DEVICES, DeviceFrame, HanEvent, MeterEvent, Reachability
+from simulators.meter import ALL_DEVICES, HanEvent, MeterEvent, Reachability, RelayedFrame
 from zigbee_se import DecodeError, EncodeError, SEVersion, decode_frame, encode_frame
 
 NoteSink = Callable[[Notification], None]
@@ -60,7 +60,7 @@ class EmulatorSettings:
 
 
 class HeadEndCore:
-    def __init__(self, field_: Field, clock: Clock, settings: EmulatorSettings | None = None,
+    def __init__(self, field_: SimField, clock: TimerClock, settings: EmulatorSettings | None = None,
                  faults: Faults | None = None, rng: random.Random | None = None) -> None:
         self.field = field_
         self.clock = clock
@@ -235,7 +235,7 @@ class HeadEndCore:
                                     state="reachable" if event.reachable else "unreachable"))
         elif isinstance(event, HanEvent):
             self._han_event(event)
-        elif isinstance(event, DeviceFrame):
+        elif isinstance(event, RelayedFrame):
             txid = self._answer_of(event)
             if txid is not None:
                 self._emit(Notification(NoteKind.DEVICE_RESPONSE, txid, event.meter_id, now,
@@ -243,7 +243,7 @@ class HeadEndCore:
             else:
                 self.stats["unsolicited_frames"] += 1
 
-    def _answer_of(self, event: DeviceFrame) -> str | None:
+    def _answer_of(self, event: RelayedFrame) -> str | None:
         name = _ID_FIELD.get(event.cluster_id)
         try:
             decoded = decode_frame(event.cluster_id, event.frame)

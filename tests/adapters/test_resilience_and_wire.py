@@ -10,7 +10,7 @@ import pytest
 
 from ams_adapters.contract import SubmitOutcome, SubmitResult
 from ams_adapters.pacing import Backoff, TokenBucket, backoff_delay
-from ams_adapters.profiles import ProfileError, load_profile
+from ams_adapters.profiles import HeadEndProfileError, load_profile
 from ams_adapters.resilience import CircuitBreaker, Tracked, Tracker
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire import cim
@@ -189,12 +189,12 @@ def test_binary_round_trip_and_garbage() -> None:
 def test_profiles_and_faults_refuse_bad_values(tmp_path: object) -> None:
     assert load_profile("oncor").meter.max_text_length == 80
     assert load_profile("tnmp").transport == "binary"
-    with pytest.raises(ProfileError) as info:
+    with pytest.raises(HeadEndProfileError) as info:
         load_profile("oncor", batch_size=0)
     assert info.value.field == "batch_size"
-    with pytest.raises(ProfileError):
+    with pytest.raises(HeadEndProfileError):
         load_profile("nowhere")
-    with pytest.raises(ProfileError):
+    with pytest.raises(HeadEndProfileError):
         load_profile("aep_north").with_transport("carrier-pigeon")
     with pytest.raises(SimulatorError) as err:
         Faults.from_mapping({"error_rate": 1.5})
