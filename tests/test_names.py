@@ -34,9 +34,6 @@ PENDING: dict[str, str] = {
     # delivery outbox's premise row (ESI ID, SE version, agreement): the outbox's becomes e.g.
     # `DeliveryTarget` (gateway/pipeline/outbox.py, renamed with the outbox naming).
     "Target": "gateway/pipeline/outbox.py",
-    # ams_adapters.pacing.TokenBucket is the one token bucket; the dispatcher's own copy goes
-    # (gateway/pipeline/dispatcher.py).
-    "TokenBucket": "gateway/pipeline/dispatcher.py",
     # One concept written twice: simulators.device.Uplink and the coordinator emulator's
     # protocol of the same call; the emulator imports simulators.device.Uplink (simulators/ncp/).
     "Uplink": "simulators/ncp/han.py",
