@@ -35,9 +35,10 @@ from ams_adapters.contract import (
     SubmitOutcome,
     SubmitResult,
 )
+from ams_adapters.pacing import Backoff, TokenBucket
 from ams_adapters.profiles import TdspProfile
-from ams_adapters.resilience import Backoff, CircuitBreaker, InFlight, TokenBucket, Tracked, Tracker
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, NoteKind, Notification, RequestKind
+from ams_adapters.resilience import CircuitBreaker, InFlight, Tracked, Tracker
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
 from zigbee_se import DecodeError, decode_frame
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class HeadEndAdapter:
         window = request.join_window_s or 0
         req = HeadEndRequest(
             transaction_id=transaction_id(self.profile.tdsp, "prov:" + request.request_id), esi_id=request.esi_id,
-            kind=RequestKind(request.kind.value), expires_at=now + window + PROVISIONING_GRACE_S,
+            kind=HeadEndRequestKind(request.kind.value), expires_at=now + window + PROVISIONING_GRACE_S,
             eui64=request.eui64, link_key=request.link_key, join_window_s=request.join_window_s,
             target="device" if request.eui64 else "meter")
         (res,) = await self._send_chunk([req], [request.request_id])
@@ -205,7 +206,7 @@ class HeadEndAdapter:
     def _request(self, op: HanOperation) -> HeadEndRequest:
         return HeadEndRequest(
             transaction_id=transaction_id(self.profile.tdsp, op.outbound_id), esi_id=op.esi_id,
-            kind=RequestKind(op.kind.value), expires_at=op.expires_at, target=op.target.kind.value,
+            kind=HeadEndRequestKind(op.kind.value), expires_at=op.expires_at, target=op.target.kind.value,
             eui64=op.target.eui64, cluster_id=op.cluster_id, command=op.command, fields=dict(op.fields),
             frame=op.frame, se_version=str(op.se_version))
 
@@ -314,7 +315,7 @@ class HeadEndAdapter:
         self._finish(item, "expired")
         reason = "expired: no result from the head-end by the expiration time"
         kind = item.extra.get("kind")
-        if isinstance(kind, RequestKind) and kind.provisioning:
+        if isinstance(kind, HeadEndRequestKind) and kind.provisioning:
             self._emit(ProvisioningUpdate(key, item.esi_id, ProvisioningState.FAILED, self._clock(), reason=reason))
         else:
             self._emit(DeliveryFailed(key, item.esi_id, self._clock(), reason, expired=True))
@@ -359,7 +360,7 @@ class HeadEndAdapter:
                 self._emit(DeliveredToMeter(item.key, n.esi_id, n.at, item.transaction_id))
             return
         if n.kind is NoteKind.FAILED:
-            if isinstance(kind, RequestKind) and kind.provisioning:
+            if isinstance(kind, HeadEndRequestKind) and kind.provisioning:
                 if self._finish(item, "failed"):
                     self._emit(ProvisioningUpdate(item.key, n.esi_id, ProvisioningState.FAILED, n.at, n.eui64,
                                                   n.reason))
@@ -400,5 +401,5 @@ class HeadEndAdapter:
         return out
 
 
-def provisioning_kind(kind: ProvisioningKind) -> RequestKind:
-    return RequestKind(kind.value)
+def provisioning_kind(kind: ProvisioningKind) -> HeadEndRequestKind:
+    return HeadEndRequestKind(kind.value)

@@ -2,7 +2,7 @@
 
 A profile is data: text length, price tiers, batch size, rate limit, in-flight bound, timeouts and
 retry policy, plus the emulator's defaults (latency, capacity) in an ``[emulator]`` table that only
-the head-end emulators read. Bad values raise ``ProfileError`` naming file, field, value, limit.
+the head-end emulators read. Bad values raise ``HeadEndProfileError`` naming file, field, value, limit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ TDSPS = ("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
 TRANSPORTS = ("multispeak", "cim", "binary")
 
 
-class ProfileError(ValueError):
+class HeadEndProfileError(ValueError):
+    """A TDSP head-end profile file is missing a field or has a value out of range."""
+
     def __init__(self, path: str, field: str, value: Any, limit: str) -> None:
         self.path, self.field, self.value, self.limit = path, field, value, limit
         super().__init__(f"{path}: {field}={value!r}: {limit}")
@@ -57,21 +59,21 @@ class TdspProfile:
 
     def with_transport(self, transport: str) -> TdspProfile:
         if transport not in TRANSPORTS:
-            raise ProfileError(self.tdsp, "transport", transport, f"one of {TRANSPORTS}")
+            raise HeadEndProfileError(self.tdsp, "transport", transport, f"one of {TRANSPORTS}")
         return replace(self, transport=transport)
 
 
 def _num(path: str, data: Mapping[str, Any], name: str, lo: float, hi: float, *, kind: type = float) -> Any:
     value = data.get(name)
     if not isinstance(value, int | float) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ProfileError(path, name, value, f"a number in {lo}..{hi}")
+        raise HeadEndProfileError(path, name, value, f"a number in {lo}..{hi}")
     return kind(value)
 
 
 def _flag(path: str, data: Mapping[str, Any], name: str) -> bool:
     value = data.get(name, False)
     if not isinstance(value, bool):
-        raise ProfileError(path, name, value, "true or false")
+        raise HeadEndProfileError(path, name, value, "true or false")
     return value
 
 
@@ -81,24 +83,24 @@ def _provisioning(path: str, data: Mapping[str, Any]) -> frozenset[ProvisioningK
         return ALL_PROVISIONING
     known = sorted(k.value for k in ProvisioningKind)
     if not isinstance(value, list) or any(v not in known for v in value):
-        raise ProfileError(path, "provisioning", value, f"a list of {known}")
+        raise HeadEndProfileError(path, "provisioning", value, f"a list of {known}")
     return frozenset(ProvisioningKind(v) for v in value)
 
 
 def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> TdspProfile:
     path = directory / f"{tdsp}.toml"
     if not path.exists():
-        raise ProfileError(str(path), "tdsp", tdsp, f"one of {TDSPS} (a file in {directory})")
+        raise HeadEndProfileError(str(path), "tdsp", tdsp, f"one of {TDSPS} (a file in {directory})")
     data = tomllib.loads(path.read_text()) | overrides
     p = str(path)
     transport = data.get("transport")
     if transport not in TRANSPORTS:
-        raise ProfileError(p, "transport", transport, f"one of {TRANSPORTS}")
+        raise HeadEndProfileError(p, "transport", transport, f"one of {TRANSPORTS}")
     m = data.get("meter", {})
     try:
         se = SEVersion.parse(str(m.get("se_version", "1.1")))
     except ValueError as exc:
-        raise ProfileError(p, "meter.se_version", m.get("se_version"), "1.0, 1.1 or 1.2") from exc
+        raise HeadEndProfileError(p, "meter.se_version", m.get("se_version"), "1.0, 1.1 or 1.2") from exc
     meter = MeterCapabilities(
         se_version=se, max_devices=_num(p, m, "max_devices", 1, 10, kind=int),
         max_load_control_devices=_num(p, m, "max_load_control_devices", 0, 10, kind=int),

@@ -1,42 +1,29 @@
 """The robustness layer every head-end adapter shares (not one copy per adapter).
 
-- ``Backoff``: jittered exponential delays between retries ("full jitter", so a fleet of
-  gateways hitting one recovering head-end does not retry in lock step).
 - ``CircuitBreaker``: one per head-end; after ``failure_threshold`` consecutive transport
   failures it opens for ``reset_after_s`` and the adapter answers RETRY_LATER at once instead of
   piling timeouts onto a head-end that is down; then one probe (half open) decides.
-- ``TokenBucket``: the profile's rate limit; a caller that would wait longer than it may is told
-  how long instead (back-pressure into the outbox).
 - ``InFlight``: a bounded count of transactions the head-end has not finished; full means
   RETRY_LATER, never an unbounded buffer.
 - ``Tracker``: idempotency by outbound id and head-end transaction id, and the definite end of
   each accepted item (delivered once, or failed/expired once) whatever the callbacks do.
 
-Hand-written rather than a library (tenacity, aiolimiter, pybreaker): each is ~30 lines here, the
-three must share one clock and answer "how long until?" for ``retry_after_s``, which those
-libraries hide behind a sleep.
+With ``pacing``'s ``Backoff`` (jittered exponential delays between retries) and ``TokenBucket``
+(the profile's rate limit; a caller that would wait longer than it may is told how long instead:
+back-pressure into the outbox), which the gateway uses too.
+
+Hand-written rather than a library (pybreaker): each is ~30 lines here, and they must share one
+clock and answer "how long until?" for ``retry_after_s``, which libraries hide behind a sleep.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ams_adapters.contract import SubmitResult
-
-
-class Backoff:
-    def __init__(self, base_s: float = 0.05, cap_s: float = 2.0, rng: random.Random | None = None) -> None:
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self._rng = rng or random.Random()
-
-    def delay(self, attempt: int) -> float:
-        """Delay before retry ``attempt`` (1 = first retry): uniform in [0, min(cap, base*2^n)]."""
-        return self._rng.uniform(0.0, min(self.cap_s, self.base_s * (2 ** attempt)))
 
 
 class CircuitBreaker:
@@ -93,38 +80,6 @@ class CircuitBreaker:
                 self.opened_count += 1
             self._opened_at = self._clock()
             self._probing = False
-
-
-class TokenBucket:
-    def __init__(self, rate_per_s: float, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        if rate_per_s <= 0:
-            raise ValueError(f"rate_per_s={rate_per_s}: must be > 0")
-        self.rate = rate_per_s
-        self.burst = burst if burst is not None else max(1.0, rate_per_s)
-        self._tokens = self.burst
-        self._clock = clock
-        self._last = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    def reserve(self, n: float = 1.0) -> float:
-        """Take ``n`` tokens, going into debt if needed; returns how long the caller must wait
-        before acting (0 when tokens were there)."""
-        self._refill()
-        self._tokens -= n
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-    def wait_time(self, n: float = 1.0) -> float:
-        """How long until ``n`` tokens are available, without taking them."""
-        self._refill()
-        return 0.0 if self._tokens >= n else (n - self._tokens) / self.rate
-
-    def give_back(self, n: float = 1.0) -> None:
-        self._tokens = min(self.burst, self._tokens + n)
 
 
 class InFlight:

@@ -26,7 +26,7 @@ from ams_adapters.adapter import HeadEndAdapter
 from ams_adapters.contract import CAPABLE_DEVICES, HanOperation, OperationKind
 from ams_adapters.factory import AdapterConfig, make_transport
 from ams_adapters.profiles import load_profile
-from ams_adapters.wire.common import HeadEndRequest, Notification, RequestKind
+from ams_adapters.wire.common import HeadEndRequest, HeadEndRequestKind, Notification
 from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
 from simulators.fleet import Fleet
@@ -47,7 +47,7 @@ def operations(fleet: Fleet, n: int, tag: str) -> list[HanOperation]:
 
 
 def raw_requests(ops: Sequence[HanOperation]) -> list[HeadEndRequest]:
-    return [HeadEndRequest(o.outbound_id, o.esi_id, RequestKind.PRICE, o.expires_at, "capable_devices", None,
+    return [HeadEndRequest(o.outbound_id, o.esi_id, HeadEndRequestKind.PRICE, o.expires_at, "capable_devices", None,
                            o.cluster_id, o.command, dict(o.fields), o.frame, "1.1") for o in ops]
 
 

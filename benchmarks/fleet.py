@@ -22,7 +22,7 @@ from collections import Counter
 
 from simulators.clock import VirtualClock
 from simulators.fleet import Fleet
-from simulators.meter import ALL_DEVICES, DeviceFrame, MeterEvent
+from simulators.meter import ALL_DEVICES, MeterEvent, RelayedFrame
 from zigbee_se import SEVersion, decode_frame, encode_frame
 
 SAMPLE = 20_000
@@ -76,7 +76,7 @@ def main() -> None:
     sample: list[tuple[int, bytes]] = []
 
     def upstream(event: MeterEvent) -> None:
-        if isinstance(event, DeviceFrame):
+        if isinstance(event, RelayedFrame):
             statuses[f"0x{event.cluster_id:04x}:{event.frame[2]:02x}"] += 1
             if len(sample) < SAMPLE:
                 sample.append((event.cluster_id, event.frame))

@@ -23,7 +23,7 @@ from typing import Any
 from ams_adapters.profiles import load_profile
 from sandbox.headends import headend_for_profile
 from sandbox.simfield import MIX, SimPremise, build_field, premises
-from simulators.clock import Clock
+from simulators.clock import TimerClock
 from simulators.headends.factory import HeadEnd
 from simulators.ncp import NcpEmulator
 from simulators.ncp import load_profile as load_coordinator_profile
@@ -91,7 +91,7 @@ def _eui(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in reversed(raw))
 
 
-async def start_demo_field(per_tdsp: int, clock: Clock, *, broker: tuple[str, int] = MQTT_BROKER) -> DemoField:
+async def start_demo_field(per_tdsp: int, clock: TimerClock, *, broker: tuple[str, int] = MQTT_BROKER) -> DemoField:
     """Start the head-ends and the coordinator; the caller starts the gateway with `routes`."""
     items = premises(per_tdsp)
     # The premise the walkthrough sends to at each TDSP: SE 1.1/1.2 meters (SE 1.0 has no price

@@ -8,8 +8,8 @@ import ssl
 from typing import Any
 
 from ams_adapters.profiles import TdspProfile
-from simulators.clock import Clock
-from simulators.field import Field
+from simulators.clock import TimerClock
+from simulators.field import SimField
 from simulators.headends.core import EmulatorSettings
 from simulators.headends.factory import HeadEnd, make_headend
 from simulators.headends.faults import Faults
@@ -21,7 +21,7 @@ def emulator_settings(profile: TdspProfile, **overrides: Any) -> EmulatorSetting
                                          profile.meter.max_frame_size, **overrides)
 
 
-def headend_for_profile(profile: TdspProfile, field_: Field, clock: Clock, *, host: str = "127.0.0.1",
+def headend_for_profile(profile: TdspProfile, field_: SimField, clock: TimerClock, *, host: str = "127.0.0.1",
                         port: int = 0, mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883,
                         topic_prefix: str = "hangw", faults: Faults | None = None, seed: int = 7,
                         ssl_context: ssl.SSLContext | None = None,

@@ -56,18 +56,18 @@ def premises_csv(items: list[SimPremise], email: str) -> str:
 
 
 def build_field(clock: Any, items: list[SimPremise], first: int = 0) -> tuple[Any, dict[str, list[Any]]]:
-    """A Field with one meter per premise and its devices provisioned and powered on (they join
+    """A SimField with one meter per premise and its devices provisioned and powered on (they join
     `join_time_s` later on `clock`). Returns the field and the devices by ESI ID. `first`: the
     number of the first premise, from which its meter's and devices' EUI-64s and install codes are
     made (fields built separately, one per head-end, pass distinct numbers)."""
     from simulators.addressing import install_code_with_crc
     from simulators.factory import make_device
-    from simulators.field import Field
+    from simulators.field import SimField
     from simulators.meter import SimMeter
     from simulators.profiles import load_profiles
 
     profiles = load_profiles()
-    field = Field(clock)
+    field = SimField(clock)
     devices: dict[str, list[Any]] = {}
     for n, p in enumerate(items, start=first):
         meter = field.add_meter(SimMeter(p.esi_id, clock, eui64=(0x0007810000000000 + n).to_bytes(8, "little"),
@@ -85,7 +85,7 @@ def build_field(clock: Any, items: list[SimPremise], first: int = 0) -> tuple[An
 
 
 class ScaledClock:
-    """Wall time sped up `speed` times on the running asyncio loop (the simulators' Clock
+    """Wall time sped up `speed` times on the running asyncio loop (the simulators' TimerClock
     protocol), so a demo's 30-second confirmations and minute-long events pass in seconds."""
 
     def __init__(self, speed: float = 1.0, seed: int | None = None) -> None:
@@ -110,7 +110,7 @@ class ScaledClock:
 
 
 class BriskClock:
-    """Wall time, with every timer firing `speed` times sooner (the simulators' Clock protocol): a
+    """Wall time, with every timer firing `speed` times sooner (the simulators' TimerClock protocol): a
     resident's confirmation after 30 s comes after 1.5 s, a 1-minute event ends after 3 s, while every
     timestamp and expiry stays on the wall clock that the gateway, the adapters and the head-ends
     share (a ScaledClock's field time would run ahead of the head-end's expiry checks)."""

@@ -1,10 +1,10 @@
 """A route over a simulated field, in process: the stand-in for the per-TDSP head-ends in tests and
 in `hangw demo`.
 
-The field is passed in and used by duck typing only (any Field-like object, the head-end tests' too):
+The field is passed in and used by duck typing only (any SimField-like object, the head-end tests' too):
 it needs `clock` (`now()`, `call_at()`), `send(esi_id, address, cluster_id, frame) -> int`,
 `subscribe(callback) -> unsubscribe`, `meter(esi_id)` with `.reachable` and `.se_version`, and
-upstream records shaped like the simulators' `DeviceFrame` (meter_id, eui64, time, cluster_id,
+upstream records shaped like the simulators' `RelayedFrame` (meter_id, eui64, time, cluster_id,
 frame), `Reachability` (meter_id, time, reachable) and `HanEvent`.
 
 Like every route it is idempotent by `outbound_id`: an item submitted twice is answered with its
@@ -52,7 +52,7 @@ def _eui64_bytes(text: str) -> bytes:
 
 
 class SimulatedRoute:
-    """Route contract over a Field-like object (see the module docstring)."""
+    """Route contract over a SimField-like object (see the module docstring)."""
 
     def __init__(self, field: Any, *, name: str = "simulated", batch_size: int = 200,
                  rate_limit_per_s: float = 100_000.0, max_in_flight: int = 100_000,

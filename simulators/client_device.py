@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulators.clock import Clock
+from simulators.clock import TimerClock
 from simulators.device import DRLC, MESSAGING, PRICE, UNSUPPORTED_ATTRIBUTE, SimDevice
 from simulators.drlc_client import RULES, DrlcClient, LoadControlEvent
 from simulators.messaging_client import MessagingClient
@@ -21,7 +21,7 @@ from zigbee_se import DecodedFrame, Direction, encode_frame
 class ClientDevice(SimDevice):
     __slots__ = ("drlc", "messaging", "price")
 
-    def __init__(self, eui64: bytes, install_code: bytes, profile: FirmwareProfile, clock: Clock,
+    def __init__(self, eui64: bytes, install_code: bytes, profile: FirmwareProfile, clock: TimerClock,
                  endpoint: int = 1) -> None:
         super().__init__(eui64, install_code, profile, clock, endpoint)
         self.messaging = MessagingClient(self) if profile.has("messaging") else None

@@ -25,7 +25,7 @@ class TimerHandle(Protocol):
     def cancel(self) -> None: ...
 
 
-class Clock(Protocol):
+class TimerClock(Protocol):
     """Unix-seconds clock with timers; ``rng`` is the clock's seeded source of randomness."""
 
     rng: random.Random

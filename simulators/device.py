@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from simulators.addressing import check_eui64, link_key_from_install_code
-from simulators.clock import Clock
+from simulators.clock import TimerClock
 from simulators.errors import SimulatorError
 from simulators.frame_cache import decode_shared
 from simulators.profiles import FirmwareProfile
@@ -80,7 +80,7 @@ class SimDevice:
         "install_code", "link_key", "profile", "se_version", "time_synced", "undecodable",
     )
 
-    def __init__(self, eui64: bytes, install_code: bytes, profile: FirmwareProfile, clock: Clock,
+    def __init__(self, eui64: bytes, install_code: bytes, profile: FirmwareProfile, clock: TimerClock,
                  endpoint: int = 1, *, link_key: bytes | None = None) -> None:
         self.eui64 = check_eui64(eui64)
         self.install_code = bytes(install_code)

@@ -15,7 +15,7 @@ class SimulatorError(ValueError):
         super().__init__(f"{field}={value!r}: {limit}")
 
 
-class ProfileError(SimulatorError):
+class FirmwareProfileError(SimulatorError):
     """A firmware profile file is missing a field or has a value out of range."""
 
     def __init__(self, path: str, field: str, value: Any, limit: str) -> None:

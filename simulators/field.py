@@ -1,8 +1,8 @@
-"""``Field``: a thin in-process interface over a set of simulated meters, keyed by ESI ID.
+"""``SimField``: a thin in-process interface over a set of simulated meters, keyed by ESI ID.
 
 The gateway's test route, the head-end emulators and the coordinator emulator sit on this: they
 address a meter by ESI ID, hand it ZCL frames with plain addressing and subscribe to what comes
-back (``DeviceFrame``, ``HanEvent``, ``Reachability``). Meters may be created lazily by a factory
+back (``RelayedFrame``, ``HanEvent``, ``Reachability``). Meters may be created lazily by a factory
 (the fleet), so a field of a million premises costs memory only for those touched.
 """
 
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from simulators.clock import Clock
+from simulators.clock import TimerClock
 from simulators.errors import SimulatorError
 from simulators.meter import Address, MeterEvent, SimMeter, Upstream
 
 MeterFactory = Callable[[str], SimMeter | None]
 
 
-class Field:
-    def __init__(self, clock: Clock, factory: MeterFactory | None = None) -> None:
+class SimField:
+    def __init__(self, clock: TimerClock, factory: MeterFactory | None = None) -> None:
         self.clock = clock
         self._meters: dict[str, SimMeter] = {}
         self._factory = factory

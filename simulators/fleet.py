@@ -13,9 +13,9 @@ from collections.abc import Iterator, Sequence
 
 from simulators.addressing import install_code_with_crc
 from simulators.client_device import ClientDevice
-from simulators.clock import Clock
+from simulators.clock import TimerClock
 from simulators.factory import make_device
-from simulators.field import Field
+from simulators.field import SimField
 from simulators.meter import SimMeter
 from simulators.profiles import FirmwareProfile, load_profiles
 
@@ -33,12 +33,12 @@ ONCOR_PREFIX = "1044372"
 DEVICE_OUI = 0x001BC5_0000000000  # EUI-64s of simulated devices start with this OUI
 
 
-class Fleet(Field):
+class Fleet(SimField):
     """``meters`` premises with ESI IDs ``<prefix><index>``, the index zero-padded to ``esi_length``
     digits in all (default: a 10-digit index, 17 digits with a 7-digit prefix, Oncor style; a
     CenterPoint fleet passes ``esi_length=22``)."""
 
-    def __init__(self, meters: int, clock: Clock, *, mix: Sequence[Sequence[str]] = DEFAULT_MIX,
+    def __init__(self, meters: int, clock: TimerClock, *, mix: Sequence[Sequence[str]] = DEFAULT_MIX,
                  profiles: dict[str, FirmwareProfile] | None = None,
                  esi_prefix: str = ONCOR_PREFIX, se_version: str = "1.1", esi_length: int | None = None) -> None:
         super().__init__(clock, self._make_meter)

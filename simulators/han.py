@@ -25,7 +25,9 @@ class HanState(StrEnum):
     DECOMMISSIONED = "decommissioned"
 
 
-class DeviceStatus(StrEnum):
+class MeterDeviceStatus(StrEnum):
+    """A provisioned device as the simulated meter sees it (the gateway's view is its own DeviceStatus)."""
+
     PROVISION_REQUESTED = "provision_requested"
     FIND_PENDING = "find_pending"  # the device made first contact
     JOINED = "joined"
@@ -41,14 +43,16 @@ class JoinFailure(StrEnum):
     LOAD_CONTROL_LIMIT = "load_control_limit"
 
 
-class DeviceRecord:
+class MeterDeviceRecord:
+    """The simulated meter's record of one provisioned device."""
+
     __slots__ = ("eui64", "link_key", "load_control", "reason", "status", "window_end")
 
     def __init__(self, eui64: bytes, link_key: bytes, window_end: float) -> None:
         self.eui64 = eui64
         self.link_key = link_key
         self.window_end = window_end
-        self.status = DeviceStatus.PROVISION_REQUESTED
+        self.status = MeterDeviceStatus.PROVISION_REQUESTED
         self.reason: str | None = None
         self.load_control = False
 
@@ -61,7 +65,7 @@ class HanProvisioning:
     def __init__(self, enhanced: bool = False) -> None:
         self.enhanced = enhanced
         self.state = HanState.NOT_INITIALIZED
-        self.records: dict[bytes, DeviceRecord] = {}
+        self.records: dict[bytes, MeterDeviceRecord] = {}
 
     @property
     def max_devices(self) -> int:
@@ -83,7 +87,7 @@ class HanProvisioning:
                 "han_state", str(self.state), "HAN initialization required first")
 
     def provision(self, eui64: bytes, *, install_code: bytes | None = None,
-                  link_key: bytes | None = None, join_window_s: float, now: float) -> DeviceRecord:
+                  link_key: bytes | None = None, join_window_s: float, now: float) -> MeterDeviceRecord:
         self._require_ready()
         eui64 = check_eui64(eui64)
         if (install_code is None) == (link_key is None):
@@ -100,7 +104,7 @@ class HanProvisioning:
         if eui64 not in self.records and len(self.records) >= self.max_devices:
             raise ProvisioningError("devices", len(self.records),
                                     f"at most {self.max_devices} devices on this meter")
-        rec = DeviceRecord(eui64, link_key, now + join_window_s)
+        rec = MeterDeviceRecord(eui64, link_key, now + join_window_s)
         self.records[eui64] = rec
         return rec
 
@@ -123,12 +127,12 @@ class HanProvisioning:
         rec = self.records.get(eui64)
         if rec is None:
             return JoinFailure.NOT_PROVISIONED
-        if rec.status == DeviceStatus.JOINED:
+        if rec.status == MeterDeviceStatus.JOINED:
             return None  # a rejoin of a device already on the HAN
         if now > rec.window_end:
-            rec.status, rec.reason = DeviceStatus.FAILED, JoinFailure.JOIN_WINDOW_EXPIRED
+            rec.status, rec.reason = MeterDeviceStatus.FAILED, JoinFailure.JOIN_WINDOW_EXPIRED
             return JoinFailure.JOIN_WINDOW_EXPIRED
-        rec.status = DeviceStatus.FIND_PENDING
+        rec.status = MeterDeviceStatus.FIND_PENDING
         return None
 
     def complete_join(self, eui64: bytes, device_link_key: bytes | None,
@@ -139,18 +143,18 @@ class HanProvisioning:
         if rec is None or self.state != HanState.READY:
             return JoinFailure.NOT_PROVISIONED
         if device_link_key is None:
-            rec.status, rec.reason = DeviceStatus.FAILED, JoinFailure.INVALID_INSTALL_CODE
+            rec.status, rec.reason = MeterDeviceStatus.FAILED, JoinFailure.INVALID_INSTALL_CODE
             return JoinFailure.INVALID_INSTALL_CODE
         if device_link_key != rec.link_key:
-            rec.status, rec.reason = DeviceStatus.FAILED, JoinFailure.LINK_KEY_MISMATCH
+            rec.status, rec.reason = MeterDeviceStatus.FAILED, JoinFailure.LINK_KEY_MISMATCH
             return JoinFailure.LINK_KEY_MISMATCH
-        if load_control and self.enhanced and rec.status != DeviceStatus.JOINED:
+        if load_control and self.enhanced and rec.status != MeterDeviceStatus.JOINED:
             lc = sum(1 for r in self.records.values()
-                     if r.load_control and r.status == DeviceStatus.JOINED)
+                     if r.load_control and r.status == MeterDeviceStatus.JOINED)
             if lc >= MAX_LOAD_CONTROL_ENHANCED:
-                rec.status, rec.reason = DeviceStatus.FAILED, JoinFailure.LOAD_CONTROL_LIMIT
+                rec.status, rec.reason = MeterDeviceStatus.FAILED, JoinFailure.LOAD_CONTROL_LIMIT
                 return JoinFailure.LOAD_CONTROL_LIMIT
-        rec.status = DeviceStatus.JOINED
+        rec.status = MeterDeviceStatus.JOINED
         rec.load_control = load_control
         rec.reason = None
         return None

@@ -3,7 +3,7 @@
 Upstream (a head-end emulator, the gateway's test route, the fleet) talks to it with bytes and
 plain addressing only: ``send(address, cluster_id, zcl_frame)`` where the address is a device
 EUI-64, ``ALL_DEVICES`` or ``METER`` (the meter's own Metering/Time server), and an ``upstream``
-callback receiving ``DeviceFrame``, ``HanEvent`` and ``Reachability`` records.
+callback receiving ``RelayedFrame``, ``HanEvent`` and ``Reachability`` records.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 from simulators.addressing import check_eui64
 from simulators.client_device import ClientDevice
-from simulators.clock import Clock
+from simulators.clock import TimerClock
 from simulators.device import DRLC, MESSAGING, METERING, PRICE, TIME, SimDevice
 from simulators.errors import ProvisioningError, SimulatorError
 from simulators.frame_cache import decode_shared
-from simulators.han import DeviceStatus, HanProvisioning
+from simulators.han import HanProvisioning, MeterDeviceStatus
 from zigbee_se import DecodedFrame, DecodeError, SEVersion, decode_frame, encode_frame
 from zigbee_se.esi import REQUESTS, Esi, read_records, time_attributes
 
@@ -31,7 +31,7 @@ CLUSTER_OF_NAME = {"price": PRICE, "drlc": DRLC, "messaging": MESSAGING, "meteri
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceFrame:
+class RelayedFrame:
     """A frame a device sent, relayed upstream unchanged."""
 
     meter_id: str
@@ -60,7 +60,7 @@ class Reachability:
     reachable: bool
 
 
-MeterEvent = DeviceFrame | HanEvent | Reachability
+MeterEvent = RelayedFrame | HanEvent | Reachability
 Upstream = Callable[[MeterEvent], None]
 
 
@@ -83,7 +83,7 @@ class SimMeter:
         "se_version", "start_energy_wh", "started", "upstream",
     )
 
-    def __init__(self, esi_id: str, clock: Clock, *, eui64: bytes | None = None,
+    def __init__(self, esi_id: str, clock: TimerClock, *, eui64: bytes | None = None,
                  se_version: str = "1.1", enhanced: bool = False, base_load_w: float = 800.0,
                  upstream: Upstream | None = None, answer_delay_s: float = 0.05,
                  hop_delay_s: float = 0.02, join_time_s: float = 2.0,
@@ -241,7 +241,7 @@ class SimMeter:
         reply = encode_frame(cluster_id, "read_attributes_response",
                              {"records": read_records(values, frame.fields["attribute_ids"])},
                              tsn=frame.tsn, disable_default_response=True)
-        self._up(DeviceFrame(self.esi_id, self.eui64, self.clock.now(), cluster_id, reply))
+        self._up(RelayedFrame(self.esi_id, self.eui64, self.clock.now(), cluster_id, reply))
 
     # ----------------------------------------------------------------- frames from devices
     def _from_device(self, eui64: bytes, cluster_id: int, zcl_frame: bytes) -> None:
@@ -262,7 +262,7 @@ class SimMeter:
             if frame.command in REQUESTS and not self.relay_requests:
                 return
         if self.reachable and self.upstream is not None:
-            self.upstream(DeviceFrame(self.esi_id, eui64, self.clock.now(), cluster_id, zcl_frame))
+            self.upstream(RelayedFrame(self.esi_id, eui64, self.clock.now(), cluster_id, zcl_frame))
 
     def _server_attributes(self, cluster_id: int) -> dict[int, Any] | None:
         if cluster_id == TIME:
@@ -293,6 +293,6 @@ class SimMeter:
         return self.start_energy_wh + base + sum(j.device.energy_wh()
                                                  for j in self.devices.values())
 
-    def device_status(self, eui64: bytes) -> DeviceStatus | None:
+    def device_status(self, eui64: bytes) -> MeterDeviceStatus | None:
         rec = self.han.records.get(check_eui64(eui64))
         return rec.status if rec is not None else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulators.errors import ProfileError
+from simulators.errors import FirmwareProfileError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "devices"
 
@@ -70,16 +70,16 @@ class FirmwareProfile:
 
 def _check(path: str, data: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     if name not in data:
-        raise ProfileError(path, name, None, "required field is missing")
+        raise FirmwareProfileError(path, name, None, "required field is missing")
     value = data[name]
     if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
-        raise ProfileError(path, name, value, f"must be {kind}")
+        raise FirmwareProfileError(path, name, value, f"must be {kind}")
     return value
 
 
 def _in_range(path: str, name: str, value: float, lo: float, hi: float) -> None:
     if not lo <= value <= hi:
-        raise ProfileError(path, name, value, f"must be within {lo}..{hi}")
+        raise FirmwareProfileError(path, name, value, f"must be within {lo}..{hi}")
 
 
 def profile_from_dict(data: dict[str, Any], path: str = "<dict>") -> FirmwareProfile:
@@ -87,17 +87,17 @@ def profile_from_dict(data: dict[str, Any], path: str = "<dict>") -> FirmwarePro
     ident = _check(path, data, "id", str)
     se_version = _check(path, data, "se_version", str)
     if se_version not in SE_VERSIONS:
-        raise ProfileError(path, "se_version", se_version, f"one of {SE_VERSIONS}")
+        raise FirmwareProfileError(path, "se_version", se_version, f"one of {SE_VERSIONS}")
     device_type = _check(path, data, "device_type", str)
     if device_type not in DEVICE_TYPES:
-        raise ProfileError(path, "device_type", device_type, f"one of {DEVICE_TYPES}")
+        raise FirmwareProfileError(path, "device_type", device_type, f"one of {DEVICE_TYPES}")
     clusters = _check(path, data, "clusters", list)
     for c in clusters:
         if c not in CLIENT_CLUSTERS:
-            raise ProfileError(path, "clusters", c, f"each one of {CLIENT_CLUSTERS}")
+            raise FirmwareProfileError(path, "clusters", c, f"each one of {CLIENT_CLUSTERS}")
     variant = data.get("drlc_variant", "silabs")
     if variant not in DRLC_VARIANTS:
-        raise ProfileError(path, "drlc_variant", variant, f"one of {DRLC_VARIANTS}")
+        raise FirmwareProfileError(path, "drlc_variant", variant, f"one of {DRLC_VARIANTS}")
     ints = {
         "device_class": (0, 0x0FFF),
         "utility_enrollment_group": (0, 0xFF),
@@ -111,23 +111,23 @@ def profile_from_dict(data: dict[str, Any], path: str = "<dict>") -> FirmwarePro
         if name in data:
             value = data[name]
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ProfileError(path, name, value, "must be an integer")
+                raise FirmwareProfileError(path, name, value, "must be an integer")
             _in_range(path, name, value, lo, hi)
             kwargs[name] = value
     for name in ("answer_delay_s", "join_delay_s", "nominal_load_w", "metering_poll_s"):
         if name in data:
             value = data[name]
             if not isinstance(value, int | float) or isinstance(value, bool):
-                raise ProfileError(path, name, value, "must be a number")
+                raise FirmwareProfileError(path, name, value, "must be a number")
             _in_range(path, name, value, 0, 1e9)
             kwargs[name] = float(value)
     raw_quirks = data.get("quirks", {})
     if not isinstance(raw_quirks, dict):
-        raise ProfileError(path, "quirks", raw_quirks, "must be a table")
+        raise FirmwareProfileError(path, "quirks", raw_quirks, "must be a table")
     known = set(Quirks.__dataclass_fields__)
     for key in raw_quirks:
         if key not in known:
-            raise ProfileError(
+            raise FirmwareProfileError(
                 path, f"quirks.{key}", raw_quirks[key], f"known quirks: {sorted(known)}")
     q = dict(raw_quirks)
     if "drop_ratio" in q:
@@ -135,7 +135,7 @@ def profile_from_dict(data: dict[str, Any], path: str = "<dict>") -> FirmwarePro
     if "max_text_bytes" in q:
         _in_range(path, "quirks.max_text_bytes", q["max_text_bytes"], 1, 255)
     if q.get("text_overflow", "truncate") not in TEXT_OVERFLOW:
-        raise ProfileError(
+        raise FirmwareProfileError(
             path, "quirks.text_overflow", q["text_overflow"], f"one of {TEXT_OVERFLOW}")
     for name in ("confirm_delay_s", "clock_offset_s", "clock_drift_ppm"):
         if name in q:
@@ -162,7 +162,7 @@ def load_profile(path: str | Path) -> FirmwareProfile:
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(str(p), "<file>", None, f"not valid TOML: {exc}") from exc
+        raise FirmwareProfileError(str(p), "<file>", None, f"not valid TOML: {exc}") from exc
     return profile_from_dict(data, str(p))
 
 
@@ -172,6 +172,6 @@ def load_profiles(directory: str | Path = PROFILE_DIR) -> dict[str, FirmwareProf
     for p in sorted(Path(directory).glob("*.toml")):
         prof = load_profile(p)
         if prof.id in profiles:
-            raise ProfileError(str(p), "id", prof.id, f"already used by {profiles[prof.id].source}")
+            raise FirmwareProfileError(str(p), "id", prof.id, f"already used by {profiles[prof.id].source}")
         profiles[prof.id] = prof
     return profiles

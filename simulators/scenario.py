@@ -2,7 +2,7 @@
 
 The quickest way to drive a scenario (tests, notebooks, an integrator's own checks)::
 
-    premise = Premise.build(["silabs-pct", "silabs-ihd"])
+    premise = ScenarioPremise.build(["silabs-pct", "silabs-ihd"])
     premise.send(ALL_DEVICES, "drlc", "load_control_event", {...})
     premise.clock.advance(3600)
     premise.statuses()  # [(eui64, issuer_event_id, event_status), ...] decoded with zigbee_se
@@ -17,15 +17,15 @@ from simulators.addressing import install_code_with_crc
 from simulators.client_device import ClientDevice
 from simulators.clock import VirtualClock
 from simulators.factory import make_device
-from simulators.meter import ALL_DEVICES, DeviceFrame, HanEvent, MeterEvent, SimMeter
+from simulators.meter import ALL_DEVICES, HanEvent, MeterEvent, RelayedFrame, SimMeter
 from simulators.profiles import FirmwareProfile, load_profiles
 from zigbee_se import DecodedFrame, SEVersion, decode_frame, encode_frame, resolve_cluster
 
-__all__ = ["ALL_DEVICES", "Premise"]
+__all__ = ["ALL_DEVICES", "ScenarioPremise"]
 
 
 @dataclass
-class Premise:
+class ScenarioPremise:
     clock: VirtualClock
     meter: SimMeter
     devices: list[ClientDevice]
@@ -35,7 +35,7 @@ class Premise:
     @classmethod
     def build(cls, profile_ids: list[str], *, seed: int = 1, se_version: str = "1.1",
               enhanced: bool = False, join: bool = True,
-              profiles: dict[str, FirmwareProfile] | None = None) -> Premise:
+              profiles: dict[str, FirmwareProfile] | None = None) -> ScenarioPremise:
         """A meter with one device per profile id, provisioned, joined and settled."""
         profiles = profiles if profiles is not None else load_profiles()
         clock = VirtualClock(seed=seed)
@@ -68,7 +68,7 @@ class Premise:
     def frames(self, eui64: bytes | None = None) -> list[tuple[bytes, float, DecodedFrame]]:
         """Device frames relayed upstream, decoded with zigbee_se."""
         return [(e.eui64, e.time, decode_frame(e.cluster_id, e.frame)) for e in self.events
-                if isinstance(e, DeviceFrame) and (eui64 is None or e.eui64 == eui64)]
+                if isinstance(e, RelayedFrame) and (eui64 is None or e.eui64 == eui64)]
 
     def statuses(self, eui64: bytes | None = None) -> list[tuple[int, int]]:
         """(issuer_event_id, event_status) of every Report Event Status, in order."""

@@ -30,6 +30,7 @@ import zigpy.endpoint
 import zigpy.exceptions
 import zigpy.state
 
+from ams_adapters.pacing import Backoff
 from ams_adapters.radio.application import SEControllerApplication
 from ams_adapters.radio.config import RadioConfig
 from ams_adapters.radio.errors import CoordinatorUnavailable
@@ -175,7 +176,11 @@ class CoordinatorSession(FrameSending, EsiAnswering, Provisioning):
         app = self.app
         with contextlib.suppress(Exception):
             await app.disconnect()
-        delay = self.config.reconnect_min_s
+        # The one backoff formula (ams_adapters.pacing), with jitter so that gateways that lost
+        # their coordinators together do not knock in step.
+        backoff = Backoff(self.config.reconnect_min_s, self.config.reconnect_max_s, floor=0.5)
+        attempt = 0
+        delay = backoff.delay(attempt)
         while not self._closing:
             await asyncio.sleep(delay)
             try:
@@ -187,8 +192,9 @@ class CoordinatorSession(FrameSending, EsiAnswering, Provisioning):
             except Exception as exc:  # any failure means "try again later"
                 with contextlib.suppress(Exception):
                     await app.disconnect()  # release the port lock a half-open start took
+                attempt += 1
+                delay = backoff.delay(attempt)
                 LOGGER.info("coordinator still unreachable (%r), retrying in %.1fs", exc, delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
 
     async def backup(self) -> dict[str, Any]:
         backup = await self.app.backups.create_backup(load_devices=True)

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from ams_adapters.adapter import NotesSink
-from ams_adapters.resilience import Backoff
+from ams_adapters.pacing import Backoff
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import aiomqtt
 
 from ams_adapters.adapter import NotesSink
-from ams_adapters.resilience import Backoff
+from ams_adapters.pacing import Backoff
 from ams_adapters.wire import cim
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
 

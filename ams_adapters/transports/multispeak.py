@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ams_adapters.adapter import NotesSink
 from ams_adapters.wire import multispeak as ms
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, RequestKind, WireError
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, WireError
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class MultiSpeakTransport:
                                   lambda data: [ms.decode_response(data, req.transaction_id)])
         return ack
 
-    async def _post(self, op: str, kind: RequestKind, txids: list[str], encode: Callable[[], bytes],
+    async def _post(self, op: str, kind: HeadEndRequestKind, txids: list[str], encode: Callable[[], bytes],
                     decode: Callable[[bytes], list[Ack]]) -> list[Ack]:
         """One SOAP call carrying the transactions `txids`; every failure becomes an Ack per
         transaction (busy with Retry-After, or an error naming what went wrong)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from construct import (
-    Bytes,
     Enum,
     Float64b,
     GreedyBytes,
@@ -34,9 +33,9 @@ from ams_adapters.wire.common import (
     Ack,
     AckStatus,
     HeadEndRequest,
+    HeadEndRequestKind,
     NoteKind,
     Notification,
-    RequestKind,
     WireError,
 )
 
@@ -58,14 +57,13 @@ Result = Struct(
 )
 Results = Struct("results" / PrefixedArray(Int16ub, Result))
 Confirm = Struct("result_ids" / PrefixedArray(Int16ub, Int32ub))
-FrameType = Enum(Int8ub, SUBMIT=1, ACK=2, POLL=3, RESULTS=4, CONFIRM=5)
+MessageType = Enum(Int8ub, SUBMIT=1, ACK=2, POLL=3, RESULTS=4, CONFIRM=5)
 Frame = Struct(
-    "type" / FrameType,
+    "type" / MessageType,
     "seq" / Int32ub,
     "body" / Switch(this.type, {"SUBMIT": Request, "ACK": AckBody, "POLL": Poll, "RESULTS": Results,
                                 "CONFIRM": Confirm}),
 )
-Header = Bytes(4)
 
 
 def pack(frame_type: str, seq: int, body: dict[str, Any]) -> bytes:
@@ -97,9 +95,9 @@ def request_body(req: HeadEndRequest) -> dict[str, Any]:
 
 def request_from(body: Any) -> HeadEndRequest:
     try:
-        kind = RequestKind(body.kind)
+        kind = HeadEndRequestKind(body.kind)
     except ValueError as exc:
-        raise WireError("kind", body.kind, f"one of {[k.value for k in RequestKind]}") from exc
+        raise WireError("kind", body.kind, f"one of {[k.value for k in HeadEndRequestKind]}") from exc
     return HeadEndRequest(
         transaction_id=body.transaction_id, esi_id=body.esi_id, kind=kind, expires_at=body.expires_at,
         target=body.target, eui64=body.eui64 or None, cluster_id=body.cluster_id, frame=bytes(body.frame),

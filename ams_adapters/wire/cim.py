@@ -25,9 +25,9 @@ from ams_adapters.wire.common import (
     Ack,
     AckStatus,
     HeadEndRequest,
+    HeadEndRequestKind,
     NoteKind,
     Notification,
-    RequestKind,
     WireError,
     camel,
     read_se_command,
@@ -49,10 +49,10 @@ def topics(prefix: str) -> dict[str, str]:
             "reply": f"{prefix}/reply"}
 
 ACTION_OF_KIND = {
-    RequestKind.TEXT: "PanDisplay", RequestKind.CANCEL_TEXT: "PanDisplay",
-    RequestKind.PRICE: "PanPricing",
-    RequestKind.LOAD_CONTROL: "PanDemandResponse", RequestKind.CANCEL_LOAD_CONTROL: "PanDemandResponse",
-    RequestKind.CANCEL_ALL_LOAD_CONTROL: "PanDemandResponse",
+    HeadEndRequestKind.TEXT: "PanDisplay", HeadEndRequestKind.CANCEL_TEXT: "PanDisplay",
+    HeadEndRequestKind.PRICE: "PanPricing",
+    HeadEndRequestKind.LOAD_CONTROL: "PanDemandResponse", HeadEndRequestKind.CANCEL_LOAD_CONTROL: "PanDemandResponse",
+    HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL: "PanDemandResponse",
 }
 ACTIONS = frozenset({*ACTION_OF_KIND.values(), "PanRegistration"})
 VERBS = frozenset({"create", "cancel", "reply", "created"})
@@ -181,10 +181,10 @@ def decode_controls(xml: bytes) -> tuple[Header, list[HeadEndRequest]]:
             raise WireError("EndDeviceControls", etree.QName(edc).localname, "only EndDeviceControl children")
         type_el = edc.find(_C + "EndDeviceControlType")
         try:
-            kind = RequestKind("" if type_el is None else type_el.get("ref", ""))
+            kind = HeadEndRequestKind("" if type_el is None else type_el.get("ref", ""))
         except ValueError as exc:
             raise WireError("EndDeviceControlType/@ref", None if type_el is None else type_el.get("ref"),
-                            f"one of {[k.value for k in RequestKind]}") from exc
+                            f"one of {[k.value for k in HeadEndRequestKind]}") from exc
         want = ACTION_OF_KIND.get(kind, "PanRegistration")
         action = edc.find(_C + want)
         if action is None:

@@ -25,7 +25,11 @@ class WireError(ValueError):
         super().__init__(f"{field}: {value!r} is invalid: {limit}")
 
 
-class RequestKind(enum.StrEnum):
+class HeadEndRequestKind(enum.StrEnum):
+    """What a head-end is asked to do: a HAN message (the gateway's RequestKind, one to one) or a
+    HAN provisioning operation. Named apart from gateway.pipeline.requests.RequestKind, the kind of
+    a third party's request, which has no provisioning kinds."""
+
     TEXT = "text"
     PRICE = "price"
     LOAD_CONTROL = "load_control"
@@ -43,16 +47,16 @@ class RequestKind(enum.StrEnum):
         return self in PROVISIONING_KINDS
 
 
-PROVISIONING_KINDS = frozenset({RequestKind.INITIALIZE_HAN, RequestKind.PROVISION_DEVICE,
-                                RequestKind.DELETE_DEVICE, RequestKind.CLEAR_DEVICES,
-                                RequestKind.DECOMMISSION_HAN})
+PROVISIONING_KINDS = frozenset({HeadEndRequestKind.INITIALIZE_HAN, HeadEndRequestKind.PROVISION_DEVICE,
+                                HeadEndRequestKind.DELETE_DEVICE, HeadEndRequestKind.CLEAR_DEVICES,
+                                HeadEndRequestKind.DECOMMISSION_HAN})
 
 
 @dataclass(frozen=True, slots=True)
 class HeadEndRequest:
     transaction_id: str
     esi_id: str
-    kind: RequestKind
+    kind: HeadEndRequestKind
     expires_at: float
     target: str = "meter"
     """meter | device | capable_devices (contract.TargetKind values)."""

@@ -24,9 +24,9 @@ from ams_adapters.wire.common import (
     Ack,
     AckStatus,
     HeadEndRequest,
+    HeadEndRequestKind,
     NoteKind,
     Notification,
-    RequestKind,
     WireError,
     camel,
     read_se_command,
@@ -38,35 +38,35 @@ _S = f"{{{SOAP_NS}}}"
 _M = f"{{{MS_NS}}}"
 NSMAP = {"soap": SOAP_NS, None: MS_NS}
 
-OPERATION_OF_KIND: dict[RequestKind, str] = {
-    RequestKind.TEXT: "InitiateInHomeDisplayMessage",
-    RequestKind.CANCEL_TEXT: "CancelInHomeDisplayMessage",
-    RequestKind.PRICE: "InitiateHANPricing",
-    RequestKind.LOAD_CONTROL: "InitiateDemandResponseEvent",
-    RequestKind.CANCEL_LOAD_CONTROL: "CancelDemandResponseEvent",
-    RequestKind.CANCEL_ALL_LOAD_CONTROL: "CancelDemandResponseEvent",
-    RequestKind.INITIALIZE_HAN: "InitiateHANCommissioning",
-    RequestKind.PROVISION_DEVICE: "InitiateHANRegistration",
-    RequestKind.DELETE_DEVICE: "CancelHANRegistration",
-    RequestKind.CLEAR_DEVICES: "CancelHANRegistration",
-    RequestKind.DECOMMISSION_HAN: "CancelHANCommissioning",
+OPERATION_OF_KIND: dict[HeadEndRequestKind, str] = {
+    HeadEndRequestKind.TEXT: "InitiateInHomeDisplayMessage",
+    HeadEndRequestKind.CANCEL_TEXT: "CancelInHomeDisplayMessage",
+    HeadEndRequestKind.PRICE: "InitiateHANPricing",
+    HeadEndRequestKind.LOAD_CONTROL: "InitiateDemandResponseEvent",
+    HeadEndRequestKind.CANCEL_LOAD_CONTROL: "CancelDemandResponseEvent",
+    HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL: "CancelDemandResponseEvent",
+    HeadEndRequestKind.INITIALIZE_HAN: "InitiateHANCommissioning",
+    HeadEndRequestKind.PROVISION_DEVICE: "InitiateHANRegistration",
+    HeadEndRequestKind.DELETE_DEVICE: "CancelHANRegistration",
+    HeadEndRequestKind.CLEAR_DEVICES: "CancelHANRegistration",
+    HeadEndRequestKind.DECOMMISSION_HAN: "CancelHANCommissioning",
 }
-ENDPOINT_OF_KIND: dict[RequestKind, str] = {
-    k: ("DR_Server" if k in (RequestKind.LOAD_CONTROL, RequestKind.CANCEL_LOAD_CONTROL,
-                             RequestKind.CANCEL_ALL_LOAD_CONTROL) else "HAN_Server")
-    for k in RequestKind
+ENDPOINT_OF_KIND: dict[HeadEndRequestKind, str] = {
+    k: ("DR_Server" if k in (HeadEndRequestKind.LOAD_CONTROL, HeadEndRequestKind.CANCEL_LOAD_CONTROL,
+                             HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL) else "HAN_Server")
+    for k in HeadEndRequestKind
 }
 OPERATIONS = frozenset(OPERATION_OF_KIND.values())
 # MultiSpeak 4.1's ...ToGroup forms (HAN_Server / DR_Server): one payload for many meters. MultiSpeak
 # addresses a group established beforehand (EstablishHANDeviceGroup); ours names its members
 # inline (hanInterfaceID + transactionID each) under an ad-hoc groupID, so that every member keeps
 # its own transaction and its own notifications ("one or more notifications" per group request).
-GROUP_OPERATION_OF_KIND: dict[RequestKind, str] = {
-    RequestKind.TEXT: "InitiateInHomeDisplayMessageToGroup",
-    RequestKind.CANCEL_TEXT: "CancelInHomeDisplayMessageToGroup",
-    RequestKind.LOAD_CONTROL: "InitiateDemandResponseEventToGroup",
-    RequestKind.CANCEL_LOAD_CONTROL: "CancelDemandResponseEventToGroup",
-    RequestKind.CANCEL_ALL_LOAD_CONTROL: "CancelDemandResponseEventToGroup",
+GROUP_OPERATION_OF_KIND: dict[HeadEndRequestKind, str] = {
+    HeadEndRequestKind.TEXT: "InitiateInHomeDisplayMessageToGroup",
+    HeadEndRequestKind.CANCEL_TEXT: "CancelInHomeDisplayMessageToGroup",
+    HeadEndRequestKind.LOAD_CONTROL: "InitiateDemandResponseEventToGroup",
+    HeadEndRequestKind.CANCEL_LOAD_CONTROL: "CancelDemandResponseEventToGroup",
+    HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL: "CancelDemandResponseEventToGroup",
 }
 GROUP_OPERATIONS = frozenset(GROUP_OPERATION_OF_KIND.values())
 NOTIFICATIONS = frozenset({"IHDMessageStatusNotification", "IHDMessageConfirmedNotification",
@@ -184,9 +184,9 @@ def decode_requests(xml: bytes) -> tuple[list[HeadEndRequest], str, str]:
 def _request_of(op: etree._Element, operation: str, esi_id: str, transaction_id: str) -> HeadEndRequest:
     kind_text = _text(op, "requestKind")
     try:
-        kind = RequestKind(kind_text or "")
+        kind = HeadEndRequestKind(kind_text or "")
     except ValueError as exc:
-        raise WireError("requestKind", kind_text, f"one of {[k.value for k in RequestKind]}") from exc
+        raise WireError("requestKind", kind_text, f"one of {[k.value for k in HeadEndRequestKind]}") from exc
     expected = GROUP_OPERATION_OF_KIND.get(kind) if operation in GROUP_OPERATIONS else OPERATION_OF_KIND[kind]
     if expected != operation:
         raise WireError("requestKind", kind.value, f"a kind carried by {operation}")
@@ -325,7 +325,7 @@ def decode_response(xml: bytes, transaction_id: str) -> Ack:
 # ------------------------------------------------------------------ NOT_Server callbacks
 
 
-def notification_name(note: Notification, kind: RequestKind | None) -> str:
+def notification_name(note: Notification, kind: HeadEndRequestKind | None) -> str:
     if note.kind is NoteKind.REACHABILITY:
         return "MeterEventNotification"
     if note.kind is NoteKind.PROVISIONING or (kind is not None and kind.provisioning):
@@ -336,14 +336,15 @@ def notification_name(note: Notification, kind: RequestKind | None) -> str:
         if note.cluster_id == 0x0701:
             return "DemandResponseEventNotification"
         return "PricingTiersChangedNotification"
-    if kind in (RequestKind.LOAD_CONTROL, RequestKind.CANCEL_LOAD_CONTROL, RequestKind.CANCEL_ALL_LOAD_CONTROL):
+    if kind in (HeadEndRequestKind.LOAD_CONTROL, HeadEndRequestKind.CANCEL_LOAD_CONTROL,
+                HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL):
         return "DemandResponseEventNotification"
-    if kind is RequestKind.PRICE:
+    if kind is HeadEndRequestKind.PRICE:
         return "PricingTiersChangedNotification"
     return "IHDMessageStatusNotification"
 
 
-def encode_notification(note: Notification, kind: RequestKind | None) -> bytes:
+def encode_notification(note: Notification, kind: HeadEndRequestKind | None) -> bytes:
     env, body = _envelope({"AppName": "headend", "MessageID": note.transaction_id})
     el = etree.SubElement(body, _M + notification_name(note, kind))
     _sub(el, "transactionID", note.transaction_id)

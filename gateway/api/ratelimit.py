@@ -2,19 +2,19 @@
 
 Each answer carries the IETF draft's RateLimit-Limit (the burst), RateLimit-Remaining (whole tokens
 left) and RateLimit-Reset (seconds until the bucket is full again); a 429 adds Retry-After.
+
+The bucket is the project's one ``ams_adapters.pacing.TokenBucket``; this module keeps one per
+party and turns its level into those headers. The buckets are in this process's memory: limits
+shared across gateway instances need a shared store (the ``limits`` library's storages would fit
+behind ``take``'s ``Outcome``).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
+from ams_adapters.pacing import TokenBucket
 
 
 @dataclass(frozen=True)
@@ -29,20 +29,12 @@ class TokenBuckets:
     def __init__(self, rate_per_second: float, burst: int) -> None:
         self.rate = rate_per_second
         self.burst = burst
-        self._buckets: dict[int, _Bucket] = {}
+        self._buckets: dict[int, TokenBucket] = {}
 
     def take(self, key: int) -> Outcome:
         """Spend one token of `key`'s bucket, or say how long to wait (≥ 1 s) for one."""
-        now = time.monotonic()
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(float(self.burst), now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-        bucket.updated = now
-        retry_after = None
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-        else:
-            retry_after = max(1, math.ceil((1 - bucket.tokens) / self.rate))
-        reset = math.ceil((self.burst - bucket.tokens) / self.rate) if self.rate > 0 else 0
-        return Outcome(self.burst, int(bucket.tokens), reset, retry_after)
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        retry_after = None if bucket.try_take() else max(1, math.ceil(bucket.wait_time(1)))
+        return Outcome(self.burst, int(bucket.tokens), math.ceil(bucket.until_full()), retry_after)

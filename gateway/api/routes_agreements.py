@@ -18,7 +18,7 @@ from gateway.api.schemas import (
     AuditOut,
     InvitationIn,
     LifecycleOut,
-    Page,
+    PageOut,
     RenewIn,
 )
 from gateway.domain.model import Action, AgreementKind, AgreementState, Role
@@ -53,14 +53,14 @@ async def invite(body: InvitationIn, svc: Svc, who: ThirdParty) -> AgreementOut:
     return AgreementOut.of(await svc.agreements.invite(party, invitation))
 
 
-@router.get("/agreements", response_model=Page[AgreementOut])
+@router.get("/agreements", response_model=PageOut[AgreementOut])
 async def list_agreements(
     *, svc: Svc, who: Who, page: Pages,
     state: Annotated[list[AgreementState] | None, Query()] = None,
     kind: AgreementKind | None = None,
     esi_id: str | None = None,
     party_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="operators only")] = None,
-) -> Page[AgreementOut]:
+) -> PageOut[AgreementOut]:
     """Third parties: their own agreements (ended ones for 45 days). Operators: all."""
     if who.role is Role.FIELD_TECHNICIAN:
         raise Forbidden("agreements are for operators and their third parties", code="forbidden")
@@ -72,7 +72,7 @@ async def list_agreements(
     found = await svc.store.list_agreements(
         party_id=party_id, states=state, kind=kind, esi_id=esi_id, ended_since=ended_since,
         cursor=page.cursor, limit=page.limit)
-    return Page[AgreementOut](items=[AgreementOut.of(a) for a in found.items],
+    return PageOut[AgreementOut](items=[AgreementOut.of(a) for a in found.items],
                               next_cursor=found.next_cursor)
 
 
@@ -108,15 +108,15 @@ async def terminate(agreement_id: DbId, svc: Svc, who: ThirdParty) -> AgreementO
                                                                    await _party(svc, who)))
 
 
-@router.get("/audit", response_model=Page[AuditOut])
+@router.get("/audit", response_model=PageOut[AuditOut])
 async def audit(*, svc: Svc, who: Who, page: Pages, esi_id: str | None = None,
-                action: Action | None = None, allowed: bool | None = None) -> Page[AuditOut]:
+                action: Action | None = None, allowed: bool | None = None) -> PageOut[AuditOut]:
     """Authorization decisions on HAN actions. Third parties and technicians see their own."""
     role, subject = (None, None) if who.role is Role.OPERATOR else (who.role, who.subject_id)
     found = await svc.store.list_audit(principal_role=role, principal_id=subject, esi_id=esi_id,
                                        action=action.value if action else None, allowed=allowed,
                                        cursor=page.cursor, limit=page.limit)
-    return Page[AuditOut](items=[AuditOut.of(e) for e in found.items],
+    return PageOut[AuditOut](items=[AuditOut.of(e) for e in found.items],
                           next_cursor=found.next_cursor)
 
 

@@ -16,7 +16,7 @@ from gateway.api.schemas import (
     CredentialOut,
     IssuedCredential,
     MeOut,
-    Page,
+    PageOut,
     PartyIn,
     PartyOut,
     PartyPatch,
@@ -67,11 +67,11 @@ async def create_party(body: PartyIn, svc: Svc, _: Operator) -> PartyOut:
     return PartyOut.of(party)
 
 
-@router.get("/parties", response_model=Page[PartyOut])
+@router.get("/parties", response_model=PageOut[PartyOut])
 async def list_parties(svc: Svc, _: Operator, page: Pages,
-                       status: PartyStatus | None = None) -> Page[PartyOut]:
+                       status: PartyStatus | None = None) -> PageOut[PartyOut]:
     found = await svc.store.list_parties(status=status, cursor=page.cursor, limit=page.limit)
-    return Page[PartyOut](items=[PartyOut.of(p) for p in found.items],
+    return PageOut[PartyOut](items=[PartyOut.of(p) for p in found.items],
                           next_cursor=found.next_cursor)
 
 
@@ -107,13 +107,13 @@ async def issue_credential(party_id: DbId, body: CredentialIn, svc: Svc,
     return IssuedCredential(credential=CredentialOut.of(cred), token=token)
 
 
-@router.get("/parties/{party_id}/credentials", response_model=Page[CredentialOut])
+@router.get("/parties/{party_id}/credentials", response_model=PageOut[CredentialOut])
 async def list_credentials(*, party_id: DbId, svc: Svc, who: Who, page: Pages,
-                           revoked: bool | None = None) -> Page[CredentialOut]:
+                           revoked: bool | None = None) -> PageOut[CredentialOut]:
     _own_party(who, party_id)
     found = await svc.store.list_credentials(party_id=party_id, revoked=revoked,
                                              cursor=page.cursor, limit=page.limit)
-    return Page[CredentialOut](items=[CredentialOut.of(c) for c in found.items],
+    return PageOut[CredentialOut](items=[CredentialOut.of(c) for c in found.items],
                                next_cursor=found.next_cursor)
 
 

@@ -17,7 +17,7 @@ from gateway.api.schemas import (
     DecisionOut,
     DeviceOut,
     ImportReportOut,
-    Page,
+    PageOut,
     PremiseIn,
     PremiseOut,
 )
@@ -106,16 +106,16 @@ async def import_csv(
     return ImportReportOut(**report.as_dict())
 
 
-@router.get("/premises", response_model=Page[PremiseOut])
+@router.get("/premises", response_model=PageOut[PremiseOut])
 async def list_premises(*, svc: Svc, who: Who, page: Pages, tdsp: Tdsp | None = None,
                         rep: str | None = None,
                         status: Annotated[str | None, Query(pattern=PREMISE_STATUS)] = None,
-                        ) -> Page[PremiseOut]:
+                        ) -> PageOut[PremiseOut]:
     found = await svc.store.list_premises(
         visible_to=who, now=svc.clock.now(), tdsp=tdsp.value if tdsp else None, rep=rep,
         status=status, cursor=page.cursor, limit=page.limit)
     is_operator = who.role is Role.OPERATOR
-    return Page[PremiseOut](items=[PremiseOut.of(p, operator=is_operator) for p in found.items],
+    return PageOut[PremiseOut](items=[PremiseOut.of(p, operator=is_operator) for p in found.items],
                             next_cursor=found.next_cursor)
 
 
@@ -149,13 +149,13 @@ def _own_only(who: Principal) -> int | None:
     return who.party_id if who.role is Role.THIRD_PARTY else None
 
 
-@router.get("/premises/{esi_id}/devices", response_model=Page[DeviceOut])
+@router.get("/premises/{esi_id}/devices", response_model=PageOut[DeviceOut])
 async def list_devices(esi_id: EsiIdPath, svc: Svc, who: Who, page: Pages,
-                       status: DeviceStatus | None = None) -> Page[DeviceOut]:
+                       status: DeviceStatus | None = None) -> PageOut[DeviceOut]:
     # Allowed by the policy (VIEW_DEVICES); a third party sees the devices it provisioned only.
     found = await svc.store.list_devices(esi_id, status=status, cursor=page.cursor, limit=page.limit,
                                          provisioned_by=_own_only(who))
-    return Page[DeviceOut](items=[DeviceOut.of(d) for d in found.items],
+    return PageOut[DeviceOut](items=[DeviceOut.of(d) for d in found.items],
                            next_cursor=found.next_cursor)
 
 

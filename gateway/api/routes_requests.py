@@ -18,7 +18,7 @@ from gateway.api.schemas import (
     DeliveryOut,
     DeviceStateOut,
     HanRequestOut,
-    Page,
+    PageOut,
     RequeuedOut,
     WebhookCreated,
     WebhookIn,
@@ -79,11 +79,11 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: DbId) -> HanRequest
         request=json.loads(row.body))
 
 
-@router.get("/han-requests/{request_id}/deliveries", response_model=Page[DeliveryOut],
+@router.get("/han-requests/{request_id}/deliveries", response_model=PageOut[DeliveryOut],
             summary="Per premise and per device: states with their times (paginated)")
 async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Pages,  # noqa: PLR0917
                          state: Annotated[str | None, Query()] = None,
-                         esi_id: Annotated[str | None, Query()] = None) -> Page[DeliveryOut]:
+                         esi_id: Annotated[str | None, Query()] = None) -> PageOut[DeliveryOut]:
     await _own(svc, who, request_id)
     found = await han_requests.list_deliveries(svc.store.engine, request_id, after=id_cursor(page.cursor),
                                                limit=page.limit, state=state, esi_id=esi_id)
@@ -98,7 +98,7 @@ async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Page
                  for d in item.devices],
         history=[DeviceStateOut(eui64=h.eui64, state=h.state, at=h.at, detail=h.detail)
                  for h in item.history]) for item in found for r in (item.row,)]
-    return Page[DeliveryOut](items=items, next_cursor=str(found[-1].row.id) if len(found) == page.limit else None)
+    return PageOut[DeliveryOut](items=items, next_cursor=str(found[-1].row.id) if len(found) == page.limit else None)
 
 
 @router.post("/webhooks", status_code=201, tags=["webhooks"], response_model=WebhookCreated,
@@ -124,12 +124,12 @@ async def create_webhook(svc: Svc, who: ThirdParty, body: WebhookIn) -> WebhookC
     return WebhookCreated(id=webhook_id, url=str(url), created_at=now, secret=secret)
 
 
-@router.get("/webhooks", tags=["webhooks"], response_model=Page[WebhookOut],
+@router.get("/webhooks", tags=["webhooks"], response_model=PageOut[WebhookOut],
             summary="Your webhooks, oldest first (paginated)")
-async def list_webhooks(svc: Svc, who: ThirdParty, page: Pages) -> Page[WebhookOut]:
+async def list_webhooks(svc: Svc, who: ThirdParty, page: Pages) -> PageOut[WebhookOut]:
     rows = await webhook_store.list_webhooks(svc.store.engine, who.party_id, after=id_cursor(page.cursor),
                                              limit=page.limit)
-    return Page[WebhookOut](items=[WebhookOut(id=r.id, url=r.url, created_at=r.created_at) for r in rows],
+    return PageOut[WebhookOut](items=[WebhookOut(id=r.id, url=r.url, created_at=r.created_at) for r in rows],
                             next_cursor=str(rows[-1].id) if len(rows) == page.limit else None)
 
 
@@ -146,13 +146,13 @@ async def _own_webhook(svc: Svc, who: ThirdParty, webhook_id: int) -> None:
         raise NotFound(f"no webhook {webhook_id} of yours", code="unknown_webhook")
 
 
-@router.get("/webhooks/{webhook_id}/dead-letters", tags=["webhooks"], response_model=Page[DeadLetterOut],
+@router.get("/webhooks/{webhook_id}/dead-letters", tags=["webhooks"], response_model=PageOut[DeadLetterOut],
             summary="Events given up on (attempts or age used up), oldest first (paginated)")
-async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: DbId, page: Pages) -> Page[DeadLetterOut]:
+async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: DbId, page: Pages) -> PageOut[DeadLetterOut]:
     await _own_webhook(svc, who, webhook_id)
     items = await webhook_store.list_dead_letters(svc.store.engine, webhook_id, after=id_cursor(page.cursor),
                                                   limit=page.limit)
-    return Page[DeadLetterOut](
+    return PageOut[DeadLetterOut](
         items=[DeadLetterOut(id=d.id, request_id=d.request_id, event=d.body, created_at=d.created_at,
                              attempts=d.attempts, last_error=d.last_error, dead_at=d.dead_at) for d in items],
         next_cursor=str(items[-1].id) if len(items) == page.limit else None)

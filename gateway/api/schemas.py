@@ -343,9 +343,16 @@ class ReadyOut(BaseModel):
 T = TypeVar("T")
 
 
-class Page(BaseModel, Generic[T]):
+class PageOut(BaseModel, Generic[T]):
+    """One page of a listing as the API answers it (the store's `Page` is what the store read)."""
+
     items: list[T]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
+        # The published OpenAPI names (Page_PartyOut_, ...) stay as they were before the rename.
+        return "Page" + super().model_parametrized_name(params).removeprefix(cls.__name__)
 
 
 class ImportRowErrorOut(BaseModel):

@@ -118,11 +118,11 @@ class TdspRoutes(BaseModel):
         if value is None:
             return None
         assert info.field_name is not None
-        from ams_adapters.profiles import ProfileError, load_profile
+        from ams_adapters.profiles import HeadEndProfileError, load_profile
 
         try:
             profile = load_profile(info.field_name, **value.profile)
-        except ProfileError as exc:
+        except HeadEndProfileError as exc:
             raise ValueError(f"profile.{exc.field}: {exc.value!r} is invalid: {exc.limit}") from None
         transport = value.transport or profile.transport
         if transport == "multispeak" and not value.url.startswith(("http://", "https://")):

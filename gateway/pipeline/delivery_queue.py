@@ -65,7 +65,7 @@ async def allocate_se_id(conn: AsyncConnection, name: str = "se_id") -> int:
 
 
 @dataclass(frozen=True)
-class Target:
+class DeliveryTarget:
     esi_id: str
     se_version: str
     agreement_id: int | None
@@ -126,7 +126,7 @@ async def insert_many(conn: AsyncConnection, table: sa.Table, rows: Sequence[dic
 
 
 async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id: int,
-                            se_id: int | None, command: Command, targets: Sequence[Target],
+                            se_id: int | None, command: Command, targets: Sequence[DeliveryTarget],
                             now: datetime, expires_at: datetime | None = None,
                             shared: bool = True, cancels_request_id: int | None = None) -> None:
     """One delivery row per premise, queued now. With `shared` the rows use the request's command
@@ -138,7 +138,7 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
 
 
 def delivery_rows(*, request_id: int, party_id: int, se_id: int | None, command: Command,
-                  targets: Sequence[Target], now: datetime, expires_at: datetime | None = None,
+                  targets: Sequence[DeliveryTarget], now: datetime, expires_at: datetime | None = None,
                   shared: bool = True, cancels_request_id: int | None = None) -> list[dict[str, Any]]:
     """The delivery rows of `insert_deliveries` (several requests' rows go into one INSERT when
     acceptances are committed as a group)."""

@@ -15,7 +15,6 @@ import contextlib
 import functools
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from ams_adapters.contract import (
     Route,
     SubmitOutcome,
 )
+from ams_adapters.pacing import TokenBucket, backoff_delay
 from gateway.clock import Clock
 from gateway.domain.model import AgreementState
 from gateway.pipeline import delivery_queue, inbound
@@ -75,25 +75,6 @@ DUE_COLUMNS = (
 )
 # Positions in a due row (DUE_COLUMNS, then whether its agreement is in force).
 REQUEST_ID, ESI_ID, FIELDS, IN_FORCE = 1, 3, 9, len(DUE_COLUMNS)
-
-
-class TokenBucket:
-    """Per-route rate limit (items per second)."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = burst
-        self.at = time.monotonic()
-
-    async def take(self, n: int) -> None:
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
-            if self.tokens >= n or self.tokens >= self.burst:
-                self.tokens -= n
-                return
-            await asyncio.sleep((n - self.tokens) / self.rate)
 
 
 class RouteSet:
@@ -449,8 +430,9 @@ class Dispatcher:
                      retry_after: dict[int, float] | None = None) -> None:
         async with self._writes, self.store.engine.begin() as conn:
             for r in rows:
-                delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** r.attempts)
-                delay *= random.uniform(0.5, 1.0)  # jitter: retries of one outage do not stampede
+                # At least half a step, jittered: retries of one outage do not stampede.
+                delay = backoff_delay(r.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds,
+                                      floor=0.5)
                 if retry_after and r.id in retry_after:
                     delay = max(delay, retry_after[r.id])  # the route's own back-pressure hint
                 await conn.execute(han_deliveries.update().where(

@@ -45,7 +45,7 @@ class NewRequest:
     kind: str
     body_json: str
     command: Command
-    targets: list[delivery_queue.Target]
+    targets: list[delivery_queue.DeliveryTarget]
     excluded_json: str
     audit: list[dict[str, Any]]
     now: datetime

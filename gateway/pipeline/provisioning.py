@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from ams_adapters.contract import (
     ProvisioningUpdate,
     SubmitOutcome,
 )
+from ams_adapters.pacing import backoff_delay
 from gateway.clock import Clock
 from gateway.device_keys import DeviceKeyError, LinkKeyCipher
 from gateway.domain.model import DeviceStatus
@@ -198,8 +198,8 @@ class ProvisioningSender:
             eui64=eui64_colons(op.eui64) if op.eui64 else None, link_key=link_key, join_window_s=op.join_window_s)
 
     async def _retry(self, op: Any, now: datetime, reason: str, at_least: float | None = None) -> None:
-        delay = min(self.config.retry_max_seconds, self.config.retry_base_seconds * 2 ** op.attempts)
-        delay *= random.uniform(0.5, 1.0)  # jitter: the retries of one outage do not arrive together
+        # At least half a step, jittered: the retries of one outage do not arrive together.
+        delay = backoff_delay(op.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds, floor=0.5)
         await self.store.retry(op.id, now, max(delay, at_least or 0.0), reason)
 
     # ------------------------------------------------------------------ inbound (dispatcher's loop)

@@ -79,7 +79,7 @@ class Accepted:
 class Screened:
     """A request's named premises after authorization and capability checks."""
 
-    targets: list[delivery_queue.Target]
+    targets: list[delivery_queue.DeliveryTarget]
     excluded: list[dict[str, str]]  # {"esi_id", "reason"}
     audit: list[dict[str, Any]]  # audit_log rows of the authorization decisions
 
@@ -156,7 +156,7 @@ class RequestService:
             if lacking:
                 screened.excluded.append({"esi_id": esi, "reason": lacking})
                 continue
-            screened.targets.append(delivery_queue.Target(esi, version, decision.agreement_id))
+            screened.targets.append(delivery_queue.DeliveryTarget(esi, version, decision.agreement_id))
         return screened
 
     async def _commit_in_group(self, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917
@@ -358,7 +358,7 @@ class RequestService:
                 command=delivery_queue.shared_command(command, original.se_id)))
         await delivery_queue.insert_deliveries(
             conn, request_id=request_id, party_id=party_id, se_id=original.se_id, command=command,
-            targets=[delivery_queue.Target(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
+            targets=[delivery_queue.DeliveryTarget(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
             shared=shared, cancels_request_id=original.id)
 
     async def withdraw(self, request_id: int, deliveries: list[Any], now: datetime) -> int:
@@ -454,7 +454,7 @@ class RequestService:
             stored = json.loads(request_row.command)
             command = Command(stored["cluster_id"], stored["command"], stored["fields"],
                               request_row.starts_at, request_row.ends_at)
-            targets = [delivery_queue.Target(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
+            targets = [delivery_queue.DeliveryTarget(e, versions.get(e) or DEFAULT_SE_VERSION, a) for e, a in page]
             excluded: list[dict[str, str]] = []
             counts = await fanout_sql.device_counts(conn, [t.esi_id for t in targets]) if targets else {}
             kept = []

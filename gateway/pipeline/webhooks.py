@@ -35,7 +35,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import random
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +42,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from ams_adapters.pacing import backoff_delay
 from gateway.clock import Clock
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.webhook_targets import GuardedBackend, parse_url
@@ -184,7 +184,7 @@ class WebhookSender:
             # Set aside: later events of the request are no longer held back by it.
             values = {"last_error": error, "next_attempt_at": None, "dead_at": done}
         else:
-            delay = min(self.config.webhook_retry_max_seconds, 2.0 ** row.attempts) * random.uniform(0.5, 1.0)
+            delay = backoff_delay(row.attempts, 1.0, self.config.webhook_retry_max_seconds, floor=0.5)
             values = {"last_error": error, "next_attempt_at": done + timedelta(seconds=delay)}
         await webhook_store.record_attempt(self.store.engine, row.id, attempts, values)
         # One line per failed attempt (never a traceback: the reason is in `error`).

@@ -1,5 +1,5 @@
 """What every emulated head-end does, whatever its protocol: takes requests for meters of a
-``Field``, carries them out after a modelled latency (retrying an unreachable meter until the
+``SimField``, carries them out after a modelled latency (retrying an unreachable meter until the
 request's expiration time), correlates device answers back to transactions, runs HAN
 provisioning through the meter, and produces notifications, with faults injected on both sides.
 
@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, NoteKind, Notification, RequestKind
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
 from simulators.addressing import eui64_from_str, eui64_str
-from simulators.clock import Clock
+from simulators.clock import TimerClock
 from simulators.errors import SimulatorError
-from simulators.field import Field
+from simulators.field import SimField
 from simulators.headends.faults import Faults
-from simulators.meter import ALL_DEVICES, DeviceFrame, HanEvent, MeterEvent, Reachability
+from simulators.meter import ALL_DEVICES, HanEvent, MeterEvent, Reachability, RelayedFrame
 from zigbee_se import DecodeError, EncodeError, SEVersion, decode_frame, encode_frame
 
 NoteSink = Callable[[Notification], None]
@@ -60,7 +60,7 @@ class EmulatorSettings:
 
 
 class HeadEndCore:
-    def __init__(self, field_: Field, clock: Clock, settings: EmulatorSettings | None = None,
+    def __init__(self, field_: SimField, clock: TimerClock, settings: EmulatorSettings | None = None,
                  faults: Faults | None = None, rng: random.Random | None = None) -> None:
         self.field = field_
         self.clock = clock
@@ -118,7 +118,7 @@ class HeadEndCore:
             self.field.meter(req.esi_id)
         except SimulatorError:
             return f"hanInterfaceID {req.esi_id}: no such meter at this head-end"
-        if req.kind is RequestKind.TEXT:
+        if req.kind is HeadEndRequestKind.TEXT:
             text = str(req.fields.get("message", ""))
             if req.frame:
                 try:
@@ -187,20 +187,20 @@ class HeadEndCore:
         req = txn.request
         now = self.clock.now
         try:
-            if req.kind is RequestKind.INITIALIZE_HAN:
+            if req.kind is HeadEndRequestKind.INITIALIZE_HAN:
                 self.field.initialize_han(req.esi_id)
                 state = "done"
-            elif req.kind is RequestKind.PROVISION_DEVICE:
+            elif req.kind is HeadEndRequestKind.PROVISION_DEVICE:
                 eui = eui64_from_str(req.eui64 or "")
                 window = (req.join_window_s or 86_400) * self.settings.join_window_scale
                 self._prov[(req.esi_id, eui)] = req.transaction_id
                 self.field.provision_device(req.esi_id, eui, link_key=req.link_key, join_window_s=max(1.0, window))
                 self.clock.call_later(window, self._window_lapsed, req.esi_id, eui, req.transaction_id)
                 state = "requested"
-            elif req.kind is RequestKind.DELETE_DEVICE:
+            elif req.kind is HeadEndRequestKind.DELETE_DEVICE:
                 self.field.delete_device(req.esi_id, eui64_from_str(req.eui64 or ""))
                 state = "deleted"
-            elif req.kind is RequestKind.CLEAR_DEVICES:
+            elif req.kind is HeadEndRequestKind.CLEAR_DEVICES:
                 self.field.clear_devices(req.esi_id)
                 state = "done"
             else:
@@ -235,7 +235,7 @@ class HeadEndCore:
                                     state="reachable" if event.reachable else "unreachable"))
         elif isinstance(event, HanEvent):
             self._han_event(event)
-        elif isinstance(event, DeviceFrame):
+        elif isinstance(event, RelayedFrame):
             txid = self._answer_of(event)
             if txid is not None:
                 self._emit(Notification(NoteKind.DEVICE_RESPONSE, txid, event.meter_id, now,
@@ -243,7 +243,7 @@ class HeadEndCore:
             else:
                 self.stats["unsolicited_frames"] += 1
 
-    def _answer_of(self, event: DeviceFrame) -> str | None:
+    def _answer_of(self, event: RelayedFrame) -> str | None:
         name = _ID_FIELD.get(event.cluster_id)
         try:
             decoded = decode_frame(event.cluster_id, event.frame)

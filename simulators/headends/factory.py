@@ -1,4 +1,4 @@
-"""Start an emulated head-end speaking one transport, on a ``Field``, in-process.
+"""Start an emulated head-end speaking one transport, on a ``SimField``, in-process.
 
 The emulator takes its settings as values (``EmulatorSettings``) rather than reading the adapters' TDSP
 profile, so ``simulators`` depends only on ``zigbee_se`` and the wire layer (``ams_adapters.wire``);
@@ -11,8 +11,8 @@ import random
 import ssl
 from typing import Protocol
 
-from simulators.clock import Clock
-from simulators.field import Field
+from simulators.clock import TimerClock
+from simulators.field import SimField
 from simulators.headends.binary_server import BinaryHeadEnd
 from simulators.headends.cim_server import CimHeadEnd
 from simulators.headends.core import EmulatorSettings, HeadEndCore
@@ -32,7 +32,7 @@ class HeadEnd(Protocol):
     async def down_for(self, seconds: float) -> None: ...
 
 
-def make_headend(transport: str, settings: EmulatorSettings, field_: Field, clock: Clock, *,
+def make_headend(transport: str, settings: EmulatorSettings, field_: SimField, clock: TimerClock, *,
                  host: str = "127.0.0.1", port: int = 0, mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883,
                  topic_prefix: str = "hangw", faults: Faults | None = None, seed: int = 7,
                  ssl_context: ssl.SSLContext | None = None,

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from ams_adapters.wire import multispeak as ms
-from ams_adapters.wire.common import Notification, RequestKind, WireError
+from ams_adapters.wire.common import HeadEndRequestKind, Notification, WireError
 from simulators.headends.core import HeadEndCore
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class MultiSpeakHeadEnd:
         self._site: web.TCPSite | None = None
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, str] = {}
-        self._kinds: dict[str, RequestKind] = {}
+        self._kinds: dict[str, HeadEndRequestKind] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
         self.callbacks_failed = 0

@@ -9,12 +9,21 @@ from dataclasses import replace
 import pytest
 
 from ams_adapters.contract import SubmitOutcome, SubmitResult
-from ams_adapters.profiles import ProfileError, load_profile
-from ams_adapters.resilience import Backoff, CircuitBreaker, TokenBucket, Tracked, Tracker
+from ams_adapters.pacing import Backoff, TokenBucket, backoff_delay
+from ams_adapters.profiles import HeadEndProfileError, load_profile
+from ams_adapters.resilience import CircuitBreaker, Tracked, Tracker
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire import cim
 from ams_adapters.wire import multispeak as ms
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, NoteKind, Notification, RequestKind, WireError
+from ams_adapters.wire.common import (
+    Ack,
+    AckStatus,
+    HeadEndRequest,
+    HeadEndRequestKind,
+    NoteKind,
+    Notification,
+    WireError,
+)
 from simulators.errors import SimulatorError
 from simulators.headends.faults import Faults
 
@@ -31,6 +40,16 @@ def test_backoff_is_jittered_and_capped() -> None:
     b = Backoff(0.1, 1.0, random.Random(1))
     delays = [b.delay(n) for n in range(1, 10) for _ in range(20)]
     assert all(0 <= d <= 1.0 for d in delays) and len(set(delays)) > 50
+
+
+def test_backoff_delay_grows_caps_and_keeps_its_floor() -> None:
+    """The one retry formula: min(cap, base·2^n) times a random factor in [floor, 1]."""
+    rng = random.Random(7)
+    for attempt, step in ((0, 1.0), (1, 2.0), (3, 8.0), (10, 60.0), (5000, 60.0)):
+        delays = [backoff_delay(attempt, 1.0, 60.0, floor=0.5, rng=rng) for _ in range(200)]
+        assert all(step / 2 <= d <= step for d in delays), (attempt, min(delays), max(delays))
+        assert max(delays) - min(delays) > step / 4  # jittered, not one value
+    assert backoff_delay(2, 0.1, 1.0) <= 0.4  # full jitter by default: anywhere in [0, step]
 
 
 def test_breaker_opens_probes_once_and_closes() -> None:
@@ -64,6 +83,25 @@ def test_token_bucket_says_how_long_to_wait() -> None:
         TokenBucket(0)
 
 
+def test_token_bucket_takes_only_what_is_there_and_says_when_it_is_full() -> None:
+    c = Clock()
+    tb = TokenBucket(0.5, burst=3, clock=c)
+    assert [tb.try_take() for _ in range(4)] == [True, True, True, False]  # never into debt
+    assert tb.tokens == 0 and tb.until_full() == pytest.approx(6.0)
+    c.t = 2.0
+    assert tb.tokens == pytest.approx(1.0) and tb.try_take() and tb.until_full() == pytest.approx(6.0)
+
+
+async def test_token_bucket_take_waits_for_the_tokens_or_a_full_burst() -> None:
+    tb = TokenBucket(1000.0, burst=10)
+    start = time.monotonic()
+    await tb.take(10)  # there: no wait
+    await tb.take(25)  # more than a burst: waits for a full bucket (~10 ms), then goes into debt
+    assert tb.tokens < 0
+    await tb.take(5)  # pays off the debt first (~20 ms)
+    assert 0.02 <= time.monotonic() - start < 1.0
+
+
 def test_tracker_ends_an_item_once() -> None:
     tr = Tracker(keep_ended_s=10)
     item = tr.add(Tracked("o1", "esi", "tx1", 100.0, SubmitResult("o1", SubmitOutcome.ACCEPTED)))
@@ -76,7 +114,7 @@ def test_tracker_ends_an_item_once() -> None:
     assert tr.get("o1") is None and tr.get("o2") is not None  # ended long ago: forgotten
 
 
-REQ = HeadEndRequest("oncor:o1", "10443720000000001", RequestKind.TEXT, time.time() + 60, "device",
+REQ = HeadEndRequest("oncor:o1", "10443720000000001", HeadEndRequestKind.TEXT, time.time() + 60, "device",
                      "00:0d:6f:00:0a:bc:de:f0", 0x0703, "display_message",
                      {"message_id": 5, "message_control": 0, "start_time": 0, "duration_in_minutes": 1,
                       "message": "<b>&amp; 42</b>"}, b"\x01", "1.1")
@@ -101,12 +139,12 @@ def test_multispeak_round_trip_and_strict_checks() -> None:
     ack = ms.decode_response(ms.encode_response("InitiateHANPricing", Ack("t", AckStatus.REJECTED, "no")), "t")
     assert ack == Ack("t", AckStatus.REJECTED, "no")
     note = Notification(NoteKind.PROVISIONING, "t", "e", 1_800_000_000.0, state="joined", eui64="00:11")
-    assert ms.decode_notification(ms.encode_notification(note, RequestKind.PROVISION_DEVICE)) == note
+    assert ms.decode_notification(ms.encode_notification(note, HeadEndRequestKind.PROVISION_DEVICE)) == note
     assert ms.decode_register(ms.encode_register("http://x/NOT_Server")) == "http://x/NOT_Server"
 
 
 def test_cim_round_trip_partial_results_and_strict_checks() -> None:
-    other = HeadEndRequest("oncor:o2", "10443720000000002", RequestKind.CANCEL_ALL_LOAD_CONTROL, REQ.expires_at,
+    other = HeadEndRequest("oncor:o2", "10443720000000002", HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL, REQ.expires_at,
                            cluster_id=0x0701, command="cancel_all_load_control_events", fields={"cancel_control": 0})
     xml = cim.encode_controls("m1", "p/reply/gw", [REQ, other])
     header, reqs = cim.decode_controls(xml)
@@ -151,12 +189,12 @@ def test_binary_round_trip_and_garbage() -> None:
 def test_profiles_and_faults_refuse_bad_values(tmp_path: object) -> None:
     assert load_profile("oncor").meter.max_text_length == 80
     assert load_profile("tnmp").transport == "binary"
-    with pytest.raises(ProfileError) as info:
+    with pytest.raises(HeadEndProfileError) as info:
         load_profile("oncor", batch_size=0)
     assert info.value.field == "batch_size"
-    with pytest.raises(ProfileError):
+    with pytest.raises(HeadEndProfileError):
         load_profile("nowhere")
-    with pytest.raises(ProfileError):
+    with pytest.raises(HeadEndProfileError):
         load_profile("aep_north").with_transport("carrier-pigeon")
     with pytest.raises(SimulatorError) as err:
         Faults.from_mapping({"error_rate": 1.5})

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ams_adapters.profiles import ProfileError, load_profile
+from ams_adapters.profiles import HeadEndProfileError, load_profile
 from simulators.addressing import eui64_str
 from tests.adapters.gateway_rig import gateway_with_headends
 from tests.gateway.conftest import install_code
@@ -142,6 +142,6 @@ def test_a_profile_names_only_known_operations() -> None:
     assert load_profile("oncor").route_capabilities().provisioning == {
         "initialize_han", "provision_device", "delete_device", "clear_devices", "decommission_han"}
     assert load_profile("oncor", provisioning=[]).route_capabilities().provisioning == frozenset()
-    with pytest.raises(ProfileError) as info:
+    with pytest.raises(HeadEndProfileError) as info:
         load_profile("oncor", provisioning=["provision_device", "reboot_meter"])
     assert info.value.field == "provisioning"

@@ -14,8 +14,8 @@ from simulators.addressing import (
     link_key_from_install_code,
 )
 from simulators.clock import RealClock, VirtualClock
-from simulators.errors import ProfileError, ProvisioningError, SimulatorError
-from simulators.han import DeviceStatus, HanProvisioning, JoinFailure
+from simulators.errors import FirmwareProfileError, ProvisioningError, SimulatorError
+from simulators.han import HanProvisioning, JoinFailure, MeterDeviceStatus
 from simulators.profiles import load_profile, load_profiles
 
 SPEC_CODE = bytes.fromhex("83FED3407A939723A5C639B26916D505C3B5")
@@ -88,16 +88,16 @@ def test_bad_profile_names_field_value_and_limit(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
         base.replace("start_randomization_minutes = 0", "start_randomization_minutes = 61"))
-    with pytest.raises(ProfileError) as err:
+    with pytest.raises(FirmwareProfileError) as err:
         load_profile(bad)
     assert err.value.field == "start_randomization_minutes"
     assert err.value.value == 61
     assert "0..60" in err.value.limit
     bad.write_text(base.replace('drlc_variant = "silabs"', 'drlc_variant = "zboss"'))
-    with pytest.raises(ProfileError, match="drlc_variant='zboss'"):
+    with pytest.raises(FirmwareProfileError, match="drlc_variant='zboss'"):
         load_profile(bad)
     bad.write_text(base + "\nbogus_quirk = 1\n")  # lands in [quirks]
-    with pytest.raises(ProfileError, match=r"quirks\.bogus_quirk"):
+    with pytest.raises(FirmwareProfileError, match=r"quirks\.bogus_quirk"):
         load_profile(bad)
 
 
@@ -145,11 +145,11 @@ def test_han_join_window_key_check_and_enhanced_load_control_limit() -> None:
     assert han.first_contact(_eui(1), now=61) == JoinFailure.JOIN_WINDOW_EXPIRED
     han.provision(_eui(1), link_key=SPEC_KEY, join_window_s=60, now=100)
     assert han.first_contact(_eui(1), now=110) is None
-    assert han.records[_eui(1)].status == DeviceStatus.FIND_PENDING
+    assert han.records[_eui(1)].status == MeterDeviceStatus.FIND_PENDING
     mismatch = han.complete_join(_eui(1), other_key, load_control=False)
     assert mismatch == JoinFailure.LINK_KEY_MISMATCH
     assert han.complete_join(_eui(1), SPEC_KEY, load_control=False) is None
-    assert han.records[_eui(1)].status == DeviceStatus.JOINED
+    assert han.records[_eui(1)].status == MeterDeviceStatus.JOINED
     for i in range(10, 19):
         han.provision(_eui(i), install_code=other, join_window_s=60, now=100)
         assert han.first_contact(_eui(i), now=101) is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from simulators.meter import ALL_DEVICES, METER
-from simulators.scenario import Premise
+from simulators.scenario import ScenarioPremise
 from simulators.se_time import to_utc
 
 
@@ -20,12 +20,12 @@ def lce(iid: int, *, start: float | int = 0, minutes: int = 30, dc: int = 0x0001
             **extra}
 
 
-def res_frames(p: Premise, eui: bytes | None = None) -> list[tuple[float, Any]]:
+def res_frames(p: ScenarioPremise, eui: bytes | None = None) -> list[tuple[float, Any]]:
     return [(t, f) for _, t, f in p.frames(eui) if f.command == "report_event_status"]
 
 
 def test_start_now_event_runs_reports_and_moves_the_set_point() -> None:
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     pct = p.devices[0]
     t0 = p.clock.now()
     assert p.send(ALL_DEVICES, "drlc", "load_control_event",
@@ -48,7 +48,7 @@ def test_start_now_event_runs_reports_and_moves_the_set_point() -> None:
 
 
 def test_scheduled_event_starts_on_time_and_lowers_metered_demand() -> None:
-    p = Premise.build(["silabs-pct", "silabs-ihd"])
+    p = ScenarioPremise.build(["silabs-pct", "silabs-ihd"])
     start = p.clock.now() + 600
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(11, start=start, minutes=60))
     p.clock.advance(599)
@@ -71,7 +71,7 @@ def test_scheduled_event_starts_on_time_and_lowers_metered_demand() -> None:
 
 
 def test_newer_overlapping_event_supersedes_a_scheduled_one_silabs() -> None:
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     now = p.clock.now()
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(1, start=now + 3600, minutes=60))
     p.clock.advance(10)
@@ -86,7 +86,7 @@ def test_newer_overlapping_event_supersedes_a_scheduled_one_silabs() -> None:
 
 
 def test_running_event_superseded_one_second_before_the_new_start_silabs() -> None:
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     now = p.clock.now()
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(1, minutes=120))
     p.clock.advance(60)
@@ -100,7 +100,7 @@ def test_running_event_superseded_one_second_before_the_new_start_silabs() -> No
 
 
 def test_nxp_rejects_an_earlier_overlapping_event_and_ignores_other_groups() -> None:
-    p = Premise.build(["nxp-pct", "silabs-pct"])
+    p = ScenarioPremise.build(["nxp-pct", "silabs-pct"])
     nxp, sl = (d.eui64 for d in p.devices)
     now = p.clock.now()
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(5, start=now + 7200, minutes=60))
@@ -120,7 +120,7 @@ def test_nxp_rejects_an_earlier_overlapping_event_and_ignores_other_groups() -> 
 def test_start_and_duration_randomization_stay_within_the_attributes() -> None:
     delays, lengths = set(), set()
     for seed in range(12):
-        p = Premise.build(["silabs-pool-pump"], seed=seed)  # 1 min start and duration rand
+        p = ScenarioPremise.build(["silabs-pool-pump"], seed=seed)  # 1 min start and duration rand
         start = p.clock.now() + 300
         p.send(ALL_DEVICES, "drlc", "load_control_event",
                lce(3, start=start, minutes=10, dc=0x0008, ctl=0x03))
@@ -140,7 +140,7 @@ def test_start_and_duration_randomization_stay_within_the_attributes() -> None:
 def test_nxp_randomizes_in_whole_minutes() -> None:
     seen = set()
     for seed in range(15):
-        p = Premise.build(["nxp-pct"], seed=seed)  # start randomization 2 min
+        p = ScenarioPremise.build(["nxp-pct"], seed=seed)  # start randomization 2 min
         start = p.clock.now() + 300
         p.send(ALL_DEVICES, "drlc", "load_control_event", lce(4, start=start, ctl=0x01))
         p.clock.advance(1000)
@@ -150,7 +150,7 @@ def test_nxp_randomizes_in_whole_minutes() -> None:
 
 
 def test_opt_out_mid_event_then_back_in() -> None:
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(8, minutes=60))
     p.clock.advance(600)
     pct = p.devices[0]
@@ -165,7 +165,7 @@ def test_opt_out_mid_event_then_back_in() -> None:
 
 
 def test_opt_out_mid_event_to_the_end_is_partially_completed() -> None:
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(8, minutes=30))
     p.clock.advance(60)
     p.devices[0].opt_out(8)
@@ -174,7 +174,7 @@ def test_opt_out_mid_event_to_the_end_is_partially_completed() -> None:
 
 
 def test_opt_out_before_start_per_stack() -> None:
-    p = Premise.build(["silabs-pct", "nxp-pct", "freescale-pct-se10"])
+    p = ScenarioPremise.build(["silabs-pct", "nxp-pct", "freescale-pct-se10"])
     sl, nxp, fsl = (d.eui64 for d in p.devices)
     start = p.clock.now() + 600
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(12, start=start, minutes=10))
@@ -192,7 +192,7 @@ def test_opt_out_before_start_per_stack() -> None:
 
 
 def test_cancel_with_past_effective_time_late_effective_time_and_unknown_event() -> None:
-    p = Premise.build(["silabs-pct", "nxp-pct", "exegin-water-heater"])
+    p = ScenarioPremise.build(["silabs-pct", "nxp-pct", "exegin-water-heater"])
     sl, nxp, exg = (d.eui64 for d in p.devices)
     now = p.clock.now()
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(20, minutes=60, dc=0x0007))
@@ -226,7 +226,7 @@ def test_cancel_with_past_effective_time_late_effective_time_and_unknown_event()
 
 
 def test_event_received_after_it_expired() -> None:
-    p = Premise.build(["silabs-pct", "freescale-pct-se10"])
+    p = ScenarioPremise.build(["silabs-pct", "freescale-pct-se10"])
     sl, fsl = (d.eui64 for d in p.devices)
     now = p.clock.now()
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(30, start=now - 7200, minutes=60))
@@ -244,7 +244,7 @@ def test_event_received_after_it_expired() -> None:
 
 
 def test_late_start_event_ends_at_its_original_end_silabs_but_late_on_nxp() -> None:
-    p = Premise.build(["silabs-pct", "nxp-pct"])
+    p = ScenarioPremise.build(["silabs-pct", "nxp-pct"])
     sl, nxp = (d.eui64 for d in p.devices)
     start = p.clock.now() - 600
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(40, start=start, minutes=20))
@@ -257,7 +257,7 @@ def test_late_start_event_ends_at_its_original_end_silabs_but_late_on_nxp() -> N
 
 
 def test_cancel_all_per_stack() -> None:
-    p = Premise.build(["silabs-pct", "nxp-pct"])
+    p = ScenarioPremise.build(["silabs-pct", "nxp-pct"])
     sl, nxp = (d.eui64 for d in p.devices)
     # No events: SL answers Default Response SUCCESS, NXP RES 0xF8 with issuer event id 0.
     p.send(ALL_DEVICES, "drlc", "cancel_all_load_control_events", {"cancel_control": 0})
@@ -280,7 +280,7 @@ def test_cancel_all_per_stack() -> None:
 
 
 def test_duplicate_event_silent_on_silabs_answered_again_by_exegin() -> None:
-    p = Premise.build(["silabs-pct", "exegin-water-heater"])
+    p = ScenarioPremise.build(["silabs-pct", "exegin-water-heater"])
     sl, exg = (d.eui64 for d in p.devices)
     start = p.clock.now() + 3600
     for _ in range(2):
@@ -291,7 +291,7 @@ def test_duplicate_event_silent_on_silabs_answered_again_by_exegin() -> None:
 
 
 def test_device_class_and_group_filtering_by_the_meter_and_devices() -> None:
-    p = Premise.build(["silabs-pct", "exegin-water-heater", "silabs-pool-pump"], enhanced=True)
+    p = ScenarioPremise.build(["silabs-pct", "exegin-water-heater", "silabs-pool-pump"], enhanced=True)
     pct, wh, pump = (d.eui64 for d in p.devices)
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(70, dc=0x0004, minutes=10))
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(71, dc=0x0008, ueg=7, minutes=10))
@@ -304,7 +304,7 @@ def test_device_class_and_group_filtering_by_the_meter_and_devices() -> None:
 
 
 def test_exegin_report_event_status_has_no_signature_and_not_used_values() -> None:
-    p = Premise.build(["exegin-water-heater"])
+    p = ScenarioPremise.build(["exegin-water-heater"])
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(80, dc=0x0004, duty_cycle=40))
     p.clock.advance(5)
     raw = [e for e in p.events if getattr(e, "cluster_id", None) == 0x0701]
@@ -317,7 +317,7 @@ def test_exegin_report_event_status_has_no_signature_and_not_used_values() -> No
 
 
 def test_refused_mandatory_opt_out_and_event_pulled_after_join() -> None:
-    p = Premise.build(["silabs-pool-pump", "silabs-pct"], join=False)
+    p = ScenarioPremise.build(["silabs-pool-pump", "silabs-pct"], join=False)
     pump, pct = p.devices
     p.meter.join(pump)
     p.clock.advance(60)
@@ -334,7 +334,7 @@ def test_refused_mandatory_opt_out_and_event_pulled_after_join() -> None:
 
 def test_cancel_with_randomization_silabs_including_the_nonzero_effective_time_quirk() -> None:
     for seed in range(4):
-        p = Premise.build(["silabs-pool-pump"], seed=seed)  # 1 min start/duration randomization
+        p = ScenarioPremise.build(["silabs-pool-pump"], seed=seed)  # 1 min start/duration randomization
         p.send(ALL_DEVICES, "drlc", "load_control_event",
                lce(1, minutes=60, dc=0x0008, ctl=0x03))
         p.send(ALL_DEVICES, "drlc", "load_control_event",
@@ -355,7 +355,7 @@ def test_cancel_with_randomization_silabs_including_the_nonzero_effective_time_q
 
 
 def test_running_event_superseded_when_the_new_one_starts_nxp_and_freescale() -> None:
-    p = Premise.build(["nxp-pct", "freescale-pct-se10"])
+    p = ScenarioPremise.build(["nxp-pct", "freescale-pct-se10"])
     nxp, fsl = (d.eui64 for d in p.devices)
     now = p.clock.now()
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(1, minutes=120))
@@ -372,7 +372,7 @@ def test_running_event_superseded_when_the_new_one_starts_nxp_and_freescale() ->
 def test_drlc_client_attributes_readable_through_the_meter() -> None:
     from zigbee_se import Direction, encode_frame
 
-    p = Premise.build(["silabs-pool-pump"])
+    p = ScenarioPremise.build(["silabs-pool-pump"])
     pump = p.devices[0]
     frame = encode_frame("drlc", "read_attributes", {"attribute_ids": [0, 1, 2, 3, 9]}, tsn=44,
                          direction=Direction.SERVER_TO_CLIENT)

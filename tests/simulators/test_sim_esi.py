@@ -14,7 +14,7 @@ from simulators.device import DRLC, MESSAGING, PRICE, TIME
 from simulators.factory import DEVICE_CLASSES
 from simulators.meter import ALL_DEVICES
 from simulators.profiles import load_profiles, profile_from_dict
-from simulators.scenario import Premise
+from simulators.scenario import ScenarioPremise
 from simulators.se_time import from_utc, to_utc
 from zigbee_se import DecodedFrame, decode_frame
 
@@ -27,7 +27,7 @@ def lce(iid: int, *, start: int = 0, minutes: int = 30, dc: int = 0x0001) -> dic
             "duration_in_minutes": minutes, "criticality_level": 3, "event_control": 0}
 
 
-def join_late(p: Premise, profile_id: str) -> Any:
+def join_late(p: ScenarioPremise, profile_id: str) -> Any:
     """A device of `profile_id` that also keeps every frame the ESI sent it (decoded)."""
     base = DEVICE_CLASSES[PROFILES[profile_id].device_type]
 
@@ -54,7 +54,7 @@ def heard(device: Any, command: str) -> list[DecodedFrame]:
 
 def test_superseded_event_is_not_reissued_to_a_device_that_joins_later() -> None:
     """Two identical thermostats must run the same event: 201 replaced 200 before the second joined."""
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     first = p.devices[0]
     start = to_utc(p.clock.now() + 600)
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(200, start=start, minutes=60))
@@ -71,7 +71,7 @@ def test_superseded_event_is_not_reissued_to_a_device_that_joins_later() -> None
 
 
 def test_running_event_superseded_by_a_start_now_one_is_not_reissued() -> None:
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(200, minutes=60))
     p.clock.advance(60)
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(201, minutes=60))
@@ -82,7 +82,7 @@ def test_running_event_superseded_by_a_start_now_one_is_not_reissued() -> None:
 
 def test_start_now_event_reissued_midway_never_outlasts_its_end() -> None:
     """At +90 s of a 5-minute start-now event the re-issued one must end by the real end."""
-    p = Premise.build([])
+    p = ScenarioPremise.build([])
     t0 = p.clock.now()
     p.send(ALL_DEVICES, "drlc", "load_control_event", lce(300, minutes=5))
     p.clock.advance(85)  # the device joins, syncs its time and asks at about +90 s
@@ -100,7 +100,7 @@ def test_start_now_event_reissued_midway_never_outlasts_its_end() -> None:
 
 
 def test_get_block_periods_answers_the_stored_block_period_or_not_found() -> None:
-    p = Premise.build([])
+    p = ScenarioPremise.build([])
     ihd = join_late(p, "silabs-ihd")
     ihd.heard.clear()  # the answers to its own requests after joining
     ihd.send(PRICE, "get_block_periods", {"start_time": 0, "number_of_events": 0})
@@ -133,7 +133,7 @@ def se12_ihd() -> Any:
 def test_get_message_cancellation_returns_the_cancel_all_messages_or_not_found() -> None:
     PROFILES["ihd-12"] = se12_ihd()
     try:
-        p = Premise.build([], se_version="1.2")
+        p = ScenarioPremise.build([], se_version="1.2")
         ihd = join_late(p, "ihd-12")
         ihd.heard.clear()
         ihd.send(MESSAGING, "get_message_cancellation", {"earliest_implementation_time": 0})
@@ -155,7 +155,7 @@ def test_get_message_cancellation_returns_the_cancel_all_messages_or_not_found()
 
 
 def test_time_status_is_master_synchronized_superseding() -> None:
-    p = Premise.build([])
+    p = ScenarioPremise.build([])
     ihd = join_late(p, "silabs-ihd")
     (response,) = [f for f in ihd.heard if f.command == "read_attributes_response" and f.cluster == TIME]
     values = {r["attribute_id"]: r.get("value") for r in response.fields["records"]}
@@ -165,7 +165,7 @@ def test_time_status_is_master_synchronized_superseding() -> None:
 
 
 def test_a_message_to_one_device_is_not_given_to_another() -> None:
-    p = Premise.build(["silabs-ihd"])
+    p = ScenarioPremise.build(["silabs-ihd"])
     first = p.devices[0]
     p.send(first.eui64, "messaging", "display_message", {
         "message_id": 9, "message_control": 0, "start_time": 0, "duration_in_minutes": 60, "message": "yours"})

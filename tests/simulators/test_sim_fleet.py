@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 
 from simulators.clock import VirtualClock
 from simulators.fleet import Fleet
-from simulators.han import DeviceStatus
-from simulators.meter import ALL_DEVICES, DeviceFrame, HanEvent, MeterEvent
+from simulators.han import MeterDeviceStatus
+from simulators.meter import ALL_DEVICES, HanEvent, MeterEvent, RelayedFrame
 from simulators.profiles import FirmwareProfile
 from zigbee_se import decode_frame, encode_frame
 
@@ -41,7 +41,7 @@ def test_fleet_provision_message_price_and_load_control() -> None:
     joined = Counter(e.kind for e in events if isinstance(e, HanEvent))
     assert joined == {"han_initialized": METERS, "provisioned": 2 * METERS,
                       "find_pending": 2 * METERS, "joined": 2 * METERS}
-    assert all(fleet.meter(e).device_status(d.eui64) == DeviceStatus.JOINED
+    assert all(fleet.meter(e).device_status(d.eui64) == MeterDeviceStatus.JOINED
                for e in fleet.esi_ids() for d in fleet.devices(e))
     events.clear()
     dropped_before = {d.eui64: d.dropped for e in fleet.esi_ids() for d in fleet.devices(e)}
@@ -65,7 +65,7 @@ def test_fleet_provision_message_price_and_load_control() -> None:
 
     got: dict[bytes, Counter[tuple[str, int]]] = defaultdict(Counter)
     for e in events:
-        assert isinstance(e, DeviceFrame), e
+        assert isinstance(e, RelayedFrame), e
         f = decode_frame(e.cluster_id, e.frame)
         key = f.fields.get("event_status", f.fields.get("status", 0))
         got[e.eui64][(f.command, key)] += 1

@@ -9,10 +9,10 @@ import pytest
 from simulators.addressing import install_code_with_crc
 from simulators.errors import ProvisioningError
 from simulators.factory import make_device
-from simulators.han import DeviceStatus
-from simulators.meter import ALL_DEVICES, DeviceFrame, HanEvent, Reachability
+from simulators.han import MeterDeviceStatus
+from simulators.meter import ALL_DEVICES, HanEvent, Reachability, RelayedFrame
 from simulators.profiles import load_profiles
-from simulators.scenario import Premise
+from simulators.scenario import ScenarioPremise
 from simulators.se_time import to_utc
 from zigbee_se import encode_frame
 
@@ -33,13 +33,13 @@ def price(iid: int, *, control: int = 0, start: int = 0, minutes: int = 60,
             "duration_in_minutes": minutes, "price": cents, "price_control": control}
 
 
-def answers(p: Premise, eui: bytes, command: str) -> list[tuple[float, Any]]:
+def answers(p: ScenarioPremise, eui: bytes, command: str) -> list[tuple[float, Any]]:
     return [(t, f) for _, t, f in p.frames(eui) if f.command == command]
 
 
 # ------------------------------------------------------------------------------- messaging
 def test_message_shown_for_its_duration_and_confirmed_by_the_resident() -> None:
-    p = Premise.build(["silabs-ihd"])
+    p = ScenarioPremise.build(["silabs-ihd"])
     ihd = p.devices[0]
     p.send(ALL_DEVICES, "messaging", "display_message",
            message(0x1234, "Peak pricing 2-6pm", control=0x80, minutes=2))
@@ -61,7 +61,7 @@ def test_message_shown_for_its_duration_and_confirmed_by_the_resident() -> None:
 
 
 def test_scheduled_until_changed_cancel_and_inter_pan_messages() -> None:
-    p = Premise.build(["silabs-ihd"])
+    p = ScenarioPremise.build(["silabs-ihd"])
     ihd = p.devices[0]
     start = p.clock.now() + 300
     p.send(ALL_DEVICES, "messaging", "display_message",
@@ -82,7 +82,7 @@ def test_scheduled_until_changed_cancel_and_inter_pan_messages() -> None:
 
 
 def test_budget_ihd_truncates_never_confirms_and_drops_a_share_of_frames() -> None:
-    p = Premise.build(["budget-ihd-lossy"])
+    p = ScenarioPremise.build(["budget-ihd-lossy"])
     ihd = p.devices[0]
     text = "Demand response tomorrow 3-7pm: please pre-cool"
     delivered = 0
@@ -101,7 +101,7 @@ def test_budget_ihd_truncates_never_confirms_and_drops_a_share_of_frames() -> No
 
 
 def test_text_limit_cuts_on_a_utf8_boundary() -> None:
-    p = Premise.build(["budget-ihd-lossy"], seed=5)
+    p = ScenarioPremise.build(["budget-ihd-lossy"], seed=5)
     ihd = p.devices[0]
     ihd.clock.rng.seed(12345)  # make sure this one frame is not among the dropped
     text = "Température élevée: réduisez"
@@ -115,7 +115,7 @@ def test_text_limit_cuts_on_a_utf8_boundary() -> None:
 
 
 def test_ihd_asks_get_last_message_and_get_current_price_after_joining() -> None:
-    p = Premise.build(["silabs-ihd"], join=False)
+    p = ScenarioPremise.build(["silabs-ihd"], join=False)
     ihd = p.devices[0]
     p.send(ALL_DEVICES, "messaging", "display_message", message(5, "welcome", minutes=120))
     p.send(ALL_DEVICES, "price", "publish_price", price(9, minutes=120))
@@ -132,7 +132,7 @@ def test_ihd_asks_get_last_message_and_get_current_price_after_joining() -> None
 
 # ------------------------------------------------------------------------------- price
 def test_price_acknowledgement_when_asked_default_response_otherwise() -> None:
-    p = Premise.build(["silabs-ihd", "freescale-pct-se10"])
+    p = ScenarioPremise.build(["silabs-ihd", "freescale-pct-se10"])
     ihd, fsl = p.devices
     p.send(ALL_DEVICES, "price", "publish_price", price(100, control=0x01))
     ack_tsn = p.tsn
@@ -158,7 +158,7 @@ def test_price_acknowledgement_when_asked_default_response_otherwise() -> None:
 
 
 def test_price_table_rules_duplicates_older_and_expired() -> None:
-    p = Premise.build(["silabs-ihd"])
+    p = ScenarioPremise.build(["silabs-ihd"])
     ihd = p.devices[0]
     p.send(ALL_DEVICES, "price", "publish_price", price(200))
     p.send(ALL_DEVICES, "price", "publish_price", price(200))  # duplicate
@@ -180,7 +180,7 @@ def test_price_table_rules_duplicates_older_and_expired() -> None:
 
 # ------------------------------------------------------------------------------- meter
 def test_join_fails_with_a_wrong_install_code_or_an_expired_window() -> None:
-    p = Premise.build([], join=False)
+    p = ScenarioPremise.build([], join=False)
     prof = PROFILES["silabs-pct"]
     good = install_code_with_crc(bytes(range(16)))
     wrong = install_code_with_crc(bytes(range(1, 17)))
@@ -200,11 +200,11 @@ def test_join_fails_with_a_wrong_install_code_or_an_expired_window() -> None:
         (b"\x01" * 8, "join_failed", "link_key_mismatch"),
         (b"\x02" * 8, "join_failed", "join_window_expired"),
     ]
-    assert p.meter.device_status(a.eui64) == DeviceStatus.FAILED
+    assert p.meter.device_status(a.eui64) == MeterDeviceStatus.FAILED
 
 
 def test_device_limits_and_removal() -> None:
-    p = Premise.build(["silabs-ihd"] * 5)
+    p = ScenarioPremise.build(["silabs-ihd"] * 5)
     assert len(p.meter.devices) == 5
     with pytest.raises(ProvisioningError, match="at most 5"):
         p.meter.provision_device(b"\x09" * 8, install_code_with_crc(bytes(16)))
@@ -221,7 +221,7 @@ def test_device_limits_and_removal() -> None:
 
 
 def test_unreachable_meter_loses_frames_and_reports_reachability() -> None:
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     p.meter.unreachable_for(30 * 86400)  # a month dark
     assert p.send(ALL_DEVICES, "drlc", "load_control_event",
                   {"issuer_event_id": 1, "device_class": 1, "start_time": 0,
@@ -241,7 +241,7 @@ def test_unreachable_meter_loses_frames_and_reports_reachability() -> None:
 
 
 def test_esi_answers_get_scheduled_events_with_start_now_remaining_duration() -> None:
-    p = Premise.build(["silabs-pct"], join=False)
+    p = ScenarioPremise.build(["silabs-pct"], join=False)
     p.send(ALL_DEVICES, "drlc", "load_control_event",
            {"issuer_event_id": 3, "device_class": 1, "start_time": 0,
             "duration_in_minutes": 60, "criticality_level": 3})
@@ -258,7 +258,7 @@ def test_esi_answers_get_scheduled_events_with_start_now_remaining_duration() ->
 
 
 def test_drifting_clock_shows_in_event_status_times() -> None:
-    p = Premise.build(["drifting-pct", "silabs-pct"])
+    p = ScenarioPremise.build(["drifting-pct", "silabs-pct"])
     drift, ok = p.devices
     p.clock.advance(86400)  # a day after the time sync: 2,000 ppm = 172.8 s fast
     p.send(ALL_DEVICES, "drlc", "load_control_event",
@@ -271,7 +271,7 @@ def test_drifting_clock_shows_in_event_status_times() -> None:
 
 
 def test_undecodable_and_unknown_frames_from_upstream() -> None:
-    p = Premise.build(["silabs-pct"])
+    p = ScenarioPremise.build(["silabs-pct"])
     assert p.meter.send(ALL_DEVICES, 0x0701, b"\x09\x01") == 1  # forwarded, not understood
     p.clock.advance(2)
     assert p.devices[0].undecodable == 1
@@ -288,7 +288,7 @@ def test_undecodable_and_unknown_frames_from_upstream() -> None:
     frame = encode_frame(0x0703, "display_message", message(1, "hi"), tsn=9)
     p.meter.send(p.devices[0].eui64, 0x0703, frame)  # the PCT has a messaging client
     p.clock.advance(2)
-    ups = [e for e in p.events if isinstance(e, DeviceFrame)]
+    ups = [e for e in p.events if isinstance(e, RelayedFrame)]
     assert len(ups) == 1
     assert not [e for e in p.events if isinstance(e, HanEvent)]
 
@@ -299,7 +299,7 @@ def test_se12_enhanced_confirmation_carries_the_answer() -> None:
     prof = profile_from_dict({
         "id": "ihd-12", "vendor": "v", "model": "m", "firmware_version": "1", "se_version": "1.2",
         "device_type": "ihd", "clusters": ["messaging"], "quirks": {"never_confirm": True}})
-    p = Premise.build(["ihd-12"], profiles={"ihd-12": prof})
+    p = ScenarioPremise.build(["ihd-12"], profiles={"ihd-12": prof})
     ihd = p.devices[0]
     p.send(ALL_DEVICES, "messaging", "display_message",
            message(7, "Accept the offer?", control=0xA0), se_version="1.2")
@@ -312,7 +312,7 @@ def test_se12_enhanced_confirmation_carries_the_answer() -> None:
 
 
 def test_load_control_device_average_load_adjustment_lowers_demand() -> None:
-    p = Premise.build(["silabs-pool-pump"])
+    p = ScenarioPremise.build(["silabs-pool-pump"])
     pump = p.devices[0]
     before = p.meter.demand_w()
     p.send(ALL_DEVICES, "drlc", "load_control_event", {
@@ -347,7 +347,7 @@ def test_a_device_behind_any_uplink_speaks_only_bytes() -> None:
 
 
 def test_publish_block_period_stored_silently_by_silabs_acknowledged_by_nxp() -> None:
-    p = Premise.build(["silabs-ihd", "nxp-pct"])
+    p = ScenarioPremise.build(["silabs-ihd", "nxp-pct"])
     ihd, nxp = p.devices
     p.send(ALL_DEVICES, "price", "publish_block_period", {
         "provider_id": 77, "issuer_event_id": 500, "block_period_start_time": 0,

@@ -7,7 +7,7 @@ import asyncio
 from simulators.addressing import install_code_with_crc
 from simulators.clock import RealClock
 from simulators.factory import make_device
-from simulators.meter import ALL_DEVICES, DeviceFrame, MeterEvent, SimMeter
+from simulators.meter import ALL_DEVICES, MeterEvent, RelayedFrame, SimMeter
 from simulators.profiles import load_profiles
 from zigbee_se import decode_frame, encode_frame
 
@@ -29,7 +29,7 @@ async def test_meter_and_thermostat_under_the_real_clock() -> None:
     assert meter.send(ALL_DEVICES, 0x0701, lce) == 1
     for _ in range(100):
         res = [decode_frame(e.cluster_id, e.frame) for e in events
-               if isinstance(e, DeviceFrame) and e.cluster_id == 0x0701]
+               if isinstance(e, RelayedFrame) and e.cluster_id == 0x0701]
         if len(res) >= 2:
             break
         await asyncio.sleep(0.02)
