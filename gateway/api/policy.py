@@ -26,7 +26,7 @@ from gateway.api.problems import RateLimited, Unauthorized
 from gateway.authz import authorize
 from gateway.domain.model import Action, Role
 from gateway.domain.records import Principal
-from gateway.errors import Forbidden, NotFound
+from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from gateway.store import ownership
 
 
@@ -157,15 +157,33 @@ class PolicyRoute(APIRoute):
         extra["x-policy"] = self.policy.describe()
         kwargs["openapi_extra"] = extra
         super().__init__(path, endpoint, **kwargs)
+        # The query parameters the operation declares (its dependencies' too, e.g. paging):
+        # anything else is refused, so a misspelt filter is an error, not a silently full list.
+        self.query_names = frozenset(_query_names(self.dependant))
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         inner = super().get_route_handler()
         policy, operation = self.policy, self.operation
 
         async def guarded(request: Request) -> Response:
+            query_names = self.query_names  # set once __init__ has built the dependant
+            unknown = sorted(set(request.query_params) - query_names)
+            if unknown and policy.allow != (Rel.PUBLIC,):
+                raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}", errors=[
+                    FieldError(name, "unknown_parameter",
+                               f"not a parameter of {operation}; known: {', '.join(sorted(query_names)) or 'none'}",
+                               request.query_params.get(name)) for name in unknown])
             return await enforce(request, policy, operation, inner)
 
         return guarded
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a FastAPI dependant reads, through its sub-dependencies."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 async def enforce(request: Request, policy: Policy, operation: str,

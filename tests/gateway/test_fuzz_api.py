@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
     use_after_free,
 )
 
-from gateway.domain.model import Role
+from gateway.domain.model import PartyStatus, Role
 from tests.gateway.conftest import ONCOR, ONCOR_2, TNMP, Gateway, running_gateway
 
 # schemathesis' regex strategies draw from `random` inside hypothesis (its concern, not ours).
@@ -71,6 +71,8 @@ class Served:
         who = {"operator": {"role": Role.OPERATOR},
                "third_party": {"role": Role.THIRD_PARTY, "party_id": self.party_id},
                "technician": {"role": Role.FIELD_TECHNICIAN, "technician_id": self.technician_id}}[role]
+        if role == "third_party":  # the operator's fuzzing may have suspended the party (PATCH status)
+            await self.gateway.store.set_party_status(self.party_id, PartyStatus.ACTIVE)
         _cred, token = await self.gateway.store.issue_credential(label="fuzz", now=self.gateway.clock.now(), **who)
         return token
 

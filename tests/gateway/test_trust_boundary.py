@@ -272,3 +272,13 @@ async def test_cancel_all_on_a_premise_answers_as_the_policy_does(gateway: Gatew
         answers[esi] = (r.status_code, r.json()["code"])
     assert answers[ONCOR] == (403, "scope_not_granted")
     assert answers[ONCOR_2] == answers["10443720000009999"] == (404, "unknown_premise")
+
+
+async def test_an_unknown_query_parameter_is_refused_by_name(gateway: Gateway) -> None:
+    """A misspelt filter (`stauts`) must not answer the whole, unfiltered list."""
+    r = await gateway.client.get("/v1/premises?stauts=active", headers=gateway.op)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["errors"]
+    assert error["field"] == "stauts" and error["code"] == "unknown_parameter" and "status" in error["message"]
+    known = await gateway.client.get("/v1/premises?status=active&cursor=&limit=5", headers=gateway.op)
+    assert known.status_code == 200
