@@ -30,7 +30,7 @@ from tests.e2e.test_crash import (
     write_config,
 )
 
-CYCLES = 6
+CYCLES = 4
 
 
 def _committed(db: Path, text: str) -> tuple[int, int] | None:
