@@ -157,8 +157,7 @@ class PolicyRoute(APIRoute):
         extra["x-policy"] = self.policy.describe()
         kwargs["openapi_extra"] = extra
         super().__init__(path, endpoint, **kwargs)
-        # The query parameters the operation declares (its dependencies' too, e.g. paging):
-        # anything else is refused, so a misspelt filter is an error, not a silently full list.
+        # The query parameters the operation declares (its dependencies' too, e.g. paging).
         self.query_names = frozenset(_query_names(self.dependant))
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -166,14 +165,8 @@ class PolicyRoute(APIRoute):
         policy, operation = self.policy, self.operation
 
         async def guarded(request: Request) -> Response:
-            query_names = self.query_names  # set once __init__ has built the dependant
-            unknown = sorted(set(request.query_params) - query_names)
-            if unknown and policy.allow != (Rel.PUBLIC,):
-                raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}", errors=[
-                    FieldError(name, "unknown_parameter",
-                               f"not a parameter of {operation}; known: {', '.join(sorted(query_names)) or 'none'}",
-                               request.query_params.get(name)) for name in unknown])
-            return await enforce(request, policy, operation, inner)
+            # self.query_names is set once __init__ has built the dependant (after this method).
+            return await enforce(request, policy, operation, inner, self.query_names)
 
         return guarded
 
@@ -187,13 +180,14 @@ def _query_names(dependant: Any) -> set[str]:
 
 
 async def enforce(request: Request, policy: Policy, operation: str,
-                  handler: Callable[[Request], Awaitable[Response]]) -> Response:
+                  handler: Callable[[Request], Awaitable[Response]], query_names: frozenset[str]) -> Response:
     if policy.allow in ((Rel.PUBLIC,), (Rel.CUSTOMER_LINK,)):
         return await handler(request)  # the link token is checked by the page itself
     svc = request.app.state.services
     who, token = await _authenticate(request, svc)
     limit_headers = _rate_limit(who, svc)
     await _check(request, svc, policy, who)
+    _refuse_unknown_query(request, operation, query_names)  # after authorization, like any validation
     request.state.principal = who
     key = request.headers.get("idempotency-key")
     if key is not None and request.method == "POST":
@@ -206,6 +200,16 @@ async def enforce(request: Request, policy: Policy, operation: str,
         response = await handler(request)
     response.headers.update(limit_headers)
     return response
+
+
+def _refuse_unknown_query(request: Request, operation: str, query_names: frozenset[str]) -> None:
+    """A misspelt filter is an error, not a silently unfiltered list."""
+    unknown = sorted(set(request.query_params) - query_names)
+    if unknown:
+        known = ", ".join(sorted(query_names)) or "none"
+        raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}", errors=[
+            FieldError(name, "unknown_parameter", f"not a parameter of {operation}; known: {known}",
+                       request.query_params.get(name)) for name in unknown])
 
 
 def _after_commit(request: Request) -> None:

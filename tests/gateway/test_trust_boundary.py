@@ -282,3 +282,5 @@ async def test_an_unknown_query_parameter_is_refused_by_name(gateway: Gateway) -
     assert error["field"] == "stauts" and error["code"] == "unknown_parameter" and "status" in error["message"]
     known = await gateway.client.get("/v1/premises?status=active&cursor=&limit=5", headers=gateway.op)
     assert known.status_code == 200
+    # Authentication still comes first: without a token, 401 whatever the parameters.
+    assert (await gateway.client.get("/v1/premises?stauts=active")).status_code == 401
