@@ -84,7 +84,6 @@ def create_app(
     redact_link_tokens()  # consent links carry single-use tokens; the access log prints paths
     mailer = mailer or make_mailer(config.mail, config.mbox_path)
     metrics = Metrics()
-    holder: dict[str, Store] = {}
     # A malformed device key stops the gateway here; a missing one only refuses provisioning.
     cipher: LinkKeyCipher | None = None
     try:
@@ -101,7 +100,6 @@ def create_app(
         if own:
             config.data_dir.mkdir(parents=True, exist_ok=True)
         the_store = store if store is not None else await open_store(config.storage_url)
-        holder["store"] = the_store
         if cipher is not None:
             # The purpose string derives the key: kept from when the mail queue was called the outbox.
             the_store.mail_sealer = cipher.for_purpose("mail outbox")

@@ -55,6 +55,12 @@ async def principal(
     return found
 
 
+def provisioned_by(who: Principal) -> int | None:
+    """The party whose devices alone a third party sees on a premise; None for operators and
+    technicians, who see all of them (issue 11: devices of another party on a shared premise)."""
+    return who.party_id if who.role is Role.THIRD_PARTY else None
+
+
 async def operator(who: Annotated[Principal, Depends(principal)]) -> Principal:
     if who.role is not Role.OPERATOR:
         raise Forbidden("operators only", code="operator_only")

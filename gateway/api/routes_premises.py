@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 
-from gateway.api.deps import Operator, Pages, Svc, Who
+from gateway.api.deps import Operator, Pages, Svc, Who, provisioned_by
 from gateway.api.links import to
 from gateway.api.params import EsiIdPath
 from gateway.api.policy import PolicyRoute
@@ -24,7 +24,6 @@ from gateway.api.schemas import (
 from gateway.authz import authorize
 from gateway.domain.esi_id import EsiIdError, Tdsp, tdsp_for_esi_id
 from gateway.domain.model import DeviceStatus, Role
-from gateway.domain.records import Principal
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.premise_import import COLUMNS, REQUIRED, HeaderError, import_premises
 
@@ -144,17 +143,12 @@ async def move_out(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response:
     return Response(status_code=204)
 
 
-def _own_only(who: Principal) -> int | None:
-    """The party whose objects alone a third party sees; None for operators and technicians."""
-    return who.party_id if who.role is Role.THIRD_PARTY else None
-
-
 @router.get("/premises/{esi_id}/devices", response_model=PageOut[DeviceOut])
 async def list_devices(esi_id: EsiIdPath, svc: Svc, who: Who, page: Pages,
                        status: DeviceStatus | None = None) -> PageOut[DeviceOut]:
     # Allowed by the policy (VIEW_DEVICES); a third party sees the devices it provisioned only.
     found = await svc.store.list_devices(esi_id, status=status, cursor=page.cursor, limit=page.limit,
-                                         provisioned_by=_own_only(who))
+                                         provisioned_by=provisioned_by(who))
     return PageOut[DeviceOut](items=[DeviceOut.of(d) for d in found.items],
                            next_cursor=found.next_cursor)
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from ams_adapters.contract import ProvisioningKind
-from gateway.api.deps import Svc, Who
+from gateway.api.deps import Svc, Who, provisioned_by
 from gateway.api.links import links, to
 from gateway.api.params import EsiIdPath, Eui64Path
 from gateway.api.policy import PolicyRoute
-from gateway.api.routes_premises import _own_only
 from gateway.api.schemas import (
     PROBLEM_RESPONSES,
     DeviceDetailOut,
@@ -142,7 +141,7 @@ async def delete_device(esi_id: EsiIdPath, eui64: Eui64Path, svc: Svc, who: Who,
     _sender(request).require_route_can(esi_id, ProvisioningKind.DELETE_DEVICE)
     store = _store(svc)
     op_id = await store.request_delete(esi_id, eui64, who.party_id, svc.clock.now(),
-                                       provisioned_by=_own_only(who))
+                                       provisioned_by=provisioned_by(who))
     if op_id is None:
         raise NotFound(f"no device {eui64} at {esi_id}")
     if op_id == 0:
@@ -185,5 +184,5 @@ async def decommission_han(esi_id: EsiIdPath, svc: Svc, who: Who, request: Reque
 @router.get("/premises/{esi_id}/han", response_model=HanHistoryOut)
 async def han_history(esi_id: EsiIdPath, svc: Svc, who: Who) -> HanHistoryOut:
     """The premise's latest provisioning operations (newest first) and HAN-wide events."""
-    ops, events = await _store(svc).premise_history(esi_id, provisioned_by=_own_only(who))
+    ops, events = await _store(svc).premise_history(esi_id, provisioned_by=provisioned_by(who))
     return HanHistoryOut(operations=[_operation(o) for o in ops], events=[_event(e) for e in events])

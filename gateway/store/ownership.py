@@ -42,8 +42,6 @@ _TABLES: Final = {
     "webhook": (webhooks, webhooks.c.party_id),
 }
 
-RESOURCES: Final = frozenset(_TABLES)
-
 
 def parse_row_id(raw: str) -> int | None:
     """A path's id as an int if it can name a row (1 … 2^31-1, plain decimal), else None."""
