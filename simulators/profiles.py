@@ -16,7 +16,8 @@ from simulators.errors import FirmwareProfileError
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "devices"
 
 DEVICE_TYPES = ("ihd", "pct", "load_control")
-DRLC_VARIANTS = ("silabs", "nxp", "exegin", "freescale")
+# "spec" follows the SE rules; the others are real stacks (simulators/drlc_client.py DrlcRules).
+DRLC_VARIANTS = ("spec", "silabs", "nxp", "exegin", "freescale")
 SE_VERSIONS = ("1.0", "1.1", "1.2")
 CLIENT_CLUSTERS = ("price", "drlc", "messaging", "metering", "time")
 TEXT_OVERFLOW = ("truncate", "reject")
@@ -53,7 +54,7 @@ class FirmwareProfile:
     utility_enrollment_group: int = 0
     start_randomization_minutes: int = 0
     duration_randomization_minutes: int = 0
-    drlc_variant: str = "silabs"
+    drlc_variant: str = "spec"
     answer_delay_s: float = 0.1
     join_delay_s: float = 1.0
     event_table_size: int = 3
@@ -95,7 +96,7 @@ def profile_from_dict(data: dict[str, Any], path: str = "<dict>") -> FirmwarePro
     for c in clusters:
         if c not in CLIENT_CLUSTERS:
             raise FirmwareProfileError(path, "clusters", c, f"each one of {CLIENT_CLUSTERS}")
-    variant = data.get("drlc_variant", "silabs")
+    variant = data.get("drlc_variant", "spec")
     if variant not in DRLC_VARIANTS:
         raise FirmwareProfileError(path, "drlc_variant", variant, f"one of {DRLC_VARIANTS}")
     ints = {
