@@ -1,16 +1,18 @@
 """The DRLC client (SE 0x0701) event table and its rules, on plain values.
 
-Shared by the thermostat and the load control device. It follows Silicon Labs by default and the
-NXP, Exegin and Freescale variants as ``SE_BEHAVIOUR.md`` §1 records them; the variant comes from
-the device's firmware profile. Frames are decoded/encoded by the device; this module only sees field
-dicts and emits Report Event Status field dicts through its host.
+Shared by the thermostat and the load control device. It follows the SE rules by default
+("spec") and the Silicon Labs, NXP, Exegin and Freescale variants as ``SE_BEHAVIOUR.md`` §1
+records them (``simulators/drlc_rules.py``); the variant comes from the device's firmware
+profile. Frames are decoded/encoded by the device; this module only sees field dicts and emits
+Report Event Status field dicts through its host.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from simulators.attribute_writes import WritableAttribute
+from simulators.drlc_rules import ISSUER_ID, LATER_START, DrlcRules
 from simulators.se_time import UTC_INVALID, from_utc, to_utc
 from zigbee_se import EventStatus
 
@@ -19,109 +21,21 @@ NOT_USED_OFFSET = 0xFF
 NOT_USED_LOAD = -128
 NOT_USED_DUTY = 0xFF
 
+# The DRLC client attributes, all read/write (SE 1.x cluster text as zsmartsystems'
+# 0701_DemandResponseAndLoadControl.xml quotes it; SE_FRAMES.md §3.7). DeviceClassValue keeps
+# its uint16 type "for backwards compatibility" but "should be treated as if it were a 16-bit
+# BitMap": both types are accepted, and its bits 12-15 are reserved (no such device classes).
+UEG, START_RAND, DURATION_RAND, DEVICE_CLASS = 0x0000, 0x0001, 0x0002, 0x0003
+UINT8, UINT16, MAP16 = 0x20, 0x21, 0x19
+ATTRIBUTES: dict[int, WritableAttribute] = {
+    UEG: WritableAttribute("utility_enrollment_group", (UINT8,), 0x00, 0xFF),
+    START_RAND: WritableAttribute("start_randomization_minutes", (UINT8,), 0x00, 0x3C),
+    DURATION_RAND: WritableAttribute("duration_randomization_minutes", (UINT8,), 0x00, 0x3C),
+    DEVICE_CLASS: WritableAttribute("device_class_value", (UINT16, MAP16), 0x0000, 0x0FFF),
+}
+
 SCHEDULED, ACTIVE, DONE = 0, 1, 2
 TICK = 1.0  # Silicon Labs' DRLC table runs on a 1 s tick; "next tick" actions happen after it
-
-
-# Who wins when a new load-control event overlaps a stored one (SE_BEHAVIOUR.md §1.5):
-ISSUER_ID = "issuer_id"  # the SE rule: the higher Issuer Event ID is the newer event and wins
-NEWEST_RECEIVED = "newest_received"  # SL, FSL: whatever arrives last wins, ids not compared
-LATER_START = "later_start"  # NXP: the later start wins, equal starts the higher id
-OVERLAP_WINNERS = (ISSUER_ID, NEWEST_RECEIVED, LATER_START)
-
-
-@dataclass(frozen=True, slots=True)
-class DrlcRules:
-    """Where the stacks disagree (SE_BEHAVIOUR.md §1), one flag per disagreement.
-
-    ``spec`` (the default variant) follows the SE rule where one is known and Silicon Labs (the
-    most widely certified stack) elsewhere. The others model real stacks and keep their known
-    deviations, each from the source named here and in docs/simulators.md:
-
-    - overlap winner. The SE rule: the Issuer Event ID is "a unique number managed by upstream
-      systems or a UTC based time stamp ... identifying when the Load Control Event was issued"
-      (SE 1.x DRLC cluster text, as zsmartsystems 0701_DemandResponseAndLoadControl.xml quotes
-      it); later SE clusters say so outright ("allows devices to determine which information is
-      newer", e.g. the Price/Calendar Issuer Event ID text ZBOSS's headers quote). So an event
-      older than an overlapping one the device holds never replaces it: RES 0xFE, as our price
-      client refuses an older price (SL price-client.c: "Prices with the newer issuer event ids
-      takes priority over all nested and overlapping prices"), as NXP refuses the losing event,
-      and as panweave drlc.rs (low trust, cites SE Annex E) does. The Annex text itself could not
-      be read (SE_BEHAVIOUR.md §8). Known deviations:
-      ``silabs``: newest received wins, no id comparison (gecko_sdk load-control-event-table.c
-      sli_zigbee_af_schedule_load_control_event, overlapFound); ``freescale``: same (BeeStack
-      ZclSEDRLC.c ZCL_ScheduleEvents); ``nxp``: later start wins, equal starts the higher id, the
-      losing new event RES 0xFE (mcuxsdk DRLCTableManagerNoMutex.c bGetEarliestStartTime,
-      eSE_DRLCOverlapAddEventToScheduler). ``exegin``'s overlap code is not public: it keeps
-      SL's (its other flags come from the Exegin ZSDK sources, SE_BEHAVIOUR.md "EXG").
-    """
-
-    name: str
-    ueg0_matches_all: bool  # device UEG 0 = member of every group (SL) or of group 0 only (NXP/FSL)
-    mask_class_bits: bool  # event class masked to the device's bits; partial overlap strips bits
-    overlap_winner: str  # one of OVERLAP_WINNERS (above)
-    supersede_running_at_new_start: bool  # 0x07 for a running event when the new one starts
-    duplicate_res: bool  # EXG: a duplicate LCE gets RES 0x01 again
-    res_opt_before_start: bool  # SL: 0x04/0x05 sent at once for a scheduled event (precedence bug)
-    opt_out_start_status: int  # status at start after an early opt-out (0x04; FSL 0x0A)
-    expired_when_end_equals_now: bool  # FSL: end <= now is expired
-    strict_field_ranges: bool  # FSL: out-of-range fields -> 0xFE
-    late_start_keeps_duration: bool  # NXP: a late-start event runs its full duration from now
-    randomize_in_minutes: bool  # NXP/FSL draw whole minutes in [0, max]; SL seconds in [0, max)
-    cancel_late_status: int  # effective time after the end: 0xF9 (SL/FSL) or 0xF8 (NXP)
-    cancel_unknown_status: int  # 0xFD, EXG 0xFE
-    cancel_nonzero_effective_refused: bool  # EXG: Default Response UNSUPPORTED_ATTRIBUTE
-    cancel_all_empty_res: bool  # NXP: RES 0xF8 id 0; others Default Response SUCCESS
-    cancel_on_tick: bool  # SL: cancels and supersedes take effect on the next 1 s tick
-    fsl_cancel_ueg_mismatch_res: bool  # FSL: UEG mismatch on cancel -> RES 0xF8
-    signature: str  # "dummy" (type 0 + 42 x 0xFF), "none" (EXG, 18 bytes), "ecdsa" (FSL type 1)
-    report_applied: str  # "event" (SL echoes event), "applied" (NXP), "not_used" (EXG)
-
-
-_SILABS = DrlcRules(
-    name="silabs", ueg0_matches_all=True, mask_class_bits=False, overlap_winner=NEWEST_RECEIVED,
-    supersede_running_at_new_start=False, duplicate_res=False, res_opt_before_start=True,
-    opt_out_start_status=EventStatus.OPTED_OUT, expired_when_end_equals_now=False,
-    strict_field_ranges=False, late_start_keeps_duration=False, randomize_in_minutes=False,
-    cancel_late_status=EventStatus.REJECTED_INVALID_EFFECTIVE_TIME,
-    cancel_unknown_status=EventStatus.REJECTED_UNDEFINED_EVENT,
-    cancel_nonzero_effective_refused=False, cancel_all_empty_res=False, cancel_on_tick=True,
-    fsl_cancel_ueg_mismatch_res=False, signature="dummy", report_applied="event",
-)
-
-RULES: dict[str, DrlcRules] = {
-    # SL's timing and table, without its known deviations: the issuer-id overlap rule, and no
-    # RES for an opt-out before the start ("SE 1.0 and 1.1 dictate that if the event has not yet
-    # started, and the user opts-out then don't send a status message": SL's own comment, Bug
-    # 13546, above the code that sends one anyway).
-    "spec": replace(_SILABS, name="spec", overlap_winner=ISSUER_ID, res_opt_before_start=False),
-    "silabs": _SILABS,
-    "nxp": DrlcRules(
-        name="nxp", ueg0_matches_all=False, mask_class_bits=True, overlap_winner=LATER_START,
-        supersede_running_at_new_start=True, duplicate_res=False, res_opt_before_start=False,
-        opt_out_start_status=EventStatus.OPTED_OUT, expired_when_end_equals_now=False,
-        strict_field_ranges=False, late_start_keeps_duration=True, randomize_in_minutes=True,
-        cancel_late_status=EventStatus.REJECTED_INVALID_CANCEL,
-        cancel_unknown_status=EventStatus.REJECTED_UNDEFINED_EVENT,
-        cancel_nonzero_effective_refused=False, cancel_all_empty_res=True, cancel_on_tick=False,
-        fsl_cancel_ueg_mismatch_res=False, signature="dummy", report_applied="applied",
-    ),
-    "exegin": replace(
-        _SILABS, name="exegin", duplicate_res=True, res_opt_before_start=False,
-        cancel_unknown_status=EventStatus.REJECTED, cancel_nonzero_effective_refused=True,
-        signature="none", report_applied="not_used",
-    ),
-    "freescale": DrlcRules(
-        name="freescale", ueg0_matches_all=False, mask_class_bits=True,
-        overlap_winner=NEWEST_RECEIVED, supersede_running_at_new_start=True, duplicate_res=False,
-        res_opt_before_start=False, opt_out_start_status=EventStatus.COMPLETED_NO_PARTICIPATION,
-        expired_when_end_equals_now=True, strict_field_ranges=True, late_start_keeps_duration=False,
-        randomize_in_minutes=True, cancel_late_status=EventStatus.REJECTED_INVALID_EFFECTIVE_TIME,
-        cancel_unknown_status=EventStatus.REJECTED_UNDEFINED_EVENT,
-        cancel_nonzero_effective_refused=False, cancel_all_empty_res=False, cancel_on_tick=False,
-        fsl_cancel_ueg_mismatch_res=True, signature="ecdsa", report_applied="event",
-    ),
-}
 
 
 class DrlcHost(Protocol):
@@ -217,6 +131,26 @@ class DrlcClient:
         self.table_size = table_size
         self.events: list[LoadControlEvent] = []
         self.refuse_mandatory = refuse_mandatory  # opt-out of criticality >= 7 refused
+
+    # ----------------------------------------------------------------- attributes
+    def attribute_values(self) -> dict[int, int]:
+        return {UEG: self.ueg, START_RAND: self.start_randomization_minutes,
+                DURATION_RAND: self.duration_randomization_minutes, DEVICE_CLASS: self.device_class}
+
+    def set_attribute(self, attribute_id: int, value: int) -> None:
+        """A written attribute takes effect at once: the UEG and device class for the next event
+        or cancel filtered, the randomization for the next event drawn (stored events keep
+        theirs, as a device that drew them at receipt does)."""
+        if attribute_id == UEG:
+            self.ueg = value
+        elif attribute_id == START_RAND:
+            self.start_randomization_minutes = value
+        elif attribute_id == DURATION_RAND:
+            self.duration_randomization_minutes = value
+        elif attribute_id == DEVICE_CLASS:
+            self.device_class = value
+        else:
+            raise KeyError(f"DRLC client attribute 0x{attribute_id:04x} is not writable here")
 
     # ----------------------------------------------------------------- filters and helpers
     def matches(self, device_class: int, ueg: int) -> bool:
