@@ -9,13 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulators.attribute_writes import response_records, write_records
 from simulators.clock import TimerClock
-from simulators.device import DRLC, MESSAGING, PRICE, UNSUPPORTED_ATTRIBUTE, SimDevice
-from simulators.drlc_client import RULES, DrlcClient, LoadControlEvent
+from simulators.device import (
+    DRLC,
+    MESSAGING,
+    PRICE,
+    UNSUPPORTED_ATTRIBUTE,
+    UNSUPPORTED_CLUSTER,
+    SimDevice,
+)
+from simulators.drlc_client import ATTRIBUTES as DRLC_ATTRIBUTES
+from simulators.drlc_client import DrlcClient, LoadControlEvent
+from simulators.drlc_rules import RULES
 from simulators.messaging_client import MessagingClient
 from simulators.price_client import PriceClient
 from simulators.profiles import FirmwareProfile
 from zigbee_se import DecodedFrame, Direction, encode_frame
+
+WRITES = ("write_attributes", "write_attributes_undivided", "write_attributes_no_response")
 
 
 class ClientDevice(SimDevice):
@@ -65,8 +77,13 @@ class ClientDevice(SimDevice):
             self.drlc.on_cancel(frame.fields, frame.tsn)
         elif cmd == "cancel_all_load_control_events":
             self.drlc.on_cancel_all(frame.fields, frame.tsn, frame.disable_default_response)
+        elif cmd in ("read_attributes", *WRITES) and frame.direction != Direction.SERVER_TO_CLIENT:
+            # Client->server addresses the DRLC *server*'s attributes: this device has none.
+            self._error(DRLC, frame, UNSUPPORTED_CLUSTER)
         elif cmd == "read_attributes":
             self._read_drlc_attributes(frame)
+        elif cmd in WRITES:
+            self._write_drlc_attributes(frame)
         else:
             return False
         return True
@@ -74,15 +91,27 @@ class ClientDevice(SimDevice):
     def _read_drlc_attributes(self, frame: DecodedFrame) -> None:
         """The DRLC client attributes (SE_FRAMES.md §3.7), e.g. read by an ESI or a gateway."""
         assert self.drlc is not None
-        values = {0x0000: self.drlc.ueg, 0x0001: self.drlc.start_randomization_minutes,
-                  0x0002: self.drlc.duration_randomization_minutes,
-                  0x0003: self.drlc.device_class}
+        values = self.drlc.attribute_values()
         records: list[dict[str, Any]] = [
             {"attribute_id": a, "status": 0, "value": values[a]} if a in values
             else {"attribute_id": a, "status": UNSUPPORTED_ATTRIBUTE}
             for a in frame.fields["attribute_ids"]]
         self.send(DRLC, "read_attributes_response", {"records": records}, tsn=frame.tsn,
                   disable_default_response=True, direction=Direction.CLIENT_TO_SERVER)
+
+    def _write_drlc_attributes(self, frame: DecodedFrame) -> None:
+        """Write Attributes (0x02), Undivided (0x03) or No Response (0x05) to the DRLC client
+        attributes (simulators/attribute_writes.py); a written UEG, device class or randomization
+        changes what the device does with the next event."""
+        assert self.drlc is not None
+        failures = write_records(
+            frame.fields["records"], DRLC_ATTRIBUTES, self.profile.quirks.read_only_attributes,
+            self.drlc.set_attribute, undivided=frame.command == "write_attributes_undivided")
+        if frame.command == "write_attributes_no_response":
+            return
+        self.send(DRLC, "write_attributes_response", {"records": response_records(failures)},
+                  tsn=frame.tsn, disable_default_response=True,
+                  direction=Direction.CLIENT_TO_SERVER)
 
     # ------------------------------------------------------------------ DrlcHost
     def send_res(self, fields: dict[str, Any], tsn: int | None) -> None:

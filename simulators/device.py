@@ -19,16 +19,19 @@ from simulators.frame_cache import decode_shared
 from simulators.profiles import FirmwareProfile
 from simulators.se_time import from_utc, to_utc
 from zigbee_se import (
+    ALL_COMMANDS,
     ClusterId,
     DecodedFrame,
     DecodeError,
     Direction,
+    FrameType,
     NibblePair,
     SEVersion,
     command_definitions,
     decode_header,
     encode_frame,
 )
+from zigbee_se.foundation import GLOBAL_BY_ID
 
 TIME = int(ClusterId.TIME)
 PRICE = int(ClusterId.PRICE)
@@ -43,6 +46,7 @@ SUCCESS = 0x00
 FAILURE = 0x01
 MALFORMED_COMMAND = 0x80
 UNSUP_CLUSTER_COMMAND = 0x81
+UNSUP_GENERAL_COMMAND = 0x82
 INVALID_FIELD = 0x85
 UNSUPPORTED_ATTRIBUTE = 0x86
 INVALID_VALUE = 0x87
@@ -69,6 +73,12 @@ def _v10_field_names(cluster_id: int, command: str) -> frozenset[str]:
             else:
                 names.add(item.name)
     return frozenset(names)
+
+
+@functools.cache
+def _cluster_command_ids(cluster_id: int, direction: Direction) -> frozenset[int]:
+    return frozenset(c.command_id for c in ALL_COMMANDS
+                     if c.cluster == cluster_id and c.direction == direction)
 
 
 class SimDevice:
@@ -245,9 +255,15 @@ class SimDevice:
             self._time_response(frame)
             return
         if not self.handle(cluster_id, frame):
-            known = CLUSTER_NAMES.get(cluster_id) in self.profile.clusters
-            status = UNSUP_CLUSTER_COMMAND if known else UNSUPPORTED_CLUSTER
-            self._error(cluster_id, frame, status)
+            self._error(cluster_id, frame, self._unsupported(cluster_id, frame.frame_type))
+
+    def _unsupported(self, cluster_id: int, frame_type: int) -> int:
+        """ZCL: an unsupported profile-wide command is UNSUP_GENERAL_COMMAND (0x82), an
+        unsupported cluster command UNSUP_CLUSTER_COMMAND (0x81), on a cluster this device does
+        not run UNSUPPORTED_CLUSTER."""
+        if CLUSTER_NAMES.get(cluster_id) not in self.profile.clusters:
+            return UNSUPPORTED_CLUSTER
+        return UNSUP_GENERAL_COMMAND if frame_type == FrameType.GLOBAL else UNSUP_CLUSTER_COMMAND
 
     def _malformed(self, cluster_id: int, zcl_frame: bytes) -> None:
         """A frame whose header reads but whose payload does not (e.g. an LCE shorter than 23
@@ -255,6 +271,13 @@ class SimDevice:
         try:
             header = decode_header(zcl_frame)
         except DecodeError:
+            return
+        if header.command_id not in (GLOBAL_BY_ID if header.frame_type == FrameType.GLOBAL
+                                     else _cluster_command_ids(cluster_id, header.direction)):
+            # A command the codec does not know (Configure Reporting, Discover, an unknown
+            # cluster command): one this device does not support, not a malformed one.
+            self.send_default_response(cluster_id, header.command_id,
+                                       self._unsupported(cluster_id, header.frame_type), header.tsn)
             return
         if header.direction == Direction.SERVER_TO_CLIENT and header.command_id != 0x0B:
             self.send_default_response(cluster_id, header.command_id, MALFORMED_COMMAND,

@@ -1,16 +1,18 @@
 """The DRLC client (SE 0x0701) event table and its rules, on plain values.
 
-Shared by the thermostat and the load control device. It follows Silicon Labs by default and the
-NXP, Exegin and Freescale variants as ``SE_BEHAVIOUR.md`` §1 records them; the variant comes from
-the device's firmware profile. Frames are decoded/encoded by the device; this module only sees field
-dicts and emits Report Event Status field dicts through its host.
+Shared by the thermostat and the load control device. It follows the SE rules by default
+("spec") and the Silicon Labs, NXP, Exegin and Freescale variants as ``SE_BEHAVIOUR.md`` §1
+records them (``simulators/drlc_rules.py``); the variant comes from the device's firmware
+profile. Frames are decoded/encoded by the device; this module only sees field dicts and emits
+Report Event Status field dicts through its host.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from simulators.attribute_writes import WritableAttribute
+from simulators.drlc_rules import ISSUER_ID, LATER_START, DrlcRules
 from simulators.se_time import UTC_INVALID, from_utc, to_utc
 from zigbee_se import EventStatus
 
@@ -19,58 +21,21 @@ NOT_USED_OFFSET = 0xFF
 NOT_USED_LOAD = -128
 NOT_USED_DUTY = 0xFF
 
+# The DRLC client attributes, all read/write (SE 1.x cluster text as zsmartsystems'
+# 0701_DemandResponseAndLoadControl.xml quotes it; SE_FRAMES.md §3.7). DeviceClassValue keeps
+# its uint16 type "for backwards compatibility" but "should be treated as if it were a 16-bit
+# BitMap": both types are accepted, and its bits 12-15 are reserved (no such device classes).
+UEG, START_RAND, DURATION_RAND, DEVICE_CLASS = 0x0000, 0x0001, 0x0002, 0x0003
+UINT8, UINT16, MAP16 = 0x20, 0x21, 0x19
+ATTRIBUTES: dict[int, WritableAttribute] = {
+    UEG: WritableAttribute("utility_enrollment_group", (UINT8,), 0x00, 0xFF),
+    START_RAND: WritableAttribute("start_randomization_minutes", (UINT8,), 0x00, 0x3C),
+    DURATION_RAND: WritableAttribute("duration_randomization_minutes", (UINT8,), 0x00, 0x3C),
+    DEVICE_CLASS: WritableAttribute("device_class_value", (UINT16, MAP16), 0x0000, 0x0FFF),
+}
+
 SCHEDULED, ACTIVE, DONE = 0, 1, 2
 TICK = 1.0  # Silicon Labs' DRLC table runs on a 1 s tick; "next tick" actions happen after it
-
-
-@dataclass(frozen=True, slots=True)
-class DrlcRules:
-    """Where the stacks disagree (SE_BEHAVIOUR.md §1), one flag per disagreement."""
-
-    name: str
-    ueg0_matches_all: bool  # device UEG 0 = member of every group (SL) or of group 0 only (NXP/FSL)
-    mask_class_bits: bool  # event class masked to the device's bits; partial overlap strips bits
-    later_start_wins: bool  # NXP: overlap won by later start / higher id, not by newest received
-    supersede_running_at_new_start: bool  # 0x07 for a running event when the new one starts
-    duplicate_res: bool  # EXG: a duplicate LCE gets RES 0x01 again
-    res_opt_before_start: bool  # SL: 0x04/0x05 sent at once for a scheduled event (precedence bug)
-    opt_out_start_status: int  # status at start after an early opt-out (0x04; FSL 0x0A)
-    expired_when_end_equals_now: bool  # FSL: end <= now is expired
-    strict_field_ranges: bool  # FSL: out-of-range fields -> 0xFE
-    late_start_keeps_duration: bool  # NXP: a late-start event runs its full duration from now
-    randomize_in_minutes: bool  # NXP/FSL draw whole minutes in [0, max]; SL seconds in [0, max)
-    cancel_late_status: int  # effective time after the end: 0xF9 (SL/FSL) or 0xF8 (NXP)
-    cancel_unknown_status: int  # 0xFD, EXG 0xFE
-    cancel_nonzero_effective_refused: bool  # EXG: Default Response UNSUPPORTED_ATTRIBUTE
-    cancel_all_empty_res: bool  # NXP: RES 0xF8 id 0; others Default Response SUCCESS
-    cancel_on_tick: bool  # SL: cancels and supersedes take effect on the next 1 s tick
-    fsl_cancel_ueg_mismatch_res: bool  # FSL: UEG mismatch on cancel -> RES 0xF8
-    signature: str  # "dummy" (type 0 + 42 x 0xFF), "none" (EXG, 18 bytes), "ecdsa" (FSL type 1)
-    report_applied: str  # "event" (SL echoes event), "applied" (NXP), "not_used" (EXG)
-
-
-RULES: dict[str, DrlcRules] = {
-    "silabs": DrlcRules(
-        "silabs", True, False, False, False, False, True, EventStatus.OPTED_OUT, False, False, False, False,
-        EventStatus.REJECTED_INVALID_EFFECTIVE_TIME, EventStatus.REJECTED_UNDEFINED_EVENT, False, False, True, False,
-        "dummy", "event",
-    ),
-    "nxp": DrlcRules(
-        "nxp", False, True, True, True, False, False, EventStatus.OPTED_OUT, False, False, True, True,
-        EventStatus.REJECTED_INVALID_CANCEL, EventStatus.REJECTED_UNDEFINED_EVENT, False, True, False, False,
-        "dummy", "applied",
-    ),
-    "exegin": DrlcRules(
-        "exegin", True, False, False, False, True, False, EventStatus.OPTED_OUT, False, False, False, False,
-        EventStatus.REJECTED_INVALID_EFFECTIVE_TIME, EventStatus.REJECTED, True, False, True, False,
-        "none", "not_used",
-    ),
-    "freescale": DrlcRules(
-        "freescale", False, True, False, True, False, False, EventStatus.COMPLETED_NO_PARTICIPATION, True,
-        True, False, True, EventStatus.REJECTED_INVALID_EFFECTIVE_TIME, EventStatus.REJECTED_UNDEFINED_EVENT, False,
-        False, False, True, "ecdsa", "event",
-    ),
-}
 
 
 class DrlcHost(Protocol):
@@ -166,6 +131,26 @@ class DrlcClient:
         self.table_size = table_size
         self.events: list[LoadControlEvent] = []
         self.refuse_mandatory = refuse_mandatory  # opt-out of criticality >= 7 refused
+
+    # ----------------------------------------------------------------- attributes
+    def attribute_values(self) -> dict[int, int]:
+        return {UEG: self.ueg, START_RAND: self.start_randomization_minutes,
+                DURATION_RAND: self.duration_randomization_minutes, DEVICE_CLASS: self.device_class}
+
+    def set_attribute(self, attribute_id: int, value: int) -> None:
+        """A written attribute takes effect at once: the UEG and device class for the next event
+        or cancel filtered, the randomization for the next event drawn (stored events keep
+        theirs, as a device that drew them at receipt does)."""
+        if attribute_id == UEG:
+            self.ueg = value
+        elif attribute_id == START_RAND:
+            self.start_randomization_minutes = value
+        elif attribute_id == DURATION_RAND:
+            self.duration_randomization_minutes = value
+        elif attribute_id == DEVICE_CLASS:
+            self.device_class = value
+        else:
+            raise KeyError(f"DRLC client attribute 0x{attribute_id:04x} is not writable here")
 
     # ----------------------------------------------------------------- filters and helpers
     def matches(self, device_class: int, ueg: int) -> bool:
@@ -281,7 +266,12 @@ class DrlcClient:
         for old in self.live():
             if not self._overlaps(old, ev):
                 continue
-            if rules.later_start_wins:
+            if rules.overlap_winner == ISSUER_ID and old.issuer_event_id > ev.issuer_event_id:
+                # An older event never replaces a newer one it overlaps: refused, the newer
+                # event stays as it was (DrlcRules: the SE rule).
+                self._res(None, EventStatus.REJECTED, tsn, ev.issuer_event_id)
+                return
+            if rules.overlap_winner == LATER_START:
                 if old.state == ACTIVE:
                     losers.append(old)  # NXP checks the running event only at the new start
                     continue
@@ -457,6 +447,9 @@ class DrlcClient:
             # CCB 1513; with a non-zero effective time SL computes 0 + rand: in the past.
             when = (now if raw_eff == 0 else 0.0) + rand if control & 0x01 else eff
             when = max(when, now + TICK) + order * TICK
+        elif rules.name == "spec":
+            # SL's tick, without its bug: the randomization is added to the effective time.
+            when = max(eff + rand, now + TICK) + order * TICK
         elif rules.name == "exegin":
             when = now + TICK + order * TICK if ev.state == ACTIVE else now
         else:  # nxp, freescale

@@ -65,15 +65,28 @@ Upstream = Callable[[MeterEvent], None]
 
 
 class JoinedDevice:
-    """What the meter learnt about a device at join (simple descriptor + DRLC client attributes)."""
+    """What the meter knows of a joined device: its clusters (simple descriptor) and, for the
+    DRLC broadcast filter, its DRLC client attributes. Those are read from the device as they are
+    now, not as they were at join: an ESI may have rewritten them (Write Attributes), and the
+    filter must never withhold an event the device itself would take."""
 
-    __slots__ = ("clusters", "device", "device_class", "ueg")
+    __slots__ = ("clusters", "device")
 
     def __init__(self, device: SimDevice) -> None:
         self.device = device
         self.clusters = frozenset(CLUSTER_OF_NAME[c] for c in device.profile.clusters)
-        self.device_class = device.profile.device_class if DRLC in self.clusters else 0
-        self.ueg = device.profile.utility_enrollment_group
+
+    @property
+    def device_class(self) -> int:
+        if DRLC not in self.clusters:
+            return 0
+        drlc = getattr(self.device, "drlc", None)
+        return int(drlc.device_class) if drlc is not None else self.device.profile.device_class
+
+    @property
+    def ueg(self) -> int:
+        drlc = getattr(self.device, "drlc", None)
+        return int(drlc.ueg) if drlc is not None else self.device.profile.utility_enrollment_group
 
 
 class SimMeter:

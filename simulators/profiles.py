@@ -16,7 +16,8 @@ from simulators.errors import FirmwareProfileError
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "devices"
 
 DEVICE_TYPES = ("ihd", "pct", "load_control")
-DRLC_VARIANTS = ("silabs", "nxp", "exegin", "freescale")
+# "spec" follows the SE rules; the others are real stacks (simulators/drlc_client.py DrlcRules).
+DRLC_VARIANTS = ("spec", "silabs", "nxp", "exegin", "freescale")
 SE_VERSIONS = ("1.0", "1.1", "1.2")
 CLIENT_CLUSTERS = ("price", "drlc", "messaging", "metering", "time")
 TEXT_OVERFLOW = ("truncate", "reject")
@@ -36,6 +37,10 @@ class Quirks:
     clock_offset_s: float = 0.0  # local clock error before the first time sync
     refuse_mandatory_opt_out: bool = False  # opt-out of criticality >= 7 refused
     ignore_price_ack_bit: bool = False  # never sends PriceAcknowledgement
+    # DRLC client attribute ids the firmware was built with as read-only: a Write Attributes to
+    # them is answered READ_ONLY (0x88). SE makes all four writable; a fixed-function device may
+    # still be built so (SE lets it refuse a DeviceClassValue write).
+    read_only_attributes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +58,7 @@ class FirmwareProfile:
     utility_enrollment_group: int = 0
     start_randomization_minutes: int = 0
     duration_randomization_minutes: int = 0
-    drlc_variant: str = "silabs"
+    drlc_variant: str = "spec"
     answer_delay_s: float = 0.1
     join_delay_s: float = 1.0
     event_table_size: int = 3
@@ -95,7 +100,7 @@ def profile_from_dict(data: dict[str, Any], path: str = "<dict>") -> FirmwarePro
     for c in clusters:
         if c not in CLIENT_CLUSTERS:
             raise FirmwareProfileError(path, "clusters", c, f"each one of {CLIENT_CLUSTERS}")
-    variant = data.get("drlc_variant", "silabs")
+    variant = data.get("drlc_variant", "spec")
     if variant not in DRLC_VARIANTS:
         raise FirmwareProfileError(path, "drlc_variant", variant, f"one of {DRLC_VARIANTS}")
     ints = {
@@ -137,6 +142,13 @@ def profile_from_dict(data: dict[str, Any], path: str = "<dict>") -> FirmwarePro
     if q.get("text_overflow", "truncate") not in TEXT_OVERFLOW:
         raise FirmwareProfileError(
             path, "quirks.text_overflow", q["text_overflow"], f"one of {TEXT_OVERFLOW}")
+    if "read_only_attributes" in q:
+        ids = q["read_only_attributes"]
+        if not isinstance(ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 0xFFFF for i in ids):
+            raise FirmwareProfileError(
+                path, "quirks.read_only_attributes", ids, "a list of attribute ids in 0..0xffff")
+        q["read_only_attributes"] = tuple(ids)
     for name in ("confirm_delay_s", "clock_offset_s", "clock_drift_ppm"):
         if name in q:
             q[name] = float(q[name])

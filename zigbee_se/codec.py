@@ -236,7 +236,7 @@ def _server_side(command_id: int, direction: Direction) -> bool:
     # Read/Write Attributes client->server address the server's attributes; the responses and
     # reports of server attributes travel server->client. The reverse direction addresses client
     # attributes (e.g. the DRLC client's randomization minutes, which an ESI may write).
-    if command_id in (0x00, 0x02):
+    if command_id in (0x00, 0x02, 0x03, 0x05):
         return direction == Direction.CLIENT_TO_SERVER
     return direction == Direction.SERVER_TO_CLIENT
 

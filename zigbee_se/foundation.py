@@ -1,5 +1,6 @@
 """Profile-wide (global) ZCL commands used around the SE clusters: Read Attributes (0x00), Read
-Attributes Response (0x01), Report Attributes (0x0a) and Default Response (0x0b).
+Attributes Response (0x01), Write Attributes (0x02, undivided 0x03, response 0x04, no response
+0x05), Report Attributes (0x0a) and Default Response (0x0b).
 
 Their payloads are lists of typed records, so they are written as small functions rather than
 field tables; values are (de)serialized by ZCL data type id (attributes.DATA_TYPES)."""
@@ -19,7 +20,9 @@ from zigbee_se.schema import Direction
 READ_ATTRIBUTES = 0x00
 READ_ATTRIBUTES_RESPONSE = 0x01
 WRITE_ATTRIBUTES = 0x02
+WRITE_ATTRIBUTES_UNDIVIDED = 0x03
 WRITE_ATTRIBUTES_RESPONSE = 0x04
+WRITE_ATTRIBUTES_NO_RESPONSE = 0x05
 REPORT_ATTRIBUTES = 0x0A
 DEFAULT_RESPONSE = 0x0B
 
@@ -326,6 +329,11 @@ GLOBAL_COMMANDS: tuple[GlobalCommand, ...] = (
                   _dec_read_response, ("records",)),
     # Write Attributes records are laid out as reports are: id, type, value.
     GlobalCommand(WRITE_ATTRIBUTES, "write_attributes", C2S, _enc_report, _dec_report, ("records",)),
+    # The undivided (all or nothing) and no-response forms carry the same records (ZCL 2.5.4, 2.5.6).
+    GlobalCommand(WRITE_ATTRIBUTES_UNDIVIDED, "write_attributes_undivided", C2S, _enc_report,
+                  _dec_report, ("records",)),
+    GlobalCommand(WRITE_ATTRIBUTES_NO_RESPONSE, "write_attributes_no_response", C2S, _enc_report,
+                  _dec_report, ("records",)),
     GlobalCommand(WRITE_ATTRIBUTES_RESPONSE, "write_attributes_response", S2C, _enc_write_response,
                   _dec_write_response, ("records",)),
     GlobalCommand(REPORT_ATTRIBUTES, "report_attributes", S2C, _enc_report, _dec_report, ("records",)),

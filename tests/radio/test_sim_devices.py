@@ -20,7 +20,7 @@ from simulators.clock import RealClock
 from simulators.factory import make_device
 from simulators.ncp import NcpEmulator, load_profile
 from simulators.profiles import load_profiles
-from zigbee_se import encode_frame
+from zigbee_se import Direction, encode_frame
 
 IHD = "00:0d:6f:00:0a:90:69:e7"
 PUMP = "00:0d:6f:00:0b:11:22:33"
@@ -95,6 +95,45 @@ async def test_simulated_display_and_pool_pump_answer_through_bellows() -> None:
         status = await answer(route, PUMP, "report_event_status")
         assert status.fields is not None and status.fields["issuer_event_id"] == 77
         assert status.fields["event_status"] == 0x01  # event received
+    finally:
+        await route.stop()
+        await emulator.close()
+
+
+async def test_drlc_client_attributes_written_through_bellows_change_what_the_device_takes() -> None:
+    """Write Attributes to a thermostat's DRLC client through the radio route and the EZSP
+    emulator (bellows over a pty): the answer lists only failures, and the written enrollment
+    group decides which load-control event the thermostat then takes."""
+    profiles = load_profiles()
+    clock = RealClock()
+    pct = make_device(profiles["spec-pct"], eui64_from_str(PUMP), CODE, clock)
+    emulator = NcpEmulator(load_profile())
+    await emulator.serve_pty()
+    route = CoordinatorSession(RadioConfig(device=emulator.path, use_thread=False))
+    try:
+        await route.start()
+        emulator.pair(pct)
+        joined = await route.provision_device(PUMP, CODE.hex(), 30)
+        assert isinstance(joined, DeviceJoined), joined
+        write = encode_frame(
+            "drlc", "write_attributes",
+            {"records": [{"attribute_id": "utility_enrollment_group", "value": 5},
+                         {"attribute_id": "start_randomization_minutes", "value": 0x3D}]},
+            direction=Direction.SERVER_TO_CLIENT, tsn=21)
+        await route.submit([OutboundFrame("write-ueg", PUMP, 0x0701, write)])
+        response = await answer(route, PUMP, "write_attributes_response")
+        assert response.zcl_frame[1] == 21 and response.zcl_frame[3:] == bytes.fromhex("870100")
+        events = []
+        for iid, group in ((31, 7), (32, 5)):
+            events.append(OutboundFrame(f"lce-{iid}", PUMP, 0x0701, encode_frame(
+                "drlc", "load_control_event",
+                {"issuer_event_id": iid, "device_class": 0x0001, "utility_enrollment_group": group,
+                 "start_time": 0, "duration_in_minutes": 30, "criticality_level": 1,
+                 "event_control": 0}, tsn=22 + iid)))
+        await route.submit(events)
+        status = await answer(route, PUMP, "report_event_status")
+        assert status.fields is not None
+        assert (status.fields["issuer_event_id"], status.fields["event_status"]) == (32, 0x01)
     finally:
         await route.stop()
         await emulator.close()

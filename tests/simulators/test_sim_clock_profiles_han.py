@@ -74,7 +74,10 @@ def test_profiles_load_and_cover_every_kind() -> None:
     profiles = load_profiles()
     assert len(profiles) >= 6
     assert {p.device_type for p in profiles.values()} == {"ihd", "pct", "load_control"}
-    assert {p.drlc_variant for p in profiles.values()} >= {"silabs", "nxp", "exegin", "freescale"}
+    assert {p.drlc_variant for p in profiles.values()} >= {"spec", "silabs", "nxp", "exegin",
+                                                           "freescale"}
+    assert profiles["budget-ihd-lossy"].drlc_variant == "spec"  # the default: the SE rules
+    assert profiles["silabs-pool-pump"].quirks.read_only_attributes == (0x0003,)
     assert profiles["budget-ihd-lossy"].quirks.drop_ratio == 0.2
     assert profiles["freescale-pct-se10"].quirks.reject_trailing_fields
     assert profiles["drifting-pct"].quirks.clock_drift_ppm == 2000.0
@@ -95,6 +98,9 @@ def test_bad_profile_names_field_value_and_limit(tmp_path: Path) -> None:
     assert "0..60" in err.value.limit
     bad.write_text(base.replace('drlc_variant = "silabs"', 'drlc_variant = "zboss"'))
     with pytest.raises(FirmwareProfileError, match="drlc_variant='zboss'"):
+        load_profile(bad)
+    bad.write_text(base + "\nread_only_attributes = [3, 70000]\n")  # lands in [quirks]
+    with pytest.raises(FirmwareProfileError, match=r"quirks\.read_only_attributes=\[3, 70000\]"):
         load_profile(bad)
     bad.write_text(base + "\nbogus_quirk = 1\n")  # lands in [quirks]
     with pytest.raises(FirmwareProfileError, match=r"quirks\.bogus_quirk"):

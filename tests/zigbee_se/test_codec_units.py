@@ -346,6 +346,29 @@ def test_write_attributes_of_the_drlc_client_and_its_response() -> None:
     assert zigbee_se.decode_frame("drlc", refused).fields["records"][0]["attribute_id"] == 1
 
 
+@pytest.mark.parametrize(("command", "command_id"), [
+    ("write_attributes_undivided", 0x03), ("write_attributes_no_response", 0x05)])
+def test_write_attributes_undivided_and_no_response_read_as_zigpy_reads_them(
+        command: str, command_id: int) -> None:
+    from zigpy.zcl import foundation
+
+    records = [{"attribute_id": "utility_enrollment_group", "value": 7},
+               {"attribute_id": 0x0003, "value": 0x0005}]
+    frame = zigbee_se.encode_frame("drlc", command, {"records": records},
+                                   direction=Direction.SERVER_TO_CLIENT, tsn=9)
+    # DeviceClassValue goes out as the codec types it, map16 (0x19); SE declares it uint16 (0x21).
+    assert frame == bytes([0x08, 9, command_id]) + bytes.fromhex("0000" "20" "07" "0300" "19" "0500")
+    decoded = zigbee_se.decode_frame("drlc", frame)
+    assert decoded.command == command and decoded.command_id == command_id
+    assert [(r["name"], r["value"]) for r in decoded.fields["records"]] == [
+        ("utility_enrollment_group", 7), ("device_class_value", 5)]
+    schema = foundation.GENERAL_COMMANDS[foundation.GeneralCommand(command_id)].schema
+    theirs, rest = schema.deserialize(frame[3:])
+    assert rest == b""
+    assert [(a.attrid, a.value.type, a.value.value) for a in theirs.attributes] == [
+        (0x0000, 0x20, 7), (0x0003, 0x19, 5)]
+
+
 @pytest.mark.parametrize("cluster", [None, 1795.0, ["messaging"], {"id": 1795}, b"messaging"])
 def test_a_cluster_of_another_type_is_an_encode_error(cluster: object) -> None:
     # `hangw se encode -` hands JSON values through: nothing but a typed error may come back, even
