@@ -271,30 +271,35 @@ def _dec_report(cluster: int, server: bool, data: bytes, o: int) -> tuple[dict[s
 
 
 def _enc_write_response(cluster: int, server: bool, fields: Mapping[str, Any]) -> bytes:
+    """ZCL 07-5123 §2.5.5: a status record (status, attribute id) for each attribute NOT written;
+    when all were written, one SUCCESS status byte and nothing else. Records of written attributes
+    are accepted (a device reports what it did) and left out of the frame."""
     _check_keys(fields, ("records",), "write_attributes_response")
-    records = _records(fields, "records")
     out = bytearray()
-    for i, record in enumerate(records):
+    for i, record in enumerate(_records(fields, "records")):
         where = f"records[{i}]"
         status = record.get("status", STATUS_SUCCESS)
         if isinstance(status, bool) or not isinstance(status, int) or not 0 <= status <= 0xFF:
             raise EncodeError(f"{where}.status", status, "a ZCL status uint8")
-        out.append(status)
         if status != STATUS_SUCCESS:
+            out.append(status)
             out += _attr_id(cluster, server, record, where).to_bytes(2, "little")
-    if all(r.get("status", STATUS_SUCCESS) == STATUS_SUCCESS for r in records):
-        return bytes((STATUS_SUCCESS,))  # all written: one success status, no records (ZCL 2.5.5)
-    return bytes(out)
+    return bytes(out) if out else bytes((STATUS_SUCCESS,))
 
 
 def _dec_write_response(cluster: int, server: bool, data: bytes, o: int) -> tuple[dict[str, Any], int]:
     n = len(data)
     if n - o == 1 and data[o] == STATUS_SUCCESS:
         return {"records": [{"status": STATUS_SUCCESS}]}, n
+    if n == o:
+        raise DecodeError(o, "write attributes response needs at least one status record")
+    if (n - o) % 3:
+        # e.g. a SUCCESS byte per written attribute among the failures: the records cannot be told apart
+        raise DecodeError(o, f"write attributes response of {n - o} bytes is neither one SUCCESS status "
+                             "nor 3-byte (status, attribute id) records")
     records = []
     while o < n:
-        if n - o < 3:
-            raise DecodeError(o, f"write attributes status record needs 3 bytes, {n - o} remain")
+        # A SUCCESS record with its attribute id is not what ZCL sends, but unambiguous: kept.
         status, attr_id = data[o], data[o + 1] | data[o + 2] << 8
         records.append(_named(cluster, server, attr_id, {"status": status, "attribute_id": attr_id}))
         o += 3

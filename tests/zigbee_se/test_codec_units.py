@@ -346,6 +346,38 @@ def test_write_attributes_of_the_drlc_client_and_its_response() -> None:
     assert zigbee_se.decode_frame("drlc", refused).fields["records"][0]["attribute_id"] == 1
 
 
+def test_write_attributes_response_with_mixed_statuses_lists_only_the_failures() -> None:
+    # ZCL 07-5123 §2.5.5: records only for the attributes not written; one SUCCESS byte only when
+    # all were. A SUCCESS byte per written attribute made zigpy read "all succeeded" and our own
+    # decoder misalign (issue 13).
+    mixed = zigbee_se.encode_frame(
+        "drlc", "write_attributes_response",
+        {"records": [{"status": 0, "attribute_id": 0x0000}, {"status": 0x87, "attribute_id": 0x0001},
+                     {"status": 0}, {"status": 0x88, "attribute_id": "duration_randomization_minutes"}]},
+        direction=Direction.CLIENT_TO_SERVER, tsn=4,
+    )
+    assert mixed == bytes.fromhex("000404" "870100" "880200")
+    assert zigbee_se.decode_frame("drlc", mixed).fields == {"records": [
+        {"status": 0x87, "attribute_id": 1, "name": "start_randomization_minutes"},
+        {"status": 0x88, "attribute_id": 2, "name": "duration_randomization_minutes"},
+    ]}
+    all_written = zigbee_se.encode_frame(
+        "drlc", "write_attributes_response",
+        {"records": [{"status": 0, "attribute_id": 0x0000}, {"status": 0, "attribute_id": 0x0001}]},
+        direction=Direction.CLIENT_TO_SERVER, tsn=4,
+    )
+    assert all_written == bytes.fromhex("000404" "00")
+
+
+def test_write_attributes_response_decoding_refuses_what_no_stack_sends() -> None:
+    with pytest.raises(DecodeError) as info:  # no status record at all
+        zigbee_se.decode_frame("drlc", bytes.fromhex("000404"))
+    assert "at least one" in info.value.reason
+    with pytest.raises(DecodeError) as info:  # a bare SUCCESS byte among failure records
+        zigbee_se.decode_frame("drlc", bytes.fromhex("000404" "00" "870100"))
+    assert info.value.offset == 3
+
+
 @pytest.mark.parametrize("cluster", [None, 1795.0, ["messaging"], {"id": 1795}, b"messaging"])
 def test_a_cluster_of_another_type_is_an_encode_error(cluster: object) -> None:
     # `hangw se encode -` hands JSON values through: nothing but a typed error may come back, even
