@@ -2,8 +2,9 @@
 their values travel as (SE_FRAMES.md §5-6, §3.7, §2.5).
 
 The named attributes are declared here because the gateway and the simulators use them by name;
-for any other Metering or Time attribute id the name and type come from zigpy's own cluster
-definitions (reuse, not a second copy). tests/zigbee_se/test_attributes.py checks that both agree.
+for any other Metering or Time attribute id the name and the wire type (zigpy's `zcl_type`) come
+from zigpy's own cluster definitions (reuse, not a second copy). tests/zigbee_se/test_attributes.py
+checks that both agree on the wire type; zigpy's Python value classes may differ (see there).
 """
 
 from __future__ import annotations
@@ -131,11 +132,12 @@ def _zigpy_defs(cluster: int) -> dict[int, AttributeDef]:
         return {}
     out: dict[int, AttributeDef] = {}
     for attr in cls.AttributeDefs:
-        try:
-            type_id = int(foundation.DataType.from_python_type(attr.type).type_id)
-        except (KeyError, ValueError, AttributeError):  # a zigpy type with no ZCL type id
+        # zcl_type is the type zigpy puts on the wire; the Python value class can say otherwise
+        # (the Metering formatting attributes are NumberFormatting over uint8, typed map8 on the wire).
+        type_id = attr.zcl_type
+        if type_id is None or type_id == foundation.DataTypeId.unk:  # no ZCL type id
             continue
-        out[attr.id] = AttributeDef(cluster, True, attr.id, attr.name, type_id)
+        out[attr.id] = AttributeDef(cluster, True, attr.id, attr.name, int(type_id))
     return out
 
 
