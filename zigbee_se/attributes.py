@@ -46,6 +46,12 @@ DATA_TYPES: dict[int, tuple[str, int, str]] = {
     0xFF: ("unk", 0, "none"),
 }
 FLOAT_CODES = {2: "<e", 4: "<f", 8: "<d"}
+ANALOG_TYPES = frozenset([*range(0x20, 0x30), 0x38, 0x39, 0x3A, 0xE0, 0xE1, 0xE2])
+"""Analog data types (ZCL 07-5123 Table 2-10): a reporting configuration has a reportable change
+only for these (uint, int, floats, time of day, date, UTCTime)."""
+COLLECTION_TYPES = {0x48: "array", 0x4C: "struct", 0x50: "set", 0x51: "bag"}
+"""ZCL types discovery and reporting configuration may name by id; their values are not something
+SE devices send us, so the codec does not (de)serialize them (no DATA_TYPES entry)."""
 
 UTC = 0xE2
 MAP8, MAP16 = 0x18, 0x19

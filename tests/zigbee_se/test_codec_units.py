@@ -378,6 +378,51 @@ def test_write_attributes_response_decoding_refuses_what_no_stack_sends() -> Non
     assert info.value.offset == 3
 
 
+def test_reporting_configuration_carries_a_reportable_change_for_analog_types_only() -> None:
+    fields = {"records": [
+        {"attribute_id": "instantaneous_demand", "min_interval": 1, "max_interval": 60, "reportable_change": 10},
+        {"attribute_id": "status", "min_interval": 0, "max_interval": 0xFFFF},  # map8: discrete
+        {"direction": 1, "attribute_id": 0x0000, "timeout": 30},
+    ]}
+    frame = zigbee_se.encode_frame("metering", "configure_reporting", fields, max_frame_size=None)
+    assert frame[3:] == bytes.fromhex("0000042a01003c000a0000" "000002180000ffff" "0100001e00")
+    decoded = zigbee_se.decode_frame("metering", frame).fields["records"]
+    assert decoded[0]["reportable_change"] == 10 and "reportable_change" not in decoded[1]
+    assert zigbee_se.encode_frame("metering", "configure_reporting", {"records": decoded},
+                                  max_frame_size=None) == frame
+    with pytest.raises(EncodeError) as info:
+        zigbee_se.encode_frame("metering", "configure_reporting", {"records": [
+            {"attribute_id": "status", "min_interval": 0, "max_interval": 1, "reportable_change": 1}]})
+    assert info.value.field == "records[0].reportable_change" and "discrete" in info.value.limit
+    with pytest.raises(EncodeError) as info:
+        zigbee_se.encode_frame("metering", "configure_reporting", {"records": [
+            {"attribute_id": 0x0400, "min_interval": 0, "max_interval": 1}]})
+    assert info.value.field == "records[0].reportable_change"
+    with pytest.raises(DecodeError) as info:  # direction 2 is reserved: the record's layout is unknown
+        zigbee_se.decode_frame("metering", bytes.fromhex("000006" "020004"))
+    assert info.value.offset == 3
+    ok = zigbee_se.encode_frame("metering", "configure_reporting_response",
+                                {"records": [{"status": 0, "attribute_id": 0x0400}]})
+    assert ok[3:] == b"\x00"
+
+
+def test_discovery_and_structured_access_limits() -> None:
+    with pytest.raises(DecodeError) as info:
+        zigbee_se.decode_frame("metering", bytes.fromhex("08000d" "02" "000025"))
+    assert "Boolean" in info.value.reason
+    with pytest.raises(EncodeError) as info:
+        zigbee_se.encode_frame("metering", "read_attributes_structured",
+                               {"records": [{"attribute_id": 0x1234, "indexes": list(range(16))}]})
+    assert info.value.field == "records[0].indexes"
+    with pytest.raises(EncodeError) as info:  # an element's type is not the attribute's: say it
+        zigbee_se.encode_frame("metering", "write_attributes_structured",
+                               {"records": [{"attribute_id": 0x0400, "indexes": [1], "value": 5}]})
+    assert info.value.field == "records[0].data_type"
+    answer = zigbee_se.encode_frame("price", "discover_commands_generated_response",
+                                    {"discovery_complete": True, "command_ids": [0, 1, 2]})
+    assert answer[2:] == bytes.fromhex("14" "01" "000102")
+
+
 @pytest.mark.parametrize("cluster", [None, 1795.0, ["messaging"], {"id": 1795}, b"messaging"])
 def test_a_cluster_of_another_type_is_an_encode_error(cluster: object) -> None:
     # `hangw se encode -` hands JSON values through: nothing but a typed error may come back, even
