@@ -16,6 +16,10 @@ def encode_value(type_id: int, value: Any, field: str) -> bytes:
     if spec is None or type_id in (0x00, 0xFF):
         raise EncodeError(field, type_id, "a supported ZCL data type id")
     _name, size, kind = spec
+    if value is None and (kind == "float" or size < 0):
+        # The type's non-value, which the decoder gives as None (ZCL 07-5123 Table 2-10): NaN, or
+        # a string length of all ones.
+        return struct.pack(FLOAT_CODES[size], math.nan) if kind == "float" else b"\xff" * -size
     if kind in ("uint", "int", "bool"):
         if isinstance(value, bool) and kind != "bool":
             raise EncodeError(field, value, f"an integer for {spec[0]}")

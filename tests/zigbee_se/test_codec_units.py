@@ -232,6 +232,19 @@ def test_invalid_string_length_0xff_decodes_as_none_and_encodes_back() -> None:
     assert zigbee_se.decode_frame("messaging", frame).fields["message"] is None
 
 
+def test_attribute_non_values_encode_as_the_decoder_gives_them() -> None:
+    # None is what the decoder gives for a string of length all-ones and for NaN: it encodes back.
+    records = [{"attribute_id": 0x5000 + i, "data_type": t, "value": None}
+               for i, t in enumerate((0x38, 0x39, 0x3A, 0x41, 0x42, 0x43, 0x44))]
+    frame = zigbee_se.encode_frame("metering", "report_attributes", {"records": records})
+    assert frame[3:].hex() == ("005038007e" "015039" "0000c07f" "02503a" "000000000000f87f"
+                               "035041ff" "045042ff" "055043ffff" "065044ffff")
+    assert [r["value"] for r in zigbee_se.decode_frame("metering", frame).fields["records"]] == [None] * 7
+    with pytest.raises(EncodeError):  # a fixed-size type has no such value
+        zigbee_se.encode_frame("metering", "report_attributes",
+                               {"records": [{"attribute_id": 0x5000, "data_type": 0xF0, "value": None}]})
+
+
 def test_global_commands_with_typed_metering_and_time_attributes() -> None:
     read = zigbee_se.encode_frame("metering", "read_attributes",
                                   {"attribute_ids": ["current_summation_delivered", 0x0400]})
