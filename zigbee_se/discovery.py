@@ -1,7 +1,7 @@
-"""Discovery global commands (ZCL 07-5123 §2.5.13, §2.5.19-2.5.22): Discover Attributes (0x0c) and
-its extended form (0x15) ask for attribute ids from a start id; Discover Commands Received (0x11)
-and Generated (0x13) for command ids. Each answer starts with Discovery Complete (a Boolean: no
-more to ask for) and lists what the receiver has."""
+"""Discovery global commands (ZCL 07-5123 rev 6 §2.5.13-2.5.14, §2.5.18-2.5.23): Discover
+Attributes (0x0c) and its extended form (0x15) ask for attribute ids from a start id; Discover
+Commands Received (0x11) and Generated (0x13) for command ids. Each answer starts with Discovery
+Complete (a Boolean: no more to ask for) and lists what the receiver has."""
 
 from __future__ import annotations
 

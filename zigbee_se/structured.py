@@ -1,4 +1,4 @@
-"""Structured attribute access (ZCL 07-5123 §2.5.15-2.5.18): Read Attributes Structured (0x0e),
+"""Structured attribute access (ZCL 07-5123 rev 6 §2.5.15-2.5.17): Read Attributes Structured (0x0e),
 Write Attributes Structured (0x0f) and its response (0x10) reach into an array, structure, set or
 bag attribute through a selector.
 
@@ -112,7 +112,7 @@ def decode_write(cluster: int, server: bool, data: bytes, o: int) -> tuple[dict[
 
 
 def encode_write_response(cluster: int, server: bool, fields: Mapping[str, Any]) -> bytes:
-    """ZCL 07-5123 §2.5.18: a record (status, attribute id, selector) per element NOT written;
+    """ZCL 07-5123 §2.5.17: a record (status, attribute id, selector) per element NOT written;
     when all were, one SUCCESS status byte and nothing else."""
     check_keys(fields, ("records",), "write_attributes_structured_response")
     out = bytearray()
