@@ -2,8 +2,9 @@
 their values travel as (SE_FRAMES.md §5-6, §3.7, §2.5).
 
 The named attributes are declared here because the gateway and the simulators use them by name;
-for any other Metering or Time attribute id the name and type come from zigpy's own cluster
-definitions (reuse, not a second copy). tests/zigbee_se/test_attributes.py checks that both agree.
+for any other Metering or Time attribute id the name and the wire type (zigpy's `zcl_type`) come
+from zigpy's own cluster definitions (reuse, not a second copy). tests/zigbee_se/test_attributes.py
+checks that both agree on the wire type; zigpy's Python value classes may differ (see there).
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ DATA_TYPES: dict[int, tuple[str, int, str]] = {
     0xFF: ("unk", 0, "none"),
 }
 FLOAT_CODES = {2: "<e", 4: "<f", 8: "<d"}
+ANALOG_TYPES = frozenset([*range(0x20, 0x30), 0x38, 0x39, 0x3A, 0xE0, 0xE1, 0xE2])
+"""Analog data types (ZCL 07-5123 Table 2-10): a reporting configuration has a reportable change
+only for these (uint, int, floats, time of day, date, UTCTime)."""
+COLLECTION_TYPES = {0x48: "array", 0x4C: "struct", 0x50: "set", 0x51: "bag"}
+"""ZCL types discovery and reporting configuration may name by id; their values are not something
+SE devices send us, so the codec does not (de)serialize them (no DATA_TYPES entry)."""
 
 UTC = 0xE2
 MAP8, MAP16 = 0x18, 0x19
@@ -131,11 +138,12 @@ def _zigpy_defs(cluster: int) -> dict[int, AttributeDef]:
         return {}
     out: dict[int, AttributeDef] = {}
     for attr in cls.AttributeDefs:
-        try:
-            type_id = int(foundation.DataType.from_python_type(attr.type).type_id)
-        except (KeyError, ValueError, AttributeError):  # a zigpy type with no ZCL type id
+        # zcl_type is the type zigpy puts on the wire; the Python value class can say otherwise
+        # (the Metering formatting attributes are NumberFormatting over uint8, typed map8 on the wire).
+        type_id = attr.zcl_type
+        if type_id is None or type_id == foundation.DataTypeId.unk:  # no ZCL type id
             continue
-        out[attr.id] = AttributeDef(cluster, True, attr.id, attr.name, type_id)
+        out[attr.id] = AttributeDef(cluster, True, attr.id, attr.name, int(type_id))
     return out
 
 

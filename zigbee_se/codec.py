@@ -171,7 +171,7 @@ def encode_frame(
     glob = GLOBAL_BY_NAME.get(command)
     if glob is not None:
         frame_dir = glob.default_direction if direction is None else Direction(direction)
-        server = _server_side(glob.command_id, frame_dir)
+        server = glob.server_side(frame_dir)
         header = encode_header(
             FrameType.GLOBAL, frame_dir, tsn, glob.command_id,
             disable_default_response=disable_default_response, manufacturer_code=manufacturer_code,
@@ -230,15 +230,6 @@ def _check_budget(
     raise EncodeError(
         "frame", len(frame), f"at most {budget} bytes (the single-frame budget); over by {excess}"
     )
-
-
-def _server_side(command_id: int, direction: Direction) -> bool:
-    # Read/Write Attributes client->server address the server's attributes; the responses and
-    # reports of server attributes travel server->client. The reverse direction addresses client
-    # attributes (e.g. the DRLC client's randomization minutes, which an ESI may write).
-    if command_id in (0x00, 0x02, 0x03, 0x05):
-        return direction == Direction.CLIENT_TO_SERVER
-    return direction == Direction.SERVER_TO_CLIENT
 
 
 def max_text_bytes(
@@ -302,7 +293,7 @@ def decode_frame(
         glob = GLOBAL_BY_ID.get(header.command_id)
         if glob is None:
             raise DecodeError(o - 1, f"global command 0x{header.command_id:02x} is not supported")
-        fields, end = glob.decode(cluster_id, _server_side(glob.command_id, header.direction), data, o)
+        fields, end = glob.decode(cluster_id, glob.server_side(header.direction), data, o)
         name = glob.name
     else:
         if header.manufacturer_code is not None:

@@ -232,6 +232,19 @@ def test_invalid_string_length_0xff_decodes_as_none_and_encodes_back() -> None:
     assert zigbee_se.decode_frame("messaging", frame).fields["message"] is None
 
 
+def test_attribute_non_values_encode_as_the_decoder_gives_them() -> None:
+    # None is what the decoder gives for a string of length all-ones and for NaN: it encodes back.
+    records = [{"attribute_id": 0x5000 + i, "data_type": t, "value": None}
+               for i, t in enumerate((0x38, 0x39, 0x3A, 0x41, 0x42, 0x43, 0x44))]
+    frame = zigbee_se.encode_frame("metering", "report_attributes", {"records": records})
+    assert frame[3:].hex() == ("005038007e" "015039" "0000c07f" "02503a" "000000000000f87f"
+                               "035041ff" "045042ff" "055043ffff" "065044ffff")
+    assert [r["value"] for r in zigbee_se.decode_frame("metering", frame).fields["records"]] == [None] * 7
+    with pytest.raises(EncodeError):  # a fixed-size type has no such value
+        zigbee_se.encode_frame("metering", "report_attributes",
+                               {"records": [{"attribute_id": 0x5000, "data_type": 0xF0, "value": None}]})
+
+
 def test_global_commands_with_typed_metering_and_time_attributes() -> None:
     read = zigbee_se.encode_frame("metering", "read_attributes",
                                   {"attribute_ids": ["current_summation_delivered", 0x0400]})
@@ -367,6 +380,83 @@ def test_write_attributes_undivided_and_no_response_read_as_zigpy_reads_them(
     assert rest == b""
     assert [(a.attrid, a.value.type, a.value.value) for a in theirs.attributes] == [
         (0x0000, 0x20, 7), (0x0003, 0x19, 5)]
+
+
+def test_write_attributes_response_with_mixed_statuses_lists_only_the_failures() -> None:
+    # ZCL 07-5123 §2.5.5: records only for the attributes not written; one SUCCESS byte only when
+    # all were. A SUCCESS byte per written attribute made zigpy read "all succeeded" and our own
+    # decoder misalign (issue 13).
+    mixed = zigbee_se.encode_frame(
+        "drlc", "write_attributes_response",
+        {"records": [{"status": 0, "attribute_id": 0x0000}, {"status": 0x87, "attribute_id": 0x0001},
+                     {"status": 0}, {"status": 0x88, "attribute_id": "duration_randomization_minutes"}]},
+        direction=Direction.CLIENT_TO_SERVER, tsn=4,
+    )
+    assert mixed == bytes.fromhex("000404" "870100" "880200")
+    assert zigbee_se.decode_frame("drlc", mixed).fields == {"records": [
+        {"status": 0x87, "attribute_id": 1, "name": "start_randomization_minutes"},
+        {"status": 0x88, "attribute_id": 2, "name": "duration_randomization_minutes"},
+    ]}
+    all_written = zigbee_se.encode_frame(
+        "drlc", "write_attributes_response",
+        {"records": [{"status": 0, "attribute_id": 0x0000}, {"status": 0, "attribute_id": 0x0001}]},
+        direction=Direction.CLIENT_TO_SERVER, tsn=4,
+    )
+    assert all_written == bytes.fromhex("000404" "00")
+
+
+def test_write_attributes_response_decoding_refuses_what_no_stack_sends() -> None:
+    with pytest.raises(DecodeError) as info:  # no status record at all
+        zigbee_se.decode_frame("drlc", bytes.fromhex("000404"))
+    assert "at least one" in info.value.reason
+    with pytest.raises(DecodeError) as info:  # a bare SUCCESS byte among failure records
+        zigbee_se.decode_frame("drlc", bytes.fromhex("000404" "00" "870100"))
+    assert info.value.offset == 3
+
+
+def test_reporting_configuration_carries_a_reportable_change_for_analog_types_only() -> None:
+    fields = {"records": [
+        {"attribute_id": "instantaneous_demand", "min_interval": 1, "max_interval": 60, "reportable_change": 10},
+        {"attribute_id": "status", "min_interval": 0, "max_interval": 0xFFFF},  # map8: discrete
+        {"direction": 1, "attribute_id": 0x0000, "timeout": 30},
+    ]}
+    frame = zigbee_se.encode_frame("metering", "configure_reporting", fields, max_frame_size=None)
+    assert frame[3:] == bytes.fromhex("0000042a01003c000a0000" "000002180000ffff" "0100001e00")
+    decoded = zigbee_se.decode_frame("metering", frame).fields["records"]
+    assert decoded[0]["reportable_change"] == 10 and "reportable_change" not in decoded[1]
+    assert zigbee_se.encode_frame("metering", "configure_reporting", {"records": decoded},
+                                  max_frame_size=None) == frame
+    with pytest.raises(EncodeError) as info:
+        zigbee_se.encode_frame("metering", "configure_reporting", {"records": [
+            {"attribute_id": "status", "min_interval": 0, "max_interval": 1, "reportable_change": 1}]})
+    assert info.value.field == "records[0].reportable_change" and "discrete" in info.value.limit
+    with pytest.raises(EncodeError) as info:
+        zigbee_se.encode_frame("metering", "configure_reporting", {"records": [
+            {"attribute_id": 0x0400, "min_interval": 0, "max_interval": 1}]})
+    assert info.value.field == "records[0].reportable_change"
+    with pytest.raises(DecodeError) as info:  # direction 2 is reserved: the record's layout is unknown
+        zigbee_se.decode_frame("metering", bytes.fromhex("000006" "020004"))
+    assert info.value.offset == 3
+    ok = zigbee_se.encode_frame("metering", "configure_reporting_response",
+                                {"records": [{"status": 0, "attribute_id": 0x0400}]})
+    assert ok[3:] == b"\x00"
+
+
+def test_discovery_and_structured_access_limits() -> None:
+    with pytest.raises(DecodeError) as info:
+        zigbee_se.decode_frame("metering", bytes.fromhex("08000d" "02" "000025"))
+    assert "Boolean" in info.value.reason
+    with pytest.raises(EncodeError) as info:
+        zigbee_se.encode_frame("metering", "read_attributes_structured",
+                               {"records": [{"attribute_id": 0x1234, "indexes": list(range(16))}]})
+    assert info.value.field == "records[0].indexes"
+    with pytest.raises(EncodeError) as info:  # an element's type is not the attribute's: say it
+        zigbee_se.encode_frame("metering", "write_attributes_structured",
+                               {"records": [{"attribute_id": 0x0400, "indexes": [1], "value": 5}]})
+    assert info.value.field == "records[0].data_type"
+    answer = zigbee_se.encode_frame("price", "discover_commands_generated_response",
+                                    {"discovery_complete": True, "command_ids": [0, 1, 2]})
+    assert answer[2:] == bytes.fromhex("14" "01" "000102")
 
 
 @pytest.mark.parametrize("cluster", [None, 1795.0, ["messaging"], {"id": 1795}, b"messaging"])
