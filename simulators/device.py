@@ -68,9 +68,10 @@ class FrameSink(Protocol):
 
 _SE_VERSIONS = {"1.0": SEVersion.V1_0, "1.1": SEVersion.V1_1, "1.2": SEVersion.V1_2}
 # SE device ids (Simple Descriptor, profile 0x0109): 0x0500 ESI, 0x0501 metering device, 0x0502
-# in-premise display, 0x0503 PCT, 0x0504 load control device. Checked against Texas Instruments'
-# Z-Stack SE profile header se.h (ZCL_SE_DEVICEID_*; a copy: github.com/efishliu/Agricultural-IOT-System,
-# Example/例程/双机/WSN_ZigBee/Projects/zstack/SE/Source/se.h); zigpy defines no SE device ids.
+# in-premise (in-home) display, 0x0503 PCT, 0x0504 load control device. zigpy defines no SE device
+# ids; checked against Texas Instruments' Z-Stack SE header se.h (ZCL_SE_DEVICEID_*, a copy in
+# github.com/efishliu/Agricultural-IOT-System: Example/例程/双机/WSN_ZigBee/Projects/zstack/SE/Source/se.h)
+# and zsmartsystems/com.zsmartsystems.zigbee ZigBeeDeviceType.java (SEP_IN_HOME_DISPLAY = 0x0502).
 _SE_DEVICE_IDS = {"ihd": 0x0502, "pct": 0x0503, "load_control": 0x0504}
 _CLUSTER_IDS = {name: cid for cid, name in CLUSTER_NAMES.items()}
 # ZCL data types of the Basic attributes a device answers (zigbee_se knows no Basic attributes).

@@ -22,6 +22,8 @@ LOGGER = logging.getLogger(__name__)
 
 KEY_ESTABLISHMENT = 0x0800
 # SE 1.x device ids (the Simple Descriptor's device id on profile 0x0109) -> inventory device_type.
+# As Texas Instruments' Z-Stack se.h (0x0500-0x0506) and zsmartsystems' ZigBeeDeviceType.java
+# (0x0500-0x0508) define them; zigpy has no SE device ids.
 SE_DEVICE_TYPES = {
     0x0500: "esi",
     0x0501: "meter",

@@ -21,6 +21,8 @@ import zigpy.util
 from simulators.device import Uplink
 from zigbee_se import SE_PROFILE_ID
 
+IN_HOME_DISPLAY = 0x0502  # SE device id (0x0501 is a metering device): see simulators/device.py
+
 
 @runtime_checkable
 class EmulatedDevice(Protocol):
@@ -28,7 +30,7 @@ class EmulatedDevice(Protocol):
     Not the gateway's stored HAN device (gateway.domain.records.HanDevice).
 
     Optional attributes, read with defaults: `endpoint` (1), `profile_id` (0x0109),
-    `device_type` (0x0501 in-home display), `input_clusters`, `output_clusters`,
+    `device_type` (0x0502 in-home display), `input_clusters`, `output_clusters`,
     `node_type` ("router" or "end_device").
     """
 
@@ -101,7 +103,7 @@ class Member:
 
     @property
     def device_type(self) -> int:
-        return int(getattr(self.device, "device_type", 0x0501))
+        return int(getattr(self.device, "device_type", IN_HOME_DISPLAY))
 
     @property
     def input_clusters(self) -> list[int]:
