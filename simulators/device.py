@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from simulators.addressing import check_eui64, link_key_from_install_code
-from simulators.clock import TimerClock, TimerHandle
+from simulators.clock import TimerClock
 from simulators.errors import SimulatorError
 from simulators.frame_cache import decode_shared
 from simulators.profiles import FirmwareProfile
-from simulators.registration import EsiRegistration, ZdoUplink
 from simulators.se_time import from_utc, to_utc
 from zigbee_se import (
     ClusterId,
@@ -32,6 +31,9 @@ from zigbee_se import (
     decode_header,
     encode_frame,
 )
+
+if TYPE_CHECKING:
+    from simulators.registration import EsiRegistration, ZdoUplink
 
 BASIC = 0x0000
 TIME = int(ClusterId.TIME)
@@ -96,7 +98,7 @@ class SimDevice:
     """Base device: identity, local clock, transaction numbers, frame I/O and counters."""
 
     __slots__ = (
-        "_clk_base_local", "_clk_base_real", "_energy_wh", "_load_since", "_load_w", "_time_poll", "_tsn",
+        "_clk_base_local", "_clk_base_real", "_energy_wh", "_load_since", "_load_w", "_tsn",
         "_uplink", "clock", "dropped", "endpoint", "eui64", "frames", "frames_in", "frames_out",
         "install_code", "link_key", "profile", "registration", "se_version", "time_synced", "undecodable",
     )
@@ -129,8 +131,13 @@ class SimDevice:
         # Every frame the device hears, decoded, for whoever watches it (tests, the demo); a
         # fleet's devices are not watched.
         self.frames: FrameSink | None = None
-        self.registration = EsiRegistration(self) if profile.binds_to_esi else None
-        self._time_poll: TimerHandle | None = None
+        self.registration: EsiRegistration | None = None  # (no slot for the time poll: see _poll_time)
+        if profile.binds_to_esi:
+            # Imported here: ZDO brings zigpy's ZDO and cluster tables (0.17 s, 7 MB) that a
+            # fleet's devices, which never register, do not need.
+            from simulators.registration import EsiRegistration
+
+            self.registration = EsiRegistration(self)
 
     # ------------------------------------------------------------------ simple descriptor
     # What a coordinator (the NCP emulator) or an ESI learns from ZDO descriptor requests.
@@ -201,16 +208,15 @@ class SimDevice:
                 self.send(TIME, "read_attributes", {"attribute_ids": [0x0000, 0x0001, 0x0008, 0x0009]})
             self.initial_requests()
         if profile.time_poll_s > 0 and profile.has("time"):
-            if self._time_poll is not None:
-                self._time_poll.cancel()  # joined again: one poll, not one per join
-            self._time_poll = self.clock.call_later(profile.time_poll_s, self._poll_time)
+            self.clock.call_later(profile.time_poll_s, self._poll_time, self._uplink)
 
-    def _poll_time(self) -> None:
-        """Re-read the ESI's Time and TimeStatus (resync a drifting clock) while on the HAN."""
-        self._time_poll = None
-        if self.attached:
+    def _poll_time(self, uplink: Uplink | None) -> None:
+        """Re-read the ESI's Time and TimeStatus (resync a drifting clock) while on the HAN. The
+        poll belongs to the uplink it started on: detached or joined again (a new uplink), this
+        one stops, so a device never polls twice and a fleet's devices need no slot for it."""
+        if uplink is not None and self._uplink is uplink:
             self.send(TIME, "read_attributes", {"attribute_ids": [0x0000, 0x0001]})
-            self._time_poll = self.clock.call_later(self.profile.time_poll_s, self._poll_time)
+            self.clock.call_later(self.profile.time_poll_s, self._poll_time, uplink)
 
     def initial_requests(self) -> None:
         """Subclasses send GetLastMessage / GetCurrentPrice / GetScheduledEvents here."""

@@ -144,7 +144,8 @@ def test_a_listening_device_sends_nothing_and_a_time_poll_reads_time_and_status(
     # join delay, then every 5 s, each read leaving after the profile's answer delay
     reads = [(round(t - t0, 2), f.fields["attribute_ids"]) for t, _c, f in coordinator.zcl]
     assert reads == [(5.55, [0, 1]), (10.55, [0, 1]), (15.55, [0, 1])]
-    device.on_joined()  # joins again at 16.5: one poll, from 17.0 on (22.05, 27.05), not two
+    device.attach(coordinator.uplink)  # leaves and joins again at 16.5: one poll, from 17.0 on
+    device.on_joined()  # (22.05, 27.05), not two
     clock.advance(DISPLAY.join_delay_s + 10.1)
     assert [round(t - t0, 2) for t, _c, _f in coordinator.zcl[3:]] == [22.05, 27.05]
     device.detach()
