@@ -23,11 +23,14 @@ from typing import Any
 from ams_adapters.profiles import load_profile
 from sandbox.headends import headend_for_profile
 from sandbox.simfield import MIX, SimPremise, build_field, premises
-from simulators.clock import TimerClock
+from simulators.addressing import eui64_from_str
+from simulators.client_device import ClientDevice
+from simulators.clock import RealClock, TimerClock
+from simulators.factory import make_device
 from simulators.headends.factory import HeadEnd
 from simulators.ncp import NcpEmulator
 from simulators.ncp import load_profile as load_coordinator_profile
-from simulators.ncp.peer import SePeer
+from simulators.profiles import load_profiles
 from zigbee_se import parse_install_code
 
 MQTT_BROKER = ("127.0.0.1", 1883)
@@ -39,6 +42,8 @@ SHORT_NAMES = {"multispeak": "MultiSpeak", "cim": "IEC 61968-9", "binary": "bina
 RADIO_EUI64 = "00:0d:6f:00:0a:90:69:e7"
 RADIO_INSTALL_CODE = "83FED3407A939723A5C639B26916D505C3B5"
 RADIO_DEVICE_NAME = "radio-ihd"
+RADIO_DISPLAY_PROFILE = "silabs-ihd-drlc"  # registers with the ESI, confirms at once
+RADIO_TIME_POLL_S = 5.0  # the display re-reads the ESI's time this often, as `hangw sim ncp` does
 COORDINATOR_PROFILE = "emberznet-7.4-mg24"
 
 
@@ -64,7 +69,7 @@ class DemoField:
     notes: list[str] = field(default_factory=list)  # one line per part left out, and why
     headends: list[HeadEnd] = field(default_factory=list)
     coordinator: NcpEmulator | None = None
-    display: SePeer | None = None
+    display: ClientDevice | None = None
 
     @property
     def radio(self) -> RoutedPremise:
@@ -152,8 +157,11 @@ async def _start_radio(demo: DemoField, items: list[SimPremise], per_tdsp: int) 
     esi_id = oncor.esi_id[:7] + str(per_tdsp + 1).rjust(len(oncor.esi_id) - 7, "0")
     premise = SimPremise(esi_id, "oncor", "SIM-RADIO", "1.1", (RADIO_DEVICE_NAME,))
     # In pairing mode: it joins when the coordinator permits joining with its install code's key.
-    demo.display = SePeer(RADIO_EUI64, parse_install_code(RADIO_INSTALL_CODE).code.hex(), register=True,
-                          time_poll_s=5.0, bind=True)
+    # On the wall clock, not the field's brisk one: it re-reads the time every 5 wall seconds and a
+    # 1-minute event lasts a minute (the walkthrough waits for its 'received', not its 'completed').
+    profile = dataclasses.replace(load_profiles()[RADIO_DISPLAY_PROFILE], time_poll_s=RADIO_TIME_POLL_S)
+    demo.display = make_device(profile, eui64_from_str(RADIO_EUI64), parse_install_code(RADIO_INSTALL_CODE).code,
+                               RealClock())
     coordinator.pair(demo.display)
     demo.device_names[RADIO_EUI64] = RADIO_DEVICE_NAME
     demo.routes["radio"] = {"device": f"socket://{host}:{port}", "esi_ids": [esi_id]}

@@ -4,9 +4,10 @@
     hangw sim ncp --listen 127.0.0.1:9999         # a network coordinator: socket://127.0.0.1:9999
     hangw sim ncp --pty --device 00:0d:6f:00:0a:90:69:e7=83FED3407A939723A5C639B26916D505C3B5
 
-Each `--device EUI64=INSTALL_CODE` is a simulated in-home display in pairing mode: it joins the
-next time the coordinator permits joining (if its code matches the key the gateway registered),
-confirms messages, acknowledges prices and reports load-control event status.
+Each `--device EUI64=INSTALL_CODE` is a simulated in-home display in pairing mode (the simulators'
+firmware profile `silabs-ihd-drlc`): it joins the next time the coordinator permits joining (if its
+code matches the key the gateway registered), registers with the ESI, confirms messages,
+acknowledges prices and reports load-control event status.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from sandbox.sim_group import sim_subparsers
+
+DISPLAY_PROFILE = "silabs-ihd-drlc"
 
 
 def register(subparsers: Any) -> None:
@@ -60,24 +64,23 @@ def _parse_device(text: str) -> tuple[str, str]:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported when the command runs, not when `hangw` loads `register` (every start).
+    from simulators.addressing import eui64_from_str
+    from simulators.clock import RealClock
+    from simulators.factory import make_device
     from simulators.ncp import LineFaults, NcpEmulator, ProfileError, load_profile
-    from simulators.ncp.peer import SePeer
+    from simulators.profiles import load_profiles
     from zigbee_se import InstallCodeError, parse_install_code
 
     try:
         profile = load_profile(args.profile)
+        # Registers with the ESI after joining (Match_Desc, Bind_req), reads its time and asks
+        # for what it missed; then re-reads the time every --time-poll seconds.
+        display = dataclasses.replace(load_profiles()[DISPLAY_PROFILE], time_poll_s=max(0.0, args.time_poll))
+        clock = RealClock()
         devices = []
         for text in args.device:
             eui64, code = _parse_device(text)
-            devices.append(
-                SePeer(
-                    eui64,
-                    parse_install_code(code).code.hex(),
-                    register=True,
-                    time_poll_s=args.time_poll or None,
-                    bind=True,  # SE registration: find the ESI (Match_Desc), bind Price/DRLC/Messaging
-                )
-            )
+            devices.append(make_device(display, eui64_from_str(eui64), parse_install_code(code).code, clock))
     except (ProfileError, InstallCodeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

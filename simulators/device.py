@@ -3,14 +3,16 @@
 A device sees only ZCL frames: ``deliver(cluster_id, frame)`` brings one from its ESI and
 ``uplink(cluster_id, frame)`` (given by ``attach``) sends one back. It does not know whether a
 simulated meter or the EZSP coordinator emulator is on the other side. All frame I/O goes through
-``zigbee_se.encode_frame`` / ``decode_frame``.
+``zigbee_se.encode_frame`` / ``decode_frame``. Behind a coordinator that speaks ZDO (the EZSP
+emulator: ``attach_zdo`` / ``deliver_zdo``) a device whose profile says so registers with the ESI
+first (``simulators.registration``).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from simulators.addressing import check_eui64, link_key_from_install_code
 from simulators.clock import TimerClock
@@ -33,11 +35,16 @@ from zigbee_se import (
 )
 from zigbee_se.foundation import GLOBAL_BY_ID
 
+if TYPE_CHECKING:
+    from simulators.registration import EsiRegistration, ZdoUplink
+
+BASIC = 0x0000
 TIME = int(ClusterId.TIME)
 PRICE = int(ClusterId.PRICE)
 DRLC = int(ClusterId.DRLC)
 METERING = int(ClusterId.METERING)
 MESSAGING = int(ClusterId.MESSAGING)
+KEY_ESTABLISHMENT = 0x0800
 CLUSTER_NAMES = {TIME: "time", PRICE: "price", DRLC: "drlc", METERING: "metering",
                  MESSAGING: "messaging"}
 
@@ -55,12 +62,28 @@ DUPLICATE_EXISTS = 0x8A
 NOT_FOUND = 0x8B
 UNSUPPORTED_CLUSTER = 0xC3
 
-Uplink = Callable[[int, bytes], None]
+Uplink = Callable[[int, bytes], object]
+"""How a device sends a frame to its ESI: ``uplink(cluster_id, zcl_frame)``."""
+
+
+class FrameSink(Protocol):
+    """Where a watched device puts each frame it hears (an ``asyncio.Queue`` will do)."""
+
+    def put_nowait(self, item: tuple[int, DecodedFrame], /) -> None: ...
+
 
 _SE_VERSIONS = {"1.0": SEVersion.V1_0, "1.1": SEVersion.V1_1, "1.2": SEVersion.V1_2}
-# SE device ids (0x0500 ESI, 0x0501 metering device, ...): from memory of the SE spec, not verified.
+# SE device ids (Simple Descriptor, profile 0x0109): 0x0500 ESI, 0x0501 metering device, 0x0502
+# in-premise (in-home) display, 0x0503 PCT, 0x0504 load control device. zigpy defines no SE device
+# ids; checked against Texas Instruments' Z-Stack SE header se.h (ZCL_SE_DEVICEID_*, a copy in
+# github.com/efishliu/Agricultural-IOT-System: Example/例程/双机/WSN_ZigBee/Projects/zstack/SE/Source/se.h)
+# and zsmartsystems/com.zsmartsystems.zigbee ZigBeeDeviceType.java (SEP_IN_HOME_DISPLAY = 0x0502).
 _SE_DEVICE_IDS = {"ihd": 0x0502, "pct": 0x0503, "load_control": 0x0504}
 _CLUSTER_IDS = {name: cid for cid, name in CLUSTER_NAMES.items()}
+# ZCL data types of the Basic attributes a device answers (zigbee_se knows no Basic attributes).
+UINT8, ENUM8, CHAR_STRING = 0x20, 0x30, 0x42
+ZCL_VERSION_SE1 = 0x01  # the ZCL revision SE 1.x is built on
+MAINS_SINGLE_PHASE = 0x01
 
 
 @functools.cache
@@ -86,8 +109,8 @@ class SimDevice:
 
     __slots__ = (
         "_clk_base_local", "_clk_base_real", "_energy_wh", "_load_since", "_load_w", "_tsn",
-        "_uplink", "clock", "dropped", "endpoint", "eui64", "frames_in", "frames_out",
-        "install_code", "link_key", "profile", "se_version", "time_synced", "undecodable",
+        "_uplink", "clock", "dropped", "endpoint", "eui64", "frames", "frames_in", "frames_out",
+        "install_code", "link_key", "profile", "registration", "se_version", "time_synced", "undecodable",
     )
 
     def __init__(self, eui64: bytes, install_code: bytes, profile: FirmwareProfile, clock: TimerClock,
@@ -115,6 +138,16 @@ class SimDevice:
         self.frames_out = 0
         self.dropped = 0
         self.undecodable = 0
+        # Every frame the device hears, decoded, for whoever watches it (tests, the demo); a
+        # fleet's devices are not watched.
+        self.frames: FrameSink | None = None
+        self.registration: EsiRegistration | None = None  # (no slot for the time poll: see _poll_time)
+        if profile.binds_to_esi:
+            # Imported here: ZDO brings zigpy's ZDO and cluster tables (0.17 s, 7 MB) that a
+            # fleet's devices, which never register, do not need.
+            from simulators.registration import EsiRegistration
+
+            self.registration = EsiRegistration(self)
 
     # ------------------------------------------------------------------ simple descriptor
     # What a coordinator (the NCP emulator) or an ESI learns from ZDO descriptor requests.
@@ -129,12 +162,12 @@ class SimDevice:
     @property
     def input_clusters(self) -> tuple[int, ...]:
         """Server clusters: Basic, Identify, Key Establishment."""
-        return (0x0000, 0x0003, 0x0800)
+        return (0x0000, 0x0003, KEY_ESTABLISHMENT)
 
     @property
     def output_clusters(self) -> tuple[int, ...]:
         """Client clusters: those of the firmware profile, plus Key Establishment."""
-        return (*sorted(_CLUSTER_IDS[c] for c in self.profile.clusters), 0x0800)
+        return (*sorted(_CLUSTER_IDS[c] for c in self.profile.clusters), KEY_ESTABLISHMENT)
 
     # ------------------------------------------------------------------ link to the ESI
     def attach(self, uplink: Uplink) -> None:
@@ -157,15 +190,43 @@ class SimDevice:
                 return None
         return self.link_key
 
+    def attach_zdo(self, uplink: ZdoUplink, coordinator_eui64: Any) -> None:
+        """ZDO to the coordinator (only a device that registers with the ESI talks ZDO)."""
+        if self.registration is not None:
+            self.registration.attach(uplink, coordinator_eui64)
+
+    def deliver_zdo(self, cluster_id: int, payload: bytes) -> None:
+        if self.registration is not None:
+            self.registration.deliver(cluster_id, payload)
+
     def on_joined(self) -> None:
         """Called once the device is on the HAN: registration then its initial requests."""
         self.clock.call_later(self.profile.join_delay_s, self._after_join)
 
     def _after_join(self) -> None:
-        if self.profile.has("time"):
-            # SL-REG step 7: read the ESI's time before acting on absolute times.
-            self.send(TIME, "read_attributes", {"attribute_ids": [0x0000, 0x0001, 0x0008, 0x0009]})
-        self.initial_requests()
+        # SL-REG step 1 waited for the join's broadcasts to die down; ESI discovery and bindings next.
+        if self.registration is not None:
+            self.registration.start(self._registered)
+        else:
+            self._registered()
+
+    def _registered(self) -> None:
+        profile = self.profile
+        if profile.requests_after_join:
+            if profile.has("time"):
+                # SL-REG step 7: read the ESI's time before acting on absolute times.
+                self.send(TIME, "read_attributes", {"attribute_ids": [0x0000, 0x0001, 0x0008, 0x0009]})
+            self.initial_requests()
+        if profile.time_poll_s > 0 and profile.has("time"):
+            self.clock.call_later(profile.time_poll_s, self._poll_time, self._uplink)
+
+    def _poll_time(self, uplink: Uplink | None) -> None:
+        """Re-read the ESI's Time and TimeStatus (resync a drifting clock) while on the HAN. The
+        poll belongs to the uplink it started on: detached or joined again (a new uplink), this
+        one stops, so a device never polls twice and a fleet's devices need no slot for it."""
+        if uplink is not None and self._uplink is uplink:
+            self.send(TIME, "read_attributes", {"attribute_ids": [0x0000, 0x0001]})
+            self.clock.call_later(self.profile.time_poll_s, self._poll_time, uplink)
 
     def initial_requests(self) -> None:
         """Subclasses send GetLastMessage / GetCurrentPrice / GetScheduledEvents here."""
@@ -245,6 +306,8 @@ class SimDevice:
             self.undecodable += 1
             self._malformed(cluster_id, zcl_frame)
             return
+        if self.frames is not None:
+            self.frames.put_nowait((cluster_id, frame))
         if (self.profile.quirks.reject_trailing_fields and frame.frame_type == 1
                 and self._has_newer_fields(cluster_id, frame, zcl_frame)):
             self._error(cluster_id, frame, MALFORMED_COMMAND)
@@ -253,6 +316,9 @@ class SimDevice:
             return  # never answered (ZCL)
         if frame.command == "read_attributes_response" and cluster_id == TIME:
             self._time_response(frame)
+            return
+        if frame.command == "read_attributes" and cluster_id == BASIC:
+            self._read_basic(frame)
             return
         if not self.handle(cluster_id, frame):
             self._error(cluster_id, frame, self._unsupported(cluster_id, frame.frame_type))
@@ -305,6 +371,20 @@ class SimDevice:
         # Only a Master or Synchronized server is a valid time source (SL-REG).
         if t is not None and t != 0xFFFFFFFF and status & 0x03:
             self.set_local_time(int(t))
+
+    def _read_basic(self, frame: DecodedFrame) -> None:
+        """The Basic server every SE device has (a coordinator's interview reads the manufacturer
+        and model, as zigpy does): what the firmware profile says the device is."""
+        p = self.profile
+        values = {0x0000: (UINT8, ZCL_VERSION_SE1), 0x0004: (CHAR_STRING, p.vendor),
+                  0x0005: (CHAR_STRING, p.model), 0x0007: (ENUM8, MAINS_SINGLE_PHASE),
+                  0x4000: (CHAR_STRING, p.firmware_version)}
+        records: list[dict[str, Any]] = [
+            {"attribute_id": a, "status": SUCCESS, "data_type": values[a][0], "value": values[a][1]}
+            if a in values else {"attribute_id": a, "status": UNSUPPORTED_ATTRIBUTE}
+            for a in frame.fields["attribute_ids"]]
+        self.send(BASIC, "read_attributes_response", {"records": records}, tsn=frame.tsn,
+                  disable_default_response=True, direction=Direction.SERVER_TO_CLIENT)
 
     def handle(self, cluster_id: int, frame: DecodedFrame) -> bool:
         """Handle a decoded frame; return False if the command is not supported."""

@@ -65,6 +65,14 @@ class FirmwareProfile:
     price_table_size: int = 5
     nominal_load_w: float = 0.0
     metering_poll_s: float = 0.0  # IHD: how often it reads the meter (0 = never)
+    # After joining (SE_BEHAVIOUR.md §6 and §2.2). Registration: find the ESI by Match_Desc for the
+    # DRLC server and ask it to bind each SE client cluster to the device (a coordinator that
+    # speaks ZDO only: the EZSP emulator; a SimMeter has no ZDO and the step is skipped).
+    binds_to_esi: bool = False
+    # Then read the ESI's time and ask for what was missed (GetLastMessage, GetCurrentPrice,
+    # GetScheduledEvents); False is a firmware that only listens for what is pushed to it.
+    requests_after_join: bool = True
+    time_poll_s: float = 0.0  # re-read the ESI's Time and TimeStatus this often (0 = never)
     description: str = ""
     quirks: Quirks = field(default_factory=Quirks)
     source: str = ""
@@ -119,7 +127,12 @@ def profile_from_dict(data: dict[str, Any], path: str = "<dict>") -> FirmwarePro
                 raise FirmwareProfileError(path, name, value, "must be an integer")
             _in_range(path, name, value, lo, hi)
             kwargs[name] = value
-    for name in ("answer_delay_s", "join_delay_s", "nominal_load_w", "metering_poll_s"):
+    for name in ("binds_to_esi", "requests_after_join"):
+        if name in data:
+            if not isinstance(data[name], bool):
+                raise FirmwareProfileError(path, name, data[name], "must be true or false")
+            kwargs[name] = data[name]
+    for name in ("answer_delay_s", "join_delay_s", "nominal_load_w", "metering_poll_s", "time_poll_s"):
         if name in data:
             value = data[name]
             if not isinstance(value, int | float) or isinstance(value, bool):

@@ -20,20 +20,10 @@ PACKAGES = ("gateway", "ams_adapters", "zigbee_se", "simulators", "sandbox")
 # assignment, e.g. `Foo = other.Foo` for a documented public path). None today.
 REEXPORTS: dict[str, frozenset[str]] = {}
 
-# Two meanings still under one name because the files were being changed by another branch of
-# issue 12 when the rest were renamed; each entry says which side gets the new name. Remove the
-# entry with the rename: `test_no_stale_entries` fails once the name is defined only once.
-PENDING: dict[str, str] = {
-    # gateway.domain.records.HanDevice (a stored HAN device) vs the coordinator emulator's protocol
-    # for a simulated device: the emulator's becomes e.g. `EmulatedDevice` (simulators/ncp/).
-    "HanDevice": "simulators/ncp/han.py",
-    # ams_adapters.contract.InboundEvent (what a route reports to the gateway) vs the radio
-    # coordinator session's events: the radio's becomes e.g. `RadioEvent` (ams_adapters/radio/).
-    "InboundEvent": "ams_adapters/radio/events.py",
-    # One concept written twice: simulators.device.Uplink and the coordinator emulator's
-    # protocol of the same call; the emulator imports simulators.device.Uplink (simulators/ncp/).
-    "Uplink": "simulators/ncp/han.py",
-}
+# Two meanings still under one name while a rename is under way elsewhere (say which side gets the new
+# name); remove the entry with the rename: `test_no_stale_entries` fails once the name is defined only
+# once. None today.
+PENDING: dict[str, str] = {}
 
 
 def _defined_names(tree: ast.Module) -> list[tuple[str, int]]:

@@ -14,8 +14,8 @@ from ams_adapters.radio.events import (
     DeviceJoined,
     DeviceJoinFailed,
     DeviceLeft,
-    InboundEvent,
     OutboundFrame,
+    RadioEvent,
 )
 from ams_adapters.radio.session import CoordinatorSession
 
@@ -34,9 +34,9 @@ __all__ = [
     "DeviceJoinFailed",
     "DeviceJoined",
     "DeviceLeft",
-    "InboundEvent",
     "OutboundFrame",
     "RadioConfig",
     "RadioConfigError",
     "RadioError",
+    "RadioEvent",
 ]

@@ -111,7 +111,9 @@ class CbkeRequested:
     eui64: str
 
 
-InboundEvent = (
+# What the coordinator session reports, per device; the radio route (route.py) turns these into the
+# contract's per-premise InboundEvent.
+RadioEvent = (
     DeliveryResult
     | DeviceFrame
     | DeviceAssociated

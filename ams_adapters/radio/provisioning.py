@@ -60,8 +60,8 @@ class Provisioning(SessionCore):
         """Joined, for the route, once zigpy knows the device's endpoints and clusters.
 
         zigpy's interview goes on to read Basic's manufacturer and model; an SE device that
-        does not answer that (the simulators' devices do not) would keep the join pending for
-        zigpy's timeouts, although everything needed to send it frames is known.
+        does not answer that would keep the join pending for zigpy's timeouts, although
+        everything needed to send it frames is known.
         """
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(60):

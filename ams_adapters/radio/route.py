@@ -310,7 +310,7 @@ class RadioRoute:
             with contextlib.suppress(Exception):
                 self._translate_one(event)
 
-    def _translate_one(self, event: radio_events.InboundEvent) -> None:
+    def _translate_one(self, event: radio_events.RadioEvent) -> None:
         now = self._clock()
         if isinstance(event, radio_events.DeliveryResult):
             fanout = self._fanouts.pop(event.outbound_id, None)

@@ -45,6 +45,9 @@ from ams_adapters.radio.session_core import (
     LOGGER,
 )
 
+# How long a stopping session waits for zigpy to finish a device interview (a Basic read or two).
+INTERVIEW_GRACE_S = 5.0
+
 
 class _Listener:
     """zigpy listener events, forwarded to the route (zigpy dispatches them by method name)."""
@@ -53,8 +56,8 @@ class _Listener:
         self._route = route
 
     # A device counts as joined once zigpy has interviewed it (node and simple descriptors):
-    # only then does it know the device's SE endpoint, and only then does it save the device
-    # in its database.
+    # only then does it know the device's SE endpoint. zigpy saves the device in its database
+    # when the rest of the interview (Basic's manufacturer and model) is done.
     def device_joined(self, device: Any) -> None:
         self._route._on_associated(device)
 
@@ -149,9 +152,23 @@ class CoordinatorSession(FrameSending, EsiAnswering, Provisioning):
         if self._writer is not None:
             self._writer.cancel()
         if self.app is not None:
+            await self._let_interviews_finish()
             with contextlib.suppress(Exception):
                 await self.app.shutdown()
         self._connected.clear()
+
+    async def _let_interviews_finish(self, limit_s: float = INTERVIEW_GRACE_S) -> None:
+        """zigpy writes a device to its network database when its interview ends, after reading
+        Basic's manufacturer and model, which is later than the route counts it joined (its
+        descriptors). A session stopped right after a join (`hangw radio provision`) would leave
+        the next process without the device ("unknown device"): give the interview a moment."""
+        assert self.app is not None
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while any(d.initializing for d in self.app.devices.values()):
+            if asyncio.get_running_loop().time() >= deadline:
+                LOGGER.info("stopping with a device interview unfinished")
+                return
+            await asyncio.sleep(0.05)
 
     def _on_connection_lost(self, exc: Exception | None) -> None:
         if self._closing or not self._connected.is_set():

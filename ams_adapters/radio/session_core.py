@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from ams_adapters.contract import RouteCapabilities, SubmitResult
 from ams_adapters.radio.config import RadioConfig
 from ams_adapters.radio.events import (
-    InboundEvent,
     OutboundFrame,
+    RadioEvent,
 )
 from ams_adapters.radio.state import MemoryRouteState, RouteStateStore
 from zigbee_se.esi import Esi
@@ -22,6 +22,8 @@ LOGGER = logging.getLogger(__name__)
 
 KEY_ESTABLISHMENT = 0x0800
 # SE 1.x device ids (the Simple Descriptor's device id on profile 0x0109) -> inventory device_type.
+# As Texas Instruments' Z-Stack se.h (0x0500-0x0506) and zsmartsystems' ZigBeeDeviceType.java
+# (0x0500-0x0508) define them; zigpy has no SE device ids.
 SE_DEVICE_TYPES = {
     0x0500: "esi",
     0x0501: "meter",
@@ -83,7 +85,7 @@ class SessionCore:
             },
         )
         self.app: Any = None
-        self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        self._events: asyncio.Queue[RadioEvent] = asyncio.Queue()
         self._queue: asyncio.Queue[OutboundFrame] = asyncio.Queue()
         self._outcomes: dict[str, SubmitResult] = {}
         self._connected = asyncio.Event()
@@ -123,12 +125,12 @@ class SessionCore:
         if self._writer is not None and not self._writer.done():
             await self._writes.join()
 
-    def _emit(self, event: InboundEvent) -> None:
+    def _emit(self, event: RadioEvent) -> None:
         self._events.put_nowait(event)
 
-    async def events(self) -> AsyncIterator[InboundEvent]:
+    async def events(self) -> AsyncIterator[RadioEvent]:
         while True:
             yield await self._events.get()
 
-    async def next_event(self, timeout: float | None = None) -> InboundEvent:
+    async def next_event(self, timeout: float | None = None) -> RadioEvent:
         return await asyncio.wait_for(self._events.get(), timeout)

@@ -19,7 +19,7 @@ import bellows.types as t
 
 from simulators.ncp.ash import NcpAshProtocol
 from simulators.ncp.ezsp import EzspNcp
-from simulators.ncp.han import HanDevice, JoinResult
+from simulators.ncp.han import EmulatedDevice, JoinResult
 from simulators.ncp.link import Line, LineFaults, PtyLine, TcpLine
 from simulators.ncp.profile import CoordinatorProfile, load_profile
 from simulators.ncp.state import Nvram
@@ -131,16 +131,16 @@ class NcpEmulator:
                 self._pty_link.unlink()
 
     # ------------------------------------------------------------------ the HAN
-    def join(self, device: HanDevice) -> JoinResult:
+    def join(self, device: EmulatedDevice) -> JoinResult:
         """The device tries to join now (it succeeds only while joining is permitted)."""
         return self.ncp.join(device)
 
-    def pair(self, device: HanDevice) -> None:
+    def pair(self, device: EmulatedDevice) -> None:
         """Put a device in pairing mode: it joins the next time joining is permitted."""
         self.ncp.pairing.append(device)
 
-    def leave(self, device: HanDevice) -> bool:
+    def leave(self, device: EmulatedDevice) -> bool:
         return self.ncp.leave(device)
 
-    def set_reachable(self, device: HanDevice, reachable: bool) -> None:
+    def set_reachable(self, device: EmulatedDevice, reachable: bool) -> None:
         self.ncp.set_reachable(device, reachable)

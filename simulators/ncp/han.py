@@ -18,19 +18,19 @@ import bellows.types as t
 import zigpy.types as zt
 import zigpy.util
 
+from simulators.device import Uplink
 from zigbee_se import SE_PROFILE_ID
 
-
-class Uplink(Protocol):
-    def __call__(self, cluster_id: int, zcl_frame: bytes) -> object: ...
+IN_HOME_DISPLAY = 0x0502  # SE device id (0x0501 is a metering device): see simulators/device.py
 
 
 @runtime_checkable
-class HanDevice(Protocol):
-    """What the emulator needs from a simulated device (simulators' SimDevice has exactly this).
+class EmulatedDevice(Protocol):
+    """What the emulator needs from a device on its HAN (simulators' SimDevice has exactly this).
+    Not the gateway's stored HAN device (gateway.domain.records.HanDevice).
 
     Optional attributes, read with defaults: `endpoint` (1), `profile_id` (0x0109),
-    `device_type` (0x0501 in-home display), `input_clusters`, `output_clusters`,
+    `device_type` (0x0502 in-home display), `input_clusters`, `output_clusters`,
     `node_type` ("router" or "end_device").
     """
 
@@ -62,7 +62,7 @@ def as_eui64(value: Any) -> t.EUI64:
     return t.EUI64.convert(str(value))
 
 
-def link_key_of(device: HanDevice) -> t.KeyData | None:
+def link_key_of(device: EmulatedDevice) -> t.KeyData | None:
     """The key the device's stack joins with: from its install code, else the well-known key.
 
     None when the code itself is bad (wrong length or CRC): such a device can never join.
@@ -83,7 +83,7 @@ def link_key_of(device: HanDevice) -> t.KeyData | None:
 
 @dataclasses.dataclass
 class Member:
-    device: HanDevice
+    device: EmulatedDevice
     eui64: t.EUI64
     nwk: int
     link_key: t.KeyData
@@ -103,7 +103,7 @@ class Member:
 
     @property
     def device_type(self) -> int:
-        return int(getattr(self.device, "device_type", 0x0501))
+        return int(getattr(self.device, "device_type", IN_HOME_DISPLAY))
 
     @property
     def input_clusters(self) -> list[int]:

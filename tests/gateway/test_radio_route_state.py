@@ -14,8 +14,10 @@ from ams_adapters.radio import CoordinatorSession, Delivery, DeliveryResult, Dev
 from ams_adapters.radio.state import DeviceState, OutboundState, RouteStateStore
 from gateway.store.route_state import GatewayRouteState, PremiseNotFound, store_eui64
 from gateway.store.store import Store, open_store
+from simulators.client_device import ClientDevice
+from simulators.device import MESSAGING
 from simulators.ncp import NcpEmulator, load_profile
-from simulators.ncp.peer import MESSAGING, SePeer
+from tests.radio.devices import display
 from zigbee_se import encode_frame
 
 ESI = "10443720000000001"
@@ -96,7 +98,7 @@ def text(outbound_id: str, message_id: int) -> OutboundFrame:
     return OutboundFrame(outbound_id, EUI, MESSAGING, frame)
 
 
-def displayed(device: SePeer) -> list[int]:
+def displayed(device: ClientDevice) -> list[int]:
     """Message ids of the Display Messages the device received since last asked."""
     ids = []
     while not device.frames.empty():
@@ -121,7 +123,7 @@ async def test_restarted_route_never_sends_an_outbound_id_twice(tmp_path: Path) 
     url = f"sqlite+aiosqlite:///{tmp_path / 'g.db'}"
     emulator = NcpEmulator(load_profile("emberznet-7.4-mg24"))
     await emulator.serve_pty()
-    device = SePeer(EUI, CODE)
+    device = display(EUI, CODE)
     stores: list[Store] = []
     try:
         stores.append(await with_premise(url))

@@ -23,8 +23,8 @@ from gateway.domain.model import Role
 from gateway.pipeline.dispatcher import RouteSet
 from gateway.store.store import open_store
 from simulators.ncp import NcpEmulator, load_profile
-from simulators.ncp.peer import SePeer
 from tests.gateway.conftest import ONCOR, ONCOR_2, Gateway, gateway_config, stop_server
+from tests.radio.devices import display
 from zigbee_se import parse_install_code
 
 EUI = "00:0d:6f:00:0a:90:69:e7"
@@ -109,7 +109,7 @@ async def test_text_over_rest_is_delivered_and_confirmed_through_the_radio(tmp_p
         config.server.public_url = base_url
 
         # The contract's provisioning operation admits the display by its install code.
-        device = SePeer(EUI, CODE)
+        device = display(EUI, CODE)
         link_key = parse_install_code(CODE).link_key
         accepted = await radio.provision(ProvisioningRequest(
             "prov-1", ONCOR, ProvisioningKind.PROVISION_DEVICE, EUI, link_key, 86400))
@@ -129,7 +129,7 @@ async def test_text_over_rest_is_delivered_and_confirmed_through_the_radio(tmp_p
             listed = await client.get(f"/v1/premises/{ONCOR}/devices", headers=gw.op)
             assert listed.status_code == 200, listed.text
             assert [(d["eui64"], d["status"], d["device_type"]) for d in listed.json()["items"]] == [
-                ("000D6F000A9069E7", "joined", "meter")]
+                ("000D6F000A9069E7", "joined", "in_home_display")]
             _party, token = await gw.new_party("Acme", "123456789")
             await gw.active_agreement(token, ONCOR, "MTR-1", CUSTOMER)
             r = await client.post("/v1/han-requests", headers=gw.auth(token), json={

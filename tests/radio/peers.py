@@ -41,7 +41,7 @@ class DisplayPeer:
 
     endpoint = 1
     profile_id = 0x0109
-    device_type = 0x0501
+    device_type = 0x0502  # SE in-home display
     input_clusters = [0x000A]  # noqa: RUF012 - a descriptor, read by the emulator
     output_clusters = [0x0700, 0x0701, 0x0703, 0x000A]  # noqa: RUF012
     node_type = "router"

@@ -11,8 +11,9 @@ import time
 from ams_adapters.contract import METER, HanOperation, OperationKind, SubmitOutcome
 from ams_adapters.radio import CoordinatorSession, DeviceBound, DeviceJoined, RadioConfig
 from ams_adapters.radio.route import RadioRoute
+from simulators.device import DRLC, MESSAGING, PRICE
 from simulators.ncp import NcpEmulator, load_profile
-from simulators.ncp.peer import DRLC, MESSAGING, PRICE, SePeer
+from tests.radio.devices import display, registered
 from zigbee_se import SEVersion, encode_frame
 
 ESI = "10443720000000001"
@@ -32,19 +33,19 @@ async def test_device_finds_the_esi_binds_and_gets_pushed_prices() -> None:
     await route.start()
     radio = route.radio
     try:
-        device = SePeer(EUI, CODE, bind=True)
+        device = display(EUI, CODE, binds=True)
         joining = asyncio.create_task(radio.provision_device(EUI, CODE, 30))
         while emulator.ncp.stack.permit_until <= asyncio.get_running_loop().time():
             await asyncio.sleep(0.01)
         emulator.join(device)
         assert isinstance(await joining, DeviceJoined)
-        await asyncio.wait_for(device.registered.wait(), 10)
+        await registered(device)
 
         # The NCP answered the Match_Desc from the ESI endpoint the route registered ...
-        assert device.esi_endpoints == [radio.config.se_endpoint]
+        assert device.registration.esi_endpoints == [radio.config.se_endpoint]
         # ... and zigpy did not send its own (empty) answer to the same request.
         assert MATCH_DESC_RSP not in sent_to_devices
-        assert device.bind_results == {PRICE: 0, DRLC: 0, MESSAGING: 0}  # ZDO SUCCESS each
+        assert device.registration.bind_results == {PRICE: 0, DRLC: 0, MESSAGING: 0}  # ZDO SUCCESS each
         assert sorted((c, str(e)) for _ep, c, e, _dep in emulator.ncp.nvram.bindings) == [
             (PRICE, EUI), (DRLC, EUI), (MESSAGING, EUI)]
         # The route saw the copies of the Bind_req (the contract route consumes the radio's
@@ -86,7 +87,7 @@ async def test_radio_route_reports_each_binding_as_an_event() -> None:
     radio = CoordinatorSession(RadioConfig(device=emulator.path, use_thread=False))
     await radio.start()
     try:
-        device = SePeer(EUI, CODE, bind=True)
+        device = display(EUI, CODE, binds=True)
         joining = asyncio.create_task(radio.provision_device(EUI, CODE, 30))
         while emulator.ncp.stack.permit_until <= asyncio.get_running_loop().time():
             await asyncio.sleep(0.01)

@@ -115,7 +115,8 @@ def test_field_scenario_from_the_command_line(coordinator: dict[str, str], tmp_p
     assert f"joined: {EUI} as 0x" in run.stdout
 
     run = hangw(env, "devices")  # from the gateway's store: no coordinator needed
-    assert run.stdout.startswith(f"{EUI}\tjoined\tnwk 0x") and "\tmeter\t" in run.stdout, run.stdout + run.stderr
+    assert run.stdout.startswith(f"{EUI}\tjoined\tnwk 0x"), run.stdout + run.stderr
+    assert "\tin_home_display\t" in run.stdout, run.stdout  # its SE device id 0x0502, not a meter's 0x0501
     assert (tmp_path / "data" / "radio" / "zigpy.db").exists()  # zigpy's network state, beside it
 
     run = hangw(env, "send-text", "--eui64", EUI, "--text", "Peak at 5pm", "--message-id", "42")

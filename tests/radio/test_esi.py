@@ -22,8 +22,10 @@ from ams_adapters.contract import (
 )
 from ams_adapters.radio import CoordinatorSession, DeliveryResult, OutboundFrame, RadioConfig
 from ams_adapters.radio.route import RadioRoute
+from simulators.client_device import ClientDevice
+from simulators.device import DRLC, MESSAGING, PRICE, TIME
 from simulators.ncp import NcpEmulator
-from simulators.ncp.peer import DRLC, MESSAGING, PRICE, TIME, SePeer
+from tests.radio.devices import display, eui64_of
 from tests.radio.test_route import ESI, next_of, operation
 from tests.radio.test_session import CODE, EUI, joined, wait_for
 from zigbee_se import encode_frame, parse_install_code, utc_from_unix
@@ -62,7 +64,7 @@ async def deliver(route: CoordinatorSession, outbound_id: str, cluster: int, com
     await wait_for(route, DeliveryResult, outbound_id=outbound_id)
 
 
-async def replies(device: SePeer, cluster: int, settle: float = 0.6) -> list[Any]:
+async def replies(device: ClientDevice, cluster: int, settle: float = 0.6) -> list[Any]:
     """Frames of `cluster` the device receives until it has heard nothing for `settle` seconds."""
     out = []
     while True:
@@ -156,11 +158,11 @@ async def test_time_status_and_time(route, joined, clock) -> None:
     assert values[9] == values[0] + 86_400
 
 
-async def join(route: RadioRoute, emulator: NcpEmulator, peer: SePeer, request_id: str) -> None:
+async def join(route: RadioRoute, emulator: NcpEmulator, peer: ClientDevice, request_id: str) -> None:
     emulator.pair(peer)
     result = await route.provision(ProvisioningRequest(
-        request_id, ESI, ProvisioningKind.PROVISION_DEVICE, eui64=peer.eui64,
-        link_key=parse_install_code(peer.install_code).link_key, join_window_s=86_400))
+        request_id, ESI, ProvisioningKind.PROVISION_DEVICE, eui64=eui64_of(peer),
+        link_key=parse_install_code(peer.install_code.hex()).link_key, join_window_s=86_400))
     assert result.outcome is SubmitOutcome.ACCEPTED
     await next_of(route, ProvisioningUpdate, request_id=request_id, state=ProvisioningState.JOINED)
 
@@ -171,7 +173,7 @@ async def test_two_identical_thermostats_run_the_same_event(emulator: NcpEmulato
     route = RadioRoute(RadioConfig(device=emulator.path, use_thread=False, reconnect_min_s=0.05), ESI)
     await route.start()
     try:
-        first = SePeer(EUI, CODE)
+        first = display(EUI, CODE)
         await join(route, emulator, first, "join-1")
         start = utc_from_unix(time.time() + 600)
         for iid, offset in ((200, 0), (201, 300)):
@@ -180,7 +182,7 @@ async def test_two_identical_thermostats_run_the_same_event(emulator: NcpEmulato
             [accepted] = await route.submit([op])
             assert accepted.outcome is SubmitOutcome.ACCEPTED
             await next_of(route, DeviceResponse, command="report_event_status", eui64=EUI)
-        second = SePeer("00:0d:6f:00:0a:90:69:e8", "00112233445566778899AABBCCDDEEFF528F", register=True)
+        second = display("00:0d:6f:00:0a:90:69:e8", "00112233445566778899AABBCCDDEEFF528F", asks=True)
         await join(route, emulator, second, "join-2")
         heard = without_acks(await replies(second, DRLC, settle=1.5))
         assert [(f.command, f.fields.get("issuer_event_id")) for f in heard] == [("load_control_event", 201)]

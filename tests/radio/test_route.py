@@ -29,8 +29,9 @@ from ams_adapters.contract import (
 )
 from ams_adapters.radio import RadioConfig
 from ams_adapters.radio.route import RadioRoute
+from simulators.client_device import ClientDevice
 from simulators.ncp import NcpEmulator, load_profile
-from simulators.ncp.peer import SePeer
+from tests.radio.devices import display
 from zigbee_se import SEVersion, encode_frame, parse_install_code
 
 ESI = "10443720000000001"
@@ -64,13 +65,13 @@ async def next_of(route: RadioRoute, kind: type, timeout: float = 10, **match: A
 
 
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[RadioRoute, NcpEmulator, SePeer]]:
+async def setup() -> AsyncIterator[tuple[RadioRoute, NcpEmulator, ClientDevice]]:
     emu = NcpEmulator(load_profile("emberznet-7.4-mg24"))
     await emu.serve_pty()
     route = RadioRoute(RadioConfig(device=emu.path, use_thread=False, reconnect_min_s=0.05), ESI)
     assert isinstance(route, Route)
     await route.start()
-    device = SePeer(EUI, CODE)
+    device = display(EUI, CODE)
     emu.pair(device)  # in pairing mode: joins when the coordinator permits it with its key
     result = await route.provision(ProvisioningRequest(
         "join-1", ESI, ProvisioningKind.PROVISION_DEVICE, eui64=EUI,

@@ -19,6 +19,7 @@ from simulators.addressing import eui64_from_str
 from simulators.clock import RealClock
 from simulators.factory import make_device
 from simulators.ncp import NcpEmulator, load_profile
+from simulators.ncp.han import Member, as_eui64
 from simulators.profiles import load_profiles
 from zigbee_se import Direction, encode_frame
 
@@ -137,3 +138,37 @@ async def test_drlc_client_attributes_written_through_bellows_change_what_the_de
     finally:
         await route.stop()
         await emulator.close()
+
+
+async def test_the_inventory_names_each_simulated_device_by_its_se_device_id() -> None:
+    """Issue 13: the display advertised 0x0501 (a metering device) and was listed as a meter. Each
+    kind's simple descriptor, read by zigpy's interview over bellows, gives its inventory type."""
+    profiles = load_profiles()
+    clock = RealClock()
+    kinds = {"00:0d:6f:00:0a:90:69:e7": "silabs-ihd", "00:0d:6f:00:0b:11:22:33": "silabs-pool-pump",
+             "00:0d:6f:00:0c:44:55:66": "silabs-pct"}
+    emulator = NcpEmulator(load_profile())
+    await emulator.serve_pty()
+    route = CoordinatorSession(RadioConfig(device=emulator.path, use_thread=False))
+    try:
+        await route.start()
+        for eui64, profile in kinds.items():
+            emulator.pair(make_device(profiles[profile], eui64_from_str(eui64), CODE, clock))
+            joined = await route.provision_device(eui64, CODE.hex(), 30)
+            assert isinstance(joined, DeviceJoined), joined
+        listed = {d.eui64: d.device_type for d in await route.inventory()}
+        assert listed == {"00:0d:6f:00:0a:90:69:e7": "in_home_display",
+                          "00:0d:6f:00:0b:11:22:33": "load_control_device",
+                          "00:0d:6f:00:0c:44:55:66": "pct"}
+    finally:
+        await route.stop()
+        await emulator.close()
+
+
+def test_a_device_that_declares_no_device_id_is_emulated_as_an_in_home_display() -> None:
+    class Bare:  # the emulator's minimum: identity and frame I/O, no simple descriptor
+        eui64 = "00:0d:6f:00:0a:90:69:e7"
+        install_code = None
+
+    member = Member(device=Bare(), eui64=as_eui64(Bare.eui64), nwk=0x1234, link_key=None)
+    assert (member.profile_id, member.device_type) == (0x0109, 0x0502)

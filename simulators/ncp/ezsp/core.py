@@ -24,7 +24,7 @@ from bellows.ezsp.v13.commands import COMMANDS
 
 from simulators.ncp.ash import NcpAshProtocol
 from simulators.ncp.han import (
-    HanDevice,
+    EmulatedDevice,
     JoinResult,
     Member,
 )
@@ -65,7 +65,7 @@ class NcpCore:
 
     if TYPE_CHECKING:
         # What one chapter calls in another; `EzspNcp` (the package's __init__) combines them all.
-        def join(self, device: HanDevice) -> JoinResult: ...
+        def join(self, device: EmulatedDevice) -> JoinResult: ...
         def _leave(self, member: Member) -> None: ...
         def uplink_from(self, member: Member, cluster_id: int, zcl_frame: bytes) -> bool: ...
         def zdo_from(self, member: Member, cluster_id: int, payload: bytes) -> bool: ...
@@ -90,7 +90,7 @@ class NcpCore:
         self._timers: set[asyncio.TimerHandle] = set()
         self.paused = False  # "hung" firmware: receives but never answers (fault injection)
         # Devices in pairing mode: they try to join whenever the coordinator permits joining.
-        self.pairing: list[HanDevice] = []
+        self.pairing: list[EmulatedDevice] = []
         self.join_log: list[tuple[str, JoinResult]] = []
 
     def connection_made(self, ash: NcpAshProtocol) -> None:

@@ -12,7 +12,7 @@ from simulators.ncp.ezsp.core import (
     NcpCore,
 )
 from simulators.ncp.han import (
-    HanDevice,
+    EmulatedDevice,
     JoinResult,
     Member,
     as_eui64,
@@ -29,7 +29,7 @@ class TrustCenterFrames(NcpCore):
         self._leave(member)
         return {"status": t.EmberStatus.SUCCESS}
 
-    def join(self, device: HanDevice) -> JoinResult:
+    def join(self, device: EmulatedDevice) -> JoinResult:
         """A device associates and asks the trust center for the network key."""
         eui = as_eui64(device.eui64)
         if eui in self.members:
@@ -104,7 +104,7 @@ class TrustCenterFrames(NcpCore):
             parentOfNewNodeId=0x0000,
         )
 
-    def leave(self, device: HanDevice) -> bool:
+    def leave(self, device: EmulatedDevice) -> bool:
         """The device leaves the network on its own (announces it)."""
         member = self.members.get(as_eui64(device.eui64))
         if member is None:
@@ -112,7 +112,7 @@ class TrustCenterFrames(NcpCore):
         self._leave(member)
         return True
 
-    def set_reachable(self, device: HanDevice, reachable: bool) -> None:
+    def set_reachable(self, device: EmulatedDevice, reachable: bool) -> None:
         """Power a device off (frames to it fail) or on again, without it leaving."""
         member = self.members.get(as_eui64(device.eui64))
         if member is not None:
