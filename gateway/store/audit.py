@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.model import Role
 from gateway.domain.records import AuditEntry, Principal
+from gateway.store.bulk import insert_many
 from gateway.store.cursors import Page, id_cursor
 from gateway.store.schema import audit_log
 
@@ -27,6 +29,11 @@ def _audit(row: Any) -> AuditEntry:
         reason=row.reason,
     )
 
+
+async def insert_audit_rows(tx: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Append audit_log rows (dicts of its columns) in the caller's transaction: a request's
+    authorization decisions commit with the request they allowed."""
+    await insert_many(tx, audit_log, rows)
 
 
 class AuditStore:
@@ -62,6 +69,12 @@ class AuditStore:
                     reason=reason,
                 )
             )
+
+    async def append_audit_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append audit_log rows in a transaction of their own (a refused request's decisions)."""
+        if rows:
+            async with self.engine.begin() as conn:
+                await insert_audit_rows(conn, rows)
 
     async def list_audit(
         self,

@@ -21,6 +21,7 @@ thread and PostgreSQL (asyncpg) is natively async, so no call here blocks the ev
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ from gateway.store.mail_queue import MailQueue, TextSealer
 from gateway.store.parties import PartiesStore
 from gateway.store.premises import PremisesStore
 from gateway.store.sqlite_writes import serialize_writes
+from gateway.store.unit_of_work import StoreTransaction
 
 
 class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, IdempotencyStore, MailQueue):
@@ -48,6 +50,12 @@ class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, Idempotenc
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]:
+        """One write transaction for work that spans aggregates, handed to the store's functions
+        (gateway/store/han_requests.py, audit.py, ...): it commits when the block ends and rolls
+        back when it raises. Inside a unit of work of the calling task it is that unit's."""
+        return self.engine.begin()
 
     async def migrate(self, revision: str = "head") -> None:
         await migrate.upgrade(self.engine, revision)

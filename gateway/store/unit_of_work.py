@@ -23,6 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
+# A transaction the store opened (`Store.transaction()`), held by a pipeline step so that several
+# aggregates' writes commit together (a request, its deliveries, its audit rows). Outside
+# gateway/store it is only handed on to the store's functions, never executed on.
+StoreTransaction = AsyncConnection
+
 
 @dataclass(frozen=True)
 class _Unit:
