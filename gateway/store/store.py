@@ -6,17 +6,26 @@ methods, each kept with its tables in its own module:
 
 - gateway/store/parties.py: parties, technicians, credentials
 - gateway/store/premises.py: premises and HAN devices
-- gateway/store/agreements.py: agreements and the premises they cover
-- gateway/store/audit.py: the audit log
+- gateway/store/agreements.py: agreements and the premises they cover; the consent read of a HAN
+  request's targets (`consent_at_premises`)
+- gateway/store/audit.py: the audit log (also `insert_audit_rows`, in the caller's transaction)
 - gateway/store/idempotency.py: stored answers to idempotent requests
 - gateway/store/mail_queue.py: the mail queue
-- gateway/store/han_requests.py: HAN requests, deliveries, transitions, frame log (module functions)
+- gateway/store/han_requests.py: HAN requests, their load-control event records (`lce_events`) and
+  cancellations; the API's reads of a request's deliveries (module functions)
+- gateway/store/fanout.py: fan-out pages in SQL (module functions)
 - gateway/store/webhooks.py: webhook targets and their event queue (module functions)
 - gateway/store/provisioning.py, route_state.py: HAN provisioning, the radio route's state
+- gateway/store/ownership.py: who owns a row (the API's authorization policy)
+- gateway/store/bulk.py, errors.py, unit_of_work.py: bulk inserts, the store's errors
+  (`ConstraintViolation`), units of work
 
 A facade rather than one object per aggregate: a hundred call sites say `store.create_party(...)`,
-and they all must share the one engine. The SQLite back-end (aiosqlite) runs sqlite3 in a worker
-thread and PostgreSQL (asyncpg) is natively async, so no call here blocks the event loop.
+and they all must share the one engine. Work that spans aggregates (a HAN request, its delivery
+rows, its audit rows) opens `store.transaction()` and hands it to the aggregates' module functions,
+which write in it: one transaction, and SQL only in gateway/store. The SQLite back-end (aiosqlite)
+runs sqlite3 in a worker thread and PostgreSQL (asyncpg) is natively async, so no call here blocks
+the event loop.
 """
 
 from __future__ import annotations
