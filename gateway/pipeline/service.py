@@ -61,6 +61,13 @@ class Screened:
     audit: list[dict[str, Any]]  # audit_log rows of the authorization decisions
 
 
+def _require_one_target_form(body: Any) -> None:
+    """Named premises or every premise in scope (a fan-out), never both nor neither."""
+    if bool(body.esi_ids) == body.all_premises:
+        raise InvalidRequest("give esi_ids or all_premises: true", errors=[FieldError(
+            "esi_ids", "targets", "exactly one of esi_ids (non-empty) or all_premises", body.esi_ids)])
+
+
 def _refuse_unsendable(body: Any, screened: Screened, errors: list[FieldError]) -> None:
     """InvalidRequest for invalid fields; Forbidden when no named premise may receive the request."""
     if errors:
@@ -78,6 +85,10 @@ def _scope_for(kind: RequestKind) -> Scope:
 
 
 class RequestService:
+    """HAN requests from their acceptance to their delivery rows: `submit` (a cancel goes to
+    cancellation.py), the fan-out's pages (`expand_fanout_page`), and the withdrawal of work whose
+    agreement ended (`withdraw`), both called by the dispatcher."""
+
     def __init__(self, store: Store, config: PipelineConfig) -> None:
         self.store = store
         self.config = config
@@ -92,9 +103,7 @@ class RequestService:
             return await cancellation.cancel_all(self.store, principal, body, now)
         kind = RequestKind(body.kind)
         assert principal.party_id is not None
-        if bool(body.esi_ids) == body.all_premises:
-            raise InvalidRequest("give esi_ids or all_premises: true", errors=[FieldError(
-                "esi_ids", "targets", "exactly one of esi_ids (non-empty) or all_premises", body.esi_ids)])
+        _require_one_target_form(body)
         screened = await self._screen_targets(principal, body, kind, now)
         errors: list[FieldError] = []
         versions = {t.se_version for t in screened.targets} if body.esi_ids else ALL_SE_VERSIONS
