@@ -17,11 +17,11 @@ from gateway.errors import Conflict, FieldError
 from gateway.pipeline.config import OverlapPolicy
 from gateway.pipeline.requests import Command, LoadControlRequest
 from gateway.store import han_requests as requests_sql
-from gateway.store.unit_of_work import StoreTransaction
+from gateway.store.unit_of_work import Connection
 from zigbee_se import utc_from_datetime
 
 
-async def arbitrate(tx: StoreTransaction, party_id: int, body: LoadControlRequest,  # noqa: PLR0917
+async def arbitrate(tx: Connection, party_id: int, body: LoadControlRequest,  # noqa: PLR0917
                     command: Command, esi_ids: Sequence[str],
                     policy: OverlapPolicy) -> tuple[Command, list[dict[str, Any]]]:
     """Overlapping events of *other* providers for the same device classes on the same premise,
@@ -49,7 +49,7 @@ async def arbitrate(tx: StoreTransaction, party_id: int, body: LoadControlReques
                      for r in rows]
 
 
-async def arbitrate_or_refuse(tx: StoreTransaction, party_id: int, body: LoadControlRequest,  # noqa: PLR0917
+async def arbitrate_or_refuse(tx: Connection, party_id: int, body: LoadControlRequest,  # noqa: PLR0917
                               command: Command, esi_ids: Sequence[str], policy: OverlapPolicy) -> Command:
     """The load-control event after arbitration; Conflict when another provider's overlaps."""
     command, conflicts = await arbitrate(tx, party_id, body, command, esi_ids, policy)
@@ -63,7 +63,7 @@ async def arbitrate_or_refuse(tx: StoreTransaction, party_id: int, body: LoadCon
     return command
 
 
-async def record_events(tx: StoreTransaction, request_id: int, party_id: int, se_id: int,  # noqa: PLR0917
+async def record_events(tx: Connection, request_id: int, party_id: int, se_id: int,  # noqa: PLR0917
                         body: LoadControlRequest, command: Command, esi_ids: Sequence[str]) -> None:
     """The event as sent to each of `esi_ids`, for the arbitration of later requests."""
     await requests_sql.record_events(

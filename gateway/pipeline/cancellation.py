@@ -29,7 +29,7 @@ from gateway.pipeline.requests import (
 )
 from gateway.store import han_requests as requests_sql
 from gateway.store.store import Store
-from gateway.store.unit_of_work import StoreTransaction
+from gateway.store.unit_of_work import Connection
 
 CANCEL_WINDOW = timedelta(hours=1)  # how long a cancel may wait for an unreachable meter
 CANCELLED_BY_REQUEST = "cancelled by request"
@@ -118,7 +118,7 @@ async def withdraw(store: Store, request_id: int, deliveries: list[Any], now: da
     return len(changed)
 
 
-async def _own_request(tx: StoreTransaction, principal: Principal, request_id: int, kind: RequestKind) -> Any:
+async def _own_request(tx: Connection, principal: Principal, request_id: int, kind: RequestKind) -> Any:
     row = await requests_sql.request_in(tx, request_id)
     if row is None or row.party_id != principal.party_id:
         # Another party's request is not even visible: a party never cancels another's event.
@@ -130,7 +130,7 @@ async def _own_request(tx: StoreTransaction, principal: Principal, request_id: i
     return row
 
 
-async def _cancel_pending(tx: StoreTransaction, original: Any, now: datetime) -> list[tuple[str, str]]:
+async def _cancel_pending(tx: Connection, original: Any, now: datetime) -> list[tuple[str, str]]:
     """Pending work of `original` is removed; returns (ESI ID, SE version) of premises the
     request already reached (or may have: submitted), which need the SE cancel."""
     if original.fanout_after is not None:
@@ -143,7 +143,7 @@ async def _cancel_pending(tx: StoreTransaction, original: Any, now: datetime) ->
     return [(r.esi_id, r.se_version) for r in rows if r.state in sent]
 
 
-async def _insert_cancel_request(tx: StoreTransaction, party_id: int, kind: RequestKind,  # noqa: PLR0917
+async def _insert_cancel_request(tx: Connection, party_id: int, kind: RequestKind,  # noqa: PLR0917
                                  body: CancelTextRequest | CancelLoadControlRequest, original: Any,
                                  targeted: int, now: datetime) -> int:
     """The cancel's own request row (its command is set with its deliveries)."""
@@ -152,7 +152,7 @@ async def _insert_cancel_request(tx: StoreTransaction, party_id: int, kind: Requ
         now=now, targeted=targeted, cancels=original.id)
 
 
-async def _insert_cancels(tx: StoreTransaction, party_id: int, request_id: int, original: Any,  # noqa: PLR0917
+async def _insert_cancels(tx: Connection, party_id: int, request_id: int, original: Any,  # noqa: PLR0917
                           esi_ids: list[tuple[str, str]], body: Any, now: datetime) -> None:
     """The SE cancel of `original` to each (ESI ID, SE version), as deliveries of `request_id`."""
     expires = now + CANCEL_WINDOW

@@ -32,7 +32,7 @@ from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.dispatcher import RouteSet
 from gateway.store import provisioning as prov
 from gateway.store.store import Store
-from gateway.store.unit_of_work import StoreTransaction
+from gateway.store.unit_of_work import Connection
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class ProvisioningSender:
         await self.store.retry(op.id, now, max(delay, at_least or 0.0), reason)
 
     # ------------------------------------------------------------------ inbound (dispatcher's loop)
-    async def on_update(self, conn: StoreTransaction, ev: ProvisioningUpdate) -> None:
+    async def on_update(self, conn: Connection, ev: ProvisioningUpdate) -> None:
         """A route's update of an operation, in the inbound loop's transaction."""
         op_id = prov.operation_of(ev.request_id)
         if op_id is None:
@@ -216,7 +216,7 @@ class ProvisioningSender:
         else:  # JOINED, DELETED, DONE
             await prov.finish(conn, op, state=prov.DONE, at=at, code=None, detail=None)
 
-    async def _progress(self, conn: StoreTransaction, op: Any, state: ProvisioningState, at: datetime,
+    async def _progress(self, conn: Connection, op: Any, state: ProvisioningState, at: datetime,
                         detail: str | None) -> None:
         if op.kind != prov.PROVISION_DEVICE or op.eui64 is None:
             await prov.add_event(conn, esi_id=op.esi_id, eui64=op.eui64, state=f"{op.kind}_{state.value}", at=at,

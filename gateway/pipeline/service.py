@@ -37,9 +37,9 @@ from gateway.pipeline.requests import (
 )
 from gateway.store import fanout as fanout_sql
 from gateway.store import han_requests as requests_sql
-from gateway.store.audit import insert_audit_rows
+from gateway.store.audit import write_decisions
 from gateway.store.store import Store
-from gateway.store.unit_of_work import StoreTransaction
+from gateway.store.unit_of_work import Connection
 
 DEFAULT_SE_VERSION = "1.1"
 ALL_SE_VERSIONS = {"1.0", "1.1", "1.2"}
@@ -176,7 +176,7 @@ class RequestService:
             if block is not None:
                 block_request_id = await _insert_block_period(tx, party_id, kind, body, block, request_id,
                                                               screened, now)
-            await insert_audit_rows(tx, screened.audit)
+            await write_decisions(tx, screened.audit)
         return Accepted(request_id, kind.value, se_id, len(targets), excluded, body.all_premises,
                         command.starts_at, block_request_id)
 
@@ -235,7 +235,7 @@ class RequestService:
                 if excluded and len(old_excluded) < MAX_LISTED_EXCLUSIONS else request_row.excluded)
         return len(targets)
 
-    async def _arbitrate_page(self, tx: StoreTransaction, request_row: Any,  # noqa: PLR0917
+    async def _arbitrate_page(self, tx: Connection, request_row: Any,  # noqa: PLR0917
                               lce: LoadControlRequest, command: Command,
                               targets: list[delivery_queue.DeliveryTarget],
                               now: datetime) -> tuple[list[delivery_queue.DeliveryTarget], list[dict[str, str]]]:
@@ -295,7 +295,7 @@ class RequestService:
         return inserted
 
 
-async def _insert_request(tx: StoreTransaction, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917
+async def _insert_request(tx: Connection, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917
                           se_id: int, command: Command, screened: Screened, now: datetime,
                           part_of: int | None = None) -> int:
     """The request's row, with the command its deliveries share (`shared_command`)."""
@@ -306,7 +306,7 @@ async def _insert_request(tx: StoreTransaction, party_id: int, kind: RequestKind
         excluded_json=json.dumps(screened.excluded), part_of=part_of)
 
 
-async def _insert_block_period(tx: StoreTransaction, party_id: int, kind: RequestKind,  # noqa: PLR0917
+async def _insert_block_period(tx: Connection, party_id: int, kind: RequestKind,  # noqa: PLR0917
                                body: Any, block: Command, price_request_id: int, screened: Screened,
                                now: datetime) -> int:
     """The block period is its own SE event (own issuer event id), delivered to the same
@@ -320,7 +320,7 @@ async def _insert_block_period(tx: StoreTransaction, party_id: int, kind: Reques
     return block_request_id
 
 
-async def _claim_page(tx: StoreTransaction, request_row: Any, now: datetime, **values: Any) -> bool:
+async def _claim_page(tx: Connection, request_row: Any, now: datetime, **values: Any) -> bool:
     """Start expanding a fan-out page: False if the request has ended (it is marked expired) or
     its cursor was moved meanwhile (a cancel, another pass). The request row is written first, on
     the condition that nobody moved the cursor, so the transaction holds the write lock for the
@@ -331,7 +331,7 @@ async def _claim_page(tx: StoreTransaction, request_row: Any, now: datetime, **v
     return await requests_sql.claim_fanout_page(tx, request_row.id, request_row.fanout_after, **values)
 
 
-async def _within_device_limits(tx: StoreTransaction, page: list[tuple[str, int]],
+async def _within_device_limits(tx: Connection, page: list[tuple[str, int]],
                                 ) -> tuple[list[delivery_queue.DeliveryTarget], list[dict[str, str]]]:
     """A load-control page's premises (ESI ID, agreement id) as targets at their SE version, but
     those whose meter has more devices registered than it serves, which are excluded."""

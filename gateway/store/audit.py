@@ -30,11 +30,6 @@ def _audit(row: Any) -> AuditEntry:
     )
 
 
-async def insert_audit_rows(tx: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Append audit_log rows (dicts of its columns) in the caller's transaction: a request's
-    authorization decisions commit with the request they allowed."""
-    await insert_many(tx, audit_log, rows)
-
 
 class AuditStore:
     """The audit log (mixed into `Store`)."""
@@ -74,7 +69,7 @@ class AuditStore:
         """Append audit_log rows in a transaction of their own (a refused request's decisions)."""
         if rows:
             async with self.engine.begin() as conn:
-                await insert_audit_rows(conn, rows)
+                await write_decisions(conn, rows)
 
     async def list_audit(
         self,
@@ -102,3 +97,9 @@ class AuditStore:
             rows = (await conn.execute(query.order_by(audit_log.c.id).limit(limit))).all()
         items = [_audit(r) for r in rows]
         return Page(items, str(items[-1].id) if len(items) == limit else None)
+
+
+async def write_decisions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Audit rows (dicts of `audit_log` columns) in one executemany, in the caller's transaction:
+    the decisions commit with what they decided (a request's acceptance)."""
+    await insert_many(conn, audit_log, rows)

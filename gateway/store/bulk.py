@@ -1,9 +1,5 @@
-"""Bulk inserts: many rows of one table in one executemany whose statement is compiled once.
-
-Used wherever a transaction writes rows by the hundred or thousand (a request's audit rows, a fan-out
-page's delivery rows): the per-row parameter machinery of `conn.execute(table.insert(), rows)` cost
-more than the database's own work there.
-"""
+"""Set-based statement helpers shared by the store's modules: one executemany INSERT whose bind
+conversions run once per distinct value, and an id condition written as a few ranges."""
 
 from __future__ import annotations
 
@@ -12,6 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+# Bound on bind parameters per statement (SQLite >= 3.32 and asyncpg allow 32,766).
+ID_CHUNK = 5000
+MAX_RANGES = 32
 
 
 async def insert_many(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -53,3 +53,18 @@ async def insert_many(conn: AsyncConnection, table: sa.Table, rows: Sequence[dic
         pairs = list(zip(order, converters, strict=True))
         params = [tuple(row[k] if c is None else c(row[k]) for k, c in pairs) for row in rows]
     await conn.exec_driver_sql(compiled.string, params)
+
+
+def ids_condition(column: Any, ids: Sequence[int]) -> Any:
+    """`column IN ids`, written as a few `BETWEEN`s when the ids form few runs (a fan-out's batch
+    is one run of consecutive ids): two bind parameters instead of thousands to process."""
+    ordered = sorted(ids)
+    runs: list[list[int]] = []
+    for i in ordered:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+            if len(runs) > MAX_RANGES:
+                return column.in_(ordered)
+    return sa.or_(*(column == a if a == b else column.between(a, b) for a, b in runs))

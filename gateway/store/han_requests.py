@@ -6,8 +6,7 @@ functions read and write).
 
 Writes take the caller's open transaction (`Store.transaction()`): a request, its delivery rows, its
 load-control event records and its audit rows commit together or not at all. The delivery queue's
-own statements (SE ids, delivery rows, state transitions) and the group commit of texts and prices
-are the delivery side's (gateway/pipeline/delivery_queue.py, group_commit.py).
+own statements (SE ids, delivery rows, state transitions) belong to the delivery side.
 """
 
 from __future__ import annotations

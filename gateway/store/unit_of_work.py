@@ -26,10 +26,9 @@ from gateway.store.errors import ConstraintViolation
 
 log = logging.getLogger(__name__)
 
-# A transaction the store opened (`Store.transaction()`), held by a pipeline step so that several
-# aggregates' writes commit together (a request, its deliveries, its audit rows). Outside
-# gateway/store it is only handed on to the store's functions, never executed on.
-StoreTransaction = AsyncConnection
+Connection = AsyncConnection
+"""An open transaction's connection, as the store's functions that write in their caller's
+transaction take it. Code outside gateway/store only passes it along (from `Store.transaction()`)."""
 
 
 @dataclass(frozen=True)
