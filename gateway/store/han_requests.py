@@ -36,44 +36,6 @@ class DeliveryItem:
     history: list[Any]  # its han_transitions rows, oldest first
 
 
-async def get_request(engine: AsyncEngine, request_id: int) -> Any | None:
-    """The han_requests row, or None."""
-    async with engine.connect() as conn:
-        return (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).first()
-
-
-async def summarize(engine: AsyncEngine, request_id: int) -> RequestSummary:
-    async with engine.connect() as conn:
-        by_state: dict[str, int] = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
-            han_deliveries.c.request_id == request_id).group_by(han_deliveries.c.state))).all())
-        parts = (await conn.execute(sa.select(han_requests.c.id).where(
-            han_requests.c.part_of_request_id == request_id).order_by(han_requests.c.id))).scalars().all()
-        devices: dict[str, int] = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
-            han_deliveries, han_deliveries.c.id == han_device_states.c.delivery_id).where(
-            han_deliveries.c.request_id == request_id).group_by(han_device_states.c.state))).all())
-    return RequestSummary(by_state, devices, list(parts))
-
-
-async def list_deliveries(engine: AsyncEngine, request_id: int, *, after: int, limit: int,
-                          state: str | None = None, esi_id: str | None = None) -> Sequence[DeliveryItem]:
-    """The request's deliveries by id after `after`, each with its device states and history."""
-    query = han_deliveries.select().where(han_deliveries.c.request_id == request_id,
-                                          han_deliveries.c.id > after)
-    if state is not None:
-        query = query.where(han_deliveries.c.state == state)
-    if esi_id is not None:
-        query = query.where(han_deliveries.c.esi_id == esi_id)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query.order_by(han_deliveries.c.id).limit(limit))).all()
-        ids = [r.id for r in rows]
-        devs = (await conn.execute(han_device_states.select().where(
-            han_device_states.c.delivery_id.in_(ids)))).all() if ids else []
-        hist = (await conn.execute(han_transitions.select().where(
-            han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
-    return [DeliveryItem(r, [d for d in devs if d.delivery_id == r.id], [h for h in hist if h.delivery_id == r.id])
-            for r in rows]
-
-
 # ---------------------------------------------------------------------- requests (writes)
 async def insert_request(tx: AsyncConnection, *, party_id: int, kind: str, body_json: str, se_id: int | None,
                          now: datetime, command_json: str | None = None, starts_at: datetime | None = None,
@@ -214,3 +176,44 @@ async def active_event_requests(tx: AsyncConnection, esi_id: str, party_id: int,
     return list((await tx.execute(sa.select(e.request_id).where(
         e.esi_id == esi_id, e.party_id == party_id, e.state == "active", e.ends_at > now).distinct().order_by(
         e.request_id))).scalars().all())
+
+
+# ---------------------------------------------------------------------- the API's reads
+
+async def get_request(engine: AsyncEngine, request_id: int) -> Any | None:
+    """The han_requests row, or None."""
+    async with engine.connect() as conn:
+        return (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).first()
+
+
+async def summarize(engine: AsyncEngine, request_id: int) -> RequestSummary:
+    async with engine.connect() as conn:
+        by_state: dict[str, int] = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(
+            han_deliveries.c.request_id == request_id).group_by(han_deliveries.c.state))).all())
+        parts = (await conn.execute(sa.select(han_requests.c.id).where(
+            han_requests.c.part_of_request_id == request_id).order_by(han_requests.c.id))).scalars().all()
+        devices: dict[str, int] = dict((await conn.execute(sa.select(han_device_states.c.state, sa.func.count()).join(
+            han_deliveries, han_deliveries.c.id == han_device_states.c.delivery_id).where(
+            han_deliveries.c.request_id == request_id).group_by(han_device_states.c.state))).all())
+    return RequestSummary(by_state, devices, list(parts))
+
+
+async def list_deliveries(engine: AsyncEngine, request_id: int, *, after: int, limit: int,
+                          state: str | None = None, esi_id: str | None = None) -> Sequence[DeliveryItem]:
+    """The request's deliveries by id after `after`, each with its device states and history."""
+    query = han_deliveries.select().where(han_deliveries.c.request_id == request_id,
+                                          han_deliveries.c.id > after)
+    if state is not None:
+        query = query.where(han_deliveries.c.state == state)
+    if esi_id is not None:
+        query = query.where(han_deliveries.c.esi_id == esi_id)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query.order_by(han_deliveries.c.id).limit(limit))).all()
+        ids = [r.id for r in rows]
+        devs = (await conn.execute(han_device_states.select().where(
+            han_device_states.c.delivery_id.in_(ids)))).all() if ids else []
+        hist = (await conn.execute(han_transitions.select().where(
+            han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
+    return [DeliveryItem(r, [d for d in devs if d.delivery_id == r.id], [h for h in hist if h.delivery_id == r.id])
+            for r in rows]
+
