@@ -216,4 +216,3 @@ async def list_deliveries(engine: AsyncEngine, request_id: int, *, after: int, l
             han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
     return [DeliveryItem(r, [d for d in devs if d.delivery_id == r.id], [h for h in hist if h.delivery_id == r.id])
             for r in rows]
-
