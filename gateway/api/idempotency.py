@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -36,6 +35,7 @@ from fastapi import Request, Response
 
 from gateway.errors import FieldError, GatewayError, InvalidRequest
 from gateway.store import idempotency as stored_answers
+from gateway.store.errors import ConstraintViolation
 from gateway.store.unit_of_work import UnitOfWorkEngine
 
 MAX_KEY_LENGTH = 200
@@ -112,7 +112,7 @@ async def run_idempotent(request: Request, guard: Guard, engine: UnitOfWorkEngin
                         content_type = response.headers.get("content-type", "application/json")
                         sealed = guard.seal(response.status_code, content_type, bytes(response.body))
                         await stored_answers.insert(conn, guard.scope, guard.key_hash, sealed, now())
-            except sa.exc.IntegrityError:
+            except ConstraintViolation:
                 # Another instance committed this key first (our action rolled back with it).
                 found = await stored_answers.find(engine, guard.scope, guard.key_hash)
                 if found is None:

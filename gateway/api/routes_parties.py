@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Response
 
 from gateway.api.deps import Operator, Pages, Svc, Who
@@ -27,6 +26,7 @@ from gateway.domain.esi_id import EsiIdError, tdsp_for_esi_id
 from gateway.domain.model import PartyStatus, Role
 from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
+from gateway.store.errors import ConstraintViolation
 
 ID = "$response.body#/id"
 CREDENTIAL_ID = "$response.body#/credential/id"
@@ -62,7 +62,7 @@ async def create_party(body: PartyIn, svc: Svc, _: Operator) -> PartyOut:
     try:
         party = await svc.store.create_party(name=body.name, duns=body.duns,
                                              contact_email=body.contact_email, now=svc.clock.now())
-    except sa.exc.IntegrityError:
+    except ConstraintViolation:
         raise Conflict(f"a party with DUNS {body.duns} exists", code="duns_taken") from None
     return PartyOut.of(party)
 

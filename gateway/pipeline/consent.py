@@ -3,8 +3,9 @@
 `gateway.authz.authorize` answers for one premise with several queries (the premise, the party's
 agreements, their premises) and writes its audit row in a transaction of its own: right for the
 API's premise and device routes, but a HAN request paid it per target on its hot path. Here one
-SELECT reads, for every target, the premise (status, SE version, meter kind, how many devices are registered)
-and the caller's active agreements covering it; the decision is the same pure function `authorize`
+SELECT (`Store.consent_at_premises`, gateway/store/agreements.py) reads, for every target, the
+premise (status, SE version, meter kind, how many devices are registered) and the caller's active
+agreements covering it; the decision is the same pure function `authorize`
 uses (`decide_for_agreements`); the audit rows are returned for the caller to write in the same
 transaction as the request (or on their own when the request is refused).
 
@@ -21,14 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from gateway.authz import Decision, decide_for_agreements
-from gateway.domain.limits import LOAD_CONTROL_DEVICE_TYPES, SLOT_HOLDERS
-from gateway.domain.model import Action, AgreementKind, AgreementState, Role, Scope
+from gateway.domain.model import Action, AgreementKind, Role, Scope
 from gateway.domain.records import Principal
-from gateway.store.schema import agreement_premises, agreements, han_devices, premises
+from gateway.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -50,37 +47,14 @@ class TargetPremise:
     load_control_devices: int = 0  # of which load-control device types
 
 
-def _targets_query() -> sa.Select[Any]:
-    """Built once: the statement object memoizes its cache key, which SQLAlchemy otherwise
-    recomputes for a fresh statement on every request."""
-    esi_ids: sa.BindParameter[Any] = sa.bindparam("esi_ids", expanding=True)
-    covering = agreements.join(agreement_premises, agreement_premises.c.agreement_id == agreements.c.id)
-    mine = sa.select(agreement_premises.c.esi_id, agreements.c.id, agreements.c.kind, agreements.c.scopes,
-                     agreements.c.starts_at, agreements.c.ends_at).select_from(covering).where(
-        agreements.c.party_id == sa.bindparam("party_id"), agreements.c.state == AgreementState.ACTIVE.value,
-        agreement_premises.c.esi_id.in_(esi_ids)).subquery()
-    present = sa.and_(han_devices.c.esi_id == premises.c.esi_id,
-                      han_devices.c.status.in_([s.value for s in SLOT_HOLDERS]))
-    devices = sa.select(sa.func.count()).where(present).scalar_subquery()
-    controlled = sa.select(sa.func.count()).where(
-        present, sa.func.lower(han_devices.c.device_type).in_(sorted(LOAD_CONTROL_DEVICE_TYPES))).scalar_subquery()
-    return sa.select(premises.c.esi_id, premises.c.status, premises.c.se_version, premises.c.enhanced_meter,
-                     devices.label("devices"), controlled.label("controlled"),
-                     mine.c.id, mine.c.kind, mine.c.scopes, mine.c.starts_at, mine.c.ends_at).select_from(
-        premises.outerjoin(mine, mine.c.esi_id == premises.c.esi_id)).where(
-        premises.c.esi_id.in_(esi_ids)).order_by(premises.c.esi_id, mine.c.id)
-
-
-_TARGETS_QUERY = _targets_query()
-
-
-async def authorize_targets(conn: AsyncConnection, principal: Principal, action: Action,
+async def authorize_targets(store: Store, principal: Principal, action: Action,
                             esi_ids: Sequence[str], now: datetime) -> dict[str, TargetPremise]:
     """Decisions for a third party's `action` on each of `esi_ids` (distinct): one round trip for
-    premises, their device counts and the party's agreements covering them."""
+    premises, their device counts and the party's agreements covering them
+    (`Store.consent_at_premises`)."""
     if principal.role is not Role.THIRD_PARTY or principal.party_id is None:
         raise ValueError("HAN requests are sent by third parties")
-    rows = (await conn.execute(_TARGETS_QUERY, {"party_id": principal.party_id, "esi_ids": list(esi_ids)})).all()
+    rows = await store.consent_at_premises(principal.party_id, esi_ids)
     found: dict[str, Any] = {}
     in_force: dict[str, list[_Terms]] = {}
     for r in rows:

@@ -15,9 +15,6 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from ams_adapters.contract import (
     ContractError,
     ProvisioningKind,
@@ -34,8 +31,8 @@ from gateway.errors import Conflict, FieldError
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.dispatcher import RouteSet
 from gateway.store import provisioning as prov
-from gateway.store.schema import han_provisioning_ops
 from gateway.store.store import Store
+from gateway.store.unit_of_work import Connection
 
 log = logging.getLogger(__name__)
 
@@ -203,18 +200,15 @@ class ProvisioningSender:
         await self.store.retry(op.id, now, max(delay, at_least or 0.0), reason)
 
     # ------------------------------------------------------------------ inbound (dispatcher's loop)
-    async def on_update(self, conn: AsyncConnection, ev: ProvisioningUpdate) -> None:
+    async def on_update(self, conn: Connection, ev: ProvisioningUpdate) -> None:
+        """A route's update of an operation, in the inbound loop's transaction."""
         op_id = prov.operation_of(ev.request_id)
         if op_id is None:
             return  # not one of ours (e.g. `hangw provision` run against the same head-end)
-        op = (await conn.execute(han_provisioning_ops.select().where(han_provisioning_ops.c.id == op_id))).first()
-        if op is None or op.state in (prov.DONE, prov.FAILED):
-            return  # unknown, or a late duplicate of a finished operation
         at = _dt(ev.at)
-        if op.state == prov.QUEUED:  # the route's events can overtake the sender's own bookkeeping
-            await conn.execute(han_provisioning_ops.update().where(
-                han_provisioning_ops.c.id == op.id, han_provisioning_ops.c.state == prov.QUEUED).values(
-                state=prov.SUBMITTED, attempts=han_provisioning_ops.c.attempts + 1, updated_at=at))
+        op = await prov.operation_to_update(conn, op_id, at)
+        if op is None:
+            return  # unknown, or a late duplicate of a finished operation
         if ev.state in (ProvisioningState.REQUESTED, ProvisioningState.FIND_PENDING):
             await self._progress(conn, op, ev.state, at, ev.reason)
         elif ev.state is ProvisioningState.FAILED:
@@ -222,7 +216,7 @@ class ProvisioningSender:
         else:  # JOINED, DELETED, DONE
             await prov.finish(conn, op, state=prov.DONE, at=at, code=None, detail=None)
 
-    async def _progress(self, conn: AsyncConnection, op: Any, state: ProvisioningState, at: datetime,
+    async def _progress(self, conn: Connection, op: Any, state: ProvisioningState, at: datetime,
                         detail: str | None) -> None:
         if op.kind != prov.PROVISION_DEVICE or op.eui64 is None:
             await prov.add_event(conn, esi_id=op.esi_id, eui64=op.eui64, state=f"{op.kind}_{state.value}", at=at,
@@ -237,9 +231,3 @@ class ProvisioningSender:
             await prov.set_device(conn, op.esi_id, op.eui64, status=DeviceStatus.PROVISION_REQUESTED, at=at,
                                   code=None, detail=detail, op_id=op.id, event_state="requested")
 
-
-async def pending_operations(store: Store) -> int:
-    """Operations not yet finished (for tests and metrics)."""
-    async with store.engine.connect() as conn:
-        return int((await conn.execute(sa.select(sa.func.count()).select_from(han_provisioning_ops).where(
-            han_provisioning_ops.c.state.in_([prov.QUEUED, prov.SUBMITTED])))).scalar_one())

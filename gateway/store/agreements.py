@@ -1,4 +1,5 @@
-"""Agreements and the premises they cover (tables `agreements`, `agreement_premises`)."""
+"""Agreements and the premises they cover (tables `agreements`, `agreement_premises`), and the one
+read that HAN-request acceptance makes of a party's consent at its target premises."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.domain.limits import LOAD_CONTROL_DEVICE_TYPES, SLOT_HOLDERS
 from gateway.domain.model import AgreementKind, AgreementState, Scope
 from gateway.domain.records import Agreement, AgreementPremise
 from gateway.store.cursors import Page, id_cursor
-from gateway.store.schema import agreement_premises, agreements
+from gateway.store.schema import agreement_premises, agreements, han_devices, premises
 
 
 def _agreement(row: Any, covered: Sequence[AgreementPremise]) -> Agreement:
@@ -39,6 +41,30 @@ def _agreement(row: Any, covered: Sequence[AgreementPremise]) -> Agreement:
         premises=tuple(covered),
     )
 
+
+
+def _consent_query() -> sa.Select[Any]:
+    """Built once: the statement object memoizes its cache key, which SQLAlchemy otherwise
+    recomputes for a fresh statement on every request."""
+    esi_ids: sa.BindParameter[Any] = sa.bindparam("esi_ids", expanding=True)
+    covering = agreements.join(agreement_premises, agreement_premises.c.agreement_id == agreements.c.id)
+    mine = sa.select(agreement_premises.c.esi_id, agreements.c.id, agreements.c.kind, agreements.c.scopes,
+                     agreements.c.starts_at, agreements.c.ends_at).select_from(covering).where(
+        agreements.c.party_id == sa.bindparam("party_id"), agreements.c.state == AgreementState.ACTIVE.value,
+        agreement_premises.c.esi_id.in_(esi_ids)).subquery()
+    present = sa.and_(han_devices.c.esi_id == premises.c.esi_id,
+                      han_devices.c.status.in_([s.value for s in SLOT_HOLDERS]))
+    devices = sa.select(sa.func.count()).where(present).scalar_subquery()
+    controlled = sa.select(sa.func.count()).where(
+        present, sa.func.lower(han_devices.c.device_type).in_(sorted(LOAD_CONTROL_DEVICE_TYPES))).scalar_subquery()
+    return sa.select(premises.c.esi_id, premises.c.status, premises.c.se_version, premises.c.enhanced_meter,
+                     devices.label("devices"), controlled.label("controlled"),
+                     mine.c.id, mine.c.kind, mine.c.scopes, mine.c.starts_at, mine.c.ends_at).select_from(
+        premises.outerjoin(mine, mine.c.esi_id == premises.c.esi_id)).where(
+        premises.c.esi_id.in_(esi_ids)).order_by(premises.c.esi_id, mine.c.id)
+
+
+_CONSENT_QUERY = _consent_query()
 
 
 class AgreementsStore:
@@ -161,6 +187,16 @@ class AgreementsStore:
             rows = (await conn.execute(query.order_by(agreements.c.id).limit(limit))).all()
             items = await self._load_agreements(conn, rows)
         return Page(items, str(items[-1].id) if len(items) == limit else None)
+
+    async def consent_at_premises(self, party_id: int, esi_ids: Sequence[str]) -> list[Any]:
+        """One round trip for what acceptance of a HAN request needs at each of `esi_ids` that is a
+        premise: one row per (premise, active agreement of the party covering it), or one row with
+        NULL agreement columns when none does, ordered by ESI ID and agreement id. Columns:
+        esi_id, status, se_version, enhanced_meter, devices (registered, holding a slot),
+        controlled (of which load-control device types), and the agreement's id, kind, scopes,
+        starts_at, ends_at (its dates are for the caller to check against its time)."""
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(_CONSENT_QUERY, {"party_id": party_id, "esi_ids": list(esi_ids)})).all())
 
     async def agreements_for_premise(
         self,

@@ -160,3 +160,11 @@ async def device_counts(conn: AsyncConnection, esi_ids: list[str]) -> dict[str, 
             premises.c.esi_id.in_(esi_ids[i:i + 500])))).all()
         found.update({str(e): (bool(enhanced), int(n), int(lc)) for e, enhanced, n, lc in rows})
     return found
+
+
+async def se_versions(conn: AsyncConnection, esi_ids: list[str]) -> dict[str, str | None]:
+    """ESI ID -> the premise's SE version (None when unknown) for a page's premises."""
+    if not esi_ids:
+        return {}
+    return dict((await conn.execute(sa.select(premises.c.esi_id, premises.c.se_version).where(
+        premises.c.esi_id.in_(esi_ids)))).all())

@@ -1,20 +1,25 @@
-"""Reads of HAN requests and their deliveries for the API (tables `han_requests`, `han_deliveries`,
-`han_device_states`, `han_transitions`): a request's summary and its per-premise items.
+"""HAN requests (tables `han_requests` and `lce_events`, and a request's rows of `han_deliveries`,
+`han_device_states`, `han_transitions`): the API's reads of a request and its per-premise items,
+and the SQL of accepting, arbitrating, cancelling and expanding a request
+(gateway/pipeline/service.py, arbitration.py, cancellation.py, fanout_expansion.py decide; these
+functions read and write).
 
-The pipeline's writes on these tables (group commit, dispatch, transitions) are in
-gateway/pipeline/ (group_commit.py, dispatcher.py, service.py, delivery_queue.py): moving them here is still to do.
+Writes take the caller's open transaction (`Store.transaction()`): a request, its delivery rows, its
+load-control event records and its audit rows commit together or not at all. The delivery queue's
+own statements (SE ids, delivery rows, state transitions) belong to the delivery side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.store.schema import han_deliveries, han_device_states, han_requests, han_transitions
+from gateway.store.schema import han_deliveries, han_device_states, han_requests, han_transitions, lce_events
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,150 @@ class DeliveryItem:
     devices: list[Any]  # its han_device_states rows
     history: list[Any]  # its han_transitions rows, oldest first
 
+
+# ---------------------------------------------------------------------- requests (writes)
+async def insert_request(tx: AsyncConnection, *, party_id: int, kind: str, body_json: str, se_id: int | None,
+                         now: datetime, command_json: str | None = None, starts_at: datetime | None = None,
+                         ends_at: datetime | None = None, fanout: bool = False, targeted: int = 0,
+                         excluded_json: str = "[]", cancels: int | None = None,
+                         part_of: int | None = None) -> int:
+    """A new han_requests row; returns its id. A fan-out (`fanout`) starts `expanding` at the
+    first premise (cursor ""); any other request is `accepted` with its delivery rows."""
+    result = await tx.execute(han_requests.insert().values(
+        party_id=party_id, kind=kind, body=body_json, se_id=se_id, command=command_json,
+        target_all=fanout, fanout_after="" if fanout else None, targeted=targeted,
+        excluded=excluded_json, state="expanding" if fanout else "accepted",
+        cancels_request_id=cancels, part_of_request_id=part_of, starts_at=starts_at,
+        ends_at=ends_at, created_at=now))
+    assert result.inserted_primary_key is not None
+    return int(result.inserted_primary_key[0])
+
+
+async def request_in(tx: AsyncConnection, request_id: int) -> Any | None:
+    """The han_requests row, read in the caller's transaction, or None."""
+    return (await tx.execute(han_requests.select().where(han_requests.c.id == request_id))).first()
+
+
+async def set_command(tx: AsyncConnection, request_id: int, command_json: str) -> None:
+    """The command shared by the request's deliveries (known after the row: a cancel's)."""
+    await tx.execute(han_requests.update().where(han_requests.c.id == request_id).values(command=command_json))
+
+
+async def set_targeted(tx: AsyncConnection, request_id: int, targeted: int) -> None:
+    await tx.execute(han_requests.update().where(han_requests.c.id == request_id).values(targeted=targeted))
+
+
+async def stop_fanout(tx: AsyncConnection, request_id: int, state: str) -> None:
+    """No more pages for this fan-out: its cursor is cleared and it ends in `state`."""
+    await tx.execute(han_requests.update().where(han_requests.c.id == request_id).values(
+        fanout_after=None, state=state))
+
+
+async def claim_fanout_page(tx: AsyncConnection, request_id: int, seen_after: str | None, **values: Any) -> bool:
+    """Set `values` (the request's `state`, and `fanout_after` when the page's end is known) on
+    the condition that the cursor is still `seen_after`; False if somebody moved it meanwhile (a
+    cancel, another pass). Being the transaction's first write, it takes the write lock for the
+    page's reads and inserts that follow."""
+    moved = await tx.execute(han_requests.update().where(
+        han_requests.c.id == request_id, han_requests.c.fanout_after == seen_after).values(**values))
+    return bool(moved.rowcount)
+
+
+async def add_fanout_page(tx: AsyncConnection, request_id: int, *, added: int, excluded_json: str,
+                          **values: Any) -> None:
+    """Count a page's `added` deliveries into the request, store its exclusions list
+    (`excluded_json`), and set `values` (`fanout_after`, `state`) when the cursor moves only now."""
+    await tx.execute(han_requests.update().where(han_requests.c.id == request_id).values(
+        targeted=han_requests.c.targeted + added, excluded=excluded_json, **values))
+
+
+# ---------------------------------------------------------------------- a request's deliveries
+async def request_deliveries(tx: AsyncConnection, request_id: int, esi_id: str | None = None) -> list[Any]:
+    """(id, request_id, party_id, esi_id, state, se_version) of the request's deliveries (at one
+    premise), as a cancellation needs them: pending ones are cancelled, sent ones get an SE cancel."""
+    d = han_deliveries.c
+    query = sa.select(d.id, d.request_id, d.party_id, d.esi_id, d.state, d.se_version).where(
+        d.request_id == request_id)
+    if esi_id is not None:
+        query = query.where(d.esi_id == esi_id)
+    return list((await tx.execute(query)).all())
+
+
+async def delivery_versions(tx: AsyncConnection, request_id: int, esi_ids: Collection[str]) -> dict[str, str]:
+    """ESI ID -> the SE version the request's delivery to that premise was encoded for."""
+    d = han_deliveries.c
+    return dict((await tx.execute(sa.select(d.esi_id, d.se_version).where(
+        d.request_id == request_id, d.esi_id.in_(esi_ids)))).all())
+
+
+# ---------------------------------------------------------------------- load-control event records
+# The arbitration's view of the load-control events sent into each home (`lce_events`): one row per
+# (premise, event), `active` until it ends, is cancelled or is superseded by another provider's.
+
+async def overlapping_events(tx: AsyncConnection, *, esi_ids: Collection[str], other_than_party: int,
+                             starts_at: datetime, ends_at: datetime, device_classes: int) -> list[Any]:
+    """Active lce_events rows of other parties at these premises that overlap [starts_at, ends_at)
+    on one of `device_classes` (a bit mask)."""
+    e = lce_events.c
+    return list((await tx.execute(sa.select(lce_events).where(
+        e.esi_id.in_(esi_ids), e.state == "active", e.party_id != other_than_party,
+        e.ends_at > starts_at, e.starts_at < ends_at, e.device_class.op("&")(device_classes) != 0))).all())
+
+
+async def supersede_events(tx: AsyncConnection, event_ids: Collection[int]) -> None:
+    await tx.execute(lce_events.update().where(lce_events.c.id.in_(event_ids)).values(state="superseded"))
+
+
+async def record_events(tx: AsyncConnection, *, request_id: int, party_id: int, se_id: int,
+                        device_classes: int, criticality: int, starts_at: datetime, ends_at: datetime,
+                        esi_ids: Sequence[str]) -> None:
+    """The event (issuer event id `se_id`) as sent to each of `esi_ids`, active."""
+    if esi_ids:
+        await tx.execute(lce_events.insert(), [{
+            "esi_id": e, "issuer_event_id": se_id, "party_id": party_id, "request_id": request_id,
+            "device_class": device_classes, "criticality": criticality,
+            "starts_at": starts_at, "ends_at": ends_at, "state": "active"} for e in esi_ids])
+
+
+async def end_request_events(tx: AsyncConnection, request_id: int, effective: datetime | None) -> None:
+    """The events of one request end (see `_end_events`)."""
+    await _end_events(tx, lce_events.c.request_id == request_id, effective)
+
+
+async def end_party_events(tx: AsyncConnection, esi_id: str, party_id: int, effective: datetime | None) -> None:
+    """Every event of one party at one premise ends (see `_end_events`)."""
+    await _end_events(tx, sa.and_(lce_events.c.esi_id == esi_id, lce_events.c.party_id == party_id), effective)
+
+
+async def _end_events(tx: AsyncConnection, which: Any, effective: datetime | None) -> None:
+    """Cancelled events (`which`: a condition on lce_events): cancelled now, or, with a future
+    effective time, running until then (the devices keep the event until that time, so other
+    providers may not overlap it before)."""
+    active = sa.and_(which, lce_events.c.state == "active")
+    if effective is None:
+        await tx.execute(lce_events.update().where(active).values(state="cancelled"))
+        return
+    await tx.execute(lce_events.update().where(active, lce_events.c.starts_at >= effective).values(
+        state="cancelled"))  # not started by then: it never runs
+    await tx.execute(lce_events.update().where(active, lce_events.c.ends_at > effective).values(
+        ends_at=effective))
+
+
+async def cancel_events_at(tx: AsyncConnection, request_id: int, esi_ids: Collection[str]) -> None:
+    """The request's events at these premises are cancelled (whatever their state)."""
+    await tx.execute(lce_events.update().where(
+        lce_events.c.request_id == request_id, lce_events.c.esi_id.in_(esi_ids)).values(state="cancelled"))
+
+
+async def active_event_requests(tx: AsyncConnection, esi_id: str, party_id: int, now: datetime) -> list[int]:
+    """Ids of the party's requests with an event still active at the premise after `now`, in order."""
+    e = lce_events.c
+    return list((await tx.execute(sa.select(e.request_id).where(
+        e.esi_id == esi_id, e.party_id == party_id, e.state == "active", e.ends_at > now).distinct().order_by(
+        e.request_id))).scalars().all())
+
+
+# ---------------------------------------------------------------------- the API's reads
 
 async def get_request(engine: AsyncEngine, request_id: int) -> Any | None:
     """The han_requests row, or None."""

@@ -33,8 +33,8 @@ async def find(engine: AsyncEngine, scope: str, key_hash: str) -> SealedAnswer |
 
 
 async def insert(conn: AsyncConnection, scope: str, key_hash: str, answer: SealedAnswer, now: datetime) -> None:
-    """Insert in the caller's transaction; IntegrityError when the key is taken (another request
-    with it committed first)."""
+    """Insert in the caller's transaction (a unit of work): when the key is taken (another request
+    with it committed first) the unit raises ConstraintViolation."""
     await conn.execute(idempotency_keys.insert().values(
         scope=scope, key_hash=key_hash, operation=answer.operation, request_mac=answer.request_mac,
         status_code=answer.status_code, content_type=answer.content_type, sealed_body=answer.sealed_body,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.model import PartyStatus, Role
 from gateway.domain.records import Credential, Party, Principal, Technician
 from gateway.store.cursors import Page, id_cursor
+from gateway.store.errors import ConstraintViolation
 from gateway.store.schema import credentials, parties, technician_assignments, technicians
 
 TOKEN_PREFIX = "hgw_"
@@ -71,19 +72,23 @@ class PartiesStore:
     async def create_party(
         self, *, name: str, duns: str, contact_email: str, now: datetime
     ) -> Party:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                parties.insert()
-                .values(
-                    name=name,
-                    duns=duns,
-                    contact_email=contact_email,
-                    status=PartyStatus.ACTIVE.value,
-                    created_at=now,
+        """ConstraintViolation when the DUNS number is taken (by a party created meanwhile)."""
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(
+                    parties.insert()
+                    .values(
+                        name=name,
+                        duns=duns,
+                        contact_email=contact_email,
+                        status=PartyStatus.ACTIVE.value,
+                        created_at=now,
+                    )
+                    .returning(*parties.c)
                 )
-                .returning(*parties.c)
-            )
-            return _party(result.one())
+                return _party(result.one())
+        except sa.exc.IntegrityError as exc:
+            raise ConstraintViolation(f"a party with DUNS {duns} exists") from exc
 
     async def get_party(self, party_id: int) -> Party | None:
         async with self.engine.connect() as conn:

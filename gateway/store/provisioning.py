@@ -288,6 +288,20 @@ class ProvisioningStore:
             await finish(conn, op, state=FAILED, at=now, code=code, detail=detail)
 
 
+async def operation_to_update(conn: AsyncConnection, op_id: int, at: datetime) -> Any | None:
+    """The han_provisioning_ops row a route's update names, as read, or None when it is unknown or
+    finished (a late duplicate). A queued one becomes submitted first: the route's events can
+    overtake the sender's own bookkeeping."""
+    op = (await conn.execute(han_provisioning_ops.select().where(han_provisioning_ops.c.id == op_id))).first()
+    if op is None or op.state in (DONE, FAILED):
+        return None
+    if op.state == QUEUED:
+        await conn.execute(han_provisioning_ops.update().where(
+            han_provisioning_ops.c.id == op.id, han_provisioning_ops.c.state == QUEUED).values(
+            state=SUBMITTED, attempts=han_provisioning_ops.c.attempts + 1, updated_at=at))
+    return op
+
+
 async def latest_operation_for_device(conn: AsyncConnection, esi_id: str, eui64: str) -> int | None:
     latest: int | None = (await conn.execute(sa.select(sa.func.max(han_provisioning_ops.c.id)).where(
         han_provisioning_ops.c.esi_id == esi_id, han_provisioning_ops.c.eui64 == eui64))).scalar_one()

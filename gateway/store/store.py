@@ -6,13 +6,25 @@ methods, each kept with its tables in its own module:
 
 - gateway/store/parties.py: parties, technicians, credentials
 - gateway/store/premises.py: premises and HAN devices
-- gateway/store/agreements.py: agreements and the premises they cover
+- gateway/store/agreements.py: agreements and the premises they cover; the consent read of a HAN
+  request's targets (`consent_at_premises`)
 - gateway/store/audit.py: the audit log
 - gateway/store/idempotency.py: stored answers to idempotent requests
 - gateway/store/mail_queue.py: the mail queue
-- gateway/store/han_requests.py: HAN requests, deliveries, transitions, frame log (module functions)
+- gateway/store/han_requests.py: HAN requests, their load-control event records (`lce_events`) and
+  cancellations; the API's reads of a request and its deliveries (module functions)
+- gateway/store/fanout.py: a fan-out page's premises and delivery rows (one INSERT … SELECT)
 - gateway/store/webhooks.py: webhook targets and their event queue (module functions)
 - gateway/store/provisioning.py, route_state.py: HAN provisioning, the radio route's state
+- gateway/store/ownership.py: who owns a row (the API's authorization policy asks)
+- gateway/store/bulk.py: set-based statement helpers the modules share
+- gateway/store/errors.py: the store's errors (`ConstraintViolation`), so that no caller catches the
+  database library's
+- gateway/store/unit_of_work.py: units of work (an API request's one transaction)
+
+Module functions that write in their caller's transaction take its connection: the pipeline opens
+one with `Store.transaction()` and passes it along (it never builds SQL itself). An import contract
+(pyproject.toml) keeps `sqlalchemy` and the schema inside gateway/store.
 
 A facade rather than one object per aggregate: a hundred call sites say `store.create_party(...)`,
 and they all must share the one engine. The SQLite back-end (aiosqlite) runs sqlite3 in a worker
@@ -21,6 +33,7 @@ thread and PostgreSQL (asyncpg) is natively async, so no call here blocks the ev
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +48,7 @@ from gateway.store.mail_queue import MailQueue, TextSealer
 from gateway.store.parties import PartiesStore
 from gateway.store.premises import PremisesStore
 from gateway.store.sqlite_writes import serialize_writes
+from gateway.store.unit_of_work import Connection
 
 
 class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, IdempotencyStore, MailQueue):
@@ -58,6 +72,12 @@ class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, Idempotenc
 
     async def schema_revision(self) -> str | None:
         return await migrate.current_revision(self.engine)
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """One transaction shared by several store calls (they take its connection): they commit
+        together or not at all. Inside a unit of work it is the unit's transaction; on SQLite it
+        waits for the one writer."""
+        return self.engine.begin()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -19,9 +19,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.store.errors import ConstraintViolation
+
 log = logging.getLogger(__name__)
+
+Connection = AsyncConnection
+"""An open transaction's connection, as the store's functions that write in their caller's
+transaction take it. Code outside gateway/store only passes it along (from `Store.transaction()`)."""
 
 
 @dataclass(frozen=True)
@@ -87,16 +94,21 @@ class UnitOfWorkEngine(AsyncEngine):
     @contextlib.asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncConnection]:
         """Open a unit: store calls of this task join it until the block ends; it commits when the
-        block ends normally and rolls back when it raises."""
+        block ends normally and rolls back when it raises. A constraint the unit's writes break
+        (at a write or at the commit, e.g. a key another instance committed first) is raised as
+        `ConstraintViolation`, after the rollback."""
         if joined_connection() is not None:
             raise RuntimeError("a unit of work is open already in this task")
-        async with self._own_begin() as conn:
-            unit = _Unit(asyncio.current_task(), conn)
-            token = _current.set(unit)
-            try:
-                yield conn
-            finally:
-                _current.reset(token)
+        try:
+            async with self._own_begin() as conn:
+                unit = _Unit(asyncio.current_task(), conn)
+                token = _current.set(unit)
+                try:
+                    yield conn
+                finally:
+                    _current.reset(token)
+        except sa.exc.IntegrityError as exc:
+            raise ConstraintViolation(str(exc.orig)) from exc
         for action in unit.after:  # committed
             try:
                 await action()

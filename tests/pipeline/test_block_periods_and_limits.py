@@ -54,9 +54,13 @@ async def test_price_with_block_period_reaches_se11_and_se12_meters(tmp_path: Pa
         frames = {d["esi_id"]: bytes.fromhex(d["frame"]) for d in await _frames_out(s, block_id)}
         assert len(frames[se11]) == 3 + 17 and len(frames[se12]) == 3 + 19
         assert frames[se11][3 + 15] == 0x23  # number of price tiers 2, block thresholds 3 (SE 1.1 nibbles)
-        # The SE 1.1 device stored the block period under (provider id, issuer event id).
-        stored = [d.price.block_periods for d in s.devices[se11] if getattr(d, "price", None) is not None]
-        assert any(b and (7, block["se_id"]) in b for b in stored)
+        # The SE 1.1 device stored the block period under (provider id, issuer event id): once the
+        # meter passed it on ("delivered" is the hand-over to the meter; the HAN hop takes field time).
+        async def device_stored_it() -> bool:
+            stored = [d.price.block_periods for d in s.devices[se11] if getattr(d, "price", None) is not None]
+            return any(b and (7, block["se_id"]) in b for b in stored)
+
+        await s.eventually(device_stored_it, advance=1)
         # The SE 1.0 premise gets neither the price nor the block period.
         for rid in (accepted["id"], block_id):
             assert se10 not in {d["esi_id"] for d in await s.deliveries(token, rid)}

@@ -117,8 +117,7 @@ async def test_authorization_of_targets_matches_authorize(tmp_path: Path) -> Non
         targets = [mine, price_only, s.premises[2].esi_id, "10443720009999999"]
         principal = Principal(Role.THIRD_PARTY, party_id=party_id)
         now = s.gw.clock.now()
-        async with s.gw.store.engine.connect() as conn:
-            batched = await authorize_targets(conn, principal, Action.SEND_TEXT, targets, now)
+        batched = await authorize_targets(s.gw.store, principal, Action.SEND_TEXT, targets, now)
         for esi in targets:
             one = await authorize(s.gw.store, principal, Action.SEND_TEXT, esi, now=now)
             assert batched[esi].decision == one, esi
