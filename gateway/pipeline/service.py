@@ -37,8 +37,11 @@ from gateway.pipeline.requests import (
     build_text,
     cancel_lce_command,
     cancel_text_command,
+    encoding_errors,
+    lacks_capability,
     with_se_id,
 )
+from gateway.pipeline.text_limits import Routes, text_limits
 from gateway.store import fanout as fanout_sql
 from gateway.store.schema import audit_log, han_deliveries, han_requests, lce_events, premises
 from gateway.store.store import Store
@@ -101,9 +104,12 @@ def _scope_for(kind: RequestKind) -> Scope:
 
 
 class RequestService:
-    def __init__(self, store: Store, config: PipelineConfig) -> None:
+    def __init__(self, store: Store, config: PipelineConfig, routes: Routes | None = None) -> None:
+        """`routes`: the premises' routes, whose text limits a text must fit (without them, as
+        for premises no route reaches yet, the SE single-frame budget applies)."""
         self.store = store
         self.config = config
+        self.routes = routes
 
     # ------------------------------------------------------------------ new requests
     async def submit(self, principal: Principal, body: Any, now: datetime) -> Accepted:
@@ -120,9 +126,13 @@ class RequestService:
                 "esi_ids", "targets", "exactly one of esi_ids (non-empty) or all_premises", body.esi_ids)])
         screened = await self._screen_targets(principal, body, kind, now)
         errors: list[FieldError] = []
-        versions = {t.se_version for t in screened.targets} if body.esi_ids else ALL_SE_VERSIONS
-        command = self._build(body, versions or {DEFAULT_SE_VERSION}, now, errors)
+        # The SE versions among the targets (a fan-out: every version it may reach).
+        versions = {t.se_version for t in screened.targets} if body.esi_ids else {
+            v for v in ALL_SE_VERSIONS if lacks_capability(body, v) is None}
+        versions = versions or {DEFAULT_SE_VERSION}
+        command = self._build(body, screened.targets, versions, now, errors)
         block = build_block_period(body, command.starts_at, now, errors) if isinstance(body, PriceRequest) else None
+        errors = errors or encoding_errors([command, block], versions)
         try:
             _refuse_unsendable(body, screened, errors)
             if kind is not RequestKind.LOAD_CONTROL and block is None:
@@ -150,7 +160,7 @@ class RequestService:
                     decision.reason, decision.reason)})
                 continue
             version = target.se_version or DEFAULT_SE_VERSION
-            lacking = _lacks_capability(body, version) or over_device_limit(
+            lacking = lacks_capability(body, version) or over_device_limit(
                 target.enhanced_meter, target.devices, target.load_control_devices,
                 kind is RequestKind.LOAD_CONTROL)
             if lacking:
@@ -230,9 +240,11 @@ class RequestService:
             async with self.store.engine.begin() as conn:
                 await delivery_queue.insert_many(conn, audit_log, audit)
 
-    def _build(self, body: Any, versions: set[str], now: datetime, errors: list[FieldError]) -> Command:
+    def _build(self, body: Any, targets: list[delivery_queue.DeliveryTarget], versions: set[str],
+               now: datetime, errors: list[FieldError]) -> Command:
         if isinstance(body, TextRequest):
-            return build_text(body, versions, now, self.config, errors)
+            limits = text_limits(self.routes, targets, versions, fanout=body.all_premises)
+            return build_text(body, limits, now, self.config, errors)
         if isinstance(body, PriceRequest):
             return build_price(body, now, self.config, errors)
         assert isinstance(body, LoadControlRequest)
@@ -245,7 +257,7 @@ class RequestService:
         fanout = bool(getattr(body, "all_premises", False))
         result = await conn.execute(han_requests.insert().values(
             party_id=party_id, kind=kind.value, body=body.model_dump_json(), se_id=se_id,
-            command=delivery_queue.shared_command(command, se_id) if command is not None else None,
+            command=delivery_queue.shared_command(command) if command is not None else None,
             target_all=fanout, fanout_after="" if fanout else None, targeted=targeted,
             excluded=json.dumps(excluded), state="expanding" if fanout else "accepted",
             cancels_request_id=cancels, part_of_request_id=part_of, starts_at=command.starts_at if command else None,
@@ -355,7 +367,7 @@ class RequestService:
         shared = body.kind != RequestKind.CANCEL_ALL_LOAD_CONTROL.value
         if shared:
             await conn.execute(han_requests.update().where(han_requests.c.id == request_id).values(
-                command=delivery_queue.shared_command(command, original.se_id)))
+                command=delivery_queue.shared_command(command)))
         await delivery_queue.insert_deliveries(
             conn, request_id=request_id, party_id=party_id, se_id=original.se_id, command=command,
             targets=[delivery_queue.DeliveryTarget(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,
@@ -500,8 +512,8 @@ class RequestService:
         scope: dict[str, Any] = {"party_id": request_row.party_id, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
                                  "scope": _scope_for(kind), "now": now, "after": request_row.fanout_after}
         # SE 1.0 meters carry no price acknowledgement: they are excluded (listed), not sent to.
-        skip = frozenset({"1.0"}) if kind is RequestKind.PRICE and json.loads(
-            request_row.body).get("acknowledgement") else frozenset()
+        skip = frozenset({"1.0"}) if kind is RequestKind.PRICE and lacks_capability(
+            PriceRequest.model_validate_json(request_row.body), "1.0") else frozenset()
         async with self.store.engine.begin() as conn:
             if not await _claim_page(conn, request_row, now, state="expanding"):
                 return 0
@@ -525,7 +537,7 @@ class RequestService:
                 excluded = [{"esi_id": e, "reason": "device_limit: the meter has more devices registered than it "
                              "serves"} for e in over]
                 if skip and len(excluded) < room:
-                    reason = _lacks_capability(PriceRequest.model_validate_json(request_row.body), "1.0")
+                    reason = lacks_capability(PriceRequest.model_validate_json(request_row.body), "1.0")
                     assert reason is not None
                     excluded += [{"esi_id": e, "reason": reason} for e in await fanout_sql.page_premises_with_versions(
                         conn, **scope, last=last, default_version=DEFAULT_SE_VERSION, versions=skip,
@@ -582,15 +594,6 @@ async def _end_events(conn: AsyncConnection, which: Any, effective: datetime | N
         state="cancelled"))  # not started by then: it never runs
     await conn.execute(lce_events.update().where(active, lce_events.c.ends_at > effective).values(
         ends_at=effective))
-
-
-def _lacks_capability(body: Any, se_version: str) -> str | None:
-    """Why a meter cannot carry this request at all (it is then excluded, not failed later)."""
-    if isinstance(body, PriceRequest) and body.acknowledgement and se_version == "1.0":
-        return "meter_capability: SE 1.0 meters carry no price acknowledgement (Price Control is SE 1.1)"
-    if isinstance(body, PriceRequest) and body.block_period is not None and se_version == "1.0":
-        return "meter_capability: SE 1.0 meters carry no block periods (PublishBlockPeriod is SE 1.1)"
-    return None
 
 
 def _utc(moment: datetime) -> int:

@@ -187,7 +187,8 @@ def test_binary_round_trip_and_garbage() -> None:
 
 
 def test_profiles_and_faults_refuse_bad_values(tmp_path: object) -> None:
-    assert load_profile("oncor").meter.max_text_length == 80
+    assert load_profile("oncor").max_text_bytes == 80 and load_profile("oncor").max_frame_size is None
+    assert load_profile("oncor").route_capabilities().max_text_bytes == 80
     assert load_profile("tnmp").transport == "binary"
     with pytest.raises(HeadEndProfileError) as info:
         load_profile("oncor", batch_size=0)

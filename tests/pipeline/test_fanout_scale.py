@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ams_adapters.contract import HanOperation, MeterCapabilities, RouteCapabilities, SubmitOutcome, SubmitResult
+from ams_adapters.se_frames import operation_frame
 from gateway.clock import ManualClock
 from gateway.config import parse_config
 from gateway.domain.model import Role
@@ -32,6 +33,7 @@ from gateway.store.schema import (
     premises,
 )
 from gateway.store.store import Store, open_store
+from zigbee_se import SEVersion
 
 
 class RecordingRoute:
@@ -40,6 +42,7 @@ class RecordingRoute:
     def __init__(self) -> None:
         self._caps = RouteCapabilities(name="recording", batch_size=25, rate_limit_per_s=1e6)
         self.ops: list[HanOperation] = []
+        self.mappings: list[int] = []  # distinct fields mappings per batch
 
     @property
     def capabilities(self) -> RouteCapabilities:
@@ -59,6 +62,7 @@ class RecordingRoute:
 
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
         self.ops.extend(batch)
+        self.mappings.append(len({id(op.fields) for op in batch}))
         return [SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED) for op in batch]
 
     async def events(self) -> AsyncIterator[Any]:
@@ -136,8 +140,14 @@ async def test_price_fanout_with_acknowledgement_pages_in_sql(tmp_path: Path) ->
         assert {r.state for r in rows} == {"submitted"}
         assert {r.esi_id: r.agreement_id for r in rows}[esis[-1]] == 1  # two agreements: one delivery
         assert all(r.fields is None and r.frame is None for r in rows)  # the request's command, stored once
-        frames = json.loads(request.command)["frames"]
-        assert all(op.frame == bytes.fromhex(frames[str(op.se_version)]) for op in route.ops)
+        stored = json.loads(request.command)
+        assert "frames" not in stored  # no frame stored: a route that sends frames encodes the fields
+        assert all(op.fields == stored["fields"] for op in route.ops)
+        # One fields mapping per request and batch: a frame route encodes once per SE version, not per premise.
+        assert set(route.mappings) == {1}
+        frames = {op.se_version: operation_frame(op) for op in route.ops}
+        assert set(frames) == {SEVersion.V1_1, SEVersion.V1_2}  # SE 1.0 is excluded (acknowledgement)
+        assert all(frame[1] == stored["fields"]["issuer_event_id"] & 0xFF for frame in frames.values())  # TSN
         assert sorted(transitions) == sorted((r.id, "submitted") for r in rows)
         assert sorted((d, e) for d, e, _f, _a in logged) == sorted((r.id, r.esi_id) for r in rows)
         assert {f for _d, _e, f, _a in logged} == {None} and {a for *_x, a in logged} == {1}
