@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from gateway.domain.limits import over_device_limit
 from gateway.store.schema import han_devices, han_requests
-from tests.pipeline.conftest import running_stack
+from tests.pipeline.conftest import frames_sent, running_stack
 
 PRICE = {"kind": "price", "provider_id": 7, "price": "0.1190", "number_of_tiers": 2, "tier": 1,
          "duration_minutes": 120}
@@ -23,7 +23,7 @@ async def test_price_with_block_period_reaches_se11_and_se12_meters(tmp_path: Pa
         se11, se12, se10 = (s.premises[i].esi_id for i in (0, 2, 3))
         assert [s.premises[i].se_version for i in (0, 2, 3)] == ["1.1", "1.2", "1.0"]
         await s.customer(token, [se11, se12, se10])
-        sent = _frames_sent(s.field)
+        sent = frames_sent(s.field)
         r = await s.request(token, {**PRICE, "esi_ids": [se11, se12, se10], "block_period": {
             "duration_minutes": 60 * 24 * 30, "number_of_block_thresholds": 3, "repeating": True}})
         assert r.status_code == 202, r.text
@@ -63,21 +63,6 @@ async def test_price_with_block_period_reaches_se11_and_se12_meters(tmp_path: Pa
         # The SE 1.0 premise gets neither the price nor the block period.
         for rid in (accepted["id"], block_id):
             assert se10 not in {d["esi_id"] for d in await s.deliveries(token, rid)}
-
-
-def _frames_sent(field: Any) -> list[tuple[str, int, bytes]]:
-    """(ESI ID, cluster, frame) of every frame the route hands to the field's meters, as the
-    sandbox's FrameCounter sees them (the simulated field is the peer)."""
-    sent: list[tuple[str, int, bytes]] = []
-    inner = field.send
-
-    def send(esi_id: str, address: Any, cluster_id: int, frame: bytes) -> int:
-        sent.append((esi_id, cluster_id, bytes(frame)))
-        result: int = inner(esi_id, address, cluster_id, frame)
-        return result
-
-    field.send = send
-    return sent
 
 
 async def test_block_period_fields_are_validated(tmp_path: Path) -> None:
