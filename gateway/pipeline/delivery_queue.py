@@ -125,7 +125,7 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
                             shared: bool = True, cancels_request_id: int | None = None) -> None:
     """One delivery row per premise, queued now. With `shared` the rows use the request's command
     (`shared_command`, stored on the request); otherwise each row carries its own fields (the
-    `frame` column stays NULL; rows written by earlier versions may hold one, which nothing reads).
+    `frame` column stays NULL; rows written by earlier versions may hold one, which only the deliveries API shows).
     A cancel's rows name the request they cancel (`cancels_request_id`)."""
     await insert_many(conn, han_deliveries, delivery_rows(
         request_id=request_id, party_id=party_id, se_id=se_id, command=command, targets=targets, now=now,

@@ -279,10 +279,11 @@ def build_text(body: TextRequest, limits: Iterable[TextLimit], now: datetime, cf
     over = over_text_limit(body.text, limits)
     if over is not None:
         size, limit = over
+        excess = size - limit.limit
         errors.append(FieldError(
             "text", "text_too_long",
             f"{size} UTF-8 bytes is over the limit of {limit.limit} bytes {limit.describe()} by "
-            f"{size - limit.limit} bytes", size, limit=limit.limit))
+            f"{excess} byte{'' if excess == 1 else 's'}", size, limit=limit.limit))
     control = (IMPORTANCE[body.importance] << 2) | (0x80 if body.confirmation_required else 0)
     fields = {"message_id": 0, "message_control": control, "start_time": _utc_start(body.start, start),
               "duration_in_minutes": body.duration_minutes, "message": body.text}

@@ -32,7 +32,8 @@ async def _refused(response: httpx.Response, size: int, limit: int, says: str) -
     assert response.status_code == 422, response.text
     (error,) = response.json()["errors"]
     assert (error["field"], error["code"], error["value"], error["limit"]) == ("text", "text_too_long", size, limit)
-    assert error["message"] == f"{size} UTF-8 bytes is over the limit of {limit} bytes {says} by {size - limit} bytes"
+    excess = "1 byte" if size == limit + 1 else f"{size - limit} bytes"
+    assert error["message"] == f"{size} UTF-8 bytes is over the limit of {limit} bytes {says} by {excess}"
 
 
 async def _requests(store: Any) -> int:
