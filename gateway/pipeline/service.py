@@ -511,7 +511,7 @@ class RequestService:
         cursor moves to its last premise, in one transaction."""
         scope: dict[str, Any] = {"party_id": request_row.party_id, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
                                  "scope": _scope_for(kind), "now": now, "after": request_row.fanout_after}
-        # SE 1.0 meters carry no price acknowledgement: they are excluded (listed), not sent to.
+        # SE 1.0 meters carry no price acknowledgement and no block period: excluded (listed), not sent to.
         skip = frozenset({"1.0"}) if kind is RequestKind.PRICE and lacks_capability(
             PriceRequest.model_validate_json(request_row.body), "1.0") else frozenset()
         async with self.store.engine.begin() as conn:

@@ -182,3 +182,36 @@ async def test_text_fanout_reaches_only_my_scoped_premises(tmp_path: Path) -> No
         assert count == 0 and len(route.ops) == 129
     finally:
         await store.close()
+
+
+async def test_price_fanout_with_a_block_period_leaves_se10_meters_out(tmp_path: Path) -> None:
+    """SE 1.0 has no PublishBlockPeriod: a fan-out price with a block period (no acknowledgement
+    asked) reaches neither its price nor its block period to SE 1.0 meters, as for named premises,
+    and each other meter's block period encodes in its own SE version's layout."""
+    store, esis = await _setup(tmp_path, 40)
+    route = RecordingRoute()
+    dispatcher = await _run(store, route, page=16)
+    service = RequestService(store, dispatcher.config)
+    try:
+        accepted = await service.submit(Principal(Role.THIRD_PARTY, party_id=1), PriceRequest(
+            kind="price", all_premises=True, provider_id=1, price="0.1190", number_of_tiers=2,
+            block_period={"duration_minutes": 600, "number_of_block_thresholds": 3}), dispatcher.clock.now())
+        assert accepted.block_period_request_id is not None
+        while await dispatcher.run_once():
+            pass
+        wanted = sorted(e for i, e in enumerate(esis) if i != 7 and VERSIONS[i % 4] != "1.0")
+        by_command: dict[str, list[HanOperation]] = {}
+        for op in route.ops:
+            by_command.setdefault(op.command, []).append(op)
+        assert sorted(op.esi_id for op in by_command["publish_price"]) == wanted
+        blocks = by_command["publish_block_period"]
+        assert sorted(op.esi_id for op in blocks) == wanted
+        sizes = {op.se_version: len(operation_frame(op)) for op in blocks}
+        assert sizes == {SEVersion.V1_1: 3 + 17, SEVersion.V1_2: 3 + 19}
+        async with store.engine.connect() as conn:
+            excluded = (await conn.execute(sa.select(han_requests.c.excluded).where(
+                han_requests.c.id == accepted.block_period_request_id))).scalar_one()
+        assert {x["reason"] for x in json.loads(excluded)} == {
+            "meter_capability: SE 1.0 meters carry no block periods (PublishBlockPeriod is SE 1.1)"}
+    finally:
+        await store.close()
