@@ -38,8 +38,9 @@ from ams_adapters.contract import (
 from ams_adapters.pacing import Backoff, TokenBucket
 from ams_adapters.profiles import TdspProfile
 from ams_adapters.resilience import CircuitBreaker, InFlight, Tracked, Tracker
+from ams_adapters.se_frames import operation_frame
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
-from zigbee_se import DecodeError, decode_frame
+from zigbee_se import DecodeError, EncodeError, decode_frame
 
 log = logging.getLogger(__name__)
 NotesSink = Callable[[list[Notification]], None]
@@ -192,11 +193,13 @@ class HeadEndAdapter:
         if op.expires_at <= now:
             return f"expired: expires_at {op.expires_at:.0f} passed before the head-end accepted it"
         caps = self._meter_overrides.get(op.esi_id, self.profile.meter)
-        if op.kind is OperationKind.TEXT:
-            text = str(op.fields.get("message", ""))
-            if len(text) > caps.max_text_length:
-                return (f"message: {len(text)} characters, limit {caps.max_text_length} on "
-                        f"{self.profile.name} meters")
+        # Text length is not checked here: the gateway checked it against this route's
+        # max_text_bytes and frame budget before it accepted the request (ams_adapters/text_limit.py).
+        if self.profile.carries_frames:
+            try:
+                operation_frame(op, max_frame_size=self.profile.max_frame_size)  # kept for _request
+            except EncodeError as exc:
+                return f"SE frame: {exc}"
         if op.kind is OperationKind.PRICE:
             tiers = int(op.fields.get("number_of_price_tiers", 0))
             if tiers > caps.price_tiers:
@@ -208,7 +211,10 @@ class HeadEndAdapter:
             transaction_id=transaction_id(self.profile.tdsp, op.outbound_id), esi_id=op.esi_id,
             kind=HeadEndRequestKind(op.kind.value), expires_at=op.expires_at, target=op.target.kind.value,
             eui64=op.target.eui64, cluster_id=op.cluster_id, command=op.command, fields=dict(op.fields),
-            frame=op.frame, se_version=str(op.se_version))
+            # The binary protocol carries the frame (encoded once per request and SE version);
+            # MultiSpeak and 61968-9 carry the fields and their head-end encodes the frame.
+            frame=operation_frame(op, max_frame_size=self.profile.max_frame_size) if self.profile.carries_frames
+            else b"", se_version=str(op.se_version))
 
     async def _send_chunk(self, reqs: list[HeadEndRequest], keys: list[str]) -> list[SubmitResult]:
         out: dict[int, SubmitResult] = {}

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from zigbee_se import SEVersion
+from zigbee_se import DEFAULT_MAX_FRAME_SIZE, SEVersion
 
 MIN_JOIN_WINDOW_S = 24 * 3600
 MAX_JOIN_WINDOW_S = 30 * 24 * 3600
@@ -66,10 +66,14 @@ class OperationKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class HanOperation:
-    """One HAN command for one premise. It carries both forms a head-end may want: the SE command
-    and its field values (for semantic interfaces such as MultiSpeak InitiateInHomeDisplayMessage
-    or 61968-9 PanDisplay) and the ZCL frame encoded by `zigbee_se` for the meter's SE version (for
-    routes that carry frames raw: the radio, the binary cellular protocol)."""
+    """One HAN command for one premise: the SE command, its field values and the meter's SE
+    version. Semantic interfaces carry the fields as they are (MultiSpeak
+    InitiateInHomeDisplayMessage, 61968-9 PanDisplay: the head-end encodes the frame); routes that
+    carry frames raw (the radio, the binary cellular protocol, the simulated field) encode it
+    from them with `ams_adapters.se_frames.operation_frame`, once per request and SE version.
+
+    `fields` holds the union of what the command's layouts need across SE versions. Operations
+    of one request share one `fields` mapping (the frame cache relies on it): never mutate it."""
 
     outbound_id: str
     esi_id: str
@@ -78,7 +82,6 @@ class HanOperation:
     cluster_id: int
     command: str
     fields: Mapping[str, Any]
-    frame: bytes
     se_version: SEVersion
     expires_at: float
     """Unix seconds. A route never hands the item on after this; it reports it expired instead."""
@@ -206,9 +209,6 @@ class MeterCapabilities:
     se_version: SEVersion = SEVersion.V1_1
     max_devices: int = 5
     max_load_control_devices: int = 5
-    max_text_length: int = 57
-    """Characters of DisplayMessage text the meter takes (Landis+Gyr modules: 80, fragmented)."""
-    max_frame_size: int | None = 73
     price_tiers: int = 15
 
 
@@ -222,6 +222,14 @@ class RouteCapabilities:
     rate_limit_per_s: float = 100.0
     max_in_flight: int = 1000
     extra: Mapping[str, Any] = field(default_factory=dict)
+    max_text_bytes: int | None = None
+    """UTF-8 bytes of DisplayMessage text the route's meters take (e.g. 80 on Landis+Gyr modules,
+    57 on the other TDSPs' head-ends); None when only the SE frame budget limits it. The gateway
+    checks every text against this and the frame budget together before it accepts it
+    (`ams_adapters.text_limit`); a route need not check it again."""
+    max_frame_size: int | None = DEFAULT_MAX_FRAME_SIZE
+    """The single-frame budget of the route's SE frames, in bytes (73: APS payload with APS
+    encryption, no fragmentation); None when the route's meters fragment long frames."""
     provisioning: frozenset[ProvisioningKind] = frozenset()
     """The provisioning operations `Route.provision` carries out. The gateway refuses any other
     kind for the route's premises when it is asked (problem `route_cannot_provision`), instead of

@@ -1,8 +1,9 @@
 """TDSP capability profiles: which transport, which limits (firmware_fixtures/headends/*.toml).
 
-A profile is data: text length, price tiers, batch size, rate limit, in-flight bound, timeouts and
-retry policy, plus the emulator's defaults (latency, capacity) in an ``[emulator]`` table that only
-the head-end emulators read. Bad values raise ``HeadEndProfileError`` naming file, field, value, limit.
+A profile is data: text length (UTF-8 bytes) and frame budget, price tiers, batch size, rate
+limit, in-flight bound, timeouts and retry policy, plus the emulator's defaults (latency, capacity)
+in an ``[emulator]`` table that only the head-end emulators read. Bad values raise
+``HeadEndProfileError`` naming file, field, value, limit.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from zigbee_se import SEVersion
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "headends"
 TDSPS = ("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
 TRANSPORTS = ("multispeak", "cim", "binary")
+FRAME_TRANSPORTS = frozenset({"binary"})
+"""Transports that carry SE frames; MultiSpeak and IEC 61968-9 carry the SE fields."""
 
 
 class HeadEndProfileError(ValueError):
@@ -43,6 +46,10 @@ class TdspProfile:
     breaker_reset_s: float
     expiry_grace_s: float
     meter: MeterCapabilities
+    max_text_bytes: int = 57
+    """UTF-8 bytes of DisplayMessage text the TDSP's meters take (`[meter] max_text_bytes`)."""
+    max_frame_size: int | None = 73
+    """Single-frame budget of the meters' SE frames; None when they fragment (`max_frame_size = 0`)."""
     poll_interval_s: float = 0.2
     group_operations: bool = False
     """MultiSpeak: the head-end takes ...ToGroup operations (one payload, many meters)."""
@@ -51,10 +58,17 @@ class TdspProfile:
     """The HAN operations the head-end's integration carries (`provisioning = [...]` in the profile
     or in `[routes.tdsp.<name>.profile]`); by default all of them."""
 
+    @property
+    def carries_frames(self) -> bool:
+        """The transport carries the SE frame raw (the adapter encodes it); the others carry the
+        SE fields and the head-end encodes the frame for its meter."""
+        return self.transport in FRAME_TRANSPORTS
+
     def route_capabilities(self) -> RouteCapabilities:
         return RouteCapabilities(name=self.tdsp, batch_size=self.batch_size, rate_limit_per_s=self.rate_limit_per_s,
                                  max_in_flight=self.max_in_flight,
                                  extra={"transport": self.transport, "tdsp_name": self.name},
+                                 max_text_bytes=self.max_text_bytes, max_frame_size=self.max_frame_size,
                                  provisioning=self.provisioning)
 
     def with_transport(self, transport: str) -> TdspProfile:
@@ -101,11 +115,12 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         se = SEVersion.parse(str(m.get("se_version", "1.1")))
     except ValueError as exc:
         raise HeadEndProfileError(p, "meter.se_version", m.get("se_version"), "1.0, 1.1 or 1.2") from exc
+    if "max_text_length" in m:  # characters, before the limit became UTF-8 bytes
+        raise HeadEndProfileError(p, "meter.max_text_length", m["max_text_length"],
+                                  "renamed meter.max_text_bytes (UTF-8 bytes of message text, 1..254)")
     meter = MeterCapabilities(
         se_version=se, max_devices=_num(p, m, "max_devices", 1, 10, kind=int),
         max_load_control_devices=_num(p, m, "max_load_control_devices", 0, 10, kind=int),
-        max_text_length=_num(p, m, "max_text_length", 1, 254, kind=int),
-        max_frame_size=_num(p, m, "max_frame_size", 0, 1024, kind=int) or None,  # 0: the meter fragments
         price_tiers=_num(p, m, "price_tiers", 1, 48, kind=int))
     return TdspProfile(
         tdsp=str(data.get("tdsp", tdsp)), name=str(data.get("name", tdsp)), transport=transport,
@@ -118,5 +133,7 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         breaker_reset_s=_num(p, data, "breaker_reset_s", 0.01, 3600),
         expiry_grace_s=_num(p, data, "expiry_grace_s", 0, 3600),
         poll_interval_s=float(data.get("poll_interval_s", 0.2)), meter=meter,
+        max_text_bytes=_num(p, m, "max_text_bytes", 1, 254, kind=int),
+        max_frame_size=_num(p, m, "max_frame_size", 0, 1024, kind=int) or None,  # 0: the meter fragments
         group_operations=_flag(p, data, "group_operations"),
         emulator=dict(data.get("emulator", {})), provisioning=_provisioning(p, data))

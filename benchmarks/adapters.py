@@ -42,13 +42,15 @@ FRAME = encode_frame(0x0700, "publish_price", FIELDS)
 def operations(fleet: Fleet, n: int, tag: str) -> list[HanOperation]:
     exp = time.time() + 600
     return [HanOperation(f"{tag}-{i}", fleet.esi_id(i % 100), CAPABLE_DEVICES, OperationKind.PRICE, 0x0700,
-                         "publish_price", FIELDS | {"issuer_event_id": i}, FRAME, SEVersion.V1_1, exp)
+                         "publish_price", FIELDS | {"issuer_event_id": i}, SEVersion.V1_1, exp)
             for i in range(n)]
 
 
-def raw_requests(ops: Sequence[HanOperation]) -> list[HeadEndRequest]:
+def raw_requests(ops: Sequence[HanOperation], frames: bool) -> list[HeadEndRequest]:
+    """What the adapter sends, built without it: the frame (encoded beforehand, once) only where
+    the transport carries frames (binary), the fields on every transport."""
     return [HeadEndRequest(o.outbound_id, o.esi_id, HeadEndRequestKind.PRICE, o.expires_at, "capable_devices", None,
-                           o.cluster_id, o.command, dict(o.fields), o.frame, "1.1") for o in ops]
+                           o.cluster_id, o.command, dict(o.fields), FRAME if frames else b"", "1.1") for o in ops]
 
 
 async def measure(transport_name: str, n: int, rounds: int) -> tuple[float, float]:
@@ -75,7 +77,7 @@ async def measure(transport_name: str, n: int, rounds: int) -> tuple[float, floa
     try:
         for r in range(rounds):
             ops = operations(fleet, n, f"raw{r}")
-            reqs = raw_requests(ops)
+            reqs = raw_requests(ops, profile.carries_frames)
             t0 = time.perf_counter()
             for i in range(0, n, batch):
                 await raw.send(reqs[i:i + batch])

@@ -24,17 +24,16 @@ from ams_adapters.profiles import load_profile
 from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
 from simulators.fleet import Fleet
-from zigbee_se import SEVersion, encode_frame
+from zigbee_se import SEVersion
 
 FIELDS = {"message_id": 7, "message_control": 0x80, "start_time": 0, "duration_in_minutes": 60,
           "message": "Peak pricing 4-7pm"}
-FRAME = encode_frame(0x0703, "display_message", FIELDS, max_frame_size=None)
 
 
 def operations(fleet: Fleet, n: int, tag: str) -> list[HanOperation]:
     until = time.time() + 600  # one expirationTime: part of the shared payload
     return [HanOperation(f"{tag}-{i}", fleet.esi_id(i), CAPABLE_DEVICES, OperationKind.TEXT, 0x0703,
-                         "display_message", FIELDS, FRAME, SEVersion.V1_1, until) for i in range(n)]
+                         "display_message", FIELDS, SEVersion.V1_1, until) for i in range(n)]
 
 
 async def _rate(adapter: HeadEndAdapter, ops: list[HanOperation], batch: int) -> float:

@@ -8,16 +8,20 @@ from typing import Any
 
 @dataclass(frozen=True)
 class FieldError:
-    """One bad field: where (`field`, e.g. "premises[0].esi_id"), what (`code`), the value, why."""
+    """One bad field: where (`field`, e.g. "premises[0].esi_id"), what (`code`), the value, why,
+    and the limit it broke when that is a number (e.g. UTF-8 bytes of a text)."""
 
     field: str
     code: str
     message: str
     value: Any = None
+    limit: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"field": self.field, "code": self.code, "message": self.message,
-                "value": self.value}
+        out = {"field": self.field, "code": self.code, "message": self.message, "value": self.value}
+        if self.limit is not None:  # only errors that have one carry the key
+            out["limit"] = self.limit
+        return out
 
 
 class GatewayError(Exception):

@@ -17,8 +17,8 @@ from simulators.headends.faults import Faults
 
 def emulator_settings(profile: TdspProfile, **overrides: Any) -> EmulatorSettings:
     """The emulator's settings for `profile`; `overrides` (latency_median_s, join_window_scale, …) win."""
-    return EmulatorSettings.from_profile(profile.emulator, profile.meter.max_text_length,
-                                         profile.meter.max_frame_size, **overrides)
+    return EmulatorSettings.from_profile(profile.emulator, profile.max_text_bytes,
+                                         profile.max_frame_size, **overrides)
 
 
 def headend_for_profile(profile: TdspProfile, field_: SimField, clock: TimerClock, *, host: str = "127.0.0.1",

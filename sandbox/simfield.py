@@ -176,7 +176,7 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
 
     from fastapi import Body, FastAPI
 
-    from sandbox.simulated_route import SimulatedRoute, event_to_json, operation_from_json
+    from sandbox.simulated_route import SimulatedRoute, event_to_json, operations_from_json
 
     state: dict[str, Any] = {"log": []}
 
@@ -205,7 +205,7 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
 
     @app.post("/submit")
     async def submit(batch: list[dict[str, Any]] = Body()) -> list[dict[str, Any]]:  # noqa: B008
-        results = await state["route"].submit([operation_from_json(d) for d in batch])
+        results = await state["route"].submit(operations_from_json(batch))
         return [{"outbound_id": r.outbound_id, "outcome": r.outcome.value, "reference": r.reference,
                  "reason": r.reason, "retry_after_s": r.retry_after_s} for r in results]
 

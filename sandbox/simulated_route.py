@@ -37,7 +37,8 @@ from ams_adapters.contract import (
     Target,
     TargetKind,
 )
-from zigbee_se import DecodeError, SEVersion, decode_frame
+from ams_adapters.se_frames import operation_frame
+from zigbee_se import DecodeError, EncodeError, SEVersion, decode_frame
 
 ALL_DEVICES = "all"  # the simulated meter's broadcast address (every capable joined device)
 
@@ -111,6 +112,12 @@ class SimulatedRoute:
             result = SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=str(exc))
             self._results[op.outbound_id] = result
             return result
+        try:  # the field takes frames: the route encodes them (once per request and SE version)
+            operation_frame(op, max_frame_size=self._caps.max_frame_size)
+        except EncodeError as exc:
+            result = SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=f"SE frame: {exc}")
+            self._results[op.outbound_id] = result
+            return result
         self._seq += 1
         result = SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=f"sim-{self._seq}")
         self._results[op.outbound_id] = result
@@ -135,7 +142,8 @@ class SimulatedRoute:
             address = "meter"
         else:
             address = ALL_DEVICES
-        self.field.send(op.esi_id, address, op.cluster_id, op.frame)
+        frame = operation_frame(op, max_frame_size=self._caps.max_frame_size)  # encoded at submit: cached
+        self.field.send(op.esi_id, address, op.cluster_id, frame)
         self.handed_to_meter += 1
         self._emit(DeliveredToMeter(op.outbound_id, op.esi_id, now, self._results[op.outbound_id].reference))
 
@@ -189,17 +197,24 @@ class SimulatedRoute:
 def operation_to_json(op: HanOperation) -> dict[str, Any]:
     return {"outbound_id": op.outbound_id, "esi_id": op.esi_id, "target": op.target.kind.value,
             "eui64": op.target.eui64, "kind": op.kind.value, "cluster_id": op.cluster_id,
-            "command": op.command, "frame": op.frame.hex(), "se_version": str(op.se_version),
+            "command": op.command, "fields": dict(op.fields), "se_version": str(op.se_version),
             "expires_at": op.expires_at}
 
 
-def operation_from_json(data: dict[str, Any]) -> HanOperation:
-    return HanOperation(
-        outbound_id=data["outbound_id"], esi_id=data["esi_id"],
-        target=Target(TargetKind(data["target"]), data.get("eui64")), kind=OperationKind(data["kind"]),
-        cluster_id=int(data["cluster_id"]), command=data["command"], fields={},
-        frame=bytes.fromhex(data["frame"]), se_version=SEVersion.parse(data["se_version"]),
-        expires_at=float(data["expires_at"]))
+def operations_from_json(batch: list[dict[str, Any]]) -> list[HanOperation]:
+    """The operations of a `/submit` batch. Operations with equal fields share one mapping (as the
+    dispatcher's do), so the field side encodes a fan-out's frame once per SE version."""
+    shared: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+    ops = []
+    for data in batch:
+        fields: dict[str, Any] = data["fields"]
+        fields = shared.setdefault(tuple(sorted(fields.items())), fields)
+        ops.append(HanOperation(
+            outbound_id=data["outbound_id"], esi_id=data["esi_id"],
+            target=Target(TargetKind(data["target"]), data.get("eui64")), kind=OperationKind(data["kind"]),
+            cluster_id=int(data["cluster_id"]), command=data["command"], fields=fields,
+            se_version=SEVersion.parse(data["se_version"]), expires_at=float(data["expires_at"])))
+    return ops
 
 
 def event_to_json(event: InboundEvent) -> dict[str, Any]:

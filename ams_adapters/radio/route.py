@@ -56,6 +56,8 @@ from ams_adapters.radio.events import Delivery, OutboundFrame
 from ams_adapters.radio.session import CoordinatorSession, coordinator_info, restore_backup
 from ams_adapters.radio.session_core import MAX_FRAME_SIZE
 from ams_adapters.radio.state import RouteStateStore
+from ams_adapters.se_frames import operation_frame
+from zigbee_se import EncodeError
 
 LOGGER = logging.getLogger(__name__)
 PREMISE = "*"  # answers to what was published to the ESI itself (contract target METER), any device's
@@ -143,12 +145,7 @@ class RadioRoute:
 
     async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
         self._check_esi(esi_id)
-        return MeterCapabilities(
-            max_devices=32,
-            max_load_control_devices=32,
-            max_text_length=MAX_FRAME_SIZE - 16,
-            max_frame_size=MAX_FRAME_SIZE,
-        )
+        return MeterCapabilities(max_devices=32, max_load_control_devices=32)
 
     def _check_esi(self, esi_id: str) -> None:
         if esi_id not in self.esi_ids:
@@ -178,10 +175,14 @@ class RadioRoute:
             return self._reject(op, f"esi_id {op.esi_id!r}: this radio serves {', '.join(self.esi_ids)}")
         if self._clock() >= op.expires_at:
             return self._reject(op, "expires_at has passed")
+        try:  # the radio sends frames: it encodes them (once per request and SE version)
+            frame = operation_frame(op, max_frame_size=MAX_FRAME_SIZE)
+        except EncodeError as exc:
+            return self._reject(op, f"SE frame: {exc}")
         key_field = ANSWER_KEYS.get(op.command)
         key = op.fields.get(key_field) if key_field else None
         if op.target.kind is TargetKind.METER:
-            self.radio.esi.observe(op.cluster_id, op.frame, self._clock())
+            self.radio.esi.observe(op.cluster_id, frame, self._clock())
             self._emit(DeliveredToMeter(op.outbound_id, op.esi_id, self._clock(), op.outbound_id))
             if key is not None:
                 self._answers[(op.cluster_id, PREMISE, int(key))] = op.outbound_id
@@ -190,7 +191,7 @@ class RadioRoute:
             bound = self.radio.bound_devices(op.cluster_id)
             if bound and self.radio.reachable:
                 await self.radio.submit([
-                    OutboundFrame(f"{op.outbound_id}@{eui}", eui, op.cluster_id, op.frame, expires_at=op.expires_at)
+                    OutboundFrame(f"{op.outbound_id}@{eui}", eui, op.cluster_id, frame, expires_at=op.expires_at)
                     for eui in bound
                 ])
             return SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED, reference=op.outbound_id)
@@ -202,7 +203,7 @@ class RadioRoute:
             if not targets:
                 return self._reject(op, f"no joined device is a client of cluster 0x{op.cluster_id:04X}")
             # Devices that join later ask the ESI for what they missed.
-            self.radio.esi.observe(op.cluster_id, op.frame, self._clock())
+            self.radio.esi.observe(op.cluster_id, frame, self._clock())
         if not self.radio.reachable:
             return SubmitResult(
                 op.outbound_id,
@@ -213,7 +214,7 @@ class RadioRoute:
         sub_ids = [op.outbound_id if len(targets) == 1 else f"{op.outbound_id}@{eui}" for eui in targets]
         fanout = _Fanout(op.outbound_id, op.esi_id, set(sub_ids))
         items = [
-            OutboundFrame(sub_id, eui, op.cluster_id, op.frame, expires_at=op.expires_at)
+            OutboundFrame(sub_id, eui, op.cluster_id, frame, expires_at=op.expires_at)
             for sub_id, eui in zip(sub_ids, targets, strict=True)
         ]
         # Registered before submitting: an id a previous process sent has its outcome re-emitted

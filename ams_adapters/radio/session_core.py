@@ -76,10 +76,12 @@ class SessionCore:
             batch_size=100,
             rate_limit_per_s=30.0,
             max_in_flight=10_000,
+            # No route limit of its own on texts: the frame budget (no APS fragmentation) is it.
+            max_text_bytes=None,
+            max_frame_size=MAX_FRAME_SIZE,
             extra={
                 "device": config.device,
                 "cbke": False,
-                "max_frame_size": MAX_FRAME_SIZE,
                 "devices_per_coordinator": DEVICES_PER_COORDINATOR,
                 "se_versions": ("1.0", "1.1", "1.2"),
             },

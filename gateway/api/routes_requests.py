@@ -49,7 +49,8 @@ def _poke(request: Request) -> None:
              "answer)")
 async def create_request(svc: Svc, who: ThirdParty, request: Request,
                          body: Annotated[HanRequestBody, Body()]) -> AcceptedOut:
-    service = RequestService(svc.store, svc.config.pipeline)
+    dispatcher = getattr(request.app.state, "dispatcher", None)  # its routes' text limits apply
+    service = RequestService(svc.store, svc.config.pipeline, None if dispatcher is None else dispatcher.routes)
     accepted = await service.submit(who, body, svc.clock.now())
     _poke(request)
     return AcceptedOut.model_validate(accepted.as_dict())

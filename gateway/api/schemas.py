@@ -441,7 +441,9 @@ class DeliveryOut(BaseModel):
     attempts: int
     se_version: str
     command: str
-    frame: str | None = Field(description="the SE frame sent, hex (null: the request's)")
+    frame: str | None = Field(description="null: the gateway hands the route the SE command's fields (a route that "
+                              "sends frames encodes them for `se_version`; a MultiSpeak or IEC 61968-9 head-end "
+                              "encodes its own); deliveries stored by earlier versions may show the frame, hex")
     updated_at: datetime
     devices: list[DeviceStateOut]
     history: list[DeviceStateOut]
@@ -452,6 +454,8 @@ class FieldErrorOut(BaseModel):
     code: str
     message: str
     value: Any = None
+    limit: Any = Field(None, description="the limit the value broke, where it is a number (e.g. `text_too_long`: "
+                       "UTF-8 bytes); absent otherwise")
 
 
 class ProblemOut(BaseModel):

@@ -166,7 +166,7 @@ async def _insert_cancels(tx: Connection, party_id: int, request_id: int, origin
                                      getattr(body, "randomize_end", False), now, expires)
     shared = body.kind != RequestKind.CANCEL_ALL_LOAD_CONTROL.value
     if shared:
-        await requests_sql.set_command(tx, request_id, delivery_queue.shared_command(command, original.se_id))
+        await requests_sql.set_command(tx, request_id, delivery_queue.shared_command(command))
     await delivery_queue.insert_deliveries(
         tx, request_id=request_id, party_id=party_id, se_id=original.se_id, command=command,
         targets=[delivery_queue.DeliveryTarget(e, v, None) for e, v in esi_ids], now=now, expires_at=expires,

@@ -23,7 +23,6 @@ from gateway.store.schema import (
     webhook_outbox,
     webhooks,
 )
-from zigbee_se import EncodeError
 
 # Delivery (per premise) states.
 QUEUED = "queued"
@@ -71,17 +70,12 @@ class DeliveryTarget:
     agreement_id: int | None
 
 
-def shared_command(command: Command, se_id: int | None) -> str:
-    """The request-level command (JSON): fields plus the frame for every SE version it encodes
-    for, so that a fan-out to a million premises stores each frame once, not once per premise."""
-    frames = {}
-    for version in ("1.0", "1.1", "1.2"):
-        try:
-            frames[version] = command.frame(version, se_id or 0).hex()
-        except EncodeError:
-            continue  # e.g. a text over the 1.0 budget: no such target was accepted
+def shared_command(command: Command) -> str:
+    """The request-level command (JSON): the SE command and its fields, stored once for all the
+    request's premises (a fan-out to a million premises stores them once). No frame: the routes
+    that send frames encode the fields for each meter's SE version (ams_adapters/se_frames.py)."""
     return json.dumps({"cluster_id": int(command.cluster_id), "command": command.command,
-                       "fields": command.fields, "frames": frames}, default=str)
+                       "fields": command.fields}, default=str)
 
 
 async def insert_many(conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -130,7 +124,8 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
                             now: datetime, expires_at: datetime | None = None,
                             shared: bool = True, cancels_request_id: int | None = None) -> None:
     """One delivery row per premise, queued now. With `shared` the rows use the request's command
-    (`shared_command`, stored on the request); otherwise each row carries its own fields and frame.
+    (`shared_command`, stored on the request); otherwise each row carries its own fields (the
+    `frame` column stays NULL; rows written by earlier versions may hold one, which only the deliveries API shows).
     A cancel's rows name the request they cancel (`cancels_request_id`)."""
     await insert_many(conn, han_deliveries, delivery_rows(
         request_id=request_id, party_id=party_id, se_id=se_id, command=command, targets=targets, now=now,
@@ -144,20 +139,14 @@ def delivery_rows(*, request_id: int, party_id: int, se_id: int | None, command:
     acceptances are committed as a group)."""
     if not targets:
         return []
-    frames: dict[str, str] = {}
     fields_json = None if shared else json.dumps(command.fields, default=str)
     rows = []
     for t in targets:
-        frame = None
-        if not shared:
-            frame = frames.get(t.se_version)
-            if frame is None:
-                frame = frames[t.se_version] = command.frame(t.se_version, se_id or 0).hex()
         rows.append({
             "request_id": request_id, "party_id": party_id, "esi_id": t.esi_id,
             "agreement_id": t.agreement_id, "se_id": se_id, "se_version": t.se_version,
             "cluster_id": int(command.cluster_id), "command": command.command, "fields": fields_json,
-            "frame": frame, "state": QUEUED, "attempts": 0, "next_attempt_at": now,
+            "frame": None, "state": QUEUED, "attempts": 0, "next_attempt_at": now,
             "expires_at": expires_at or command.ends_at, "created_at": now, "updated_at": now,
             "cancels_request_id": cancels_request_id,
         })
@@ -299,7 +288,9 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[Any], now: dateti
             ["delivery_id", "eui64", "state", "at", "detail"], source.with_only_columns(
                 d.id, sa.null(), sa.literal(SUBMITTED, sa.String), sa.literal(now, han_transitions.c.at.type),
                 sa.null())))
-        # NULL frame: the request's frame for the premise's SE version (han_requests.command)
+        # NULL frame: the gateway hands on the SE fields (han_requests.command, or the delivery's
+        # own); a frame route encodes them for the delivery's SE version, a MultiSpeak/61968-9
+        # head-end encodes its own (docs/pipeline.md, "Audit").
         await conn.execute(han_frame_log.insert().from_select(
             ["at", "direction", "esi_id", "eui64", "request_id", "delivery_id", "agreement_id", "cluster_id",
              "command", "frame"], source.with_only_columns(

@@ -388,43 +388,19 @@ class Dispatcher:
             await self._retry(retry, now, "route asked to retry later", retry_after)
 
     def _operations(self, rows: Sequence[Any]) -> list[HanOperation]:
-        """The route's operations for due rows. A fan-out's rows share their request's fields
-        and frame (per SE version), decoded once per batch, not once per premise."""
-        shared: dict[tuple[int, str], tuple[dict[str, Any], bytes]] = {}
+        """The route's operations for due rows: fields and SE version, no frame (the routes that
+        send frames encode them, once per fields mapping and SE version: ams_adapters/se_frames.py).
+        A fan-out's rows share their request's fields mapping, decoded once per pass."""
         ops = []
         for r in rows:
             (id_, request_id, _party, esi_id, _agreement, _se_id, se_version, cluster_id, command,
-             fields, frame, _state, _attempts, expires_raw, _in_force) = r
-            if fields is None and frame is None:
-                key = (request_id, se_version)
-                found = shared.get(key)
-                if found is None:
-                    found = shared[key] = (self._fields(r), self._frame(r))
-                op_fields, op_frame = found
-            else:
-                op_fields, op_frame = self._fields(r), self._frame(r)
+             fields, _frame, _state, _attempts, expires_raw, _in_force) = r
+            op_fields = self._commands[request_id]["fields"] if fields is None else json.loads(fields)
             ops.append(HanOperation(
                 outbound_id=delivery_queue.outbound_id(id_), esi_id=esi_id, target=CAPABLE_DEVICES,
-                kind=OPERATION_KIND[command], cluster_id=cluster_id, command=command, fields=op_fields, frame=op_frame,
+                kind=OPERATION_KIND[command], cluster_id=cluster_id, command=command, fields=op_fields,
                 se_version=_se_version(se_version), expires_at=_expires_unix(expires_raw)))
         return ops
-
-    def _fields(self, row: Any) -> dict[str, Any]:
-        if row.fields is not None:
-            value: dict[str, Any] = json.loads(row.fields)
-            return value
-        shared: dict[str, Any] = self._commands[row.request_id]["fields"]
-        return shared
-
-    def _frame(self, row: Any) -> bytes:
-        if row.frame is not None:
-            return bytes.fromhex(row.frame)
-        shared = self._commands[row.request_id]
-        frames = shared.setdefault("frame_bytes", {})  # decoded once per request and SE version
-        frame: bytes | None = frames.get(row.se_version)
-        if frame is None:
-            frame = frames[row.se_version] = bytes.fromhex(shared["frames"][row.se_version])
-        return frame
 
     async def _retry(self, rows: Sequence[Any], now: datetime, reason: str,
                      retry_after: dict[int, float] | None = None) -> None:

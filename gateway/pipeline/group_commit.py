@@ -71,7 +71,7 @@ async def write_group(conn: AsyncConnection, items: Sequence[NewRequest]) -> lis
     commands = [with_se_id(item.command, se_id) for item, se_id in zip(items, se_ids, strict=True)]
     rows = [{
         "party_id": item.party_id, "kind": item.kind, "body": item.body_json, "se_id": se_id,
-        "command": delivery_queue.shared_command(command, se_id), "target_all": item.fanout,
+        "command": delivery_queue.shared_command(command), "target_all": item.fanout,
         "fanout_after": "" if item.fanout else None, "targeted": len(item.targets),
         "excluded": item.excluded_json, "state": "expanding" if item.fanout else "accepted",
         "cancels_request_id": None, "starts_at": command.starts_at, "ends_at": command.ends_at,

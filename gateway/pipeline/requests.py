@@ -1,12 +1,15 @@
 """HAN request bodies as third parties send them, and their validation into SE commands.
 
-Validation is pure: a body and the target meters' SE versions in, either the SE command and fields
-(per SE version) or a list of typed field errors out. Encoding goes through `zigbee_se`.
+Validation is pure: a body, the target meters' SE versions and their routes' text limits in, either
+the SE command (its fields) or a list of typed field errors out. The gateway never stores a frame:
+the routes that send frames encode the fields (ams_adapters/se_frames.py, which `encoding_errors`
+uses to refuse at acceptance what could not be encoded).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from ams_adapters.se_frames import encode_command
+from ams_adapters.text_limit import TextLimit, over_text_limit
 from gateway.domain.esi_id import ESI_ID_PATTERN
 from gateway.domain.model import Action
 from gateway.errors import FieldError
@@ -23,12 +28,7 @@ from gateway.store.cursors import MAX_ID
 from zigbee_se import (
     ClusterId,
     EncodeError,
-    NibblePair,
-    SEVersion,
-    command_definitions,
     decimal_to_price,
-    encode_frame,
-    max_text_bytes,
     offset_from_celsius,
     set_point_from_celsius,
     utc_from_datetime,
@@ -200,7 +200,9 @@ HanRequestBody = Annotated[
 
 @dataclass(frozen=True)
 class Command:
-    """A validated SE command: what the dispatcher encodes per target meter's SE version."""
+    """A validated SE command: its fields (the union of what the command's layouts need across SE
+    versions). The gateway stores and hands on the fields; the routes that send frames encode
+    them for each meter's SE version (ams_adapters/se_frames.py)."""
 
     cluster_id: int
     command: str
@@ -208,27 +210,35 @@ class Command:
     starts_at: datetime
     ends_at: datetime
 
-    def frame(self, se_version: str, tsn: int) -> bytes:
-        version = SEVersion.parse(se_version)
-        fields = dict(self.fields)
-        if version < SEVersion.V1_1:
-            fields.pop("price_control", None)
-            fields.pop("number_of_block_thresholds", None)
-        if self.command == "publish_block_period":
-            fields = _layout_fields(self.cluster_id, self.command, version, fields)
-        return encode_frame(self.cluster_id, self.command, fields, se_version=version, tsn=tsn & 0xFF)
+    def frame(self, se_version: str, tsn: int | None = None, max_frame_size: int | None = None) -> bytes:
+        """The frame a route sends for a meter of `se_version` (TSN: the low byte of the SE id)."""
+        return encode_command(self.cluster_id, self.command, self.fields, se_version, tsn=tsn,
+                              max_frame_size=max_frame_size)
 
 
-def _layout_fields(cluster_id: int, command: str, version: SEVersion, fields: dict[str, Any]) -> dict[str, Any]:
-    """The fields of `command`'s layout for `version` (commands whose layouts differ between
-    versions, e.g. PublishBlockPeriod in SE 1.1 and 1.2, carry the union of both)."""
-    layouts = [d for d in command_definitions(cluster_id, command) if d.since <= version]
-    if not layouts:
-        return fields  # the encoder names the version it needs
-    names: set[str] = set()
-    for item in layouts[-1].fields_for(version):
-        names.update((item.high.name, item.low.name) if isinstance(item, NibblePair) else (item.name,))
-    return {k: v for k, v in fields.items() if k in names}
+def encoding_errors(commands: Iterable[Command | None], versions: set[str]) -> list[FieldError]:
+    """Whether the commands encode for every SE version among their targets: each is encoded and
+    the frame discarded (a route encodes its own when it sends; the text's length is checked
+    apart, against each route's limits). The checks before this one cover every field the third
+    party gives, so an error here names a field the gateway could not carry: refused before
+    acceptance rather than failed at every premise later."""
+    errors: list[FieldError] = []
+    for command in [c for c in commands if c is not None]:
+        for version in sorted(versions):
+            try:
+                command.frame(version)
+            except EncodeError as exc:
+                errors.append(FieldError(exc.field, "not_encodable", f"SE {version}: {exc.limit}", exc.value))
+    return errors
+
+
+def lacks_capability(body: Any, se_version: str) -> str | None:
+    """Why a meter cannot carry this request at all (it is then excluded, not failed later)."""
+    if isinstance(body, PriceRequest) and body.acknowledgement and se_version == "1.0":
+        return "meter_capability: SE 1.0 meters carry no price acknowledgement (Price Control is SE 1.1)"
+    if isinstance(body, PriceRequest) and body.block_period is not None and se_version == "1.0":
+        return "meter_capability: SE 1.0 meters carry no block periods (PublishBlockPeriod is SE 1.1)"
+    return None
 
 
 def _start(body_start: datetime | None, now: datetime, errors: list[FieldError]) -> datetime:
@@ -260,18 +270,20 @@ def _utc_start(body_start: datetime | None, start: datetime) -> int:
     return 0 if body_start is None else utc_from_datetime(start)
 
 
-def build_text(body: TextRequest, versions: set[str], now: datetime, cfg: PipelineConfig,
+def build_text(body: TextRequest, limits: Iterable[TextLimit], now: datetime, cfg: PipelineConfig,
                errors: list[FieldError]) -> Command:
+    """`limits`: the text limit of every (route, SE version) among the targets
+    (`ams_adapters.text_limit.text_limit`); the text must fit the smallest."""
     start = _start(body.start, now, errors)
     minutes = _duration(body.duration_minutes, cfg.max_text_minutes, errors)
-    size = len(body.text.encode("utf-8"))
-    for version in sorted(versions):
-        budget = max_text_bytes(se_version=version)
-        if size > budget:
-            errors.append(FieldError(
-                "text", "text_too_long",
-                f"{size} UTF-8 bytes is over the single-frame budget of {budget} bytes of SE "
-                f"{version} meters among the targets by {size - budget} bytes", size))
+    over = over_text_limit(body.text, limits)
+    if over is not None:
+        size, limit = over
+        excess = size - limit.limit
+        errors.append(FieldError(
+            "text", "text_too_long",
+            f"{size} UTF-8 bytes is over the limit of {limit.limit} bytes {limit.describe()} by "
+            f"{excess} byte{'' if excess == 1 else 's'}", size, limit=limit.limit))
     control = (IMPORTANCE[body.importance] << 2) | (0x80 if body.confirmation_required else 0)
     fields = {"message_id": 0, "message_control": control, "start_time": _utc_start(body.start, start),
               "duration_in_minutes": body.duration_minutes, "message": body.text}

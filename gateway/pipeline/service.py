@@ -33,8 +33,11 @@ from gateway.pipeline.requests import (
     build_load_control,
     build_price,
     build_text,
+    encoding_errors,
+    lacks_capability,
     with_se_id,
 )
+from gateway.pipeline.text_limits import Routes, text_limits
 from gateway.store import fanout as fanout_sql
 from gateway.store import han_requests as requests_sql
 from gateway.store.audit import write_decisions
@@ -89,9 +92,12 @@ class RequestService:
     cancellation.py), the fan-out's pages (`expand_fanout_page`), and the withdrawal of work whose
     agreement ended (`withdraw`), both called by the dispatcher."""
 
-    def __init__(self, store: Store, config: PipelineConfig) -> None:
+    def __init__(self, store: Store, config: PipelineConfig, routes: Routes | None = None) -> None:
+        """`routes`: the premises' routes, whose text limits a text must fit (without them, as
+        for premises no route reaches yet, the SE single-frame budget applies)."""
         self.store = store
         self.config = config
+        self.routes = routes
 
     # ------------------------------------------------------------------ new requests
     async def submit(self, principal: Principal, body: Any, now: datetime) -> Accepted:
@@ -106,9 +112,13 @@ class RequestService:
         _require_one_target_form(body)
         screened = await self._screen_targets(principal, body, kind, now)
         errors: list[FieldError] = []
-        versions = {t.se_version for t in screened.targets} if body.esi_ids else ALL_SE_VERSIONS
-        command = self._build(body, versions or {DEFAULT_SE_VERSION}, now, errors)
+        # The SE versions among the targets (a fan-out: every version it may reach).
+        versions = {t.se_version for t in screened.targets} if body.esi_ids else {
+            v for v in ALL_SE_VERSIONS if lacks_capability(body, v) is None}
+        versions = versions or {DEFAULT_SE_VERSION}
+        command = self._build(body, screened.targets, versions, now, errors)
         block = build_block_period(body, command.starts_at, now, errors) if isinstance(body, PriceRequest) else None
+        errors = errors or encoding_errors([command, block], versions)
         try:
             _refuse_unsendable(body, screened, errors)
             if kind is not RequestKind.LOAD_CONTROL and block is None:
@@ -135,7 +145,7 @@ class RequestService:
                     decision.reason, decision.reason)})
                 continue
             version = target.se_version or DEFAULT_SE_VERSION
-            lacking = _lacks_capability(body, version) or over_device_limit(
+            lacking = lacks_capability(body, version) or over_device_limit(
                 target.enhanced_meter, target.devices, target.load_control_devices,
                 kind is RequestKind.LOAD_CONTROL)
             if lacking:
@@ -184,9 +194,11 @@ class RequestService:
         """Refused: the authorization decisions are still recorded (the audit log keeps every one)."""
         await self.store.append_audit_rows(audit)
 
-    def _build(self, body: Any, versions: set[str], now: datetime, errors: list[FieldError]) -> Command:
+    def _build(self, body: Any, targets: list[delivery_queue.DeliveryTarget], versions: set[str],
+               now: datetime, errors: list[FieldError]) -> Command:
         if isinstance(body, TextRequest):
-            return build_text(body, versions, now, self.config, errors)
+            limits = text_limits(self.routes, targets, versions, fanout=body.all_premises)
+            return build_text(body, limits, now, self.config, errors)
         if isinstance(body, PriceRequest):
             return build_price(body, now, self.config, errors)
         assert isinstance(body, LoadControlRequest)
@@ -257,9 +269,9 @@ class RequestService:
         cursor moves to its last premise, in one transaction."""
         scope: dict[str, Any] = {"party_id": request_row.party_id, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
                                  "scope": _scope_for(kind), "now": now, "after": request_row.fanout_after}
-        # SE 1.0 meters carry no price acknowledgement: they are excluded (listed), not sent to.
-        skip = frozenset({"1.0"}) if kind is RequestKind.PRICE and json.loads(
-            request_row.body).get("acknowledgement") else frozenset()
+        # SE 1.0 meters carry no price acknowledgement and no block period: excluded (listed), not sent to.
+        skip = frozenset({"1.0"}) if kind is RequestKind.PRICE and lacks_capability(
+            PriceRequest.model_validate_json(request_row.body), "1.0") else frozenset()
         async with self.store.transaction() as tx:
             if not await _claim_page(tx, request_row, now, state="expanding"):
                 return 0
@@ -283,7 +295,7 @@ class RequestService:
                 excluded = [{"esi_id": e, "reason": "device_limit: the meter has more devices registered than it "
                              "serves"} for e in over]
                 if skip and len(excluded) < room:
-                    reason = _lacks_capability(PriceRequest.model_validate_json(request_row.body), "1.0")
+                    reason = lacks_capability(PriceRequest.model_validate_json(request_row.body), "1.0")
                     assert reason is not None
                     excluded += [{"esi_id": e, "reason": reason} for e in await fanout_sql.page_premises_with_versions(
                         tx, **scope, last=last, default_version=DEFAULT_SE_VERSION, versions=skip,
@@ -301,7 +313,7 @@ async def _insert_request(tx: Connection, party_id: int, kind: RequestKind, body
     """The request's row, with the command its deliveries share (`shared_command`)."""
     return await requests_sql.insert_request(
         tx, party_id=party_id, kind=kind.value, body_json=body.model_dump_json(), se_id=se_id, now=now,
-        command_json=delivery_queue.shared_command(command, se_id), starts_at=command.starts_at,
+        command_json=delivery_queue.shared_command(command), starts_at=command.starts_at,
         ends_at=command.ends_at, fanout=body.all_premises, targeted=len(screened.targets),
         excluded_json=json.dumps(screened.excluded), part_of=part_of)
 
@@ -350,11 +362,3 @@ async def _within_device_limits(tx: Connection, page: list[tuple[str, int]],
             excluded.append({"esi_id": esi_id, "reason": why})
     return kept, excluded
 
-
-def _lacks_capability(body: Any, se_version: str) -> str | None:
-    """Why a meter cannot carry this request at all (it is then excluded, not failed later)."""
-    if isinstance(body, PriceRequest) and body.acknowledgement and se_version == "1.0":
-        return "meter_capability: SE 1.0 meters carry no price acknowledgement (Price Control is SE 1.1)"
-    if isinstance(body, PriceRequest) and body.block_period is not None and se_version == "1.0":
-        return "meter_capability: SE 1.0 meters carry no block periods (PublishBlockPeriod is SE 1.1)"
-    return None

@@ -1,6 +1,6 @@
 """Fan-out in SQL: which premises a party may reach (one keyset page at a time) and the page's
 delivery rows written by one INSERT … SELECT, so a page of thousands of premises costs a few
-statements and no Python object per premise (the request's command and frames are stored once,
+statements and no Python object per premise (the request's command and fields are stored once,
 on the request)."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_i
                                  command: str, expires_at: datetime,
                                  skip_versions: frozenset[str] = frozenset()) -> int:
     """One queued delivery row per premise of the page (after, last] or of the next `limit`
-    premises after `after`, using the request's shared command (fields and frame NULL), in one
+    premises after `after`, using the request's shared command (fields NULL), in one
     INSERT … SELECT; premises whose SE version is in `skip_versions` are left out (the caller
     lists them as excluded). Returns the rows inserted."""
     query, version = _page_rows(party_id=party_id, kind=kind, scope=scope, now=now, after=after,

@@ -225,8 +225,9 @@ han_requests = sa.Table(
     # (message id for texts, issuer event id for prices and load control).
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("se_id", sa.BigInteger, nullable=True),
-    # The SE command shared by the request's deliveries: {"cluster_id", "command", "fields",
-    # "frames": {se_version: hex}}; a delivery's own fields/frame are NULL when it uses these.
+    # The SE command shared by the request's deliveries: {"cluster_id", "command", "fields"}; a
+    # delivery's own fields are NULL when it uses these. No frame: the routes that send frames
+    # encode the fields (ams_adapters/se_frames.py); older rows may also hold "frames".
     sa.Column("command", sa.Text, nullable=True),
     sa.Column("target_all", sa.Boolean, nullable=False),
     # Fan-out progress: the last ESI ID expanded (keyset cursor), NULL once every page is done.
@@ -260,7 +261,7 @@ han_deliveries = sa.Table(
     sa.Column("cluster_id", sa.Integer, nullable=False),
     sa.Column("command", sa.String(40), nullable=False),
     sa.Column("fields", sa.Text, nullable=True),  # JSON; NULL: the request's
-    sa.Column("frame", sa.String(600), nullable=True),  # hex; NULL: the request's
+    sa.Column("frame", sa.String(600), nullable=True),  # hex; written by earlier versions only
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("next_attempt_at", UtcDateTime, nullable=True),
@@ -323,7 +324,9 @@ lce_events = sa.Table(
     sa.Column("state", sa.String(20), nullable=False),  # active, cancelled, superseded
 )
 
-# Frames sent into homes and every answer, hex, with request and authorization (append-only).
+# What was handed to a route for a home (out: command, frame NULL, the fields are the request's:
+# docs/pipeline.md "Audit") and every answer (in: its frame, hex), with request and authorization
+# (append-only).
 han_frame_log = sa.Table(
     "han_frame_log",
     metadata,

@@ -45,18 +45,19 @@ class EmulatorSettings:
     latency_p95_s: float = 0.3
     capacity: int = 5000
     retry_interval_s: float = 0.25
-    max_text_length: int = 57
+    max_text_bytes: int = 57
+    """UTF-8 bytes of message text the head-end's meters take (refused beyond, as a head-end does)."""
     max_frame_size: int | None = 73
     """Single-frame budget of the meters' SE frames; None when the meter fragments (L+G)."""
     join_window_scale: float = 1.0
     """Multiplies join windows (1-30 days on the wire) so tests can see a window lapse."""
 
     @classmethod
-    def from_profile(cls, emulator: Mapping[str, Any], meter_text_length: int, max_frame_size: int | None = 73,
+    def from_profile(cls, emulator: Mapping[str, Any], max_text_bytes: int, max_frame_size: int | None = 73,
                      **overrides: Any) -> EmulatorSettings:
         data = {k: v for k, v in emulator.items() if k in cls.__dataclass_fields__}
         data |= overrides
-        return cls(max_text_length=meter_text_length, max_frame_size=max_frame_size, **data)
+        return cls(max_text_bytes=max_text_bytes, max_frame_size=max_frame_size, **data)
 
 
 class HeadEndCore:
@@ -125,8 +126,9 @@ class HeadEndCore:
                     text = str(decode_frame(0x0703, req.frame).fields.get("message", ""))
                 except DecodeError:
                     return "seFrame: not a decodable DisplayMessage"
-            if len(text) > self.settings.max_text_length:
-                return f"message: {len(text)} characters, limit {self.settings.max_text_length}"
+            size = len(text.encode("utf-8"))
+            if size > self.settings.max_text_bytes:
+                return f"message: {size} UTF-8 bytes, limit {self.settings.max_text_bytes}"
         if req.target == "device" and not req.eui64:
             return "hanDeviceID: required for a device target"
         return None

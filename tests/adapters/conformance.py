@@ -28,7 +28,7 @@ from ams_adapters.contract import (
 from simulators.addressing import eui64_str
 from simulators.headends.faults import Faults
 from tests.adapters.harness import TDSPS, Rig, install, op, rig
-from zigbee_se import InstallCodeError, parse_install_code
+from zigbee_se import InstallCodeError, SEVersion, parse_install_code
 
 pytestmark = pytest.mark.parametrize("tdsp", TDSPS)
 FAST = {"request_timeout_s": 0.5, "breaker_reset_s": 0.3}
@@ -53,8 +53,10 @@ async def test_every_han_operation_round_trips(tdsp: str) -> None:
         assert isinstance(r.adapter, Route)
         caps = r.adapter.capabilities
         assert caps.name == tdsp and caps.batch_size >= 1 and caps.rate_limit_per_s > 0
+        assert caps.max_text_bytes == (80 if tdsp == "oncor" else 57)  # UTF-8 bytes (ams_adapters/text_limit.py)
+        assert caps.max_frame_size == (None if tdsp == "oncor" else 73)
         mcaps = await r.adapter.meter_capabilities(r.fleet.esi_id(0))
-        assert mcaps.max_text_length == (80 if tdsp == "oncor" else 57)
+        assert mcaps.se_version is SEVersion.V1_1
         (esi,) = await install(r, 1)
         ihd, pct = r.fleet.devices(esi)
 
@@ -100,8 +102,10 @@ async def test_every_han_operation_round_trips(tdsp: str) -> None:
 async def test_refusals_name_field_value_and_limit(tdsp: str) -> None:
     async with rig(tdsp) as r:
         esi = r.fleet.esi_id(0)
-        limit = r.adapter.profile.meter.max_text_length
-        long_text = op(OperationKind.TEXT, esi, message="x" * (limit + 1))
+        # The gateway refuses a text over the route's max_text_bytes before acceptance; the adapter
+        # does not check it again, so one that reaches it anyway is refused by the head-end itself.
+        limit = r.adapter.profile.max_text_bytes
+        long_text = op(OperationKind.TEXT, esi, message="é" * (limit // 2) + "x" * (limit % 2 + 1))
         expired = op(OperationKind.TEXT, esi, expires_in=-1)
         tiers = op(OperationKind.PRICE, esi, number_of_price_tiers=r.adapter.profile.meter.price_tiers + 1,
                    price_tier=1) if r.adapter.profile.meter.price_tiers < 15 else None

@@ -34,7 +34,7 @@ from simulators.headends.factory import HeadEnd
 from simulators.headends.faults import Faults
 from simulators.headends.proxy import FaultProxy
 from simulators.meter import SimMeter
-from zigbee_se import SEVersion, encode_frame
+from zigbee_se import SEVersion
 
 TDSPS = ("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
 MQTT = ("127.0.0.1", 1883)
@@ -163,8 +163,7 @@ def op(kind: OperationKind, esi: str, outbound_id: str | None = None, *, target:
     }[kind]
     values = base | fields
     return HanOperation(outbound_id=outbound_id or uuid.uuid4().hex, esi_id=esi, target=target, kind=kind,
-                        cluster_id=cluster, command=command, fields=values,
-                        frame=encode_frame(cluster, command, values, max_frame_size=None), se_version=SEVersion.V1_1,
+                        cluster_id=cluster, command=command, fields=values, se_version=SEVersion.V1_1,
                         expires_at=time.time() + expires_in)
 
 

@@ -187,8 +187,18 @@ def test_binary_round_trip_and_garbage() -> None:
 
 
 def test_profiles_and_faults_refuse_bad_values(tmp_path: object) -> None:
-    assert load_profile("oncor").meter.max_text_length == 80
-    assert load_profile("tnmp").transport == "binary"
+    assert load_profile("oncor").max_text_bytes == 80 and load_profile("oncor").max_frame_size is None
+    assert load_profile("oncor").route_capabilities().max_text_bytes == 80
+    assert load_profile("tnmp").transport == "binary" and load_profile("tnmp").carries_frames
+    assert not load_profile("oncor").carries_frames  # MultiSpeak carries the SE fields
+    meter = {"se_version": "1.1", "max_devices": 5, "max_load_control_devices": 5, "max_text_bytes": 57,
+             "max_frame_size": 73, "price_tiers": 15}
+    with pytest.raises(HeadEndProfileError) as info:  # the characters of before: renamed, in bytes
+        load_profile("tnmp", meter=meter | {"max_text_length": 57})
+    assert info.value.field == "meter.max_text_length" and "max_text_bytes" in info.value.limit
+    with pytest.raises(HeadEndProfileError) as info:
+        load_profile("tnmp", meter=meter | {"max_text_bytes": 255})  # beyond a ZCL string
+    assert info.value.field == "max_text_bytes"
     with pytest.raises(HeadEndProfileError) as info:
         load_profile("oncor", batch_size=0)
     assert info.value.field == "batch_size"

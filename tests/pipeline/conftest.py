@@ -115,3 +115,18 @@ async def running_stack(data_dir: Path, per_tdsp: int = 2, no_route_prefix: str 
     finally:
         await stop_server(server, task)
         await store.close()
+
+
+def frames_sent(field: Any) -> list[tuple[str, int, bytes]]:
+    """(ESI ID, cluster, frame) of every frame handed to the field's meters (by the simulated
+    route or an emulated head-end), seen as the sandbox's FrameCounter sees them: the field is the peer."""
+    sent: list[tuple[str, int, bytes]] = []
+    inner = field.send
+
+    def send(esi_id: str, address: Any, cluster_id: int, frame: bytes) -> int:
+        sent.append((esi_id, cluster_id, bytes(frame)))
+        result: int = inner(esi_id, address, cluster_id, frame)
+        return result
+
+    field.send = send
+    return sent

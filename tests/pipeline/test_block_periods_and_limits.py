@@ -10,8 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.domain.limits import over_device_limit
-from gateway.store.schema import han_deliveries, han_devices, han_requests
-from tests.pipeline.conftest import running_stack
+from gateway.store.schema import han_devices, han_requests
+from tests.pipeline.conftest import frames_sent, running_stack
 
 PRICE = {"kind": "price", "provider_id": 7, "price": "0.1190", "number_of_tiers": 2, "tier": 1,
          "duration_minutes": 120}
@@ -23,6 +23,7 @@ async def test_price_with_block_period_reaches_se11_and_se12_meters(tmp_path: Pa
         se11, se12, se10 = (s.premises[i].esi_id for i in (0, 2, 3))
         assert [s.premises[i].se_version for i in (0, 2, 3)] == ["1.1", "1.2", "1.0"]
         await s.customer(token, [se11, se12, se10])
+        sent = frames_sent(s.field)
         r = await s.request(token, {**PRICE, "esi_ids": [se11, se12, se10], "block_period": {
             "duration_minutes": 60 * 24 * 30, "number_of_block_thresholds": 3, "repeating": True}})
         assert r.status_code == 202, r.text
@@ -50,8 +51,10 @@ async def test_price_with_block_period_reaches_se11_and_se12_meters(tmp_path: Pa
         # The route's own id for each item (the simulated head-end's "sim-N") is kept per delivery.
         assert items[se11]["reference"].startswith("sim-") and items[se12]["reference"].startswith("sim-")
         assert items[se11]["reference"] != items[se12]["reference"]
-        # The SE 1.1 and SE 1.2 layouts differ (17 vs 19 payload bytes): each meter got its own.
-        frames = {d["esi_id"]: bytes.fromhex(d["frame"]) for d in await _frames_out(s, block_id)}
+        # The SE 1.1 and SE 1.2 layouts differ (17 vs 19 payload bytes): the route encoded each
+        # meter's own from the request's fields (the gateway stores no frame).
+        assert all(d["frame"] is None for d in items.values())
+        frames = {esi: frame for esi, cluster, frame in sent if cluster == 0x0700 and frame[2] == 0x01}
         assert len(frames[se11]) == 3 + 17 and len(frames[se12]) == 3 + 19
         assert frames[se11][3 + 15] == 0x23  # number of price tiers 2, block thresholds 3 (SE 1.1 nibbles)
         # The SE 1.1 device stored the block period under (provider id, issuer event id): once the
@@ -64,19 +67,6 @@ async def test_price_with_block_period_reaches_se11_and_se12_meters(tmp_path: Pa
         # The SE 1.0 premise gets neither the price nor the block period.
         for rid in (accepted["id"], block_id):
             assert se10 not in {d["esi_id"] for d in await s.deliveries(token, rid)}
-
-
-async def _frames_out(s: object, request_id: int) -> list[dict[str, str]]:
-    """Each premise's frame as sent: the request's frame for its SE version (han_requests.command)."""
-    import json
-
-    store = s.gw.store  # type: ignore[attr-defined]
-    async with store.engine.connect() as conn:
-        command = json.loads((await conn.execute(sa.select(han_requests.c.command).where(
-            han_requests.c.id == request_id))).scalar_one())
-        rows = (await conn.execute(sa.select(han_deliveries.c.esi_id, han_deliveries.c.se_version).where(
-            han_deliveries.c.request_id == request_id))).all()
-    return [{"esi_id": e, "frame": command["frames"][v]} for e, v in rows]
 
 
 async def test_block_period_fields_are_validated(tmp_path: Path) -> None:

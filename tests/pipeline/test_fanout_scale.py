@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ams_adapters.contract import HanOperation, MeterCapabilities, RouteCapabilities, SubmitOutcome, SubmitResult
+from ams_adapters.se_frames import operation_frame
 from gateway.clock import ManualClock
 from gateway.config import parse_config
 from gateway.domain.model import Role
@@ -32,6 +33,7 @@ from gateway.store.schema import (
     premises,
 )
 from gateway.store.store import Store, open_store
+from zigbee_se import SEVersion
 
 
 class RecordingRoute:
@@ -40,6 +42,7 @@ class RecordingRoute:
     def __init__(self) -> None:
         self._caps = RouteCapabilities(name="recording", batch_size=25, rate_limit_per_s=1e6)
         self.ops: list[HanOperation] = []
+        self.mappings: list[int] = []  # distinct fields mappings per batch
 
     @property
     def capabilities(self) -> RouteCapabilities:
@@ -59,6 +62,7 @@ class RecordingRoute:
 
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
         self.ops.extend(batch)
+        self.mappings.append(len({id(op.fields) for op in batch}))
         return [SubmitResult(op.outbound_id, SubmitOutcome.ACCEPTED) for op in batch]
 
     async def events(self) -> AsyncIterator[Any]:
@@ -136,8 +140,14 @@ async def test_price_fanout_with_acknowledgement_pages_in_sql(tmp_path: Path) ->
         assert {r.state for r in rows} == {"submitted"}
         assert {r.esi_id: r.agreement_id for r in rows}[esis[-1]] == 1  # two agreements: one delivery
         assert all(r.fields is None and r.frame is None for r in rows)  # the request's command, stored once
-        frames = json.loads(request.command)["frames"]
-        assert all(op.frame == bytes.fromhex(frames[str(op.se_version)]) for op in route.ops)
+        stored = json.loads(request.command)
+        assert "frames" not in stored  # no frame stored: a route that sends frames encodes the fields
+        assert all(op.fields == stored["fields"] for op in route.ops)
+        # One fields mapping per request and batch: a frame route encodes once per SE version, not per premise.
+        assert set(route.mappings) == {1}
+        frames = {op.se_version: operation_frame(op) for op in route.ops}
+        assert set(frames) == {SEVersion.V1_1, SEVersion.V1_2}  # SE 1.0 is excluded (acknowledgement)
+        assert all(frame[1] == stored["fields"]["issuer_event_id"] & 0xFF for frame in frames.values())  # TSN
         assert sorted(transitions) == sorted((r.id, "submitted") for r in rows)
         assert sorted((d, e) for d, e, _f, _a in logged) == sorted((r.id, r.esi_id) for r in rows)
         assert {f for _d, _e, f, _a in logged} == {None} and {a for *_x, a in logged} == {1}
@@ -170,5 +180,38 @@ async def test_text_fanout_reaches_only_my_scoped_premises(tmp_path: Path) -> No
             count = (await conn.execute(sa.select(sa.func.count()).where(
                 han_deliveries.c.request_id == price.request_id))).scalar()
         assert count == 0 and len(route.ops) == 129
+    finally:
+        await store.close()
+
+
+async def test_price_fanout_with_a_block_period_leaves_se10_meters_out(tmp_path: Path) -> None:
+    """SE 1.0 has no PublishBlockPeriod: a fan-out price with a block period (no acknowledgement
+    asked) reaches neither its price nor its block period to SE 1.0 meters, as for named premises,
+    and each other meter's block period encodes in its own SE version's layout."""
+    store, esis = await _setup(tmp_path, 40)
+    route = RecordingRoute()
+    dispatcher = await _run(store, route, page=16)
+    service = RequestService(store, dispatcher.config)
+    try:
+        accepted = await service.submit(Principal(Role.THIRD_PARTY, party_id=1), PriceRequest(
+            kind="price", all_premises=True, provider_id=1, price="0.1190", number_of_tiers=2,
+            block_period={"duration_minutes": 600, "number_of_block_thresholds": 3}), dispatcher.clock.now())
+        assert accepted.block_period_request_id is not None
+        while await dispatcher.run_once():
+            pass
+        wanted = sorted(e for i, e in enumerate(esis) if i != 7 and VERSIONS[i % 4] != "1.0")
+        by_command: dict[str, list[HanOperation]] = {}
+        for op in route.ops:
+            by_command.setdefault(op.command, []).append(op)
+        assert sorted(op.esi_id for op in by_command["publish_price"]) == wanted
+        blocks = by_command["publish_block_period"]
+        assert sorted(op.esi_id for op in blocks) == wanted
+        sizes = {op.se_version: len(operation_frame(op)) for op in blocks}
+        assert sizes == {SEVersion.V1_1: 3 + 17, SEVersion.V1_2: 3 + 19}
+        async with store.engine.connect() as conn:
+            excluded = (await conn.execute(sa.select(han_requests.c.excluded).where(
+                han_requests.c.id == accepted.block_period_request_id))).scalar_one()
+        assert {x["reason"] for x in json.loads(excluded)} == {
+            "meter_capability: SE 1.0 meters carry no block periods (PublishBlockPeriod is SE 1.1)"}
     finally:
         await store.close()

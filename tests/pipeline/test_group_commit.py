@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from ams_adapters.text_limit import text_limit
 from gateway.domain.model import Action, Role
 from gateway.domain.records import Principal
 from gateway.pipeline.config import PipelineConfig
@@ -62,7 +63,7 @@ async def test_a_failing_request_fails_alone_in_its_group(tmp_path: Path) -> Non
             party_id = (await conn.execute(parties.insert().values(
                 name="A", duns="123456789", contact_email="a@a.test", status="active", created_at=now))
                         ).inserted_primary_key[0]
-        command = build_text(TextRequest(kind="text", esi_ids=["x"], text="hi"), {"1.1"}, now,
+        command = build_text(TextRequest(kind="text", esi_ids=["x"], text="hi"), [text_limit(None, "1.1")], now,
                              PipelineConfig(), [])
 
         def item(party: int) -> NewRequest:

@@ -227,7 +227,10 @@ async def test_validation_errors_are_typed(tmp_path: Path) -> None:
         assert r.status_code == 422
         codes = {e["code"]: e for e in r.json()["errors"]}
         assert {"start_in_past", "duration_over_limit", "text_too_long"} <= set(codes)
-        assert "budget of 58 bytes of SE 1.1 meters among the targets by 22 bytes" in codes["text_too_long"]["message"]
+        too_long = codes["text_too_long"]
+        assert (too_long["field"], too_long["value"], too_long["limit"]) == ("text", 80, 58)
+        assert too_long["message"] == ("80 UTF-8 bytes is over the limit of 58 bytes for SE 1.1 meters on route "
+                                       "simulated (the SE single-frame budget) by 22 bytes")
         r = await s.request(token, {"kind": "price", "esi_ids": [esi], "provider_id": 1, "price": "0.123",
                                     "trailing_digits": 1})
         assert r.status_code == 422 and r.json()["errors"][0]["code"] == "price_out_of_range"

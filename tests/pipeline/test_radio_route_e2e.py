@@ -142,9 +142,28 @@ async def test_text_over_rest_is_delivered_and_confirmed_through_the_radio(tmp_p
                 assert d.status_code == 200, d.text
                 return any(dev["state"] == "confirmed" for item in d.json()["items"] for dev in item["devices"])
             await eventually(confirmed)
+
+            # The radio's text limit is the SE single-frame budget (no APS fragmentation): 58
+            # UTF-8 bytes at SE 1.1. One byte over is refused before acceptance; at it, the text
+            # goes out in one 73-byte frame.
+            at_limit = "é" * 29
+            r = await client.post("/v1/han-requests", headers=gw.auth(token), json={
+                "kind": "text", "esi_ids": [ONCOR], "text": at_limit + "!"})
+            assert r.status_code == 422, r.text
+            (error,) = r.json()["errors"]
+            assert (error["field"], error["code"], error["value"], error["limit"]) == ("text", "text_too_long", 59, 58)
+            assert "for SE 1.1 meters on route radio (the SE single-frame budget)" in error["message"]
+            r = await client.post("/v1/han-requests", headers=gw.auth(token), json={
+                "kind": "text", "esi_ids": [ONCOR], "text": at_limit})
+            assert r.status_code == 202, r.text
+
+            async def sent() -> bool:
+                d = await client.get(f"/v1/han-requests/{r.json()['id']}/deliveries", headers=gw.auth(token))
+                return [item["state"] for item in d.json()["items"]] == ["delivered"]
+            await eventually(sent)
         received = [device.frames.get_nowait()[1] for _ in range(device.frames.qsize())]
         texts = [f.fields["message"] for f in received if f.command == "display_message"]
-        assert texts == ["Peak at 5pm"]  # delivered once
+        assert texts == ["Peak at 5pm", at_limit]  # each delivered once
     finally:
         if server is not None and task is not None:
             await stop_server(server, task)

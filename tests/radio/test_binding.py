@@ -14,7 +14,7 @@ from ams_adapters.radio.route import RadioRoute
 from simulators.device import DRLC, MESSAGING, PRICE
 from simulators.ncp import NcpEmulator, load_profile
 from tests.radio.devices import display, registered
-from zigbee_se import SEVersion, encode_frame
+from zigbee_se import SEVersion
 
 ESI = "10443720000000001"
 EUI = "00:0d:6f:00:0a:90:69:e7"
@@ -60,8 +60,7 @@ async def test_device_finds_the_esi_binds_and_gets_pushed_prices() -> None:
                   "number_of_price_tiers": 0, "register_tier": 1, "start_time": 0, "duration_in_minutes": 60,
                   "price": 1999, "price_control": 0}
         price = HanOperation("price-31", ESI, METER, OperationKind.PRICE, PRICE, "publish_price", fields,
-                             encode_frame("price", "publish_price", fields, tsn=31), SEVersion.V1_1,
-                             time.time() + 600)
+                             SEVersion.V1_1, time.time() + 600)
         [accepted] = await route.submit([price])
         assert accepted.outcome is SubmitOutcome.ACCEPTED
         async with asyncio.timeout(5):

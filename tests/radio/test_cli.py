@@ -216,7 +216,7 @@ def test_send_commands_check_what_the_api_checks(
     base = ["--device", "/nonexistent/ttyNCP", "--eui64", EUI]
     assert main(["radio", "send-text", *base, "--text", "x" * 200]) == 2
     err = capsys.readouterr().err
-    assert "--text: 200 UTF-8 bytes is over the single-frame budget" in err
+    assert "--text: 200 UTF-8 bytes is over the limit of 58 bytes for SE 1.1 meters on route radio" in err
     assert main(["radio", "send-event", *base, "--device-class", "0x1000", "--duration", "2000"]) == 2
     err = capsys.readouterr().err
     assert "--device-class: bits 0x1000 are not SE device classes" in err

@@ -32,7 +32,7 @@ from ams_adapters.radio.route import RadioRoute
 from simulators.client_device import ClientDevice
 from simulators.ncp import NcpEmulator, load_profile
 from tests.radio.devices import display
-from zigbee_se import SEVersion, encode_frame, parse_install_code
+from zigbee_se import SEVersion, parse_install_code
 
 ESI = "10443720000000001"
 EUI = "00:0d:6f:00:0a:90:69:e7"
@@ -43,9 +43,8 @@ DAY = 86400
 def operation(  # noqa: PLR0917 - reads like the contract dataclass
     outbound_id: str, target: Target, kind: OperationKind, cluster: str, command: str,
               fields: dict[str, Any], *, expires_in: float = 3600, esi_id: str = ESI) -> HanOperation:
-    frame = encode_frame(cluster, command, fields, tsn=len(outbound_id))
     cluster_id = {"messaging": 0x0703, "price": 0x0700, "drlc": 0x0701}[cluster]
-    return HanOperation(outbound_id, esi_id, target, kind, cluster_id, command, fields, frame, SEVersion.V1_1,
+    return HanOperation(outbound_id, esi_id, target, kind, cluster_id, command, fields, SEVersion.V1_1,
                         time.time() + expires_in)
 
 

@@ -113,6 +113,9 @@ def _command(session: Session, body: dict[str, Any], se_id: int) -> Command | No
     checks and limits, the same fields. None, with the errors printed, when it cannot be sent."""
     from pydantic import TypeAdapter, ValidationError
 
+    from ams_adapters.contract import RouteCapabilities
+    from ams_adapters.radio.session_core import MAX_FRAME_SIZE
+    from ams_adapters.text_limit import text_limit
     from gateway.errors import FieldError
     from gateway.pipeline import requests
     from zigbee_se import DEFAULT_SE_VERSION
@@ -127,7 +130,9 @@ def _command(session: Session, body: dict[str, Any], se_id: int) -> Command | No
     errors: list[FieldError] = []
     now = dt.datetime.now(dt.UTC)
     if isinstance(request, requests.TextRequest):
-        command = requests.build_text(request, {str(DEFAULT_SE_VERSION)}, now, session.pipeline, errors)
+        # The radio's own limit: the SE frame budget without APS fragmentation (ams_adapters/text_limit.py).
+        limit = text_limit(RouteCapabilities("radio", max_frame_size=MAX_FRAME_SIZE), DEFAULT_SE_VERSION)
+        command = requests.build_text(request, [limit], now, session.pipeline, errors)
     elif isinstance(request, requests.PriceRequest):
         command = requests.build_price(request, now, session.pipeline, errors)
     else:
@@ -142,9 +147,10 @@ async def _send(
     session: Session, args: argparse.Namespace, *, kind: str, command: Command, se_id: int, answer: str | None
 ) -> int:
     from ams_adapters.radio import OutboundFrame
+    from ams_adapters.radio.session_core import MAX_FRAME_SIZE
     from zigbee_se import DEFAULT_SE_VERSION
 
-    frame = command.frame(str(DEFAULT_SE_VERSION), tsn=se_id)
+    frame = command.frame(str(DEFAULT_SE_VERSION), tsn=se_id, max_frame_size=MAX_FRAME_SIZE)
     route = await start_coordinator(session)
     try:
         item = OutboundFrame(_outbound_id(kind, se_id), args.eui64, command.cluster_id, frame)
