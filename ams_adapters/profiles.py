@@ -19,6 +19,7 @@ from zigbee_se import SEVersion
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "headends"
 TDSPS = ("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
 TRANSPORTS = ("multispeak", "cim", "binary")
+INVENTORY_TIMEOUT_S = 60.0
 
 
 class HeadEndProfileError(ValueError):
@@ -50,6 +51,9 @@ class TdspProfile:
     provisioning: frozenset[ProvisioningKind] = ALL_PROVISIONING
     """The HAN operations the head-end's integration carries (`provisioning = [...]` in the profile
     or in `[routes.tdsp.<name>.profile]`); by default all of them."""
+    inventory_timeout_s: float = INVENTORY_TIMEOUT_S
+    """How long the head-end may take to ask a meter for its HAN devices (the han_inventory
+    request's expiry): an RF mesh round trip is 30-90 s at the median (HEADENDS.md §8.2)."""
 
     def route_capabilities(self) -> RouteCapabilities:
         return RouteCapabilities(name=self.tdsp, batch_size=self.batch_size, rate_limit_per_s=self.rate_limit_per_s,
@@ -119,4 +123,6 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         expiry_grace_s=_num(p, data, "expiry_grace_s", 0, 3600),
         poll_interval_s=float(data.get("poll_interval_s", 0.2)), meter=meter,
         group_operations=_flag(p, data, "group_operations"),
-        emulator=dict(data.get("emulator", {})), provisioning=_provisioning(p, data))
+        emulator=dict(data.get("emulator", {})), provisioning=_provisioning(p, data),
+        inventory_timeout_s=_num(p, data, "inventory_timeout_s", 0.1, 3600) if "inventory_timeout_s" in data
+        else INVENTORY_TIMEOUT_S)

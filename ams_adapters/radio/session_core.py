@@ -21,18 +21,6 @@ from zigbee_se.esi import Esi
 LOGGER = logging.getLogger(__name__)
 
 KEY_ESTABLISHMENT = 0x0800
-# SE 1.x device ids (the Simple Descriptor's device id on profile 0x0109) -> inventory device_type.
-SE_DEVICE_TYPES = {
-    0x0500: "esi",
-    0x0501: "meter",
-    0x0502: "in_home_display",
-    0x0503: "pct",
-    0x0504: "load_control_device",
-    0x0505: "smart_appliance",
-    0x0506: "prepayment_terminal",
-    0x0507: "physical_device",
-    0x0508: "remote_communications_device",
-}
 # APS payload with APS encryption and no fragmentation.
 MAX_FRAME_SIZE = 73
 DEVICES_PER_COORDINATOR = 32
