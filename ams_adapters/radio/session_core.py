@@ -87,6 +87,8 @@ class SessionCore:
         # (device EUI-64, cluster) -> device endpoint: SE clients bound to the ESI (in memory;
         # the NCP's binding table is the durable copy).
         self._bindings: dict[tuple[str, int], int] = {}
+        # EUI-64 -> (clock time, LQI, RSSI) of the last SE frame received from it (radio/inventory.py).
+        self._heard: dict[str, tuple[float, int | None, int | None]] = {}
 
     @property
     def reachable(self) -> bool:
