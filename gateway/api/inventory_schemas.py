@@ -4,11 +4,12 @@ devices and, with `refresh=true`, the meter's own live list and where the two di
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from ams_adapters.inventory import HanInventory, InventoryDevice, JoinState
-from gateway.api.schemas import DeviceOut
+from gateway.api.schemas import DeviceOut, ProblemOut
 from gateway.domain.han_reconcile import DifferenceKind, ReconciledInventory, api_eui64
 from gateway.domain.model import DeviceStatus
 
@@ -71,3 +72,16 @@ class HanInventoryOut(BaseModel):
             differences=[InventoryDifferenceOut(eui64=d.eui64, kind=d.kind, ours=d.ours, meter=d.meter,
                                                 detail=d.detail) for d in view.differences],
             others=view.others)
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"model": ProblemOut, "description": description, "content": {"application/problem+json": {}}}
+
+
+# What refresh=true may answer besides the API's usual problems (docs/errors.md).
+REFRESH_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    502: _problem("the route refused the question (`inventory_refused`), e.g. the head-end does not know the meter"),
+    503: _problem("the meter cannot be asked now (`inventory_unavailable`): head-end busy or down; see "
+                  "Retry-After"),
+    504: _problem("the meter did not answer before the request expired (`meter_did_not_answer`)"),
+}

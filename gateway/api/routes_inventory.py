@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request
 from ams_adapters.contract import Route
 from ams_adapters.inventory import HanInventory, InventoryNotSupported, InventoryUnavailable, han_inventory
 from gateway.api.deps import Svc, Who, provisioned_by
-from gateway.api.inventory_schemas import HanInventoryOut
+from gateway.api.inventory_schemas import REFRESH_PROBLEMS, HanInventoryOut
 from gateway.api.params import EsiIdPath
 from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import PROBLEM_RESPONSES
@@ -67,8 +67,12 @@ class MeterInventory:
     async def ask(self, esi_id: str) -> tuple[HanInventory, str]:
         route = self.routes.for_premise(esi_id)
         if route is None:
-            raise InventoryProblem(503, f"no route reaches premise {esi_id} (the gateway's [routes] configuration)",
-                                   code="inventory_unavailable")
+            # As a route without the operation: this gateway cannot ask this meter, and retrying
+            # does not change that (the operator's [routes] configuration does).
+            raise Conflict(f"no route reaches premise {esi_id}: the gateway cannot ask its meter",
+                           code="route_cannot_report_inventory", errors=[FieldError(
+                               "esi_id", "route_cannot_report_inventory",
+                               "a premise that one of the gateway's routes reaches ([routes])", esi_id)])
         name = route.capabilities.name
         key = (id(route), esi_id)
         task = self._asking.get(key)
@@ -114,7 +118,7 @@ async def _records(store: Store, esi_id: str) -> list[HanDevice]:
         cursor = page.next_cursor
 
 
-@router.get("/premises/{esi_id}/han/devices", response_model=HanInventoryOut)
+@router.get("/premises/{esi_id}/han/devices", response_model=HanInventoryOut, responses=REFRESH_PROBLEMS)
 async def han_devices(
     esi_id: EsiIdPath, svc: Svc, who: Who, request: Request,
     refresh: Annotated[bool, Query(description="ask the meter now, through the premise's route, and show "

@@ -148,7 +148,7 @@ async def test_a_route_without_the_operation_and_a_premise_without_a_route(tmp_p
         assert r.status_code == 409 and problem["code"] == "route_cannot_report_inventory", r.text
         assert problem["errors"][0]["field"] == "esi_id" and "legacy-headend" in problem["detail"]
         r = await gw.client.get(f"/v1/premises/{by_tdsp['tnmp']}/han/devices?refresh=true", headers=gw.op)
-        assert r.status_code == 503 and r.json()["code"] == "inventory_unavailable", r.text
+        assert r.status_code == 409 and r.json()["code"] == "route_cannot_report_inventory", r.text
         assert "no route reaches" in r.json()["detail"]
         # Without refresh, neither is asked: the records (none) answer.
         r = await gw.client.get(f"/v1/premises/{by_tdsp['oncor']}/han/devices", headers=gw.op)
