@@ -6,7 +6,7 @@ it needs `clock` (`now()`, `call_at()`), `send(esi_id, address, cluster_id, fram
 `subscribe(callback) -> unsubscribe`, `meter(esi_id)` with `.reachable` and `.se_version`, and
 upstream records shaped like the simulators' `RelayedFrame` (meter_id, eui64, time, cluster_id,
 frame), `Reachability` (meter_id, time, reachable) and `HanEvent`; for the HAN inventory, meters
-that are the simulators' `SimMeter`s (their HAN records and `last_heard`).
+that are the simulators' `SimMeter`s (their HAN records, with when each device was last heard).
 
 Like every route it is idempotent by `outbound_id`: an item submitted twice is answered with its
 first result and reaches the meter once. A meter that is unreachable keeps the item until the

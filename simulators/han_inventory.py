@@ -3,7 +3,7 @@ record of (provisioned, find pending, joined or refused), in the wire layer's te
 head-end emulators and the simulated routes give the same answer.
 
 The meter knows a device's type and SE version only once it joined (its descriptors), and when it
-last heard from it (`SimMeter.last_heard`); it has no radio model, so no link quality.
+last heard from it (its record's `last_heard`); it has no radio model, so no link quality.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def han_registrations(meter: SimMeter) -> tuple[HanRegistration, ...]:
             eui64=eui64_str(eui), state=record.status.value,
             device_type=se_device_type_name(device.device_type) if device is not None else None,
             se_version=device.profile.se_version if device is not None else None,
-            last_seen=meter.last_heard.get(eui), reason=None if record.reason is None else str(record.reason)))
+            last_seen=record.last_heard, reason=None if record.reason is None else str(record.reason)))
     return tuple(out)
 
 

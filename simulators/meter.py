@@ -79,7 +79,7 @@ class JoinedDevice:
 class SimMeter:
     __slots__ = (
         "answer_delay_s", "base_load_w", "clock", "devices", "enhanced", "esi", "esi_id", "eui64",
-        "frames_lost", "han", "hop_delay_s", "join_time_s", "last_heard", "reachable", "relay_requests",
+        "frames_lost", "han", "hop_delay_s", "join_time_s", "reachable", "relay_requests",
         "se_version", "start_energy_wh", "started", "upstream",
     )
 
@@ -106,9 +106,6 @@ class SimMeter:
         self.start_energy_wh = start_energy_wh
         self.started = clock.now()
         self.frames_lost = 0
-        # EUI-64 -> when the meter last received a frame from it (join request or ZCL): the HAN
-        # inventory's "last seen" (simulators/han_inventory.py).
-        self.last_heard: dict[bytes, float] = {}
 
     # ================================================================= upstream side
     def _up(self, event: MeterEvent) -> None:
@@ -180,7 +177,7 @@ class SimMeter:
 
         First contact is immediate (find-pending); the key check completes ``join_time_s`` later
         with ``joined`` or ``join_failed`` and a reason (see ``simulators.han.JoinFailure``)."""
-        self.last_heard[device.eui64] = self.clock.now()
+        self._heard(device.eui64)
         failure = self.han.first_contact(device.eui64, self.clock.now())
         if failure is not None:
             self._han_event("join_failed", device.eui64, str(failure))
@@ -248,8 +245,13 @@ class SimMeter:
         self._up(RelayedFrame(self.esi_id, self.eui64, self.clock.now(), cluster_id, reply))
 
     # ----------------------------------------------------------------- frames from devices
+    def _heard(self, eui64: bytes) -> None:
+        record = self.han.records.get(eui64)
+        if record is not None:
+            record.last_heard = self.clock.now()
+
     def _from_device(self, eui64: bytes, cluster_id: int, zcl_frame: bytes) -> None:
-        self.last_heard[eui64] = self.clock.now()
+        self._heard(eui64)
         try:
             frame: DecodedFrame | None = decode_frame(cluster_id, zcl_frame)
         except DecodeError:

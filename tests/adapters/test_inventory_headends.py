@@ -36,7 +36,8 @@ async def test_the_meter_lists_joined_pending_and_refused_devices(tdsp: str) -> 
             eui64_str(waiting): JoinState.PROVISION_REQUESTED, eui64_str(wrong): JoinState.FAILED}
         joined = by_eui[eui64_str(pct.eui64)]
         assert (joined.device_type, joined.se_version) == ("pct", pct.profile.se_version)
-        assert joined.last_seen == pytest.approx(meter.last_heard[pct.eui64], abs=0.001)  # XML: milliseconds
+        heard = meter.han.records[pct.eui64].last_heard
+        assert joined.last_seen == pytest.approx(heard, abs=0.001)  # XML carries milliseconds
         assert by_eui[eui64_str(wrong)].reason == "link_key_mismatch"
         assert by_eui[eui64_str(waiting)].device_type is None  # no descriptor before it joins
         assert r.core.stats["inventories"] == 1 and not r.events  # a query ends no item

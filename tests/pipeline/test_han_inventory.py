@@ -61,9 +61,10 @@ async def test_last_seen_on_the_virtual_clock_and_a_dark_meter(tmp_path: Path) -
         seen = {d["eui64"]: d for d in body["meter"]}
         # Its request and whatever it sent after the meter answered it, both
         # within the half second the test let pass: the last of them, at its virtual moment.
-        heard = meter.last_heard[ihd.eui64]
-        assert asked <= heard <= asked + 0.5 and seen[_api(ihd.eui64)]["last_seen"] == _iso(heard)
-        assert seen[_api(other.eui64)]["last_seen"] == _iso(meter.last_heard[other.eui64]) != _iso(asked)
+        heard = meter.han.records[ihd.eui64].last_heard
+        assert heard is not None and asked <= heard <= asked + 0.5 and seen[_api(ihd.eui64)]["last_seen"] == _iso(heard)
+        other_heard = meter.han.records[other.eui64].last_heard
+        assert other_heard is not None and seen[_api(other.eui64)]["last_seen"] == _iso(other_heard) != _iso(asked)
         assert all(d["join_state"] == "joined" for d in body["meter"])
         # Installed with the field, never provisioned through the gateway: both are differences.
         assert sorted((d["eui64"], d["kind"]) for d in body["differences"]) == sorted(
