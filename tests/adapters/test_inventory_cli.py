@@ -63,11 +63,17 @@ async def test_inventory_from_the_head_end_directly(capsys) -> None:
         port = re.search(r"127\.0\.0\.1:(\d+)", line)
         assert port, line
         fleet = Fleet(3, VirtualClock())  # the same deterministic identities as the head-end's fleet
-        rc, out = await _hangw("provision", "inventory", fleet.esi_id(1), "--tdsp", "tnmp", "--port", port.group(1))
-        assert rc == 0, out
-        for slot in (0, 1):
-            eui, _code = fleet.device_identity(1, slot)
-            assert re.search(rf"{eui64_str(eui).replace(':', '').upper()}\s+joined", out), out
+        euis = [eui64_str(fleet.device_identity(1, slot)[0]).replace(":", "").upper() for slot in (0, 1)]
+        for _attempt in range(10):  # the installed devices finish joining 2 s after the head-end starts
+            rc, out = await _hangw("provision", "inventory", fleet.esi_id(1), "--tdsp", "tnmp", "--port",
+                                   port.group(1))
+            assert rc == 0, out
+            assert all(re.search(rf"{eui}\s+(find_pending|joined)", out) for eui in euis), out
+            if all(re.search(rf"{eui}\s+joined\s+\w+\s+1\.\d", out) for eui in euis):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"not joined: {out}")
         rc, out = await _hangw("provision", "inventory", "10443729999999999", "--tdsp", "tnmp", "--port",
                                port.group(1))
         assert rc == 1 and "no inventory" in out and "no such meter" in out, out
