@@ -35,6 +35,8 @@ from ams_adapters.contract import (
     SubmitOutcome,
     SubmitResult,
 )
+from ams_adapters.inventory import HanInventory
+from ams_adapters.inventory_query import InventoryQueries
 from ams_adapters.pacing import Backoff, TokenBucket
 from ams_adapters.profiles import TdspProfile
 from ams_adapters.resilience import CircuitBreaker, InFlight, Tracked, Tracker
@@ -114,6 +116,8 @@ class HeadEndAdapter:
         self._reachable: dict[str, bool] = {}
         self._started = False
         self.stats = {"sent": 0, "retries": 0, "unknown_notifications": 0}
+        self.queries = InventoryQueries(profile, self._timed_send, breaker=self.breaker, bucket=self.bucket,
+                                        backoff=self.backoff, clock=clock, stats=self.stats)
 
     # ------------------------------------------------------------------ Route
     @property
@@ -134,6 +138,10 @@ class HeadEndAdapter:
 
     async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
         return self._meter_overrides.get(esi_id, self.profile.meter)
+
+    async def han_inventory(self, esi_id: str) -> HanInventory:
+        """The meter's live HAN devices, through the head-end's status operation (inventory_query.py)."""
+        return await self.queries.ask(esi_id)
 
     async def events(self) -> AsyncIterator[InboundEvent]:
         while True:
@@ -338,6 +346,8 @@ class HeadEndAdapter:
                 log.warning("notification %s for %s refused: %s", n.kind, n.transaction_id, exc)
 
     def _on_note(self, n: Notification) -> None:
+        if self.queries.take(n):
+            return  # the answer to an inventory query, not an item's end
         if n.kind is NoteKind.REACHABILITY:
             reachable = n.state == "reachable"
             if self._reachable.get(n.esi_id) != reachable:

@@ -22,6 +22,7 @@ TDSPS = ("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
 TRANSPORTS = ("multispeak", "cim", "binary")
 FRAME_TRANSPORTS = frozenset({"binary"})
 """Transports that carry SE frames; MultiSpeak and IEC 61968-9 carry the SE fields."""
+INVENTORY_TIMEOUT_S = 60.0
 
 
 class HeadEndProfileError(ValueError):
@@ -57,6 +58,9 @@ class TdspProfile:
     provisioning: frozenset[ProvisioningKind] = ALL_PROVISIONING
     """The HAN operations the head-end's integration carries (`provisioning = [...]` in the profile
     or in `[routes.tdsp.<name>.profile]`); by default all of them."""
+    inventory_timeout_s: float = INVENTORY_TIMEOUT_S
+    """How long the head-end may take to ask a meter for its HAN devices (the han_inventory
+    request's expiry): an RF mesh round trip is 30-90 s at the median (HEADENDS.md §8.2)."""
 
     @property
     def carries_frames(self) -> bool:
@@ -136,4 +140,6 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         max_text_bytes=_num(p, m, "max_text_bytes", 1, 254, kind=int),
         max_frame_size=_num(p, m, "max_frame_size", 0, 1024, kind=int) or None,  # 0: the meter fragments
         group_operations=_flag(p, data, "group_operations"),
-        emulator=dict(data.get("emulator", {})), provisioning=_provisioning(p, data))
+        emulator=dict(data.get("emulator", {})), provisioning=_provisioning(p, data),
+        inventory_timeout_s=_num(p, data, "inventory_timeout_s", 0.1, 3600) if "inventory_timeout_s" in data
+        else INVENTORY_TIMEOUT_S)

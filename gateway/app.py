@@ -22,6 +22,7 @@ from gateway.api import (
     consent_pages,
     error_docs,
     routes_agreements,
+    routes_inventory,
     routes_parties,
     routes_premises,
     routes_provisioning,
@@ -122,6 +123,7 @@ def create_app(
         dispatcher.on_provisioning = provisioning.on_update
         app.state.dispatcher = dispatcher
         app.state.provisioning = provisioning
+        app.state.meter_inventory = routes_inventory.MeterInventory(route_set)
         await dispatcher.start()
         await sender.start()
         await provisioning.start()  # after the dispatcher: it started the routes
@@ -145,7 +147,8 @@ def create_app(
     app.state.link_key_cipher = cipher
     install_handlers(app)
     set_problem_docs_url(config.server.problem_docs_url)
-    for module in (routes_parties, routes_premises, routes_provisioning, routes_agreements, routes_requests):
+    for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_agreements,
+                   routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(ops_router)

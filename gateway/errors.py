@@ -28,6 +28,8 @@ class GatewayError(Exception):
     status = 400
     code = "bad_request"
     title = "Bad request"
+    retry_after: int | None = None
+    """Seconds: sent as `Retry-After` (429, and 503s that know when to try again)."""
 
     def __init__(self, detail: str, *, errors: list[FieldError] | None = None,
                  code: str | None = None) -> None:

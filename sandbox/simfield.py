@@ -175,8 +175,16 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
     from collections.abc import AsyncIterator
 
     from fastapi import Body, FastAPI
+    from fastapi.responses import JSONResponse
 
-    from sandbox.simulated_route import SimulatedRoute, event_to_json, operations_from_json
+    from ams_adapters.inventory import InventoryUnavailable
+    from sandbox.simulated_route import (
+        SimulatedRoute,
+        event_to_json,
+        inventory_to_json,
+        operations_from_json,
+        unavailable_to_json,
+    )
 
     state: dict[str, Any] = {"log": []}
 
@@ -222,6 +230,13 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
     async def meter(esi_id: str) -> dict[str, Any]:
         m = state["field"].meter(esi_id)
         return {"esi_id": esi_id, "se_version": str(m.se_version), "reachable": m.reachable}
+
+    @app.get("/meters/{esi_id}/han")
+    async def han(esi_id: str) -> Any:
+        try:
+            return inventory_to_json(await state["route"].han_inventory(esi_id))
+        except InventoryUnavailable as exc:
+            return JSONResponse(unavailable_to_json(exc), status_code=409)
 
     @app.get("/counts")
     async def counts() -> dict[str, int]:

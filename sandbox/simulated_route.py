@@ -5,11 +5,15 @@ The field is passed in and used by duck typing only (any SimField-like object, t
 it needs `clock` (`now()`, `call_at()`), `send(esi_id, address, cluster_id, frame) -> int`,
 `subscribe(callback) -> unsubscribe`, `meter(esi_id)` with `.reachable` and `.se_version`, and
 upstream records shaped like the simulators' `RelayedFrame` (meter_id, eui64, time, cluster_id,
-frame), `Reachability` (meter_id, time, reachable) and `HanEvent`.
+frame), `Reachability` (meter_id, time, reachable) and `HanEvent`; for the HAN inventory, meters
+that are the simulators' `SimMeter`s (their HAN records, with when each device was last heard).
 
 Like every route it is idempotent by `outbound_id`: an item submitted twice is answered with its
 first result and reaches the meter once. A meter that is unreachable keeps the item until the
 meter comes back or the item expires (then `DeliveryFailed(expired=True)`), as a head-end would.
+
+Asked what is on a premise's HAN (`han_inventory`), it answers what the meter itself holds
+(`simulators.han_inventory`), at once; a dark meter does not answer (`InventoryUnavailable`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ from ams_adapters.contract import (
     Target,
     TargetKind,
 )
+from ams_adapters.inventory import (
+    HanInventory,
+    InventoryDevice,
+    InventoryUnavailable,
+    JoinState,
+    from_registrations,
+)
 from ams_adapters.se_frames import operation_frame
+from simulators.han_inventory import han_registrations, meter_id
 from zigbee_se import DecodeError, EncodeError, SEVersion, decode_frame
 
 ALL_DEVICES = "all"  # the simulated meter's broadcast address (every capable joined device)
@@ -97,6 +109,16 @@ class SimulatedRoute:
     async def provision(self, request: ProvisioningRequest) -> SubmitResult:
         raise ContractError("kind", request.kind.value,
                             "not supported by the simulated route (provision through the field)")
+
+    async def han_inventory(self, esi_id: str) -> HanInventory:
+        try:
+            meter = self.field.meter(esi_id)
+        except Exception as exc:  # the field says why (unknown meter)
+            raise InventoryUnavailable(str(exc), refused=True) from None
+        if not meter.reachable:
+            raise InventoryUnavailable(f"meter {esi_id} is unreachable: it did not answer", timed_out=True)
+        # On the field's clock, as the meter's own "last heard" times (a sped-up demo field runs faster).
+        return from_registrations(esi_id, meter_id(meter), float(self.field.clock.now()), han_registrations(meter))
 
     # ------------------------------------------------------------------ submit
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
@@ -241,6 +263,21 @@ def event_from_json(data: dict[str, Any]) -> InboundEvent | None:
     return None
 
 
+def inventory_to_json(inventory: HanInventory) -> dict[str, Any]:
+    return {"esi_id": inventory.esi_id, "meter_id": inventory.meter_id, "taken_at": inventory.taken_at,
+            "devices": [{name: getattr(d, name) for name in d.__slots__} for d in inventory.devices]}
+
+
+def inventory_from_json(data: dict[str, Any]) -> HanInventory:
+    devices = tuple(InventoryDevice(**(d | {"join_state": JoinState(d["join_state"])})) for d in data["devices"])
+    return HanInventory(data["esi_id"], data["meter_id"], float(data["taken_at"]), devices)
+
+
+def unavailable_to_json(exc: InventoryUnavailable) -> dict[str, Any]:
+    return {"reason": exc.reason, "retry_after_s": exc.retry_after_s, "refused": exc.refused,
+            "timed_out": exc.timed_out}
+
+
 class RemoteSimulatedRoute:
     """The route contract over HTTP to a simulated field in another process (`hangw sim-field`),
     so that the field — and the route's idempotency memory — survive a gateway killed with -9.
@@ -271,6 +308,16 @@ class RemoteSimulatedRoute:
 
     async def provision(self, request: ProvisioningRequest) -> SubmitResult:
         raise ContractError("kind", request.kind.value, "not supported by the simulated route")
+
+    async def han_inventory(self, esi_id: str) -> HanInventory:
+        try:
+            r = await self._client.get(f"/meters/{esi_id}/han")
+        except httpx.HTTPError as exc:
+            raise InventoryUnavailable(f"simulated field at {self.url}: {exc!r}", retry_after_s=1.0) from None
+        if r.status_code == 409:  # the field's route could not answer: its reasons, as it gave them
+            raise InventoryUnavailable(**r.json())
+        r.raise_for_status()
+        return inventory_from_json(r.json())
 
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
         r = await self._client.post("/submit", json=[operation_to_json(op) for op in batch])

@@ -46,7 +46,7 @@ class JoinFailure(StrEnum):
 class MeterDeviceRecord:
     """The simulated meter's record of one provisioned device."""
 
-    __slots__ = ("eui64", "link_key", "load_control", "reason", "status", "window_end")
+    __slots__ = ("eui64", "last_heard", "link_key", "load_control", "reason", "status", "window_end")
 
     def __init__(self, eui64: bytes, link_key: bytes, window_end: float) -> None:
         self.eui64 = eui64
@@ -55,6 +55,10 @@ class MeterDeviceRecord:
         self.status = MeterDeviceStatus.PROVISION_REQUESTED
         self.reason: str | None = None
         self.load_control = False
+        # When the meter last received a frame from it (a join request or ZCL): the HAN inventory's
+        # "last seen" (simulators/han_inventory.py). On the record, not in a dict per meter: a
+        # fleet of 100,000 meters pays a slot per device, not a dict per premise.
+        self.last_heard: float | None = None
 
 
 class HanProvisioning:

@@ -190,6 +190,7 @@ class SimMeter:
 
         First contact is immediate (find-pending); the key check completes ``join_time_s`` later
         with ``joined`` or ``join_failed`` and a reason (see ``simulators.han.JoinFailure``)."""
+        self._heard(device.eui64)
         failure = self.han.first_contact(device.eui64, self.clock.now())
         if failure is not None:
             self._han_event("join_failed", device.eui64, str(failure))
@@ -257,7 +258,13 @@ class SimMeter:
         self._up(RelayedFrame(self.esi_id, self.eui64, self.clock.now(), cluster_id, reply))
 
     # ----------------------------------------------------------------- frames from devices
+    def _heard(self, eui64: bytes) -> None:
+        record = self.han.records.get(eui64)
+        if record is not None:
+            record.last_heard = self.clock.now()
+
     def _from_device(self, eui64: bytes, cluster_id: int, zcl_frame: bytes) -> None:
+        self._heard(eui64)
         try:
             frame: DecodedFrame | None = decode_frame(cluster_id, zcl_frame)
         except DecodeError:

@@ -55,3 +55,25 @@ def cluster_name(cluster_id: int) -> str:
         return ClusterId(cluster_id).name.lower()
     except ValueError:
         return f"0x{cluster_id:04x}"
+
+
+# SE 1.x device ids (the Simple Descriptor's device id on profile 0x0109) -> the names the HAN
+# inventory gives them (the radio route's and the simulated meters' alike).
+# As Texas Instruments' Z-Stack se.h (0x0500-0x0506) and zsmartsystems' ZigBeeDeviceType.java
+# (0x0500-0x0508) define them; zigpy has no SE device ids.
+SE_DEVICE_TYPES = {
+    0x0500: "esi",
+    0x0501: "meter",
+    0x0502: "in_home_display",
+    0x0503: "pct",
+    0x0504: "load_control_device",
+    0x0505: "smart_appliance",
+    0x0506: "prepayment_terminal",
+    0x0507: "physical_device",
+    0x0508: "remote_communications_device",
+}
+
+
+def se_device_type_name(device_id: int) -> str:
+    """`in_home_display` for 0x0502; `se_0x0509` for an id SE 1.x does not name."""
+    return SE_DEVICE_TYPES.get(device_id, f"se_0x{device_id:04x}")

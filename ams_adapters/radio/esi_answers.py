@@ -42,6 +42,7 @@ class EsiAnswering(SessionCore):
         eui64 = self._eui64_of(self._source_nwk(packet)) or f"nwk:{self._source_nwk(packet):04x}"
         data = bytes(packet.data.serialize())
         encrypted = zt.TransmitOptions.APS_Encryption in packet.tx_options
+        self._heard[eui64] = (self.clock(), packet.lqi, packet.rssi)  # the HAN inventory's last seen
         if packet.cluster_id == KEY_ESTABLISHMENT:
             self._emit(CbkeRequested(eui64))
             return

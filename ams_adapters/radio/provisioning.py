@@ -24,11 +24,11 @@ from ams_adapters.radio.events import (
 from ams_adapters.radio.session_core import (
     LOGGER,
     MAX_JOIN_WINDOW_S,
-    SE_DEVICE_TYPES,
     SessionCore,
 )
 from ams_adapters.radio.state import DeviceRecord, DeviceState
 from zigbee_se import SE_PROFILE_ID, parse_install_code
+from zigbee_se.clusters import se_device_type_name
 
 
 class Provisioning(SessionCore):
@@ -95,7 +95,7 @@ class Provisioning(SessionCore):
         """The SE device type of its 0x0109 endpoint (Simple Descriptor), as the inventory names it."""
         for ep_id, ep in device.endpoints.items():
             if ep_id and ep.profile_id == SE_PROFILE_ID and ep.device_type is not None:
-                return SE_DEVICE_TYPES.get(int(ep.device_type), f"se_0x{int(ep.device_type):04x}")
+                return se_device_type_name(int(ep.device_type))
         return None
 
     async def provision_device(

@@ -16,6 +16,7 @@ CoordinatorSession; this layer maps targets and the per-device events onto the c
   (interviewed) or FAILED (window over); DELETE_DEVICE / CLEAR_DEVICES → DELETED per device;
   DECOMMISSION_HAN → every device asked to leave, the coordinator leaves its network and the
   inventory is forgotten, then DONE (a later start forms a new HAN).
+- the HAN inventory (han_inventory): the coordinator's own device table (radio/inventory.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ams_adapters.contract import (
     SubmitResult,
     TargetKind,
 )
+from ams_adapters.inventory import HanInventory, InventoryUnavailable
 from ams_adapters.radio import events as radio_events
 from ams_adapters.radio.config import RadioConfig
 from ams_adapters.radio.events import Delivery, OutboundFrame
@@ -146,6 +148,16 @@ class RadioRoute:
     async def meter_capabilities(self, esi_id: str) -> MeterCapabilities:
         self._check_esi(esi_id)
         return MeterCapabilities(max_devices=32, max_load_control_devices=32)
+
+    async def han_inventory(self, esi_id: str) -> HanInventory:
+        """What the coordinator — the premise's ESI — knows of its HAN now."""
+        if esi_id not in self.esi_ids:
+            raise InventoryUnavailable(f"esi_id {esi_id!r}: this radio serves {', '.join(self.esi_ids)}",
+                                       refused=True)
+        if not self.radio.reachable:
+            raise InventoryUnavailable("coordinator unreachable", retry_after_s=self.radio.config.reconnect_max_s)
+        devices = await self.radio.han_devices()
+        return HanInventory(esi_id, str(self.radio.app.state.node_info.ieee), self._clock(), devices)
 
     def _check_esi(self, esi_id: str) -> None:
         if esi_id not in self.esi_ids:

@@ -39,6 +39,7 @@ from ams_adapters.radio.events import (
     CoordinatorReachable,
     CoordinatorUnreachable,
 )
+from ams_adapters.radio.inventory import InventoryReport
 from ams_adapters.radio.provisioning import Provisioning
 from ams_adapters.radio.sending import FrameSending
 from ams_adapters.radio.session_core import (
@@ -79,7 +80,7 @@ class _Listener:
         self._route._on_connection_lost(exc)
 
 
-class CoordinatorSession(FrameSending, EsiAnswering, Provisioning):
+class CoordinatorSession(FrameSending, EsiAnswering, Provisioning, InventoryReport):
     async def start(self, *, form: bool = True) -> None:
         """Connect; form the HAN if the coordinator has none (and `form`), else resume it."""
         loop = asyncio.get_running_loop()

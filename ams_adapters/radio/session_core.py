@@ -21,20 +21,6 @@ from zigbee_se.esi import Esi
 LOGGER = logging.getLogger(__name__)
 
 KEY_ESTABLISHMENT = 0x0800
-# SE 1.x device ids (the Simple Descriptor's device id on profile 0x0109) -> inventory device_type.
-# As Texas Instruments' Z-Stack se.h (0x0500-0x0506) and zsmartsystems' ZigBeeDeviceType.java
-# (0x0500-0x0508) define them; zigpy has no SE device ids.
-SE_DEVICE_TYPES = {
-    0x0500: "esi",
-    0x0501: "meter",
-    0x0502: "in_home_display",
-    0x0503: "pct",
-    0x0504: "load_control_device",
-    0x0505: "smart_appliance",
-    0x0506: "prepayment_terminal",
-    0x0507: "physical_device",
-    0x0508: "remote_communications_device",
-}
 # APS payload with APS encryption and no fragmentation.
 MAX_FRAME_SIZE = 73
 DEVICES_PER_COORDINATOR = 32
@@ -103,6 +89,8 @@ class SessionCore:
         # (device EUI-64, cluster) -> device endpoint: SE clients bound to the ESI (in memory;
         # the NCP's binding table is the durable copy).
         self._bindings: dict[tuple[str, int], int] = {}
+        # EUI-64 -> (clock time, LQI, RSSI) of the last SE frame received from it (radio/inventory.py).
+        self._heard: dict[str, tuple[float, int | None, int | None]] = {}
 
     @property
     def reachable(self) -> bool:

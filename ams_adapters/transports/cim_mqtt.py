@@ -6,6 +6,10 @@ to our ``ReplyAddress`` ``<prefix>/reply/<client id>`` and publishes EndDeviceEv
 ``<prefix>/event/EndDeviceEvents``. A dropped broker connection is re-established with jittered
 backoff; the persistent session (clean_session=False, fixed client id) keeps our subscriptions and
 the QoS 1 messages queued for us meanwhile, and we subscribe again anyway.
+
+A ``han_inventory`` request travels as ``get EndDevices`` (ams_adapters/wire/cim.py): its
+acknowledgement answers `send`, and the data reply that follows on the same reply topic becomes an
+``inventory`` notification.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import aiomqtt
 from ams_adapters.adapter import NotesSink
 from ams_adapters.pacing import Backoff
 from ams_adapters.wire import cim
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, WireError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +95,12 @@ class CimMqttTransport:
     def _on_message(self, topic: str, payload: bytes) -> None:
         try:
             if topic == self.reply_topic:
-                h, _ = cim.parse(payload)
+                h, root = cim.parse(payload)
+                inventory = cim.end_devices_note(h, root) if h.noun == "EndDevices" else None
+                if inventory is not None:
+                    if self._on_notes is not None:
+                        self._on_notes([inventory])
+                    return
                 entry = self._waiting.pop(h.correlation_id or "", None)
                 if entry is not None and not entry[1].done():
                     _, acks = cim.decode_reply(payload, entry[0])
@@ -112,11 +121,13 @@ class CimMqttTransport:
         message_id = uuid.uuid4().hex
         fut: asyncio.Future[list[Ack]] = asyncio.get_running_loop().create_future()
         self._waiting[message_id] = (txids, fut)
-        verb = "cancel" if all(r.kind.value.startswith("cancel") for r in requests) else "create"
+        if len(requests) == 1 and requests[0].kind is HeadEndRequestKind.HAN_INVENTORY:
+            body = cim.encode_get_end_devices(message_id, self.reply_topic, requests[0])
+        else:
+            verb = "cancel" if all(r.kind.value.startswith("cancel") for r in requests) else "create"
+            body = cim.encode_controls(message_id, self.reply_topic, requests, self.issuer_id, verb)
         try:
-            await client.publish(cim.topics(self.prefix)["request"],
-                                 cim.encode_controls(message_id, self.reply_topic, requests, self.issuer_id, verb),
-                                 qos=1)
+            await client.publish(cim.topics(self.prefix)["request"], body, qos=1)
             async with asyncio.timeout(self.timeout_s):
                 return await fut
         except (TimeoutError, aiomqtt.MqttError) as exc:

@@ -5,10 +5,16 @@ peer answers SUBMIT with an ACK of the same sequence. SE frames travel raw (the 
 look inside). Results are not pushed: as Itron-style head-ends require, the client POLLs and gets
 RESULTS, then CONFIRMs the result ids it has stored; the head-end keeps (and resends) unconfirmed
 results, so a lost RESULTS frame only delays them.
+
+The meter's HAN inventory (issue 13) is a SUBMIT of kind ``han_inventory`` (ACKed like any other);
+once the meter answered, a RESULT of kind ``inventory`` carries it in its ``frame`` blob as an
+``Inventory`` structure (meter id, then one ``Registration`` per device), fetched and confirmed like
+every result.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from construct import (
@@ -16,6 +22,7 @@ from construct import (
     Float64b,
     GreedyBytes,
     Int8ub,
+    Int16sb,
     Int16ub,
     Int32sb,
     Int32ub,
@@ -32,6 +39,7 @@ from construct.core import ConstructError
 from ams_adapters.wire.common import (
     Ack,
     AckStatus,
+    HanRegistration,
     HeadEndRequest,
     HeadEndRequestKind,
     NoteKind,
@@ -57,6 +65,13 @@ Result = Struct(
 )
 Results = Struct("results" / PrefixedArray(Int16ub, Result))
 Confirm = Struct("result_ids" / PrefixedArray(Int16ub, Int32ub))
+# Unknown values: "" for text, NaN for last_seen, -32768 for lqi/rssi.
+UNKNOWN_INT = -32768
+Registration = Struct(
+    "eui64" / Str, "state" / Str, "device_type" / Str, "se_version" / Str, "last_seen" / Float64b,
+    "lqi" / Int16sb, "rssi" / Int16sb, "reason" / Str,
+)
+Inventory = Struct("meter_id" / Str, "devices" / PrefixedArray(Int16ub, Registration))
 MessageType = Enum(Int8ub, SUBMIT=1, ACK=2, POLL=3, RESULTS=4, CONFIRM=5)
 Frame = Struct(
     "type" / MessageType,
@@ -118,9 +133,39 @@ def ack_from(txid: str, body: Any) -> Ack:
 
 
 def result_body(result_id: int, n: Notification) -> dict[str, Any]:
+    frame = inventory_blob(n) if n.kind is NoteKind.INVENTORY else n.frame or b""
     return {"result_id": result_id, "kind": n.kind.value, "transaction_id": n.transaction_id, "esi_id": n.esi_id,
             "at": n.at, "state": n.state or "", "eui64": n.eui64 or "", "reason": n.reason or "",
-            "cluster_id": -1 if n.cluster_id is None else n.cluster_id, "frame": n.frame or b""}
+            "cluster_id": -1 if n.cluster_id is None else n.cluster_id, "frame": frame}
+
+
+def inventory_blob(n: Notification) -> bytes:
+    def number(value: int | None) -> int:
+        return UNKNOWN_INT if value is None else value
+
+    devices = [{"eui64": r.eui64, "state": r.state, "device_type": r.device_type or "",
+                "se_version": r.se_version or "", "last_seen": math.nan if r.last_seen is None else r.last_seen,
+                "lqi": number(r.lqi), "rssi": number(r.rssi), "reason": r.reason or ""} for r in n.registrations]
+    try:
+        blob: bytes = Inventory.build({"meter_id": n.meter_id or "", "devices": devices})
+    except ConstructError as exc:
+        raise WireError("registrations", len(devices), f"an Inventory structure ({exc})") from exc
+    return blob
+
+
+def _registrations(blob: bytes) -> tuple[str | None, tuple[HanRegistration, ...]]:
+    try:
+        inv = Inventory.parse(blob)
+    except (ConstructError, StreamError) as exc:
+        raise WireError("frame", blob[:16].hex(), f"an Inventory structure ({exc})") from exc
+
+    def number(value: int) -> int | None:
+        return None if value == UNKNOWN_INT else int(value)
+
+    return inv.meter_id or None, tuple(HanRegistration(
+        eui64=d.eui64, state=d.state, device_type=d.device_type or None, se_version=d.se_version or None,
+        last_seen=None if math.isnan(d.last_seen) else d.last_seen, lqi=number(d.lqi), rssi=number(d.rssi),
+        reason=d.reason or None) for d in inv.devices)
 
 
 def result_from(body: Any) -> tuple[int, Notification]:
@@ -128,6 +173,11 @@ def result_from(body: Any) -> tuple[int, Notification]:
         kind = NoteKind(body.kind)
     except ValueError as exc:
         raise WireError("kind", body.kind, f"one of {[k.value for k in NoteKind]}") from exc
+    if kind is NoteKind.INVENTORY:
+        meter_id, registrations = _registrations(bytes(body.frame))
+        return int(body.result_id), Notification(
+            kind=kind, transaction_id=body.transaction_id, esi_id=body.esi_id, at=body.at, meter_id=meter_id,
+            registrations=registrations)
     return int(body.result_id), Notification(
         kind=kind, transaction_id=body.transaction_id, esi_id=body.esi_id, at=body.at, state=body.state or None,
         eui64=body.eui64 or None, reason=body.reason or None,

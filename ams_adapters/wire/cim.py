@@ -8,6 +8,17 @@ action; provisioning rides in a ``PanRegistration`` action of ours (marked so). 
 fields are child elements of the action (camelCase of the SE field names).
 Replies: Verb ``reply`` with ``Reply/Result`` OK | PARTIAL | FAILED and one ``Error`` per refused
 control (``ID`` = its mRID). Events: Verb ``created``, Noun ``EndDeviceEvents``.
+
+The meter's HAN inventory (issue 13) is 61968-9's GetEndDevices: a ``get EndDevices`` request
+(``Request/GetEndDevices/EndDevice/mRID`` = the meter's ESI ID, ``Request/ID kind="transaction"``,
+the expiry as ``Request/Option`` ``expirationTime``; AsyncReplyFlag and AckRequired true). The
+head-end acknowledges it at once (a ``reply EndDevices`` without payload, as for controls) and,
+once the meter answered, sends the data to the same ReplyAddress with the same CorrelationID: a
+``reply EndDevices`` with ``Reply/ID kind="transaction"`` and ``Payload/EndDevices``: the meter's
+own EndDevice (``isPan`` false, ``serialNumber`` its EUI-64, ``status/dateTime`` when it answered)
+and one EndDevice per HAN device (``mRID`` its EUI-64, ``isPan`` true, ``type``,
+``status/value`` the join state, ``status/reason``; ours, as 61968-9 has none: ``seVersion``,
+``lastCommunication``, ``lqi``, ``rssi``).
 Built and checked with lxml, element by element.
 """
 
@@ -24,6 +35,7 @@ from lxml import etree
 from ams_adapters.wire.common import (
     Ack,
     AckStatus,
+    HanRegistration,
     HeadEndRequest,
     HeadEndRequestKind,
     NoteKind,
@@ -36,9 +48,13 @@ from ams_adapters.wire.common import (
 MSG_NS = "http://iec.ch/TC57/2011/schema/message"
 EDC_NS = "http://iec.ch/TC57/2011/EndDeviceControls#"
 EDE_NS = "http://iec.ch/TC57/2011/EndDeviceEvents#"
+ED_NS = "http://iec.ch/TC57/2011/EndDevices#"
+GED_NS = "http://iec.ch/TC57/2011/GetEndDevices#"
 _H = f"{{{MSG_NS}}}"
 _C = f"{{{EDC_NS}}}"
 _E = f"{{{EDE_NS}}}"
+_D = f"{{{ED_NS}}}"
+_G = f"{{{GED_NS}}}"
 
 
 def topics(prefix: str) -> dict[str, str]:
@@ -55,7 +71,8 @@ ACTION_OF_KIND = {
     HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL: "PanDemandResponse",
 }
 ACTIONS = frozenset({*ACTION_OF_KIND.values(), "PanRegistration"})
-VERBS = frozenset({"create", "cancel", "reply", "created"})
+VERBS = frozenset({"create", "cancel", "get", "reply", "created"})
+REQUEST_VERBS = frozenset({"create", "cancel", "get"})
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
@@ -100,7 +117,7 @@ class Header:
 
 
 def _message(h: Header) -> tuple[etree._Element, etree._Element]:
-    root = etree.Element(_H + "RequestMessage" if h.verb in ("create", "cancel") else _H + (
+    root = etree.Element(_H + "RequestMessage" if h.verb in REQUEST_VERBS else _H + (
         "ResponseMessage" if h.verb == "reply" else "EventMessage"), nsmap={None: MSG_NS})
     header = _sub(root, _H + "Header")
     _sub(header, _H + "Verb", h.verb)
@@ -109,10 +126,12 @@ def _message(h: Header) -> tuple[etree._Element, etree._Element]:
     _sub(header, _H + "MessageID", h.message_id)
     if h.correlation_id is not None:
         _sub(header, _H + "CorrelationID", h.correlation_id)
-    if h.verb in ("create", "cancel"):
+    if h.verb in REQUEST_VERBS:
         _sub(header, _H + "AsyncReplyFlag", "true" if h.async_reply else "false")
         if h.reply_address is not None:
             _sub(header, _H + "ReplyAddress", h.reply_address)
+        if h.verb == "get":
+            _sub(header, _H + "AckRequired", "true")  # acknowledged at once, the data follows
     return root, header
 
 
@@ -170,6 +189,11 @@ def encode_controls(message_id: str, reply_address: str, requests: Sequence[Head
 
 def decode_controls(xml: bytes) -> tuple[Header, list[HeadEndRequest]]:
     h, root = parse(xml)
+    return h, controls_from(h, root)
+
+
+def controls_from(h: Header, root: etree._Element) -> list[HeadEndRequest]:
+    """The requests of a parsed ``create``/``cancel EndDeviceControls`` message."""
     if h.verb not in ("create", "cancel") or h.noun != "EndDeviceControls":
         raise WireError("Verb/Noun", f"{h.verb}/{h.noun}", "create|cancel EndDeviceControls")
     controls = root.find(f"{_H}Payload/{_C}EndDeviceControls")
@@ -185,6 +209,8 @@ def decode_controls(xml: bytes) -> tuple[Header, list[HeadEndRequest]]:
         except ValueError as exc:
             raise WireError("EndDeviceControlType/@ref", None if type_el is None else type_el.get("ref"),
                             f"one of {[k.value for k in HeadEndRequestKind]}") from exc
+        if kind is HeadEndRequestKind.HAN_INVENTORY:
+            raise WireError("EndDeviceControlType/@ref", kind.value, "a control (the inventory is get EndDevices)")
         want = ACTION_OF_KIND.get(kind, "PanRegistration")
         action = edc.find(_C + want)
         if action is None:
@@ -202,11 +228,12 @@ def decode_controls(xml: bytes) -> tuple[Header, list[HeadEndRequest]]:
             target=_opt(action, _C + "target") or "meter", eui64=_opt(action, _C + "panDeviceID"),
             cluster_id=cluster_id, command=command, fields=fields, se_version=se_version,
             link_key=bytes.fromhex(key) if key else None, join_window_s=int(window) if window else None))
-    return h, out
+    return out
 
 
-def encode_reply(correlation_id: str, message_id: str, acks: Sequence[Ack]) -> bytes:
-    root, _ = _message(Header("reply", "EndDeviceControls", message_id, correlation_id=correlation_id))
+def encode_reply(correlation_id: str, message_id: str, acks: Sequence[Ack], noun: str = "EndDeviceControls") -> bytes:
+    """The acknowledgement of a request message (``noun`` = the request's)."""
+    root, _ = _message(Header("reply", noun, message_id, correlation_id=correlation_id))
     reply = _sub(root, _H + "Reply")
     failed = [a for a in acks if a.status is not AckStatus.OK]
     _sub(reply, _H + "Result", "OK" if not failed else "FAILED" if len(failed) == len(acks) else "PARTIAL")
@@ -290,3 +317,116 @@ def decode_events(xml: bytes) -> list[Notification]:
             eui64=d.get("panDeviceID"), reason=_opt(ev, _E + "reason"),
             cluster_id=int(d["cluster"], 16) if "cluster" in d else None, frame=frame))
     return out
+
+
+# ------------------------------------------------------------------ GetEndDevices (HAN inventory)
+
+
+def encode_get_end_devices(message_id: str, reply_address: str, req: HeadEndRequest) -> bytes:
+    """``get EndDevices`` for the HAN devices of one meter (a ``han_inventory`` request)."""
+    if req.kind is not HeadEndRequestKind.HAN_INVENTORY:
+        raise WireError("kind", req.kind.value, "han_inventory (get EndDevices)")
+    root, _ = _message(Header("get", "EndDevices", message_id, reply_address=reply_address))
+    request = _sub(root, _H + "Request")
+    get = etree.SubElement(request, _G + "GetEndDevices", nsmap={None: GED_NS})
+    meter = _sub(get, _G + "EndDevice")
+    _sub(meter, _G + "mRID", req.esi_id)
+    _sub(request, _H + "ID", req.transaction_id, kind="transaction")
+    option = _sub(request, _H + "Option")
+    _sub(option, _H + "name", "expirationTime")
+    _sub(option, _H + "value", _iso(req.expires_at))
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+
+
+def get_end_devices_from(h: Header, root: etree._Element) -> HeadEndRequest:
+    """The ``han_inventory`` request of a parsed ``get EndDevices`` message."""
+    if h.verb != "get" or h.noun != "EndDevices":
+        raise WireError("Verb/Noun", f"{h.verb}/{h.noun}", "get EndDevices")
+    request = root.find(_H + "Request")
+    if request is None:
+        raise WireError("Request", None, "required in get EndDevices")
+    txid = next((el.text for el in request.iterfind(_H + "ID") if el.get("kind") == "transaction"), None)
+    if not txid:
+        raise WireError("Request/ID", None, 'an ID kind="transaction" in get EndDevices')
+    expiry = next((_opt(o, _H + "value") for o in request.iterfind(_H + "Option")
+                   if _opt(o, _H + "name") == "expirationTime"), None)
+    return HeadEndRequest(transaction_id=txid, esi_id=_req(request, f"{_G}GetEndDevices/{_G}EndDevice/{_G}mRID"),
+                          kind=HeadEndRequestKind.HAN_INVENTORY,
+                          expires_at=_from_iso(expiry, "Option expirationTime"), target="meter")
+
+
+def encode_end_devices(correlation_id: str, message_id: str, note: Notification) -> bytes:
+    """The data reply to a get EndDevices: the meter's inventory (an ``inventory`` note), or
+    FAILED with the head-end's reason (a ``failed`` note)."""
+    root, _ = _message(Header("reply", "EndDevices", message_id, correlation_id=correlation_id))
+    reply = _sub(root, _H + "Reply")
+    ok = note.kind is NoteKind.INVENTORY
+    _sub(reply, _H + "Result", "OK" if ok else "FAILED")
+    if not ok:
+        err = _sub(reply, _H + "Error")
+        _sub(err, _H + "code", "failed")
+        _sub(err, _H + "details", note.reason or "the meter did not answer")
+    _sub(reply, _H + "ID", note.transaction_id, kind="transaction")
+    if not ok:
+        return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+    payload = _sub(root, _H + "Payload")
+    devices = etree.SubElement(payload, _D + "EndDevices", nsmap={None: ED_NS})
+    meter = _sub(devices, _D + "EndDevice")
+    _sub(meter, _D + "mRID", note.esi_id)
+    _sub(meter, _D + "isPan", "false")
+    if note.meter_id is not None:
+        _sub(meter, _D + "serialNumber", note.meter_id)
+    _sub(_sub(meter, _D + "status"), _D + "dateTime", _iso(note.at))
+    for r in note.registrations:
+        dev = _sub(devices, _D + "EndDevice")
+        _sub(dev, _D + "mRID", r.eui64)
+        _sub(dev, _D + "isPan", "true")
+        if r.device_type is not None:
+            _sub(dev, _D + "type", r.device_type)
+        status = _sub(dev, _D + "status")
+        _sub(status, _D + "value", r.state)
+        if r.reason is not None:
+            _sub(status, _D + "reason", r.reason)
+        ours = {"seVersion": r.se_version, "lastCommunication": None if r.last_seen is None else _iso(r.last_seen),
+                "lqi": None if r.lqi is None else str(r.lqi), "rssi": None if r.rssi is None else str(r.rssi)}
+        for name, value in ours.items():
+            if value is not None:
+                _sub(dev, _D + name, value)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+
+
+def _opt_int(el: etree._Element, tag: str) -> int | None:
+    text = _opt(el, tag)
+    try:
+        return None if text is None else int(text)
+    except ValueError as exc:
+        raise WireError(etree.QName(tag).localname, text, "an integer") from exc
+
+
+def end_devices_note(h: Header, root: etree._Element) -> Notification | None:
+    """The inventory (or its failure) a parsed reply carries; None for any other reply (the
+    acknowledgements of controls and of the get itself carry no ``Reply/ID``)."""
+    if h.verb != "reply" or h.noun != "EndDevices":
+        return None
+    txid = next((el.text for el in root.iterfind(f"{_H}Reply/{_H}ID") if el.get("kind") == "transaction"), None)
+    if not txid:
+        return None
+    result = _req(root, f"{_H}Reply/{_H}Result")
+    devices = root.find(f"{_H}Payload/{_D}EndDevices")
+    if result != "OK" or devices is None:
+        return Notification(NoteKind.FAILED, txid, "", datetime.now(UTC).timestamp(),
+                            reason=_opt(root, f"{_H}Reply/{_H}Error/{_H}details") or f"Result {result}")
+    meter, *rest = [d for d in devices if d.tag == _D + "EndDevice"] or [None]
+    if meter is None or _opt(meter, _D + "isPan") != "false":
+        raise WireError("EndDevices", None, "the meter's own EndDevice (isPan false) first")
+    regs = []
+    for dev in rest:
+        seen = _opt(dev, _D + "lastCommunication")
+        regs.append(HanRegistration(
+            eui64=_req(dev, _D + "mRID"), state=_req(dev, f"{_D}status/{_D}value"), device_type=_opt(dev, _D + "type"),
+            se_version=_opt(dev, _D + "seVersion"),
+            last_seen=None if seen is None else _from_iso(seen, "lastCommunication"),
+            lqi=_opt_int(dev, _D + "lqi"), rssi=_opt_int(dev, _D + "rssi"), reason=_opt(dev, f"{_D}status/{_D}reason")))
+    return Notification(NoteKind.INVENTORY, txid, _req(meter, _D + "mRID"),
+                        _from_iso(_req(meter, f"{_D}status/{_D}dateTime"), "status/dateTime"),
+                        meter_id=_opt(meter, _D + "serialNumber"), registrations=tuple(regs))

@@ -41,10 +41,18 @@ class HeadEndRequestKind(enum.StrEnum):
     DELETE_DEVICE = "delete_device"
     CLEAR_DEVICES = "clear_devices"
     DECOMMISSION_HAN = "decommission_han"
+    HAN_INVENTORY = "han_inventory"
+    """A status query (issue 13): the meter's live list of HAN devices, answered by an
+    `inventory` notification carrying `HanRegistration`s."""
 
     @property
     def provisioning(self) -> bool:
         return self in PROVISIONING_KINDS
+
+    @property
+    def carries_se_command(self) -> bool:
+        """HAN messages carry an SE command; provisioning and the inventory query do not."""
+        return not self.provisioning and self is not HeadEndRequestKind.HAN_INVENTORY
 
 
 PROVISIONING_KINDS = frozenset({HeadEndRequestKind.INITIALIZE_HAN, HeadEndRequestKind.PROVISION_DEVICE,
@@ -91,6 +99,23 @@ class NoteKind(enum.StrEnum):
     DEVICE_RESPONSE = "device_response"  # a device's SE frame, relayed raw
     PROVISIONING = "provisioning"  # state: requested|find_pending|joined|failed|deleted
     REACHABILITY = "reachability"  # state: reachable|unreachable
+    INVENTORY = "inventory"  # the answer to a han_inventory request: meter_id + registrations
+
+
+@dataclass(frozen=True, slots=True)
+class HanRegistration:
+    """One HAN device as the meter reports it in an inventory (MultiSpeak's HANRegistration;
+    61968-9's EndDevice with a status). `state`: provision_requested | find_pending | joined |
+    failed; the rest is None where the meter does not know it."""
+
+    eui64: str
+    state: str
+    device_type: str | None = None
+    se_version: str | None = None
+    last_seen: float | None = None
+    lqi: int | None = None
+    rssi: int | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +129,10 @@ class Notification:
     reason: str | None = None
     cluster_id: int | None = None
     frame: bytes | None = None
+    meter_id: str | None = None
+    """INVENTORY: the meter's own identity (its ESI EUI-64)."""
+    registrations: tuple[HanRegistration, ...] = ()
+    """INVENTORY: every HAN device the meter knows."""
 
 
 # ------------------------------------------------------------------ semantic SE fields

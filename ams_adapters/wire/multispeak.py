@@ -10,6 +10,13 @@ names follow MultiSpeak 4.1.6 (HEADENDS.md §7.2): ``InitiateInHomeDisplayMessag
 does not name are ours and marked so: ``InitiateHANCommissioning`` (HAN init; MultiSpeak has
 HANCommissioningNotification) and ``CancelHANCommissioning`` (decommission). The SE command rides
 in ``seCommand`` as one element per SE field (camelCase of the SE field name).
+
+The meter's HAN inventory (issue 13) is MultiSpeak 4.1.6's ``InitiateHANRegistrationStatusRequest``
+on HAN_Server; the head-end asks the meter and answers with NOT_Server's
+``HANRegistrationNotification(HANRegistration[], transactionID)``: ``meterID`` and one
+``HANRegistrations/HANRegistration`` per device (``hanDeviceID``, ``registrationStatus``,
+``deviceType``, ``seVersion``, ``lastCommunication``, ``lqi``, ``rssi``, ``errorString``; only
+what the meter knows).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from lxml import etree
 from ams_adapters.wire.common import (
     Ack,
     AckStatus,
+    HanRegistration,
     HeadEndRequest,
     HeadEndRequestKind,
     NoteKind,
@@ -50,6 +58,7 @@ OPERATION_OF_KIND: dict[HeadEndRequestKind, str] = {
     HeadEndRequestKind.DELETE_DEVICE: "CancelHANRegistration",
     HeadEndRequestKind.CLEAR_DEVICES: "CancelHANRegistration",
     HeadEndRequestKind.DECOMMISSION_HAN: "CancelHANCommissioning",
+    HeadEndRequestKind.HAN_INVENTORY: "InitiateHANRegistrationStatusRequest",
 }
 ENDPOINT_OF_KIND: dict[HeadEndRequestKind, str] = {
     k: ("DR_Server" if k in (HeadEndRequestKind.LOAD_CONTROL, HeadEndRequestKind.CANCEL_LOAD_CONTROL,
@@ -139,7 +148,7 @@ def encode_request(req: HeadEndRequest, response_url: str, app_name: str = "han-
             _sub(op, "HANSecurityToken", req.link_key.hex())
         if req.join_window_s is not None:
             _sub(op, "timeOut", str(req.join_window_s))
-    else:
+    elif req.kind.carries_se_command:
         _sub(op, "seVersion", req.se_version)
         cmd = _sub(op, "seCommand", cluster=f"0x{req.cluster_id:04X}", name=req.command)
         for name, value in req.fields.items():
@@ -192,7 +201,7 @@ def _request_of(op: etree._Element, operation: str, esi_id: str, transaction_id:
         raise WireError("requestKind", kind.value, f"a kind carried by {operation}")
     fields: dict[str, Any] = {}
     cluster_id, command, se_version = 0, "", "1.1"
-    if not kind.provisioning:
+    if kind.carries_se_command:
         cluster_id, command, fields = read_se_command(op.find(_M + "seCommand"), operation)
         se_version = _text(op, "seVersion") or "1.1"
     key_hex = _text(op, "HANSecurityToken", required=False)
@@ -328,7 +337,8 @@ def decode_response(xml: bytes, transaction_id: str) -> Ack:
 def notification_name(note: Notification, kind: HeadEndRequestKind | None) -> str:
     if note.kind is NoteKind.REACHABILITY:
         return "MeterEventNotification"
-    if note.kind is NoteKind.PROVISIONING or (kind is not None and kind.provisioning):
+    if note.kind in (NoteKind.PROVISIONING, NoteKind.INVENTORY) or (
+            kind is not None and (kind.provisioning or kind is HeadEndRequestKind.HAN_INVENTORY)):
         return "HANRegistrationNotification"
     if note.kind is NoteKind.DEVICE_RESPONSE:
         if note.cluster_id == 0x0703:
@@ -359,7 +369,53 @@ def encode_notification(note: Notification, kind: HeadEndRequestKind | None) -> 
         _sub(el, "errorString", note.reason)
     if note.frame is not None:
         _sub(el, "seFrame", base64.b64encode(note.frame).decode(), cluster=f"0x{note.cluster_id or 0:04X}")
+    if note.kind is NoteKind.INVENTORY:
+        _encode_registrations(el, note)
     return bytes(etree.tostring(env, xml_declaration=True, encoding="utf-8"))
+
+
+def _encode_registrations(el: etree._Element, note: Notification) -> None:
+    if note.meter_id is not None:
+        _sub(el, "meterID", note.meter_id)
+    regs = _sub(el, "HANRegistrations")
+    for r in note.registrations:
+        reg = _sub(regs, "HANRegistration")
+        _sub(reg, "hanDeviceID", r.eui64)
+        _sub(reg, "registrationStatus", r.state)
+        optional = {"deviceType": r.device_type, "seVersion": r.se_version,
+                    "lastCommunication": None if r.last_seen is None else _iso(r.last_seen),
+                    "lqi": None if r.lqi is None else str(r.lqi), "rssi": None if r.rssi is None else str(r.rssi),
+                    "errorString": r.reason}
+        for name, value in optional.items():
+            if value is not None:
+                _sub(reg, name, value)
+
+
+def _decode_registrations(el: etree._Element) -> tuple[HanRegistration, ...]:
+    regs = el.find(_M + "HANRegistrations")
+    if regs is None:
+        raise WireError("HANRegistrations", None, "required in an inventory HANRegistrationNotification")
+    out = []
+    for reg in regs:
+        if reg.tag != _M + "HANRegistration":
+            raise WireError("HANRegistrations", etree.QName(reg).localname, "HANRegistration elements only")
+        seen = _text(reg, "lastCommunication", required=False)
+        out.append(HanRegistration(
+            eui64=_text(reg, "hanDeviceID") or "", state=_text(reg, "registrationStatus") or "",
+            device_type=_text(reg, "deviceType", required=False), se_version=_text(reg, "seVersion", required=False),
+            last_seen=None if seen is None else _from_iso(seen, "lastCommunication"),
+            lqi=_int(reg, "lqi"), rssi=_int(reg, "rssi"), reason=_text(reg, "errorString", required=False)))
+    return tuple(out)
+
+
+def _int(el: etree._Element, name: str) -> int | None:
+    text = _text(el, name, required=False)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise WireError(name, text, "an integer") from exc
 
 
 def decode_notification(xml: bytes) -> Notification:
@@ -377,11 +433,14 @@ def decode_notification(xml: bytes) -> Notification:
     if frame_el is not None:
         frame = base64.b64decode(frame_el.text or "", validate=True)
         cluster = int(frame_el.get("cluster", "0"), 16)
+    inventory = kind is NoteKind.INVENTORY
     return Notification(kind=kind, transaction_id=_text(el, "transactionID", required=False) or "",
                         esi_id=_text(el, "hanInterfaceID") or "",
                         at=_from_iso(_text(el, "eventTime") or "", "eventTime"),
                         state=_text(el, "status", required=False), eui64=_text(el, "hanDeviceID", required=False),
-                        reason=_text(el, "errorString", required=False), cluster_id=cluster, frame=frame)
+                        reason=_text(el, "errorString", required=False), cluster_id=cluster, frame=frame,
+                        meter_id=_text(el, "meterID", required=False) if inventory else None,
+                        registrations=_decode_registrations(el) if inventory else ())
 
 
 def encode_ack_envelope(name: str) -> bytes:

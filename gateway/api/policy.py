@@ -104,6 +104,8 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),
     "GET /v1/premises/{esi_id}/han": _on_premise(Action.VIEW_DEVICES, "a third party: operations on its own devices"),
+    "GET /v1/premises/{esi_id}/han/devices": _on_premise(
+        Action.VIEW_DEVICES, "a third party: the devices it provisioned, and a count of the others"),
     # agreements and audit
     "POST /v1/agreements": Policy("agreement", (TP,)),
     "GET /v1/agreements": Policy("agreement", (OP, TP), note="a third party: its own"),

@@ -107,6 +107,7 @@ def install_handlers(app: FastAPI) -> None:
         headers = {}
         if isinstance(exc, RateLimited):
             headers.update(exc.headers)
+        if exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = 'Bearer realm="hangw"'

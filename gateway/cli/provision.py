@@ -37,7 +37,8 @@ GOOD_ENDS = {ProvisioningState.JOINED, ProvisioningState.DELETED, ProvisioningSt
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("provision", help="provision HAN devices through a TDSP head-end",
+    parser = subparsers.add_parser("provision", help="provision HAN devices through a TDSP head-end "
+                                   "(and ask a meter what is on its HAN)",
                                    description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="provision_action", metavar="ACTION", required=True)
     for name, kind in ACTIONS.items():
@@ -53,16 +54,34 @@ def register(subparsers: Any) -> None:
             p.add_argument("--install-code", required=True, help="install code (hex, separators allowed) or QR text")
             p.add_argument("--join-window-days", type=int, default=1, help="1 to 30 days (default 1)")
             p.add_argument("--device-type", default="in_home_display", help="with --api: the device's type")
-        p.add_argument("--transport", choices=["multispeak", "cim", "binary"], help="override the TDSP's transport")
-        p.add_argument("--url", default="", help="MultiSpeak head-end base URL")
-        p.add_argument("--callback", default="127.0.0.1:0", metavar="HOST:PORT",
-                       help="MultiSpeak: where this command serves NOT_Server callbacks")
-        p.add_argument("--host", default="127.0.0.1", help="binary head-end host, or the MQTT broker (61968-9)")
-        p.add_argument("--port", type=int, default=0, help="binary head-end port, or the broker's (1883)")
-        p.add_argument("--prefix", default="hangw", help="61968-9: MQTT topic prefix")
+        headend_arguments(p)
         p.add_argument("--request-id", default=None, help="idempotency key (default: a new one)")
         p.add_argument("--wait", type=float, default=300.0, help="seconds to follow the status (default 300)")
         p.set_defaults(func=_run, provision_kind=kind)
+    from gateway.cli.inventory import register_inventory
+
+    register_inventory(sub)
+
+
+def headend_arguments(p: argparse.ArgumentParser) -> None:
+    """How to reach a TDSP's head-end directly (with --tdsp)."""
+    p.add_argument("--transport", choices=["multispeak", "cim", "binary"], help="override the TDSP's transport")
+    p.add_argument("--url", default="", help="MultiSpeak head-end base URL")
+    p.add_argument("--callback", default="127.0.0.1:0", metavar="HOST:PORT",
+                   help="MultiSpeak: where this command serves NOT_Server callbacks")
+    p.add_argument("--host", default="127.0.0.1", help="binary head-end host, or the MQTT broker (61968-9)")
+    p.add_argument("--port", type=int, default=0, help="binary head-end port, or the broker's (1883)")
+    p.add_argument("--prefix", default="hangw", help="61968-9: MQTT topic prefix")
+
+
+def headend_adapter(args: argparse.Namespace) -> Any:
+    """The TDSP's adapter (a started route is the caller's to close)."""
+    from ams_adapters.factory import AdapterConfig, make_adapter
+
+    cb_host, _, cb_port = args.callback.rpartition(":")
+    return make_adapter(AdapterConfig(
+        tdsp=args.tdsp, transport=args.transport, url=args.url, callback_host=cb_host or "127.0.0.1",
+        callback_port=int(cb_port or 0), host=args.host, port=args.port, topic_prefix=args.prefix))
 
 
 def _stamp(t: float) -> str:
@@ -104,12 +123,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _follow(args: argparse.Namespace, request: ProvisioningRequest) -> int:
-    from ams_adapters.factory import AdapterConfig, make_adapter
-
-    cb_host, _, cb_port = args.callback.rpartition(":")
-    route = make_adapter(AdapterConfig(
-        tdsp=args.tdsp, transport=args.transport, url=args.url, callback_host=cb_host or "127.0.0.1",
-        callback_port=int(cb_port or 0), host=args.host, port=args.port, topic_prefix=args.prefix))
+    route = headend_adapter(args)
     await route.start()
     try:
         result = await route.provision(request)

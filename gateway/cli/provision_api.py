@@ -22,7 +22,7 @@ def _eui(text: str) -> str:
     return text.replace(":", "").replace("-", "").upper()
 
 
-def _refused(r: httpx.Response) -> int:
+def print_refusal(r: httpx.Response) -> int:
     try:
         problem: dict[str, Any] = r.json()
     except ValueError:
@@ -43,7 +43,7 @@ async def follow_api(args: argparse.Namespace, request: ProvisioningRequest) -> 
                 "eui64": _eui(request.eui64), "device_type": args.device_type, "install_code": args.install_code,
                 "join_window_days": args.join_window_days})
             if r.status_code != 201:
-                return _refused(r)
+                return print_refusal(r)
             return await _follow_device(http, args, esi, _eui(request.eui64))
         if request.kind is ProvisioningKind.DELETE_DEVICE:
             assert request.eui64 is not None
@@ -52,11 +52,11 @@ async def follow_api(args: argparse.Namespace, request: ProvisioningRequest) -> 
                 print(f"{_eui(request.eui64)} at {esi}: removed already")
                 return 0
             if r.status_code != 202:
-                return _refused(r)
+                return print_refusal(r)
             return await _follow_device(http, args, esi, _eui(request.eui64))
         r = await http.post(f"/v1/premises/{esi}/han/{HAN_PATH[request.kind]}")
         if r.status_code != 202:
-            return _refused(r)
+            return print_refusal(r)
         return await _follow_operation(http, args, esi, int(r.json()["id"]))
 
 
@@ -66,7 +66,7 @@ async def _follow_device(http: httpx.AsyncClient, args: argparse.Namespace, esi:
     while True:
         r = await http.get(f"/v1/premises/{esi}/devices/{eui64}")
         if r.status_code != 200:
-            return _refused(r)
+            return print_refusal(r)
         device = r.json()
         for entry in device["history"][shown:]:
             why = entry["reason"] or ""
@@ -88,7 +88,7 @@ async def _follow_operation(http: httpx.AsyncClient, args: argparse.Namespace, e
     while True:
         r = await http.get(f"/v1/premises/{esi}/han")
         if r.status_code != 200:
-            return _refused(r)
+            return print_refusal(r)
         op = next((o for o in r.json()["operations"] if o["id"] == op_id), None)
         state = op["state"] if op else "unknown"
         if state != last:

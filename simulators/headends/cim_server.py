@@ -1,6 +1,8 @@
 """The IEC 61968-9 head-end emulator on MQTT: takes create/cancel EndDeviceControls from
 ``<prefix>/request/EndDeviceControls``, replies to each message's ReplyAddress (Result OK |
-PARTIAL | FAILED) and publishes EndDeviceEvents to ``<prefix>/event/EndDeviceEvents``."""
+PARTIAL | FAILED) and publishes EndDeviceEvents to ``<prefix>/event/EndDeviceEvents``. A ``get
+EndDevices`` (the meter's HAN inventory) on the same topic is acknowledged at once and answered with
+the data, once the meter gave it, on the same ReplyAddress and CorrelationID."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 
 import aiomqtt
 
 from ams_adapters.wire import cim
-from ams_adapters.wire.common import Ack, Notification, WireError
+from ams_adapters.wire.common import Ack, HeadEndRequest, NoteKind, Notification, WireError
 from simulators.headends.core import HeadEndCore
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,9 @@ class CimHeadEnd:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._outbox: deque[Notification] = deque(maxlen=100_000)
+        # get EndDevices: transaction id -> (ReplyAddress, MessageID) its data reply goes to
+        self._gets: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._replies: deque[tuple[str, bytes]] = deque(maxlen=10_000)
         self._flush: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.refused = 0
@@ -79,7 +84,11 @@ class CimHeadEnd:
 
     async def _on_request(self, client: aiomqtt.Client, payload: bytes) -> None:
         try:
-            header, requests = cim.decode_controls(payload)
+            header, root = cim.parse(payload)
+            if header.verb == "get":
+                await self._on_get(client, header, cim.get_end_devices_from(header, root))
+                return
+            requests = cim.controls_from(header, root)
         except WireError as exc:
             self.refused += 1
             log.info("cim head-end: request refused: %s", exc)
@@ -96,7 +105,23 @@ class CimHeadEnd:
             return  # timeout fault: carried out, no reply
         await client.publish(header.reply_address, cim.encode_reply(header.message_id, uuid.uuid4().hex, acks), qos=1)
 
+    async def _on_get(self, client: aiomqtt.Client, header: cim.Header, req: HeadEndRequest) -> None:
+        ack = self.core.handle(req)
+        if ack is None or not header.reply_address:
+            return  # timeout fault: carried out, no acknowledgement
+        if ack.status.value == "ok":
+            self._gets[req.transaction_id] = (header.reply_address, header.message_id)
+            while len(self._gets) > 10_000:
+                self._gets.popitem(last=False)
+        await client.publish(header.reply_address,
+                             cim.encode_reply(header.message_id, uuid.uuid4().hex, [ack], noun="EndDevices"), qos=1)
+
     def _notify(self, note: Notification) -> None:
+        get = self._gets.get(note.transaction_id)
+        if get is not None and note.kind in (NoteKind.INVENTORY, NoteKind.FAILED):
+            reply_address, message_id = get
+            self._replies.append((reply_address, cim.encode_end_devices(message_id, uuid.uuid4().hex, note)))
+            return
         self._outbox.append(note)
 
     async def _flusher(self) -> None:
@@ -104,6 +129,13 @@ class CimHeadEnd:
         while True:
             await asyncio.sleep(0.01)  # events go out in small batches, as head-ends publish them
             client = self._client
+            while client is not None and self._replies:
+                topic, body = self._replies.popleft()
+                try:
+                    await client.publish(topic, body, qos=1)
+                except aiomqtt.MqttError:
+                    self._replies.appendleft((topic, body))
+                    break
             if client is None or not self._outbox:
                 continue
             batch = [self._outbox.popleft() for _ in range(min(200, len(self._outbox)))]

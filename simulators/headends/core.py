@@ -22,6 +22,7 @@ from simulators.addressing import eui64_from_str, eui64_str
 from simulators.clock import TimerClock
 from simulators.errors import SimulatorError
 from simulators.field import SimField
+from simulators.han_inventory import inventory_note
 from simulators.headends.faults import Faults
 from simulators.meter import ALL_DEVICES, HanEvent, MeterEvent, Reachability, RelayedFrame
 from zigbee_se import DecodeError, EncodeError, SEVersion, decode_frame, encode_frame
@@ -153,6 +154,11 @@ class HeadEndCore:
         if not meter.reachable or self.rng.random() < self.faults.unreachable_rate:
             self.stats["meter_unreachable_retries"] += 1
             self.clock.call_later(self.settings.retry_interval_s, self._carry_out, txn)
+            return
+        if req.kind is HeadEndRequestKind.HAN_INVENTORY:  # a status query: the meter's answer
+            self._close(txn)
+            self.stats["inventories"] += 1
+            self._emit(inventory_note(req.transaction_id, meter, self.clock.now()))
             return
         try:
             frame = req.frame or encode_frame(req.cluster_id, req.command, dict(req.fields),
