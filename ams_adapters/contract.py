@@ -62,6 +62,14 @@ class OperationKind(enum.StrEnum):
     CANCEL_TEXT = "cancel_text"
     CANCEL_LOAD_CONTROL = "cancel_load_control"
     CANCEL_ALL_LOAD_CONTROL = "cancel_all_load_control"
+    SET_ENROLLMENT_GROUP = "set_enrollment_group"
+    """ZCL Write Attributes (server->client) of one device's DRLC client attributes (its utility
+    enrollment group, randomization minutes): target DEVICE, carried as a frame only."""
+
+
+# What every route has always carried: the HAN messages of third parties' requests.
+MESSAGE_OPERATIONS: frozenset[OperationKind] = frozenset(OperationKind) - {OperationKind.SET_ENROLLMENT_GROUP}
+ALL_OPERATIONS: frozenset[OperationKind] = frozenset(OperationKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +234,12 @@ class RouteCapabilities:
     """The provisioning operations `Route.provision` carries out. The gateway refuses any other
     kind for the route's premises when it is asked (problem `route_cannot_provision`), instead of
     accepting an operation the route can never do. Declare only what really reaches the meter."""
+    operations: frozenset[OperationKind] = MESSAGE_OPERATIONS
+    """The HAN operations `Route.submit` carries. The messages (texts, prices, load control and
+    their cancels) by default; a route that can address one device with a frame of the gateway's
+    (the radio, the simulated field, a head-end carrying frames raw) adds SET_ENROLLMENT_GROUP.
+    The gateway refuses an undeclared kind for the route's premises when it is asked (problem
+    `route_cannot_set_enrollment_group`)."""
 
 
 @runtime_checkable

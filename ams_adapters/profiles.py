@@ -13,12 +13,26 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ams_adapters.contract import ALL_PROVISIONING, MeterCapabilities, ProvisioningKind, RouteCapabilities
+from ams_adapters.contract import (
+    ALL_OPERATIONS,
+    ALL_PROVISIONING,
+    MESSAGE_OPERATIONS,
+    MeterCapabilities,
+    OperationKind,
+    ProvisioningKind,
+    RouteCapabilities,
+)
 from zigbee_se import SEVersion
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "headends"
 TDSPS = ("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
 TRANSPORTS = ("multispeak", "cim", "binary")
+# Transports that carry the gateway's SE frame raw to one device. MultiSpeak and IEC 61968-9 carry
+# semantic calls only, and neither has one for writing a device's DRLC client attributes (HEADENDS.md
+# §7: 61968-9's PanDemandResponse names the enrollment group of an event, not a device setting;
+# MultiSpeak 4.1's InitiateDemandResponseSetup is listed without its payload): they cannot set an
+# enrollment group.
+FRAME_TRANSPORTS = ("binary",)
 
 
 class HeadEndProfileError(ValueError):
@@ -55,7 +69,12 @@ class TdspProfile:
         return RouteCapabilities(name=self.tdsp, batch_size=self.batch_size, rate_limit_per_s=self.rate_limit_per_s,
                                  max_in_flight=self.max_in_flight,
                                  extra={"transport": self.transport, "tdsp_name": self.name},
-                                 provisioning=self.provisioning)
+                                 provisioning=self.provisioning, operations=self.operations)
+
+    @property
+    def operations(self) -> frozenset[OperationKind]:
+        """What the head-end carries through this profile's transport."""
+        return ALL_OPERATIONS if self.transport in FRAME_TRANSPORTS else MESSAGE_OPERATIONS
 
     def with_transport(self, transport: str) -> TdspProfile:
         if transport not in TRANSPORTS:
