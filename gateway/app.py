@@ -22,6 +22,7 @@ from gateway.api import (
     consent_pages,
     error_docs,
     routes_agreements,
+    routes_device_writes,
     routes_parties,
     routes_premises,
     routes_provisioning,
@@ -145,7 +146,8 @@ def create_app(
     app.state.link_key_cipher = cipher
     install_handlers(app)
     set_problem_docs_url(config.server.problem_docs_url)
-    for module in (routes_parties, routes_premises, routes_provisioning, routes_agreements, routes_requests):
+    for module in (routes_parties, routes_premises, routes_provisioning, routes_device_writes, routes_agreements,
+                   routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(ops_router)
