@@ -87,8 +87,9 @@ async def get_request(svc: Svc, who: Who, request_id: DbId) -> HanRequestOut:
 async def get_deliveries(svc: Svc, who: Who, request_id: DbId, page: Pages,  # noqa: PLR0917
                          state: Annotated[str | None, Query()] = None,
                          esi_id: Annotated[str | None, Query()] = None) -> PageOut[DeliveryOut]:
+    after = id_cursor(page.cursor)  # a malformed cursor is a 422 whether the request exists or not
     await _own(svc, who, request_id)
-    found = await han_requests.list_deliveries(svc.store.engine, request_id, after=id_cursor(page.cursor),
+    found = await han_requests.list_deliveries(svc.store.engine, request_id, after=after,
                                                limit=page.limit, state=state, esi_id=esi_id)
     items = [DeliveryOut(
         delivery_id=r.id, esi_id=r.esi_id, state=r.state, reason=r.reason,
