@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Third parties invite customers to agreements and act on the premises those agreements cover.
 Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem details
-(`application/problem+json`) with field-level `errors`. Every POST honours `Idempotency-Key`.
+(`application/problem+json`) with field-level `errors`. Every POST and PUT honours `Idempotency-Key`.
 Third parties are rate limited per party (429 with `Retry-After`).
 """
 
