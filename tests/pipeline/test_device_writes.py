@@ -7,12 +7,17 @@ devices are put on record as a head-end would have reported them joined."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request
+
 from gateway.domain.model import DeviceStatus
 from gateway.pipeline.device_writes import outcome
+from gateway.pipeline.webhooks import verify
+from tests.gateway.conftest import start_server, stop_server
 from tests.pipeline.conftest import Stack, running_stack
 
 GROUP = "enrollment-group"
@@ -65,6 +70,46 @@ async def test_a_write_reaches_the_one_device_on_every_se_version(tmp_path: Path
             # The same frame on every SE version: ZCL's Write Attributes, server->client, its sequence
             # number the write's id mod 256, one uint8 record (UtilityEnrollmentGroup, 0x0000).
             assert item["frame"] == f"08{se_id & 0xFF:02x}02000020{group:02x}"
+
+
+async def test_the_owner_gets_the_devices_answer_as_signed_webhook_events(tmp_path: Path) -> None:
+    got: list[tuple[dict[str, str], str]] = []
+    hook = FastAPI()
+
+    @hook.post("/hook")
+    async def receive(request: Request) -> dict[str, str]:
+        got.append(({k.lower(): v for k, v in request.headers.items()}, (await request.body()).decode()))
+        return {}
+
+    server, task, port = await start_server(hook)
+    try:
+        async with running_stack(tmp_path / "d") as s:
+            party, token = await s.gw.new_party("Acme", "123456789")
+            premise = s.premises[0]
+            pct = s.devices[premise.esi_id][1]
+            await s.customer(token, [premise.esi_id], scopes=["load_control"])
+            await _on_record(s, premise.esi_id, _eui(pct), "thermostat", party_id=party)  # Acme installed it
+            w = await s.gw.client.post("/v1/webhooks", headers=s.gw.auth(token),
+                                       json={"url": f"http://127.0.0.1:{port}/hook"})
+            assert w.status_code == 201, w.text
+            secret = w.json()["secret"]
+            r = await s.gw.client.put(f"/v1/premises/{premise.esi_id}/devices/{_eui(pct)}/{GROUP}",
+                                      headers=s.gw.auth(token), json={"utility_enrollment_group": 7})
+            assert r.status_code == 202, r.text
+            rid = r.json()["id"]
+
+            async def written_hook() -> bool:
+                return sum('"written"' in b for _, b in got) == 2  # the device's state and the delivery's
+            await s.eventually(written_hook, advance=1.0)
+    finally:
+        await stop_server(server, task)
+    assert all(verify(secret, h, b) for h, b in got)
+    events = [json.loads(b) for _, b in got if json.loads(b)["request_id"] == rid]
+    assert [(e["type"], e["state"]) for e in events] == [
+        ("delivery.state", "submitted"), ("delivery.state", "delivered"),
+        ("delivery.device_state", "written"), ("delivery.state", "written")]
+    assert events[2]["eui64"].replace(":", "").upper() == _eui(pct)
+    assert pct.drlc is not None and pct.drlc.ueg == 7
 
 
 async def test_a_device_that_never_answers_ends_no_answer_at_the_requests_end(tmp_path: Path) -> None:
