@@ -194,7 +194,7 @@ async def device_answers(conn: AsyncConnection, events: Sequence[DeviceResponse]
     await delivery_queue.record_transitions(conn, transitions)
     for row, result, at in ended:  # the device's answer is the write's end
         await delivery_queue.set_delivery_state(conn, [row], result.state, at, reason=result.detail,
-                                                only_from=stored_writes.AWAITING_ANSWER)
+                                                only_from=stored_writes.ANSWERABLE)
 
 
 def _eui64(text: str) -> str:

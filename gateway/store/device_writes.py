@@ -24,6 +24,9 @@ WRITE_COMMAND = "write_attributes"
 # A write is waiting for its device's answer in these delivery states (the route took it; the
 # meter may or may not have confirmed delivery yet: answers can overtake delivery reports).
 AWAITING_ANSWER = ("submitted", "delivered")
+# ...and an answer is taken in these: a fast route's device may answer before the dispatcher has
+# recorded the write `submitted` (as a delivery report may, inbound.mark_delivered).
+ANSWERABLE = ("queued", *AWAITING_ANSWER)
 
 
 async def device_status(engine: AsyncEngine, esi_id: str, eui64: str) -> str | None:
@@ -69,7 +72,7 @@ def awaiting_query(euis: Sequence[str]) -> sa.Select[Any]:
     """By device first: the partial index of device writes, never a premise's whole history."""
     d = han_deliveries.c
     return sa.select(d.id, d.request_id, d.party_id, d.esi_id, d.agreement_id, d.se_id, d.target_eui64,
-                     d.fields).where(d.target_eui64.in_(euis), d.command == WRITE_COMMAND, _state_in(AWAITING_ANSWER))
+                     d.fields).where(d.target_eui64.in_(euis), d.command == WRITE_COMMAND, _state_in(ANSWERABLE))
 
 
 async def unanswered(conn: AsyncConnection, now: datetime, limit: int) -> list[Any]:
