@@ -200,6 +200,9 @@ class HeadEndAdapter:
     def _refusal(self, op: HanOperation, now: float) -> str | None:
         if op.expires_at <= now:
             return f"expired: expires_at {op.expires_at:.0f} passed before the head-end accepted it"
+        if op.kind not in self.profile.operations:  # the gateway refuses it at acceptance already
+            return (f"kind: {op.kind.value} is not carried by the {self.profile.transport} transport "
+                    f"of {self.profile.name}")
         caps = self._meter_overrides.get(op.esi_id, self.profile.meter)
         # Text length is not checked here: the gateway checked it against this route's
         # max_text_bytes and frame budget before it accepted the request (ams_adapters/text_limit.py).

@@ -62,6 +62,14 @@ class OperationKind(enum.StrEnum):
     CANCEL_TEXT = "cancel_text"
     CANCEL_LOAD_CONTROL = "cancel_load_control"
     CANCEL_ALL_LOAD_CONTROL = "cancel_all_load_control"
+    SET_ENROLLMENT_GROUP = "set_enrollment_group"
+    """ZCL Write Attributes (server->client) of one device's DRLC client attributes (its utility
+    enrollment group, randomization minutes): target DEVICE, carried as a frame only."""
+
+
+# What every route has always carried: the HAN messages of third parties' requests.
+MESSAGE_OPERATIONS: frozenset[OperationKind] = frozenset(OperationKind) - {OperationKind.SET_ENROLLMENT_GROUP}
+ALL_OPERATIONS: frozenset[OperationKind] = frozenset(OperationKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,10 @@ class HanOperation:
     expires_at: float
     """Unix seconds. A route never hands the item on after this; it reports it expired instead."""
     meter_number: str = ""
+    tsn: int | None = None
+    """The ZCL transaction sequence number the frame carries where the answer is matched by it (a
+    device write: global commands have no message or event id); None: the low byte of the
+    command's message / issuer event id."""
 
 
 class ProvisioningKind(enum.StrEnum):
@@ -234,6 +246,12 @@ class RouteCapabilities:
     """The provisioning operations `Route.provision` carries out. The gateway refuses any other
     kind for the route's premises when it is asked (problem `route_cannot_provision`), instead of
     accepting an operation the route can never do. Declare only what really reaches the meter."""
+    operations: frozenset[OperationKind] = MESSAGE_OPERATIONS
+    """The HAN operations `Route.submit` carries. The messages (texts, prices, load control and
+    their cancels) by default; a route that can address one device with a frame of the gateway's
+    (the radio, the simulated field, a head-end carrying frames raw) adds SET_ENROLLMENT_GROUP.
+    The gateway refuses an undeclared kind for the route's premises when it is asked (problem
+    `route_cannot_set_enrollment_group`)."""
 
 
 @runtime_checkable

@@ -14,14 +14,27 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ams_adapters.contract import ALL_PROVISIONING, MeterCapabilities, ProvisioningKind, RouteCapabilities
+from ams_adapters.contract import (
+    ALL_OPERATIONS,
+    ALL_PROVISIONING,
+    MESSAGE_OPERATIONS,
+    MeterCapabilities,
+    OperationKind,
+    ProvisioningKind,
+    RouteCapabilities,
+)
 from zigbee_se import SEVersion
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "firmware_fixtures" / "headends"
 TDSPS = ("oncor", "centerpoint", "aep_central", "aep_north", "tnmp")
 TRANSPORTS = ("multispeak", "cim", "binary")
+# Transports that carry the gateway's SE frame raw (the adapter encodes it), to the premise's devices or to
+# one device. MultiSpeak and IEC 61968-9 carry the SE fields in semantic calls (the head-end encodes the
+# frame for its meter), and neither has one for writing a device's DRLC client attributes (HEADENDS.md
+# §7: 61968-9's PanDemandResponse names the enrollment group of an event, not a device setting;
+# MultiSpeak 4.1's InitiateDemandResponseSetup is listed without its payload): they cannot set an
+# enrollment group.
 FRAME_TRANSPORTS = frozenset({"binary"})
-"""Transports that carry SE frames; MultiSpeak and IEC 61968-9 carry the SE fields."""
 INVENTORY_TIMEOUT_S = 60.0
 
 
@@ -73,7 +86,12 @@ class TdspProfile:
                                  max_in_flight=self.max_in_flight,
                                  extra={"transport": self.transport, "tdsp_name": self.name},
                                  max_text_bytes=self.max_text_bytes, max_frame_size=self.max_frame_size,
-                                 provisioning=self.provisioning)
+                                 provisioning=self.provisioning, operations=self.operations)
+
+    @property
+    def operations(self) -> frozenset[OperationKind]:
+        """What the head-end carries through this profile's transport."""
+        return ALL_OPERATIONS if self.transport in FRAME_TRANSPORTS else MESSAGE_OPERATIONS
 
     def with_transport(self, transport: str) -> TdspProfile:
         if transport not in TRANSPORTS:

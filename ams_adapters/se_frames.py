@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ams_adapters.contract import HanOperation
-from zigbee_se import NibblePair, SEVersion, command_definitions, encode_frame
+from zigbee_se import Direction, NibblePair, SEVersion, command_definitions, encode_frame
 
 # Fields that identify the SE event or message; the low byte of the gateway's SE id is the frame's
 # ZCL transaction sequence number (so a device's answer and a capture line up with the id).
@@ -25,6 +25,10 @@ _ID_FIELDS = ("message_id", "issuer_event_id")
 # Added in SE 1.1 to commands that SE 1.0 also has: left out of an SE 1.0 frame.
 _SINCE_1_1 = ("price_control", "number_of_block_thresholds")
 CACHE_SIZE = 4096
+# Global commands the gateway sends to a device's *client* attributes (the ESI's side writes the
+# DRLC client's enrollment group and randomization minutes): server -> client. The command table's
+# default for Write Attributes is client -> server, towards a server's attributes.
+_TO_CLIENT = frozenset({"write_attributes"})
 
 
 def transaction_number(fields: Mapping[str, Any]) -> int:
@@ -61,24 +65,27 @@ def encode_command(cluster_id: int, command: str, fields: Mapping[str, Any],
     if command == "publish_block_period":
         chosen = _layout_fields(cluster_id, command, version, chosen)
     number = transaction_number(fields) if tsn is None else tsn & 0xFF
-    return encode_frame(cluster_id, command, chosen, se_version=version, tsn=number, max_frame_size=max_frame_size)
+    direction = Direction.SERVER_TO_CLIENT if command in _TO_CLIENT else None
+    return encode_frame(cluster_id, command, chosen, se_version=version, tsn=number, max_frame_size=max_frame_size,
+                        direction=direction)
 
 
 # (id of the fields mapping, SE version, budget) -> (that mapping, its frame). The dispatcher hands
 # every operation of one request the same fields mapping, so a fan-out's batch is encoded once per
 # SE version, not once per premise. The entry keeps the mapping alive, so its id cannot be reused
 # by another mapping while the entry exists (the `is` check below is then exact).
-_FRAMES: dict[tuple[int, SEVersion, int | None], tuple[Mapping[str, Any], bytes]] = {}
+_FRAMES: dict[tuple[int, SEVersion, int | None, int | None], tuple[Mapping[str, Any], bytes]] = {}
 
 
 def operation_frame(op: HanOperation, *, max_frame_size: int | None = None) -> bytes:
     """The frame of `op` for its SE version (see `encode_command`), cached per request (fields
     mapping) and SE version. Raises `zigbee_se.EncodeError`."""
-    key = (id(op.fields), op.se_version, max_frame_size)
+    key = (id(op.fields), op.se_version, max_frame_size, op.tsn)
     found = _FRAMES.get(key)
     if found is not None and found[0] is op.fields:
         return found[1]
-    frame = encode_command(op.cluster_id, op.command, op.fields, op.se_version, max_frame_size=max_frame_size)
+    frame = encode_command(op.cluster_id, op.command, op.fields, op.se_version, tsn=op.tsn,
+                           max_frame_size=max_frame_size)
     if len(_FRAMES) >= CACHE_SIZE:
         del _FRAMES[next(iter(_FRAMES))]  # the oldest: fan-outs move on, their first batches are done
     _FRAMES[key] = (op.fields, frame)

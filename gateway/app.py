@@ -22,6 +22,7 @@ from gateway.api import (
     consent_pages,
     error_docs,
     routes_agreements,
+    routes_device_writes,
     routes_inventory,
     routes_parties,
     routes_premises,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Third parties invite customers to agreements and act on the premises those agreements cover.
 Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem details
-(`application/problem+json`) with field-level `errors`. Every POST honours `Idempotency-Key`.
+(`application/problem+json`) with field-level `errors`. Every POST and PUT honours `Idempotency-Key`.
 Third parties are rate limited per party (429 with `Retry-After`).
 """
 
@@ -147,8 +148,8 @@ def create_app(
     app.state.link_key_cipher = cipher
     install_handlers(app)
     set_problem_docs_url(config.server.problem_docs_url)
-    for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_agreements,
-                   routes_requests):
+    for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
+                   routes_agreements, routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(ops_router)

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from ams_adapters.contract import (
+    ALL_OPERATIONS,
     ContractError,
     DeliveredToMeter,
     DeliveryFailed,
@@ -78,7 +79,8 @@ class SimulatedRoute:
         # so the gateway refuses provisioning for these premises when it is asked).
         self._caps = RouteCapabilities(name=name, batch_size=batch_size,
                                        rate_limit_per_s=rate_limit_per_s,
-                                       max_in_flight=max_in_flight, provisioning=frozenset())
+                                       max_in_flight=max_in_flight, provisioning=frozenset(),
+                                       operations=ALL_OPERATIONS)  # frames reach one device too
         self._results: dict[str, SubmitResult] = {}
         self._waiting: dict[str, list[HanOperation]] = {}  # esi_id -> items for a dark meter
         self._queue: asyncio.Queue[InboundEvent] = asyncio.Queue()
@@ -288,7 +290,7 @@ class RemoteSimulatedRoute:
         self.url = url.rstrip("/")
         self._client = httpx.AsyncClient(base_url=self.url, timeout=30)
         self._caps = RouteCapabilities(name=name, batch_size=batch_size, rate_limit_per_s=100_000.0,
-                                       provisioning=frozenset())  # as SimulatedRoute
+                                       provisioning=frozenset(), operations=ALL_OPERATIONS)  # as SimulatedRoute
         self._after = 0
 
     @property

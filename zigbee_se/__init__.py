@@ -44,6 +44,7 @@ from zigbee_se.errors import DecodeError, EncodeError, SECodecError
 from zigbee_se.header import FrameType, ZCLHeader, decode_header, encode_header
 from zigbee_se.install_code import InstallCode, InstallCodeError, parse_install_code
 from zigbee_se.schema import CommandDef, Direction, Field, NibblePair
+from zigbee_se.status import ZclStatus, status_text
 from zigbee_se.versions import SEVersion
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "SEVersion",
     "TimeStatus",
     "ZCLHeader",
+    "ZclStatus",
     "attribute_by_name",
     "celsius_from_offset",
     "celsius_from_set_point",
@@ -93,6 +95,7 @@ __all__ = [
     "price_to_decimal",
     "resolve_cluster",
     "set_point_from_celsius",
+    "status_text",
     "unix_from_utc",
     "utc_from_datetime",
     "utc_from_unix",

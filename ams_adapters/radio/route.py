@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ams_adapters.contract import (
+    ALL_OPERATIONS,
     ALL_PROVISIONING,
     ContractError,
     DeliveredToMeter,
@@ -112,7 +113,7 @@ class RadioRoute:
     @property
     def capabilities(self) -> RouteCapabilities:
         # The coordinator is the premise's ESI: it carries every HAN operation itself.
-        return dataclasses.replace(self.radio.capabilities, provisioning=ALL_PROVISIONING)
+        return dataclasses.replace(self.radio.capabilities, provisioning=ALL_PROVISIONING, operations=ALL_OPERATIONS)
 
     async def start(self) -> None:
         """Resume the HAN; on a coordinator without one, restore the backup file if there is one,

@@ -36,6 +36,7 @@ class HeadEndRequestKind(enum.StrEnum):
     CANCEL_TEXT = "cancel_text"
     CANCEL_LOAD_CONTROL = "cancel_load_control"
     CANCEL_ALL_LOAD_CONTROL = "cancel_all_load_control"
+    SET_ENROLLMENT_GROUP = "set_enrollment_group"  # a frame to one device (binary transport only)
     INITIALIZE_HAN = "initialize_han"
     PROVISION_DEVICE = "provision_device"
     DELETE_DEVICE = "delete_device"

@@ -4,7 +4,7 @@
 allow a caller in. `PolicyRoute`, the route class of every router, looks its operation up when the
 app is built — an operation without a policy stops the app from starting — and, before FastAPI reads
 the body or runs the handler: authenticates the bearer token, applies the party's rate limit, checks
-the relations, and runs a keyed POST through the idempotency guard. A caller that is not let in gets
+the relations, and runs a keyed POST or PUT through the idempotency guard. A caller that is not let in gets
 exactly what an unknown id gets (404, same code), unless the operation is closed to its whole role
 (403, the same for every id). The table is printed in docs/authorization.md (a test keeps it equal
 to this one) and published per operation as `x-policy` in /openapi.json.
@@ -100,6 +100,10 @@ POLICIES: Final[dict[str, Policy]] = {
                                                         "esi_id"),
     "DELETE /v1/premises/{esi_id}/devices/{eui64}": Policy("device", (Rel.DEVICE_OWNER,), Action.PROVISION_DEVICE,
                                                            "esi_id"),
+    # Load control on the premise, and for a third party a device it provisioned: the group decides
+    # which providers' events the device takes, so no party re-groups another's device.
+    "PUT /v1/premises/{esi_id}/devices/{eui64}/enrollment-group": Policy(
+        "device", (Rel.DEVICE_OWNER,), Action.SEND_LOAD_CONTROL, "esi_id"),
     "POST /v1/premises/{esi_id}/han/initialize": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),
@@ -117,8 +121,8 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /v1/lifecycle-runs": Policy("-", (OP,)),
     # HAN requests and webhooks
     "POST /v1/han-requests": Policy("han_request", (TP,), note="each premise checked against the party's consent"),
-    "GET /v1/han-requests/{request_id}": _owned("han_request", "request_id", OWN),
-    "GET /v1/han-requests/{request_id}/deliveries": _owned("han_request", "request_id", OWN),
+    "GET /v1/han-requests/{request_id}": _owned("han_request", "request_id"),
+    "GET /v1/han-requests/{request_id}/deliveries": _owned("han_request", "request_id"),
     "POST /v1/webhooks": Policy("webhook", (TP,)),
     "GET /v1/webhooks": Policy("webhook", (TP,), note="its own"),
     "DELETE /v1/webhooks/{webhook_id}": _owned("webhook", "webhook_id", OWN),
@@ -136,6 +140,11 @@ POLICIES: Final[dict[str, Policy]] = {
     "GET /readyz": Policy("-", (Rel.PUBLIC,)),
     "GET /metrics": Policy("-", (Rel.PUBLIC,), note="served on the operator's network only; no party data"),
 }
+
+# Writes an Idempotency-Key guards: every POST, and PUT (a device write is a new HAN request each
+# time; with a key, a retry replays the first answer instead of writing again).
+KEYED_METHODS = frozenset({"POST", "PUT"})
+
 
 class PolicyMissing(RuntimeError):
     pass
@@ -192,7 +201,7 @@ async def enforce(request: Request, policy: Policy, operation: str,
     _refuse_unknown_query(request, operation, query_names)  # after authorization, like any validation
     request.state.principal = who
     key = request.headers.get("idempotency-key")
-    if key is not None and request.method == "POST":
+    if key is not None and request.method in KEYED_METHODS:
         check_key(key)
         guard = make_guard(token=token, key=key, credential_id=who.credential_id, operation=operation,
                            path=request.url.path, query=request.url.query.encode(), body=await request.body())

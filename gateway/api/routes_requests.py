@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from gateway.api.deps import Pages, Svc, ThirdParty
+from gateway.api.deps import Pages, Svc, ThirdParty, Who
 from gateway.api.links import links, to
 from gateway.api.params import DbId
 from gateway.api.policy import PolicyRoute
@@ -24,6 +24,7 @@ from gateway.api.schemas import (
     WebhookIn,
     WebhookOut,
 )
+from gateway.domain.model import Role
 from gateway.errors import FieldError, InvalidRequest, NotFound, Unavailable
 from gateway.pipeline.requests import HanRequestBody
 from gateway.pipeline.service import RequestService
@@ -56,16 +57,18 @@ async def create_request(svc: Svc, who: ThirdParty, request: Request,
     return AcceptedOut.model_validate(accepted.as_dict())
 
 
-async def _own(svc: Svc, who: ThirdParty, request_id: int) -> Any:
+async def _own(svc: Svc, who: Who, request_id: int) -> Any:
+    """The request row; a third party's own only (the operator reads every request, its own device
+    writes among them)."""
     row = await han_requests.get_request(svc.store.engine, request_id)
-    if row is None or row.party_id != who.party_id:
+    if row is None or (who.role is not Role.OPERATOR and row.party_id != who.party_id):
         raise NotFound(f"no han request {request_id}", code="unknown_han_request")  # as the policy says
     return row
 
 
 @router.get("/han-requests/{request_id}", response_model=HanRequestOut,
             summary="A request's summary: premises and devices by state")
-async def get_request(svc: Svc, who: ThirdParty, request_id: DbId) -> HanRequestOut:
+async def get_request(svc: Svc, who: Who, request_id: DbId) -> HanRequestOut:
     row = await _own(svc, who, request_id)
     summary = await han_requests.summarize(svc.store.engine, request_id)
     parts = summary.parts
@@ -82,11 +85,12 @@ async def get_request(svc: Svc, who: ThirdParty, request_id: DbId) -> HanRequest
 
 @router.get("/han-requests/{request_id}/deliveries", response_model=PageOut[DeliveryOut],
             summary="Per premise and per device: states with their times (paginated)")
-async def get_deliveries(svc: Svc, who: ThirdParty, request_id: DbId, page: Pages,  # noqa: PLR0917
+async def get_deliveries(svc: Svc, who: Who, request_id: DbId, page: Pages,  # noqa: PLR0917
                          state: Annotated[str | None, Query()] = None,
                          esi_id: Annotated[str | None, Query()] = None) -> PageOut[DeliveryOut]:
+    after = id_cursor(page.cursor)  # a malformed cursor is a 422 whether the request exists or not
     await _own(svc, who, request_id)
-    found = await han_requests.list_deliveries(svc.store.engine, request_id, after=id_cursor(page.cursor),
+    found = await han_requests.list_deliveries(svc.store.engine, request_id, after=after,
                                                limit=page.limit, state=state, esi_id=esi_id)
     items = [DeliveryOut(
         delivery_id=r.id, esi_id=r.esi_id, state=r.state, reason=r.reason,

@@ -27,6 +27,9 @@ class PipelineConfig(BaseModel):
     max_text_minutes: int = Field(default=7 * 1440, ge=1, le=0xFFFE)
     max_price_minutes: int = Field(default=7 * 1440, ge=1, le=0xFFFE)
     max_load_control_minutes: int = Field(default=1440, ge=1, le=1440)
+    # How long a device write (set_enrollment_group) may wait for a dark meter, and then for the
+    # device's answer; past it, an unsent write is `expired` and an unanswered one `no_answer`.
+    device_write_minutes: int = Field(default=1440, ge=1, le=30 * 1440)
     batch_size: int = Field(default=500, ge=1, le=10_000)
     fanout_page: int = Field(default=2000, ge=10, le=50_000)
     poll_interval_seconds: float = Field(default=0.2, gt=0)

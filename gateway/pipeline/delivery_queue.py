@@ -132,7 +132,7 @@ async def insert_deliveries(conn: AsyncConnection, *, request_id: int, party_id:
         expires_at=expires_at, shared=shared, cancels_request_id=cancels_request_id))
 
 
-def delivery_rows(*, request_id: int, party_id: int, se_id: int | None, command: Command,
+def delivery_rows(*, request_id: int, party_id: int | None, se_id: int | None, command: Command,
                   targets: Sequence[DeliveryTarget], now: datetime, expires_at: datetime | None = None,
                   shared: bool = True, cancels_request_id: int | None = None) -> list[dict[str, Any]]:
     """The delivery rows of `insert_deliveries` (several requests' rows go into one INSERT when
@@ -157,7 +157,7 @@ def delivery_rows(*, request_id: int, party_id: int, se_id: int | None, command:
 class Transition:
     delivery_id: int
     request_id: int
-    party_id: int
+    party_id: int | None  # None: the operator's request (a device write)
     esi_id: str
     eui64: str | None
     state: str
@@ -191,7 +191,7 @@ async def _webhook_events(conn: AsyncConnection, items: Sequence[Transition]) ->
         webhooks.c.party_id.in_(parties), webhooks.c.deleted_at.is_(None)))).all()
     if not hooks:
         return
-    by_party: dict[int, list[int]] = {}
+    by_party: dict[int | None, list[int]] = {}  # the operator (None) registers no webhooks
     for hook_id, party_id in hooks:
         by_party.setdefault(party_id, []).append(hook_id)
     rows = []

@@ -33,14 +33,18 @@ from ams_adapters.contract import (
     ProvisioningUpdate,
     Route,
     SubmitOutcome,
+    Target,
+    TargetKind,
 )
 from ams_adapters.pacing import TokenBucket, backoff_delay
 from gateway.clock import Clock
 from gateway.domain.model import AgreementState
 from gateway.pipeline import delivery_queue, inbound
 from gateway.pipeline.config import PipelineConfig
+from gateway.pipeline.device_writes import NO_ANSWER
 from gateway.pipeline.references import keep_references
 from gateway.pipeline.service import RequestService
+from gateway.store import device_writes as stored_writes
 from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_requests
 from gateway.store.store import Store
 from zigbee_se import SEVersion
@@ -52,6 +56,7 @@ OPERATION_KIND = {
     "publish_block_period": OperationKind.PRICE,
     "load_control_event": OperationKind.LOAD_CONTROL, "cancel_message": OperationKind.CANCEL_TEXT,
     "cancel_load_control_event": OperationKind.CANCEL_LOAD_CONTROL,
+    "write_attributes": OperationKind.SET_ENROLLMENT_GROUP,  # the only write the gateway sends
 }
 # Re-exported: where device answers are read (inbound.py).
 ORIGINAL_COMMANDS = inbound.ORIGINAL_COMMANDS
@@ -72,6 +77,7 @@ DUE_COLUMNS = (
     # Read raw (SQLite: text, PostgreSQL: datetime) and converted once per distinct value in
     # `_expires_unix`: a fan-out's rows all share one end time.
     sa.type_coerce(han_deliveries.c.expires_at, sa.String).label("expires_raw"),
+    han_deliveries.c.target_eui64,  # a device write's one device; NULL: the premise's capable devices
 )
 # Positions in a due row (DUE_COLUMNS, then whether its agreement is in force).
 REQUEST_ID, ESI_ID, FIELDS, IN_FORCE = 1, 3, 9, len(DUE_COLUMNS)
@@ -120,6 +126,12 @@ def _expires_unix(raw: str | datetime) -> float:
 
 def _dt(unix: float) -> datetime:
     return datetime.fromtimestamp(unix, tz=UTC)
+
+
+@functools.lru_cache(maxsize=1024)
+def _device(eui64: str) -> Target:
+    """'001BC50000000001' (the API's form) -> the contract's one-device target (zigpy's form)."""
+    return Target(TargetKind.DEVICE, ":".join(eui64[i:i + 2] for i in range(0, 16, 2)).lower())
 
 
 class Dispatcher:
@@ -195,6 +207,7 @@ class Dispatcher:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + 1.0
             worked += await self._withdraw_ended_agreements(now)
+            worked += await self._end_unanswered_writes(now)
         # The next fan-out page is expanded (SQL in the database's thread) while the rows already
         # due are read, handed to their routes and recorded (mostly Python in this one).
         expanding = asyncio.create_task(self._expand_fanouts(now))
@@ -296,6 +309,18 @@ class Dispatcher:
                                                 only_from=[delivery_queue.QUEUED])
         return len(rows)
 
+    async def _end_unanswered_writes(self, now: datetime) -> int:
+        """Device writes whose device never answered end `no_answer` at their end time: nothing
+        waits for an answer forever (a partial index finds them; fan-out rows are never read)."""
+        async with self.store.engine.connect() as conn:
+            rows = await stored_writes.unanswered(conn, now, self.config.batch_size)
+        if rows:
+            async with self._writes, self.store.engine.begin() as conn:
+                await delivery_queue.set_delivery_state(conn, rows, NO_ANSWER, now,
+                                                        reason="the device did not answer the write in time",
+                                                        only_from=stored_writes.AWAITING_ANSWER)
+        return len(rows)
+
     async def _due(self, now: datetime) -> list[Any]:
         """Due items, shared fairly: each party with due work gets an equal part of the batch."""
         batch = self.config.batch_size
@@ -393,11 +418,14 @@ class Dispatcher:
         A fan-out's rows share their request's fields mapping, decoded once per pass."""
         ops = []
         for r in rows:
-            (id_, request_id, _party, esi_id, _agreement, _se_id, se_version, cluster_id, command,
-             fields, _frame, _state, _attempts, expires_raw, _in_force) = r
+            (id_, request_id, _party, esi_id, _agreement, se_id, se_version, cluster_id, command,
+             fields, _frame, _state, _attempts, expires_raw, target_eui64, _in_force) = r
             op_fields = self._commands[request_id]["fields"] if fields is None else json.loads(fields)
             ops.append(HanOperation(
-                outbound_id=delivery_queue.outbound_id(id_), esi_id=esi_id, target=CAPABLE_DEVICES,
+                outbound_id=delivery_queue.outbound_id(id_), esi_id=esi_id,
+                target=CAPABLE_DEVICES if target_eui64 is None else _device(target_eui64),
+                # A device write's answer is matched by its ZCL sequence number: the low byte of its SE id.
+                tsn=None if target_eui64 is None else se_id & 0xFF,
                 kind=OPERATION_KIND[command], cluster_id=cluster_id, command=command, fields=op_fields,
                 se_version=_se_version(se_version), expires_at=_expires_unix(expires_raw)))
         return ops

@@ -18,7 +18,7 @@ that was most of the gateway's database round trips.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ams_adapters.contract import DeliveredToMeter, DeviceResponse
-from gateway.pipeline import delivery_queue
+from gateway.pipeline import delivery_queue, device_writes
+from gateway.store import device_writes as stored_writes
 from gateway.store.schema import han_deliveries, han_frame_log
 from zigbee_se import DecodeError, EventStatus, decode_frame
 from zigbee_se.commands.drlc import EVENT_STATUSES
@@ -92,6 +93,8 @@ class _Answer:
     se_id: int | None
     state: str | None
     detail: str | None
+    tsn: int | None = None  # a device write's answer: the ZCL sequence number it answers
+    fields: Mapping[str, Any] | None = None  # ...and its records, read once matched to its write
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -102,12 +105,17 @@ class _Answer:
 def _read_answer(ev: DeviceResponse) -> _Answer:
     """Decode a device's answer with zigbee_se and say which delivery state it reports."""
     command, fields = ev.command, dict(ev.fields)
+    tsn: int | None = None
     if ev.frame is not None:
         try:
             decoded = decode_frame(ev.cluster_id, ev.frame)
-            command, fields = decoded.command, dict(decoded.fields)
+            command, fields, tsn = decoded.command, dict(decoded.fields), decoded.tsn
         except DecodeError as exc:
             command, fields = "undecodable", {"reason": str(exc)}
+    if device_writes.answers_a_write(command, fields):
+        # Its state depends on how many attributes the write asked for: read once it is matched.
+        return _Answer(ev, _dt(ev.at), command, ev.frame.hex() if ev.frame is not None else None, None, None,
+                       None, tsn, fields)
     se_id: int | None = None
     state: str | None = None
     detail: str | None = None
@@ -160,16 +168,44 @@ async def device_answers(conn: AsyncConnection, events: Sequence[DeviceResponse]
             key = (found.esi_id, int(found.se_id))
             if key not in matched or found.id > matched[key].id:  # the newest delivery of that id
                 matched[key] = found
+    writes = await _waiting_writes(conn, [a for a in fresh if a.fields is not None])
     rows = []
     transitions = []
+    ended: list[tuple[Any, device_writes.WriteOutcome, datetime]] = []
     for a in fresh:
         row = matched.get((a.event.esi_id, a.se_id)) if a.se_id is not None else None
+        state, detail = a.state, a.detail
+        if a.fields is not None:  # a device write's answer: the write it answers, and how it ended
+            waiting = writes.get((a.event.esi_id, _eui64(a.event.eui64)), [])
+            row = device_writes.pick(waiting, a.tsn)
+            if row is not None:
+                waiting.remove(row)  # answered: a second answer in this batch is not its answer
+                result = device_writes.outcome(a.command, a.fields, device_writes.requested_count(row.fields))
+                state, detail = result.state, result.detail
+                ended.append((row, result, a.at))
         rows.append({"at": a.at, "direction": "in", "esi_id": a.event.esi_id, "eui64": a.event.eui64,
                      "request_id": row.request_id if row else None, "delivery_id": row.id if row else None,
                      "agreement_id": row.agreement_id if row else None, "cluster_id": a.event.cluster_id,
                      "command": a.command[:40], "frame": a.frame})
-        if row is not None and a.state is not None:
+        if row is not None and state is not None:
             transitions.append(delivery_queue.Transition(row.id, row.request_id, row.party_id, row.esi_id,
-                                                         a.event.eui64, a.state, a.at, a.detail))
+                                                         a.event.eui64, state, a.at, detail))
     await delivery_queue.log_frame(conn, rows)
     await delivery_queue.record_transitions(conn, transitions)
+    for row, result, at in ended:  # the device's answer is the write's end
+        await delivery_queue.set_delivery_state(conn, [row], result.state, at, reason=result.detail,
+                                                only_from=stored_writes.ANSWERABLE)
+
+
+def _eui64(text: str) -> str:
+    """A route's EUI-64 ('00:1b:c5:…', zigpy's form) as the API and han_devices write it."""
+    return text.replace(":", "").upper()
+
+
+async def _waiting_writes(conn: AsyncConnection, answers: Sequence[_Answer]) -> dict[tuple[str, str], list[Any]]:
+    """The writes waiting for an answer from the devices that answered, by (ESI ID, EUI-64)."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    devices = [(a.event.esi_id, _eui64(a.event.eui64)) for a in answers]
+    for row in await stored_writes.awaiting_answer(conn, devices):
+        found.setdefault((row.esi_id, row.target_eui64), []).append(row)
+    return found

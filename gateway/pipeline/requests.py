@@ -48,6 +48,9 @@ class RequestKind(enum.StrEnum):
     CANCEL_TEXT = "cancel_text"
     CANCEL_LOAD_CONTROL = "cancel_load_control"
     CANCEL_ALL_LOAD_CONTROL = "cancel_all_load_control"
+    # PUT /v1/premises/{esi_id}/devices/{eui64}/enrollment-group (gateway/pipeline/device_writes.py),
+    # never a body of POST /v1/han-requests.
+    SET_ENROLLMENT_GROUP = "set_enrollment_group"
 
 
 ACTION_FOR_KIND = {
@@ -57,6 +60,7 @@ ACTION_FOR_KIND = {
     RequestKind.LOAD_CONTROL: Action.SEND_LOAD_CONTROL,
     RequestKind.CANCEL_LOAD_CONTROL: Action.SEND_LOAD_CONTROL,
     RequestKind.CANCEL_ALL_LOAD_CONTROL: Action.SEND_LOAD_CONTROL,
+    RequestKind.SET_ENROLLMENT_GROUP: Action.SEND_LOAD_CONTROL,  # the group load-control events address
 }
 
 

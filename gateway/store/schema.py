@@ -219,7 +219,8 @@ han_requests = sa.Table(
     "han_requests",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    # NULL: the operator's own request (a device write; migration 0014).
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=True, index=True),
     sa.Column("kind", sa.String(30), nullable=False),
     # The validated request as the caller gave it (JSON), and the SE id the gateway allocated
     # (message id for texts, issuer event id for prices and load control).
@@ -253,7 +254,7 @@ han_deliveries = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.Integer, sa.ForeignKey("han_requests.id"), nullable=False),
-    sa.Column("party_id", sa.Integer, nullable=False),
+    sa.Column("party_id", sa.Integer, nullable=True),  # NULL: the operator's (migration 0014)
     sa.Column("esi_id", sa.String(22), nullable=False),
     sa.Column("agreement_id", sa.Integer, nullable=True),
     sa.Column("se_id", sa.BigInteger, nullable=True),
@@ -272,9 +273,17 @@ han_deliveries = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     # A cancel's item: the request whose SE message or event it cancels.
     sa.Column("cancels_request_id", sa.Integer, nullable=True),
+    # The one device the item is for (a device write, 16 hex digits); NULL: the premise's capable
+    # devices (migration 0014).
+    sa.Column("target_eui64", sa.String(16), nullable=True),
     sa.UniqueConstraint("request_id", "esi_id", "se_id", name="uq_han_deliveries_request_esi_se"),
     sa.Index("ix_han_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_han_deliveries_esi_se", "esi_id", "se_id"),
+    # Device writes only (a handful beside millions of fan-out rows): their answers and their
+    # unanswered ends are found without reading the rest (migration 0014).
+    sa.Index("ix_han_deliveries_target_eui64", "target_eui64",
+             sqlite_where=sa.text("target_eui64 IS NOT NULL"),
+             postgresql_where=sa.text("target_eui64 IS NOT NULL")),
 )
 
 han_device_states = sa.Table(

@@ -76,6 +76,9 @@ class HeadEndCore:
         self.down = False
         self._by_answer: dict[tuple[str, int, int], str] = {}
         self._last_tx: dict[tuple[str, int], str] = {}
+        # A profile-wide command sent to one device (a Write Attributes): its answer carries no SE
+        # id, only the request's ZCL sequence number. (meter, cluster, device, tsn) -> (txid, command id)
+        self._by_tsn: dict[tuple[str, int, bytes, int], tuple[str, int]] = {}
         self._prov: dict[tuple[str, bytes], str] = {}
         self.stats: Counter[str] = Counter()
         self._unsubscribe = field_.subscribe(self._from_field)
@@ -171,6 +174,8 @@ class HeadEndCore:
             return
         address: bytes | str = eui64_from_str(req.eui64) if req.target == "device" and req.eui64 else ALL_DEVICES
         self._remember(req, frame)
+        if isinstance(address, bytes) and len(frame) >= 3 and frame[0] & 0x03 == 0:  # global, no manufacturer code
+            self._by_tsn[(req.esi_id, req.cluster_id, address, frame[1])] = (req.transaction_id, frame[2])
         self.meter_deliveries[req.transaction_id] += 1
         self.field.send(req.esi_id, address, req.cluster_id, frame)
         self._close(txn)
@@ -260,6 +265,13 @@ class HeadEndCore:
         if decoded.command in ("read_attributes", "read_attributes_response", "get_current_price",
                                "get_scheduled_events", "get_last_message", "get_scheduled_prices"):
             return None
+        if decoded.command in ("write_attributes_response", "default_response"):
+            sent = self._by_tsn.get((event.meter_id, event.cluster_id, bytes(event.eui64), decoded.tsn))
+            # A Write Attributes Response answers Write Attributes (0x02) or its undivided form (0x03).
+            writes = decoded.command == "write_attributes_response"
+            answers = (0x02, 0x03) if writes else (decoded.fields["command_id"],)
+            if sent is not None and sent[1] in answers:
+                return sent[0]
         if name and name in decoded.fields:
             return self._by_answer.get((event.meter_id, event.cluster_id, int(decoded.fields[name])))
         return self._last_tx.get((event.meter_id, event.cluster_id))

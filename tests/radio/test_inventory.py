@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from simulators.ncp.peer import SePeer
 
 from ams_adapters.contract import (
     ProvisioningKind,
@@ -20,7 +19,9 @@ from ams_adapters.contract import (
 from ams_adapters.inventory import HanInventory, InventoryUnavailable, JoinState, han_inventory
 from ams_adapters.radio import RadioConfig
 from ams_adapters.radio.route import RadioRoute
+from simulators.client_device import ClientDevice
 from simulators.ncp import NcpEmulator, load_profile
+from tests.radio.devices import display
 from zigbee_se import parse_install_code
 from zigbee_se.clusters import se_device_type_name
 
@@ -54,14 +55,14 @@ def _provision(request_id: str, eui64: str) -> ProvisioningRequest:
 
 
 @pytest.fixture
-async def joined() -> AsyncIterator[tuple[RadioRoute, NcpEmulator, SePeer, StepClock]]:
+async def joined() -> AsyncIterator[tuple[RadioRoute, NcpEmulator, ClientDevice, StepClock]]:
     emu = NcpEmulator(load_profile("emberznet-7.4-mg24"))
     await emu.serve_pty()
     clock = StepClock()
     route = RadioRoute(RadioConfig(device=emu.path, use_thread=False, reconnect_min_s=0.05,
                                    reconnect_max_s=0.2), ESI, clock=clock)
     await route.start()
-    device = SePeer(EUI, CODE)
+    device = display(EUI, CODE)
     emu.pair(device)
     assert (await route.provision(_provision("join-1", EUI))).outcome is SubmitOutcome.ACCEPTED
     await _until_state(route, "join-1", ProvisioningState.JOINED)
