@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.model import Role
 from gateway.domain.records import AuditEntry, Principal
+from gateway.store.bulk import insert_many
 from gateway.store.cursors import Page, id_cursor
 from gateway.store.schema import audit_log
 
@@ -89,3 +91,9 @@ class AuditStore:
             rows = (await conn.execute(query.order_by(audit_log.c.id).limit(limit))).all()
         items = [_audit(r) for r in rows]
         return Page(items, str(items[-1].id) if len(items) == limit else None)
+
+
+async def write_decisions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Audit rows (dicts of `audit_log` columns) in one executemany, in the caller's transaction:
+    the decisions commit with what they decided (a request's acceptance)."""
+    await insert_many(conn, audit_log, rows)

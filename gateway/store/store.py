@@ -21,6 +21,7 @@ thread and PostgreSQL (asyncpg) is natively async, so no call here blocks the ev
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ from gateway.store.mail_queue import MailQueue, TextSealer
 from gateway.store.parties import PartiesStore
 from gateway.store.premises import PremisesStore
 from gateway.store.sqlite_writes import serialize_writes
+from gateway.store.unit_of_work import Connection
 
 
 class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, IdempotencyStore, MailQueue):
@@ -58,6 +60,17 @@ class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, Idempotenc
 
     async def schema_revision(self) -> str | None:
         return await migrate.current_revision(self.engine)
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """One transaction shared by several store calls (they take its connection): they commit
+        together or not at all. Inside a unit of work it is the unit's transaction; on SQLite it
+        waits for the one writer."""
+        return self.engine.begin()
+
+    @property
+    def single_writer(self) -> bool:
+        """Whether the database takes one write transaction at a time (SQLite)."""
+        return self.engine.dialect.name == "sqlite"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -23,6 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
+Connection = AsyncConnection
+"""An open transaction's connection, as the store's functions that write in their caller's
+transaction take it. Code outside gateway/store only passes it along (from `Store.transaction()`)."""
+
 
 @dataclass(frozen=True)
 class _Unit:
