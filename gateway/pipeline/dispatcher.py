@@ -1,7 +1,13 @@
-"""The delivery queue's dispatcher: due deliveries -> routes, in batches, fairly between parties, with
-retries (jittered exponential backoff), per-route concurrency and rate limits, expiry (never sent
-late), agreement checks at send time; and the inbound side: route events -> delivery and device
-states, decoded with `zigbee_se` and matched by message id / issuer event id.
+"""The delivery queue's dispatcher: due deliveries -> routes, fairly between parties, with retries
+(jittered exponential backoff, and the route's own retry-after), expiry (never sent late), agreement
+checks at send time; and the inbound side: route events -> delivery and device states, decoded with
+`zigbee_se` and matched by message id / issuer event id.
+
+Each pass hands every route all of its due items in one `Route.submit`: batching and pacing the
+route's peer is the route's job, done once there (a head-end adapter batches by its profile's
+`batch_size` and paces by its `rate_limit_per_s`, ams_adapters/adapter.py), because only the route
+sees everything its peer gets (provisioning too) and the numbers are the peer's. What a route cannot
+take soon it answers RETRY_LATER with `retry_after_s`, and the item waits here, in the database.
 
 Idempotency: a delivery's id is the route's `outbound_id`, so a gateway killed after the route
 accepted an item but before the state was stored submits it again after restart and the route
@@ -32,7 +38,7 @@ from ams_adapters.contract import (
     Route,
     SubmitOutcome,
 )
-from ams_adapters.pacing import TokenBucket, backoff_delay
+from ams_adapters.pacing import backoff_delay
 from gateway.clock import Clock
 from gateway.domain.model import AgreementState
 from gateway.pipeline import delivery_queue, inbound
@@ -108,10 +114,6 @@ class Dispatcher:
         self.requests = RequestService(store, config)
         self.wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._buckets = {id(r): TokenBucket(r.capabilities.rate_limit_per_s,
-                                            max(r.capabilities.rate_limit_per_s, r.capabilities.batch_size))
-                         for r in routes.all()}
-        self._semaphores = {id(r): asyncio.Semaphore(config.route_concurrency) for r in routes.all()}
         # SQLite has one writer: batches finishing together would otherwise wait for each other in
         # its busy handler (which sleeps in steps of up to 100 ms); they take turns here instead.
         self._writes: contextlib.AbstractAsyncContextManager[Any] = (
@@ -266,24 +268,18 @@ class Dispatcher:
                 by_route.setdefault(id(route), (route, []))[1].append(r)
         if no_route:  # no route configured: the items wait (retried), they are not lost
             await self._retry(no_route, now, "no route reaches this premise")
-        jobs = []
-        for route, items in by_route.values():
-            size = route.capabilities.batch_size
-            for i in range(0, len(items), size):
-                jobs.append(self._submit(route, items[i:i + size], now))
-        await asyncio.gather(*jobs)
+        # One call per route: the route batches and paces what it sends (module docstring).
+        await asyncio.gather(*(self._submit(route, items, now) for route, items in by_route.values()))
         return len(rows)
 
     async def _submit(self, route: Route, rows: list[DueDelivery], now: datetime) -> None:
-        async with self._semaphores[id(route)]:
-            await self._buckets[id(route)].take(len(rows))
-            ops = self._operations(rows)
-            try:
-                results = await route.submit(ops)
-            except Exception as exc:  # the route is down: every item is retried later
-                log.warning("route %s failed a batch of %d: %s", route.capabilities.name, len(rows), exc)
-                await self._retry(rows, now, f"route error: {exc}")
-                return
+        ops = self._operations(rows)
+        try:
+            results = await route.submit(ops)
+        except Exception as exc:  # the route is down: every item is retried later
+            log.warning("route %s failed a batch of %d: %s", route.capabilities.name, len(rows), exc)
+            await self._retry(rows, now, f"route error: {exc}")
+            return
         accepted: list[tuple[DueDelivery, str | None]] = []
         rejected: list[tuple[DueDelivery, str]] = []
         retry: list[DueDelivery] = []
