@@ -10,9 +10,17 @@ methods, each kept with its tables in its own module:
 - gateway/store/audit.py: the audit log
 - gateway/store/idempotency.py: stored answers to idempotent requests
 - gateway/store/mail_queue.py: the mail queue
-- gateway/store/han_requests.py: HAN requests, deliveries, transitions, frame log (module functions)
+- gateway/store/han_requests.py: HAN requests (module functions)
+- gateway/store/deliveries.py: the HAN delivery queue: deliveries, their transitions and device
+  states, due rows, retries, references, withdrawals, delivery reports (module functions)
+- gateway/store/frame_log.py: the frame log; gateway/store/se_ids.py: the SE id counter
+- gateway/store/fanout.py: a fan-out page's premises and delivery rows (one INSERT … SELECT)
 - gateway/store/webhooks.py: webhook targets and their event queue (module functions)
 - gateway/store/provisioning.py, route_state.py: HAN provisioning, the radio route's state
+- gateway/store/bulk.py: set-based statement helpers the modules share
+
+Module functions that write in their caller's transaction take its connection: the pipeline opens
+one with `Store.transaction()` and passes it along (it never builds SQL itself).
 
 A facade rather than one object per aggregate: a hundred call sites say `store.create_party(...)`,
 and they all must share the one engine. The SQLite back-end (aiosqlite) runs sqlite3 in a worker
