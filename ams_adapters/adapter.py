@@ -179,8 +179,9 @@ class HeadEndAdapter:
         # Sent concurrently, paced by the one bucket: each chunk reserves its tokens in order (before
         # its first await) and sleeps until they are there, so batches leave at the profile's rate
         # while earlier ones still wait for the head-end's answer (its latency does not slow the rate).
-        answers = await asyncio.gather(*(
-            self._send_chunk([r for _, r in chunk], [batch[i].outbound_id for i, _ in chunk]) for chunk in chunks))
+        sends = [self._send_chunk([r for _, r in chunk], [batch[i].outbound_id for i, _ in chunk]) for chunk in chunks]
+        # One batch (the common call) is awaited in place: no task and no extra loop turns.
+        answers = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
         for chunk, chunk_answers in zip(chunks, answers, strict=True):
             for (i, _), res in zip(chunk, chunk_answers, strict=True):
                 results[i] = res
