@@ -5,6 +5,15 @@ A transport only moves requests and notifications (``Transport``); everything th
 dependable lives here, once, for all TDSPs: validation against the meter's capabilities,
 idempotency, rate limit, batching, bounded in-flight, timeouts, retries with jittered backoff, the
 circuit breaker, and the definite end of every accepted item whatever the callbacks do.
+
+Batching and pacing a head-end happen here and nowhere else (the gateway's dispatcher hands a route
+all of a pass's due items for it in one ``submit``): the adapter is the one place that sees every
+request its head-end gets — HAN operations from the dispatcher, provisioning from the provisioning
+service and ``hangw provision``, anything a tool or test sends — and the profile's numbers are the
+head-end's. So the head-end never gets more than ``batch_size`` items in one send nor more than
+``burst + rate_limit_per_s · t`` items in any ``t`` seconds, with ``burst = max(batch_size,
+rate_limit_per_s / 10)`` (a tenth of a second's worth, and always one whole batch: a batch goes
+out in one send), whoever calls.
 """
 
 from __future__ import annotations
@@ -46,8 +55,10 @@ from zigbee_se import DecodeError, EncodeError, decode_frame
 
 log = logging.getLogger(__name__)
 NotesSink = Callable[[list[Notification]], None]
-MAX_RATE_WAIT_S = 0.25
-"""Wait this long at most for a rate-limit token; beyond it the caller is told RETRY_LATER."""
+MAX_RATE_WAIT_S = 2.0
+"""Wait this long at most for rate-limit tokens; what would wait longer is answered RETRY_LATER with
+the time the tokens will be there (the adapter never buffers without bound). Long enough for a
+dispatcher pass: 500 due items (the default pass) at 300/s (the slowest profile) take 1.6 s."""
 PROVISIONING_GRACE_S = 600.0
 """Provisioning outcomes other than joins (HAN init, delete, clear) must come within this."""
 
@@ -105,7 +116,7 @@ class HeadEndAdapter:
         self._meter_overrides = dict(meter_overrides or {})
         self._clock = clock
         self.breaker = CircuitBreaker(profile.breaker_failures, profile.breaker_reset_s)
-        self.bucket = TokenBucket(profile.rate_limit_per_s, burst=max(1.0, profile.rate_limit_per_s / 10))
+        self.bucket = TokenBucket(profile.rate_limit_per_s, burst=pacing_burst(profile))
         self.in_flight = InFlight(profile.max_in_flight)
         self.backoff = Backoff(base_s=0.05, cap_s=min(1.0, profile.request_timeout_s))
         self.tracker = Tracker()
@@ -172,10 +183,16 @@ class HeadEndAdapter:
                 results[i] = SubmitResult(op.outbound_id, SubmitOutcome.REJECTED, reason=reason)
                 continue
             todo.append((i, self._request(op)))
-        for start in range(0, len(todo), self.profile.batch_size):
-            chunk = todo[start:start + self.profile.batch_size]
-            answers = await self._send_chunk([r for _, r in chunk], [batch[i].outbound_id for i, _ in chunk])
-            for (i, _), res in zip(chunk, answers, strict=True):
+        size = self.profile.batch_size
+        chunks = [todo[start:start + size] for start in range(0, len(todo), size)]
+        # Sent concurrently, paced by the one bucket: each chunk reserves its tokens in order (before
+        # its first await) and sleeps until they are there, so batches leave at the profile's rate
+        # while earlier ones still wait for the head-end's answer (its latency does not slow the rate).
+        sends = [self._send_chunk([r for _, r in chunk], [batch[i].outbound_id for i, _ in chunk]) for chunk in chunks]
+        # One batch (the common call) is awaited in place: no task and no extra loop turns.
+        answers = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
+        for chunk, chunk_answers in zip(chunks, answers, strict=True):
+            for (i, _), res in zip(chunk, chunk_answers, strict=True):
                 results[i] = res
         return [r for r in results if r is not None]
 
@@ -233,20 +250,30 @@ class HeadEndAdapter:
         # back-pressure first: refuse what the head-end cannot take now instead of buffering it
         if not self.breaker.allow():
             return [self._later(k, self.breaker.retry_after(), "head-end circuit open") for k in keys]
-        free = self.in_flight.free()
-        for j in pending[free:]:
+        claimed = self.in_flight.claim(len(pending))
+        for j in pending[claimed:]:
             out[j] = self._later(keys[j], 0.5, f"{self.in_flight.limit} items in flight at the head-end")
-        pending = pending[:free]
+        pending = pending[:claimed]
         wait = self.bucket.wait_time(len(pending)) if pending else 0.0
         if wait > MAX_RATE_WAIT_S:
             affordable = max(0, int(len(pending) - wait * self.bucket.rate + MAX_RATE_WAIT_S * self.bucket.rate))
             for j in pending[affordable:]:
                 out[j] = self._later(keys[j], wait, f"rate limit {self.profile.rate_limit_per_s}/s")
             pending = pending[:affordable]
+        self.in_flight.settle(claimed - len(pending))
+        try:
+            return await self._send_paced(reqs, keys, pending, out)
+        finally:
+            self.in_flight.settle(len(pending))
+
+    async def _send_paced(self, reqs: list[HeadEndRequest], keys: list[str], pending: list[int],
+                          out: dict[int, SubmitResult]) -> list[SubmitResult]:
+        """Send `pending` once the bucket has their tokens, retrying transport errors."""
+        if pending:
+            await asyncio.sleep(self.bucket.reserve(len(pending)))
+            pending = self._not_expired(reqs, keys, pending, out)
         if not pending:
             self.breaker.cancel_probe()
-        else:
-            await asyncio.sleep(self.bucket.reserve(len(pending)))
         for j in pending:
             # tracked before the head-end answers: a result that arrives for a request whose
             # answer was lost (timeout, dropped connection) still finds its item
@@ -278,6 +305,23 @@ class HeadEndAdapter:
             await asyncio.sleep(self.backoff.delay(attempt))
             pending = retry
         return [out[j] for j in range(len(reqs))]
+
+    def _not_expired(self, reqs: list[HeadEndRequest], keys: list[str], pending: list[int],
+                     out: dict[int, SubmitResult]) -> list[int]:
+        """`pending` without the items whose end time passed while they waited for the rate limit
+        (rejected as at submit: never sent late)."""
+        now = self._clock()
+        kept = []
+        for j in pending:
+            if reqs[j].expires_at > now:
+                kept.append(j)
+                continue
+            known = self.tracker.get(keys[j])
+            if known is not None and known.terminal is None:
+                self.tracker.end(known, "expired", now)
+            out[j] = SubmitResult(keys[j], SubmitOutcome.REJECTED, reason=(
+                f"expired: expires_at {reqs[j].expires_at:.0f} passed while waiting for the head-end's rate limit"))
+        return kept
 
     async def _timed_send(self, reqs: list[HeadEndRequest]) -> list[Ack]:
         try:
@@ -418,6 +462,12 @@ class HeadEndAdapter:
                 while True:
                     out.append(await self._events.get())
         return out
+
+
+def pacing_burst(profile: TdspProfile) -> float:
+    """The items a head-end may get at once: a tenth of a second's worth at its rate, and at least
+    one whole batch (a batch goes out in one send)."""
+    return max(float(profile.batch_size), profile.rate_limit_per_s / 10)
 
 
 def provisioning_kind(kind: ProvisioningKind) -> HeadEndRequestKind:

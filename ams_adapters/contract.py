@@ -231,7 +231,11 @@ ALL_PROVISIONING: frozenset[ProvisioningKind] = frozenset(ProvisioningKind)
 class RouteCapabilities:
     name: str
     batch_size: int = 100
+    """Most items the route sends its peer (a head-end) in one send. The route batches itself: a
+    caller may hand `Route.submit` any number of items."""
     rate_limit_per_s: float = 100.0
+    """Items a second the route sends its peer at most. The route paces itself (a head-end adapter
+    with a burst of max(batch_size, rate/10)); what it cannot send soon it answers RETRY_LATER."""
     max_in_flight: int = 1000
     extra: Mapping[str, Any] = field(default_factory=dict)
     max_text_bytes: int | None = None
@@ -268,7 +272,10 @@ class Route(Protocol):
     async def meter_capabilities(self, esi_id: str) -> MeterCapabilities: ...
 
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
-        """One result per item, in order. Never raises for a bad item: rejects it with a reason."""
+        """One result per item, in order. Never raises for a bad item: rejects it with a reason.
+        Any number of items: the route batches and paces what it sends to its peer (its
+        capabilities' `batch_size` and `rate_limit_per_s`), and answers RETRY_LATER with
+        `retry_after_s` for what it cannot send soon; callers do not batch or throttle."""
         ...
 
     async def provision(self, request: ProvisioningRequest) -> SubmitResult: ...

@@ -1,8 +1,8 @@
 """How fast and how soon again: the one token bucket and the one retry-delay formula of the project.
 
-Used by the head-end adapters (rate limit per head-end, reconnects, transient retries) and by the
-gateway (each third party's API rate limit, each route's send rate, the durable retries of HAN
-deliveries, provisioning operations and webhooks). They live here, in ``ams_adapters``, because
+Used by the head-end adapters (rate limit per head-end: the one place a head-end is paced,
+reconnects, transient retries) and by the gateway (each third party's API rate limit, the durable
+retries of HAN deliveries, provisioning operations and webhooks). They live here, in ``ams_adapters``, because
 it is the lowest of our packages that both reach: the gateway imports ``ams_adapters``, never the
 other way round, and ``zigbee_se`` is the Smart Energy protocol and imports nothing of ours.
 
@@ -16,7 +16,6 @@ RETRY_LATER, and the API needs the bucket's level for the RateLimit-* headers.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -101,10 +100,3 @@ class TokenBucket:
 
     def give_back(self, n: float = 1.0) -> None:
         self._tokens = min(self.burst, self._tokens + n)
-
-    async def take(self, n: float) -> None:
-        """Wait until ``n`` tokens are there, or a full burst when ``n`` is larger (a batch bigger
-        than the burst goes when the bucket is full and leaves it in debt), then take them."""
-        while (wait := self.wait_time(min(n, self.burst))) > 0:
-            await asyncio.sleep(wait)
-        self._tokens -= n

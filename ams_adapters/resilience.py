@@ -83,12 +83,27 @@ class CircuitBreaker:
 
 
 class InFlight:
+    """Transactions the head-end has accepted and not finished (`count`), plus those being sent
+    whose answer has not come yet (`sending`: batches go out concurrently, so each claims its room
+    before it is sent rather than after it was accepted)."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.count = 0
+        self.sending = 0
 
     def free(self) -> int:
-        return max(0, self.limit - self.count)
+        return max(0, self.limit - self.count - self.sending)
+
+    def claim(self, n: int) -> int:
+        """Room for up to `n` items about to be sent: how many may go (count them as sending)."""
+        granted = min(n, self.free())
+        self.sending += granted
+        return granted
+
+    def settle(self, n: int) -> None:
+        """`n` claimed items were answered (those accepted `acquire`d) or were not sent after all."""
+        self.sending = max(0, self.sending - n)
 
     def acquire(self) -> None:
         self.count += 1

@@ -332,6 +332,7 @@ async def fanout_worker(n: int, db: str | None = None) -> None:
     from gateway.config import parse_config
     from gateway.domain.model import Role
     from gateway.domain.records import Principal
+    from gateway.gc_startup import freeze_startup_objects
     from gateway.pipeline.dispatcher import Dispatcher, RouteSet
     from gateway.pipeline.requests import PriceRequest, TextRequest
     from gateway.pipeline.service import RequestService
@@ -384,6 +385,7 @@ async def fanout_worker(n: int, db: str | None = None) -> None:
         dispatcher = Dispatcher(store, RouteSet(route), config.pipeline, SystemClock())
         body = PriceRequest.model_validate({"kind": "price", "all_premises": True, "provider_id": 1,
                                             "price": "0.1190", "duration_minutes": 120})
+        freeze_startup_objects()  # as `hangw serve` does once it has started (gateway/gc_startup.py)
         t0 = time.perf_counter()
         cpu0, main0 = time.process_time(), time.thread_time()
         accepted = await RequestService(store, config.pipeline).submit(

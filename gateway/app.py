@@ -38,6 +38,7 @@ from gateway.api.ratelimit import TokenBuckets
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
+from gateway.gc_startup import freeze_startup_objects, thaw_startup_objects
 from gateway.logs import redact_link_tokens
 from gateway.mail import Mailer, make_mailer
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
@@ -128,9 +129,11 @@ def create_app(
         await dispatcher.start()
         await sender.start()
         await provisioning.start()  # after the dispatcher: it started the routes
+        freeze_startup_objects()  # what start-up built is left out of every collection
         try:
             yield
         finally:
+            thaw_startup_objects()
             await provisioning.close()
             await sender.close()
             await dispatcher.close()

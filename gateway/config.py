@@ -197,6 +197,13 @@ def _lookup(data: Any, loc: tuple[int | str, ...]) -> Any:
     return data
 
 
+# Keys an older config may still carry, with what became of them (a bare "unknown key" would not say).
+REMOVED_KEYS = {
+    "pipeline.route_concurrency": "removed: each route batches and paces what it sends to its head-end "
+                                  "(the profile's batch_size and rate_limit_per_s; docs/pipeline.md)",
+}
+
+
 def parse_config(
     data: Mapping[str, Any], *, env: Mapping[str, str] | None = None, source: str = "config"
 ) -> GatewayConfig:
@@ -208,7 +215,8 @@ def parse_config(
             ConfigProblem(
                 ".".join(str(p) for p in err["loc"]),
                 _lookup(merged, tuple(err["loc"])),
-                "unknown key" if err["type"] == "extra_forbidden" else err["msg"],
+                REMOVED_KEYS.get(".".join(str(p) for p in err["loc"]), "unknown key")
+                if err["type"] == "extra_forbidden" else err["msg"],
             )
             for err in exc.errors()
         ]

@@ -322,10 +322,14 @@ class RemoteSimulatedRoute:
         return inventory_from_json(r.json())
 
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
-        r = await self._client.post("/submit", json=[operation_to_json(op) for op in batch])
-        r.raise_for_status()
-        return [SubmitResult(d["outbound_id"], SubmitOutcome(d["outcome"]), d.get("reference"),
-                             d.get("reason"), d.get("retry_after_s")) for d in r.json()]
+        results: list[SubmitResult] = []
+        size = self._caps.batch_size
+        for start in range(0, len(batch), size):  # the route batches what it sends (Route.submit)
+            r = await self._client.post("/submit", json=[operation_to_json(op) for op in batch[start:start + size]])
+            r.raise_for_status()
+            results.extend(SubmitResult(d["outbound_id"], SubmitOutcome(d["outcome"]), d.get("reference"),
+                                        d.get("reason"), d.get("retry_after_s")) for d in r.json())
+        return results
 
     async def events(self) -> AsyncIterator[InboundEvent]:
         while True:

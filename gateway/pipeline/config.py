@@ -35,7 +35,6 @@ class PipelineConfig(BaseModel):
     poll_interval_seconds: float = Field(default=0.2, gt=0)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
-    route_concurrency: int = Field(default=4, ge=1, le=64)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
     # Dead letter: an event that failed this many times, or is older than this, is set aside

@@ -1,7 +1,13 @@
-"""The delivery queue's dispatcher: due deliveries -> routes, in batches, fairly between parties, with
-retries (jittered exponential backoff), per-route concurrency and rate limits, expiry (never sent
-late), agreement checks at send time; and the inbound side: route events -> delivery and device
-states, decoded with `zigbee_se` and matched by message id / issuer event id.
+"""The delivery queue's dispatcher: due deliveries -> routes, fairly between parties, with retries
+(jittered exponential backoff, and the route's own retry-after), expiry (never sent late), agreement
+checks at send time; and the inbound side: route events -> delivery and device states, decoded with
+`zigbee_se` and matched by message id / issuer event id.
+
+Each pass hands every route all of its due items in one `Route.submit`: batching and pacing the
+route's peer is the route's job, done once there (a head-end adapter batches by its profile's
+`batch_size` and paces by its `rate_limit_per_s`, ams_adapters/adapter.py), because only the route
+sees everything its peer gets (provisioning too) and the numbers are the peer's. What a route cannot
+take soon it answers RETRY_LATER with `retry_after_s`, and the item waits here, in the database.
 
 Idempotency: a delivery's id is the route's `outbound_id`, so a gateway killed after the route
 accepted an item but before the state was stored submits it again after restart and the route
@@ -20,8 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from ams_adapters.contract import (
     CAPABLE_DEVICES,
     DeliveredToMeter,
@@ -36,17 +40,18 @@ from ams_adapters.contract import (
     Target,
     TargetKind,
 )
-from ams_adapters.pacing import TokenBucket, backoff_delay
+from ams_adapters.pacing import backoff_delay
 from gateway.clock import Clock
 from gateway.domain.model import AgreementState
 from gateway.pipeline import delivery_queue, inbound
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.device_writes import NO_ANSWER
-from gateway.pipeline.references import keep_references
 from gateway.pipeline.service import RequestService
+from gateway.store import deliveries, han_requests
 from gateway.store import device_writes as stored_writes
-from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_requests
+from gateway.store.deliveries import CANCELLED, DELIVERED, EXPIRED, FAILED, QUEUED, SUBMITTED, DueDelivery
 from gateway.store.store import Store
+from gateway.store.unit_of_work import Connection
 from zigbee_se import SEVersion
 
 log = logging.getLogger(__name__)
@@ -66,21 +71,6 @@ ORIGINAL_COMMANDS = inbound.ORIGINAL_COMMANDS
 SWEEP_OVERLAP = timedelta(seconds=60)
 WITHDRAW_GRACE_SECONDS = 60.0
 WITHDRAW_BATCH = 500
-
-
-# What dispatching a delivery reads (not its timestamps and notes: fewer values to convert per row).
-DUE_COLUMNS = (
-    han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id, han_deliveries.c.esi_id,
-    han_deliveries.c.agreement_id, han_deliveries.c.se_id, han_deliveries.c.se_version,
-    han_deliveries.c.cluster_id, han_deliveries.c.command, han_deliveries.c.fields, han_deliveries.c.frame,
-    han_deliveries.c.state, han_deliveries.c.attempts,
-    # Read raw (SQLite: text, PostgreSQL: datetime) and converted once per distinct value in
-    # `_expires_unix`: a fan-out's rows all share one end time.
-    sa.type_coerce(han_deliveries.c.expires_at, sa.String).label("expires_raw"),
-    han_deliveries.c.target_eui64,  # a device write's one device; NULL: the premise's capable devices
-)
-# Positions in a due row (DUE_COLUMNS, then whether its agreement is in force).
-REQUEST_ID, ESI_ID, FIELDS, IN_FORCE = 1, 3, 9, len(DUE_COLUMNS)
 
 
 class RouteSet:
@@ -116,14 +106,6 @@ def _se_version(text: str) -> SEVersion:
     return SEVersion.parse(text)
 
 
-@functools.lru_cache(maxsize=1024)
-def _expires_unix(raw: str | datetime) -> float:
-    """A delivery's expiry as read raw (`DUE_COLUMNS`): SQLite keeps naive UTC text, PostgreSQL
-    returns an aware datetime."""
-    moment = raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
 def _dt(unix: float) -> datetime:
     return datetime.fromtimestamp(unix, tz=UTC)
 
@@ -143,14 +125,10 @@ class Dispatcher:
         self.requests = RequestService(store, config)
         self.wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._buckets = {id(r): TokenBucket(r.capabilities.rate_limit_per_s,
-                                            max(r.capabilities.rate_limit_per_s, r.capabilities.batch_size))
-                         for r in routes.all()}
-        self._semaphores = {id(r): asyncio.Semaphore(config.route_concurrency) for r in routes.all()}
         # SQLite has one writer: batches finishing together would otherwise wait for each other in
         # its busy handler (which sleeps in steps of up to 100 ms); they take turns here instead.
         self._writes: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if store.engine.dialect.name == "sqlite" else contextlib.nullcontext())
+            asyncio.Lock() if store.single_writer else contextlib.nullcontext())
         self.handed = 0
         self._stopping = False
         self._next_sweep = 0.0
@@ -229,47 +207,19 @@ class Dispatcher:
         (`updated_at` moved or `ends_at` passed, both indexed), then looks up their deliveries
         through their premises. The first sweep after a start looks at every ended agreement once
         (what a crash may have left half withdrawn)."""
-        ended = [agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now]
-        query = sa.select(agreements.c.id, agreements.c.state, agreements.c.updated_at, agreements.c.ends_at)
-        if self._swept_at is None:
-            query = query.where(sa.or_(*ended))
-        else:
-            since = self._swept_at - SWEEP_OVERLAP
-            query = query.where(sa.or_(
-                sa.and_(agreements.c.updated_at > since, ended[0]),
-                sa.and_(agreements.c.ends_at > since, ended[1])))
         mono = time.monotonic()
-        async with self.store.engine.connect() as conn:
-            for agreement_id, state, updated_at, ends_at in (await conn.execute(query)).all():
-                ended_at = updated_at if state != AgreementState.ACTIVE.value else ends_at
-                recent = ended_at is not None and ended_at > now - SWEEP_OVERLAP
-                # Watched for a while after it ended: a batch in flight when the agreement ended
-                # may still turn `submitted` after the first look.
-                until = mono + WITHDRAW_GRACE_SECONDS if recent else mono
-                self._ended[agreement_id] = max(self._ended.get(agreement_id, 0.0), until)
-            self._swept_at = now
-            if not self._ended:
-                return 0
-            rows: list[Any] = []
-            ids = list(self._ended)
-            probed: set[int] = set()
-            for i in range(0, len(ids), 500):
-                probed.update(ids[i:i + 500])
-                rows.extend((await conn.execute(sa.select(
-                    han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-                    han_deliveries.c.esi_id, han_deliveries.c.agreement_id).select_from(
-                    agreement_premises.join(han_deliveries, sa.and_(
-                        han_deliveries.c.esi_id == agreement_premises.c.esi_id,
-                        han_deliveries.c.agreement_id == agreement_premises.c.agreement_id)).join(
-                        agreements, agreements.c.id == agreement_premises.c.agreement_id)).where(
-                    agreement_premises.c.agreement_id.in_(ids[i:i + 500]),
-                    han_deliveries.c.state.in_([delivery_queue.SUBMITTED, delivery_queue.DELIVERED]),
-                    han_deliveries.c.command.in_(["display_message", "load_control_event"]),
-                    han_deliveries.c.expires_at > now,
-                    # still ended (a renewal may have put it back in force)
-                    sa.or_(*ended)).limit(WITHDRAW_BATCH - len(rows)))).all())
-                if len(rows) >= WITHDRAW_BATCH:
-                    break
+        since = None if self._swept_at is None else self._swept_at - SWEEP_OVERLAP
+        for agreement in await self.store.agreements_ended(now=now, since=since):
+            ended_at = agreement.updated_at if agreement.state != AgreementState.ACTIVE.value else agreement.ends_at
+            recent = ended_at is not None and ended_at > now - SWEEP_OVERLAP
+            # Watched for a while after it ended: a batch in flight when the agreement ended
+            # may still turn `submitted` after the first look.
+            until = mono + WITHDRAW_GRACE_SECONDS if recent else mono
+            self._ended[agreement.id] = max(self._ended.get(agreement.id, 0.0), until)
+        self._swept_at = now
+        if not self._ended:
+            return 0
+        rows, probed = await deliveries.withdrawable(self.store.engine, list(self._ended), now, WITHDRAW_BATCH)
         busy = {r.agreement_id for r in rows}
         for agreement_id, until in list(self._ended.items()):
             if agreement_id in busy:
@@ -284,11 +234,8 @@ class Dispatcher:
         return len(rows)
 
     async def _expand_fanouts(self, now: datetime) -> int:
-        async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(han_requests.select().where(
-                han_requests.c.fanout_after.is_not(None)).order_by(han_requests.c.id).limit(20))).all()
         total = 0
-        for row in rows:
+        for row in await han_requests.expanding_fanouts(self.store.engine, 20):
             # One page per request per pass: fan-outs take turns with each other and with the
             # dispatch of single-premise requests.
             async with self._writes:
@@ -296,17 +243,11 @@ class Dispatcher:
         return total
 
     async def _expire(self, now: datetime) -> int:
-        async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(
-                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-                han_deliveries.c.esi_id).where(
-                han_deliveries.c.state == delivery_queue.QUEUED, han_deliveries.c.expires_at <= now).limit(
-                self.config.batch_size))).all()
+        rows = await deliveries.read_expired(self.store.engine, now, self.config.batch_size)
         if rows:  # the write lock only when there is something to expire (still queued: only_from)
-            async with self._writes, self.store.engine.begin() as conn:
-                await delivery_queue.set_delivery_state(conn, rows, delivery_queue.EXPIRED, now,
-                                                reason="end time passed before it could be sent",
-                                                only_from=[delivery_queue.QUEUED])
+            async with self._writes:
+                await deliveries.move(self.store.engine, rows, EXPIRED, now,
+                                      reason="end time passed before it could be sent", only_from=[QUEUED])
         return len(rows)
 
     async def _end_unanswered_writes(self, now: datetime) -> int:
@@ -315,81 +256,57 @@ class Dispatcher:
         async with self.store.engine.connect() as conn:
             rows = await stored_writes.unanswered(conn, now, self.config.batch_size)
         if rows:
-            async with self._writes, self.store.engine.begin() as conn:
-                await delivery_queue.set_delivery_state(conn, rows, NO_ANSWER, now,
-                                                        reason="the device did not answer the write in time",
-                                                        only_from=stored_writes.AWAITING_ANSWER)
+            async with self._writes:
+                await deliveries.move(self.store.engine, rows, NO_ANSWER, now,
+                                      reason="the device did not answer the write in time",
+                                      only_from=stored_writes.AWAITING_ANSWER)
         return len(rows)
 
-    async def _due(self, now: datetime) -> list[Any]:
-        """Due items, shared fairly: each party with due work gets an equal part of the batch."""
-        batch = self.config.batch_size
-        async with self.store.engine.connect() as conn:
-            parties = (await conn.execute(sa.select(han_deliveries.c.party_id).where(
-                han_deliveries.c.state == delivery_queue.QUEUED, han_deliveries.c.next_attempt_at <= now).group_by(
-                han_deliveries.c.party_id))).scalars().all()
-            if not parties:
-                return []
-            share = max(1, batch // len(parties))
-            # Whether the delivery's agreement is still in force, asked in the same query (a
-            # primary-key lookup per row in SQL rather than a pass over the rows in Python).
-            in_force = sa.case((sa.or_(han_deliveries.c.agreement_id.is_(None), sa.exists().where(
-                agreements.c.id == han_deliveries.c.agreement_id, agreements.c.state == AgreementState.ACTIVE.value,
-                agreements.c.ends_at > now)), 1), else_=0).label("in_force")
-            rows: list[Any] = []
-            for party_id in parties:
-                rows.extend((await conn.execute(sa.select(*DUE_COLUMNS, in_force).where(
-                    han_deliveries.c.state == delivery_queue.QUEUED, han_deliveries.c.next_attempt_at <= now,
-                    # Oldest due first, in the order of ix_han_deliveries_due (no sort of the queue).
-                    han_deliveries.c.party_id == party_id).order_by(
-                    han_deliveries.c.next_attempt_at, han_deliveries.c.id).limit(share))).all())
-            ok: list[Any] = []
-            ended: list[Any] = []
-            shared_ids: set[int] = set()
-            for r in rows:  # positional: a Row's attribute access costs more than its index
-                (ok if r[IN_FORCE] else ended).append(r)
-                if r[FIELDS] is None:
-                    shared_ids.add(r[REQUEST_ID])
-            self._commands = {rid: json.loads(cmd) for rid, cmd in (await conn.execute(sa.select(
-                han_requests.c.id, han_requests.c.command).where(han_requests.c.id.in_(shared_ids)))).all()
-                if cmd is not None} if shared_ids else {}
+    async def _due(self, now: datetime) -> list[DueDelivery]:
+        """Due items, shared fairly between parties (`deliveries.read_due`); those whose agreement
+        is no longer in force are cancelled here, before they are sent."""
+        rows = await deliveries.read_due(self.store.engine, now, self.config.batch_size)
+        ok: list[DueDelivery] = []
+        ended: list[DueDelivery] = []
+        shared_ids: set[int] = set()
+        for r in rows:
+            (ok if r.in_force else ended).append(r)
+            if r.fields is None:
+                shared_ids.add(r.request_id)
+        self._commands = {rid: json.loads(cmd) for rid, cmd in (
+            await han_requests.shared_commands(self.store.engine, shared_ids)).items()}
         if ended:
-            async with self._writes, self.store.engine.begin() as conn:
-                await delivery_queue.set_delivery_state(conn, ended, delivery_queue.CANCELLED, now,
-                                                reason="agreement no longer in force",
-                                                only_from=[delivery_queue.QUEUED])
+            async with self._writes:
+                await deliveries.move(self.store.engine, ended, CANCELLED, now,
+                                      reason="agreement no longer in force", only_from=[QUEUED])
         return ok
 
-    async def _dispatch(self, rows: Sequence[Any], now: datetime) -> int:
-        by_route: dict[int, tuple[Route, list[Any]]] = {}
+    async def _dispatch(self, rows: Sequence[DueDelivery], now: datetime) -> int:
+        by_route: dict[int, tuple[Route, list[DueDelivery]]] = {}
         no_route = []
         for r in rows:
-            route = self.routes.for_premise(r[ESI_ID])
+            route = self.routes.for_premise(r.esi_id)
             if route is None:
                 no_route.append(r)
             else:
                 by_route.setdefault(id(route), (route, []))[1].append(r)
         if no_route:  # no route configured: the items wait (retried), they are not lost
             await self._retry(no_route, now, "no route reaches this premise")
-        jobs = []
-        for route, items in by_route.values():
-            size = route.capabilities.batch_size
-            for i in range(0, len(items), size):
-                jobs.append(self._submit(route, items[i:i + size], now))
-        await asyncio.gather(*jobs)
+        # One call per route: the route batches and paces what it sends (module docstring).
+        await asyncio.gather(*(self._submit(route, items, now) for route, items in by_route.values()))
         return len(rows)
 
-    async def _submit(self, route: Route, rows: list[Any], now: datetime) -> None:
-        async with self._semaphores[id(route)]:
-            await self._buckets[id(route)].take(len(rows))
-            ops = self._operations(rows)
-            try:
-                results = await route.submit(ops)
-            except Exception as exc:  # the route is down: every item is retried later
-                log.warning("route %s failed a batch of %d: %s", route.capabilities.name, len(rows), exc)
-                await self._retry(rows, now, f"route error: {exc}")
-                return
-        accepted, rejected, retry = [], [], []
+    async def _submit(self, route: Route, rows: list[DueDelivery], now: datetime) -> None:
+        ops = self._operations(rows)
+        try:
+            results = await route.submit(ops)
+        except Exception as exc:  # the route is down: every item is retried later
+            log.warning("route %s failed a batch of %d: %s", route.capabilities.name, len(rows), exc)
+            await self._retry(rows, now, f"route error: {exc}")
+            return
+        accepted: list[tuple[DueDelivery, str | None]] = []
+        rejected: list[tuple[DueDelivery, str]] = []
+        retry: list[DueDelivery] = []
         retry_after: dict[int, float] = {}
         for row, result in zip(rows, results, strict=True):
             if result.outcome is SubmitOutcome.ACCEPTED:
@@ -400,49 +317,41 @@ class Dispatcher:
                 retry.append(row)
                 if result.retry_after_s is not None:
                     retry_after[row.id] = result.retry_after_s
-        async with self._writes, self.store.engine.begin() as conn:
-            # Set-based: state, transitions and frame log of the whole batch in a few statements;
-            # the head-end references in one executemany.
-            await delivery_queue.mark_submitted(conn, [row for row, _ in accepted], now)
-            await keep_references(conn, [(row.id, ref) for row, ref in accepted])
-            for row, reason in rejected:
-                await delivery_queue.set_delivery_state(conn, [row], delivery_queue.FAILED, now, reason=reason,
-                                                only_from=[delivery_queue.QUEUED])
+        async with self._writes:
+            # Set-based: state, transitions and frame log of the whole batch in a few statements.
+            await deliveries.record_batch(self.store.engine, accepted, rejected, now)
         self.handed += len(accepted)
         if retry:
             await self._retry(retry, now, "route asked to retry later", retry_after)
 
-    def _operations(self, rows: Sequence[Any]) -> list[HanOperation]:
+    def _operations(self, rows: Sequence[DueDelivery]) -> list[HanOperation]:
         """The route's operations for due rows: fields and SE version, no frame (the routes that
         send frames encode them, once per fields mapping and SE version: ams_adapters/se_frames.py).
         A fan-out's rows share their request's fields mapping, decoded once per pass."""
         ops = []
         for r in rows:
-            (id_, request_id, _party, esi_id, _agreement, se_id, se_version, cluster_id, command,
-             fields, _frame, _state, _attempts, expires_raw, target_eui64, _in_force) = r
-            op_fields = self._commands[request_id]["fields"] if fields is None else json.loads(fields)
+            op_fields = self._commands[r.request_id]["fields"] if r.fields is None else json.loads(r.fields)
             ops.append(HanOperation(
-                outbound_id=delivery_queue.outbound_id(id_), esi_id=esi_id,
-                target=CAPABLE_DEVICES if target_eui64 is None else _device(target_eui64),
+                outbound_id=delivery_queue.outbound_id(r.id), esi_id=r.esi_id,
+                target=CAPABLE_DEVICES if r.target_eui64 is None else _device(r.target_eui64),
                 # A device write's answer is matched by its ZCL sequence number: the low byte of its SE id.
-                tsn=None if target_eui64 is None else se_id & 0xFF,
-                kind=OPERATION_KIND[command], cluster_id=cluster_id, command=command, fields=op_fields,
-                se_version=_se_version(se_version), expires_at=_expires_unix(expires_raw)))
+                tsn=None if r.target_eui64 is None or r.se_id is None else r.se_id & 0xFF,
+                kind=OPERATION_KIND[r.command], cluster_id=r.cluster_id, command=r.command, fields=op_fields,
+                se_version=_se_version(r.se_version), expires_at=deliveries.expires_unix(r.expires_raw)))
         return ops
 
-    async def _retry(self, rows: Sequence[Any], now: datetime, reason: str,
+    async def _retry(self, rows: Sequence[DueDelivery], now: datetime, reason: str,
                      retry_after: dict[int, float] | None = None) -> None:
-        async with self._writes, self.store.engine.begin() as conn:
-            for r in rows:
-                # At least half a step, jittered: retries of one outage do not stampede.
-                delay = backoff_delay(r.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds,
-                                      floor=0.5)
-                if retry_after and r.id in retry_after:
-                    delay = max(delay, retry_after[r.id])  # the route's own back-pressure hint
-                await conn.execute(han_deliveries.update().where(
-                    han_deliveries.c.id == r.id, han_deliveries.c.state == delivery_queue.QUEUED).values(
-                    attempts=han_deliveries.c.attempts + 1, next_attempt_at=now + timedelta(seconds=delay),
-                    reason=reason[:300], updated_at=now))
+        delays = []
+        for r in rows:
+            # At least half a step, jittered: retries of one outage do not stampede.
+            delay = backoff_delay(r.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds,
+                                  floor=0.5)
+            if retry_after and r.id in retry_after:
+                delay = max(delay, retry_after[r.id])  # the route's own back-pressure hint
+            delays.append((r.id, delay))
+        async with self._writes:
+            await deliveries.reschedule(self.store.engine, delays, now, reason)
 
     # ------------------------------------------------------------------ inbound
     async def _inbound_loop(self, route: Route) -> None:
@@ -468,7 +377,7 @@ class Dispatcher:
             reader.cancel()
 
     async def handle_events(self, events: Sequence[InboundEvent]) -> None:
-        async with self.store.engine.begin() as conn:
+        async with self.store.transaction() as conn:
             # Consecutive events of one type are applied in bulk (inbound.py); order between runs holds.
             delivered: list[DeliveredToMeter] = []
             answers: list[DeviceResponse] = []
@@ -493,24 +402,15 @@ class Dispatcher:
                     delivery_id = delivery_queue.delivery_of(ev.outbound_id)
                     if delivery_id is None:
                         continue
-                    row = (await conn.execute(sa.select(
-                        han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-                        han_deliveries.c.esi_id, han_deliveries.c.command, han_deliveries.c.se_id).where(
-                        han_deliveries.c.id == delivery_id))).first()
+                    row = await deliveries.find(conn, delivery_id)
                     if row is None:
                         continue
-                    await delivery_queue.set_delivery_state(
-                        conn, [row], delivery_queue.EXPIRED if ev.expired else delivery_queue.FAILED, _dt(ev.at),
-                        reason=ev.reason, only_from=[delivery_queue.QUEUED, delivery_queue.SUBMITTED])
+                    await deliveries.set_state(conn, [row], EXPIRED if ev.expired else FAILED, _dt(ev.at),
+                                               reason=ev.reason, only_from=[QUEUED, SUBMITTED])
                 elif isinstance(ev, ProvisioningUpdate) and self.on_provisioning is not None:
                     await self.on_provisioning(conn, ev)
 
-    async def _mark_original_cancelled(self, conn: Any, cancel_row: Any, at: datetime) -> None:
-        original = (await conn.execute(sa.select(
-            han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-            han_deliveries.c.esi_id).where(
-            han_deliveries.c.esi_id == cancel_row.esi_id, han_deliveries.c.se_id == cancel_row.se_id,
-            han_deliveries.c.command.in_(ORIGINAL_COMMANDS)))).all()
-        await delivery_queue.set_delivery_state(conn, original, delivery_queue.CANCELLED, at,
-                                                reason="SE cancel delivered",
-                                                only_from=[delivery_queue.SUBMITTED, delivery_queue.DELIVERED])
+    async def _mark_original_cancelled(self, conn: Connection, cancel_row: Any, at: datetime) -> None:
+        original = await deliveries.originals(conn, cancel_row.esi_id, cancel_row.se_id, ORIGINAL_COMMANDS)
+        await deliveries.set_state(conn, original, CANCELLED, at, reason="SE cancel delivered",
+                                   only_from=[SUBMITTED, DELIVERED])

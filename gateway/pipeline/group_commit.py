@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from gateway.pipeline import delivery_queue
 from gateway.pipeline.requests import Command, with_se_id
-from gateway.store.schema import audit_log, han_deliveries, han_requests, se_id_counters
+from gateway.store import audit, deliveries, han_requests
+from gateway.store.se_ids import allocate_se_ids
 from gateway.store.store import Store
-from gateway.store.unit_of_work import joined_connection
+from gateway.store.unit_of_work import Connection, joined_connection
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +52,7 @@ class NewRequest:
     result: asyncio.Future[tuple[int, int]] | None = field(default=None, repr=False)
 
 
-async def allocate_se_ids(conn: AsyncConnection, n: int) -> list[int]:
-    """`n` consecutive ids of the gateway-wide counter in one atomic UPDATE … RETURNING (see
-    `delivery_queue.allocate_se_id`, which this extends to a group)."""
-    value = (await conn.execute(se_id_counters.update().where(se_id_counters.c.name == "se_id").values(
-        value=se_id_counters.c.value + n).returning(se_id_counters.c.value))).scalar()
-    if value is None:  # a database made without the migration's seed row
-        first = await delivery_queue.allocate_se_id(conn)
-        rest = await allocate_se_ids(conn, n - 1) if n > 1 else []
-        return [first, *rest]
-    return list(range(int(value) - n + 1, int(value) + 1))
-
-
-async def write_group(conn: AsyncConnection, items: Sequence[NewRequest]) -> list[tuple[int, int]]:
+async def write_group(conn: Connection, items: Sequence[NewRequest]) -> list[tuple[int, int]]:
     """Insert `items` in the caller's transaction; returns (request id, SE id) per item."""
     se_ids = await allocate_se_ids(conn, len(items))
     commands = [with_se_id(item.command, se_id) for item, se_id in zip(items, se_ids, strict=True)]
@@ -76,17 +63,14 @@ async def write_group(conn: AsyncConnection, items: Sequence[NewRequest]) -> lis
         "excluded": item.excluded_json, "state": "expanding" if item.fanout else "accepted",
         "cancels_request_id": None, "starts_at": command.starts_at, "ends_at": command.ends_at,
         "created_at": item.now} for item, se_id, command in zip(items, se_ids, commands, strict=True)]
-    # The SE id is unique per request: it maps the RETURNING rows (in no promised order) back.
-    returned = (await conn.execute(han_requests.insert().returning(han_requests.c.id, han_requests.c.se_id),
-                                   rows)).all()
-    request_ids = {int(se_id): int(request_id) for request_id, se_id in returned}
-    deliveries: list[dict[str, Any]] = []
+    request_ids = await han_requests.insert_requests(conn, rows)
+    rows_of_deliveries: list[dict[str, Any]] = []
     for item, se_id, command in zip(items, se_ids, commands, strict=True):
-        deliveries.extend(delivery_queue.delivery_rows(
+        rows_of_deliveries.extend(delivery_queue.delivery_rows(
             request_id=request_ids[se_id], party_id=item.party_id, se_id=se_id, command=command,
             targets=item.targets, now=item.now))
-    await delivery_queue.insert_many(conn, han_deliveries, deliveries)
-    await delivery_queue.insert_many(conn, audit_log, [row for item in items for row in item.audit])
+    await deliveries.insert(conn, rows_of_deliveries)
+    await audit.write_decisions(conn, [row for item in items for row in item.audit])
     return [(request_ids[se_id], se_id) for se_id in se_ids]
 
 
@@ -103,7 +87,7 @@ class GroupCommitter:
         if joined_connection() is not None:
             # A keyed request's unit of work: written in its transaction, with its stored answer
             # (the group's writer would wait for the unit's write lock, and the unit for it).
-            async with self.store.engine.begin() as conn:
+            async with self.store.transaction() as conn:
                 (result,) = await write_group(conn, [item])
             return result
         item.result = asyncio.get_running_loop().create_future()
@@ -117,7 +101,7 @@ class GroupCommitter:
         while self._queue:
             group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
             try:
-                async with self.store.engine.begin() as conn:
+                async with self.store.transaction() as conn:
                     results = await write_group(conn, group)
             except Exception:
                 log.warning("a group of %d requests failed; writing them one by one", len(group), exc_info=True)
@@ -130,7 +114,7 @@ class GroupCommitter:
 
     async def _write_alone(self, item: NewRequest) -> None:
         try:
-            async with self.store.engine.begin() as conn:
+            async with self.store.transaction() as conn:
                 (result,) = await write_group(conn, [item])
         except Exception as exc:
             _resolve(item, error=exc)

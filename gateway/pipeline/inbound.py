@@ -23,13 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from ams_adapters.contract import DeliveredToMeter, DeviceResponse
 from gateway.pipeline import delivery_queue, device_writes
+from gateway.store import deliveries, frame_log
 from gateway.store import device_writes as stored_writes
-from gateway.store.schema import han_deliveries, han_frame_log
+from gateway.store.unit_of_work import Connection
 from zigbee_se import DecodeError, EventStatus, decode_frame
 from zigbee_se.commands.drlc import EVENT_STATUSES
 
@@ -50,38 +48,18 @@ def _dt(unix: float) -> datetime:
     return datetime.fromtimestamp(unix, tz=UTC)
 
 
-async def mark_delivered(conn: AsyncConnection, events: Sequence[DeliveredToMeter]) -> list[tuple[Any, datetime]]:
+async def mark_delivered(conn: Connection, events: Sequence[DeliveredToMeter]) -> list[tuple[Any, datetime]]:
     """Apply `DeliveredToMeter` events (in the caller's transaction). Returns the cancel deliveries
     that reached their meter now, with their time, for the caller to mark the originals cancelled."""
-    by_id: dict[int, DeliveredToMeter] = {}
+    reports: dict[int, tuple[datetime, str | None]] = {}
     for ev in events:
         delivery_id = delivery_queue.delivery_of(ev.outbound_id)
-        if delivery_id is not None:
-            by_id.setdefault(delivery_id, ev)  # a duplicate within the batch is applied once
-    if not by_id:
+        if delivery_id is not None and delivery_id not in reports:  # a duplicate within the batch: once
+            reports[delivery_id] = (_dt(ev.at), ev.reference)
+    if not reports:
         return []
-    rows: list[Any] = []
-    ids = list(by_id)
-    for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
-        rows.extend((await conn.execute(sa.select(
-            han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-            han_deliveries.c.esi_id, han_deliveries.c.command, han_deliveries.c.se_id,
-            han_deliveries.c.state).where(han_deliveries.c.id.in_(ids[i:i + 500])))).all())
-    moving = [r for r in rows if r.state in (delivery_queue.QUEUED, delivery_queue.SUBMITTED)]
-    if not moving:
-        return []
-    # One executemany; the state condition is repeated so that the update, not the read, decides.
-    await conn.execute(han_deliveries.update().where(
-        han_deliveries.c.id == sa.bindparam("b_id"),
-        sa.or_(han_deliveries.c.state == delivery_queue.QUEUED,
-               han_deliveries.c.state == delivery_queue.SUBMITTED)).values(
-        state=delivery_queue.DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
-        reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), han_deliveries.c.reference)),
-        [{"b_id": r.id, "b_at": _dt(by_id[r.id].at), "b_reference": (by_id[r.id].reference or "")[:100] or None}
-         for r in moving])
-    await delivery_queue.record_transitions(conn, [delivery_queue.Transition(
-        r.id, r.request_id, r.party_id, r.esi_id, None, delivery_queue.DELIVERED, _dt(by_id[r.id].at)) for r in moving])
-    return [(r, _dt(by_id[r.id].at)) for r in moving if r.command in CANCEL_COMMANDS]
+    moved = await deliveries.mark_delivered(conn, reports)
+    return [(r, reports[r.id][0]) for r in moved if r.command in CANCEL_COMMANDS]
 
 
 @dataclass(frozen=True)
@@ -132,7 +110,7 @@ def _read_answer(ev: DeviceResponse) -> _Answer:
                    detail)
 
 
-async def device_answers(conn: AsyncConnection, events: Sequence[DeviceResponse]) -> None:
+async def device_answers(conn: Connection, events: Sequence[DeviceResponse]) -> None:
     """Store device answers (in the caller's transaction): each goes to the frame log, matched or
     not, and those that report a state (confirmation, acknowledgement, event status) become a
     device transition of the delivery they answer (by premise and message id / issuer event id).
@@ -146,28 +124,12 @@ async def device_answers(conn: AsyncConnection, events: Sequence[DeviceResponse]
         return
     esi_ids = sorted({a.event.esi_id for a in answers.values()})
     times = sorted({a.at for a in answers.values()})
-    logged: set[tuple[Any, ...]] = set()
-    for i in range(0, len(esi_ids), 200):
-        logged.update(tuple(r) for r in (await conn.execute(sa.select(
-            han_frame_log.c.esi_id, han_frame_log.c.eui64, han_frame_log.c.at, han_frame_log.c.cluster_id,
-            han_frame_log.c.command, han_frame_log.c.frame).where(
-            han_frame_log.c.direction == "in", han_frame_log.c.esi_id.in_(esi_ids[i:i + 200]),
-            han_frame_log.c.at.in_(times[:500]) if len(times) <= 500 else
-            han_frame_log.c.at.between(times[0], times[-1])))).all())
+    logged = await frame_log.logged_inbound(conn, esi_ids, times)
     fresh = [a for key, a in answers.items() if key not in logged]
     if not fresh:
         return  # every one a replay (routes deliver at least once)
     wanted = sorted({(a.event.esi_id, a.se_id) for a in fresh if a.se_id is not None})
-    matched: dict[tuple[str, int], Any] = {}
-    for i in range(0, len(wanted), 200):
-        for found in (await conn.execute(sa.select(
-                han_deliveries.c.id, han_deliveries.c.request_id, han_deliveries.c.party_id,
-                han_deliveries.c.esi_id, han_deliveries.c.agreement_id, han_deliveries.c.se_id).where(
-                sa.tuple_(han_deliveries.c.esi_id, han_deliveries.c.se_id).in_(wanted[i:i + 200]),
-                han_deliveries.c.command.in_(ORIGINAL_COMMANDS)))).all():
-            key = (found.esi_id, int(found.se_id))
-            if key not in matched or found.id > matched[key].id:  # the newest delivery of that id
-                matched[key] = found
+    matched = await deliveries.answered(conn, wanted, ORIGINAL_COMMANDS)
     writes = await _waiting_writes(conn, [a for a in fresh if a.fields is not None])
     rows = []
     transitions = []
@@ -188,13 +150,13 @@ async def device_answers(conn: AsyncConnection, events: Sequence[DeviceResponse]
                      "agreement_id": row.agreement_id if row else None, "cluster_id": a.event.cluster_id,
                      "command": a.command[:40], "frame": a.frame})
         if row is not None and state is not None:
-            transitions.append(delivery_queue.Transition(row.id, row.request_id, row.party_id, row.esi_id,
-                                                         a.event.eui64, state, a.at, detail))
-    await delivery_queue.log_frame(conn, rows)
-    await delivery_queue.record_transitions(conn, transitions)
+            transitions.append(deliveries.Transition(row.id, row.request_id, row.party_id, row.esi_id,
+                                                     a.event.eui64, state, a.at, detail))
+    await frame_log.log_frames(conn, rows)
+    await deliveries.record_transitions(conn, transitions)
     for row, result, at in ended:  # the device's answer is the write's end
-        await delivery_queue.set_delivery_state(conn, [row], result.state, at, reason=result.detail,
-                                                only_from=stored_writes.ANSWERABLE)
+        await deliveries.set_state(conn, [row], result.state, at, reason=result.detail,
+                                   only_from=stored_writes.ANSWERABLE)
 
 
 def _eui64(text: str) -> str:
@@ -202,7 +164,7 @@ def _eui64(text: str) -> str:
     return text.replace(":", "").upper()
 
 
-async def _waiting_writes(conn: AsyncConnection, answers: Sequence[_Answer]) -> dict[tuple[str, str], list[Any]]:
+async def _waiting_writes(conn: Connection, answers: Sequence[_Answer]) -> dict[tuple[str, str], list[Any]]:
     """The writes waiting for an answer from the devices that answered, by (ESI ID, EUI-64)."""
     found: dict[tuple[str, str], list[Any]] = {}
     devices = [(a.event.esi_id, _eui64(a.event.eui64)) for a in answers]

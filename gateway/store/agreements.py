@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -15,6 +15,16 @@ from gateway.domain.model import AgreementKind, AgreementState, Scope
 from gateway.domain.records import Agreement, AgreementPremise
 from gateway.store.cursors import Page, id_cursor
 from gateway.store.schema import agreement_premises, agreements, han_devices, premises
+
+
+class EndedAgreement(NamedTuple):
+    """An agreement that is no longer in force, with what says when it ended: `updated_at` when it
+    was ended (state not active), else `ends_at`."""
+
+    id: int
+    state: str
+    updated_at: datetime
+    ends_at: datetime | None
 
 
 def _agreement(row: Any, covered: Sequence[AgreementPremise]) -> Agreement:
@@ -252,3 +262,18 @@ class AgreementsStore:
                 )
             ).all()
             return await self._load_agreements(conn, rows)
+
+    async def agreements_ended(self, *, now: datetime, since: datetime | None = None) -> list[EndedAgreement]:
+        """Agreements not in force at `now` (ended by someone, or past their end time): all of them,
+        or (`since`) those whose `updated_at` or end time moved after `since` (both indexed), so a
+        sweep repeated every second reads only what ended since the previous one."""
+        ended = [agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now]
+        query = sa.select(agreements.c.id, agreements.c.state, agreements.c.updated_at, agreements.c.ends_at)
+        if since is None:
+            query = query.where(sa.or_(*ended))
+        else:
+            query = query.where(sa.or_(sa.and_(agreements.c.updated_at > since, ended[0]),
+                                       sa.and_(agreements.c.ends_at > since, ended[1])))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [EndedAgreement(int(i), state, updated_at, ends_at) for i, state, updated_at, ends_at in rows]

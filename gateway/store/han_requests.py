@@ -216,3 +216,31 @@ async def list_deliveries(engine: AsyncEngine, request_id: int, *, after: int, l
             han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
     return [DeliveryItem(r, [d for d in devs if d.delivery_id == r.id], [h for h in hist if h.delivery_id == r.id])
             for r in rows]
+
+
+# -- the dispatcher's reads and the group commit's insert (gateway/pipeline/dispatcher.py, group_commit.py)
+
+async def expanding_fanouts(engine: AsyncEngine, limit: int) -> list[Any]:
+    """Requests whose fan-out still has premises to expand (han_requests rows), oldest first."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(han_requests.select().where(
+            han_requests.c.fanout_after.is_not(None)).order_by(han_requests.c.id).limit(limit))).all())
+
+
+async def shared_commands(engine: AsyncEngine, request_ids: set[int]) -> dict[int, str]:
+    """Request id -> its shared command (JSON: fields and the frame per SE version) for the
+    requests that have one."""
+    if not request_ids:
+        return {}
+    async with engine.connect() as conn:
+        return {rid: cmd for rid, cmd in (await conn.execute(sa.select(han_requests.c.id, han_requests.c.command).where(
+            han_requests.c.id.in_(request_ids)))).all() if cmd is not None}
+
+
+async def insert_requests(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+    """Insert request rows in one statement (in the caller's transaction); returns SE id ->
+    request id (the SE id is unique per request: it maps the RETURNING rows, which come in no
+    promised order, back to their requests)."""
+    returned = (await conn.execute(han_requests.insert().returning(han_requests.c.id, han_requests.c.se_id),
+                                   list(rows))).all()
+    return {int(se_id): int(request_id) for request_id, se_id in returned}

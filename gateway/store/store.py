@@ -13,6 +13,10 @@ methods, each kept with its tables in its own module:
 - gateway/store/mail_queue.py: the mail queue
 - gateway/store/han_requests.py: HAN requests, their load-control event records (`lce_events`) and
   cancellations; the API's reads of a request and its deliveries (module functions)
+- gateway/store/deliveries.py: the HAN delivery queue: deliveries, their transitions and device
+  states, due rows, retries, references, withdrawals, delivery reports (module functions)
+- gateway/store/device_writes.py: device writes waiting for their device's answer
+- gateway/store/frame_log.py: the frame log; gateway/store/se_ids.py: the SE id counter
 - gateway/store/fanout.py: a fan-out page's premises and delivery rows (one INSERT … SELECT)
 - gateway/store/webhooks.py: webhook targets and their event queue (module functions)
 - gateway/store/provisioning.py, route_state.py: HAN provisioning, the radio route's state
@@ -78,6 +82,11 @@ class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, Idempotenc
         together or not at all. Inside a unit of work it is the unit's transaction; on SQLite it
         waits for the one writer."""
         return self.engine.begin()
+
+    @property
+    def single_writer(self) -> bool:
+        """Whether the database takes one write transaction at a time (SQLite)."""
+        return self.engine.dialect.name == "sqlite"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,7 +2,8 @@
 events waiting to be sent in each request's order, attempts, and dead letters.
 
 Sending (HTTP, signatures, back-off) is gateway/pipeline/webhooks.py's job; events are written in
-the transaction of the transition that produced them (gateway/pipeline/delivery_queue.py).
+the transaction of the transition that produced them (gateway/store/deliveries.py builds them and
+queues them with `enqueue`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.mail_queue import TextSealer
 from gateway.store.schema import webhook_outbox, webhooks
@@ -91,6 +92,32 @@ async def seal_secrets(engine: AsyncEngine, sealer: TextSealer) -> int:
 
 
 # -- the event queue ----------------------------------------------------------------------------
+
+async def live_webhooks(conn: AsyncConnection, party_ids: set[int]) -> dict[int, list[int]]:
+    """Party id -> ids of its live webhooks, for the parties that have any (in the caller's
+    transaction: the events it queues are for the webhooks registered as it commits)."""
+    hooks = (await conn.execute(sa.select(webhooks.c.id, webhooks.c.party_id).where(
+        webhooks.c.party_id.in_(party_ids), webhooks.c.deleted_at.is_(None)))).all()
+    by_party: dict[int, list[int]] = {}
+    for hook_id, party_id in hooks:
+        by_party.setdefault(party_id, []).append(hook_id)
+    return by_party
+
+
+async def any_live_webhook(conn: AsyncConnection, party_ids: set[int]) -> bool:
+    """Whether any of the parties has a live webhook (one indexed probe: most batches have none,
+    and then no event is built at all)."""
+    return (await conn.execute(sa.select(webhooks.c.id).where(
+        webhooks.c.party_id.in_(party_ids), webhooks.c.deleted_at.is_(None)).limit(1))).first() is not None
+
+
+async def enqueue(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue events (webhook_id, request_id, body, created_at) in the caller's transaction, due at
+    once."""
+    if rows:
+        await conn.execute(webhook_outbox.insert(), [
+            {**row, "attempts": 0, "next_attempt_at": row["created_at"]} for row in rows])
+
 
 def _heads(now: datetime, webhook_id: int | None = None) -> sa.Select[Any]:
     """The first undelivered event of each (webhook, request) that is due: what may be sent

@@ -74,6 +74,7 @@ class BinaryHeadEnd:
 
     def _on_frame(self, writer: asyncio.StreamWriter, ftype: str, seq: int, body: Any) -> bool:
         if ftype == "SUBMIT":
+            self.core.receive(1)
             ack = self.core.handle(bw.request_from(body))
             if self.core.rng.random() < self.core.faults.disconnect_rate:
                 self.core.stats["disconnects"] += 1

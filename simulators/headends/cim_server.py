@@ -93,6 +93,7 @@ class CimHeadEnd:
             self.refused += 1
             log.info("cim head-end: request refused: %s", exc)
             return
+        self.core.receive(len(requests))
         acks: list[Ack] = []
         withheld = False
         for req in requests:

@@ -81,6 +81,9 @@ class HeadEndCore:
         self._by_tsn: dict[tuple[str, int, bytes, int], tuple[str, int]] = {}
         self._prov: dict[tuple[str, bytes], str] = {}
         self.stats: Counter[str] = Counter()
+        self.received: list[tuple[float, int]] = []
+        """(clock time, requests in it) per request message that arrived: what the head-end was
+        sent and when, as a test of a client's batching and pacing counts it."""
         self._unsubscribe = field_.subscribe(self._from_field)
         sigma = math.log(max(self.settings.latency_p95_s, self.settings.latency_median_s * 1.0001)
                          / self.settings.latency_median_s) / 1.645
@@ -91,6 +94,10 @@ class HeadEndCore:
         self.sink = None
 
     # ------------------------------------------------------------------ requests
+    def receive(self, requests: int) -> None:
+        """A front-end got one message carrying `requests` requests (before handling them)."""
+        self.received.append((self.clock.now(), requests))
+
     def handle(self, req: HeadEndRequest) -> Ack | None:
         """The synchronous answer, or None when the timeout fault withholds it (the request is
         still carried out)."""

@@ -96,6 +96,7 @@ class MultiSpeakHeadEnd:
         except WireError as exc:
             self.refused += 1
             return web.Response(status=400, text=str(exc))
+        self.core.receive(len(reqs))
         acks = []
         for req in reqs:  # a ...ToGroup operation: each member is its own transaction
             self._urls[req.transaction_id] = response_url

@@ -49,21 +49,27 @@ class FaultProxy:
         self._cutter = asyncio.create_task(cutter())
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_w: asyncio.StreamWriter | None = None
         try:
-            up_r, up_w = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._conns.update((writer, up_w))
+            try:
+                up_r, up_w = await asyncio.open_connection(*self.target)
+            except OSError:
+                return
+            self._conns.update((writer, up_w))
 
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            w.close()
+            async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                    while data := await r.read(65536):
+                        w.write(data)
+                        await w.drain()
+                w.close()
 
-        with contextlib.suppress(asyncio.CancelledError):  # the proxy is closing
-            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
-        self._conns.discard(writer)
-        self._conns.discard(up_w)
+            with contextlib.suppress(asyncio.CancelledError):  # the proxy is closing
+                await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        finally:
+            # Also when cancelled half-way (a client that connected as the proxy closed): both
+            # sockets are closed, none is left to the garbage collector.
+            for w in (writer, up_w):
+                if w is not None:
+                    w.close()
+                    self._conns.discard(w)

@@ -27,7 +27,7 @@ from ams_adapters.contract import (
 )
 from simulators.addressing import eui64_str
 from simulators.headends.faults import Faults
-from tests.adapters.harness import TDSPS, Rig, install, op, rig
+from tests.adapters.harness import TDSPS, Rig, assert_paced, install, op, rig
 from zigbee_se import InstallCodeError, SEVersion, parse_install_code
 
 pytestmark = pytest.mark.parametrize("tdsp", TDSPS)
@@ -402,3 +402,20 @@ async def test_rate_limit_and_in_flight_bound_push_back(tdsp: str) -> None:
         assert len(accepted) <= 6 and later and all(x.retry_after_s for x in later)
         assert any("in flight" in (x.reason or "") or "rate limit" in (x.reason or "") for x in later)
         assert r.adapter.in_flight.count == len(accepted)
+
+
+async def test_the_head_end_gets_batches_of_batch_size_at_the_profile_rate(tdsp: str) -> None:
+    """Batching and pacing are the adapter's (docs/adapter-author.md): two callers handing it more
+    than a burst at once, unbatched, are sent in batches of `batch_size` at `rate_limit_per_s`, all
+    accepted (waited for, not pushed back), and the emulated head-end counts what it got."""
+    paced = {"batch_size": 4, "rate_limit_per_s": 40.0}
+    async with rig(tdsp, profile_overrides=paced) as r:
+        first = [op(OperationKind.PRICE, r.fleet.esi_id(i % 20), issuer_event_id=300 + i) for i in range(20)]
+        second = [op(OperationKind.PRICE, r.fleet.esi_id(i % 20), issuer_event_id=400 + i) for i in range(12)]
+        started = time.monotonic()
+        results = await asyncio.gather(r.adapter.submit(first), r.adapter.submit(second))
+        took = time.monotonic() - started
+        assert all(x.outcome is SubmitOutcome.ACCEPTED for batch in results for x in batch), results
+        assert sum(n for _, n in r.core.received) == 32
+        assert_paced(r.core.received, batch_size=4, rate_per_s=40.0)
+        assert took >= (32 - 4) / 40.0 - 0.05  # paced: a burst, then the rest at 40/s

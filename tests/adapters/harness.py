@@ -174,3 +174,38 @@ async def install(r: Rig, count: int = 3) -> list[str]:
         r.fleet.install(e)
     await asyncio.sleep(0.2)
     return esis
+
+
+# ------------------------------------------------------------------ what a head-end was sent
+
+
+# How much later than sent an emulated head-end may see a batch: it shares the event loop with the
+# client on a loaded machine, and over 61968-9 a message also waits in the broker and behind the
+# emulator's QoS-1 reply to the one before (measured: up to ~0.2 s on the shared 2-core machine), so
+# batches sent 100 ms apart can arrive closer together. Sending without pacing still fails: 32
+# requests at once against 4 + 40·(0.01 + 0.25).
+ARRIVAL_SLACK_S = 0.25
+
+
+def most_within(received: list[tuple[float, int]], seconds: float) -> int:
+    """The most requests a head-end got within any `seconds` (its `core.received`)."""
+    times = sorted(t for t, n in received for _ in range(n))
+    most, first = 0, 0
+    for last, t in enumerate(times):
+        while times[first] < t - seconds:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def assert_paced(received: list[tuple[float, int]], *, batch_size: int, rate_per_s: float) -> None:
+    """The head-end never got a message of more than `batch_size` requests, nor more than
+    burst + rate·t requests in any t seconds (burst = max(batch_size, rate/10), the adapter's
+    documented burst), allowing `ARRIVAL_SLACK_S` of lateness."""
+    burst = max(batch_size, rate_per_s / 10)
+    assert received, "the head-end got nothing"
+    assert max(n for _, n in received) <= batch_size, received
+    span = max(t for t, _ in received) - min(t for t, _ in received)
+    for seconds in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, span):
+        allowed = burst + rate_per_s * (seconds + ARRIVAL_SLACK_S)
+        assert most_within(received, seconds) <= allowed, (seconds, most_within(received, seconds), allowed)

@@ -92,16 +92,6 @@ def test_token_bucket_takes_only_what_is_there_and_says_when_it_is_full() -> Non
     assert tb.tokens == pytest.approx(1.0) and tb.try_take() and tb.until_full() == pytest.approx(6.0)
 
 
-async def test_token_bucket_take_waits_for_the_tokens_or_a_full_burst() -> None:
-    tb = TokenBucket(1000.0, burst=10)
-    start = time.monotonic()
-    await tb.take(10)  # there: no wait
-    await tb.take(25)  # more than a burst: waits for a full bucket (~10 ms), then goes into debt
-    assert tb.tokens < 0
-    await tb.take(5)  # pays off the debt first (~20 ms)
-    assert 0.02 <= time.monotonic() - start < 1.0
-
-
 def test_tracker_ends_an_item_once() -> None:
     tr = Tracker(keep_ended_s=10)
     item = tr.add(Tracked("o1", "esi", "tx1", 100.0, SubmitResult("o1", SubmitOutcome.ACCEPTED)))

@@ -62,6 +62,15 @@ def test_env_overrides_and_problems() -> None:
     assert problems["colour"].message == "unknown key"
 
 
+def test_a_removed_key_says_what_became_of_it() -> None:
+    """`pipeline.route_concurrency` went when routes took over batching and pacing their head-ends."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"pipeline": {"route_concurrency": 4}}, env={})
+    (problem,) = caught.value.problems
+    assert problem.key == "pipeline.route_concurrency" and problem.value == 4
+    assert problem.message.startswith("removed: each route batches and paces")
+
+
 def test_config_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                           monkeypatch: pytest.MonkeyPatch) -> None:
     good = tmp_path / "good.toml"

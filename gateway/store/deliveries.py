@@ -1,0 +1,367 @@
+"""The HAN delivery queue (tables `han_deliveries`, `han_transitions`, `han_device_states`): one row
+per premise and SE event, its state transitions with their times, and each device's state; the
+reads and writes of the dispatcher (due rows, expiry, retries, the set-based record of a batch a
+route accepted, head-end references, withdrawals) and of the inbound side (delivery reports and
+device answers matched to their deliveries). Every transition queues its webhook events in the
+same transaction (gateway/store/webhooks.py).
+
+Functions that take a connection write in the caller's transaction (`Store.transaction()`, or the
+connection a store function gives its callback); those that take the engine open their own.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.domain.model import AgreementState
+from gateway.store import frame_log, webhooks
+from gateway.store.bulk import ID_CHUNK, ids_condition, insert_many
+from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_device_states, han_transitions
+
+# Delivery (per premise) states.
+QUEUED = "queued"
+SUBMITTED = "submitted"
+DELIVERED = "delivered"
+FAILED = "failed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+PENDING_STATES = (QUEUED,)
+FINAL_STATES = (FAILED, EXPIRED, CANCELLED)
+
+MAX_REFERENCE = 100  # the `reference` column's width
+_D = han_deliveries.c
+
+
+class DueDelivery(NamedTuple):
+    """A queued delivery whose time has come, as the dispatcher reads it: not its timestamps and
+    notes (fewer values to convert per row). A NamedTuple: built from the database row in one
+    call, read by name at the cost of a tuple index."""
+
+    id: int
+    request_id: int
+    party_id: int | None
+    """None: the operator's own device write."""
+    esi_id: str
+    agreement_id: int | None
+    se_id: int | None
+    se_version: str
+    cluster_id: int
+    command: str
+    fields: str | None
+    """JSON; None: the request's (a fan-out's rows share their request's command). No frame: the
+    routes that send frames encode it (ams_adapters/se_frames.py)."""
+    attempts: int
+    expires_raw: str | datetime
+    """As the driver returns it (SQLite: naive UTC text, PostgreSQL: a datetime): converted once
+    per distinct value by `expires_unix`, since a fan-out's rows all share one end time."""
+    target_eui64: str | None
+    """A device write's one device; None: the premise's capable devices."""
+    in_force: int
+    """1 when the delivery has no agreement or its agreement is still in force, else 0."""
+
+
+_DUE_COLUMNS = (
+    _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.agreement_id, _D.se_id, _D.se_version, _D.cluster_id,
+    _D.command, _D.fields, _D.attempts, sa.type_coerce(_D.expires_at, sa.String).label("expires_raw"),
+    _D.target_eui64,
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def expires_unix(raw: str | datetime) -> float:
+    """A due delivery's `expires_raw` as unix seconds."""
+    moment = raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+@dataclass(frozen=True)
+class Transition:
+    delivery_id: int
+    request_id: int
+    party_id: int | None  # None: the operator's request (a device write)
+    esi_id: str
+    eui64: str | None
+    state: str
+    at: datetime
+    detail: str | None = None
+
+
+# ---------------------------------------------------------------------------------- writes in a transaction
+
+
+async def insert(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Delivery rows (all columns but id, reference and reason) in one executemany."""
+    await insert_many(conn, han_deliveries, rows)
+
+
+async def record_transitions(conn: AsyncConnection, items: Sequence[Transition]) -> None:
+    """History rows, device states, and one webhook event per registered webhook of the party."""
+    if not items:
+        return
+    await insert_many(conn, han_transitions, [
+        {"delivery_id": t.delivery_id, "eui64": t.eui64, "state": t.state, "at": t.at,
+         "detail": t.detail} for t in items])
+    for t in items:
+        if t.eui64 is None:
+            continue
+        updated = await conn.execute(han_device_states.update().where(
+            han_device_states.c.delivery_id == t.delivery_id,
+            han_device_states.c.eui64 == t.eui64).values(state=t.state, at=t.at, detail=t.detail))
+        if not updated.rowcount:
+            await conn.execute(han_device_states.insert().values(
+                delivery_id=t.delivery_id, eui64=t.eui64, state=t.state, at=t.at, detail=t.detail))
+    await _webhook_events(conn, items)
+
+
+async def _webhook_events(conn: AsyncConnection, items: Sequence[Transition]) -> None:
+    """One webhook event per transition for each registered webhook of its party."""
+    # The operator's device writes (party None) have no webhooks.
+    by_party = await webhooks.live_webhooks(conn, {t.party_id for t in items if t.party_id is not None})
+    if not by_party:
+        return
+    rows = []
+    for t in items:
+        body = json.dumps({
+            "type": "delivery.device_state" if t.eui64 else "delivery.state",
+            "request_id": t.request_id, "delivery_id": t.delivery_id, "esi_id": t.esi_id,
+            "eui64": t.eui64, "state": t.state, "at": t.at.isoformat(), "detail": t.detail,
+        })
+        for hook_id in by_party.get(t.party_id, []) if t.party_id is not None else []:
+            rows.append({"webhook_id": hook_id, "request_id": t.request_id, "body": body, "created_at": t.at})
+    await webhooks.enqueue(conn, rows)
+
+
+async def set_state(conn: AsyncConnection, rows: Iterable[Any], state: str, now: datetime,
+                    *, reason: str | None = None, reference: str | None = None,
+                    only_from: Sequence[str] | None = None) -> list[Transition]:
+    """Move deliveries (rows with id, request_id, party_id, esi_id) to `state`, in one statement;
+    only the rows that really changed (RETURNING) get a transition."""
+    by_id = {row.id: row for row in rows}
+    if not by_id:
+        return []
+    values: dict[str, Any] = {"state": state, "updated_at": now, "next_attempt_at": None}
+    if reason is not None:
+        values["reason"] = reason[:300]
+    if reference is not None:
+        values["reference"] = reference
+    changed: list[int] = []
+    ids = list(by_id)
+    for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+        query = han_deliveries.update().where(_D.id.in_(ids[i:i + 500]))
+        if only_from is not None:
+            # `state || ''`: a filter, not an index term. With one state the planner (SQLite)
+            # would otherwise walk ix_han_deliveries_due over every row in that state (a whole
+            # fan-out's queue) instead of looking the ids up by primary key.
+            query = query.where(_D.state.concat("").in_(only_from))
+        result = await conn.execute(query.values(**values).returning(_D.id))
+        changed.extend(result.scalars().all())
+    out = [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id, None, state, now, reason)
+           for i in changed]
+    await record_transitions(conn, out)
+    return out
+
+
+async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now: datetime) -> int:
+    """Queued deliveries the route accepted become `submitted`, set-based: per chunk of ids one
+    UPDATE … RETURNING id, then the transitions and the frame log (the frame sent into the home)
+    written by INSERT … SELECT from the changed rows, so a batch of thousands of premises costs
+    three statements and no Python object per premise. Webhook events (one per transition) are
+    built only for parties that registered webhooks. Returns how many rows changed."""
+    ids = [r.id for r in rows]
+    changed: list[int] = []
+    for i in range(0, len(ids), ID_CHUNK):
+        result = await conn.execute(han_deliveries.update().where(
+            ids_condition(_D.id, ids[i:i + ID_CHUNK]),
+            # a filter, not an index term: see set_state
+            _D.state.concat("").in_(PENDING_STATES)).values(
+            state=SUBMITTED, updated_at=now, next_attempt_at=None).returning(_D.id))
+        done = list(result.scalars().all())
+        if not done:
+            continue
+        changed.extend(done)
+        await conn.execute(han_transitions.insert().from_select(
+            ["delivery_id", "eui64", "state", "at", "detail"], sa.select(
+                _D.id, sa.null(), sa.literal(SUBMITTED, sa.String), sa.literal(now, han_transitions.c.at.type),
+                sa.null()).where(ids_condition(_D.id, done))))
+        await frame_log.log_sent_deliveries(conn, ids_condition(_D.id, done), now)
+    if changed and await webhooks.any_live_webhook(conn, {r.party_id for r in rows if r.party_id is not None}):
+        by_id = {r.id: r for r in rows}
+        await _webhook_events(conn, [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id,
+                                                None, SUBMITTED, now) for i in changed])
+    return len(changed)
+
+
+_SET_REFERENCE = han_deliveries.update().where(_D.id == sa.bindparam("b_id")).values(
+    reference=sa.bindparam("b_reference"))
+
+
+async def keep_references(conn: AsyncConnection, pairs: Iterable[tuple[int, str | None]]) -> None:
+    """Head-end references per delivery: the route's own id for an item (a head-end transaction
+    id, `SubmitResult.reference` / `DeliveredToMeter.reference`), kept so that an operator can find
+    the item in the head-end's logs (shown in `GET /v1/han-requests/{id}/deliveries`). (delivery
+    id, reference) pairs in one executemany; items without one are skipped."""
+    params = [{"b_id": delivery_id, "b_reference": ref[:MAX_REFERENCE]} for delivery_id, ref in pairs if ref]
+    if params:
+        await conn.execute(_SET_REFERENCE, params)
+
+
+# ---------------------------------------------------------------------------------- the dispatcher
+
+
+async def read_due(engine: AsyncEngine, now: datetime, limit: int) -> list[DueDelivery]:
+    """Due deliveries, shared fairly: each party with due work gets an equal part of `limit`,
+    oldest due first. Each says whether its agreement is still in force (asked in the same query:
+    a primary-key lookup per row in SQL rather than a pass over the rows in Python)."""
+    async with engine.connect() as conn:
+        parties = (await conn.execute(sa.select(_D.party_id).where(
+            _D.state == QUEUED, _D.next_attempt_at <= now).group_by(_D.party_id))).scalars().all()
+        if not parties:
+            return []
+        share = max(1, limit // len(parties))
+        in_force = sa.case((sa.or_(_D.agreement_id.is_(None), sa.exists().where(
+            agreements.c.id == _D.agreement_id, agreements.c.state == AgreementState.ACTIVE.value,
+            agreements.c.ends_at > now)), 1), else_=0).label("in_force")
+        rows: list[DueDelivery] = []
+        for party_id in parties:
+            rows.extend(map(DueDelivery._make, (await conn.execute(sa.select(*_DUE_COLUMNS, in_force).where(
+                _D.state == QUEUED, _D.next_attempt_at <= now,
+                # Oldest due first, in the order of ix_han_deliveries_due (no sort of the queue).
+                _D.party_id == party_id).order_by(_D.next_attempt_at, _D.id).limit(share))).all()))
+    return rows
+
+
+async def read_expired(engine: AsyncEngine, now: datetime, limit: int) -> list[Any]:
+    """Up to `limit` queued deliveries whose end time has passed (id, request_id, party_id, esi_id)."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(_D.id, _D.request_id, _D.party_id, _D.esi_id).where(
+            _D.state == QUEUED, _D.expires_at <= now).limit(limit))).all())
+
+
+async def move(engine: AsyncEngine, rows: Sequence[Any], state: str, now: datetime, *, reason: str,
+               only_from: Sequence[str]) -> list[Transition]:
+    """`set_state` in a transaction of its own."""
+    async with engine.begin() as conn:
+        return await set_state(conn, rows, state, now, reason=reason, only_from=only_from)
+
+
+async def record_batch(engine: AsyncEngine, accepted: Sequence[tuple[DueDelivery, str | None]],
+                       rejected: Sequence[tuple[DueDelivery, str]], now: datetime) -> None:
+    """What a route answered for a batch, in one transaction, set-based: the accepted rows become
+    `submitted` with their transitions and frame log in a few statements and their references in
+    one executemany; each rejected row becomes `failed` with the route's reason."""
+    async with engine.begin() as conn:
+        await mark_submitted(conn, [row for row, _ in accepted], now)
+        await keep_references(conn, [(row.id, ref) for row, ref in accepted])
+        for row, reason in rejected:
+            await set_state(conn, [row], FAILED, now, reason=reason, only_from=[QUEUED])
+
+
+_RETRY = han_deliveries.update().where(_D.id == sa.bindparam("b_id"), _D.state == QUEUED).values(
+    attempts=_D.attempts + 1, next_attempt_at=sa.bindparam("b_next", type_=_D.next_attempt_at.type),
+    reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_now", type_=_D.updated_at.type))
+
+
+async def reschedule(engine: AsyncEngine, delays: Sequence[tuple[int, float]], now: datetime, reason: str) -> None:
+    """Still-queued deliveries (id, seconds from now) try again later: one more attempt counted,
+    the reason kept; in one transaction (one executemany)."""
+    if delays:
+        async with engine.begin() as conn:
+            await conn.execute(_RETRY, [{"b_id": delivery_id, "b_next": now + timedelta(seconds=delay),
+                                         "b_reason": reason[:300], "b_now": now} for delivery_id, delay in delays])
+
+
+# Sent texts and load-control events of an ended agreement: what its withdrawal cancels at the premises.
+WITHDRAWN_COMMANDS = ("display_message", "load_control_event")
+
+
+async def withdrawable(engine: AsyncEngine, agreement_ids: Sequence[int], now: datetime,
+                       limit: int) -> tuple[list[Any], set[int]]:
+    """Up to `limit` deliveries (id, request_id, party_id, esi_id, agreement_id) of the agreements
+    that are still ended (a renewal may have put one back in force) whose text or event was sent
+    and has not ended, found through the agreements' premises; and the agreement ids looked at
+    (all of them unless the limit stopped the search early)."""
+    still_ended = sa.or_(agreements.c.state != AgreementState.ACTIVE.value, agreements.c.ends_at <= now)
+    rows: list[Any] = []
+    probed: set[int] = set()
+    async with engine.connect() as conn:
+        for i in range(0, len(agreement_ids), 500):
+            chunk = agreement_ids[i:i + 500]
+            probed.update(chunk)
+            rows.extend((await conn.execute(sa.select(
+                _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.agreement_id).select_from(
+                agreement_premises.join(han_deliveries, sa.and_(
+                    _D.esi_id == agreement_premises.c.esi_id,
+                    _D.agreement_id == agreement_premises.c.agreement_id)).join(
+                    agreements, agreements.c.id == agreement_premises.c.agreement_id)).where(
+                agreement_premises.c.agreement_id.in_(chunk), _D.state.in_([SUBMITTED, DELIVERED]),
+                _D.command.in_(WITHDRAWN_COMMANDS), _D.expires_at > now, still_ended).limit(
+                limit - len(rows)))).all())
+            if len(rows) >= limit:
+                break
+    return rows, probed
+
+
+# ---------------------------------------------------------------------------------- inbound
+
+
+async def mark_delivered(conn: AsyncConnection, reports: dict[int, tuple[datetime, str | None]]) -> list[Any]:
+    """Delivery reports (delivery id -> (time, route reference)) in the caller's transaction: the
+    deliveries still `queued` or `submitted` become `delivered` (a replayed report finds them
+    delivered already and changes nothing). Three statements for the whole batch: read, one
+    executemany, the transitions. Returns the rows that moved (id, request_id, party_id, esi_id,
+    command, se_id, state)."""
+    rows: list[Any] = []
+    ids = list(reports)
+    for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+        rows.extend((await conn.execute(sa.select(
+            _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.command, _D.se_id, _D.state).where(
+            _D.id.in_(ids[i:i + 500])))).all())
+    moving = [r for r in rows if r.state in (QUEUED, SUBMITTED)]
+    if not moving:
+        return []
+    # The state condition is repeated so that the update, not the read, decides.
+    await conn.execute(han_deliveries.update().where(
+        _D.id == sa.bindparam("b_id"), sa.or_(_D.state == QUEUED, _D.state == SUBMITTED)).values(
+        state=DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
+        reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), _D.reference)),
+        [{"b_id": r.id, "b_at": reports[r.id][0], "b_reference": (reports[r.id][1] or "")[:MAX_REFERENCE] or None}
+         for r in moving])
+    await record_transitions(conn, [Transition(r.id, r.request_id, r.party_id, r.esi_id, None, DELIVERED,
+                                               reports[r.id][0]) for r in moving])
+    return moving
+
+
+async def find(conn: AsyncConnection, delivery_id: int) -> Any | None:
+    """The delivery (id, request_id, party_id, esi_id, command, se_id), or None."""
+    return (await conn.execute(sa.select(_D.id, _D.request_id, _D.party_id, _D.esi_id, _D.command, _D.se_id).where(
+        _D.id == delivery_id))).first()
+
+
+async def originals(conn: AsyncConnection, esi_id: str, se_id: int | None, commands: Sequence[str]) -> list[Any]:
+    """The premise's deliveries (id, request_id, party_id, esi_id) of `commands` carrying SE id
+    `se_id`: what a cancel of that id refers to."""
+    return list((await conn.execute(sa.select(_D.id, _D.request_id, _D.party_id, _D.esi_id).where(
+        _D.esi_id == esi_id, _D.se_id == se_id, _D.command.in_(commands)))).all())
+
+
+async def answered(conn: AsyncConnection, wanted: Sequence[tuple[str, int]],
+                   commands: Sequence[str]) -> dict[tuple[str, int], Any]:
+    """(ESI ID, SE id) -> the newest delivery of `commands` with that SE id at that premise (id,
+    request_id, party_id, esi_id, agreement_id, se_id): what a device's answer refers to."""
+    matched: dict[tuple[str, int], Any] = {}
+    for i in range(0, len(wanted), 200):
+        for found in (await conn.execute(sa.select(
+                _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.agreement_id, _D.se_id).where(
+                sa.tuple_(_D.esi_id, _D.se_id).in_(wanted[i:i + 200]), _D.command.in_(commands)))).all():
+            key = (found.esi_id, int(found.se_id))
+            if key not in matched or found.id > matched[key].id:
+                matched[key] = found
+    return matched
