@@ -91,3 +91,14 @@ def test_the_walk_sees_classes_and_aliases_not_imports(tmp_path: Path) -> None:
         "class Kind:\n    pass\nEvent: type = bytes\nLIMIT = 4\n_Private = 1\n")
     dup = duplicates(definitions(tmp_path, ("one", "two")))
     assert dup == {"Kind": ["one/a.py:4", "two/b.py:2"], "Event": ["one/a.py:6", "two/b.py:4"]}
+
+
+def test_the_head_end_request_kinds_are_the_operation_and_provisioning_kinds() -> None:
+    """The wire layer cannot import the route contract (it is pure, shared with the emulators), so
+    it spells out the union of the contract's two kinds: held equal here, value for value."""
+    from ams_adapters.contract import OperationKind, ProvisioningKind
+    from ams_adapters.wire.common import HeadEndRequestKind
+
+    assert {k.value for k in HeadEndRequestKind} == (
+        {k.value for k in OperationKind} | {k.value for k in ProvisioningKind} | {"han_inventory"})
+    assert not {k.value for k in OperationKind} & {k.value for k in ProvisioningKind}

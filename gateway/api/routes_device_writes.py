@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ams_adapters.contract import OperationKind as RequestKind
 from gateway.api.deps import Svc, Who
 from gateway.api.links import links, to
 from gateway.api.params import EsiIdPath, Eui64Path
@@ -23,7 +24,6 @@ from gateway.api.schemas import PROBLEM_RESPONSES
 from gateway.authz import Decision
 from gateway.pipeline.device_writes import DeviceWrites
 from gateway.pipeline.dispatcher import Dispatcher
-from gateway.pipeline.requests import RequestKind
 
 router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["provisioning"])
 

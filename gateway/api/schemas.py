@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from zigpy.util import QR_CODE_FORMATS
 
+from ams_adapters.contract import OperationKind as RequestKind
 from gateway.agreements import EMAIL_RE, MAX_PREMISES_PER_INVITATION
 from gateway.authz import Decision
 from gateway.domain.esi_id import ESI_ID_PATTERN
@@ -33,7 +34,6 @@ from gateway.domain.records import (
     Premise,
     Technician,
 )
-from gateway.pipeline.requests import RequestKind
 
 
 class _In(BaseModel):

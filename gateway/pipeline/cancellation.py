@@ -13,6 +13,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from ams_adapters.contract import OperationKind as RequestKind
 from gateway.authz import authorize
 from gateway.domain.records import Principal
 from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
@@ -23,7 +24,6 @@ from gateway.pipeline.requests import (
     CancelAllLoadControlRequest,
     CancelLoadControlRequest,
     CancelTextRequest,
-    RequestKind,
     cancel_lce_command,
     cancel_text_command,
 )

@@ -27,11 +27,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ams_adapters.contract import OperationKind
+from ams_adapters.contract import OperationKind as RequestKind
 from gateway.domain.records import Principal
 from gateway.errors import Conflict, FieldError, NotFound
 from gateway.pipeline import delivery_queue
 from gateway.pipeline.config import PipelineConfig
-from gateway.pipeline.requests import Command, RequestKind
+from gateway.pipeline.requests import Command
 from gateway.store import device_writes as stored
 from gateway.store.store import Store
 from zigbee_se import ClusterId, status_text

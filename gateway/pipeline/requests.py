@@ -8,7 +8,6 @@ uses to refuse at acceptance what could not be encoded).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+# A request's kind is the kind of the HAN operation it becomes, one to one: one enum,
+# ams_adapters.contract.OperationKind, imported under the name the API speaks (issue 12: the
+# gateway's own copy had the same members). SET_ENROLLMENT_GROUP comes from PUT
+# /v1/premises/{esi_id}/devices/{eui64}/enrollment-group (device_writes.py), never from a body of
+# POST /v1/han-requests.
+from ams_adapters.contract import OperationKind as RequestKind
 from ams_adapters.se_frames import encode_command
 from ams_adapters.text_limit import TextLimit, over_text_limit
 from gateway.domain.esi_id import ESI_ID_PATTERN
@@ -39,18 +44,6 @@ from zigbee_se import (
 # interior lighting, electric vehicle, generation systems). Anything above is not defined.
 DEVICE_CLASS_BITS = 0x0FFF
 IMPORTANCE = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-
-
-class RequestKind(enum.StrEnum):
-    TEXT = "text"
-    PRICE = "price"
-    LOAD_CONTROL = "load_control"
-    CANCEL_TEXT = "cancel_text"
-    CANCEL_LOAD_CONTROL = "cancel_load_control"
-    CANCEL_ALL_LOAD_CONTROL = "cancel_all_load_control"
-    # PUT /v1/premises/{esi_id}/devices/{eui64}/enrollment-group (gateway/pipeline/device_writes.py),
-    # never a body of POST /v1/han-requests.
-    SET_ENROLLMENT_GROUP = "set_enrollment_group"
 
 
 ACTION_FOR_KIND = {

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ams_adapters.contract import OperationKind as RequestKind
 from gateway.domain.limits import over_device_limit
 from gateway.domain.model import AgreementKind, Scope
 from gateway.domain.records import Principal
@@ -27,7 +28,6 @@ from gateway.pipeline.requests import (
     Command,
     LoadControlRequest,
     PriceRequest,
-    RequestKind,
     TextRequest,
     build_block_period,
     build_load_control,
