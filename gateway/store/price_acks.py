@@ -55,8 +55,12 @@ async def asking(conn: AsyncConnection, rows: Sequence[Any]) -> set[int]:
 async def overdue(conn: AsyncConnection, now: datetime, limit: int) -> list[Any]:
     """Up to `limit` deliveries (id, request_id, party_id, esi_id, state) whose devices' time to
     acknowledge has run out (the partial index of awaited rows)."""
-    return list((await conn.execute(sa.select(_D.id, _D.request_id, _D.party_id, _D.esi_id, _D.state).where(
-        _D.ack_due_at.is_not(None), _D.ack_due_at <= now).order_by(_D.ack_due_at).limit(limit))).all())
+    return list((await conn.execute(overdue_query(now, limit))).all())
+
+
+def overdue_query(now: datetime, limit: int) -> sa.Select[Any]:
+    return sa.select(_D.id, _D.request_id, _D.party_id, _D.esi_id, _D.state).where(
+        _D.ack_due_at.is_not(None), _D.ack_due_at <= now).order_by(_D.ack_due_at).limit(limit)
 
 
 async def claim(conn: AsyncConnection, ids: Sequence[int]) -> set[int]:

@@ -10,16 +10,18 @@ Every one of them but freescale acknowledges a PublishPrice that asks for it."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 
 from gateway.config import ConfigError, parse_config
 from gateway.domain.model import DeviceStatus
 from gateway.pipeline.price_acks import route_form, silent_devices, verdict
+from gateway.store import price_acks
 from tests.gateway.conftest import start_server, stop_server
 from tests.pipeline.conftest import Stack, running_stack
 
@@ -179,6 +181,18 @@ async def _send_plain(s: Stack, token: str, esi: str) -> tuple[int, int]:
         return states == [{"delivered": 1}] * 2
     await s.eventually(delivered, advance=1)
     return price_id, block_id
+
+
+async def test_the_sweep_reads_only_the_awaited_rows(tmp_path: Path) -> None:
+    """The once-a-second sweep reads the partial index of awaited rows (SQLite's plan), not the
+    delivered rows of every fan-out."""
+    async with running_stack(tmp_path / "d") as s:
+        engine = s.gw.store.engine
+        sql = str(price_acks.overdue_query(datetime(2027, 1, 1, tzinfo=UTC), 500).compile(
+            engine.sync_engine, compile_kwargs={"literal_binds": True}))
+        async with engine.connect() as conn:
+            plan = " ".join(str(r[-1]) for r in (await conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"))).all())
+        assert "ix_han_deliveries_ack_due_at" in plan, plan
 
 
 def test_the_verdict() -> None:

@@ -30,8 +30,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_han_deliveries_ack_due_at", table_name="han_deliveries")
-    if op.get_bind().dialect.name == "sqlite":  # SQLite >= 3.35 drops a column in place
+    # Idempotent: SQLite's driver commits DDL at once, so when an older revision's downgrade fails
+    # after this one ran (0014 refuses while the operator's requests exist), the version table still
+    # says 0015 and the next attempt runs this again on a table that no longer has the column.
+    op.execute("DROP INDEX IF EXISTS ix_han_deliveries_ack_due_at")
+    bind = op.get_bind()
+    if "ack_due_at" not in {c["name"] for c in sa.inspect(bind).get_columns("han_deliveries")}:
+        return
+    if bind.dialect.name == "sqlite":  # SQLite >= 3.35 drops a column in place
         op.execute("ALTER TABLE han_deliveries DROP COLUMN ack_due_at")
     else:
         op.drop_column("han_deliveries", "ack_due_at")
