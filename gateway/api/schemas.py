@@ -433,7 +433,9 @@ class DeliveryOut(BaseModel):
     delivery_id: int
     esi_id: str
     state: str = Field(description="queued, submitted, delivered, failed, expired, cancelled; a device write "
-                                   "(set_enrollment_group) ends written, partly_written, refused or no_answer")
+                                   "(set_enrollment_group) ends written, partly_written, refused or no_answer; a price "
+                                   "or block period asking for acknowledgement ends acknowledged, partly_acknowledged "
+                                   "or no_acknowledgement price_ack_minutes after delivery")
     reason: str | None
     se_id: int | None = Field(description="the SE message id / issuer event id this item carries")
     cancels_request_id: int | None = Field(description="a cancel's item: the request it cancels (a cancel-all "

@@ -30,6 +30,11 @@ class PipelineConfig(BaseModel):
     # How long a device write (set_enrollment_group) may wait for a dark meter, and then for the
     # device's answer; past it, an unsent write is `expired` and an unanswered one `no_answer`.
     device_write_minutes: int = Field(default=1440, ge=1, le=30 * 1440)
+    # How long the devices have to acknowledge a price or block period that asked for it (Price
+    # Control bit 0), counted from its delivery to the meter; then the delivery ends
+    # `acknowledged`, `partly_acknowledged` or `no_acknowledgement` (gateway/pipeline/price_acks.py).
+    # Some stacks never answer a block period (Silicon Labs): nothing may wait for them forever.
+    price_ack_minutes: int = Field(default=60, ge=1, le=7 * 1440)
     batch_size: int = Field(default=500, ge=1, le=10_000)
     fanout_page: int = Field(default=2000, ge=10, le=50_000)
     poll_interval_seconds: float = Field(default=0.2, gt=0)

@@ -43,7 +43,7 @@ from ams_adapters.contract import (
 from ams_adapters.pacing import backoff_delay
 from gateway.clock import Clock
 from gateway.domain.model import AgreementState
-from gateway.pipeline import delivery_queue, inbound
+from gateway.pipeline import delivery_queue, inbound, price_acks
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.device_writes import NO_ANSWER
 from gateway.pipeline.service import RequestService
@@ -186,6 +186,7 @@ class Dispatcher:
             self._next_sweep = time.monotonic() + 1.0
             worked += await self._withdraw_ended_agreements(now)
             worked += await self._end_unanswered_writes(now)
+            worked += await self._end_unacknowledged(now)
         # The next fan-out page is expanded (SQL in the database's thread) while the rows already
         # due are read, handed to their routes and recorded (mostly Python in this one).
         expanding = asyncio.create_task(self._expand_fanouts(now))
@@ -261,6 +262,14 @@ class Dispatcher:
                                       reason="the device did not answer the write in time",
                                       only_from=stored_writes.AWAITING_ANSWER)
         return len(rows)
+
+    async def _end_unacknowledged(self, now: datetime) -> int:
+        """Prices and block periods whose devices did not all acknowledge within
+        `price_ack_minutes` of their delivery are decided (price_acks.py): nothing waits for an
+        acknowledgement forever (a partial index finds them)."""
+        async with self._writes:
+            return await price_acks.end_overdue(self.store, now, self.config.batch_size,
+                                                self.config.price_ack_minutes)
 
     async def _due(self, now: datetime) -> list[DueDelivery]:
         """Due items, shared fairly between parties (`deliveries.read_due`); those whose agreement
@@ -389,7 +398,8 @@ class Dispatcher:
                     delivered.append(ev)
                     continue
                 if delivered:
-                    for cancel_row, at in await inbound.mark_delivered(conn, delivered):
+                    ack_window = timedelta(minutes=self.config.price_ack_minutes)
+                    for cancel_row, at in await inbound.mark_delivered(conn, delivered, ack_window):
                         await self._mark_original_cancelled(conn, cancel_row, at)
                     delivered = []
                 if isinstance(ev, DeviceResponse):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ams_adapters.contract import DeliveredToMeter, DeviceResponse
@@ -48,9 +48,12 @@ def _dt(unix: float) -> datetime:
     return datetime.fromtimestamp(unix, tz=UTC)
 
 
-async def mark_delivered(conn: Connection, events: Sequence[DeliveredToMeter]) -> list[tuple[Any, datetime]]:
-    """Apply `DeliveredToMeter` events (in the caller's transaction). Returns the cancel deliveries
-    that reached their meter now, with their time, for the caller to mark the originals cancelled."""
+async def mark_delivered(conn: Connection, events: Sequence[DeliveredToMeter],
+                         ack_window: timedelta) -> list[tuple[Any, datetime]]:
+    """Apply `DeliveredToMeter` events (in the caller's transaction); a price or block period that
+    asks for acknowledgement awaits its devices' for `ack_window` from then. Returns the cancel
+    deliveries that reached their meter now, with their time, for the caller to mark the
+    originals cancelled."""
     reports: dict[int, tuple[datetime, str | None]] = {}
     for ev in events:
         delivery_id = delivery_queue.delivery_of(ev.outbound_id)
@@ -58,7 +61,7 @@ async def mark_delivered(conn: Connection, events: Sequence[DeliveredToMeter]) -
             reports[delivery_id] = (_dt(ev.at), ev.reference)
     if not reports:
         return []
-    moved = await deliveries.mark_delivered(conn, reports)
+    moved = await deliveries.mark_delivered(conn, reports, ack_window)
     return [(r, reports[r.id][0]) for r in moved if r.command in CANCEL_COMMANDS]
 
 

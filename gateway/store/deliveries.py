@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.model import AgreementState
-from gateway.store import frame_log, webhooks
+from gateway.store import frame_log, price_acks, webhooks
 from gateway.store.bulk import ID_CHUNK, ids_condition, insert_many
 from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_device_states, han_transitions
 
@@ -312,27 +312,33 @@ async def withdrawable(engine: AsyncEngine, agreement_ids: Sequence[int], now: d
 # ---------------------------------------------------------------------------------- inbound
 
 
-async def mark_delivered(conn: AsyncConnection, reports: dict[int, tuple[datetime, str | None]]) -> list[Any]:
+async def mark_delivered(conn: AsyncConnection, reports: dict[int, tuple[datetime, str | None]],
+                         ack_window: timedelta | None = None) -> list[Any]:
     """Delivery reports (delivery id -> (time, route reference)) in the caller's transaction: the
     deliveries still `queued` or `submitted` become `delivered` (a replayed report finds them
     delivered already and changes nothing). Three statements for the whole batch: read, one
-    executemany, the transitions. Returns the rows that moved (id, request_id, party_id, esi_id,
-    command, se_id, state)."""
+    executemany, the transitions (a fourth, the requests' commands, when a fan-out's price asking
+    for acknowledgement is among them). A price or block period that asks its devices to
+    acknowledge awaits them until `ack_window` after its delivery (`ack_due_at`; None: not
+    awaited). Returns the rows that moved (id, request_id, party_id, esi_id, command, se_id, state)."""
     rows: list[Any] = []
     ids = list(reports)
     for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
         rows.extend((await conn.execute(sa.select(
-            _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.command, _D.se_id, _D.state).where(
+            _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.command, _D.se_id, _D.state, _D.fields).where(
             _D.id.in_(ids[i:i + 500])))).all())
     moving = [r for r in rows if r.state in (QUEUED, SUBMITTED)]
     if not moving:
         return []
+    awaited = await price_acks.asking(conn, moving) if ack_window is not None else set()
     # The state condition is repeated so that the update, not the read, decides.
     await conn.execute(han_deliveries.update().where(
         _D.id == sa.bindparam("b_id"), sa.or_(_D.state == QUEUED, _D.state == SUBMITTED)).values(
         state=DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
-        reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), _D.reference)),
-        [{"b_id": r.id, "b_at": reports[r.id][0], "b_reference": (reports[r.id][1] or "")[:MAX_REFERENCE] or None}
+        reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), _D.reference),
+        ack_due_at=sa.bindparam("b_ack_due", type_=_D.ack_due_at.type)),
+        [{"b_id": r.id, "b_at": reports[r.id][0], "b_reference": (reports[r.id][1] or "")[:MAX_REFERENCE] or None,
+          "b_ack_due": reports[r.id][0] + ack_window if ack_window is not None and r.id in awaited else None}
          for r in moving])
     await record_transitions(conn, [Transition(r.id, r.request_id, r.party_id, r.esi_id, None, DELIVERED,
                                                reports[r.id][0]) for r in moving])

@@ -276,6 +276,9 @@ han_deliveries = sa.Table(
     # The one device the item is for (a device write, 16 hex digits); NULL: the premise's capable
     # devices (migration 0014).
     sa.Column("target_eui64", sa.String(16), nullable=True),
+    # A price or block period that asked its devices to acknowledge, delivered to the meter: by
+    # when they must have (NULL: nothing awaited, or already decided; migration 0015).
+    sa.Column("ack_due_at", UtcDateTime, nullable=True),
     sa.UniqueConstraint("request_id", "esi_id", "se_id", name="uq_han_deliveries_request_esi_se"),
     sa.Index("ix_han_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_han_deliveries_esi_se", "esi_id", "se_id"),
@@ -284,6 +287,11 @@ han_deliveries = sa.Table(
     sa.Index("ix_han_deliveries_target_eui64", "target_eui64",
              sqlite_where=sa.text("target_eui64 IS NOT NULL"),
              postgresql_where=sa.text("target_eui64 IS NOT NULL")),
+    # Deliveries awaiting their devices' acknowledgements only (migration 0015): the once-a-second
+    # sweep finds those past their time without reading the delivered rows of every fan-out.
+    sa.Index("ix_han_deliveries_ack_due_at", "ack_due_at",
+             sqlite_where=sa.text("ack_due_at IS NOT NULL"),
+             postgresql_where=sa.text("ack_due_at IS NOT NULL")),
 )
 
 han_device_states = sa.Table(
