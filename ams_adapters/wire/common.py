@@ -28,8 +28,9 @@ class WireError(ValueError):
 class HeadEndRequestKind(enum.StrEnum):
     """What a head-end is asked to do: a HAN operation (ams_adapters.contract.OperationKind, which
     is also the gateway's request kind), a HAN provisioning operation (contract.ProvisioningKind)
-    or the HAN inventory query (ams_adapters/inventory.py). Their union, spelled out here because the wire layer is pure (it imports only zigbee_se, so the
-    emulators can share it); tests/test_names.py holds the three to the same values."""
+    or the HAN inventory query (ams_adapters/inventory.py). Their union, spelled out here because
+    the wire layer is pure (it imports only zigbee_se, so the emulators can share it);
+    tests/test_names.py holds them to the same values."""
 
     TEXT = "text"
     PRICE = "price"
