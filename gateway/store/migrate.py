@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -39,11 +40,15 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     def _upgrade(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), revision)
 
+    def _repair_and_upgrade(connection: Connection) -> None:
+        sqlite_upgrade.repair_interrupted_upgrade(connection, revisions(), _sqlite_schema_at)
+        _upgrade(connection)
+
     def _upgrade_sqlite(connection: Connection) -> None:
         # Every start migrates: when there is nothing to do, skip the transaction and the
         # foreign key scans (a full pass over every table with references).
         if _current(connection) != _target(revision):
-            sqlite_upgrade.upgrade_atomically(connection, _upgrade)
+            sqlite_upgrade.upgrade_atomically(connection, _repair_and_upgrade)
 
     if engine.dialect.name == "sqlite":
         async with engine.connect() as conn:
@@ -52,6 +57,17 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         return
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+def _sqlite_schema_at(revision: str) -> sqlite_upgrade.SchemaNames:
+    """The schema names of a new SQLite database migrated to `revision` (in memory)."""
+    reference = sa.create_engine("sqlite://")
+    try:
+        with reference.begin() as connection:
+            command.upgrade(alembic_config(connection), revision)
+            return sqlite_upgrade.schema_names(connection)
+    finally:
+        reference.dispose()
 
 
 def _current(connection: Connection) -> str | None:

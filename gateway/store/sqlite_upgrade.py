@@ -1,5 +1,5 @@
 """Migrations on SQLite: one real transaction, foreign keys off while tables are rebuilt, checked
-before the commit.
+before the commit; and the repair of what upgrades before this module left behind.
 
 Why foreign keys off: for most ALTERs Alembic rebuilds a SQLite table (batch mode: copy it into
 `_alembic_tmp_<table>`, DROP the table, rename the copy). Every store connection runs with
@@ -23,12 +23,22 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
+
+BATCH_COPY_PREFIX = "_alembic_tmp_"
+
+# Revisions whose upgrade only changes the schema (no INSERT/UPDATE/DELETE). An upgrade by the
+# runner before this module that started just below one of them and failed later (migration 0013
+# with device answers stored) kept that revision's changes committed but not its stamp.
+SCHEMA_ONLY_REVISIONS = frozenset({"0006", "0007", "0008", "0009", "0010", "0011"})
+
+SchemaNames = frozenset[tuple[str, ...]]
+
 
 class ForeignKeyCheckFailed(RuntimeError):
     """The upgrade would leave rows pointing at rows that do not exist; it was rolled back."""
@@ -75,3 +85,50 @@ def upgrade_atomically(connection: Connection, run: Callable[[Connection], None]
         connection.exec_driver_sql("COMMIT")
     finally:
         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def schema_names(connection: Connection) -> SchemaNames:
+    """The names in the database's schema: tables, indexes and columns (batch copies left out).
+
+    Names, not the CREATE statements: those depend on the SQLAlchemy version that emitted them."""
+    names: set[tuple[str, ...]] = set()
+    rows = connection.exec_driver_sql(
+        "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index') "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'").all()
+    for kind, name, table in rows:
+        if table.startswith(BATCH_COPY_PREFIX):
+            continue
+        names.add((kind, table, name))
+        if kind == "table":
+            for column in connection.exec_driver_sql(f'PRAGMA table_info("{name}")').all():
+                names.add(("column", name, column[1]))
+    return frozenset(names)
+
+
+def repair_interrupted_upgrade(connection: Connection, revisions: Sequence[str],
+                               schema_at: Callable[[str], SchemaNames]) -> None:
+    """Undo what a failed upgrade by the runner before this module left behind (inside the
+    upgrade's transaction, before Alembic looks at the database):
+
+    - batch mode's copy tables (`_alembic_tmp_<table>`): a copy made by a failed rebuild, the
+      table itself still holds every row; Alembic would fail creating the copy again;
+    - a schema-only revision applied but not stamped: stamped when the database's schema is
+      exactly that revision's (`schema_at(revision)`), so Alembic goes on from there."""
+    copies = connection.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\'",
+        (BATCH_COPY_PREFIX.replace("_", "\\_") + "%",)).scalars().all()
+    for name in copies:
+        log.warning("dropping %s, left by an upgrade that failed (the table it copies is intact)", name)
+        connection.exec_driver_sql(f'DROP TABLE "{name}"')
+    has_version = connection.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").first()
+    if has_version is None:
+        return
+    stamped = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    if stamped not in revisions or stamped == revisions[-1]:
+        return
+    following = revisions[revisions.index(stamped) + 1]
+    if following in SCHEMA_ONLY_REVISIONS and schema_names(connection) == schema_at(following):
+        log.warning("the database is stamped %s but has revision %s's schema (an upgrade that failed "
+                    "kept it): stamping %s", stamped, following, following)
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = ?", (following,))

@@ -1,8 +1,10 @@
 """Upgrades on SQLite (gateway/store/sqlite_upgrade.py): all or nothing, foreign keys off while
-tables are rebuilt but no reference broken by the upgrade."""
+tables are rebuilt but no reference broken by the upgrade, and the databases that the runner
+before migration 0013's fix left behind (a failed upgrade kept part of a revision) finished."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from sqlalchemy.engine import Connection
 from gateway.store import migrate, sqlite_upgrade
 from gateway.store.schema import metadata
 from gateway.store.store import make_engine
-from tests.gateway.migration_rows import broken_references, fill_every_table, snapshot
+from tests.gateway.migration_rows import broken_references, fill_every_table, kept, snapshot, upgrade_as_released
 
 REVISIONS = migrate.revisions()
 
@@ -94,6 +96,45 @@ async def test_rows_that_pointed_nowhere_before_do_not_stop_the_upgrade(tmp_path
             assert await conn.run_sync(broken_references) == [
                 "han_device_states.delivery_id=3 -> han_deliveries",
                 "PRAGMA foreign_key_check: ('han_device_states', 3, 'han_deliveries', 0)"]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("start", [r for r in REVISIONS if "0005" <= r < REVISIONS[-1]])
+async def test_a_database_the_failed_0013_upgrade_left_behind_is_finished(
+        tmp_path: Path, start: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The upgrade as released fails on 0013's rebuild once device answers exist, leaving the
+    first revision it applied half done (from 0012: batch mode's copy table; from 0005-0010 the
+    next revision's schema without its stamp). The fixed upgrade finishes it with every row."""
+    engine = make_engine(_url(tmp_path))
+    try:
+        await migrate.upgrade(engine, start)
+        async with engine.begin() as conn:
+            await conn.run_sync(fill_every_table)
+            before = await conn.run_sync(snapshot)
+        with pytest.raises(sa.exc.IntegrityError, match="FOREIGN KEY constraint failed"):
+            await upgrade_as_released(engine, "head")
+        assert await migrate.current_revision(engine) == start
+        with caplog.at_level(logging.WARNING, logger="gateway.store.sqlite_upgrade"):
+            await migrate.upgrade(engine)
+        assert await migrate.current_revision(engine) == REVISIONS[-1]
+        said = " | ".join(r.getMessage() for r in caplog.records if r.name == "gateway.store.sqlite_upgrade")
+        if start == "0011":  # 0012 only updates rows: that failed upgrade left nothing behind
+            assert said == ""
+        elif start == "0012":
+            assert said.startswith("dropping _alembic_tmp_han_deliveries")
+        else:
+            assert f"but has revision {REVISIONS[REVISIONS.index(start) + 1]}'s schema" in said
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+            assert await conn.run_sync(broken_references) == []
+            copies = (await conn.execute(sa.text(
+                "SELECT name FROM sqlite_master WHERE name LIKE '\\_alembic\\_tmp\\_%' ESCAPE '\\'"))).all()
+            assert copies == []
+            after = await conn.run_sync(snapshot)
+        for table in before:
+            if table != "idempotency_keys" or start >= "0011":  # 0011 empties it (a cache)
+                assert kept(before, after, table) == before[table], table
     finally:
         await engine.dispose()
 
