@@ -114,15 +114,14 @@ def repair_interrupted_upgrade(connection: Connection, revisions: Sequence[str],
       table itself still holds every row; Alembic would fail creating the copy again;
     - a schema-only revision applied but not stamped: stamped when the database's schema is
       exactly that revision's (`schema_at(revision)`), so Alembic goes on from there."""
-    copies = connection.exec_driver_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '\\'",
-        (BATCH_COPY_PREFIX.replace("_", "\\_") + "%",)).scalars().all()
-    for name in copies:
+    tables = set(connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars())
+    for name in sorted(t for t in tables if t.startswith(BATCH_COPY_PREFIX)):
+        if name.removeprefix(BATCH_COPY_PREFIX) not in tables:  # then the copy may hold the only rows
+            raise RuntimeError(f"{name} exists but {name.removeprefix(BATCH_COPY_PREFIX)} does not: "
+                               "an upgrade stopped inside a table rebuild; restore the backup")
         log.warning("dropping %s, left by an upgrade that failed (the table it copies is intact)", name)
         connection.exec_driver_sql(f'DROP TABLE "{name}"')
-    has_version = connection.exec_driver_sql(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").first()
-    if has_version is None:
+    if "alembic_version" not in tables:  # a new database
         return
     stamped = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     if stamped not in revisions or stamped == revisions[-1]:

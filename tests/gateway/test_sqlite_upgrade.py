@@ -154,3 +154,20 @@ async def test_a_start_with_nothing_to_migrate_does_not_wait_for_the_writer(tmp_
             writer.close()
     finally:
         await engine.dispose()
+
+
+async def test_a_copy_table_without_its_table_stops_the_upgrade(tmp_path: Path) -> None:
+    """A `_alembic_tmp_` copy whose table is gone may hold the only rows: not dropped, not guessed."""
+    engine = make_engine(_url(tmp_path))
+    try:
+        await migrate.upgrade(engine, "0012")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE _alembic_tmp_meter_reads (id INTEGER PRIMARY KEY)"))
+        with pytest.raises(RuntimeError, match="_alembic_tmp_meter_reads exists but meter_reads does not"):
+            await migrate.upgrade(engine)
+        assert await migrate.current_revision(engine) == "0012"
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.text(
+                "SELECT count(*) FROM sqlite_master WHERE name = '_alembic_tmp_meter_reads'"))).scalar() == 1
+    finally:
+        await engine.dispose()
