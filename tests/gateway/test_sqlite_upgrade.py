@@ -100,7 +100,8 @@ async def test_rows_that_pointed_nowhere_before_do_not_stop_the_upgrade(tmp_path
         await engine.dispose()
 
 
-@pytest.mark.parametrize("start", [r for r in REVISIONS if "0005" <= r < REVISIONS[-1]])
+# Device answers (han_device_states) exist from 0005; 0013 is the revision that failed.
+@pytest.mark.parametrize("start", [r for r in REVISIONS if "0005" <= r < "0013"])
 async def test_a_database_the_failed_0013_upgrade_left_behind_is_finished(
         tmp_path: Path, start: str, caplog: pytest.LogCaptureFixture) -> None:
     """The upgrade as released fails on 0013's rebuild once device answers exist, leaving the
