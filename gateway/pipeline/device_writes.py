@@ -125,7 +125,7 @@ class DeviceWrites:
         command = write_command(values, now, ends)
         body = json.dumps({"kind": RequestKind.SET_ENROLLMENT_GROUP.value, "esi_id": esi_id, "eui64": eui64,
                            **dict(values)})
-        async with self.store.engine.begin() as conn:
+        async with self.store.transaction() as conn:
             # The write's id: its ZCL sequence number is se_id mod 256, what its answer carries.
             se_id = await delivery_queue.allocate_se_id(conn)
             request_id = await stored.insert_request(

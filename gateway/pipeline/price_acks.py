@@ -62,7 +62,7 @@ async def end_overdue(store: Store, now: datetime, limit: int, minutes: int) -> 
         rows = await price_acks.overdue(conn, now, limit)
     if not rows:
         return 0
-    async with store.engine.begin() as conn:
+    async with store.transaction() as conn:
         taken = await price_acks.claim(conn, [r.id for r in rows])
         # Only a delivery still at its meter is decided (one cancelled meanwhile keeps its state).
         mine = [r for r in rows if r.id in taken and r.state == DELIVERED]
