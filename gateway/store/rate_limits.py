@@ -19,8 +19,6 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.store.unit_of_work import raw_begin
-
 # Seconds since the epoch by the database's clock, stable within the statement.
 _NOW = {
     "postgresql": "extract(epoch FROM now())::float8",
@@ -55,13 +53,19 @@ def _statement(dialect: str) -> sa.TextClause:
 
 
 async def take(engine: AsyncEngine, party_id: int, rate_per_second: float, burst: int) -> Taken:
-    """Spend one request of `party_id`'s shared bucket if there is one; in its own transaction
+    """Spend one request of `party_id`'s shared bucket if there is one; in a transaction of its own
     (never an API request's unit of work: a refused request must still count)."""
     interval = 1.0 / rate_per_second
     # A millionth of a request of slack, so that float rounding never refuses the burst's last one.
+    params = {"party_id": party_id, "interval": interval, "capacity": (burst + 1e-6) * interval}
     statement = _statement(engine.dialect.name)
-    async with raw_begin(engine) as conn:
-        row = (await conn.execute(statement, {
-            "party_id": party_id, "interval": interval, "capacity": (burst + 1e-6) * interval})).one()
+    if engine.dialect.name == "postgresql":
+        # One statement, its own transaction: autocommit saves the BEGIN and COMMIT round trips.
+        async with AsyncEngine.connect(engine) as pooled:
+            conn = await pooled.execution_options(isolation_level="AUTOCOMMIT")
+            row = (await conn.execute(statement, params)).one()
+    else:
+        async with engine.begin() as conn:  # SQLite: behind the one writer
+            row = (await conn.execute(statement, params)).one()
     return Taken(bool(row.allowed), max(0.0, float(row.ahead)))
 
