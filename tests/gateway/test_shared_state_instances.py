@@ -94,9 +94,9 @@ async def _set_up(pair: Pair) -> None:
                             headers={**pair.op(), "Content-Type": "text/csv"})
         assert r.status_code == 200, r.text
         for name, duns in (("Alpha", "100000001"), ("Beta", "100000002"), ("Limited", "100000003"),
-                           ("Counted", "100000004"), ("Idem", "100000005")):
+                           ("Counted", "100000004"), ("Idem", "100000005"), ("Ids", "100000006")):
             _id, pair.parties[name] = await new_party(http, pair.op_token, name, duns)
-        for party in ("Alpha", "Beta", "Idem"):
+        for party in ("Alpha", "Beta", "Idem", "Ids"):
             by_customer: dict[str, list[tuple[str, str]]] = {}
             for esi, meter, email in SHARED:
                 by_customer.setdefault(email, []).append((esi, meter))
@@ -124,8 +124,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 @pytest.fixture
 async def clients(pair: Pair) -> Any:
-    async with httpx.AsyncClient(base_url=pair.a.base_url, timeout=30) as ca, \
-            httpx.AsyncClient(base_url=pair.b.base_url, timeout=30) as cb:
+    # A few connections per instance: the shared PostgreSQL server's connections are a shared budget.
+    limits = httpx.Limits(max_connections=8)
+    async with httpx.AsyncClient(base_url=pair.a.base_url, timeout=30, limits=limits) as ca, \
+            httpx.AsyncClient(base_url=pair.b.base_url, timeout=30, limits=limits) as cb:
         yield ca, cb
 
 
@@ -266,3 +268,32 @@ async def test_two_providers_on_two_instances_never_both_get_a_premise(pair: Pai
             beta_has = any(e == esi and code == 202 for e, code in singles)
             # Exactly one provider's event is scheduled on the premise.
             assert (esi in alpha_has) != beta_has, (window, esi, alpha_has, singles, state["excluded"])
+
+
+# ---------------------------------------------------------------------------------------------- SE ids
+
+async def test_se_ids_are_unique_and_increase_in_commit_order_across_instances(pair: Pair, clients: Any) -> None:
+    """One counter row, incremented under its row lock by the transaction that commits the request:
+    requests accepted concurrently on both instances never share an id (each id also names its
+    deliveries), and a request accepted after another one's 202 carries a larger id, whichever
+    instance took either."""
+    ca, cb = clients
+    beta = pair.auth("Ids")
+    bodies = [{"kind": "text", "esi_ids": [(ONCOR, ONCOR_2)[i % 2]], "text": f"id {i}"} for i in range(12)]
+    answers = await asyncio.gather(*((ca, cb)[i % 2].post("/v1/han-requests", headers=beta, json=body)
+                                     for i, body in enumerate(bodies)))
+    assert [r.status_code for r in answers] == [202] * len(bodies), [r.text for r in answers]
+    ids = [r.json()["se_id"] for r in answers]
+    assert len(set(ids)) == len(ids), ids
+    for r in answers[:2]:
+        items = (await ca.get(f"/v1/han-requests/{r.json()['id']}/deliveries", headers=beta)).json()["items"]
+        assert [i["se_id"] for i in items] == [r.json()["se_id"]]
+    # One after the other, alternately on each instance: increasing.
+    sequential = []
+    for i in range(6):
+        r = await (cb, ca)[i % 2].post("/v1/han-requests", headers=beta,
+                                       json={"kind": "text", "esi_ids": [ONCOR], "text": f"next {i}"})
+        assert r.status_code == 202, r.text
+        sequential.append(r.json()["se_id"])
+    assert sequential == sorted(sequential) and len(set(sequential)) == len(sequential), sequential
+    assert min(sequential) > max(ids)
