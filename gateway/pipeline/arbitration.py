@@ -25,6 +25,12 @@ from gateway.store.unit_of_work import Connection
 from zigbee_se import utc_from_datetime
 
 
+async def lock_premises(tx: Connection, esi_ids: Sequence[str]) -> None:
+    """Hold `esi_ids`' arbitration locks to the end of `tx` (taken again by `arbitrate`: a no-op).
+    Lock order: premises' stripes, then the SE id counter row; never the other way round."""
+    await advisory_locks.lock_premises(tx, esi_ids)
+
+
 async def arbitrate(tx: Connection, party_id: int, body: LoadControlRequest,  # noqa: PLR0917
                     command: Command, esi_ids: Sequence[str],
                     policy: OverlapPolicy) -> tuple[Command, list[dict[str, Any]]]:
