@@ -34,7 +34,7 @@ from gateway.api.observability import Metrics, MetricsMiddleware
 from gateway.api.observability import router as ops_router
 from gateway.api.policy import PolicyRoute
 from gateway.api.problems import install_handlers, set_problem_docs_url
-from gateway.api.ratelimit import TokenBuckets
+from gateway.api.ratelimit import make_buckets
 from gateway.clock import Clock, SystemClock
 from gateway.config import GatewayConfig
 from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
@@ -112,8 +112,8 @@ def create_app(
         svc = Services(
             config=config, store=the_store, mailer=mailer, clock=clock, templates=templates,
             agreements=AgreementService(the_store, mailer, config, templates, clock),
-            rate_limits=TokenBuckets(config.rate_limit.requests_per_second,
-                                     config.rate_limit.burst))
+            rate_limits=make_buckets(the_store, config.rate_limit.requests_per_second,
+                                     config.rate_limit.burst, config.rate_limit.shared))
         app.state.services = svc
         timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers else None
         # The request pipeline: the delivery queue's dispatcher (with the routes given, or none: requests

@@ -97,6 +97,9 @@ class RateLimitConfig(_Section):
     # Token bucket per third party: sustained rate and burst size.
     requests_per_second: float = Field(default=20.0, gt=0)
     burst: int = Field(default=40, ge=1)
+    # Where the buckets live: None (default) — in the database on PostgreSQL (every instance spends
+    # from one bucket per party), in this process on SQLite; true/false force one or the other.
+    shared: bool | None = None
 
 
 class LogConfig(_Section):

@@ -12,7 +12,7 @@ from jinja2 import Environment
 from gateway.agreements import AgreementService
 from gateway.api.params import CURSOR_DOC, CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from gateway.api.problems import Unauthorized
-from gateway.api.ratelimit import TokenBuckets
+from gateway.api.ratelimit import Buckets
 from gateway.clock import Clock
 from gateway.config import GatewayConfig
 from gateway.domain.model import Role
@@ -30,7 +30,7 @@ class Services:
     clock: Clock
     templates: Environment
     agreements: AgreementService
-    rate_limits: TokenBuckets
+    rate_limits: Buckets
 
 
 async def services(request: Request) -> Services:

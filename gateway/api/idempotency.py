@@ -6,9 +6,13 @@ credential, still valid, for the same operation and the same request (path, quer
 
 - **Crash-safe.** The handler runs in a unit of work (gateway/store/unit_of_work.py): its writes and
   the stored answer commit together. Killed before the commit, nothing happened and the retry acts
-  once; killed after it, the retry finds the answer and replays it. A concurrent request with the
-  same key waits (in process, on a lock; across instances, on the key's unique row) and then gets
-  the stored answer: the action is never carried out twice.
+  once; killed after it, the retry finds the answer and replays it.
+- **Reserved first, on every instance.** A concurrent request with the same key waits — in this
+  process on a lock, across gateway instances on one PostgreSQL on the key's advisory lock, which
+  the unit of work takes before the handler runs (gateway/store/idempotency.py `reserve`) — and then
+  replays the stored answer: the handler runs once, so effects outside the unit's transaction (a
+  mail sent after the commit, a text written by the group committer) happen once too. If the first
+  request failed (4xx, or it died), the waiting one runs as if it were first.
 - **Sealed at rest.** The stored answer (a `201` may carry a new API token or a webhook secret) is
   encrypted with AES-GCM under a key derived (HKDF-SHA256) from the caller's bearer token and the
   Idempotency-Key, neither of which is stored; the key column holds a SHA-256 of the key, and the
@@ -88,8 +92,9 @@ def make_guard(*, token: str, key: str, credential_id: int | None, operation: st
     return Guard(f"credential:{credential_id}", hashlib.sha256(key.encode()).hexdigest(), operation, mac, aead_key)
 
 
-# In-process waiting of concurrent requests with one key: (lock, users). Across instances the
-# key's primary key does the same (the second insert waits for the first commit, then fails).
+# In-process waiting of concurrent requests with one key: (lock, users), so that they do not each
+# hold a pooled connection while they wait. Across instances the key's advisory lock does the same
+# (`reserve`); the key's primary key stays the last guard (a unique violation replays the answer).
 _locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
 
 
@@ -107,6 +112,9 @@ async def run_idempotent(request: Request, guard: Guard, engine: UnitOfWorkEngin
                 return _replay(guard, found)
             try:
                 async with engine.unit_of_work() as conn:
+                    found = await stored_answers.reserve(conn, guard.scope, guard.key_hash)
+                    if found is not None:  # another instance acted while this one waited
+                        return _replay(guard, found)
                     response = await handler(request)
                     if 200 <= response.status_code < 300:
                         content_type = response.headers.get("content-type", "application/json")

@@ -196,7 +196,7 @@ async def enforce(request: Request, policy: Policy, operation: str,
         return await handler(request)  # the link token is checked by the page itself
     svc = request.app.state.services
     who, token = await _authenticate(request, svc)
-    limit_headers = _rate_limit(who, svc)
+    limit_headers = await _rate_limit(who, svc)
     await _check(request, svc, policy, who)
     _refuse_unknown_query(request, operation, query_names)  # after authorization, like any validation
     request.state.principal = who
@@ -243,11 +243,11 @@ async def _authenticate(request: Request, svc: Any) -> tuple[Principal, str]:
     return found, token
 
 
-def _rate_limit(who: Principal, svc: Any) -> dict[str, str]:
+async def _rate_limit(who: Principal, svc: Any) -> dict[str, str]:
     """Spend one of the party's tokens; the IETF draft's RateLimit-* headers for the answer."""
     if who.role is not Role.THIRD_PARTY or who.party_id is None:
         return {}
-    outcome = svc.rate_limits.take(who.party_id)
+    outcome = await svc.rate_limits.take(who.party_id)
     headers = {"RateLimit-Limit": str(outcome.limit), "RateLimit-Remaining": str(outcome.remaining),
                "RateLimit-Reset": str(outcome.reset_seconds)}
     if outcome.retry_after is not None:

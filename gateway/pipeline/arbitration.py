@@ -5,7 +5,10 @@ overlaps a new one on a premise the gateway decides before anything is sent, by 
 `OverlapPolicy`: refuse the new event (409), move it after the others (queue_after), or supersede
 the others when it is more critical. The events sent into each home are recorded
 (`lce_events`, gateway/store/han_requests.py) in the transaction that accepts the request, so two
-providers' requests accepted at once see each other.
+providers' requests accepted at once see each other: `arbitrate` first takes the premises'
+arbitration locks (PostgreSQL advisory locks, gateway/store/advisory_locks.py), held to the commit,
+so a request or fan-out page — on any gateway instance — reads the events in force only after every
+other transaction arbitrating one of its premises has committed or rolled back.
 """
 
 from __future__ import annotations
@@ -16,9 +19,16 @@ from typing import Any
 from gateway.errors import Conflict, FieldError
 from gateway.pipeline.config import OverlapPolicy
 from gateway.pipeline.requests import Command, LoadControlRequest
+from gateway.store import advisory_locks
 from gateway.store import han_requests as requests_sql
 from gateway.store.unit_of_work import Connection
 from zigbee_se import utc_from_datetime
+
+
+async def lock_premises(tx: Connection, esi_ids: Sequence[str]) -> None:
+    """Hold `esi_ids`' arbitration locks to the end of `tx` (taken again by `arbitrate`: a no-op).
+    Lock order: premises' stripes, then the SE id counter row; never the other way round."""
+    await advisory_locks.lock_premises(tx, esi_ids)
 
 
 async def arbitrate(tx: Connection, party_id: int, body: LoadControlRequest,  # noqa: PLR0917
@@ -26,6 +36,7 @@ async def arbitrate(tx: Connection, party_id: int, body: LoadControlRequest,  # 
                     policy: OverlapPolicy) -> tuple[Command, list[dict[str, Any]]]:
     """Overlapping events of *other* providers for the same device classes on the same premise,
     handled by `policy`. Returns the (possibly moved) command and the conflicts that refuse it."""
+    await advisory_locks.lock_premises(tx, esi_ids)  # again (queue_after) is a no-op: held already
     rows = await requests_sql.overlapping_events(
         tx, esi_ids=esi_ids, other_than_party=party_id, starts_at=command.starts_at,
         ends_at=command.ends_at, device_classes=body.device_classes)

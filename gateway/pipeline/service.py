@@ -16,7 +16,7 @@ from gateway.domain.records import Principal
 from gateway.errors import FieldError, Forbidden, GatewayError, InvalidRequest
 from gateway.pipeline import cancellation, delivery_queue
 from gateway.pipeline.accepted import Accepted
-from gateway.pipeline.arbitration import arbitrate, arbitrate_or_refuse, record_events
+from gateway.pipeline.arbitration import arbitrate, arbitrate_or_refuse, lock_premises, record_events
 from gateway.pipeline.config import OverlapPolicy, PipelineConfig
 from gateway.pipeline.consent import audit_rows, authorize_targets
 from gateway.pipeline.group_commit import NewRequest, committer_for
@@ -173,6 +173,10 @@ class RequestService:
         targets, excluded = screened.targets, screened.excluded
         block_request_id: int | None = None
         async with self.store.transaction() as tx:
+            if kind is RequestKind.LOAD_CONTROL and targets:
+                # The premises' arbitration locks before the SE id counter's row lock: waiting for
+                # a fan-out page on these premises must not hold the counter every text waits for.
+                await lock_premises(tx, [t.esi_id for t in targets])
             se_id = await delivery_queue.allocate_se_id(tx)
             command = with_se_id(command, se_id)
             if kind is RequestKind.LOAD_CONTROL and targets:

@@ -197,6 +197,17 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False, index=True),
 )
 
+rate_limit_buckets = sa.Table(
+    "rate_limit_buckets",
+    metadata,
+    # Each third party's request bucket shared by every gateway instance on one PostgreSQL (migration
+    # 0016; gateway/store/rate_limits.py): GCRA's theoretical arrival time, in seconds since the epoch
+    # by the database's clock, updated by one atomic upsert per request.
+    sa.Column("party_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tat", sa.Float(precision=53), nullable=False),
+    sa.Column("allowed", sa.Boolean, nullable=False),  # whether the last request was let through
+)
+
 mail_outbox = sa.Table(
     "mail_outbox",
     metadata,

@@ -13,9 +13,10 @@ SE_ID_START = 0x10000
 
 async def allocate_se_id(conn: AsyncConnection, name: str = "se_id") -> int:
     """The next id of the counter, in the caller's transaction. One atomic UPDATE … RETURNING:
-    concurrent requests never read the same value (PostgreSQL locks the row, SQLite has one
-    writer); being the transaction's first statement, it also serializes the arbitration reads
-    that follow."""
+    concurrent requests never read the same value (PostgreSQL locks the row to the commit, SQLite has
+    one writer), so ids increase in commit order. Load-control arbitration does not rely on it: it
+    takes its premises' advisory locks first (gateway/store/advisory_locks.py), which a fan-out
+    page, allocating no id, takes too."""
     result = await conn.execute(se_id_counters.update().where(se_id_counters.c.name == name).values(
         value=se_id_counters.c.value + 1).returning(se_id_counters.c.value))
     value = result.scalar()

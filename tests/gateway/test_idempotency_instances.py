@@ -1,11 +1,13 @@
 """Two gateway instances on one database, one Idempotency-Key: the instance that commits second
 rolls its action back and replays the first one's answer.
 
-In one process concurrent requests with a key wait on a lock; across instances only the key's
-unique row orders them. Here the other instance is a second store on the same database (its own
-engine and pool, as a second `hangw serve` has), committing the same key while this instance's
-handler runs: the unit of work's insert of the key then breaks the unique constraint, which the
-store raises as `ConstraintViolation`, and `run_idempotent` answers with the stored answer."""
+In one process concurrent requests with a key wait on a lock; across instances the key is reserved
+first (an advisory lock on PostgreSQL, tests/gateway/test_shared_state_instances.py shows it with two
+`hangw serve` processes), and the key's unique row stays the last guard. Here the other instance is
+a second store on the same database (its own engine and pool), committing the same key without the
+reservation while this instance's handler runs: the unit of work's insert of the key then breaks
+the unique constraint, which the store raises as `ConstraintViolation`, and `run_idempotent`
+answers with the stored answer."""
 
 from __future__ import annotations
 
