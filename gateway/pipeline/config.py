@@ -163,6 +163,10 @@ class RadioRouteConfig(BaseModel):
     backup_file: Path | None = None
     # zigpy's own network state (device descriptors); empty: radio/zigpy.db in the data directory.
     zigpy_database: Path | None = None
+    # On PostgreSQL, instances configured for the same premise's radio take turns: one owns the
+    # coordinator, the others check this often whether the owner is gone (and take over), and the
+    # owner checks this often that it still owns it (docs/operator.md, "Radio ownership").
+    takeover_interval_seconds: float = Field(default=1.0, ge=0.1, le=60)
 
     @field_validator("esi_ids")
     @classmethod

@@ -278,6 +278,19 @@ async def reschedule(engine: AsyncEngine, delays: Sequence[tuple[int, float]], n
                                          "b_reason": reason[:300], "b_now": now} for delivery_id, delay in delays])
 
 
+async def make_due(engine: AsyncEngine, esi_ids: Sequence[str], now: datetime) -> int:
+    """The queued deliveries of these premises are due now (a route that reaches them came back,
+    e.g. a radio's new owner after a failover): the backoff their retries built up while nobody
+    could send them is dropped, the attempts already counted stay. Returns how many."""
+    if not esi_ids:
+        return 0
+    async with engine.begin() as conn:
+        result = await conn.execute(han_deliveries.update().where(
+            _D.esi_id.in_(list(esi_ids)), _D.state == QUEUED, _D.next_attempt_at > now).values(
+            next_attempt_at=now, updated_at=now))
+    return int(result.rowcount or 0)
+
+
 # Sent texts and load-control events of an ended agreement: what its withdrawal cancels at the premises.
 WITHDRAWN_COMMANDS = ("display_message", "load_control_event")
 
