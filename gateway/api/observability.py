@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -46,8 +46,11 @@ class Metrics:
         """Routes with one physical owner (gateway/pipeline/single_owner.py) report their role."""
         for route in routes:
             if getattr(route, "role", None) is not None:
-                self.route_owner.labels(route.capabilities.name).set_function(
-                    lambda r=route: 1.0 if r.role == "owner" else 0.0)
+                self.route_owner.labels(route.capabilities.name).set_function(_owner_gauge(route))
+
+
+def _owner_gauge(route: Any) -> Callable[[], float]:
+    return lambda: 1.0 if route.role == "owner" else 0.0
 
 
 class MetricsMiddleware:

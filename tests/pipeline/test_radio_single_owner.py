@@ -71,13 +71,13 @@ async def test_an_owner_lock_has_one_holder_and_passes_on_when_its_session_dies(
         await store.close()
 
 
-def _write_config(path: Path, data: Path, port: int, pg_url: str, device: str, zigpy_db: Path, key: str) -> Path:
+def _write_config(path: Path, data: Path, port: int, *, database: str, device: str, zigpy_db: Path, key: str) -> Path:
     path.write_text(f"""data_dir = "{data}"
 [server]
 port = {port}
 public_url = "http://127.0.0.1:{port}"
 [storage]
-url = "{pg_url}"
+url = "{database}"
 [security]
 device_key_secret = "{key}"
 [pipeline]
@@ -130,7 +130,7 @@ async def _processes() -> AsyncIterator[list[subprocess.Popen[bytes]]]:
 async def test_one_instance_drives_the_radio_and_the_other_takes_over_after_kill_9(
         pg_url: str, tmp_path: Path) -> None:  # noqa: F811
     emulator = NcpEmulator(load_profile("emberznet-7.4-mg24"))
-    host, port = await emulator.serve_tcp()
+    await emulator.serve_tcp()
     device = display(EUI, CODE)
     # Both instances reach the same coordinator and share zigpy's device descriptors (one host);
     # everything else they share is in PostgreSQL.
@@ -144,8 +144,10 @@ async def test_one_instance_drives_the_radio_and_the_other_takes_over_after_kill
     zigpy_db = tmp_path / "zigpy.db"
     a_port, b_port = _port(), _port()
     a_base, b_base = f"http://127.0.0.1:{a_port}", f"http://127.0.0.1:{b_port}"
-    a_cfg = _write_config(tmp_path / "a.toml", tmp_path / "a", a_port, pg_url, emulator.path, zigpy_db, key)
-    b_cfg = _write_config(tmp_path / "b.toml", tmp_path / "b", b_port, pg_url, emulator.path, zigpy_db, key)
+    a_cfg = _write_config(tmp_path / "a.toml", tmp_path / "a", a_port, database=pg_url, device=emulator.path,
+                           zigpy_db=zigpy_db, key=key)
+    b_cfg = _write_config(tmp_path / "b.toml", tmp_path / "b", b_port, database=pg_url, device=emulator.path,
+                           zigpy_db=zigpy_db, key=key)
     op = {"Authorization": f"Bearer {op_token}"}
     with open(tmp_path / "gateways.log", "wb") as log:
         async with _processes() as procs, httpx.AsyncClient(timeout=20) as http:
