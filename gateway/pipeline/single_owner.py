@@ -48,17 +48,16 @@ class SingleOwnerRoute:
     """Route (ams_adapters/contract.py) around a route only one instance may drive.
 
     `factory` builds a fresh route each time this instance becomes the owner (a radio route cannot
-    be started again once closed); `on_owner` runs after it started (the dispatcher's hint that
-    the premises' queued items can go now)."""
+    be started again once closed); the `on_owner` hooks run after it started (the dispatcher
+    registers its own: the premises' items go to the new owner now)."""
 
     def __init__(self, factory: Callable[[], Route], lock: OwnerLock, esi_ids: Sequence[str], *,
-                 check_interval_s: float = 1.0,
-                 on_owner: Callable[[], Awaitable[None]] | None = None) -> None:
+                 check_interval_s: float = 1.0) -> None:
         self._factory = factory
         self.lock = lock
         self.esi_ids = tuple(esi_ids)
         self.check_interval_s = check_interval_s
-        self._on_owner = on_owner
+        self.on_owner: list[Callable[[], Awaitable[None]]] = []
         self._route: Route | None = None
         self._template: Route | None = None  # built, never started: what it answers unopened
         self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
@@ -83,7 +82,13 @@ class SingleOwnerRoute:
     async def start(self) -> None:
         """Own the route now if no other instance does (a failure to start it then stops this
         start, as an unowned route's would); else stand by. Either way keep watching."""
-        if await self.lock.try_acquire():
+        try:
+            owner = await self.lock.try_acquire()
+        except Exception:  # the database did not answer in time: stand by, the watch tries again
+            log.warning("radio for %s: owner lock not reachable, standing by", ", ".join(self.esi_ids),
+                        exc_info=True)
+            owner = False
+        if owner:
             try:
                 await self._become_owner()
             except BaseException:
@@ -108,11 +113,11 @@ class SingleOwnerRoute:
         self._pump = asyncio.get_running_loop().create_task(self._forward(route))
         self.takeovers += 1
         log.info("radio for %s: this instance owns it now", ", ".join(self.esi_ids))
-        if self._on_owner is not None:
+        for hook in self.on_owner:
             try:
-                await self._on_owner()
-            except Exception:  # only a hint: the items go at their next attempt anyway
-                log.exception("radio for %s: queued deliveries could not be made due", ", ".join(self.esi_ids))
+                await hook()
+            except Exception:  # the items still go at their next attempt
+                log.exception("radio for %s: handing over the waiting items failed", ", ".join(self.esi_ids))
 
     async def _stand_down(self) -> None:
         route, self._route = self._route, None

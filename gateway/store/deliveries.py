@@ -238,6 +238,18 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int) -> list[DueDe
     return rows
 
 
+async def read_in_flight(engine: AsyncEngine, esi_ids: Sequence[str], limit: int) -> list[DueDelivery]:
+    """Up to `limit` deliveries of these premises that were handed to a route and have no outcome
+    stored (`submitted`), read as `read_due` reads due ones (in_force 1: they are not sent again by
+    this, only asked about)."""
+    if not esi_ids:
+        return []
+    async with engine.connect() as conn:
+        return list(map(DueDelivery._make, (await conn.execute(sa.select(
+            *_DUE_COLUMNS, sa.literal(1).label("in_force")).where(
+            _D.esi_id.in_(list(esi_ids)), _D.state == SUBMITTED).order_by(_D.id).limit(limit))).all()))
+
+
 async def read_expired(engine: AsyncEngine, now: datetime, limit: int) -> list[Any]:
     """Up to `limit` queued deliveries whose end time has passed (id, request_id, party_id, esi_id)."""
     async with engine.connect() as conn:

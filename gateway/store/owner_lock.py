@@ -11,7 +11,7 @@ The connection is not taken from the store's pool: a pooled connection handed ba
 lock, and the pool may recycle it. The owner asks `still_held()` every few seconds; when its
 session is gone (network cut, database restarted, `pg_terminate_backend`) it must stop driving the
 device before PostgreSQL can give the lock to another instance. The session asks the server to
-probe an idle client with TCP keepalives (SERVER_KEEPALIVE_S below), so a partitioned owner's
+probe an idle client with TCP keepalives (server_keepalive below), so a partitioned owner's
 session ends — and the lock passes on — only after the owner's own check has already failed.
 """
 
@@ -20,16 +20,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-# The server notices a vanished client after idle + interval × count seconds (5 + 2 × 3 = 11 s),
-# well after the owner's own check (at most `check_timeout_s` past its last good probe) fails.
-SERVER_KEEPALIVE: Final = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
-                           "tcp_keepalives_count": "3"}
+# The server notices a vanished client after idle + interval × count seconds of silence. The
+# owner's own check fails at most two check timeouts after its last good probe (one interval, then
+# a probe that times out), so the idle time starts past that: the owner stops first.
+KEEPALIVE_INTERVAL_S: Final = 2
+KEEPALIVE_COUNT: Final = 3
+
+
+def server_keepalive(check_timeout_s: float) -> dict[str, str]:
+    """The session's TCP keepalive settings (PostgreSQL GUCs, settable per session)."""
+    idle = math.ceil(2 * check_timeout_s) + 5
+    return {"tcp_keepalives_idle": str(idle), "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL_S),
+            "tcp_keepalives_count": str(KEEPALIVE_COUNT)}
 
 
 def lock_key(name: str) -> int:
@@ -50,7 +59,8 @@ class OwnerLock:
         # operator sees the owner in pg_stat_activity (and the key in pg_locks).
         self._engine = create_async_engine(
             engine.url, poolclass=NullPool,
-            connect_args={"server_settings": {**SERVER_KEEPALIVE, "application_name": f"hangw owner {name}"[:63]}})
+            connect_args={"server_settings": {**server_keepalive(check_timeout_s),
+                                              "application_name": f"hangw owner {name}"[:63]}})
         self._conn: AsyncConnection | None = None
 
     @property

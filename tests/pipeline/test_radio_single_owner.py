@@ -40,7 +40,8 @@ from tests.radio.devices import display
 EUI = "00:0d:6f:00:0a:90:69:e7"
 EUI_API = EUI.replace(":", "").upper()
 CODE = "83FED3407A939723A5C639B26916D505C3B5"
-TAKEOVER_BOUND_S = 15.0  # kill -9 → the standby drives the coordinator (interval 0.5 s + bellows start)
+# kill -9 → a standby drives the coordinator: interval 0.5 s + bellows' start (2–12 s measured at load 7–15)
+TAKEOVER_BOUND_S = 30.0
 
 
 async def test_an_owner_lock_has_one_holder_and_passes_on_when_its_session_dies(pg_url: str) -> None:  # noqa: F811
@@ -188,20 +189,22 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
                     assert r.status_code == 202, r.text
                     return str(r.json()["id"])
 
-                async def states(ids: dict[str, str]) -> dict[str, str]:
+                async def items(ids: dict[str, str]) -> dict[str, dict[str, Any]]:
                     out = {}
                     for body, rid in ids.items():
                         d = await http.get(f"{base}/v1/han-requests/{rid}/deliveries", headers=me)
-                        [item] = d.json()["items"]
-                        out[body] = item["state"]
+                        [out[body]] = d.json()["items"]
                     return out
+
+                async def states(ids: dict[str, str]) -> dict[str, str]:
+                    return {body: item["state"] for body, item in (await items(ids)).items()}
 
                 first = {"before": await text("before")}
                 assert await eventually(lambda: _all(states(first), "delivered"), 20)
                 assert emulator.connections == opened  # the standbys never opened the coordinator
                 # A burst, then the owner is killed while it may be sending it; more come meanwhile.
-                burst = {f"burst {i}": await text(f"burst {i}") for i in range(4)}
-                await asyncio.sleep(0.3)
+                burst = {f"burst {i}": await text(f"burst {i}") for i in range(8)}
+                await asyncio.sleep(0.2)  # the owner has taken some, sent fewer (one frame at a time)
                 procs[owner].send_signal(signal.SIGKILL)
                 procs[owner].wait()
                 killed_at = time.monotonic()
@@ -215,7 +218,14 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
                 assert sorted(survivors) == [0.0, 1.0], survivors  # exactly one took over
                 assert await eventually(lambda: _all(states(after), "delivered"), TAKEOVER_BOUND_S)
                 assert emulator.connections == opened + 1  # the new owner's one connection
-                burst_states = await states(burst)
+                # What the dead owner left in flight is asked about again by the new owner: each
+                # burst item ends, delivered or failed, none stays `submitted`.
+
+                async def burst_ended() -> dict[str, dict[str, Any]]:
+                    now = await items(burst)
+                    return now if all(i["state"] in ("delivered", "failed") for i in now.values()) else {}
+                burst_items = await eventually(burst_ended, TAKEOVER_BOUND_S)
+                burst_states = {body: item["state"] for body, item in burst_items.items()}
             except BaseException:
                 log.flush()
                 print((tmp_path / "gateways.log").read_text()[-6000:])
@@ -225,9 +235,13 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
     print(f"takeover after kill -9: {takeover_s:.2f} s; burst: {burst_states}; load {os.getloadavg()}")
     assert len(texts) == len(set(texts)), f"a frame reached the display twice: {texts}"
     assert texts.count("before") == 1 and all(texts.count(body) == 1 for body in after)
-    # Whatever the API says of the burst was delivered reached the display (once, above); a text
-    # the owner was killed while sending is reported, never sent again.
-    assert all(body in texts for body, state in burst_states.items() if state == "delivered"), burst_states
+    for body, item in burst_items.items():
+        # Delivered: it reached the display (once, above). Failed: the owner was killed while
+        # sending it (it may or may not have reached the display) — reported so, never sent again.
+        if item["state"] == "delivered":
+            assert body in texts, (item, texts)
+        else:
+            assert "not repeated" in str(item["reason"]), item
     await emulator.close()
 
 
