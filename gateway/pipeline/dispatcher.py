@@ -47,7 +47,7 @@ from gateway.pipeline import delivery_queue, inbound, price_acks
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.device_writes import NO_ANSWER
 from gateway.pipeline.service import RequestService
-from gateway.pipeline.single_owner import SingleOwnerRoute
+from gateway.pipeline.single_owner import OwnerRole, SingleOwnerRoute
 from gateway.store import deliveries, han_requests
 from gateway.store import device_writes as stored_writes
 from gateway.store.deliveries import CANCELLED, DELIVERED, EXPIRED, FAILED, QUEUED, SUBMITTED, DueDelivery
@@ -306,6 +306,14 @@ class Dispatcher:
                 by_route.setdefault(id(route), (route, []))[1].append(r)
         if no_route:  # no route configured: the items wait (retried), they are not lost
             await self._retry(no_route, now, "no route reaches this premise")
+        for key, (route, items) in list(by_route.items()):
+            if isinstance(route, SingleOwnerRoute) and route.role is OwnerRole.STANDBY:
+                # Another instance drives this route and sends these: they wait one takeover
+                # interval, no attempt counted (a retry's backoff would delay the owner's send).
+                del by_route[key]
+                async with self._writes:
+                    await deliveries.defer(self.store.engine, [r.id for r in items],
+                                           now + timedelta(seconds=route.check_interval_s))
         # One call per route: the route batches and paces what it sends (module docstring).
         await asyncio.gather(*(self._submit(route, items, now) for route, items in by_route.values()))
         return len(rows)

@@ -4,9 +4,9 @@ address) driven by exactly one gateway instance at a time, with failover.
 Every instance configured for the coordinator wraps its route in `SingleOwnerRoute`. Whoever takes
 the owner lock (gateway/store/owner_lock.py: a PostgreSQL advisory lock that dies with its
 session) builds the real route and starts it — only then is the coordinator opened. The others are
-on standby: they answer the dispatcher RETRY_LATER, so the premises' deliveries stay `queued` in
-the database, where the owner's dispatcher takes them; and they try the lock every
-`check_interval_s`. When the owner dies its session ends, the lock is free, and the first standby
+on standby: their dispatcher leaves the premises' deliveries `queued` in the database for the
+owner's (it looks again one `check_interval_s` later, no attempt counted; whatever still reaches
+a standby route is answered RETRY_LATER), and they try the lock every `check_interval_s`. When the owner dies its session ends, the lock is free, and the first standby
 to take it opens the coordinator, makes the premises' waiting deliveries due at once and sends
 them. The outbound records the radio keeps in the database (migration 0008) make that safe: an id
 the dead owner had put on the air is reported, never sent again.
@@ -39,7 +39,7 @@ from gateway.store.owner_lock import OwnerLock
 log = logging.getLogger(__name__)
 
 
-class Role(enum.StrEnum):
+class OwnerRole(enum.StrEnum):
     OWNER = "owner"
     STANDBY = "standby"
 
@@ -66,8 +66,8 @@ class SingleOwnerRoute:
         self.takeovers = 0
 
     @property
-    def role(self) -> Role:
-        return Role.OWNER if self._route is not None else Role.STANDBY
+    def role(self) -> OwnerRole:
+        return OwnerRole.OWNER if self._route is not None else OwnerRole.STANDBY
 
     @property
     def capabilities(self) -> RouteCapabilities:

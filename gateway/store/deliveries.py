@@ -290,6 +290,15 @@ async def reschedule(engine: AsyncEngine, delays: Sequence[tuple[int, float]], n
                                          "b_reason": reason[:300], "b_now": now} for delivery_id, delay in delays])
 
 
+async def defer(engine: AsyncEngine, ids: Sequence[int], until: datetime) -> None:
+    """Queued deliveries this instance may not send (another instance drives their route) are
+    looked at again at `until`, no attempt counted: not a failure, only not this instance's."""
+    if ids:
+        async with engine.begin() as conn:
+            await conn.execute(han_deliveries.update().where(
+                _D.id.in_(list(ids)), _D.state == QUEUED).values(next_attempt_at=until))
+
+
 async def make_due(engine: AsyncEngine, esi_ids: Sequence[str], now: datetime) -> int:
     """The queued deliveries of these premises are due now (a route that reaches them came back,
     e.g. a radio's new owner after a failover): the backoff their retries built up while nobody

@@ -217,6 +217,9 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
                 takeover_s = time.monotonic() - killed_at
                 assert sorted(survivors) == [0.0, 1.0], survivors  # exactly one took over
                 assert await eventually(lambda: _all(states(after), "delivered"), TAKEOVER_BOUND_S)
+                # While nobody owned the radio the standbys only looked at them: no retries counted,
+                # no backoff built up to delay the new owner.
+                assert [item["attempts"] for item in (await items(after)).values()] == [0, 0, 0]
                 assert emulator.connections == opened + 1  # the new owner's one connection
                 # What the dead owner left in flight is asked about again by the new owner: each
                 # burst item ends, delivered or failed, none stays `submitted`.
