@@ -5,11 +5,13 @@ Every instance configured for the coordinator wraps its route in `SingleOwnerRou
 the owner lock (gateway/store/owner_lock.py: a PostgreSQL advisory lock that dies with its
 session) builds the real route and starts it — only then is the coordinator opened. The others are
 on standby: their dispatcher leaves the premises' deliveries `queued` in the database for the
-owner's (it looks again one `check_interval_s` later, no attempt counted; whatever still reaches
-a standby route is answered RETRY_LATER), and they try the lock every `check_interval_s`. When the owner dies its session ends, the lock is free, and the first standby
-to take it opens the coordinator, makes the premises' waiting deliveries due at once and sends
-them. The outbound records the radio keeps in the database (migration 0008) make that safe: an id
-the dead owner had put on the air is reported, never sent again.
+owner's (it looks again one `check_interval_s` later, no attempt counted; whatever still reaches a
+standby route is answered RETRY_LATER), and they try the lock every `check_interval_s`. When the
+owner dies its session ends, the lock is free, and the first standby to take it opens the
+coordinator and runs its `on_owner` hooks (the dispatcher's `took_over`: the premises' waiting
+items go now, and what the dead owner left in flight is asked about again under the same ids). The
+outbound records the radio keeps in the database (migration 0008) make that safe: an id the dead
+owner had put on the air is reported, never sent again.
 
 An owner that can no longer show it holds the lock (its database connection broke) stops driving
 the coordinator at once and goes back to standby: two instances never drive it together.
@@ -108,7 +110,12 @@ class SingleOwnerRoute:
 
     async def _become_owner(self) -> None:
         route = self._factory()
-        await route.start()
+        try:
+            await route.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # a half-started route's tasks are not left running
+                await route.close()
+            raise
         self._route = route
         self._pump = asyncio.get_running_loop().create_task(self._forward(route))
         self.takeovers += 1
