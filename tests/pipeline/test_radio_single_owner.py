@@ -229,6 +229,28 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
                     return now if all(i["state"] in ("delivered", "failed") for i in now.values()) else {}
                 burst_items = await eventually(burst_ended, TAKEOVER_BOUND_S)
                 burst_states = {body: item["state"] for body, item in burst_items.items()}
+
+                # The new owner's lock session is cut from the database side (as a network cut or a
+                # DBA would) while its process lives on: it stops driving the coordinator, and one
+                # instance — it or the other — opens it again; never two at once.
+                admin = await asyncpg.connect(pg_url.replace("+asyncpg", ""))
+                try:
+                    cut = await admin.fetchval(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        f"WHERE application_name = 'hangw owner radio:{ONCOR}'")
+                finally:
+                    await admin.close()
+                assert cut == 1
+
+                async def owned_again() -> bool:
+                    return emulator.connections == opened + 2 and 1.0 in [
+                        await _owner_gauge(http, b) for i, b in enumerate(bases) if i != owner]
+                await eventually(owned_again, TAKEOVER_BOUND_S)
+                last = {"last": await text("last")}
+                assert await eventually(lambda: _all(states(last), "delivered"), TAKEOVER_BOUND_S)
+                roles = [await _owner_gauge(http, b) for i, b in enumerate(bases) if i != owner]
+                assert sorted(roles) == [0.0, 1.0], roles
+                assert emulator.connections == opened + 2
             except BaseException:
                 log.flush()
                 print((tmp_path / "gateways.log").read_text()[-6000:])
@@ -237,7 +259,8 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
     texts = [f.fields["message"] for f in received if f.command == "display_message"]
     print(f"takeover after kill -9: {takeover_s:.2f} s; burst: {burst_states}; load {os.getloadavg()}")
     assert len(texts) == len(set(texts)), f"a frame reached the display twice: {texts}"
-    assert texts.count("before") == 1 and all(texts.count(body) == 1 for body in after)
+    assert texts.count("before") == 1 and texts.count("last") == 1
+    assert all(texts.count(body) == 1 for body in after)
     for body, item in burst_items.items():
         # Delivered: it reached the display (once, above). Failed: the owner was killed while
         # sending it (it may or may not have reached the display) — reported so, never sent again.
