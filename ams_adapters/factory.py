@@ -35,6 +35,9 @@ class AdapterConfig:
     port: int = 0
     topic_prefix: str = "hangw"
     client_id: str | None = None
+    share_group: str | None = None
+    """CIM: the MQTT 5 shared-subscription group of the instances that share the head-end's events."""
+    session_expiry_s: int = 3600
     ca_file: str | None = None
     """MultiSpeak over HTTPS: the CA bundle that signs the head-end's certificate (default: the
     system's trust store for https:// URLs)."""
@@ -71,7 +74,8 @@ def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
                                    group_operations=profile.group_operations, max_group_size=profile.batch_size)
     if t == "cim":
         return CimMqttTransport(cfg.host, cfg.port or 1883, cfg.topic_prefix, client_id=cfg.client_id,
-                                timeout_s=profile.request_timeout_s)
+                                timeout_s=profile.request_timeout_s, share_group=cfg.share_group,
+                                session_expiry_s=cfg.session_expiry_s)
     if t == "binary":
         if not cfg.port:
             raise ContractError("port", cfg.port, "the binary head-end's TCP port (1..65535)")

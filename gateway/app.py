@@ -127,6 +127,7 @@ def create_app(
         app.state.provisioning = provisioning
         app.state.meter_inventory = routes_inventory.MeterInventory(route_set)
         await dispatcher.start()
+        metrics.track_ownership(route_set.all())
         await sender.start()
         await provisioning.start()  # after the dispatcher: it started the routes
         freeze_startup_objects()  # what start-up built is left out of every collection

@@ -4,8 +4,18 @@ aiomqtt for the adapters (DESIGN.md: keep it behind one small module).
 Topics under a prefix: requests go to ``<prefix>/request/EndDeviceControls``; the head-end replies
 to our ``ReplyAddress`` ``<prefix>/reply/<client id>`` and publishes EndDeviceEvents to
 ``<prefix>/event/EndDeviceEvents``. A dropped broker connection is re-established with jittered
-backoff; the persistent session (clean_session=False, fixed client id) keeps our subscriptions and
-the QoS 1 messages queued for us meanwhile, and we subscribe again anyway.
+backoff; the persistent session (MQTT 5, clean_start=False, a session expiry interval, fixed client
+id) keeps our subscriptions and the QoS 1 messages queued for us meanwhile, and we subscribe again
+anyway.
+
+Several gateway instances (issue 14): each has its own client id and its own reply topic (the
+acknowledgement of a request goes back to the instance that sent it), and with `share_group` they
+take the EndDeviceEvents through an MQTT 5 shared subscription ``$share/<group>/<events topic>``:
+the broker hands each event to one member of the group, so each delivery report is handled once.
+The broker keeps a member's persistent session while it restarts, and what it routed to that
+member meanwhile reaches it when it is back (Mosquitto 2 queues for an offline member rather than
+passing its share to another one): nothing is lost while an instance restarts, but an instance that
+never comes back takes what is queued for it to its session's expiry (docs/operator.md).
 
 A ``han_inventory`` request travels as ``get EndDevices`` (ams_adapters/wire/cim.py): its
 acknowledgement answers `send`, and the data reply that follows on the same reply topic becomes an
@@ -21,23 +31,51 @@ import uuid
 from collections.abc import Sequence
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ams_adapters.adapter import NotesSink
+from ams_adapters.contract import ContractError
 from ams_adapters.pacing import Backoff
 from ams_adapters.wire import cim
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, WireError
 
 log = logging.getLogger(__name__)
 
+# How long the broker keeps an instance's session (its subscriptions and the QoS 1 messages routed
+# to it) after the connection drops: long enough for a restart or an upgrade.
+DEFAULT_SESSION_EXPIRY_S = 3600
+MAX_SESSION_EXPIRY_S = 0xFFFFFFFF - 1  # MQTT 5: 0xFFFFFFFF means "never expires"
+
+
+def check_share_group(group: str) -> str:
+    """An MQTT 5 ShareName: at least one character, none of '/', '+', '#' (MQTT 5, 4.8.2)."""
+    if not group or any(c in group for c in "/+#") or len(group) > 200:
+        raise ContractError("share_group", group, "1..200 characters, none of '/', '+' or '#' (an MQTT 5 ShareName)")
+    return group
+
 
 class CimMqttTransport:
     def __init__(self, host: str, port: int, prefix: str, *, client_id: str | None = None,
-                 timeout_s: float = 2.0, issuer_id: str = "han-gateway") -> None:
+                 timeout_s: float = 2.0, issuer_id: str = "han-gateway", share_group: str | None = None,
+                 session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S) -> None:
+        if share_group is not None:
+            check_share_group(share_group)
+            if not client_id:
+                raise ContractError("client_id", client_id, "a fixed client id per gateway instance with "
+                                    "share_group (the broker keeps each instance's session by it)")
+        if not 0 <= session_expiry_s <= MAX_SESSION_EXPIRY_S:
+            raise ContractError("session_expiry_s", session_expiry_s, f"0..{MAX_SESSION_EXPIRY_S} seconds")
         self.host, self.port, self.prefix = host, port, prefix
         self.client_id = client_id or f"hangw-{uuid.uuid4().hex[:10]}"
         self.timeout_s = timeout_s
         self.issuer_id = issuer_id
+        self.share_group = share_group
+        self.session_expiry_s = session_expiry_s
         self.reply_topic = f"{cim.topics(prefix)['reply']}/{self.client_id}"
+        self.events_topic = cim.topics(prefix)["events"]
+        # What we subscribe to for the events: shared between the group's members, or our own.
+        self.events_filter = f"$share/{share_group}/{self.events_topic}" if share_group else self.events_topic
         self._client: aiomqtt.Client | None = None
         self._ready = asyncio.Event()
         self._waiting: dict[str, tuple[list[str], asyncio.Future[list[Ack]]]] = {}
@@ -70,13 +108,14 @@ class CimMqttTransport:
 
     async def _run(self) -> None:
         attempt = 0
-        t = cim.topics(self.prefix)
         while True:
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id, clean_session=False,
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                                          protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
+                                          properties=self._connect_properties(),
                                           timeout=self.timeout_s) as client:
                     await client.subscribe(self.reply_topic, qos=1)
-                    await client.subscribe(t["events"], qos=1)
+                    await client.subscribe(self.events_filter, qos=1)
                     self._client = client
                     self.connects += 1
                     attempt = 0
@@ -91,6 +130,12 @@ class CimMqttTransport:
                 self._fail_waiting("transport: broker connection lost")
             attempt += 1
             await asyncio.sleep(self._backoff.delay(min(attempt, 6)) + 0.02)
+
+    def _connect_properties(self) -> Properties:
+        # MQTT 5: the session outlives the connection by this long (0 would end it at once).
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.session_expiry_s
+        return props
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -36,6 +38,19 @@ class Metrics:
         self.agreement_events = Counter("hangw_agreement_lifecycle_total",
                                         "Agreement state changes made by the lifecycle timer",
                                         ["event"], registry=self.registry)
+        self.route_owner = Gauge("hangw_route_owner", "1 while this instance drives a route only one "
+                                 "instance may drive (a local radio), 0 while it stands by",
+                                 ["route"], registry=self.registry)
+
+    def track_ownership(self, routes: Iterable[Any]) -> None:
+        """Routes with one physical owner (gateway/pipeline/single_owner.py) report their role."""
+        for route in routes:
+            if getattr(route, "role", None) is not None:
+                self.route_owner.labels(route.capabilities.name).set_function(_owner_gauge(route))
+
+
+def _owner_gauge(route: Any) -> Callable[[], float]:
+    return lambda: 1.0 if route.role == "owner" else 0.0
 
 
 class MetricsMiddleware:

@@ -102,7 +102,7 @@ def build_routes(config: GatewayConfig, store: Store | None = None) -> RouteSet:
     if config.routes.radio is not None:
         if store is None:
             raise ValueError("routes.radio: the radio route keeps its state in the gateway's store: pass the store")
-        radio = build_radio_route(config, store)
+        radio = build_owned_radio_route(config, store)
         by_esi = dict.fromkeys(config.routes.radio.esi_ids, radio)
     return RouteSet(default, by_prefix, by_esi=by_esi)
 
@@ -122,3 +122,25 @@ def build_radio_route(config: GatewayConfig, store: Store) -> Route:
                         channel=section.channel, pan_id=section.pan_id, database_path=str(database))
     return RadioRoute(radio, section.esi_ids, state=GatewayRouteState(store, section.esi_ids[0]),
                               backup_file=section.backup_file)
+
+
+def build_owned_radio_route(config: GatewayConfig, store: Store) -> Route:
+    """The radio route; on PostgreSQL, where several instances may be configured for the same
+    coordinator, wrapped so that one instance at a time drives it (gateway/pipeline/single_owner.py).
+    The owner lock is named for the premise the radio serves (its first ESI ID, where its device
+    inventory and outbound records are kept): those rows must have one writer, and two instances
+    naming the same premise name the same HAN, whatever path each uses to reach its coordinator.
+    SQLite is one instance: the route as it is."""
+    if store.single_writer:
+        return build_radio_route(config, store)
+    from gateway.pipeline.single_owner import SingleOwnerRoute
+    from gateway.store.owner_lock import OwnerLock
+
+    section = config.routes.radio
+    assert section is not None
+    interval = section.takeover_interval_seconds
+    # A check that does not answer in time counts as a lost lock (the owner stops): give a busy
+    # database room before calling it lost.
+    lock = OwnerLock(store.engine, f"radio:{section.esi_ids[0]}", check_timeout_s=max(2.0, 2 * interval))
+    return SingleOwnerRoute(lambda: build_radio_route(config, store), lock, section.esi_ids,
+                            check_interval_s=interval)

@@ -22,6 +22,7 @@ def adapter_config(profile_name: str, cfg: TdspRouteConfig) -> AdapterConfig:
         callback_port=cfg.callback_port, public_callback_url=cfg.public_callback_url or None,
         callback_cert_file=cfg.callback_cert_file or None, callback_key_file=cfg.callback_key_file or None,
         host=cfg.host, port=cfg.port, topic_prefix=cfg.topic_prefix, client_id=cfg.client_id or None,
+        share_group=cfg.share_group or None, session_expiry_s=cfg.session_expiry_seconds,
         ca_file=cfg.ca_file or None, profile_overrides=dict(cfg.profile))
 
 

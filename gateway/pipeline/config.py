@@ -86,7 +86,14 @@ class TdspRouteConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
     topic_prefix: str = Field(default="hangw", min_length=1, max_length=200)
+    # CIM: this instance's MQTT client id — fixed and different per instance, so that the broker
+    # keeps its session (and what is queued for it) across restarts. Empty: a random one per start.
     client_id: str = ""
+    # CIM with several instances: the MQTT 5 shared-subscription group the instances take the
+    # head-end's EndDeviceEvents through (each event to one of them). Empty: every instance gets all.
+    share_group: str = ""
+    # CIM: how long the broker keeps this instance's session after it disconnects (MQTT 5).
+    session_expiry_seconds: int = Field(default=3600, ge=0, le=0xFFFFFFFE)
     # MultiSpeak over https: the CA bundle that signs the head-end's certificate (empty: system CAs).
     ca_file: str = ""
     # Profile values to override (batch_size, rate_limit_per_s, request_timeout_s, ...).
@@ -138,6 +145,20 @@ class TdspRoutes(BaseModel):
         if transport == "binary" and not value.port:
             raise ValueError(f"port: {value.port!r} is invalid: the binary head-end's TCP port (1..65535) "
                              "is required")
+        if value.share_group:
+            from ams_adapters.contract import ContractError
+            from ams_adapters.transports.cim_mqtt import check_share_group
+
+            if transport != "cim":
+                raise ValueError(f"share_group: {value.share_group!r} is invalid: only the cim (MQTT) transport "
+                                 f"has shared subscriptions, this TDSP's is {transport}")
+            try:
+                check_share_group(value.share_group)
+            except ContractError as exc:
+                raise ValueError(str(exc)) from None
+            if not value.client_id:
+                raise ValueError("client_id: '' is invalid: share_group needs a fixed client id per gateway "
+                                 "instance (the broker keeps each instance's session by it)")
         return value
 
     def configured(self) -> dict[str, TdspRouteConfig]:
@@ -163,6 +184,10 @@ class RadioRouteConfig(BaseModel):
     backup_file: Path | None = None
     # zigpy's own network state (device descriptors); empty: radio/zigpy.db in the data directory.
     zigpy_database: Path | None = None
+    # On PostgreSQL, instances configured for the same premise's radio take turns: one owns the
+    # coordinator, the others check this often whether the owner is gone (and take over), and the
+    # owner checks this often that it still owns it (docs/operator.md, "Radio ownership").
+    takeover_interval_seconds: float = Field(default=1.0, ge=0.1, le=60)
 
     @field_validator("esi_ids")
     @classmethod

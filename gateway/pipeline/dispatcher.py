@@ -47,6 +47,7 @@ from gateway.pipeline import delivery_queue, inbound, price_acks
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.device_writes import NO_ANSWER
 from gateway.pipeline.service import RequestService
+from gateway.pipeline.single_owner import OwnerRole, SingleOwnerRoute
 from gateway.store import deliveries, han_requests
 from gateway.store import device_writes as stored_writes
 from gateway.store.deliveries import CANCELLED, DELIVERED, EXPIRED, FAILED, QUEUED, SUBMITTED, DueDelivery
@@ -71,6 +72,8 @@ ORIGINAL_COMMANDS = inbound.ORIGINAL_COMMANDS
 SWEEP_OVERLAP = timedelta(seconds=60)
 WITHDRAW_GRACE_SECONDS = 60.0
 WITHDRAW_BATCH = 500
+# A route's new owner asks about at most this many items an earlier owner left in flight.
+IN_FLIGHT_LIMIT = 10_000
 
 
 class RouteSet:
@@ -141,6 +144,8 @@ class Dispatcher:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         for route in self.routes.all():
+            if isinstance(route, SingleOwnerRoute):  # its owner may change: hand it its premises' items
+                route.on_owner.append(functools.partial(self.took_over, route))
             await route.start()
             self._tasks.append(asyncio.create_task(self._inbound_loop(route)))
         self._tasks.append(asyncio.create_task(self._outbound_loop()))
@@ -301,6 +306,14 @@ class Dispatcher:
                 by_route.setdefault(id(route), (route, []))[1].append(r)
         if no_route:  # no route configured: the items wait (retried), they are not lost
             await self._retry(no_route, now, "no route reaches this premise")
+        for key, (route, items) in list(by_route.items()):
+            if isinstance(route, SingleOwnerRoute) and route.role is OwnerRole.STANDBY:
+                # Another instance drives this route and sends these: they wait one takeover
+                # interval, no attempt counted (a retry's backoff would delay the owner's send).
+                del by_route[key]
+                async with self._writes:
+                    await deliveries.defer(self.store.engine, [r.id for r in items],
+                                           now + timedelta(seconds=route.check_interval_s))
         # One call per route: the route batches and paces what it sends (module docstring).
         await asyncio.gather(*(self._submit(route, items, now) for route, items in by_route.values()))
         return len(rows)
@@ -333,13 +346,15 @@ class Dispatcher:
         if retry:
             await self._retry(retry, now, "route asked to retry later", retry_after)
 
-    def _operations(self, rows: Sequence[DueDelivery]) -> list[HanOperation]:
+    def _operations(self, rows: Sequence[DueDelivery],
+                    commands: dict[int, dict[str, Any]] | None = None) -> list[HanOperation]:
         """The route's operations for due rows: fields and SE version, no frame (the routes that
         send frames encode them, once per fields mapping and SE version: ams_adapters/se_frames.py).
         A fan-out's rows share their request's fields mapping, decoded once per pass."""
+        commands = self._commands if commands is None else commands
         ops = []
         for r in rows:
-            op_fields = self._commands[r.request_id]["fields"] if r.fields is None else json.loads(r.fields)
+            op_fields = commands[r.request_id]["fields"] if r.fields is None else json.loads(r.fields)
             ops.append(HanOperation(
                 outbound_id=delivery_queue.outbound_id(r.id), esi_id=r.esi_id,
                 target=CAPABLE_DEVICES if r.target_eui64 is None else _device(r.target_eui64),
@@ -361,6 +376,25 @@ class Dispatcher:
             delays.append((r.id, delay))
         async with self._writes:
             await deliveries.reschedule(self.store.engine, delays, now, reason)
+
+    async def took_over(self, route: SingleOwnerRoute) -> None:
+        """This instance became the owner of a route only one instance drives (a local radio):
+        its premises' queued items are due now (the backoff the standby answers built up is
+        dropped), and the items an earlier owner handed it and left without a stored outcome
+        (`submitted`: it died first) are handed to it again under their own outbound ids. A route
+        that records what it sent (the radio's `radio_outbound`) answers those from its record —
+        sends what never left, reports what did or may have — so its events end them; nothing
+        reaches a device twice. A refusal (e.g. expired by now) leaves the item as it is."""
+        now = self.clock.now()
+        await deliveries.make_due(self.store.engine, route.esi_ids, now)
+        rows = await deliveries.read_in_flight(self.store.engine, route.esi_ids, IN_FLIGHT_LIMIT)
+        if rows:
+            commands = {rid: json.loads(cmd) for rid, cmd in (await han_requests.shared_commands(
+                self.store.engine, {r.request_id for r in rows if r.fields is None})).items()}
+            results = await route.submit(self._operations(rows, commands))
+            asked = sum(r.outcome is SubmitOutcome.ACCEPTED for r in results)
+            log.info("took over a route: %d items in flight asked about again (%d answered)", len(rows), asked)
+        self.wake.set()
 
     # ------------------------------------------------------------------ inbound
     async def _inbound_loop(self, route: Route) -> None:

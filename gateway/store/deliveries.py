@@ -238,6 +238,18 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int) -> list[DueDe
     return rows
 
 
+async def read_in_flight(engine: AsyncEngine, esi_ids: Sequence[str], limit: int) -> list[DueDelivery]:
+    """Up to `limit` deliveries of these premises that were handed to a route and have no outcome
+    stored (`submitted`), read as `read_due` reads due ones (in_force 1: they are not sent again by
+    this, only asked about)."""
+    if not esi_ids:
+        return []
+    async with engine.connect() as conn:
+        return list(map(DueDelivery._make, (await conn.execute(sa.select(
+            *_DUE_COLUMNS, sa.literal(1).label("in_force")).where(
+            _D.esi_id.in_(list(esi_ids)), _D.state == SUBMITTED).order_by(_D.id).limit(limit))).all()))
+
+
 async def read_expired(engine: AsyncEngine, now: datetime, limit: int) -> list[Any]:
     """Up to `limit` queued deliveries whose end time has passed (id, request_id, party_id, esi_id)."""
     async with engine.connect() as conn:
@@ -276,6 +288,28 @@ async def reschedule(engine: AsyncEngine, delays: Sequence[tuple[int, float]], n
         async with engine.begin() as conn:
             await conn.execute(_RETRY, [{"b_id": delivery_id, "b_next": now + timedelta(seconds=delay),
                                          "b_reason": reason[:300], "b_now": now} for delivery_id, delay in delays])
+
+
+async def defer(engine: AsyncEngine, ids: Sequence[int], until: datetime) -> None:
+    """Queued deliveries this instance may not send (another instance drives their route) are
+    looked at again at `until`, no attempt counted: not a failure, only not this instance's."""
+    if ids:
+        async with engine.begin() as conn:
+            await conn.execute(han_deliveries.update().where(
+                _D.id.in_(list(ids)), _D.state == QUEUED).values(next_attempt_at=until))
+
+
+async def make_due(engine: AsyncEngine, esi_ids: Sequence[str], now: datetime) -> int:
+    """The queued deliveries of these premises are due now (a route that reaches them came back,
+    e.g. a radio's new owner after a failover): the backoff their retries built up while nobody
+    could send them is dropped, the attempts already counted stay. Returns how many."""
+    if not esi_ids:
+        return 0
+    async with engine.begin() as conn:
+        result = await conn.execute(han_deliveries.update().where(
+            _D.esi_id.in_(list(esi_ids)), _D.state == QUEUED, _D.next_attempt_at > now).values(
+            next_attempt_at=now, updated_at=now))
+    return int(result.rowcount or 0)
 
 
 # Sent texts and load-control events of an ended agreement: what its withdrawal cancels at the premises.

@@ -48,6 +48,7 @@ class NcpEmulator:
         self._server: asyncio.Server | None = None
         self._tcp_address: tuple[str, int] | None = None
         self._mode: str | None = None
+        self.connections = 0  # hosts that opened the coordinator (TCP clients accepted, pty opens)
 
     # ------------------------------------------------------------------ serving
     def _attach(self, line: Line) -> NcpAshProtocol:
@@ -72,6 +73,7 @@ class NcpEmulator:
 
         def accept() -> TcpLine:
             line = TcpLine(self.faults)
+            self.connections += 1
             ash = self._attach(line)
             # A new client means a freshly started NCP process, as with zigbeed.
             self.ncp.reboot()
