@@ -49,7 +49,15 @@ from gateway.pipeline.device_writes import NO_ANSWER
 from gateway.pipeline.service import RequestService
 from gateway.store import deliveries, han_requests
 from gateway.store import device_writes as stored_writes
-from gateway.store.deliveries import CANCELLED, DELIVERED, EXPIRED, FAILED, QUEUED, SUBMITTED, DueDelivery
+from gateway.store.deliveries import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    QUEUED,
+    SUBMITTED,
+    UNKNOWN,
+    DueDelivery,
+)
 from gateway.store.store import Store
 from gateway.store.unit_of_work import Connection
 from zigbee_se import SEVersion
@@ -187,6 +195,7 @@ class Dispatcher:
             worked += await self._withdraw_ended_agreements(now)
             worked += await self._end_unanswered_writes(now)
             worked += await self._end_unacknowledged(now)
+            worked += await self._end_unconfirmed(now)
         # The next fan-out page is expanded (SQL in the database's thread) while the rows already
         # due are read, handed to their routes and recorded (mostly Python in this one).
         expanding = asyncio.create_task(self._expand_fanouts(now))
@@ -271,6 +280,31 @@ class Dispatcher:
             return await price_acks.end_overdue(self.store, now, self.config.batch_size,
                                                 self.config.price_ack_minutes)
 
+    async def _end_unconfirmed(self, now: datetime) -> int:
+        """Deliveries still `submitted` `confirm_within_seconds` after the route took them end
+        `unknown` (or `expired` once their end time passed): no delivery report came, from this
+        instance's routes or any other's. A late report still moves them to `delivered`. Safe with
+        several instances sweeping at once: each row moves once (`only_from`, RETURNING), and only
+        the instance that moved it records its transition and webhook event.
+
+        No head-end status query is asked first: none of the protocols' adapters has one for a
+        HAN operation yet (docs/pipeline.md)."""
+        rows = await deliveries.read_unconfirmed(self.store.engine, now, self.config.batch_size)
+        if not rows:
+            return 0
+        ended = [r for r in rows if deliveries.expires_unix(r.expires_at) <= now.timestamp()]
+        open_ = [r for r in rows if deliveries.expires_unix(r.expires_at) > now.timestamp()]
+        bound = f"{self.config.confirm_within_seconds:g} s"
+        async with self._writes:
+            if ended:
+                await deliveries.move(self.store.engine, ended, EXPIRED, now, only_from=[SUBMITTED],
+                                      reason=f"no delivery report from the route within {bound}, and its end "
+                                             "time passed")
+            if open_:
+                await deliveries.move(self.store.engine, open_, UNKNOWN, now, only_from=[SUBMITTED],
+                                      reason=f"no delivery report from the route within {bound} of submission")
+        return len(rows)
+
     async def _due(self, now: datetime) -> list[DueDelivery]:
         """Due items, shared fairly between parties (`deliveries.read_due`); those whose agreement
         is no longer in force are cancelled here, before they are sent."""
@@ -328,7 +362,8 @@ class Dispatcher:
                     retry_after[row.id] = result.retry_after_s
         async with self._writes:
             # Set-based: state, transitions and frame log of the whole batch in a few statements.
-            await deliveries.record_batch(self.store.engine, accepted, rejected, now)
+            await deliveries.record_batch(self.store.engine, accepted, rejected, now, now + timedelta(
+                seconds=self.config.confirm_within_seconds))
         self.handed += len(accepted)
         if retry:
             await self._retry(retry, now, "route asked to retry later", retry_after)
@@ -416,11 +451,11 @@ class Dispatcher:
                     if row is None:
                         continue
                     await deliveries.set_state(conn, [row], EXPIRED if ev.expired else FAILED, _dt(ev.at),
-                                               reason=ev.reason, only_from=[QUEUED, SUBMITTED])
+                                               reason=ev.reason, only_from=[QUEUED, SUBMITTED, UNKNOWN])
                 elif isinstance(ev, ProvisioningUpdate) and self.on_provisioning is not None:
                     await self.on_provisioning(conn, ev)
 
     async def _mark_original_cancelled(self, conn: Connection, cancel_row: Any, at: datetime) -> None:
         original = await deliveries.originals(conn, cancel_row.esi_id, cancel_row.se_id, ORIGINAL_COMMANDS)
         await deliveries.set_state(conn, original, CANCELLED, at, reason="SE cancel delivered",
-                                   only_from=[SUBMITTED, DELIVERED])
+                                   only_from=deliveries.SENT_STATES)
