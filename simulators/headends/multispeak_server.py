@@ -49,7 +49,8 @@ class MultiSpeakHeadEnd:
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
         self.callbacks_failed = 0
-        self.callbacks_retried = 0
+        self.callbacks_retried = 0  # rounds after the first (every URL failed)
+        self.callback_errors = 0  # posts that failed (refused, timeout, not 200)
         self.callback_retry_s = callback_retry_s
         self.callback_urls = tuple(callback_urls)
         self._jitter = random.Random(11)  # its own: the core's generator decides the faults
@@ -157,6 +158,8 @@ class MultiSpeakHeadEnd:
                         await resp.read()
                         if resp.status == 200:
                             return
+                self.callback_errors += 1
+                self.core.stats["callback_errors"] += 1
             left = deadline - loop.time()
             if left <= 0:
                 break
