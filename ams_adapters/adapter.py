@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 from ams_adapters.contract import (
@@ -55,7 +55,10 @@ from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequ
 from zigbee_se import DecodeError, EncodeError, decode_frame
 
 log = logging.getLogger(__name__)
-NotesSink = Callable[[list[Notification]], None]
+NotesSink = Callable[[list[Notification]], Awaitable[None] | None]
+"""What a transport hands its notices to. When it returns an awaitable, the transport acknowledges
+the notices to the head-end (MultiSpeak: the callback's 200; binary: CONFIRM) only once it is done:
+the events they became are stored by the gateway. Until then the head-end still has them to resend."""
 MAX_RATE_WAIT_S = 2.0
 """Wait this long at most for rate-limit tokens; what would wait longer is answered RETRY_LATER with
 the time the tokens will be there (the adapter never buffers without bound). Long enough for a
@@ -65,6 +68,9 @@ PROVISIONING_GRACE_S = 600.0
 
 
 SEEN_ANSWERS = 200_000
+STORE_WAIT_S = 10.0
+"""A transport waits this long for its notices to be stored before it leaves them unacknowledged
+(the head-end resends them)."""
 LOOKUP_BATCH = 500
 """Notices resolved through the gateway (`ItemLookup.known`) in one call at most."""
 LOOKUP_ATTEMPTS = 5
@@ -133,6 +139,14 @@ class HeadEndAdapter:
         self.items = items
         self._unresolved: list[Notification] = []
         self._resolver: asyncio.Task[None] | None = None
+        # Acknowledging notices only once stored (`acknowledge_when_stored`): events emitted and
+        # stored so far, notices handed to the resolver and resolved so far.
+        self._hold_acks = False
+        self._emitted = 0
+        self._stored = 0
+        self._to_resolve = 0
+        self._resolved = 0
+        self._progress: asyncio.Event | None = None
         self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # answers already passed on (duplicate callbacks are dropped); bounded, oldest forgotten first
@@ -400,15 +414,50 @@ class HeadEndAdapter:
             self._emit(DeliveryFailed(key, item.esi_id, self._clock(), reason, expired=True))
 
     def _emit(self, event: InboundEvent) -> None:
+        self._emitted += 1
         self._events.put_nowait(event)
 
+    # ------------------------------------------------------------------ acknowledging notices once stored
+    def acknowledge_when_stored(self) -> Callable[[int], None]:
+        """The events' one consumer (the gateway's dispatcher) stores what it reads and calls the
+        returned function with how many events it has stored, in order. From then on a notice is
+        acknowledged to the head-end only after the events it became are stored, so a process
+        killed in between leaves it with the head-end, which resends it (to whichever instance is
+        alive). Without a call (tests, CLI) notices are acknowledged when taken."""
+        self._hold_acks = True
+        return self._events_stored
+
+    def _events_stored(self, count: int) -> None:
+        self._stored += count
+        self._progressed()
+
+    def _progressed(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def _progress_made(self) -> None:
+        if self._progress is None:
+            self._progress = asyncio.Event()
+        await self._progress.wait()
+
+    async def _settled(self, resolve_upto: int) -> None:
+        """Done once the notices handed to the resolver so far are resolved and every event emitted
+        by then is stored."""
+        while self._resolved < resolve_upto:
+            await self._progress_made()
+        target = self._emitted
+        while self._stored < target:
+            await self._progress_made()
+
     # ------------------------------------------------------------------ notifications
-    def _on_notes(self, notes: list[Notification]) -> None:
+    def _on_notes(self, notes: list[Notification]) -> Awaitable[None] | None:
         for n in notes:
             try:
                 self._on_note(n)
             except (ContractError, ValueError) as exc:  # a head-end's bad notification never kills the route
                 log.warning("notification %s for %s refused: %s", n.kind, n.transaction_id, exc)
+        return self._settled(self._to_resolve) if self._hold_acks else None
 
     def _on_note(self, n: Notification) -> None:
         if self.queries.take(n):
@@ -482,6 +531,7 @@ class HeadEndAdapter:
         # Kept in arrival order with the other misses: a transaction's DELIVERED is applied before
         # the device answer that followed it.
         self._unresolved.append(n)
+        self._to_resolve += 1
         if self._resolver is None or self._resolver.done():
             self._resolver = asyncio.get_running_loop().create_task(self._resolve())
 
@@ -513,6 +563,8 @@ class HeadEndAdapter:
                     self._apply(item, n)
                 except (ContractError, ValueError) as exc:
                     log.warning("notification %s for %s refused: %s", n.kind, n.transaction_id, exc)
+            self._resolved += len(notes)
+            self._progressed()
 
     async def _look_up(self, keys: list[str]) -> dict[str, KnownItem]:
         assert self.items is not None

@@ -149,8 +149,12 @@ class Dispatcher:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         for route in self.routes.all():
+            # A route that can leave its peer's notices unacknowledged until their events are
+            # stored (a head-end adapter) is told how many are: a kill in between loses none.
+            hold = getattr(route, "acknowledge_when_stored", None)
+            stored: Callable[[int], None] | None = hold() if callable(hold) else None
             await route.start()
-            self._tasks.append(asyncio.create_task(self._inbound_loop(route)))
+            self._tasks.append(asyncio.create_task(self._inbound_loop(route, stored)))
         self._tasks.append(asyncio.create_task(self._outbound_loop()))
 
     async def close(self) -> None:
@@ -398,9 +402,11 @@ class Dispatcher:
             await deliveries.reschedule(self.store.engine, delays, now, reason)
 
     # ------------------------------------------------------------------ inbound
-    async def _inbound_loop(self, route: Route) -> None:
+    async def _inbound_loop(self, route: Route, stored: Callable[[int], None] | None = None) -> None:
         """Events are stored in batches: whatever arrived while the previous batch was being
-        written goes into the next transaction."""
+        written goes into the next transaction; `stored` is told how many, in order, once
+        committed (a batch that failed is counted too: it is logged, and must not hold back
+        the acknowledgement of every later notice)."""
         pending: asyncio.Queue[InboundEvent] = asyncio.Queue()
 
         async def read() -> None:
@@ -417,6 +423,8 @@ class Dispatcher:
                     await self.handle_events(batch)
                 except Exception:
                     log.exception("%d inbound events could not be stored", len(batch))
+                if stored is not None:
+                    stored(len(batch))
         finally:
             reader.cancel()
 

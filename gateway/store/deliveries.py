@@ -360,7 +360,9 @@ async def mark_delivered(conn: AsyncConnection, reports: dict[int, tuple[datetim
     awaited = await price_acks.asking(conn, moving) if ack_window is not None else set()
     # The state condition is repeated so that the update, not the read, decides.
     await conn.execute(han_deliveries.update().where(
-        _D.id == sa.bindparam("b_id"), _D.state.in_(REPORTABLE)).values(
+        # OR of equalities, not IN: with an IN list (an expanding parameter) this executemany
+        # moved only one of its rows (seen on SQLite)
+        _D.id == sa.bindparam("b_id"), sa.or_(*(_D.state == state for state in REPORTABLE))).values(
         state=DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
         reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), _D.reference),
         ack_due_at=sa.bindparam("b_ack_due", type_=_D.ack_due_at.type)),
