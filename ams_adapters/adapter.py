@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 from ams_adapters.contract import (
@@ -50,11 +50,15 @@ from ams_adapters.pacing import Backoff, TokenBucket
 from ams_adapters.profiles import TdspProfile
 from ams_adapters.resilience import CircuitBreaker, InFlight, Tracked, Tracker
 from ams_adapters.se_frames import operation_frame
+from ams_adapters.tracking import ItemLookup, KnownItem
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
 from zigbee_se import DecodeError, EncodeError, decode_frame
 
 log = logging.getLogger(__name__)
-NotesSink = Callable[[list[Notification]], None]
+NotesSink = Callable[[list[Notification]], Awaitable[None] | None]
+"""What a transport hands its notices to. When it returns an awaitable, the transport acknowledges
+the notices to the head-end (MultiSpeak: the callback's 200; binary: CONFIRM) only once it is done:
+the events they became are stored by the gateway. Until then the head-end still has them to resend."""
 MAX_RATE_WAIT_S = 2.0
 """Wait this long at most for rate-limit tokens; what would wait longer is answered RETRY_LATER with
 the time the tokens will be there (the adapter never buffers without bound). Long enough for a
@@ -64,6 +68,16 @@ PROVISIONING_GRACE_S = 600.0
 
 
 SEEN_ANSWERS = 200_000
+STORE_WAIT_S = 10.0
+"""A transport waits this long for its notices to be stored before it leaves them unacknowledged
+(the head-end resends them)."""
+LOOKUP_BATCH = 500
+"""Notices resolved through the gateway (`ItemLookup.known`) in one call at most."""
+LOOKUP_ATTEMPTS = 5
+"""A lookup that fails (the database briefly away) is tried this often, with backoff, before its
+notices are given up (the gateway's bound on `submitted` then ends their items)."""
+PROVISIONING_KEY = "prov:"
+INVENTORY_KEY = "inv:"
 
 
 class BoundedSet:
@@ -110,7 +124,7 @@ class HeadEndAdapter:
 
     def __init__(self, profile: TdspProfile, transport: Transport, *,
                  meter_overrides: dict[str, MeterCapabilities] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, items: ItemLookup | None = None) -> None:
         self.profile = profile
         self.transport = transport
         self._meter_overrides = dict(meter_overrides or {})
@@ -120,13 +134,26 @@ class HeadEndAdapter:
         self.in_flight = InFlight(profile.max_in_flight)
         self.backoff = Backoff(base_s=0.05, cap_s=min(1.0, profile.request_timeout_s))
         self.tracker = Tracker()
+        # Where notices for transactions this process does not hold are resolved (tracking.py):
+        # submitted before a restart, or by another gateway instance. None: such notices are dropped.
+        self.items = items
+        self._unresolved: list[Notification] = []
+        self._resolver: asyncio.Task[None] | None = None
+        # Acknowledging notices only once stored (`acknowledge_when_stored`): events emitted and
+        # stored so far, notices handed to the resolver and resolved so far.
+        self._hold_acks = False
+        self._emitted = 0
+        self._stored = 0
+        self._to_resolve = 0
+        self._resolved = 0
+        self._progress: asyncio.Event | None = None
         self._events: asyncio.Queue[InboundEvent] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # answers already passed on (duplicate callbacks are dropped); bounded, oldest forgotten first
         self._seen_responses: BoundedSet = BoundedSet(SEEN_ANSWERS)
         self._reachable: dict[str, bool] = {}
         self._started = False
-        self.stats = {"sent": 0, "retries": 0, "unknown_notifications": 0}
+        self.stats = {"sent": 0, "retries": 0, "unknown_notifications": 0, "resolved_notifications": 0}
         self.queries = InventoryQueries(profile, self._timed_send, breaker=self.breaker, bucket=self.bucket,
                                         backoff=self.backoff, clock=clock, stats=self.stats)
 
@@ -144,6 +171,11 @@ class HeadEndAdapter:
         for t in self._timers.values():
             t.cancel()
         self._timers.clear()
+        if self._resolver is not None:
+            self._resolver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resolver
+            self._resolver = None
         await self.transport.close()
         self._started = False
 
@@ -207,7 +239,8 @@ class HeadEndAdapter:
         now = self._clock()
         window = request.join_window_s or 0
         req = HeadEndRequest(
-            transaction_id=transaction_id(self.profile.tdsp, "prov:" + request.request_id), esi_id=request.esi_id,
+            transaction_id=transaction_id(self.profile.tdsp, PROVISIONING_KEY + request.request_id),
+            esi_id=request.esi_id,
             kind=HeadEndRequestKind(request.kind.value), expires_at=now + window + PROVISIONING_GRACE_S,
             eui64=request.eui64, link_key=request.link_key, join_window_s=request.join_window_s,
             target="device" if request.eui64 else "meter")
@@ -375,22 +408,56 @@ class HeadEndAdapter:
             return
         self._finish(item, "expired")
         reason = "expired: no result from the head-end by the expiration time"
-        kind = item.extra.get("kind")
-        if isinstance(kind, HeadEndRequestKind) and kind.provisioning:
+        if _provisioning(item):
             self._emit(ProvisioningUpdate(key, item.esi_id, ProvisioningState.FAILED, self._clock(), reason=reason))
         else:
             self._emit(DeliveryFailed(key, item.esi_id, self._clock(), reason, expired=True))
 
     def _emit(self, event: InboundEvent) -> None:
+        self._emitted += 1
         self._events.put_nowait(event)
 
+    # ------------------------------------------------------------------ acknowledging notices once stored
+    def acknowledge_when_stored(self) -> Callable[[int], None]:
+        """The events' one consumer (the gateway's dispatcher) stores what it reads and calls the
+        returned function with how many events it has stored, in order. From then on a notice is
+        acknowledged to the head-end only after the events it became are stored, so a process
+        killed in between leaves it with the head-end, which resends it (to whichever instance is
+        alive). Without a call (tests, CLI) notices are acknowledged when taken."""
+        self._hold_acks = True
+        return self._events_stored
+
+    def _events_stored(self, count: int) -> None:
+        self._stored += count
+        self._progressed()
+
+    def _progressed(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def _progress_made(self) -> None:
+        if self._progress is None:
+            self._progress = asyncio.Event()
+        await self._progress.wait()
+
+    async def _settled(self, resolve_upto: int) -> None:
+        """Done once the notices handed to the resolver so far are resolved and every event emitted
+        by then is stored."""
+        while self._resolved < resolve_upto:
+            await self._progress_made()
+        target = self._emitted
+        while self._stored < target:
+            await self._progress_made()
+
     # ------------------------------------------------------------------ notifications
-    def _on_notes(self, notes: list[Notification]) -> None:
+    def _on_notes(self, notes: list[Notification]) -> Awaitable[None] | None:
         for n in notes:
             try:
                 self._on_note(n)
             except (ContractError, ValueError) as exc:  # a head-end's bad notification never kills the route
                 log.warning("notification %s for %s refused: %s", n.kind, n.transaction_id, exc)
+        return self._settled(self._to_resolve) if self._hold_acks else None
 
     def _on_note(self, n: Notification) -> None:
         if self.queries.take(n):
@@ -403,9 +470,14 @@ class HeadEndAdapter:
             return
         item = self.tracker.by_transaction(n.transaction_id)
         if item is None:
-            self.stats["unknown_notifications"] += 1
+            if self.items is not None and self._key_of(n.transaction_id) is not None:
+                self._resolve_later(n)
+            else:
+                self.stats["unknown_notifications"] += 1
             return
-        kind = item.extra.get("kind")
+        self._apply(item, n)
+
+    def _apply(self, item: Tracked, n: Notification) -> None:
         if n.kind is NoteKind.PROVISIONING:
             state = _PROVISIONING_STATE.get(n.state or "")
             if state is None:
@@ -423,7 +495,7 @@ class HeadEndAdapter:
                 self._emit(DeliveredToMeter(item.key, n.esi_id, n.at, item.transaction_id))
             return
         if n.kind is NoteKind.FAILED:
-            if isinstance(kind, HeadEndRequestKind) and kind.provisioning:
+            if _provisioning(item):
                 if self._finish(item, "failed"):
                     self._emit(ProvisioningUpdate(item.key, n.esi_id, ProvisioningState.FAILED, n.at, n.eui64,
                                                   n.reason))
@@ -440,6 +512,72 @@ class HeadEndAdapter:
                 # out of order: a device answered, so the meter had the command
                 self._emit(DeliveredToMeter(item.key, n.esi_id, n.at, item.transaction_id))
             self._emit(self._device_response(item, n))
+
+    # ------------------------------------------------------------------ notices for items not in memory
+    def _key_of(self, txid: str) -> tuple[str, bool] | None:
+        """(item key, provisioning?) of one of this adapter's transaction ids (`transaction_id`);
+        None for another TDSP's, or an inventory query's (a query is not an item)."""
+        head = self.profile.tdsp + ":"
+        if not txid.startswith(head):
+            return None
+        key = txid[len(head):]
+        if not key or key.startswith(INVENTORY_KEY):
+            return None
+        if key.startswith(PROVISIONING_KEY):
+            return key[len(PROVISIONING_KEY):], True
+        return key, False
+
+    def _resolve_later(self, n: Notification) -> None:
+        # Kept in arrival order with the other misses: a transaction's DELIVERED is applied before
+        # the device answer that followed it.
+        self._unresolved.append(n)
+        self._to_resolve += 1
+        if self._resolver is None or self._resolver.done():
+            self._resolver = asyncio.get_running_loop().create_task(self._resolve())
+
+    async def _resolve(self) -> None:
+        """Ask the gateway about the transactions of notices the tracker missed, a batch at a time,
+        then apply each notice as if the item had been submitted here."""
+        assert self.items is not None
+        while self._unresolved:
+            notes = self._unresolved[:LOOKUP_BATCH]
+            del self._unresolved[:LOOKUP_BATCH]
+            wanted: dict[str, tuple[str, bool]] = {}
+            for n in notes:
+                parsed = self._key_of(n.transaction_id)
+                if parsed is not None and self.tracker.by_transaction(n.transaction_id) is None:
+                    wanted[n.transaction_id] = parsed
+            found = await self._look_up(sorted({key for key, _ in wanted.values()}))
+            for n in notes:
+                item = self.tracker.by_transaction(n.transaction_id)
+                if item is None:
+                    key, provisioning = wanted[n.transaction_id]
+                    known = found.get(key)
+                    if known is None or known.esi_id != n.esi_id:  # not ours, or about another meter
+                        self.stats["unknown_notifications"] += 1
+                        continue
+                    item = self.tracker.add(Tracked(key, known.esi_id, n.transaction_id, known.expires_at))
+                    item.extra["provisioning"] = provisioning
+                self.stats["resolved_notifications"] += 1
+                try:
+                    self._apply(item, n)
+                except (ContractError, ValueError) as exc:
+                    log.warning("notification %s for %s refused: %s", n.kind, n.transaction_id, exc)
+            self._resolved += len(notes)
+            self._progressed()
+
+    async def _look_up(self, keys: list[str]) -> dict[str, KnownItem]:
+        assert self.items is not None
+        if not keys:
+            return {}
+        for attempt in range(LOOKUP_ATTEMPTS):
+            try:
+                return dict(await self.items.known(keys))
+            except Exception as exc:  # the gateway's database away for a moment: try again
+                log.warning("looking up %d head-end transactions failed (%s); attempt %d of %d",
+                            len(keys), exc, attempt + 1, LOOKUP_ATTEMPTS)
+                await asyncio.sleep(self.backoff.delay(attempt + 1))
+        return {}
 
     def _device_response(self, item: Tracked, n: Notification) -> DeviceResponse:
         cluster = n.cluster_id or 0
@@ -468,6 +606,15 @@ def pacing_burst(profile: TdspProfile) -> float:
     """The items a head-end may get at once: a tenth of a second's worth at its rate, and at least
     one whole batch (a batch goes out in one send)."""
     return max(float(profile.batch_size), profile.rate_limit_per_s / 10)
+
+
+def _provisioning(item: Tracked) -> bool:
+    """A provisioning request (by its request kind, or by its key when the item was resolved
+    through the gateway rather than submitted here)."""
+    kind = item.extra.get("kind")
+    if isinstance(kind, HeadEndRequestKind):
+        return kind.provisioning
+    return bool(item.extra.get("provisioning"))
 
 
 def provisioning_kind(kind: ProvisioningKind) -> HeadEndRequestKind:

@@ -11,6 +11,7 @@ from typing import Any
 from ams_adapters.adapter import HeadEndAdapter, Transport
 from ams_adapters.contract import ContractError, MeterCapabilities
 from ams_adapters.profiles import TRANSPORTS, TdspProfile, load_profile
+from ams_adapters.tracking import ItemLookup
 from ams_adapters.transports.binary_tcp import BinaryTransport
 from ams_adapters.transports.cim_mqtt import CimMqttTransport
 from ams_adapters.transports.multispeak import MultiSpeakTransport
@@ -84,8 +85,11 @@ def make_transport(profile: TdspProfile, cfg: AdapterConfig) -> Transport:
     raise ContractError("transport", t, f"one of {TRANSPORTS}")
 
 
-def make_adapter(cfg: AdapterConfig) -> HeadEndAdapter:
+def make_adapter(cfg: AdapterConfig, items: ItemLookup | None = None) -> HeadEndAdapter:
+    """The adapter of `cfg`; `items` resolves notices about transactions it does not hold in memory
+    (submitted before a restart or by another gateway instance: ams_adapters/tracking.py)."""
     profile = load_profile(cfg.tdsp, **dict(cfg.profile_overrides))
     if cfg.transport is not None:
         profile = profile.with_transport(cfg.transport)
-    return HeadEndAdapter(profile, make_transport(profile, cfg), meter_overrides=dict(cfg.meter_overrides))
+    return HeadEndAdapter(profile, make_transport(profile, cfg), meter_overrides=dict(cfg.meter_overrides),
+                          items=items)

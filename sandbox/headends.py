@@ -25,9 +25,11 @@ def headend_for_profile(profile: TdspProfile, field_: SimField, clock: TimerCloc
                         port: int = 0, mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883,
                         topic_prefix: str = "hangw", faults: Faults | None = None, seed: int = 7,
                         ssl_context: ssl.SSLContext | None = None,
-                        callback_ssl_context: ssl.SSLContext | None = None, **settings: Any) -> HeadEnd:
+                        callback_ssl_context: ssl.SSLContext | None = None, callback_retry_s: float | None = None,
+                        callback_urls: tuple[str, ...] = (), **settings: Any) -> HeadEnd:
     """The head-end `profile` names, started by the caller (`await headend.start()`)."""
     return make_headend(profile.transport, emulator_settings(profile, **settings), field_, clock, host=host,
                         port=port, mqtt_host=mqtt_host, mqtt_port=mqtt_port, topic_prefix=topic_prefix,
                         faults=faults, seed=seed, ssl_context=ssl_context,
-                        callback_ssl_context=callback_ssl_context)
+                        callback_ssl_context=callback_ssl_context, callback_retry_s=callback_retry_s,
+                        callback_urls=callback_urls)

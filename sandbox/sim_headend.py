@@ -44,6 +44,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tls-key", help="MultiSpeak: the certificate's PEM private key")
     parser.add_argument("--callback-ca", help="MultiSpeak: CA bundle that signs the gateway's https:// "
                         "callback endpoint (NOT_Server)")
+    parser.add_argument("--callback-retry-seconds", type=float, default=None, metavar="S",
+                        help="MultiSpeak: retry a NOT_Server callback that fails (refused, timeout, not 200) with "
+                             "backoff for this long before giving it up (default 120)")
+    parser.add_argument("--callback-url", action="append", default=[], metavar="URL",
+                        help="MultiSpeak: a further NOT_Server endpoint, tried in turn after a request's "
+                             "responseURL fails (repeatable; several gateway instances without a load balancer)")
     parser.add_argument("--esi-prefix", default="",
                         help="ESI IDs of the simulated premises start with this (default: Oncor's 1044372; "
                              "give the TDSP's prefix so `hangw serve` routes them to this head-end); they are "
@@ -156,7 +162,8 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
         callback_tls = ssl.create_default_context(cafile=args.callback_ca)
     headend = headend_for_profile(profile, fleet, clock, host=host, port=port, mqtt_host=host,
                            mqtt_port=port or 1883, topic_prefix=args.prefix, faults=faults, ssl_context=tls,
-                           callback_ssl_context=callback_tls)
+                           callback_ssl_context=callback_tls, callback_retry_s=args.callback_retry_seconds,
+                           callback_urls=tuple(args.callback_url))
     await headend.start()
     if cim:
         where = f"mqtt://{host}:{port or 1883} prefix {args.prefix}"

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
-from ams_adapters.adapter import NotesSink
+from ams_adapters.adapter import STORE_WAIT_S, NotesSink
 from ams_adapters.pacing import Backoff
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
@@ -31,6 +31,7 @@ class BinaryTransport:
         self._seq = 0
         self._on_notes: NotesSink | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._confirming: set[asyncio.Task[None]] = set()
         self._backoff = Backoff(0.05, 1.0)
         self.connects = 0
 
@@ -42,9 +43,9 @@ class BinaryTransport:
                 await self._connected.wait()
 
     async def close(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._confirming]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._confirming]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks = []
@@ -94,11 +95,26 @@ class BinaryTransport:
                 entry[1].set_result(bw.ack_from(entry[0], body))
         elif ftype == "RESULTS":
             pairs = [bw.result_from(r) for r in body.results]  # type: ignore[attr-defined]
-            if pairs and self._on_notes is not None:
-                self._on_notes([n for _, n in pairs])
-            if pairs and self._writer is not None:
+            stored = self._on_notes([n for _, n in pairs]) if pairs and self._on_notes is not None else None
+            if stored is not None:
+                # confirmed once the gateway stored what they became; meanwhile they are resent
+                # (and recognized as duplicates)
+                task = asyncio.get_running_loop().create_task(self._confirm_when(stored, [i for i, _ in pairs]))
+                self._confirming.add(task)
+                task.add_done_callback(self._confirming.discard)
+            elif pairs and self._writer is not None:
                 # confirm only after the adapter has taken them: unconfirmed results are resent
                 self._writer.write(bw.pack("CONFIRM", self._next_seq(), {"result_ids": [i for i, _ in pairs]}))
+
+    async def _confirm_when(self, stored: Awaitable[None], result_ids: list[int]) -> None:
+        try:
+            async with asyncio.timeout(STORE_WAIT_S):
+                await stored
+        except TimeoutError:
+            return  # not confirmed: the head-end resends them
+        if self._writer is not None:
+            with contextlib.suppress(ConnectionError):
+                self._writer.write(bw.pack("CONFIRM", self._next_seq(), {"result_ids": result_ids}))
 
     async def _poll(self) -> None:
         while True:

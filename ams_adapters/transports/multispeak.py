@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ams_adapters.adapter import NotesSink
+from ams_adapters.adapter import STORE_WAIT_S, NotesSink
 from ams_adapters.wire import multispeak as ms
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, WireError
 
@@ -96,7 +96,13 @@ class MultiSpeakTransport:
             self.notifications_refused += 1
             return web.Response(status=400, text=str(exc))
         if self._on_notes is not None:
-            self._on_notes([note])
+            stored = self._on_notes([note])
+            if stored is not None:
+                try:
+                    async with asyncio.timeout(STORE_WAIT_S):
+                        await stored
+                except TimeoutError:  # not stored yet: the head-end keeps it and posts it again
+                    return web.Response(status=503, headers={"Retry-After": "1"})
         return web.Response(body=ms.encode_ack_envelope("Notification"), content_type="text/xml")
 
     async def send(self, requests: Sequence[HeadEndRequest]) -> list[Ack]:

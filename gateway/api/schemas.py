@@ -432,7 +432,9 @@ class DeviceStateOut(BaseModel):
 class DeliveryOut(BaseModel):
     delivery_id: int
     esi_id: str
-    state: str = Field(description="queued, submitted, delivered, failed, expired, cancelled; a device write "
+    state: str = Field(description="queued, submitted, delivered, failed, expired, cancelled, unknown (the route "
+                                   "took it and no delivery report came within confirm_within_seconds; a late "
+                                   "report still moves it to delivered); a device write "
                                    "(set_enrollment_group) ends written, partly_written, refused or no_answer; a price "
                                    "or block period asking for acknowledgement ends acknowledged, partly_acknowledged "
                                    "or no_acknowledgement price_ack_minutes after delivery")

@@ -96,8 +96,9 @@ def build_routes(config: GatewayConfig, store: Store | None = None) -> RouteSet:
     by_prefix: dict[str, Route | None] = {}
     if kind is RouteKind.ADAPTERS:
         from gateway.pipeline.adapter_routes import build_adapter_routes
+        from gateway.pipeline.route_items import StoredItems
 
-        by_prefix = build_adapter_routes(config.routes)[0].by_prefix
+        by_prefix = build_adapter_routes(config.routes, StoredItems(store) if store is not None else None)[0].by_prefix
     by_esi: dict[str, Route] = {}
     if config.routes.radio is not None:
         if store is None:

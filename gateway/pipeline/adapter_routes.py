@@ -10,6 +10,7 @@ from __future__ import annotations
 from ams_adapters.adapter import HeadEndAdapter
 from ams_adapters.contract import Route
 from ams_adapters.factory import AdapterConfig, make_adapter
+from ams_adapters.tracking import ItemLookup
 from gateway.domain.esi_id import TDSP_PREFIXES
 from gateway.pipeline.config import RoutesConfig, TdspRouteConfig
 from gateway.pipeline.dispatcher import RouteSet
@@ -26,10 +27,13 @@ def adapter_config(profile_name: str, cfg: TdspRouteConfig) -> AdapterConfig:
         ca_file=cfg.ca_file or None, profile_overrides=dict(cfg.profile))
 
 
-def build_adapter_routes(config: RoutesConfig) -> tuple[RouteSet, dict[str, HeadEndAdapter]]:
+def build_adapter_routes(config: RoutesConfig, items: ItemLookup | None = None,
+                         ) -> tuple[RouteSet, dict[str, HeadEndAdapter]]:
     """The RouteSet (by ESI ID prefix) and the adapters by profile name. Adapters are started by
-    the dispatcher (`Route.start`), not here."""
-    adapters = {name: make_adapter(adapter_config(name, cfg)) for name, cfg in config.tdsp.configured().items()}
+    the dispatcher (`Route.start`), not here. `items` (the gateway's `StoredItems`) lets every
+    adapter apply a head-end's notice about any item the gateway handed to a route, whichever
+    instance submitted it (route_items.py); without it such notices are dropped."""
+    adapters = {name: make_adapter(adapter_config(name, cfg), items) for name, cfg in config.tdsp.configured().items()}
     # A TDSP's name is its profile's and its `[routes.tdsp.<name>]` table's (tests/gateway/test_tdsp_names.py).
     by_prefix: dict[str, Route | None] = {row.prefix: adapters.get(row.tdsp.value) for row in TDSP_PREFIXES}
     return RouteSet(None, by_prefix), adapters

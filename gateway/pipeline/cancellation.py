@@ -82,7 +82,7 @@ async def cancel_all(store: Store, principal: Principal, body: CancelAllLoadCont
                                                     delivery_queue.CANCELLED, now, reason=CANCELLED_BY_REQUEST,
                                                     only_from=[delivery_queue.QUEUED])
             reached = [(r.esi_id, r.se_version) for r in rows
-                       if r.state in (delivery_queue.SUBMITTED, delivery_queue.DELIVERED)]
+                       if r.state in delivery_queue.SENT_STATES]
             await _insert_cancels(tx, principal.party_id, request_id, original, reached, body, now)
             sent += len(reached)
         await requests_sql.end_party_events(tx, body.esi_id, principal.party_id, None)
@@ -98,7 +98,7 @@ async def withdraw(store: Store, request_id: int, deliveries: list[Any], now: da
     async with store.transaction() as tx:
         changed = await delivery_queue.set_delivery_state(
             tx, deliveries, delivery_queue.CANCELLED, now, reason="agreement ended: SE cancel sent",
-            only_from=[delivery_queue.SUBMITTED, delivery_queue.DELIVERED])
+            only_from=delivery_queue.SENT_STATES)
         if not changed:
             return 0
         original = await requests_sql.request_in(tx, request_id)
@@ -132,15 +132,14 @@ async def _own_request(tx: Connection, principal: Principal, request_id: int, ki
 
 async def _cancel_pending(tx: Connection, original: Any, now: datetime) -> list[tuple[str, str]]:
     """Pending work of `original` is removed; returns (ESI ID, SE version) of premises the
-    request already reached (or may have: submitted), which need the SE cancel."""
+    request already reached (or may have: submitted, unknown), which need the SE cancel."""
     if original.fanout_after is not None:
         await requests_sql.stop_fanout(tx, original.id, "cancelled")
     rows = await requests_sql.request_deliveries(tx, original.id)
     pending = [r for r in rows if r.state == delivery_queue.QUEUED]
     await delivery_queue.set_delivery_state(tx, pending, delivery_queue.CANCELLED, now,
                                             reason=CANCELLED_BY_REQUEST, only_from=[delivery_queue.QUEUED])
-    sent = (delivery_queue.SUBMITTED, delivery_queue.DELIVERED)
-    return [(r.esi_id, r.se_version) for r in rows if r.state in sent]
+    return [(r.esi_id, r.se_version) for r in rows if r.state in delivery_queue.SENT_STATES]
 
 
 async def _insert_cancel_request(tx: Connection, party_id: int, kind: RequestKind,  # noqa: PLR0917

@@ -35,6 +35,11 @@ class PipelineConfig(BaseModel):
     # `acknowledged`, `partly_acknowledged` or `no_acknowledgement` (gateway/pipeline/price_acks.py).
     # Some stacks never answer a block period (Silicon Labs): nothing may wait for them forever.
     price_ack_minutes: int = Field(default=60, ge=1, le=7 * 1440)
+    # How long a delivery the route took (`submitted`) may wait for its delivery report. Past it the
+    # delivery ends `unknown` ("no delivery report within N s"), or `expired` when its end time has
+    # passed too; a report that comes later still moves it to `delivered`. Nothing stays `submitted`
+    # for ever, whichever gateway instance submitted it and whether or not it is still alive.
+    confirm_within_seconds: float = Field(default=3600.0, ge=1, le=7 * 86400)
     batch_size: int = Field(default=500, ge=1, le=10_000)
     fanout_page: int = Field(default=2000, ge=10, le=50_000)
     poll_interval_seconds: float = Field(default=0.2, gt=0)

@@ -25,14 +25,17 @@ from gateway.store.deliveries import (
     FINAL_STATES,
     PENDING_STATES,
     QUEUED,
+    SENT_STATES,
     SUBMITTED,
+    UNKNOWN,
 )
 from gateway.store.deliveries import set_state as set_delivery_state
 from gateway.store.se_ids import allocate_se_id
 from gateway.store.unit_of_work import Connection
 
 __all__ = [  # the store's names the request service (service.py) calls through this module
-    "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "FINAL_STATES", "PENDING_STATES", "QUEUED", "SUBMITTED",
+    "CANCELLED", "DELIVERED", "EXPIRED", "FAILED", "FINAL_STATES", "PENDING_STATES", "QUEUED", "SENT_STATES",
+    "SUBMITTED", "UNKNOWN",
     "DeliveryTarget", "allocate_se_id", "delivery_of", "delivery_rows", "insert_deliveries", "insert_many",
     "outbound_id", "set_delivery_state", "shared_command",
 ]

@@ -50,7 +50,15 @@ from gateway.pipeline.service import RequestService
 from gateway.pipeline.single_owner import OwnerRole, SingleOwnerRoute
 from gateway.store import deliveries, han_requests
 from gateway.store import device_writes as stored_writes
-from gateway.store.deliveries import CANCELLED, DELIVERED, EXPIRED, FAILED, QUEUED, SUBMITTED, DueDelivery
+from gateway.store.deliveries import (
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    QUEUED,
+    SUBMITTED,
+    UNKNOWN,
+    DueDelivery,
+)
 from gateway.store.store import Store
 from gateway.store.unit_of_work import Connection
 from zigbee_se import SEVersion
@@ -146,8 +154,12 @@ class Dispatcher:
         for route in self.routes.all():
             if isinstance(route, SingleOwnerRoute):  # its owner may change: hand it its premises' items
                 route.on_owner.append(functools.partial(self.took_over, route))
+            # A route that can leave its peer's notices unacknowledged until their events are
+            # stored (a head-end adapter) is told how many are: a kill in between loses none.
+            hold = getattr(route, "acknowledge_when_stored", None)
+            stored: Callable[[int], None] | None = hold() if callable(hold) else None
             await route.start()
-            self._tasks.append(asyncio.create_task(self._inbound_loop(route)))
+            self._tasks.append(asyncio.create_task(self._inbound_loop(route, stored)))
         self._tasks.append(asyncio.create_task(self._outbound_loop()))
 
     async def close(self) -> None:
@@ -192,6 +204,7 @@ class Dispatcher:
             worked += await self._withdraw_ended_agreements(now)
             worked += await self._end_unanswered_writes(now)
             worked += await self._end_unacknowledged(now)
+            worked += await self._end_unconfirmed(now)
         # The next fan-out page is expanded (SQL in the database's thread) while the rows already
         # due are read, handed to their routes and recorded (mostly Python in this one).
         expanding = asyncio.create_task(self._expand_fanouts(now))
@@ -276,6 +289,31 @@ class Dispatcher:
             return await price_acks.end_overdue(self.store, now, self.config.batch_size,
                                                 self.config.price_ack_minutes)
 
+    async def _end_unconfirmed(self, now: datetime) -> int:
+        """Deliveries still `submitted` `confirm_within_seconds` after the route took them end
+        `unknown` (or `expired` once their end time passed): no delivery report came, from this
+        instance's routes or any other's. A late report still moves them to `delivered`. Safe with
+        several instances sweeping at once: each row moves once (`only_from`, RETURNING), and only
+        the instance that moved it records its transition and webhook event.
+
+        No head-end status query is asked first: none of the protocols' adapters has one for a
+        HAN operation yet (docs/pipeline.md)."""
+        rows = await deliveries.read_unconfirmed(self.store.engine, now, self.config.batch_size)
+        if not rows:
+            return 0
+        ended = [r for r in rows if deliveries.expires_unix(r.expires_at) <= now.timestamp()]
+        open_ = [r for r in rows if deliveries.expires_unix(r.expires_at) > now.timestamp()]
+        bound = f"{self.config.confirm_within_seconds:g} s"
+        async with self._writes:
+            if ended:
+                await deliveries.move(self.store.engine, ended, EXPIRED, now, only_from=[SUBMITTED],
+                                      reason=f"no delivery report from the route within {bound}, and its end "
+                                             "time passed")
+            if open_:
+                await deliveries.move(self.store.engine, open_, UNKNOWN, now, only_from=[SUBMITTED],
+                                      reason=f"no delivery report from the route within {bound} of submission")
+        return len(rows)
+
     async def _due(self, now: datetime) -> list[DueDelivery]:
         """Due items, shared fairly between parties (`deliveries.read_due`); those whose agreement
         is no longer in force are cancelled here, before they are sent."""
@@ -341,7 +379,8 @@ class Dispatcher:
                     retry_after[row.id] = result.retry_after_s
         async with self._writes:
             # Set-based: state, transitions and frame log of the whole batch in a few statements.
-            await deliveries.record_batch(self.store.engine, accepted, rejected, now)
+            await deliveries.record_batch(self.store.engine, accepted, rejected, now, now + timedelta(
+                seconds=self.config.confirm_within_seconds))
         self.handed += len(accepted)
         if retry:
             await self._retry(retry, now, "route asked to retry later", retry_after)
@@ -397,9 +436,11 @@ class Dispatcher:
         self.wake.set()
 
     # ------------------------------------------------------------------ inbound
-    async def _inbound_loop(self, route: Route) -> None:
+    async def _inbound_loop(self, route: Route, stored: Callable[[int], None] | None = None) -> None:
         """Events are stored in batches: whatever arrived while the previous batch was being
-        written goes into the next transaction."""
+        written goes into the next transaction; `stored` is told how many, in order, once
+        committed (a batch that failed is counted too: it is logged, and must not hold back
+        the acknowledgement of every later notice)."""
         pending: asyncio.Queue[InboundEvent] = asyncio.Queue()
 
         async def read() -> None:
@@ -416,6 +457,8 @@ class Dispatcher:
                     await self.handle_events(batch)
                 except Exception:
                     log.exception("%d inbound events could not be stored", len(batch))
+                if stored is not None:
+                    stored(len(batch))
         finally:
             reader.cancel()
 
@@ -450,11 +493,11 @@ class Dispatcher:
                     if row is None:
                         continue
                     await deliveries.set_state(conn, [row], EXPIRED if ev.expired else FAILED, _dt(ev.at),
-                                               reason=ev.reason, only_from=[QUEUED, SUBMITTED])
+                                               reason=ev.reason, only_from=[QUEUED, SUBMITTED, UNKNOWN])
                 elif isinstance(ev, ProvisioningUpdate) and self.on_provisioning is not None:
                     await self.on_provisioning(conn, ev)
 
     async def _mark_original_cancelled(self, conn: Connection, cancel_row: Any, at: datetime) -> None:
         original = await deliveries.originals(conn, cancel_row.esi_id, cancel_row.se_id, ORIGINAL_COMMANDS)
         await deliveries.set_state(conn, original, CANCELLED, at, reason="SE cancel delivered",
-                                   only_from=[SUBMITTED, DELIVERED])
+                                   only_from=deliveries.SENT_STATES)

@@ -33,8 +33,17 @@ DELIVERED = "delivered"
 FAILED = "failed"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
+UNKNOWN = "unknown"
+"""Submitted, and no delivery report came within the bound (`[pipeline] confirm_within_seconds`):
+the route took it, whether it reached the meter is not known. A late report still moves it."""
 PENDING_STATES = (QUEUED,)
 FINAL_STATES = (FAILED, EXPIRED, CANCELLED)
+SENT_STATES = (SUBMITTED, UNKNOWN, DELIVERED)
+"""A route took it: it is, or may be, at the premise (what a cancel or a withdrawal must reach)."""
+REPORTABLE = (QUEUED, SUBMITTED, UNKNOWN, EXPIRED)
+"""What a delivery report moves to `delivered`: besides the open states, `unknown` and `expired`
+(a report that came after the bound ended the item: the report is what happened; `queued`: a
+fast route's report may overtake the dispatcher's record of the batch)."""
 
 MAX_REFERENCE = 100  # the `reference` column's width
 _D = han_deliveries.c
@@ -169,12 +178,18 @@ async def set_state(conn: AsyncConnection, rows: Iterable[Any], state: str, now:
     return out
 
 
-async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now: datetime) -> int:
+async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now: datetime,
+                         confirm_by: datetime | None = None) -> int:
     """Queued deliveries the route accepted become `submitted`, set-based: per chunk of ids one
     UPDATE … RETURNING id, then the transitions and the frame log (the frame sent into the home)
     written by INSERT … SELECT from the changed rows, so a batch of thousands of premises costs
     three statements and no Python object per premise. Webhook events (one per transition) are
-    built only for parties that registered webhooks. Returns how many rows changed."""
+    built only for parties that registered webhooks. Returns how many rows changed.
+
+    `confirm_by` is when a still-`submitted` delivery is looked at again (`read_unconfirmed`):
+    kept in `next_attempt_at`, which a submitted row does not use otherwise, so the sweep reads
+    it through `ix_han_deliveries_due` (state, next_attempt_at) with no index of its own and no
+    extra write. Device writes have their own end (`no_answer` at their end time) and get none."""
     ids = [r.id for r in rows]
     changed: list[int] = []
     for i in range(0, len(ids), ID_CHUNK):
@@ -182,7 +197,10 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now
             ids_condition(_D.id, ids[i:i + ID_CHUNK]),
             # a filter, not an index term: see set_state
             _D.state.concat("").in_(PENDING_STATES)).values(
-            state=SUBMITTED, updated_at=now, next_attempt_at=None).returning(_D.id))
+            state=SUBMITTED, updated_at=now,
+            next_attempt_at=None if confirm_by is None else sa.case(
+                (_D.target_eui64.is_(None), sa.literal(confirm_by, _D.next_attempt_at.type)), else_=sa.null()),
+        ).returning(_D.id))
         done = list(result.scalars().all())
         if not done:
             continue
@@ -257,6 +275,14 @@ async def read_expired(engine: AsyncEngine, now: datetime, limit: int) -> list[A
             _D.state == QUEUED, _D.expires_at <= now).limit(limit))).all())
 
 
+async def read_unconfirmed(engine: AsyncEngine, now: datetime, limit: int) -> list[Any]:
+    """Up to `limit` deliveries still `submitted` past their confirmation time (`mark_submitted`'s
+    `confirm_by`): id, request_id, party_id, esi_id, expires_at. Read through ix_han_deliveries_due."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(_D.id, _D.request_id, _D.party_id, _D.esi_id, _D.expires_at).where(
+            _D.state == SUBMITTED, _D.next_attempt_at <= now).order_by(_D.next_attempt_at).limit(limit))).all())
+
+
 async def move(engine: AsyncEngine, rows: Sequence[Any], state: str, now: datetime, *, reason: str,
                only_from: Sequence[str]) -> list[Transition]:
     """`set_state` in a transaction of its own."""
@@ -265,12 +291,13 @@ async def move(engine: AsyncEngine, rows: Sequence[Any], state: str, now: dateti
 
 
 async def record_batch(engine: AsyncEngine, accepted: Sequence[tuple[DueDelivery, str | None]],
-                       rejected: Sequence[tuple[DueDelivery, str]], now: datetime) -> None:
+                       rejected: Sequence[tuple[DueDelivery, str]], now: datetime,
+                       confirm_by: datetime | None = None) -> None:
     """What a route answered for a batch, in one transaction, set-based: the accepted rows become
     `submitted` with their transitions and frame log in a few statements and their references in
     one executemany; each rejected row becomes `failed` with the route's reason."""
     async with engine.begin() as conn:
-        await mark_submitted(conn, [row for row, _ in accepted], now)
+        await mark_submitted(conn, [row for row, _ in accepted], now, confirm_by)
         await keep_references(conn, [(row.id, ref) for row, ref in accepted])
         for row, reason in rejected:
             await set_state(conn, [row], FAILED, now, reason=reason, only_from=[QUEUED])
@@ -335,7 +362,7 @@ async def withdrawable(engine: AsyncEngine, agreement_ids: Sequence[int], now: d
                     _D.esi_id == agreement_premises.c.esi_id,
                     _D.agreement_id == agreement_premises.c.agreement_id)).join(
                     agreements, agreements.c.id == agreement_premises.c.agreement_id)).where(
-                agreement_premises.c.agreement_id.in_(chunk), _D.state.in_([SUBMITTED, DELIVERED]),
+                agreement_premises.c.agreement_id.in_(chunk), _D.state.in_(SENT_STATES),
                 _D.command.in_(WITHDRAWN_COMMANDS), _D.expires_at > now, still_ended).limit(
                 limit - len(rows)))).all())
             if len(rows) >= limit:
@@ -349,9 +376,9 @@ async def withdrawable(engine: AsyncEngine, agreement_ids: Sequence[int], now: d
 async def mark_delivered(conn: AsyncConnection, reports: dict[int, tuple[datetime, str | None]],
                          ack_window: timedelta | None = None) -> list[Any]:
     """Delivery reports (delivery id -> (time, route reference)) in the caller's transaction: the
-    deliveries still `queued` or `submitted` become `delivered` (a replayed report finds them
-    delivered already and changes nothing). Three statements for the whole batch: read, one
-    executemany, the transitions (a fourth, the requests' commands, when a fan-out's price asking
+    deliveries still `queued`, `submitted`, `unknown` or `expired` (REPORTABLE) become `delivered`
+    (a replayed report finds them delivered already and changes nothing). Three statements for the
+    whole batch: read, one executemany, the transitions (a fourth, the requests' commands, when a fan-out's price asking
     for acknowledgement is among them). A price or block period that asks its devices to
     acknowledge awaits them until `ack_window` after its delivery (`ack_due_at`; None: not
     awaited). Returns the rows that moved (id, request_id, party_id, esi_id, command, se_id, state)."""
@@ -361,13 +388,15 @@ async def mark_delivered(conn: AsyncConnection, reports: dict[int, tuple[datetim
         rows.extend((await conn.execute(sa.select(
             _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.command, _D.se_id, _D.state, _D.fields).where(
             _D.id.in_(ids[i:i + 500])))).all())
-    moving = [r for r in rows if r.state in (QUEUED, SUBMITTED)]
+    moving = [r for r in rows if r.state in REPORTABLE]
     if not moving:
         return []
     awaited = await price_acks.asking(conn, moving) if ack_window is not None else set()
     # The state condition is repeated so that the update, not the read, decides.
     await conn.execute(han_deliveries.update().where(
-        _D.id == sa.bindparam("b_id"), sa.or_(_D.state == QUEUED, _D.state == SUBMITTED)).values(
+        # OR of equalities, not IN: with an IN list (an expanding parameter) this executemany
+        # moved only one of its rows (seen on SQLite)
+        _D.id == sa.bindparam("b_id"), sa.or_(*(_D.state == state for state in REPORTABLE))).values(
         state=DELIVERED, updated_at=sa.bindparam("b_at"), next_attempt_at=None,
         reference=sa.func.coalesce(sa.bindparam("b_reference", type_=sa.String), _D.reference),
         ack_due_at=sa.bindparam("b_ack_due", type_=_D.ack_due_at.type)),
@@ -405,3 +434,15 @@ async def answered(conn: AsyncConnection, wanted: Sequence[tuple[str, int]],
             if key not in matched or found.id > matched[key].id:
                 matched[key] = found
     return matched
+
+
+async def handed_items(engine: AsyncEngine, ids: Sequence[int]) -> list[Any]:
+    """The deliveries among `ids` (id, esi_id, expires_at): what a route's notice about one of
+    them is checked against, whichever gateway instance handed it to the route. Primary-key
+    lookups: nothing per delivery is written for it."""
+    rows: list[Any] = []
+    async with engine.connect() as conn:
+        for i in range(0, len(ids), 500):  # bound the IN list (SQLite's variable limit)
+            rows.extend((await conn.execute(sa.select(_D.id, _D.esi_id, _D.expires_at).where(
+                _D.id.in_(ids[i:i + 500])))).all())
+    return rows

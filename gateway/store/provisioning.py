@@ -9,6 +9,7 @@ Operation ids reach routes as request ids `hgw-prov-<id>`: the same id after a r
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -356,3 +357,14 @@ async def _premise_outcome(conn: AsyncConnection, op: Any, *, state: str, at: da
     for eui64 in on_meter:
         await set_device(conn, op.esi_id, eui64, status=DeviceStatus.REMOVED, at=at, code=reason, detail=None,
                          op_id=op.id)
+
+
+async def handed_operations(store: Store, ids: Sequence[int]) -> list[Any]:
+    """The provisioning operations among `ids` (id, esi_id): what a route's notice about one of
+    them is checked against, whichever gateway instance handed it to the route."""
+    rows: list[Any] = []
+    async with store.engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            rows.extend((await conn.execute(sa.select(han_provisioning_ops.c.id, han_provisioning_ops.c.esi_id).where(
+                han_provisioning_ops.c.id.in_(ids[i:i + 500])))).all())
+    return rows

@@ -1,11 +1,21 @@
 """The MultiSpeak head-end emulator: HAN_Server and DR_Server over SOAP/HTTP (aiohttp), posting
-NOT_Server notifications to each request's ``responseURL``."""
+NOT_Server notifications to each request's ``responseURL``.
+
+A notification that cannot be posted (connection refused, timeout, a non-200 answer: the gateway
+restarting, or the instance behind that URL gone) is retried, as a head-end's publisher does, with
+jittered exponential backoff (0.1 s doubling up to 5 s) for ``callback_retry_s`` (120 s by
+default), then counted in ``callbacks_failed``. Each round tries the request's ``responseURL`` and
+then each of ``callback_urls`` (other NOT_Server endpoints the operator gave the head-end). A real
+deployment of several gateway instances gives the head-end one URL, a load balancer's, which sends
+each POST to a live instance; the list stands in for that in tests without one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import random
 import ssl
 from typing import Any
 
@@ -17,12 +27,15 @@ from ams_adapters.wire.common import HeadEndRequestKind, Notification, WireError
 from simulators.headends.core import HeadEndCore
 
 log = logging.getLogger(__name__)
+CALLBACK_RETRY_S = 120.0
+CALLBACK_BACKOFF_CAP_S = 5.0
 
 
 class MultiSpeakHeadEnd:
     def __init__(self, core: HeadEndCore, host: str = "127.0.0.1", port: int = 0,
                  ssl_context: ssl.SSLContext | None = None,
-                 callback_ssl_context: ssl.SSLContext | None = None) -> None:
+                 callback_ssl_context: ssl.SSLContext | None = None, *,
+                 callback_retry_s: float = CALLBACK_RETRY_S, callback_urls: tuple[str, ...] = ()) -> None:
         self.core = core
         self.ssl_context = ssl_context
         # Verifies the subscriber's certificate when a responseURL is https:// (default: system CAs).
@@ -36,6 +49,11 @@ class MultiSpeakHeadEnd:
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused = 0
         self.callbacks_failed = 0
+        self.callbacks_retried = 0  # rounds after the first (every URL failed)
+        self.callback_errors = 0  # posts that failed (refused, timeout, not 200)
+        self.callback_retry_s = callback_retry_s
+        self.callback_urls = tuple(callback_urls)
+        self._jitter = random.Random(11)  # its own: the core's generator decides the faults
         self.withhold_s = 5.0
         core.sink = self._notify
 
@@ -127,13 +145,27 @@ class MultiSpeakHeadEnd:
 
     async def _post(self, url: str, body: bytes) -> None:
         assert self._session is not None
-        for attempt in range(3):  # a real NOT_Server publisher retries a few times, then gives up
-            if self._session.closed:
-                return
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ConnectionError):
-                async with self._session.post(url, data=body, headers={"Content-Type": "text/xml"}) as resp:
-                    await resp.read()
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.1 * (attempt + 1))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.callback_retry_s
+        targets = [url, *(u for u in self.callback_urls if u != url)]
+        attempt = 0
+        while True:
+            for target in targets:
+                if self._session.closed:
+                    return
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, ConnectionError):
+                    async with self._session.post(target, data=body, headers={"Content-Type": "text/xml"}) as resp:
+                        await resp.read()
+                        if resp.status == 200:
+                            return
+                self.callback_errors += 1
+                self.core.stats["callback_errors"] += 1
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            attempt += 1
+            self.callbacks_retried += 1
+            delay = min(CALLBACK_BACKOFF_CAP_S, 0.1 * 2 ** min(attempt, 10)) * (0.5 + self._jitter.random() / 2)
+            await asyncio.sleep(min(left, delay))
         self.callbacks_failed += 1
+        log.warning("NOT_Server callback given up after %.0f s: %s", self.callback_retry_s, ", ".join(targets))

@@ -107,7 +107,7 @@ async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters
                                 join_window_scale: float = 1.0, storage_url: str | None = None,
                                 device_key: str | None = None, profiles: dict[str, dict[str, Any]] | None = None,
                                 before_start: Callable[[dict[str, QuickFleet], RealClock], None] | None = None,
-                                ) -> AsyncIterator[GatewayRig]:
+                                pipeline: dict[str, Any] | None = None) -> AsyncIterator[GatewayRig]:
     """`tdsps`: TDSP profile name -> transport. Premises of every fleet are loaded into the gateway.
     `before_start` prepares the fleets before the gateway starts (and may send stored work at once)."""
     clock = RealClock(seed=5)
@@ -124,12 +124,13 @@ async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters
         if before_start is not None:
             before_start(fleets, clock)
         config = adapter_routes_config(data_dir, {t: (tdsps[t], headends[t]) for t in tdsps}, prefix, device_key,
-                                       profiles, **({"storage": {"url": storage_url}} if storage_url else {}))
+                                       profiles, pipeline=pipeline or {},
+                                       **({"storage": {"url": storage_url}} if storage_url else {}))
         config.data_dir.mkdir(parents=True)
         store = await open_store(config.storage_url)
         gclock = ManualClock()
         _cred, operator_token = await store.issue_credential(role=Role.OPERATOR, label="tests", now=gclock.now())
-        app = create_app(config, store=store, clock=gclock, run_timers=False, routes=build_routes(config))
+        app = create_app(config, store=store, clock=gclock, run_timers=False, routes=build_routes(config, store))
         server, task, port = await start_server(app)
         base_url = f"http://127.0.0.1:{port}"
         config.server.public_url = base_url
