@@ -1,8 +1,11 @@
 """Three `hangw serve` instances on one PostgreSQL database, killed with kill -9 at random moments
 and restarted while texts, prices, load-control events, cancellations and two fan-outs are sent to
-random instances; afterwards every delivery the API shows as delivered reached its meter exactly
-once, counted by the simulated field (a process of its own, outside the gateways), and no frame
-reached a meter twice.
+random instances; afterwards every delivery the API shows as taken by the route reached its meter
+exactly once, counted outside the gateways, and no frame reached a meter twice. For each kind of
+route of tests/e2e/test_crash.py:
+- `simulated`: the simulated field (`hangw sim-field`, its own process);
+- `headends`: three emulated head-ends (MultiSpeak, IEC 61968-9 over Mosquitto, binary TCP), each
+  instance with its own callback port and MQTT client id.
 
 What it shows: the instances share the delivery queue (each claims its due rows with
 FOR UPDATE SKIP LOCKED and a lease, gateway/store/deliveries.py `read_due`), a killed instance's
@@ -10,10 +13,10 @@ claims are taken over when the lease ends (a short one here), fan-out pages are 
 instance, and the route's idempotency by outbound id keeps a taken-over item from reaching a meter
 twice. At least one instance is serving at every moment (never all down).
 
-The head-end emulator variant waits for durable head-end tracking (another part of issue 14): a
-head-end's delivery notice for a transaction a killed instance tracked in memory is dropped today,
-so such deliveries stay `submitted`. Until then the head-ends are exercised by tests/e2e/test_crash.py
-with one instance.
+With the head-ends, a delivery notice for a transaction a killed instance tracked in memory is
+dropped today (durable head-end tracking is another part of issue 14), so such deliveries stay
+`submitted`: the test accepts `submitted` as settled and checks those at the head-ends' counts.
+Once that part is in, `submitted` must no longer be accepted as settled.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -29,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
-from tests.e2e.test_crash import _port, _serve, _stop, _wait_http, consenting_party, simulated_field
+from tests.e2e.test_crash import ROUTES, _port, _serve, _stop, _wait_http, consenting_party
 from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 
 INSTANCES = 3
@@ -115,8 +120,19 @@ async def _operator_token(pg: str) -> str:
     return token
 
 
+def _own_routes(routes_toml: str, n: int) -> str:
+    """One instance's routes: its own MultiSpeak callback port and MQTT client id."""
+    toml = re.sub(r"callback_port = \d+", lambda _m: f"callback_port = {_port()}", routes_toml)
+    return re.sub(r'client_id = "([^"]+)"', lambda m: f'client_id = "{m.group(1)}-{n}"', toml)
+
+
+# Bounded inside (start-ups 60 s each at most, kills 45 s, settling 20 s); on a quiet machine a
+# run takes well under a minute, on the shared 2-core machine at load 13 about 150 s (each
+# `hangw serve` start-up then takes 15-40 s), hence more than the suite's 120 s default.
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("route", list(ROUTES))
 async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once(
-        tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+        tmp_path: Path, pg_url: str, route: str) -> None:  # noqa: F811
     data = tmp_path / "data"
     data.mkdir()
     log = (tmp_path / "serve.log").open("ab")
@@ -125,8 +141,12 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
     rng = random.Random(14)
     # request id -> (kind, where it was sent); a cancel's kind is cancel_text / cancel_load_control
     accepted: dict[int, str] = {}
-    async with simulated_field(tmp_path, log) as meters:
-        configs = [_config(tmp_path, n, ports[n], pg=pg_url, data=data, routes_toml=meters.routes_toml)
+    # Settled: delivered, or cancelled by a cancel. A head-end's delivery notice for an item a
+    # killed instance submitted is lost today (durable head-end tracking is another part of the
+    # issue): such items stay `submitted`, and the head-end's count says whether they arrived.
+    settled = {"delivered", "cancelled", "failed"} | (set() if route == "simulated" else {"submitted"})
+    async with ROUTES[route](tmp_path, log) as meters:
+        configs = [_config(tmp_path, n, ports[n], pg=pg_url, data=data, routes_toml=_own_routes(meters.routes_toml, n))
                    for n in range(INSTANCES)]
         gws = Instances(configs, ports, log)
         try:
@@ -134,7 +154,7 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
             others = asyncio.gather(*(gws.start(n) for n in range(1, INSTANCES)))
             op_token = await _operator_token(pg_url)
             async with httpx.AsyncClient(base_url=bases[0], timeout=10) as http:
-                me = await consenting_party(http, op_token, "simulated", meters, data=data, base=bases[0],
+                me = await consenting_party(http, op_token, route, meters, data=data, base=bases[0],
                                             scopes=["text", "price", "load_control"])
             await others
             esi_ids = [esi for esi, _meter in meters.premises]
@@ -216,7 +236,7 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
                     r = await clients[rng.choice(sorted(gws.up))].get(f"/v1/han-requests/{rid}")
                     assert r.status_code == 200, (rid, r.status_code, r.text)
                     s = r.json()
-                    if s["state"] == "expanding" or set(s["premises_by_state"]) - {"delivered", "cancelled"}:
+                    if s["state"] == "expanding" or set(s["premises_by_state"]) - settled:
                         pending[rid] = (s["state"], s["premises_by_state"])
                 return pending
 
@@ -252,11 +272,14 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
           f"{by_state}; frames counted at the meters: {sum(counts.values())}")
     assert gws.kills >= MIN_KILLS and gws.kills_serving >= MIN_KILLS_SERVING, (gws.kills, gws.kills_serving)
     assert {"text", "price", "load_control", "cancel_text"} <= set(kinds), kinds
-    assert by_state.get("delivered", 0) >= len(esi_ids) * 2, by_state  # the two fan-outs at least
+    # the two fan-outs at least
+    assert by_state.get("delivered", 0) + by_state.get("submitted", 0) >= len(esi_ids) * 2, by_state
     for d in shown:
         key = f"{d['esi_id']}|{d['command']}|{d['se_id']}"
-        if d["state"] == "delivered":
+        if d["state"] in ("delivered", "submitted"):  # the route took it: it reached the meter, once
             assert counts.get(key) == 1, (d, counts.get(key))
+        elif d["state"] == "failed":  # refused by the route (e.g. a head-end without that command)
+            assert counts.get(key, 0) == 0, (d, counts.get(key))
         else:  # cancelled before it was sent (never at the meter), or withdrawn after (once)
             assert d["state"] == "cancelled" and counts.get(key, 0) <= 1, (d, counts.get(key))
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
