@@ -247,7 +247,10 @@ class Dispatcher:
             # One page per request per pass: fan-outs take turns with each other and with the
             # dispatch of single-premise requests.
             async with self._writes:
-                total += await self.requests.expand_fanout_page(row, now) or 1
+                added = await self.requests.expand_fanout_page(row, now)
+            # None: not this instance's page (another one is expanding it): no reason to hurry back.
+            if added is not None:
+                total += added or 1
         return total
 
     async def _expire(self, now: datetime) -> int:
