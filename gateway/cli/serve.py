@@ -48,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
         config.server.port = args.port
     if args.role:
         config.server.role = ServerRole(args.role)
+    if config.server.role is not ServerRole.ALL and not config.storage_url.startswith("postgresql"):
+        # One instance per SQLite file: an api instance alone would never send, a worker alone never accept.
+        print(f"server.role = {config.server.role.value!r}: a SQLite database takes one instance, which does "
+              "everything (role 'all'); the api and worker roles need storage.url = postgresql+asyncpg://…",
+              file=sys.stderr)
+        return 2
     setup_logging(config.log.level, json_lines=config.log.json_lines)
 
     async def serve() -> None:

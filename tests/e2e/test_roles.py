@@ -49,6 +49,11 @@ async def test_a_second_instance_on_one_sqlite_file_is_refused(tmp_path: Path) -
         database = (data / "hangw.db").resolve()
         assert f"SQLite database {database} is already served by another `hangw serve` (pid {first.pid}" in \
             second.stderr, second.stderr
+        # Nor can a SQLite database be split into an api and a worker instance.
+        split = subprocess.run([sys.executable, "-m", "gateway", "serve", "-c", str(second_cfg), "--role", "api"],
+                               capture_output=True, text=True, timeout=60, check=False)
+        assert split.returncode == 2 and "server.role = 'api': a SQLite database takes one instance" in split.stderr, \
+            split.stderr
         # The operator's own commands still work on the file the server holds.
         added = subprocess.run([sys.executable, "-m", "gateway", "admin", "-c", str(first_cfg), "party", "add",
                                 "--name", "Beside", "--duns", "123456789", "--contact-email", "b@b.test"],
