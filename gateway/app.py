@@ -36,7 +36,7 @@ from gateway.api.policy import PolicyRoute
 from gateway.api.problems import install_handlers, set_problem_docs_url
 from gateway.api.ratelimit import make_buckets
 from gateway.clock import Clock, SystemClock
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, ServerRole
 from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
 from gateway.gc_startup import freeze_startup_objects, thaw_startup_objects
 from gateway.logs import redact_link_tokens
@@ -115,7 +115,9 @@ def create_app(
             rate_limits=make_buckets(the_store, config.rate_limit.requests_per_second,
                                      config.rate_limit.burst, config.rate_limit.shared))
         app.state.services = svc
-        timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers else None
+        # Role `api` runs no background work: the workers pick up what it stores.
+        works = config.server.role is not ServerRole.API
+        timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers and works else None
         # The request pipeline: the delivery queue's dispatcher (with the routes given, or none: requests
         # queue until a route is configured) and the webhook sender.
         route_set = routes or RouteSet()
@@ -126,18 +128,20 @@ def create_app(
         app.state.dispatcher = dispatcher
         app.state.provisioning = provisioning
         app.state.meter_inventory = routes_inventory.MeterInventory(route_set)
-        await dispatcher.start()
-        metrics.track_ownership(route_set.all())
-        await sender.start()
-        await provisioning.start()  # after the dispatcher: it started the routes
+        if works:
+            await dispatcher.start()
+            metrics.track_ownership(route_set.all())
+            await sender.start()
+            await provisioning.start()  # after the dispatcher: it started the routes
         freeze_startup_objects()  # what start-up built is left out of every collection
         try:
             yield
         finally:
             thaw_startup_objects()
-            await provisioning.close()
-            await sender.close()
-            await dispatcher.close()
+            if works:
+                await provisioning.close()
+                await sender.close()
+                await dispatcher.close()
             if timer is not None:
                 timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -152,11 +156,14 @@ def create_app(
     app.state.link_key_cipher = cipher
     install_handlers(app)
     set_problem_docs_url(config.server.problem_docs_url)
+    app.include_router(ops_router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if config.server.role is ServerRole.WORKER:  # /healthz, /readyz and /metrics only
+        return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
                    routes_agreements, routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
-    app.include_router(ops_router)
     app.include_router(error_docs.router)
     # The docs page serves Swagger UI from the swagger-ui-bundle package, not from a CDN, so it
     # works on an isolated operator network.
@@ -171,5 +178,4 @@ def create_app(
             swagger_css_url="/docs/static/swagger-ui.css",
             swagger_favicon_url="/docs/static/favicon-32x32.png")
 
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

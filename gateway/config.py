@@ -29,7 +29,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ServerRole(enum.StrEnum):
+    """What one `hangw serve` instance does (docs/operator.md, "Running several instances")."""
+
+    API = "api"  # the HTTP API and consent pages; no background work
+    WORKER = "worker"  # the background work (dispatcher, webhooks, lifecycle, provisioning); /healthz, /metrics
+    ALL = "all"  # both (default; the only sensible role on SQLite)
+
+
 class ServerConfig(_Section):
+    role: ServerRole = ServerRole.ALL
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     # The address customers' browsers reach the consent pages at (goes into emails).

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, ServerRole, load_config
 from gateway.pipeline.config import RouteKind
 
 if TYPE_CHECKING:
@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "environment variables override it)")
     parser.add_argument("--host", help="override server.host")
     parser.add_argument("--port", type=int, help="override server.port")
+    parser.add_argument("--role", choices=[r.value for r in ServerRole],
+                        help="override server.role: api (HTTP API only), worker (background work, "
+                             "/healthz and /metrics only) or all (both, the default)")
     parser.set_defaults(func=run)
 
 
@@ -43,14 +46,25 @@ def run(args: argparse.Namespace) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
+    if args.role:
+        config.server.role = ServerRole(args.role)
+    if config.server.role is not ServerRole.ALL and not config.storage_url.startswith("postgresql"):
+        # One instance per SQLite file: an api instance alone would never send, a worker alone never accept.
+        print(f"server.role = {config.server.role.value!r}: a SQLite database takes one instance, which does "
+              "everything (role 'all'); the api and worker roles need storage.url = postgresql+asyncpg://…",
+              file=sys.stderr)
+        return 2
     setup_logging(config.log.level, json_lines=config.log.json_lines)
 
     async def serve() -> None:
+        from gateway.store.instance_lock import hold_serve_lock
         from gateway.store.store import open_store
 
         # The store is opened here, not by the app, because the radio route keeps its device
         # inventory and outbound records in it too.
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        # Held until the process ends (its file stays open): a SQLite file takes one instance.
+        serve_lock = hold_serve_lock(config.storage_url)
         store = await open_store(config.storage_url)
         try:
             # Routes are built on the running loop (a simulated field schedules its timers on it).
@@ -61,13 +75,19 @@ def run(args: argparse.Namespace) -> int:
             await server.serve()
         finally:
             await store.close()
+            if serve_lock is not None:
+                serve_lock.close()
 
     from ams_adapters.contract import ContractError
     from gateway.device_keys import DeviceKeyError
     from gateway.plugins import PluginNotInstalled
+    from gateway.store.instance_lock import AlreadyServing
 
     try:
         asyncio.run(serve())
+    except AlreadyServing as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except ContractError as exc:  # e.g. a callback certificate that cannot be read
         print(f"routes: {exc}", file=sys.stderr)
         return 2

@@ -43,6 +43,10 @@ class PipelineConfig(BaseModel):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     fanout_page: int = Field(default=2000, ge=10, le=50_000)
     poll_interval_seconds: float = Field(default=0.2, gt=0)
+    # PostgreSQL (several instances): how long the due deliveries an instance claimed stay its own.
+    # Longer than a route's submit of one batch can take; an instance killed meanwhile leaves its
+    # claimed rows to the others after this long (docs/operator.md, "Running several instances").
+    claim_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=300.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)

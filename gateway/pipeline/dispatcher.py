@@ -48,7 +48,7 @@ from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.device_writes import NO_ANSWER
 from gateway.pipeline.service import RequestService
 from gateway.pipeline.single_owner import OwnerRole, SingleOwnerRoute
-from gateway.store import deliveries, han_requests
+from gateway.store import deliveries, exclusive, han_requests
 from gateway.store import device_writes as stored_writes
 from gateway.store.deliveries import (
     CANCELLED,
@@ -201,10 +201,17 @@ class Dispatcher:
         worked = 0
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + 1.0
-            worked += await self._withdraw_ended_agreements(now)
-            worked += await self._end_unanswered_writes(now)
-            worked += await self._end_unacknowledged(now)
-            worked += await self._end_unconfirmed(now)
+            # Several instances on one PostgreSQL: one sweeps at a time (the sweeps' writes are
+            # conditional anyway, so two at once would repeat reads, not transitions). An
+            # instance that does not get the lock keeps its previous sweep time, so its next
+            # withdrawal sweep looks again at everything that ended since: an agreement whose
+            # end only a killed instance had seen is withdrawn by the next one that sweeps.
+            async with exclusive.one_at_a_time(self.store.engine, exclusive.DISPATCHER_SWEEPS) as mine:
+                if mine:
+                    worked += await self._withdraw_ended_agreements(now)
+                    worked += await self._end_unanswered_writes(now)
+                    worked += await self._end_unacknowledged(now)
+                    worked += await self._end_unconfirmed(now)
         # The next fan-out page is expanded (SQL in the database's thread) while the rows already
         # due are read, handed to their routes and recorded (mostly Python in this one).
         expanding = asyncio.create_task(self._expand_fanouts(now))
@@ -258,7 +265,10 @@ class Dispatcher:
             # One page per request per pass: fan-outs take turns with each other and with the
             # dispatch of single-premise requests.
             async with self._writes:
-                total += await self.requests.expand_fanout_page(row, now) or 1
+                added = await self.requests.expand_fanout_page(row, now)
+            # None: not this instance's page (another one is expanding it): no reason to hurry back.
+            if added is not None:
+                total += added or 1
         return total
 
     async def _expire(self, now: datetime) -> int:
@@ -317,7 +327,9 @@ class Dispatcher:
     async def _due(self, now: datetime) -> list[DueDelivery]:
         """Due items, shared fairly between parties (`deliveries.read_due`); those whose agreement
         is no longer in force are cancelled here, before they are sent."""
-        rows = await deliveries.read_due(self.store.engine, now, self.config.batch_size)
+        # PostgreSQL: claimed with a lease, other instances may be reading the same queue.
+        lease = None if self.store.single_writer else timedelta(seconds=self.config.claim_lease_seconds)
+        rows = await deliveries.read_due(self.store.engine, now, self.config.batch_size, lease=lease)
         ok: list[DueDelivery] = []
         ended: list[DueDelivery] = []
         shared_ids: set[int] = set()

@@ -214,11 +214,13 @@ class RequestService:
         return await cancellation.withdraw(self.store, request_id, deliveries, now)
 
     # ------------------------------------------------------------------ fan-out
-    async def expand_fanout_page(self, request_row: Any, now: datetime) -> int:
+    async def expand_fanout_page(self, request_row: Any, now: datetime) -> int | None:
         """Expand one keyset page of a fan-out request into delivery rows; the cursor moves in the
         same transaction, so a crash repeats no page and skips none. Prices and texts go in one
         INSERT … SELECT (no Python object per premise); load-control events are arbitrated per
-        premise first."""
+        premise first. Returns the rows added, or None when this page was not this caller's to
+        expand (another instance has it or moved the cursor, a cancel stopped the fan-out, or its
+        end time passed)."""
         kind = RequestKind(request_row.kind)
         if kind is not RequestKind.LOAD_CONTROL:
             return await self._expand_page_in_sql(request_row, kind, now)
@@ -230,7 +232,7 @@ class RequestService:
         async with self.store.transaction() as tx:
             if not await _claim_page(tx, request_row, now, fanout_after=None if done else page[-1][0],
                                      state="accepted" if done else "expanding"):
-                return 0
+                return None
             stored = json.loads(request_row.command)
             command = Command(stored["cluster_id"], stored["command"], stored["fields"],
                               request_row.starts_at, request_row.ends_at)
@@ -268,7 +270,7 @@ class RequestService:
                     for c in conflicts]
         return [t for t in targets if t.esi_id not in blocked], excluded
 
-    async def _expand_page_in_sql(self, request_row: Any, kind: RequestKind, now: datetime) -> int:
+    async def _expand_page_in_sql(self, request_row: Any, kind: RequestKind, now: datetime) -> int | None:
         """A price or text page: its delivery rows are inserted by one INSERT … SELECT and the
         cursor moves to its last premise, in one transaction."""
         scope: dict[str, Any] = {"party_id": request_row.party_id, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
@@ -278,7 +280,7 @@ class RequestService:
             PriceRequest.model_validate_json(request_row.body), "1.0") else frozenset()
         async with self.store.transaction() as tx:
             if not await _claim_page(tx, request_row, now, state="expanding"):
-                return 0
+                return None
             stored = json.loads(request_row.command)
             page = self.config.fanout_page
             insert = {"request_id": request_row.id, "se_id": request_row.se_id,

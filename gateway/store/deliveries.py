@@ -234,11 +234,23 @@ async def keep_references(conn: AsyncConnection, pairs: Iterable[tuple[int, str 
 # ---------------------------------------------------------------------------------- the dispatcher
 
 
-async def read_due(engine: AsyncEngine, now: datetime, limit: int) -> list[DueDelivery]:
+async def read_due(engine: AsyncEngine, now: datetime, limit: int, *,
+                   lease: timedelta | None = None) -> list[DueDelivery]:
     """Due deliveries, shared fairly: each party with due work gets an equal part of `limit`,
     oldest due first. Each says whether its agreement is still in force (asked in the same query:
-    a primary-key lookup per row in SQL rather than a pass over the rows in Python)."""
-    async with engine.connect() as conn:
+    a primary-key lookup per row in SQL rather than a pass over the rows in Python).
+
+    With a `lease` (PostgreSQL: several instances share the database; a SQLite file has one
+    instance, which reads without claiming) the rows are claimed: per party one
+    `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`, which pushes each row's
+    `next_attempt_at` to `now + lease` in the same statement. Another instance skips the rows
+    locked by a claim in progress and no longer sees the claimed ones as due; if the claiming
+    instance dies before it records the route's answer (which overwrites `next_attempt_at`), the
+    rows fall due again when the lease ends and any instance takes them (the route's idempotency
+    by outbound id keeps that from reaching a home twice). Fairness between parties holds across
+    instances: each claims its share of every party's due rows."""
+    opened = engine.begin() if lease is not None else engine.connect()
+    async with opened as conn:
         parties = (await conn.execute(sa.select(_D.party_id).where(
             _D.state == QUEUED, _D.next_attempt_at <= now).group_by(_D.party_id))).scalars().all()
         if not parties:
@@ -246,13 +258,26 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int) -> list[DueDe
         share = max(1, limit // len(parties))
         in_force = sa.case((sa.or_(_D.agreement_id.is_(None), sa.exists().where(
             agreements.c.id == _D.agreement_id, agreements.c.state == AgreementState.ACTIVE.value,
-            agreements.c.ends_at > now)), 1), else_=0).label("in_force")
+            agreements.c.ends_at > now).correlate(han_deliveries)), 1), else_=0).label("in_force")
         rows: list[DueDelivery] = []
         for party_id in parties:
-            rows.extend(map(DueDelivery._make, (await conn.execute(sa.select(*_DUE_COLUMNS, in_force).where(
-                _D.state == QUEUED, _D.next_attempt_at <= now,
-                # Oldest due first, in the order of ix_han_deliveries_due (no sort of the queue).
-                _D.party_id == party_id).order_by(_D.next_attempt_at, _D.id).limit(share))).all()))
+            # Oldest due first, in the order of ix_han_deliveries_due (no sort of the queue).
+            due = (_D.state == QUEUED, _D.next_attempt_at <= now, _D.party_id == party_id)
+            order = (_D.next_attempt_at, _D.id)
+            query: Any
+            if lease is None:
+                query = sa.select(*_DUE_COLUMNS, in_force).where(*due).order_by(*order).limit(share)
+            else:
+                # A CTE: evaluated once (PostgreSQL could run an IN subquery with SKIP LOCKED more
+                # than once and claim more than `share`).
+                picked = sa.select(_D.id).where(*due).order_by(*order).limit(share).with_for_update(
+                    skip_locked=True).cte("picked")
+                query = han_deliveries.update().where(_D.id.in_(sa.select(picked.c.id))).values(
+                    next_attempt_at=now + lease).returning(*_DUE_COLUMNS, in_force)
+            claimed = list(map(DueDelivery._make, (await conn.execute(query)).all()))
+            if lease is not None:
+                claimed.sort(key=lambda r: r.id)  # RETURNING has no order
+            rows.extend(claimed)
     return rows
 
 

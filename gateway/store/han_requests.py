@@ -78,7 +78,16 @@ async def claim_fanout_page(tx: AsyncConnection, request_id: int, seen_after: st
     """Set `values` (the request's `state`, and `fanout_after` when the page's end is known) on
     the condition that the cursor is still `seen_after`; False if somebody moved it meanwhile (a
     cancel, another pass). Being the transaction's first write, it takes the write lock for the
-    page's reads and inserts that follow."""
+    page's reads and inserts that follow.
+
+    PostgreSQL (several instances): the request row is first locked with SKIP LOCKED, so an
+    instance that finds another one expanding a page of this request goes on at once (False)
+    instead of waiting for that page's transaction and then finding the cursor moved. Under READ
+    COMMITTED the conditional UPDATE alone is already race-free (it waits for the row and
+    re-checks the cursor on the committed version): no page twice, none skipped."""
+    if tx.dialect.name == "postgresql" and (await tx.execute(sa.select(han_requests.c.id).where(
+            han_requests.c.id == request_id).with_for_update(skip_locked=True))).first() is None:
+        return False
     moved = await tx.execute(han_requests.update().where(
         han_requests.c.id == request_id, han_requests.c.fanout_after == seen_after).values(**values))
     return bool(moved.rowcount)
