@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.store import advisory_locks
+
 log = logging.getLogger(__name__)
 
-# Advisory lock keys (one bigint space per database): named here so that no two uses collide.
-DISPATCHER_SWEEPS = 0x68616E_0001  # "han" + 1: the dispatcher's periodic sweeps
+# The keys are listed in advisory_locks.py, with every other advisory lock, so no two uses collide.
+DISPATCHER_SWEEPS = advisory_locks.DISPATCHER_SWEEPS
 
 
 @contextlib.asynccontextmanager
