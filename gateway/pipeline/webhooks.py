@@ -11,6 +11,12 @@ themselves. Dead letters are listed by `GET /v1/webhooks/{id}/dead-letters` and 
 them back in the queue as new attempts; a redelivered event then arrives after events that were
 sent while it was dead — receivers order by the event's `at`.
 
+Several instances on one database: every attempt is made by the one instance that claimed the
+event for `webhook_lease_seconds` (gateway/store/row_claims.py); an instance that dies mid-attempt
+leaves its event due again when the lease is over, and another instance sends it — the same
+`webhook-id`, signed the same way, so receivers drop the repeat (at least once). While a
+request's first undelivered event is claimed, its later events wait behind it on every instance.
+
 Isolation: each webhook has its own sender task (at most `webhook_concurrency` at once, and
 `webhook_concurrency_per_party` of one party's: many hanging receivers of one party cannot take
 every sender), started by a scan that finds webhooks with an event ready to go (the first
@@ -141,11 +147,17 @@ class WebhookSender:
             del self._workers[hook_id]
             self._parties.pop(hook_id, None)
 
+    def _lease_until(self) -> datetime:
+        return self.clock.now() + timedelta(seconds=self.config.webhook_lease_seconds)
+
     async def _worker(self, webhook_id: int) -> None:
-        """Send this webhook's ready events until none is left (a failed one waits for its retry)."""
+        """Send this webhook's ready events until none is left (a failed one waits for its retry).
+        Each head is claimed first (gateway/store/row_claims.py): other instances' senders of the
+        same webhook take other requests' heads, never this one."""
         try:
             while True:
-                heads = await webhook_store.ready_heads(self.store.engine, webhook_id, self.clock.now())
+                heads = await webhook_store.claim_heads(self.store.engine, webhook_id, self.clock.now(),
+                                                        self._lease_until())
                 if not heads:
                     return
                 for head in heads:
@@ -154,19 +166,24 @@ class WebhookSender:
             log.warning("webhook %d sender stopped: %s: %s", webhook_id, type(exc).__name__, exc)
 
     async def _send_run(self, head: Any, run: int = 200) -> None:
-        """The ready first event of a request, then the request's next events in order (one query
-        for up to `run` of them: a fan-out's thousands of events are not one query each), until
-        one fails or waits for its retry."""
+        """The claimed first event of a request, then the request's next events in order (one query
+        for up to `run` of them: a fan-out's thousands of events are not one query each), each
+        claimed before its attempt, until one fails, waits for its retry or is another instance's."""
         if not await self._attempt(head):
             return
         rows = await webhook_store.following_events(self.store.engine, head, run - 1)
         for row in rows:
-            waiting = row.attempts and row.next_attempt_at is not None and row.next_attempt_at > self.clock.now()
-            if waiting or not await self._attempt(row):
+            now = self.clock.now()
+            waiting = row.attempts and row.next_attempt_at is not None and row.next_attempt_at > now
+            if waiting:
+                return
+            claimed = await webhook_store.claim_event(self.store.engine, row, now, self._lease_until())
+            if claimed is None or not await self._attempt(claimed):
                 return
 
     async def _attempt(self, row: Any) -> bool:
-        """One attempt at one event, recorded (delivered, retry later, or dead letter)."""
+        """One attempt at one claimed event (its `attempts` counts this one), recorded: delivered,
+        retry later, or dead letter."""
         now = self.clock.now()
         try:
             error = await self._post(row, now)
@@ -177,16 +194,21 @@ class WebhookSender:
         if error is not None:
             error = " ".join(error.split())[:300]  # one line, the column's size
         done = self.clock.now()
-        attempts = row.attempts + 1
+        attempts = row.attempts
         if error is None:
             values: dict[str, Any] = {"delivered_at": done, "next_attempt_at": None}
         elif self._dead(row, done):
             # Set aside: later events of the request are no longer held back by it.
             values = {"last_error": error, "next_attempt_at": None, "dead_at": done}
         else:
-            delay = backoff_delay(row.attempts, 1.0, self.config.webhook_retry_max_seconds, floor=0.5)
+            delay = backoff_delay(attempts - 1, 1.0, self.config.webhook_retry_max_seconds, floor=0.5)
             values = {"last_error": error, "next_attempt_at": done + timedelta(seconds=delay)}
-        await webhook_store.record_attempt(self.store.engine, row.id, attempts, values)
+        if not await webhook_store.record_attempt(self.store.engine, row.id, attempts, values):
+            # This attempt outlived its claim (webhook_lease_seconds): another instance took the
+            # event meanwhile and its attempt decides; the receiver may see the event id twice.
+            log.warning("webhook %d event %d: attempt %d ended after its claim ran out; not recorded",
+                        row.webhook_id, row.id, attempts)
+            return False
         # One line per failed attempt (never a traceback: the reason is in `error`).
         if error is None:
             return True
@@ -201,7 +223,7 @@ class WebhookSender:
     def _dead(self, row: Any, now: datetime) -> bool:
         """This failure was the event's last chance: attempts or age used up."""
         too_old = (now - row.created_at).total_seconds() >= self.config.webhook_max_age_seconds
-        return bool(row.attempts + 1 >= self.config.webhook_max_attempts or too_old)
+        return bool(row.attempts >= self.config.webhook_max_attempts or too_old)
 
     async def _post(self, row: Any, now: datetime) -> str | None:
         """POST one event; None when the receiver answered 2xx, else why not. `row`: a
