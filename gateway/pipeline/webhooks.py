@@ -154,13 +154,19 @@ class WebhookSender:
         """Send this webhook's ready events until none is left (a failed one waits for its retry).
         Each head is claimed first (gateway/store/row_claims.py): other instances' senders of the
         same webhook take other requests' heads, never this one."""
+        # Heads claimed per query: the query groups the webhook's pending events, so not one per
+        # event; few enough that each can still be sent within its lease, which is moved on
+        # before each head's turn (a run of its request's events may come before it).
+        per_claim = max(1, int(self.config.webhook_lease_seconds // self.config.webhook_timeout_seconds) - 1)
         try:
             while True:
                 heads = await webhook_store.claim_heads(self.store.engine, webhook_id, self.clock.now(),
-                                                        self._lease_until())
+                                                        self._lease_until(), limit=per_claim)
                 if not heads:
                     return
-                for head in heads:
+                for n, head in enumerate(heads):
+                    if n and not await webhook_store.extend_claim(self.store.engine, head, self._lease_until()):
+                        continue  # its lease ran out during the runs before it: another instance's now
                     await self._send_run(head)
         except Exception as exc:  # the database, not the receiver: the next scan starts it again
             log.warning("webhook %d sender stopped: %s: %s", webhook_id, type(exc).__name__, exc)

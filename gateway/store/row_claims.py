@@ -62,6 +62,15 @@ async def claim_one(conn: AsyncConnection, table: sa.Table, row_id: int, seen_at
         next_attempt_at=lease_until, attempts=table.c.attempts + 1).returning(*table.c))).first()
 
 
+async def extend(conn: AsyncConnection, table: sa.Table, row_id: int, claimed_attempts: int,
+                 lease_until: datetime) -> bool:
+    """Move a claimed row's lease on to `lease_until`, while the claim is still this one's
+    (for rows claimed in a batch and attempted one after the other). False: it is not ours now."""
+    result = await conn.execute(table.update().where(
+        table.c.id == row_id, table.c.attempts == claimed_attempts).values(next_attempt_at=lease_until))
+    return bool(result.rowcount)
+
+
 async def finish(conn: AsyncConnection, table: sa.Table, row_id: int, claimed_attempts: int,
                  **values: Any) -> bool:
     """Record the outcome of a claimed row, only while the claim is still this one's (no other

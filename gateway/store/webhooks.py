@@ -192,6 +192,13 @@ async def claim_event(engine: AsyncEngine, row: Any, now: datetime, lease_until:
         return (await conn.execute(_with_target().where(webhook_outbox.c.id == row.id))).first()
 
 
+async def extend_claim(engine: AsyncEngine, row: Any, lease_until: datetime) -> bool:
+    """Move the lease of a claimed event (from `claim_heads`) on, before its attempt; False when
+    it is no longer this claim's (its lease ran out and another instance took it)."""
+    async with engine.begin() as conn:
+        return await row_claims.extend(conn, webhook_outbox, row.id, row.attempts, lease_until)
+
+
 async def following_events(engine: AsyncEngine, head: Any, limit: int) -> Sequence[Any]:
     """The undelivered events of `head`'s request after it, in order (same row shape as a head)."""
     async with engine.connect() as conn:
