@@ -174,22 +174,27 @@ class WebhookSender:
     async def _send_run(self, head: Any, run: int = 200) -> None:
         """The claimed first event of a request, then the request's next events in order (one query
         for up to `run` of them: a fan-out's thousands of events are not one query each), each
-        claimed before its attempt, until one fails, waits for its retry or is another instance's."""
-        if not await self._attempt(head):
-            return
-        rows = await webhook_store.following_events(self.store.engine, head, run - 1)
-        for row in rows:
+        claimed before its attempt — in the transaction that records the attempt before it — until
+        one fails, waits for its retry or is another instance's."""
+        rows = iter(await webhook_store.following_events(self.store.engine, head, run - 1))
+        row = head
+        while True:
+            values = await self._attempt(row)
+            upcoming = next(rows, None) if "delivered_at" in values else None
             now = self.clock.now()
-            waiting = row.attempts and row.next_attempt_at is not None and row.next_attempt_at > now
-            if waiting:
+            if upcoming is not None and upcoming.attempts and upcoming.next_attempt_at is not None \
+                    and upcoming.next_attempt_at > now:
+                upcoming = None  # waits for its retry
+            recorded, claimed = await webhook_store.record_attempt_and_claim(
+                self.store.engine, row, values, upcoming, now=now, lease_until=self._lease_until())
+            self._log(row, values, recorded)
+            if claimed is None:
                 return
-            claimed = await webhook_store.claim_event(self.store.engine, row, now, self._lease_until())
-            if claimed is None or not await self._attempt(claimed):
-                return
+            row = claimed
 
-    async def _attempt(self, row: Any) -> bool:
-        """One attempt at one claimed event (its `attempts` counts this one), recorded: delivered,
-        retry later, or dead letter."""
+    async def _attempt(self, row: Any) -> dict[str, Any]:
+        """One attempt at one claimed event (its `attempts` counts this one): what to record —
+        delivered, retry later, or dead letter."""
         now = self.clock.now()
         try:
             error = await self._post(row, now)
@@ -197,34 +202,30 @@ class WebhookSender:
             error = f"no answer within {self.config.webhook_timeout_seconds:g} s"
         except Exception as exc:  # whatever it is, it is this event's failed attempt
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if error is not None:
-            error = " ".join(error.split())[:300]  # one line, the column's size
         done = self.clock.now()
-        attempts = row.attempts
         if error is None:
-            values: dict[str, Any] = {"delivered_at": done, "next_attempt_at": None}
-        elif self._dead(row, done):
+            return {"delivered_at": done, "next_attempt_at": None}
+        error = " ".join(error.split())[:300]  # one line, the column's size
+        if self._dead(row, done):
             # Set aside: later events of the request are no longer held back by it.
-            values = {"last_error": error, "next_attempt_at": None, "dead_at": done}
-        else:
-            delay = backoff_delay(attempts - 1, 1.0, self.config.webhook_retry_max_seconds, floor=0.5)
-            values = {"last_error": error, "next_attempt_at": done + timedelta(seconds=delay)}
-        if not await webhook_store.record_attempt(self.store.engine, row.id, attempts, values):
+            return {"last_error": error, "next_attempt_at": None, "dead_at": done}
+        delay = backoff_delay(row.attempts - 1, 1.0, self.config.webhook_retry_max_seconds, floor=0.5)
+        return {"last_error": error, "next_attempt_at": done + timedelta(seconds=delay)}
+
+    def _log(self, row: Any, values: dict[str, Any], recorded: bool) -> None:
+        """One line per failed attempt (never a traceback: the reason is in `last_error`)."""
+        if not recorded:
             # This attempt outlived its claim (webhook_lease_seconds): another instance took the
             # event meanwhile and its attempt decides; the receiver may see the event id twice.
             log.warning("webhook %d event %d: attempt %d ended after its claim ran out; not recorded",
-                        row.webhook_id, row.id, attempts)
-            return False
-        # One line per failed attempt (never a traceback: the reason is in `error`).
-        if error is None:
-            return True
-        if "dead_at" in values:
+                        row.webhook_id, row.id, row.attempts)
+        elif "dead_at" in values:
             log.warning("webhook %d event %d dead-lettered after %d attempts: %s", row.webhook_id, row.id,
-                        attempts, error)
-        else:
+                        row.attempts, values["last_error"])
+        elif "last_error" in values:
+            delay = (values["next_attempt_at"] - self.clock.now()).total_seconds()
             log.warning("webhook %d event %d attempt %d failed (retry in %.0f s): %s", row.webhook_id, row.id,
-                        attempts, delay, error)
-        return False
+                        row.attempts, max(delay, 0.0), values["last_error"])
 
     def _dead(self, row: Any, now: datetime) -> bool:
         """This failure was the event's last chance: attempts or age used up."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -180,16 +181,10 @@ async def claim_heads(engine: AsyncEngine, webhook_id: int, now: datetime, lease
             webhook_outbox.c.id.in_([r.id for r in claimed])).order_by(webhook_outbox.c.id))).all())
 
 
-async def claim_event(engine: AsyncEngine, row: Any, now: datetime, lease_until: datetime) -> Any | None:
-    """Claim an event read earlier (`following_events`) if it is still as read and due — its
-    predecessor was just delivered, so other instances may be after it too: one of them gets it.
-    The claimed row (joined with url and secret) or None."""
-    async with engine.begin() as conn:
-        claimed = await row_claims.claim_one(conn, webhook_outbox, row.id, row.attempts, _due(now),
-                                             lease_until=lease_until)
-        if claimed is None:
-            return None
-        return (await conn.execute(_with_target().where(webhook_outbox.c.id == row.id))).first()
+def _claimed(row: Any, claimed: Any) -> SimpleNamespace:
+    """`row` (read with its url and secret) as its claim left it."""
+    return SimpleNamespace(**{**row._mapping, "attempts": claimed.attempts,
+                              "next_attempt_at": claimed.next_attempt_at})
 
 
 async def extend_claim(engine: AsyncEngine, row: Any, lease_until: datetime) -> bool:
@@ -207,6 +202,21 @@ async def following_events(engine: AsyncEngine, head: Any, limit: int) -> Sequen
             webhook_outbox.c.id > head.id, webhook_outbox.c.delivered_at.is_(None),
             webhook_outbox.c.dead_at.is_(None), webhooks.c.deleted_at.is_(None)).order_by(
             webhook_outbox.c.id).limit(limit))).all())
+
+
+async def record_attempt_and_claim(engine: AsyncEngine, row: Any, values: dict[str, Any], upcoming: Any | None, *,
+                                   now: datetime, lease_until: datetime) -> tuple[bool, Any | None]:
+    """Record a claimed attempt's outcome (as `record_attempt`) and, in the same transaction, claim
+    `upcoming` (the request's next event, read earlier with `following_events`) if it is still as
+    read and due — its predecessor is delivered now, so other instances may be after it too: one
+    of them gets it. One commit per event of a run. (recorded, the claimed upcoming event or None)."""
+    async with engine.begin() as conn:
+        recorded = await row_claims.finish(conn, webhook_outbox, row.id, row.attempts, **values)
+        if not recorded or upcoming is None:
+            return recorded, None
+        claimed = await row_claims.claim_one(conn, webhook_outbox, upcoming.id, upcoming.attempts, _due(now),
+                                             lease_until=lease_until)
+    return True, _claimed(upcoming, claimed) if claimed is not None else None
 
 
 async def record_attempt(engine: AsyncEngine, event_id: int, claimed_attempts: int, values: dict[str, Any]) -> bool:

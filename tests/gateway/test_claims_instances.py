@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from gateway.config import ConfigError, parse_config
 from gateway.store import provisioning as prov
 from gateway.store import webhooks as webhook_store
 from gateway.store.schema import webhook_outbox
@@ -138,3 +139,18 @@ async def test_each_provisioning_operation_is_claimed_once(two: tuple[Store, Sto
     await mine.retry(op, 1, late, 3600, "stale")
     await theirs.submitted(op, 2, late)
     assert (await mine.operation(op)).state == prov.SUBMITTED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("section", "values", "key"), [
+    ("pipeline", {"webhook_timeout_seconds": 10, "webhook_lease_seconds": 10}, "pipeline.webhook_lease_seconds"),
+    ("mail", {"smtp_timeout_seconds": 30, "lease_seconds": 5}, "mail.lease_seconds"),
+])
+def test_a_lease_shorter_than_an_attempt_is_refused(section: str, values: dict[str, float], key: str) -> None:
+    """A lease an attempt can outlast would have every slow attempt made twice: refused at start,
+    naming the key, its value and the limit."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({section: values}, env={})
+    [problem] = caught.value.problems
+    lease = values["webhook_lease_seconds" if section == "pipeline" else "lease_seconds"]
+    assert problem.key == key and problem.value == lease
+    assert "must be longer than" in problem.message and "timeout_seconds (" in problem.message
