@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from tests.gateway.conftest import (
-    AEP_NORTH,
     CENTERPOINT,
     ONCOR,
     ONCOR_EAST,
@@ -26,7 +25,7 @@ from tests.gateway.conftest import (
 
 # (ESI ID, meter, the customer on record): one agreement each.
 CUSTOMERS = [(ONCOR, "MTR-1", "alice@example.test"), (ONCOR_EAST, "MTR-3", "bob@example.test"),
-             (CENTERPOINT, "MTR-4", "carol@example.test"), (AEP_NORTH, "MTR-6", "erin@example.test")]
+             (CENTERPOINT, "MTR-4", "carol@example.test")]
 
 
 async def _all_run(gws: list[Gateway]) -> dict[str, int]:
