@@ -206,7 +206,9 @@ async def following_events(engine: AsyncEngine, head: Any, limit: int) -> Sequen
 
 async def record_attempt_and_claim(engine: AsyncEngine, row: Any, values: dict[str, Any], upcoming: Any | None, *,
                                    now: datetime, lease_until: datetime) -> tuple[bool, Any | None]:
-    """Record a claimed attempt's outcome (as `record_attempt`) and, in the same transaction, claim
+    """Record a claimed attempt's outcome (delivered_at, or last_error with next_attempt_at or
+    dead_at) — dropped when the claim ran out and another instance claimed the event since (its
+    attempt decides then) — and, in the same transaction, claim
     `upcoming` (the request's next event, read earlier with `following_events`) if it is still as
     read and due — its predecessor is delivered now, so other instances may be after it too: one
     of them gets it. One commit per event of a run. (recorded, the claimed upcoming event or None)."""
@@ -217,14 +219,6 @@ async def record_attempt_and_claim(engine: AsyncEngine, row: Any, values: dict[s
         claimed = await row_claims.claim_one(conn, webhook_outbox, upcoming.id, upcoming.attempts, _due(now),
                                              lease_until=lease_until)
     return True, _claimed(upcoming, claimed) if claimed is not None else None
-
-
-async def record_attempt(engine: AsyncEngine, event_id: int, claimed_attempts: int, values: dict[str, Any]) -> bool:
-    """One claimed attempt's outcome: delivered_at, or last_error with next_attempt_at or dead_at.
-    False when the claim had run out and another instance claimed the event since: this late
-    outcome is dropped (that instance's attempt decides)."""
-    async with engine.begin() as conn:
-        return await row_claims.finish(conn, webhook_outbox, event_id, claimed_attempts, **values)
 
 
 # -- dead letters -------------------------------------------------------------------------------

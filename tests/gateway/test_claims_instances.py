@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -97,7 +98,7 @@ async def test_each_webhook_event_is_claimed_once_and_in_its_requests_order(two:
     # One head delivered by its claimer: the next event of that request is claimable, by one.
     first = min(got[0] + got[1])
     claimed_by = here if first in got[0] else other
-    assert await webhook_store.record_attempt(claimed_by.engine, first, 1, {"delivered_at": NOW}) is True
+    assert await _record(claimed_by, first, 1, NOW) is True
     got = await _race([claimer(here), claimer(other)])
     _disjoint_cover(got, {first + 1})
 
@@ -108,8 +109,16 @@ async def test_each_webhook_event_is_claimed_once_and_in_its_requests_order(two:
                        lambda: webhook_store.claim_heads(other.engine, hook, late, late + LEASE, limit=2)])
     assert len(got[0]) + len(got[1]) == 12
     second = min(got[0] + got[1])
-    assert await webhook_store.record_attempt(here.engine, second, 1, {"delivered_at": NOW}) is False
-    assert await webhook_store.record_attempt(here.engine, second, 2, {"delivered_at": late}) is True
+    assert await _record(here, second, 1, NOW) is False
+    assert await _record(here, second, 2, late) is True
+
+
+async def _record(store: Store, event_id: int, claimed_attempts: int, at: datetime) -> bool:
+    """The claimer of attempt `claimed_attempts` records the event delivered."""
+    recorded, _next = await webhook_store.record_attempt_and_claim(
+        store.engine, SimpleNamespace(id=event_id, attempts=claimed_attempts), {"delivered_at": at}, None,
+        now=at, lease_until=at + LEASE)
+    return recorded
 
 
 async def _heads(store: Store) -> set[int]:
