@@ -7,6 +7,7 @@ compare-and-set in the store, so a double click or a race with the lifecycle tim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from gateway.mail import Mailer
 from gateway.mail_sender import MailSender
 from gateway.store.parties import hash_token, new_token
 from gateway.store.store import Store
+from gateway.store.unit_of_work import joined_connection
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,8 @@ class AgreementService:
         self.config = config
         self.templates = templates
         self.clock = clock
-        self.mail_sender = MailSender(store, mailer, config.mail.from_address, clock)
+        self.mail_sender = MailSender(store, mailer, config.mail.from_address, clock,
+                                      timedelta(seconds=config.mail.lease_seconds))
 
     # -- third party side ---------------------------------------------------------------------
 
@@ -382,7 +385,15 @@ class AgreementService:
         return ended
 
     async def run_lifecycle(self) -> LifecycleReport:
-        """Expire invitations, lapse unanswered renewals, complete ended terms, send reminders."""
+        """Expire invitations, lapse unanswered renewals, complete ended terms, send reminders.
+
+        Several instances run it at once (each its own timer): every change is a compare-and-set,
+        so each has one winner, and the mail a change sends is stored in the change's transaction
+        (sent once that commits; by the mail queue if the instance dies first): each reminder and
+        end-of-term mail is sent once whichever instances run, and never lost. Chosen over one
+        runner under an advisory lock: it needs nothing PostgreSQL-only (SQLite runs the same
+        code), and a runner that dies holds nothing up. The cost is that instances read the same
+        due agreements; the losers' updates change no row."""
         now = self.clock.now()
         expired = completed = reminded = lapsed = 0
         for agreement in await self.store.agreements_due(
@@ -402,8 +413,9 @@ class AgreementService:
         for agreement in await self.store.agreements_due(
                 state=AgreementState.ACTIVE, column="ends_at", before=now + timedelta(seconds=1)):
             if agreement.ends_at is not None and agreement.ends_at <= now:
-                done = await self._end(agreement, AgreementState.COMPLETED,
-                                       "the agreed term is over", at=agreement.ends_at)
+                async with self._one_transaction():  # the end and its mail, or neither
+                    done = await self._end(agreement, AgreementState.COMPLETED,
+                                           "the agreed term is over", at=agreement.ends_at)
                 completed += done is not None
         days = self.config.agreements.reminder_days_before
         if days:
@@ -413,18 +425,27 @@ class AgreementService:
                 assert agreement.ends_at is not None
                 due = sum(1 for d in days if agreement.ends_at - timedelta(days=d) <= now)
                 if due > agreement.reminders_sent:
-                    updated = await self.store.update_agreement(
-                        agreement.id, expect_states=[AgreementState.ACTIVE],
-                        expect={"reminders_sent": agreement.reminders_sent},
-                        reminders_sent=due, updated_at=now)
-                    if updated is not None:
-                        await self._send_reminder(updated)
-                        reminded += 1
+                    async with self._one_transaction():  # the count and the mail, or neither
+                        updated = await self.store.update_agreement(
+                            agreement.id, expect_states=[AgreementState.ACTIVE],
+                            expect={"reminders_sent": agreement.reminders_sent},
+                            reminders_sent=due, updated_at=now)
+                        if updated is not None:
+                            await self._send_reminder(updated)
+                    reminded += updated is not None
         sent, failed = await self.mail_sender.deliver_due()
         await self.store.purge_idempotent(now - IDEMPOTENCY_KEY_LIFETIME)
         return LifecycleReport(expired, completed, reminded, lapsed, sent, failed)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _one_transaction(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """One transaction for the store calls of the block (a unit of work: mails stored in it go
+        out after it commits), or the caller's, when it runs inside one already (an API request
+        with an Idempotency-Key)."""
+        if joined_connection() is not None:
+            return contextlib.nullcontext()
+        return self.store.unit_of_work()
 
     async def _end(self, agreement: Agreement, state: AgreementState, reason: str, *,
                    at: datetime | None = None, notify_customer: bool = True) -> Agreement | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from gateway.pipeline.config import PipelineConfig, RoutesConfig
 
@@ -84,6 +84,19 @@ class MailConfig(_Section):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     # Extra CA bundle to trust for the SMTP server's certificate (a private CA); empty: system CAs.
     smtp_ca_file: str = ""
+    # Several instances on one database: a mail taken for an attempt is another instance's to try
+    # only once this lease is over (the instance that took it died). Longer than an attempt can
+    # take (smtp_timeout_seconds), or a slow send is sent twice.
+    lease_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("lease_seconds")
+    @classmethod
+    def _lease_outlasts_attempt(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("smtp_timeout_seconds")
+        if timeout is not None and value <= timeout:
+            raise ValueError(f"must be longer than smtp_timeout_seconds ({timeout:g} s): a mail is "
+                             "claimed for one attempt")
+        return value
 
 
 class AgreementsConfig(_Section):

@@ -3,6 +3,12 @@
 An invitation accepted by the API is never lost to a mail-server hiccup: the first attempt is made
 at once, retries run with the lifecycle timer. After MAX_ATTEMPTS the mail stays as a dead letter
 (visible in `mail_counts()`), its error recorded.
+
+Several instances on one database: each attempt is made by the one instance that claimed the mail
+for `[mail] lease_seconds` (gateway/store/row_claims.py) — the first by the instance that stored
+it, retries by whichever instance's timer claims them. A mail whose instance died mid-attempt is
+due again once the lease is over. At least once: a mail the server took just before its instance
+died, before the success was recorded, is sent again.
 """
 
 from __future__ import annotations
@@ -25,27 +31,33 @@ MAX_ATTEMPTS = 12
 class MailSender:
     """Sends the mail queue (gateway/store/mail_queue.py): each mail stored first, sent after, retried."""
 
-    def __init__(self, store: Store, mailer: Mailer, sender: str, clock: Clock) -> None:
+    def __init__(self, store: Store, mailer: Mailer, sender: str, clock: Clock,
+                 lease: timedelta = timedelta(seconds=120)) -> None:
         self.store = store
         self.mailer = mailer
         self.sender = sender
         self.clock = clock
+        self.lease = lease
 
     async def send(self, *, to: str, subject: str, text: str) -> bool:
         """Store the mail, then try to send it now; False: it waits in the mail queue for a retry."""
         mail = await self.store.enqueue_mail(
             recipient=to, subject=subject, body=text,
-            # The first retry only after the first back-off, so the timer never races this try.
-            now=self.clock.now(), first_retry=timedelta(seconds=BACKOFF_SECONDS[0]))
+            # Stored claimed by this instance for this first try: no timer races it.
+            now=self.clock.now(), lease=self.lease)
         if after_commit(lambda: self._attempt(mail)):
             return True  # stored in the request's transaction: sent once that commits, never before
         return await self._attempt(mail)
 
-    async def deliver_due(self) -> tuple[int, int]:
-        """Retry the mails whose time has come: (sent, failed again)."""
+    async def deliver_due(self, limit: int = 100) -> tuple[int, int]:
+        """Retry the mails whose time has come (at most `limit`): (sent, failed again). Claimed
+        one at a time: a claim held while earlier mails are sent could run out first."""
         sent = failed = 0
-        for mail in await self.store.mail_due(self.clock.now()):
-            if await self._attempt(mail):
+        for _ in range(limit):
+            claimed = await self.store.claim_mail(self.clock.now(), self.lease)
+            if not claimed:
+                break
+            if await self._attempt(claimed[0]):
                 sent += 1
             else:
                 failed += 1
@@ -57,14 +69,16 @@ class MailSender:
         try:
             await self.mailer.send(message)
         except MailError as exc:
-            attempts = mail.attempts + 1
+            attempts = mail.attempts  # counts this one (the claim's)
             retry_at = None
             if attempts < MAX_ATTEMPTS:
                 delay = BACKOFF_SECONDS[min(attempts - 1, len(BACKOFF_SECONDS) - 1)]
                 retry_at = self.clock.now() + timedelta(seconds=delay)
-            await self.store.mail_failed(mail.id, str(exc), retry_at)
+            await self.store.mail_failed(mail, str(exc), retry_at)
             log.warning("mail %s to %s failed (attempt %s): %s", mail.id, mail.recipient,
                         attempts, exc, extra={"mail_id": mail.id, "attempt": attempts})
             return False
-        await self.store.mail_sent(mail.id, self.clock.now())
+        if not await self.store.mail_sent(mail, self.clock.now()):
+            log.warning("mail %s was sent after its claim ran out (another instance may send it too)", mail.id,
+                        extra={"mail_id": mail.id})
         return True

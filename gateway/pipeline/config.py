@@ -66,6 +66,20 @@ class PipelineConfig(BaseModel):
     # private (RFC 1918, ULA), link-local, unspecified, multicast and reserved addresses are refused
     # at registration and at every send. E.g. ["10.20.0.0/16"] for receivers inside your network.
     webhook_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    # Several instances on one database: an event (webhooks) or operation (provisioning) taken for
+    # an attempt is another instance's to try only once this lease is over (the instance that
+    # took it died). Longer than one attempt can take, or a slow attempt is made twice.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    provisioning_lease_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("webhook_lease_seconds")
+    @classmethod
+    def _lease_outlasts_attempt(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("webhook_timeout_seconds")
+        if timeout is not None and value <= timeout:
+            raise ValueError(f"must be longer than webhook_timeout_seconds ({timeout:g} s): an event "
+                             "is claimed for one attempt")
+        return value
 
 
 class RouteKind(enum.StrEnum):

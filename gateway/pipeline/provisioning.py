@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ams_adapters.contract import (
@@ -149,7 +149,8 @@ class ProvisioningSender:
             else:
                 await self.store.fail(op.id, now, "no_result_before_expiry",
                                       f"the head-end reported no result before {op.expires_at.isoformat()}")
-        due = await self.store.due(now, limit)
+        lease_until = now + timedelta(seconds=self.config.provisioning_lease_seconds)
+        due = await self.store.claim_due(now, lease_until, limit)
         await asyncio.gather(*(self._send(op, now) for op in due))
         return len(expired) + len(overdue) + len(due)
 
@@ -176,7 +177,7 @@ class ProvisioningSender:
             await self._retry(op, now, f"route error: {exc}")
             return
         if result.outcome is SubmitOutcome.ACCEPTED:
-            await self.store.submitted(op.id, now)
+            await self.store.submitted(op.id, op.attempts, now)
         elif result.outcome is SubmitOutcome.REJECTED:
             await self.store.fail(op.id, now, reason_code(result.reason), result.reason or "rejected by the route")
         else:
@@ -196,8 +197,10 @@ class ProvisioningSender:
 
     async def _retry(self, op: Any, now: datetime, reason: str, at_least: float | None = None) -> None:
         # At least half a step, jittered: the retries of one outage do not arrive together.
-        delay = backoff_delay(op.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds, floor=0.5)
-        await self.store.retry(op.id, now, max(delay, at_least or 0.0), reason)
+        # op.attempts counts this attempt (the claim's).
+        delay = backoff_delay(op.attempts - 1, self.config.retry_base_seconds, self.config.retry_max_seconds,
+                              floor=0.5)
+        await self.store.retry(op.id, op.attempts, now, max(delay, at_least or 0.0), reason)
 
     # ------------------------------------------------------------------ inbound (dispatcher's loop)
     async def on_update(self, conn: Connection, ev: ProvisioningUpdate) -> None:

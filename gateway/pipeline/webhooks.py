@@ -11,6 +11,12 @@ themselves. Dead letters are listed by `GET /v1/webhooks/{id}/dead-letters` and 
 them back in the queue as new attempts; a redelivered event then arrives after events that were
 sent while it was dead — receivers order by the event's `at`.
 
+Several instances on one database: every attempt is made by the one instance that claimed the
+event for `webhook_lease_seconds` (gateway/store/row_claims.py); an instance that dies mid-attempt
+leaves its event due again when the lease is over, and another instance sends it — the same
+`webhook-id`, signed the same way, so receivers drop the repeat (at least once). While a
+request's first undelivered event is claimed, its later events wait behind it on every instance.
+
 Isolation: each webhook has its own sender task (at most `webhook_concurrency` at once, and
 `webhook_concurrency_per_party` of one party's: many hanging receivers of one party cannot take
 every sender), started by a scan that finds webhooks with an event ready to go (the first
@@ -141,32 +147,54 @@ class WebhookSender:
             del self._workers[hook_id]
             self._parties.pop(hook_id, None)
 
+    def _lease_until(self) -> datetime:
+        return self.clock.now() + timedelta(seconds=self.config.webhook_lease_seconds)
+
     async def _worker(self, webhook_id: int) -> None:
-        """Send this webhook's ready events until none is left (a failed one waits for its retry)."""
+        """Send this webhook's ready events until none is left (a failed one waits for its retry).
+        Each head is claimed first (gateway/store/row_claims.py): other instances' senders of the
+        same webhook take other requests' heads, never this one."""
+        # Heads claimed per query: the query groups the webhook's pending events, so not one per
+        # event; few enough that each can still be sent within its lease, which is moved on
+        # before each head's turn (a run of its request's events may come before it).
+        per_claim = max(1, int(self.config.webhook_lease_seconds // self.config.webhook_timeout_seconds) - 1)
         try:
             while True:
-                heads = await webhook_store.ready_heads(self.store.engine, webhook_id, self.clock.now())
+                heads = await webhook_store.claim_heads(self.store.engine, webhook_id, self.clock.now(),
+                                                        self._lease_until(), limit=per_claim)
                 if not heads:
                     return
-                for head in heads:
+                for n, head in enumerate(heads):
+                    if n and not await webhook_store.extend_claim(self.store.engine, head, self._lease_until()):
+                        continue  # its lease ran out during the runs before it: another instance's now
                     await self._send_run(head)
         except Exception as exc:  # the database, not the receiver: the next scan starts it again
             log.warning("webhook %d sender stopped: %s: %s", webhook_id, type(exc).__name__, exc)
 
     async def _send_run(self, head: Any, run: int = 200) -> None:
-        """The ready first event of a request, then the request's next events in order (one query
-        for up to `run` of them: a fan-out's thousands of events are not one query each), until
-        one fails or waits for its retry."""
-        if not await self._attempt(head):
-            return
-        rows = await webhook_store.following_events(self.store.engine, head, run - 1)
-        for row in rows:
-            waiting = row.attempts and row.next_attempt_at is not None and row.next_attempt_at > self.clock.now()
-            if waiting or not await self._attempt(row):
+        """The claimed first event of a request, then the request's next events in order (one query
+        for up to `run` of them: a fan-out's thousands of events are not one query each), each
+        claimed before its attempt — in the transaction that records the attempt before it — until
+        one fails, waits for its retry or is another instance's."""
+        rows = iter(await webhook_store.following_events(self.store.engine, head, run - 1))
+        row = head
+        while True:
+            values = await self._attempt(row)
+            upcoming = next(rows, None) if "delivered_at" in values else None
+            now = self.clock.now()
+            if upcoming is not None and upcoming.attempts and upcoming.next_attempt_at is not None \
+                    and upcoming.next_attempt_at > now:
+                upcoming = None  # waits for its retry
+            recorded, claimed = await webhook_store.record_attempt_and_claim(
+                self.store.engine, row, values, upcoming, now=now, lease_until=self._lease_until())
+            self._log(row, values, recorded)
+            if claimed is None:
                 return
+            row = claimed
 
-    async def _attempt(self, row: Any) -> bool:
-        """One attempt at one event, recorded (delivered, retry later, or dead letter)."""
+    async def _attempt(self, row: Any) -> dict[str, Any]:
+        """One attempt at one claimed event (its `attempts` counts this one): what to record —
+        delivered, retry later, or dead letter."""
         now = self.clock.now()
         try:
             error = await self._post(row, now)
@@ -174,34 +202,35 @@ class WebhookSender:
             error = f"no answer within {self.config.webhook_timeout_seconds:g} s"
         except Exception as exc:  # whatever it is, it is this event's failed attempt
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if error is not None:
-            error = " ".join(error.split())[:300]  # one line, the column's size
         done = self.clock.now()
-        attempts = row.attempts + 1
         if error is None:
-            values: dict[str, Any] = {"delivered_at": done, "next_attempt_at": None}
-        elif self._dead(row, done):
+            return {"delivered_at": done, "next_attempt_at": None}
+        error = " ".join(error.split())[:300]  # one line, the column's size
+        if self._dead(row, done):
             # Set aside: later events of the request are no longer held back by it.
-            values = {"last_error": error, "next_attempt_at": None, "dead_at": done}
-        else:
-            delay = backoff_delay(row.attempts, 1.0, self.config.webhook_retry_max_seconds, floor=0.5)
-            values = {"last_error": error, "next_attempt_at": done + timedelta(seconds=delay)}
-        await webhook_store.record_attempt(self.store.engine, row.id, attempts, values)
-        # One line per failed attempt (never a traceback: the reason is in `error`).
-        if error is None:
-            return True
-        if "dead_at" in values:
+            return {"last_error": error, "next_attempt_at": None, "dead_at": done}
+        delay = backoff_delay(row.attempts - 1, 1.0, self.config.webhook_retry_max_seconds, floor=0.5)
+        return {"last_error": error, "next_attempt_at": done + timedelta(seconds=delay)}
+
+    def _log(self, row: Any, values: dict[str, Any], recorded: bool) -> None:
+        """One line per failed attempt (never a traceback: the reason is in `last_error`)."""
+        if not recorded:
+            # This attempt outlived its claim (webhook_lease_seconds): another instance took the
+            # event meanwhile and its attempt decides; the receiver may see the event id twice.
+            log.warning("webhook %d event %d: attempt %d ended after its claim ran out; not recorded",
+                        row.webhook_id, row.id, row.attempts)
+        elif "dead_at" in values:
             log.warning("webhook %d event %d dead-lettered after %d attempts: %s", row.webhook_id, row.id,
-                        attempts, error)
-        else:
+                        row.attempts, values["last_error"])
+        elif "last_error" in values:
+            delay = (values["next_attempt_at"] - self.clock.now()).total_seconds()
             log.warning("webhook %d event %d attempt %d failed (retry in %.0f s): %s", row.webhook_id, row.id,
-                        attempts, delay, error)
-        return False
+                        row.attempts, max(delay, 0.0), values["last_error"])
 
     def _dead(self, row: Any, now: datetime) -> bool:
         """This failure was the event's last chance: attempts or age used up."""
         too_old = (now - row.created_at).total_seconds() >= self.config.webhook_max_age_seconds
-        return bool(row.attempts + 1 >= self.config.webhook_max_attempts or too_old)
+        return bool(row.attempts >= self.config.webhook_max_attempts or too_old)
 
     async def _post(self, row: Any, now: datetime) -> str | None:
         """POST one event; None when the receiver answered 2xx, else why not. `row`: a

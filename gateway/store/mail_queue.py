@@ -11,6 +11,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.store import row_claims
 from gateway.store.schema import mail_outbox
 
 
@@ -38,35 +39,41 @@ class MailQueue:
     mail_sealer: TextSealer | None = None
 
     async def enqueue_mail(self, *, recipient: str, subject: str, body: str,
-                           now: datetime, first_retry: timedelta) -> QueuedMail:
+                           now: datetime, lease: timedelta) -> QueuedMail:
+        """Store a mail claimed for its first attempt by the caller (who tries it at once): it
+        is due for anyone else only once `lease` is over, e.g. when the caller died first."""
         stored = self.mail_sealer.seal_text(body) if self.mail_sealer is not None else body
         async with self.engine.begin() as conn:
             row = (await conn.execute(
                 mail_outbox.insert().values(recipient=recipient, subject=subject, body=stored,
-                                            created_at=now, attempts=0,
-                                            next_attempt_at=now + first_retry)
+                                            created_at=now, attempts=1,
+                                            next_attempt_at=now + lease)
                 .returning(mail_outbox.c.id))).one()
-        return QueuedMail(row.id, recipient, subject, body, 0)
+        return QueuedMail(row.id, recipient, subject, body, 1)
 
-    async def mail_due(self, now: datetime, limit: int = 100) -> list[QueuedMail]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                mail_outbox.select().where(mail_outbox.c.next_attempt_at <= now)
-                .order_by(mail_outbox.c.id).limit(limit))).all()
+    async def claim_mail(self, now: datetime, lease: timedelta, limit: int = 1) -> list[QueuedMail]:
+        """Claim up to `limit` due mails for one attempt each (gateway/store/row_claims.py): no
+        other instance takes them before `now + lease`. `attempts` counts this attempt."""
+        due = sa.and_(mail_outbox.c.next_attempt_at <= now, mail_outbox.c.sent_at.is_(None))
+        async with self.engine.begin() as conn:
+            rows = await row_claims.claim(conn, mail_outbox, row_claims.claimable(
+                mail_outbox, due, order_by=[mail_outbox.c.id], limit=limit), lease_until=now + lease)
         sealer = self.mail_sealer
         return [QueuedMail(r.id, r.recipient, r.subject, sealer.open_text(r.body) if sealer else r.body, r.attempts)
                 for r in rows]
 
-    async def mail_sent(self, mail_id: int, now: datetime) -> None:
+    async def mail_sent(self, mail: QueuedMail, now: datetime) -> bool:
+        """Record the claimed attempt's success; False when the claim had run out and another
+        instance claimed the mail since (it may then be sent twice: at least once)."""
         async with self.engine.begin() as conn:
-            await conn.execute(mail_outbox.update().where(mail_outbox.c.id == mail_id).values(
-                sent_at=now, next_attempt_at=None, body="", attempts=mail_outbox.c.attempts + 1))
+            return await row_claims.finish(conn, mail_outbox, mail.id, mail.attempts,
+                                           sent_at=now, next_attempt_at=None, body="")
 
-    async def mail_failed(self, mail_id: int, error: str, retry_at: datetime | None) -> None:
+    async def mail_failed(self, mail: QueuedMail, error: str, retry_at: datetime | None) -> bool:
+        """Record the claimed attempt's failure: retried at `retry_at`, or given up (None)."""
         async with self.engine.begin() as conn:
-            await conn.execute(mail_outbox.update().where(mail_outbox.c.id == mail_id).values(
-                last_error=error[:500], next_attempt_at=retry_at,
-                attempts=mail_outbox.c.attempts + 1))
+            return await row_claims.finish(conn, mail_outbox, mail.id, mail.attempts,
+                                           last_error=error[:500], next_attempt_at=retry_at)
 
     async def mail_counts(self) -> dict[str, int]:
         """pending, sent and dead (given up) mails."""

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.limits import SLOT_HOLDERS
 from gateway.domain.model import DeviceStatus
+from gateway.store import row_claims
 from gateway.store.schema import han_device_events, han_devices, han_provisioning_ops, webhook_outbox, webhooks
 from gateway.store.store import Store
 
@@ -228,20 +229,28 @@ class ProvisioningStore:
         return _operation(row) if row is not None else None
 
     # ------------------------------------------------------------------ the sender's side
-    async def due(self, now: datetime, limit: int) -> list[Any]:
-        """Queued operations whose time has come. A device's operation waits while an earlier
-        HAN-wide one (initialize, clear, decommission) of its premise is not finished: a device
-        provisioned right after "initialize" must not overtake it at the head-end."""
+    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[Any]:
+        """Claim queued operations whose time has come, for one attempt each, until `lease_until`
+        (gateway/store/row_claims.py: of several instances, one takes each; a dead instance's come
+        back after the lease). A device's operation waits while an earlier HAN-wide one
+        (initialize, clear, decommission) of its premise is not finished: a device provisioned
+        right after "initialize" must not overtake it at the head-end. Rows with the device's
+        `link_key_encrypted`; their `attempts` counts this attempt (the claim's fencing token)."""
         ops = han_provisioning_ops
         earlier = ops.alias("earlier")
         barrier = sa.exists().where(
             earlier.c.esi_id == ops.c.esi_id, earlier.c.id < ops.c.id, earlier.c.kind.in_(PREMISE_KINDS),
             earlier.c.state.in_([QUEUED, SUBMITTED]))
-        async with self.engine.connect() as conn:
+        due = sa.and_(ops.c.state == QUEUED, ops.c.next_attempt_at <= now, ops.c.expires_at > now,
+                      sa.or_(ops.c.kind.in_(PREMISE_KINDS), ~barrier))
+        async with self.engine.begin() as conn:
+            claimed = await row_claims.claim(conn, ops, row_claims.claimable(
+                ops, due, order_by=[ops.c.id], limit=limit, of=ops), lease_until=lease_until)
+            if not claimed:
+                return []
             return list((await conn.execute(sa.select(ops, han_devices.c.link_key_encrypted).outerjoin(
                 han_devices, sa.and_(han_devices.c.esi_id == ops.c.esi_id, han_devices.c.eui64 == ops.c.eui64)).where(
-                ops.c.state == QUEUED, ops.c.next_attempt_at <= now, ops.c.expires_at > now,
-                sa.or_(ops.c.kind.in_(PREMISE_KINDS), ~barrier)).order_by(ops.c.id).limit(limit))).all())
+                ops.c.id.in_([r.id for r in claimed])).order_by(ops.c.id))).all())
 
     async def expired(self, now: datetime, limit: int) -> list[Any]:
         async with self.engine.connect() as conn:
@@ -266,24 +275,27 @@ class ProvisioningStore:
                 state=QUEUED, next_attempt_at=now, reason="sent again after a restart", updated_at=now))
         return int(result.rowcount or 0)
 
-    async def submitted(self, op_id: int, now: datetime) -> None:
+    async def submitted(self, op_id: int, claimed_attempts: int, now: datetime) -> None:
+        """The route took the claimed attempt (recorded only while the claim is still this one's)."""
         async with self.engine.begin() as conn:
             await conn.execute(han_provisioning_ops.update().where(
-                han_provisioning_ops.c.id == op_id, han_provisioning_ops.c.state == QUEUED).values(
-                state=SUBMITTED, attempts=han_provisioning_ops.c.attempts + 1, updated_at=now))
+                han_provisioning_ops.c.id == op_id, han_provisioning_ops.c.state == QUEUED,
+                han_provisioning_ops.c.attempts == claimed_attempts).values(state=SUBMITTED, updated_at=now))
 
-    async def retry(self, op_id: int, now: datetime, delay_s: float, reason: str) -> None:
+    async def retry(self, op_id: int, claimed_attempts: int, now: datetime, delay_s: float, reason: str) -> None:
+        """The claimed attempt did not reach the head-end: due again after `delay_s`."""
         async with self.engine.begin() as conn:
             await conn.execute(han_provisioning_ops.update().where(
-                han_provisioning_ops.c.id == op_id, han_provisioning_ops.c.state == QUEUED).values(
-                attempts=han_provisioning_ops.c.attempts + 1, next_attempt_at=now + timedelta(seconds=delay_s),
-                reason=reason[:300], updated_at=now))
+                han_provisioning_ops.c.id == op_id, han_provisioning_ops.c.state == QUEUED,
+                han_provisioning_ops.c.attempts == claimed_attempts).values(
+                next_attempt_at=now + timedelta(seconds=delay_s), reason=reason[:300], updated_at=now))
 
     async def fail(self, op_id: int, now: datetime, code: str, detail: str) -> None:
         """The operation ends unsent or refused (by the gateway or the route)."""
         async with self.engine.begin() as conn:
+            # Locked: two instances ending the same operation (its expiry) end it once.
             op = (await conn.execute(han_provisioning_ops.select().where(
-                han_provisioning_ops.c.id == op_id))).first()
+                han_provisioning_ops.c.id == op_id).with_for_update())).first()
             if op is None or op.state in (DONE, FAILED):
                 return
             await finish(conn, op, state=FAILED, at=now, code=code, detail=detail)
@@ -292,14 +304,17 @@ class ProvisioningStore:
 async def operation_to_update(conn: AsyncConnection, op_id: int, at: datetime) -> Any | None:
     """The han_provisioning_ops row a route's update names, as read, or None when it is unknown or
     finished (a late duplicate). A queued one becomes submitted first: the route's events can
-    overtake the sender's own bookkeeping."""
-    op = (await conn.execute(han_provisioning_ops.select().where(han_provisioning_ops.c.id == op_id))).first()
+    overtake the sender's own bookkeeping (the sender's claim counted the attempt). Locked until
+    the caller's transaction ends: an update and the operation's expiry on two instances apply
+    one after the other."""
+    op = (await conn.execute(han_provisioning_ops.select().where(
+        han_provisioning_ops.c.id == op_id).with_for_update())).first()
     if op is None or op.state in (DONE, FAILED):
         return None
     if op.state == QUEUED:
         await conn.execute(han_provisioning_ops.update().where(
             han_provisioning_ops.c.id == op.id, han_provisioning_ops.c.state == QUEUED).values(
-            state=SUBMITTED, attempts=han_provisioning_ops.c.attempts + 1, updated_at=at))
+            state=SUBMITTED, updated_at=at))
     return op
 
 

@@ -52,7 +52,7 @@ from gateway.store.mail_queue import MailQueue, TextSealer
 from gateway.store.parties import PartiesStore
 from gateway.store.premises import PremisesStore
 from gateway.store.sqlite_writes import serialize_writes
-from gateway.store.unit_of_work import Connection
+from gateway.store.unit_of_work import Connection, unit_engine
 
 
 class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, IdempotencyStore, MailQueue):
@@ -82,6 +82,12 @@ class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, Idempotenc
         together or not at all. Inside a unit of work it is the unit's transaction; on SQLite it
         waits for the one writer."""
         return self.engine.begin()
+
+    def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A unit of work (gateway/store/unit_of_work.py): the store calls this task makes in the
+        block join one transaction, and actions registered with `after_commit` (a mail stored in
+        it) run once it commits."""
+        return unit_engine(self.engine).unit_of_work()
 
     @property
     def single_writer(self) -> bool:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.store import row_claims
 from gateway.store.mail_queue import TextSealer
 from gateway.store.schema import webhook_outbox, webhooks
 
@@ -119,21 +121,36 @@ async def enqueue(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None
             {**row, "attempts": 0, "next_attempt_at": row["created_at"]} for row in rows])
 
 
-def _heads(now: datetime, webhook_id: int | None = None) -> sa.Select[Any]:
-    """The first undelivered event of each (webhook, request) that is due: what may be sent
-    now without breaking the order of a request's events."""
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """An event that may be attempted now: undelivered, not dead, and first attempts at once
+    (event times come from the route's clock), retries at their time. A claimed event counts an
+    attempt and is due again only when its lease is over (gateway/store/row_claims.py)."""
+    return sa.and_(webhook_outbox.c.delivered_at.is_(None), webhook_outbox.c.dead_at.is_(None), sa.or_(
+        webhook_outbox.c.attempts == 0, webhook_outbox.c.next_attempt_at.is_(None),
+        webhook_outbox.c.next_attempt_at <= now))
+
+
+def _with_target() -> sa.Select[Any]:
+    """webhook_outbox rows joined with their webhook's url and secret (what sending needs)."""
+    return sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
+        webhooks, webhooks.c.id == webhook_outbox.c.webhook_id)
+
+
+def _firsts(webhook_id: int | None = None) -> sa.Subquery:
+    """The first undelivered event of each (webhook, request): only it may be sent without
+    breaking the order of the request's events."""
     pending = sa.select(sa.func.min(webhook_outbox.c.id).label("id")).where(
         webhook_outbox.c.delivered_at.is_(None), webhook_outbox.c.dead_at.is_(None))
     if webhook_id is not None:
         pending = pending.where(webhook_outbox.c.webhook_id == webhook_id)
-    firsts = pending.group_by(webhook_outbox.c.webhook_id, webhook_outbox.c.request_id).subquery()
-    # First attempts are due at once (event times come from the route's clock).
-    due = sa.or_(webhook_outbox.c.attempts == 0, webhook_outbox.c.next_attempt_at.is_(None),
-                 webhook_outbox.c.next_attempt_at <= now)
-    return sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
-        firsts, firsts.c.id == webhook_outbox.c.id).join(
-        webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
-        due, webhooks.c.deleted_at.is_(None))
+    return pending.group_by(webhook_outbox.c.webhook_id, webhook_outbox.c.request_id).subquery()
+
+
+def _heads(now: datetime) -> sa.Select[Any]:
+    """The first events of each (webhook, request) that are due."""
+    firsts = _firsts()
+    return _with_target().join(firsts, firsts.c.id == webhook_outbox.c.id).where(
+        _due(now), webhooks.c.deleted_at.is_(None))
 
 
 async def ready_webhooks(engine: AsyncEngine, now: datetime) -> list[tuple[int, int]]:
@@ -146,28 +163,62 @@ async def ready_webhooks(engine: AsyncEngine, now: datetime) -> list[tuple[int, 
         return [(int(h), int(p)) for h, p in (await conn.execute(query)).all()]
 
 
-async def ready_heads(engine: AsyncEngine, webhook_id: int, now: datetime, limit: int = 50) -> Sequence[Any]:
-    """The webhook's ready first events (rows of webhook_outbox joined with url and secret)."""
-    async with engine.connect() as conn:
-        return list((await conn.execute(_heads(now, webhook_id).order_by(webhook_outbox.c.id).limit(limit))).all())
+async def claim_heads(engine: AsyncEngine, webhook_id: int, now: datetime, lease_until: datetime,
+                      limit: int = 1) -> list[Any]:
+    """Claim the webhook's ready first events (up to `limit`) for one attempt each, until
+    `lease_until` (gateway/store/row_claims.py): rows joined with url and secret. While a head is
+    claimed the rest of its request waits behind it, on every instance."""
+    firsts = _firsts(webhook_id)
+    ids = row_claims.claimable(
+        webhook_outbox, sa.and_(_due(now), webhooks.c.deleted_at.is_(None)), order_by=[webhook_outbox.c.id],
+        limit=limit, of=webhook_outbox, select_from=webhook_outbox.join(firsts, firsts.c.id == webhook_outbox.c.id)
+        .join(webhooks, webhooks.c.id == webhook_outbox.c.webhook_id))
+    async with engine.begin() as conn:
+        claimed = await row_claims.claim(conn, webhook_outbox, ids, lease_until=lease_until)
+        if not claimed:
+            return []
+        return list((await conn.execute(_with_target().where(
+            webhook_outbox.c.id.in_([r.id for r in claimed])).order_by(webhook_outbox.c.id))).all())
+
+
+def _claimed(row: Any, claimed: Any) -> SimpleNamespace:
+    """`row` (read with its url and secret) as its claim left it."""
+    return SimpleNamespace(**{**row._mapping, "attempts": claimed.attempts,
+                              "next_attempt_at": claimed.next_attempt_at})
+
+
+async def extend_claim(engine: AsyncEngine, row: Any, lease_until: datetime) -> bool:
+    """Move the lease of a claimed event (from `claim_heads`) on, before its attempt; False when
+    it is no longer this claim's (its lease ran out and another instance took it)."""
+    async with engine.begin() as conn:
+        return await row_claims.extend(conn, webhook_outbox, row.id, row.attempts, lease_until)
 
 
 async def following_events(engine: AsyncEngine, head: Any, limit: int) -> Sequence[Any]:
     """The undelivered events of `head`'s request after it, in order (same row shape as a head)."""
     async with engine.connect() as conn:
-        return list((await conn.execute(sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
-            webhooks, webhooks.c.id == webhook_outbox.c.webhook_id).where(
+        return list((await conn.execute(_with_target().where(
             webhook_outbox.c.webhook_id == head.webhook_id, webhook_outbox.c.request_id == head.request_id,
             webhook_outbox.c.id > head.id, webhook_outbox.c.delivered_at.is_(None),
             webhook_outbox.c.dead_at.is_(None), webhooks.c.deleted_at.is_(None)).order_by(
             webhook_outbox.c.id).limit(limit))).all())
 
 
-async def record_attempt(engine: AsyncEngine, event_id: int, attempts: int, values: dict[str, Any]) -> None:
-    """One attempt's outcome: delivered_at, or last_error with next_attempt_at or dead_at."""
+async def record_attempt_and_claim(engine: AsyncEngine, row: Any, values: dict[str, Any], upcoming: Any | None, *,
+                                   now: datetime, lease_until: datetime) -> tuple[bool, Any | None]:
+    """Record a claimed attempt's outcome (delivered_at, or last_error with next_attempt_at or
+    dead_at) — dropped when the claim ran out and another instance claimed the event since (its
+    attempt decides then) — and, in the same transaction, claim
+    `upcoming` (the request's next event, read earlier with `following_events`) if it is still as
+    read and due — its predecessor is delivered now, so other instances may be after it too: one
+    of them gets it. One commit per event of a run. (recorded, the claimed upcoming event or None)."""
     async with engine.begin() as conn:
-        await conn.execute(webhook_outbox.update().where(webhook_outbox.c.id == event_id).values(
-            attempts=attempts, **values))
+        recorded = await row_claims.finish(conn, webhook_outbox, row.id, row.attempts, **values)
+        if not recorded or upcoming is None:
+            return recorded, None
+        claimed = await row_claims.claim_one(conn, webhook_outbox, upcoming.id, upcoming.attempts, _due(now),
+                                             lease_until=lease_until)
+    return True, _claimed(upcoming, claimed) if claimed is not None else None
 
 
 # -- dead letters -------------------------------------------------------------------------------
