@@ -375,7 +375,8 @@ async def fanout_worker(n: int, db: str | None = None) -> None:
                         agreement_id=2, esi_id=ids[-1], meter_number=f"M{ids[-1][-10:]}"))
         if store.engine.dialect.name == "postgresql":
             # A live database has planner statistics (autovacuum); a freshly loaded one not yet.
-            async with store.engine.connect() as conn:
+            # (Committed: statistics written inside a rolled-back transaction are rolled back.)
+            async with store.engine.begin() as conn:
                 await conn.execute(sa.text("ANALYZE"))
         print(f"fan-out setup: {n:,} premises under one agreement in {time.perf_counter() - t_setup:.1f} s",
               flush=True)

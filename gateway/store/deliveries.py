@@ -258,6 +258,14 @@ async def record_batch(engine: AsyncEngine, accepted: Sequence[tuple[DueDelivery
     `submitted` with their transitions and frame log in a few statements and their references in
     one executemany; each rejected row becomes `failed` with the route's reason."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Not waiting for this commit's WAL flush: losing it in a server crash (at most
+            # 3 × wal_writer_delay of commits) leaves these rows `queued`, so they are handed to
+            # the route again under the same outbound ids (the delivery ids), which the route's
+            # idempotency absorbs; nothing else rests on this commit. (WAL is sequential: a later
+            # synchronous commit, e.g. a delivery report, makes this one durable too.) Never for
+            # a request's acceptance or a fan-out page: those rows and ids would be lost.
+            await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
         await mark_submitted(conn, [row for row, _ in accepted], now)
         await keep_references(conn, [(row.id, ref) for row, ref in accepted])
         for row, reason in rejected:
