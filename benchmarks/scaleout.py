@@ -80,7 +80,8 @@ def _esi(i: int) -> str:
 
 def counter_app() -> Any:
     """The simulated field's HTTP surface, reduced to counting: every operation is accepted and
-    its outbound id counted (a second hand-over of the same id is a duplicate)."""
+    its outbound id counted (a second hand-over of the same id is a duplicate); `by_command`
+    counts distinct deliveries per command."""
 
     seen: dict[str, int] = {}
     by_command: dict[str, int] = {}
@@ -91,7 +92,8 @@ def counter_app() -> Any:
         for op in batch:
             key = str(op["outbound_id"])
             seen[key] = seen.get(key, 0) + 1
-            by_command[op["command"]] = by_command.get(op["command"], 0) + 1
+            if seen[key] == 1:  # deliveries, not hand-overs: a duplicate is counted apart
+                by_command[op["command"]] = by_command.get(op["command"], 0) + 1
             out.append({"outbound_id": op["outbound_id"], "outcome": "accepted"})
         return JSONResponse(out)
 

@@ -248,8 +248,8 @@ async def test_a_page_reads_only_its_own_premises_on_postgresql(pg_url: str) -> 
                 async with store.engine.begin() as conn:
                     await conn.execute(sa.text("ANALYZE"))
             async with store.engine.connect() as conn, conn.begin() as tx:
-                scope = {"party_id": 1, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES, "scope": Scope.PRICE,
-                         "now": datetime.now(UTC), "after": esis[-2 * page]}
+                scope: dict[str, Any] = {"party_id": 1, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
+                                         "scope": Scope.PRICE, "now": datetime.now(UTC), "after": esis[-2 * page]}
                 before = (await conn.execute(reads)).scalar() or 0
                 last, count = await fanout_sql.page_end(conn, **scope, limit=page)
                 inserted = await fanout_sql.insert_page_deliveries(
