@@ -279,6 +279,20 @@ async def _up(http: Any, url: str, proc: subprocess.Popen[Any] | None = None, ti
     raise RuntimeError(f"{url} did not come up in {timeout:.0f} s")
 
 
+async def _post(http: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+    """POST a request with an Idempotency-Key, sent again (same key) when the connection broke
+    before an answer (a loaded server closing a kept-alive connection): accepted once either way."""
+    keyed = {**headers, "Idempotency-Key": uuid.uuid4().hex}
+    for attempt in range(3):
+        try:
+            return await http.post(url, json=body, headers=keyed)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
 # ------------------------------------------------------------------------------------ one configuration
 
 
@@ -359,7 +373,7 @@ async def _measure(http: Any, label: str, instances: int, started: list[Instance
         nonlocal accepted
         while queue:
             base, body = queue.pop()
-            r = await http.post(f"{base}/v1/han-requests", json=body, headers=me)
+            r = await _post(http, f"{base}/v1/han-requests", body, me)
             accepted += r.status_code == 202
 
     t0 = time.perf_counter()
@@ -374,8 +388,8 @@ async def _measure(http: Any, label: str, instances: int, started: list[Instance
 
     # (b) the fan-out
     t0 = time.perf_counter()
-    r = await http.post(f"{started[0].base}/v1/han-requests", headers=me, json={
-        "kind": "price", "all_premises": True, "provider_id": 1, "price": "0.1190", "duration_minutes": 120})
+    r = await _post(http, f"{started[0].base}/v1/han-requests", {
+        "kind": "price", "all_premises": True, "provider_id": 1, "price": "0.1190", "duration_minutes": 120}, me)
     r.raise_for_status()
     request_id = int(r.json()["request_id"] if "request_id" in r.json() else r.json()["id"])
     next_report = t0 + 10

@@ -16,19 +16,19 @@ import sys
 
 def test_scaleout_benchmark_counts_every_delivery_once() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scaleout", "--premises", "300", "--requests", "20",
+        [sys.executable, "-m", "benchmarks.scaleout", "--premises", "300", "--requests", "10",
          "--concurrency", "4", "--instances", "2", "--timeout", "60"],
-        capture_output=True, text=True, timeout=240, check=False,
+        capture_output=True, text=True, timeout=110, check=False,
     )
     out = run.stdout
     assert run.returncode in (0, 1), run.stderr[-3000:]
     for label in ("SQLite x1", "PostgreSQL x1"):
         assert f"{label}: fan-out: 300 of 300 premises handed" in out, out
-        assert (f"{label}: exactly once at the route: 320 deliveries, 320 hand-overs: "
+        assert (f"{label}: exactly once at the route: 310 deliveries, 310 hand-overs: "
                 "nothing lost or doubled") in out, out
     several = re.search(r"PostgreSQL x2: exactly once at the route: (\d+) deliveries, \d+ hand-overs: (.*)", out)
     assert several, out
-    assert several.group(1) == "320", out  # every delivery reached the route
+    assert several.group(1) == "310", out  # every delivery reached the route
     assert several.group(2).startswith(("nothing lost", "LOST 0,")), out
     if run.returncode == 1:  # only duplicates of the several-instance run may fail the check
         assert "DOUBLED" in several.group(2), out
