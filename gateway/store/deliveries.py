@@ -322,6 +322,17 @@ async def record_batch(engine: AsyncEngine, accepted: Sequence[tuple[DueDelivery
     `submitted` with their transitions and frame log in a few statements and their references in
     one executemany; each rejected row becomes `failed` with the route's reason."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Not waiting for this commit's WAL flush: losing it in a server crash (at most
+            # 3 × wal_writer_delay of commits) leaves these rows `queued`, so they are handed to
+            # the route again under the same outbound ids (the delivery ids), which the route's
+            # idempotency absorbs. (WAL is sequential: a later synchronous commit, e.g. a
+            # delivery report, makes this one durable too.) What was seen of it before the crash
+            # is seen again: a `submitted` webhook event sent from it is queued anew with the
+            # resend, so a receiver may get it twice (the event's state and time tell). Never for
+            # a request's acceptance or a fan-out page: rows and ids that a client or a route
+            # already saw would be lost.
+            await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
         await mark_submitted(conn, [row for row, _ in accepted], now, confirm_by)
         await keep_references(conn, [(row.id, ref) for row, ref in accepted])
         for row, reason in rejected:

@@ -35,20 +35,28 @@ def in_scope_query(*, party_id: int, kind: AgreementKind, scope: Scope | None, n
     (and `scope`) in force at `now`, ordered by ESI ID after `after` (add a LIMIT for a page).
 
     Driven by agreement_premises in ESI ID order (index (esi_id, agreement_id)) from the cursor,
-    with the agreement and premise checked per row (correlated EXISTS: primary-key lookups): the
-    walk stops after the LIMIT, so a page costs O(page) on SQLite and PostgreSQL alike."""
+    with the agreement and premise checked per row (primary-key lookups): the walk stops after the
+    LIMIT, so a page costs O(page) on SQLite and PostgreSQL alike. The checks are scalar
+    subqueries, not EXISTS: PostgreSQL turns an EXISTS into a join and, without statistics (a
+    fan-out right after an import, before autovacuum's ANALYZE) or with them (a merge join from the
+    first premise), read every premise for every page — 1,000,000 premises made that quadratic."""
     return (
         sa.select(agreement_premises.c.esi_id.label("esi_id"),
                   sa.func.min(agreement_premises.c.agreement_id).label("agreement_id"))
-        .where(agreement_premises.c.esi_id > after, *_in_force(party_id, kind, scope, now),
-               sa.exists().where(premises.c.esi_id == agreement_premises.c.esi_id,
-                                 premises.c.status == "active"))
+        .where(agreement_premises.c.esi_id > after, _in_force(party_id, kind, scope, now), _ACTIVE)
         .group_by(agreement_premises.c.esi_id)
         .order_by(agreement_premises.c.esi_id)
     )
 
 
-def _in_force(party_id: int, kind: AgreementKind, scope: Scope | None, now: datetime) -> list[Any]:
+# The premise of the agreement_premises row is active (a primary-key lookup per row).
+_ACTIVE = sa.select(premises.c.status).where(
+    premises.c.esi_id == agreement_premises.c.esi_id).scalar_subquery() == "active"
+
+
+def _in_force(party_id: int, kind: AgreementKind, scope: Scope | None, now: datetime) -> Any:
+    """The agreement of the agreement_premises row is the party's, of `kind` (and `scope`), in
+    force at `now`: a primary-key lookup per row (a scalar subquery, see `in_scope_query`)."""
     conditions = [
         agreements.c.id == agreement_premises.c.agreement_id,
         agreements.c.party_id == party_id,
@@ -61,7 +69,7 @@ def _in_force(party_id: int, kind: AgreementKind, scope: Scope | None, now: date
         # Scopes are stored comma-separated; match the whole word (a portable LIKE).
         conditions.append((sa.literal(",") + agreements.c.scopes + sa.literal(",")).contains(
             f",{scope.value},"))
-    return [sa.exists().where(*conditions)]
+    return sa.select(agreements.c.id).where(*conditions).scalar_subquery().is_not(None)
 
 
 async def page_end(conn: AsyncConnection, *, party_id: int, kind: AgreementKind, scope: Scope | None,
@@ -84,14 +92,17 @@ def _page_rows(*, party_id: int, kind: AgreementKind, scope: Scope | None, now: 
     query = (
         sa.select(agreement_premises.c.esi_id, sa.func.min(agreement_premises.c.agreement_id), version)
         .join(premises, premises.c.esi_id == agreement_premises.c.esi_id)
-        .where(agreement_premises.c.esi_id > after, premises.c.status == "active",
+        # The premise's ESI ID is bounded as well as the agreement_premises row's: the planner
+        # does not carry a range across the join's equality, and an unbounded side may be read
+        # whole (a hash or merge join over every premise, per page).
+        .where(agreement_premises.c.esi_id > after, premises.c.esi_id > after, premises.c.status == "active",
                WITHIN_DEVICE_LIMIT if within_limit else sa.not_(WITHIN_DEVICE_LIMIT),
-               *_in_force(party_id, kind, scope, now))
+               _in_force(party_id, kind, scope, now))
         .group_by(agreement_premises.c.esi_id)
         .order_by(agreement_premises.c.esi_id)
     )
     if last is not None:
-        query = query.where(agreement_premises.c.esi_id <= last)
+        query = query.where(agreement_premises.c.esi_id <= last, premises.c.esi_id <= last)
     return query, version
 
 

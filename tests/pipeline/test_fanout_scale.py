@@ -1,6 +1,7 @@
 """Fan-out at scale, in small: pages expanded by one INSERT … SELECT and dispatched set-based must
 reach exactly the premises the party may reach (each once, with its meter's SE version and frame),
-list the ones excluded, and leave the same history (transition, frame log) as a single request."""
+list the ones excluded, and leave the same history (transition, frame log) as a single request.
+Each runs on SQLite and on the real PostgreSQL (whose planner reads the page query its own way)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from ams_adapters.contract import HanOperation, MeterCapabilities, RouteCapabilities, SubmitOutcome, SubmitResult
 from ams_adapters.se_frames import operation_frame
 from gateway.clock import ManualClock
 from gateway.config import parse_config
-from gateway.domain.model import Role
+from gateway.domain.model import AgreementKind, Role, Scope
 from gateway.domain.records import Principal
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.requests import PriceRequest, TextRequest
 from gateway.pipeline.service import RequestService
+from gateway.store import fanout as fanout_sql
 from gateway.store.schema import (
     agreement_premises,
     agreements,
@@ -33,6 +36,7 @@ from gateway.store.schema import (
     premises,
 )
 from gateway.store.store import Store, open_store
+from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 from zigbee_se import SEVersion
 
 
@@ -73,10 +77,19 @@ class RecordingRoute:
 VERSIONS = ("1.0", "1.1", "1.2", None)  # None: unknown, the default (1.1) applies
 
 
-async def _setup(tmp_path: Path, n: int) -> tuple[Store, list[str]]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store's URL: a SQLite file, or a fresh PostgreSQL database (dropped afterwards)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'f.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+async def _setup(db_url: str, n: int) -> tuple[Store, list[str]]:
     """Party 1 reaches premises 0..n-1 except one inactive premise; party 2 (no price scope)
     reaches all; premise n-1 has two agreements of party 1 (it must still get one delivery)."""
-    store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'f.db'}")
+    store = await open_store(db_url)
     now = datetime.now(UTC)
     esis = [f"1044372{i:010d}" for i in range(n)]
     async with store.engine.begin() as conn:
@@ -105,8 +118,8 @@ async def _run(store: Store, route: RecordingRoute, page: int) -> Dispatcher:
     return Dispatcher(store, RouteSet(route), cfg, ManualClock())
 
 
-async def test_price_fanout_with_acknowledgement_pages_in_sql(tmp_path: Path) -> None:
-    store, esis = await _setup(tmp_path, 203)
+async def test_price_fanout_with_acknowledgement_pages_in_sql(db_url: str) -> None:
+    store, esis = await _setup(db_url, 203)
     route = RecordingRoute()
     dispatcher = await _run(store, route, page=40)
     service = RequestService(store, dispatcher.config)
@@ -155,9 +168,9 @@ async def test_price_fanout_with_acknowledgement_pages_in_sql(tmp_path: Path) ->
         await store.close()
 
 
-async def test_text_fanout_reaches_only_my_scoped_premises(tmp_path: Path) -> None:
+async def test_text_fanout_reaches_only_my_scoped_premises(db_url: str) -> None:
     """A text of party 2 (text scope only on agreement 2): every active premise, pages of 64."""
-    store, esis = await _setup(tmp_path, 130)
+    store, esis = await _setup(db_url, 130)
     route = RecordingRoute()
     dispatcher = await _run(store, route, page=64)
     service = RequestService(store, dispatcher.config)
@@ -184,11 +197,11 @@ async def test_text_fanout_reaches_only_my_scoped_premises(tmp_path: Path) -> No
         await store.close()
 
 
-async def test_price_fanout_with_a_block_period_leaves_se10_meters_out(tmp_path: Path) -> None:
+async def test_price_fanout_with_a_block_period_leaves_se10_meters_out(db_url: str) -> None:
     """SE 1.0 has no PublishBlockPeriod: a fan-out price with a block period (no acknowledgement
     asked) reaches neither its price nor its block period to SE 1.0 meters, as for named premises,
     and each other meter's block period encodes in its own SE version's layout."""
-    store, esis = await _setup(tmp_path, 40)
+    store, esis = await _setup(db_url, 40)
     route = RecordingRoute()
     dispatcher = await _run(store, route, page=16)
     service = RequestService(store, dispatcher.config)
@@ -213,5 +226,41 @@ async def test_price_fanout_with_a_block_period_leaves_se10_meters_out(tmp_path:
                 han_requests.c.id == accepted.block_period_request_id))).scalar_one()
         assert {x["reason"] for x in json.loads(excluded)} == {
             "meter_capability: SE 1.0 meters carry no block periods (PublishBlockPeriod is SE 1.1)"}
+    finally:
+        await store.close()
+
+
+async def test_a_page_reads_only_its_own_premises_on_postgresql(pg_url: str) -> None:  # noqa: F811
+    """A fan-out page near the end of 3,000 premises reads about a page of premises on PostgreSQL,
+    not every premise before its cursor (what made a million-premise fan-out quadratic), with the
+    planner's statistics missing (right after an import) and present. Counted by PostgreSQL itself
+    (`pg_stat_xact_user_tables`: rows this transaction read from `premises`)."""
+    store, esis = await _setup(pg_url, 3000)
+    page = 100
+    reads = sa.text("SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                    "WHERE relname = 'premises'")
+    try:
+        accepted = await RequestService(store, (await _run(store, RecordingRoute(), page)).config).submit(
+            Principal(Role.THIRD_PARTY, party_id=1), PriceRequest(
+                kind="price", all_premises=True, provider_id=1, price="0.1"), datetime.now(UTC))
+        for analyzed in (False, True):
+            if analyzed:
+                async with store.engine.begin() as conn:
+                    await conn.execute(sa.text("ANALYZE"))
+            async with store.engine.connect() as conn, conn.begin() as tx:
+                scope: dict[str, Any] = {"party_id": 1, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
+                                         "scope": Scope.PRICE, "now": datetime.now(UTC), "after": esis[-2 * page]}
+                before = (await conn.execute(reads)).scalar() or 0
+                last, count = await fanout_sql.page_end(conn, **scope, limit=page)
+                inserted = await fanout_sql.insert_page_deliveries(
+                    conn, **scope, request_id=accepted.request_id, se_id=1, last=last, limit=None,
+                    default_version="1.1", cluster_id=0x0700, command="publish_price",
+                    expires_at=datetime.now(UTC) + timedelta(hours=1))
+                read = ((await conn.execute(reads)).scalar() or 0) - before
+                await tx.rollback()
+            assert (count, inserted, last) == (page, page, esis[-page]), analyzed
+            # A few lookups per premise of the page (its end, its rows), not the 2,800 premises
+            # before the cursor.
+            assert read <= 5 * page, (analyzed, read)
     finally:
         await store.close()
