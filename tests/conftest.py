@@ -21,16 +21,28 @@ class _FormatChecker(logging.Handler):
             self.failures.append(f"{record.pathname}:{record.lineno}: {record.msg!r} % {record.args!r}: {exc}")
 
 
+# Libraries that log every database operation or socket event at DEBUG: tens of thousands of records
+# per test file, each formatted by pytest's capture handlers (a few percent of a test's CPU), and not
+# our log calls. A test that searches every log line (secrets in the logs) sets them to DEBUG itself.
+CHATTY_LIBRARIES = ("aiosqlite", "httpcore")
+
+
 @pytest.fixture(autouse=True)
 def _log_calls_must_format() -> Iterator[None]:
     checker = _FormatChecker()
     root = logging.getLogger()
     old_level = root.level
+    chatty = {name: logging.getLogger(name) for name in CHATTY_LIBRARIES}
+    old_chatty = {name: logger.level for name, logger in chatty.items()}
     root.addHandler(checker)
     root.setLevel(logging.DEBUG)
+    for logger in chatty.values():
+        logger.setLevel(logging.INFO)
     try:
         yield
     finally:
         root.removeHandler(checker)
         root.setLevel(old_level)
+        for name, logger in chatty.items():
+            logger.setLevel(old_chatty[name])
     assert not checker.failures, "log calls with bad arguments:\n" + "\n".join(checker.failures)

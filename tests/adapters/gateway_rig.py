@@ -23,13 +23,13 @@ from gateway.cli.serve import build_routes
 from gateway.clock import ManualClock
 from gateway.config import GatewayConfig
 from gateway.domain.model import Role
-from gateway.store.store import Store, open_store
+from gateway.store.store import Store
 from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
 from simulators.headends.factory import HeadEnd
 from simulators.meter import HanEvent
 from tests.adapters.harness import MQTT, QuickFleet
-from tests.gateway.conftest import Gateway, gateway_config, start_server, stop_server
+from tests.gateway.conftest import Gateway, gateway_config, open_test_store, start_server, stop_server
 
 # ESI ID prefix of each TDSP's emulated fleet: the TDSP prefix (DOMAIN.md), padded so that
 # prefix + 10 index digits has the TDSP's length (CenterPoint: 22 digits, others 17).
@@ -127,7 +127,7 @@ async def gateway_with_headends(data_dir: Path, tdsps: dict[str, str], *, meters
                                        profiles, pipeline=pipeline or {},
                                        **({"storage": {"url": storage_url}} if storage_url else {}))
         config.data_dir.mkdir(parents=True)
-        store = await open_store(config.storage_url)
+        store = await open_test_store(config)
         gclock = ManualClock()
         _cred, operator_token = await store.issue_credential(role=Role.OPERATOR, label="tests", now=gclock.now())
         app = create_app(config, store=store, clock=gclock, run_timers=False, routes=build_routes(config, store))

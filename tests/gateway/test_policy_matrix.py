@@ -19,6 +19,7 @@ import re
 import pytest
 
 from gateway.api.policy import POLICIES
+from tests.conftest import CHATTY_LIBRARIES
 from tests.gateway.conftest import ONCOR, ONCOR_2, ONCOR_EAST, Gateway, install_code
 
 UNKNOWN_ID = "9000000"
@@ -101,6 +102,8 @@ async def test_generated_matrix_on_postgresql(gateway_pg: Gateway, caplog: pytes
 async def _matrix(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
     tokens, own, secrets = await _world(gateway)
     caplog.set_level(logging.DEBUG)
+    for library in CHATTY_LIBRARIES:  # every line, the database driver's too
+        caplog.set_level(logging.DEBUG, logger=library)
     first_record = len(caplog.records)  # from here on, only others' calls (A's reads come last)
     doc = (await gateway.client.get("/openapi.json")).json()
     operations = [(method.upper(), path) for path, item in doc["paths"].items() for method in item

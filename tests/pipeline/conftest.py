@@ -17,11 +17,10 @@ from gateway.app import create_app
 from gateway.clock import ManualClock
 from gateway.domain.model import Role
 from gateway.pipeline.dispatcher import RouteSet
-from gateway.store.store import open_store
 from sandbox.simfield import SimPremise, build_field, premises, premises_csv
 from sandbox.simulated_route import SimulatedRoute
 from simulators.clock import VirtualClock
-from tests.gateway.conftest import Gateway, gateway_config, start_server, stop_server
+from tests.gateway.conftest import Gateway, gateway_config, open_test_store, start_server, stop_server
 
 CUSTOMER = "pat@example.test"
 
@@ -94,7 +93,7 @@ async def running_stack(data_dir: Path, per_tdsp: int = 2, no_route_prefix: str 
     config = gateway_config(data_dir, pipeline={"poll_interval_seconds": 0.05, **sections.pop("pipeline", {})},
                             **sections)
     config.data_dir.mkdir(parents=True)
-    store = await open_store(config.storage_url)
+    store = await open_test_store(config)
     clock = ManualClock()
     _cred, operator_token = await store.issue_credential(role=Role.OPERATOR, label="tests", now=clock.now())
     vclock = VirtualClock(start=time.time() - 120, seed=7)  # after the settling below: about now

@@ -100,10 +100,6 @@ def test_field_scenario_from_the_command_line(coordinator: dict[str, str], tmp_p
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("formed: channel 20, PAN 0x")
 
-    run = hangw(env, "provision", "--eui64", EUI, "--install-code", CODE[:-1] + "6")
-    assert run.returncode == 2
-    assert "expected C3B5" in run.stderr  # refused on entry, nothing sent
-
     run = hangw(env, "provision", "--eui64", EUI, "--install-code", WRONG_CODE, "--timeout", "2")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "waiting for 00:0d:6f:00:0a:90:69:e7 to join: 2s left" in run.stdout
@@ -155,7 +151,8 @@ def test_field_scenario_from_the_command_line(coordinator: dict[str, str], tmp_p
     assert run.returncode == 0, run.stdout + run.stderr
     assert "decommissioned: 0 device(s) removed, coordinator has no network" in run.stdout
     assert "network: none" in hangw(env, "info").stdout
-    assert hangw(env, "devices").stdout.strip() == "no devices"
+    # (The inventory was already empty before decommissioning, and decommissioning said it removed
+    # none: another `devices` here proved nothing more, one process start less.)
 
 
 def test_watch_shows_decoded_device_traffic(coordinator: dict[str, str]) -> None:
@@ -193,6 +190,12 @@ def test_usage_errors_name_the_field(
     assert "baudrate=1200" in capsys.readouterr().err
     assert main(["radio", "send-price", "--device", "/dev/ttyUSB0", "--eui64", EUI, "--price", "-1"]) == 2
     assert "--price" in capsys.readouterr().err
+    # A mistyped install code is refused on entry, before the coordinator is opened (there is none at
+    # this path: opening it would exit 3), so nothing is sent.
+    bad_crc = CODE[:-1] + "6"
+    assert main(["radio", "provision", "--device", "/nonexistent/ttyNCP", "--eui64", EUI,
+                 "--install-code", bad_crc]) == 2
+    assert "--install-code" in (err := capsys.readouterr().err) and "expected C3B5" in err, err
     # a failed start must not leave zigpy's database thread holding the process open: a process
     env = dict(os.environ, HANGW_DATA_DIR=str(tmp_path / "data"))
     run = hangw(env, "send-text", "--device", "/nonexistent/ttyNCP", "--eui64", EUI, "--text", "x")
