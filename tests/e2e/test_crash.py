@@ -143,6 +143,8 @@ async def emulated_headends(tmp_path: Path, log: Any, callback_ports: Sequence[i
     meters = Meters("", [])
     counts_files = []
     try:
+        # Started together, then read one after another: three start-ups overlap (each imports
+        # the simulators: seconds on a loaded machine).
         for tdsp, prefix in HEADENDS:
             counts_file = tmp_path / f"{tdsp}.counts.json"
             counts_files.append(counts_file)
@@ -155,6 +157,7 @@ async def emulated_headends(tmp_path: Path, log: Any, callback_ports: Sequence[i
                  "--install", str(PER_TDSP), "--counts-file", str(counts_file), *further],
                 stdout=subprocess.PIPE, stderr=log)
             meters.procs.append(proc)
+        for (tdsp, _prefix), proc in zip(HEADENDS, meters.procs, strict=True):
             assert proc.stdout is not None
             serving = proc.stdout.readline().decode()
             ids = re.search(r"ESI IDs (\d+) to (\d+)", proc.stdout.readline().decode())
