@@ -112,6 +112,7 @@ class Meters:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     frames: dict[str, int] = field(default_factory=dict)  # "<ESI ID>|<command>|<SE id>" -> frames
     texts: dict[str, int] = field(default_factory=dict)  # "<ESI ID>|<words>" -> DisplayMessages
+    said: dict[str, str] = field(default_factory=dict)  # TDSP -> its head-end's last line (stats) once stopped
 
 
 @contextlib.asynccontextmanager
@@ -181,8 +182,15 @@ async def emulated_headends(tmp_path: Path, log: Any, callback_ports: Sequence[i
         meters.routes_toml = "\n".join(tables) + "\n"
         yield meters
     finally:
-        for proc in meters.procs:
-            _stop(proc)
+        for proc in meters.procs:  # stopped together; each then prints its stats
+            proc.send_signal(signal.SIGTERM)
+        for (tdsp, _prefix), proc in zip(HEADENDS, meters.procs, strict=False):
+            try:
+                out, _err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _err = proc.communicate()
+            meters.said[tdsp] = (out.decode(errors="replace").strip().splitlines() or [""])[-1]
     for counts_file in counts_files:
         counted = json.loads(counts_file.read_text())
         meters.frames.update(counted["frames"])
