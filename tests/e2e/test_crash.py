@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,10 +112,12 @@ class Meters:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     frames: dict[str, int] = field(default_factory=dict)  # "<ESI ID>|<command>|<SE id>" -> frames
     texts: dict[str, int] = field(default_factory=dict)  # "<ESI ID>|<words>" -> DisplayMessages
+    said: dict[str, str] = field(default_factory=dict)  # TDSP -> its head-end's last line (stats) once stopped
 
 
 @contextlib.asynccontextmanager
-async def simulated_field(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
+async def simulated_field(tmp_path: Path, log: Any, callback_ports: Sequence[int] = ()) -> AsyncIterator[Meters]:
+    """The simulated field; `callback_ports` is unused (the simulated route has no callbacks)."""
     port = _port()
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "sim-field", "--port", str(port),
                              "--per-tdsp", str(PER_TDSP)], stdout=log, stderr=subprocess.STDOUT)
@@ -132,22 +134,31 @@ async def simulated_field(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
 
 
 @contextlib.asynccontextmanager
-async def emulated_headends(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
+async def emulated_headends(tmp_path: Path, log: Any, callback_ports: Sequence[int] = ()) -> AsyncIterator[Meters]:
+    """The three head-ends. `callback_ports`: one MultiSpeak callback port per gateway instance
+    (several instances); the MultiSpeak head-end is given every instance's NOT_Server URL, so a
+    callback the instance that sent the request cannot take (killed) is retried at a live one, as a
+    load balancer in front of the instances would do. The routes' `callback_port` is the first."""
     topics = f"crash/{uuid.uuid4().hex[:8]}"
     tables = ['[routes]\nkind = "adapters"']
     meters = Meters("", [])
     counts_files = []
     try:
+        # Started together, then read one after another: three start-ups overlap (each imports
+        # the simulators: seconds on a loaded machine).
         for tdsp, prefix in HEADENDS:
             counts_file = tmp_path / f"{tdsp}.counts.json"
             counts_files.append(counts_file)
             listen = MQTT_BROKER if tdsp == "centerpoint" else "127.0.0.1:0"
+            further = [arg for p in callback_ports if tdsp == "oncor"
+                       for arg in ("--callback-url", f"http://127.0.0.1:{p}/NOT_Server")]
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "sim", "headend", "--tdsp", tdsp, "--listen", listen,
                  "--prefix", f"{topics}/{tdsp}", "--esi-prefix", prefix, "--meters", str(PER_TDSP),
-                 "--install", str(PER_TDSP), "--counts-file", str(counts_file)],
+                 "--install", str(PER_TDSP), "--counts-file", str(counts_file), *further],
                 stdout=subprocess.PIPE, stderr=log)
             meters.procs.append(proc)
+        for (tdsp, _prefix), proc in zip(HEADENDS, meters.procs, strict=True):
             assert proc.stdout is not None
             serving = proc.stdout.readline().decode()
             ids = re.search(r"ESI IDs (\d+) to (\d+)", proc.stdout.readline().decode())
@@ -163,7 +174,7 @@ async def emulated_headends(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
                 where = re.search(r"http://127\.0\.0\.1:(\d+)", serving)
                 assert where, serving
                 tables.append(f'[routes.tdsp.{tdsp}]\nurl = "http://127.0.0.1:{where.group(1)}"\n'
-                              f"callback_port = {_port()}")
+                              f"callback_port = {callback_ports[0] if callback_ports else _port()}")
             else:
                 where = re.search(r"tcp://127\.0\.0\.1:(\d+)", serving)
                 assert where, serving
@@ -171,8 +182,15 @@ async def emulated_headends(tmp_path: Path, log: Any) -> AsyncIterator[Meters]:
         meters.routes_toml = "\n".join(tables) + "\n"
         yield meters
     finally:
-        for proc in meters.procs:
-            _stop(proc)
+        for proc in meters.procs:  # stopped together; each then prints its stats
+            proc.send_signal(signal.SIGTERM)
+        for (tdsp, _prefix), proc in zip(HEADENDS, meters.procs, strict=False):
+            try:
+                out, _err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _err = proc.communicate()
+            meters.said[tdsp] = (out.decode(errors="replace").strip().splitlines() or [""])[-1]
     for counts_file in counts_files:
         counted = json.loads(counts_file.read_text())
         meters.frames.update(counted["frames"])

@@ -1,22 +1,29 @@
 """Three `hangw serve` instances on one PostgreSQL database, killed with kill -9 at random moments
 and restarted while texts, prices, load-control events, cancellations and two fan-outs are sent to
-random instances; afterwards every delivery the API shows as taken by the route reached its meter
-exactly once, counted outside the gateways, and no frame reached a meter twice. For each kind of
-route of tests/e2e/test_crash.py:
+random instances; afterwards every delivery has reached a definite end, the API's state of each
+agrees with what reached its meter (counted outside the gateways), and no frame reached a meter
+twice. For each kind of route of tests/e2e/test_crash.py:
 - `simulated`: the simulated field (`hangw sim-field`, its own process);
-- `headends`: three emulated head-ends (MultiSpeak, IEC 61968-9 over Mosquitto, binary TCP), each
-  instance with its own callback port and MQTT client id.
+- `headends`: three emulated head-ends (MultiSpeak, IEC 61968-9 over Mosquitto, binary TCP),
+  configured as docs/operator.md has an operator configure several instances: each instance has its
+  own MultiSpeak callback port and the MultiSpeak head-end knows every instance's NOT_Server URL
+  (`--callback-url`, standing in for the load balancer of a real deployment), so a callback the
+  killed sender cannot take is retried at a live instance; for 61968-9 each instance has its own
+  `client_id` and all share one `share_group`, so each report goes to one of them (queued by the
+  broker for a killed one until it is back).
 
 What it shows: the instances share the delivery queue (each claims its due rows with
 FOR UPDATE SKIP LOCKED and a lease, gateway/store/deliveries.py `read_due`), a killed instance's
 claims are taken over when the lease ends (a short one here), fan-out pages are expanded by any
 instance, and the route's idempotency by outbound id keeps a taken-over item from reaching a meter
-twice. At least one instance is serving at every moment (never all down).
-
-With the head-ends, a delivery notice for a transaction a killed instance tracked in memory is
-dropped today (durable head-end tracking is another part of issue 14), so such deliveries stay
-`submitted`: the test accepts `submitted` as settled and checks those at the head-ends' counts.
-Once that part is in, `submitted` must no longer be accepted as settled.
+twice. A head-end's report is applied by whichever instance receives it, also for an item another
+(perhaps dead) instance submitted. With `[pipeline] confirm_within_seconds` short, no delivery is
+`queued` or `submitted` at the end; one shown `delivered` reached its meter exactly once, `failed`
+never, `cancelled` at most once (withdrawn after). `unknown` is accepted only for a 61968-9 item
+whose meter has it — the MQTT client acknowledges a report on receipt, so an instance killed before
+storing it loses it (docs/operator.md "Not built yet") — and at most UNKNOWN_PER_KILL of them per kill
+of a serving instance. At least one instance
+is serving at every moment (never all down).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +46,30 @@ import pytest
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
-from tests.e2e.test_crash import ROUTES, _port, _serve, _stop, _wait_http, consenting_party
+from tests.e2e.test_crash import (
+    CONFIRM_WITHIN_S,
+    HEADENDS,
+    PER_TDSP,
+    ROUTES,
+    _port,
+    _serve,
+    _stop,
+    _wait_http,
+    consenting_party,
+)
 from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 
 INSTANCES = 3
 MIN_KILLS = 20
 MIN_KILLS_SERVING = 2  # of which while the instance was serving (a restart takes seconds)
 KILL_PHASE_SECONDS = (12.0, 45.0)  # at least, at most (a loaded machine restarts slowly)
-SETTLE_SECONDS = 20.0
+SETTLE_SECONDS = 30.0  # from the last instance up: the confirm bound, a lease, retries
+# 61968-9 reports lost per kill of a serving instance, at most. The client acknowledges each MQTT
+# message on receipt, so the broker keeps sending and a busy instance may hold several messages
+# (the emulator publishes what is ready every 10 ms) not yet stored; in 7 runs 0 to 9 were lost in
+# a run, 9 of them with 4 kills while serving. An empirical bound, not a derived one.
+UNKNOWN_PER_KILL = PER_TDSP
+QUIET_SECONDS = 6.0  # no change in `unknown` for this long: no report is still coming (backoff caps at 5 s)
 LEASE_SECONDS = 2.0
 COMMANDS = {"text": "display_message", "price": "publish_price", "load_control": "load_control_event"}
 
@@ -63,6 +87,7 @@ poll_interval_seconds = 0.05
 retry_base_seconds = 0.2
 fanout_page = 10
 claim_lease_seconds = {LEASE_SECONDS}
+confirm_within_seconds = {CONFIRM_WITHIN_S}
 [rate_limit]
 requests_per_second = 1000.0
 burst = 1000
@@ -102,6 +127,11 @@ class Instances:
         # Restarted at once; serving when it answers.
         self._starting[n] = asyncio.create_task(self.start(n))
 
+    async def all_up(self) -> None:
+        """Wait for every restarted instance to serve (each start-up bounded by `start`)."""
+        await asyncio.gather(*self._starting.values())
+        assert self.up == set(range(len(self.configs))), self.up
+
     def stop(self) -> None:
         for starting in self._starting.values():
             starting.cancel()
@@ -120,15 +150,18 @@ async def _operator_token(pg: str) -> str:
     return token
 
 
-def _own_routes(routes_toml: str, n: int) -> str:
-    """One instance's routes: its own MultiSpeak callback port and MQTT client id."""
-    toml = re.sub(r"callback_port = \d+", lambda _m: f"callback_port = {_port()}", routes_toml)
-    return re.sub(r'client_id = "([^"]+)"', lambda m: f'client_id = "{m.group(1)}-{n}"', toml)
+def _own_routes(routes_toml: str, n: int, callback_port: int, share_group: str) -> str:
+    """One instance's routes as docs/operator.md has an operator configure several instances: its
+    own MultiSpeak callback port (every instance's NOT_Server URL is known to the head-end), its own
+    MQTT client id, and the same 61968-9 `share_group` as the others (each report to one of them)."""
+    toml = re.sub(r"callback_port = \d+", lambda _m: f"callback_port = {callback_port}", routes_toml)
+    return re.sub(r'client_id = "([^"]+)"',
+                  lambda m: f'client_id = "{m.group(1)}-{n}"\nshare_group = "{share_group}"', toml)
 
 
-# Bounded inside (start-ups 60 s each at most, kills 45 s, settling 20 s); on a quiet machine a
-# run takes well under a minute, on the shared 2-core machine at load 13 about 150 s (each
-# `hangw serve` start-up then takes 15-40 s), hence more than the suite's 120 s default.
+# Bounded inside (start-ups 60 s each at most, kills 45 s, settling 30 s, a quiet wait 18 s); on
+# the shared 2-core machine at load 2-8 a run takes 45-105 s, most of it `hangw serve` start-ups
+# (several seconds of CPU each, 20 of them after the kills), hence more than the suite's 120 s default.
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("route", list(ROUTES))
 async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once(
@@ -139,24 +172,26 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
     ports = [_port() for _ in range(INSTANCES)]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     rng = random.Random(14)
-    # request id -> (kind, where it was sent); a cancel's kind is cancel_text / cancel_load_control
+    callback_ports = [_port() for _ in range(INSTANCES)]  # MultiSpeak NOT_Server, one per instance
+    share_group = f"kill-{uuid.uuid4().hex[:8]}"
+    # request id -> its kind; a cancel's kind is cancel_text / cancel_load_control
     accepted: dict[int, str] = {}
-    # Settled: delivered, or cancelled by a cancel. A head-end's delivery notice for an item a
-    # killed instance submitted is lost today (durable head-end tracking is another part of the
-    # issue): such items stay `submitted`, and the head-end's count says whether they arrived.
-    settled = {"delivered", "cancelled", "failed"} | (set() if route == "simulated" else {"submitted"})
-    async with ROUTES[route](tmp_path, log) as meters:
-        configs = [_config(tmp_path, n, ports[n], pg=pg_url, data=data, routes_toml=_own_routes(meters.routes_toml, n))
+    phases: dict[str, float] = {}  # where the run's time goes (printed)
+    began = time.monotonic()
+    async with ROUTES[route](tmp_path, log, callback_ports) as meters:
+        configs = [_config(tmp_path, n, ports[n], pg=pg_url, data=data,
+                           routes_toml=_own_routes(meters.routes_toml, n, callback_ports[n], share_group))
                    for n in range(INSTANCES)]
         gws = Instances(configs, ports, log)
         try:
-            await gws.start(0)  # the first one creates the schema; the consent mail is in its mbox
+            op_token = await _operator_token(pg_url)  # migrates the schema: the three start together
             others = asyncio.gather(*(gws.start(n) for n in range(1, INSTANCES)))
-            op_token = await _operator_token(pg_url)
+            await gws.start(0)  # the consent mail is in the shared data directory's mbox
             async with httpx.AsyncClient(base_url=bases[0], timeout=10) as http:
                 me = await consenting_party(http, op_token, route, meters, data=data, base=bases[0],
                                             scopes=["text", "price", "load_control"])
             await others
+            phases["start-up"] = time.monotonic() - began
             esi_ids = [esi for esi, _meter in meters.premises]
             clients = [httpx.AsyncClient(base_url=b, timeout=10, headers=me) for b in bases]
 
@@ -226,24 +261,46 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
                         gws.kill(rng.choice(sorted(set(range(INSTANCES)) - gws.up)))
                 killing_done.set()
 
+            mark = time.monotonic()
             await asyncio.gather(flow(), killer())
-            # What is still starting joins in when it is up; the ones serving finish the work.
+            phases["kills"] = time.monotonic() - mark
 
-            # Every accepted request settles: its deliveries delivered, or cancelled by a cancel.
-            async def unsettled() -> dict[int, Any]:
+            # Every accepted delivery reaches a definite end: none stays queued or submitted past
+            # `confirm_within_seconds`; a report that comes later still moves `unknown` to
+            # `delivered`, so the states are read once they stop changing.
+            async def unsettled() -> tuple[dict[int, Any], dict[str, int]]:
                 pending: dict[int, Any] = {}
+                states: dict[str, int] = {}
                 for rid in accepted:
                     r = await clients[rng.choice(sorted(gws.up))].get(f"/v1/han-requests/{rid}")
                     assert r.status_code == 200, (rid, r.status_code, r.text)
                     s = r.json()
-                    if s["state"] == "expanding" or set(s["premises_by_state"]) - settled:
+                    if s["state"] == "expanding" or set(s["premises_by_state"]) & {"queued", "submitted"}:
                         pending[rid] = (s["state"], s["premises_by_state"])
-                return pending
+                    for state, n in s["premises_by_state"].items():
+                        states[state] = states.get(state, 0) + n
+                return pending, states
 
-            deadline = time.monotonic() + SETTLE_SECONDS
-            while pending := await unsettled():
-                assert time.monotonic() < deadline, f"deliveries did not settle: {pending}"
+            mark = time.monotonic()
+            deadline = mark + SETTLE_SECONDS
+            while (now := await unsettled())[0]:
+                assert time.monotonic() < deadline, f"deliveries did not settle: {now[0]}"
                 await asyncio.sleep(0.3)
+            # Meanwhile what was still starting came up (each start-up bounded): a killed
+            # instance's MQTT session holds its share of the 61968-9 reports until it is back.
+            await gws.all_up()
+            now = await unsettled()
+            # Resent reports (MultiSpeak callbacks back off up to 5 s) may still end an `unknown`:
+            # read until the count of `unknown` has not changed for QUIET_SECONDS.
+            states, changed = now[1], time.monotonic()
+            quiet_deadline = changed + 3 * QUIET_SECONDS
+            while (states.get("unknown") and time.monotonic() - changed < QUIET_SECONDS
+                   and time.monotonic() < quiet_deadline):
+                await asyncio.sleep(0.5)
+                if (now := await unsettled())[1].get("unknown") != states.get("unknown"):
+                    changed = time.monotonic()
+                states = now[1]
+            phases["settling"] = time.monotonic() - mark
 
             # The API's word for every delivery, next to what the meters counted.
             shown: list[dict[str, Any]] = []
@@ -267,20 +324,37 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
     by_state: dict[str, int] = {}
     for d in shown:
         by_state[d["state"]] = by_state.get(d["state"], 0) + 1
-    print(f"{INSTANCES} instances, {gws.kills} kills ({gws.kills_serving} while serving); accepted requests by "
-          f"kind: {kinds}; deliveries by state: "
-          f"{by_state}; frames counted at the meters: {sum(counts.values())}")
+    # `unknown` although the meter has it: explained only for a 61968-9 report (below)
+    cim = next(prefix for tdsp, prefix in HEADENDS if tdsp == "centerpoint")
+    unknown_reached = [d for d in shown if d["state"] == "unknown"
+                       and counts.get(f"{d['esi_id']}|{d['command']}|{d['se_id']}", 0) == 1]
+    # MultiSpeak callbacks that found their instance dead (each then tried at the other instances)
+    refused = re.search(r"'callback_errors': (\d+)", meters.said.get("oncor", ""))
+    print(f"{route}: {INSTANCES} instances, {gws.kills} kills ({gws.kills_serving} while serving); accepted "
+          f"requests by kind: {kinds}; deliveries by state: {by_state} ({len(unknown_reached)} unknown at a "
+          f"meter that has it); frames counted at the meters: {sum(counts.values())}; "
+          + (f"MultiSpeak callbacks refused: {refused.group(1)}; " if refused else "") + "seconds: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()) + f", all {time.monotonic() - began:.1f}")
     assert gws.kills >= MIN_KILLS and gws.kills_serving >= MIN_KILLS_SERVING, (gws.kills, gws.kills_serving)
     assert {"text", "price", "load_control", "cancel_text"} <= set(kinds), kinds
-    # the two fan-outs at least
-    assert by_state.get("delivered", 0) + by_state.get("submitted", 0) >= len(esi_ids) * 2, by_state
+    assert by_state.get("delivered", 0) >= len(esi_ids) * 2, by_state  # the two fan-outs at least
+    # A definite end for every delivery, whatever died when.
+    assert "submitted" not in by_state and "queued" not in by_state, by_state
     for d in shown:
         key = f"{d['esi_id']}|{d['command']}|{d['se_id']}"
-        if d["state"] in ("delivered", "submitted"):  # the route took it: it reached the meter, once
+        if d["state"] == "delivered":  # the API's word agrees with the meter: it got it, once
             assert counts.get(key) == 1, (d, counts.get(key))
         elif d["state"] == "failed":  # refused by the route (e.g. a head-end without that command)
             assert counts.get(key, 0) == 0, (d, counts.get(key))
+        elif d["state"] == "unknown":
+            # Not built (docs/operator.md "Not built yet"): the 61968-9 MQTT client acknowledges a
+            # report on receipt, so an instance killed between receipt and commit loses it and the
+            # broker does not send it again; that delivery ends `unknown` although its meter has it.
+            # No other route acknowledges a report before storing it: there `unknown` is a defect.
+            assert d["esi_id"].startswith(cim) and counts.get(key) == 1, (d, counts.get(key))
         else:  # cancelled before it was sent (never at the meter), or withdrawn after (once)
             assert d["state"] == "cancelled" and counts.get(key, 0) <= 1, (d, counts.get(key))
+    # At most what the instances killed while serving can have had in hand.
+    assert len(unknown_reached) <= UNKNOWN_PER_KILL * gws.kills_serving, (len(unknown_reached), gws.kills_serving)
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
     assert max(texts.values()) == 1, {k: v for k, v in texts.items() if v > 1}
