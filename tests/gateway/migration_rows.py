@@ -44,6 +44,8 @@ def _value(table: sa.Table, column: sa.Column[Any], row: int, parents: dict[str,
         return 5_000_000_000 + 1000 * row + position
     if isinstance(kind, sa.Integer):
         return 1 + row if column.primary_key else 100 * (row + 1) + position
+    if isinstance(kind, sa.Float):
+        return 1.5e9 + 1000 * row + position + 0.25  # a fraction: a column that rounds would show it
     if isinstance(kind, sa.LargeBinary):
         return bytes([row, position]) * 8
     if isinstance(kind, sa.String) and kind.length is not None:

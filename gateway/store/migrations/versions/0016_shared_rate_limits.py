@@ -32,4 +32,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("rate_limit_buckets")
+    # Idempotent, as 0015's: SQLite's driver commits DDL at once, so when an older revision's
+    # downgrade fails after this one ran (0014 refuses while the operator's requests exist), the
+    # version table still says 0016 and the next attempt runs this again.
+    op.execute("DROP TABLE IF EXISTS rate_limit_buckets")
