@@ -31,7 +31,6 @@ import random
 import re
 import resource
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,16 +41,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sandbox.ports import free_port
+
 CUSTOMER = "bench@example.test"
 # Fan-out page and dispatcher pass (the [pipeline] fanout_page and batch_size the benchmark runs with).
 PAGE = int(os.environ.get("HANGW_BENCH_FANOUT_PAGE", "5000"))
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # ------------------------------------------------------------------------------------ (a) API
@@ -147,7 +143,7 @@ async def _api_run(tmp: Path, db_url: str, delivered_count: Any,
 
     data = Path(tmp) / "data"
     data.mkdir()
-    port = _port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     cfg = Path(tmp) / "hangw.toml"
     cfg.write_text(f"""data_dir = "{data}"

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -59,16 +58,12 @@ from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.schema import agreements, parties
 from gateway.store.store import open_store
+from sandbox.ports import free_port
 
 PAGE = int(os.environ.get("HANGW_BENCH_FANOUT_PAGE", "5000"))
 DEFAULT_DB = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _esi(i: int) -> str:
@@ -228,7 +223,7 @@ class Instance:
 def _start(tmp: Path, index: int, url: str, counter: str) -> Instance:
     data = tmp / f"data{index}"
     data.mkdir(exist_ok=True)
-    port = _port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     cfg = tmp / f"hangw{index}.toml"
     cfg.write_text(f"""data_dir = "{data}"
@@ -325,7 +320,7 @@ async def run_config(kind: str, instances: int, n: int, requests: int, concurren
             t_setup = time.perf_counter()
             token = await _populate(url, n)
             print(f"{label}: {n:,} premises loaded in {time.perf_counter() - t_setup:.1f} s", flush=True)
-            counter_port = _port()
+            counter_port = free_port()
             counter = f"http://127.0.0.1:{counter_port}"
             with (tmp / "counter.log").open("wb") as counter_log:
                 counter_proc = subprocess.Popen([sys.executable, "-m", "benchmarks.scaleout", "--counter",

@@ -40,11 +40,14 @@ STEP_TIMEOUT_S = 60.0
 CUSTOMER = "pat.customer@example.test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _listening_socket(port: int) -> socket.socket:
+    """The API's socket, bound now and kept: a port merely found free could be taken by the field's own
+    sockets (head-ends, client connections) before uvicorn binds it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock
 
 
 def say(text: str = "") -> None:
@@ -56,7 +59,8 @@ async def run_demo(data_dir: Path, port: int, per_tdsp: int, *, once: bool,
     if data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
-    port = port or _free_port()
+    listener = _listening_socket(port)
+    port = listener.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
 
     say("HAN gateway demo")
@@ -72,11 +76,12 @@ async def run_demo(data_dir: Path, port: int, per_tdsp: int, *, once: bool,
         store = await open_store(config.storage_url)
         try:
             op_token = await _prepare_store(store, field)
-            return await _serve_and_walk(config, store, field, op_token, per_tdsp, once=once)
+            return await _serve_and_walk(config, store, field, op_token, per_tdsp, listener=listener, once=once)
         finally:
             await store.close()
     finally:
         await field.close()
+        listener.close()
 
 
 async def _prepare_store(store: Store, field: DemoField) -> str:
@@ -92,7 +97,7 @@ async def _prepare_store(store: Store, field: DemoField) -> str:
 
 
 async def _serve_and_walk(config: GatewayConfig, store: Store, field: DemoField, op_token: str,
-                          per_tdsp: int, *, once: bool) -> int:
+                          per_tdsp: int, *, listener: socket.socket, once: bool) -> int:
     base = config.server.public_url
     heads = [p for p in field.chosen if p.route != "radio"]
     say(f"  {len(heads)} emulated head-ends through the AMS adapters: " + ", ".join(p.via for p in heads))
@@ -104,7 +109,7 @@ async def _serve_and_walk(config: GatewayConfig, store: Store, field: DemoField,
     app = create_app(config, store=store, routes=build_routes(config, store))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.server.port, log_config=None,
                                            access_log=False, lifespan="on"))
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:  # the radio forms its HAN first (a few seconds)
         if serving.done():
             serving.result()

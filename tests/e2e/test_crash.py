@@ -30,7 +30,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ import pytest
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
+from sandbox.ports import free_port
 from sandbox.simfield import premises, premises_csv
 
 CUSTOMER = "crash@example.test"
@@ -58,11 +58,6 @@ CONFIRM_WITHIN_S = 3
 """The gateway's bound on `submitted` in these tests: a delivery with no report by then is `unknown`."""
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def _wait_http(url: str, timeout: float = 20) -> None:
@@ -120,7 +115,7 @@ class Meters:
 @contextlib.asynccontextmanager
 async def simulated_field(tmp_path: Path, log: Any, callback_ports: Sequence[int] = ()) -> AsyncIterator[Meters]:
     """The simulated field; `callback_ports` is unused (the simulated route has no callbacks)."""
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "sim-field", "--port", str(port),
                              "--per-tdsp", str(PER_TDSP)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -176,7 +171,7 @@ async def emulated_headends(tmp_path: Path, log: Any, callback_ports: Sequence[i
                 where = re.search(r"http://127\.0\.0\.1:(\d+)", serving)
                 assert where, serving
                 tables.append(f'[routes.tdsp.{tdsp}]\nurl = "http://127.0.0.1:{where.group(1)}"\n'
-                              f"callback_port = {callback_ports[0] if callback_ports else _port()}")
+                              f"callback_port = {callback_ports[0] if callback_ports else free_port()}")
             else:
                 where = re.search(r"tcp://127\.0\.0\.1:(\d+)", serving)
                 assert where, serving
@@ -264,7 +259,7 @@ def premises_import(route: str, meters: Meters) -> str:
 
 @pytest.mark.parametrize("route", list(ROUTES))
 async def test_kill_9_repeatedly_delivers_every_accepted_item_exactly_once(tmp_path: Path, route: str) -> None:
-    gw_port = _port()
+    gw_port = free_port()
     data = tmp_path / "data"
     data.mkdir()
     base = f"http://127.0.0.1:{gw_port}"

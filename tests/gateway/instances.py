@@ -9,7 +9,6 @@ import contextlib
 import mailbox
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,13 +21,7 @@ import httpx
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from sandbox.ports import free_port
 
 
 @dataclass

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import jsonschema
 
+from sandbox.ports import free_port
 from tests.gateway.conftest import Gateway
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -51,9 +51,7 @@ def test_operator_guide_runs(tmp_path: Path) -> None:
     assert "2 created" in (tmp_path / "import.err").read_text() or "2 created" in done.stdout
 
     # `hangw serve` on that config, on a free port given through the environment.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c", "hangw.toml"],
                               cwd=tmp_path, env={**env, "HANGW_SERVER__PORT": str(port)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import email
 import ipaddress
-import socket
 import ssl
 from datetime import timedelta
 from email.message import Message
@@ -28,6 +27,7 @@ from gateway.config import MailConfig
 from gateway.domain.model import Role
 from gateway.mail import MailError, build_message, make_mailer
 from gateway.store.store import open_store
+from sandbox.ports import free_port
 from tests.gateway.conftest import ONCOR, Gateway, gateway_config, start_server, stop_server
 
 
@@ -63,11 +63,6 @@ class Inbox:
         return "250 OK"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:  # a free loopback port (aiosmtpd cannot report port 0's)
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def start_smtp(tmp_path: Path, port: int) -> tuple[Controller, Inbox, Path]:
