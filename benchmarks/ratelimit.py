@@ -31,10 +31,11 @@ from typing import Any
 
 import httpx
 
-from benchmarks.pipeline import _cpu_seconds, _database, _load, _pct, _port
+from benchmarks.pipeline import _cpu_seconds, _database, _load, _pct
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
+from sandbox.ports import free_port
 from sandbox.simfield import premises, premises_csv
 
 CUSTOMER = "bench@example.test"
@@ -60,7 +61,7 @@ level = "WARNING"
 
 @contextlib.asynccontextmanager
 async def _serving(tmp: Path, db_url: str, shared: bool) -> Any:
-    port = _port()
+    port = free_port()
     log = (tmp / "serve.log").open("ab")
     server = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c", str(_config(tmp, db_url, port, shared))],
                               stdout=log, stderr=subprocess.STDOUT)

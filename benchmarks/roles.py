@@ -26,10 +26,11 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.pipeline import _fanout_database, _pct, _port
+from benchmarks.pipeline import _fanout_database, _pct
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
+from sandbox.ports import free_port
 from sandbox.simfield import premises, premises_csv
 
 CUSTOMER = "roles@example.test"
@@ -56,7 +57,7 @@ level = "WARNING"
 @contextlib.asynccontextmanager
 async def _serving(tmp: Path, url: str, roles: list[str]) -> AsyncIterator[list[str]]:
     """`hangw serve` instances of these roles, up; their base URLs."""
-    ports = [_port() for _ in roles]
+    ports = [free_port() for _ in roles]
     log = (tmp / "serve.log").open("ab")
     procs = [subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c", str(_config(tmp, url, port, role))],
                               stdout=log, stderr=subprocess.STDOUT) for port, role in zip(ports, roles, strict=True)]

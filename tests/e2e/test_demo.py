@@ -6,10 +6,11 @@ MQTT broker it says in one line what it leaves out and runs the rest."""
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from sandbox.ports import free_port
 
 ROUTES = {"multispeak": "via MultiSpeak head-end", "cim": "via IEC 61968-9 head-end over MQTT",
           "binary": "via binary head-end over TCP", "radio": "via the gateway's radio (EZSP coordinator)"}
@@ -51,9 +52,7 @@ def test_demo_once_gets_every_answer_through_every_route(tmp_path: Path) -> None
 
 
 def test_demo_without_the_mqtt_broker_says_so_and_runs_the_rest(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     out = _demo(tmp_path, "--mqtt", f"127.0.0.1:{port}")
     left_out = [line for line in out.splitlines() if "left out" in line]
     assert left_out == [f"  left out: the IEC 61968-9 head-ends (centerpoint, aep_north): no MQTT broker at "

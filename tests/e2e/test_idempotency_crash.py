@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sandbox.ports import free_port
 from tests.e2e.test_crash import (
     ROUTES,
-    _port,
     _serve,
     _stop,
     _wait_http,
@@ -41,7 +41,7 @@ def _committed(db: Path, text: str) -> tuple[int, int] | None:
 
 @pytest.mark.parametrize("route", list(ROUTES))
 async def test_kill_9_between_commit_and_answer_replays_the_answer(tmp_path: Path, route: str) -> None:
-    gw_port = _port()
+    gw_port = free_port()
     data = tmp_path / "data"
     data.mkdir()
     db = data / "hangw.db"

@@ -46,12 +46,12 @@ import pytest
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
+from sandbox.ports import free_port
 from tests.e2e.test_crash import (
     CONFIRM_WITHIN_S,
     HEADENDS,
     PER_TDSP,
     ROUTES,
-    _port,
     _serve,
     _stop,
     _wait_http,
@@ -169,10 +169,10 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
     data = tmp_path / "data"
     data.mkdir()
     log = (tmp_path / "serve.log").open("ab")
-    ports = [_port() for _ in range(INSTANCES)]
+    ports = [free_port() for _ in range(INSTANCES)]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     rng = random.Random(14)
-    callback_ports = [_port() for _ in range(INSTANCES)]  # MultiSpeak NOT_Server, one per instance
+    callback_ports = [free_port() for _ in range(INSTANCES)]  # MultiSpeak NOT_Server, one per instance
     share_group = f"kill-{uuid.uuid4().hex[:8]}"
     # request id -> its kind; a cancel's kind is cancel_text / cancel_load_control
     accepted: dict[int, str] = {}

@@ -35,7 +35,8 @@ from gateway.domain.model import Role
 from gateway.pipeline.webhooks import verify
 from gateway.store import webhooks as webhook_store
 from gateway.store.store import open_store
-from tests.e2e.test_crash import _port, _stop, _wait_http
+from sandbox.ports import free_port
+from tests.e2e.test_crash import _stop, _wait_http
 from tests.gateway.conftest import PREMISES_CSV, pg_url, start_server, stop_server  # noqa: F401 (a fixture)
 
 # webhook_lease_seconds, webhook_timeout_seconds: short for the test, yet an attempt slowed down
@@ -182,7 +183,7 @@ async def _instances(tmp_path: Path, pg: str, smtp_port: int) -> AsyncIterator[l
     procs: list[tuple[Popen, str]] = []
     try:
         for i in range(2):
-            port = _port()
+            port = free_port()
             proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c",
                                      str(_config(tmp_path, i, port, pg=pg, key=key, smtp_port=smtp_port))],
                                     stdout=log, stderr=subprocess.STDOUT)
@@ -212,7 +213,7 @@ async def test_killed_instances_events_and_mails_are_taken_over_once(tmp_path: P
     receiver.held = asyncio.get_running_loop().create_future()
     rx_server, rx_task, rx_port = await start_server(receiver.app())
     sink = SmtpSink(pids)
-    smtp = Controller(sink, hostname="127.0.0.1", port=_port())
+    smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtp.start()
     try:
         async with _instances(tmp_path, pg_url, smtp.port) as procs:

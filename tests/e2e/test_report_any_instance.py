@@ -26,7 +26,8 @@ import httpx
 from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
-from tests.e2e.test_crash import Meters, _port, _serve, _stop, _wait_http, consenting_party
+from sandbox.ports import free_port
+from tests.e2e.test_crash import Meters, _serve, _stop, _wait_http, consenting_party
 from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture)
 
 REPORT_DELAY_S = 5
@@ -55,7 +56,7 @@ callback_port = {callback_port}
 
 async def test_report_for_an_item_a_killed_instance_submitted_is_applied_by_another(
         tmp_path: Path, pg_url: str) -> None:  # noqa: F811
-    callback_b = _port()
+    callback_b = free_port()
     counts_file = tmp_path / "oncor.counts.json"
     log = (tmp_path / "serve.log").open("ab")
     headend = subprocess.Popen(
@@ -79,9 +80,9 @@ async def test_report_for_an_item_a_killed_instance_submitted_is_applied_by_anot
             _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
         finally:
             await store.close()
-        port_a, port_b = _port(), _port()
+        port_a, port_b = free_port(), free_port()
         cfg_a = _config(tmp_path / "a.toml", tmp_path / "a", port=port_a, storage=pg_url, headend_url=where.group(0),
-                        callback_port=_port())
+                        callback_port=free_port())
         cfg_b = _config(tmp_path / "b.toml", tmp_path / "b", port=port_b, storage=pg_url, headend_url=where.group(0),
                         callback_port=callback_b)
         base_a, base_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_crash import _port, _serve, _stop, _wait_http, consenting_party, simulated_field
+from sandbox.ports import free_port
+from tests.e2e.test_crash import _serve, _stop, _wait_http, consenting_party, simulated_field
 from tests.e2e.test_instances import _operator_token
 from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 
@@ -35,8 +36,8 @@ level = "WARNING"
 async def test_a_second_instance_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first_cfg, second_cfg = tmp_path / "a.toml", tmp_path / "b.toml"
-    port = _port()
-    second_port = _port()
+    port = free_port()
+    second_port = free_port()
     first_cfg.write_text(_toml(data, port))
     second_cfg.write_text(_toml(data, second_port))
     log = (tmp_path / "serve.log").open("ab")
@@ -76,7 +77,7 @@ async def test_api_and_worker_roles_split_the_work(tmp_path: Path, pg_url: str) 
     data = tmp_path / "data"
     data.mkdir()
     log = (tmp_path / "serve.log").open("ab")
-    api_port, worker_port = _port(), _port()
+    api_port, worker_port = free_port(), free_port()
     api_base, worker_base = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{worker_port}"
     async with simulated_field(tmp_path, log) as meters:
         api_cfg, worker_cfg = tmp_path / "api.toml", tmp_path / "worker.toml"

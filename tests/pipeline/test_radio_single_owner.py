@@ -31,8 +31,9 @@ from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.owner_lock import OwnerLock
 from gateway.store.store import open_store
+from sandbox.ports import free_port
 from simulators.ncp import NcpEmulator, load_profile
-from tests.e2e.test_crash import _port, _wait_http
+from tests.e2e.test_crash import _wait_http
 from tests.gateway.conftest import ONCOR, pg_url  # noqa: F401  (the fixture: a fresh database per test)
 from tests.pipeline.test_radio_route_e2e import CUSTOMER, eventually
 from tests.radio.devices import display
@@ -142,7 +143,7 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
     # Three instances reach the same coordinator and share zigpy's device descriptors (one host);
     # everything else they share is in PostgreSQL.
     key = Fernet.generate_key().decode()
-    ports = [_port() for _ in range(3)]
+    ports = [free_port() for _ in range(3)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     configs = [_write_config(tmp_path / f"{i}.toml", tmp_path / str(i), port, database=pg_url, device=emulator.path,
                              zigpy_db=tmp_path / "zigpy.db", key=key) for i, port in enumerate(ports)]

@@ -21,9 +21,10 @@ from gateway.domain.model import Role
 from gateway.pipeline.dispatcher import RouteSet
 from gateway.store.schema import han_frame_log, han_transitions, webhook_outbox
 from gateway.store.store import Store, open_store
+from sandbox.ports import free_port
 from sandbox.simfield import premises, premises_csv
 from sandbox.simulated_route import RemoteSimulatedRoute
-from tests.e2e.test_crash import _port, _wait_http
+from tests.e2e.test_crash import _wait_http
 from tests.gateway.conftest import Gateway, gateway_config, start_server, stop_server
 from tests.pipeline.conftest import CUSTOMER, running_stack
 
@@ -113,7 +114,7 @@ async def _counts(store: Store) -> tuple[int, int, int]:
 
 
 async def test_events_replayed_after_a_restart_are_recorded_once(tmp_path: Path) -> None:
-    field_port = _port()
+    field_port = free_port()
     field = subprocess.Popen([sys.executable, "-m", "gateway", "sim-field", "--port", str(field_port),
                               "--per-tdsp", "1", "--speed", "60"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
