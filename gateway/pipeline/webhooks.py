@@ -1,6 +1,8 @@
 """Webhooks: events POSTed signed in the Standard Webhooks format, retried with backoff, stored
-before they are sent (never lost across restarts), and delivered in order per request: an event
-waits while an earlier one of the same request to the same webhook is not delivered yet.
+before they are sent (never lost across restarts), and delivered in order per subject (the object
+the event is about: `request:12`, `agreement:5`, `device:<esi_id>:<eui64>`; see
+gateway/store/events.py): an event waits while an earlier one of the same subject to the same
+webhook is not delivered yet.
 
 Dead letters: an event that failed `webhook_max_attempts` times, or is older than
 `webhook_max_age_seconds` when it fails again, is dead-lettered (`dead_at`). It is no longer sent
@@ -237,7 +239,9 @@ class WebhookSender:
         webhook_outbox row joined with its webhook (url, secret). May raise anything."""
         assert self._pool is not None
         url = parse_url(row.url)  # rows stored before URLs were checked may not parse
-        msg_id = f"msg_{row.id}"
+        # The event's id (the same on every channel and in GET /v1/events); rows queued before the
+        # event log existed keep the id they had (their outbox row's).
+        msg_id = f"evt_{row.event_id}" if row.event_id is not None else f"msg_{row.id}"
         ts = int(now.timestamp())
         body: bytes = row.body.encode()
         headers = [(b"host", url.netloc), (b"content-type", b"application/json"),

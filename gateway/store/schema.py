@@ -40,6 +40,10 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# Event ids (party_events.id): bigint on PostgreSQL (one row per event of every party, for years);
+# SQLite's INTEGER PRIMARY KEY is already 64-bit (and only it is the rowid alias).
+EventId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -397,7 +401,29 @@ webhook_outbox = sa.Table(
     sa.Column("last_error", sa.String(300), nullable=True),
     # Dead letter (migration 0009): attempts or age used up; not sent again until redelivered.
     sa.Column("dead_at", UtcDateTime, nullable=True),
+    # Migration 0018: the event this row sends (its body is party_events.body; rows queued before
+    # 0018 have none and carry their own `body`), and the ordering key (events of one subject to
+    # one webhook go in order). request_id is kept for the dead-letter listing; 0 when the event
+    # is not a request's.
+    sa.Column("event_id", EventId, nullable=True),
+    sa.Column("subject", sa.String(100), nullable=True),
     sa.Index("ix_webhook_outbox_dead", "webhook_id", "dead_at"),
+)
+
+# ---------------------------------------------------------------- the event log (issue 15, 0018)
+
+# Every event of a third party, once (gateway/store/events.py): the id is the event id on every
+# channel (webhook-id, MQTT, GET /v1/events); `body` is the JSON exactly as sent.
+party_events = sa.Table(
+    "party_events",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_party_events_party_id_id", "party_id", "id"),
 )
 
 # ---------------------------------------------------------------- HAN provisioning (issue 6, 0007)
