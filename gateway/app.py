@@ -23,6 +23,7 @@ from gateway.api import (
     error_docs,
     routes_agreements,
     routes_device_writes,
+    routes_events,
     routes_inventory,
     routes_parties,
     routes_premises,
@@ -161,7 +162,7 @@ def create_app(
     if config.server.role is ServerRole.WORKER:  # /healthz, /readyz and /metrics only
         return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
-                   routes_agreements, routes_requests):
+                   routes_agreements, routes_requests, routes_events):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(error_docs.router)

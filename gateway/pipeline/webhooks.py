@@ -54,6 +54,7 @@ from ams_adapters.pacing import backoff_delay
 from gateway.clock import Clock
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.webhook_targets import GuardedBackend, parse_url
+from gateway.store import events
 from gateway.store import webhooks as webhook_store
 from gateway.store.store import Store
 
@@ -188,7 +189,8 @@ class WebhookSender:
                     and upcoming.next_attempt_at > now:
                 upcoming = None  # waits for its retry
             recorded, claimed = await webhook_store.record_attempt_and_claim(
-                self.store.engine, row, values, upcoming, now=now, lease_until=self._lease_until())
+                self.store.engine, row, values, upcoming, now=now, lease_until=self._lease_until(),
+                on_dead=events.record_dead_letter)
             self._log(row, values, recorded)
             if claimed is None:
                 return

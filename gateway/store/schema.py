@@ -257,6 +257,8 @@ han_requests = sa.Table(
     sa.Column("starts_at", UtcDateTime, nullable=True),
     sa.Column("ends_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # GET /v1/han-requests: one party's requests in id order (migration 0018).
+    sa.Index("ix_han_requests_party_id_id", "party_id", "id"),
 )
 
 # One row per (request, premise, SE event): the delivery (an item of the delivery queue). Its id is

@@ -10,7 +10,7 @@ the event). Order: an event waits while an earlier one of the same `subject` (`r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -152,7 +152,7 @@ def _with_target() -> sa.Select[Any]:
     """webhook_outbox rows (body as sent) joined with their webhook's url and secret (what sending
     needs)."""
     return sa.select(*(c for c in webhook_outbox.c if c.name != "body"), _body(), webhooks.c.url,
-                     webhooks.c.secret).select_from(_with_body().join(
+                     webhooks.c.secret, webhooks.c.party_id).select_from(_with_body().join(
                          webhooks, webhooks.c.id == webhook_outbox.c.webhook_id))
 
 
@@ -224,16 +224,24 @@ async def following_events(engine: AsyncEngine, head: Any, limit: int) -> Sequen
             webhook_outbox.c.id).limit(limit))).all())
 
 
+DeadLetterHook = Callable[[AsyncConnection, Any, dict[str, Any]], Awaitable[None]]
+
+
 async def record_attempt_and_claim(engine: AsyncEngine, row: Any, values: dict[str, Any], upcoming: Any | None, *,
-                                   now: datetime, lease_until: datetime) -> tuple[bool, Any | None]:
+                                   now: datetime, lease_until: datetime,
+                                   on_dead: DeadLetterHook | None = None) -> tuple[bool, Any | None]:
     """Record a claimed attempt's outcome (delivered_at, or last_error with next_attempt_at or
     dead_at) — dropped when the claim ran out and another instance claimed the event since (its
     attempt decides then) — and, in the same transaction, claim
     `upcoming` (the subject's next event, read earlier with `following_events`) if it is still as
     read and due — its predecessor is delivered now, so other instances may be after it too: one
-    of them gets it. One commit per event of a run. (recorded, the claimed upcoming event or None)."""
+    of them gets it. One commit per event of a run. (recorded, the claimed upcoming event or None).
+    `on_dead(conn, row, values)` runs in the same transaction when the outcome recorded is a dead
+    letter (gateway/store/events.py `record_dead_letter`)."""
     async with engine.begin() as conn:
         recorded = await row_claims.finish(conn, webhook_outbox, row.id, row.attempts, **values)
+        if recorded and on_dead is not None and "dead_at" in values:
+            await on_dead(conn, row, values)
         if not recorded or upcoming is None:
             return recorded, None
         claimed = await row_claims.claim_one(conn, webhook_outbox, upcoming.id, upcoming.attempts, _due(now),

@@ -10,6 +10,7 @@
   rows queued before this revision keep their own body and have none).
 - webhook_outbox.subject: the ordering key of webhook sending (was request_id); rows queued
   before this revision get `request:<request_id>`, which keeps the order they had.
+- ix_han_requests_party_id_id: `GET /v1/han-requests` pages one party's requests in id order.
 
 Revision ID: 0018
 Revises: 0016
@@ -39,6 +40,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_party_events"),
     )
     op.create_index("ix_party_events_party_id_id", "party_events", ["party_id", "id"])
+    op.create_index("ix_han_requests_party_id_id", "han_requests", ["party_id", "id"])
     op.add_column("webhook_outbox", sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
                                               nullable=True))
     op.add_column("webhook_outbox", sa.Column("subject", sa.String(100), nullable=True))
@@ -60,5 +62,6 @@ def downgrade() -> None:
             op.execute(f"ALTER TABLE webhook_outbox DROP COLUMN {column}")
         else:
             op.drop_column("webhook_outbox", column)
+    op.execute("DROP INDEX IF EXISTS ix_han_requests_party_id_id")
     op.execute("DROP INDEX IF EXISTS ix_party_events_party_id_id")
     op.execute("DROP TABLE IF EXISTS party_events")
