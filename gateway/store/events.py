@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store import advisory_locks, webhooks
+from gateway.store.bulk import insert_many
 from gateway.store.schema import party_events
 
 DELIVERY_PREFIX = "delivery."
@@ -153,7 +154,7 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent], *,
     ids = await _reserve_ids(conn, len(events))
     bodies = [json.dumps({"id": event_id, "type": e.type, **_fields(e)})
               for event_id, e in zip(ids, events, strict=True)]
-    await conn.execute(party_events.insert(), [
+    await insert_many(conn, party_events, [
         {"id": event_id, "party_id": e.party_id, "type": e.type, "subject": e.subject, "body": body,
          "created_at": e.at} for event_id, e, body in zip(ids, events, bodies, strict=True)])
     hooks = await webhooks.live_webhooks(conn, parties)

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store import row_claims
+from gateway.store.bulk import insert_many
 from gateway.store.mail_queue import TextSealer
 from gateway.store.schema import party_events, webhook_outbox, webhooks
 
@@ -124,7 +125,7 @@ async def enqueue(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None
     record_events gives them — without a subject, the request's) in the caller's transaction, due
     at once."""
     if rows:
-        await conn.execute(webhook_outbox.insert(), [
+        await insert_many(conn, webhook_outbox, [
             {"subject": f"request:{row['request_id']}", "event_id": None, **row, "attempts": 0,
              "next_attempt_at": row["created_at"]} for row in rows])
 
