@@ -111,7 +111,8 @@ async def insert(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 async def record_transitions(conn: AsyncConnection, items: Sequence[Transition]) -> None:
-    """History rows, device states, and one webhook event per registered webhook of the party."""
+    """History rows, device states, and one event per transition for a party with an event channel
+    (gateway/store/events.py: in the log and queued for its webhooks)."""
     if not items:
         return
     await insert_many(conn, han_transitions, [
@@ -181,8 +182,8 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now
     """Queued deliveries the route accepted become `submitted`, set-based: per chunk of ids one
     UPDATE … RETURNING id, then the transitions and the frame log (the frame sent into the home)
     written by INSERT … SELECT from the changed rows, so a batch of thousands of premises costs
-    three statements and no Python object per premise. Webhook events (one per transition) are
-    built only for parties that registered webhooks. Returns how many rows changed.
+    three statements and no Python object per premise. Events (one per transition) are
+    built only for parties with an event channel (events.py). Returns how many rows changed.
 
     `confirm_by` is when a still-`submitted` delivery is looked at again (`read_unconfirmed`):
     kept in `next_attempt_at`, which a submitted row does not use otherwise, so the sweep reads
