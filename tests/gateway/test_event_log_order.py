@@ -34,8 +34,8 @@ async def test_a_reader_from_the_last_id_seen_misses_no_event(migrated_pg_url: s
                 for party_id in (other.id, party.id) if n % 3 == 0 else (party.id,):
                     written.extend(i for i in await events.record_events(conn, [events.NewEvent(
                         party_id, "agreement.accepted", f"agreement:{n}", {"n": n}, NOW)]) if party_id == party.id)
-                # Commit a while after taking the ids: without the lock, later transactions
-                # (higher) ids would commit, and be read, first.
+                # Commit a while after taking the ids: without the lock, the higher ids of later
+                # transactions would commit, and be read, first.
                 await asyncio.sleep(rng.uniform(0.05, 0.2))
 
         read: list[int] = []
