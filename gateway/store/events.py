@@ -11,7 +11,8 @@ events tell about, so an event exists exactly when its change is committed. `rec
   ordering key (`request:<id>`, `agreement:<id>`, `device:<esi_id>:<eui64>`, `webhook:<id>`):
   events of one subject reach a channel in the order of their ids;
 - queues one `webhook_outbox` row per live webhook of the party (pointing at the event:
-  `event_id`; the sender reads the body from here), ordered by subject (gateway/store/webhooks.py);
+  `event_id`; the sender reads the body from here), ordered by subject (gateway/store/webhooks.py)
+  — except `webhook.dead_letter`, kept in the log only (`record_dead_letter` says why);
 - **cost rule**: delivery-state events (`delivery.*`, one per premise and transition: a fan-out to
   a million premises makes millions) are written only for parties with an event channel
   (`party_has_event_channel`: a live webhook; channels registered with
