@@ -73,7 +73,9 @@ async def usage(
     start: Annotated[AwareDatetime, Query(alias="from", description="start of the period (with its UTC offset)")],
     end: Annotated[AwareDatetime, Query(alias="to", description="end of the period (exclusive)")],
     interval: UsageInterval = UsageInterval.MIN15,
-    cursor: Annotated[str | None, Query(max_length=22, pattern=r"^[0-9]*$",
+    # Unix seconds (and a channel digit): 11 digits reach past the year 5000, so a longer cursor
+    # was never returned and is refused before it is read.
+    cursor: Annotated[str | None, Query(max_length=11, pattern=r"^[0-9]*$",
                                         description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="items a page")] = 1000,
 ) -> Response:

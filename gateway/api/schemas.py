@@ -236,7 +236,12 @@ class InvitationPremiseIn(_In):
 class EnergyDataIn(_In):
     """The terms of an energy_data agreement."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={"allOf": [
+        {"if": {"properties": {"mode": {"const": DataMode.ONE_TIME.value}}},
+         "then": {"required": ["from", "to"], "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}},
+        {"if": {"properties": {"mode": {"const": DataMode.CONTINUOUS.value}}},
+         "then": {"properties": {"from": {"type": "null"}, "to": {"type": "null"}}}},
+    ]})
 
     mode: DataMode = Field(description="one_time: a past period (up to 13 months back); continuous: "
                                        "from acceptance for duration_months (1, 3, 6, 9 or 12)")
@@ -268,7 +273,8 @@ class InvitationIn(_In):
         {"if": {"properties": {"kind": {"not": {"const": AgreementKind.IN_HOME_DEVICE_SERVICES.value}}}},
          "then": {"properties": {"scopes": {"maxItems": 0}}}},
         {"if": {"properties": {"kind": {"const": AgreementKind.ENERGY_DATA.value}}},
-         "then": {"required": ["data"]}, "else": {"not": {"required": ["data"]}}},
+         "then": {"required": ["data"], "properties": {"data": {"type": "object"}}},
+         "else": {"not": {"required": ["data"]}}},
     ]})
 
     kind: AgreementKind
