@@ -6,13 +6,14 @@ the agreement, an ended agreement; a route without the read operation named in t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +40,7 @@ class Field:
     vclock: VirtualClock
     field: Any
     items: dict[str, SimPremise]  # by TDSP
+    route: SimulatedRoute
 
     def advance(self, delta: timedelta) -> None:
         """Gateway and field time move together."""
@@ -74,13 +76,17 @@ class Field:
 
 
 @contextlib.asynccontextmanager
-async def running_field(data_dir: Path, storage_url: str | None = None) -> AsyncIterator[Field]:
+async def running_field(data_dir: Path, storage_url: str | None = None, *,
+                        start: datetime | None = None) -> AsyncIterator[Field]:
+    """`start`: both clocks start there (the gateway's jumps forward; the field is built there)."""
     config = gateway_config(data_dir, **({"storage": {"url": storage_url}} if storage_url else {}))
     config.data_dir.mkdir(parents=True)
     store = await open_test_store(config)
     clock = ManualClock()
+    if start is not None:
+        clock.advance(start - clock.now())
     _cred, operator_token = await store.issue_credential(role=Role.OPERATOR, label="tests", now=clock.now())
-    vclock = VirtualClock(start=time.time(), seed=3)
+    vclock = VirtualClock(start=clock.now().timestamp(), seed=3)
     items = premises(1)  # one premise per TDSP
     field, _devices = build_field(vclock, items)
     route = SimulatedRoute(field, now=time.time)
@@ -95,7 +101,7 @@ async def running_field(data_dir: Path, storage_url: str | None = None) -> Async
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
             gw = Gateway(base_url, client, store, clock, config, operator_token)
             await gw.load_premises(premises_csv(items, CUSTOMER))
-            yield Field(gw, vclock, field, by_tdsp)
+            yield Field(gw, vclock, field, by_tdsp, route)
     finally:
         await stop_server(server, task)
         await store.close()
@@ -278,3 +284,47 @@ async def test_a_route_without_the_read_operation_is_named(tmp_path: Path) -> No
         assert error["esi_id"] == f.esi("aep_north") and error["route"] == "legacy-headend"
         assert "not supported" in error["reason"] and "MultiSpeak" in error["reason"]
         assert run["reads"] == 0
+
+
+async def test_a_load_control_event_shows_in_the_premise_usage(tmp_path: Path) -> None:
+    """The issue's proof, through the gateway: a party with a load-control agreement and a
+    continuous Energy Data agreement at Oncor's premise (a thermostat on its HAN) sends a 2-hour,
+    2 °C set-back on a July afternoon; the premise's 15-minute data, read through the usage API,
+    shows the event window below the same window the day before and the hour after above it."""
+    july = datetime(datetime.now(CENTRAL).year + 1, 7, 14, 6, tzinfo=CENTRAL)  # the air conditioner's season
+    async with running_field(tmp_path / "d", start=july) as f:
+        _, token = await f.gw.new_party("Cool", "123456789")
+        esi = f.esi("oncor")
+        await f.gw.active_agreement(token, esi, f.meter_no("oncor"), CUSTOMER, scopes=["load_control"])
+        r = await f.invite(token, "oncor", {"mode": "continuous", "interval": "15min"}, months=1)
+        assert r.status_code == 201, r.text
+        assert (await f.gw.consent(CUSTOMER)).status_code == 200
+        f.advance(datetime(july.year, 7, 15, 15, tzinfo=CENTRAL) - f.gw.clock.now())
+        handed = f.route.handed_to_meter
+        r = await f.gw.client.post("/v1/han-requests", headers=f.gw.auth(token), json={
+            "kind": "load_control", "esi_ids": [esi], "device_classes": 1, "criticality": 3,
+            "duration_minutes": 120, "cooling_offset_c": "2.0"})
+        assert r.status_code == 202, r.text
+        for _ in range(300):  # the dispatcher hands it to the route (wall time)
+            if f.route.handed_to_meter > handed:
+                break
+            await asyncio.sleep(0.05)
+        f.advance(datetime(july.year, 7, 16, tzinfo=CENTRAL) - f.gw.clock.now())
+        (window,) = f.field.meter(esi).curtailments()  # when the thermostat ran it, by its load
+        start = window.start
+        assert 7190 <= window.end - window.start <= 7210  # the 2 hours, as the device ran them
+        run = await f.ingest()
+        assert run["errors"] == [], run
+
+        async def wh(a: float, b: float) -> int:
+            first, last = datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)
+            items = await _all_pages(f, token, "oncor", first, last, interval="15min", limit=1000)
+            return sum(i["value_wh"] for i in items if i["channel"] == "consumption")
+
+        a = (int(start) // 900 + 1) * 900  # whole intervals inside the event
+        day = 86_400
+        event, before = await wh(a, a + 6300), await wh(a - day, a - day + 6300)
+        b = (int(window.end) // 900 + 1) * 900
+        after, before_after = await wh(b, b + 2700), await wh(b - day, b - day + 2700)
+        assert event < 0.85 * before, (event, before)
+        assert after > 1.1 * before_after, (after, before_after)
