@@ -159,6 +159,22 @@ async def test_invitations_are_validated_field_by_field(tmp_path: Path) -> None:
         r = await f.invite(token, "oncor", {"mode": "continuous", "interval": "daily"}, months=12)
         assert r.status_code == 201, r.text
         assert r.json()["data"] == {"mode": "continuous", "interval": "daily", "from": None, "to": None}
+        agreement = r.json()["id"]
+        # Re-sent, accepted and renewed like the other kinds, through the same pages.
+        r = await f.gw.client.post(f"/v1/agreements/{agreement}/resend", headers=f.gw.auth(token))
+        assert r.status_code == 200 and r.json()["resend_count"] == 1, r.text
+        link = f.gw.link(f.gw.mails_to(CUSTOMER)[-1], "/consent/")
+        page = (await f.gw.client.get(link)).text
+        assert "daily and monthly kWh used" in page and "from the day you accept, for 12 months" in page
+        assert "How often: continuously" in page and "stops the moment the agreement ends" in page
+        assert (await f.gw.client.post(link, data={"decision": "accept"})).status_code == 200
+        r = await f.gw.client.post(f"/v1/agreements/{agreement}/renew", headers=f.gw.auth(token),
+                                   json={"duration_months": 24})
+        assert _errors(r) == {"duration_months": "duration_not_allowed"}
+        r = await f.gw.client.post(f"/v1/agreements/{agreement}/renew", headers=f.gw.auth(token),
+                                   json={"duration_months": 6})
+        assert r.status_code == 200 and r.json()["renewal_pending"], r.text
+        assert "renew" in f.gw.mails_to(CUSTOMER)[-1]["Subject"]
 
 
 async def test_one_time_and_continuous_data_through_the_api(tmp_path: Path) -> None:
