@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
 from gateway.app import create_app
 from gateway.clock import ManualClock
@@ -27,7 +28,15 @@ from gateway.pipeline.dispatcher import RouteSet
 from sandbox.simfield import SimPremise, build_field, premises, premises_csv
 from sandbox.simulated_route import SimulatedRoute
 from simulators.clock import VirtualClock
-from tests.gateway.conftest import Gateway, gateway_config, open_test_store, start_server, stop_server
+from tests.gateway.conftest import (  # the PostgreSQL fixtures, for this module's tests on both stores
+    Gateway,
+    gateway_config,
+    migrated_pg_url,  # noqa: F401
+    open_test_store,
+    pg_migrated_template,  # noqa: F401
+    start_server,
+    stop_server,
+)
 from tests.pipeline.conftest import CUSTOMER
 from tests.pipeline.test_han_inventory import LegacyRoute
 
@@ -177,8 +186,17 @@ async def test_invitations_are_validated_field_by_field(tmp_path: Path) -> None:
         assert "renew" in f.gw.mails_to(CUSTOMER)[-1]["Subject"]
 
 
-async def test_one_time_and_continuous_data_through_the_api(tmp_path: Path) -> None:
-    async with running_field(tmp_path / "d") as f:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """None: the test gateway's SQLite file; else a fresh PostgreSQL database at head."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("migrated_pg_url")
+    return url
+
+
+async def test_one_time_and_continuous_data_through_the_api(tmp_path: Path, store_url: str | None) -> None:
+    async with running_field(tmp_path / "d", store_url) as f:
         _, token = await f.gw.new_party("Watts", "123456789")
         _, other = await f.gw.new_party("Snoop", "987654321")
         now = f.gw.clock.now()
