@@ -94,6 +94,14 @@ class UsageStore:
         async with self.engine.connect() as conn:
             return list((await conn.execute(query)).scalars().all())
 
+    async def count_usage_in(self, esi_id: str, channel: str, start: datetime, end: datetime) -> int:
+        """How many intervals of the premise's channel start in [start, end) (an index range count)."""
+        query = sa.select(sa.func.count()).select_from(usage_reads).where(
+            usage_reads.c.esi_id == esi_id, usage_reads.c.channel == channel,
+            usage_reads.c.interval_start >= start, usage_reads.c.interval_start < end)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def count_usage_reads(self, esi_id: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(usage_reads)
         if esi_id is not None:

@@ -51,3 +51,28 @@ async def test_re_sent_reads_are_stored_once_and_replace_the_old_value(store_url
         assert await store.usage_page("10443720000000002", T0, T0 + timedelta(days=1)) == []
     finally:
         await store.close()
+
+
+async def test_gaps_are_found_by_counting_halves(store_url: str) -> None:
+    """A month with holes of several sizes (one across the halves' boundary): the gaps the
+    ingestion refetches are exactly the missing stretches."""
+    from gateway.clock import ManualClock
+    from gateway.usage import UsageService
+
+    store = await open_store(store_url)
+    try:
+        start = int(T0.timestamp())
+        n = 30 * 96
+        holes = {*range(5, 9), *range(1400, 1500), 2000, *range(n - 3, n)}  # 1440: the first split
+        now = datetime.now(UTC)
+        await store.upsert_usage_reads([
+            StoredRead(ESI, "consumption", T0 + timedelta(minutes=15 * i), 900, 1, "actual", "simulated", now)
+            for i in range(n) if i not in holes])
+        service = UsageService(store, None, ManualClock())
+        assert await service.gaps(ESI, start, start + n * 900) == [
+            (start + 5 * 900, start + 9 * 900), (start + 1400 * 900, start + 1500 * 900),
+            (start + 2000 * 900, start + 2001 * 900), (start + (n - 3) * 900, start + n * 900)]
+        assert await service.gaps(ESI, start + 9 * 900, start + 1400 * 900) == []
+        assert await service.gaps("10443720000000009", start, start + 96 * 900) == [(start, start + 96 * 900)]
+    finally:
+        await store.close()
