@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
 
@@ -22,13 +23,17 @@ from gateway.config import GatewayConfig
 from gateway.domain.esi_id import EsiIdError, tdsp_for_esi_id
 from gateway.domain.model import (
     ENDED_STATES,
+    ENERGY_DATA_CONTINUOUS_MONTHS,
+    ONE_TIME_LOOKBACK_MONTHS,
     AgreementKind,
     AgreementState,
+    DataMode,
     PremiseClass,
     Scope,
+    UsageInterval,
     allowed_durations,
 )
-from gateway.domain.records import Agreement, AgreementPremise, Party
+from gateway.domain.records import Agreement, AgreementPremise, EnergyDataTerms, Party
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 from gateway.mail import Mailer
 from gateway.mail_sender import MailSender
@@ -57,9 +62,33 @@ def scopes_text(scopes: Sequence[Scope]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
+# Texas premises: usage periods are shown, and days and months cut, in Central Time.
+USAGE_TIME_ZONE = ZoneInfo("America/Chicago")
+INTERVAL_WORDS = {UsageInterval.MIN15: "15-minute interval, daily and monthly",
+                  UsageInterval.DAILY: "daily and monthly", UsageInterval.MONTHLY: "monthly"}
+INTERVAL_SECONDS = 900  # one-time periods start and end on a 15-minute boundary
+
+
+def _local(moment: datetime) -> str:
+    return f"{moment.astimezone(USAGE_TIME_ZONE):%Y-%m-%d %H:%M}"
+
+
+def data_text(data: EnergyDataTerms) -> str:
+    """Which data, which period and how often, as the customer reads it (pages and mails)."""
+    words = f"your electricity usage data ({INTERVAL_WORDS[data.interval]} kWh used, and generated " \
+            "where you have solar)"
+    if data.mode is DataMode.ONE_TIME and data.period_start and data.period_end:
+        return (f"{words} for the past period from {_local(data.period_start)} to "
+                f"{_local(data.period_end)} Central Time, once")
+    return f"{words} as your meter records it, from the day you accept until the agreement ends, " \
+           "delivered daily"
+
+
 def purpose(agreement: Agreement) -> str:
     if agreement.kind is AgreementKind.IN_HOME_DEVICE:
         return "install and manage devices on your smart meter's home network"
+    if agreement.kind is AgreementKind.ENERGY_DATA and agreement.data is not None:
+        return f"read {data_text(agreement.data)}"
     return f"send {scopes_text(agreement.scopes)} to the devices in your home"
 
 
@@ -76,6 +105,7 @@ class Invitation:
     premises: tuple[InvitationPremise, ...]
     customer_email: str
     duration_months: int
+    data: EnergyDataTerms | None = None  # energy_data agreements: what they grant
 
 
 @dataclass(frozen=True)
@@ -122,11 +152,12 @@ class AgreementService:
             errors.append(FieldError("scopes", "scope_required",
                                      "an in-home device services agreement needs at least one "
                                      "scope of: text, price, load_control", []))
-        if inv.kind is AgreementKind.IN_HOME_DEVICE and inv.scopes:
+        if inv.kind is not AgreementKind.IN_HOME_DEVICE_SERVICES and inv.scopes:
             errors.append(FieldError("scopes", "scope_not_allowed",
                                      "scopes belong to in_home_device_services agreements; an "
-                                     "in_home_device agreement has none",
+                                     f"{inv.kind.value} agreement has none",
                                      [s.value for s in inv.scopes]))
+        errors += self._validate_data(inv)
         if len(set(inv.scopes)) != len(inv.scopes):
             errors.append(FieldError("scopes", "duplicate_scope", "a scope is listed twice",
                                      [s.value for s in inv.scopes]))
@@ -170,7 +201,7 @@ class AgreementService:
                 errors.append(FieldError(f"{where}.meter_number", "meter_number_mismatch",
                                          "this is not the meter number on record for the ESI ID",
                                          item.meter_number))
-            if premise.se_version is None:
+            if premise.se_version is None and inv.kind is not AgreementKind.ENERGY_DATA:
                 errors.append(FieldError(f"{where}.esi_id", "meter_not_han_ready",
                                          "the meter has no Smart Energy HAN capability on record",
                                          item.esi_id))
@@ -181,9 +212,7 @@ class AgreementService:
             errors.append(FieldError("customer_email", "customer_email_mismatch",
                                      "the email is not the customer contact on record for every "
                                      "premise", inv.customer_email))
-        allowed = set(allowed_durations(PremiseClass.LARGE_COMMERCIAL))
-        for cls in classes:
-            allowed &= set(allowed_durations(cls))
+        allowed = self._durations(inv.kind, inv.data, classes)
         if inv.duration_months not in allowed:
             errors.append(FieldError("duration_months", "duration_not_allowed",
                                      f"allowed here: {sorted(allowed)} months",
@@ -194,12 +223,69 @@ class AgreementService:
                     continue
                 dup = await self.store.agreements_for_premise(
                     item.esi_id, states=PENDING, party_id=party.id)
-                dup = [a for a in dup if a.kind is inv.kind]
+                mode = inv.data.mode if inv.data else None  # energy_data: one of each mode
+                dup = [a for a in dup if a.kind is inv.kind and (a.data.mode if a.data else None) == mode]
                 if dup:
                     errors.append(FieldError(
                         f"premises[{i}].esi_id", "duplicate_active_agreement",
                         f"agreement {dup[0].id} ({dup[0].state.value}) of the same kind already "
                         "covers this premise", item.esi_id))
+        return errors
+
+    @staticmethod
+    def _durations(kind: AgreementKind, data: EnergyDataTerms | None,
+                   classes: set[PremiseClass]) -> set[int]:
+        allowed = set(allowed_durations(PremiseClass.LARGE_COMMERCIAL))
+        for cls in classes:
+            allowed &= set(allowed_durations(cls))
+        if kind is AgreementKind.ENERGY_DATA and data is not None and data.mode is DataMode.CONTINUOUS:
+            allowed &= set(ENERGY_DATA_CONTINUOUS_MONTHS)  # continuous: 1-12 months (ENERGY_DATA.md §1.1)
+        return allowed
+
+    def _validate_data(self, inv: Invitation) -> list[FieldError]:
+        """The terms of an Energy Data invitation (`data`), each problem naming its field."""
+        data = inv.data
+        if inv.kind is not AgreementKind.ENERGY_DATA:
+            if data is None:
+                return []
+            return [FieldError("data", "data_not_allowed", "data terms belong to energy_data "
+                               f"agreements; an {inv.kind.value} agreement has none", None)]
+        if data is None:
+            return [FieldError("data", "data_required", "an energy_data agreement needs data: "
+                               '{"mode": "one_time"|"continuous", "interval": "15min"|"daily"|'
+                               '"monthly", and for one_time "from" and "to"}', None)]
+        errors: list[FieldError] = []
+        start, end = data.period_start, data.period_end
+        if data.mode is DataMode.CONTINUOUS:
+            for name, value in (("from", start), ("to", end)):
+                if value is not None:
+                    errors.append(FieldError(f"data.{name}", "period_not_allowed",
+                                             "a continuous agreement covers its term from "
+                                             "acceptance; it takes no period", value.isoformat()))
+            return errors
+        now = self.clock.now()
+        earliest = add_months(now, -ONE_TIME_LOOKBACK_MONTHS)
+        for name, value in (("from", start), ("to", end)):
+            if value is None:
+                errors.append(FieldError(f"data.{name}", "period_required",
+                                         "a one_time agreement names its past period", None))
+            elif int(value.timestamp()) % INTERVAL_SECONDS or value.microsecond:
+                errors.append(FieldError(f"data.{name}", "not_on_interval_boundary",
+                                         "on a 15-minute boundary (:00, :15, :30, :45)",
+                                         value.isoformat(), INTERVAL_SECONDS))
+        if start is None or end is None or errors:
+            return errors
+        if start >= end:
+            errors.append(FieldError("data.to", "period_empty", "after data.from",
+                                     end.isoformat(), start.isoformat()))
+        if end > now:
+            errors.append(FieldError("data.to", "period_not_past",
+                                     "a one_time period lies in the past: at most now",
+                                     end.isoformat(), now.isoformat()))
+        if start < earliest:
+            errors.append(FieldError("data.from", "period_too_old",
+                                     f"at most {ONE_TIME_LOOKBACK_MONTHS} months back",
+                                     start.isoformat(), earliest.isoformat()))
         return errors
 
     async def invite(self, party: Party, inv: Invitation) -> Agreement:
@@ -214,7 +300,7 @@ class AgreementService:
             party_id=party.id, kind=inv.kind, scopes=inv.scopes,
             customer_email=inv.customer_email, duration_months=inv.duration_months,
             covered=[AgreementPremise(p.esi_id, p.meter_number) for p in inv.premises],
-            consent_token_hash=hash_token(token), invitation_expires_at=expires, now=now,
+            consent_token_hash=hash_token(token), invitation_expires_at=expires, now=now, data=inv.data,
             event=("agreement.invited", {"invitation_expires_at": expires.isoformat(), "resent": False}))
         await self._send_invitation(agreement, party, token, expires, agreement.duration_months)
         return agreement
@@ -251,7 +337,7 @@ class AgreementService:
                 premises=tuple(InvitationPremise(p.esi_id, p.meter_number)
                                for p in agreement.premises),
                 customer_email=agreement.customer_email,
-                duration_months=agreement.duration_months))
+                duration_months=agreement.duration_months, data=agreement.data))
             if errors:
                 raise InvalidRequest(f"agreement {agreement_id} can no longer be re-sent",
                                      errors=errors)
@@ -278,9 +364,8 @@ class AgreementService:
             raise Conflict(f"agreement {agreement_id} is {agreement.state.value}; only active "
                            "agreements can be renewed", code="not_renewable")
         found = await self.store.get_premises([p.esi_id for p in agreement.premises])
-        allowed = set(allowed_durations(PremiseClass.LARGE_COMMERCIAL))
-        for premise in found.values():
-            allowed &= set(allowed_durations(premise.premise_class))
+        allowed = self._durations(agreement.kind, agreement.data,
+                                  {p.premise_class for p in found.values()})
         if duration_months not in allowed:
             raise InvalidRequest("the renewal has an invalid duration", errors=[FieldError(
                 "duration_months", "duration_not_allowed",

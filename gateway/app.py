@@ -29,6 +29,7 @@ from gateway.api import (
     routes_premises,
     routes_provisioning,
     routes_requests,
+    routes_usage,
 )
 from gateway.api.deps import Services
 from gateway.api.observability import Metrics, MetricsMiddleware
@@ -47,6 +48,7 @@ from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
 from gateway.rendering import make_templates
 from gateway.store.store import Store, open_store
+from gateway.usage import UsageService
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,19 @@ async def _lifecycle_loop(svc: Services, metrics: Metrics) -> None:
                     metrics.agreement_events.labels(event).inc(count)
         except Exception:  # a failed pass is logged and retried at the next tick
             log.exception("agreement lifecycle pass failed")
+        await asyncio.sleep(interval)
+
+
+async def _usage_loop(usage: UsageService, interval: float) -> None:
+    """Fetch the Energy Data agreements' missing usage every `interval` seconds until cancelled."""
+    while True:
+        try:
+            report = await usage.run_once()
+            if report.errors:
+                log.warning("usage ingestion: %d premise(s) not read, e.g. %s", len(report.errors),
+                            report.errors[0]["reason"])
+        except Exception:  # a failed pass is logged and retried at the next tick
+            log.exception("usage ingestion pass failed")
         await asyncio.sleep(interval)
 
 
@@ -129,6 +144,10 @@ def create_app(
         app.state.dispatcher = dispatcher
         app.state.provisioning = provisioning
         app.state.meter_inventory = routes_inventory.MeterInventory(route_set)
+        app.state.usage = UsageService(the_store, route_set, clock)
+        every = config.usage.ingest_interval_seconds
+        ingest = (asyncio.create_task(_usage_loop(app.state.usage, every))
+                  if run_timers and works and every > 0 else None)
         if works:
             await dispatcher.start()
             metrics.track_ownership(route_set.all())
@@ -143,10 +162,11 @@ def create_app(
                 await provisioning.close()
                 await sender.close()
                 await dispatcher.close()
-            if timer is not None:
-                timer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await timer
+            for task in (timer, ingest):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if own:
                 await the_store.close()
 
@@ -162,7 +182,7 @@ def create_app(
     if config.server.role is ServerRole.WORKER:  # /healthz, /readyz and /metrics only
         return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
-                   routes_agreements, routes_requests, routes_events):
+                   routes_agreements, routes_requests, routes_events, routes_usage):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(error_docs.router)

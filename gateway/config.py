@@ -115,6 +115,13 @@ class AgreementsConfig(_Section):
         return sorted(value, reverse=True)
 
 
+class UsageConfig(_Section):
+    # How often the background pass fetches the usage data of the Energy Data agreements in force
+    # (only the intervals the store lacks: gaps are refetched). 0 turns it off (an operator's
+    # POST /v1/usage-ingestion-runs still runs one).
+    ingest_interval_seconds: float = Field(default=900.0, ge=0)
+
+
 class RateLimitConfig(_Section):
     # Token bucket per third party: sustained rate and burst size.
     requests_per_second: float = Field(default=20.0, gt=0)
@@ -151,6 +158,7 @@ class GatewayConfig(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     mail: MailConfig = Field(default_factory=MailConfig)
     agreements: AgreementsConfig = Field(default_factory=AgreementsConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)

@@ -178,12 +178,14 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
     from fastapi.responses import JSONResponse
 
     from ams_adapters.inventory import InventoryUnavailable
+    from ams_adapters.usage import UsageUnavailable
     from sandbox.simulated_route import (
         SimulatedRoute,
         event_to_json,
         inventory_to_json,
         operations_from_json,
         unavailable_to_json,
+        usage_to_json,
     )
 
     state: dict[str, Any] = {"log": []}
@@ -237,6 +239,13 @@ def field_server_app(per_tdsp: int, speed: float) -> Any:
             return inventory_to_json(await state["route"].han_inventory(esi_id))
         except InventoryUnavailable as exc:
             return JSONResponse(unavailable_to_json(exc), status_code=409)
+
+    @app.get("/meters/{esi_id}/usage")
+    async def usage(esi_id: str, start: int, end: int) -> Any:
+        try:
+            return usage_to_json(await state["route"].read_usage(esi_id, start, end))
+        except UsageUnavailable as exc:
+            return JSONResponse({"reason": exc.reason}, status_code=409)
 
     @app.get("/counts")
     async def counts() -> dict[str, int]:

@@ -14,6 +14,10 @@ meter comes back or the item expires (then `DeliveryFailed(expired=True)`), as a
 
 Asked what is on a premise's HAN (`han_inventory`), it answers what the meter itself holds
 (`simulators.han_inventory`), at once; a dark meter does not answer (`InventoryUnavailable`).
+
+Asked for a premise's usage (`read_usage`), it answers the simulated meter's 15-minute intervals
+(`simulators.usage`, with what load-control events did to the load) that have ended on the field's
+clock; a dark meter does not answer (`UsageUnavailable`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from ams_adapters.inventory import (
     from_registrations,
 )
 from ams_adapters.se_frames import operation_frame
+from ams_adapters.usage import Channel, Quality, UsageRead, UsageUnavailable
 from simulators.han_inventory import han_registrations, meter_id
 from zigbee_se import DecodeError, EncodeError, SEVersion, decode_frame
 
@@ -121,6 +126,18 @@ class SimulatedRoute:
             raise InventoryUnavailable(f"meter {esi_id} is unreachable: it did not answer", timed_out=True)
         # On the field's clock, as the meter's own "last heard" times (a sped-up demo field runs faster).
         return from_registrations(esi_id, meter_id(meter), float(self.field.clock.now()), han_registrations(meter))
+
+    async def read_usage(self, esi_id: str, start: int, end: int) -> list[UsageRead]:
+        try:
+            meter = self.field.meter(esi_id)
+        except Exception as exc:  # the field says why (unknown meter)
+            raise UsageUnavailable(str(exc)) from None
+        if not meter.reachable:
+            raise UsageUnavailable(f"meter {esi_id} is unreachable: it did not answer", retry_after_s=60.0)
+        # A long period is tens of thousands of computed intervals: off the event loop.
+        reads = await asyncio.to_thread(meter.read_usage, start, end)
+        return [UsageRead(r.start, r.length_s, Channel(r.channel), r.value_wh, Quality(r.quality))
+                for r in reads]
 
     # ------------------------------------------------------------------ submit
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
@@ -280,6 +297,14 @@ def unavailable_to_json(exc: InventoryUnavailable) -> dict[str, Any]:
             "timed_out": exc.timed_out}
 
 
+def usage_to_json(reads: Sequence[UsageRead]) -> list[list[Any]]:
+    return [[r.start, r.length_s, r.channel.value, r.value_wh, r.quality.value] for r in reads]
+
+
+def usage_from_json(rows: list[list[Any]]) -> list[UsageRead]:
+    return [UsageRead(int(s), int(n), Channel(c), int(v), Quality(q)) for s, n, c, v, q in rows]
+
+
 class RemoteSimulatedRoute:
     """The route contract over HTTP to a simulated field in another process (`hangw sim-field`),
     so that the field — and the route's idempotency memory — survive a gateway killed with -9.
@@ -320,6 +345,16 @@ class RemoteSimulatedRoute:
             raise InventoryUnavailable(**r.json())
         r.raise_for_status()
         return inventory_from_json(r.json())
+
+    async def read_usage(self, esi_id: str, start: int, end: int) -> list[UsageRead]:
+        try:
+            r = await self._client.get(f"/meters/{esi_id}/usage", params={"start": start, "end": end})
+        except httpx.HTTPError as exc:
+            raise UsageUnavailable(f"simulated field at {self.url}: {exc!r}", retry_after_s=1.0) from None
+        if r.status_code == 409:
+            raise UsageUnavailable(r.json()["reason"], retry_after_s=60.0)
+        r.raise_for_status()
+        return usage_from_json(r.json())
 
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:
         results: list[SubmitResult] = []

@@ -110,7 +110,8 @@ class SimDevice:
     __slots__ = (
         "_clk_base_local", "_clk_base_real", "_energy_wh", "_load_since", "_load_w", "_tsn",
         "_uplink", "clock", "dropped", "endpoint", "eui64", "frames", "frames_in", "frames_out",
-        "install_code", "link_key", "profile", "registration", "se_version", "time_synced", "undecodable",
+        "install_code", "link_key", "load_log", "profile", "registration", "se_version", "time_synced",
+        "undecodable",
     )
 
     def __init__(self, eui64: bytes, install_code: bytes, profile: FirmwareProfile, clock: TimerClock,
@@ -134,6 +135,9 @@ class SimDevice:
         self._load_w = profile.nominal_load_w if profile.device_type == "ihd" else 0.0
         self._load_since = now
         self._energy_wh = 0.0
+        # (time, watts) of every load change: what a load-control event did, for the premise's
+        # simulated usage (simulators/usage.py, SimMeter.curtailments).
+        self.load_log: list[tuple[float, float]] = []
         self.frames_in = 0
         self.frames_out = 0
         self.dropped = 0
@@ -259,6 +263,8 @@ class SimDevice:
         self._energy_wh += self._load_w * (now - self._load_since) / 3600.0
         self._load_since = now
         self._load_w = watts
+        if not self.load_log or self.load_log[-1][1] != watts:
+            self.load_log.append((now, watts))
 
     @property
     def load_w(self) -> float:

@@ -19,6 +19,7 @@ from simulators.device import DRLC, MESSAGING, METERING, PRICE, TIME, SimDevice
 from simulators.errors import ProvisioningError, SimulatorError
 from simulators.frame_cache import decode_shared
 from simulators.han import HanProvisioning, MeterDeviceStatus
+from simulators.usage import Curtailment, IntervalRead, LoadShape, interval_reads, load_shape
 from zigbee_se import DecodedFrame, DecodeError, SEVersion, decode_frame, encode_frame
 from zigbee_se.esi import REQUESTS, Esi, read_records, time_attributes
 
@@ -93,14 +94,14 @@ class SimMeter:
     __slots__ = (
         "answer_delay_s", "base_load_w", "clock", "devices", "enhanced", "esi", "esi_id", "eui64",
         "frames_lost", "han", "hop_delay_s", "join_time_s", "reachable", "relay_requests",
-        "se_version", "start_energy_wh", "started", "upstream",
+        "se_version", "start_energy_wh", "started", "upstream", "usage_seed",
     )
 
     def __init__(self, esi_id: str, clock: TimerClock, *, eui64: bytes | None = None,
                  se_version: str = "1.1", enhanced: bool = False, base_load_w: float = 800.0,
                  upstream: Upstream | None = None, answer_delay_s: float = 0.05,
                  hop_delay_s: float = 0.02, join_time_s: float = 2.0,
-                 relay_requests: bool = False, start_energy_wh: float = 0.0) -> None:
+                 relay_requests: bool = False, start_energy_wh: float = 0.0, usage_seed: int = 0) -> None:
         self.esi_id = esi_id
         self.clock = clock
         self.eui64 = eui64 if eui64 is not None else int(esi_id[-16:]).to_bytes(8, "little")
@@ -119,6 +120,7 @@ class SimMeter:
         self.start_energy_wh = start_energy_wh
         self.started = clock.now()
         self.frames_lost = 0
+        self.usage_seed = usage_seed  # the premise's simulated usage (simulators/usage.py)
 
     # ================================================================= upstream side
     def _up(self, event: MeterEvent) -> None:
@@ -312,6 +314,39 @@ class SimMeter:
         base = self.base_load_w * (self.clock.now() - self.started) / 3600.0
         return self.start_energy_wh + base + sum(j.device.energy_wh()
                                                  for j in self.devices.values())
+
+    # ----------------------------------------------------------------- usage (interval data)
+    def usage_shape(self) -> LoadShape:
+        return load_shape(self.esi_id, self.usage_seed)
+
+    def curtailments(self) -> list[Curtailment]:
+        """What load-control events did to the premise's cooling: each stretch during which a
+        thermostat or load-control device drew less than its normal load (its first logged load),
+        with the share it kept. Such a device is taken to control the air conditioner (a PCT's
+        set-back, or a switch on the compressor); the shares of several devices multiply."""
+        now = self.clock.now()
+        windows: list[Curtailment] = []
+        for joined in self.devices.values():
+            device = joined.device
+            if device.profile.device_type not in ("pct", "load_control") or not device.load_log:
+                continue
+            normal = device.load_log[0][1]
+            if normal <= 0:
+                continue
+            log = device.load_log
+            for i, (at, watts) in enumerate(log):
+                if watts < normal:
+                    until = log[i + 1][0] if i + 1 < len(log) else now
+                    if until > at:
+                        windows.append(Curtailment(at, until, watts / normal))
+        return windows
+
+    def read_usage(self, start: float, end: float) -> list[IntervalRead]:
+        """The premise's 15-minute intervals starting in [start, end) that have ended by now."""
+        if not self.reachable:
+            raise SimulatorError("esi_id", self.esi_id, "the meter is unreachable")
+        last = min(end, self.clock.now() - 900 + 1e-9)
+        return interval_reads(self.usage_shape(), start, last, self.curtailments())
 
     def device_status(self, eui64: bytes) -> MeterDeviceStatus | None:
         rec = self.han.records.get(check_eui64(eui64))

@@ -15,7 +15,7 @@ from typing import Any
 
 from simulators.addressing import install_code_with_crc
 from simulators.client_device import ClientDevice
-from simulators.clock import VirtualClock
+from simulators.clock import DEFAULT_VIRTUAL_START, VirtualClock
 from simulators.factory import make_device
 from simulators.meter import ALL_DEVICES, HanEvent, MeterEvent, RelayedFrame, SimMeter
 from simulators.profiles import FirmwareProfile, load_profiles
@@ -35,10 +35,12 @@ class ScenarioPremise:
     @classmethod
     def build(cls, profile_ids: list[str], *, seed: int = 1, se_version: str = "1.1",
               enhanced: bool = False, join: bool = True,
-              profiles: dict[str, FirmwareProfile] | None = None) -> ScenarioPremise:
-        """A meter with one device per profile id, provisioned, joined and settled."""
+              profiles: dict[str, FirmwareProfile] | None = None,
+              start: float = DEFAULT_VIRTUAL_START) -> ScenarioPremise:
+        """A meter with one device per profile id, provisioned, joined and settled; the virtual
+        clock starts at `start` (unix seconds)."""
         profiles = profiles if profiles is not None else load_profiles()
-        clock = VirtualClock(seed=seed)
+        clock = VirtualClock(start=start, seed=seed)
         meter = SimMeter("10443720000000001", clock, se_version=se_version, enhanced=enhanced)
         premise = cls(clock, meter, [])
         meter.upstream = premise.events.append

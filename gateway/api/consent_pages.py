@@ -11,9 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse
 
-from gateway.agreements import purpose, scopes_text
+from gateway.agreements import INTERVAL_WORDS, USAGE_TIME_ZONE, purpose, scopes_text
 from gateway.api.deps import Svc
 from gateway.api.policy import PolicyRoute
+from gateway.domain.records import Agreement
 
 router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
@@ -37,7 +38,20 @@ async def consent_page(token: str, svc: Svc) -> HTMLResponse:
     return _page(svc, "consent.html", title=f"{view.party.name} asks for your consent",
                  agreement=view.agreement, party=view.party, renewal=view.renewal,
                  months=view.months, scopes_text=scopes_text(view.agreement.scopes),
-                 expires=f"{expires:%B %d, %Y}", action=f"/consent/{token}")
+                 expires=f"{expires:%B %d, %Y}", action=f"/consent/{token}",
+                 purpose=purpose(view.agreement), data=_data_words(view.agreement))
+
+
+def _data_words(agreement: Agreement) -> dict[str, str]:
+    """An Energy Data agreement's terms as the consent page prints them (Central Time)."""
+    data = agreement.data
+    if data is None:
+        return {}
+    words = {"interval": INTERVAL_WORDS[data.interval]}
+    if data.period_start is not None and data.period_end is not None:
+        words["from"] = f"{data.period_start.astimezone(USAGE_TIME_ZONE):%B %d, %Y %H:%M}"
+        words["to"] = f"{data.period_end.astimezone(USAGE_TIME_ZONE):%B %d, %Y %H:%M}"
+    return words
 
 
 @router.post("/consent/{token}", response_class=HTMLResponse)
@@ -72,7 +86,7 @@ async def termination_page(token: str, svc: Svc) -> HTMLResponse:
         return _page(svc, "message.html", 404, title="Link not valid", message=GONE)
     agreement, party = found
     return _page(svc, "terminate.html", title="End your agreement", agreement=agreement,
-                 party=party, scopes_text=scopes_text(agreement.scopes),
+                 party=party, scopes_text=scopes_text(agreement.scopes), purpose=purpose(agreement),
                  ends=f"{agreement.ends_at:%B %d, %Y}", action=f"/agreements/terminate/{token}")
 
 

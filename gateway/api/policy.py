@@ -104,6 +104,10 @@ POLICIES: Final[dict[str, Policy]] = {
     # which providers' events the device takes, so no party re-groups another's device.
     "PUT /v1/premises/{esi_id}/devices/{eui64}/enrollment-group": Policy(
         "device", (Rel.DEVICE_OWNER,), Action.SEND_LOAD_CONTROL, "esi_id"),
+    # usage data: the period and interval are checked against the agreement once the query is read
+    "GET /v1/premises/{esi_id}/usage": _on_premise(
+        Action.READ_USAGE, "a third party: the period and interval its Energy Data agreement covers"),
+    "POST /v1/usage-ingestion-runs": Policy("-", (OP,)),
     "POST /v1/premises/{esi_id}/han/initialize": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 from zigpy.util import QR_CODE_FORMATS
 
 from ams_adapters.contract import OperationKind as RequestKind
@@ -19,17 +19,20 @@ from gateway.domain.model import (
     Action,
     AgreementKind,
     AgreementState,
+    DataMode,
     DeviceStatus,
     HanRequestState,
     PartyStatus,
     PremiseClass,
     Role,
     Scope,
+    UsageInterval,
 )
 from gateway.domain.records import (
     Agreement,
     AuditEntry,
     Credential,
+    EnergyDataTerms,
     HanDevice,
     Party,
     Premise,
@@ -231,12 +234,48 @@ class InvitationPremiseIn(_In):
     meter_number: Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 40})]
 
 
+class EnergyDataIn(_In):
+    """The terms of an energy_data agreement."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={"allOf": [
+        {"if": {"properties": {"mode": {"const": DataMode.ONE_TIME.value}}},
+         "then": {"required": ["from", "to"], "properties": {"from": {"type": "string"}, "to": {"type": "string"}}}},
+        {"if": {"properties": {"mode": {"const": DataMode.CONTINUOUS.value}}},
+         "then": {"properties": {"from": {"type": "null"}, "to": {"type": "null"}}}},
+    ]})
+
+    mode: DataMode = Field(description="one_time: a past period (up to 13 months back); continuous: "
+                                       "from acceptance for duration_months (1, 3, 6, 9 or 12)")
+    interval: UsageInterval = Field(description="the finest data granted: 15min also grants daily and "
+                                                "monthly, daily also monthly")
+    from_: AwareDatetime | None = Field(default=None, alias="from",
+                                        description="one_time only: start of the period, on a 15-minute "
+                                                    "boundary, with its UTC offset")
+    to: AwareDatetime | None = Field(default=None, description="one_time only: end of the period "
+                                                               "(exclusive), at most now")
+
+    def terms(self) -> EnergyDataTerms:
+        return EnergyDataTerms(self.mode, self.interval, self.from_, self.to)
+
+
+class EnergyDataOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    mode: DataMode
+    interval: UsageInterval
+    from_: datetime | None = Field(default=None, serialization_alias="from")
+    to: datetime | None = None
+
+
 class InvitationIn(_In):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
         {"if": {"properties": {"kind": {"const": AgreementKind.IN_HOME_DEVICE_SERVICES.value}}},
          "then": {"properties": {"scopes": {"minItems": 1}}, "required": ["scopes"]}},
         {"if": {"properties": {"kind": {"not": {"const": AgreementKind.IN_HOME_DEVICE_SERVICES.value}}}},
          "then": {"properties": {"scopes": {"maxItems": 0}}}},
+        {"if": {"properties": {"kind": {"const": AgreementKind.ENERGY_DATA.value}}},
+         "then": {"required": ["data"], "properties": {"data": {"type": "object"}}},
+         "else": {"not": {"required": ["data"]}}},
     ]})
 
     kind: AgreementKind
@@ -248,7 +287,10 @@ class InvitationIn(_In):
     customer_email: str = Field(json_schema_extra={"pattern": EMAIL_PATTERN},
                                 description="the customer of record at every premise")
     duration_months: int = Field(json_schema_extra={"enum": _DURATIONS},
-                                 description="1, 3, 6, 9 or 12 (24, 36: large commercial)")
+                                 description="1, 3, 6, 9 or 12 (24, 36: large commercial); a "
+                                             "continuous energy_data agreement: 1-12")
+    data: EnergyDataIn | None = Field(default=None, description="energy_data agreements only: which "
+                                                                "data, which period, how often")
 
 
 class RenewIn(_In):
@@ -278,6 +320,7 @@ class AgreementOut(BaseModel):
     ends_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
+    data: EnergyDataOut | None = None
 
     @classmethod
     def of(cls, a: Agreement) -> AgreementOut:
@@ -289,7 +332,10 @@ class AgreementOut(BaseModel):
                    created_at=a.created_at, invitation_expires_at=a.invitation_expires_at,
                    resend_count=a.resend_count, renewal_pending=a.renewal_months is not None,
                    starts_at=a.starts_at, ends_at=a.ends_at, ended_at=a.ended_at,
-                   end_reason=a.end_reason)
+                   end_reason=a.end_reason,
+                   data=None if a.data is None else EnergyDataOut(
+                       mode=a.data.mode, interval=a.data.interval, from_=a.data.period_start,
+                       to=a.data.period_end))
 
 
 class AuthorizationIn(_In):

@@ -25,6 +25,33 @@ class PremiseClass(enum.StrEnum):
 class AgreementKind(enum.StrEnum):
     IN_HOME_DEVICE = "in_home_device"  # may provision devices on the meter's HAN
     IN_HOME_DEVICE_SERVICES = "in_home_device_services"  # may send texts, prices, load control
+    ENERGY_DATA = "energy_data"  # may read the premise's usage data (interval and register reads)
+
+
+class DataMode(enum.StrEnum):
+    """How an Energy Data agreement delivers (ENERGY_DATA.md §1.1)."""
+
+    ONE_TIME = "one_time"  # a past period, fixed at invitation (up to 13 months back)
+    CONTINUOUS = "continuous"  # from acceptance until the agreement ends (1-12 months)
+
+
+class UsageInterval(enum.StrEnum):
+    """The granularity of usage data; a finer grant includes the coarser ones."""
+
+    MIN15 = "15min"
+    DAILY = "daily"
+    MONTHLY = "monthly"
+
+
+# An interval grant covers itself and every coarser interval (15min data aggregates to days, days
+# to months), so the order here is fine -> coarse.
+INTERVAL_ORDER = (UsageInterval.MIN15, UsageInterval.DAILY, UsageInterval.MONTHLY)
+ONE_TIME_LOOKBACK_MONTHS = 13  # the issue's limit for a one-time period's start
+ENERGY_DATA_CONTINUOUS_MONTHS = (1, 3, 6, 9, 12)  # residential grants renew after <= 12 months
+
+
+def interval_granted(granted: UsageInterval, asked: UsageInterval) -> bool:
+    return INTERVAL_ORDER.index(asked) >= INTERVAL_ORDER.index(granted)
 
 
 class Scope(enum.StrEnum):
@@ -90,6 +117,7 @@ class Action(enum.StrEnum):
     SEND_LOAD_CONTROL = "send_load_control"
     # Initialize, clear or decommission the premise's HAN: operators and assigned technicians.
     MANAGE_HAN = "manage_han"
+    READ_USAGE = "read_usage"  # usage data: an Energy Data agreement covering the premise and period
 
 
 # HAN actions: every decision on them goes to the audit log.
@@ -97,6 +125,8 @@ HAN_ACTIONS = frozenset(
     {Action.PROVISION_DEVICE, Action.SEND_TEXT, Action.SEND_PRICE, Action.SEND_LOAD_CONTROL,
      Action.MANAGE_HAN}
 )
+# Decisions the audit log keeps: the HAN actions, and reads of a customer's usage data.
+AUDITED_ACTIONS = HAN_ACTIONS | {Action.READ_USAGE}
 SCOPE_FOR_ACTION = {
     Action.SEND_TEXT: Scope.TEXT,
     Action.SEND_PRICE: Scope.PRICE,

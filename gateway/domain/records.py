@@ -8,11 +8,13 @@ from datetime import datetime
 from gateway.domain.model import (
     AgreementKind,
     AgreementState,
+    DataMode,
     DeviceStatus,
     PartyStatus,
     PremiseClass,
     Role,
     Scope,
+    UsageInterval,
 )
 
 
@@ -94,6 +96,17 @@ class AgreementPremise:
 
 
 @dataclass(frozen=True)
+class EnergyDataTerms:
+    """What an Energy Data agreement grants: the mode, the finest interval, and for a one-time
+    agreement its past period [period_start, period_end)."""
+
+    mode: DataMode
+    interval: UsageInterval
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Agreement:
     id: int
     party_id: int
@@ -115,6 +128,20 @@ class Agreement:
     reminders_sent: int
     renewal_months: int | None
     premises: tuple[AgreementPremise, ...] = field(default=())
+    data: EnergyDataTerms | None = None  # Energy Data agreements only
+
+    def usage_period(self) -> tuple[datetime, datetime] | None:
+        """The period whose usage data the agreement covers: a one-time agreement's past period, a
+        continuous one's term from acceptance to its end (None before acceptance, or no data)."""
+        if self.data is None:
+            return None
+        if self.data.mode is DataMode.ONE_TIME:
+            if self.data.period_start is None or self.data.period_end is None:
+                return None
+            return self.data.period_start, self.data.period_end
+        if self.starts_at is None or self.ends_at is None:
+            return None
+        return self.starts_at, self.ends_at
 
     def in_force(self, now: datetime) -> bool:
         """Active and inside its term at `now` (the lifecycle timer may not have run yet)."""

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.limits import LOAD_CONTROL_DEVICE_TYPES, SLOT_HOLDERS
-from gateway.domain.model import AgreementKind, AgreementState, Scope
-from gateway.domain.records import Agreement, AgreementPremise
+from gateway.domain.model import AgreementKind, AgreementState, DataMode, Scope, UsageInterval
+from gateway.domain.records import Agreement, AgreementPremise, EnergyDataTerms
 from gateway.store import events
 from gateway.store.cursors import Page, id_cursor
 from gateway.store.schema import agreement_premises, agreements, han_devices, premises
@@ -50,6 +50,8 @@ def _agreement(row: Any, covered: Sequence[AgreementPremise]) -> Agreement:
         reminders_sent=row.reminders_sent,
         renewal_months=row.renewal_months,
         premises=tuple(covered),
+        data=None if row.data_mode is None else EnergyDataTerms(
+            DataMode(row.data_mode), UsageInterval(row.data_interval), row.data_from, row.data_to),
     )
 
 
@@ -113,6 +115,7 @@ class AgreementsStore:
         invitation_expires_at: datetime,
         now: datetime,
         event: AgreementEvent | None = None,
+        data: EnergyDataTerms | None = None,
     ) -> Agreement:
         """A new invited agreement, with its `event` in the same transaction."""
         async with self.engine.begin() as conn:
@@ -133,6 +136,10 @@ class AgreementsStore:
                         resend_count=0,
                         consent_token_hash=consent_token_hash,
                         reminders_sent=0,
+                        data_mode=data.mode.value if data else None,
+                        data_interval=data.interval.value if data else None,
+                        data_from=data.period_start if data else None,
+                        data_to=data.period_end if data else None,
                     )
                     .returning(*agreements.c)
                 )

@@ -159,6 +159,11 @@ agreements = sa.Table(
     sa.Column("reminders_sent", sa.Integer, nullable=False),
     # months asked for by a pending renewal (the customer has not answered yet)
     sa.Column("renewal_months", sa.Integer, nullable=True),
+    # Energy Data agreements only (migration 0020): DataMode, UsageInterval, a one-time period.
+    sa.Column("data_mode", sa.String(20), nullable=True),
+    sa.Column("data_interval", sa.String(10), nullable=True),
+    sa.Column("data_from", UtcDateTime, nullable=True),
+    sa.Column("data_to", UtcDateTime, nullable=True),
 )
 
 agreement_premises = sa.Table(
@@ -502,3 +507,21 @@ sa.Index("ix_agreements_ends_at", agreements.c.ends_at)
 # Each dispatcher pass looks for fan-outs still expanding (fanout_after not NULL), oldest first.
 sa.Index("ix_han_requests_expanding", han_requests.c.id, sqlite_where=sa.text("fanout_after IS NOT NULL"),
          postgresql_where=sa.text("fanout_after IS NOT NULL"))
+
+
+usage_reads = sa.Table(
+    "usage_reads",
+    metadata,
+    # One row per premise, channel and interval: a re-sent read replaces the stored one (upsert on
+    # the primary key), so a head-end that sends a day twice, or revises an estimate, leaves one row.
+    # No foreign key to premises: ingestion writes tens of thousands of rows per premise, and the
+    # reads of a removed premise are harmless (no agreement can cover it any more).
+    sa.Column("esi_id", sa.String(22), primary_key=True),
+    sa.Column("channel", sa.String(12), primary_key=True),  # consumption | generation
+    sa.Column("interval_start", UtcDateTime, primary_key=True),
+    sa.Column("length_s", sa.Integer, nullable=False),  # 900 for 15-minute intervals
+    sa.Column("value_wh", sa.Integer, nullable=False),
+    sa.Column("quality", sa.String(10), nullable=False),  # actual | estimated | missing
+    sa.Column("source", sa.String(40), nullable=False),  # the route that delivered it
+    sa.Column("received_at", UtcDateTime, nullable=False),
+)

@@ -18,6 +18,7 @@ methods, each kept with its tables in its own module:
 - gateway/store/device_writes.py: device writes waiting for their device's answer
 - gateway/store/frame_log.py: the frame log; gateway/store/se_ids.py: the SE id counter
 - gateway/store/fanout.py: a fan-out page's premises and delivery rows (one INSERT … SELECT)
+- gateway/store/usage.py: usage reads (interval data): bulk upsert, keyset reads, stored starts
 - gateway/store/webhooks.py: webhook targets and their event queue (module functions)
 - gateway/store/provisioning.py, route_state.py: HAN provisioning, the radio route's state
 - gateway/store/ownership.py: who owns a row (the API's authorization policy asks)
@@ -53,9 +54,10 @@ from gateway.store.parties import PartiesStore
 from gateway.store.premises import PremisesStore
 from gateway.store.sqlite_writes import serialize_writes
 from gateway.store.unit_of_work import Connection, unit_engine
+from gateway.store.usage import UsageStore
 
 
-class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, IdempotencyStore, MailQueue):
+class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, IdempotencyStore, MailQueue, UsageStore):
     """All persistent state. Create with `open_store(url)`; close with `await store.close()`."""
 
     # Seals webhook signing secrets with the operator's key (they must be read back to sign).

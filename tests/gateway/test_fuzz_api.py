@@ -158,6 +158,10 @@ SEMANTIC_CODES = {
     "time_out_of_range",
     # a length in UTF-8 bytes (rate_label): JSON schema counts characters
     "too_long",
+    # usage periods: one date-time after another, on 15-minute / local-midnight boundaries, in the
+    # past and at most 13 months back (the clock and America/Chicago)
+    "period_empty", "period_not_past", "period_too_old", "not_on_interval_boundary", "not_on_day_boundary",
+    "not_on_month_boundary",
 }
 
 

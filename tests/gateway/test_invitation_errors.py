@@ -100,14 +100,14 @@ async def test_duplicate_active_agreement(gateway: Gateway, acme: str) -> None:
 
 async def test_schema_errors_are_field_level_problems(gateway: Gateway, acme: str) -> None:
     r = await gateway.client.post("/v1/agreements", headers=gateway.auth(acme), json={
-        "kind": "energy_data", "scopes": ["weather"], "premises": [{"esi_id": ONCOR}],
+        "kind": "historical_usage", "scopes": ["weather"], "premises": [{"esi_id": ONCOR}],
         "customer_email": ALICE, "duration_months": "twelve", "surprise": 1})
     assert r.status_code == 422
     fields = {e["field"] for e in r.json()["errors"]}
     assert {"kind", "scopes[0]", "premises[0].meter_number", "duration_months",
             "surprise"} <= fields
     bad_kind = next(e for e in r.json()["errors"] if e["field"] == "kind")
-    assert bad_kind["value"] == "energy_data"
+    assert bad_kind["value"] == "historical_usage"
 
 
 async def test_other_customers_premises_need_their_own_email(gateway: Gateway, acme: str) -> None:

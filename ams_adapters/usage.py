@@ -1,0 +1,86 @@
+"""The route contract's optional capability: read a premise's usage (interval data) (issue 16).
+
+A route that can answers `read_usage(esi_id, start, end)` with the meter's 15-minute interval
+reads starting in [start, end): consumption, and generation where the premise has one. Built for
+the simulated routes (they read the simulated meters). The head-end protocols' read operations
+(MultiSpeak meter reading, IEC 61968-9 GetMeterReadings, the binary protocol) and the radio's
+Metering cluster (GetProfile) are not built yet: those routes have no `read_usage`, and asking
+them raises the typed `UsageNotSupported` naming the route.
+
+Plain data only, like the rest of the contract (ams_adapters/contract.py).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ams_adapters.contract import ContractError, Route
+
+
+class Channel(enum.StrEnum):
+    CONSUMPTION = "consumption"  # delivered to the premise (ESPI flowDirection 1)
+    GENERATION = "generation"  # received from it: solar (flowDirection 19)
+
+
+class Quality(enum.StrEnum):
+    ACTUAL = "actual"  # as measured (SMT "-A")
+    ESTIMATED = "estimated"  # filled in by the head-end (SMT "-E")
+    MISSING = "missing"  # no value: the interval was not read
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRead:
+    """One interval of one channel, as the route delivered it."""
+
+    start: int
+    """Unix seconds (UTC) at which the interval starts."""
+    length_s: int
+    channel: Channel
+    value_wh: int
+    quality: Quality
+
+    def __post_init__(self) -> None:
+        if self.length_s <= 0:
+            raise ContractError("length_s", self.length_s, "a positive number of seconds")
+        if self.value_wh < 0:
+            raise ContractError("value_wh", self.value_wh, "0 or more (a channel counts one direction)")
+
+
+class UsageNotSupported(Exception):
+    """The premise's route cannot read usage (it has no such operation yet)."""
+
+    def __init__(self, route: str, why: str) -> None:
+        self.route = route
+        self.why = why
+        super().__init__(f"route {route!r} cannot read usage: {why}")
+
+
+class UsageUnavailable(Exception):
+    """The route has the operation but no reads now (head-end down, meter dark): try again later."""
+
+    def __init__(self, reason: str, *, retry_after_s: float | None = None) -> None:
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+        super().__init__(reason)
+
+
+@runtime_checkable
+class UsageRoute(Protocol):
+    """A route with the capability; not part of `contract.Route` (routes written before it still
+    satisfy the contract). `read_usage()` below asks for it."""
+
+    async def read_usage(self, esi_id: str, start: int, end: int) -> list[UsageRead]: ...
+
+
+NOT_BUILT = ("reading usage through this route's head-end protocol (MultiSpeak meter reading, "
+             "IEC 61968-9 GetMeterReadings, the binary protocol) or the radio's Metering cluster is not "
+             "supported yet")
+
+
+async def read_usage(route: Route, esi_id: str, start: int, end: int) -> list[UsageRead]:
+    """`route.read_usage(...)`, or `UsageNotSupported` for a route that lacks it."""
+    if not isinstance(route, UsageRoute):
+        raise UsageNotSupported(route.capabilities.name, NOT_BUILT)
+    return await route.read_usage(esi_id, start, end)
