@@ -208,6 +208,20 @@ rate_limit_buckets = sa.Table(
     sa.Column("allowed", sa.Boolean, nullable=False),  # whether the last request was let through
 )
 
+mqtt_credentials = sa.Table(
+    "mqtt_credentials",
+    metadata,
+    # A third party's username and password on the operator's MQTT broker (migration 0019;
+    # gateway/store/mqtt_credentials.py). The password is shown once; only its SHA-256 is kept (256
+    # random bits, as API tokens: a fast hash suffices); the broker keeps its own salted hash (dynsec).
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
 mail_outbox = sa.Table(
     "mail_outbox",
     metadata,
