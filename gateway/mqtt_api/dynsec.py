@@ -94,32 +94,51 @@ class Dynsec:
         except DynsecError as exc:
             if "already exists" not in exc.error.lower():
                 raise
-        current = (await self.run("getRole", rolename=rolename)).get("data", {}).get("role", {}).get("acls", [])
-        have = {(a["acltype"], a["topic"], bool(a.get("allow"))) for a in current}
         want = {(a["acltype"], a["topic"], a["allow"]) for a in acls}
-        for acltype, topic, _ in have - want:
-            await self.run("removeRoleACL", rolename=rolename, acltype=acltype, topic=topic)
-        for acl in acls:
-            if (acl["acltype"], acl["topic"], acl["allow"]) not in have:
-                await self.run("addRoleACL", rolename=rolename, **acl)
+        have = await self._role_acls(rolename)
+        changes = [{"command": "removeRoleACL", "rolename": rolename, "acltype": acltype, "topic": topic}
+                   for acltype, topic, _ in have - want]
+        changes += [{"command": "addRoleACL", "rolename": rolename, **a} for a in acls
+                    if (a["acltype"], a["topic"], a["allow"]) not in have]
+        if changes:
+            await self._run_may_kick(changes)
+            if await self._role_acls(rolename) != want:
+                raise DynsecError("addRoleACL", f"role {rolename} did not take its ACLs")
+
+    async def _role_acls(self, rolename: str) -> set[tuple[str, str, bool]]:
+        role = (await self.run("getRole", rolename=rolename)).get("data", {}).get("role", {})
+        return {(a["acltype"], a["topic"], bool(a.get("allow"))) for a in role.get("acls", [])}
+
+    async def _run_may_kick(self, commands: list[dict[str, Any]]) -> None:
+        """Commands that may disconnect this very client: Mosquitto disconnects every client whose
+        ACL they change (a role it holds), and their answers are lost with the connection. Sent in
+        one message; done when answered or when the client has reconnected (the caller checks)."""
+        connects = self._client.connects
+        correlations = [uuid.uuid4().hex for _ in commands]
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        self._waiting.update(zip(correlations, futures, strict=True))
+        body = {"commands": [{**c, "correlationData": k} for c, k in zip(commands, correlations, strict=True)]}
+        try:
+            await self._client.publish(CONTROL_TOPIC, json.dumps(body).encode(), qos=1)
+            async with asyncio.timeout(self._timeout_s * 3):
+                while not all(f.done() for f in futures) and self._client.connects == connects:
+                    await asyncio.sleep(0.02)
+            if self._client.connects != connects:
+                await self._client.resubscribed()
+        finally:
+            for k in correlations:
+                self._waiting.pop(k, None)
 
     async def client_roles(self, username: str) -> list[str]:
         found = (await self.run("getClient", username=username)).get("data", {}).get("client", {})
         return [r["rolename"] for r in found.get("roles", [])]
 
     async def ensure_own_role(self, username: str, rolename: str) -> None:
-        """Give this client itself (`username`) a role. Mosquitto disconnects a client whose roles
-        change (so that it reconnects under its new ACL): the answer to addClientRole is lost with
-        the connection, so the change is confirmed after the client has reconnected."""
+        """Give this client itself (`username`) a role (Mosquitto disconnects it meanwhile)."""
         if rolename in await self.client_roles(username):
             return
-        connects = self._client.connects
-        body = {"commands": [{"command": "addClientRole", "username": username, "rolename": rolename}]}
-        await self._client.publish(CONTROL_TOPIC, json.dumps(body).encode(), qos=1)
-        async with asyncio.timeout(self._timeout_s * 3):
-            while self._client.connects == connects:  # paho reconnects by itself within seconds
-                await asyncio.sleep(0.05)
-        await self._client.resubscribed()
+        await self._run_may_kick([{"command": "addClientRole", "username": username, "rolename": rolename}])
         if rolename not in await self.client_roles(username):
             raise DynsecError("addClientRole", f"{username} still lacks role {rolename}")
 
