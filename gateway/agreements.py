@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from jinja2 import Environment
 
@@ -213,7 +214,8 @@ class AgreementService:
             party_id=party.id, kind=inv.kind, scopes=inv.scopes,
             customer_email=inv.customer_email, duration_months=inv.duration_months,
             covered=[AgreementPremise(p.esi_id, p.meter_number) for p in inv.premises],
-            consent_token_hash=hash_token(token), invitation_expires_at=expires, now=now)
+            consent_token_hash=hash_token(token), invitation_expires_at=expires, now=now,
+            event=("agreement.invited", {"invitation_expires_at": expires.isoformat(), "resent": False}))
         await self._send_invitation(agreement, party, token, expires, agreement.duration_months)
         return agreement
 
@@ -261,7 +263,8 @@ class AgreementService:
             state=AgreementState.INVITED.value,
             resend_count=agreement.resend_count + 1, consent_token_hash=hash_token(token),
             invitation_expires_at=expires, consent_expires_at=expires, ended_at=None,
-            end_reason=None, updated_at=now)
+            end_reason=None, updated_at=now,
+            event=("agreement.invited", {"invitation_expires_at": expires.isoformat(), "resent": True}))
         if updated is None:
             raise Conflict(f"agreement {agreement_id} changed meanwhile; try again",
                            code="state_changed")
@@ -299,7 +302,7 @@ class AgreementService:
             raise Conflict(f"agreement {agreement_id} is {agreement.state.value} already",
                            code="already_ended")
         ended = await self._end(agreement, AgreementState.TERMINATED_BY_THIRD_PARTY,
-                                f"terminated by {party.name}")
+                                f"terminated by {party.name}", by="third_party")
         if ended is None:
             raise Conflict(f"agreement {agreement_id} changed meanwhile", code="state_changed")
         return ended
@@ -333,20 +336,24 @@ class AgreementService:
         terminate_token = new_token()
         accepted = {"ends_at": add_months(now, view.months), "duration_months": view.months,
                     "terminate_token_hash": hash_token(terminate_token)}
+        values: dict[str, Any]
         if view.renewal and accept:
             outcome, expect = "renewed", AgreementState.ACTIVE
-            values = {**spent, **accepted, "renewal_months": None, "reminders_sent": 0}
+            values = {**spent, **accepted, "renewal_months": None, "reminders_sent": 0,
+                      "event": ("agreement.renewed", {"duration_months": view.months})}
         elif view.renewal:
             outcome, expect = "renewal_declined", AgreementState.ACTIVE
-            values = {**spent, "renewal_months": None}
+            values = {**spent, "renewal_months": None,
+                      "event": ("agreement.renewal_declined", {"by": "customer"})}
         elif accept:
             outcome, expect = "accepted", AgreementState.INVITED
             values = {**spent, **accepted, "state": AgreementState.ACTIVE.value,
-                      "accepted_at": now, "starts_at": now}
+                      "accepted_at": now, "starts_at": now,
+                      "event": ("agreement.accepted", {"duration_months": view.months})}
         else:
             outcome, expect = "rejected", AgreementState.INVITED
             values = {**spent, "state": AgreementState.REJECTED.value, "ended_at": now,
-                      "end_reason": "rejected by the customer"}
+                      "end_reason": "rejected by the customer", "event": ("agreement.rejected", {})}
         # The link itself is part of the compare-and-set: two clicks, one winner.
         updated = await self.store.update_agreement(
             agreement.id, expect_states=[expect], expect={"consent_token_hash": hash_token(token)},
@@ -370,16 +377,18 @@ class AgreementService:
         if found is None:
             return None
         return await self._end(found[0], AgreementState.TERMINATED_BY_CUSTOMER,
-                               "terminated by the customer", notify_customer=False)
+                               "terminated by the customer", notify_customer=False, by="customer")
 
     # -- system side --------------------------------------------------------------------------
 
-    async def terminate_for_premise(self, esi_id: str, reason: str) -> list[Agreement]:
-        """The premise was removed or the customer moved out: end every agreement covering it."""
+    async def terminate_for_premise(self, esi_id: str, reason: str, *, by: str = "system") -> list[Agreement]:
+        """The premise was removed or the customer moved out: end every agreement covering it.
+        `by` (in the `agreement.terminated` event): `operator` when the operator did it through
+        the API, `system` when the gateway found it (a premise import's new customer of record)."""
         ended = []
         for agreement in await self.store.agreements_for_premise(esi_id, states=PENDING):
             done = await self._end(agreement, AgreementState.TERMINATED_BY_SYSTEM,
-                                   f"{reason} (ESI ID {esi_id})")
+                                   f"{reason} (ESI ID {esi_id})", by=by)
             if done is not None:
                 ended.append(done)
         return ended
@@ -402,20 +411,21 @@ class AgreementService:
                     agreement.id, expect_states=[AgreementState.INVITED],
                     state=AgreementState.EXPIRED.value, consent_token_hash=None,
                     consent_expires_at=None, ended_at=now, end_reason="invitation expired",
-                    updated_at=now):
+                    updated_at=now, event=("agreement.expired", {"reason": "invitation expired"})):
                 expired += 1
         for agreement in await self.store.agreements_due(
                 state=AgreementState.ACTIVE, column="consent_expires_at", before=now):
             if await self.store.update_agreement(
                     agreement.id, expect_states=[AgreementState.ACTIVE], consent_token_hash=None,
-                    consent_expires_at=None, renewal_months=None, updated_at=now):
+                    consent_expires_at=None, renewal_months=None, updated_at=now,
+                    event=("agreement.renewal_declined", {"by": "system"})):  # unanswered in time
                 lapsed += 1
         for agreement in await self.store.agreements_due(
                 state=AgreementState.ACTIVE, column="ends_at", before=now + timedelta(seconds=1)):
             if agreement.ends_at is not None and agreement.ends_at <= now:
                 async with self._one_transaction():  # the end and its mail, or neither
                     done = await self._end(agreement, AgreementState.COMPLETED,
-                                           "the agreed term is over", at=agreement.ends_at)
+                                           "the agreed term is over", at=agreement.ends_at, by=None)
                 completed += done is not None
         days = self.config.agreements.reminder_days_before
         if days:
@@ -429,7 +439,8 @@ class AgreementService:
                         updated = await self.store.update_agreement(
                             agreement.id, expect_states=[AgreementState.ACTIVE],
                             expect={"reminders_sent": agreement.reminders_sent},
-                            reminders_sent=due, updated_at=now)
+                            reminders_sent=due, updated_at=now, event=("agreement.renewal_due", {
+                                "reminder": due, "days_left": max(0, (agreement.ends_at - now).days)}))
                         if updated is not None:
                             await self._send_reminder(updated)
                     reminded += updated is not None
@@ -447,14 +458,18 @@ class AgreementService:
             return contextlib.nullcontext()
         return self.store.unit_of_work()
 
-    async def _end(self, agreement: Agreement, state: AgreementState, reason: str, *,
+    async def _end(self, agreement: Agreement, state: AgreementState, reason: str, *, by: str | None,
                    at: datetime | None = None, notify_customer: bool = True) -> Agreement | None:
+        """End the agreement (compare-and-set) with its event: `agreement.terminated` naming who
+        ended it (`by`), or `agreement.completed` (by None: its term ran out)."""
         assert state in ENDED_STATES
         now = self.clock.now()
+        event = ("agreement.completed", {"reason": reason}) if by is None else \
+            ("agreement.terminated", {"by": by, "reason": reason})
         ended = await self.store.update_agreement(
             agreement.id, expect_states=PENDING, state=state.value, ended_at=at or now,
             end_reason=reason, consent_token_hash=None, consent_expires_at=None,
-            terminate_token_hash=None, renewal_months=None, updated_at=now)
+            terminate_token_hash=None, renewal_months=None, updated_at=now, event=event)
         if ended is not None and notify_customer and agreement.state is AgreementState.ACTIVE:
             party = await self.store.get_party(ended.party_id)
             if party is not None:

@@ -23,6 +23,7 @@ from gateway.api import (
     error_docs,
     routes_agreements,
     routes_device_writes,
+    routes_events,
     routes_inventory,
     routes_parties,
     routes_premises,
@@ -132,7 +133,7 @@ def create_app(
         mqtt_api = None
         if config.mqtt_api.enabled:
             mqtt_api = MqttApi(svc, config.mqtt_api, serve_requests=config.server.role is not ServerRole.WORKER,
-                               dispatcher=lambda: app.state.dispatcher if works else None)
+                               publish_events=works, dispatcher=lambda: app.state.dispatcher if works else None)
             await mqtt_api.start()  # connects in the background: the REST API does not wait for the broker
         app.state.mqtt_api = mqtt_api
         if works:
@@ -170,7 +171,7 @@ def create_app(
     if config.server.role is ServerRole.WORKER:  # /healthz, /readyz and /metrics only
         return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
-                   routes_agreements, routes_requests):
+                   routes_agreements, routes_requests, routes_events):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     app.include_router(error_docs.router)

@@ -121,8 +121,10 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /v1/lifecycle-runs": Policy("-", (OP,)),
     # HAN requests and webhooks
     "POST /v1/han-requests": Policy("han_request", (TP,), note="each premise checked against the party's consent"),
+    "GET /v1/han-requests": Policy("han_request", (OP, TP), note="a third party: its own"),
     "GET /v1/han-requests/{request_id}": _owned("han_request", "request_id"),
     "GET /v1/han-requests/{request_id}/deliveries": _owned("han_request", "request_id"),
+    "GET /v1/events": Policy("event", (TP,), note="its own"),
     "POST /v1/webhooks": Policy("webhook", (TP,)),
     "GET /v1/webhooks": Policy("webhook", (TP,), note="its own"),
     "DELETE /v1/webhooks/{webhook_id}": _owned("webhook", "webhook_id", OWN),

@@ -74,7 +74,7 @@ async def put_premise(body: PremiseIn, svc: Svc, _: Operator, response: Response
     if before is not None and before.customer_email and (
             (before.customer_email or "").lower() != (body.customer_email or "").lower()):
         await svc.agreements.terminate_for_premise(
-            body.esi_id, "the customer of record changed (move-out)")
+            body.esi_id, "the customer of record changed (move-out)", by="operator")
     if outcome != "created":
         response.status_code = 200
     premise = await svc.store.get_premise(body.esi_id)
@@ -130,7 +130,7 @@ async def remove_premise(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response
     """The ESI ID is retired: agreements on it end (terminated by system). The row is kept
     (status `removed`) for the audit log and history; it answers 404 to third parties."""
     await svc.store.set_premise_status(esi_id, "removed", svc.clock.now())
-    await svc.agreements.terminate_for_premise(esi_id, "the premise was removed")
+    await svc.agreements.terminate_for_premise(esi_id, "the premise was removed", by="operator")
     return Response(status_code=204)
 
 
@@ -139,7 +139,7 @@ async def move_out(esi_id: EsiIdPath, svc: Svc, who: Operator) -> Response:
     """The customer moved out: their contact is cleared and agreements end (by system)."""
     await svc.store.set_premise_status(esi_id, "moved_out", svc.clock.now(),
                                        clear_customer=True)
-    await svc.agreements.terminate_for_premise(esi_id, "the customer moved out")
+    await svc.agreements.terminate_for_premise(esi_id, "the customer moved out", by="operator")
     return Response(status_code=204)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
+from ams_adapters.contract import OperationKind as RequestKind
 from gateway.api.deps import Pages, Services, Svc, ThirdParty, Who
 from gateway.api.links import links, to
 from gateway.api.params import DbId
@@ -17,6 +19,7 @@ from gateway.api.schemas import (
     DeadLetterOut,
     DeliveryOut,
     DeviceStateOut,
+    HanRequestListItemOut,
     HanRequestOut,
     PageOut,
     RequeuedOut,
@@ -24,9 +27,9 @@ from gateway.api.schemas import (
     WebhookIn,
     WebhookOut,
 )
-from gateway.domain.model import Role
+from gateway.domain.model import HanRequestState, Role
 from gateway.domain.records import Principal
-from gateway.errors import FieldError, InvalidRequest, NotFound, Unavailable
+from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound, Unavailable
 from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.requests import HanRequestBody
 from gateway.pipeline.service import RequestService
@@ -64,6 +67,44 @@ async def accept_request(svc: Services, who: Principal, body: Any, dispatcher: D
     service = RequestService(svc.store, svc.config.pipeline, None if dispatcher is None else dispatcher.routes)
     accepted = await service.submit(who, body, svc.clock.now())
     return AcceptedOut.model_validate(accepted.as_dict())
+
+
+def _aware(field: str, value: datetime | None) -> datetime | None:
+    """A time filter must say its offset: a bare local time would be read in whatever zone."""
+    if value is not None and value.utcoffset() is None:
+        raise InvalidRequest(f"{field} has no UTC offset", errors=[FieldError(
+            field, "timezone_required", "an ISO 8601 time with its offset, e.g. 2026-01-15T12:00:00Z",
+            value.isoformat())])
+    return value
+
+
+@router.get("/han-requests", response_model=PageOut[HanRequestListItemOut],
+            summary="Your requests, oldest first, filtered by kind, state and creation time (paginated)")
+async def list_requests(  # noqa: PLR0917
+        svc: Svc, who: Who, page: Pages,
+        kind: Annotated[list[RequestKind] | None, Query(description="one or more kinds")] = None,
+        state: Annotated[list[HanRequestState] | None, Query(description="the request's own state")] = None,
+        created_after: Annotated[datetime | None, Query(description="created at or after (with offset)")] = None,
+        created_before: Annotated[datetime | None, Query(description="created before (with offset)")] = None,
+) -> PageOut[HanRequestListItemOut]:
+    """A third party's own requests; the operator sees every request (its device writes among them)."""
+    after = id_cursor(page.cursor)
+    if who.role is not Role.OPERATOR and who.role is not Role.THIRD_PARTY:
+        raise Forbidden("requests are for operators and their third parties", code="forbidden")
+    since, until = _aware("created_after", created_after), _aware("created_before", created_before)
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest("created_after is not before created_before", errors=[FieldError(
+            "created_after", "empty_interval", f"must be before created_before ({until.isoformat()})",
+            since.isoformat())])
+    rows = await han_requests.list_requests(
+        svc.store.engine, who.party_id if who.role is Role.THIRD_PARTY else None, after=after, limit=page.limit,
+        kinds=[k.value for k in kind or ()], states=[s.value for s in state or ()],
+        created_after=since, created_before=until)
+    return PageOut[HanRequestListItemOut](items=[HanRequestListItemOut(
+        id=r.id, kind=r.kind, state=r.state, se_id=r.se_id, created_at=r.created_at, targeted=r.targeted,
+        fanout=r.target_all, cancels_request_id=r.cancels_request_id, part_of_request_id=r.part_of_request_id,
+        starts_at=r.starts_at, ends_at=r.ends_at) for r in rows],
+        next_cursor=str(rows[-1].id) if len(rows) == page.limit else None)
 
 
 async def _own(svc: Svc, who: Who, request_id: int) -> Any:
@@ -167,8 +208,9 @@ async def get_dead_letters(svc: Svc, who: ThirdParty, webhook_id: DbId, page: Pa
     items = await webhook_store.list_dead_letters(svc.store.engine, webhook_id, after=id_cursor(page.cursor),
                                                   limit=page.limit)
     return PageOut[DeadLetterOut](
-        items=[DeadLetterOut(id=d.id, request_id=d.request_id, event=d.body, created_at=d.created_at,
-                             attempts=d.attempts, last_error=d.last_error, dead_at=d.dead_at) for d in items],
+        items=[DeadLetterOut(id=d.id, event_id=d.event_id, request_id=d.request_id, subject=d.subject, event=d.body,
+                             created_at=d.created_at, attempts=d.attempts, last_error=d.last_error,
+                             dead_at=d.dead_at) for d in items],
         next_cursor=str(items[-1].id) if len(items) == page.limit else None)
 
 

@@ -20,6 +20,7 @@ from gateway.domain.model import (
     AgreementKind,
     AgreementState,
     DeviceStatus,
+    HanRequestState,
     PartyStatus,
     PremiseClass,
     Role,
@@ -518,13 +519,47 @@ class WebhookCreated(WebhookOut):
 
 
 class DeadLetterOut(BaseModel):
-    id: int = Field(description="the event's id (`webhook-id` is `msg_<id>`)")
-    request_id: int = Field(description="the request the event is about (0: a device provisioning event)")
+    id: int = Field(description="the dead letter's id on this webhook (what redeliver takes)")
+    event_id: int | None = Field(description="the event's id (`webhook-id` is `evt_<event_id>`; "
+                                 "null: queued before the event log, `webhook-id` `msg_<id>`)")
+    request_id: int = Field(description="the request the event is about (0: not a request's event)")
+    subject: str | None = Field(description="what the event is about, e.g. `request:12`, `agreement:5`")
     event: str = Field(description="the JSON body as it would be POSTed")
     created_at: datetime
     attempts: int
     last_error: str | None = Field(description='why the last attempt failed, e.g. "HTTP 500"')
     dead_at: datetime
+
+
+class EventOut(BaseModel):
+    id: int = Field(description="the event id: the body's `id`, the webhook-id `evt_<id>`, the MQTT event id")
+    type: str = Field(description="see the event catalogue in docs/third-party-api.md")
+    subject: str = Field(description="what it is about; events of one subject are in id order")
+    created_at: datetime
+    event: dict[str, Any] = Field(description="the body exactly as a webhook POSTs it")
+
+
+class EventPageOut(BaseModel):
+    items: list[EventOut]
+    next_after: int = Field(description="pass as `after` for the next page (the last id here, or the `after` "
+                            "given when there is none yet)")
+
+
+class HanRequestListItemOut(BaseModel):
+    """A request in a list: its own fields; its premises and devices by state are in
+    `GET /v1/han-requests/{id}`."""
+
+    id: int
+    kind: RequestKind
+    state: HanRequestState
+    se_id: int | None
+    created_at: datetime
+    targeted: int
+    fanout: bool = Field(description="sent with all_premises")
+    cancels_request_id: int | None
+    part_of_request_id: int | None = Field(description="a block period: the price it belongs to")
+    starts_at: datetime | None
+    ends_at: datetime | None
 
 
 class RequeuedOut(BaseModel):

@@ -46,6 +46,18 @@ class AgreementState(enum.StrEnum):
 
 ENDED_STATES = frozenset(AgreementState) - {AgreementState.INVITED, AgreementState.ACTIVE}
 
+
+class HanRequestState(enum.StrEnum):
+    """A HAN request's own state (`han_requests.state`; its premises' and devices' states are
+    counted apart): accepted (every premise has its delivery), expanding (an all-premises
+    fan-out still adding pages), cancelled (a fan-out cancelled while expanding), expired (a
+    fan-out whose end came before it was expanded)."""
+
+    ACCEPTED = "accepted"
+    EXPANDING = "expanding"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
 # Months a customer may consent for; 24 and 36 only for large commercial premises (DOMAIN.md).
 DURATIONS_MONTHS = (1, 3, 6, 9, 12)
 LARGE_COMMERCIAL_DURATIONS_MONTHS = (*DURATIONS_MONTHS, 24, 36)

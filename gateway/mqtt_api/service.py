@@ -17,9 +17,12 @@ from gateway.api.deps import Services
 from gateway.config import MqttApiConfig
 from gateway.mqtt_api.client import BrokerClient, BrokerError
 from gateway.mqtt_api.dynsec import Dynsec, DynsecError
+from gateway.mqtt_api.events import EventPublisher
 from gateway.mqtt_api.requests import RequestListener
 from gateway.mqtt_api.topics import Topics
 from gateway.pipeline.dispatcher import Dispatcher
+from gateway.store import events as event_log
+from gateway.store import mqtt_credentials
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +50,32 @@ async def prepare_broker(config: MqttApiConfig) -> None:
 
 
 class MqttApi:
-    def __init__(self, svc: Services, config: MqttApiConfig, *, serve_requests: bool,
+    def __init__(self, svc: Services, config: MqttApiConfig, *, serve_requests: bool, publish_events: bool,
                  dispatcher: Callable[[], Dispatcher | None]) -> None:
         self._svc = svc
         self._config = config
         self._serve_requests = serve_requests
+        self._publish_events = publish_events
+        # A party with live broker credentials has an event channel: its delivery events are
+        # written (the event log's cost rule), to be published here.
+        event_log.register_event_channel(mqtt_credentials.with_live_credentials)
         self._dispatcher = dispatcher
         self.topics = Topics(config.topic_root)
         self.ready = asyncio.Event()
         self.client: BrokerClient | None = None
         self.listener: RequestListener | None = None
+        self.publisher: EventPublisher | None = None
         self._task: asyncio.Task[None] | None = None
+        self._publishing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
+        if self._publishing is not None:
+            self._publishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publishing
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -93,6 +106,9 @@ class MqttApi:
             code = await client.subscribe(f"$share/{config.share_group}/{self.topics.every_party_requests}", qos=1)
             if code >= 0x80:
                 log.error("MQTT API: the broker refused the requests subscription (reason %#x)", code)
+        if self._publish_events:
+            self.publisher = EventPublisher(self._svc.store, client, self.topics, self._svc.clock)
+            self._publishing = asyncio.create_task(self.publisher.run())
         self.ready.set()
         log.info("MQTT API connected to %s:%s (topic root %s)", config.host, config.port, config.topic_root)
         if self.listener is not None:

@@ -1,6 +1,8 @@
 """Webhooks: events POSTed signed in the Standard Webhooks format, retried with backoff, stored
-before they are sent (never lost across restarts), and delivered in order per request: an event
-waits while an earlier one of the same request to the same webhook is not delivered yet.
+before they are sent (never lost across restarts), and delivered in order per subject (the object
+the event is about: `request:12`, `agreement:5`, `device:<esi_id>:<eui64>`; see
+gateway/store/events.py): an event waits while an earlier one of the same subject to the same
+webhook is not delivered yet.
 
 Dead letters: an event that failed `webhook_max_attempts` times, or is older than
 `webhook_max_age_seconds` when it fails again, is dead-lettered (`dead_at`). It is no longer sent
@@ -52,6 +54,7 @@ from ams_adapters.pacing import backoff_delay
 from gateway.clock import Clock
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.webhook_targets import GuardedBackend, parse_url
+from gateway.store import events
 from gateway.store import webhooks as webhook_store
 from gateway.store.store import Store
 
@@ -186,7 +189,8 @@ class WebhookSender:
                     and upcoming.next_attempt_at > now:
                 upcoming = None  # waits for its retry
             recorded, claimed = await webhook_store.record_attempt_and_claim(
-                self.store.engine, row, values, upcoming, now=now, lease_until=self._lease_until())
+                self.store.engine, row, values, upcoming, now=now, lease_until=self._lease_until(),
+                on_dead=events.record_dead_letter)
             self._log(row, values, recorded)
             if claimed is None:
                 return
@@ -237,7 +241,9 @@ class WebhookSender:
         webhook_outbox row joined with its webhook (url, secret). May raise anything."""
         assert self._pool is not None
         url = parse_url(row.url)  # rows stored before URLs were checked may not parse
-        msg_id = f"msg_{row.id}"
+        # The event's id (the same on every channel and in GET /v1/events); rows queued before the
+        # event log existed keep the id they had (their outbox row's).
+        msg_id = f"evt_{row.event_id}" if row.event_id is not None else f"msg_{row.id}"
         ts = int(now.timestamp())
         body: bytes = row.body.encode()
         headers = [(b"host", url.netloc), (b"content-type", b"application/json"),

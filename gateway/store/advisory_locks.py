@@ -57,3 +57,20 @@ async def lock_premises(conn: AsyncConnection, esi_ids: Iterable[str]) -> None:
     await conn.execute(sa.text(
         "SELECT count(pg_advisory_xact_lock(:ns, k)) FROM unnest(CAST(:keys AS int[])) AS k"),
         {"ns": PREMISE_ARBITRATION, "keys": stripes})
+
+
+PARTY_EVENTS = 0x1E7E  # one party's event log (gateway/store/events.py): its events commit in id order
+
+
+async def lock_keys(conn: AsyncConnection, namespace: int, keys: Iterable[int]) -> None:
+    """Hold the locks of integer `keys` (< 2**31, e.g. party ids) in `namespace` to the end of
+    `conn`'s transaction, taken in ascending order (two transactions that each take theirs in one
+    call never wait for each other in a cycle)."""
+    if conn.dialect.name != "postgresql":
+        return
+    ordered = sorted(set(keys))
+    if not ordered:
+        return
+    await conn.execute(sa.text(
+        "SELECT count(pg_advisory_xact_lock(:ns, k)) FROM unnest(CAST(:keys AS int[])) AS k"),
+        {"ns": namespace, "keys": ordered})

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.domain.limits import LOAD_CONTROL_DEVICE_TYPES, SLOT_HOLDERS
 from gateway.domain.model import AgreementKind, AgreementState, Scope
 from gateway.domain.records import Agreement, AgreementPremise
+from gateway.store import events
 from gateway.store.cursors import Page, id_cursor
 from gateway.store.schema import agreement_premises, agreements, han_devices, premises
 
@@ -77,6 +78,21 @@ def _consent_query() -> sa.Select[Any]:
 _CONSENT_QUERY = _consent_query()
 
 
+AgreementEvent = tuple[str, Mapping[str, Any]]
+"""An agreement event to record with a change: its type (`agreement.accepted`, …) and the fields
+it adds to the agreement's own (`by`, `reason`, …)."""
+
+
+def _event(agreement: Agreement, event: AgreementEvent, at: datetime) -> events.NewEvent:
+    """The event body: the agreement as it is after the change, and the event's own fields."""
+    kind, fields = event
+    return events.NewEvent(agreement.party_id, kind, events.subject_of_agreement(agreement.id), {
+        "agreement_id": agreement.id, "kind": agreement.kind.value, "state": agreement.state.value,
+        "esi_ids": [p.esi_id for p in agreement.premises],
+        "ends_at": agreement.ends_at.isoformat() if agreement.ends_at else None, **fields,
+        "at": at.isoformat()}, at)
+
+
 class AgreementsStore:
     """Agreements (mixed into `Store`)."""
 
@@ -96,7 +112,9 @@ class AgreementsStore:
         consent_token_hash: str,
         invitation_expires_at: datetime,
         now: datetime,
+        event: AgreementEvent | None = None,
     ) -> Agreement:
+        """A new invited agreement, with its `event` in the same transaction."""
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -126,7 +144,10 @@ class AgreementsStore:
                     for p in covered
                 ],
             )
-        return _agreement(row, covered)
+            created = _agreement(row, covered)
+            if event is not None:
+                await events.record_events(conn, [_event(created, event, now)])
+        return created
 
     async def _load_agreements(self, conn: AsyncConnection, rows: Sequence[Any]) -> list[Agreement]:
         if not rows:
@@ -226,6 +247,7 @@ class AgreementsStore:
         *,
         expect_states: Sequence[AgreementState],
         expect: Mapping[str, Any] | None = None,
+        event: AgreementEvent | None = None,
         **values: Any,
     ) -> Agreement | None:
         """Compare-and-set: change the agreement only if it is still in one of `expect_states`.
@@ -233,6 +255,8 @@ class AgreementsStore:
         Returns the updated agreement, or None if another request changed its state first — so
         two clicks on the same consent link cannot both win. `expect` adds column == value
         conditions (e.g. the consent link must still be the current one: renewals keep the state).
+        `event` is recorded with the change, in its transaction, only when the change is made
+        (at `updated_at`): one event per change, whichever instance or click wins.
         """
         query = agreements.update().where(
             agreements.c.id == agreement_id,
@@ -247,7 +271,10 @@ class AgreementsStore:
             rows = (
                 await conn.execute(agreements.select().where(agreements.c.id == agreement_id))
             ).all()
-            return (await self._load_agreements(conn, rows))[0]
+            updated = (await self._load_agreements(conn, rows))[0]
+            if event is not None:
+                await events.record_events(conn, [_event(updated, event, updated.updated_at)])
+            return updated
 
     async def agreements_due(
         self, *, state: AgreementState, column: str, before: datetime

@@ -2,8 +2,8 @@
 per premise and SE event, its state transitions with their times, and each device's state; the
 reads and writes of the dispatcher (due rows, expiry, retries, the set-based record of a batch a
 route accepted, head-end references, withdrawals) and of the inbound side (delivery reports and
-device answers matched to their deliveries). Every transition queues its webhook events in the
-same transaction (gateway/store/webhooks.py).
+device answers matched to their deliveries). Every transition records its events in the
+same transaction (gateway/store/events.py).
 
 Functions that take a connection write in the caller's transaction (`Store.transaction()`, or the
 connection a store function gives its callback); those that take the engine open their own.
@@ -12,7 +12,6 @@ connection a store function gives its callback); those that take the engine open
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.model import AgreementState
-from gateway.store import frame_log, price_acks, webhooks
+from gateway.store import events, frame_log, price_acks
 from gateway.store.bulk import ID_CHUNK, ids_condition, insert_many
 from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_device_states, han_transitions
 
@@ -112,7 +111,8 @@ async def insert(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 async def record_transitions(conn: AsyncConnection, items: Sequence[Transition]) -> None:
-    """History rows, device states, and one webhook event per registered webhook of the party."""
+    """History rows, device states, and one event per transition for a party with an event channel
+    (gateway/store/events.py: in the log and queued for its webhooks)."""
     if not items:
         return
     await insert_many(conn, han_transitions, [
@@ -130,22 +130,21 @@ async def record_transitions(conn: AsyncConnection, items: Sequence[Transition])
     await _webhook_events(conn, items)
 
 
-async def _webhook_events(conn: AsyncConnection, items: Sequence[Transition]) -> None:
-    """One webhook event per transition for each registered webhook of its party."""
-    # The operator's device writes (party None) have no webhooks.
-    by_party = await webhooks.live_webhooks(conn, {t.party_id for t in items if t.party_id is not None})
-    if not by_party:
+async def _webhook_events(conn: AsyncConnection, items: Sequence[Transition],
+                          with_channel: set[int] | None = None) -> None:
+    """One event per transition (gateway/store/events.py), for the parties with an event channel
+    only (the cost rule: a fan-out's parties without one get no event row)."""
+    # The operator's device writes (party None) have no events.
+    if with_channel is None:
+        with_channel = await events.party_has_event_channel(
+            conn, {t.party_id for t in items if t.party_id is not None})
+    if not with_channel:
         return
-    rows = []
-    for t in items:
-        body = json.dumps({
-            "type": "delivery.device_state" if t.eui64 else "delivery.state",
-            "request_id": t.request_id, "delivery_id": t.delivery_id, "esi_id": t.esi_id,
-            "eui64": t.eui64, "state": t.state, "at": t.at.isoformat(), "detail": t.detail,
-        })
-        for hook_id in by_party.get(t.party_id, []) if t.party_id is not None else []:
-            rows.append({"webhook_id": hook_id, "request_id": t.request_id, "body": body, "created_at": t.at})
-    await webhooks.enqueue(conn, rows)
+    await events.record_events(conn, [events.NewEvent(
+        t.party_id, "delivery.device_state" if t.eui64 else "delivery.state", events.subject_of_request(t.request_id),
+        {"request_id": t.request_id, "delivery_id": t.delivery_id, "esi_id": t.esi_id, "eui64": t.eui64,
+         "state": t.state, "at": t.at.isoformat(), "detail": t.detail}, t.at)
+        for t in items if t.party_id is not None and t.party_id in with_channel], with_channel=with_channel)
 
 
 async def set_state(conn: AsyncConnection, rows: Iterable[Any], state: str, now: datetime,
@@ -183,8 +182,8 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now
     """Queued deliveries the route accepted become `submitted`, set-based: per chunk of ids one
     UPDATE … RETURNING id, then the transitions and the frame log (the frame sent into the home)
     written by INSERT … SELECT from the changed rows, so a batch of thousands of premises costs
-    three statements and no Python object per premise. Webhook events (one per transition) are
-    built only for parties that registered webhooks. Returns how many rows changed.
+    three statements and no Python object per premise. Events (one per transition) are
+    built only for parties with an event channel (events.py). Returns how many rows changed.
 
     `confirm_by` is when a still-`submitted` delivery is looked at again (`read_unconfirmed`):
     kept in `next_attempt_at`, which a submitted row does not use otherwise, so the sweep reads
@@ -210,10 +209,13 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now
                 _D.id, sa.null(), sa.literal(SUBMITTED, sa.String), sa.literal(now, han_transitions.c.at.type),
                 sa.null()).where(ids_condition(_D.id, done))))
         await frame_log.log_sent_deliveries(conn, ids_condition(_D.id, done), now)
-    if changed and await webhooks.any_live_webhook(conn, {r.party_id for r in rows if r.party_id is not None}):
+    with_channel = await events.party_has_event_channel(
+        conn, {r.party_id for r in rows if r.party_id is not None}) if changed else set()
+    if with_channel:
         by_id = {r.id: r for r in rows}
         await _webhook_events(conn, [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id,
-                                                None, SUBMITTED, now) for i in changed])
+                                                None, SUBMITTED, now) for i in changed
+                                     if by_id[i].party_id in with_channel], with_channel)
     return len(changed)
 
 

@@ -195,6 +195,29 @@ async def get_request(engine: AsyncEngine, request_id: int) -> Any | None:
         return (await conn.execute(han_requests.select().where(han_requests.c.id == request_id))).first()
 
 
+async def list_requests(engine: AsyncEngine, party_id: int | None, *, after: int, limit: int,
+                        kinds: Collection[str] = (), states: Collection[str] = (),
+                        created_after: datetime | None = None, created_before: datetime | None = None) -> list[Any]:
+    """A page of requests (han_requests rows) by id after `after`: the party's own (None: every
+    request, the operator's view), filtered by kind, stored state and creation time
+    (`created_after` <= created_at < `created_before`). Keyset on (party_id, id): the index
+    ix_han_requests_party_id_id walks one party's requests in id order."""
+    r = han_requests.c
+    query = han_requests.select().where(r.id > after)
+    if party_id is not None:
+        query = query.where(r.party_id == party_id)
+    if kinds:
+        query = query.where(r.kind.in_(sorted(kinds)))
+    if states:
+        query = query.where(r.state.in_(sorted(states)))
+    if created_after is not None:
+        query = query.where(r.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(r.created_at < created_before)
+    async with engine.connect() as conn:
+        return list((await conn.execute(query.order_by(r.id).limit(limit))).all())
+
+
 async def summarize(engine: AsyncEngine, request_id: int) -> RequestSummary:
     async with engine.connect() as conn:
         by_state: dict[str, int] = dict((await conn.execute(sa.select(han_deliveries.c.state, sa.func.count()).where(

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.store import mqtt_event_cursors
 from gateway.store.schema import mqtt_credentials
 
 
@@ -50,10 +51,23 @@ async def party_has_mqtt_credentials(engine: AsyncEngine, party_id: int) -> bool
     return bool(await live(engine, party_id))
 
 
+async def with_live_credentials(conn: AsyncConnection, party_ids: set[int]) -> set[int]:
+    """The parties among `party_ids` with live credentials: the MQTT API's event channel test
+    (gateway/store/events.py `register_event_channel`)."""
+    if not party_ids:
+        return set()
+    rows = await conn.execute(sa.select(mqtt_credentials.c.party_id).distinct().where(
+        mqtt_credentials.c.party_id.in_(party_ids), mqtt_credentials.c.revoked_at.is_(None)))
+    return {int(r[0]) for r in rows}
+
+
 async def record(engine: AsyncEngine, *, party_id: int, username: str, password: str, now: datetime,
                  revoke: list[int]) -> MqttCredential:
-    """Store a new credential (its password's hash) and revoke `revoke` in one transaction."""
+    """Store a new credential (its password's hash) and revoke `revoke` in one transaction, and
+    start the party's MQTT event cursor: at its newest event for first credentials (or the first
+    after a revocation), where it was for a rotation."""
     async with engine.begin() as conn:
+        await mqtt_event_cursors.start(conn, party_id, from_now=not revoke)
         if revoke:
             await conn.execute(mqtt_credentials.update()
                                .where(mqtt_credentials.c.id.in_(revoke), mqtt_credentials.c.revoked_at.is_(None))

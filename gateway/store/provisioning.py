@@ -8,7 +8,6 @@ Operation ids reach routes as request ids `hgw-prov-<id>`: the same id after a r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.limits import SLOT_HOLDERS
 from gateway.domain.model import DeviceStatus
-from gateway.store import row_claims
-from gateway.store.schema import han_device_events, han_devices, han_provisioning_ops, webhook_outbox, webhooks
+from gateway.store import events, row_claims
+from gateway.store.schema import han_device_events, han_devices, han_provisioning_ops
 from gateway.store.store import Store
 
 # Operation kinds: the values of ams_adapters.contract.ProvisioningKind.
@@ -97,20 +96,17 @@ def _operation(row: Any) -> Operation:
 async def add_event(conn: AsyncConnection, *, esi_id: str, eui64: str | None, state: str, at: datetime,
                     operation_id: int | None, reason: str | None = None, detail: str | None = None,
                     party_id: int | None = None) -> None:
-    """One history row, and the same event to the party's webhooks (in this transaction)."""
+    """One history row, and the same event in the party's event log (in this transaction)."""
     await conn.execute(han_device_events.insert().values(
         esi_id=esi_id, eui64=eui64, state=state, reason=reason, detail=(detail or None) and detail[:300],
         at=at, operation_id=operation_id))
     if party_id is None:
         return
-    hooks = (await conn.execute(sa.select(webhooks.c.id).where(
-        webhooks.c.party_id == party_id, webhooks.c.deleted_at.is_(None)))).scalars().all()
-    body = json.dumps({"type": "device.provisioning", "esi_id": esi_id, "eui64": eui64, "state": state,
-                       "reason": reason, "detail": detail, "at": at.isoformat(), "operation_id": operation_id})
-    for hook in hooks:
-        # request_id 0: provisioning events of one webhook are delivered in order, like a request's.
-        await conn.execute(webhook_outbox.insert().values(
-            webhook_id=hook, request_id=0, body=body, created_at=at, attempts=0, next_attempt_at=at))
+    # In order per device (subject device:<esi_id>:<eui64>) on every channel.
+    await events.record_events(conn, [events.NewEvent(
+        party_id, "device.provisioning", events.subject_of_device(esi_id, eui64),
+        {"esi_id": esi_id, "eui64": eui64, "state": state, "reason": reason, "detail": detail,
+         "at": at.isoformat(), "operation_id": operation_id}, at)])
 
 
 class ProvisioningStore:

@@ -40,6 +40,10 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# Event ids (party_events.id): bigint on PostgreSQL (one row per event of every party, for years);
+# SQLite's INTEGER PRIMARY KEY is already 64-bit (and only it is the rowid alias).
+EventId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -222,6 +226,20 @@ mqtt_credentials = sa.Table(
     sa.Column("revoked_at", UtcDateTime, nullable=True),
 )
 
+mqtt_event_cursors = sa.Table(
+    "mqtt_event_cursors",
+    metadata,
+    # Per party: the last event (party_events.id) the broker acknowledged on its MQTT events topics, and
+    # the claim of the instance publishing them now (migration 0019; gateway/store/mqtt_event_cursors.py;
+    # the lease and fencing of gateway/store/row_claims.py).
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, unique=True),
+    sa.Column("last_event_id", EventId, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),  # the lease's end; NULL: never claimed
+    sa.Column("attempts", sa.Integer, nullable=False),  # claims so far: the fencing token
+    sa.Column("holder", sa.String(32), nullable=True),  # the instance holding the claim (diagnostics)
+)
+
 mail_outbox = sa.Table(
     "mail_outbox",
     metadata,
@@ -267,6 +285,8 @@ han_requests = sa.Table(
     sa.Column("starts_at", UtcDateTime, nullable=True),
     sa.Column("ends_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # GET /v1/han-requests: one party's requests in id order (migration 0018).
+    sa.Index("ix_han_requests_party_id_id", "party_id", "id"),
 )
 
 # One row per (request, premise, SE event): the delivery (an item of the delivery queue). Its id is
@@ -411,7 +431,29 @@ webhook_outbox = sa.Table(
     sa.Column("last_error", sa.String(300), nullable=True),
     # Dead letter (migration 0009): attempts or age used up; not sent again until redelivered.
     sa.Column("dead_at", UtcDateTime, nullable=True),
+    # Migration 0018: the event this row sends (its body is party_events.body; rows queued before
+    # 0018 have none and carry their own `body`), and the ordering key (events of one subject to
+    # one webhook go in order). request_id is kept for the dead-letter listing; 0 when the event
+    # is not a request's.
+    sa.Column("event_id", EventId, nullable=True),
+    sa.Column("subject", sa.String(100), nullable=True),
     sa.Index("ix_webhook_outbox_dead", "webhook_id", "dead_at"),
+)
+
+# ---------------------------------------------------------------- the event log (issue 15, 0018)
+
+# Every event of a third party, once (gateway/store/events.py): the id is the event id on every
+# channel (webhook-id, MQTT, GET /v1/events); `body` is the JSON exactly as sent.
+party_events = sa.Table(
+    "party_events",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_party_events_party_id_id", "party_id", "id"),
 )
 
 # ---------------------------------------------------------------- HAN provisioning (issue 6, 0007)

@@ -1,14 +1,16 @@
 """Webhook targets and their event queue (tables `webhooks`, `webhook_outbox`): registrations, the
-events waiting to be sent in each request's order, attempts, and dead letters.
+events waiting to be sent in each subject's order, attempts, and dead letters.
 
 Sending (HTTP, signatures, back-off) is gateway/pipeline/webhooks.py's job; events are written in
-the transaction of the transition that produced them (gateway/store/deliveries.py builds them and
-queues them with `enqueue`).
+the transaction of the change that produced them (gateway/store/events.py `record_events` records
+them in the event log and queues them here with `enqueue`, one row per live webhook pointing at
+the event). Order: an event waits while an earlier one of the same `subject` (`request:12`,
+`agreement:5`, …) to the same webhook is undelivered and not dead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -18,8 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store import row_claims
+from gateway.store.bulk import insert_many
 from gateway.store.mail_queue import TextSealer
-from gateway.store.schema import webhook_outbox, webhooks
+from gateway.store.schema import party_events, webhook_outbox, webhooks
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,10 @@ class Webhook:
 @dataclass(frozen=True)
 class DeadLetter:
     id: int
+    event_id: int | None
+    """The event's id in the event log (None: queued before the log existed)."""
     request_id: int
+    subject: str | None
     body: str
     created_at: datetime
     attempts: int
@@ -40,7 +46,8 @@ class DeadLetter:
     dead_at: datetime
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "request_id": self.request_id, "event": self.body,
+        return {"id": self.id, "event_id": self.event_id, "request_id": self.request_id,
+                "subject": self.subject, "event": self.body,
                 "created_at": self.created_at.isoformat(), "attempts": self.attempts,
                 "last_error": self.last_error, "dead_at": self.dead_at.isoformat()}
 
@@ -114,11 +121,13 @@ async def any_live_webhook(conn: AsyncConnection, party_ids: set[int]) -> bool:
 
 
 async def enqueue(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Queue events (webhook_id, request_id, body, created_at) in the caller's transaction, due at
-    once."""
+    """Queue events (webhook_id, request_id, body, created_at; subject and event_id as
+    record_events gives them — without a subject, the request's) in the caller's transaction, due
+    at once."""
     if rows:
-        await conn.execute(webhook_outbox.insert(), [
-            {**row, "attempts": 0, "next_attempt_at": row["created_at"]} for row in rows])
+        await insert_many(conn, webhook_outbox, [
+            {"subject": f"request:{row['request_id']}", "event_id": None, **row, "attempts": 0,
+             "next_attempt_at": row["created_at"]} for row in rows])
 
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:
@@ -130,24 +139,36 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
         webhook_outbox.c.next_attempt_at <= now))
 
 
+def _body() -> sa.ColumnElement[str]:
+    """The body an outbox row sends: its event's (one copy in the log, however many webhooks), or
+    its own when queued before the log existed."""
+    return sa.func.coalesce(party_events.c.body, webhook_outbox.c.body).label("body")
+
+
+def _with_body() -> Any:
+    return webhook_outbox.outerjoin(party_events, party_events.c.id == webhook_outbox.c.event_id)
+
+
 def _with_target() -> sa.Select[Any]:
-    """webhook_outbox rows joined with their webhook's url and secret (what sending needs)."""
-    return sa.select(webhook_outbox, webhooks.c.url, webhooks.c.secret).join(
-        webhooks, webhooks.c.id == webhook_outbox.c.webhook_id)
+    """webhook_outbox rows (body as sent) joined with their webhook's url and secret (what sending
+    needs)."""
+    return sa.select(*(c for c in webhook_outbox.c if c.name != "body"), _body(), webhooks.c.url,
+                     webhooks.c.secret, webhooks.c.party_id).select_from(_with_body().join(
+                         webhooks, webhooks.c.id == webhook_outbox.c.webhook_id))
 
 
 def _firsts(webhook_id: int | None = None) -> sa.Subquery:
-    """The first undelivered event of each (webhook, request): only it may be sent without
-    breaking the order of the request's events."""
+    """The first undelivered event of each (webhook, subject): only it may be sent without
+    breaking the order of the subject's events."""
     pending = sa.select(sa.func.min(webhook_outbox.c.id).label("id")).where(
         webhook_outbox.c.delivered_at.is_(None), webhook_outbox.c.dead_at.is_(None))
     if webhook_id is not None:
         pending = pending.where(webhook_outbox.c.webhook_id == webhook_id)
-    return pending.group_by(webhook_outbox.c.webhook_id, webhook_outbox.c.request_id).subquery()
+    return pending.group_by(webhook_outbox.c.webhook_id, webhook_outbox.c.subject).subquery()
 
 
 def _heads(now: datetime) -> sa.Select[Any]:
-    """The first events of each (webhook, request) that are due."""
+    """The first events of each (webhook, subject) that are due."""
     firsts = _firsts()
     return _with_target().join(firsts, firsts.c.id == webhook_outbox.c.id).where(
         _due(now), webhooks.c.deleted_at.is_(None))
@@ -167,7 +188,7 @@ async def claim_heads(engine: AsyncEngine, webhook_id: int, now: datetime, lease
                       limit: int = 1) -> list[Any]:
     """Claim the webhook's ready first events (up to `limit`) for one attempt each, until
     `lease_until` (gateway/store/row_claims.py): rows joined with url and secret. While a head is
-    claimed the rest of its request waits behind it, on every instance."""
+    claimed the rest of its subject waits behind it, on every instance."""
     firsts = _firsts(webhook_id)
     ids = row_claims.claimable(
         webhook_outbox, sa.and_(_due(now), webhooks.c.deleted_at.is_(None)), order_by=[webhook_outbox.c.id],
@@ -195,25 +216,33 @@ async def extend_claim(engine: AsyncEngine, row: Any, lease_until: datetime) -> 
 
 
 async def following_events(engine: AsyncEngine, head: Any, limit: int) -> Sequence[Any]:
-    """The undelivered events of `head`'s request after it, in order (same row shape as a head)."""
+    """The undelivered events of `head`'s subject after it, in order (same row shape as a head)."""
     async with engine.connect() as conn:
         return list((await conn.execute(_with_target().where(
-            webhook_outbox.c.webhook_id == head.webhook_id, webhook_outbox.c.request_id == head.request_id,
+            webhook_outbox.c.webhook_id == head.webhook_id, webhook_outbox.c.subject == head.subject,
             webhook_outbox.c.id > head.id, webhook_outbox.c.delivered_at.is_(None),
             webhook_outbox.c.dead_at.is_(None), webhooks.c.deleted_at.is_(None)).order_by(
             webhook_outbox.c.id).limit(limit))).all())
 
 
+DeadLetterHook = Callable[[AsyncConnection, Any, dict[str, Any]], Awaitable[None]]
+
+
 async def record_attempt_and_claim(engine: AsyncEngine, row: Any, values: dict[str, Any], upcoming: Any | None, *,
-                                   now: datetime, lease_until: datetime) -> tuple[bool, Any | None]:
+                                   now: datetime, lease_until: datetime,
+                                   on_dead: DeadLetterHook | None = None) -> tuple[bool, Any | None]:
     """Record a claimed attempt's outcome (delivered_at, or last_error with next_attempt_at or
     dead_at) — dropped when the claim ran out and another instance claimed the event since (its
     attempt decides then) — and, in the same transaction, claim
-    `upcoming` (the request's next event, read earlier with `following_events`) if it is still as
+    `upcoming` (the subject's next event, read earlier with `following_events`) if it is still as
     read and due — its predecessor is delivered now, so other instances may be after it too: one
-    of them gets it. One commit per event of a run. (recorded, the claimed upcoming event or None)."""
+    of them gets it. One commit per event of a run. (recorded, the claimed upcoming event or None).
+    `on_dead(conn, row, values)` runs in the same transaction when the outcome recorded is a dead
+    letter (gateway/store/events.py `record_dead_letter`)."""
     async with engine.begin() as conn:
         recorded = await row_claims.finish(conn, webhook_outbox, row.id, row.attempts, **values)
+        if recorded and on_dead is not None and "dead_at" in values:
+            await on_dead(conn, row, values)
         if not recorded or upcoming is None:
             return recorded, None
         claimed = await row_claims.claim_one(conn, webhook_outbox, upcoming.id, upcoming.attempts, _due(now),
@@ -228,8 +257,9 @@ async def list_dead_letters(engine: AsyncEngine, webhook_id: int, *, after: int 
     """Dead letters of a webhook, oldest first, keyset-paged by event id."""
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.select(
-            webhook_outbox.c.id, webhook_outbox.c.request_id, webhook_outbox.c.body, webhook_outbox.c.created_at,
-            webhook_outbox.c.attempts, webhook_outbox.c.last_error, webhook_outbox.c.dead_at).where(
+            webhook_outbox.c.id, webhook_outbox.c.event_id, webhook_outbox.c.request_id, webhook_outbox.c.subject,
+            _body(), webhook_outbox.c.created_at, webhook_outbox.c.attempts, webhook_outbox.c.last_error,
+            webhook_outbox.c.dead_at).select_from(_with_body()).where(
             webhook_outbox.c.webhook_id == webhook_id, webhook_outbox.c.dead_at.is_not(None),
             webhook_outbox.c.id > after).order_by(webhook_outbox.c.id).limit(limit))).all()
     return [DeadLetter(*row) for row in rows]

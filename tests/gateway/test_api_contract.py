@@ -82,6 +82,9 @@ async def test_out_of_range_integers_are_typed_problems_never_500(gateway: Gatew
             _assert_problem(r, where)
             if param["name"] == "cursor" and (value == "0" or path == "/v1/premises"):
                 continue  # a cursor before every row; premises page by ESI ID, any digits will do
+            if (path, param["name"]) == ("/v1/events", "after") and 0 <= int(value) < 2**63:
+                assert r.status_code == (200 if role == "third_party" else 403), where  # 64-bit event ids
+                continue
             # Out of range: a 422 naming the parameter; a role the operation is not for may be
             # refused (403) or not see the object (404) first.
             if r.status_code == 422:

@@ -188,3 +188,32 @@ async def test_request_published_while_the_gateway_is_down_is_answered(tmp_path:
         got = await gw.client.get(f"/v1/han-requests/{request_id}", headers=gw.auth(token))
         assert got.json()["request"]["text"] == "sent while down"
     client.close()
+
+
+async def test_events_arrive_with_the_webhooks_ids_and_only_to_their_party(tmp_path: Path,
+                                                                           broker: DynsecBroker) -> None:
+    async with mqtt_gateway(tmp_path / "gw", broker) as gw:
+        await gw.load_premises()
+        a_id, a_token, a = await _party_with_mqtt(gw, broker, "Acme", "123456789", agreement=False)
+        b_id, _b_token, b = await _party_with_mqtt(gw, broker, "Bolt", "987654321", agreement=False)
+        topics = Topics(gw.config.mqtt_api.topic_root)
+        try:
+            assert await asyncio.to_thread(a.subscribe, f"{topics.party(a_id)}/events/#") == 1
+            assert await asyncio.to_thread(b.subscribe, f"{topics.party(b_id)}/events/#") == 1
+            # A's customer is invited and accepts: the agreement's events, over MQTT.
+            await gw.active_agreement(a_token, ONCOR, "MTR-1", "alice@example.test")
+            got: list[Message] = []
+            while len(got) < 2:
+                got.append(await asyncio.to_thread(a.next_message, 15.0))
+            feed = (await gw.client.get("/v1/events", headers=gw.auth(a_token))).json()["items"]
+            assert [m.topic for m in got] == [topics.event(a_id, e["type"]) for e in feed]
+            # The body exactly as the event log (and so the webhooks) has it, with the same id.
+            assert [json.loads(m.payload) for m in got] == [e["event"] for e in feed]
+            assert [m.user_properties["event-id"] for m in got] == [str(e["id"]) for e in feed]
+            assert {e["type"] for e in feed} >= {"agreement.accepted"}
+            # Each published once, and none to B.
+            await asyncio.sleep(1.0)
+            assert a.messages.empty() and b.messages.empty()
+        finally:
+            a.close()
+            b.close()
