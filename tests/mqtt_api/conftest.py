@@ -52,3 +52,9 @@ async def mqtt_gateway(data_dir: Path, broker: DynsecBroker, *, reuse: bool = Fa
 
 async def live_usernames(gw: Gateway, party_id: int) -> list[str]:
     return [c.username for c in await mqtt_credentials.live(gw.store.engine, party_id)]
+
+
+# PostgreSQL for the two-instance test: the gateway tests' fixtures (a database per test, migrated).
+from tests.gateway.conftest import migrated_pg_url, pg_migrated_template  # noqa: E402
+
+__all__ = ["migrated_pg_url", "pg_migrated_template"]

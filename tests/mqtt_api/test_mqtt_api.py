@@ -217,3 +217,31 @@ async def test_events_arrive_with_the_webhooks_ids_and_only_to_their_party(tmp_p
         finally:
             a.close()
             b.close()
+
+
+async def test_two_instances_publish_each_event_once(tmp_path: Path, broker: DynsecBroker,
+                                                     migrated_pg_url: str) -> None:
+    """Two gateways on one PostgreSQL, both publishing events: each event reaches the party once."""
+    from tests.mqtt_api.conftest import mqtt_section
+
+    first = mqtt_section(broker)
+    second = {**first, "client_id": first["client_id"] + "-b"}
+    async with mqtt_gateway(tmp_path / "a", broker, mqtt_api=first, storage={"url": migrated_pg_url}) as gw, \
+            mqtt_gateway(tmp_path / "b", broker, mqtt_api=second, storage={"url": migrated_pg_url}):
+        await gw.load_premises()
+        party_id, token, client = await _party_with_mqtt(gw, broker, "Acme", "123456789", agreement=False)
+        topics = Topics(gw.config.mqtt_api.topic_root)
+        try:
+            assert await asyncio.to_thread(client.subscribe, f"{topics.party(party_id)}/events/#") == 1
+            for email, meter, esi in (("alice@example.test", "MTR-1", ONCOR),
+                                      ("alice@example.test", "MTR-2", "10443720000000002")):
+                await gw.active_agreement(token, esi, meter, email)
+            feed = (await gw.client.get("/v1/events", headers=gw.auth(token))).json()["items"]
+            assert len(feed) >= 4
+            got = [await asyncio.to_thread(client.next_message, 15.0) for _ in feed]
+            await asyncio.sleep(1.5)  # anything published twice would be here by now
+            assert client.messages.empty()
+            # Once each, in id order, whichever instance held the party's cursor.
+            assert [int(m.user_properties["event-id"]) for m in got] == [e["id"] for e in feed]
+        finally:
+            client.close()
