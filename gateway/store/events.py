@@ -11,7 +11,8 @@ events tell about, so an event exists exactly when its change is committed. `rec
   ordering key (`request:<id>`, `agreement:<id>`, `device:<esi_id>:<eui64>`, `webhook:<id>`):
   events of one subject reach a channel in the order of their ids;
 - queues one `webhook_outbox` row per live webhook of the party (pointing at the event:
-  `event_id`; the sender reads the body from here), ordered by subject (gateway/store/webhooks.py);
+  `event_id`; the sender reads the body from here), ordered by subject (gateway/store/webhooks.py)
+  — except `webhook.dead_letter`, kept in the log only (`record_dead_letter` says why);
 - **cost rule**: delivery-state events (`delivery.*`, one per premise and transition: a fan-out to
   a million premises makes millions) are written only for parties with an event channel
   (`party_has_event_channel`: a live webhook; channels registered with
@@ -30,7 +31,7 @@ one of them, which is rolled back like any failed write).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,12 +131,12 @@ async def _reserve_ids(conn: AsyncConnection, n: int) -> list[int]:
 
 
 async def record_events(conn: AsyncConnection, events: Sequence[NewEvent], *,
-                        with_channel: set[int] | None = None, skip_webhooks: Collection[int] = ()) -> list[int]:
+                        with_channel: set[int] | None = None, to_webhooks: bool = True) -> list[int]:
     """Record `events` in the caller's transaction and queue them for the parties' webhooks.
     Returns the ids of the events written, in the order given (delivery events of parties without
     a channel are left out). `with_channel`: the parties known to have a channel, when the caller
-    has just asked `party_has_event_channel` (not asked again). `skip_webhooks`: webhooks not to
-    queue them for (a dead letter's own webhook)."""
+    has just asked `party_has_event_channel` (not asked again). `to_webhooks` False: kept in the
+    log only (the feed and MQTT read it), not queued for webhooks (dead letters)."""
     if not events:
         return []
     if any(e.type.startswith(DELIVERY_PREFIX) for e in events):
@@ -157,13 +158,12 @@ async def record_events(conn: AsyncConnection, events: Sequence[NewEvent], *,
     await insert_many(conn, party_events, [
         {"id": event_id, "party_id": e.party_id, "type": e.type, "subject": e.subject, "body": body,
          "created_at": e.at} for event_id, e, body in zip(ids, events, bodies, strict=True)])
-    hooks = await webhooks.live_webhooks(conn, parties)
+    hooks = await webhooks.live_webhooks(conn, parties) if to_webhooks else {}
     if hooks:
         await webhooks.enqueue(conn, [
             {"webhook_id": hook_id, "request_id": _request_id(e), "body": "", "created_at": e.at,
              "subject": e.subject, "event_id": event_id}
-            for event_id, e in zip(ids, events, strict=True) for hook_id in hooks.get(e.party_id, [])
-            if hook_id not in skip_webhooks])
+            for event_id, e in zip(ids, events, strict=True) for hook_id in hooks.get(e.party_id, [])])
     return ids
 
 
@@ -174,22 +174,22 @@ async def record_dead_letter(conn: AsyncConnection, row: Any, values: Mapping[st
     """`webhook.dead_letter`, in the transaction that dead-letters an outbox row (`row`: the row as
     sent, with its webhook's party_id; `values`: what was recorded, `dead_at` and `last_error`).
 
-    It is listed (GET /v1/events, MQTT) and sent on the party's *other* webhooks, never on the
-    webhook that gave up: that receiver is the one failing (the notice would most likely fail as
-    well, and its own dead letter would announce itself again, without end). For the same reason
-    the dead letter of a `webhook.dead_letter` event makes no new event."""
+    It is listed (GET /v1/events, MQTT), not sent on webhooks: not on the webhook that gave up
+    (that receiver is the one failing: the notice would fail as well, and its dead letter would
+    announce itself again, without end), and not on the party's other webhooks either — a party
+    whose receivers are broken would have every dead letter of one multiplied onto all the
+    others, each attempt there waiting out its timeout ahead of their own events (seen in
+    tests/pipeline/test_webhook_isolation.py)."""
     try:
         dead = json.loads(row.body)
     except ValueError:
         dead = {}
     kind = dead.get("type") if isinstance(dead, dict) else None
-    if kind == DEAD_LETTER:
-        return
     at = values["dead_at"]
     await record_events(conn, [NewEvent(row.party_id, DEAD_LETTER, f"webhook:{row.webhook_id}", {
         "webhook_id": row.webhook_id, "event_id": row.event_id, "event_type": kind,
         "event_subject": row.subject, "attempts": row.attempts, "last_error": values.get("last_error"),
-        "at": at.isoformat()}, at)], skip_webhooks={row.webhook_id})
+        "at": at.isoformat()}, at)], to_webhooks=False)
 
 
 def _fields(event: NewEvent) -> dict[str, Any]:

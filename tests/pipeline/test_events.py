@@ -191,11 +191,13 @@ async def test_every_catalogue_example_is_a_real_event(tmp_path: Path) -> None:
             feed = await _feed(gw.client, me)
 
             async def all_sent() -> bool:
-                return {e["id"] for e in feed} <= good.ids()
+                return {e["id"] for e in feed if e["type"] != "webhook.dead_letter"} <= good.ids()
             await s.eventually(all_sent)
 
-            # The feed, page by page, is the same as in one page.
-            assert [e["id"] for e in await _feed(gw.client, me, limit=3)] == [e["id"] for e in feed]
+            # The feed, page by page, is the same as in one page (and maybe more: the failing
+            # webhook's later dead letters).
+            paged = [e["id"] for e in await _feed(gw.client, me, limit=3)]
+            assert paged[:len(feed)] == [e["id"] for e in feed]
             by_type: dict[str, dict[str, Any]] = {}
             for item in feed:
                 assert item["event"]["id"] == item["id"] and item["event"]["type"] == item["type"]
@@ -220,11 +222,12 @@ async def test_every_catalogue_example_is_a_real_event(tmp_path: Path) -> None:
                 assert verify(secret, headers, raw)
             _in_order_per_subject(good.accepted, {e["id"]: e["subject"] for e in feed})
 
-            # Dead letters: announced on the other webhook and in the feed, never to the failing one.
+            # Dead letters: listed in the feed, sent on no webhook (neither the failing one nor the other).
             dead = [e["event"] for e in feed if e["type"] == "webhook.dead_letter"]
             assert dead and all(d["webhook_id"] == bad_id and d["last_error"] == "HTTP 500" for d in dead)
             assert {d["event_id"] for d in dead} <= {json.loads(raw)["id"] for _h, raw in bad.attempts}
-            assert not any(json.loads(raw)["type"] == "webhook.dead_letter" for _h, raw in bad.attempts)
+            assert not any(json.loads(raw)["type"] == "webhook.dead_letter"
+                           for _h, raw in [*bad.attempts, *good.attempts])
             letters = (await gw.client.get(f"/v1/webhooks/{bad_id}/dead-letters", headers=me,
                                            params={"limit": 500})).json()["items"]
             assert {letter["event_id"] for letter in letters} == {d["event_id"] for d in dead}
@@ -336,7 +339,8 @@ async def test_a_retried_event_holds_back_its_subject_only(tmp_path: Path) -> No
             await s.eventually(retried)
             feed = await _feed(gw.client, gw.auth(token))
             _in_order_per_subject(receiver.accepted, {e["id"]: e["subject"] for e in feed})
-            assert [e["id"] for e in receiver.accepted if e.get("request_id") == rid] == \
+            # (dict.fromkeys: a repeat is allowed, at least once)
+            assert list(dict.fromkeys(e["id"] for e in receiver.accepted if e.get("request_id") == rid)) == \
                 [e["id"] for e in feed if e["subject"] == f"request:{rid}"]
     finally:
         await receivers.stop()
