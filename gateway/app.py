@@ -43,6 +43,7 @@ from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
 from gateway.gc_startup import freeze_startup_objects, thaw_startup_objects
 from gateway.logs import redact_link_tokens
 from gateway.mail import Mailer, make_mailer
+from gateway.mqtt_api.service import MqttApi
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
@@ -148,6 +149,12 @@ def create_app(
         every = config.usage.ingest_interval_seconds
         ingest = (asyncio.create_task(_usage_loop(app.state.usage, every))
                   if run_timers and works and every > 0 else None)
+        mqtt_api = None
+        if config.mqtt_api.enabled:
+            mqtt_api = MqttApi(svc, config.mqtt_api, serve_requests=config.server.role is not ServerRole.WORKER,
+                               publish_events=works, dispatcher=lambda: app.state.dispatcher if works else None)
+            await mqtt_api.start()  # connects in the background: the REST API does not wait for the broker
+        app.state.mqtt_api = mqtt_api
         if works:
             await dispatcher.start()
             metrics.track_ownership(route_set.all())
@@ -158,6 +165,8 @@ def create_app(
             yield
         finally:
             thaw_startup_objects()
+            if mqtt_api is not None:
+                await mqtt_api.close()
             if works:
                 await provisioning.close()
                 await sender.close()

@@ -152,6 +152,51 @@ class SecurityConfig(_Section):
     device_key_file: str = ""
 
 
+_TOPIC_LEVEL_FORBIDDEN = "+#"
+
+
+class MqttApiConfig(_Section):
+    """The MQTT API for third parties (docs/operator.md, "The MQTT API"): the gateway's own
+    client on the operator's broker, which administers Mosquitto's dynamic-security plugin."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    # The gateway's own dynsec client: it needs the dynsec admin role (`mosquitto_ctrl dynsec init`
+    # makes one) to create the parties' clients and roles. Prefer HANGW_MQTT_API__ADMIN_PASSWORD.
+    admin_username: str = Field(default="", max_length=200)
+    admin_password: str = Field(default="", max_length=1000, validate_default=True)
+    # Every party's topics live under "<topic_root>/parties/<party id>/".
+    topic_root: str = Field(default="hangw/v1", min_length=1, max_length=200)
+    # The persistent session's client id (one per gateway instance; instances share the requests
+    # through the MQTT 5 shared subscription `$share/<share_group>/…`).
+    client_id: str = Field(default="hangw-gateway", min_length=1, max_length=128)
+    share_group: str = Field(default="hangw", min_length=1, max_length=200)
+    session_expiry_seconds: int = Field(default=3600, ge=0, le=0xFFFFFFFE)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("topic_root")
+    @classmethod
+    def _topic_root(cls, value: str) -> str:
+        if any(c in value for c in _TOPIC_LEVEL_FORBIDDEN) or value.startswith(("$", "/")) or value.endswith("/"):
+            raise ValueError("a topic without wildcards (+, #), not starting with $ or /, not ending with /")
+        return value
+
+    @field_validator("share_group")
+    @classmethod
+    def _share_group(cls, value: str) -> str:
+        if any(c in value for c in "/+#"):
+            raise ValueError("an MQTT 5 ShareName: none of '/', '+' or '#'")
+        return value
+
+    @field_validator("admin_password")
+    @classmethod
+    def _admin_given(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("enabled") and not (info.data.get("admin_username") and value):
+            raise ValueError("enabled = true needs admin_username and admin_password (the gateway's dynsec client)")
+        return value
+
+
 class GatewayConfig(_Section):
     data_dir: Path = Path("./hangw-data")
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -164,6 +209,7 @@ class GatewayConfig(_Section):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     routes: RoutesConfig = Field(default_factory=RoutesConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    mqtt_api: MqttApiConfig = Field(default_factory=MqttApiConfig)
 
     @property
     def storage_url(self) -> str:

@@ -31,6 +31,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -43,6 +44,7 @@ from gateway.store.errors import ConstraintViolation
 from gateway.store.unit_of_work import UnitOfWorkEngine
 
 MAX_KEY_LENGTH = 200
+T = TypeVar("T")
 _INFO = b"hangw idempotency-key v1"
 
 
@@ -84,12 +86,15 @@ def check_key(key: str) -> None:
 
 
 def make_guard(*, token: str, key: str, credential_id: int | None, operation: str, path: str, query: bytes,
-               body: bytes) -> Guard:
+               body: bytes, scope: str | None = None) -> Guard:
+    """`token`: the caller's secret that seals the answer (its bearer token; the MQTT API passes a
+    secret of its own). `scope`: whose keys these are (default: the credential's)."""
     derived = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=_INFO).derive(
         token.encode() + b"\0" + key.encode())
     aead_key, mac_key = derived[:32], derived[32:]
     mac = hmac.new(mac_key, path.encode() + b"?" + query + b"\n" + body, hashlib.sha256).hexdigest()
-    return Guard(f"credential:{credential_id}", hashlib.sha256(key.encode()).hexdigest(), operation, mac, aead_key)
+    return Guard(scope or f"credential:{credential_id}", hashlib.sha256(key.encode()).hexdigest(), operation, mac,
+                 aead_key)
 
 
 # In-process waiting of concurrent requests with one key: (lock, users), so that they do not each
@@ -98,10 +103,21 @@ def make_guard(*, token: str, key: str, credential_id: int | None, operation: st
 _locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
 
 
-async def run_idempotent(request: Request, guard: Guard, engine: UnitOfWorkEngine,
-                         handler: Callable[[Request], Awaitable[Response]],
-                         now: Callable[[], datetime]) -> Response:
-    """The stored answer to `guard`'s key, or the handler's answer, committed with its action."""
+@dataclass(frozen=True)
+class Answer:
+    """What a channel answered: stored as such, replayed as such."""
+
+    status_code: int
+    content_type: str
+    body: bytes
+    replayed: bool = False
+
+
+async def run_keyed(guard: Guard, engine: UnitOfWorkEngine, action: Callable[[], Awaitable[T]], *,
+                    answer_of: Callable[[T], Answer], replay: Callable[[Answer], T],
+                    now: Callable[[], datetime]) -> T:
+    """The stored answer to `guard`'s key (through `replay`), or `action`'s, committed with its
+    action: the channel-neutral core (HTTP: `run_idempotent`; MQTT: gateway/api/submission.py)."""
     ident = (guard.scope, guard.key_hash)
     lock, users = _locks.setdefault(ident, (asyncio.Lock(), [0]))
     users[0] += 1
@@ -109,35 +125,49 @@ async def run_idempotent(request: Request, guard: Guard, engine: UnitOfWorkEngin
         async with lock:
             found = await stored_answers.find(engine, guard.scope, guard.key_hash)
             if found is not None:
-                return _replay(guard, found)
+                return replay(_replay(guard, found))
             try:
                 async with engine.unit_of_work() as conn:
                     found = await stored_answers.reserve(conn, guard.scope, guard.key_hash)
                     if found is not None:  # another instance acted while this one waited
-                        return _replay(guard, found)
-                    response = await handler(request)
-                    if 200 <= response.status_code < 300:
-                        content_type = response.headers.get("content-type", "application/json")
-                        sealed = guard.seal(response.status_code, content_type, bytes(response.body))
+                        return replay(_replay(guard, found))
+                    result = await action()
+                    answer = answer_of(result)
+                    if 200 <= answer.status_code < 300:
+                        sealed = guard.seal(answer.status_code, answer.content_type, answer.body)
                         await stored_answers.insert(conn, guard.scope, guard.key_hash, sealed, now())
             except ConstraintViolation:
                 # Another instance committed this key first (our action rolled back with it).
                 found = await stored_answers.find(engine, guard.scope, guard.key_hash)
                 if found is None:
                     raise
-                return _replay(guard, found)
-            return response
+                return replay(_replay(guard, found))
+            return result
     finally:
         users[0] -= 1
         if users[0] == 0:
             _locks.pop(ident, None)
 
 
-def _replay(guard: Guard, found: stored_answers.SealedAnswer) -> Response:
+async def run_idempotent(request: Request, guard: Guard, engine: UnitOfWorkEngine,
+                         handler: Callable[[Request], Awaitable[Response]],
+                         now: Callable[[], datetime]) -> Response:
+    """The stored answer to `guard`'s key, or the handler's answer, committed with its action."""
+
+    def answer_of(response: Response) -> Answer:
+        return Answer(response.status_code, response.headers.get("content-type", "application/json"),
+                      bytes(response.body))
+
+    def replay(answer: Answer) -> Response:
+        return Response(content=answer.body, status_code=answer.status_code, media_type=answer.content_type,
+                        headers={"Idempotent-Replayed": "true"})
+
+    return await run_keyed(guard, engine, lambda: handler(request), answer_of=answer_of, replay=replay, now=now)
+
+
+def _replay(guard: Guard, found: stored_answers.SealedAnswer) -> Answer:
     if found.operation != guard.operation or not hmac.compare_digest(found.request_mac, guard.request_mac):
         raise KeyReused("the key was first used with a different request (operation, path or body); use a new "
                         "key for a new request", errors=[FieldError(
                             "Idempotency-Key", "idempotency_key_reused", "first used with another request", None)])
-    body = guard.open(found)
-    return Response(content=body, status_code=found.status_code, media_type=found.content_type,
-                    headers={"Idempotent-Replayed": "true"})
+    return Answer(found.status_code, found.content_type, guard.open(found), replayed=True)

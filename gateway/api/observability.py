@@ -101,7 +101,11 @@ async def ready(request: Request) -> JSONResponse:
         revision = await svc.store.schema_revision()
     except Exception as exc:  # any store failure means "not ready"; the reason is reported
         return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
-    return JSONResponse({"status": "ready", "schema_revision": revision})
+    body: dict[str, str] = {"status": "ready", "schema_revision": revision}
+    mqtt_api = getattr(request.app.state, "mqtt_api", None)
+    if mqtt_api is not None:
+        body["mqtt_api"] = "connected" if mqtt_api.ready.is_set() else "connecting"
+    return JSONResponse(body)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -272,17 +272,37 @@ async def _check(request: Request, svc: Any, policy: Policy, who: Principal) -> 
         if Rel.DEVICE_OWNER in allow and who.role is Role.THIRD_PARTY:
             await _device_owner(request, svc, who)
         return
-    if who.role is Role.OPERATOR and Rel.OPERATOR in allow:
-        return
-    if who.role is Role.THIRD_PARTY and Rel.THIRD_PARTY in allow:
+    if _role_admitted(policy, who):
         return
     if (Rel.PARTY_ITSELF in allow or Rel.OWNER in allow) and who.role is not Role.OPERATOR:
         await _own_row(request, svc, policy, who)  # a technician owns no party's rows: always 404
         return
-    # Closed to the caller's whole role: the same answer whatever the id.
-    if Rel.OPERATOR in allow and who.role is not Role.OPERATOR:
+    _closed_to_role(policy, who)
+
+
+def _role_admitted(policy: Policy, who: Principal) -> bool:
+    return ((who.role is Role.OPERATOR and Rel.OPERATOR in policy.allow)
+            or (who.role is Role.THIRD_PARTY and Rel.THIRD_PARTY in policy.allow))
+
+
+def _closed_to_role(policy: Policy, who: Principal) -> None:
+    """Closed to the caller's whole role: the same answer whatever the id."""
+    if Rel.OPERATOR in policy.allow and who.role is not Role.OPERATOR:
         raise Forbidden("operators only", code="operator_only")
     raise Forbidden("third parties only (the agreement is the third party's)", code="third_party_only")
+
+
+async def admit(svc: Any, who: Principal, operation: str) -> dict[str, str]:
+    """The policy of `operation` for a caller that reached it through another channel than HTTP (the
+    MQTT API): the party's rate limit, then the operation's relations; the RateLimit-* values.
+    Only operations whose policy needs no path (no id, no premise in the path) can be reached so."""
+    policy = POLICIES[operation]
+    if policy.id_param is not None or policy.action is not None or Rel.ANY in policy.allow:
+        raise ValueError(f"{operation} is reached by its path only (its policy reads the path)")
+    limit_headers = await _rate_limit(who, svc)
+    if not _role_admitted(policy, who):
+        _closed_to_role(policy, who)
+    return limit_headers
 
 
 async def _own_row(request: Request, svc: Any, policy: Policy, who: Principal) -> None:

@@ -49,6 +49,13 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    body = problem_body(status, code, title, detail, instance=instance, errors=errors, **extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_body(status: int, code: str, title: str, detail: str, *, instance: str | None = None,
+                 errors: list[FieldError] | None = None, **extra: Any) -> dict[str, Any]:
+    """The problem document itself, for every channel (HTTP answers, MQTT responses)."""
     body: dict[str, Any] = {
         "type": problem_type(code),
         "title": title,
@@ -61,7 +68,29 @@ def problem(
     if errors:
         body["errors"] = [e.as_dict() for e in errors]
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return body
+
+
+def error_body(exc: GatewayError, instance: str | None) -> dict[str, Any]:
+    return problem_body(exc.status, exc.code, exc.title, exc.detail, instance=instance, errors=exc.errors)
+
+
+def validation_errors(errors: list[Any], body: Any) -> list[FieldError]:
+    """Pydantic's errors as field errors named as the caller wrote the body (locations from FastAPI
+    start with "body"; a channel that validates itself prefixes it)."""
+    found = [FieldError(_field_name(_without_tag(tuple(e["loc"]), body)), e["type"], e["msg"], e.get("input"))
+             for e in errors]
+    # Inputs may hold non-JSON values (bytes); keep them printable.
+    return [e if isinstance(e.value, str | int | float | bool | list | dict | None)
+            else FieldError(e.field, e.code, e.message, repr(e.value)) for e in found]
+
+
+INVALID_FIELDS = (422, "invalid_request", "The request has invalid fields")
+
+
+def invalid_json_body(why: str, instance: str | None) -> dict[str, Any]:
+    return problem_body(422, "invalid_json", "The body is not JSON", why, instance=instance,
+                        errors=[FieldError("body", "invalid_json", why, None)])
 
 
 class RateLimited(GatewayError):
@@ -121,14 +150,8 @@ def install_handlers(app: FastAPI) -> None:
             where = bad_json[0]["loc"][-1]
             why = (bad_json[0].get("ctx") or {}).get("error", "JSON decode error")
             return _invalid_json(request, f"{why} at character {where}")
-        errors = [
-            FieldError(_field_name(_without_tag(tuple(e["loc"]), exc.body)), e["type"], e["msg"], e.get("input"))
-            for e in exc.errors()
-        ]
-        # Inputs may hold non-JSON values (bytes); keep them printable.
-        errors = [e if isinstance(e.value, str | int | float | bool | list | dict | None)
-                  else FieldError(e.field, e.code, e.message, repr(e.value)) for e in errors]
-        return problem(422, "invalid_request", "The request has invalid fields",
+        errors = validation_errors(list(exc.errors()), exc.body)
+        return problem(*INVALID_FIELDS,
                        f"{len(errors)} invalid field(s)", instance=request.url.path,
                        errors=errors)
 
@@ -156,8 +179,7 @@ BODY_PARSE_ERROR = "There was an error parsing the body"  # fastapi.routing's de
 
 
 def _invalid_json(request: Request, why: str) -> JSONResponse:
-    return problem(422, "invalid_json", "The body is not JSON", why, instance=request.url.path,
-                   errors=[FieldError("body", "invalid_json", why, None)])
+    return JSONResponse(invalid_json_body(why, request.url.path), status_code=422, media_type=PROBLEM_JSON)
 
 
 def allowed_methods(request: Request) -> list[str]:

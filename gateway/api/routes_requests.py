@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from ams_adapters.contract import OperationKind as RequestKind
-from gateway.api.deps import Pages, Svc, ThirdParty, Who
+from gateway.api.deps import Pages, Services, Svc, ThirdParty, Who
 from gateway.api.links import links, to
 from gateway.api.params import DbId
 from gateway.api.policy import PolicyRoute
@@ -28,7 +28,9 @@ from gateway.api.schemas import (
     WebhookOut,
 )
 from gateway.domain.model import HanRequestState, Role
+from gateway.domain.records import Principal
 from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound, Unavailable
+from gateway.pipeline.dispatcher import Dispatcher
 from gateway.pipeline.requests import HanRequestBody
 from gateway.pipeline.service import RequestService
 from gateway.pipeline.webhook_targets import TargetError, check_registration, parse_url
@@ -53,10 +55,17 @@ def _poke(request: Request) -> None:
              "answer)")
 async def create_request(svc: Svc, who: ThirdParty, request: Request,
                          body: Annotated[HanRequestBody, Body()]) -> AcceptedOut:
-    dispatcher = getattr(request.app.state, "dispatcher", None)  # its routes' text limits apply
+    accepted = await accept_request(svc, who, body, getattr(request.app.state, "dispatcher", None))
+    _poke(request)
+    return accepted
+
+
+async def accept_request(svc: Services, who: Principal, body: Any, dispatcher: Dispatcher | None) -> AcceptedOut:
+    """Accept a validated HAN request of an admitted caller, whatever the channel (REST here, MQTT in
+    gateway/api/submission.py): the 202 summary."""
+    # The dispatcher's routes' text limits apply.
     service = RequestService(svc.store, svc.config.pipeline, None if dispatcher is None else dispatcher.routes)
     accepted = await service.submit(who, body, svc.clock.now())
-    _poke(request)
     return AcceptedOut.model_validate(accepted.as_dict())
 
 

@@ -385,6 +385,9 @@ class ReadyOut(BaseModel):
     status: Literal["ready", "unavailable"]
     schema_revision: str | None = None
     reason: str | None = Field(None, description="why not ready (503)")
+    mqtt_api: Literal["connected", "connecting"] | None = Field(
+        None, description="the MQTT API's broker connection, when [mqtt_api] is enabled (the REST API is ready "
+        "either way)")
 
 
 T = TypeVar("T")

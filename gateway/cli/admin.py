@@ -20,6 +20,7 @@ from gateway.clock import SystemClock
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.domain.model import AgreementState, Role
 from gateway.mail import make_mailer
+from gateway.mqtt_api.topics import Topics
 from gateway.premise_import import HeaderError, import_premises
 from gateway.rendering import make_templates
 from gateway.store.store import Store, open_store
@@ -43,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_runner(_party_add))
     p = party.add_parser("list", help="list third parties")
     p.set_defaults(func=_runner(_party_list))
+    p = party.add_parser("mqtt-credentials", help="issue a party's MQTT API broker credentials (the password is "
+                         "printed once), or rotate or revoke them ([mqtt_api] in the config)")
+    p.add_argument("--party", type=int, required=True, metavar="PARTY_ID")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--rotate", action="store_true", help="new credentials; the live ones stop working at once")
+    what.add_argument("--revoke", action="store_true", help="delete them on the broker (connections are dropped)")
+    p.set_defaults(func=_runner(_party_mqtt_credentials))
 
     tech = sub.add_parser("technician", help="field technicians").add_subparsers(
         dest="technician_command", metavar="ACTION", required=True)
@@ -167,6 +175,36 @@ async def _party_list(args: argparse.Namespace, config: GatewayConfig, store: St
         if page.next_cursor is None:
             return 0
         cursor = page.next_cursor
+
+
+async def _party_mqtt_credentials(args: argparse.Namespace, config: GatewayConfig, store: Store) -> int:
+    from gateway.errors import GatewayError
+    from gateway.mqtt_api import credentials
+    from gateway.mqtt_api.client import BrokerError
+    from gateway.mqtt_api.dynsec import DynsecError
+
+    now = SystemClock().now()
+    try:
+        if args.revoke:
+            for username in await credentials.revoke(store, config.mqtt_api, args.party, now):
+                print(f"revoked {username} (deleted on the broker)")
+            return 0
+        issued = await credentials.issue(store, config.mqtt_api, args.party, now, rotate=args.rotate)
+    except GatewayError as exc:
+        print(exc.detail, file=sys.stderr)
+        return 1
+    except (BrokerError, DynsecError) as exc:
+        print(f"{exc} (check [mqtt_api] host, port, admin_username, admin_password)", file=sys.stderr)
+        return 1
+    for username in issued.revoked:
+        print(f"revoked {username} (deleted on the broker)", file=sys.stderr)
+    root = Topics(config.mqtt_api.topic_root)
+    print(f"MQTT credentials {issued.credential.id} for party {args.party} on "
+          f"{config.mqtt_api.host}:{config.mqtt_api.port}; the password is shown once:", file=sys.stderr)
+    print(f"username: {issued.credential.username}")
+    print(f"password: {issued.password}")
+    print(f"topics:   {root.party(args.party)}/…  (requests: {root.requests(args.party)})", file=sys.stderr)
+    return 0
 
 
 async def _technician_add(args: argparse.Namespace, config: GatewayConfig, store: Store) -> int:

@@ -217,6 +217,34 @@ rate_limit_buckets = sa.Table(
     sa.Column("allowed", sa.Boolean, nullable=False),  # whether the last request was let through
 )
 
+mqtt_credentials = sa.Table(
+    "mqtt_credentials",
+    metadata,
+    # A third party's username and password on the operator's MQTT broker (migration 0019;
+    # gateway/store/mqtt_credentials.py). The password is shown once; only its SHA-256 is kept (256
+    # random bits, as API tokens: a fast hash suffices); the broker keeps its own salted hash (dynsec).
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+mqtt_event_cursors = sa.Table(
+    "mqtt_event_cursors",
+    metadata,
+    # Per party: the last event (party_events.id) the broker acknowledged on its MQTT events topics, and
+    # the claim of the instance publishing them now (migration 0019; gateway/store/mqtt_event_cursors.py;
+    # the lease and fencing of gateway/store/row_claims.py).
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, unique=True),
+    sa.Column("last_event_id", EventId, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),  # the lease's end; NULL: never claimed
+    sa.Column("attempts", sa.Integer, nullable=False),  # claims so far: the fencing token
+    sa.Column("holder", sa.String(32), nullable=True),  # the instance holding the claim (diagnostics)
+)
+
 mail_outbox = sa.Table(
     "mail_outbox",
     metadata,

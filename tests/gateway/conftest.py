@@ -294,13 +294,14 @@ async def open_test_store(config: GatewayConfig) -> Store:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(data_dir: Path, storage_url: str | None = None,
+async def running_gateway(data_dir: Path, storage_url: str | None = None, *, reuse: bool = False,
                           **sections: Any) -> AsyncIterator[Gateway]:
-    """A gateway on a free loopback port, with a manual clock and an operator token."""
+    """A gateway on a free loopback port, with a manual clock and an operator token. `reuse`: on
+    the data of a gateway that ran before (a restart)."""
     if storage_url is not None:
         sections = {**sections, "storage": {"url": storage_url}}
     config = gateway_config(data_dir, **sections)
-    config.data_dir.mkdir(parents=True)
+    config.data_dir.mkdir(parents=True, exist_ok=reuse)
     store = await open_test_store(config)
     clock = ManualClock()
     _cred, operator_token = await store.issue_credential(role=Role.OPERATOR, label="tests",

@@ -189,7 +189,7 @@ ERRORS_MD = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 CODE_SITES = [
     re.compile(r'\bcode="([a-z_]+)"'),
     re.compile(r'^\s+code = "([a-z_]+)"', re.M),
-    re.compile(r'problem\(\s*(?:send,\s*)?\d{3},\s*"([a-z_]+)"'),
+    re.compile(r'problem(?:_body)?\(\s*(?:send,\s*)?\d{3},\s*"([a-z_]+)"'),
     re.compile(r'\d{3}: "([a-z_]+)"'),
     re.compile(r'"([a-z_]+)"\}\.get\(exc\.status_code, "([a-z_]+)"\)'),
     re.compile(r'Decision\((?:False|True), "([a-z_]+)"'),
