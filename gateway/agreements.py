@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -111,6 +111,9 @@ class AgreementService:
         self.clock = clock
         self.mail_sender = MailSender(store, mailer, config.mail.from_address, clock,
                                       timedelta(seconds=config.mail.lease_seconds))
+        # The customer's "all my agreements" page link for an address (gateway/pages/keys.py), put
+        # in every agreement email; None: no such link (the pages are not served).
+        self.customer_link: Callable[[str], str] | None = None
 
     # -- third party side ---------------------------------------------------------------------
 
@@ -369,8 +372,34 @@ class AgreementService:
         found = await self.termination_view(token)
         if found is None:
             return None
-        return await self._end(found[0], AgreementState.TERMINATED_BY_CUSTOMER,
+        return await self._end_by_customer(found[0])
+
+    async def terminate_for_customer(self, agreement_id: int, email: str) -> Agreement | None:
+        """The customer's page (its link stands for `email`): end one of their active agreements.
+        None when the agreement is not theirs, not active, or ended meanwhile."""
+        agreement = await self.store.get_agreement(agreement_id)
+        if (agreement is None or agreement.customer_email.lower() != email.lower()
+                or agreement.state is not AgreementState.ACTIVE):
+            return None
+        return await self._end_by_customer(agreement)
+
+    async def _end_by_customer(self, agreement: Agreement) -> Agreement | None:
+        # The customer ended it themselves: they see it at once, no email about it.
+        return await self._end(agreement, AgreementState.TERMINATED_BY_CUSTOMER,
                                "terminated by the customer", notify_customer=False)
+
+    async def send_customer_link(self, email: str, lang: str) -> bool:
+        """Mail the customer's page link to `email` if the address is on record (a premise's
+        customer contact or an agreement's); False (and nothing sent) otherwise. The page that asks
+        says the same either way."""
+        if self.customer_link is None or not await self.store.customer_email_known(email):
+            return False
+        template = "customer_link.es.txt" if lang == "es" else "customer_link.txt"
+        subject = ("Sus acuerdos y dispositivos del medidor" if lang == "es"
+                   else "Your agreements and meter devices")
+        days = self.config.pages.customer_link_days
+        await self._mail(email, subject, template, days=days)
+        return True
 
     # -- system side --------------------------------------------------------------------------
 
@@ -468,7 +497,8 @@ class AgreementService:
         return f"{self.config.server.public_url}{path}"
 
     async def _mail(self, to: str, subject: str, template: str, **context: object) -> None:
-        text = self.templates.get_template(template).render(**context)
+        manage_link = self.customer_link(to) if self.customer_link is not None else None
+        text = self.templates.get_template(template).render(manage_link=manage_link, **context)
         await self.mail_sender.send(to=to, subject=subject, text=text)
 
     async def _send_invitation(self, agreement: Agreement, party: Party, token: str,

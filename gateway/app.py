@@ -41,6 +41,11 @@ from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
 from gateway.gc_startup import freeze_startup_objects, thaw_startup_objects
 from gateway.logs import redact_link_tokens
 from gateway.mail import Mailer, make_mailer
+from gateway.pages import customer as customer_pages
+from gateway.pages import dashboard as dashboard_pages
+from gateway.pages import language as language_pages
+from gateway.pages import render as page_rendering
+from gateway.pages.keys import PageKeys
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
@@ -115,6 +120,11 @@ def create_app(
             rate_limits=make_buckets(the_store, config.rate_limit.requests_per_second,
                                      config.rate_limit.burst, config.rate_limit.shared))
         app.state.services = svc
+        # The pages' keys (signed session cookie, customer links): read or made once at start.
+        page_keys = PageKeys.from_config(config)
+        app.state.page_keys = page_keys
+        svc.agreements.customer_link = lambda email: (
+            f"{config.server.public_url}/my/{page_keys.customer_link_token(email, clock.now())}")
         # Role `api` runs no background work: the workers pick up what it stores.
         works = config.server.role is not ServerRole.API
         timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers and works else None
@@ -164,6 +174,9 @@ def create_app(
                    routes_agreements, routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
+    for pages in (language_pages, customer_pages, dashboard_pages):
+        app.include_router(pages.router)
+    page_rendering.install(app)
     app.include_router(error_docs.router)
     # The docs page serves Swagger UI from the swagger-ui-bundle package, not from a CDN, so it
     # works on an isolated operator network.

@@ -253,3 +253,21 @@ async def insert_requests(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
     returned = (await conn.execute(han_requests.insert().returning(han_requests.c.id, han_requests.c.se_id),
                                    list(rows))).all()
     return {int(se_id): int(request_id) for request_id, se_id in returned}
+
+
+# -- the dashboard's reads (gateway/pages/dashboard.py)
+
+async def party_request_counts(engine: AsyncEngine, party_id: int) -> dict[tuple[str, str], int]:
+    """How many of the party's requests are in each (kind, state)."""
+    query = (sa.select(han_requests.c.kind, han_requests.c.state, sa.func.count())
+             .where(han_requests.c.party_id == party_id).group_by(han_requests.c.kind, han_requests.c.state))
+    async with engine.connect() as conn:
+        return {(kind, state): count for kind, state, count in (await conn.execute(query)).all()}
+
+
+async def recent_requests(engine: AsyncEngine, party_id: int, limit: int) -> list[Any]:
+    """The party's newest requests (han_requests rows), newest first."""
+    query = (han_requests.select().where(han_requests.c.party_id == party_id)
+             .order_by(han_requests.c.id.desc()).limit(limit))
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).all())

@@ -1,0 +1,130 @@
+"""The third party's dashboard: sign in with an API token, then its agreements by state (resend,
+renew, terminate), the premises its agreements cover with the devices it provisioned there, and its
+HAN requests with counts by state.
+
+The token is POSTed once and exchanged for the session cookie, which holds the credential's id
+(sealed), never the token; it is never in a URL. Every page and action goes through the operation's
+policy (`Rel.SESSION`, gateway/api/policy.py): the credential must still be live at each request,
+the party's rate limit applies, and an agreement action needs the agreement to be the party's own —
+the same domain functions as the REST API's resend, renew and terminate.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from gateway.api.deps import Svc
+from gateway.api.policy import PolicyRoute
+from gateway.domain.model import AgreementState, Role
+from gateway.domain.records import Party, Principal
+from gateway.errors import GatewayError
+from gateway.pages.render import PageRefused, page_session, redirect, render, require_csrf, tr, use_session
+from gateway.store import han_requests
+
+router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
+
+MAX_TOKEN = 200
+STATE_ORDER = [s.value for s in AgreementState]
+LIST_LIMIT = 500  # rows of a list on one page; the REST API pages further
+
+
+def _who(request: Request) -> Principal:
+    who: Principal = request.state.principal  # set by the policy (Rel.SESSION)
+    return who
+
+
+async def _party(request: Request, svc: Svc) -> Party:
+    who = _who(request)
+    assert who.party_id is not None
+    party = await svc.store.get_party(who.party_id)
+    if party is None:
+        raise PageRefused(404, tr(request, "Not found"), tr(request, "Your party is gone."))
+    return party
+
+
+@router.get("/dashboard/sign-in")
+async def sign_in_form(request: Request) -> Response:
+    return render(request, "sign_in.html", title=tr(request, "Sign in to the dashboard"))
+
+
+@router.post("/dashboard/sign-in")
+async def sign_in(request: Request, svc: Svc) -> Response:
+    form = await require_csrf(request)
+    token = form.get("token", "").strip()
+    who = await svc.store.principal_for_token(token) if 0 < len(token) <= MAX_TOKEN else None
+    if who is None or who.role is not Role.THIRD_PARTY or who.credential_id is None:
+        # One message for unknown, revoked, suspended and non-party tokens.
+        return render(request, "sign_in.html", 401, title=tr(request, "Sign in to the dashboard"),
+                      error=tr(request, "This token is not a live API token of a third party."))
+    use_session(request, page_session(request).signed_in(who.credential_id))
+    return redirect(request, "/dashboard")
+
+
+@router.post("/dashboard/sign-out")
+async def sign_out(request: Request) -> Response:
+    await require_csrf(request)
+    use_session(request, page_session(request).signed_out())
+    return redirect(request, "/dashboard/sign-in")
+
+
+@router.get("/dashboard")
+async def dashboard(request: Request, svc: Svc) -> Response:
+    party = await _party(request, svc)
+    who = _who(request)
+    now = svc.clock.now()
+    ended_since = now - timedelta(days=svc.config.agreements.visibility_days)
+    agreements = (await svc.store.list_agreements(party_id=party.id, ended_since=ended_since,
+                                                  limit=LIST_LIMIT)).items
+    by_state: dict[str, list[object]] = defaultdict(list)
+    for a in sorted(agreements, key=lambda a: a.id, reverse=True):
+        by_state[a.state.value].append(a)
+    premises = (await svc.store.list_premises(visible_to=who, now=now, limit=LIST_LIMIT)).items
+    devices = {p.esi_id: (await svc.store.list_devices(p.esi_id, provisioned_by=party.id, limit=LIST_LIMIT)).items
+               for p in premises}
+    counts = await han_requests.party_request_counts(svc.store.engine, party.id)
+    kinds = sorted({k for k, _s in counts})
+    states = sorted({s for _k, s in counts})
+    recent = await han_requests.recent_requests(svc.store.engine, party.id, 20)
+    return render(request, "dashboard.html", title=tr(request, "Dashboard of %(party)s", party=party.name),
+                  party=party, by_state=[(s, by_state[s]) for s in STATE_ORDER if by_state.get(s)],
+                  premises=premises, devices=devices, counts=counts, kinds=kinds, states=states,
+                  recent=recent, done=request.query_params.get("done", ""))
+
+
+async def _act(request: Request, svc: Svc, agreement_id: int, action: str) -> Response:
+    form = await require_csrf(request)
+    party = await _party(request, svc)
+    try:
+        if action == "resend":
+            await svc.agreements.resend(agreement_id, party)
+        elif action == "renew":
+            months = form.get("duration_months", "")
+            if not months.isdigit() or not 1 <= int(months) <= 120:
+                raise PageRefused(400, tr(request, "Renewal not sent"), tr(
+                    request, "duration_months is %(value)r; a whole number of months from 1 to 120.",
+                    value=months[:12]))
+            await svc.agreements.renew(agreement_id, party, int(months))
+        else:
+            await svc.agreements.terminate_by_party(agreement_id, party)
+    except GatewayError as exc:  # not resendable, not renewable, already ended…: said on the page
+        raise PageRefused(exc.status, tr(request, "Nothing was changed"), str(exc)) from None
+    return redirect(request, f"/dashboard?done={action}-{agreement_id}#agreements")
+
+
+@router.post("/dashboard/agreements/{agreement_id}/resend")
+async def resend(request: Request, agreement_id: int, svc: Svc) -> Response:
+    return await _act(request, svc, agreement_id, "resend")
+
+
+@router.post("/dashboard/agreements/{agreement_id}/renew")
+async def renew(request: Request, agreement_id: int, svc: Svc) -> Response:
+    return await _act(request, svc, agreement_id, "renew")
+
+
+@router.post("/dashboard/agreements/{agreement_id}/terminate")
+async def terminate(request: Request, agreement_id: int, svc: Svc) -> Response:
+    return await _act(request, svc, agreement_id, "terminate")
