@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from gateway.api.deps import Svc
 from gateway.api.policy import PolicyRoute
-from gateway.domain.model import AgreementState, Role
+from gateway.domain.model import AgreementState, PremiseClass, Role, allowed_durations
 from gateway.domain.records import Party, Principal
 from gateway.errors import GatewayError
 from gateway.pages.render import PageRefused, page_session, redirect, render, require_csrf, tr, use_session
@@ -92,7 +92,9 @@ async def dashboard(request: Request, svc: Svc) -> Response:
     return render(request, "dashboard.html", title=tr(request, "Dashboard of %(party)s", party=party.name),
                   party=party, by_state=[(s, by_state[s]) for s in STATE_ORDER if by_state.get(s)],
                   premises=premises, devices=devices, counts=counts, kinds=kinds, states=states,
-                  recent=recent, done=request.query_params.get("done", ""))
+                  recent=recent, done=request.query_params.get("done", ""),
+                  # Every duration some premise allows; the renewal itself checks the agreement's premises.
+                  durations=sorted(allowed_durations(PremiseClass.LARGE_COMMERCIAL)))
 
 
 async def _act(request: Request, svc: Svc, agreement_id: int, action: str) -> Response:
