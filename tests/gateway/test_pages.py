@@ -3,8 +3,11 @@ drives them in Chromium): who sees what, CSRF, links that are altered or too old
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
+
+import pytest
 
 from gateway.pages.i18n import LANGUAGES, LOCALE_DIR
 from tests.gateway.conftest import ONCOR, ONCOR_2, ONCOR_EAST, Gateway, install_code
@@ -236,3 +239,31 @@ def test_catalogues_are_complete_and_compiled() -> None:
         assert not untranslated, untranslated
         assert {m.id: m.string for m in po if m.id} == {m.id: m.string for m in mo if m.id}, \
             f"{folder}/messages.mo is older than its .po: run bash scripts/i18n compile"
+
+
+async def test_session_expires_cookie_is_secure_behind_https_and_links_stay_out_of_logs(
+        gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    token_a, _tb, _s, _d = await _world(gateway)
+    async with browser(gateway) as acme:
+        form = await acme.get("/dashboard/sign-in")
+        await acme.post("/dashboard/sign-in", data={"token": token_a, "csrf_token": csrf_of(form)})
+        assert (await acme.get("/dashboard")).status_code == 200
+        gateway.clock.advance(timedelta(hours=gateway.config.pages.session_hours, seconds=1))
+        r = await acme.get("/dashboard")
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard/sign-in"
+        # The form's token died with the session: a late POST is refused.
+        assert (await acme.post("/my", data={"email": ALICE, "csrf_token": csrf_of(form)})).status_code == 403
+
+    link = customer_link(gateway, ALICE)
+    with caplog.at_level(logging.INFO):
+        async with browser(gateway) as alice:
+            assert (await alice.get(link)).status_code == 200
+    token = link.rsplit("/", 1)[1]
+    assert not [r for r in caplog.records if token in r.getMessage() and not r.name.startswith("httpx")]
+
+    gateway.config.server.public_url = "https://gateway.example"  # behind a TLS proxy
+    async with browser(gateway) as visitor:
+        r = await visitor.get("/my")
+        assert "secure" in r.headers["set-cookie"].lower()
+        r = await visitor.post("/language", data={"lang": "es", "csrf_token": csrf_of(r)})
+        assert all("secure" in c.lower() for c in r.headers.get_list("set-cookie"))
