@@ -155,6 +155,9 @@ POLICIES: Final[dict[str, Policy]] = {
                                                               id_param="agreement_id"),
     "POST /dashboard/agreements/{agreement_id}/terminate": Policy("agreement", (Rel.SESSION, OWN),
                                                                   id_param="agreement_id"),
+    "POST /dashboard/webhooks/{webhook_id}/redeliver": Policy("webhook", (Rel.SESSION, OWN), id_param="webhook_id"),
+    "POST /dashboard/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver": Policy(
+        "webhook", (Rel.SESSION, OWN), id_param="webhook_id"),
     "GET /healthz": Policy("-", (Rel.PUBLIC,)),
     "GET /docs": Policy("-", (Rel.PUBLIC,), note="the API's Swagger UI page"),
     "GET /docs/errors": Policy("-", (Rel.PUBLIC,), note="the error guide that problem types link to"),

@@ -1,6 +1,6 @@
 """The third party's dashboard: sign in with an API token, then its agreements by state (resend,
-renew, terminate), the premises its agreements cover with the devices it provisioned there, and its
-HAN requests with counts by state.
+renew, terminate), the premises its agreements cover with the devices it provisioned there, its
+HAN requests with counts by state, and its webhooks with their dead letters (redeliver).
 
 The token is POSTed once and exchanged for the session cookie, which holds the credential's id
 (sealed), never the token; it is never in a URL. Every page and action goes through the operation's
@@ -24,12 +24,14 @@ from gateway.domain.records import Party, Principal
 from gateway.errors import GatewayError
 from gateway.pages.render import PageRefused, page_session, redirect, render, require_csrf, tr, use_session
 from gateway.store import han_requests
+from gateway.store import webhooks as webhook_store
 
 router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
 MAX_TOKEN = 200
 STATE_ORDER = [s.value for s in AgreementState]
 LIST_LIMIT = 500  # rows of a list on one page; the REST API pages further
+DEAD_SHOWN = 50  # dead letters shown per webhook (oldest first); "redeliver all" takes every one
 
 
 def _who(request: Request) -> Principal:
@@ -89,10 +91,13 @@ async def dashboard(request: Request, svc: Svc) -> Response:
     kinds = sorted({k for k, _s in counts})
     states = sorted({s for _k, s in counts})
     recent = await han_requests.recent_requests(svc.store.engine, party.id, 20)
+    hooks = await webhook_store.list_webhooks(svc.store.engine, party.id, after=0, limit=50)
+    dead = {h.id: await webhook_store.list_dead_letters(svc.store.engine, h.id, limit=DEAD_SHOWN + 1) for h in hooks}
     return render(request, "dashboard.html", title=tr(request, "Dashboard of %(party)s", party=party.name),
                   party=party, by_state=[(s, by_state[s]) for s in STATE_ORDER if by_state.get(s)],
                   premises=premises, devices=devices, counts=counts, kinds=kinds, states=states,
-                  recent=recent, done=request.query_params.get("done", ""),
+                  recent=recent, hooks=hooks, dead=dead, dead_shown=DEAD_SHOWN,
+                  done=request.query_params.get("done", ""),
                   # Every duration some premise allows; the renewal itself checks the agreement's premises.
                   durations=sorted(allowed_durations(PremiseClass.LARGE_COMMERCIAL)))
 
@@ -130,3 +135,24 @@ async def renew(request: Request, agreement_id: int, svc: Svc) -> Response:
 @router.post("/dashboard/agreements/{agreement_id}/terminate")
 async def terminate(request: Request, agreement_id: int, svc: Svc) -> Response:
     return await _act(request, svc, agreement_id, "terminate")
+
+
+async def _redeliver(request: Request, svc: Svc, webhook_id: int, event_id: int | None) -> Response:
+    await require_csrf(request)
+    # The policy let the session in only for its own webhook (Rel.OWNER): the API's redelivery.
+    count = await webhook_store.redeliver(svc.store.engine, webhook_id, svc.clock.now(), event_id)
+    if event_id is not None and count == 0:
+        raise PageRefused(404, tr(request, "Nothing was changed"), tr(
+            request, "Event %(event)s is not a dead letter of webhook %(webhook)s.", event=event_id,
+            webhook=webhook_id))
+    return redirect(request, f"/dashboard?done=redelivered-{count}#webhooks")
+
+
+@router.post("/dashboard/webhooks/{webhook_id}/redeliver")
+async def redeliver_all(request: Request, webhook_id: int, svc: Svc) -> Response:
+    return await _redeliver(request, svc, webhook_id, None)
+
+
+@router.post("/dashboard/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver")
+async def redeliver_one(request: Request, webhook_id: int, event_id: int, svc: Svc) -> Response:
+    return await _redeliver(request, svc, webhook_id, event_id)
