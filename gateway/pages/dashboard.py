@@ -1,6 +1,7 @@
 """The third party's dashboard: sign in with an API token, then its agreements by state (resend,
 renew, terminate), the premises its agreements cover with the devices it provisioned there, its
-HAN requests with counts by state, and its webhooks with their dead letters (redeliver).
+HAN requests with counts by state and a chart of the last 24 hours, and its webhooks with their
+dead letters (redeliver).
 
 The token is POSTed once and exchanged for the session cookie, which holds the credential's id
 (sealed), never the token; it is never in a URL. Every page and action goes through the operation's
@@ -22,6 +23,7 @@ from gateway.api.policy import PolicyRoute
 from gateway.domain.model import AgreementState, PremiseClass, Role, allowed_durations
 from gateway.domain.records import Party, Principal
 from gateway.errors import GatewayError
+from gateway.pages.chart import bar_chart, hour_edges
 from gateway.pages.render import PageRefused, page_session, redirect, render, require_csrf, tr, use_session
 from gateway.store import han_requests
 from gateway.store import webhooks as webhook_store
@@ -91,12 +93,14 @@ async def dashboard(request: Request, svc: Svc) -> Response:
     kinds = sorted({k for k, _s in counts})
     states = sorted({s for _k, s in counts})
     recent = await han_requests.recent_requests(svc.store.engine, party.id, 20)
+    edges = hour_edges(now)
+    chart = bar_chart(edges, await han_requests.party_activity(svc.store.engine, party.id, edges))
     hooks = await webhook_store.list_webhooks(svc.store.engine, party.id, after=0, limit=50)
     dead = {h.id: await webhook_store.list_dead_letters(svc.store.engine, h.id, limit=DEAD_SHOWN + 1) for h in hooks}
     return render(request, "dashboard.html", title=tr(request, "Dashboard of %(party)s", party=party.name),
                   party=party, by_state=[(s, by_state[s]) for s in STATE_ORDER if by_state.get(s)],
                   premises=premises, devices=devices, counts=counts, kinds=kinds, states=states,
-                  recent=recent, hooks=hooks, dead=dead, dead_shown=DEAD_SHOWN,
+                  recent=recent, chart=chart, hooks=hooks, dead=dead, dead_shown=DEAD_SHOWN,
                   done=request.query_params.get("done", ""),
                   # Every duration some premise allows; the renewal itself checks the agreement's premises.
                   durations=sorted(allowed_durations(PremiseClass.LARGE_COMMERCIAL)))

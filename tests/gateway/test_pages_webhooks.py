@@ -61,3 +61,31 @@ async def test_dead_letters_shown_and_redelivered_from_the_dashboard(tmp_path: P
             page = await acme.get(r.headers["location"])
             found = re.search(r"(\d+) dead letter\(s\) queued", text_of(page))
             assert found, text_of(page)[:500]
+
+
+async def test_chart_counts_what_reached_the_meters_and_what_the_devices_answered(tmp_path: Path) -> None:
+    async with running_stack(tmp_path / "d") as s:
+        _a, token = await s.gw.new_party("Acme", "111111111")
+        esis = [p.esi_id for p in s.premises[:2]]
+        await s.customer(token, esis)
+        rid = (await s.request(token, {"kind": "text", "esi_ids": esis, "text": "chart",
+                                        "confirmation_required": True})).json()["id"]
+
+        async def confirmed() -> dict[str, int] | None:
+            devices: dict[str, int] = (await s.summary(token, rid))["devices_by_state"]
+            return devices if devices.get("confirmed") else None
+        await s.eventually(confirmed, timeout=20, advance=5)
+        deliveries = await s.deliveries(token, rid)
+        reached = sum(1 for d in deliveries if any(h["state"] == "delivered" for h in d["history"]))
+        answers = sum(1 for d in deliveries for h in d["history"] if h.get("eui64"))
+        assert reached >= 1 and answers >= 1, deliveries
+
+        async with browser(s.gw) as acme:
+            form = await acme.get("/dashboard/sign-in")
+            await acme.post("/dashboard/sign-in", data={"token": token, "csrf_token": csrf_of(form)})
+            page = await acme.get("/dashboard")
+        assert 'role="img"' in page.text and "<svg" in page.text
+        table = page.text.split("Deliveries and device answers per hour (UTC)")[1].split("</table>")[0]
+        rows = [(int(d), int(a)) for d, a in re.findall(r"<td>(\d+)</td><td>(\d+)</td>", table)]
+        assert len(rows) == 24
+        assert sum(d for d, _a in rows) == reached and sum(a for _d, a in rows) == answers, (rows, deliveries)
