@@ -177,6 +177,8 @@ def create_app(
     for pages in (language_pages, customer_pages, dashboard_pages):
         app.include_router(pages.router)
     page_rendering.install(app)
+    # The pages' own script (the request page's live updates): a file of the package, no CDN.
+    app.mount("/pages/static", StaticFiles(directory=page_rendering.STATIC_DIR), name="pages-static")
     app.include_router(error_docs.router)
     # The docs page serves Swagger UI from the swagger-ui-bundle package, not from a CDN, so it
     # works on an isolated operator network.

@@ -155,6 +155,8 @@ POLICIES: Final[dict[str, Policy]] = {
                                                               id_param="agreement_id"),
     "POST /dashboard/agreements/{agreement_id}/terminate": Policy("agreement", (Rel.SESSION, OWN),
                                                                   id_param="agreement_id"),
+    "GET /dashboard/requests/{request_id}": Policy("han_request", (Rel.SESSION, OWN), id_param="request_id",
+                                                   note="its deliveries and device states, live"),
     "POST /dashboard/webhooks/{webhook_id}/redeliver": Policy("webhook", (Rel.SESSION, OWN), id_param="webhook_id"),
     "POST /dashboard/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver": Policy(
         "webhook", (Rel.SESSION, OWN), id_param="webhook_id"),

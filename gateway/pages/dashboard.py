@@ -33,6 +33,7 @@ router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 MAX_TOKEN = 200
 STATE_ORDER = [s.value for s in AgreementState]
 LIST_LIMIT = 500  # rows of a list on one page; the REST API pages further
+DELIVERIES_SHOWN = 200  # a request's deliveries on its page; GET /v1/han-requests/{id}/deliveries pages on
 DEAD_SHOWN = 50  # dead letters shown per webhook (oldest first); "redeliver all" takes every one
 
 
@@ -104,6 +105,19 @@ async def dashboard(request: Request, svc: Svc) -> Response:
                   done=request.query_params.get("done", ""),
                   # Every duration some premise allows; the renewal itself checks the agreement's premises.
                   durations=sorted(allowed_durations(PremiseClass.LARGE_COMMERCIAL)))
+
+
+@router.get("/dashboard/requests/{request_id}")
+async def request_page(request: Request, request_id: int, svc: Svc) -> Response:
+    """One of the party's requests (the policy checked it is its own): its premises and devices by
+    state and each delivery with its devices' answers; live with JavaScript (gateway/static/live.js)."""
+    row = await han_requests.get_request(svc.store.engine, request_id)
+    if row is None:
+        raise PageRefused(404, tr(request, "Not found"), tr(request, "No request %(id)s.", id=request_id))
+    summary = await han_requests.summarize(svc.store.engine, request_id)
+    items = await han_requests.list_deliveries(svc.store.engine, request_id, after=0, limit=DELIVERIES_SHOWN)
+    return render(request, "request.html", title=tr(request, "Request %(id)s", id=request_id), row=row,
+                  summary=summary, items=items, shown=DELIVERIES_SHOWN)
 
 
 async def _act(request: Request, svc: Svc, agreement_id: int, action: str) -> Response:

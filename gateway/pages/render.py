@@ -3,6 +3,7 @@ refusals (a bad CSRF token, a link that is not valid) as HTML in the visitor's l
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,15 +15,20 @@ from gateway.pages.keys import PageKeys
 from gateway.pages.sessions import CSRF_FIELD, PageSession, csrf_valid, read_session, session_for, write_session
 
 # The page may not be framed (clickjacking), cached or leak its link (customer links carry a token)
-# through Referer; it loads nothing from elsewhere and runs no script but its own (there is none).
+# through Referer; it loads nothing from elsewhere and runs no script but the gateway's own files
+# (gateway/static: the request page's live updates), which fetch from the gateway only.
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
+
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 class PageRefused(Exception):

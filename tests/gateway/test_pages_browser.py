@@ -4,6 +4,7 @@ driven by Playwright), with JavaScript off and on: each role's main task end to 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from tests.gateway.conftest import ONCOR, ONCOR_2, ONCOR_EAST, Gateway, install_code
 from tests.gateway.pages_helpers import customer_link
+from tests.pipeline.conftest import running_stack
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -177,3 +179,48 @@ async def test_third_party_signs_in_and_manages_its_agreements(
             await browser.close()
     r = await gateway.client.get(f"/v1/agreements/{agreement}", headers=gateway.auth(token))
     assert r.json()["state"] == "terminated_by_third_party"
+
+
+@pytest.mark.parametrize("javascript", [False, True], ids=["js-off", "js-on"])
+async def test_request_page_follows_the_devices_answers(tmp_path: Path, javascript: bool) -> None:
+    """The live per-device view: with JavaScript the page updates itself as the devices answer;
+    without, the Refresh link shows the same."""
+    async with running_stack(tmp_path / "d") as s:
+        _a, token = await s.gw.new_party("Acme", "111111111")
+        esi = s.premises[0].esi_id
+        await s.customer(token, [esi])
+        rid = (await s.request(token, {"kind": "text", "esi_ids": [esi], "text": "live",
+                                        "confirmation_required": True})).json()["id"]
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                axe = await Axe.for_context(browser, javascript)
+                context = await browser.new_context(java_script_enabled=javascript)
+                page = await context.new_page()
+                await page.goto(f"{s.gw.base_url}/dashboard/sign-in")
+                await page.get_by_label("API token").fill(token)
+                await page.get_by_role("button", name="Sign in").click()
+                await page.wait_for_load_state()
+                await page.get_by_role("link", name=f"Request {rid}").click()
+                await page.wait_for_load_state()
+                assert await page.get_by_role("heading", level=1).inner_text() == f"Request {rid}"
+                assert "confirmed" not in await page.inner_text("#deliveries")
+                assert await page.get_by_role("button", name="Pause live updates").count() == int(javascript)
+                await axe.check(page, "/dashboard/requests/{id}")
+
+                async def confirmed() -> bool:
+                    return bool((await s.summary(token, rid))["devices_by_state"].get("confirmed"))
+                await s.eventually(confirmed, timeout=20, advance=5)
+                if javascript:  # no reload: the page fetches itself every 5 s
+                    for _ in range(60):  # polled from here: the page's CSP allows no eval'd predicate
+                        if "confirmed" in await page.inner_text("#deliveries"):
+                            break
+                        await asyncio.sleep(0.25)
+                    assert "Updated at" in await page.inner_text("#live-controls")
+                else:
+                    await page.get_by_role("link", name="Refresh").click()
+                    await page.wait_for_load_state()
+                assert "confirmed" in await page.inner_text("#deliveries")
+                await axe.check(page, "/dashboard/requests/{id} (answered)")
+            finally:
+                await browser.close()

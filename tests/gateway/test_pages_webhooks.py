@@ -84,6 +84,14 @@ async def test_chart_counts_what_reached_the_meters_and_what_the_devices_answere
             form = await acme.get("/dashboard/sign-in")
             await acme.post("/dashboard/sign-in", data={"token": token, "csrf_token": csrf_of(form)})
             page = await acme.get("/dashboard")
+            assert (await acme.get(f"/dashboard/requests/{rid}")).status_code == 200
+        _b, token_b = await s.gw.new_party("Bravo", "222222222")
+        async with browser(s.gw) as bravo:  # another party's request: what an unknown one gets
+            form = await bravo.get("/dashboard/sign-in")
+            await bravo.post("/dashboard/sign-in", data={"token": token_b, "csrf_token": csrf_of(form)})
+            foreign = await bravo.get(f"/dashboard/requests/{rid}")
+            unknown = await bravo.get("/dashboard/requests/9000000")
+            assert foreign.status_code == unknown.status_code == 404 and "chart" not in foreign.text
         assert 'role="img"' in page.text and "<svg" in page.text
         table = page.text.split("Deliveries and device answers per hour (UTC)")[1].split("</table>")[0]
         rows = [(int(d), int(a)) for d, a in re.findall(r"<td>(\d+)</td><td>(\d+)</td>", table)]
