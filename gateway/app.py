@@ -44,6 +44,7 @@ from gateway.mail import Mailer, make_mailer
 from gateway.pages import customer as customer_pages
 from gateway.pages import dashboard as dashboard_pages
 from gateway.pages import language as language_pages
+from gateway.pages import operator as operator_pages
 from gateway.pages import render as page_rendering
 from gateway.pages.keys import PageKeys
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
@@ -174,7 +175,7 @@ def create_app(
                    routes_agreements, routes_requests):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
-    for pages in (language_pages, customer_pages, dashboard_pages):
+    for pages in (language_pages, customer_pages, dashboard_pages, operator_pages):
         app.include_router(pages.router)
     page_rendering.install(app)
     # The pages' own script (the request page's live updates): a file of the package, no CDN.

@@ -38,6 +38,7 @@ class Rel(StrEnum):
     PUBLIC = "anyone"
     CUSTOMER_LINK = "the customer, by the link token in the path"
     SESSION = "a third party signed in to the dashboard (session cookie)"
+    OPERATOR_SESSION = "an operator signed in to the pages (session cookie)"
     ANY = "any authenticated caller (answers are filtered to what the caller may see)"
     OPERATOR = "operator"
     THIRD_PARTY = "any third party (for its own objects)"
@@ -147,7 +148,7 @@ POLICIES: Final[dict[str, Policy]] = {
                                                                   note="only an agreement of the link's address"),
     "GET /dashboard/sign-in": Policy("-", (Rel.PUBLIC,)),
     "POST /dashboard/sign-in": Policy("-", (Rel.PUBLIC,), note="a third party's API token, exchanged for a session"),
-    "POST /dashboard/sign-out": Policy("-", (Rel.SESSION,)),
+    "POST /dashboard/sign-out": Policy("-", (Rel.PUBLIC,), note="ends the visitor's own session"),
     "GET /dashboard": Policy("-", (Rel.SESSION,), note="the signed-in party's agreements, premises, devices, requests"),
     "POST /dashboard/agreements/{agreement_id}/resend": Policy("agreement", (Rel.SESSION, OWN),
                                                                id_param="agreement_id"),
@@ -160,6 +161,8 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /dashboard/webhooks/{webhook_id}/redeliver": Policy("webhook", (Rel.SESSION, OWN), id_param="webhook_id"),
     "POST /dashboard/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver": Policy(
         "webhook", (Rel.SESSION, OWN), id_param="webhook_id"),
+    "GET /operator": Policy("premise", (Rel.OPERATOR_SESSION,), note="premises, queues and failures per TDSP, "
+                            "provisioning in progress"),
     "GET /healthz": Policy("-", (Rel.PUBLIC,)),
     "GET /docs": Policy("-", (Rel.PUBLIC,), note="the API's Swagger UI page"),
     "GET /docs/errors": Policy("-", (Rel.PUBLIC,), note="the error guide that problem types link to"),
@@ -221,7 +224,7 @@ async def enforce(request: Request, policy: Policy, operation: str,
     if policy.allow in ((Rel.PUBLIC,), (Rel.CUSTOMER_LINK,)):
         return await handler(request)  # the link token is checked by the page itself
     svc = request.app.state.services
-    if Rel.SESSION in policy.allow:
+    if Rel.SESSION in policy.allow or Rel.OPERATOR_SESSION in policy.allow:
         return await _enforce_session(request, svc, policy, handler)
     who, token = await _authenticate(request, svc)
     limit_headers = await _rate_limit(who, svc)
@@ -243,13 +246,15 @@ async def enforce(request: Request, policy: Policy, operation: str,
 
 async def _enforce_session(request: Request, svc: Any, policy: Policy,
                            handler: Callable[[Request], Awaitable[Response]]) -> Response:
-    """A dashboard page: the third party its session cookie names (a live credential of an active
-    party, checked at every request), rate limited as its API calls are, then the other relations."""
+    """A signed-in page: the principal its session cookie names (a live credential, of an active
+    party, checked at every request) must have the page's role — a third party (`SESSION`, rate
+    limited as its API calls are) or an operator (`OPERATOR_SESSION`) — then the other relations."""
     who = await page_principal(request, svc, request.app.state.page_keys)
-    if who is None:
+    wanted = Role.OPERATOR if Rel.OPERATOR_SESSION in policy.allow else Role.THIRD_PARTY
+    if who is None or who.role is not wanted:
         raise SignInRequired()
     limit_headers = await _rate_limit(who, svc)
-    rest = tuple(r for r in policy.allow if r is not Rel.SESSION)
+    rest = tuple(r for r in policy.allow if r not in (Rel.SESSION, Rel.OPERATOR_SESSION))
     if rest:
         await _check(request, svc, replace(policy, allow=rest), who)
     request.state.principal = who

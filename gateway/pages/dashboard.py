@@ -25,6 +25,7 @@ from gateway.domain.records import Party, Principal
 from gateway.errors import GatewayError
 from gateway.pages.chart import bar_chart, hour_edges
 from gateway.pages.render import PageRefused, page_session, redirect, render, require_csrf, tr, use_session
+from gateway.pages.sessions import PAGE_ROLES
 from gateway.store import han_requests
 from gateway.store import webhooks as webhook_store
 
@@ -61,12 +62,12 @@ async def sign_in(request: Request, svc: Svc) -> Response:
     form = await require_csrf(request)
     token = form.get("token", "").strip()
     who = await svc.store.principal_for_token(token) if 0 < len(token) <= MAX_TOKEN else None
-    if who is None or who.role is not Role.THIRD_PARTY or who.credential_id is None:
-        # One message for unknown, revoked, suspended and non-party tokens.
+    if who is None or who.role not in PAGE_ROLES or who.credential_id is None:
+        # One message for unknown, revoked, suspended and technicians' tokens.
         return render(request, "sign_in.html", 401, title=tr(request, "Sign in to the dashboard"),
-                      error=tr(request, "This token is not a live API token of a third party."))
+                      error=tr(request, "This token is not a live API token of a third party or an operator."))
     use_session(request, page_session(request).signed_in(who.credential_id))
-    return redirect(request, "/dashboard")
+    return redirect(request, "/operator" if who.role is Role.OPERATOR else "/dashboard")
 
 
 @router.post("/dashboard/sign-out")

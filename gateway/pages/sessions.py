@@ -84,12 +84,15 @@ def refreshed(session: PageSession) -> PageSession:
     return replace(session, fresh=True)
 
 
+PAGE_ROLES = (Role.THIRD_PARTY, Role.OPERATOR)  # who may sign in to the pages (technicians: not yet)
+
+
 async def page_principal(request: Request, svc: Any, keys: PageKeys) -> Principal | None:
-    """The third party a request's session is signed in as, if its credential is still live."""
+    """Whom a request's session is signed in as, if its credential is still live."""
     session = read_session(request, keys, svc.clock.now())
     if session is None or session.credential_id is None:
         return None
     who: Principal | None = await svc.store.principal_for_credential(session.credential_id)
-    if who is None or who.role is not Role.THIRD_PARTY or who.party_id is None:
+    if who is None or who.role not in PAGE_ROLES or (who.role is Role.THIRD_PARTY and who.party_id is None):
         return None
     return who

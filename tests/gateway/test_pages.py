@@ -168,15 +168,23 @@ async def test_dashboard_sign_in_session_actions_and_isolation(gateway: Gateway)
         form = await acme.get("/dashboard/sign-in")
         refused = await acme.post("/dashboard/sign-in", data={"token": "wrong", "csrf_token": csrf_of(form)})
         assert refused.status_code == 401 and 'aria-invalid="true"' in refused.text
-        op = await acme.post("/dashboard/sign-in", data={"token": gateway.operator_token,
-                                                         "csrf_token": csrf_of(form)})
-        assert op.status_code == 401  # the dashboard is for third parties
+        async with browser(gateway) as operator:  # an operator's token opens the operator's view
+            op_form = await operator.get("/dashboard/sign-in")
+            op = await operator.post("/dashboard/sign-in", data={"token": gateway.operator_token,
+                                                                 "csrf_token": csrf_of(op_form)})
+            assert op.status_code == 303 and op.headers["location"] == "/operator"
+            assert (await operator.get("/dashboard")).headers.get("location") == "/dashboard/sign-in"
+            view = await operator.get("/operator")
+            assert view.status_code == 200 and "Operator view" in view.text and "provision_requested" in view.text
+            assert DEVICE in view.text and "oncor" in view.text.lower()
         assert (await acme.post("/dashboard/sign-in", data={"token": token_a})).status_code == 403
         r = await acme.post("/dashboard/sign-in", data={"token": token_a, "csrf_token": csrf_of(form)})
         assert r.status_code == 303 and r.headers["location"] == "/dashboard"
         assert token_a not in r.headers["set-cookie"] and token_a not in r.headers["location"]
         page = await acme.get("/dashboard")
         assert page.status_code == 200, page.text
+        # A third party's session does not open the operator's view.
+        assert (await acme.get("/operator")).headers.get("location") == "/dashboard/sign-in"
         seen = text_of(page)
         assert "Dashboard of Acme" in seen and ALICE in seen and DEVICE in seen and str(services) in seen
         for foreign in ("Bravo", BOB, ONCOR_EAST):

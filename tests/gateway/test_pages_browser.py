@@ -224,3 +224,30 @@ async def test_request_page_follows_the_devices_answers(tmp_path: Path, javascri
                 await axe.check(page, "/dashboard/requests/{id} (answered)")
             finally:
                 await browser.close()
+
+
+@pytest.mark.parametrize("javascript", [False, True], ids=["js-off", "js-on"])
+async def test_operator_signs_in_and_sees_premises_routes_and_provisioning(gateway: Gateway, javascript: bool) -> None:
+    await _world(gateway)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            axe = await Axe.for_context(browser, javascript)
+            context = await browser.new_context(java_script_enabled=javascript, locale="es-MX")
+            page = await context.new_page()
+            await page.goto(f"{gateway.base_url}/operator")
+            assert page.url.endswith("/dashboard/sign-in")
+            await page.get_by_label("Token de la API").fill(gateway.operator_token)
+            await page.get_by_role("button", name="Iniciar sesión").click()
+            await page.wait_for_load_state()
+            assert page.url.endswith("/operator")
+            assert await page.get_by_role("heading", level=1).inner_text() == "Vista del operador"
+            main = await page.inner_text("main")
+            assert DEVICE in main and "provision_requested" in main and ONCOR_2 in main
+            await axe.check(page, "/operator (Spanish)")
+            await page.get_by_role("button", name="Cerrar sesión").click()
+            await page.wait_for_load_state()
+            await page.goto(f"{gateway.base_url}/operator")
+            assert page.url.endswith("/dashboard/sign-in")
+        finally:
+            await browser.close()
