@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import gettext
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 from babel import Locale
@@ -70,11 +70,3 @@ def page_templates(lang: str) -> Environment:
     env.filters["datetime"] = lambda value: "" if value is None else format_datetime(
         value, "medium", tzinfo=UTC, locale=lang) + " UTC"
     return env
-
-
-def gettext_for(lang: str) -> gettext.NullTranslations:
-    return translations(lang)
-
-
-def date_text(value: datetime | None, lang: str) -> str:
-    return "" if value is None else format_date(value, "medium", locale=lang)

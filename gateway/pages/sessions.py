@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -77,11 +77,6 @@ def write_session(response: Response, session: PageSession, keys: PageKeys, now:
 def csrf_valid(session: PageSession | None, submitted: object) -> bool:
     return (session is not None and isinstance(submitted, str) and bool(submitted)
             and hmac.compare_digest(session.csrf.encode(), submitted.encode()))
-
-
-def refreshed(session: PageSession) -> PageSession:
-    """The same session, marked to be written again (its age starts over)."""
-    return replace(session, fresh=True)
 
 
 PAGE_ROLES = (Role.THIRD_PARTY, Role.OPERATOR)  # who may sign in to the pages (technicians: not yet)
