@@ -45,6 +45,11 @@ PENDING = (AgreementState.INVITED, AgreementState.ACTIVE)
 # How long a stored Idempotency-Key response is replayed (a retry window, like Stripe's 24 h).
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
 
+# The customer's page link mail (the /my form): its subjects, and how often one address gets one.
+CUSTOMER_LINK_SUBJECTS = {"en": "Your agreements and meter devices",
+                          "es": "Sus acuerdos y dispositivos del medidor"}
+CUSTOMER_LINK_MAIL_INTERVAL = timedelta(minutes=15)
+
 SCOPE_WORDS = {Scope.TEXT: "text messages", Scope.PRICE: "prices", Scope.LOAD_CONTROL:
                "load-control events"}
 
@@ -394,9 +399,12 @@ class AgreementService:
         says the same either way."""
         if self.customer_link is None or not await self.store.customer_email_known(email):
             return False
+        # One link mail per address per interval, whoever asks: the form cannot flood a mailbox.
+        since = self.clock.now() - CUSTOMER_LINK_MAIL_INTERVAL
+        if await self.store.mails_queued_since(email, list(CUSTOMER_LINK_SUBJECTS.values()), since):
+            return False
         template = "customer_link.es.txt" if lang == "es" else "customer_link.txt"
-        subject = ("Sus acuerdos y dispositivos del medidor" if lang == "es"
-                   else "Your agreements and meter devices")
+        subject = CUSTOMER_LINK_SUBJECTS["es" if lang == "es" else "en"]
         days = self.config.pages.customer_link_days
         await self._mail(email, subject, template, days=days)
         return True

@@ -130,6 +130,20 @@ async def test_link_request_form_answers_alike_and_mails_only_known_addresses(ga
     [mail] = gateway.mails_to(ALICE)
     assert not gateway.mails_to("nobody@example.test")
     assert mail["Subject"] == "Your agreements and meter devices"
+    # Asking again within 15 minutes sends nothing more (the answer is the same); later, one more.
+    async with browser(gateway) as visitor:
+        form = await visitor.get("/my")
+        assert (await visitor.post("/my", data={"email": ALICE, "csrf_token": csrf_of(form)})).status_code == 200
+        await asyncio.sleep(1.0)
+        assert len(gateway.mails_to(ALICE)) == 1
+        gateway.clock.advance(timedelta(minutes=16))
+        form = await visitor.get("/my")
+        await visitor.post("/my", data={"email": ALICE.upper(), "csrf_token": csrf_of(form)})
+        for _ in range(200):
+            if len(gateway.mails_to(ALICE.upper()) + gateway.mails_to(ALICE)) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(gateway.mails_to(ALICE.upper()) + gateway.mails_to(ALICE)) == 2
     async with browser(gateway) as alice:
         page = await alice.get(customer_link(gateway, ALICE))
         assert page.status_code == 200 and ONCOR in page.text and "No agreements" in page.text
