@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,6 +50,11 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PENDING = (AgreementState.INVITED, AgreementState.ACTIVE)
 # How long a stored Idempotency-Key response is replayed (a retry window, like Stripe's 24 h).
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
+
+# The customer's page link mail (the /my form): its subjects, and how often one address gets one.
+CUSTOMER_LINK_SUBJECTS = {"en": "Your agreements and meter devices",
+                          "es": "Sus acuerdos y dispositivos del medidor"}
+CUSTOMER_LINK_MAIL_INTERVAL = timedelta(minutes=15)
 
 SCOPE_WORDS = {Scope.TEXT: "text messages", Scope.PRICE: "prices", Scope.LOAD_CONTROL:
                "load-control events"}
@@ -142,6 +147,9 @@ class AgreementService:
         self.clock = clock
         self.mail_sender = MailSender(store, mailer, config.mail.from_address, clock,
                                       timedelta(seconds=config.mail.lease_seconds))
+        # The customer's "all my agreements" page link for an address (gateway/pages/keys.py), put
+        # in every agreement email; None: no such link (the pages are not served).
+        self.customer_link: Callable[[str], str] | None = None
 
     # -- third party side ---------------------------------------------------------------------
 
@@ -461,8 +469,37 @@ class AgreementService:
         found = await self.termination_view(token)
         if found is None:
             return None
-        return await self._end(found[0], AgreementState.TERMINATED_BY_CUSTOMER,
+        return await self._end_by_customer(found[0])
+
+    async def terminate_for_customer(self, agreement_id: int, email: str) -> Agreement | None:
+        """The customer's page (its link stands for `email`): end one of their active agreements.
+        None when the agreement is not theirs, not active, or ended meanwhile."""
+        agreement = await self.store.get_agreement(agreement_id)
+        if (agreement is None or agreement.customer_email.lower() != email.lower()
+                or agreement.state is not AgreementState.ACTIVE):
+            return None
+        return await self._end_by_customer(agreement)
+
+    async def _end_by_customer(self, agreement: Agreement) -> Agreement | None:
+        # The customer ended it themselves: they see it at once, no email about it.
+        return await self._end(agreement, AgreementState.TERMINATED_BY_CUSTOMER,
                                "terminated by the customer", notify_customer=False, by="customer")
+
+    async def send_customer_link(self, email: str, lang: str) -> bool:
+        """Mail the customer's page link to `email` if the address is on record (a premise's
+        customer contact or an agreement's); False (and nothing sent) otherwise. The page that asks
+        says the same either way."""
+        if self.customer_link is None or not await self.store.customer_email_known(email):
+            return False
+        # One link mail per address per interval, whoever asks: the form cannot flood a mailbox.
+        since = self.clock.now() - CUSTOMER_LINK_MAIL_INTERVAL
+        if await self.store.mails_queued_since(email, list(CUSTOMER_LINK_SUBJECTS.values()), since):
+            return False
+        template = "customer_link.es.txt" if lang == "es" else "customer_link.txt"
+        subject = CUSTOMER_LINK_SUBJECTS["es" if lang == "es" else "en"]
+        days = self.config.pages.customer_link_days
+        await self._mail(email, subject, template, days=days)
+        return True
 
     # -- system side --------------------------------------------------------------------------
 
@@ -568,7 +605,8 @@ class AgreementService:
         return f"{self.config.server.public_url}{path}"
 
     async def _mail(self, to: str, subject: str, template: str, **context: object) -> None:
-        text = self.templates.get_template(template).render(**context)
+        manage_link = self.customer_link(to) if self.customer_link is not None else None
+        text = self.templates.get_template(template).render(manage_link=manage_link, **context)
         await self.mail_sender.send(to=to, subject=subject, text=text)
 
     async def _send_invitation(self, agreement: Agreement, party: Party, token: str,

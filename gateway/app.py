@@ -44,6 +44,12 @@ from gateway.gc_startup import freeze_startup_objects, thaw_startup_objects
 from gateway.logs import redact_link_tokens
 from gateway.mail import Mailer, make_mailer
 from gateway.mqtt_api.service import MqttApi
+from gateway.pages import customer as customer_pages
+from gateway.pages import dashboard as dashboard_pages
+from gateway.pages import language as language_pages
+from gateway.pages import operator as operator_pages
+from gateway.pages import render as page_rendering
+from gateway.pages.keys import PageKeys
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
@@ -132,6 +138,11 @@ def create_app(
             rate_limits=make_buckets(the_store, config.rate_limit.requests_per_second,
                                      config.rate_limit.burst, config.rate_limit.shared))
         app.state.services = svc
+        # The pages' keys (signed session cookie, customer links): read or made once at start.
+        page_keys = PageKeys.from_config(config)
+        app.state.page_keys = page_keys
+        svc.agreements.customer_link = lambda email: (
+            f"{config.server.public_url}/my/{page_keys.customer_link_token(email, clock.now())}")
         # Role `api` runs no background work: the workers pick up what it stores.
         works = config.server.role is not ServerRole.API
         timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers and works else None
@@ -194,6 +205,11 @@ def create_app(
                    routes_agreements, routes_requests, routes_events, routes_usage):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
+    for pages in (language_pages, customer_pages, dashboard_pages, operator_pages):
+        app.include_router(pages.router)
+    page_rendering.install(app)
+    # The pages' own script (the request page's live updates): a file of the package, no CDN.
+    app.mount("/pages/static", StaticFiles(directory=page_rendering.STATIC_DIR), name="pages-static")
     app.include_router(error_docs.router)
     # The docs page serves Swagger UI from the swagger-ui-bundle package, not from a CDN, so it
     # works on an isolated operator network.

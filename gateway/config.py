@@ -197,6 +197,27 @@ class MqttApiConfig(_Section):
         return value
 
 
+class PagesConfig(_Section):
+    """The server-rendered pages: the customer's page and the third parties' dashboard."""
+
+    # Signs and encrypts the page session cookie and the customer's emailed links (HKDF derives one
+    # key per use). At least 32 characters; prefer HANGW_PAGES__SESSION_SECRET. Empty: a random
+    # secret kept in `pages-secret` in the data directory (made at first start) — instances that
+    # share a database must be given the same secret, or one instance's links fail on another.
+    session_secret: str = ""
+    # A dashboard sign-in (and a form's CSRF token) lasts this long.
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+    # The customer's "all my agreements" link in every agreement email works this many days.
+    customer_link_days: int = Field(default=30, ge=1, le=365)
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError(f"is {len(value)} characters; at least 32 (or empty for a generated one)")
+        return value
+
+
 class GatewayConfig(_Section):
     data_dir: Path = Path("./hangw-data")
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -210,6 +231,7 @@ class GatewayConfig(_Section):
     routes: RoutesConfig = Field(default_factory=RoutesConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     mqtt_api: MqttApiConfig = Field(default_factory=MqttApiConfig)
+    pages: PagesConfig = Field(default_factory=PagesConfig)
 
     @property
     def storage_url(self) -> str:

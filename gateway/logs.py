@@ -39,7 +39,7 @@ def setup_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
 
 
 # Paths that carry a secret: the customer's single-use consent and termination links.
-_LINK_TOKEN = re.compile(r"(/consent/|/agreements/terminate/)[^\s/?\"]+")
+_LINK_TOKEN = re.compile(r"(/consent/|/agreements/terminate/|/my/)[^\s/?\"]+")
 
 
 class RedactLinkTokens(logging.Filter):

@@ -129,6 +129,8 @@ async def _serve_and_walk(config: GatewayConfig, store: Store, field: DemoField,
                 f"{base}/v1/han-requests")
             say(f"  curl -s -H \"Authorization: Bearer $HANGW_TOKEN\" {base}/v1/han-requests/1/deliveries")
             say(f"  operator token: {op_token}")
+            say(f"  in a browser: {base}/dashboard (sign in with $HANGW_TOKEN), {base}/operator (the operator "
+                f"token), and the customer's page from the /my/ link in {config.mbox_path}")
             await serving
     finally:  # --once, Ctrl-C, or a failure: stop the gateway (its routes) before the field behind it
         server.should_exit = True

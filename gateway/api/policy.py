@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
 
@@ -27,6 +27,8 @@ from gateway.authz import authorize
 from gateway.domain.model import Action, Role
 from gateway.domain.records import Principal
 from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
+from gateway.pages.render import SignInRequired
+from gateway.pages.sessions import page_principal
 from gateway.store import ownership
 
 
@@ -35,6 +37,8 @@ class Rel(StrEnum):
 
     PUBLIC = "anyone"
     CUSTOMER_LINK = "the customer, by the link token in the path"
+    SESSION = "a third party signed in to the dashboard (session cookie)"
+    OPERATOR_SESSION = "an operator signed in to the pages (session cookie)"
     ANY = "any authenticated caller (answers are filtered to what the caller may see)"
     OPERATOR = "operator"
     THIRD_PARTY = "any third party (for its own objects)"
@@ -140,6 +144,31 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /consent/{token}": Policy("agreement", (Rel.CUSTOMER_LINK,)),
     "GET /agreements/terminate/{token}": Policy("agreement", (Rel.CUSTOMER_LINK,)),
     "POST /agreements/terminate/{token}": Policy("agreement", (Rel.CUSTOMER_LINK,)),
+    # the server-rendered pages (gateway/pages/): every POST also needs the session's CSRF token
+    "POST /language": Policy("-", (Rel.PUBLIC,), note="the visitor's own language cookie"),
+    "GET /my": Policy("-", (Rel.PUBLIC,), note="the form that mails a customer their page's link"),
+    "POST /my": Policy("-", (Rel.PUBLIC,), note="the same answer whether or not the address is known"),
+    "GET /my/{link}": Policy("agreement", (Rel.CUSTOMER_LINK,), note="the link's e-mail address: its agreements, "
+                             "and the premises it is the contact of with their devices"),
+    "POST /my/{link}/agreements/{agreement_id}/terminate": Policy("agreement", (Rel.CUSTOMER_LINK,),
+                                                                  note="only an agreement of the link's address"),
+    "GET /dashboard/sign-in": Policy("-", (Rel.PUBLIC,)),
+    "POST /dashboard/sign-in": Policy("-", (Rel.PUBLIC,), note="a third party's API token, exchanged for a session"),
+    "POST /dashboard/sign-out": Policy("-", (Rel.PUBLIC,), note="ends the visitor's own session"),
+    "GET /dashboard": Policy("-", (Rel.SESSION,), note="the signed-in party's agreements, premises, devices, requests"),
+    "POST /dashboard/agreements/{agreement_id}/resend": Policy("agreement", (Rel.SESSION, OWN),
+                                                               id_param="agreement_id"),
+    "POST /dashboard/agreements/{agreement_id}/renew": Policy("agreement", (Rel.SESSION, OWN),
+                                                              id_param="agreement_id"),
+    "POST /dashboard/agreements/{agreement_id}/terminate": Policy("agreement", (Rel.SESSION, OWN),
+                                                                  id_param="agreement_id"),
+    "GET /dashboard/requests/{request_id}": Policy("han_request", (Rel.SESSION, OWN), id_param="request_id",
+                                                   note="its deliveries and device states, live"),
+    "POST /dashboard/webhooks/{webhook_id}/redeliver": Policy("webhook", (Rel.SESSION, OWN), id_param="webhook_id"),
+    "POST /dashboard/webhooks/{webhook_id}/dead-letters/{event_id}/redeliver": Policy(
+        "webhook", (Rel.SESSION, OWN), id_param="webhook_id"),
+    "GET /operator": Policy("premise", (Rel.OPERATOR_SESSION,), note="premises, queues and failures per TDSP, "
+                            "provisioning in progress"),
     "GET /healthz": Policy("-", (Rel.PUBLIC,)),
     "GET /docs": Policy("-", (Rel.PUBLIC,), note="the API's Swagger UI page"),
     "GET /docs/errors": Policy("-", (Rel.PUBLIC,), note="the error guide that problem types link to"),
@@ -201,6 +230,8 @@ async def enforce(request: Request, policy: Policy, operation: str,
     if policy.allow in ((Rel.PUBLIC,), (Rel.CUSTOMER_LINK,)):
         return await handler(request)  # the link token is checked by the page itself
     svc = request.app.state.services
+    if Rel.SESSION in policy.allow or Rel.OPERATOR_SESSION in policy.allow:
+        return await _enforce_session(request, svc, policy, handler)
     who, token = await _authenticate(request, svc)
     limit_headers = await _rate_limit(who, svc)
     await _check(request, svc, policy, who)
@@ -215,6 +246,25 @@ async def enforce(request: Request, policy: Policy, operation: str,
         _after_commit(request)
     else:
         response = await handler(request)
+    response.headers.update(limit_headers)
+    return response
+
+
+async def _enforce_session(request: Request, svc: Any, policy: Policy,
+                           handler: Callable[[Request], Awaitable[Response]]) -> Response:
+    """A signed-in page: the principal its session cookie names (a live credential, of an active
+    party, checked at every request) must have the page's role — a third party (`SESSION`, rate
+    limited as its API calls are) or an operator (`OPERATOR_SESSION`) — then the other relations."""
+    who = await page_principal(request, svc, request.app.state.page_keys)
+    wanted = Role.OPERATOR if Rel.OPERATOR_SESSION in policy.allow else Role.THIRD_PARTY
+    if who is None or who.role is not wanted:
+        raise SignInRequired()
+    limit_headers = await _rate_limit(who, svc)
+    rest = tuple(r for r in policy.allow if r not in (Rel.SESSION, Rel.OPERATOR_SESSION))
+    if rest:
+        await _check(request, svc, replace(policy, allow=rest), who)
+    request.state.principal = who
+    response = await handler(request)
     response.headers.update(limit_headers)
     return response
 

@@ -198,11 +198,15 @@ class AgreementsStore:
         kind: AgreementKind | None = None,
         esi_id: str | None = None,
         ended_since: datetime | None = None,
+        customer_email: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[Agreement]:
-        """Agreements by filter; `ended_since` hides agreements that ended before it."""
+        """Agreements by filter; `ended_since` hides agreements that ended before it;
+        `customer_email` matches the invited address whatever its case."""
         query = agreements.select().where(agreements.c.id > id_cursor(cursor))
+        if customer_email is not None:
+            query = query.where(sa.func.lower(agreements.c.customer_email) == customer_email.lower())
         if party_id is not None:
             query = query.where(agreements.c.party_id == party_id)
         if states:

@@ -276,3 +276,43 @@ async def insert_requests(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
     returned = (await conn.execute(han_requests.insert().returning(han_requests.c.id, han_requests.c.se_id),
                                    list(rows))).all()
     return {int(se_id): int(request_id) for request_id, se_id in returned}
+
+
+# -- the dashboard's reads (gateway/pages/dashboard.py)
+
+async def party_request_counts(engine: AsyncEngine, party_id: int) -> dict[tuple[str, str], int]:
+    """How many of the party's requests are in each (kind, state)."""
+    query = (sa.select(han_requests.c.kind, han_requests.c.state, sa.func.count())
+             .where(han_requests.c.party_id == party_id).group_by(han_requests.c.kind, han_requests.c.state))
+    async with engine.connect() as conn:
+        return {(kind, state): count for kind, state, count in (await conn.execute(query)).all()}
+
+
+async def recent_requests(engine: AsyncEngine, party_id: int, limit: int) -> list[Any]:
+    """The party's newest requests (han_requests rows), newest first."""
+    query = (han_requests.select().where(han_requests.c.party_id == party_id)
+             .order_by(han_requests.c.id.desc()).limit(limit))
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).all())
+
+
+async def party_activity(engine: AsyncEngine, party_id: int, edges: Sequence[datetime]) -> list[tuple[int, int]]:
+    """Per interval [edges[i], edges[i+1]): how many of the party's deliveries reached their meter
+    (`delivered`), and how many answers its devices gave (any device-level transition). One scan,
+    the interval found by a CASE (the same SQL on SQLite and PostgreSQL; no date functions)."""
+    if len(edges) < 2:
+        return []
+    at = han_transitions.c.at
+    bucket = sa.case(*[(at < edge, i) for i, edge in enumerate(edges[1:])], else_=-1).label("bucket")
+    device = han_transitions.c.eui64.is_not(None).label("device")
+    query = (sa.select(bucket, device, sa.func.count())
+             .select_from(han_transitions.join(han_deliveries, han_deliveries.c.id == han_transitions.c.delivery_id))
+             .where(han_deliveries.c.party_id == party_id, at >= edges[0], at < edges[-1],
+                    sa.or_(han_transitions.c.eui64.is_not(None), han_transitions.c.state == "delivered"))
+             .group_by(bucket, device))
+    counts = [[0, 0] for _ in edges[1:]]
+    async with engine.connect() as conn:
+        for index, is_device, count in (await conn.execute(query)).all():
+            if 0 <= index < len(counts):
+                counts[index][1 if is_device else 0] += count
+    return [(d, a) for d, a in counts]

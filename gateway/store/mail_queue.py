@@ -51,6 +51,14 @@ class MailQueue:
                 .returning(mail_outbox.c.id))).one()
         return QueuedMail(row.id, recipient, subject, body, 1)
 
+    async def mails_queued_since(self, recipient: str, subjects: list[str], since: datetime) -> int:
+        """How many mails with one of `subjects` were queued for `recipient` (any case) since `since`."""
+        query = sa.select(sa.func.count()).where(
+            sa.func.lower(mail_outbox.c.recipient) == recipient.lower(), mail_outbox.c.subject.in_(subjects),
+            mail_outbox.c.created_at >= since)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
     async def claim_mail(self, now: datetime, lease: timedelta, limit: int = 1) -> list[QueuedMail]:
         """Claim up to `limit` due mails for one attempt each (gateway/store/row_claims.py): no
         other instance takes them before `now + lease`. `attempts` counts this attempt."""

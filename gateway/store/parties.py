@@ -239,10 +239,23 @@ class PartiesStore:
             )
         return bool(result.rowcount)
 
+    async def principal_for_credential(self, credential_id: int) -> Principal | None:
+        """The principal of a live credential by its id (a page session holds the id, not the token)."""
+        query = (sa.select(credentials, parties.c.status.label("party_status"))
+                 .select_from(credentials.outerjoin(parties, credentials.c.party_id == parties.c.id))
+                 .where(credentials.c.id == credential_id))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return self._live_principal(row)
+
     async def principal_for_token(self, token: str) -> Principal | None:
         """The principal a live (unrevoked) bearer token stands for, else None."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(_PRINCIPAL_QUERY, {"token_hash": hash_token(token)})).first()
+        return self._live_principal(row)
+
+    @staticmethod
+    def _live_principal(row: Any) -> Principal | None:
         if row is None or row.revoked_at is not None:
             return None
         if row.party_status is not None and row.party_status != PartyStatus.ACTIVE.value:

@@ -171,6 +171,22 @@ class PremisesStore:
         items = [_premise(r) for r in rows]
         return Page(items, items[-1].esi_id if len(items) == limit else None)
 
+    async def premises_of_customer(self, email: str) -> list[Premise]:
+        """Active premises whose customer contact on record is `email` (any case)."""
+        query = premises.select().where(sa.func.lower(premises.c.customer_email) == email.lower(),
+                                        premises.c.status == "active").order_by(premises.c.esi_id)
+        async with self.engine.connect() as conn:
+            return [_premise(r) for r in (await conn.execute(query)).all()]
+
+    async def customer_email_known(self, email: str) -> bool:
+        """Whether `email` is a premise's customer contact or an agreement's invited address."""
+        address = email.lower()
+        query = sa.select(sa.or_(
+            sa.exists().where(sa.func.lower(premises.c.customer_email) == address),
+            sa.exists().where(sa.func.lower(agreements.c.customer_email) == address)))
+        async with self.engine.connect() as conn:
+            return bool((await conn.execute(query)).scalar())
+
     async def premises_in_scope(
         self,
         *,

@@ -22,6 +22,8 @@ methods, each kept with its tables in its own module:
 - gateway/store/webhooks.py: webhook targets and their event queue (module functions)
 - gateway/store/provisioning.py, route_state.py: HAN provisioning, the radio route's state
 - gateway/store/ownership.py: who owns a row (the API's authorization policy asks)
+- gateway/store/operations_view.py: the operator's page's reads (premises, queues and failures per
+  TDSP, provisioning in progress)
 - gateway/store/bulk.py: set-based statement helpers the modules share
 - gateway/store/errors.py: the store's errors (`ConstraintViolation`), so that no caller catches the
   database library's
