@@ -77,7 +77,8 @@ class DueDelivery(NamedTuple):
     """1 when the delivery has no agreement or its agreement is still in force, else 0."""
 
 
-_DUE_COLUMNS = (
+# What the dispatcher reads of a due row (`DueDelivery` without `in_force`).
+DUE_COLUMNS = (
     _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.agreement_id, _D.se_id, _D.se_version, _D.cluster_id,
     _D.command, _D.fields, _D.attempts, sa.type_coerce(_D.expires_at, sa.String).label("expires_raw"),
     _D.target_eui64,
@@ -266,14 +267,14 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int, *,
             order = (_D.next_attempt_at, _D.id)
             query: Any
             if lease is None:
-                query = sa.select(*_DUE_COLUMNS, in_force).where(*due).order_by(*order).limit(share)
+                query = sa.select(*DUE_COLUMNS, in_force).where(*due).order_by(*order).limit(share)
             else:
                 # A CTE: evaluated once (PostgreSQL could run an IN subquery with SKIP LOCKED more
                 # than once and claim more than `share`).
                 picked = sa.select(_D.id).where(*due).order_by(*order).limit(share).with_for_update(
                     skip_locked=True).cte("picked")
                 query = han_deliveries.update().where(_D.id.in_(sa.select(picked.c.id))).values(
-                    next_attempt_at=now + lease).returning(*_DUE_COLUMNS, in_force)
+                    next_attempt_at=now + lease).returning(*DUE_COLUMNS, in_force)
             claimed = list(map(DueDelivery._make, (await conn.execute(query)).all()))
             if lease is not None:
                 claimed.sort(key=lambda r: r.id)  # RETURNING has no order
@@ -289,7 +290,7 @@ async def read_in_flight(engine: AsyncEngine, esi_ids: Sequence[str], limit: int
         return []
     async with engine.connect() as conn:
         return list(map(DueDelivery._make, (await conn.execute(sa.select(
-            *_DUE_COLUMNS, sa.literal(1).label("in_force")).where(
+            *DUE_COLUMNS, sa.literal(1).label("in_force")).where(
             _D.esi_id.in_(list(esi_ids)), _D.state == SUBMITTED).order_by(_D.id).limit(limit))).all()))
 
 
