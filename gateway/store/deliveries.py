@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.model import AgreementState
-from gateway.store import frame_log, price_acks, webhooks
+from gateway.store import price_acks, webhooks
 from gateway.store.bulk import ID_CHUNK, ids_condition, insert_many
 from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_device_states, han_transitions
 
@@ -182,15 +182,24 @@ async def set_state(conn: AsyncConnection, rows: Iterable[Any], state: str, now:
 async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now: datetime,
                          confirm_by: datetime | None = None) -> int:
     """Queued deliveries the route accepted become `submitted`, set-based: per chunk of ids one
-    UPDATE … RETURNING id, then the transitions and the frame log (the frame sent into the home)
-    written by INSERT … SELECT from the changed rows, so a batch of thousands of premises costs
-    three statements and no Python object per premise. Webhook events (one per transition) are
-    built only for parties that registered webhooks. Returns how many rows changed.
+    UPDATE … RETURNING id, which also records the time (`submitted_at`). That one row version is
+    the item's `submitted` history entry and its frame-log `out` record (what was handed to the
+    route for the home: its command, premise, request and agreement are on the row and never
+    change), read from the row by `han_requests.history_of` and the audit query in
+    docs/pipeline.md, so a batch of thousands of premises costs one statement per chunk and no
+    other row per premise: a han_transitions and a han_frame_log insert per premise were 15 % of a
+    million-premise fan-out on PostgreSQL (docs/state-scale.md). Webhook events (one per
+    transition) are built only for parties that registered webhooks. Returns how many rows changed.
 
     `confirm_by` is when a still-`submitted` delivery is looked at again (`read_unconfirmed`):
     kept in `next_attempt_at`, which a submitted row does not use otherwise, so the sweep reads
     it through `ix_han_deliveries_due` (state, next_attempt_at) with no index of its own and no
-    extra write. Device writes have their own end (`no_answer` at their end time) and get none."""
+    extra write. Device writes have their own end (`no_answer` at their end time) and get none.
+
+    Not a HOT update (PostgreSQL writes every index entry of the row again): `state` and
+    `next_attempt_at` are the queue index's columns, and a partial index over queued rows would
+    not help, as PostgreSQL counts the columns of an index's predicate as indexed too (measured:
+    0 of 1,000 such updates HOT)."""
     ids = [r.id for r in rows]
     changed: list[int] = []
     for i in range(0, len(ids), ID_CHUNK):
@@ -198,19 +207,11 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now
             ids_condition(_D.id, ids[i:i + ID_CHUNK]),
             # a filter, not an index term: see set_state
             _D.state.concat("").in_(PENDING_STATES)).values(
-            state=SUBMITTED, updated_at=now,
+            state=SUBMITTED, updated_at=now, submitted_at=now,
             next_attempt_at=None if confirm_by is None else sa.case(
                 (_D.target_eui64.is_(None), sa.literal(confirm_by, _D.next_attempt_at.type)), else_=sa.null()),
         ).returning(_D.id))
-        done = list(result.scalars().all())
-        if not done:
-            continue
-        changed.extend(done)
-        await conn.execute(han_transitions.insert().from_select(
-            ["delivery_id", "eui64", "state", "at", "detail"], sa.select(
-                _D.id, sa.null(), sa.literal(SUBMITTED, sa.String), sa.literal(now, han_transitions.c.at.type),
-                sa.null()).where(ids_condition(_D.id, done))))
-        await frame_log.log_sent_deliveries(conn, ids_condition(_D.id, done), now)
+        changed.extend(result.scalars().all())
     if changed and await webhooks.any_live_webhook(conn, {r.party_id for r in rows if r.party_id is not None}):
         by_id = {r.id: r for r in rows}
         await _webhook_events(conn, [Transition(i, by_id[i].request_id, by_id[i].party_id, by_id[i].esi_id,

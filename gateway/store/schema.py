@@ -290,6 +290,12 @@ han_deliveries = sa.Table(
     # A price or block period that asked its devices to acknowledge, delivered to the meter: by
     # when they must have (NULL: nothing awaited, or already decided; migration 0015).
     sa.Column("ack_due_at", UtcDateTime, nullable=True),
+    # When a route took the item (it became `submitted`; migration 0017). Its history's
+    # `submitted` entry and the frame log's `out` record are read from this row (its command,
+    # premise, request and agreement), not written as rows of their own: at a million premises a
+    # page, two inserts per premise less (docs/state-scale.md). NULL: not handed yet, or handed
+    # before 0017 (those have a han_transitions row and a han_frame_log row instead).
+    sa.Column("submitted_at", UtcDateTime, nullable=True),
     sa.UniqueConstraint("request_id", "esi_id", "se_id", name="uq_han_deliveries_request_esi_se"),
     sa.Index("ix_han_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_han_deliveries_esi_se", "esi_id", "se_id"),
