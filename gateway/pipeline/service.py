@@ -293,19 +293,18 @@ class RequestService:
                       "default_version": DEFAULT_SE_VERSION, "cluster_id": int(stored["cluster_id"]),
                       "command": stored["command"],
                       "expires_at": request_row.ends_at, "skip_versions": skip}
-            # The page's end is found first: some of its premises may be left out (SE 1.0 meters
-            # for an acknowledged price; meters with more devices registered than they serve).
-            last, count = await fanout_sql.page_end(tx, **scope, limit=page)
-            done = count < page
             claimed: list[DueDelivery] = []
-            if last is None:
-                inserted = 0
-            elif claim_for is None:
-                inserted = await fanout_sql.insert_page_deliveries(tx, **scope, **insert, last=last, limit=None)
-            else:
-                claimed = await fanout_sql.insert_claimed_page_deliveries(
-                    tx, **scope, **insert, last=last, limit=None, claimed_until=now + claim_for)
+            if claim_for is not None:  # PostgreSQL: the page walked once, its rows claimed by this instance
+                last, count, claimed = await fanout_sql.insert_claimed_page(
+                    tx, **scope, **insert, limit=page, claimed_until=now + claim_for)
                 inserted = len(claimed)
+            else:
+                # The page's end is found first: some of its premises may be left out (SE 1.0 meters
+                # for an acknowledged price; meters with more devices registered than they serve).
+                last, count = await fanout_sql.page_end(tx, **scope, limit=page)
+                inserted = await fanout_sql.insert_page_deliveries(
+                    tx, **scope, **insert, last=last, limit=None) if last is not None else 0
+            done = count < page
             old_excluded = json.loads(request_row.excluded)
             excluded: list[dict[str, str]] = []
             if inserted < count and last is not None and len(old_excluded) < MAX_LISTED_EXCLUSIONS:
