@@ -173,6 +173,14 @@ class Dispatcher:
         if self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._tasks[-1]), 10)
+        if self._claimed:
+            # Fan-out rows this instance claimed and never handed to a route are due again now
+            # for the other instances, rather than when their lease ends.
+            unsent, self._claimed = self._claimed, []
+            try:
+                await deliveries.defer(self.store.engine, [r.id for r in unsent], self.clock.now())
+            except Exception:  # the database is away: the lease frees them anyway
+                log.warning("%d claimed fan-out rows left to their lease", len(unsent), exc_info=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -224,7 +232,10 @@ class Dispatcher:
             if due:
                 worked += await self._dispatch(due, now)
         finally:
-            worked += await expanding
+            expanded, claimed = await expanding
+            worked += expanded
+            # Sent by the next pass, whichever of the two finished first in this one.
+            self._claimed.extend(claimed)
         return worked
 
     async def _withdraw_ended_agreements(self, now: datetime) -> int:
@@ -262,12 +273,14 @@ class Dispatcher:
             await self.requests.withdraw(request_id, items, now)
         return len(rows)
 
-    async def _expand_fanouts(self, now: datetime) -> int:
-        """One page of each fan-out still expanding. PostgreSQL: a price or text page's rows are
-        inserted claimed by this instance (the lease of `read_due`'s claims) and sent with the
-        next due rows, so the instance that expands a page sends it and the rows are not claimed
-        a second time (fan-out pages are spread across instances page by page)."""
+    async def _expand_fanouts(self, now: datetime) -> tuple[int, list[DueDelivery]]:
+        """One page of each fan-out still expanding; returns the work done and the rows claimed.
+        PostgreSQL: a price or text page's rows are inserted claimed by this instance (the lease
+        of `read_due`'s claims) and sent with the next pass's due rows, so the instance that
+        expands a page sends it and the rows are not claimed a second time (fan-out pages are
+        spread across instances page by page)."""
         total = 0
+        claimed_rows: list[DueDelivery] = []
         claim_for = None if self.store.single_writer else timedelta(seconds=self.config.claim_lease_seconds)
         for row in await han_requests.expanding_fanouts(self.store.engine, 20):
             # One page per request per pass: fan-outs take turns with each other and with the
@@ -277,9 +290,9 @@ class Dispatcher:
             # None: not this instance's page (another one is expanding it): no reason to hurry back.
             if page is not None:
                 added, claimed = page
-                self._claimed.extend(claimed)
+                claimed_rows.extend(claimed)
                 total += added or 1
-        return total
+        return total, claimed_rows
 
     async def _expire(self, now: datetime) -> int:
         rows = await deliveries.read_expired(self.store.engine, now, self.config.batch_size)

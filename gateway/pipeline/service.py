@@ -222,7 +222,7 @@ class RequestService:
         INSERT … SELECT (no Python object per premise); load-control events are arbitrated per
         premise first. Returns the rows added, and the rows claimed for the caller to send: with
         `claim_for` (PostgreSQL) a price or text page's rows are inserted claimed for that lease
-        (`fanout.insert_claimed_page_deliveries`), else none are. None when this page was not this
+        (`fanout.insert_claimed_page`), else none are. None when this page was not this
         caller's to expand (another instance has it or moved the cursor, a cancel stopped the
         fan-out, or its end time passed)."""
         kind = RequestKind(request_row.kind)

@@ -1,5 +1,5 @@
 """Fan-out pages on PostgreSQL are inserted already claimed by the instance that expands them and
-sent by it (gateway/store/fanout.py `insert_claimed_page_deliveries`), not claimed a second time.
+sent by it (gateway/store/fanout.py `insert_claimed_page`), not claimed a second time.
 Two stores (two engines and pools) stand for two gateway instances on one database: every premise
 is handed to a route exactly once, the pages are spread over both instances, and a page whose
 instance died between the claim and the route's answer is sent by the other one when the lease
@@ -122,6 +122,26 @@ async def test_a_page_claimed_by_an_instance_that_died_is_sent_by_another_after_
         # Read back from the database, they are the same operations the dead instance held.
         assert ({op.outbound_id: (op.esi_id, op.se_version, op.fields) for op in route_two.ops}
                 == {op.outbound_id: (op.esi_id, op.se_version, op.fields) for op in silent.ops})
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_page_claimed_by_an_instance_that_stops_is_sent_by_another_at_once(
+        pg_url: str) -> None:  # noqa: F811
+    one, esis = await _setup(pg_url, 50)
+    two = await open_store(pg_url)
+    route_one, route_two = RecordingRoute(), RecordingRoute()
+    a, b = _dispatcher(one, route_one, 500), _dispatcher(two, route_two, 500)
+    try:
+        await RequestService(one, a.config).submit(Principal(Role.THIRD_PARTY, party_id=1), PriceRequest(
+            kind="price", all_premises=True, provider_id=1, price="0.1190"), a.clock.now())
+        await a.run_once()  # expands the one page, claimed by `a`, not yet handed to its route
+        await a.close()  # a graceful stop gives the unsent claims back
+        while await b.run_once():
+            pass
+        assert route_one.ops == []
+        assert sorted(op.esi_id for op in route_two.ops) == sorted(e for i, e in enumerate(esis) if i != 7)
     finally:
         await one.close()
         await two.close()
