@@ -13,7 +13,7 @@
     when the route took it): where each one's time goes, before and after issue 14, is in
     docs/state-scale.md ("Where a fan-out's time goes"); issue 14's bar is 1,000,000 premises in
     60 s on the 2-core machine (measured 56.0 and 58.9 s at load 2-6, 378 s when other jobs
-    saturate it; SQLite alike).
+    saturate it; SQLite 36.8 s before this work).
 
     python -m benchmarks.pipeline [--requests 2000] [--concurrency 16] [--premises 100000]
                                   [--db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
