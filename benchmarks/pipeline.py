@@ -6,7 +6,14 @@
     measured in the same run with the same client and concurrency.
 (b) One price request fanned out to N premises (100,000 by default; `--premises 1000000`): seconds
     from acceptance until every premise is handed to its route, and the peak RSS of the process
-    doing it (a separate process; the route only counts what it is handed).
+    doing it (a separate process; the route only counts what it is handed). Also printed: the CPU
+    of the gateway process and (PostgreSQL) of the database backends serving it, which follow the
+    work more than the wall time does on a shared machine. On PostgreSQL a page costs two
+    statements (its walk and its claimed rows' INSERT in one, the `submitted` UPDATE of the batch
+    when the route took it): where each one's time goes, before and after issue 14, is in
+    docs/state-scale.md ("Where a fan-out's time goes"); issue 14's bar is 1,000,000 premises in
+    60 s on the 2-core machine (measured 56.0 and 58.9 s at load 2-6, 378 s when other jobs
+    saturate it; SQLite 36.8 s before this work).
 
     python -m benchmarks.pipeline [--requests 2000] [--concurrency 16] [--premises 100000]
                                   [--db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]

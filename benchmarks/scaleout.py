@@ -6,8 +6,10 @@ For each configuration — SQLite with 1 instance, PostgreSQL with 1 instance, P
 (a) the single-premise text path: text requests through the REST API (spread round-robin over
     the instances) until every accepted one was handed to the route: accepted/s and delivered/s;
 (b) one price fanned out to every premise (requested from the first instance; the others share
-    the work as far as they can): seconds from the request until every premise was handed to the
-    route, and the peak RSS of the instances (the largest).
+    the work as far as they can: each instance expands pages of the fan-out, one at a time, and
+    sends the rows of the pages it expanded, inserted already claimed by it): seconds from the
+    request until every premise was handed to the route, and the peak RSS of the instances (the
+    largest).
 
 The route is the simulated field's HTTP surface (`routes.kind = "simulated_remote"`) served by a
 counting process of its own (`--counter`), outside the gateway processes: it accepts every

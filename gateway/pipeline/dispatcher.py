@@ -146,6 +146,9 @@ class Dispatcher:
         self._swept_at: datetime | None = None  # the clock at the previous withdrawal sweep
         self._ended: dict[int, float] = {}  # ended agreements watched -> until (monotonic)
         self._commands: dict[int, dict[str, Any]] = {}
+        # Rows of fan-out pages this instance expanded already claimed (PostgreSQL), sent with
+        # the next due rows (`_due`): never read back and claimed a second time.
+        self._claimed: list[DueDelivery] = []
         # Provisioning updates from the routes (gateway/pipeline/provisioning.py sets this).
         self.on_provisioning: Callable[[Any, ProvisioningUpdate], Awaitable[None]] | None = None
 
@@ -170,6 +173,14 @@ class Dispatcher:
         if self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._tasks[-1]), 10)
+        if self._claimed:
+            # Fan-out rows this instance claimed and never handed to a route are due again now
+            # for the other instances, rather than when their lease ends.
+            unsent, self._claimed = self._claimed, []
+            try:
+                await deliveries.defer(self.store.engine, [r.id for r in unsent], self.clock.now())
+            except Exception:  # the database is away: the lease frees them anyway
+                log.warning("%d claimed fan-out rows left to their lease", len(unsent), exc_info=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -221,7 +232,10 @@ class Dispatcher:
             if due:
                 worked += await self._dispatch(due, now)
         finally:
-            worked += await expanding
+            expanded, claimed = await expanding
+            worked += expanded
+            # Sent by the next pass, whichever of the two finished first in this one.
+            self._claimed.extend(claimed)
         return worked
 
     async def _withdraw_ended_agreements(self, now: datetime) -> int:
@@ -259,17 +273,26 @@ class Dispatcher:
             await self.requests.withdraw(request_id, items, now)
         return len(rows)
 
-    async def _expand_fanouts(self, now: datetime) -> int:
+    async def _expand_fanouts(self, now: datetime) -> tuple[int, list[DueDelivery]]:
+        """One page of each fan-out still expanding; returns the work done and the rows claimed.
+        PostgreSQL: a price or text page's rows are inserted claimed by this instance (the lease
+        of `read_due`'s claims) and sent with the next pass's due rows, so the instance that
+        expands a page sends it and the rows are not claimed a second time (fan-out pages are
+        spread across instances page by page)."""
         total = 0
+        claimed_rows: list[DueDelivery] = []
+        claim_for = None if self.store.single_writer else timedelta(seconds=self.config.claim_lease_seconds)
         for row in await han_requests.expanding_fanouts(self.store.engine, 20):
             # One page per request per pass: fan-outs take turns with each other and with the
             # dispatch of single-premise requests.
             async with self._writes:
-                added = await self.requests.expand_fanout_page(row, now)
+                page = await self.requests.expand_fanout_page(row, now, claim_for=claim_for)
             # None: not this instance's page (another one is expanding it): no reason to hurry back.
-            if added is not None:
+            if page is not None:
+                added, claimed = page
+                claimed_rows.extend(claimed)
                 total += added or 1
-        return total
+        return total, claimed_rows
 
     async def _expire(self, now: datetime) -> int:
         rows = await deliveries.read_expired(self.store.engine, now, self.config.batch_size)
@@ -329,7 +352,9 @@ class Dispatcher:
         is no longer in force are cancelled here, before they are sent."""
         # PostgreSQL: claimed with a lease, other instances may be reading the same queue.
         lease = None if self.store.single_writer else timedelta(seconds=self.config.claim_lease_seconds)
-        rows = await deliveries.read_due(self.store.engine, now, self.config.batch_size, lease=lease)
+        # The fan-out pages expanded since the previous pass were claimed as they were inserted.
+        claimed, self._claimed = self._claimed, []
+        rows = claimed + await deliveries.read_due(self.store.engine, now, self.config.batch_size, lease=lease)
         ok: list[DueDelivery] = []
         ended: list[DueDelivery] = []
         shared_ids: set[int] = set()

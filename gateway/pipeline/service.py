@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ams_adapters.contract import OperationKind as RequestKind
@@ -41,6 +41,7 @@ from gateway.pipeline.text_limits import Routes, text_limits
 from gateway.store import fanout as fanout_sql
 from gateway.store import han_requests as requests_sql
 from gateway.store.audit import write_decisions
+from gateway.store.deliveries import DueDelivery
 from gateway.store.store import Store
 from gateway.store.unit_of_work import Connection
 
@@ -214,16 +215,19 @@ class RequestService:
         return await cancellation.withdraw(self.store, request_id, deliveries, now)
 
     # ------------------------------------------------------------------ fan-out
-    async def expand_fanout_page(self, request_row: Any, now: datetime) -> int | None:
+    async def expand_fanout_page(self, request_row: Any, now: datetime, *, claim_for: timedelta | None = None,
+                                 ) -> tuple[int, list[DueDelivery]] | None:
         """Expand one keyset page of a fan-out request into delivery rows; the cursor moves in the
         same transaction, so a crash repeats no page and skips none. Prices and texts go in one
         INSERT … SELECT (no Python object per premise); load-control events are arbitrated per
-        premise first. Returns the rows added, or None when this page was not this caller's to
-        expand (another instance has it or moved the cursor, a cancel stopped the fan-out, or its
-        end time passed)."""
+        premise first. Returns the rows added, and the rows claimed for the caller to send: with
+        `claim_for` (PostgreSQL) a price or text page's rows are inserted claimed for that lease
+        (`fanout.insert_claimed_page`), else none are. None when this page was not this
+        caller's to expand (another instance has it or moved the cursor, a cancel stopped the
+        fan-out, or its end time passed)."""
         kind = RequestKind(request_row.kind)
         if kind is not RequestKind.LOAD_CONTROL:
-            return await self._expand_page_in_sql(request_row, kind, now)
+            return await self._expand_page_in_sql(request_row, kind, now, claim_for)
         page = await self.store.premises_in_scope(
             party_id=request_row.party_id, kind=AgreementKind.IN_HOME_DEVICE_SERVICES,
             scope=_scope_for(kind), now=now, after=request_row.fanout_after,
@@ -251,7 +255,7 @@ class RequestService:
                 tx, request_row.id, added=len(targets),
                 excluded_json=json.dumps((old_excluded + excluded)[:MAX_LISTED_EXCLUSIONS])
                 if excluded and len(old_excluded) < MAX_LISTED_EXCLUSIONS else request_row.excluded)
-        return len(targets)
+        return len(targets), []
 
     async def _arbitrate_page(self, tx: Connection, request_row: Any,  # noqa: PLR0917
                               lce: LoadControlRequest, command: Command,
@@ -270,9 +274,11 @@ class RequestService:
                     for c in conflicts]
         return [t for t in targets if t.esi_id not in blocked], excluded
 
-    async def _expand_page_in_sql(self, request_row: Any, kind: RequestKind, now: datetime) -> int | None:
-        """A price or text page: its delivery rows are inserted by one INSERT … SELECT and the
-        cursor moves to its last premise, in one transaction."""
+    async def _expand_page_in_sql(self, request_row: Any, kind: RequestKind, now: datetime,
+                                  claim_for: timedelta | None) -> tuple[int, list[DueDelivery]] | None:
+        """A price or text page: its delivery rows are inserted by one INSERT … SELECT (claimed
+        for `claim_for` and returned, when given) and the cursor moves to its last premise, in
+        one transaction."""
         scope: dict[str, Any] = {"party_id": request_row.party_id, "kind": AgreementKind.IN_HOME_DEVICE_SERVICES,
                                  "scope": _scope_for(kind), "now": now, "after": request_row.fanout_after}
         # SE 1.0 meters carry no price acknowledgement and no block period: excluded (listed), not sent to.
@@ -287,12 +293,18 @@ class RequestService:
                       "default_version": DEFAULT_SE_VERSION, "cluster_id": int(stored["cluster_id"]),
                       "command": stored["command"],
                       "expires_at": request_row.ends_at, "skip_versions": skip}
-            # The page's end is found first: some of its premises may be left out (SE 1.0 meters
-            # for an acknowledged price; meters with more devices registered than they serve).
-            last, count = await fanout_sql.page_end(tx, **scope, limit=page)
+            claimed: list[DueDelivery] = []
+            if claim_for is not None:  # PostgreSQL: the page walked once, its rows claimed by this instance
+                last, count, claimed = await fanout_sql.insert_claimed_page(
+                    tx, **scope, **insert, limit=page, claimed_until=now + claim_for)
+                inserted = len(claimed)
+            else:
+                # The page's end is found first: some of its premises may be left out (SE 1.0 meters
+                # for an acknowledged price; meters with more devices registered than they serve).
+                last, count = await fanout_sql.page_end(tx, **scope, limit=page)
+                inserted = await fanout_sql.insert_page_deliveries(
+                    tx, **scope, **insert, last=last, limit=None) if last is not None else 0
             done = count < page
-            inserted = await fanout_sql.insert_page_deliveries(
-                tx, **scope, **insert, last=last, limit=None) if last is not None else 0
             old_excluded = json.loads(request_row.excluded)
             excluded: list[dict[str, str]] = []
             if inserted < count and last is not None and len(old_excluded) < MAX_LISTED_EXCLUSIONS:
@@ -310,7 +322,7 @@ class RequestService:
                 tx, request_row.id, added=inserted,
                 excluded_json=json.dumps(old_excluded + excluded) if excluded else request_row.excluded,
                 fanout_after=None if done else last, state="accepted" if done else "expanding")
-        return inserted
+        return inserted, claimed
 
 
 async def _insert_request(tx: Connection, party_id: int, kind: RequestKind, body: Any,  # noqa: PLR0917

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.model import AgreementState
-from gateway.store import events, frame_log, price_acks
+from gateway.store import events, price_acks
 from gateway.store.bulk import ID_CHUNK, ids_condition, insert_many
 from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_device_states, han_transitions
 
@@ -76,7 +76,8 @@ class DueDelivery(NamedTuple):
     """1 when the delivery has no agreement or its agreement is still in force, else 0."""
 
 
-_DUE_COLUMNS = (
+# What the dispatcher reads of a due row (`DueDelivery` without `in_force`).
+DUE_COLUMNS = (
     _D.id, _D.request_id, _D.party_id, _D.esi_id, _D.agreement_id, _D.se_id, _D.se_version, _D.cluster_id,
     _D.command, _D.fields, _D.attempts, sa.type_coerce(_D.expires_at, sa.String).label("expires_raw"),
     _D.target_eui64,
@@ -180,15 +181,24 @@ async def set_state(conn: AsyncConnection, rows: Iterable[Any], state: str, now:
 async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now: datetime,
                          confirm_by: datetime | None = None) -> int:
     """Queued deliveries the route accepted become `submitted`, set-based: per chunk of ids one
-    UPDATE … RETURNING id, then the transitions and the frame log (the frame sent into the home)
-    written by INSERT … SELECT from the changed rows, so a batch of thousands of premises costs
-    three statements and no Python object per premise. Events (one per transition) are
-    built only for parties with an event channel (events.py). Returns how many rows changed.
+    UPDATE … RETURNING id, which also records the time (`submitted_at`). That one row version is
+    the item's `submitted` history entry and its frame-log `out` record (what was handed to the
+    route for the home: its command, premise, request and agreement are on the row and never
+    change), read from the row by `han_requests.history_of` and the audit query in
+    docs/pipeline.md, so a batch of thousands of premises costs one statement per chunk and no
+    other row per premise: a han_transitions and a han_frame_log insert per premise were 15 % of a
+    million-premise fan-out on PostgreSQL (docs/state-scale.md). Events (one per
+    transition) are built only for parties with an event channel (events.py). Returns how many rows changed.
 
     `confirm_by` is when a still-`submitted` delivery is looked at again (`read_unconfirmed`):
     kept in `next_attempt_at`, which a submitted row does not use otherwise, so the sweep reads
     it through `ix_han_deliveries_due` (state, next_attempt_at) with no index of its own and no
-    extra write. Device writes have their own end (`no_answer` at their end time) and get none."""
+    extra write. Device writes have their own end (`no_answer` at their end time) and get none.
+
+    Not a HOT update (PostgreSQL writes every index entry of the row again): `state` and
+    `next_attempt_at` are the queue index's columns, and a partial index over queued rows would
+    not help, as PostgreSQL counts the columns of an index's predicate as indexed too (measured:
+    0 of 1,000 such updates HOT)."""
     ids = [r.id for r in rows]
     changed: list[int] = []
     for i in range(0, len(ids), ID_CHUNK):
@@ -196,19 +206,11 @@ async def mark_submitted(conn: AsyncConnection, rows: Sequence[DueDelivery], now
             ids_condition(_D.id, ids[i:i + ID_CHUNK]),
             # a filter, not an index term: see set_state
             _D.state.concat("").in_(PENDING_STATES)).values(
-            state=SUBMITTED, updated_at=now,
+            state=SUBMITTED, updated_at=now, submitted_at=now,
             next_attempt_at=None if confirm_by is None else sa.case(
                 (_D.target_eui64.is_(None), sa.literal(confirm_by, _D.next_attempt_at.type)), else_=sa.null()),
         ).returning(_D.id))
-        done = list(result.scalars().all())
-        if not done:
-            continue
-        changed.extend(done)
-        await conn.execute(han_transitions.insert().from_select(
-            ["delivery_id", "eui64", "state", "at", "detail"], sa.select(
-                _D.id, sa.null(), sa.literal(SUBMITTED, sa.String), sa.literal(now, han_transitions.c.at.type),
-                sa.null()).where(ids_condition(_D.id, done))))
-        await frame_log.log_sent_deliveries(conn, ids_condition(_D.id, done), now)
+        changed.extend(result.scalars().all())
     with_channel = await events.party_has_event_channel(
         conn, {r.party_id for r in rows if r.party_id is not None}) if changed else set()
     if with_channel:
@@ -268,14 +270,14 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int, *,
             order = (_D.next_attempt_at, _D.id)
             query: Any
             if lease is None:
-                query = sa.select(*_DUE_COLUMNS, in_force).where(*due).order_by(*order).limit(share)
+                query = sa.select(*DUE_COLUMNS, in_force).where(*due).order_by(*order).limit(share)
             else:
                 # A CTE: evaluated once (PostgreSQL could run an IN subquery with SKIP LOCKED more
                 # than once and claim more than `share`).
                 picked = sa.select(_D.id).where(*due).order_by(*order).limit(share).with_for_update(
                     skip_locked=True).cte("picked")
                 query = han_deliveries.update().where(_D.id.in_(sa.select(picked.c.id))).values(
-                    next_attempt_at=now + lease).returning(*_DUE_COLUMNS, in_force)
+                    next_attempt_at=now + lease).returning(*DUE_COLUMNS, in_force)
             claimed = list(map(DueDelivery._make, (await conn.execute(query)).all()))
             if lease is not None:
                 claimed.sort(key=lambda r: r.id)  # RETURNING has no order
@@ -291,7 +293,7 @@ async def read_in_flight(engine: AsyncEngine, esi_ids: Sequence[str], limit: int
         return []
     async with engine.connect() as conn:
         return list(map(DueDelivery._make, (await conn.execute(sa.select(
-            *_DUE_COLUMNS, sa.literal(1).label("in_force")).where(
+            *DUE_COLUMNS, sa.literal(1).label("in_force")).where(
             _D.esi_id.in_(list(esi_ids)), _D.state == SUBMITTED).order_by(_D.id).limit(limit))).all()))
 
 

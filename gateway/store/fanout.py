@@ -6,7 +6,7 @@ on the request)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,6 +18,7 @@ from gateway.domain.limits import (
     SLOT_HOLDERS,
 )
 from gateway.domain.model import AgreementKind, AgreementState, Scope
+from gateway.store.deliveries import DUE_COLUMNS, DueDelivery
 from gateway.store.schema import agreement_premises, agreements, han_deliveries, han_devices, premises
 
 # Devices registered at the premise that hold one of its meter's slots (index (esi_id, eui64)).
@@ -114,7 +115,7 @@ async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_i
     """One queued delivery row per premise of the page (after, last] or of the next `limit`
     premises after `after`, using the request's shared command (fields NULL), in one
     INSERT … SELECT; premises whose SE version is in `skip_versions` are left out (the caller
-    lists them as excluded). Returns the rows inserted."""
+    lists them as excluded). Returns the rows inserted. (PostgreSQL: `insert_claimed_page`.)"""
     query, version = _page_rows(party_id=party_id, kind=kind, scope=scope, now=now, after=after,
                                 last=last, default_version=default_version)
     if skip_versions:
@@ -130,13 +131,63 @@ async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_i
         sa.literal(expires_at, han_deliveries.c.expires_at.type),
         sa.literal(now, han_deliveries.c.created_at.type), sa.literal(now, han_deliveries.c.updated_at.type),
         maintain_column_froms=True)
-    result = await conn.execute(han_deliveries.insert().from_select([
-        "request_id", "party_id", "esi_id", "agreement_id", "se_id", "se_version", "cluster_id", "command",
-        "fields", "frame", "state", "attempts", "next_attempt_at", "expires_at", "created_at", "updated_at",
-    ], values))
+    result = await conn.execute(han_deliveries.insert().from_select(_INSERTED, values))
     return int(result.rowcount)
 
 
+class ClaimedPage(NamedTuple):
+    """A page expanded by `insert_claimed_page`: its last ESI ID (None: no premise left), how many
+    premises it has (fewer than the limit: the last page), and its delivery rows, claimed."""
+
+    last: str | None
+    size: int
+    rows: list[DueDelivery]
+
+
+async def insert_claimed_page(conn: AsyncConnection, *, request_id: int, se_id: int | None, party_id: int,
+                              kind: AgreementKind, scope: Scope | None, now: datetime, after: str, limit: int,
+                              default_version: str, cluster_id: int, command: str, expires_at: datetime,
+                              skip_versions: frozenset[str] = frozenset(),
+                              claimed_until: datetime) -> ClaimedPage:
+    """`page_end` and `insert_page_deliveries` in one statement, for a caller that sends the
+    page itself (PostgreSQL, where instances claim the rows they send): the next `limit` premises
+    in scope after `after` are walked once (a CTE), their delivery rows inserted from that walk
+    and returned as the dispatcher reads due rows (`DueDelivery`, in id order; in force: the walk
+    checked the agreement at `now`), with the page's end and size. The rows are inserted already
+    claimed, due only at `claimed_until` (the lease of `deliveries.read_due`'s claims): the
+    caller hands them to their routes without claiming them again. That saves per premise the
+    claim's UPDATE (a new row version, its WAL, a lock and four index entries: about 35 µs) and a
+    second walk of the page (about 7 µs). A caller that dies before it recorded the route's answer
+    leaves them `queued`, due when the lease ends, as any claimed row. PostgreSQL only (a
+    data-modifying CTE)."""
+    page = in_scope_query(party_id=party_id, kind=kind, scope=scope, now=now, after=after).limit(limit).cte("page")
+    version = sa.func.coalesce(premises.c.se_version, default_version)
+    chosen = sa.select(
+        sa.literal(request_id, sa.Integer), sa.literal(party_id, sa.Integer), page.c.esi_id, page.c.agreement_id,
+        sa.literal(se_id, sa.BigInteger), version, sa.literal(cluster_id, sa.Integer),
+        sa.literal(command, sa.String), sa.null(), sa.null(), sa.literal("queued", sa.String),
+        sa.literal(0, sa.Integer), sa.literal(claimed_until, han_deliveries.c.next_attempt_at.type),
+        sa.literal(expires_at, han_deliveries.c.expires_at.type),
+        sa.literal(now, han_deliveries.c.created_at.type), sa.literal(now, han_deliveries.c.updated_at.type),
+    ).select_from(page.join(premises, premises.c.esi_id == page.c.esi_id)).where(
+        WITHIN_DEVICE_LIMIT).order_by(page.c.esi_id)  # ids in ESI ID order, as the other path
+    if skip_versions:
+        chosen = chosen.where(version.not_in(sorted(skip_versions)))
+    inserted = han_deliveries.insert().from_select(_INSERTED, chosen).returning(
+        *DUE_COLUMNS, sa.literal(1).label("in_force")).cte("inserted")
+    bounds = sa.select(sa.func.max(page.c.esi_id).label("last"), sa.func.count().label("n")).select_from(
+        page).cte("bounds")
+    result = (await conn.execute(sa.select(bounds.c.last, bounds.c.n, *inserted.c).select_from(
+        bounds.outerjoin(inserted, sa.true())))).all()
+    last, count = (result[0][0], int(result[0][1])) if result else (None, 0)
+    rows = [DueDelivery._make(r[2:]) for r in result if r[2] is not None]
+    # RETURNING has no promised order; a page is handed in id order, as read_due reads it.
+    return ClaimedPage(last, count, sorted(rows, key=lambda r: r.id))
+
+
+# The columns a page's INSERT … SELECT writes.
+_INSERTED = ["request_id", "party_id", "esi_id", "agreement_id", "se_id", "se_version", "cluster_id", "command",
+             "fields", "frame", "state", "attempts", "next_attempt_at", "expires_at", "created_at", "updated_at"]
 
 
 async def page_premises_with_versions(conn: AsyncConnection, *, party_id: int, kind: AgreementKind,

@@ -1,5 +1,7 @@
-"""The frame log (table `han_frame_log`): every SE frame the gateway sent into a home or received
-from one, with the premise, device, request and delivery it belongs to."""
+"""The frame log (table `han_frame_log`): every SE frame the gateway received from a home, and the
+frames it sent other than a delivery's (a delivery handed to its route is recorded on its own row,
+`han_deliveries.submitted_at`, since migration 0017: docs/pipeline.md "Audit"), with the premise,
+device, request and delivery it belongs to."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.bulk import insert_many
-from gateway.store.schema import han_deliveries, han_frame_log
+from gateway.store.schema import han_frame_log
 
 # What makes two inbound frames the same frame (a route's replay): premise, device, time, cluster,
 # command, frame (hex).
@@ -23,18 +25,6 @@ async def log_frames(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> N
     command, frame) in one executemany, in the caller's transaction."""
     if rows:
         await insert_many(conn, han_frame_log, rows)
-
-
-async def log_sent_deliveries(conn: AsyncConnection, which: Any, now: datetime) -> None:
-    """One `out` row per delivery matching `which` (a condition on han_deliveries), written by
-    INSERT … SELECT from the deliveries: no Python object per premise. A NULL frame is the
-    request's frame for the premise's SE version (han_requests.command)."""
-    d = han_deliveries.c
-    await conn.execute(han_frame_log.insert().from_select(
-        ["at", "direction", "esi_id", "eui64", "request_id", "delivery_id", "agreement_id", "cluster_id",
-         "command", "frame"], sa.select(
-            sa.literal(now, han_frame_log.c.at.type), sa.literal("out", sa.String), d.esi_id, sa.null(),
-            d.request_id, d.id, d.agreement_id, d.cluster_id, d.command, d.frame).where(which)))
 
 
 async def logged_inbound(conn: AsyncConnection, esi_ids: Sequence[str], times: Sequence[datetime]) -> set[LoggedKey]:

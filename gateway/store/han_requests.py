@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,11 +29,31 @@ class RequestSummary:
     parts: list[int]  # companion requests (a price's block period), oldest first
 
 
+class HistoryEntry(NamedTuple):
+    """A state a delivery (eui64 None) or one of its devices went through, with its time."""
+
+    eui64: str | None
+    state: str
+    at: datetime
+    detail: str | None
+
+
 @dataclass(frozen=True)
 class DeliveryItem:
     row: Any  # a han_deliveries row
     devices: list[Any]  # its han_device_states rows
-    history: list[Any]  # its han_transitions rows, oldest first
+    history: list[HistoryEntry]  # oldest first (`history_of`)
+
+
+def history_of(row: Any, transitions: Sequence[Any]) -> list[HistoryEntry]:
+    """A delivery's history, oldest first: its `submitted` entry, read from the row
+    (`submitted_at`, migration 0017), then its han_transitions rows in id order. The submitted
+    entry comes first: a delivery leaves `queued` only once, and only by being handed to its
+    route (submitted) or by ending (cancelled, expired, failed: then never submitted), so every
+    transition row of a submitted delivery is later. (Rows handed before 0017 have a transition
+    row for it instead and no `submitted_at`.)"""
+    entries = [HistoryEntry(None, "submitted", row.submitted_at, None)] if row.submitted_at is not None else []
+    return entries + [HistoryEntry(t.eui64, t.state, t.at, t.detail) for t in transitions]
 
 
 # ---------------------------------------------------------------------- requests (writes)
@@ -246,8 +266,8 @@ async def list_deliveries(engine: AsyncEngine, request_id: int, *, after: int, l
             han_device_states.c.delivery_id.in_(ids)))).all() if ids else []
         hist = (await conn.execute(han_transitions.select().where(
             han_transitions.c.delivery_id.in_(ids)).order_by(han_transitions.c.id))).all() if ids else []
-    return [DeliveryItem(r, [d for d in devs if d.delivery_id == r.id], [h for h in hist if h.delivery_id == r.id])
-            for r in rows]
+    return [DeliveryItem(r, [d for d in devs if d.delivery_id == r.id],
+                         history_of(r, [h for h in hist if h.delivery_id == r.id])) for r in rows]
 
 
 # -- the dispatcher's reads and the group commit's insert (gateway/pipeline/dispatcher.py, group_commit.py)

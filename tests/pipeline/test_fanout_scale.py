@@ -25,6 +25,7 @@ from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.requests import PriceRequest, TextRequest
 from gateway.pipeline.service import RequestService
 from gateway.store import fanout as fanout_sql
+from gateway.store import han_requests as requests_sql
 from gateway.store.schema import (
     agreement_premises,
     agreements,
@@ -141,9 +142,14 @@ async def test_price_fanout_with_acknowledgement_pages_in_sql(db_url: str) -> No
                 han_deliveries.c.request_id == accepted.request_id))).all()
             transitions = (await conn.execute(sa.select(han_transitions.c.delivery_id, han_transitions.c.state).where(
                 han_transitions.c.delivery_id.in_([r.id for r in rows])))).all()
-            logged = (await conn.execute(sa.select(
-                han_frame_log.c.delivery_id, han_frame_log.c.esi_id, han_frame_log.c.frame,
-                han_frame_log.c.agreement_id).where(han_frame_log.c.request_id == accepted.request_id))).all()
+            logged = (await conn.execute(sa.select(han_frame_log.c.id).where(
+                han_frame_log.c.request_id == accepted.request_id))).all()
+            # The audit trail of what was handed to the route (docs/pipeline.md "Audit"): the row
+            # itself, stamped when the route took it.
+            sent = (await conn.execute(sa.select(
+                han_deliveries.c.id, han_deliveries.c.esi_id, han_deliveries.c.frame, han_deliveries.c.agreement_id,
+                han_deliveries.c.submitted_at).where(han_deliveries.c.request_id == accepted.request_id))).all()
+        items = await requests_sql.list_deliveries(store.engine, accepted.request_id, after=0, limit=1000)
         assert request.fanout_after is None and request.state == "accepted"
         assert request.targeted == len(wanted) == len(rows)
         excluded = json.loads(request.excluded)
@@ -161,9 +167,14 @@ async def test_price_fanout_with_acknowledgement_pages_in_sql(db_url: str) -> No
         frames = {op.se_version: operation_frame(op) for op in route.ops}
         assert set(frames) == {SEVersion.V1_1, SEVersion.V1_2}  # SE 1.0 is excluded (acknowledgement)
         assert all(frame[1] == stored["fields"]["issuer_event_id"] & 0xFF for frame in frames.values())  # TSN
-        assert sorted(transitions) == sorted((r.id, "submitted") for r in rows)
-        assert sorted((d, e) for d, e, _f, _a in logged) == sorted((r.id, r.esi_id) for r in rows)
-        assert {f for _d, _e, f, _a in logged} == {None} and {a for *_x, a in logged} == {1}
+        # One history entry per delivery, `submitted` at the time its route took it, read from the
+        # row: no transition or frame-log row written per premise.
+        assert transitions == [] and logged == []
+        assert sorted((i.row.id, [(h.state, h.eui64) for h in i.history]) for i in items) == sorted(
+            (r.id, [("submitted", None)]) for r in rows)
+        assert {i.history[0].at for i in items} == {s.submitted_at for s in sent} and None not in {
+            s.submitted_at for s in sent}
+        assert {f for _d, _e, f, _a, _s in sent} == {None} and {a for *_x, a, _s in sent} == {1}
     finally:
         await store.close()
 
