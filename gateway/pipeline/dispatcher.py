@@ -146,6 +146,9 @@ class Dispatcher:
         self._swept_at: datetime | None = None  # the clock at the previous withdrawal sweep
         self._ended: dict[int, float] = {}  # ended agreements watched -> until (monotonic)
         self._commands: dict[int, dict[str, Any]] = {}
+        # Several instances: the rows the current pass claimed and the end of their lease, until
+        # the pass has recorded them (a graceful stop hands back what it did not get to).
+        self._claimed: tuple[list[int], datetime] | None = None
         # Provisioning updates from the routes (gateway/pipeline/provisioning.py sets this).
         self.on_provisioning: Callable[[Any, ProvisioningUpdate], Awaitable[None]] | None = None
 
@@ -175,6 +178,18 @@ class Dispatcher:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._claimed is not None:
+            # The pass did not finish in time (a slow route): its claimed rows not yet recorded
+            # are handed back to the other instances now rather than when the lease runs out. A
+            # batch the route may have taken is sent again under the same outbound ids (the
+            # route's idempotency, as after a crash).
+            ids, lease_until = self._claimed
+            self._claimed = None
+            try:
+                handed = await deliveries.release_claimed(self.store.engine, ids, lease_until, self.clock.now())
+                log.info("%d claimed deliveries handed back to the other instances", handed)
+            except Exception as exc:  # the database away: the lease runs out instead
+                log.warning("handing back %d claimed deliveries failed: %s", len(ids), exc)
         for route in self.routes.all():
             await route.close()
 
@@ -220,6 +235,7 @@ class Dispatcher:
             due = await self._due(now)
             if due:
                 worked += await self._dispatch(due, now)
+            self._claimed = None
         finally:
             worked += await expanding
         return worked
@@ -330,6 +346,8 @@ class Dispatcher:
         # PostgreSQL: claimed with a lease, other instances may be reading the same queue.
         lease = None if self.store.single_writer else timedelta(seconds=self.config.claim_lease_seconds)
         rows = await deliveries.read_due(self.store.engine, now, self.config.batch_size, lease=lease)
+        if lease is not None and rows:
+            self._claimed = ([r.id for r in rows], now + lease)  # until the pass has recorded them
         ok: list[DueDelivery] = []
         ended: list[DueDelivery] = []
         shared_ids: set[int] = set()

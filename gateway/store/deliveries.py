@@ -281,6 +281,21 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int, *,
     return rows
 
 
+async def release_claimed(engine: AsyncEngine, ids: Sequence[int], lease_until: datetime, now: datetime) -> int:
+    """A graceful stop hands back the rows a pass claimed (`read_due` with a lease ending at
+    `lease_until`) and did not get to record: due again `now`, for another instance, instead of
+    when the lease ends. Only rows still queued under that very lease (no other instance claimed
+    them since: its lease would end at another time). How many were handed back."""
+    handed = 0
+    async with engine.begin() as conn:
+        for i in range(0, len(ids), 1000):
+            result = await conn.execute(han_deliveries.update().where(
+                _D.id.in_(list(ids[i:i + 1000])), _D.state == QUEUED, _D.next_attempt_at == lease_until).values(
+                next_attempt_at=now))
+            handed += int(result.rowcount or 0)
+    return handed
+
+
 async def read_in_flight(engine: AsyncEngine, esi_ids: Sequence[str], limit: int) -> list[DueDelivery]:
     """Up to `limit` deliveries of these premises that were handed to a route and have no outcome
     stored (`submitted`), read as `read_due` reads due ones (in_force 1: they are not sent again by

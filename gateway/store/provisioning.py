@@ -303,16 +303,9 @@ class ProvisioningStore:
         """A graceful stop: the operations this instance claimed (queued, being sent) or follows
         (submitted) are due again / free to take over now instead of when the lease runs out.
         Only while the claim is still this instance's (the fencing token)."""
-        ops = han_provisioning_ops
-        pairs = sorted(claims.items())
-        handed = 0
         async with self.engine.begin() as conn:
-            for i in range(0, len(pairs), 500):
-                result = await conn.execute(ops.update().where(
-                    ops.c.state.in_([QUEUED, SUBMITTED]), sa.tuple_(ops.c.id, ops.c.attempts).in_(pairs[i:i + 500]),
-                ).values(next_attempt_at=now))
-                handed += int(result.rowcount or 0)
-        return handed
+            return await row_claims.release(conn, han_provisioning_ops, claims, now,
+                                            han_provisioning_ops.c.state.in_([QUEUED, SUBMITTED]))
 
     async def submitted(self, op_id: int, claimed_attempts: int, now: datetime) -> None:
         """The route took the claimed attempt (recorded only while the claim is still this one's)."""
