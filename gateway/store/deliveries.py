@@ -270,8 +270,16 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int, *,
             else:
                 # A CTE: evaluated once (PostgreSQL could run an IN subquery with SKIP LOCKED more
                 # than once and claim more than `share`).
-                picked = sa.select(_D.id).where(*due).order_by(*order).limit(share).with_for_update(
-                    skip_locked=True).cte("picked")
+                # A premise's deliveries go in id order, whichever instance claims them: a row is
+                # taken only while no earlier row of its premise is still queued (claimed by another
+                # instance and unfinished, or waiting for its retry). So of one premise's due rows
+                # at most its first is claimed, and the next only once that one has been recorded.
+                # (ix_han_deliveries_queued_esi: one probe per candidate row.)
+                earlier = han_deliveries.alias("earlier")
+                first_of_premise = ~sa.exists().where(
+                    earlier.c.esi_id == _D.esi_id, earlier.c.state == QUEUED, earlier.c.id < _D.id)
+                picked = sa.select(_D.id).where(*due, first_of_premise).order_by(*order).limit(
+                    share).with_for_update(skip_locked=True).cte("picked")
                 query = han_deliveries.update().where(_D.id.in_(sa.select(picked.c.id))).values(
                     next_attempt_at=now + lease).returning(*_DUE_COLUMNS, in_force)
             claimed = list(map(DueDelivery._make, (await conn.execute(query)).all()))

@@ -25,7 +25,8 @@ REVISIONS = migrate.revisions()
 
 
 def test_revisions_are_linear_and_known() -> None:
-    assert [f"{n:04d}" for n in range(1, 17)] == REVISIONS
+    # 0022 (issue 14, per-premise order) follows 0016 until the revisions are renumbered on merge.
+    assert [f"{n:04d}" for n in range(1, 17)] + ["0022"] == REVISIONS
 
 
 def _diff(connection: Connection) -> list[object]:
