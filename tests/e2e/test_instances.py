@@ -324,7 +324,6 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
           + (f"MultiSpeak callbacks refused: {refused.group(1)}; " if refused else "") + "seconds: "
           + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()) + f", all {time.monotonic() - began:.1f}")
     assert gws.kills >= MIN_KILLS and gws.kills_serving >= MIN_KILLS_SERVING, (gws.kills, gws.kills_serving)
-    assert {"text", "price", "load_control", "cancel_text"} <= set(kinds), kinds
     assert by_state.get("delivered", 0) >= len(esi_ids) * 2, by_state  # the two fan-outs at least
     # A definite end for every delivery, whatever died when, and one that says what happened: no
     # `unknown` (no head-end report lost on a kill, whichever route).
@@ -339,3 +338,6 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
             assert d["state"] == "cancelled" and counts.get(key, 0) <= 1, (d, counts.get(key))
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
     assert max(texts.values()) == 1, {k: v for k, v in texts.items() if v > 1}
+    # Last, what the flow covered (a machine loaded by other work gets fewer requests accepted
+    # between the kills; the checks above hold whatever it covered).
+    assert {"text", "price", "load_control", "cancel_text"} <= set(kinds), kinds
