@@ -172,7 +172,12 @@ class CimMqttTransport:
     async def _read(self, client: aiomqtt.Client, acks: InOrderAcks) -> None:
         async for msg in client.messages:
             entry = acks.received(msg.mid, msg.qos)
-            stored = self._on_message(str(msg.topic), bytes(msg.payload))
+            try:
+                stored = self._on_message(str(msg.topic), bytes(msg.payload))
+            except Exception:  # a message this code cannot handle: acknowledged (not resent forever), counted
+                self.refused += 1
+                log.exception("61968 message on %s could not be handled", msg.topic)
+                stored = None
             if stored is None:
                 acks.done(entry)
             else:
