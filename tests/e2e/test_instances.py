@@ -60,6 +60,7 @@ INSTANCES = 3
 MIN_KILLS = 20
 MIN_KILLS_SERVING = 2  # of which while the instance was serving (a restart takes seconds)
 KILL_PHASE_SECONDS = (12.0, 45.0)  # at least, at most (a loaded machine restarts slowly)
+COVERED = {"text", "price", "load_control", "cancel_text"}  # kinds of request the flow must get accepted
 SETTLE_SECONDS = 30.0  # from the last instance up: the confirm bound, a lease, retries
 QUIET_SECONDS = 6.0  # no change in `unknown` for this long: no report is still coming (backoff caps at 5 s)
 LEASE_SECONDS = 2.0
@@ -240,8 +241,11 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
 
             async def killer() -> None:
                 started = time.monotonic()
+                # Until the kills are made and the flow covered every kind (a loaded machine gets
+                # fewer requests in), within the phase's bound.
                 while (time.monotonic() - started < KILL_PHASE_SECONDS[0] or gws.kills < MIN_KILLS
-                       or gws.kills_serving < MIN_KILLS_SERVING) and time.monotonic() - started < KILL_PHASE_SECONDS[1]:
+                       or gws.kills_serving < MIN_KILLS_SERVING or not set(accepted.values()) >= COVERED) \
+                        and time.monotonic() - started < KILL_PHASE_SECONDS[1]:
                     await asyncio.sleep(rng.uniform(0.3, 1.1))
                     # Any instance, serving or still starting (a restart takes seconds on a busy
                     # machine), but never the last one serving: work continues.
@@ -340,4 +344,4 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
     assert max(texts.values()) == 1, {k: v for k, v in texts.items() if v > 1}
     # Last, what the flow covered (a machine loaded by other work gets fewer requests accepted
     # between the kills; the checks above hold whatever it covered).
-    assert {"text", "price", "load_control", "cancel_text"} <= set(kinds), kinds
+    assert set(kinds) >= COVERED, kinds
