@@ -236,8 +236,9 @@ class CimMqttTransport:
 class InOrderAcks:
     """The PUBACKs of one connection, each sent once its message is stored and every message
     received before it is acknowledged (MQTT 5, 4.6: a client sends PUBACKs in the order the
-    PUBLISHes came). A message not stored within the wait sets `stalled`: its connection is then
-    dropped, and the broker resends what was not acknowledged on the next one."""
+    PUBLISHes came). A message not stored within the wait (or whose store failed) sets `stalled`:
+    its connection is then dropped, and the broker resends what was not acknowledged on the next
+    one."""
 
     def __init__(self, ack: Callable[[int, int], object]) -> None:
         self._ack = ack
@@ -269,7 +270,9 @@ class InOrderAcks:
         try:
             async with asyncio.timeout(wait_s):
                 await stored
-        except TimeoutError:
+        except Exception as exc:  # not stored in time, or the store failed: left unacknowledged
+            if not isinstance(exc, TimeoutError):
+                log.warning("61968 message %d not stored: %s: %s", entry.mid, type(exc).__name__, exc)
             self.stalled.set()
             return
         self.done(entry)
