@@ -187,6 +187,10 @@ def create_app(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            # A graceful stop hands back the mail claims cut short (the dispatcher, webhook and
+            # provisioning senders hand back theirs in `close`).
+            if await svc.agreements.mail_sender.release_claims():
+                log.info("claimed mails handed back to the other instances")
             if own:
                 await the_store.close()
 

@@ -38,6 +38,9 @@ class MailSender:
         self.sender = sender
         self.clock = clock
         self.lease = lease
+        # Mails this instance has claimed and is attempting: id -> the claim's attempts (handed
+        # back by `release_claims` at a graceful stop).
+        self._held: dict[int, int] = {}
 
     async def send(self, *, to: str, subject: str, text: str) -> bool:
         """Store the mail, then try to send it now; False: it waits in the mail queue for a retry."""
@@ -63,7 +66,26 @@ class MailSender:
                 failed += 1
         return sent, failed
 
+    async def release_claims(self) -> int:
+        """A graceful stop: the mails whose attempt was cut short (the timer cancelled mid-send)
+        are due again now, for another instance, instead of when their lease runs out (one the
+        server had taken may be sent again: at least once, as after a crash)."""
+        held, self._held = self._held, {}
+        if not held:
+            return 0
+        try:
+            return await self.store.release_mail(held, self.clock.now())
+        except Exception as exc:  # the database away: the leases run out instead
+            log.warning("handing back %d claimed mails failed: %s", len(held), exc)
+            return 0
+
     async def _attempt(self, mail: QueuedMail) -> bool:
+        self._held[mail.id] = mail.attempts
+        sent = await self._try(mail)
+        self._held.pop(mail.id, None)  # recorded (cut short, it stays held: `release_claims`)
+        return sent
+
+    async def _try(self, mail: QueuedMail) -> bool:
         message = build_message(sender=self.sender, to=mail.recipient, subject=mail.subject,
                                 text=mail.body, html=None)
         try:

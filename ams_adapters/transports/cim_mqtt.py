@@ -17,6 +17,15 @@ member meanwhile reaches it when it is back (Mosquitto 2 queues for an offline m
 passing its share to another one): nothing is lost while an instance restarts, but an instance that
 never comes back takes what is queued for it to its session's expiry (docs/operator.md).
 
+Nothing is lost on a kill: the client acknowledges (PUBACK) an EndDeviceEvents message only once the
+gateway has stored what it carried (the notes sink's awaitable, ams_adapters/adapter.py), in the order
+the messages came (MQTT 5, 4.6: PUBACKs in the order of the PUBLISHes). A gateway killed between
+receipt and commit leaves the message unacknowledged in its session and the broker sends it again
+when the instance is back. A message whose content is refused (WireError) is acknowledged at once
+and counted (`refused`): sent again it would be refused again. A message not stored within
+`STORE_WAIT_S` is not acknowledged either: the transport drops the connection, and the broker
+resends what is unacknowledged on the new one (MQTT resends only on a new connection).
+
 A ``han_inventory`` request travels as ``get EndDevices`` (ams_adapters/wire/cim.py): its
 acknowledgement answers `send`, and the data reply that follows on the same reply topic becomes an
 ``inventory`` notification.
@@ -26,16 +35,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ams_adapters.adapter import NotesSink
+from ams_adapters.adapter import STORE_WAIT_S, NotesSink
 from ams_adapters.contract import ContractError
 from ams_adapters.pacing import Backoff
 from ams_adapters.wire import cim
@@ -54,6 +64,13 @@ def check_share_group(group: str) -> str:
     if not group or any(c in group for c in "/+#") or len(group) > 200:
         raise ContractError("share_group", group, "1..200 characters, none of '/', '+' or '#' (an MQTT 5 ShareName)")
     return group
+
+
+@dataclass(slots=True)
+class _Received:
+    mid: int
+    qos: int
+    stored: bool = False
 
 
 class CimMqttTransport:
@@ -85,6 +102,8 @@ class CimMqttTransport:
         self._backoff = Backoff(0.05, 1.0)
         self.connects = 0
         self.refused = 0
+        self.stalls = 0  # connections dropped because a message was not stored within STORE_WAIT_S
+        self.store_wait_s = STORE_WAIT_S
 
     async def start(self, on_notes: NotesSink) -> None:
         self._on_notes = on_notes
@@ -111,18 +130,36 @@ class CimMqttTransport:
         attempt = 0
         while True:
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
-                                          protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
-                                          properties=self._connect_properties(),
-                                          timeout=self.timeout_s) as client:
+                client = aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                                        protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
+                                        properties=self._connect_properties(), timeout=self.timeout_s)
+                # aiomqtt 2.x does not expose manual acknowledgement (empicano/aiomqtt#345, open);
+                # its paho client (paho-mqtt >= 2.0) has it: `manual_ack_set` and `ack(mid, qos)`.
+                # Set before connecting: what the session holds comes right after the CONNACK.
+                paho = client._client
+                paho.manual_ack_set(True)
+                async with client:
                     await client.subscribe(self.reply_topic, qos=1)
                     await client.subscribe(self.events_filter, qos=1)
                     self._client = client
                     self.connects += 1
                     attempt = 0
                     self._ready.set()
-                    async for msg in client.messages:
-                        self._on_message(str(msg.topic), bytes(msg.payload))
+                    acks = InOrderAcks(paho.ack)
+                    reading = asyncio.create_task(self._read(client, acks))
+                    stalled = asyncio.create_task(acks.stalled.wait())
+                    try:
+                        await asyncio.wait({reading, stalled}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        acks.close()
+                        reading.cancel()
+                        stalled.cancel()
+                        ended = await asyncio.gather(reading, stalled, return_exceptions=True)
+                    if isinstance(ended[0], aiomqtt.MqttError):
+                        raise ended[0]
+                    self.stalls += 1
+                    log.warning("broker %s:%s: a message was not stored within %s s; reconnecting so the broker "
+                                "sends the unacknowledged ones again", self.host, self.port, self.store_wait_s)
             except aiomqtt.MqttError as exc:
                 log.info("broker %s:%s connection lost: %s", self.host, self.port, exc)
             finally:
@@ -132,21 +169,34 @@ class CimMqttTransport:
             attempt += 1
             await asyncio.sleep(self._backoff.delay(min(attempt, 6)) + 0.02)
 
+    async def _read(self, client: aiomqtt.Client, acks: InOrderAcks) -> None:
+        async for msg in client.messages:
+            entry = acks.received(msg.mid, msg.qos)
+            try:
+                stored = self._on_message(str(msg.topic), bytes(msg.payload))
+            except Exception:  # a message this code cannot handle: acknowledged (not resent forever), counted
+                self.refused += 1
+                log.exception("61968 message on %s could not be handled", msg.topic)
+                stored = None
+            if stored is None:
+                acks.done(entry)
+            else:
+                acks.when_stored(entry, stored, self.store_wait_s)
+
     def _connect_properties(self) -> Properties:
         # MQTT 5: the session outlives the connection by this long (0 would end it at once).
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.session_expiry_s
         return props
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes) -> Awaitable[None] | None:
+        """Handle one message; what to wait for before acknowledging it (None: acknowledge now)."""
         try:
             if topic == self.reply_topic:
                 h, root = cim.parse(payload)
                 inventory = cim.end_devices_note(h, root) if h.noun == "EndDevices" else None
                 if inventory is not None:
-                    if self._on_notes is not None:
-                        _taken(self._on_notes([inventory]))
-                    return
+                    return self._on_notes([inventory]) if self._on_notes is not None else None
                 entry = self._waiting.pop(h.correlation_id or "", None)
                 if entry is not None and not entry[1].done():
                     _, acks = cim.decode_reply(payload, entry[0])
@@ -154,10 +204,12 @@ class CimMqttTransport:
             else:
                 notes = cim.decode_events(payload)
                 if notes and self._on_notes is not None:
-                    _taken(self._on_notes(notes))
+                    return self._on_notes(notes)
         except WireError as exc:
+            # Acknowledged (below) and counted: the same bytes sent again would be refused again.
             self.refused += 1
             log.warning("61968 message on %s refused: %s", topic, exc)
+        return None
 
     async def send(self, requests: Sequence[HeadEndRequest]) -> list[Ack]:
         client = self._client
@@ -181,10 +233,54 @@ class CimMqttTransport:
             return [Ack(t, AckStatus.ERROR, f"transport: {type(exc).__name__}") for t in txids]
 
 
-def _taken(stored: Awaitable[None] | None) -> None:
-    """This transport's client acknowledges a QoS 1 message when it is received, not when it is
-    stored (manual acknowledgement is not wired up), so there is nothing to wait for here: a gateway
-    killed between the two loses that message (the gateway's bound on `submitted` then ends its item
-    `unknown`)."""
-    if inspect.iscoroutine(stored):
-        stored.close()
+class InOrderAcks:
+    """The PUBACKs of one connection, each sent once its message is stored and every message
+    received before it is acknowledged (MQTT 5, 4.6: a client sends PUBACKs in the order the
+    PUBLISHes came). A message not stored within the wait (or whose store failed) sets `stalled`:
+    its connection is then dropped, and the broker resends what was not acknowledged on the next
+    one."""
+
+    def __init__(self, ack: Callable[[int, int], object]) -> None:
+        self._ack = ack
+        self._pending: deque[_Received] = deque()
+        self._waits: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.stalled = asyncio.Event()
+        self.sent = 0
+
+    def received(self, mid: int, qos: int) -> _Received:
+        entry = _Received(mid, qos)
+        self._pending.append(entry)
+        return entry
+
+    def done(self, entry: _Received) -> None:
+        entry.stored = True
+        while self._pending and self._pending[0].stored and not self._closed:
+            head = self._pending.popleft()
+            if head.qos > 0:  # QoS 0 is never acknowledged
+                self._ack(head.mid, head.qos)
+                self.sent += 1
+
+    def when_stored(self, entry: _Received, stored: Awaitable[None], wait_s: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._wait(entry, stored, wait_s))
+        self._waits.add(task)
+        task.add_done_callback(self._waits.discard)
+
+    async def _wait(self, entry: _Received, stored: Awaitable[None], wait_s: float) -> None:
+        try:
+            async with asyncio.timeout(wait_s):
+                await stored
+        except Exception as exc:  # not stored in time, or the store failed: left unacknowledged
+            if not isinstance(exc, TimeoutError):
+                log.warning("61968 message %d not stored: %s: %s", entry.mid, type(exc).__name__, exc)
+            self.stalled.set()
+            return
+        self.done(entry)
+
+    def close(self) -> None:
+        """The connection is gone: nothing more is acknowledged on it (its paho message ids mean
+        nothing on the next one, where the broker resends the unacknowledged messages)."""
+        self._closed = True
+        self._pending.clear()
+        for task in self._waits:
+            task.cancel()

@@ -148,7 +148,12 @@ class Dispatcher:
         self._commands: dict[int, dict[str, Any]] = {}
         # Rows of fan-out pages this instance expanded already claimed (PostgreSQL), sent with
         # the next due rows (`_due`): never read back and claimed a second time.
-        self._claimed: list[DueDelivery] = []
+        self._page_rows: list[DueDelivery] = []
+        # Several instances: the rows the current pass claimed and the end of their lease, until
+        # the pass has recorded them (a graceful stop hands back what it did not get to), and the
+        # fan-out page rows the current pass took from `_page_rows`.
+        self._claimed: tuple[list[int], datetime] | None = None
+        self._pass_pages: list[int] = []
         # Provisioning updates from the routes (gateway/pipeline/provisioning.py sets this).
         self.on_provisioning: Callable[[Any, ProvisioningUpdate], Awaitable[None]] | None = None
 
@@ -173,10 +178,10 @@ class Dispatcher:
         if self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._tasks[-1]), 10)
-        if self._claimed:
+        if self._page_rows:
             # Fan-out rows this instance claimed and never handed to a route are due again now
             # for the other instances, rather than when their lease ends.
-            unsent, self._claimed = self._claimed, []
+            unsent, self._page_rows = self._page_rows, []
             try:
                 await deliveries.defer(self.store.engine, [r.id for r in unsent], self.clock.now())
             except Exception:  # the database is away: the lease frees them anyway
@@ -186,6 +191,25 @@ class Dispatcher:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._claimed is not None:
+            # The pass did not finish in time (a slow route): its claimed rows not yet recorded
+            # are handed back to the other instances now rather than when the lease runs out. A
+            # batch the route may have taken is sent again under the same outbound ids (the
+            # route's idempotency, as after a crash).
+            ids, lease_until = self._claimed
+            self._claimed = None
+            try:
+                handed = await deliveries.release_claimed(self.store.engine, ids, lease_until, self.clock.now())
+                log.info("%d claimed deliveries handed back to the other instances", handed)
+            except Exception as exc:  # the database away: the lease runs out instead
+                log.warning("handing back %d claimed deliveries failed: %s", len(ids), exc)
+        if self._pass_pages:
+            # The same for the fan-out page rows the unfinished pass had taken.
+            pages, self._pass_pages = self._pass_pages, []
+            try:
+                await deliveries.defer(self.store.engine, pages, self.clock.now())
+            except Exception:  # the database away: the lease frees them anyway
+                log.warning("%d claimed fan-out rows left to their lease", len(pages), exc_info=True)
         for route in self.routes.all():
             await route.close()
 
@@ -231,11 +255,12 @@ class Dispatcher:
             due = await self._due(now)
             if due:
                 worked += await self._dispatch(due, now)
+            self._claimed, self._pass_pages = None, []
         finally:
             expanded, claimed = await expanding
             worked += expanded
             # Sent by the next pass, whichever of the two finished first in this one.
-            self._claimed.extend(claimed)
+            self._page_rows.extend(claimed)
         return worked
 
     async def _withdraw_ended_agreements(self, now: datetime) -> int:
@@ -353,8 +378,12 @@ class Dispatcher:
         # PostgreSQL: claimed with a lease, other instances may be reading the same queue.
         lease = None if self.store.single_writer else timedelta(seconds=self.config.claim_lease_seconds)
         # The fan-out pages expanded since the previous pass were claimed as they were inserted.
-        claimed, self._claimed = self._claimed, []
-        rows = claimed + await deliveries.read_due(self.store.engine, now, self.config.batch_size, lease=lease)
+        claimed, self._page_rows = self._page_rows, []
+        self._pass_pages = [r.id for r in claimed]
+        rows = await deliveries.read_due(self.store.engine, now, self.config.batch_size, lease=lease)
+        if lease is not None and rows:
+            self._claimed = ([r.id for r in rows], now + lease)  # until the pass has recorded them
+        rows = claimed + rows
         ok: list[DueDelivery] = []
         ended: list[DueDelivery] = []
         shared_ids: set[int] = set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,11 +100,24 @@ class ProvisioningSender:
         self.cipher = cipher
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Several instances (PostgreSQL): the operations this instance has claimed (being sent)
+        # or whose route follows them (submitted), id -> the attempt its claim counted. Their
+        # lease (`next_attempt_at`) is renewed while this instance lives and handed back when it
+        # stops; another instance resends a submitted one only once its lease has run out.
+        self._shared = not store.single_writer
+        self._mine: dict[int, int] = {}
+        self._next_renewal = 0.0
+        self._next_resume = 0.0
+
+    @property
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self.config.provisioning_lease_seconds)
 
     async def start(self) -> None:
-        requeued = await self.store.requeue_submitted(self.clock.now())
+        requeued = await self.store.requeue_submitted(self.clock.now(), lapsed_only=self._shared)
         if requeued:
-            log.info("%d provisioning operations in flight before the restart are sent again", requeued)
+            log.info("%d provisioning operations submitted by a stopped run are sent again", requeued)
+        self._next_renewal = time.monotonic() + self.config.provisioning_lease_seconds / 3
         self._task = asyncio.create_task(self._loop())
 
     async def close(self) -> None:
@@ -111,6 +125,14 @@ class ProvisioningSender:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+        if self._shared and self._mine:
+            # Handed back at once (SIGTERM, an upgrade): another instance takes them now instead
+            # of after the lease. A send cut short here is repeated under the same request id.
+            with contextlib.suppress(Exception):  # the database away: the leases run out instead
+                handed = await self.store.hand_back(self._mine, self.clock.now())
+                log.info("%d provisioning operations handed back to the other instances", handed)
+            self._mine.clear()
 
     def poke(self) -> None:
         self.wake.set()
@@ -149,39 +171,64 @@ class ProvisioningSender:
             else:
                 await self.store.fail(op.id, now, "no_result_before_expiry",
                                       f"the head-end reported no result before {op.expires_at.isoformat()}")
-        lease_until = now + timedelta(seconds=self.config.provisioning_lease_seconds)
-        due = await self.store.claim_due(now, lease_until, limit)
+        resumed = 0
+        if self._shared and time.monotonic() >= self._next_renewal:
+            # Every third of a lease this instance's leases move on.
+            self._next_renewal = time.monotonic() + self.config.provisioning_lease_seconds / 3
+            if self._mine:
+                kept = await self.store.renew_following(self._mine, now + self._lease)
+                self._mine = {op_id: n for op_id, n in self._mine.items() if op_id in kept}
+        if self._shared and time.monotonic() >= self._next_resume:
+            # Submitted operations whose following instance stopped (its lease ran out, or it
+            # handed them back) are sent again by this one: looked for at least once a second
+            # (one indexed UPDATE that usually matches nothing).
+            self._next_resume = time.monotonic() + min(1.0, self.config.provisioning_lease_seconds / 3)
+            resumed = await self.store.requeue_submitted(now, lapsed_only=True)
+            if resumed:
+                log.info("%d provisioning operations of a stopped instance are sent again", resumed)
+        due = await self.store.claim_due(now, now + self._lease, limit)
+        if self._shared:
+            self._mine.update((op.id, op.attempts) for op in due)
         await asyncio.gather(*(self._send(op, now) for op in due))
-        return len(expired) + len(overdue) + len(due)
+        return len(expired) + len(overdue) + len(due) + resumed
 
     async def _send(self, op: Any, now: datetime) -> None:
+        # Retried later (by any instance) or ended: no longer this one's. (Cut short by a stop it
+        # stays this one's, and `close` hands it back.)
+        if not await self._attempt(op, now):
+            self._mine.pop(op.id, None)
+
+    async def _attempt(self, op: Any, now: datetime) -> bool:
+        """One claimed attempt; True once the route took it (it follows it now)."""
         route = self.routes.for_premise(op.esi_id)
         if route is None:
             await self._retry(op, now, "no route reaches this premise")
-            return
+            return False
         refusal = route_refusal(self.routes, op.esi_id, ProvisioningKind(op.kind))
         if refusal is not None:
             # Accepted under another configuration (or before routes declared capabilities): it
             # fails now instead of waiting for its expiry on a route that can never do it.
             await self.store.fail(op.id, now, ROUTE_CANNOT_PROVISION, refusal.detail)
-            return
+            return False
         try:
             request = self._request(op)
         except (ContractError, DeviceKeyError) as exc:
             await self.store.fail(op.id, now, "not_sendable", str(exc))
-            return
+            return False
         try:
             result = await route.provision(request)
         except Exception as exc:  # the route is down: retried later
             log.warning("route %s failed provisioning operation %d: %s", route.capabilities.name, op.id, exc)
             await self._retry(op, now, f"route error: {exc}")
-            return
+            return False
         if result.outcome is SubmitOutcome.ACCEPTED:
             await self.store.submitted(op.id, op.attempts, now)
-        elif result.outcome is SubmitOutcome.REJECTED:
+            return True
+        if result.outcome is SubmitOutcome.REJECTED:
             await self.store.fail(op.id, now, reason_code(result.reason), result.reason or "rejected by the route")
         else:
             await self._retry(op, now, result.reason or "route asked to retry later", result.retry_after_s)
+        return False
 
     def _request(self, op: Any) -> ProvisioningRequest:
         link_key = None

@@ -94,6 +94,9 @@ class WebhookSender:
         self._pool: httpcore.AsyncConnectionPool | None = None
         self._workers: dict[int, asyncio.Task[None]] = {}  # by webhook id
         self._parties: dict[int, int] = {}  # webhook id -> party id, of the running senders
+        # Events this instance has claimed and not finished: id -> the claim's attempts (handed
+        # back by `close`).
+        self._held: dict[int, int] = {}
 
     def _secret(self, stored: str) -> str:
         """The signing secret of a webhook row (sealed at rest, gateway/device_keys.py)."""
@@ -117,6 +120,17 @@ class WebhookSender:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._held:
+            # A graceful stop (SIGTERM): the events this instance claimed and did not finish are
+            # due again now, for another instance, instead of when their lease runs out. An
+            # attempt cut short here may have reached its receiver: sent again under the same
+            # webhook-id (at least once, as after a crash).
+            try:
+                handed = await webhook_store.release_claims(self.store.engine, self._held, self.clock.now())
+                log.info("%d claimed webhook events handed back to the other instances", handed)
+            except Exception as exc:  # the database away: their leases run out instead
+                log.warning("handing back %d webhook events failed: %s", len(self._held), exc)
+            self._held.clear()
         if self._pool is not None:
             await self._pool.aclose()
 
@@ -167,8 +181,10 @@ class WebhookSender:
                                                         self._lease_until(), limit=per_claim)
                 if not heads:
                     return
+                self._held.update((h.id, h.attempts) for h in heads)
                 for n, head in enumerate(heads):
                     if n and not await webhook_store.extend_claim(self.store.engine, head, self._lease_until()):
+                        self._held.pop(head.id, None)
                         continue  # its lease ran out during the runs before it: another instance's now
                     await self._send_run(head)
         except Exception as exc:  # the database, not the receiver: the next scan starts it again
@@ -191,9 +207,11 @@ class WebhookSender:
             recorded, claimed = await webhook_store.record_attempt_and_claim(
                 self.store.engine, row, values, upcoming, now=now, lease_until=self._lease_until(),
                 on_dead=events.record_dead_letter)
+            self._held.pop(row.id, None)
             self._log(row, values, recorded)
             if claimed is None:
                 return
+            self._held[claimed.id] = claimed.attempts
             row = claimed
 
     async def _attempt(self, row: Any) -> dict[str, Any]:

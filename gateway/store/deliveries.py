@@ -274,8 +274,16 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int, *,
             else:
                 # A CTE: evaluated once (PostgreSQL could run an IN subquery with SKIP LOCKED more
                 # than once and claim more than `share`).
-                picked = sa.select(_D.id).where(*due).order_by(*order).limit(share).with_for_update(
-                    skip_locked=True).cte("picked")
+                # A premise's deliveries go in id order, whichever instance claims them: a row is
+                # taken only while no earlier row of its premise is still queued (claimed by another
+                # instance and unfinished, or waiting for its retry). So of one premise's due rows
+                # at most its first is claimed, and the next only once that one has been recorded.
+                # (ix_han_deliveries_queued_esi: one probe per candidate row.)
+                earlier = han_deliveries.alias("earlier")
+                first_of_premise = ~sa.exists().where(
+                    earlier.c.esi_id == _D.esi_id, earlier.c.state == QUEUED, earlier.c.id < _D.id)
+                picked = sa.select(_D.id).where(*due, first_of_premise).order_by(*order).limit(
+                    share).with_for_update(skip_locked=True).cte("picked")
                 query = han_deliveries.update().where(_D.id.in_(sa.select(picked.c.id))).values(
                     next_attempt_at=now + lease).returning(*DUE_COLUMNS, in_force)
             claimed = list(map(DueDelivery._make, (await conn.execute(query)).all()))
@@ -283,6 +291,21 @@ async def read_due(engine: AsyncEngine, now: datetime, limit: int, *,
                 claimed.sort(key=lambda r: r.id)  # RETURNING has no order
             rows.extend(claimed)
     return rows
+
+
+async def release_claimed(engine: AsyncEngine, ids: Sequence[int], lease_until: datetime, now: datetime) -> int:
+    """A graceful stop hands back the rows a pass claimed (`read_due` with a lease ending at
+    `lease_until`) and did not get to record: due again `now`, for another instance, instead of
+    when the lease ends. Only rows still queued under that very lease (no other instance claimed
+    them since: its lease would end at another time). How many were handed back."""
+    handed = 0
+    async with engine.begin() as conn:
+        for i in range(0, len(ids), 1000):
+            result = await conn.execute(han_deliveries.update().where(
+                _D.id.in_(list(ids[i:i + 1000])), _D.state == QUEUED, _D.next_attempt_at == lease_until).values(
+                next_attempt_at=now))
+            handed += int(result.rowcount or 0)
+    return handed
 
 
 async def read_in_flight(engine: AsyncEngine, esi_ids: Sequence[str], limit: int) -> list[DueDelivery]:

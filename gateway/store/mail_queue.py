@@ -77,6 +77,12 @@ class MailQueue:
             return await row_claims.finish(conn, mail_outbox, mail.id, mail.attempts,
                                            sent_at=now, next_attempt_at=None, body="")
 
+    async def release_mail(self, claims: dict[int, int], now: datetime) -> int:
+        """A graceful stop hands back the mails this instance claimed and did not finish (id ->
+        the claim's attempts): due again now, for another instance (gateway/store/row_claims.py)."""
+        async with self.engine.begin() as conn:
+            return await row_claims.release(conn, mail_outbox, claims, now, mail_outbox.c.sent_at.is_(None))
+
     async def mail_failed(self, mail: QueuedMail, error: str, retry_at: datetime | None) -> bool:
         """Record the claimed attempt's failure: retried at `retry_at`, or given up (None)."""
         async with self.engine.begin() as conn:

@@ -261,15 +261,47 @@ class ProvisioningStore:
                 han_provisioning_ops.c.state == SUBMITTED,
                 han_provisioning_ops.c.expires_at <= now - RESULT_GRACE).limit(limit))).all())
 
-    async def requeue_submitted(self, now: datetime) -> int:
-        """At start: operations a previous run handed to a route but saw no end of are sent
-        again (same request id: the head-end answers with its first result and carries nothing
-        out twice), so that this run's route follows them."""
+    async def requeue_submitted(self, now: datetime, *, lapsed_only: bool) -> int:
+        """Operations a route took and never reported the end of (`submitted`) are sent again
+        (same request id: the head-end answers with its first result and carries nothing out
+        twice), so that a route that is alive follows them. `lapsed_only` (several instances):
+        only those whose following lease has run out — the instance that submitted them renews it
+        while it lives (`renew_following`) and hands it back when it stops (`hand_back`) — never
+        one another live instance's route is following. Without it (one instance: SQLite), all of
+        them: a previous run's. A compare-and-set on `state`: of several instances, one requeues
+        each."""
+        ops = han_provisioning_ops
+        cond = [ops.c.state == SUBMITTED, ops.c.expires_at > now]
+        if lapsed_only:
+            cond.append(ops.c.next_attempt_at <= now)
         async with self.engine.begin() as conn:
-            result = await conn.execute(han_provisioning_ops.update().where(
-                han_provisioning_ops.c.state == SUBMITTED, han_provisioning_ops.c.expires_at > now).values(
-                state=QUEUED, next_attempt_at=now, reason="sent again after a restart", updated_at=now))
+            result = await conn.execute(ops.update().where(*cond).values(
+                state=QUEUED, next_attempt_at=now, updated_at=now,
+                reason="sent again: the instance following it stopped" if lapsed_only
+                else "sent again after a restart"))
         return int(result.rowcount or 0)
+
+    async def renew_following(self, claims: dict[int, int], lease_until: datetime) -> set[int]:
+        """Move on the following lease of the submitted operations this instance's route follows
+        (`claims`: id -> the attempt its claim counted), while they are still submitted under that
+        claim. The ids still followed; the others ended or were taken over."""
+        ops = han_provisioning_ops
+        kept: set[int] = set()
+        pairs = sorted(claims.items())
+        async with self.engine.begin() as conn:
+            for i in range(0, len(pairs), 500):
+                kept.update((await conn.execute(ops.update().where(
+                    ops.c.state == SUBMITTED, sa.tuple_(ops.c.id, ops.c.attempts).in_(pairs[i:i + 500])).values(
+                    next_attempt_at=lease_until).returning(ops.c.id))).scalars())
+        return kept
+
+    async def hand_back(self, claims: dict[int, int], now: datetime) -> int:
+        """A graceful stop: the operations this instance claimed (queued, being sent) or follows
+        (submitted) are due again / free to take over now instead of when the lease runs out.
+        Only while the claim is still this instance's (the fencing token)."""
+        async with self.engine.begin() as conn:
+            return await row_claims.release(conn, han_provisioning_ops, claims, now,
+                                            han_provisioning_ops.c.state.in_([QUEUED, SUBMITTED]))
 
     async def submitted(self, op_id: int, claimed_attempts: int, now: datetime) -> None:
         """The route took the claimed attempt (recorded only while the claim is still this one's)."""

@@ -12,6 +12,8 @@ column (`next_attempt_at`) and an attempt counter (`attempts`). Claiming a row i
   re-checked against `<due>` by PostgreSQL and dropped (its due time is now in the future).
 - The lease: the claimed row is due again only once the lease is over. An instance that dies
   (kill -9, power) holding it simply never finishes it, and another instance claims it then.
+- A graceful stop hands its claims back (`release`): their due time becomes now, so another
+  instance takes them at once instead of when the lease is over.
 - The counter is the fencing token: the claimer finishes the row only `WHERE attempts = <the
   value its claim set>`. An instance that outlived its lease (a long pause) and comes back finds
   the row claimed again by someone else and its late result is dropped instead of overwriting the
@@ -78,3 +80,17 @@ async def finish(conn: AsyncConnection, table: sa.Table, row_id: int, claimed_at
     result = await conn.execute(table.update().where(
         table.c.id == row_id, table.c.attempts == claimed_attempts).values(**values))
     return bool(result.rowcount)
+
+
+async def release(conn: AsyncConnection, table: sa.Table, claims: dict[int, int], now: datetime,
+                  *still: sa.ColumnElement[bool]) -> int:
+    """Hand back claimed rows (a graceful stop): `claims` id -> the `attempts` the claim set; each
+    row that is still this claim's (and `still`, e.g. not finished) is due again `now`. The attempt
+    stays counted (the counter is the fencing token: never set back). How many were handed back."""
+    pairs = sorted(claims.items())
+    handed = 0
+    for i in range(0, len(pairs), 500):  # bounded statements (bind parameters)
+        result = await conn.execute(table.update().where(
+            sa.tuple_(table.c.id, table.c.attempts).in_(pairs[i:i + 500]), *still).values(next_attempt_at=now))
+        handed += int(result.rowcount or 0)
+    return handed

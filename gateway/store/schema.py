@@ -352,6 +352,10 @@ han_deliveries = sa.Table(
     sa.Index("ix_han_deliveries_ack_due_at", "ack_due_at",
              sqlite_where=sa.text("ack_due_at IS NOT NULL"),
              postgresql_where=sa.text("ack_due_at IS NOT NULL")),
+    # Queued deliveries by premise (migration 0022): a claim takes a premise's delivery only when
+    # no earlier one of that premise is still queued (deliveries.read_due), one probe per row.
+    sa.Index("ix_han_deliveries_queued_esi", "esi_id", "id",
+             sqlite_where=sa.text("state = 'queued'"), postgresql_where=sa.text("state = 'queued'")),
 )
 
 han_device_states = sa.Table(

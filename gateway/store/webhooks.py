@@ -250,6 +250,14 @@ async def record_attempt_and_claim(engine: AsyncEngine, row: Any, values: dict[s
     return True, _claimed(upcoming, claimed) if claimed is not None else None
 
 
+async def release_claims(engine: AsyncEngine, claims: dict[int, int], now: datetime) -> int:
+    """A graceful stop hands back the events this instance claimed (id -> the claim's attempts)
+    and has not finished: due again now, for another instance (gateway/store/row_claims.py)."""
+    async with engine.begin() as conn:
+        return await row_claims.release(conn, webhook_outbox, claims, now, webhook_outbox.c.delivered_at.is_(None),
+                                        webhook_outbox.c.dead_at.is_(None))
+
+
 # -- dead letters -------------------------------------------------------------------------------
 
 async def list_dead_letters(engine: AsyncEngine, webhook_id: int, *, after: int = 0,

@@ -19,11 +19,10 @@ instance, and the route's idempotency by outbound id keeps a taken-over item fro
 twice. A head-end's report is applied by whichever instance receives it, also for an item another
 (perhaps dead) instance submitted. With `[pipeline] confirm_within_seconds` short, no delivery is
 `queued` or `submitted` at the end; one shown `delivered` reached its meter exactly once, `failed`
-never, `cancelled` at most once (withdrawn after). `unknown` is accepted only for a 61968-9 item
-whose meter has it — the MQTT client acknowledges a report on receipt, so an instance killed before
-storing it loses it (docs/operator.md "Not built yet") — and at most UNKNOWN_PER_KILL of them per kill
-of a serving instance. At least one instance
-is serving at every moment (never all down).
+never, `cancelled` at most once (withdrawn after), and none is `unknown`, for any route: every
+head-end report is acknowledged to its head-end only once stored (61968-9 included: the MQTT client
+sends its PUBACK after the commit), so an instance killed in between gets it again when it is back.
+At least one instance is serving at every moment (never all down).
 """
 
 from __future__ import annotations
@@ -49,8 +48,6 @@ from gateway.store.store import open_store
 from sandbox.ports import free_port
 from tests.e2e.test_crash import (
     CONFIRM_WITHIN_S,
-    HEADENDS,
-    PER_TDSP,
     ROUTES,
     _serve,
     _stop,
@@ -63,12 +60,8 @@ INSTANCES = 3
 MIN_KILLS = 20
 MIN_KILLS_SERVING = 2  # of which while the instance was serving (a restart takes seconds)
 KILL_PHASE_SECONDS = (12.0, 45.0)  # at least, at most (a loaded machine restarts slowly)
+COVERED = {"text", "price", "load_control", "cancel_text"}  # kinds of request the flow must get accepted
 SETTLE_SECONDS = 30.0  # from the last instance up: the confirm bound, a lease, retries
-# 61968-9 reports lost per kill of a serving instance, at most. The client acknowledges each MQTT
-# message on receipt, so the broker keeps sending and a busy instance may hold several messages
-# (the emulator publishes what is ready every 10 ms) not yet stored; in 7 runs 0 to 9 were lost in
-# a run, 9 of them with 4 kills while serving. An empirical bound, not a derived one.
-UNKNOWN_PER_KILL = PER_TDSP
 QUIET_SECONDS = 6.0  # no change in `unknown` for this long: no report is still coming (backoff caps at 5 s)
 LEASE_SECONDS = 2.0
 COMMANDS = {"text": "display_message", "price": "publish_price", "load_control": "load_control_event"}
@@ -248,8 +241,11 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
 
             async def killer() -> None:
                 started = time.monotonic()
+                # Until the kills are made and the flow covered every kind (a loaded machine gets
+                # fewer requests in), within the phase's bound.
                 while (time.monotonic() - started < KILL_PHASE_SECONDS[0] or gws.kills < MIN_KILLS
-                       or gws.kills_serving < MIN_KILLS_SERVING) and time.monotonic() - started < KILL_PHASE_SECONDS[1]:
+                       or gws.kills_serving < MIN_KILLS_SERVING or not set(accepted.values()) >= COVERED) \
+                        and time.monotonic() - started < KILL_PHASE_SECONDS[1]:
                     await asyncio.sleep(rng.uniform(0.3, 1.1))
                     # Any instance, serving or still starting (a restart takes seconds on a busy
                     # machine), but never the last one serving: work continues.
@@ -324,37 +320,28 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
     by_state: dict[str, int] = {}
     for d in shown:
         by_state[d["state"]] = by_state.get(d["state"], 0) + 1
-    # `unknown` although the meter has it: explained only for a 61968-9 report (below)
-    cim = next(prefix for tdsp, prefix in HEADENDS if tdsp == "centerpoint")
-    unknown_reached = [d for d in shown if d["state"] == "unknown"
-                       and counts.get(f"{d['esi_id']}|{d['command']}|{d['se_id']}", 0) == 1]
     # MultiSpeak callbacks that found their instance dead (each then tried at the other instances)
     refused = re.search(r"'callback_errors': (\d+)", meters.said.get("oncor", ""))
     print(f"{route}: {INSTANCES} instances, {gws.kills} kills ({gws.kills_serving} while serving); accepted "
-          f"requests by kind: {kinds}; deliveries by state: {by_state} ({len(unknown_reached)} unknown at a "
-          f"meter that has it); frames counted at the meters: {sum(counts.values())}; "
+          f"requests by kind: {kinds}; deliveries by state: {by_state}; "
+          f"frames counted at the meters: {sum(counts.values())}; "
           + (f"MultiSpeak callbacks refused: {refused.group(1)}; " if refused else "") + "seconds: "
           + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()) + f", all {time.monotonic() - began:.1f}")
     assert gws.kills >= MIN_KILLS and gws.kills_serving >= MIN_KILLS_SERVING, (gws.kills, gws.kills_serving)
-    assert {"text", "price", "load_control", "cancel_text"} <= set(kinds), kinds
     assert by_state.get("delivered", 0) >= len(esi_ids) * 2, by_state  # the two fan-outs at least
-    # A definite end for every delivery, whatever died when.
-    assert "submitted" not in by_state and "queued" not in by_state, by_state
+    # A definite end for every delivery, whatever died when, and one that says what happened: no
+    # `unknown` (no head-end report lost on a kill, whichever route).
+    assert not {"submitted", "queued", "unknown"} & set(by_state), by_state
     for d in shown:
         key = f"{d['esi_id']}|{d['command']}|{d['se_id']}"
         if d["state"] == "delivered":  # the API's word agrees with the meter: it got it, once
             assert counts.get(key) == 1, (d, counts.get(key))
         elif d["state"] == "failed":  # refused by the route (e.g. a head-end without that command)
             assert counts.get(key, 0) == 0, (d, counts.get(key))
-        elif d["state"] == "unknown":
-            # Not built (docs/operator.md "Not built yet"): the 61968-9 MQTT client acknowledges a
-            # report on receipt, so an instance killed between receipt and commit loses it and the
-            # broker does not send it again; that delivery ends `unknown` although its meter has it.
-            # No other route acknowledges a report before storing it: there `unknown` is a defect.
-            assert d["esi_id"].startswith(cim) and counts.get(key) == 1, (d, counts.get(key))
         else:  # cancelled before it was sent (never at the meter), or withdrawn after (once)
             assert d["state"] == "cancelled" and counts.get(key, 0) <= 1, (d, counts.get(key))
-    # At most what the instances killed while serving can have had in hand.
-    assert len(unknown_reached) <= UNKNOWN_PER_KILL * gws.kills_serving, (len(unknown_reached), gws.kills_serving)
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
     assert max(texts.values()) == 1, {k: v for k, v in texts.items() if v > 1}
+    # Last, what the flow covered (a machine loaded by other work gets fewer requests accepted
+    # between the kills; the checks above hold whatever it covered).
+    assert set(kinds) >= COVERED, kinds
