@@ -46,3 +46,30 @@ def _log_calls_must_format() -> Iterator[None]:
         for name, logger in chatty.items():
             logger.setLevel(old_chatty[name])
     assert not checker.failures, "log calls with bad arguments:\n" + "\n".join(checker.failures)
+
+
+# Tests that run several gateway processes and kill them (kill -9, lease take-over) or measure
+# throughput across them: under pytest-xdist (`scripts/test` runs two workers) they all go to one
+# worker, one after the other (`--dist loadgroup`), so two of them never compete for the two cores
+# and the database at once — their time bounds (leases, restart waits, rate-limit windows) were set
+# for one such test at a time. The other worker meanwhile runs the rest.
+SERIAL_MULTI_PROCESS = (
+    "tests/e2e/test_crash.py",
+    "tests/e2e/test_instances.py",
+    "tests/e2e/test_idempotency_crash.py",
+    "tests/e2e/test_outbox_takeover.py",
+    "tests/e2e/test_report_any_instance.py",
+    "tests/e2e/test_roles.py",
+    "tests/gateway/test_shared_state_instances.py",
+    "tests/pipeline/test_radio_single_owner.py",
+    "tests/benchmarks/test_scaleout_benchmark_runs.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A renamed file would silently leave the group: say so instead.
+    missing = [path for path in SERIAL_MULTI_PROCESS if not (config.rootpath / path).is_file()]
+    assert not missing, f"tests/conftest.py SERIAL_MULTI_PROCESS names files that do not exist: {missing}"
+    for item in items:
+        if item.nodeid.split("::", 1)[0] in SERIAL_MULTI_PROCESS:
+            item.add_marker(pytest.mark.xdist_group("multi_process"))
