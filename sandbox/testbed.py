@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -85,7 +86,7 @@ async def migrate_template(name: str, server_url: str = DEFAULT_SERVER) -> str:
     return url
 
 
-async def wait_http(url: str, timeout: float = 60, *, proc: subprocess.Popen[bytes] | None = None,
+async def wait_http(url: str, timeout: float = 60, *, proc: subprocess.Popen[Any] | None = None,
                     log: Path | None = None) -> None:
     """Return once `url` answers 200. AssertionError after `timeout` seconds, or at once when
     `proc` (the server being waited for) has exited, with the end of `log` in the message."""
@@ -106,7 +107,7 @@ async def wait_http(url: str, timeout: float = 60, *, proc: subprocess.Popen[byt
     raise AssertionError(f"{url} did not answer 200 within {timeout} s:\n{tail()}")
 
 
-def wait_http_sync(url: str, timeout: float = 60, *, proc: subprocess.Popen[bytes] | None = None,
+def wait_http_sync(url: str, timeout: float = 60, *, proc: subprocess.Popen[Any] | None = None,
                    log: Path | None = None) -> None:
     """`wait_http` for callers without an event loop."""
     asyncio.run(wait_http(url, timeout, proc=proc, log=log))

@@ -68,6 +68,9 @@ SERIAL_MULTI_PROCESS = (
 )
 
 
+# tryfirst: pytest-xdist's own hook (registered after this conftest, so called before it otherwise)
+# reads the marks to put each group on one worker; they must be on the items by then.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A renamed file would silently leave the group: say so instead.
     missing = [path for path in SERIAL_MULTI_PROCESS if not (config.rootpath / path).is_file()]
@@ -75,6 +78,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.nodeid.split("::", 1)[0] in SERIAL_MULTI_PROCESS:
             item.add_marker(pytest.mark.xdist_group("multi_process"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # In a pytest-xdist worker under `--dist loadgroup`, xdist has by now appended "@<group>" to each
+    # grouped test's id: that suffix is what sends the group to one worker. Some pytest/xdist pairs
+    # (pytest 9.2 with xdist 3.8) silently do not; the kill tests would then run two at a time.
+    if session.config.getoption("loadgroup", default=False):
+        lost = [item.nodeid for item in session.items
+                if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:
+            raise pytest.UsageError(f"pytest-xdist did not group {len(lost)} tests (e.g. {lost[0]}): this pytest "
+                                    "and pytest-xdist do not work together for --dist loadgroup (see pyproject.toml)")
 
 
 # ---------------------------------------------------------------------------------- PostgreSQL
