@@ -51,8 +51,8 @@ def _log_calls_must_format() -> Iterator[None]:
 
 
 # Tests that run several gateway processes and kill them (kill -9, lease take-over) or measure
-# throughput across them: under pytest-xdist (`scripts/test` runs two workers) they all go to one
-# worker, one after the other (`--dist loadgroup`), so two of them never compete for the two cores
+# throughput across them: under pytest-xdist with `--dist loadgroup` (README "Tests") they all go to
+# one worker, one after the other, so two of them never compete for the two cores
 # and the database at once — their time bounds (leases, restart waits, rate-limit windows) were set
 # for one such test at a time. The other worker meanwhile runs the rest.
 SERIAL_MULTI_PROCESS = (
