@@ -113,24 +113,18 @@ async def _database(tmp: Path, server_url: str | None) -> AsyncIterator[tuple[st
         return
     import asyncpg
 
-    admin = server_url.replace("postgresql+asyncpg://", "postgresql://")
-    name = f"hangw_bench_{random.randrange(16**8):08x}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    url = server_url.rsplit("/", 1)[0] + "/" + name
-    reader = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    from sandbox.testbed import throwaway_database
 
-    async def count_pg() -> int:
-        return int(await reader.fetchval("SELECT count(*) FROM han_deliveries WHERE state = 'delivered'"))
+    async with throwaway_database("hangw_bench", server_url) as url:
+        reader = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
 
-    try:
-        yield url, count_pg
-    finally:
-        await reader.close()
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        async def count_pg() -> int:
+            return int(await reader.fetchval("SELECT count(*) FROM han_deliveries WHERE state = 'delivered'"))
+
+        try:
+            yield url, count_pg
+        finally:
+            await reader.close()
 
 
 async def api_benchmark(requests: int, concurrency: int, db: str | None = None) -> float:
@@ -177,11 +171,9 @@ level = "WARNING"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60,
                                      limits=httpx.Limits(max_connections=concurrency)) as http:
-            for _ in range(300):
-                with contextlib.suppress(httpx.HTTPError):
-                    await http.get("/healthz")
-                    break
-                await asyncio.sleep(0.1)
+            from sandbox.testbed import wait_http
+
+            await wait_http(f"{base}/healthz", 30, proc=server)
             items = premises(8)
             op = {"Authorization": f"Bearer {op_token}"}
             (await http.post("/v1/premises/import", content=premises_csv(items, CUSTOMER),
@@ -305,27 +297,10 @@ async def _fanout_database(db: str | None) -> AsyncIterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite+aiosqlite:///{Path(tmp) / 'f.db'}"
         return
-    import uuid
+    from sandbox.testbed import throwaway_database
 
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(db)
-    name = f"hangw_bench_{uuid.uuid4().hex[:10]}"
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with throwaway_database("hangw_bench", db) as url:
+        yield url
 
 
 async def _backend_cpu(store: Any) -> dict[int, float]:

@@ -37,6 +37,7 @@ from gateway.domain.model import Role
 from gateway.store.store import open_store
 from sandbox.ports import free_port
 from sandbox.simfield import premises, premises_csv
+from sandbox.testbed import wait_http
 
 CUSTOMER = "bench@example.test"
 
@@ -68,11 +69,7 @@ async def _serving(tmp: Path, db_url: str, shared: bool) -> Any:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120,
                                      limits=httpx.Limits(max_connections=64)) as http:
-            for _ in range(600):
-                with contextlib.suppress(httpx.HTTPError):
-                    await http.get("/healthz")
-                    break
-                await asyncio.sleep(0.1)
+            await wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc=server)
             http.server_pid = server.pid  # type: ignore[attr-defined]
             yield http
     finally:

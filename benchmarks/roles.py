@@ -32,6 +32,7 @@ from gateway.domain.model import Role
 from gateway.store.store import open_store
 from sandbox.ports import free_port
 from sandbox.simfield import premises, premises_csv
+from sandbox.testbed import wait_http
 
 CUSTOMER = "roles@example.test"
 
@@ -63,13 +64,8 @@ async def _serving(tmp: Path, url: str, roles: list[str]) -> AsyncIterator[list[
                               stdout=log, stderr=subprocess.STDOUT) for port, role in zip(ports, roles, strict=True)]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     try:
-        async with httpx.AsyncClient() as http:
-            for base in bases:
-                for _ in range(1200):
-                    with contextlib.suppress(httpx.HTTPError):
-                        await http.get(f"{base}/healthz")
-                        break
-                    await asyncio.sleep(0.1)
+        for base, proc in zip(bases, procs, strict=True):
+            await wait_http(f"{base}/healthz", 120, proc=proc)
         await asyncio.sleep(2)  # the simulated field's devices join
         yield bases
     finally:

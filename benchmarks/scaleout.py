@@ -46,11 +46,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import sqlalchemy as sa
 import uvicorn
-from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -61,6 +59,7 @@ from gateway.domain.model import Role
 from gateway.store.schema import agreements, parties
 from gateway.store.store import open_store
 from sandbox.ports import free_port
+from sandbox.testbed import throwaway_database, wait_http
 
 PAGE = int(os.environ.get("HANGW_BENCH_FANOUT_PAGE", "5000"))
 DEFAULT_DB = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -124,22 +123,8 @@ async def _database(kind: str, tmp: Path, server: str) -> AsyncIterator[str]:
     if kind == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp / 'hangw.db'}"
         return
-    url = make_url(server)
-    name = f"hangw_scaleout_{uuid.uuid4().hex[:10]}"
-    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with throwaway_database("hangw_scaleout", server) as url:
+        yield url
 
 
 async def _populate(url: str, n: int) -> str:
@@ -264,18 +249,6 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-async def _up(http: Any, url: str, proc: subprocess.Popen[Any] | None = None, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited ({proc.returncode})")
-        with contextlib.suppress(httpx.HTTPError):
-            if (await http.get(url)).status_code < 500:
-                return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up in {timeout:.0f} s")
-
-
 async def _post(http: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
     """POST a request with an Idempotency-Key, sent again (same key) when the connection broke
     before an answer (a loaded server closing a kept-alive connection): accepted once either way."""
@@ -330,13 +303,13 @@ async def run_config(kind: str, instances: int, n: int, requests: int, concurren
             started: list[Instance] = []
             try:
                 async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency * 2)) as http:
-                    await _up(http, f"{counter}/counts", counter_proc)
+                    await wait_http(f"{counter}/counts", proc=counter_proc)
                     # The first instance migrates (nothing left to do) before the others start.
                     started.append(_start(tmp, 0, url, counter))
-                    await _up(http, f"{started[0].base}/healthz", started[0].proc)
+                    await wait_http(f"{started[0].base}/healthz", proc=started[0].proc)
                     started += [_start(tmp, i, url, counter) for i in range(1, instances)]
                     for inst in started[1:]:
-                        await _up(http, f"{inst.base}/healthz", inst.proc)
+                        await wait_http(f"{inst.base}/healthz", proc=inst.proc)
                     return await _measure(http, label, instances, started, counter, token, url, n, requests,
                                           concurrency, timeout)
             except Exception:

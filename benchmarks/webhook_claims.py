@@ -24,14 +24,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import asyncpg
-import sqlalchemy as sa
-
 from gateway.clock import SystemClock
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.webhooks import WebhookSender
 from gateway.store import webhooks as webhook_store
 from gateway.store.store import open_store
+from sandbox.testbed import throwaway_database
 
 
 class Receiver:
@@ -63,18 +61,8 @@ async def database(url: str | None) -> AsyncIterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite+aiosqlite:///{Path(tmp) / 'b.db'}"
         return
-    parsed = sa.engine.make_url(url)
-    name = f"hangw_bench_claims_{uuid.uuid4().hex[:8]}"
-    admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    try:
-        yield parsed.set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    async with throwaway_database("hangw_bench_claims", url) as created:
+        yield created
 
 
 async def run(url: str, senders: int, requests: int, events: int) -> tuple[float, int]:

@@ -3,8 +3,10 @@ message fails the test that made it, instead of printing a traceback nobody read
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -46,3 +48,87 @@ def _log_calls_must_format() -> Iterator[None]:
         for name, logger in chatty.items():
             logger.setLevel(old_chatty[name])
     assert not checker.failures, "log calls with bad arguments:\n" + "\n".join(checker.failures)
+
+
+# Tests that run several gateway processes and kill them (kill -9, lease take-over) or measure
+# throughput across them: under pytest-xdist with `--dist loadgroup` (README "Tests") they all go to
+# one worker, one after the other, so two of them never compete for the two cores
+# and the database at once — their time bounds (leases, restart waits, rate-limit windows) were set
+# for one such test at a time. The other worker meanwhile runs the rest.
+SERIAL_MULTI_PROCESS = (
+    "tests/e2e/test_crash.py",
+    "tests/e2e/test_instances.py",
+    "tests/e2e/test_idempotency_crash.py",
+    "tests/e2e/test_outbox_takeover.py",
+    "tests/e2e/test_report_any_instance.py",
+    "tests/e2e/test_roles.py",
+    "tests/gateway/test_shared_state_instances.py",
+    "tests/pipeline/test_radio_single_owner.py",
+    "tests/benchmarks/test_scaleout_benchmark_runs.py",
+)
+
+
+# tryfirst: pytest-xdist's own hook (registered after this conftest, so called before it otherwise)
+# reads the marks to put each group on one worker; they must be on the items by then.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A renamed file would silently leave the group: say so instead.
+    missing = [path for path in SERIAL_MULTI_PROCESS if not (config.rootpath / path).is_file()]
+    assert not missing, f"tests/conftest.py SERIAL_MULTI_PROCESS names files that do not exist: {missing}"
+    for item in items:
+        if item.nodeid.split("::", 1)[0] in SERIAL_MULTI_PROCESS:
+            item.add_marker(pytest.mark.xdist_group("multi_process"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # In a pytest-xdist worker under `--dist loadgroup`, xdist has by now appended "@<group>" to each
+    # grouped test's id: that suffix is what sends the group to one worker. Some pytest/xdist pairs
+    # (pytest 9.2 with xdist 3.8) silently do not; the kill tests would then run two at a time.
+    if session.config.getoption("loadgroup", default=False):
+        lost = [item.nodeid for item in session.items
+                if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:
+            raise pytest.UsageError(f"pytest-xdist did not group {len(lost)} tests (e.g. {lost[0]}): this pytest "
+                                    "and pytest-xdist do not work together for --dist loadgroup (see pyproject.toml)")
+
+
+# ---------------------------------------------------------------------------------- PostgreSQL
+
+# Databases of this test session (of this pytest-xdist worker: each worker imports this module
+# itself) share a unique prefix; each is dropped after its test.
+PG_SESSION_PREFIX = f"hangw_test_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards (migration tests; a test
+    that only needs the schema takes `migrated_pg_url`)."""
+    # Imported here: the store (SQLAlchemy, alembic) is not what a codec test should wait for.
+    from sandbox.testbed import throwaway_database
+
+    async with throwaway_database(PG_SESSION_PREFIX) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_migrated_template() -> Iterator[str]:
+    """A PostgreSQL database this test session migrated to head once: the template of
+    `migrated_pg_url`'s (all the migrations took 2.5-3 s a test; a copy takes about 1 s)."""
+    from sandbox.testbed import drop_database, migrate_template
+
+    name = f"{PG_SESSION_PREFIX}_template"
+    asyncio.run(migrate_template(name))
+    try:
+        yield name
+    finally:
+        asyncio.run(drop_database(name))
+
+
+@pytest.fixture
+async def migrated_pg_url(pg_migrated_template: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database at head (a copy of the migrated template), dropped afterwards;
+    open_store on it finds nothing to migrate."""
+    from sandbox.testbed import throwaway_database
+
+    async with throwaway_database(PG_SESSION_PREFIX, template=pg_migrated_template) as url:
+        yield url

@@ -4,6 +4,11 @@ Each concern registers its own subcommands from a module of this package (`regis
 so the entry point stays a short list and no module grows into a catch-all. Commands of the
 simulated field (`demo`, `sim-field`, `sim …`) come from the `sandbox` package through entry points
 (gateway/plugins.py): the gateway finds them by name and never imports them.
+
+Only the module of the command being run is imported: the modules pull in the store, FastAPI,
+httpx or the radio, and every `hangw` process (the tests start hundreds) would pay for all of them.
+`hangw --help`, no command or an unknown one import them all, so the listing and argparse's
+"invalid choice" message name every command.
 """
 
 from __future__ import annotations
@@ -16,33 +21,48 @@ from typing import Any
 
 from gateway.plugins import COMMANDS, EXPECTED_COMMANDS, PluginNotInstalled, plugins
 
-# Modules that add subcommands, in the order `hangw --help` lists them (entry-point commands follow).
-# Each defines `register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None` and
-# sets `func` on its parsers (a callable taking the parsed namespace and returning an exit status).
-COMMAND_MODULES: tuple[str, ...] = (
-    "gateway.cli.se_codec",
-    "gateway.cli.install_code",
-    "gateway.cli.serve",
-    "gateway.cli.config_cmd",
-    "gateway.cli.admin",
-    "gateway.cli.provision",
-    "gateway.cli.radio",
-)
+# The module that adds each top-level command, in the order `hangw --help` lists them (entry-point
+# commands follow). Each module defines
+# `register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None` and sets `func`
+# on its parsers (a callable taking the parsed namespace and returning an exit status).
+# tests/gateway/test_cli_lazy.py checks that each module registers exactly the commands named here.
+COMMAND_MODULES: dict[str, str] = {
+    "se": "gateway.cli.se_codec",
+    "install-code": "gateway.cli.install_code",
+    "serve": "gateway.cli.serve",
+    "config": "gateway.cli.config_cmd",
+    "admin": "gateway.cli.admin",
+    "provision": "gateway.cli.provision",
+    "radio": "gateway.cli.radio",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _plugin_command(entry_point_name: str) -> str:
+    """The top-level command an entry point adds: `sim.ncp` adds to `hangw sim`."""
+    return entry_point_name.split(".", 1)[0]
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for `command` alone (only its module imported), or for every command when
+    `command` is None or names no known command."""
     parser = argparse.ArgumentParser(
         prog="hangw",
         description="HAN gateway: ZigBee Smart Energy 1.x requests from authorized third parties.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
-    for ep in plugins(COMMANDS):
-        ep.load()(subparsers)
-    for command, package in EXPECTED_COMMANDS.items():
-        if command not in subparsers.choices:
-            _not_installed(subparsers, command, package)
+    entry_points = plugins(COMMANDS)
+    known = (command in COMMAND_MODULES or command in EXPECTED_COMMANDS
+             or any(_plugin_command(ep.name) == command for ep in entry_points))
+    wanted = (lambda name: name == command) if known else (lambda name: True)
+    for name, module in COMMAND_MODULES.items():
+        if wanted(name):
+            importlib.import_module(module).register(subparsers)
+    for ep in entry_points:
+        if wanted(_plugin_command(ep.name)):
+            ep.load()(subparsers)
+    for name, package in EXPECTED_COMMANDS.items():
+        if wanted(name) and name not in subparsers.choices:
+            _not_installed(subparsers, name, package)
     return parser
 
 
@@ -61,8 +81,11 @@ def _not_installed(subparsers: Any, command: str, package: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    # The top-level parser has no option but -h, so a first word not starting with "-" is the command.
+    command = args_in[0] if args_in and not args_in[0].startswith("-") else None
+    parser = build_parser(command)
+    args = parser.parse_args(args_in)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

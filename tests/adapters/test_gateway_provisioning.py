@@ -21,10 +21,8 @@ from simulators.addressing import eui64_str
 from simulators.clock import RealClock
 from tests.adapters.gateway_rig import FLEET_PREFIX, GatewayRig, gateway_with_headends, press_join_buttons
 from tests.adapters.harness import TDSPS, QuickFleet
-from tests.gateway.conftest import install_code, pg_url, running_gateway, start_server, stop_server
+from tests.gateway.conftest import install_code, running_gateway, start_server, stop_server
 from zigbee_se import parse_install_code
-
-__all__ = ["pg_url"]  # the PostgreSQL fixture, for the restart test
 
 
 def _eui(dev: Any) -> str:
@@ -306,7 +304,7 @@ async def test_provisioning_rides_out_a_head_end_outage_and_fires_webhooks(tmp_p
     assert all(e["eui64"] == _eui(ihd) and e["esi_id"] == esi for e in events)
 
 
-async def test_a_stored_operation_survives_a_restart(tmp_path: Path, pg_url: str) -> None:
+async def test_a_stored_operation_survives_a_restart(tmp_path: Path, migrated_pg_url: str) -> None:
     """PostgreSQL. A gateway accepts the provisioning and stops before seeing its end; the next
     gateway on the same database (with the TDSP's adapter) sends it again: the device joins."""
     key = Fernet.generate_key().decode()
@@ -315,7 +313,8 @@ async def test_a_stored_operation_survives_a_restart(tmp_path: Path, pg_url: str
            f"{esi},M-tnmp-0,pat@example.test,Volt REP,residential,1.1,no\n")
     ihd = QuickFleet(1, RealClock(), esi_prefix=FLEET_PREFIX["tnmp"]).devices(esi)[0]  # deterministic identities
     eui, code = _eui(ihd), _code(ihd)
-    async with running_gateway(tmp_path / "first", storage_url=pg_url, security={"device_key_secret": key}) as gw:
+    async with running_gateway(tmp_path / "first", storage_url=migrated_pg_url,
+                               security={"device_key_secret": key}) as gw:
         await gw.load_premises(csv)
         r = await gw.client.post(f"/v1/premises/{esi}/devices", headers=gw.op, json={
             "eui64": eui, "device_type": "in_home_display", "install_code": code})
@@ -329,7 +328,7 @@ async def test_a_stored_operation_survives_a_restart(tmp_path: Path, pg_url: str
         fleets["tnmp"].meter(esi).initialize_han()
         press_join_buttons(fleets, clock, set())
 
-    async with gateway_with_headends(tmp_path / "second", {"tnmp": "binary"}, meters=1, storage_url=pg_url,
+    async with gateway_with_headends(tmp_path / "second", {"tnmp": "binary"}, meters=1, storage_url=migrated_pg_url,
                                      device_key=key, before_start=ready_meter) as rig:
         joined = await _status(rig, rig.gw.operator_token, esi, eui, "joined")
         states = [h["state"] for h in joined["history"]]

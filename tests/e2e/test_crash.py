@@ -47,6 +47,7 @@ from gateway.domain.model import Role
 from gateway.store.store import open_store
 from sandbox.ports import free_port
 from sandbox.simfield import premises, premises_csv
+from sandbox.testbed import wait_http
 
 CUSTOMER = "crash@example.test"
 PER_TDSP = 4
@@ -58,17 +59,6 @@ CONFIRM_WITHIN_S = 3
 """The gateway's bound on `submitted` in these tests: a delivery with no report by then is `unknown`."""
 
 
-
-
-async def _wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as c:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                await c.get(url)
-                return
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
 
 
 async def accept_by_mail(http: httpx.AsyncClient, data: Path, base: str) -> None:
@@ -122,7 +112,7 @@ async def simulated_field(tmp_path: Path, log: Any, callback_ports: Sequence[int
     meters = Meters(f'[routes]\nkind = "simulated_remote"\nurl = "{url}"\n',
                     [(p.esi_id, p.meter_number) for p in premises(PER_TDSP)], [proc])
     try:
-        await _wait_http(f"{url}/counts")
+        await wait_http(f"{url}/counts")
         yield meters
         meters.frames = httpx.get(f"{url}/counts").json()
         meters.texts = httpx.get(f"{url}/texts").json()
@@ -272,7 +262,7 @@ async def test_kill_9_repeatedly_delivers_every_accepted_item_exactly_once(tmp_p
         gw = _serve(cfg, log)
         esi_ids = [esi for esi, _meter in meters.premises]
         try:
-            await _wait_http(f"{base}/healthz")
+            await wait_http(f"{base}/healthz")
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 me = await consenting_party(http, op_token, route, meters, data=data, base=base,
                                             scopes=["text", "price", "load_control"])
@@ -309,7 +299,7 @@ async def test_kill_9_repeatedly_delivers_every_accepted_item_exactly_once(tmp_p
                     gw.wait()
                     await task
                     gw = _serve(cfg, log)
-                    await _wait_http(f"{base}/healthz")
+                    await wait_http(f"{base}/healthz")
 
                 # Let the restarted gateway finish: every accepted delivery ends. Nothing stays
                 # `submitted` past the bound; a report resent after the restart may still move an

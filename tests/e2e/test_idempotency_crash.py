@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from sandbox.ports import free_port
+from sandbox.testbed import wait_http
 from tests.e2e.test_crash import (
     ROUTES,
     _serve,
     _stop,
-    _wait_http,
     consenting_party,
     operator_token,
     write_config,
@@ -53,7 +53,7 @@ async def test_kill_9_between_commit_and_answer_replays_the_answer(tmp_path: Pat
         op_token = await operator_token(data)
         gw = _serve(cfg, log)
         try:
-            await _wait_http(f"{base}/healthz")
+            await wait_http(f"{base}/healthz")
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 me = await consenting_party(http, op_token, route, meters, data=data, base=base, scopes=["text"])
 
@@ -76,7 +76,7 @@ async def test_kill_9_between_commit_and_answer_replays_the_answer(tmp_path: Pat
                         await first  # whatever reached the client, it is treated as lost
                     before = _committed(db, text)
                     gw = _serve(cfg, log)
-                    await _wait_http(f"{base}/healthz")
+                    await wait_http(f"{base}/healthz")
                     for attempt in range(2):  # the client's retry, then one more
                         r = await http.post("/v1/han-requests", headers=keyed, json=body)
                         assert r.status_code == 202, r.text

@@ -46,15 +46,14 @@ from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
 from sandbox.ports import free_port
+from sandbox.testbed import wait_http
 from tests.e2e.test_crash import (
     CONFIRM_WITHIN_S,
     ROUTES,
     _serve,
     _stop,
-    _wait_http,
     consenting_party,
 )
-from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 
 INSTANCES = 3
 MIN_KILLS = 20
@@ -103,7 +102,7 @@ class Instances:
 
     async def start(self, n: int) -> None:
         self.procs[n] = _serve(self.configs[n], self.log)
-        await _wait_http(f"http://127.0.0.1:{self.ports[n]}/healthz", timeout=60)
+        await wait_http(f"http://127.0.0.1:{self.ports[n]}/healthz", timeout=60)
         self.up.add(n)
 
     def kill(self, n: int) -> None:
@@ -158,7 +157,7 @@ def _own_routes(routes_toml: str, n: int, callback_port: int, share_group: str) 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("route", list(ROUTES))
 async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once(
-        tmp_path: Path, pg_url: str, route: str) -> None:  # noqa: F811
+        tmp_path: Path, migrated_pg_url: str, route: str) -> None:
     data = tmp_path / "data"
     data.mkdir()
     log = (tmp_path / "serve.log").open("ab")
@@ -172,12 +171,12 @@ async def test_three_instances_killed_repeatedly_deliver_every_item_exactly_once
     phases: dict[str, float] = {}  # where the run's time goes (printed)
     began = time.monotonic()
     async with ROUTES[route](tmp_path, log, callback_ports) as meters:
-        configs = [_config(tmp_path, n, ports[n], pg=pg_url, data=data,
+        configs = [_config(tmp_path, n, ports[n], pg=migrated_pg_url, data=data,
                            routes_toml=_own_routes(meters.routes_toml, n, callback_ports[n], share_group))
                    for n in range(INSTANCES)]
         gws = Instances(configs, ports, log)
         try:
-            op_token = await _operator_token(pg_url)  # migrates the schema: the three start together
+            op_token = await _operator_token(migrated_pg_url)  # at head already: the three start together
             others = asyncio.gather(*(gws.start(n) for n in range(1, INSTANCES)))
             await gws.start(0)  # the consent mail is in the shared data directory's mbox
             async with httpx.AsyncClient(base_url=bases[0], timeout=10) as http:

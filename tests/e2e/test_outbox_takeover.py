@@ -36,8 +36,9 @@ from gateway.pipeline.webhooks import verify
 from gateway.store import webhooks as webhook_store
 from gateway.store.store import open_store
 from sandbox.ports import free_port
-from tests.e2e.test_crash import _stop, _wait_http
-from tests.gateway.conftest import PREMISES_CSV, pg_url, start_server, stop_server  # noqa: F401 (a fixture)
+from sandbox.testbed import wait_http
+from tests.e2e.test_crash import _stop
+from tests.gateway.conftest import PREMISES_CSV, start_server, stop_server
 
 # webhook_lease_seconds, webhook_timeout_seconds: short for the test, yet an attempt slowed down
 # by a loaded machine must still end within them (or it is made again: at least once).
@@ -188,7 +189,7 @@ async def _instances(tmp_path: Path, pg: str, smtp_port: int) -> AsyncIterator[l
                                      str(_config(tmp_path, i, port, pg=pg, key=key, smtp_port=smtp_port))],
                                     stdout=log, stderr=subprocess.STDOUT)
             procs.append((proc, f"http://127.0.0.1:{port}"))
-        await asyncio.gather(*(_wait_http(f"{base}/healthz", 40) for _p, base in procs))
+        await asyncio.gather(*(wait_http(f"{base}/healthz", 40) for _p, base in procs))
         yield procs
     finally:
         for proc, _base in procs:
@@ -205,8 +206,8 @@ async def _eventually(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_killed_instances_events_and_mails_are_taken_over_once(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
-    store = await open_store(pg_url)  # migrated once here; the instances find it at head
+async def test_killed_instances_events_and_mails_are_taken_over_once(tmp_path: Path, migrated_pg_url: str) -> None:
+    store = await open_store(migrated_pg_url)  # at head already; the instances find nothing to migrate
     _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
     pids: list[int] = []
     receiver = Receiver(pids)
@@ -216,7 +217,7 @@ async def test_killed_instances_events_and_mails_are_taken_over_once(tmp_path: P
     smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtp.start()
     try:
-        async with _instances(tmp_path, pg_url, smtp.port) as procs:
+        async with _instances(tmp_path, migrated_pg_url, smtp.port) as procs:
             pids.extend(p.pid for p, _b in procs)
             by_pid = {p.pid: (p, base) for p, base in procs}
             op = {"Authorization": f"Bearer {op_token}"}

@@ -27,8 +27,8 @@ from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
 from sandbox.ports import free_port
-from tests.e2e.test_crash import Meters, _serve, _stop, _wait_http, consenting_party
-from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture)
+from sandbox.testbed import wait_http
+from tests.e2e.test_crash import Meters, _serve, _stop, consenting_party
 
 REPORT_DELAY_S = 5
 
@@ -55,7 +55,7 @@ callback_port = {callback_port}
 
 
 async def test_report_for_an_item_a_killed_instance_submitted_is_applied_by_another(
-        tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+        tmp_path: Path, migrated_pg_url: str) -> None:
     callback_b = free_port()
     counts_file = tmp_path / "oncor.counts.json"
     log = (tmp_path / "serve.log").open("ab")
@@ -75,19 +75,19 @@ async def test_report_for_an_item_a_killed_instance_submitted_is_applied_by_anot
         esi_ids = [ids.group(1), ids.group(2)]
         meters = Meters("", [(esi, f"M-oncor-{i}") for i, esi in enumerate(esi_ids)])
 
-        store = await open_store(pg_url)  # migrated before either instance starts
+        store = await open_store(migrated_pg_url)  # at head before either instance starts
         try:
             _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
         finally:
             await store.close()
         port_a, port_b = free_port(), free_port()
-        cfg_a = _config(tmp_path / "a.toml", tmp_path / "a", port=port_a, storage=pg_url, headend_url=where.group(0),
-                        callback_port=free_port())
-        cfg_b = _config(tmp_path / "b.toml", tmp_path / "b", port=port_b, storage=pg_url, headend_url=where.group(0),
-                        callback_port=callback_b)
+        cfg_a = _config(tmp_path / "a.toml", tmp_path / "a", port=port_a, storage=migrated_pg_url,
+                        headend_url=where.group(0), callback_port=free_port())
+        cfg_b = _config(tmp_path / "b.toml", tmp_path / "b", port=port_b, storage=migrated_pg_url,
+                        headend_url=where.group(0), callback_port=callback_b)
         base_a, base_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
         gateways.append(_serve(cfg_a, log))
-        await _wait_http(f"{base_a}/healthz", timeout=40)
+        await wait_http(f"{base_a}/healthz", timeout=40)
         async with httpx.AsyncClient(base_url=base_a, timeout=10) as http:
             me = await consenting_party(http, op_token, "headends", meters, data=tmp_path / "a", base=base_a,
                                         scopes=["text"])
@@ -108,7 +108,7 @@ async def test_report_for_an_item_a_killed_instance_submitted_is_applied_by_anot
         gateways[0].wait()
 
         gateways.append(_serve(cfg_b, log))  # B never submitted anything
-        await _wait_http(f"{base_b}/healthz", timeout=40)
+        await wait_http(f"{base_b}/healthz", timeout=40)
         async with httpx.AsyncClient(base_url=base_b, timeout=10) as http:
             deadline = time.monotonic() + 30
             while True:

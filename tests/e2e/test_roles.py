@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 
 from sandbox.ports import free_port
-from tests.e2e.test_crash import _serve, _stop, _wait_http, consenting_party, simulated_field
+from sandbox.testbed import wait_http
+from tests.e2e.test_crash import _serve, _stop, consenting_party, simulated_field
 from tests.e2e.test_instances import _operator_token
-from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 
 
 def _toml(data: Path, port: int, storage: str = "", routes: str = "", role: str = "all") -> str:
@@ -43,7 +43,7 @@ async def test_a_second_instance_on_one_sqlite_file_is_refused(tmp_path: Path) -
     log = (tmp_path / "serve.log").open("ab")
     first = _serve(first_cfg, log)
     try:
-        await _wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        await wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
         second = subprocess.run([sys.executable, "-m", "gateway", "serve", "-c", str(second_cfg)],
                                 capture_output=True, text=True, timeout=60, check=False)
         assert second.returncode == 2, second.stderr
@@ -67,13 +67,13 @@ async def test_a_second_instance_on_one_sqlite_file_is_refused(tmp_path: Path) -
         first.wait()
     again = _serve(second_cfg, log)
     try:
-        await _wait_http(f"http://127.0.0.1:{second_port}/healthz", timeout=60)
+        await wait_http(f"http://127.0.0.1:{second_port}/healthz", timeout=60)
     finally:
         _stop(again)
         log.close()
 
 
-async def test_api_and_worker_roles_split_the_work(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+async def test_api_and_worker_roles_split_the_work(tmp_path: Path, migrated_pg_url: str) -> None:
     data = tmp_path / "data"
     data.mkdir()
     log = (tmp_path / "serve.log").open("ab")
@@ -81,18 +81,18 @@ async def test_api_and_worker_roles_split_the_work(tmp_path: Path, pg_url: str) 
     api_base, worker_base = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{worker_port}"
     async with simulated_field(tmp_path, log) as meters:
         api_cfg, worker_cfg = tmp_path / "api.toml", tmp_path / "worker.toml"
-        api_cfg.write_text(_toml(data, api_port, pg_url, meters.routes_toml, role="api"))
-        worker_cfg.write_text(_toml(data, worker_port, pg_url, meters.routes_toml, role="worker"))
+        api_cfg.write_text(_toml(data, api_port, migrated_pg_url, meters.routes_toml, role="api"))
+        worker_cfg.write_text(_toml(data, worker_port, migrated_pg_url, meters.routes_toml, role="worker"))
         api = _serve(api_cfg, log)
         worker = None
         try:
-            await _wait_http(f"{api_base}/healthz", timeout=60)
-            op_token = await _operator_token(pg_url)
+            await wait_http(f"{api_base}/healthz", timeout=60)
+            op_token = await _operator_token(migrated_pg_url)
             async with httpx.AsyncClient(base_url=api_base, timeout=10) as http:
                 me = await consenting_party(http, op_token, "simulated", meters, data=data, base=api_base,
                                             scopes=["text"])
                 worker = _serve(worker_cfg, log)
-                await _wait_http(f"{worker_base}/healthz", timeout=60)
+                await wait_http(f"{worker_base}/healthz", timeout=60)
                 esi = meters.premises[0][0]
                 started = time.monotonic()
                 r = await http.post("/v1/han-requests", headers=me, json={

@@ -1,4 +1,6 @@
-"""A real gateway on a loopback port per test, a PostgreSQL database per session, helpers."""
+"""A real gateway on a loopback port per test, helpers. The PostgreSQL fixtures (`pg_url`,
+`migrated_pg_url`) are tests/conftest.py's, for every test directory; they are imported here
+for the modules that import them from this one."""
 
 from __future__ import annotations
 
@@ -11,13 +13,12 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -28,9 +29,8 @@ from gateway.clock import ManualClock
 from gateway.config import GatewayConfig, parse_config
 from gateway.domain.model import Role
 from gateway.store.store import Store, open_store
+from tests.conftest import PG_SESSION_PREFIX, pg_url  # noqa: F401 (re-exported)
 from zigbee_se.install_code import expected_crc
-
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # ESI IDs of the test premises, one per TDSP (DOMAIN.md prefixes and lengths).
 ONCOR = "10443720000000001"
@@ -52,77 +52,6 @@ PREMISES_CSV = """esi_id,meter_number,customer_email,rep,premise_class,se_versio
 10400510000000007,MTR-7,frank@example.test,,residential,1.1,no
 10443720000000008,MTR-8,plant@example.test,,large_commercial,1.2,yes
 """
-
-
-def _pg_url(name: str) -> str:
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-# Databases of this test session share a unique prefix; each is dropped after its test.
-PG_SESSION_PREFIX = f"hangw_test_{uuid.uuid4().hex[:10]}"
-
-
-@contextlib.asynccontextmanager
-async def _pg_database(template: str | None = None) -> AsyncIterator[str]:
-    """A new PostgreSQL database (a copy of `template`, else empty), dropped afterwards: its URL."""
-    name = f"{PG_SESSION_PREFIX}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    finally:
-        await conn.close()
-    try:
-        yield _pg_url(name)
-    finally:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    async with _pg_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def pg_migrated_template() -> Iterator[str]:
-    """A PostgreSQL database this test session migrated to head once: the template of
-    `migrated_pg_url`'s (all the migrations took 2.5-3 s a test; a copy takes about 1 s)."""
-    name = f"{PG_SESSION_PREFIX}_template"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        store = await open_store(_pg_url(name))
-        await store.close()  # a template must have no connections when it is copied
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    try:
-        yield name
-    finally:
-        asyncio.run(drop())
-
-
-@pytest.fixture
-async def migrated_pg_url(pg_migrated_template: str) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database at head (a copy of the migrated template), dropped afterwards;
-    open_store on it finds nothing to migrate."""
-    async with _pg_database(pg_migrated_template) as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from gateway.clock import SystemClock
 from gateway.domain.model import Role
 from gateway.store.store import open_store
 from sandbox.ports import free_port
+from sandbox.testbed import wait_http_sync
 
 
 @dataclass
@@ -46,19 +46,6 @@ class Instance:
             box.close()
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client() as c:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"hangw serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if c.get(f"{url}/healthz").status_code == 200:
-                    return
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -71,7 +58,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def instances(tmp_path: Path, pg_url: str, n: int, extra_toml: str = "") -> Iterator[list[Instance]]:
-    """`n` gateway processes on the database at `pg_url` (migrated first, once)."""
+    """`n` gateway processes on the database at `pg_url` (migrated first, once, if not at head yet)."""
     asyncio.run(_migrate(pg_url))
     started: list[Instance] = []
     try:
@@ -89,7 +76,7 @@ def instances(tmp_path: Path, pg_url: str, n: int, extra_toml: str = "") -> Iter
                                         stdout=out, stderr=subprocess.STDOUT)
             started.append(Instance(base, data, proc))
         for inst, i in zip(started, range(n), strict=True):
-            _wait_up(inst.base_url, inst.proc, tmp_path / f"serve{i}.log")
+            wait_http_sync(f"{inst.base_url}/healthz", proc=inst.proc, log=tmp_path / f"serve{i}.log")
         yield started
     finally:
         for inst in started:

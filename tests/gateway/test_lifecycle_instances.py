@@ -19,7 +19,6 @@ from tests.gateway.conftest import (
     ONCOR_EAST,
     TNMP,
     Gateway,
-    pg_url,  # noqa: F401 (a fixture)
     running_gateway,
 )
 
@@ -47,9 +46,9 @@ def _advance(gws: list[Gateway], to: datetime) -> None:
         gw.clock.advance(delta)
 
 
-async def test_three_instances_send_each_reminder_and_end_once(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+async def test_three_instances_send_each_reminder_and_end_once(tmp_path: Path, migrated_pg_url: str) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        gws = [await stack.enter_async_context(running_gateway(tmp_path / f"gw{i}", pg_url)) for i in range(3)]
+        gws = [await stack.enter_async_context(running_gateway(tmp_path / f"gw{i}", migrated_pg_url)) for i in range(3)]
         first = gws[0]
         await first.load_premises()
         _pid, token = await first.new_party("Acme", "123456789")

@@ -16,11 +16,11 @@ from tests.gateway.conftest import ONCOR, PREMISES_CSV, running_gateway
 ROUNDS = 6
 
 
-async def test_queue_after_moves_one_of_two_simultaneous_events(tmp_path: Path, pg_url: str) -> None:
+async def test_queue_after_moves_one_of_two_simultaneous_events(tmp_path: Path, migrated_pg_url: str) -> None:
     policy = {"pipeline": {"overlap_policy": "queue_after"}}
     async with contextlib.AsyncExitStack() as stack:
-        one = await stack.enter_async_context(running_gateway(tmp_path / "one", pg_url, **policy))
-        two = await stack.enter_async_context(running_gateway(tmp_path / "two", pg_url, **policy))
+        one = await stack.enter_async_context(running_gateway(tmp_path / "one", migrated_pg_url, **policy))
+        two = await stack.enter_async_context(running_gateway(tmp_path / "two", migrated_pg_url, **policy))
         await one.load_premises(PREMISES_CSV)
         _a, alpha = await one.new_party("Alpha", "100000001")
         _b, beta = await one.new_party("Beta", "100000002")

@@ -38,7 +38,7 @@ async def with_premise(url: str) -> Store:
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'g.db'}"
-    url: str = request.getfixturevalue("pg_url")
+    url: str = request.getfixturevalue("migrated_pg_url")
     return url
 
 

@@ -21,16 +21,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from sandbox.testbed import create_database, drop_database
 from tests.gateway.conftest import (
     CENTERPOINT,
     ONCOR,
     ONCOR_2,
-    PG_ADMIN_DSN,
     PG_SESSION_PREFIX,
     PREMISES_CSV,
 )
@@ -59,14 +58,6 @@ class Pair:
 
     def mails_to(self, address: str) -> list[str]:
         return [body for inst in (self.a, self.b) for to, body in inst.mails() if to == address]
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def _consent(pair: Pair, http: httpx.AsyncClient, party: str, premises: list[tuple[str, str]],
@@ -105,10 +96,9 @@ async def _set_up(pair: Pair) -> None:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+def pair(tmp_path_factory: pytest.TempPathFactory, pg_migrated_template: str) -> Iterator[Pair]:
     name = f"{PG_SESSION_PREFIX}_shared_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    url = asyncio.run(create_database(name, template=pg_migrated_template))
     toml = (f'[security]\ndevice_key_secret = "{Fernet.generate_key().decode()}"\n'
             '[pipeline]\npoll_interval_seconds = 0.05\nfanout_page = 10\n'
             'webhook_allowed_networks = ["127.0.0.0/8"]\n'
@@ -119,7 +109,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             asyncio.run(_set_up(found))
             yield found
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(name))
 
 
 @pytest.fixture

@@ -11,10 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.conftest import pg_url
 from tests.pipeline.conftest import Stack, running_stack
-
-__all__ = ["pg_url"]  # the PostgreSQL fixture
 
 
 def _table(s: Stack, esi: str) -> dict[int, str]:
@@ -44,7 +41,7 @@ async def _accepted(s: Stack, token: str, body: dict[str, Any]) -> dict[str, Any
 def storage(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "sqlite":
         return {}
-    return {"storage": {"url": request.getfixturevalue("pg_url")}}
+    return {"storage": {"url": request.getfixturevalue("migrated_pg_url")}}
 
 
 async def test_cancel_all_cancels_each_of_my_events_and_none_of_another_partys(

@@ -13,17 +13,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from gateway.store import deliveries
 from gateway.store.schema import han_requests
 from gateway.store.store import open_store
-from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 
 LEASE = timedelta(seconds=60)
 
 
 async def test_two_instances_claim_disjoint_fair_batches_and_take_over_after_the_lease(
-        pg_url: str) -> None:  # noqa: F811
-    store = await open_store(pg_url)  # creates the schema
+        migrated_pg_url: str) -> None:
+    store = await open_store(migrated_pg_url)  # at head already (a copy of the migrated template)
     await store.close()
     now = datetime.now(UTC).replace(microsecond=0)
-    one, two = create_async_engine(pg_url), create_async_engine(pg_url)
+    one, two = create_async_engine(migrated_pg_url), create_async_engine(migrated_pg_url)
     try:
         async with one.begin() as conn:
             rid = (await conn.execute(han_requests.insert().values(

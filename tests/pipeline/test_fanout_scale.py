@@ -37,7 +37,6 @@ from gateway.store.schema import (
     premises,
 )
 from gateway.store.store import Store, open_store
-from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 from zigbee_se import SEVersion
 
 
@@ -83,7 +82,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The store's URL: a SQLite file, or a fresh PostgreSQL database (dropped afterwards)."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'f.db'}"
-    url: str = request.getfixturevalue("pg_url")
+    url: str = request.getfixturevalue("migrated_pg_url")
     return url
 
 
@@ -241,12 +240,12 @@ async def test_price_fanout_with_a_block_period_leaves_se10_meters_out(db_url: s
         await store.close()
 
 
-async def test_a_page_reads_only_its_own_premises_on_postgresql(pg_url: str) -> None:  # noqa: F811
+async def test_a_page_reads_only_its_own_premises_on_postgresql(migrated_pg_url: str) -> None:
     """A fan-out page near the end of 3,000 premises reads about a page of premises on PostgreSQL,
     not every premise before its cursor (what made a million-premise fan-out quadratic), with the
     planner's statistics missing (right after an import) and present. Counted by PostgreSQL itself
     (`pg_stat_xact_user_tables`: rows this transaction read from `premises`)."""
-    store, esis = await _setup(pg_url, 3000)
+    store, esis = await _setup(migrated_pg_url, 3000)
     page = 100
     reads = sa.text("SELECT seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
                     "WHERE relname = 'premises'")

@@ -19,7 +19,6 @@ from gateway.pipeline.group_commit import GroupCommitter, NewRequest, committer_
 from gateway.pipeline.requests import TextRequest, build_text
 from gateway.store.schema import audit_log, han_deliveries, han_requests, parties
 from gateway.store.store import open_store
-from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 from tests.pipeline.conftest import running_stack
 
 
@@ -27,8 +26,8 @@ async def test_concurrent_texts_are_committed_in_groups_sqlite(tmp_path: Path) -
     await _concurrent_texts(tmp_path, {})
 
 
-async def test_concurrent_texts_are_committed_in_groups_postgresql(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
-    await _concurrent_texts(tmp_path, {"url": pg_url})
+async def test_concurrent_texts_are_committed_in_groups_postgresql(tmp_path: Path, migrated_pg_url: str) -> None:
+    await _concurrent_texts(tmp_path, {"url": migrated_pg_url})
 
 
 async def _concurrent_texts(tmp_path: Path, storage: dict[str, str]) -> None:

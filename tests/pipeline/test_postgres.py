@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.gateway.conftest import pg_url  # noqa: F401  (the fixture: a fresh database per test)
 from tests.pipeline.conftest import running_stack
 
 
-async def test_pipeline_on_postgresql(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
-    async with running_stack(tmp_path / "d", storage={"url": pg_url}) as s:
+async def test_pipeline_on_postgresql(tmp_path: Path, migrated_pg_url: str) -> None:
+    async with running_stack(tmp_path / "d", storage={"url": migrated_pg_url}) as s:
         _a, token_a = await s.gw.new_party("Acme", "123456789")
         _b, token_b = await s.gw.new_party("Bolt", "987654321")
         esi = s.premises[0].esi_id

@@ -32,9 +32,9 @@ from gateway.domain.model import Role
 from gateway.store.owner_lock import OwnerLock
 from gateway.store.store import open_store
 from sandbox.ports import free_port
+from sandbox.testbed import wait_http
 from simulators.ncp import NcpEmulator, load_profile
-from tests.e2e.test_crash import _wait_http
-from tests.gateway.conftest import ONCOR, pg_url  # noqa: F401  (the fixture: a fresh database per test)
+from tests.gateway.conftest import ONCOR
 from tests.pipeline.test_radio_route_e2e import CUSTOMER, eventually
 from tests.radio.devices import display
 
@@ -45,8 +45,8 @@ CODE = "83FED3407A939723A5C639B26916D505C3B5"
 TAKEOVER_BOUND_S = 30.0
 
 
-async def test_an_owner_lock_has_one_holder_and_passes_on_when_its_session_dies(pg_url: str) -> None:  # noqa: F811
-    store = await open_store(pg_url)
+async def test_an_owner_lock_has_one_holder_and_passes_on_when_its_session_dies(migrated_pg_url: str) -> None:
+    store = await open_store(migrated_pg_url)
     first = OwnerLock(store.engine, "radio:test", check_timeout_s=2)
     second = OwnerLock(store.engine, "radio:test", check_timeout_s=2)
     other = OwnerLock(store.engine, "radio:other premise", check_timeout_s=2)
@@ -57,7 +57,7 @@ async def test_an_owner_lock_has_one_holder_and_passes_on_when_its_session_dies(
         assert await first.still_held() and not await second.still_held()
         # The owner's session dies (as with kill -9 or a cut connection): the lock is free at once,
         # and the old owner learns that it no longer holds it.
-        admin = await asyncpg.connect(pg_url.replace("+asyncpg", ""))
+        admin = await asyncpg.connect(migrated_pg_url.replace("+asyncpg", ""))
         try:
             killed = await admin.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                           "WHERE application_name = 'hangw owner radio:test'")
@@ -130,11 +130,11 @@ async def _processes() -> AsyncIterator[list[subprocess.Popen[bytes]]]:
 
 
 async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9(
-        pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+        migrated_pg_url: str, tmp_path: Path) -> None:
     emulator = NcpEmulator(load_profile("emberznet-7.4-mg24"))
     await emulator.serve_tcp()
     device = display(EUI, CODE)
-    store = await open_store(pg_url)
+    store = await open_store(migrated_pg_url)
     _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
     await store.upsert_premise({
         "esi_id": ONCOR, "tdsp": "oncor", "meter_number": "MTR-1", "customer_email": CUSTOMER, "rep": None,
@@ -145,8 +145,9 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
     key = Fernet.generate_key().decode()
     ports = [free_port() for _ in range(3)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
-    configs = [_write_config(tmp_path / f"{i}.toml", tmp_path / str(i), port, database=pg_url, device=emulator.path,
-                             zigpy_db=tmp_path / "zigpy.db", key=key) for i, port in enumerate(ports)]
+    configs = [_write_config(tmp_path / f"{i}.toml", tmp_path / str(i), port, database=migrated_pg_url,
+                             device=emulator.path, zigpy_db=tmp_path / "zigpy.db", key=key)
+               for i, port in enumerate(ports)]
     op = {"Authorization": f"Bearer {op_token}"}
     with open(tmp_path / "gateways.log", "wb") as log:
         async with _processes() as procs, httpx.AsyncClient(timeout=20) as http:
@@ -154,7 +155,7 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
                 # Started together: they race for the coordinator, one wins.
                 procs.extend(_serve(cfg, log) for cfg in configs)
                 for base in bases:
-                    await _wait_http(f"{base}/healthz", 90)
+                    await wait_http(f"{base}/healthz", 90)
                 roles = [await _owner_gauge(http, base) for base in bases]
                 assert sorted(roles) == [0.0, 0.0, 1.0], roles
                 owner = roles.index(1.0)
@@ -234,7 +235,7 @@ async def test_one_instance_drives_the_radio_and_another_takes_over_after_kill_9
                 # The new owner's lock session is cut from the database side (as a network cut or a
                 # DBA would) while its process lives on: it stops driving the coordinator, and one
                 # instance — it or the other — opens it again; never two at once.
-                admin = await asyncpg.connect(pg_url.replace("+asyncpg", ""))
+                admin = await asyncpg.connect(migrated_pg_url.replace("+asyncpg", ""))
                 try:
                     # The session that holds the lock (a standby's try, made on a session of the
                     # same name, may be open at this moment too, holding nothing).

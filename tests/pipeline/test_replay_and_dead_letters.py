@@ -24,7 +24,7 @@ from gateway.store.store import Store, open_store
 from sandbox.ports import free_port
 from sandbox.simfield import premises, premises_csv
 from sandbox.simulated_route import RemoteSimulatedRoute
-from tests.e2e.test_crash import _wait_http
+from sandbox.testbed import wait_http
 from tests.gateway.conftest import Gateway, gateway_config, start_server, stop_server
 from tests.pipeline.conftest import CUSTOMER, running_stack
 
@@ -136,7 +136,7 @@ async def test_events_replayed_after_a_restart_are_recorded_once(tmp_path: Path)
         return server, task, client, Gateway(config.server.public_url, client, store, clock, config, op_token)
 
     try:
-        await _wait_http(f"http://127.0.0.1:{field_port}/counts")
+        await wait_http(f"http://127.0.0.1:{field_port}/counts")
         server, task, client, gw = await start_gateway()
         items = premises(1)
         esi = items[0].esi_id

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request, Response
 
 from gateway.pipeline.webhooks import new_secret, verify
 from gateway.store.schema import webhook_outbox, webhooks
-from tests.gateway.conftest import pg_url, start_server, stop_server  # noqa: F401 (pg_url: a fixture)
+from tests.gateway.conftest import start_server, stop_server
 from tests.pipeline.conftest import Stack, running_stack
 
 TIMEOUT = 3.0  # webhook_timeout_seconds in these tests
@@ -245,13 +245,14 @@ async def test_the_address_is_checked_again_at_every_send(tmp_path: Path) -> Non
         await stop_server(server, task)
 
 
-async def test_on_postgresql_a_broken_webhook_does_not_stop_another_party(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+async def test_on_postgresql_a_broken_webhook_does_not_stop_another_party(tmp_path: Path, migrated_pg_url: str) -> None:
     """The sender's queries on PostgreSQL: A's stored `http://¼/` (the issue's URL) is counted and
     dead-lettered while B's receiver gets its events."""
     good = GoodReceiver()
     server, task, port = await start_server(good.app)
     try:
-        async with running_stack(tmp_path / "d", storage={"url": pg_url}, pipeline={"webhook_max_attempts": 2}) as s:
+        async with running_stack(tmp_path / "d", storage={"url": migrated_pg_url},
+                                 pipeline={"webhook_max_attempts": 2}) as s:
             party_a, token_a = await s.gw.new_party("Acme", "123456789")
             _b, token_b = await s.gw.new_party("Bolt", "987654321")
             esi_a, esi_b = s.premises[0].esi_id, s.premises[1].esi_id
