@@ -65,6 +65,11 @@ SERIAL_MULTI_PROCESS = (
     "tests/gateway/test_shared_state_instances.py",
     "tests/pipeline/test_radio_single_owner.py",
     "tests/benchmarks/test_scaleout_benchmark_runs.py",
+    "tests/e2e/test_graceful_stop.py",
+    "tests/mqtt_api/test_mqtt_kill.py",
+    "tests/adapters/test_cim_manual_ack.py",
+    "tests/adapters/test_provisioning_instances.py",
+    "tests/pipeline/test_fanout_claims.py",
 )
 
 

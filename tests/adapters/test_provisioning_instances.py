@@ -39,9 +39,7 @@ from simulators.clock import RealClock
 from simulators.headends.factory import HeadEnd
 from tests.adapters.gateway_rig import FLEET_PREFIX, adapter_routes_config
 from tests.adapters.harness import QuickFleet
-from tests.gateway.conftest import migrated_pg_url, pg_migrated_template, start_server, stop_server
-
-__all__ = ["migrated_pg_url", "pg_migrated_template"]
+from tests.gateway.conftest import start_server, stop_server
 
 LEASE_S = 120.0
 

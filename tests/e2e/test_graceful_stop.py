@@ -25,7 +25,8 @@ from gateway.domain.model import Role
 from gateway.store import webhooks as webhook_store
 from gateway.store.store import open_store
 from sandbox.ports import free_port
-from tests.e2e.test_crash import _stop, _wait_http
+from sandbox.testbed import wait_http
+from tests.e2e.test_crash import _stop
 from tests.e2e.test_outbox_takeover import Receiver, _eventually
 from tests.gateway.conftest import PREMISES_CSV, pg_url, start_server, stop_server
 
@@ -76,7 +77,7 @@ async def test_sigterm_hands_back_a_claimed_webhook_event_to_the_other_instance(
             procs.append((subprocess.Popen([sys.executable, "-m", "gateway", "serve", "-c",
                                             str(_config(tmp_path, i, port, pg_url, key))],
                                            stdout=log, stderr=subprocess.STDOUT), f"http://127.0.0.1:{port}"))
-        await asyncio.gather(*(_wait_http(f"{base}/healthz", 40) for _p, base in procs))
+        await asyncio.gather(*(wait_http(f"{base}/healthz", 40) for _p, base in procs))
         pids.extend(p.pid for p, _b in procs)
         op = {"Authorization": f"Bearer {op_token}"}
         async with httpx.AsyncClient(base_url=procs[1][1], timeout=20) as http:

@@ -13,9 +13,6 @@ from datetime import UTC, datetime
 
 from gateway.store import events
 from gateway.store.store import open_store
-from tests.gateway.conftest import migrated_pg_url, pg_migrated_template
-
-__all__ = ["migrated_pg_url", "pg_migrated_template"]
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 

@@ -27,10 +27,7 @@ from gateway.store.store import open_store
 from sandbox.ports import free_port
 from sandbox.simulated_route import RemoteSimulatedRoute
 from tests.e2e.test_outbox_takeover import SmtpSink, _eventually
-from tests.gateway.conftest import migrated_pg_url, pg_migrated_template
 from tests.gateway.test_premise_order import _queue
-
-__all__ = ["migrated_pg_url", "pg_migrated_template"]
 
 LEASE = timedelta(seconds=120)
 

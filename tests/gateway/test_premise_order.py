@@ -21,9 +21,6 @@ import sqlalchemy as sa
 from gateway.store import deliveries
 from gateway.store.schema import han_deliveries, han_requests
 from gateway.store.store import Store, open_store
-from tests.gateway.conftest import migrated_pg_url, pg_migrated_template
-
-__all__ = ["migrated_pg_url", "pg_migrated_template"]
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 LEASE = timedelta(seconds=60)

@@ -55,6 +55,4 @@ async def live_usernames(gw: Gateway, party_id: int) -> list[str]:
 
 
 # PostgreSQL for the two-instance test: the gateway tests' fixtures (a database per test, migrated).
-from tests.gateway.conftest import migrated_pg_url, pg_migrated_template  # noqa: E402
 
-__all__ = ["migrated_pg_url", "pg_migrated_template"]

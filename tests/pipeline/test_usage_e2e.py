@@ -31,9 +31,7 @@ from simulators.clock import VirtualClock
 from tests.gateway.conftest import (  # the PostgreSQL fixtures, for this module's tests on both stores
     Gateway,
     gateway_config,
-    migrated_pg_url,  # noqa: F401
     open_test_store,
-    pg_migrated_template,  # noqa: F401
     start_server,
     stop_server,
 )
