@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.gateway.conftest import install_code, running_gateway
+from sandbox.local_gateway import install_code, running_gateway
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 MAX_PER_INVITATION = 200

@@ -40,7 +40,7 @@ _BODY: TypeAdapter[Any] = TypeAdapter(HanRequestBody)
 
 
 @dataclass(frozen=True)
-class Reply:
+class SubmissionReply:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)  # RateLimit-*, Retry-After, Idempotent-Replayed
@@ -53,14 +53,14 @@ class Reply:
 class _Refused(Exception):
     """A refusal inside the guarded action: rolls the unit of work back, as an HTTP error does."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: SubmissionReply) -> None:
         super().__init__(reply.status)
         self.reply = reply
 
 
 async def submit_han_request(svc: Services, who: Principal, raw: bytes, *, instance: str,
                              idempotency_key: str | None, key_secret: str, scope: str,
-                             dispatcher: Dispatcher | None) -> Reply:
+                             dispatcher: Dispatcher | None) -> SubmissionReply:
     """`raw`: the JSON body as received. `instance`: where it came from (the problem's `instance`).
     `key_secret` and `scope`: what seals and separates this caller's stored answers (REST uses the
     bearer token and the credential)."""
@@ -68,18 +68,18 @@ async def submit_han_request(svc: Services, who: Principal, raw: bytes, *, insta
     try:
         headers = await admit(svc, who, OPERATION)
 
-        async def action() -> Reply:
+        async def action() -> SubmissionReply:
             try:
                 body = _BODY.validate_python(json.loads(raw))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise _Refused(Reply(422, invalid_json_body(str(exc), instance))) from None
+                raise _Refused(SubmissionReply(422, invalid_json_body(str(exc), instance))) from None
             except ValidationError as exc:
                 errors = validation_errors([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()],
                                            _loads_or_none(raw))
-                raise _Refused(Reply(422, problem_body(*INVALID_FIELDS, f"{len(errors)} invalid field(s)",
+                raise _Refused(SubmissionReply(422, problem_body(*INVALID_FIELDS, f"{len(errors)} invalid field(s)",
                                                        instance=instance, errors=errors))) from None
             accepted = await accept_request(svc, who, body, dispatcher)
-            return Reply(202, accepted.model_dump(mode="json"))
+            return SubmissionReply(202, accepted.model_dump(mode="json"))
 
         if idempotency_key is None:
             reply = await action()
@@ -90,25 +90,26 @@ async def submit_han_request(svc: Services, who: Principal, raw: bytes, *, insta
             reply = await run_keyed(guard, unit_engine(svc.store.engine), action, answer_of=_answer_of, replay=_replay,
                                     now=svc.clock.now)
     except _Refused as refused:
-        return Reply(refused.reply.status, refused.reply.body, headers)
+        return SubmissionReply(refused.reply.status, refused.reply.body, headers)
     except RateLimited as exc:
-        return Reply(exc.status, error_body(exc, instance), {**exc.headers, "Retry-After": str(exc.retry_after)})
+        return SubmissionReply(exc.status, error_body(exc, instance),
+                               {**exc.headers, "Retry-After": str(exc.retry_after)})
     except GatewayError as exc:
         extra = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
-        return Reply(exc.status, error_body(exc, instance), {**headers, **extra})
-    return Reply(reply.status, reply.body, {**headers, **reply.headers})
+        return SubmissionReply(exc.status, error_body(exc, instance), {**headers, **extra})
+    return SubmissionReply(reply.status, reply.body, {**headers, **reply.headers})
 
 
-def content_type(reply: Reply) -> str:
+def content_type(reply: SubmissionReply) -> str:
     return "application/json" if reply.accepted else PROBLEM_JSON
 
 
-def _answer_of(reply: Reply) -> Answer:
+def _answer_of(reply: SubmissionReply) -> Answer:
     return Answer(reply.status, content_type(reply), json.dumps(reply.body).encode())
 
 
-def _replay(answer: Answer) -> Reply:
-    return Reply(answer.status_code, json.loads(answer.body), {"Idempotent-Replayed": "true"})
+def _replay(answer: Answer) -> SubmissionReply:
+    return SubmissionReply(answer.status_code, json.loads(answer.body), {"Idempotent-Replayed": "true"})
 
 
 def _loads_or_none(raw: bytes) -> Any:

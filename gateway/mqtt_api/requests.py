@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from gateway.api.deps import Services
 from gateway.api.problems import Unauthorized, error_body
-from gateway.api.submission import Reply, content_type, submit_han_request
+from gateway.api.submission import SubmissionReply, content_type, submit_han_request
 from gateway.domain.model import PartyStatus, Role
 from gateway.domain.records import Principal
 from gateway.mqtt_api.client import BrokerClient, BrokerError, Received
@@ -105,7 +105,7 @@ class RequestListener:
         self._client.ack(message)
         self.answered += 1
 
-    async def _submit(self, party_id: int, message: Received) -> Reply:
+    async def _submit(self, party_id: int, message: Received) -> SubmissionReply:
         svc = self._svc
         party = await svc.store.get_party(party_id)
         # The broker let the message in by the party's credentials; they may have been revoked, or
@@ -113,7 +113,7 @@ class RequestListener:
         if (party is None or party.status is not PartyStatus.ACTIVE
                 or not await mqtt_credentials.party_has_mqtt_credentials(svc.store.engine, party_id)):
             exc = Unauthorized(f"party {party_id} has no live MQTT credentials or is suspended")
-            return Reply(exc.status, error_body(exc, message.topic))
+            return SubmissionReply(exc.status, error_body(exc, message.topic))
         who = Principal(role=Role.THIRD_PARTY, party_id=party_id)
         key = message.user_properties.get(IDEMPOTENCY_PROPERTY)
         if key is None and message.correlation_data:

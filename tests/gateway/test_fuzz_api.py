@@ -162,6 +162,8 @@ SEMANTIC_CODES = {
     # past and at most 13 months back (the clock and America/Chicago)
     "period_empty", "period_not_past", "period_too_old", "not_on_interval_boundary", "not_on_day_boundary",
     "not_on_month_boundary",
+    # the request list's created_after before created_before (one query parameter against another)
+    "empty_interval",
 }
 
 
