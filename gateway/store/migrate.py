@@ -59,6 +59,23 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         await conn.run_sync(_upgrade)
 
 
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Take the database back to `revision`. On SQLite in one transaction with foreign keys off and
+    checked before COMMIT, as an upgrade: a downgrade that rebuilds a table other tables' rows
+    point at (0017 gives `han_deliveries` its foreign key back) cannot run with them on."""
+
+    def _downgrade(connection: Connection) -> None:
+        command.downgrade(alembic_config(connection), revision)
+
+    if engine.dialect.name == "sqlite":
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")  # BEGIN/COMMIT are ours
+            await conn.run_sync(lambda c: sqlite_upgrade.upgrade_atomically(c, _downgrade))
+        return
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade)
+
+
 def _sqlite_schema_at(revision: str) -> sqlite_upgrade.SchemaNames:
     """The schema names of a new SQLite database migrated to `revision` (in memory)."""
     reference = sa.create_engine("sqlite://")

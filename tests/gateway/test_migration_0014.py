@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from sqlalchemy.engine import Connection
 
 from gateway.store import device_writes, migrate
 from gateway.store.store import make_engine
@@ -26,10 +24,6 @@ DELIVERY = ("INSERT INTO han_deliveries (id, request_id, party_id, esi_id, se_id
             "state, attempts, expires_at, created_at, updated_at{extra}) VALUES ({id}, {request}, {party}, "
             "'10443720000000001', 70000, '1.1', 1795, 'display_message', 'delivered', 0, '2026-01-02 00:00:00', "
             "'2026-01-01 00:00:00', '2026-01-01 00:00:00'{extra_value})")
-
-
-def _downgrade(connection: Connection, revision: str) -> None:
-    command.downgrade(migrate.alembic_config(connection), revision)
 
 
 async def test_migration_keeps_every_row_and_admits_the_operators_requests(db_url: str) -> None:
@@ -71,13 +65,11 @@ async def test_migration_keeps_every_row_and_admits_the_operators_requests(db_ur
 
         # Down again: refused while the operator's requests are there, then back to NOT NULL.
         with pytest.raises(RuntimeError, match="operator's requests"):
-            async with engine.begin() as conn:
-                await conn.run_sync(_downgrade, "0013")
+            await migrate.downgrade(engine, "0013")
         async with engine.begin() as conn:
             await conn.execute(sa.text("DELETE FROM han_deliveries WHERE id = 2"))
             await conn.execute(sa.text("DELETE FROM han_requests WHERE id = 2"))
-        async with engine.begin() as conn:
-            await conn.run_sync(_downgrade, "0013")
+        await migrate.downgrade(engine, "0013")
         assert await migrate.current_revision(engine) == "0013"
         with pytest.raises(sa.exc.IntegrityError):
             async with engine.begin() as conn:
