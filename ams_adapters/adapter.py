@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections import OrderedDict
@@ -56,6 +57,15 @@ from zigbee_se import DecodeError, EncodeError, decode_frame
 
 log = logging.getLogger(__name__)
 NotesSink = Callable[[list[Notification]], Awaitable[None] | None]
+
+
+def close_unawaited(stored: Awaitable[None], task: asyncio.Task[None]) -> None:
+    """A done callback for a transport's task that waits on a notes sink's `stored`: a task
+    cancelled before it ran (the transport closed at once) never awaited `stored`, a coroutine,
+    which Python then reports as never awaited. Closing it says that on purpose: not stored
+    here means not acknowledged, and the head-end sends the notices again."""
+    if task.cancelled() and inspect.iscoroutine(stored):
+        stored.close()
 """What a transport hands its notices to. When it returns an awaitable, the transport acknowledges
 the notices to the head-end (MultiSpeak: the callback's 200; binary: CONFIRM) only once it is done:
 the events they became are stored by the gateway. Until then the head-end still has them to resend."""

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Sequence
 
-from ams_adapters.adapter import STORE_WAIT_S, NotesSink
+from ams_adapters.adapter import STORE_WAIT_S, NotesSink, close_unawaited
 from ams_adapters.pacing import Backoff
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
@@ -102,6 +103,7 @@ class BinaryTransport:
                 task = asyncio.get_running_loop().create_task(self._confirm_when(stored, [i for i, _ in pairs]))
                 self._confirming.add(task)
                 task.add_done_callback(self._confirming.discard)
+                task.add_done_callback(functools.partial(close_unawaited, stored))
             elif pairs and self._writer is not None:
                 # confirm only after the adapter has taken them: unconfirmed results are resent
                 self._writer.write(bw.pack("CONFIRM", self._next_seq(), {"result_ids": [i for i, _ in pairs]}))

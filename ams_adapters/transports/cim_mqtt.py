@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections import deque
@@ -45,7 +46,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ams_adapters.adapter import STORE_WAIT_S, NotesSink
+from ams_adapters.adapter import STORE_WAIT_S, NotesSink, close_unawaited
 from ams_adapters.contract import ContractError
 from ams_adapters.pacing import Backoff
 from ams_adapters.wire import cim
@@ -265,6 +266,7 @@ class InOrderAcks:
         task = asyncio.get_running_loop().create_task(self._wait(entry, stored, wait_s))
         self._waits.add(task)
         task.add_done_callback(self._waits.discard)
+        task.add_done_callback(functools.partial(close_unawaited, stored))
 
     async def _wait(self, entry: _Received, stored: Awaitable[None], wait_s: float) -> None:
         try:
