@@ -178,14 +178,6 @@ class Dispatcher:
         if self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._tasks[-1]), 10)
-        if self._page_rows:
-            # Fan-out rows this instance claimed and never handed to a route are due again now
-            # for the other instances, rather than when their lease ends.
-            unsent, self._page_rows = self._page_rows, []
-            try:
-                await deliveries.defer(self.store.engine, [r.id for r in unsent], self.clock.now())
-            except Exception:  # the database is away: the lease frees them anyway
-                log.warning("%d claimed fan-out rows left to their lease", len(unsent), exc_info=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -203,13 +195,16 @@ class Dispatcher:
                 log.info("%d claimed deliveries handed back to the other instances", handed)
             except Exception as exc:  # the database away: the lease runs out instead
                 log.warning("handing back %d claimed deliveries failed: %s", len(ids), exc)
-        if self._pass_pages:
-            # The same for the fan-out page rows the unfinished pass had taken.
-            pages, self._pass_pages = self._pass_pages, []
+        # Fan-out page rows this instance claimed and never handed to a route (expanded for the
+        # next pass, or taken by the pass cut short) are due again now for the other instances,
+        # rather than when their lease ends.
+        unsent = self._pass_pages + [r.id for r in self._page_rows]
+        self._pass_pages, self._page_rows = [], []
+        if unsent:
             try:
-                await deliveries.defer(self.store.engine, pages, self.clock.now())
-            except Exception:  # the database away: the lease frees them anyway
-                log.warning("%d claimed fan-out rows left to their lease", len(pages), exc_info=True)
+                await deliveries.defer(self.store.engine, unsent, self.clock.now())
+            except Exception:  # the database is away: the lease frees them anyway
+                log.warning("%d claimed fan-out rows left to their lease", len(unsent), exc_info=True)
         for route in self.routes.all():
             await route.close()
 
