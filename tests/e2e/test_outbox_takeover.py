@@ -79,6 +79,7 @@ class Receiver:
     secret: str = ""
     accepted: list[tuple[float, int | None, str, int, int]] = field(default_factory=list)  # t, pid, id, req, n
     bad_signatures: int = 0
+    others: list[str] = field(default_factory=list)  # the types of events that are not the test's
     held: asyncio.Future[tuple[int | None, str]] | None = None
     held_at: float = 0.0
     release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -96,6 +97,11 @@ class Receiver:
                 self.bad_signatures += 1
                 return Response(status_code=400)
             event = json.loads(body)
+            if "request" not in event:
+                # Not one of the test's events: the invitation's own `agreement.invited`, which
+                # the event log sends to B's webhook too. Taken, and never the one held.
+                self.others.append(event.get("type", "?"))
+                return Response(status_code=204)
             assert request.client is not None
             pid = _socket_owner(request.client.port, self.pids)
             if pid == self.victim and self.held is not None and not self.held.done():
@@ -207,9 +213,6 @@ async def _eventually(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.xfail(strict=False, reason="open defect (session note 2026-12-07): after the merge of the event log "
-                   "and the graceful hand-back, the webhook event held by the killed instance is sometimes "
-                   "not sent again by the survivor within 30 s (3 of 5 runs at the session's end)")
 async def test_killed_instances_events_and_mails_are_taken_over_once(tmp_path: Path, migrated_pg_url: str) -> None:
     store = await open_store(migrated_pg_url)  # at head already; the instances find nothing to migrate
     _c, op_token = await store.issue_credential(role=Role.OPERATOR, label="t", now=SystemClock().now())
@@ -302,6 +305,8 @@ async def test_killed_instances_events_and_mails_are_taken_over_once(tmp_path: P
             # A's hanging receiver held none of B's events up.
             assert receiver.hanging >= 1
 
+            # The invitation's own event reached B's receiver too (the event log sends it).
+            assert "agreement.invited" in receiver.others, receiver.others
             # The invitation reached the customer once, from the instance left.
             invitations = [(t, p) for t, p, to, _s in sink.received if CUSTOMER[2] in to]
             assert len(invitations) == 1 and invitations[0][1] == last, (invitations, last)
