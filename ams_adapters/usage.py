@@ -79,6 +79,40 @@ NOT_BUILT = ("reading usage through this route's head-end protocol (MultiSpeak m
              "supported yet")
 
 
+@dataclass(frozen=True, slots=True)
+class MeterRead:
+    """A register read of one meter taken now (an on-demand read: a physical read of the meter)."""
+
+    read_at: int
+    """Unix seconds (UTC) the reading is for."""
+    delivered_wh: int
+    """The consumption register (ZigBee CurrentSummationDelivered, MultiSpeak posKWh × 1000)."""
+    received_wh: int | None = None
+    """The generation register where the meter has one."""
+    demand_w: int | None = None
+    """Instantaneous (or last interval's) demand where the route reports it."""
+
+    def __post_init__(self) -> None:
+        if self.delivered_wh < 0:
+            raise ContractError("delivered_wh", self.delivered_wh, "0 or more")
+        if self.received_wh is not None and self.received_wh < 0:
+            raise ContractError("received_wh", self.received_wh, "0 or more")
+
+
+@runtime_checkable
+class MeterReadRoute(Protocol):
+    """A route that can read a meter's register on demand (optional, like `UsageRoute`)."""
+
+    async def read_meter(self, esi_id: str) -> MeterRead: ...
+
+
+async def read_meter(route: Route, esi_id: str) -> MeterRead:
+    """`route.read_meter(...)`, or `UsageNotSupported` for a route that lacks it."""
+    if not isinstance(route, MeterReadRoute):
+        raise UsageNotSupported(route.capabilities.name, "an on-demand meter read is not supported by this route")
+    return await route.read_meter(esi_id)
+
+
 async def read_usage(route: Route, esi_id: str, start: int, end: int) -> list[UsageRead]:
     """`route.read_usage(...)`, or `UsageNotSupported` for a route that lacks it."""
     if not isinstance(route, UsageRoute):

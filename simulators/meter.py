@@ -19,7 +19,7 @@ from simulators.device import DRLC, MESSAGING, METERING, PRICE, TIME, SimDevice
 from simulators.errors import ProvisioningError, SimulatorError
 from simulators.frame_cache import decode_shared
 from simulators.han import HanProvisioning, MeterDeviceStatus
-from simulators.usage import Curtailment, IntervalRead, LoadShape, interval_reads, load_shape
+from simulators.usage import Curtailment, IntervalRead, LoadShape, RegisterNow, interval_reads, load_shape, register_now
 from zigbee_se import DecodedFrame, DecodeError, SEVersion, decode_frame, encode_frame
 from zigbee_se.esi import REQUESTS, Esi, read_records, time_attributes
 
@@ -347,6 +347,13 @@ class SimMeter:
             raise SimulatorError("esi_id", self.esi_id, "the meter is unreachable")
         last = min(end, self.clock.now() - 900 + 1e-9)
         return interval_reads(self.usage_shape(), start, last, self.curtailments())
+
+    def register_read(self) -> RegisterNow:
+        """The consumption register now, as an on-demand read gets it: it agrees with the
+        interval data (`read_usage`) to the Wh."""
+        if not self.reachable:
+            raise SimulatorError("esi_id", self.esi_id, "the meter is unreachable")
+        return register_now(self.usage_shape(), self.clock.now(), self.curtailments())
 
     def device_status(self, eui64: bytes) -> MeterDeviceStatus | None:
         rec = self.han.records.get(check_eui64(eui64))

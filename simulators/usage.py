@@ -270,5 +270,27 @@ def monthly_register_reads(shape: LoadShape, first: date, last: date,
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RegisterNow:
+    """The consumption register as a meter reads it at `at`: the midnight read of the local day
+    plus the day's ended 15-minute intervals (so it agrees with the interval data to the Wh), and
+    the demand of the last ended interval."""
+
+    at: int  # unix seconds, UTC: the end of the last ended interval
+    delivered_wh: int
+    demand_w: int
+
+
+def register_now(shape: LoadShape, now: float, curtailments: Sequence[Curtailment] = ()) -> RegisterNow:
+    """The register at `now` (consistent with `daily_register_reads` and `interval_reads`)."""
+    at = int(now) // 900 * 900
+    local_day = datetime.fromtimestamp(at, LOCAL).date()
+    midnight = daily_register_reads(shape, local_day, local_day, curtailments)[0].start_wh
+    day_start, _ = _day_bounds(local_day)
+    today = [r for r in interval_reads(shape, day_start, at, curtailments) if r.channel == CONSUMPTION]
+    demand = today[-1].value_wh * 4 if today else 0
+    return RegisterNow(at, midnight + sum(r.value_wh for r in today), demand)
+
+
 def utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)

@@ -12,7 +12,16 @@ import pytest
 from ams_adapters.adapter import HeadEndAdapter
 from ams_adapters.factory import AdapterConfig, make_adapter
 from ams_adapters.radio.route import RadioRoute
-from ams_adapters.usage import Channel, UsageNotSupported, UsageRead, UsageRoute, UsageUnavailable, read_usage
+from ams_adapters.usage import (
+    Channel,
+    MeterRead,
+    UsageNotSupported,
+    UsageRead,
+    UsageRoute,
+    UsageUnavailable,
+    read_meter,
+    read_usage,
+)
 from sandbox.simfield import field_server_app, premises
 from sandbox.simulated_route import RemoteSimulatedRoute, SimulatedRoute
 from simulators.usage import interval_reads, load_shape
@@ -37,7 +46,16 @@ async def test_the_head_end_adapters_refuse_by_name(tdsp: str, config: AdapterCo
     assert "not supported" in str(info.value) and "61968-9" in str(info.value)
 
 
+async def test_a_route_without_on_demand_reads_refuses_by_name() -> None:
+    adapter = make_adapter(AdapterConfig("oncor", url="http://127.0.0.1:9"))
+    with pytest.raises(UsageNotSupported, match="on-demand meter read is not supported") as info:
+        await read_meter(adapter, "10443720000000001")
+    assert info.value.route == adapter.capabilities.name
+
+
 def test_a_read_is_checked_when_made() -> None:
+    with pytest.raises(ValueError, match="delivered_wh"):
+        MeterRead(0, -1)
     with pytest.raises(ValueError, match="value_wh"):
         UsageRead(0, 900, Channel.CONSUMPTION, -1, "actual")  # type: ignore[arg-type]
 

@@ -20,6 +20,7 @@ from simulators.usage import (
     interval_reads,
     load_shape,
     monthly_register_reads,
+    register_now,
 )
 from tests.simulators.test_sim_drlc import lce
 
@@ -128,3 +129,20 @@ def test_reads_end_at_the_last_complete_interval_and_a_dark_meter_refuses() -> N
     p.meter.set_reachable(False)
     with pytest.raises(SimulatorError, match="unreachable"):
         p.meter.read_usage(_local(2026, 7, 14), _local(2026, 7, 15))
+
+
+def test_an_on_demand_register_read_agrees_with_the_intervals_and_a_dark_meter_refuses() -> None:
+    shape = load_shape("10443720000000004")
+    midnight = _local(2026, 3, 2)
+    day = daily_register_reads(shape, date(2026, 3, 2), date(2026, 3, 2))[0]
+    at_ten = register_now(shape, _local(2026, 3, 2, 10, 7))
+    assert at_ten.at == int(_local(2026, 3, 2, 10))  # the last ended interval's end
+    morning = interval_reads(shape, midnight, _local(2026, 3, 2, 10))
+    assert at_ten.delivered_wh == day.start_wh + _wh(morning, midnight, _local(2026, 3, 2, 10))
+    assert at_ten.demand_w == [r for r in morning if r.channel == CONSUMPTION][-1].value_wh * 4
+    assert register_now(shape, _local(2026, 3, 3)).delivered_wh == day.end_wh
+    p = ScenarioPremise.build(["silabs-pct"], start=_local(2026, 7, 14, 8, 7))
+    assert p.meter.register_read().delivered_wh > 0
+    p.meter.set_reachable(False)
+    with pytest.raises(SimulatorError, match="unreachable"):
+        p.meter.register_read()
