@@ -30,7 +30,9 @@ async def insert_many(conn: AsyncConnection, table: sa.Table, rows: Sequence[dic
         return
     converters: list[Any] = []
     for key in order:
-        process = table.c[key].type.bind_processor(dialect)
+        # The dialect's own implementation of the type (SQLite's DATETIME writes microseconds
+        # always; the generic type would not), as `conn.execute` uses.
+        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
         if process is None:
             converters.append(None)
         else:
