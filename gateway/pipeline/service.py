@@ -295,9 +295,8 @@ class RequestService:
                       "expires_at": request_row.ends_at, "skip_versions": skip}
             claimed: list[DueDelivery] = []
             if claim_for is not None:  # PostgreSQL: the page walked once, its rows claimed by this instance
-                last, count, claimed = await fanout_sql.insert_claimed_page(
+                last, count, claimed, inserted = await fanout_sql.insert_claimed_page(
                     tx, **scope, **insert, limit=page, claimed_until=now + claim_for)
-                inserted = len(claimed)
             else:
                 # The page's end is found first: some of its premises may be left out (SE 1.0 meters
                 # for an acknowledged price; meters with more devices registered than they serve).

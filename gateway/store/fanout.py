@@ -137,11 +137,14 @@ async def insert_page_deliveries(conn: AsyncConnection, *, request_id: int, se_i
 
 class ClaimedPage(NamedTuple):
     """A page expanded by `insert_claimed_page`: its last ESI ID (None: no premise left), how many
-    premises it has (fewer than the limit: the last page), and its delivery rows, claimed."""
+    premises it has (fewer than the limit: the last page), its delivery rows claimed (to send), and
+    how many rows it inserted (claimed or left for `read_due`: premises with an earlier delivery
+    still queued)."""
 
     last: str | None
     size: int
     rows: list[DueDelivery]
+    inserted: int
 
 
 async def insert_claimed_page(conn: AsyncConnection, *, request_id: int, se_id: int | None, party_id: int,
@@ -159,14 +162,25 @@ async def insert_claimed_page(conn: AsyncConnection, *, request_id: int, se_id: 
     claim's UPDATE (a new row version, its WAL, a lock and four index entries: about 35 µs) and a
     second walk of the page (about 7 µs). A caller that dies before it recorded the route's answer
     leaves them `queued`, due when the lease ends, as any claimed row. PostgreSQL only (a
-    data-modifying CTE)."""
+    data-modifying CTE).
+
+    A meter gets its deliveries in id order (as `deliveries.read_due` keeps it): a premise that
+    still has a delivery `queued` (claimed by an instance and unfinished, or waiting for its retry
+    — every such row is older than this page's) gets its row inserted unclaimed, due at once,
+    and not returned: `read_due` takes it once the earlier one is recorded. One probe of the
+    partial index of queued rows (ix_han_deliveries_queued_esi) per premise. `inserted` counts
+    every row, claimed or not."""
     page = in_scope_query(party_id=party_id, kind=kind, scope=scope, now=now, after=after).limit(limit).cte("page")
     version = sa.func.coalesce(premises.c.se_version, default_version)
+    earlier = han_deliveries.alias("earlier")
+    waits = sa.exists().where(earlier.c.esi_id == page.c.esi_id, earlier.c.state == "queued")
+    due_type = han_deliveries.c.next_attempt_at.type
     chosen = sa.select(
         sa.literal(request_id, sa.Integer), sa.literal(party_id, sa.Integer), page.c.esi_id, page.c.agreement_id,
         sa.literal(se_id, sa.BigInteger), version, sa.literal(cluster_id, sa.Integer),
         sa.literal(command, sa.String), sa.null(), sa.null(), sa.literal("queued", sa.String),
-        sa.literal(0, sa.Integer), sa.literal(claimed_until, han_deliveries.c.next_attempt_at.type),
+        sa.literal(0, sa.Integer),
+        sa.case((waits, sa.literal(now, due_type)), else_=sa.literal(claimed_until, due_type)),
         sa.literal(expires_at, han_deliveries.c.expires_at.type),
         sa.literal(now, han_deliveries.c.created_at.type), sa.literal(now, han_deliveries.c.updated_at.type),
     ).select_from(page.join(premises, premises.c.esi_id == page.c.esi_id)).where(
@@ -174,15 +188,17 @@ async def insert_claimed_page(conn: AsyncConnection, *, request_id: int, se_id: 
     if skip_versions:
         chosen = chosen.where(version.not_in(sorted(skip_versions)))
     inserted = han_deliveries.insert().from_select(_INSERTED, chosen).returning(
-        *DUE_COLUMNS, sa.literal(1).label("in_force")).cte("inserted")
+        *DUE_COLUMNS, sa.literal(1).label("in_force"),
+        (han_deliveries.c.next_attempt_at == sa.literal(claimed_until, due_type)).label("claimed")).cte("inserted")
     bounds = sa.select(sa.func.max(page.c.esi_id).label("last"), sa.func.count().label("n")).select_from(
         page).cte("bounds")
     result = (await conn.execute(sa.select(bounds.c.last, bounds.c.n, *inserted.c).select_from(
         bounds.outerjoin(inserted, sa.true())))).all()
     last, count = (result[0][0], int(result[0][1])) if result else (None, 0)
-    rows = [DueDelivery._make(r[2:]) for r in result if r[2] is not None]
+    made = [r for r in result if r[2] is not None]
+    rows = [DueDelivery._make(r[2:-1]) for r in made if r[-1]]
     # RETURNING has no promised order; a page is handed in id order, as read_due reads it.
-    return ClaimedPage(last, count, sorted(rows, key=lambda r: r.id))
+    return ClaimedPage(last, count, sorted(rows, key=lambda r: r.id), len(made))
 
 
 # The columns a page's INSERT … SELECT writes.

@@ -145,3 +145,50 @@ async def test_a_page_claimed_by_an_instance_that_stops_is_sent_by_another_at_on
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_premise_with_an_earlier_delivery_still_queued_gets_the_new_page_row_after_it(
+        pg_url: str) -> None:  # noqa: F811
+    """A meter gets its deliveries in id order, fan-out pages included: while the first price's
+    rows are held by an instance that died, a second price's page (expanded by the other instance)
+    is inserted for those premises but not claimed; the premises get the first price, then the
+    second, once the lease has ended."""
+    one, esis = await _setup(pg_url, 30)
+    two = await open_store(pg_url)
+    silent, route_two = SilentRoute(), RecordingRoute()
+    clock_two = ManualClock()
+    a, b = _dispatcher(one, silent, 500), _dispatcher(two, route_two, 500, clock_two)
+    party = Principal(Role.THIRD_PARTY, party_id=1)
+    try:
+        first = await RequestService(one, a.config).submit(party, PriceRequest(
+            kind="price", all_premises=True, provider_id=1, price="0.1190"), a.clock.now())
+        await a.run_once()  # the first price's page, claimed by `a`
+        dying = asyncio.create_task(a.run_once())
+        await asyncio.wait_for(silent.took.wait(), 10)
+        dying.cancel()  # `a` dies holding the first price's rows, still queued
+        await asyncio.gather(dying, return_exceptions=True)
+        second = await RequestService(two, b.config).submit(party, PriceRequest(
+            kind="price", all_premises=True, provider_id=1, price="0.2290"), clock_two.now())
+        while await b.run_once():  # expands the second price's page
+            pass
+        assert route_two.ops == []  # no premise gets the second price before the first
+        async with two.engine.connect() as conn:
+            queued = (await conn.execute(sa.select(sa.func.count()).where(
+                han_deliveries.c.request_id == second.request_id, han_deliveries.c.state == "queued"))).scalar_one()
+        reachable = sorted(e for i, e in enumerate(esis) if i != 7)
+        assert queued == len(reachable)  # inserted all the same (the fan-out is expanded)
+        clock_two.advance(timedelta(seconds=LEASE_S + 5))
+        while await b.run_once():
+            pass
+        by_request: dict[str, list[int]] = {}
+        for op in route_two.ops:
+            by_request.setdefault(op.esi_id, []).append(int(op.outbound_id.removeprefix("hgw-")))
+        async with two.engine.connect() as conn:
+            request_of = dict((await conn.execute(sa.select(han_deliveries.c.id, han_deliveries.c.request_id).where(
+                han_deliveries.c.request_id.in_([first.request_id, second.request_id])))).all())
+        assert sorted(by_request) == reachable
+        for esi, ids in by_request.items():
+            assert [request_of[i] for i in ids] == [first.request_id, second.request_id], esi
+    finally:
+        await one.close()
+        await two.close()
