@@ -33,6 +33,7 @@ from gateway.errors import Conflict, FieldError, NotFound
 from gateway.pipeline import delivery_queue
 from gateway.pipeline.config import PipelineConfig
 from gateway.pipeline.requests import Command
+from gateway.store import advisory_locks
 from gateway.store import device_writes as stored
 from gateway.store.store import Store
 from zigbee_se import ClusterId, status_text
@@ -127,6 +128,7 @@ class DeviceWrites:
                            **dict(values)})
         async with self.store.transaction() as conn:
             # The write's id: its ZCL sequence number is se_id mod 256, what its answer carries.
+            await advisory_locks.lock_premises(conn, [esi_id])  # before the id (gateway/store/se_ids.py)
             se_id = await delivery_queue.allocate_se_id(conn)
             request_id = await stored.insert_request(
                 conn, party_id=who.party_id, kind=RequestKind.SET_ENROLLMENT_GROUP.value, body=body, se_id=se_id,

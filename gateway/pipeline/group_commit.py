@@ -5,7 +5,8 @@ so its acceptance is pure inserts: the SE id, the request row, its delivery rows
 decisions. Written one request per transaction, that is ~5 statements, each a round trip to the
 database thread, and a commit (an fsync) per request, while every other writer waits. Here the
 requests that arrive while a transaction is being written wait for the next one, and that one
-writes all of them with the same 5 statements: one UPDATE of the SE id counter by N, one INSERT of
+writes all of them with the same 5 statements: N SE ids (the counter's UPDATE by N on SQLite, the
+sequence on PostgreSQL, after the premises' advisory locks), one INSERT of
 N request rows, one of their delivery rows, one of their audit rows, one COMMIT.
 
 Each caller still gets its answer only after *its* transaction committed (a 202 means committed;
@@ -26,7 +27,7 @@ from typing import Any
 
 from gateway.pipeline import delivery_queue
 from gateway.pipeline.requests import Command, with_se_id
-from gateway.store import audit, deliveries, han_requests
+from gateway.store import advisory_locks, audit, deliveries, han_requests
 from gateway.store.se_ids import allocate_se_ids
 from gateway.store.store import Store
 from gateway.store.unit_of_work import Connection, joined_connection
@@ -54,6 +55,9 @@ class NewRequest:
 
 async def write_group(conn: Connection, items: Sequence[NewRequest]) -> list[tuple[int, int]]:
     """Insert `items` in the caller's transaction; returns (request id, SE id) per item."""
+    # The premises' locks before the ids (PostgreSQL): a meter's ids then increase in the order its
+    # deliveries are queued, across instances (gateway/store/se_ids.py).
+    await advisory_locks.lock_premises(conn, {t.esi_id for item in items for t in item.targets})
     se_ids = await allocate_se_ids(conn, len(items))
     commands = [with_se_id(item.command, se_id) for item, se_id in zip(items, se_ids, strict=True)]
     rows = [{

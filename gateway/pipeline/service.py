@@ -174,9 +174,9 @@ class RequestService:
         targets, excluded = screened.targets, screened.excluded
         block_request_id: int | None = None
         async with self.store.transaction() as tx:
-            if kind is RequestKind.LOAD_CONTROL and targets:
-                # The premises' arbitration locks before the SE id counter's row lock: waiting for
-                # a fan-out page on these premises must not hold the counter every text waits for.
+            if targets:
+                # The premises' locks before the SE id: arbitration's (load control), and a meter's
+                # ids increase in the order its deliveries are queued (gateway/store/se_ids.py).
                 await lock_premises(tx, [t.esi_id for t in targets])
             se_id = await delivery_queue.allocate_se_id(tx)
             command = with_se_id(command, se_id)
