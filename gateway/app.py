@@ -23,6 +23,7 @@ from gateway.api import (
     error_docs,
     routes_agreements,
     routes_device_writes,
+    routes_espi,
     routes_events,
     routes_inventory,
     routes_parties,
@@ -206,7 +207,7 @@ def create_app(
     if config.server.role is ServerRole.WORKER:  # /healthz, /readyz and /metrics only
         return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
-                   routes_agreements, routes_requests, routes_events, routes_usage):
+                   routes_agreements, routes_requests, routes_events, routes_usage, routes_espi):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     for pages in (language_pages, customer_pages, dashboard_pages, operator_pages):

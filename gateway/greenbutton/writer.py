@@ -112,8 +112,8 @@ def _link(rel: str, href: str, kind: str) -> str:
     return f"<link rel=\"{rel}\" href={quoteattr(href)} type=\"{kind}\"/>"
 
 
-def _entry(self_href: str, up_href: str, related: Sequence[tuple[str, str]], kind: str, title: str,
-           content: str, published: str, updated: str) -> str:
+def _entry(self_href: str, up_href: str, related: Sequence[tuple[str, str]], kind: str,  # noqa: PLR0917
+           title: str, content: str, published: str, updated: str) -> str:
     # Atom child order: id, links (self, up, related…), title, content, published, updated — the
     # order the subset schema fixes.
     links = _link("self", self_href, f"espi-entry/{kind}") + _link("up", up_href, f"espi-feed/{kind}") + "".join(
@@ -217,8 +217,8 @@ def reading_type_entry(paths: Paths, channel: Channel, stamp: str) -> str:
                   channel.title, reading_type_content(channel), stamp, stamp)
 
 
-def interval_block_entry(paths: Paths, esi_id: str, channel: Channel, day: date, bounds: tuple[int, int],
-                         readings: Sequence[str], published: datetime) -> str:
+def interval_block_entry(paths: Paths, esi_id: str, channel: Channel, day: date,  # noqa: PLR0917
+                         bounds: tuple[int, int], readings: Sequence[str], published: datetime) -> str:
     mr = paths.meter_reading(esi_id, channel)
     stamp = atom_time(published)
     content = (f"<IntervalBlock xmlns=\"{ESPI_NS}\"><interval><duration>{bounds[1] - bounds[0]}</duration>"
@@ -236,10 +236,21 @@ def feed_head(links: FeedLinks, updated: datetime) -> str:
 FEED_TAIL = "</feed>\n"
 
 
+def entry_document(entry: str) -> bytes:
+    """One entry as a document of its own (a resource-level GET of one resource)."""
+    return (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<entry xmlns=\"{ATOM_NS}\">"
+            + entry.removeprefix("<entry>")).encode()
+
+
+def feed_document(links: FeedLinks, updated: datetime, entries: Sequence[str]) -> bytes:
+    """A small feed of entries already written (resource-level collections without interval data)."""
+    return (feed_head(links, updated) + "".join(entries) + FEED_TAIL).encode()
+
+
 # -- the streaming writer -------------------------------------------------------------------------
 
 async def espi_feed(rows: AsyncIterator[UsageRow], *, links: FeedLinks, updated: datetime,
-                    usage_points: Sequence[str] | None = None,
+                    usage_points: Sequence[str] | None = None, blocks_only: bool = False,
                     chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
     """The Atom feed of `rows` as UTF-8 chunks of about `chunk_bytes`.
 
@@ -248,10 +259,16 @@ async def espi_feed(rows: AsyncIterator[UsageRow], *, links: FeedLinks, updated:
     UsagePoint entry, with or without rows, in that order (the rows must follow it); otherwise
     a UsagePoint is written for each ESI ID the rows name. `updated`: the feed's time, also the
     published/updated time of the entries that are not interval data (an IntervalBlock is
-    published when its newest reading was stored). Raises RowOrderError on rows out of order."""
+    published when its newest reading was stored). `blocks_only`: the IntervalBlock entries alone
+    (a resource-level `…/MeterReading/{id}/IntervalBlock` feed; `usage_points` is ignored).
+    Raises RowOrderError on rows out of order."""
     paths = Paths(links)
     stamp = atom_time(updated)
-    out: list[str] = [feed_head(links, updated), local_time_entry(paths, stamp)]
+    out: list[str] = [feed_head(links, updated)]
+    if not blocks_only:
+        out.append(local_time_entry(paths, stamp))
+    else:
+        usage_points = None
     listed = list(usage_points) if usage_points is not None else None
     position = {esi: i for i, esi in enumerate(listed)} if listed is not None else {}
     next_listed = 0  # the listed UsagePoints before this index are written
@@ -283,14 +300,14 @@ async def espi_feed(rows: AsyncIterator[UsageRow], *, links: FeedLinks, updated:
                     raise RowOrderError(f"rows of {row.esi_id} came after another premise's: the writer "
                                         f"needs (esi_id, channel, start) order")
                 seen_premises.add(row.esi_id)
-                if listed is not None:
+                if listed is not None:  # (None in a block feed: it has no UsagePoint entries)
                     at = position.get(row.esi_id)
                     if at is None or at < next_listed:
                         raise RowOrderError(f"rows of {row.esi_id}: not in usage_points, or out of its order")
                     for esi in listed[next_listed:at + 1]:
                         out.append(usage_point_entry(paths, esi, stamp))
                     next_listed = at + 1
-                else:
+                elif not blocks_only:
                     out.append(usage_point_entry(paths, row.esi_id, stamp))
                 esi_id, channel_name = row.esi_id, ""
             if row.channel <= channel_name:
@@ -299,8 +316,9 @@ async def espi_feed(rows: AsyncIterator[UsageRow], *, links: FeedLinks, updated:
             if found is None:
                 raise RowOrderError(f"channel {row.channel!r} of {row.esi_id}: not one of {sorted(CHANNELS)}")
             channel, channel_name = found, row.channel
-            out.append(meter_reading_entry(paths, esi_id, channel, stamp))
-            if channel_name not in types_written:
+            if not blocks_only:
+                out.append(meter_reading_entry(paths, esi_id, channel, stamp))
+            if channel_name not in types_written and not blocks_only:
                 types_written.add(channel_name)
                 out.append(reading_type_entry(paths, channel, stamp))
             day, bounds, last_start = None, (0, 0), -1
