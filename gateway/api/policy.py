@@ -166,6 +166,8 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /my": Policy("-", (Rel.PUBLIC,), note="the same answer whether or not the address is known"),
     "GET /my/{link}": Policy("agreement", (Rel.CUSTOMER_LINK,), note="the link's e-mail address: its agreements, "
                              "and the premises it is the contact of with their devices"),
+    "GET /my/{link}/premises/{esi_id}/usage": Policy("premise", (Rel.CUSTOMER_LINK,), note="Download My Data: only "
+                                                     "a premise the link's address is the customer contact of"),
     "POST /my/{link}/agreements/{agreement_id}/terminate": Policy("agreement", (Rel.CUSTOMER_LINK,),
                                                                   note="only an agreement of the link's address"),
     "GET /dashboard/sign-in": Policy("-", (Rel.PUBLIC,)),
