@@ -15,7 +15,7 @@ import csv
 import io
 import os
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import xmlschema
 from greenbutton_objects.parse import parse_feed
 
 from tests.pipeline.conftest import CUSTOMER
-from tests.pipeline.test_usage_e2e import Field, running_field
+from tests.pipeline.test_usage_e2e import Field, running_field, store_url  # noqa: F401 (a fixture)
 
 CENTRAL = ZoneInfo("America/Chicago")
 NS = {"a": "http://www.w3.org/2005/Atom", "e": "http://naesb.org/espi"}
@@ -128,8 +128,9 @@ def problem(r: httpx.Response, status: int, code: str) -> None:
     assert "IntervalReading" not in r.text
 
 
-async def test_connect_my_data_feeds_and_refusals(tmp_path: Path) -> None:
-    async with running_field(tmp_path / "d") as f:
+async def test_connect_my_data_feeds_and_refusals(tmp_path: Path, store_url: str | None) -> None:  # noqa: F811
+    """On SQLite and on PostgreSQL (the store's keyset reads in the writer's order)."""
+    async with running_field(tmp_path / "d", store_url) as f:
         _, token = await f.gw.new_party("Watts", "123456789")
         _, other = await f.gw.new_party("Snoop", "987654321")
         esi = f.esi("oncor")
@@ -160,7 +161,7 @@ async def test_connect_my_data_feeds_and_refusals(tmp_path: Path) -> None:
         assert blocks(r.content)["20260308"][0] == int(local(2026, 3, 8).timestamp())  # 06:00Z (CST)
 
         # published-min/max: a window inside the period; only its intervals.
-        a, b = local(2026, 10, 31, ) + timedelta(hours=6), local(2026, 10, 31) + timedelta(hours=8)
+        a, b = local(2026, 10, 31) + timedelta(hours=6), local(2026, 10, 31) + timedelta(hours=8)
         r = await get(f, token, f"/Batch/Subscription/{fall}", **{"published-min": a.isoformat(),
                                                                   "published-max": b.isoformat()})
         validate(r.content)
@@ -197,7 +198,8 @@ async def test_connect_my_data_feeds_and_refusals(tmp_path: Path) -> None:
                 403, "period_not_covered")
         problem(await get(f, token, f"/Subscription/{fall}/UsagePoint/{f.esi('centerpoint')}"),
                 404, "unknown_usage_point")
-        r = await get(f, token, f"/Batch/Subscription/{fall}", **{"published-min": (a + timedelta(minutes=5)).isoformat()})
+        off_boundary = (a + timedelta(minutes=5)).isoformat()
+        r = await get(f, token, f"/Batch/Subscription/{fall}", **{"published-min": off_boundary})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "published-min", r.text
         r = await get(f, f.gw.operator_token, f"/Batch/Subscription/{fall}")
         assert r.status_code == 403, r.text
