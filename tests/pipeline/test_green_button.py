@@ -15,7 +15,7 @@ import csv
 import io
 import os
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,34 @@ ESPI_XSD_DIR = os.environ.get("HANGW_ESPI_XSD_DIR", "")
 CMD = "/espi/1_1/resource"
 
 
+def _sunday(year: int, month: int, nth: int) -> date:
+    first = date(year, month, 1)
+    return first + timedelta(days=(6 - first.weekday()) % 7 + 7 * (nth - 1))
+
+
+def _latest_past(month: int, nth: int) -> date:
+    """The latest `nth` Sunday of `month` (a DST change in the US) at least 3 days before today:
+    one-time agreements need a past period, at most about 24 months old."""
+    today = datetime.now(CENTRAL).date()
+    year = today.year
+    while _sunday(year, month, nth) > today - timedelta(days=3):
+        year -= 1
+    return _sunday(year, month, nth)
+
+
+FALL = _latest_past(11, 1)  # 25 hours: 100 intervals
+SPRING = _latest_past(3, 2)  # 23 hours: 92 intervals
+
+
+def day_id(day: date, shift: int = 0) -> str:
+    return f"{day + timedelta(days=shift):%Y%m%d}"
+
+
+def midnight(day: date, shift: int = 0) -> datetime:
+    d = day + timedelta(days=shift)
+    return datetime(d.year, d.month, d.day, tzinfo=CENTRAL)
+
+
 @cache
 def subset_schema() -> xmlschema.XMLSchema:
     return xmlschema.XMLSchema(str(SUBSET))
@@ -51,10 +79,6 @@ def validate(body: bytes, *, published: bool = False) -> None:
     subset_schema().validate(io.BytesIO(body))
     if published:
         published_schema().validate(io.BytesIO(body))
-
-
-def local(y: int, m: int, d: int) -> datetime:
-    return datetime(y, m, d, tzinfo=CENTRAL)
 
 
 async def one_time(f: Field, token: str, tdsp: str, start: datetime, end: datetime) -> int:
@@ -134,8 +158,8 @@ async def test_connect_my_data_feeds_and_refusals(tmp_path: Path, store_url: str
         _, token = await f.gw.new_party("Watts", "123456789")
         _, other = await f.gw.new_party("Snoop", "987654321")
         esi = f.esi("oncor")
-        fall = await one_time(f, token, "oncor", local(2026, 10, 31), local(2026, 11, 2))
-        spring = await one_time(f, token, "tnmp", local(2026, 3, 7), local(2026, 3, 9))  # one per premise
+        fall = await one_time(f, token, "oncor", midnight(FALL, -1), midnight(FALL, 1))
+        spring = await one_time(f, token, "tnmp", midnight(SPRING, -1), midnight(SPRING, 1))  # one per premise
         run = await f.ingest()
         assert run["errors"] == [] and run["reads"] >= 4 * 96, run
 
@@ -144,24 +168,24 @@ async def test_connect_my_data_feeds_and_refusals(tmp_path: Path, store_url: str
         assert r.status_code == 200, r.text
         assert r.headers["content-type"].startswith("application/atom+xml")
         validate(r.content)
-        rows = await stored(f, esi, local(2026, 10, 31), local(2026, 11, 2))
+        rows = await stored(f, esi, midnight(FALL, -1), midnight(FALL, 1))
         assert len(rows["consumption"]) >= 190
         assert_equal_to_store(r.content, esi, rows)
         days = blocks(r.content)
-        assert days["20261101"][1:] == (90_000, sum(1 for x in rows["consumption"]
-                                                    if x.interval_start >= local(2026, 11, 1)))
-        assert days["20261101"][2] == 100 or any(x.quality == "missing" for x in rows["consumption"])
-        assert days["20261031"][0] == int(local(2026, 10, 31).timestamp()) and days["20261031"][1] == 86_400
+        assert days[day_id(FALL)][1:] == (90_000, sum(1 for x in rows["consumption"]
+                                                    if x.interval_start >= midnight(FALL)))
+        assert days[day_id(FALL)][2] == 100 or any(x.quality == "missing" for x in rows["consumption"])
+        assert days[day_id(FALL, -1)][:2] == (int(midnight(FALL, -1).timestamp()), 86_400)
 
         r = await get(f, token, f"/Batch/Subscription/{spring}")
         validate(r.content)
-        spring_rows = await stored(f, f.esi("tnmp"), local(2026, 3, 7), local(2026, 3, 9))
+        spring_rows = await stored(f, f.esi("tnmp"), midnight(SPRING, -1), midnight(SPRING, 1))
         assert_equal_to_store(r.content, f.esi("tnmp"), spring_rows)
-        assert blocks(r.content)["20260308"][1:] == (82_800, 92)
-        assert blocks(r.content)["20260308"][0] == int(local(2026, 3, 8).timestamp())  # 06:00Z (CST)
+        assert blocks(r.content)[day_id(SPRING)][1:] == (82_800, 92)
+        assert blocks(r.content)[day_id(SPRING)][0] == int(midnight(SPRING).timestamp())  # 06:00Z (CST)
 
         # published-min/max: a window inside the period; only its intervals.
-        a, b = local(2026, 10, 31) + timedelta(hours=6), local(2026, 10, 31) + timedelta(hours=8)
+        a, b = midnight(FALL, -1) + timedelta(hours=6), midnight(FALL, -1) + timedelta(hours=8)
         r = await get(f, token, f"/Batch/Subscription/{fall}", **{"published-min": a.isoformat(),
                                                                   "published-max": b.isoformat()})
         validate(r.content)
@@ -174,7 +198,7 @@ async def test_connect_my_data_feeds_and_refusals(tmp_path: Path, store_url: str
             f"ESI ID {esi}"]
         for path in (f"/Subscription/{fall}/UsagePoint/{esi}", f"/Subscription/{fall}/UsagePoint/{esi}/MeterReading",
                      f"/Subscription/{fall}/UsagePoint/{esi}/MeterReading/1",
-                     f"/Subscription/{fall}/UsagePoint/{esi}/MeterReading/1/IntervalBlock/20261101",
+                     f"/Subscription/{fall}/UsagePoint/{esi}/MeterReading/1/IntervalBlock/{day_id(FALL)}",
                      "/ReadingType/1", "/LocalTimeParameters/1"):
             r = await get(f, token, path)
             assert r.status_code == 200 and r.headers["content-type"].startswith("application/atom+xml"), (path, r.text)
@@ -182,7 +206,7 @@ async def test_connect_my_data_feeds_and_refusals(tmp_path: Path, store_url: str
         assert ET.fromstring(r.content).findtext("a:content/e:LocalTimeParameters/e:tzOffset", "", NS) == "-21600"
         r = await get(f, token, f"/Subscription/{fall}/UsagePoint/{esi}/MeterReading/1/IntervalBlock")
         validate(r.content)
-        assert set(blocks(r.content)) == {"20261031", "20261101"}
+        assert set(blocks(r.content)) == {day_id(FALL, -1), day_id(FALL)}
 
         # Refusals, with nothing of the feed in them.
         unknown = await get(f, other, "/Batch/Subscription/999999")
@@ -193,8 +217,9 @@ async def test_connect_my_data_feeds_and_refusals(tmp_path: Path, store_url: str
         problem(await get(f, other, f"/Subscription/{fall}/UsagePoint/{esi}/MeterReading/1/IntervalBlock"),
                 404, "unknown_agreement")
         problem(await get(f, token, f"/Batch/Subscription/{fall}", **{
-            "published-min": local(2026, 10, 30).isoformat()}), 403, "period_not_covered")
-        problem(await get(f, token, f"/Subscription/{fall}/UsagePoint/{esi}/MeterReading/1/IntervalBlock/20261102"),
+            "published-min": midnight(FALL, -2).isoformat()}), 403, "period_not_covered")
+        day_after = f"/Subscription/{fall}/UsagePoint/{esi}/MeterReading/1/IntervalBlock/{day_id(FALL, 1)}"
+        problem(await get(f, token, day_after),
                 403, "period_not_covered")
         problem(await get(f, token, f"/Subscription/{fall}/UsagePoint/{f.esi('centerpoint')}"),
                 404, "unknown_usage_point")
@@ -224,7 +249,7 @@ async def test_download_my_data_from_the_customer_page(tmp_path: Path) -> None:
     async with running_field(tmp_path / "d") as f:
         _, token = await f.gw.new_party("Watts", "123456789")
         esi = f.esi("oncor")
-        await one_time(f, token, "oncor", local(2026, 10, 31), local(2026, 11, 2))
+        await one_time(f, token, "oncor", midnight(FALL, -1), midnight(FALL, 1))
         assert (await f.ingest())["errors"] == []
         link = f.gw.link(f.gw.mails_to(CUSTOMER)[-1], "/my/")
         page = await f.gw.client.get(link)
@@ -233,24 +258,24 @@ async def test_download_my_data_from_the_customer_page(tmp_path: Path) -> None:
         page = await f.gw.client.get(link, headers={"Accept-Language": "es"})
         assert f"Descargar mis datos del ESI ID {esi}" in page.text and "Descargar hoja de cálculo (CSV)" in page.text
 
-        period = {"from": "2026-10-31", "to": "2026-11-01"}
+        period = {"from": str(FALL - timedelta(days=1)), "to": str(FALL)}
         r = await f.gw.client.get(f"{link}/premises/{esi}/usage", params={**period, "format": "xml"})
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/atom+xml"), r.text
         assert "attachment" in r.headers["content-disposition"]
         validate(r.content)
-        rows = await stored(f, esi, local(2026, 10, 31), local(2026, 11, 2))
+        rows = await stored(f, esi, midnight(FALL, -1), midnight(FALL, 1))
         assert_equal_to_store(r.content, esi, rows)
-        assert blocks(r.content)["20261101"][1] == 90_000
+        assert blocks(r.content)[day_id(FALL)][1] == 90_000
 
         r = await f.gw.client.get(f"{link}/premises/{esi}/usage", params={**period, "format": "csv"})
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv"), r.text
         table = list(csv.DictReader(io.StringIO(r.text)))
         consumption = [t for t in table if t["channel"] == "consumption"]
         assert len(consumption) == len(rows["consumption"]) + sum(
-            1 for x in await f.gw.store.usage_channel_page(esi, "consumption", local(2026, 10, 31), local(2026, 11, 2))
-            if x.quality == "missing")
+            1 for x in await f.gw.store.usage_channel_page(esi, "consumption", midnight(FALL, -1),
+                                                           midnight(FALL, 1)) if x.quality == "missing")
         assert [int(t["value"]) for t in consumption if t["value"]] == [x.value_wh for x in rows["consumption"]]
-        assert consumption[0]["start_local"] == local(2026, 10, 31).isoformat() and consumption[0]["unit"] == "Wh"
+        assert consumption[0]["start_local"] == midnight(FALL, -1).isoformat() and consumption[0]["unit"] == "Wh"
 
         # The default period (the last 30 days) answers too: a valid file, maybe without readings.
         r = await f.gw.client.get(f"{link}/premises/{esi}/usage")
@@ -260,35 +285,37 @@ async def test_download_my_data_from_the_customer_page(tmp_path: Path) -> None:
         # Only the customer's premises; a bad period names its limit; a made-up link is refused.
         r = await f.gw.client.get(f"{link}/premises/10443720000000099/usage")
         assert r.status_code == 404 and "Nothing was downloaded" in r.text and "IntervalReading" not in r.text
-        r = await f.gw.client.get(f"{link}/premises/{esi}/usage", params={"from": "2024-01-01", "to": "2026-11-01"})
+        usage = f"{link}/premises/{esi}/usage"
+        r = await f.gw.client.get(usage, params={"from": str(FALL - timedelta(days=800)), "to": str(FALL)})
         assert r.status_code == 422 and "at most 732 days" in r.text
-        r = await f.gw.client.get(f"{link}/premises/{esi}/usage", params={"from": "2026-11-02", "to": "2026-11-01"})
+        r = await f.gw.client.get(usage, params={"from": str(FALL + timedelta(days=1)), "to": str(FALL)})
         assert r.status_code == 422 and "before the first day" in r.text
         r = await f.gw.client.get(f"{link}x/premises/{esi}/usage", params=period)
         assert r.status_code == 404 and "IntervalReading" not in r.text
 
 
 @pytest.mark.skipif(not ESPI_XSD_DIR, reason="HANGW_ESPI_XSD_DIR is not set: point it at a folder holding the "
-                    "published GBA espi.xsd and atom.xsd (ESPI 4.0; not redistributable in this repository)")
+                    "published GBA espi.xsd and atom.xsd (ESPI 4.0; fetched files are not kept in this repository)")
 async def test_documents_validate_against_the_published_espi_schema(tmp_path: Path) -> None:
     for name in ("espi.xsd", "atom.xsd"):
         assert (Path(ESPI_XSD_DIR) / name).is_file(), f"{name} missing from HANGW_ESPI_XSD_DIR={ESPI_XSD_DIR}"
     async with running_field(tmp_path / "d") as f:
         _, token = await f.gw.new_party("Watts", "123456789")
         esi = f.esi("oncor")
-        spring = await one_time(f, token, "oncor", local(2026, 3, 7), local(2026, 3, 9))
+        spring = await one_time(f, token, "oncor", midnight(SPRING, -1), midnight(SPRING, 1))
         assert (await f.ingest())["errors"] == []
         paths = [f"/Batch/Subscription/{spring}", f"/Subscription/{spring}/UsagePoint",
                  f"/Subscription/{spring}/UsagePoint/{esi}", f"/Subscription/{spring}/UsagePoint/{esi}/MeterReading",
                  f"/Subscription/{spring}/UsagePoint/{esi}/MeterReading/1",
                  f"/Subscription/{spring}/UsagePoint/{esi}/MeterReading/1/IntervalBlock",
-                 f"/Subscription/{spring}/UsagePoint/{esi}/MeterReading/1/IntervalBlock/20260308",
+                 f"/Subscription/{spring}/UsagePoint/{esi}/MeterReading/1/IntervalBlock/{day_id(SPRING)}",
                  "/ReadingType/1", "/LocalTimeParameters/1"]
         for path in paths:
             r = await get(f, token, path)
             assert r.status_code == 200, (path, r.text)
             validate(r.content, published=True)
         link = f.gw.link(f.gw.mails_to(CUSTOMER)[-1], "/my/")
-        r = await f.gw.client.get(f"{link}/premises/{esi}/usage", params={"from": "2026-03-07", "to": "2026-03-08"})
+        r = await f.gw.client.get(f"{link}/premises/{esi}/usage",
+                                  params={"from": str(SPRING - timedelta(days=1)), "to": str(SPRING)})
         validate(r.content, published=True)
-        assert blocks(r.content)["20260308"][1:] == (82_800, 92)
+        assert blocks(r.content)[day_id(SPRING)][1:] == (82_800, 92)
