@@ -26,7 +26,7 @@ from gateway.api.deps import Svc
 from gateway.api.params import EsiIdPath
 from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import PROBLEM_RESPONSES
-from gateway.domain.model import AgreementKind, UsageInterval
+from gateway.domain.model import Action, AgreementKind, UsageInterval
 from gateway.domain.records import Agreement
 from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from gateway.greenbutton import CONTENT_TYPE, FeedLinks, espi_feed, stored_rows
@@ -127,7 +127,18 @@ async def subscription_scope(store: Store, now: datetime, agreement_id: int, pub
 
 async def _scope(request: Request, svc: Svc, agreement_id: int, published_min: datetime | None = None,
                  published_max: datetime | None = None) -> Scope:
-    return await subscription_scope(svc.store, svc.clock.now(), agreement_id, published_min, published_max)
+    now = svc.clock.now()
+    try:
+        return await subscription_scope(svc.store, now, agreement_id, published_min, published_max)
+    except Forbidden as exc:
+        # As GET /v1/premises/{esi_id}/usage: a refused read of the party's own agreement is in its
+        # audit log (action read_usage), one entry per premise of the agreement.
+        agreement = await svc.store.get_agreement(agreement_id)
+        for covered in agreement.premises if agreement is not None else []:
+            await svc.store.append_audit(at=now, principal=request.state.principal, action=Action.READ_USAGE.value,
+                                         esi_id=covered.esi_id, device_eui64=None, agreement_id=agreement_id,
+                                         allowed=False, reason=exc.code)
+        raise
 
 
 def _usage_point(scope: Scope, esi_id: str) -> str:

@@ -223,6 +223,9 @@ async def test_connect_my_data_feeds_and_refusals(tmp_path: Path, store_url: str
                 403, "period_not_covered")
         problem(await get(f, token, f"/Subscription/{fall}/UsagePoint/{f.esi('centerpoint')}"),
                 404, "unknown_usage_point")
+        audit = await f.gw.client.get("/v1/audit", headers=f.gw.auth(token), params={
+            "action": "read_usage", "allowed": "false"})
+        assert {(e["agreement_id"], e["reason"]) for e in audit.json()["items"]} >= {(fall, "period_not_covered")}
         off_boundary = (a + timedelta(minutes=5)).isoformat()
         r = await get(f, token, f"/Batch/Subscription/{fall}", **{"published-min": off_boundary})
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "published-min", r.text
