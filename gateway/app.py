@@ -23,6 +23,7 @@ from gateway.api import (
     error_docs,
     routes_agreements,
     routes_device_writes,
+    routes_espi,
     routes_events,
     routes_inventory,
     routes_parties,
@@ -47,6 +48,7 @@ from gateway.mqtt_api.service import MqttApi
 from gateway.pages import customer as customer_pages
 from gateway.pages import dashboard as dashboard_pages
 from gateway.pages import language as language_pages
+from gateway.pages import my_data as my_data_pages
 from gateway.pages import operator as operator_pages
 from gateway.pages import render as page_rendering
 from gateway.pages.keys import PageKeys
@@ -206,10 +208,10 @@ def create_app(
     if config.server.role is ServerRole.WORKER:  # /healthz, /readyz and /metrics only
         return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
-                   routes_agreements, routes_requests, routes_events, routes_usage):
+                   routes_agreements, routes_requests, routes_events, routes_usage, routes_espi):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
-    for pages in (language_pages, customer_pages, dashboard_pages, operator_pages):
+    for pages in (language_pages, customer_pages, my_data_pages, dashboard_pages, operator_pages):
         app.include_router(pages.router)
     page_rendering.install(app)
     # The pages' own script (the request page's live updates): a file of the package, no CDN.

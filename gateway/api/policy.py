@@ -112,6 +112,22 @@ POLICIES: Final[dict[str, Policy]] = {
     "GET /v1/premises/{esi_id}/usage": _on_premise(
         Action.READ_USAGE, "a third party: the period and interval its Energy Data agreement covers"),
     "POST /v1/usage-ingestion-runs": Policy("-", (OP,)),
+    # Green Button Connect My Data: the subscription is the party's own Energy Data agreement (its
+    # premises, its period: checked once the query is read); ReadingType and LocalTimeParameters are
+    # the same for everyone (no party data).
+    **{f"GET /espi/1_1/resource/{path}": _owned("agreement", "subscription_id", OWN) for path in (
+        "Batch/Subscription/{subscription_id}",
+        "Batch/Subscription/{subscription_id}/UsagePoint/{usage_point_id}",
+        "Subscription/{subscription_id}/UsagePoint",
+        "Subscription/{subscription_id}/UsagePoint/{usage_point_id}",
+        "Subscription/{subscription_id}/UsagePoint/{usage_point_id}/MeterReading",
+        "Subscription/{subscription_id}/UsagePoint/{usage_point_id}/MeterReading/{meter_reading_id}",
+        "Subscription/{subscription_id}/UsagePoint/{usage_point_id}/MeterReading/{meter_reading_id}/IntervalBlock",
+        "Subscription/{subscription_id}/UsagePoint/{usage_point_id}/MeterReading/{meter_reading_id}/IntervalBlock"
+        "/{interval_block_id}")},
+    "GET /espi/1_1/resource/ReadingType/{reading_type_id}": Policy("-", (OP, TP), note="no party data"),
+    "GET /espi/1_1/resource/LocalTimeParameters/{local_time_parameters_id}": Policy("-", (OP, TP),
+                                                                                   note="no party data"),
     "POST /v1/premises/{esi_id}/han/initialize": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),
@@ -150,6 +166,8 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /my": Policy("-", (Rel.PUBLIC,), note="the same answer whether or not the address is known"),
     "GET /my/{link}": Policy("agreement", (Rel.CUSTOMER_LINK,), note="the link's e-mail address: its agreements, "
                              "and the premises it is the contact of with their devices"),
+    "GET /my/{link}/premises/{esi_id}/usage": Policy("premise", (Rel.CUSTOMER_LINK,), note="Download My Data: only "
+                                                     "a premise the link's address is the customer contact of"),
     "POST /my/{link}/agreements/{agreement_id}/terminate": Policy("agreement", (Rel.CUSTOMER_LINK,),
                                                                   note="only an agreement of the link's address"),
     "GET /dashboard/sign-in": Policy("-", (Rel.PUBLIC,)),

@@ -18,25 +18,12 @@ from gateway.agreements import EMAIL_RE
 from gateway.api.deps import Svc
 from gateway.api.policy import PolicyRoute
 from gateway.pages.i18n import choose_language
-from gateway.pages.keys import LinkProblem, LinkRefused
-from gateway.pages.render import PageRefused, keys, redirect, render, require_csrf, tr
+from gateway.pages.my_data import customer_email, default_period
+from gateway.pages.render import PageRefused, redirect, render, require_csrf, tr
 
 router = APIRouter(route_class=PolicyRoute, include_in_schema=False)
 
 MAX_EMAIL = 320  # RFC 5321's limit on a forward path, as the schema's column
-
-
-def _email(request: Request, svc: Svc, link: str) -> str:
-    try:
-        return keys(request).customer_email(link, svc.clock.now())
-    except LinkRefused as exc:
-        if exc.problem is LinkProblem.EXPIRED:
-            raise PageRefused(410, tr(request, "Link expired"), tr(
-                request, "This link is too old. Ask for a new one on the \u201cmanage my agreements\u201d page "
-                "(/my). Nothing was changed.")) from None
-        raise PageRefused(404, tr(request, "Link not valid"), tr(
-            request, "This link is not one we sent, or it was changed. Ask for a new one on the "
-            "\u201cmanage my agreements\u201d page (/my). Nothing was changed.")) from None
 
 
 @router.get("/my")
@@ -65,7 +52,7 @@ async def request_link(request: Request, svc: Svc) -> Response:
 @router.get("/my/{link}")
 async def customer_page(request: Request, link: str, svc: Svc,
                         ended: int | None = Query(default=None, ge=1, le=2**31 - 1)) -> Response:
-    email = _email(request, svc, link)
+    email = customer_email(request, svc, link)
     agreements = (await svc.store.list_agreements(customer_email=email, limit=500)).items
     premises = await svc.store.premises_of_customer(email)
     devices = {p.esi_id: (await svc.store.list_devices(p.esi_id, limit=500)).items for p in premises}
@@ -75,15 +62,17 @@ async def customer_page(request: Request, link: str, svc: Svc,
         party = await svc.store.get_party(party_id)
         parties[party_id] = party.name if party else f"#{party_id}"
     shown_ended = ended if any(a.id == ended and a.ended_at for a in agreements) else None
+    first, last = default_period(svc.clock.now())
     return render(request, "my.html", title=tr(request, "Your agreements and devices"), email=email,
                   agreements=sorted(agreements, key=lambda a: a.id, reverse=True), premises=premises,
-                  devices=devices, parties=parties, base=f"/my/{link}", ended=shown_ended)
+                  devices=devices, parties=parties, base=f"/my/{link}", ended=shown_ended,
+                  data_from=first.isoformat(), data_to=last.isoformat())
 
 
 @router.post("/my/{link}/agreements/{agreement_id}/terminate")
 async def terminate(request: Request, link: str, agreement_id: int, svc: Svc) -> Response:
     await require_csrf(request)
-    email = _email(request, svc, link)
+    email = customer_email(request, svc, link)
     ended = await svc.agreements.terminate_for_customer(agreement_id, email)
     if ended is None:  # not theirs, or not active: one answer, which tells nothing about others'
         raise PageRefused(404, tr(request, "Nothing to end"), tr(

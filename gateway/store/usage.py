@@ -85,6 +85,19 @@ class UsageStore:
         async with self.engine.connect() as conn:
             return [StoredRead(*row) for row in (await conn.execute(query)).all()]
 
+    async def usage_channel_page(self, esi_id: str, channel: str, start: datetime, end: datetime, *,
+                                 after: datetime | None = None, limit: int = 5000) -> list[StoredRead]:
+        """One channel of the premise's reads starting in [start, end), by interval start, after
+        `after`; at most `limit` (a range of the primary key: the Green Button writer's order)."""
+        query = sa.select(*usage_reads.c).where(
+            usage_reads.c.esi_id == esi_id, usage_reads.c.channel == channel,
+            usage_reads.c.interval_start >= start, usage_reads.c.interval_start < end)
+        if after is not None:
+            query = query.where(usage_reads.c.interval_start > after)
+        query = query.order_by(usage_reads.c.interval_start).limit(limit)
+        async with self.engine.connect() as conn:
+            return [StoredRead(*row) for row in (await conn.execute(query)).all()]
+
     async def usage_starts(self, esi_id: str, channel: str, start: datetime, end: datetime) -> list[datetime]:
         """The interval starts stored for the premise's channel in [start, end), in order."""
         query = sa.select(usage_reads.c.interval_start).where(
