@@ -15,7 +15,7 @@ from tests.gateway.conftest import pg_url
 __all__ = ["pg_url"]
 
 
-async def test_ids_continue_across_the_upgrade_and_the_downgrade(pg_url: str) -> None:  # noqa: F811
+async def test_ids_continue_across_the_upgrade_and_the_downgrade(pg_url: str) -> None:
     engine = make_engine(pg_url)
     try:
         await migrate.upgrade(engine, "0022")
@@ -42,7 +42,7 @@ async def test_ids_continue_across_the_upgrade_and_the_downgrade(pg_url: str) ->
         await engine.dispose()
 
 
-async def test_a_rolled_back_transaction_never_makes_an_id_given_twice(pg_url: str) -> None:  # noqa: F811
+async def test_a_rolled_back_transaction_never_makes_an_id_given_twice(pg_url: str) -> None:
     engine = make_engine(pg_url)
     try:
         await migrate.upgrade(engine, "head")
