@@ -1,7 +1,7 @@
 """The gateway-wide SE id counter: message ids and issuer event ids share it, so every id the
 gateway ever sends into any home is unique and increasing.
 
-On PostgreSQL it is the sequence `se_id_seq` (migration 0028): `nextval` holds no lock to the
+On PostgreSQL it is the sequence `se_id_seq` (migration 0023): `nextval` holds no lock to the
 commit, so instances do not queue on one row. Ids are unique; per meter they increase in the order
 its deliveries are queued because a request takes its premises' advisory locks
 (`advisory_locks.lock_premises`) before its ids: two requests to one meter take theirs one after

@@ -1,4 +1,4 @@
-"""Migration 0028 on PostgreSQL: SE ids come from the sequence `se_id_seq`, which starts after the
+"""Migration 0023 on PostgreSQL: SE ids come from the sequence `se_id_seq`, which starts after the
 last id the counter row gave (no id is ever given twice across the upgrade), and a downgrade
 writes the sequence's last value back into the counter, so the older code goes on above it. On
 SQLite nothing changes (the counter row stays)."""

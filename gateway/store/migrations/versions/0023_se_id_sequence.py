@@ -11,13 +11,13 @@ the counter row.
 The sequence starts after the last id the counter gave; a downgrade writes the sequence's last
 value back into the counter.
 
-Revision ID: 0028
+Revision ID: 0023
 Revises: 0022
 """
 
 from alembic import op
 
-revision = "0028"
+revision = "0023"
 down_revision = "0022"
 branch_labels = None
 depends_on = None
