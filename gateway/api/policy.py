@@ -112,6 +112,10 @@ POLICIES: Final[dict[str, Policy]] = {
     "GET /v1/premises/{esi_id}/usage": _on_premise(
         Action.READ_USAGE, "a third party: the period and interval its Energy Data agreement covers"),
     "POST /v1/usage-ingestion-runs": Policy("-", (OP,)),
+    # on-demand reads: the same agreements as usage reads (an Energy Data agreement in force there)
+    "POST /v1/premises/{esi_id}/meter-reads": _on_premise(
+        Action.READ_USAGE, "a third party: with an Energy Data agreement in force at the premise"),
+    "GET /v1/meter-reads/{read_id}": _owned("meter_read", "read_id"),
     "POST /v1/premises/{esi_id}/han/initialize": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),
@@ -281,7 +285,7 @@ def _refuse_unknown_query(request: Request, operation: str, query_names: frozens
 
 def _after_commit(request: Request) -> None:
     """Wake the workers a unit of work could not wake before its commit."""
-    for name in ("dispatcher", "provisioning"):
+    for name in ("dispatcher", "provisioning", "meter_read_worker"):
         worker = getattr(request.app.state, name, None)
         if worker is not None:
             worker.poke()
