@@ -20,8 +20,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from ams_adapters.usage import MeterRead
+from gateway.app import create_app
+from gateway.clock import ManualClock
+from gateway.domain.model import Role
+from gateway.pipeline.dispatcher import RouteSet
+from gateway.store.store import Store
+from sandbox.simfield import build_field, premises, premises_csv
+from sandbox.simulated_route import SimulatedRoute
+from simulators.clock import VirtualClock
+from tests.gateway.conftest import gateway_config, open_test_store, start_server, stop_server
 from tests.pipeline.conftest import CUSTOMER
 from tests.pipeline.test_events import USAGE_EVENTS, Receiver, Receivers, _catalogue, _feed, _shape_differences
 from tests.pipeline.test_usage_e2e import CENTRAL, Field, running_field, store_url  # noqa: F401 (fixture)
@@ -173,3 +184,67 @@ def test_the_cap_is_validated(tmp_path: Path, limit: int) -> None:
     with pytest.raises(ConfigError, match="on_demand_reads_per_tdsp_per_day") as info:
         gateway_config(tmp_path, usage={"on_demand_reads_per_tdsp_per_day": limit})
     assert str(limit) in str(info.value)
+
+
+class CountingRoute(SimulatedRoute):
+    """The simulated route, keeping the meters it read on demand (which instance read what)."""
+
+    def __init__(self, field: Any) -> None:
+        super().__init__(field)
+        self.read: list[str] = []
+
+    async def read_meter(self, esi_id: str) -> MeterRead:
+        self.read.append(esi_id)
+        await asyncio.sleep(0.02)  # a read takes a moment: the other instance polls meanwhile
+        return await super().read_meter(esi_id)
+
+
+async def test_two_instances_read_each_meter_once(tmp_path: Path, migrated_pg_url: str) -> None:
+    """Two gateways on one PostgreSQL database, each with its worker: every read is taken by one."""
+    clock = ManualClock()
+    vclock = VirtualClock(start=clock.now().timestamp(), seed=3)
+    items = premises(1)
+    field, _devices = build_field(vclock, items)
+    gateways: list[tuple[Any, Any, Store, CountingRoute]] = []
+    try:
+        for name in ("a", "b"):
+            config = gateway_config(tmp_path / name, storage={"url": migrated_pg_url})
+            config.data_dir.mkdir(parents=True)
+            store = await open_test_store(config)
+            route = CountingRoute(field)
+            app = create_app(config, store=store, clock=clock, run_timers=False, routes=RouteSet(route))
+            server, task, port = await start_server(app)
+            gateways.append((server, task, store, route))
+            config.server.public_url = f"http://127.0.0.1:{port}"
+        store = gateways[0][2]
+        _cred, op_token = await store.issue_credential(role=Role.OPERATOR, label="tests", now=clock.now())
+        urls = [f"http://127.0.0.1:{g[0].servers[0].sockets[0].getsockname()[1]}" for g in gateways]
+        async with httpx.AsyncClient(timeout=30) as client:
+            op = {"Authorization": f"Bearer {op_token}"}
+            r = await client.post(f"{urls[0]}/v1/premises/import", headers={**op, "Content-Type": "text/csv"},
+                                  content=premises_csv(items, CUSTOMER))
+            assert r.status_code < 300, r.text
+            asked = []
+            for i in range(16):  # alternately through both instances: both workers are poked
+                esi = items[i % len(items)].esi_id
+                r = await client.post(f"{urls[i % 2]}/v1/premises/{esi}/meter-reads", headers=op)
+                assert r.status_code == 202, r.text
+                asked.append(r.json()["id"])
+            deadline = time.monotonic() + 15
+            while True:
+                states = [(await client.get(f"{urls[0]}/v1/meter-reads/{i}", headers=op)).json()["status"]
+                          for i in asked]
+                if "pending" not in states or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        assert states == ["completed"] * 16
+        a, b = gateways[0][3].read, gateways[1][3].read
+        print(f"instance a read {len(a)}, b read {len(b)}")
+        assert len(a) + len(b) == 16, (a, b)  # each read taken by one instance, once
+        for read_id in asked:
+            stored = await store.get_meter_read(read_id)
+            assert stored is not None and stored.attempts == 1
+    finally:
+        for server, task, other_store, _route in gateways:
+            await stop_server(server, task)
+            await other_store.close()
