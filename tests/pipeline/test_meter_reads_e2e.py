@@ -169,6 +169,11 @@ async def test_on_demand_reads_end_to_end(tmp_path: Path, store_url: str | None)
                     break
                 await asyncio.sleep(0.05)
             assert await sent(), "the events did not reach the webhook"
+            # An ended agreement grants nothing: refused as a foreign premise is (before the cap).
+            r = await gw.client.post(f"/v1/agreements/{agreement}/terminate", headers=me)
+            assert r.status_code == 200, r.text
+            r = await gw.client.post(f"/v1/premises/{oncor}/meter-reads", headers=me)
+            assert r.status_code == 404 and r.json()["code"] == "unknown_premise", r.text
             examples = _catalogue()
             assert set(examples) >= CHECKED_HERE
             for kind in CHECKED_HERE:
