@@ -7,8 +7,12 @@ not hold, and asks the premise's route for those stretches only — so a head-en
 a gateway that was stopped, is caught up at the next pass (gaps refetched), and what is stored is
 never fetched again. Reads are upserted: a re-sent read replaces the stored one.
 
-A route without the operation (the head-end protocols and the radio, not built yet) is reported,
-by name, in the run's errors (`UsageNotSupported`); it stops nothing else.
+A route without the operation (the head-end protocols, not built yet; a radio whose meter has no
+GetProfile) is reported, by name, in the run's errors (`UsageNotSupported`); it stops nothing else.
+
+Continuous agreements: a pass that stored new intervals for premises an agreement covers records
+one `usage.available` event for the agreement (its premises and the period of the new data), not
+one per interval or premise — a catch-up of many premises is still one event per agreement.
 
 Reads: 15-minute intervals as stored, or daily / monthly sums of them cut at local midnight in
 America/Chicago (Texas), with a quality: `missing` when intervals of the period are not stored,

@@ -1,5 +1,6 @@
 """Usage data: a premise's interval, daily and monthly reads (JSON or CSV), and the operator's
-ingestion run. Green Button (ESPI), on-demand reads and bulk reports are not built yet."""
+ingestion run. On-demand reads are routes_meter_reads.py; Green Button (ESPI) and bulk reports are
+not built yet."""
 
 from __future__ import annotations
 
