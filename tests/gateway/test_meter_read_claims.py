@@ -118,3 +118,16 @@ async def test_expired_and_unreachable_reads_fail_with_their_reason(db_url: str)
         assert await worker.run_once() == 0
     finally:
         await store.close()
+
+
+async def test_a_graceful_stop_hands_its_reads_back(two: tuple[Store, Store]) -> None:
+    """Claimed, not finished, handed back: due again at once for the other instance (not after
+    the lease); a finished read is not handed back."""
+    here, other = two
+    first, second = await _submit(here), await _submit(here)
+    claimed = await here.claim_meter_reads(NOW, LEASE)
+    assert [r.id for r in claimed] == [first.id, second.id]
+    assert await here.finish_meter_read(claimed[1], {"state": COMPLETED, "delivered_wh": 5}, [])
+    assert await here.release_meter_reads({r.id: r.attempts for r in claimed}, NOW) == 1
+    (taken,) = await other.claim_meter_reads(NOW, LEASE)
+    assert (taken.id, taken.attempts) == (first.id, 2)
