@@ -26,6 +26,7 @@ from gateway.api import (
     routes_espi,
     routes_events,
     routes_inventory,
+    routes_meter_reads,
     routes_parties,
     routes_premises,
     routes_provisioning,
@@ -44,6 +45,7 @@ from gateway.device_keys import DeviceKeyError, LinkKeyCipher, load_cipher
 from gateway.gc_startup import freeze_startup_objects, thaw_startup_objects
 from gateway.logs import redact_link_tokens
 from gateway.mail import Mailer, make_mailer
+from gateway.meter_reads import MeterReadService, MeterReadWorker
 from gateway.mqtt_api.service import MqttApi
 from gateway.pages import customer as customer_pages
 from gateway.pages import dashboard as dashboard_pages
@@ -159,6 +161,9 @@ def create_app(
         app.state.provisioning = provisioning
         app.state.meter_inventory = routes_inventory.MeterInventory(route_set)
         app.state.usage = UsageService(the_store, route_set, clock)
+        app.state.meter_reads = MeterReadService(the_store, config.usage, clock)
+        meter_read_worker = MeterReadWorker(the_store, route_set, config.usage, clock)
+        app.state.meter_read_worker = meter_read_worker if works else None
         every = config.usage.ingest_interval_seconds
         ingest = (asyncio.create_task(_usage_loop(app.state.usage, every))
                   if run_timers and works and every > 0 else None)
@@ -173,6 +178,7 @@ def create_app(
             metrics.track_ownership(route_set.all())
             await sender.start()
             await provisioning.start()  # after the dispatcher: it started the routes
+            await meter_read_worker.start()
         freeze_startup_objects()  # what start-up built is left out of every collection
         try:
             yield
@@ -181,6 +187,7 @@ def create_app(
             if mqtt_api is not None:
                 await mqtt_api.close()
             if works:
+                await meter_read_worker.close()
                 await provisioning.close()
                 await sender.close()
                 await dispatcher.close()
@@ -208,7 +215,8 @@ def create_app(
     if config.server.role is ServerRole.WORKER:  # /healthz, /readyz and /metrics only
         return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
-                   routes_agreements, routes_requests, routes_events, routes_usage, routes_espi):
+                   routes_agreements, routes_requests, routes_events, routes_usage, routes_espi,
+                   routes_meter_reads):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     for pages in (language_pages, customer_pages, my_data_pages, dashboard_pages, operator_pages):

@@ -120,6 +120,15 @@ class UsageConfig(_Section):
     # (only the intervals the store lacks: gaps are refetched). 0 turns it off (an operator's
     # POST /v1/usage-ingestion-runs still runs one).
     ingest_interval_seconds: float = Field(default=900.0, ge=0)
+    # On-demand meter reads (POST /v1/premises/{esi_id}/meter-reads) accepted per TDSP and Texas-
+    # local day, across every instance (counted in the database); past it a read is refused (429).
+    # The ERCOT portal's limit is 3,000 per TDSP per day (ENERGY_DATA.md §1.4).
+    on_demand_reads_per_tdsp_per_day: int = Field(default=3000, ge=1)
+    # A read not taken within this time (no worker running, or the instances that took it died
+    # each time) fails with reason `expired`.
+    on_demand_read_expiry_seconds: float = Field(default=3600.0, gt=0)
+    # How long one instance holds a claimed read: a dead instance's read is taken over after it.
+    on_demand_read_lease_seconds: float = Field(default=60.0, gt=0)
 
 
 class RateLimitConfig(_Section):

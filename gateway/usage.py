@@ -7,8 +7,12 @@ not hold, and asks the premise's route for those stretches only — so a head-en
 a gateway that was stopped, is caught up at the next pass (gaps refetched), and what is stored is
 never fetched again. Reads are upserted: a re-sent read replaces the stored one.
 
-A route without the operation (the head-end protocols and the radio, not built yet) is reported,
-by name, in the run's errors (`UsageNotSupported`); it stops nothing else.
+A route without the operation (the head-end protocols, not built yet; a radio whose meter has no
+GetProfile) is reported, by name, in the run's errors (`UsageNotSupported`); it stops nothing else.
+
+Continuous agreements: a pass that stored new intervals for premises an agreement covers records
+one `usage.available` event for the agreement (its premises and the period of the new data), not
+one per interval or premise — a catch-up of many premises is still one event per agreement.
 
 Reads: 15-minute intervals as stored, or daily / monthly sums of them cut at local midnight in
 America/Chicago (Texas), with a quality: `missing` when intervals of the period are not stored,
@@ -27,9 +31,10 @@ from ams_adapters.contract import Route
 from ams_adapters.usage import Channel, UsageNotSupported, UsageUnavailable, read_usage
 from gateway.agreements import USAGE_TIME_ZONE
 from gateway.clock import Clock
-from gateway.domain.model import AgreementKind, AgreementState, UsageInterval
+from gateway.domain.model import AgreementKind, AgreementState, DataMode, UsageInterval
 from gateway.domain.records import Agreement
 from gateway.errors import FieldError, InvalidRequest
+from gateway.store.events import NewEvent, record_events, subject_of_agreement
 from gateway.store.store import Store
 from gateway.store.usage import StoredRead
 
@@ -45,6 +50,18 @@ class RouteLookup(Protocol):
     """What ingestion needs of the route set: the route of a premise (gateway.pipeline.RouteSet)."""
 
     def for_premise(self, esi_id: str) -> Route | None: ...
+
+
+USAGE_AVAILABLE = "usage.available"
+AVAILABLE_ESI_IDS = 100  # premises named in one usage.available event (`premises` counts them all)
+
+
+@dataclass
+class _Fetched:
+    """What one run stored for a premise's period: reads, and the stretches they cover."""
+
+    reads: int = 0
+    spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -81,8 +98,9 @@ class UsageService:
 
     # -- ingestion ------------------------------------------------------------------------------
 
-    async def fetch(self, esi_id: str, start: int, end: int) -> int:
-        """Read [start, end) from the premise's route and upsert it; the number of reads stored."""
+    async def fetch(self, esi_id: str, start: int, end: int, spans: list[tuple[int, int]] | None = None) -> int:
+        """Read [start, end) from the premise's route and upsert it; the number of reads stored.
+        `spans`: gets the [first start, last end) of what was stored, when anything was."""
         route = self.routes.for_premise(esi_id) if self.routes is not None else None
         if route is None:
             raise UsageUnavailable(f"no route reaches premise {esi_id}")
@@ -91,21 +109,24 @@ class UsageService:
             reads = await read_usage(route, esi_id, a, min(end, a + FETCH_SPAN_S))
             received = self.clock.now()
             source = route.capabilities.name[:40]
+            if spans is not None and reads:
+                spans.append((min(r.start for r in reads), max(r.start + r.length_s for r in reads)))
             stored += await self.store.upsert_usage_reads([
                 StoredRead(esi_id, r.channel.value, _utc(r.start), r.length_s, r.value_wh, r.quality.value,
                            source, received) for r in reads])
         return stored
 
-    async def fill_gaps(self, esi_id: str, start: datetime, end: datetime) -> int:
+    async def fill_gaps(self, esi_id: str, start: datetime, end: datetime,
+                        spans: list[tuple[int, int]] | None = None) -> int:
         """Fetch the intervals of [start, end) the store lacks (consumption is the channel every
-        premise has); the number of reads stored."""
+        premise has); the number of reads stored (their stretches appended to `spans`)."""
         a = int(start.timestamp()) // INTERVAL_S * INTERVAL_S
         b = int(end.timestamp()) // INTERVAL_S * INTERVAL_S  # only whole intervals that have ended
         if b <= a:
             return 0
         total = 0
         for run_start, run_end in await self.gaps(esi_id, a, b):
-            total += await self.fetch(esi_id, run_start, run_end)
+            total += await self.fetch(esi_id, run_start, run_end, spans)
         return total
 
     async def gaps(self, esi_id: str, a: int, b: int) -> list[tuple[int, int]]:
@@ -133,7 +154,7 @@ class UsageService:
         now = self.clock.now()
         report = IngestReport()
         cursor: str | None = None
-        done: set[tuple[str, datetime, datetime]] = set()
+        done: dict[tuple[str, datetime, datetime], _Fetched] = {}
         while True:
             page = await self.store.list_agreements(kind=AgreementKind.ENERGY_DATA,
                                                     states=[AgreementState.ACTIVE], cursor=cursor,
@@ -147,21 +168,24 @@ class UsageService:
             cursor = page.next_cursor
 
     async def _fill_agreement(self, agreement: Agreement, now: datetime, report: IngestReport,
-                              done: set[tuple[str, datetime, datetime]]) -> None:
+                              done: dict[tuple[str, datetime, datetime], _Fetched]) -> None:
         period = agreement.usage_period()
         if period is None:
             return
         start, end = period[0], min(period[1], now)
+        new: dict[str, _Fetched] = {}
         for covered in agreement.premises:
             key = (covered.esi_id, start, end)
             if key in done:  # two agreements over the same premise and period: one fetch
+                new[covered.esi_id] = done[key]
                 continue
-            done.add(key)
+            fetched = done[key] = new[covered.esi_id] = _Fetched()
             report.premises += 1
             route = self.routes.for_premise(covered.esi_id) if self.routes is not None else None
             name = route.capabilities.name if route is not None else "-"
             try:
-                report.reads += await self.fill_gaps(covered.esi_id, start, end)
+                fetched.reads = await self.fill_gaps(covered.esi_id, start, end, fetched.spans)
+                report.reads += fetched.reads
             except UsageNotSupported as exc:
                 report.errors.append({"esi_id": covered.esi_id, "route": exc.route, "reason": str(exc)})
             except UsageUnavailable as exc:
@@ -169,6 +193,25 @@ class UsageService:
             except Exception as exc:  # a route's own failure is the route's: the next premise goes on
                 log.exception("route %s failed reading usage of %s", name, covered.esi_id)
                 report.errors.append({"esi_id": covered.esi_id, "route": name, "reason": f"route error: {exc!r}"})
+        if agreement.data is not None and agreement.data.mode is DataMode.CONTINUOUS:
+            await self._announce(agreement, new, now)
+
+    async def _announce(self, agreement: Agreement, fetched: dict[str, _Fetched], now: datetime) -> None:
+        """`usage.available`: one event for the agreement and this run, naming the premises that got
+        new intervals and the period they fall in — not one per interval or premise (a run that
+        catches up a year of 10,000 premises is one event, not 350 million)."""
+        got = {esi: f for esi, f in fetched.items() if f.reads and f.spans}
+        if not got:
+            return
+        first = min(a for f in got.values() for a, _b in f.spans)
+        last = max(b for f in got.values() for _a, b in f.spans)
+        esi_ids = sorted(got)
+        event = NewEvent(agreement.party_id, USAGE_AVAILABLE, subject_of_agreement(agreement.id), {
+            "agreement_id": agreement.id, "esi_ids": esi_ids[:AVAILABLE_ESI_IDS], "premises": len(esi_ids),
+            "from": _utc(first).isoformat(), "to": _utc(last).isoformat(),
+            "reads": sum(f.reads for f in got.values()), "at": now.isoformat()}, now)
+        async with self.store.engine.begin() as conn:
+            await record_events(conn, [event])
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ from ams_adapters.inventory import (
     from_registrations,
 )
 from ams_adapters.se_frames import operation_frame
-from ams_adapters.usage import Channel, Quality, UsageRead, UsageUnavailable
+from ams_adapters.usage import Channel, MeterRead, Quality, UsageRead, UsageUnavailable
 from simulators.han_inventory import han_registrations, meter_id
 from zigbee_se import DecodeError, EncodeError, SEVersion, decode_frame
 
@@ -138,6 +138,17 @@ class SimulatedRoute:
         reads = await asyncio.to_thread(meter.read_usage, start, end)
         return [UsageRead(r.start, r.length_s, Channel(r.channel), r.value_wh, Quality(r.quality))
                 for r in reads]
+
+    async def read_meter(self, esi_id: str) -> MeterRead:
+        """The meter's register now (an on-demand read): agrees with its interval data to the Wh."""
+        try:
+            meter = self.field.meter(esi_id)
+        except Exception as exc:  # the field says why (unknown meter)
+            raise UsageUnavailable(str(exc)) from None
+        if not meter.reachable:
+            raise UsageUnavailable(f"meter {esi_id} is unreachable: it did not answer", retry_after_s=60.0)
+        now = await asyncio.to_thread(meter.register_read)
+        return MeterRead(now.at, now.delivered_wh, None, now.demand_w)
 
     # ------------------------------------------------------------------ submit
     async def submit(self, batch: Sequence[HanOperation]) -> list[SubmitResult]:

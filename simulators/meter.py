@@ -23,6 +23,21 @@ from simulators.usage import Curtailment, IntervalRead, LoadShape, RegisterNow, 
 from zigbee_se import DecodedFrame, DecodeError, SEVersion, decode_frame, encode_frame
 from zigbee_se.esi import REQUESTS, Esi, read_records, time_attributes
 
+# GetProfileResponse status (SE 1.1+ Metering; ENERGY_DATA.md §3.5).
+PROFILE_OK, PROFILE_UNDEFINED_CHANNEL, PROFILE_CHANNEL_UNSUPPORTED = 0, 1, 2
+PROFILE_TOO_MANY_PERIODS, PROFILE_NO_INTERVALS = 4, 5
+# Periods in one GetProfileResponse: 10 bytes of header and fields and 3 a period stay within one
+# APS frame with APS encryption (73 bytes, no fragmentation).
+MAX_PROFILE_PERIODS = 20
+
+
+@dataclass(frozen=True)
+class ProfileAnswer:
+    status: int
+    end_time: int  # unix seconds: the end of the most recent period
+    intervals: list[int]  # Wh per 15-minute period, the most recent first
+
+
 ALL_DEVICES = "all"
 METER = "meter"
 Address = bytes | str
@@ -274,7 +289,7 @@ class SimMeter:
         if frame is not None:
             # The ESI's answers (zigbee_se.esi): requests, Default Responses to the devices'
             # answers. SL sends several answers one per tick: keep them 1 s apart.
-            metering = {METERING: self._metering_attributes()} if cluster_id == METERING else None
+            metering = {METERING: self._local_metering_attributes()} if cluster_id == METERING else None
             replies = self.esi.answer(frame, self.clock.now(), eui64, se_version=self.se_version,
                                       attributes=metering)
             joined = self.devices.get(eui64)
@@ -290,12 +305,25 @@ class SimMeter:
         if cluster_id == TIME:
             return time_attributes(self.clock.now())
         if cluster_id == METERING:
-            return self._metering_attributes()
+            return self.metering_attributes()
         return None
 
-    def _metering_attributes(self) -> dict[int, Any]:
+    def _local_metering_attributes(self) -> dict[int, Any]:
+        """What the meter's own HAN devices (in-home displays) read: the live model. Its register
+        (`summation_wh`) costs nothing to compute; the usage model's register sums every day since
+        its epoch (about 1 s per premise the first time), which a fleet of 2,000 premises whose
+        displays read the meter at once cannot pay. Routes read `metering_attributes`."""
+        return {**self.metering_attributes(register=False), 0x0000: int(self.summation_wh())}
+
+    def metering_attributes(self, *, register: bool = True) -> dict[int, Any]:
+        """The Metering server's attributes. CurrentSummationDelivered is the usage model's register
+        (`register_read`, which agrees with the interval data to the Wh), so a Read Attributes over
+        the HAN, an on-demand read through a head-end and the interval data all give one number;
+        InstantaneousDemand is the live load (devices' loads included: a curtailment shows at once)."""
+        delivered = register_now(self.usage_shape(), self.clock.now(), self.curtailments()).delivered_wh \
+            if register else 0
         return {
-            0x0000: int(self.summation_wh()),  # CurrentSummationDelivered, Wh (divisor 1000)
+            0x0000: delivered,  # CurrentSummationDelivered, Wh (divisor 1000)
             0x0200: 0x00,  # Status
             0x0300: 0x00,  # UnitofMeasure kWh
             0x0301: 1,  # Multiplier
@@ -347,6 +375,27 @@ class SimMeter:
             raise SimulatorError("esi_id", self.esi_id, "the meter is unreachable")
         last = min(end, self.clock.now() - 900 + 1e-9)
         return interval_reads(self.usage_shape(), start, last, self.curtailments())
+
+    def profile(self, channel: int, end_time: float, periods: int) -> ProfileAnswer:
+        """A GetProfile answer (SE 1.1+ Metering; ENERGY_DATA.md §3.5) from the interval data:
+        channel 0 delivered, 1 received; 15-minute periods ending at `end_time` (0: the latest
+        ended interval), the most recent first, at most `periods` and MAX_PROFILE_PERIODS."""
+        latest = int(self.clock.now()) // 900 * 900
+        end = latest if not end_time else min(int(end_time) // 900 * 900, latest)
+        if channel not in (0, 1):
+            return ProfileAnswer(PROFILE_UNDEFINED_CHANNEL, end, [])
+        if channel == 1 and not self.usage_shape().solar_kw:
+            return ProfileAnswer(PROFILE_CHANNEL_UNSUPPORTED, end, [])
+        if periods > MAX_PROFILE_PERIODS:
+            return ProfileAnswer(PROFILE_TOO_MANY_PERIODS, end, [])
+        wanted = "consumption" if channel == 0 else "generation"
+        start = end - periods * 900
+        reads = [r for r in interval_reads(self.usage_shape(), start, end, self.curtailments())
+                 if r.channel == wanted]
+        if not reads:
+            return ProfileAnswer(PROFILE_NO_INTERVALS, end, [])
+        by_start = {r.start: r.value_wh for r in reads}
+        return ProfileAnswer(PROFILE_OK, end, [by_start.get(end - (i + 1) * 900, 0) for i in range(periods)])
 
     def register_read(self) -> RegisterNow:
         """The consumption register now, as an on-demand read gets it: it agrees with the

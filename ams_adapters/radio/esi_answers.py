@@ -43,6 +43,8 @@ class EsiAnswering(SessionCore):
         data = bytes(packet.data.serialize())
         encrypted = zt.TransmitOptions.APS_Encryption in packet.tx_options
         self._heard[eui64] = (self.clock(), packet.lqi, packet.rssi)  # the HAN inventory's last seen
+        if self._settle_answer(eui64, packet.cluster_id, data):
+            return  # the meter's answer to the gateway's own read (radio/metering.py)
         if packet.cluster_id == KEY_ESTABLISHMENT:
             self._emit(CbkeRequested(eui64))
             return

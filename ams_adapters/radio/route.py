@@ -56,10 +56,12 @@ from ams_adapters.inventory import HanInventory, InventoryUnavailable
 from ams_adapters.radio import events as radio_events
 from ams_adapters.radio.config import RadioConfig
 from ams_adapters.radio.events import Delivery, OutboundFrame
+from ams_adapters.radio.metering import REGISTER_ATTRIBUTES, meter_read_of, read_profile_usage
 from ams_adapters.radio.session import CoordinatorSession, coordinator_info, restore_backup
 from ams_adapters.radio.session_core import MAX_FRAME_SIZE
 from ams_adapters.radio.state import RouteStateStore
 from ams_adapters.se_frames import operation_frame
+from ams_adapters.usage import MeterRead, UsageNotSupported, UsageRead, UsageUnavailable
 from zigbee_se import EncodeError
 
 LOGGER = logging.getLogger(__name__)
@@ -159,6 +161,29 @@ class RadioRoute:
             raise InventoryUnavailable("coordinator unreachable", retry_after_s=self.radio.config.reconnect_max_s)
         devices = await self.radio.han_devices()
         return HanInventory(esi_id, str(self.radio.app.state.node_info.ieee), self._clock(), devices)
+
+    # -- the meter over the HAN (radio/metering.py) -------------------------------------------
+    def _meter(self, esi_id: str) -> str:
+        """The HAN's meter: the one joined device with a Metering server (SE endpoint)."""
+        self._check_esi(esi_id)
+        if not self.radio.reachable:
+            raise UsageUnavailable("the coordinator is not connected", retry_after_s=self.radio.config.reconnect_max_s)
+        meters = self.radio.metering_devices()
+        if not meters:
+            raise UsageNotSupported(self.capabilities.name, f"no meter with a Metering server has joined the HAN "
+                                    f"of {esi_id}: the radio reads the meter over the HAN only")
+        return meters[0]
+
+    async def read_meter(self, esi_id: str) -> MeterRead:
+        """An on-demand read: the meter's summation and demand attributes, read now over the HAN."""
+        eui64 = self._meter(esi_id)
+        attrs = await self.radio.read_metering(eui64, REGISTER_ATTRIBUTES)
+        return meter_read_of(attrs, int(self._clock()))
+
+    async def read_usage(self, esi_id: str, start: int, end: int) -> list[UsageRead]:
+        """The meter's 15-minute intervals through GetProfile; `UsageNotSupported` for a meter
+        without it (before SE 1.1)."""
+        return await read_profile_usage(self.radio, self._meter(esi_id), start, end)
 
     def _check_esi(self, esi_id: str) -> None:
         if esi_id not in self.esi_ids:

@@ -40,6 +40,7 @@ from ams_adapters.radio.events import (
     CoordinatorUnreachable,
 )
 from ams_adapters.radio.inventory import InventoryReport
+from ams_adapters.radio.metering import MeterReading
 from ams_adapters.radio.provisioning import Provisioning
 from ams_adapters.radio.sending import FrameSending
 from ams_adapters.radio.session_core import (
@@ -80,7 +81,7 @@ class _Listener:
         self._route._on_connection_lost(exc)
 
 
-class CoordinatorSession(FrameSending, EsiAnswering, Provisioning, InventoryReport):
+class CoordinatorSession(FrameSending, EsiAnswering, Provisioning, InventoryReport, MeterReading):
     async def start(self, *, form: bool = True) -> None:
         """Connect; form the HAN if the coordinator has none (and `form`), else resume it."""
         loop = asyncio.get_running_loop()

@@ -91,6 +91,19 @@ class SessionCore:
         self._bindings: dict[tuple[str, int], int] = {}
         # EUI-64 -> (clock time, LQI, RSSI) of the last SE frame received from it (radio/inventory.py).
         self._heard: dict[str, tuple[float, int | None, int | None]] = {}
+        # (EUI-64, cluster, ZCL TSN) -> the answer a request of the gateway's own waits for (the
+        # meter's Read Attributes Response or GetProfileResponse: radio/metering.py).
+        self._awaiting: dict[tuple[str, int, int], asyncio.Future[bytes]] = {}
+
+    def _settle_answer(self, eui64: str, cluster: int, frame: bytes) -> bool:
+        """True when `frame` (server to client) answers a request the gateway waits for."""
+        if not self._awaiting or len(frame) < 3 or not frame[0] & 0x08:
+            return False
+        waiting = self._awaiting.get((eui64, cluster, zcl_tsn(frame)))
+        if waiting is None or waiting.done():
+            return False
+        waiting.set_result(frame)
+        return True
 
     @property
     def reachable(self) -> bool:

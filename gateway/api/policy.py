@@ -128,6 +128,10 @@ POLICIES: Final[dict[str, Policy]] = {
     "GET /espi/1_1/resource/ReadingType/{reading_type_id}": Policy("-", (OP, TP), note="no party data"),
     "GET /espi/1_1/resource/LocalTimeParameters/{local_time_parameters_id}": Policy("-", (OP, TP),
                                                                                    note="no party data"),
+    # on-demand reads: the same agreements as usage reads (an Energy Data agreement in force there)
+    "POST /v1/premises/{esi_id}/meter-reads": _on_premise(
+        Action.READ_USAGE, "a third party: with an Energy Data agreement in force at the premise"),
+    "GET /v1/meter-reads/{read_id}": _owned("meter_read", "read_id"),
     "POST /v1/premises/{esi_id}/han/initialize": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),
@@ -299,7 +303,7 @@ def _refuse_unknown_query(request: Request, operation: str, query_names: frozens
 
 def _after_commit(request: Request) -> None:
     """Wake the workers a unit of work could not wake before its commit."""
-    for name in ("dispatcher", "provisioning"):
+    for name in ("dispatcher", "provisioning", "meter_read_worker"):
         worker = getattr(request.app.state, name, None)
         if worker is not None:
             worker.poke()

@@ -195,3 +195,17 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class MeterReadQuotaExceeded(GatewayError):
+    """429: the premise's TDSP has used its on-demand reads of the day (nothing was stored)."""
+
+    status = 429
+    code = "meter_read_quota_exceeded"
+    title = "The TDSP's on-demand reads of the day are used up"
+
+    def __init__(self, detail: str, *, tdsp: str, limit: int, resets_at: str, retry_after: int) -> None:
+        super().__init__(detail, errors=[FieldError("tdsp", "meter_read_quota_exceeded", (
+            f"{limit} on-demand reads a day for TDSP {tdsp}; the count resets at {resets_at} "
+            "(midnight, America/Chicago)"), tdsp, limit)])
+        self.retry_after = retry_after

@@ -567,3 +567,41 @@ usage_reads = sa.Table(
     sa.Column("source", sa.String(40), nullable=False),  # the route that delivered it
     sa.Column("received_at", UtcDateTime, nullable=False),
 )
+
+
+# -- on-demand meter reads (issue 16, migration 0024) ----------------------------------------------
+meter_reads = sa.Table(
+    "meter_reads",
+    metadata,
+    # A queue row (gateway/store/row_claims.py): pending while `next_attempt_at` is set (due then,
+    # or leased until then), done (completed | failed) once it is NULL.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=True),  # NULL: an operator's
+    sa.Column("agreement_id", sa.Integer, nullable=True),  # the agreement that allowed it
+    sa.Column("esi_id", sa.String(22), nullable=False),
+    sa.Column("tdsp", sa.String(30), nullable=False),  # whose daily cap it counts against
+    sa.Column("state", sa.String(10), nullable=False),  # pending | completed | failed
+    sa.Column("reason", sa.String(20), nullable=True),  # failed: unreachable | not_supported | expired
+    sa.Column("detail", sa.String(500), nullable=True),
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),  # not read by then: failed, expired
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("read_at", UtcDateTime, nullable=True),
+    sa.Column("delivered_wh", sa.BigInteger, nullable=True),
+    sa.Column("received_wh", sa.BigInteger, nullable=True),
+    sa.Column("demand_w", sa.Integer, nullable=True),
+)
+sa.Index("ix_meter_reads_due", meter_reads.c.next_attempt_at,
+         sqlite_where=sa.text("next_attempt_at IS NOT NULL"), postgresql_where=sa.text("next_attempt_at IS NOT NULL"))
+
+meter_read_quota = sa.Table(
+    "meter_read_quota",
+    metadata,
+    # Reads accepted per TDSP and Texas-local day (YYYY-MM-DD): the cap is checked and counted in
+    # one upsert, in the transaction that stores the read.
+    sa.Column("tdsp", sa.String(30), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("used", sa.Integer, nullable=False),
+)

@@ -52,6 +52,7 @@ from gateway.store.agreements import AgreementsStore
 from gateway.store.audit import AuditStore
 from gateway.store.idempotency import IdempotencyStore
 from gateway.store.mail_queue import MailQueue, TextSealer
+from gateway.store.meter_reads import MeterReadStore
 from gateway.store.parties import PartiesStore
 from gateway.store.premises import PremisesStore
 from gateway.store.sqlite_writes import serialize_writes
@@ -59,7 +60,8 @@ from gateway.store.unit_of_work import Connection, unit_engine
 from gateway.store.usage import UsageStore
 
 
-class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, IdempotencyStore, MailQueue, UsageStore):
+class Store(PartiesStore, PremisesStore, AgreementsStore, AuditStore, IdempotencyStore, MailQueue, UsageStore,
+            MeterReadStore):
     """All persistent state. Create with `open_store(url)`; close with `await store.close()`."""
 
     # Seals webhook signing secrets with the operator's key (they must be read back to sign).

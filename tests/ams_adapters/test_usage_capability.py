@@ -15,6 +15,7 @@ from ams_adapters.radio.route import RadioRoute
 from ams_adapters.usage import (
     Channel,
     MeterRead,
+    MeterReadRoute,
     UsageNotSupported,
     UsageRead,
     UsageRoute,
@@ -30,7 +31,10 @@ from tests.gateway.conftest import start_server, stop_server
 
 def test_which_routes_have_the_capability() -> None:
     assert issubclass(SimulatedRoute, UsageRoute) and issubclass(RemoteSimulatedRoute, UsageRoute)
-    assert not issubclass(HeadEndAdapter, UsageRoute) and not issubclass(RadioRoute, UsageRoute)
+    assert not issubclass(HeadEndAdapter, UsageRoute)
+    # The radio reads the meter over the HAN (tests/radio/test_meter_reads.py).
+    assert issubclass(RadioRoute, UsageRoute) and issubclass(RadioRoute, MeterReadRoute)
+    assert issubclass(SimulatedRoute, MeterReadRoute)
 
 
 @pytest.mark.parametrize(("tdsp", "config"), [

@@ -64,11 +64,15 @@ async def _world(gw: Gateway) -> tuple[dict[str, str], dict[str, str], tuple[str
                                  json={"esi_id": ONCOR_2})).status_code == 204
     token_tech = (await gw.client.post(f"/v1/technicians/{tech_id}/credentials", headers=gw.op,
                                        json={})).json()["token"]
+    # A's on-demand read (stored as the API stores it; no route here reads it: it fails "unreachable").
+    read_a = await gw.store.submit_meter_read(party_id=party_a, agreement_id=None, esi_id=ONCOR, tdsp="oncor",
+                                              day="2026-01-01", limit=10, now=gw.clock.now(),
+                                              expires_at=gw.clock.now())
     tokens = {"op": gw.operator_token, "a": token_a, "b": token_b, "tech": token_tech, "revoked": revoked,
               "suspended": token_s}
     own = {"party_id": str(party_a), "credential_id": str(credential_a), "technician_id": str(tech_id),
            "agreement_id": str(agreement_a), "request_id": str(request_a), "webhook_id": str(webhook_a),
-           "event_id": "1", "esi_id": ONCOR, "eui64": A_DEVICE, "token": "not-a-link-token"}
+           "event_id": "1", "read_id": str(read_a.id), "esi_id": ONCOR, "eui64": A_DEVICE, "token": "not-a-link-token"}
     secrets = ("Acme", "111111111", "api@acme.test", A_DEVICE, A_HOOK, A_TEXT, token_a)
     assert party_b != party_a
     return tokens, own, secrets

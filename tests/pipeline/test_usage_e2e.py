@@ -84,9 +84,10 @@ class Field:
 
 @contextlib.asynccontextmanager
 async def running_field(data_dir: Path, storage_url: str | None = None, *,
-                        start: datetime | None = None) -> AsyncIterator[Field]:
-    """`start`: both clocks start there (the gateway's jumps forward; the field is built there)."""
-    config = gateway_config(data_dir, **({"storage": {"url": storage_url}} if storage_url else {}))
+                        start: datetime | None = None, **sections: Any) -> AsyncIterator[Field]:
+    """`start`: both clocks start there (the gateway's jumps forward; the field is built there).
+    `sections`: more of the gateway's config (e.g. `usage={...}`)."""
+    config = gateway_config(data_dir, **({"storage": {"url": storage_url}} if storage_url else {}), **sections)
     config.data_dir.mkdir(parents=True)
     store = await open_test_store(config)
     clock = ManualClock()
