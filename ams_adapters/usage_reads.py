@@ -25,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Protocol, runtime_checkable
 
+from ams_adapters.inventory_query import Send
 from ams_adapters.pacing import Backoff, TokenBucket
 from ams_adapters.profiles import TdspProfile
 from ams_adapters.resilience import CircuitBreaker
@@ -43,7 +44,6 @@ from ams_adapters.wire.common import (
 )
 from ams_adapters.wire.reads import INTERVAL_S, IntervalPage, ReadRefused, check_page, check_register
 
-Send = Callable[[list[HeadEndRequest]], Awaitable[list[Ack]]]
 READ_KEY = "read:"
 """Transaction ids of on-demand reads: ``<tdsp>:read:<unique>`` (never an item's)."""
 ANSWER_GRACE_S = 2.0

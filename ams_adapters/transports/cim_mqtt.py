@@ -257,13 +257,15 @@ class CimMqttTransport:
         message_id = uuid.uuid4().hex
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._reads[message_id] = fut
-        body = cim_reads.encode_get_intervals(message_id, self.reply_topic, esi_id, start, end, last_received)
+        body = cim_reads.encode_get_intervals(message_id, self.reply_topic, esi_id, (start, end),
+                                              last_received)
         try:
             await client.publish(cim.topics(self.prefix)["request"], body, qos=1)
             async with asyncio.timeout(self.timeout_s):
                 payload = await fut
         except (TimeoutError, aiomqtt.MqttError) as exc:
-            raise ReadRefused(f"transport: {type(exc).__name__}: no reply from the head-end", retry_after_s=5.0) from None
+            raise ReadRefused(f"transport: {type(exc).__name__}: no reply from the head-end",
+                              retry_after_s=5.0) from None
         finally:
             self._reads.pop(message_id, None)
         return cim_reads.decode_intervals(payload, esi_id)

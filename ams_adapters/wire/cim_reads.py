@@ -69,8 +69,10 @@ class MeterReadingsGet:
     request: HeadEndRequest | None = None
 
 
-def encode_get_intervals(message_id: str, reply_address: str, esi_id: str, start: int, end: int,
+def encode_get_intervals(message_id: str, reply_address: str, esi_id: str, period: tuple[int, int],
                          last_received: int | None) -> bytes:
+    """An interval read of `period` [start, end)."""
+    start, end = period
     root, _ = _message(Header("get", NOUN, message_id, reply_address=reply_address, async_reply=False))
     request = _sub(root, _H + "Request")
     get = etree.SubElement(request, _G + "GetMeterReadings", nsmap={None: GMR_NS})

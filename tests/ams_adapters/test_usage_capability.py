@@ -1,7 +1,8 @@
-"""The route contract's optional usage-read capability (issue 16): the simulated routes have it; the
-head-end adapters and the radio route do not yet, and asking them is a typed refusal naming the
-route; the simulated field in its own process (`hangw sim-field`) answers over real HTTP exactly
-what its meters' usage model gives."""
+"""The route contract's optional usage-read capability (issue 16): the simulated routes and the head-end
+adapters have it (the adapters' reads over each protocol: tests/adapters/test_usage_headends.py); the
+radio route does not yet, and asking it is a typed refusal naming the route; the simulated field in
+its own process (`hangw sim-field`) answers over real HTTP exactly what its meters' usage model
+gives."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 
 from ams_adapters.adapter import HeadEndAdapter
 from ams_adapters.factory import AdapterConfig, make_adapter
+from ams_adapters.radio.config import RadioConfig
 from ams_adapters.radio.route import RadioRoute
 from ams_adapters.usage import (
     Channel,
     MeterRead,
+    MeterReadRoute,
     UsageNotSupported,
     UsageRead,
     UsageRoute,
@@ -30,27 +33,35 @@ from tests.gateway.conftest import start_server, stop_server
 
 def test_which_routes_have_the_capability() -> None:
     assert issubclass(SimulatedRoute, UsageRoute) and issubclass(RemoteSimulatedRoute, UsageRoute)
-    assert not issubclass(HeadEndAdapter, UsageRoute) and not issubclass(RadioRoute, UsageRoute)
+    assert issubclass(HeadEndAdapter, UsageRoute) and issubclass(HeadEndAdapter, MeterReadRoute)
+    assert not issubclass(RadioRoute, UsageRoute) and not issubclass(RadioRoute, MeterReadRoute)
+
+
+def _radio() -> RadioRoute:
+    return RadioRoute(RadioConfig(device="socket://127.0.0.1:9", use_thread=False), "10443720000000001")
+
+
+async def test_the_radio_route_refuses_by_name() -> None:
+    route = _radio()  # never started: the refusal needs no coordinator
+    with pytest.raises(UsageNotSupported) as info:
+        await read_usage(route, "10443720000000001", 0, 900)
+    assert info.value.route == route.capabilities.name
+    assert "not supported" in str(info.value) and "Metering cluster" in str(info.value)
+    with pytest.raises(UsageNotSupported, match="on-demand meter read is not supported") as odr:
+        await read_meter(route, "10443720000000001")
+    assert odr.value.route == route.capabilities.name
 
 
 @pytest.mark.parametrize(("tdsp", "config"), [
     ("oncor", AdapterConfig("oncor", url="http://127.0.0.1:9")),
-    ("centerpoint", AdapterConfig("centerpoint", port=1883)),
     ("tnmp", AdapterConfig("tnmp", port=9)),
 ])
-async def test_the_head_end_adapters_refuse_by_name(tdsp: str, config: AdapterConfig) -> None:
-    adapter = make_adapter(config)  # never started: the refusal needs no head-end
-    with pytest.raises(UsageNotSupported) as info:
+async def test_a_head_end_route_that_is_not_reachable_is_unavailable_not_unsupported(
+        tdsp: str, config: AdapterConfig) -> None:
+    adapter = make_adapter(config)  # never started: nothing to ask
+    with pytest.raises(UsageUnavailable) as info:
         await read_usage(adapter, "10443720000000001", 0, 900)
-    assert info.value.route == adapter.capabilities.name
-    assert "not supported" in str(info.value) and "61968-9" in str(info.value)
-
-
-async def test_a_route_without_on_demand_reads_refuses_by_name() -> None:
-    adapter = make_adapter(AdapterConfig("oncor", url="http://127.0.0.1:9"))
-    with pytest.raises(UsageNotSupported, match="on-demand meter read is not supported") as info:
-        await read_meter(adapter, "10443720000000001")
-    assert info.value.route == adapter.capabilities.name
+    assert info.value.retry_after_s and "transport" in str(info.value)
 
 
 def test_a_read_is_checked_when_made() -> None:
