@@ -7,8 +7,10 @@ not hold, and asks the premise's route for those stretches only — so a head-en
 a gateway that was stopped, is caught up at the next pass (gaps refetched), and what is stored is
 never fetched again. Reads are upserted: a re-sent read replaces the stored one.
 
-A route without the operation (the head-end protocols and the radio, not built yet) is reported,
-by name, in the run's errors (`UsageNotSupported`); it stops nothing else.
+A route without the operation (the radio: its Metering GetProfile is not built yet) is reported, by
+name, in the run's errors (`UsageNotSupported`); so is a head-end that is down or whose answer was
+refused (`UsageUnavailable`, `UsageAnswerInvalid`: nothing of that read is stored). Neither stops
+anything else.
 
 Reads: 15-minute intervals as stored, or daily / monthly sums of them cut at local midnight in
 America/Chicago (Texas), with a quality: `missing` when intervals of the period are not stored,
