@@ -23,7 +23,7 @@ from ams_adapters.usage import (
 )
 from simulators.headends.faults import Faults
 from simulators.usage import load_shape
-from tests.adapters.harness import rig
+from tests.adapters.harness import Rig, rig
 
 PROTOCOLS = ("oncor", "centerpoint", "tnmp")
 
@@ -33,8 +33,9 @@ def _window(hours: int) -> tuple[int, int]:
     return end - hours * 3600, end
 
 
-def _solar_premise(r) -> str:  # type: ignore[no-untyped-def]
-    return next(e for e in (r.fleet.esi_id(i) for i in range(r.fleet.size)) if load_shape(e).solar_kw)
+def _solar_premise(r: Rig) -> str:
+    esi: str = next(e for e in (r.fleet.esi_id(i) for i in range(r.fleet.size)) if load_shape(e).solar_kw)
+    return esi
 
 
 @pytest.mark.parametrize("tdsp", PROTOCOLS)

@@ -138,8 +138,9 @@ def test_register_reads_survive_each_protocol() -> None:
     h, root = cim.parse(cim_reads.encode_register("m1", "m2", note))
     assert cim_reads.register_note(h, root) == note
     with_solar = RegisterValue(T, 5, 6, None)
-    assert msr.decode_reading_changed(msr.encode_reading_changed(
-        Notification(NoteKind.METER_READ, "t", ESI, float(T), register=with_solar))).register == with_solar
+    solar = msr.decode_reading_changed(msr.encode_reading_changed(
+        Notification(NoteKind.METER_READ, "t", ESI, float(T), register=with_solar)))
+    assert solar is not None and solar.register == with_solar
     with pytest.raises(WireError, match="delivered register"):
         check_register(RegisterValue(T, -3))
 
