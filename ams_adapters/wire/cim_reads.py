@@ -189,9 +189,12 @@ def decode_intervals(xml: bytes, esi_id: str) -> IntervalPage:
     if result == "FAILED":
         code = _opt(root, f"{_H}Reply/{_H}Error/{_H}code")
         retry = _opt(root, f"{_H}Reply/{_H}Error/{_H}retryAfter")
+        try:
+            retry_after = float(retry) if retry else None
+        except ValueError:
+            raise WireError("Error/retryAfter", retry, "seconds") from None
         raise ReadRefused(_opt(root, f"{_H}Reply/{_H}Error/{_H}details") or "FAILED",
-                          retry_after_s=float(retry) if retry else None, permanent=code == "rejected",
-                          busy=code == "busy")
+                          retry_after_s=retry_after, permanent=code == "rejected", busy=code == "busy")
     if result not in ("OK", "PARTIAL"):
         raise WireError("Result", result, "OK | PARTIAL | FAILED")
     next_start = None

@@ -127,7 +127,10 @@ def decode_intervals(xml: bytes, esi_id: str) -> IntervalPage:
     if data is None:
         raise WireError("intervalData", None, f"required in {GET_INTERVALS}Result")
     profile = data.find(f"{_M}profiles/{_M}profile")
-    length = 0 if profile is None else int(profile.get("intervalLength") or 0)
+    length_text = None if profile is None else profile.get("intervalLength")
+    if length_text is None or not length_text.isdigit():
+        raise WireError("profile/@intervalLength", length_text, "a number of seconds (900)")
+    length = int(length_text)
     channels: dict[str, str] = {}
     for ch in data.iterfind(f"{_M}profiles/{_M}profile/{_M}channels/{_M}channel"):
         field_name = ch.get("fieldName") or ""
@@ -174,9 +177,12 @@ def encode_read_refused(operation: str, refused: ReadRefused) -> bytes:
 
 def _refusal(err: etree._Element) -> ReadRefused:
     retry = _text(err, "retryAfter", required=False)
+    try:
+        retry_after = float(retry) if retry else None
+    except ValueError:
+        raise WireError("errorObject/retryAfter", retry, "seconds") from None
     return ReadRefused(_text(err, "errorString", required=False) or "head-end error",
-                       retry_after_s=float(retry) if retry else None,
-                       permanent=err.get("errorCode") == "rejected")
+                       retry_after_s=retry_after, permanent=err.get("errorCode") == "rejected")
 
 
 # ------------------------------------------------------------------ on-demand read

@@ -23,7 +23,7 @@ from ams_adapters.usage import (
 )
 from simulators.headends.faults import Faults
 from simulators.usage import load_shape
-from tests.adapters.harness import Rig, rig
+from tests.adapters.harness import Rig, rig, until_reads_again
 
 PROTOCOLS = ("oncor", "centerpoint", "tnmp")
 
@@ -105,6 +105,7 @@ async def test_unknown_meter_dark_meter_and_head_end_down(tdsp: str) -> None:
         with pytest.raises(UsageUnavailable, match="expirationTime"):
             await read_meter(r.adapter, esi)
         assert 0.5 <= time.monotonic() - began < 5
+        assert r.core.stats["expired_at_headend"] >= 1  # the head-end dropped it at its expirationTime
         r.fleet.meter(esi).set_reachable(True)
         # Down longer than a request's timeout (over 61968-9 the broker keeps the request for the
         # head-end, which answers once back: a reply that comes too late is dropped).
@@ -114,5 +115,5 @@ async def test_unknown_meter_dark_meter_and_head_end_down(tdsp: str) -> None:
             await read_usage(r.adapter, esi, start, end)
         assert away.value.retry_after_s
         await down
-        await asyncio.sleep(0.5)
+        await until_reads_again(r, esi)
         assert len(await read_usage(r.adapter, esi, start, end)) >= 4

@@ -20,7 +20,7 @@ from gateway.store.store import open_store
 from gateway.usage import UsageService
 from simulators.headends.faults import Faults
 from simulators.usage import load_shape
-from tests.adapters.harness import rig
+from tests.adapters.harness import rig, until_reads_again
 
 
 class OneRoute:
@@ -81,7 +81,7 @@ async def test_ingestion_stores_fills_the_gap_after_an_outage_and_never_duplicat
             assert away.value.retry_after_s
             assert await store.count_usage_reads(esi) == 48
             await down
-            await asyncio.sleep(0.5)
+            await until_reads_again(r, esi)
 
             # Back: the gap (the first 6 hours) is fetched, and only the gap.
             read_before = r.core.stats["intervals_read"]
