@@ -195,8 +195,9 @@ class MultiSpeakTransport:
                     "SOAPAction": f'"{ms.MS_NS}/{msr.GET_INTERVALS}"'}) as resp:
                 data = await resp.read()
                 if resp.status == 503:
+                    retry = resp.headers.get("Retry-After", "1")
                     raise ReadRefused("head-end busy: HTTP 503", busy=True,
-                                      retry_after_s=float(resp.headers.get("Retry-After", "1")))
+                                      retry_after_s=float(retry) if retry.replace(".", "", 1).isdigit() else 1.0)
                 if resp.status != 200:
                     raise ReadRefused(f"head-end answered HTTP {resp.status}", retry_after_s=5.0)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
