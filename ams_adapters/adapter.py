@@ -52,6 +52,8 @@ from ams_adapters.profiles import TdspProfile
 from ams_adapters.resilience import CircuitBreaker, InFlight, Tracked, Tracker
 from ams_adapters.se_frames import operation_frame
 from ams_adapters.tracking import ItemLookup, KnownItem
+from ams_adapters.usage import MeterRead, UsageRead
+from ams_adapters.usage_reads import READ_KEY, HeadEndReads
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
 from zigbee_se import DecodeError, EncodeError, decode_frame
 
@@ -166,6 +168,8 @@ class HeadEndAdapter:
         self.stats = {"sent": 0, "retries": 0, "unknown_notifications": 0, "resolved_notifications": 0}
         self.queries = InventoryQueries(profile, self._timed_send, breaker=self.breaker, bucket=self.bucket,
                                         backoff=self.backoff, clock=clock, stats=self.stats)
+        self.reads = HeadEndReads(profile, transport, self._timed_send, breaker=self.breaker, bucket=self.bucket,
+                                  backoff=self.backoff, clock=clock, stats=self.stats)
 
     # ------------------------------------------------------------------ Route
     @property
@@ -195,6 +199,15 @@ class HeadEndAdapter:
     async def han_inventory(self, esi_id: str) -> HanInventory:
         """The meter's live HAN devices, through the head-end's status operation (inventory_query.py)."""
         return await self.queries.ask(esi_id)
+
+    async def read_usage(self, esi_id: str, start: int, end: int) -> list[UsageRead]:
+        """The meter's 15-minute interval reads starting in [start, end), through the head-end's
+        protocol (usage_reads.py; the optional `ams_adapters.usage.UsageRoute` capability)."""
+        return await self.reads.read_usage(esi_id, start, end)
+
+    async def read_meter(self, esi_id: str) -> MeterRead:
+        """An on-demand register read through the head-end (`ams_adapters.usage.MeterReadRoute`)."""
+        return await self.reads.read_meter(esi_id)
 
     async def events(self) -> AsyncIterator[InboundEvent]:
         while True:
@@ -472,6 +485,8 @@ class HeadEndAdapter:
     def _on_note(self, n: Notification) -> None:
         if self.queries.take(n):
             return  # the answer to an inventory query, not an item's end
+        if self.reads.take(n):
+            return  # the answer to an on-demand read, not an item's end
         if n.kind is NoteKind.REACHABILITY:
             reachable = n.state == "reachable"
             if self._reachable.get(n.esi_id) != reachable:
@@ -531,7 +546,7 @@ class HeadEndAdapter:
         if not txid.startswith(head):
             return None
         key = txid[len(head):]
-        if not key or key.startswith(INVENTORY_KEY):
+        if not key or key.startswith((INVENTORY_KEY, READ_KEY)):
             return None
         if key.startswith(PROVISIONING_KEY):
             return key[len(PROVISIONING_KEY):], True

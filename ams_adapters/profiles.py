@@ -36,6 +36,8 @@ TRANSPORTS = ("multispeak", "cim", "binary")
 # enrollment group.
 FRAME_TRANSPORTS = frozenset({"binary"})
 INVENTORY_TIMEOUT_S = 60.0
+READ_PAGE_INTERVALS = 96
+METER_READ_TIMEOUT_S = 60.0
 
 
 class HeadEndProfileError(ValueError):
@@ -74,6 +76,11 @@ class TdspProfile:
     inventory_timeout_s: float = INVENTORY_TIMEOUT_S
     """How long the head-end may take to ask a meter for its HAN devices (the han_inventory
     request's expiry): an RF mesh round trip is 30-90 s at the median (HEADENDS.md §8.2)."""
+    read_page_intervals: int = READ_PAGE_INTERVALS
+    """Interval starts the adapter asks the head-end for in one interval read (issue 16); the head-end
+    may answer fewer and say where to go on (it pages); an answer with more is refused."""
+    meter_read_timeout_s: float = METER_READ_TIMEOUT_S
+    """An on-demand read's expirationTime: the head-end drops the request after it (MultiSpeak)."""
 
     @property
     def carries_frames(self) -> bool:
@@ -160,4 +167,8 @@ def load_profile(tdsp: str, directory: Path = PROFILE_DIR, **overrides: Any) -> 
         group_operations=_flag(p, data, "group_operations"),
         emulator=dict(data.get("emulator", {})), provisioning=_provisioning(p, data),
         inventory_timeout_s=_num(p, data, "inventory_timeout_s", 0.1, 3600) if "inventory_timeout_s" in data
-        else INVENTORY_TIMEOUT_S)
+        else INVENTORY_TIMEOUT_S,
+        read_page_intervals=_num(p, data, "read_page_intervals", 1, 2880, kind=int)
+        if "read_page_intervals" in data else READ_PAGE_INTERVALS,
+        meter_read_timeout_s=_num(p, data, "meter_read_timeout_s", 0.1, 86_400)
+        if "meter_read_timeout_s" in data else METER_READ_TIMEOUT_S)

@@ -1,11 +1,13 @@
 """The route contract's optional capability: read a premise's usage (interval data) (issue 16).
 
 A route that can answers `read_usage(esi_id, start, end)` with the meter's 15-minute interval
-reads starting in [start, end): consumption, and generation where the premise has one. Built for
-the simulated routes (they read the simulated meters). The head-end protocols' read operations
-(MultiSpeak meter reading, IEC 61968-9 GetMeterReadings, the binary protocol) and the radio's
-Metering cluster (GetProfile) are not built yet: those routes have no `read_usage`, and asking
-them raises the typed `UsageNotSupported` naming the route.
+reads starting in [start, end): consumption, and generation where the premise has one, and
+`read_meter(esi_id)` with an on-demand register read. The simulated routes read the simulated
+meters; the head-end adapters (`HeadEndAdapter`) read through their head-end's protocol
+(MultiSpeak meter reading, IEC 61968-9 GetMeterReadings, the binary protocol:
+ams_adapters/usage_reads.py), the radio route over the HAN (Metering attributes and GetProfile:
+ams_adapters/radio/metering.py). A route without the operation (a third-party route written
+before it) raises the typed `UsageNotSupported` naming the route when asked.
 
 Plain data only, like the rest of the contract (ams_adapters/contract.py).
 """
@@ -66,6 +68,20 @@ class UsageUnavailable(Exception):
         super().__init__(reason)
 
 
+class UsageAnswerInvalid(UsageUnavailable):
+    """A head-end's answer to a read broke its protocol or a limit (a garbled value, an interval
+    outside the period asked, more intervals than asked for): names the field, the value and the
+    limit. Nothing of the answer is used; what is stored stays as it was, and the read is tried
+    again at the next pass (an `UsageUnavailable`, as the head-end may answer soundly then)."""
+
+    def __init__(self, route: str, field: str, value: object, limit: str) -> None:
+        self.route = route
+        self.field = field
+        self.value = value
+        self.limit = limit
+        super().__init__(f"head-end of route {route!r} answered a read with {field}={value!r}: {limit}")
+
+
 @runtime_checkable
 class UsageRoute(Protocol):
     """A route with the capability; not part of `contract.Route` (routes written before it still
@@ -74,9 +90,8 @@ class UsageRoute(Protocol):
     async def read_usage(self, esi_id: str, start: int, end: int) -> list[UsageRead]: ...
 
 
-NOT_BUILT = ("reading usage through this route's head-end protocol (MultiSpeak meter reading, "
-             "IEC 61968-9 GetMeterReadings, the binary protocol) or the radio's Metering cluster is not "
-             "supported yet")
+NOT_BUILT = ("this route has no usage read (read_usage); the head-end routes (MultiSpeak, IEC 61968-9, the binary "
+             "protocol), the radio route and the simulated routes read usage")
 
 
 @dataclass(frozen=True, slots=True)

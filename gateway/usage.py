@@ -7,8 +7,10 @@ not hold, and asks the premise's route for those stretches only — so a head-en
 a gateway that was stopped, is caught up at the next pass (gaps refetched), and what is stored is
 never fetched again. Reads are upserted: a re-sent read replaces the stored one.
 
-A route without the operation (the head-end protocols, not built yet; a radio whose meter has no
-GetProfile) is reported, by name, in the run's errors (`UsageNotSupported`); it stops nothing else.
+A route without the operation (a radio whose meter has no GetProfile) is reported, by name, in the
+run's errors (`UsageNotSupported`); so is a head-end that is down or whose answer was refused
+(`UsageUnavailable`, `UsageAnswerInvalid`: nothing of that read is stored). Neither stops anything
+else.
 
 Continuous agreements: a pass that stored new intervals for premises an agreement covers records
 one `usage.available` event for the agreement (its premises and the period of the new data), not

@@ -100,5 +100,5 @@ def test_the_head_end_request_kinds_are_the_operation_and_provisioning_kinds() -
     from ams_adapters.wire.common import HeadEndRequestKind
 
     assert {k.value for k in HeadEndRequestKind} == (
-        {k.value for k in OperationKind} | {k.value for k in ProvisioningKind} | {"han_inventory"})
+        {k.value for k in OperationKind} | {k.value for k in ProvisioningKind} | {"han_inventory", "meter_read"})
     assert not {k.value for k in OperationKind} & {k.value for k in ProvisioningKind}

@@ -15,13 +15,14 @@ from ams_adapters.adapter import STORE_WAIT_S, NotesSink, close_unawaited
 from ams_adapters.pacing import Backoff
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, WireError
+from ams_adapters.wire.reads import INTERVAL_S, IntervalPage, ReadRefused
 
 log = logging.getLogger(__name__)
 
 
 class BinaryTransport:
     def __init__(self, host: str, port: int, *, poll_interval_s: float = 0.2, timeout_s: float = 2.0,
-                 max_results: int = 500) -> None:
+                 max_results: int = 500, max_intervals: int = 2880) -> None:
         self.host, self.port = host, port
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
@@ -29,6 +30,8 @@ class BinaryTransport:
         self._writer: asyncio.StreamWriter | None = None
         self._connected = asyncio.Event()
         self._pending: dict[int, tuple[str, asyncio.Future[Ack]]] = {}
+        self._reading: dict[int, asyncio.Future[IntervalPage]] = {}  # READ sequence -> its INTERVALS
+        self.max_intervals = max_intervals
         self._seq = 0
         self._on_notes: NotesSink | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -65,6 +68,10 @@ class BinaryTransport:
             if not fut.done():
                 fut.set_result(Ack(txid, AckStatus.ERROR, reason))
         self._pending.clear()
+        for read in self._reading.values():
+            if not read.done():
+                read.set_exception(ReadRefused(reason, retry_after_s=5.0))
+        self._reading.clear()
 
     async def _run(self) -> None:
         attempt = 0
@@ -94,6 +101,13 @@ class BinaryTransport:
             entry = self._pending.pop(seq, None)
             if entry is not None and not entry[1].done():
                 entry[1].set_result(bw.ack_from(entry[0], body))
+        elif ftype == "INTERVALS":
+            read = self._reading.pop(seq, None)
+            if read is not None and not read.done():
+                try:
+                    read.set_result(bw.page_from(body))
+                except (ReadRefused, WireError) as exc:
+                    read.set_exception(exc)
         elif ftype == "RESULTS":
             pairs = [bw.result_from(r) for r in body.results]  # type: ignore[attr-defined]
             stored = self._on_notes([n for _, n in pairs]) if pairs and self._on_notes is not None else None
@@ -145,3 +159,22 @@ class BinaryTransport:
                 self._pending.pop(seq, None)
                 out.append(Ack(r.transaction_id, AckStatus.ERROR, "transport: timeout"))
         return out
+
+    async def read_intervals(self, esi_id: str, start: int, end: int, last_received: int | None) -> IntervalPage:
+        """One READ, answered by INTERVALS of the same sequence (ams_adapters/wire/binary.py).
+        Raises `ReadRefused` (a refusal, the connection lost or not there, no answer in time) and
+        `WireError` (a malformed answer)."""
+        if self._writer is None:
+            raise ReadRefused("transport: not connected", retry_after_s=5.0)
+        seq = self._next_seq()
+        fut: asyncio.Future[IntervalPage] = asyncio.get_running_loop().create_future()
+        self._reading[seq] = fut
+        asked = min(self.max_intervals, -(-(end - start) // INTERVAL_S))
+        self._writer.write(bw.pack("READ", seq, bw.read_body(esi_id, start, end, last_received, asked)))
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await fut
+        except TimeoutError:
+            raise ReadRefused("transport: timeout", retry_after_s=5.0) from None
+        finally:
+            self._reading.pop(seq, None)

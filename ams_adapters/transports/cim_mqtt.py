@@ -49,8 +49,9 @@ from paho.mqtt.properties import Properties
 from ams_adapters.adapter import STORE_WAIT_S, NotesSink, close_unawaited
 from ams_adapters.contract import ContractError
 from ams_adapters.pacing import Backoff
-from ams_adapters.wire import cim
+from ams_adapters.wire import cim, cim_reads
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, WireError
+from ams_adapters.wire.reads import IntervalPage, ReadRefused
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class CimMqttTransport:
         self._client: aiomqtt.Client | None = None
         self._ready = asyncio.Event()
         self._waiting: dict[str, tuple[list[str], asyncio.Future[list[Ack]]]] = {}
+        # interval reads (get MeterReadings, answered at once): MessageID -> the reply's bytes
+        self._reads: dict[str, asyncio.Future[bytes]] = {}
         self._on_notes: NotesSink | None = None
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(0.05, 1.0)
@@ -195,6 +198,14 @@ class CimMqttTransport:
         try:
             if topic == self.reply_topic:
                 h, root = cim.parse(payload)
+                read = self._reads.pop(h.correlation_id or "", None)
+                if read is not None:
+                    if not read.done():
+                        read.set_result(payload)
+                    return None
+                meter_read = cim_reads.register_note(h, root)
+                if meter_read is not None:
+                    return self._on_notes([meter_read]) if self._on_notes is not None else None
                 inventory = cim.end_devices_note(h, root) if h.noun == "EndDevices" else None
                 if inventory is not None:
                     return self._on_notes([inventory]) if self._on_notes is not None else None
@@ -222,6 +233,8 @@ class CimMqttTransport:
         self._waiting[message_id] = (txids, fut)
         if len(requests) == 1 and requests[0].kind is HeadEndRequestKind.HAN_INVENTORY:
             body = cim.encode_get_end_devices(message_id, self.reply_topic, requests[0])
+        elif len(requests) == 1 and requests[0].kind is HeadEndRequestKind.METER_READ:
+            body = cim_reads.encode_get_register(message_id, self.reply_topic, requests[0])
         else:
             verb = "cancel" if all(r.kind.value.startswith("cancel") for r in requests) else "create"
             body = cim.encode_controls(message_id, self.reply_topic, requests, self.issuer_id, verb)
@@ -232,6 +245,30 @@ class CimMqttTransport:
         except (TimeoutError, aiomqtt.MqttError) as exc:
             self._waiting.pop(message_id, None)
             return [Ack(t, AckStatus.ERROR, f"transport: {type(exc).__name__}") for t in txids]
+
+
+    async def read_intervals(self, esi_id: str, start: int, end: int, last_received: int | None) -> IntervalPage:
+        """One ``get MeterReadings`` of interval data, answered at once on our reply topic
+        (ams_adapters/wire/cim_reads.py). Raises `ReadRefused` (FAILED, broker away, no reply in
+        time) and `WireError` (a malformed reply)."""
+        client = self._client
+        if client is None:
+            raise ReadRefused("transport: broker not connected", retry_after_s=5.0)
+        message_id = uuid.uuid4().hex
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._reads[message_id] = fut
+        body = cim_reads.encode_get_intervals(message_id, self.reply_topic, esi_id, (start, end),
+                                              last_received)
+        try:
+            await client.publish(cim.topics(self.prefix)["request"], body, qos=1)
+            async with asyncio.timeout(self.timeout_s):
+                payload = await fut
+        except (TimeoutError, aiomqtt.MqttError) as exc:
+            raise ReadRefused(f"transport: {type(exc).__name__}: no reply from the head-end",
+                              retry_after_s=5.0) from None
+        finally:
+            self._reads.pop(message_id, None)
+        return cim_reads.decode_intervals(payload, esi_id)
 
 
 class InOrderAcks:

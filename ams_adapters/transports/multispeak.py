@@ -19,7 +19,9 @@ from aiohttp import web
 
 from ams_adapters.adapter import STORE_WAIT_S, NotesSink
 from ams_adapters.wire import multispeak as ms
-from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, WireError
+from ams_adapters.wire import multispeak_reads as msr
+from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, Notification, WireError
+from ams_adapters.wire.reads import IntervalPage, ReadRefused
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,9 @@ class MultiSpeakTransport:
     async def _notification(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            note = ms.decode_notification(body)
+            note: Notification | None = msr.decode_reading_changed(body)
+            if note is None:
+                note = ms.decode_notification(body)
         except WireError as exc:
             self.notifications_refused += 1
             return web.Response(status=400, text=str(exc))
@@ -145,6 +149,11 @@ class MultiSpeakTransport:
                                 lambda data: ms.decode_group_response(data, txids))
 
     async def _one(self, req: HeadEndRequest) -> Ack:
+        if req.kind is HeadEndRequestKind.METER_READ:  # MR_Server's on-demand read
+            (ack,) = await self._post(msr.INITIATE_READ, req.kind, [req.transaction_id],
+                                      lambda: msr.encode_initiate_read(req, self.response_url),
+                                      lambda data: [msr.decode_initiate_response(data, req.transaction_id)])
+            return ack
         (ack,) = await self._post(ms.OPERATION_OF_KIND[req.kind], req.kind, [req.transaction_id],
                                   lambda: ms.encode_request(req, self.response_url),
                                   lambda data: [ms.decode_response(data, req.transaction_id)])
@@ -172,3 +181,25 @@ class MultiSpeakTransport:
             return [Ack(t, AckStatus.ERROR, f"transport: {type(exc).__name__} {exc}") for t in txids]
         except WireError as exc:
             return [Ack(t, AckStatus.ERROR, f"head-end answer refused: {exc}") for t in txids]
+
+    async def read_intervals(self, esi_id: str, start: int, end: int, last_received: int | None) -> IntervalPage:
+        """One GetReadingsByMeterIDListAndFieldNameIntervalData call (ams_adapters/wire/multispeak_reads.py).
+        Raises `ReadRefused` (the head-end's errorObject, HTTP 503/other, transport failures) and
+        `WireError` (a malformed answer)."""
+        if self._session is None:
+            raise ReadRefused("transport: not started", retry_after_s=1.0)
+        body = msr.encode_get_intervals(esi_id, start, end, last_received)
+        try:
+            async with self._session.post(f"{self.base_url}/{msr.ENDPOINT}", data=body, headers={
+                    "Content-Type": "text/xml; charset=utf-8",
+                    "SOAPAction": f'"{ms.MS_NS}/{msr.GET_INTERVALS}"'}) as resp:
+                data = await resp.read()
+                if resp.status == 503:
+                    retry = resp.headers.get("Retry-After", "1")
+                    raise ReadRefused("head-end busy: HTTP 503", busy=True,
+                                      retry_after_s=float(retry) if retry.replace(".", "", 1).isdigit() else 1.0)
+                if resp.status != 200:
+                    raise ReadRefused(f"head-end answered HTTP {resp.status}", retry_after_s=5.0)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            raise ReadRefused(f"transport: {type(exc).__name__} {exc}", retry_after_s=5.0) from None
+        return msr.decode_intervals(data, esi_id)

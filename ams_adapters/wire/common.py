@@ -6,13 +6,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
 from zigbee_se import command_definitions
 from zigbee_se.schema import NibblePair
 from zigbee_se.types import CharString
+
+if TYPE_CHECKING:
+    from ams_adapters.wire.reads import RegisterValue
 
 
 class WireError(ValueError):
@@ -47,6 +50,9 @@ class HeadEndRequestKind(enum.StrEnum):
     HAN_INVENTORY = "han_inventory"
     """A status query (issue 13): the meter's live list of HAN devices, answered by an
     `inventory` notification carrying `HanRegistration`s."""
+    METER_READ = "meter_read"
+    """An on-demand register read (issue 16): answered by a `meter_read` notification carrying
+    the meter's registers (`Notification.register`)."""
 
     @property
     def provisioning(self) -> bool:
@@ -55,7 +61,8 @@ class HeadEndRequestKind(enum.StrEnum):
     @property
     def carries_se_command(self) -> bool:
         """HAN messages carry an SE command; provisioning and the inventory query do not."""
-        return not self.provisioning and self is not HeadEndRequestKind.HAN_INVENTORY
+        return not self.provisioning and self not in (HeadEndRequestKind.HAN_INVENTORY,
+                                                      HeadEndRequestKind.METER_READ)
 
 
 PROVISIONING_KINDS = frozenset({HeadEndRequestKind.INITIALIZE_HAN, HeadEndRequestKind.PROVISION_DEVICE,
@@ -103,6 +110,7 @@ class NoteKind(enum.StrEnum):
     PROVISIONING = "provisioning"  # state: requested|find_pending|joined|failed|deleted
     REACHABILITY = "reachability"  # state: reachable|unreachable
     INVENTORY = "inventory"  # the answer to a han_inventory request: meter_id + registrations
+    METER_READ = "meter_read"  # the answer to a meter_read request: register
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,8 @@ class Notification:
     """INVENTORY: the meter's own identity (its ESI EUI-64)."""
     registrations: tuple[HanRegistration, ...] = ()
     """INVENTORY: every HAN device the meter knows."""
+    register: RegisterValue | None = None
+    """METER_READ: the meter's registers."""
 
 
 # ------------------------------------------------------------------ semantic SE fields

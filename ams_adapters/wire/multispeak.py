@@ -62,9 +62,12 @@ OPERATION_OF_KIND: dict[HeadEndRequestKind, str] = {
 }
 ENDPOINT_OF_KIND: dict[HeadEndRequestKind, str] = {
     k: ("DR_Server" if k in (HeadEndRequestKind.LOAD_CONTROL, HeadEndRequestKind.CANCEL_LOAD_CONTROL,
-                             HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL) else "HAN_Server")
+                             HeadEndRequestKind.CANCEL_ALL_LOAD_CONTROL)
+        else "MR_Server" if k is HeadEndRequestKind.METER_READ else "HAN_Server")
     for k in HeadEndRequestKind
 }
+"""The on-demand read (meter_read) is MR_Server's InitiateMeterReadingsByMeterID
+(ams_adapters/wire/multispeak_reads.py), not a HAN operation."""
 OPERATIONS = frozenset(OPERATION_OF_KIND.values())
 # MultiSpeak 4.1's ...ToGroup forms (HAN_Server / DR_Server): one payload for many meters. MultiSpeak
 # addresses a group established beforehand (EstablishHANDeviceGroup); ours names its members

@@ -59,8 +59,10 @@ def register(subparsers: Any) -> None:
         p.add_argument("--wait", type=float, default=300.0, help="seconds to follow the status (default 300)")
         p.set_defaults(func=_run, provision_kind=kind)
     from gateway.cli.inventory import register_inventory
+    from gateway.cli.meter_read import register_meter_read
 
     register_inventory(sub)
+    register_meter_read(sub)
 
 
 def headend_arguments(p: argparse.ArgumentParser) -> None:

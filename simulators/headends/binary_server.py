@@ -10,6 +10,7 @@ from typing import Any
 
 from ams_adapters.wire import binary as bw
 from ams_adapters.wire.common import Notification, WireError
+from ams_adapters.wire.reads import ReadRefused
 from simulators.headends.core import HeadEndCore
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,18 @@ class BinaryHeadEnd:
         elif ftype == "POLL":
             ids = list(self._results)[: body.max_results]
             writer.write(bw.pack("RESULTS", seq, {"results": [bw.result_body(i, self._results[i]) for i in ids]}))
+        elif ftype == "READ":  # interval data, answered at once (paged at the head-end's size)
+            last = None if body.last_received == bw.NONE else body.last_received + 900
+            start = max(body.start, last or body.start)
+            limit = min(body.max_intervals or 1, self.core.settings.max_intervals_per_read)
+            try:
+                answer = bw.intervals_body(self.core.read_intervals(body.esi_id, start, body.end, limit))
+            except ReadRefused as refused:
+                answer = bw.intervals_body(refused=refused)
+            writer.write(bw.pack("INTERVALS", seq, answer))
         elif ftype == "CONFIRM":
             for i in body.result_ids:
                 self._results.pop(i, None)
         else:
-            raise WireError("type", ftype, "SUBMIT, POLL or CONFIRM from a client")
+            raise WireError("type", ftype, "SUBMIT, POLL, READ or CONFIRM from a client")
         return True

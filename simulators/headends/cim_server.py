@@ -14,8 +14,9 @@ from collections import OrderedDict, deque
 
 import aiomqtt
 
-from ams_adapters.wire import cim
+from ams_adapters.wire import cim, cim_reads
 from ams_adapters.wire.common import Ack, HeadEndRequest, NoteKind, Notification, WireError
+from ams_adapters.wire.reads import ReadRefused
 from simulators.headends.core import HeadEndCore
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ class CimHeadEnd:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._outbox: deque[Notification] = deque(maxlen=100_000)
-        # get EndDevices: transaction id -> (ReplyAddress, MessageID) its data reply goes to
-        self._gets: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        # asynchronous gets (EndDevices, on-demand MeterReadings): transaction id -> (ReplyAddress,
+        # MessageID, Noun) of the data reply
+        self._gets: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self._replies: deque[tuple[str, bytes]] = deque(maxlen=10_000)
         self._flush: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -85,6 +87,9 @@ class CimHeadEnd:
     async def _on_request(self, client: aiomqtt.Client, payload: bytes) -> None:
         try:
             header, root = cim.parse(payload)
+            if header.verb == "get" and header.noun == cim_reads.NOUN:
+                await self._on_get_readings(client, header, cim_reads.get_meter_readings_from(header, root))
+                return
             if header.verb == "get":
                 await self._on_get(client, header, cim.get_end_devices_from(header, root))
                 return
@@ -107,21 +112,39 @@ class CimHeadEnd:
         await client.publish(header.reply_address, cim.encode_reply(header.message_id, uuid.uuid4().hex, acks), qos=1)
 
     async def _on_get(self, client: aiomqtt.Client, header: cim.Header, req: HeadEndRequest) -> None:
+        """An asynchronous get (EndDevices, an on-demand MeterReadings): acknowledged at once, the
+        data follows on the same ReplyAddress and CorrelationID once the meter answered."""
         ack = self.core.handle(req)
         if ack is None or not header.reply_address:
             return  # timeout fault: carried out, no acknowledgement
         if ack.status.value == "ok":
-            self._gets[req.transaction_id] = (header.reply_address, header.message_id)
+            self._gets[req.transaction_id] = (header.reply_address, header.message_id, header.noun)
             while len(self._gets) > 10_000:
                 self._gets.popitem(last=False)
         await client.publish(header.reply_address,
-                             cim.encode_reply(header.message_id, uuid.uuid4().hex, [ack], noun="EndDevices"), qos=1)
+                             cim.encode_reply(header.message_id, uuid.uuid4().hex, [ack], noun=header.noun), qos=1)
+
+    async def _on_get_readings(self, client: aiomqtt.Client, header: cim.Header,
+                               get: cim_reads.MeterReadingsGet) -> None:
+        if get.request is not None:  # the on-demand register read
+            await self._on_get(client, header, get.request)
+            return
+        if not header.reply_address:
+            self.refused += 1
+            return
+        try:
+            page = self.core.read_intervals(get.esi_id, get.start, get.end, self.core.settings.max_intervals_per_read)
+            body = cim_reads.encode_intervals(header.message_id, uuid.uuid4().hex, page)
+        except ReadRefused as refused:
+            body = cim_reads.encode_refused(header.message_id, uuid.uuid4().hex, refused)
+        await client.publish(header.reply_address, body, qos=1)
 
     def _notify(self, note: Notification) -> None:
         get = self._gets.get(note.transaction_id)
-        if get is not None and note.kind in (NoteKind.INVENTORY, NoteKind.FAILED):
-            reply_address, message_id = get
-            self._replies.append((reply_address, cim.encode_end_devices(message_id, uuid.uuid4().hex, note)))
+        if get is not None and note.kind in (NoteKind.INVENTORY, NoteKind.METER_READ, NoteKind.FAILED):
+            reply_address, message_id, noun = get
+            encode = cim_reads.encode_register if noun == cim_reads.NOUN else cim.encode_end_devices
+            self._replies.append((reply_address, encode(message_id, uuid.uuid4().hex, note)))
             return
         self._outbox.append(note)
 

@@ -18,6 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
+from ams_adapters.wire.reads import (
+    DEFAULT_PAGE_INTERVALS,
+    INTERVAL_S,
+    IntervalPage,
+    IntervalValue,
+    ReadRefused,
+    RegisterValue,
+)
 from simulators.addressing import eui64_from_str, eui64_str
 from simulators.clock import TimerClock
 from simulators.errors import SimulatorError
@@ -52,6 +60,8 @@ class EmulatorSettings:
     """Single-frame budget of the meters' SE frames; None when the meter fragments (L+G)."""
     join_window_scale: float = 1.0
     """Multiplies join windows (1-30 days on the wire) so tests can see a window lapse."""
+    max_intervals_per_read: int = DEFAULT_PAGE_INTERVALS
+    """Interval starts the head-end answers per interval read at most (it pages beyond)."""
 
     @classmethod
     def from_profile(cls, emulator: Mapping[str, Any], max_text_bytes: int, max_frame_size: int | None = 73,
@@ -147,6 +157,45 @@ class HeadEndCore:
     def _latency(self) -> float:
         return self.settings.latency_median_s * math.exp(self._sigma * self.rng.gauss(0.0, 1.0))
 
+    # ------------------------------------------------------------------ meter reads (issue 16)
+    def read_intervals(self, esi_id: str, start: int, end: int, limit: int) -> IntervalPage:
+        """A synchronous interval read, as head-ends answer them from the reads they collected: the
+        meter's 15-minute values starting in [start, end) that have ended, at most
+        min(`limit`, the head-end's own page size) interval starts, with where to go on from.
+        Raises `ReadRefused` (no such meter, meter unreachable, busy, head-end error)."""
+        f = self.faults
+        if self.rng.random() < f.error_rate:
+            self.stats["injected_errors"] += 1
+            raise ReadRefused("injected head-end error", retry_after_s=0.5)
+        if self.rng.random() < f.busy_rate:
+            self.stats["busy"] += 1
+            raise ReadRefused("head-end at capacity", retry_after_s=0.2, busy=True)
+        try:
+            meter = self.field.meter(esi_id)
+        except SimulatorError:
+            raise ReadRefused(f"meterID {esi_id}: no such meter at this head-end", permanent=True) from None
+        if not meter.reachable:
+            raise ReadRefused(f"meterID {esi_id}: the meter is unreachable", retry_after_s=30.0)
+        page = max(1, min(limit, self.settings.max_intervals_per_read))
+        stop = min(end, start + page * INTERVAL_S)
+        reads = meter.read_usage(start, stop)
+        values = [IntervalValue(r.start, r.length_s, r.channel, r.value_wh, r.quality) for r in reads]
+        self.stats["interval_reads"] += 1
+        self.stats["intervals_read"] += len(values)
+        if values and self.rng.random() < f.bad_read_rate:  # a garbled answer: the adapter must refuse it
+            self.stats["bad_reads"] += 1
+            bad = values[0]
+            values[0] = IntervalValue(bad.start, bad.length_s, bad.channel, -bad.value_wh - 1, bad.quality)
+        # More to read only where the page stopped short of `end` and the meter has ended intervals beyond it.
+        more = stop < end and stop <= self.clock.now() - INTERVAL_S
+        return IntervalPage(esi_id, tuple(values), stop if more else None)
+
+    def register_of(self, esi_id: str) -> RegisterValue:
+        """The meter's registers now (`SimMeter.register_read`: delivered, and the demand of the last
+        ended interval; the simulated meter keeps no generation register, so none is reported)."""
+        now = self.field.meter(esi_id).register_read()
+        return RegisterValue(now.at, now.delivered_wh, None, now.demand_w)
+
     # ------------------------------------------------------------------ carrying out
     def _carry_out(self, txn: Transaction) -> None:
         req = txn.request
@@ -164,6 +213,12 @@ class HeadEndCore:
         if not meter.reachable or self.rng.random() < self.faults.unreachable_rate:
             self.stats["meter_unreachable_retries"] += 1
             self.clock.call_later(self.settings.retry_interval_s, self._carry_out, txn)
+            return
+        if req.kind is HeadEndRequestKind.METER_READ:  # an on-demand read: the meter's registers now
+            self._close(txn)
+            self.stats["meter_reads"] += 1
+            self._emit(Notification(NoteKind.METER_READ, req.transaction_id, req.esi_id, self.clock.now(),
+                                    register=self.register_of(req.esi_id)))
             return
         if req.kind is HeadEndRequestKind.HAN_INVENTORY:  # a status query: the meter's answer
             self._close(txn)

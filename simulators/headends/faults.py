@@ -28,6 +28,9 @@ class Faults:
     """Notification kinds the lateness applies to (empty: all); ('delivered',) makes a device's
     answer overtake the delivery report (out of order)."""
     unreachable_rate: float = 0.0
+    bad_read_rate: float = 0.0
+    """Share of interval reads answered with a garbled value (negative Wh): the adapter must refuse
+    the answer by field, value and limit."""
     """Share of delivery attempts that find the meter unreachable (RF mesh / cellular loss)."""
 
     @classmethod

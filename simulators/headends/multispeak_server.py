@@ -23,7 +23,9 @@ import aiohttp
 from aiohttp import web
 
 from ams_adapters.wire import multispeak as ms
-from ams_adapters.wire.common import HeadEndRequestKind, Notification, WireError
+from ams_adapters.wire import multispeak_reads as msr
+from ams_adapters.wire.common import HeadEndRequestKind, NoteKind, Notification, WireError
+from ams_adapters.wire.reads import INTERVAL_S, ReadRefused
 from simulators.headends.core import HeadEndCore
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class MultiSpeakHeadEnd:
         app = web.Application()
         app.router.add_post("/HAN_Server", self._request)
         app.router.add_post("/DR_Server", self._request)
+        app.router.add_post(f"/{msr.ENDPOINT}", self._meter_reading)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await self._listen()
@@ -134,11 +137,49 @@ class MultiSpeakHeadEnd:
             return web.Response(status=503, headers={"Retry-After": f"{ack.retry_after_s or 1:.3f}"})
         return web.Response(body=ms.encode_response(op, ack), content_type="text/xml")
 
+    async def _meter_reading(self, request: web.Request) -> web.Response:
+        """MR_Server: interval data answered at once (paged), on-demand reads acknowledged and
+        answered later with a ReadingChangedNotification to the request's responseURL."""
+        body = await request.read()
+        if self.core.down:
+            return web.Response(status=503, headers={"Retry-After": "1"})
+        try:
+            op = msr.request_operation(body)
+            if op.tag.endswith(msr.GET_INTERVALS):
+                esi_id, start, end = msr.decode_get_intervals(op)
+                limit = self.core.settings.max_intervals_per_read
+                try:
+                    page = self.core.read_intervals(esi_id, start, end, limit)
+                except ReadRefused as refused:
+                    if refused.busy:
+                        return web.Response(status=503, headers={"Retry-After": f"{refused.retry_after_s:.3f}"})
+                    return web.Response(body=msr.encode_read_refused(msr.GET_INTERVALS, refused),
+                                        content_type="text/xml")
+                remaining = 0 if page.next_start is None else (end - page.next_start) // INTERVAL_S
+                return web.Response(body=msr.encode_intervals(page, remaining), content_type="text/xml")
+            req, response_url = msr.decode_initiate_read(op)
+        except WireError as exc:
+            self.refused += 1
+            return web.Response(status=400, text=str(exc))
+        self.core.receive(1)
+        self._urls[req.transaction_id] = response_url
+        self._kinds[req.transaction_id] = req.kind
+        ack = self.core.handle(req)
+        if ack is None:  # timeout fault: carried out, answer withheld
+            await asyncio.sleep(self.withhold_s)
+            return web.Response(status=504)
+        if ack.status.value == "busy":
+            return web.Response(status=503, headers={"Retry-After": f"{ack.retry_after_s or 1:.3f}"})
+        return web.Response(body=msr.encode_initiate_response(ack), content_type="text/xml")
+
     def _notify(self, note: Notification) -> None:
         url = self._urls.get(note.transaction_id) or self._urls.get("")
         if url is None or self._session is None or self._session.closed:
             return
-        body = ms.encode_notification(note, self._kinds.get(note.transaction_id))
+        if note.kind is NoteKind.METER_READ:
+            body = msr.encode_reading_changed(note)
+        else:
+            body = ms.encode_notification(note, self._kinds.get(note.transaction_id))
         task = asyncio.get_running_loop().create_task(self._post(url, body))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

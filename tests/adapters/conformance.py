@@ -27,6 +27,7 @@ from ams_adapters.contract import (
 )
 from simulators.addressing import eui64_str
 from simulators.headends.faults import Faults
+from simulators.usage import register_now
 from tests.adapters.harness import TDSPS, Rig, assert_paced, install, op, rig
 from zigbee_se import InstallCodeError, SEVersion, parse_install_code
 
@@ -419,3 +420,23 @@ async def test_the_head_end_gets_batches_of_batch_size_at_the_profile_rate(tdsp:
         assert sum(n for _, n in r.core.received) == 32
         assert_paced(r.core.received, batch_size=4, rate_per_s=40.0)
         assert took >= (32 - 4) / 40.0 - 0.05  # paced: a burst, then the rest at 40/s
+
+
+async def test_usage_reads_equal_the_meters_own(tdsp: str) -> None:
+    """Interval data (paged by the head-end) and an on-demand read through the TDSP's protocol equal
+    what the meter has, with every callback sent twice and late (issue 16)."""
+    faults = Faults(duplicate_callback_rate=1.0, late_callback_rate=1.0, late_callback_s=0.2)
+    async with rig(tdsp, meters=6, faults=faults, max_intervals_per_read=8) as r:
+        esi = r.fleet.esi_id(3)
+        end = int(time.time()) // 900 * 900 - 900
+        reads = await r.adapter.read_usage(esi, end - 6 * 3600, end)
+        own = r.fleet.meter(esi).read_usage(end - 6 * 3600, end)
+        assert [(x.start, x.channel.value, x.value_wh, x.quality.value) for x in reads] == [
+            (m.start, m.channel, m.value_wh, m.quality) for m in own]
+        assert r.core.stats["interval_reads"] >= 3  # 24 intervals, 8 a page
+        first, second = await asyncio.gather(r.adapter.read_meter(esi), r.adapter.read_meter(esi))
+        meter = r.fleet.meter(esi)
+        for read in (first, second):  # the register as it was at each read's time
+            assert read.delivered_wh == register_now(meter.usage_shape(), read.read_at).delivered_wh
+        await asyncio.sleep(0.5)  # the duplicates arrive: answers of ended reads, dropped
+        assert r.adapter.stats["unknown_notifications"] == 0 and not r.events

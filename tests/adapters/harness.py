@@ -27,6 +27,7 @@ from ams_adapters.contract import (
 )
 from ams_adapters.factory import AdapterConfig, make_adapter
 from ams_adapters.profiles import load_profile
+from ams_adapters.usage import UsageUnavailable
 from sandbox.headends import headend_for_profile
 from simulators.clock import RealClock
 from simulators.fleet import Fleet
@@ -209,3 +210,18 @@ def assert_paced(received: list[tuple[float, int]], *, batch_size: int, rate_per
     for seconds in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, span):
         allowed = burst + rate_per_s * (seconds + ARRIVAL_SLACK_S)
         assert most_within(received, seconds) <= allowed, (seconds, most_within(received, seconds), allowed)
+
+
+async def until_reads_again(r: Rig, esi: str, timeout: float = 8.0) -> None:
+    """After a head-end outage: wait until an interval read through the adapter succeeds (a
+    transport reconnects with backoff, up to about a second after the head-end is back)."""
+    end = int(time.time()) // 900 * 900 - 900
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await r.adapter.read_usage(esi, end - 900, end)
+            return
+        except UsageUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)

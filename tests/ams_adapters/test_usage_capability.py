@@ -1,7 +1,8 @@
-"""The route contract's optional usage-read capability (issue 16): the simulated routes have it; the
-head-end adapters and the radio route do not yet, and asking them is a typed refusal naming the
-route; the simulated field in its own process (`hangw sim-field`) answers over real HTTP exactly
-what its meters' usage model gives."""
+"""The route contract's optional usage-read capability (issue 16): the simulated routes and the head-end
+adapters have it (the adapters' reads over each protocol: tests/adapters/test_usage_headends.py); the
+radio route does not yet, and asking it is a typed refusal naming the route; the simulated field in
+its own process (`hangw sim-field`) answers over real HTTP exactly what its meters' usage model
+gives."""
 
 from __future__ import annotations
 
@@ -16,11 +17,9 @@ from ams_adapters.usage import (
     Channel,
     MeterRead,
     MeterReadRoute,
-    UsageNotSupported,
     UsageRead,
     UsageRoute,
     UsageUnavailable,
-    read_meter,
     read_usage,
 )
 from sandbox.simfield import field_server_app, premises
@@ -31,7 +30,7 @@ from tests.gateway.conftest import start_server, stop_server
 
 def test_which_routes_have_the_capability() -> None:
     assert issubclass(SimulatedRoute, UsageRoute) and issubclass(RemoteSimulatedRoute, UsageRoute)
-    assert not issubclass(HeadEndAdapter, UsageRoute)
+    assert issubclass(HeadEndAdapter, UsageRoute) and issubclass(HeadEndAdapter, MeterReadRoute)
     # The radio reads the meter over the HAN (tests/radio/test_meter_reads.py).
     assert issubclass(RadioRoute, UsageRoute) and issubclass(RadioRoute, MeterReadRoute)
     assert issubclass(SimulatedRoute, MeterReadRoute)
@@ -39,22 +38,14 @@ def test_which_routes_have_the_capability() -> None:
 
 @pytest.mark.parametrize(("tdsp", "config"), [
     ("oncor", AdapterConfig("oncor", url="http://127.0.0.1:9")),
-    ("centerpoint", AdapterConfig("centerpoint", port=1883)),
     ("tnmp", AdapterConfig("tnmp", port=9)),
 ])
-async def test_the_head_end_adapters_refuse_by_name(tdsp: str, config: AdapterConfig) -> None:
-    adapter = make_adapter(config)  # never started: the refusal needs no head-end
-    with pytest.raises(UsageNotSupported) as info:
+async def test_a_head_end_route_that_is_not_reachable_is_unavailable_not_unsupported(
+        tdsp: str, config: AdapterConfig) -> None:
+    adapter = make_adapter(config)  # never started: nothing to ask
+    with pytest.raises(UsageUnavailable) as info:
         await read_usage(adapter, "10443720000000001", 0, 900)
-    assert info.value.route == adapter.capabilities.name
-    assert "not supported" in str(info.value) and "61968-9" in str(info.value)
-
-
-async def test_a_route_without_on_demand_reads_refuses_by_name() -> None:
-    adapter = make_adapter(AdapterConfig("oncor", url="http://127.0.0.1:9"))
-    with pytest.raises(UsageNotSupported, match="on-demand meter read is not supported") as info:
-        await read_meter(adapter, "10443720000000001")
-    assert info.value.route == adapter.capabilities.name
+    assert info.value.retry_after_s and "transport" in str(info.value)
 
 
 def test_a_read_is_checked_when_made() -> None:
