@@ -385,9 +385,11 @@ class ReadyOut(BaseModel):
     status: Literal["ready", "unavailable"]
     schema_revision: str | None = None
     reason: str | None = Field(None, description="why not ready (503)")
-    mqtt_api: Literal["connected", "connecting"] | None = Field(
-        None, description="the MQTT API's broker connection, when [mqtt_api] is enabled (the REST API is ready "
-        "either way)")
+    mqtt_api: Literal["connected", "connecting", "disconnected"] | None = Field(
+        None, description="the MQTT API's broker connection, when [mqtt_api] is enabled: connecting (never "
+        "connected yet), connected, or disconnected (connected once and lost since; reconnecting). The REST "
+        "API is ready either way")
+    mqtt_api_reason: str | None = Field(None, description="why the MQTT API is disconnected")
 
 
 T = TypeVar("T")
