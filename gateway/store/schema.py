@@ -473,6 +473,7 @@ party_events = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_party_events_party_id_id", "party_id", "id"),
+    sa.Index("ix_party_events_created_at", "created_at"),  # the retention sweep (0027)
 )
 
 # ---------------------------------------------------------------- HAN provisioning (issue 6, 0007)
@@ -566,4 +567,39 @@ usage_reads = sa.Table(
     sa.Column("quality", sa.String(10), nullable=False),  # actual | estimated | missing
     sa.Column("source", sa.String(40), nullable=False),  # the route that delivered it
     sa.Column("received_at", UtcDateTime, nullable=False),
+)
+
+# ---------------------------------------------------------------- pages and retention (issue 15, 0027)
+
+# A third party's one-time dashboard sign-in link, mailed to its contact address: only the SHA-256
+# of the link's token is kept (256 random bits: a fast hash suffices, as for API tokens). Single
+# use (`used_at`), short-lived (`expires_at`, `[pages] sign_in_link_minutes`).
+page_sign_in_links = sa.Table(
+    "page_sign_in_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("used_at", UtcDateTime, nullable=True),
+)
+
+# Per party: the highest event id the retention sweep deleted (gateway/store/event_retention.py).
+# `GET /v1/events?after=N` with N below it would skip events the client never read: a 410.
+party_event_horizons = sa.Table(
+    "party_event_horizons",
+    metadata,
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), primary_key=True),
+    sa.Column("swept_through_id", EventId, nullable=False),
+)
+
+# Leases of periodic jobs that one instance at a time runs (the event retention sweep): the holder
+# renews `lease_until` while it works; another instance takes the job once the lease is over.
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("lease_until", UtcDateTime, nullable=False),
 )
