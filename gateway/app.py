@@ -50,8 +50,10 @@ from gateway.mail import Mailer, make_mailer
 from gateway.mqtt_api.service import MqttApi
 from gateway.pages import customer as customer_pages
 from gateway.pages import dashboard as dashboard_pages
+from gateway.pages import field as field_pages
 from gateway.pages import language as language_pages
 from gateway.pages import operator as operator_pages
+from gateway.pages import sign_in_link as sign_in_link_pages
 from gateway.pages import render as page_rendering
 from gateway.pages.keys import PageKeys
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
@@ -234,7 +236,8 @@ def create_app(
                    routes_agreements, routes_requests, routes_events, routes_usage):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
-    for pages in (language_pages, customer_pages, dashboard_pages, operator_pages):
+    for pages in (language_pages, customer_pages, sign_in_link_pages, dashboard_pages, operator_pages,
+                  field_pages):
         app.include_router(pages.router)
     page_rendering.install(app)
     # The pages' own script (the request page's live updates): a file of the package, no CDN.

@@ -223,6 +223,8 @@ class PagesConfig(_Section):
     session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
     # The customer's "all my agreements" link in every agreement email works this many days.
     customer_link_days: int = Field(default=30, ge=1, le=365)
+    # A third party's one-time dashboard sign-in link (mailed to its contact address) works this long.
+    sign_in_link_minutes: int = Field(default=15, ge=1, le=1440)
 
     @field_validator("session_secret")
     @classmethod
