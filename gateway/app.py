@@ -53,8 +53,8 @@ from gateway.pages import dashboard as dashboard_pages
 from gateway.pages import field as field_pages
 from gateway.pages import language as language_pages
 from gateway.pages import operator as operator_pages
-from gateway.pages import sign_in_link as sign_in_link_pages
 from gateway.pages import render as page_rendering
+from gateway.pages import sign_in_link as sign_in_link_pages
 from gateway.pages.keys import PageKeys
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.provisioning import ProvisioningSender

@@ -76,8 +76,8 @@ def session_for(request: Request, keys: PageKeys, now: datetime) -> PageSession:
 
 def write_session(response: Response, session: PageSession, keys: PageKeys, now: datetime, *,
                   secure: bool) -> None:
-    value = keys.session.encrypt_at_time(
-        json.dumps({"csrf": session.csrf, "cred": session.credential_id, "link": session.link_id}).encode(), int(now.timestamp())).decode()
+    data = {"csrf": session.csrf, "cred": session.credential_id, "link": session.link_id}
+    value = keys.session.encrypt_at_time(json.dumps(data).encode(), int(now.timestamp())).decode()
     response.set_cookie(COOKIE, value, max_age=keys.session_seconds, path="/", httponly=True, secure=secure,
                         samesite="strict")
 
