@@ -238,7 +238,7 @@ async def test_operator_signs_in_and_sees_premises_routes_and_provisioning(gatew
             await page.goto(f"{gateway.base_url}/operator")
             assert page.url.endswith("/dashboard/sign-in")
             await page.get_by_label("Token de la API").fill(gateway.operator_token)
-            await page.get_by_role("button", name="Iniciar sesión").click()
+            await page.get_by_role("button", name="Iniciar sesión", exact=True).click()
             await page.wait_for_load_state()
             assert page.url.endswith("/operator")
             assert await page.get_by_role("heading", level=1).inner_text() == "Vista del operador"
