@@ -130,7 +130,8 @@ async def _technician(gw: Gateway, esi_id: str) -> str:
     tech_id = r.json()["id"]
     assert (await gw.client.post(f"/v1/technicians/{tech_id}/assignments", headers=gw.op,
                                  json={"esi_id": esi_id})).status_code == 204
-    token: str = (await gw.client.post(f"/v1/technicians/{tech_id}/credentials", headers=gw.op, json={})).json()["token"]
+    r = await gw.client.post(f"/v1/technicians/{tech_id}/credentials", headers=gw.op, json={})
+    token: str = r.json()["token"]
     return token
 
 

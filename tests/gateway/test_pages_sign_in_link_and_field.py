@@ -150,7 +150,8 @@ async def test_field_view_shows_assigned_premises_and_provisions_from_the_form(g
 
         url = f"/field/premises/{ONCOR_2}/devices"
         fields = {"eui64": "00:12:4B:00:00:A0:A0:D2", "device_type": "in_home_display", "join_window_days": "1"}
-        bad = await tex.post(url, data={**fields, "install_code": install_code(12)[:-2] + ("FF" if install_code(12).endswith("00") else "00"),
+        wrong_crc = install_code(12)[:-2] + ("FF" if install_code(12).endswith("00") else "00")
+        bad = await tex.post(url, data={**fields, "install_code": wrong_crc,
                                         "csrf_token": csrf_of(page)})
         assert bad.status_code == 422 and 'aria-invalid="true"' in bad.text and "CRC" in bad.text
         short = await tex.post(url, data={**fields, "eui64": "12", "install_code": install_code(12),
