@@ -164,6 +164,9 @@ agreements = sa.Table(
     sa.Column("data_interval", sa.String(10), nullable=True),
     sa.Column("data_from", UtcDateTime, nullable=True),
     sa.Column("data_to", UtcDateTime, nullable=True),
+    # The customer's language for the consent pages and every agreement email (migration 0027):
+    # "en" or "es" (SMT's customerLanguagePreference; Texas customers may choose Spanish).
+    sa.Column("customer_language", sa.String(2), nullable=False, server_default="en"),
 )
 
 agreement_premises = sa.Table(

@@ -225,3 +225,45 @@ async def test_operator_sees_the_breaker_open_after_the_headend_fails(tmp_path: 
                 outage.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await outage
+
+
+@JS
+async def test_spanish_customer_consents_and_ends_in_spanish(gateway: Gateway, javascript: bool) -> None:
+    """The consent and termination pages of an agreement whose customer chose Spanish, and the same
+    consent page in English (the visitor's language switch cookie): axe in both languages."""
+    gw = gateway
+    await gw.load_premises()
+    _a, token = await gw.new_party("Acme", "111111111")
+    r = await gw.client.post("/v1/agreements", headers=gw.auth(token), json={
+        "kind": "in_home_device_services", "scopes": ["text"], "customer_language": "es",
+        "premises": [{"esi_id": ONCOR, "meter_number": "MTR-1"}], "customer_email": ALICE, "duration_months": 6})
+    assert r.status_code == 201, r.text
+    consent = gw.link(gw.mails_to(ALICE)[-1], "/consent/")
+    async with async_playwright() as pw:
+        browser = await _launch(pw)
+        try:
+            axe = await Axe.for_context(browser, javascript)
+            context = await browser.new_context(java_script_enabled=javascript, locale="en-US")
+            page = await context.new_page()
+            await page.goto(consent)
+            assert await page.get_attribute("html", "lang") == "es"
+            await axe.check(page, "/consent/{token} (es)")
+            await context.add_cookies([{"name": "hangw_lang", "value": "en", "url": gw.base_url}])
+            await page.reload()
+            assert await page.get_attribute("html", "lang") == "en"
+            await axe.check(page, "/consent/{token} (en)")
+            await context.clear_cookies()
+            await page.reload()
+            await _submit(page, "button", "Aceptar")
+            assert await page.get_by_role("heading", level=1).inner_text() == "Consentimiento otorgado"
+            await axe.check(page, "/consent/{token} (accepted, es)")
+            await page.goto(gw.link(gw.mails_to(ALICE)[-1], "/agreements/terminate/"))
+            await axe.check(page, "/agreements/terminate/{token} (es)")
+            await _submit(page, "button", "Terminar este acuerdo ahora")
+            assert await page.get_by_role("heading", level=1).inner_text() == "Acuerdo terminado"
+            await axe.check(page, "/agreements/terminate/{token} (ended, es)")
+            await page.goto(consent)  # used: the same plain answer, in the browser's language
+            assert await page.get_by_role("heading", level=1).inner_text() == "Link not valid"
+            await axe.check(page, "/consent/{token} (not valid, en)")
+        finally:
+            await browser.close()

@@ -1,5 +1,6 @@
 """Issue 15's last pieces: one-time dashboard sign-in links (only their hash kept), the event log's
-retention horizon per party, and leases of periodic jobs (the retention sweep).
+retention horizon per party, leases of periodic jobs (the retention sweep), and the customer's
+language on each agreement (consent pages and agreement emails in English or Spanish).
 
 Revision ID: 0027
 Revises: 0022
@@ -46,11 +47,16 @@ def upgrade() -> None:
         sa.Column("lease_until", UtcDateTime, nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_job_leases"),
     )
+    # The customer's language (consent pages and agreement emails); existing agreements: English.
+    with op.batch_alter_table("agreements") as batch:
+        batch.add_column(sa.Column("customer_language", sa.String(2), nullable=False, server_default="en"))
     # The sweep reads the oldest events first (by id; ids grow with time).
     op.create_index("ix_party_events_created_at", "party_events", ["created_at"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("agreements") as batch:
+        batch.drop_column("customer_language")
     op.execute("DROP INDEX IF EXISTS ix_party_events_created_at")
     op.execute("DROP TABLE IF EXISTS job_leases")
     op.execute("DROP TABLE IF EXISTS party_event_horizons")
