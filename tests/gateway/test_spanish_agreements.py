@@ -85,7 +85,8 @@ async def test_english_is_the_default_and_an_unknown_language_is_refused(gateway
     page = await gw.client.get(gw.link(invitation, "/consent/"))
     assert '<html lang="en">' in page.text and "Your decision" in page.text
     r = await gw.client.post("/v1/agreements", headers=gw.auth(token), json={
-        "kind": "in_home_device_services", "scopes": ["text"], "premises": [{"esi_id": ONCOR_EAST, "meter_number": "MTR-3"}],
+        "kind": "in_home_device_services", "scopes": ["text"],
+        "premises": [{"esi_id": ONCOR_EAST, "meter_number": "MTR-3"}],
         "customer_email": BEN, "duration_months": 12, "customer_language": "fr"})
     assert r.status_code == 422
     (error,) = r.json()["errors"]
