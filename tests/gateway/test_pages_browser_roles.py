@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+from sandbox.ports import free_port
 from tests.adapters.gateway_rig import gateway_with_headends
 from tests.gateway.conftest import ONCOR, ONCOR_2, ONCOR_EAST, Gateway, install_code
 from tests.gateway.test_pages_browser import ARGS, CHROMIUM, Axe
+from tests.pipeline.conftest import running_stack
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 ACME_CONTACT = "api@acme.test"
@@ -267,3 +269,50 @@ async def test_spanish_customer_consents_and_ends_in_spanish(gateway: Gateway, j
             await axe.check(page, "/consent/{token} (not valid, en)")
         finally:
             await browser.close()
+
+
+@JS
+async def test_third_party_reads_the_chart_redelivers_dead_letters_and_renews(tmp_path: Path, javascript: bool) -> None:
+    """The rest of the dashboard, in the browser: the SVG chart (an image with its name, and its numbers
+    in a table), a webhook's dead letters redelivered one and all, a renewal asked for."""
+    closed = free_port()  # nothing listens there: every event fails and, at one attempt, dies
+    async with running_stack(tmp_path / "d", pipeline={"webhook_max_attempts": 1}) as s:
+        _a, token = await s.gw.new_party("Acme", "111111111")
+        esi = s.premises[0].esi_id
+        agreement = await s.customer(token, [esi])
+        hook = (await s.gw.client.post("/v1/webhooks", headers=s.gw.auth(token),
+                                       json={"url": f"http://127.0.0.1:{closed}/hook"})).json()["id"]
+        rid = (await s.request(token, {"kind": "text", "esi_ids": [esi], "text": "hook down",
+                                        "confirmation_required": True})).json()["id"]
+
+        async def dead_and_confirmed() -> list[dict[str, Any]] | None:
+            r = await s.gw.client.get(f"/v1/webhooks/{hook}/dead-letters", headers=s.gw.auth(token))
+            devices = (await s.summary(token, rid))["devices_by_state"]
+            items: list[dict[str, Any]] = r.json()["items"]
+            return items if items and devices.get("confirmed") else None
+        letters = await s.eventually(dead_and_confirmed, timeout=20, advance=5)
+        async with async_playwright() as pw:
+            browser = await _launch(pw)
+            try:
+                axe = await Axe.for_context(browser, javascript)
+                context = await browser.new_context(java_script_enabled=javascript)
+                page = await _sign_in(context, s.gw.base_url, token)
+                chart = page.get_by_role("img", name="The last 24 hours")
+                assert await chart.count() == 1
+                await page.get_by_text("The numbers per hour").click()  # <details>: opens without JavaScript
+                numbers = await page.inner_text("table:has(caption:text('Deliveries and device answers per hour'))")
+                assert any(line.split("\t")[1:] == ["1", "1"] for line in numbers.splitlines()), numbers
+                await axe.check(page, "/dashboard (chart, dead letters, en)")
+                await _submit(page, "button", f"Redeliver event {letters[0]['id']}")
+                assert "1 dead letter(s) queued" in await page.get_by_role("status").inner_text()
+                await page.goto(f"{s.gw.base_url}/dashboard")
+                await _submit(page, "button", f"Redeliver every dead letter of webhook {hook}")
+                assert "queued to be sent again" in await page.get_by_role("status").inner_text()
+                await page.get_by_label("Months").first.select_option("6")
+                await _submit(page, "button", f"Ask to renew {agreement}")
+                assert f"Renewal request for agreement {agreement}" in await page.get_by_role("status").inner_text()
+                await _spanish(page)
+                assert await page.get_by_role("img", name="Las últimas 24 horas").count() == 1
+                await axe.check(page, "/dashboard (chart, dead letters, es)")
+            finally:
+                await browser.close()
