@@ -110,6 +110,14 @@ async def test_third_party_signs_in_by_link_and_ends_an_agreement(gateway: Gatew
             await _submit(again, "button", "Sign in with this link")
             assert await again.get_by_role("heading", level=1).inner_text() == "Link not valid"
             await axe.check(again, "/dashboard/sign-in/link/{token} (used, en)")
+            await _spanish(again)
+            await axe.check(again, "/dashboard/sign-in/link/{token} (used, es)")
+            await again.goto(f"{gw.base_url}/dashboard/sign-in")
+            await axe.check(again, "/dashboard/sign-in (es)")
+            await again.get_by_label("Correo electrónico de contacto").fill("nobody@example.test")
+            await _submit(again, "button", "Envíenme un enlace para iniciar sesión")
+            await axe.check(again, "/dashboard/sign-in/link (sent, es)")
+            await _english(again)
 
             # A second party signs in and tries the first one's ids: nothing of Acme's shows.
             await again.goto(f"{gw.base_url}/dashboard/sign-in")
@@ -261,6 +269,12 @@ async def test_spanish_customer_consents_and_ends_in_spanish(gateway: Gateway, j
             await axe.check(page, "/consent/{token} (accepted, es)")
             await page.goto(gw.link(gw.mails_to(ALICE)[-1], "/agreements/terminate/"))
             await axe.check(page, "/agreements/terminate/{token} (es)")
+            await context.add_cookies([{"name": "hangw_lang", "value": "en", "url": gw.base_url}])
+            await page.reload()
+            assert await page.get_attribute("html", "lang") == "en"
+            await axe.check(page, "/agreements/terminate/{token} (en)")
+            await context.clear_cookies()
+            await page.reload()
             await _submit(page, "button", "Terminar este acuerdo ahora")
             assert await page.get_by_role("heading", level=1).inner_text() == "Acuerdo terminado"
             await axe.check(page, "/agreements/terminate/{token} (ended, es)")
