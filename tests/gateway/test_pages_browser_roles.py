@@ -111,7 +111,7 @@ async def test_third_party_signs_in_by_link_and_ends_an_agreement(gateway: Gatew
             assert await again.get_by_role("heading", level=1).inner_text() == "Link not valid"
             await axe.check(again, "/dashboard/sign-in/link/{token} (used, en)")
             await _spanish(again)
-            await axe.check(again, "/dashboard/sign-in/link/{token} (used, es)")
+            await axe.check(again, "/dashboard/sign-in/link/{token} (es, after the switch: the button page again)")
             await again.goto(f"{gw.base_url}/dashboard/sign-in")
             await axe.check(again, "/dashboard/sign-in (es)")
             await again.get_by_label("Correo electrónico de contacto").fill("nobody@example.test")
