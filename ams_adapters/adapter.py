@@ -341,7 +341,7 @@ class HeadEndAdapter:
             acks = await self._timed_send([reqs[j] for j in pending])
             self.stats["sent"] += len(pending)
             if all(a.status is AckStatus.ERROR for a in acks):
-                self.breaker.record_failure()
+                self.breaker.record_failure(acks[0].reason if acks else None)
             else:
                 self.breaker.record_success()
             retry: list[int] = []

@@ -95,7 +95,7 @@ class InventoryQueries:
             (ack,) = await self._send([req])
             self.stats["sent"] = self.stats.get("sent", 0) + 1
             if ack.status is AckStatus.ERROR:
-                self.breaker.record_failure()
+                self.breaker.record_failure(ack.reason)
             else:
                 self.breaker.record_success()
             if ack.status is AckStatus.OK:

@@ -40,6 +40,10 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probing = False
         self.opened_count = 0
+        # The latest transport failure, for an operator's view (the gateway's /operator page): its
+        # reason as the transport gave it and when (wall clock), kept after the breaker closes again.
+        self.last_failure: str | None = None
+        self.last_failure_at: float | None = None
 
     @property
     def state(self) -> str:
@@ -73,8 +77,14 @@ class CircuitBreaker:
         self._opened_at = None
         self._probing = False
 
-    def record_failure(self) -> None:
+    @property
+    def consecutive_failures(self) -> int:
+        return self._failures
+
+    def record_failure(self, reason: str | None = None) -> None:
         self._failures += 1
+        self.last_failure = reason or "transport error"
+        self.last_failure_at = time.time()
         if self._probing or self._failures >= self.failure_threshold:
             if self._opened_at is None or self._probing:
                 self.opened_count += 1

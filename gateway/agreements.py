@@ -37,6 +37,7 @@ from gateway.domain.records import Agreement, AgreementPremise, EnergyDataTerms,
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 from gateway.mail import Mailer
 from gateway.mail_sender import MailSender
+from gateway.pages.i18n import page_templates, tr_in
 from gateway.store.parties import hash_token, new_token
 from gateway.store.store import Store
 from gateway.store.unit_of_work import joined_connection
@@ -56,45 +57,53 @@ CUSTOMER_LINK_SUBJECTS = {"en": "Your agreements and meter devices",
                           "es": "Sus acuerdos y dispositivos del medidor"}
 CUSTOMER_LINK_MAIL_INTERVAL = timedelta(minutes=15)
 
-SCOPE_WORDS = {Scope.TEXT: "text messages", Scope.PRICE: "prices", Scope.LOAD_CONTROL:
-               "load-control events"}
+def scope_words(scope: Scope, lang: str = "en") -> str:
+    words = {Scope.TEXT: tr_in(lang, "text messages"), Scope.PRICE: tr_in(lang, "prices"),
+             Scope.LOAD_CONTROL: tr_in(lang, "load-control events")}
+    return words[scope]
 
 
-def scopes_text(scopes: Sequence[Scope]) -> str:
-    words = [SCOPE_WORDS[s] for s in scopes]
+def scopes_text(scopes: Sequence[Scope], lang: str = "en") -> str:
+    words = [scope_words(s, lang) for s in scopes]
     if len(words) <= 1:
         return "".join(words)
-    return ", ".join(words[:-1]) + " and " + words[-1]
+    return tr_in(lang, "%(first)s and %(last)s", first=", ".join(words[:-1]), last=words[-1])
 
 
 # Texas premises: usage periods are shown, and days and months cut, in Central Time.
 USAGE_TIME_ZONE = ZoneInfo("America/Chicago")
-INTERVAL_WORDS = {UsageInterval.MIN15: "15-minute interval, daily and monthly",
-                  UsageInterval.DAILY: "daily and monthly", UsageInterval.MONTHLY: "monthly"}
 INTERVAL_SECONDS = 900  # one-time periods start and end on a 15-minute boundary
+
+
+def interval_words(interval: UsageInterval, lang: str = "en") -> str:
+    words = {UsageInterval.MIN15: tr_in(lang, "15-minute interval, daily and monthly"),
+             UsageInterval.DAILY: tr_in(lang, "daily and monthly"), UsageInterval.MONTHLY: tr_in(lang, "monthly")}
+    return words[interval]
 
 
 def _local(moment: datetime) -> str:
     return f"{moment.astimezone(USAGE_TIME_ZONE):%Y-%m-%d %H:%M}"
 
 
-def data_text(data: EnergyDataTerms) -> str:
+def data_text(data: EnergyDataTerms, lang: str = "en") -> str:
     """Which data, which period and how often, as the customer reads it (pages and mails)."""
-    words = f"your electricity usage data ({INTERVAL_WORDS[data.interval]} kWh used, and generated " \
-            "where you have solar)"
+    words = tr_in(lang, "your electricity usage data (%(interval)s kWh used, and generated where you have solar)",
+                  interval=interval_words(data.interval, lang))
     if data.mode is DataMode.ONE_TIME and data.period_start and data.period_end:
-        return (f"{words} for the past period from {_local(data.period_start)} to "
-                f"{_local(data.period_end)} Central Time, once")
-    return f"{words} as your meter records it, from the day you accept until the agreement ends, " \
-           "delivered daily"
+        return tr_in(lang, "%(words)s for the past period from %(start)s to %(end)s Central Time, once",
+                     words=words, start=_local(data.period_start), end=_local(data.period_end))
+    return tr_in(lang, "%(words)s as your meter records it, from the day you accept until the agreement ends, "
+                 "delivered daily", words=words)
 
 
-def purpose(agreement: Agreement) -> str:
+def purpose(agreement: Agreement, lang: str | None = None) -> str:
+    """What the agreement lets the party do, in `lang` (default: the customer's language)."""
+    lang = lang or agreement.customer_language
     if agreement.kind is AgreementKind.IN_HOME_DEVICE:
-        return "install and manage devices on your smart meter's home network"
+        return tr_in(lang, "install and manage devices on your smart meter's home network")
     if agreement.kind is AgreementKind.ENERGY_DATA and agreement.data is not None:
-        return f"read {data_text(agreement.data)}"
-    return f"send {scopes_text(agreement.scopes)} to the devices in your home"
+        return tr_in(lang, "read %(data)s", data=data_text(agreement.data, lang))
+    return tr_in(lang, "send %(scopes)s to the devices in your home", scopes=scopes_text(agreement.scopes, lang))
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,7 @@ class Invitation:
     customer_email: str
     duration_months: int
     data: EnergyDataTerms | None = None  # energy_data agreements: what they grant
+    customer_language: str = "en"  # the consent pages' and emails' language: "en" or "es"
 
 
 @dataclass(frozen=True)
@@ -309,6 +319,7 @@ class AgreementService:
             customer_email=inv.customer_email, duration_months=inv.duration_months,
             covered=[AgreementPremise(p.esi_id, p.meter_number) for p in inv.premises],
             consent_token_hash=hash_token(token), invitation_expires_at=expires, now=now, data=inv.data,
+            customer_language=inv.customer_language,
             event=("agreement.invited", {"invitation_expires_at": expires.isoformat(), "resent": False}))
         await self._send_invitation(agreement, party, token, expires, agreement.duration_months)
         return agreement
@@ -498,7 +509,7 @@ class AgreementService:
         template = "customer_link.es.txt" if lang == "es" else "customer_link.txt"
         subject = CUSTOMER_LINK_SUBJECTS["es" if lang == "es" else "en"]
         days = self.config.pages.customer_link_days
-        await self._mail(email, subject, template, days=days)
+        await self._mail(email, subject, template, lang, days=days)
         return True
 
     # -- system side --------------------------------------------------------------------------
@@ -595,34 +606,38 @@ class AgreementService:
         if ended is not None and notify_customer and agreement.state is AgreementState.ACTIVE:
             party = await self.store.get_party(ended.party_id)
             if party is not None:
+                lang = ended.customer_language
                 await self._mail(ended.customer_email,
-                                 f"Your agreement with {party.name} has ended",
-                                 "ended.txt", agreement=ended, party=party,
-                                 purpose=purpose(ended), reason=reason)
+                                 tr_in(lang, "Your agreement with %(party)s has ended", party=party.name),
+                                 "ended.txt", lang, agreement=ended, party=party,
+                                 purpose=purpose(ended), reason=reason, state=state.value)
         return ended
 
     def _link(self, path: str) -> str:
         return f"{self.config.server.public_url}{path}"
 
-    async def _mail(self, to: str, subject: str, template: str, **context: object) -> None:
+    async def _mail(self, to: str, subject: str, template: str, lang: str = "en", **context: object) -> None:
+        """A mail from `template` in `lang` (its `_()` texts from the catalogues)."""
         manage_link = self.customer_link(to) if self.customer_link is not None else None
-        text = self.templates.get_template(template).render(manage_link=manage_link, **context)
+        text = page_templates(lang).get_template(template).render(manage_link=manage_link, lang=lang, **context)
         await self.mail_sender.send(to=to, subject=subject, text=text)
 
     async def _send_invitation(self, agreement: Agreement, party: Party, token: str,
                                expires: datetime, months: int) -> None:
+        lang = agreement.customer_language
         renewal = agreement.state is AgreementState.ACTIVE
-        subject = (f"{party.name} asks you to renew your consent" if renewal
-                   else f"{party.name} asks for your consent")
-        await self._mail(agreement.customer_email, subject, "invitation.txt",
+        subject = (tr_in(lang, "%(party)s asks you to renew your consent", party=party.name) if renewal
+                   else tr_in(lang, "%(party)s asks for your consent", party=party.name))
+        await self._mail(agreement.customer_email, subject, "invitation.txt", lang,
                          agreement=agreement, party=party, purpose=purpose(agreement),
                          months=months, link=self._link(f"/consent/{token}"),
                          expires=f"{expires:%Y-%m-%d %H:%M} UTC")
 
     async def _send_confirmation(self, agreement: Agreement, party: Party, token: str) -> None:
+        lang = agreement.customer_language
         await self._mail(agreement.customer_email,
-                         f"You accepted {party.name}'s agreement {agreement.id}",
-                         "confirmation.txt", agreement=agreement, party=party,
+                         tr_in(lang, "You accepted %(party)s's agreement %(id)s", party=party.name, id=agreement.id),
+                         "confirmation.txt", lang, agreement=agreement, party=party,
                          purpose=purpose(agreement), ends=f"{agreement.ends_at:%Y-%m-%d}",
                          terminate_link=self._link(f"/agreements/terminate/{token}"))
 
@@ -630,7 +645,8 @@ class AgreementService:
         party = await self.store.get_party(agreement.party_id)
         if party is None:
             return
+        lang = agreement.customer_language
+        ends = f"{agreement.ends_at:%Y-%m-%d}"
         await self._mail(agreement.customer_email,
-                         f"Your agreement with {party.name} ends on {agreement.ends_at:%Y-%m-%d}",
-                         "reminder.txt", agreement=agreement, party=party,
-                         purpose=purpose(agreement), ends=f"{agreement.ends_at:%Y-%m-%d}")
+                         tr_in(lang, "Your agreement with %(party)s ends on %(date)s", party=party.name, date=ends),
+                         "reminder.txt", lang, agreement=agreement, party=party, purpose=purpose(agreement), ends=ends)

@@ -9,7 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import swagger_ui_bundle
 from fastapi import FastAPI
@@ -49,15 +53,18 @@ from gateway.meter_reads import MeterReadService, MeterReadWorker
 from gateway.mqtt_api.service import MqttApi
 from gateway.pages import customer as customer_pages
 from gateway.pages import dashboard as dashboard_pages
+from gateway.pages import field as field_pages
 from gateway.pages import language as language_pages
 from gateway.pages import my_data as my_data_pages
 from gateway.pages import operator as operator_pages
 from gateway.pages import render as page_rendering
+from gateway.pages import sign_in_link as sign_in_link_pages
 from gateway.pages.keys import PageKeys
 from gateway.pipeline.dispatcher import Dispatcher, RouteSet
 from gateway.pipeline.provisioning import ProvisioningSender
 from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
 from gateway.rendering import make_templates
+from gateway.store import event_retention
 from gateway.store.store import Store, open_store
 from gateway.usage import UsageService
 
@@ -85,6 +92,24 @@ async def _lifecycle_loop(svc: Services, metrics: Metrics) -> None:
         except Exception:  # a failed pass is logged and retried at the next tick
             log.exception("agreement lifecycle pass failed")
         await asyncio.sleep(interval)
+
+
+async def _retention_loop(svc: Services) -> None:
+    """Sweep the event log past `[events] retention_days` every `sweep_interval_seconds` (one
+    instance at a time: a lease; gateway/store/event_retention.py)."""
+    cfg = svc.config.events
+    holder = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    while True:
+        try:
+            report = await event_retention.sweep(
+                svc.store.engine, now=svc.clock.now(), retention=timedelta(days=cfg.retention_days), holder=holder,
+                batch_size=cfg.sweep_batch_size, max_batches=cfg.sweep_max_batches)
+            if report.deleted:
+                log.info("event retention: %d event(s) older than %d days deleted in %d batch(es)",
+                         report.deleted, cfg.retention_days, report.batches)
+        except Exception:  # a failed pass is logged and retried at the next tick
+            log.exception("event retention sweep failed")
+        await asyncio.sleep(cfg.sweep_interval_seconds)
 
 
 async def _usage_loop(usage: UsageService, interval: float) -> None:
@@ -150,6 +175,8 @@ def create_app(
         # Role `api` runs no background work: the workers pick up what it stores.
         works = config.server.role is not ServerRole.API
         timer = asyncio.create_task(_lifecycle_loop(svc, metrics)) if run_timers and works else None
+        retention = (asyncio.create_task(_retention_loop(svc))
+                     if run_timers and works and config.events.retention_days > 0 else None)
         # The request pipeline: the delivery queue's dispatcher (with the routes given, or none: requests
         # queue until a route is configured) and the webhook sender.
         route_set = routes or RouteSet()
@@ -191,7 +218,7 @@ def create_app(
                 await provisioning.close()
                 await sender.close()
                 await dispatcher.close()
-            for task in (timer, ingest):
+            for task in (timer, ingest, retention):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -219,7 +246,8 @@ def create_app(
                    routes_meter_reads):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
-    for pages in (language_pages, customer_pages, my_data_pages, dashboard_pages, operator_pages):
+    for pages in (language_pages, customer_pages, my_data_pages, sign_in_link_pages, dashboard_pages,
+                  operator_pages, field_pages):
         app.include_router(pages.router)
     page_rendering.install(app)
     # The pages' own script (the request page's live updates): a file of the package, no CDN.

@@ -131,6 +131,20 @@ class UsageConfig(_Section):
     on_demand_read_lease_seconds: float = Field(default=60.0, gt=0)
 
 
+class EventsConfig(_Section):
+    """The event log's retention (party_events; gateway/store/event_retention.py)."""
+
+    # Events older than this many days are deleted by the sweep (0: kept forever). An event still
+    # waiting in a webhook's queue or held as a dead letter is kept until it leaves the queue.
+    retention_days: int = Field(default=90, ge=0, le=3650)
+    # How often one instance (a lease decides which) runs the sweep.
+    sweep_interval_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # Rows deleted per statement, and statements per pass: bounded transactions, and a backlog
+    # (retention turned on for the first time) is worked off over several passes.
+    sweep_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    sweep_max_batches: int = Field(default=100, ge=1, le=100_000)
+
+
 class RateLimitConfig(_Section):
     # Token bucket per third party: sustained rate and burst size.
     requests_per_second: float = Field(default=20.0, gt=0)
@@ -218,6 +232,8 @@ class PagesConfig(_Section):
     session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
     # The customer's "all my agreements" link in every agreement email works this many days.
     customer_link_days: int = Field(default=30, ge=1, le=365)
+    # A third party's one-time dashboard sign-in link (mailed to its contact address) works this long.
+    sign_in_link_minutes: int = Field(default=15, ge=1, le=1440)
 
     @field_validator("session_secret")
     @classmethod
@@ -241,6 +257,7 @@ class GatewayConfig(_Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     mqtt_api: MqttApiConfig = Field(default_factory=MqttApiConfig)
     pages: PagesConfig = Field(default_factory=PagesConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @property
     def storage_url(self) -> str:

@@ -38,8 +38,9 @@ def setup_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     root.setLevel(level)
 
 
-# Paths that carry a secret: the customer's single-use consent and termination links.
-_LINK_TOKEN = re.compile(r"(/consent/|/agreements/terminate/|/my/)[^\s/?\"]+")
+# Paths that carry a secret: the customer's single-use consent and termination links, their page's
+# link, and a third party's one-time sign-in link.
+_LINK_TOKEN = re.compile(r"(/consent/|/agreements/terminate/|/my/|/dashboard/sign-in/link/)[^\s/?\"]+")
 
 
 class RedactLinkTokens(logging.Filter):

@@ -104,7 +104,18 @@ async def ready(request: Request) -> JSONResponse:
     body: dict[str, str] = {"status": "ready", "schema_revision": revision}
     mqtt_api = getattr(request.app.state, "mqtt_api", None)
     if mqtt_api is not None:
-        body["mqtt_api"] = "connected" if mqtt_api.ready.is_set() else "connecting"
+        client = mqtt_api.client
+        if not mqtt_api.ready.is_set():
+            body["mqtt_api"] = "connecting"  # never connected yet: the REST API serves meanwhile
+        elif client is not None and not client.connected:
+            # Connected once, lost since (paho reconnects in the background). Reported, not a 503:
+            # every instance shares the broker, so taking this one out of a load balancer would stop
+            # the REST API too without bringing MQTT back (docs/operator.md, readiness).
+            body["mqtt_api"] = "disconnected"
+            body["mqtt_api_reason"] = (f"MQTT broker {client.where}: disconnected "
+                                       f"({client.disconnected_because or 'connection lost'}); reconnecting")
+        else:
+            body["mqtt_api"] = "connected"
     return JSONResponse(body)
 
 

@@ -39,6 +39,7 @@ class Rel(StrEnum):
     CUSTOMER_LINK = "the customer, by the link token in the path"
     SESSION = "a third party signed in to the dashboard (session cookie)"
     OPERATOR_SESSION = "an operator signed in to the pages (session cookie)"
+    FIELD_SESSION = "a field technician signed in to the pages (session cookie)"
     ANY = "any authenticated caller (answers are filtered to what the caller may see)"
     OPERATOR = "operator"
     THIRD_PARTY = "any third party (for its own objects)"
@@ -177,6 +178,12 @@ POLICIES: Final[dict[str, Policy]] = {
     "GET /dashboard/sign-in": Policy("-", (Rel.PUBLIC,)),
     "POST /dashboard/sign-in": Policy("-", (Rel.PUBLIC,), note="a third party's API token, exchanged for a session"),
     "POST /dashboard/sign-out": Policy("-", (Rel.PUBLIC,), note="ends the visitor's own session"),
+    "POST /dashboard/sign-in/link": Policy("-", (Rel.PUBLIC,), note="mails a one-time sign-in link to a party's "
+                                           "contact address; the same answer whether or not it is one"),
+    "GET /dashboard/sign-in/link/{token}": Policy("-", (Rel.PUBLIC,), note="a button that uses the link (a GET "
+                                                  "uses nothing: mail scanners open links)"),
+    "POST /dashboard/sign-in/link/{token}": Policy("-", (Rel.PUBLIC,), note="uses the link once: the session of "
+                                                   "its party"),
     "GET /dashboard": Policy("-", (Rel.SESSION,), note="the signed-in party's agreements, premises, devices, requests"),
     "POST /dashboard/agreements/{agreement_id}/resend": Policy("agreement", (Rel.SESSION, OWN),
                                                                id_param="agreement_id"),
@@ -191,12 +198,21 @@ POLICIES: Final[dict[str, Policy]] = {
         "webhook", (Rel.SESSION, OWN), id_param="webhook_id"),
     "GET /operator": Policy("premise", (Rel.OPERATOR_SESSION,), note="premises, queues and failures per TDSP, "
                             "provisioning in progress"),
+    "GET /field": Policy("premise", (Rel.FIELD_SESSION,), note="the premises assigned to the technician: devices, "
+                         "provisioning operations"),
+    "POST /field/premises/{esi_id}/devices": Policy("premise", (Rel.FIELD_SESSION, Rel.PREMISE),
+                                                    Action.PROVISION_DEVICE, "esi_id",
+                                                    note="the API's provisioning, from the page's form"),
     "GET /healthz": Policy("-", (Rel.PUBLIC,)),
     "GET /docs": Policy("-", (Rel.PUBLIC,), note="the API's Swagger UI page"),
     "GET /docs/errors": Policy("-", (Rel.PUBLIC,), note="the error guide that problem types link to"),
     "GET /readyz": Policy("-", (Rel.PUBLIC,)),
     "GET /metrics": Policy("-", (Rel.PUBLIC,), note="served on the operator's network only; no party data"),
 }
+
+# The page sessions' relations and the role each admits.
+SESSION_ROLES: Final[dict[Rel, Role]] = {Rel.SESSION: Role.THIRD_PARTY, Rel.OPERATOR_SESSION: Role.OPERATOR,
+                                         Rel.FIELD_SESSION: Role.FIELD_TECHNICIAN}
 
 # Writes an Idempotency-Key guards: every POST, and PUT (a device write is a new HAN request each
 # time; with a key, a retry replays the first answer instead of writing again).
@@ -252,7 +268,7 @@ async def enforce(request: Request, policy: Policy, operation: str,
     if policy.allow in ((Rel.PUBLIC,), (Rel.CUSTOMER_LINK,)):
         return await handler(request)  # the link token is checked by the page itself
     svc = request.app.state.services
-    if Rel.SESSION in policy.allow or Rel.OPERATOR_SESSION in policy.allow:
+    if any(r in policy.allow for r in SESSION_ROLES):
         return await _enforce_session(request, svc, policy, handler)
     who, token = await _authenticate(request, svc)
     limit_headers = await _rate_limit(who, svc)
@@ -278,11 +294,11 @@ async def _enforce_session(request: Request, svc: Any, policy: Policy,
     party, checked at every request) must have the page's role — a third party (`SESSION`, rate
     limited as its API calls are) or an operator (`OPERATOR_SESSION`) — then the other relations."""
     who = await page_principal(request, svc, request.app.state.page_keys)
-    wanted = Role.OPERATOR if Rel.OPERATOR_SESSION in policy.allow else Role.THIRD_PARTY
+    wanted = next(role for rel, role in SESSION_ROLES.items() if rel in policy.allow)
     if who is None or who.role is not wanted:
         raise SignInRequired()
     limit_headers = await _rate_limit(who, svc)
-    rest = tuple(r for r in policy.allow if r not in (Rel.SESSION, Rel.OPERATOR_SESSION))
+    rest = tuple(r for r in policy.allow if r not in SESSION_ROLES)
     if rest:
         await _check(request, svc, replace(policy, allow=rest), who)
     request.state.principal = who

@@ -50,7 +50,7 @@ async def invite(body: InvitationIn, svc: Svc, who: ThirdParty) -> AgreementOut:
         kind=body.kind, scopes=tuple(body.scopes),
         premises=tuple(InvitationPremise(p.esi_id, p.meter_number) for p in body.premises),
         customer_email=body.customer_email, duration_months=body.duration_months,
-        data=body.data.terms() if body.data is not None else None)
+        data=body.data.terms() if body.data is not None else None, customer_language=body.customer_language)
     return AgreementOut.of(await svc.agreements.invite(party, invitation))
 
 

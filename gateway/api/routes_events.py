@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query
 from gateway.api.deps import Svc, ThirdParty
 from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import PROBLEM_RESPONSES, EventOut, EventPageOut
-from gateway.store import events
+from gateway.errors import FieldError, GatewayError
+from gateway.store import event_retention, events
 
 router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESPONSES, tags=["events"])
 
@@ -28,7 +29,25 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> EventPageOut:
     assert who.party_id is not None  # a third party's principal has its party
+    swept = await event_retention.horizon(svc.store.engine, who.party_id)
+    if 0 < after < swept:
+        # Some events after `after` were deleted by the retention sweep: a page from here would skip
+        # them without a word. after=0 ("from the start": whatever is kept) is never refused.
+        raise EventsExpired(after, swept, svc.config.events.retention_days)
     found = await events.events_after(svc.store.engine, who.party_id, after, limit)
     return EventPageOut(items=[EventOut(id=e.id, type=e.type, subject=e.subject, created_at=e.created_at,
                                         event=json.loads(e.body)) for e in found],
                         next_after=found[-1].id if found else after)
+
+
+class EventsExpired(GatewayError):
+    status = 410
+    code = "events_expired"
+    title = "Events after this cursor were deleted (retention)"
+
+    def __init__(self, after: int, swept: int, days: int) -> None:
+        super().__init__(
+            f"events up to id {swept} of yours are past retention ({days} days) and deleted, and your cursor "
+            f"{after} is below that: rebuild your state from the REST API, then read on with after={swept}",
+            errors=[FieldError("after", "events_expired", f"below the oldest cursor still complete ({swept})",
+                               after, swept)])

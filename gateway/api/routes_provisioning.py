@@ -95,7 +95,14 @@ async def provision_device(esi_id: EsiIdPath, body: DeviceIn, svc: Svc, who: Who
     which opens the meter's join window. Follow the status with GET …/devices/{eui64}.
 
     A device that failed (or was removed) may be provisioned again, e.g. with a corrected code."""
-    eui64 = body.eui64.upper()  # allowed by the policy (PROVISION_DEVICE on the premise)
+    return _detail(await provision(request, svc, esi_id, body, who.party_id))
+
+
+async def provision(request: Request, svc: Svc, esi_id: str, body: DeviceIn, party_id: int | None,
+                    ) -> prov.ProvisionedDevice:
+    """The provisioning of `POST /v1/premises/{esi_id}/devices`, for the pages' form too (the caller's
+    policy allowed PROVISION_DEVICE on the premise): the stored device, or a typed GatewayError."""
+    eui64 = body.eui64.upper()
     _sender(request).require_route_can(esi_id, ProvisioningKind.PROVISION_DEVICE)
     link_key = _link_key(body.install_code, eui64)
     premise = await svc.store.get_premise(esi_id)
@@ -110,7 +117,7 @@ async def provision_device(esi_id: EsiIdPath, body: DeviceIn, svc: Svc, who: Who
                            f"{in_use} of {limit} device slots in use (limit {limit})", eui64)])
     encrypted = _cipher(request).encrypt(link_key)
     op_id = await store.request_device(
-        esi_id=esi_id, eui64=eui64, device_type=body.device_type, party_id=who.party_id,
+        esi_id=esi_id, eui64=eui64, device_type=body.device_type, party_id=party_id,
         link_key_encrypted=encrypted, join_window_s=body.join_window_days * 86_400, now=svc.clock.now())
     if op_id is None:
         raise Conflict(f"device {eui64} is known at {esi_id} already (delete it first, or wait for it to "
@@ -118,7 +125,7 @@ async def provision_device(esi_id: EsiIdPath, body: DeviceIn, svc: Svc, who: Who
     _sender(request).poke()
     device = await store.device(esi_id, eui64)
     assert device is not None
-    return _detail(device)
+    return device
 
 
 @router.get("/premises/{esi_id}/devices/{eui64}", response_model=DeviceDetailOut)

@@ -291,6 +291,9 @@ class InvitationIn(_In):
                                              "continuous energy_data agreement: 1-12")
     data: EnergyDataIn | None = Field(default=None, description="energy_data agreements only: which "
                                                                 "data, which period, how often")
+    customer_language: Literal["en", "es"] = Field(
+        default="en", description="the customer's language (SMT's customerLanguagePreference): the consent "
+        "and termination pages and every agreement email are in it; Texas customers may choose Spanish")
 
 
 class RenewIn(_In):
@@ -321,6 +324,7 @@ class AgreementOut(BaseModel):
     ended_at: datetime | None
     end_reason: str | None
     data: EnergyDataOut | None = None
+    customer_language: Literal["en", "es"] = "en"
 
     @classmethod
     def of(cls, a: Agreement) -> AgreementOut:
@@ -332,7 +336,7 @@ class AgreementOut(BaseModel):
                    created_at=a.created_at, invitation_expires_at=a.invitation_expires_at,
                    resend_count=a.resend_count, renewal_pending=a.renewal_months is not None,
                    starts_at=a.starts_at, ends_at=a.ends_at, ended_at=a.ended_at,
-                   end_reason=a.end_reason,
+                   end_reason=a.end_reason, customer_language="es" if a.customer_language == "es" else "en",
                    data=None if a.data is None else EnergyDataOut(
                        mode=a.data.mode, interval=a.data.interval, from_=a.data.period_start,
                        to=a.data.period_end))
@@ -385,9 +389,11 @@ class ReadyOut(BaseModel):
     status: Literal["ready", "unavailable"]
     schema_revision: str | None = None
     reason: str | None = Field(None, description="why not ready (503)")
-    mqtt_api: Literal["connected", "connecting"] | None = Field(
-        None, description="the MQTT API's broker connection, when [mqtt_api] is enabled (the REST API is ready "
-        "either way)")
+    mqtt_api: Literal["connected", "connecting", "disconnected"] | None = Field(
+        None, description="the MQTT API's broker connection, when [mqtt_api] is enabled: connecting (never "
+        "connected yet), connected, or disconnected (connected once and lost since; reconnecting). The REST "
+        "API is ready either way")
+    mqtt_api_reason: str | None = Field(None, description="why the MQTT API is disconnected")
 
 
 T = TypeVar("T")

@@ -129,6 +129,7 @@ class Agreement:
     renewal_months: int | None
     premises: tuple[AgreementPremise, ...] = field(default=())
     data: EnergyDataTerms | None = None  # Energy Data agreements only
+    customer_language: str = "en"  # "en" or "es": the consent pages and agreement emails
 
     def usage_period(self) -> tuple[datetime, datetime] | None:
         """The period whose usage data the agreement covers: a one-time agreement's past period, a

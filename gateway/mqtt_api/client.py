@@ -69,6 +69,7 @@ class BrokerClient:
         self.on_reconnect: Callable[[], None] | None = None
         self._resubscribing: asyncio.Future[None] | None = None
         self.connects = 0
+        self.disconnected_because: str | None = None  # the last disconnection's reason, until reconnected
         self._paho.on_connect = self._on_connect
         self._paho.on_disconnect = self._on_disconnect
         self._paho.on_message = self._on_message
@@ -107,6 +108,11 @@ class BrokerClient:
             if not fut.done():
                 fut.set_exception(BrokerError(self.where, "closed"))
         self._pending.clear()
+
+    @property
+    def connected(self) -> bool:
+        """Is the connection up now (paho's view: CONNACK received, no disconnection since)?"""
+        return bool(self._paho.is_connected())
 
     # -- operations ---------------------------------------------------------------------------
     async def subscribe(self, topic_filter: str, qos: int = 1) -> int:
@@ -203,6 +209,7 @@ class BrokerClient:
                 log.warning("MQTT broker %s refused the reconnection: %s", self.where, refused)
             return
         self.connects += 1
+        self.disconnected_because = None
         if fut is not None and not fut.done():
             fut.set_result(None)
         elif self._subscriptions:  # a reconnection: subscribe again (the session may have expired)
@@ -213,6 +220,7 @@ class BrokerClient:
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Any) -> None:
         log.info("MQTT broker %s: disconnected (%s)", self.where, reason)
+        self.disconnected_because = str(reason)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)

@@ -65,9 +65,11 @@ async def sign_in(request: Request, svc: Svc) -> Response:
     if who is None or who.role not in PAGE_ROLES or who.credential_id is None:
         # One message for unknown, revoked, suspended and technicians' tokens.
         return render(request, "sign_in.html", 401, title=tr(request, "Sign in to the dashboard"),
-                      error=tr(request, "This token is not a live API token of a third party or an operator."))
+                      error=tr(request, "This token is not a live API token of a third party, an operator or a "
+                                       "field technician."))
     use_session(request, page_session(request).signed_in(who.credential_id))
-    return redirect(request, "/operator" if who.role is Role.OPERATOR else "/dashboard")
+    home = {Role.OPERATOR: "/operator", Role.FIELD_TECHNICIAN: "/field"}.get(who.role, "/dashboard")
+    return redirect(request, home)
 
 
 @router.post("/dashboard/sign-out")

@@ -60,6 +60,13 @@ def translations(lang: str) -> gettext.NullTranslations:
     return gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[lang])
 
 
+def tr_in(lang: str, message: str, **values: object) -> str:
+    """`message` in `lang` (the catalogues'), with its %(name)s values: for text made outside a
+    request (agreement emails, their subjects). Extracted by scripts/i18n (keyword tr_in)."""
+    text = translations(lang if lang in LANGUAGES else DEFAULT).gettext(message)
+    return text % values if values else text
+
+
 @functools.cache
 def page_templates(lang: str) -> Environment:
     """The pages' Jinja environment in one language (one per language, made once)."""

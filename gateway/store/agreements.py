@@ -52,6 +52,7 @@ def _agreement(row: Any, covered: Sequence[AgreementPremise]) -> Agreement:
         premises=tuple(covered),
         data=None if row.data_mode is None else EnergyDataTerms(
             DataMode(row.data_mode), UsageInterval(row.data_interval), row.data_from, row.data_to),
+        customer_language=row.customer_language,
     )
 
 
@@ -116,6 +117,7 @@ class AgreementsStore:
         now: datetime,
         event: AgreementEvent | None = None,
         data: EnergyDataTerms | None = None,
+        customer_language: str = "en",
     ) -> Agreement:
         """A new invited agreement, with its `event` in the same transaction."""
         async with self.engine.begin() as conn:
@@ -140,6 +142,7 @@ class AgreementsStore:
                         data_interval=data.interval.value if data else None,
                         data_from=data.period_start if data else None,
                         data_to=data.period_end if data else None,
+                        customer_language=customer_language,
                     )
                     .returning(*agreements.c)
                 )

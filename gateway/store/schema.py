@@ -164,6 +164,9 @@ agreements = sa.Table(
     sa.Column("data_interval", sa.String(10), nullable=True),
     sa.Column("data_from", UtcDateTime, nullable=True),
     sa.Column("data_to", UtcDateTime, nullable=True),
+    # The customer's language for the consent pages and every agreement email (migration 0025):
+    # "en" or "es" (SMT's customerLanguagePreference; Texas customers may choose Spanish).
+    sa.Column("customer_language", sa.String(2), nullable=False, server_default="en"),
 )
 
 agreement_premises = sa.Table(
@@ -473,6 +476,7 @@ party_events = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_party_events_party_id_id", "party_id", "id"),
+    sa.Index("ix_party_events_created_at", "created_at"),  # the retention sweep (0025)
 )
 
 # ---------------------------------------------------------------- HAN provisioning (issue 6, 0007)
@@ -604,4 +608,39 @@ meter_read_quota = sa.Table(
     sa.Column("tdsp", sa.String(30), primary_key=True),
     sa.Column("day", sa.String(10), primary_key=True),
     sa.Column("used", sa.Integer, nullable=False),
+)
+
+# ---------------------------------------------------------------- pages and retention (issue 15, 0025)
+
+# A third party's one-time dashboard sign-in link, mailed to its contact address: only the SHA-256
+# of the link's token is kept (256 random bits: a fast hash suffices, as for API tokens). Single
+# use (`used_at`), short-lived (`expires_at`, `[pages] sign_in_link_minutes`).
+page_sign_in_links = sa.Table(
+    "page_sign_in_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("used_at", UtcDateTime, nullable=True),
+)
+
+# Per party: the highest event id the retention sweep deleted (gateway/store/event_retention.py).
+# `GET /v1/events?after=N` with N below it would skip events the client never read: a 410.
+party_event_horizons = sa.Table(
+    "party_event_horizons",
+    metadata,
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), primary_key=True),
+    sa.Column("swept_through_id", EventId, nullable=False),
+)
+
+# Leases of periodic jobs that one instance at a time runs (the event retention sweep): the holder
+# renews `lease_until` while it works; another instance takes the job once the lease is over.
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("lease_until", UtcDateTime, nullable=False),
 )

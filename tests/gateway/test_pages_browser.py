@@ -127,6 +127,9 @@ async def test_customer_sees_everything_at_home_in_spanish_and_ends_an_agreement
             assert f"El acuerdo número {agreement} terminó" in status
             assert "Terminado por el cliente" in await page.inner_text("main")
             await axe.check(page, "/my/{link} (after ending, Spanish)")
+            await page.goto(f"{gateway.base_url}/my")  # the link request form in Spanish too
+            assert await page.get_attribute("html", "lang") == "es"
+            await axe.check(page, "/my (link request form, Spanish)")
         finally:
             await browser.close()
     r = await gateway.client.get(f"/v1/agreements/{agreement}", headers=gateway.auth(_token))
@@ -222,6 +225,11 @@ async def test_request_page_follows_the_devices_answers(tmp_path: Path, javascri
                     await page.wait_for_load_state()
                 assert "confirmed" in await page.inner_text("#deliveries")
                 await axe.check(page, "/dashboard/requests/{id} (answered)")
+                await page.get_by_role("combobox", name="Language").select_option("es")
+                await page.get_by_role("button", name="Change").click()
+                await page.wait_for_load_state()
+                assert await page.get_attribute("html", "lang") == "es"
+                await axe.check(page, "/dashboard/requests/{id} (answered, Spanish)")
             finally:
                 await browser.close()
 
@@ -238,7 +246,7 @@ async def test_operator_signs_in_and_sees_premises_routes_and_provisioning(gatew
             await page.goto(f"{gateway.base_url}/operator")
             assert page.url.endswith("/dashboard/sign-in")
             await page.get_by_label("Token de la API").fill(gateway.operator_token)
-            await page.get_by_role("button", name="Iniciar sesión").click()
+            await page.get_by_role("button", name="Iniciar sesión", exact=True).click()
             await page.wait_for_load_state()
             assert page.url.endswith("/operator")
             assert await page.get_by_role("heading", level=1).inner_text() == "Vista del operador"
