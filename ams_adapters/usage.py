@@ -90,8 +90,8 @@ class UsageRoute(Protocol):
     async def read_usage(self, esi_id: str, start: int, end: int) -> list[UsageRead]: ...
 
 
-NOT_BUILT = ("this route has no usage read (read_usage); the head-end routes (MultiSpeak, IEC 61968-9, the binary "
-             "protocol), the radio route and the simulated routes read usage")
+NOT_BUILT = ("reading usage is not supported by this route (it has no read_usage); the head-end routes "
+             "(MultiSpeak, IEC 61968-9, the binary protocol), the radio route and the simulated routes read usage")
 
 
 @dataclass(frozen=True, slots=True)
