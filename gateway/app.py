@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import swagger_ui_bundle
 from fastapi import FastAPI
@@ -30,6 +31,7 @@ from gateway.api import (
     routes_provisioning,
     routes_requests,
     routes_usage,
+    routes_usage_reports,
 )
 from gateway.api.deps import Services
 from gateway.api.observability import Metrics, MetricsMiddleware
@@ -56,6 +58,7 @@ from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
 from gateway.rendering import make_templates
 from gateway.store.store import Store, open_store
 from gateway.usage import UsageService
+from gateway.usage_reports import ReportWorker
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,15 @@ def create_app(
         app.state.provisioning = provisioning
         app.state.meter_inventory = routes_inventory.MeterInventory(route_set)
         app.state.usage = UsageService(the_store, route_set, clock)
+        report_worker = ReportWorker(
+            the_store, app.state.usage, clock, config.data_dir,
+            lease=timedelta(seconds=config.usage.report_lease_seconds),
+            retention=timedelta(days=config.usage.report_retention_days),
+            chunk_premises=config.usage.report_chunk_premises)
+        app.state.report_worker = report_worker if works else None
+        # Reports are produced by the workers (a queue, like the dispatcher's): not a timer.
+        reporting = (asyncio.create_task(report_worker.run(config.usage.report_poll_seconds))
+                     if works else None)
         every = config.usage.ingest_interval_seconds
         ingest = (asyncio.create_task(_usage_loop(app.state.usage, every))
                   if run_timers and works and every > 0 else None)
@@ -182,7 +194,7 @@ def create_app(
                 await provisioning.close()
                 await sender.close()
                 await dispatcher.close()
-            for task in (timer, ingest):
+            for task in (timer, ingest, reporting):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -206,7 +218,7 @@ def create_app(
     if config.server.role is ServerRole.WORKER:  # /healthz, /readyz and /metrics only
         return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
-                   routes_agreements, routes_requests, routes_events, routes_usage):
+                   routes_agreements, routes_requests, routes_events, routes_usage, routes_usage_reports):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     for pages in (language_pages, customer_pages, dashboard_pages, operator_pages):

@@ -112,6 +112,10 @@ POLICIES: Final[dict[str, Policy]] = {
     "GET /v1/premises/{esi_id}/usage": _on_premise(
         Action.READ_USAGE, "a third party: the period and interval its Energy Data agreement covers"),
     "POST /v1/usage-ingestion-runs": Policy("-", (OP,)),
+    "POST /v1/usage-reports": Policy("usage_report", (TP,),
+                                     note="each premise checked against the party's Energy Data agreements"),
+    "GET /v1/usage-reports/{report_id}": _owned("usage_report", "report_id", OWN),
+    "GET /v1/usage-reports/{report_id}/file": _owned("usage_report", "report_id", OWN),
     "POST /v1/premises/{esi_id}/han/initialize": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),

@@ -14,7 +14,16 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.store.schema import agreements, credentials, han_devices, han_requests, parties, technicians, webhooks
+from gateway.store.schema import (
+    agreements,
+    credentials,
+    han_devices,
+    han_requests,
+    parties,
+    technicians,
+    usage_reports,
+    webhooks,
+)
 
 # The largest id a row can have: the id columns are INTEGER, 32-bit on PostgreSQL. Larger ids are
 # unknown by definition and never sent to the database (PostgreSQL refuses them, SQLite overflows
@@ -40,6 +49,7 @@ _TABLES: Final = {
     "agreement": (agreements, agreements.c.party_id),
     "han_request": (han_requests, han_requests.c.party_id),
     "webhook": (webhooks, webhooks.c.party_id),
+    "usage_report": (usage_reports, usage_reports.c.party_id),
 }
 
 
