@@ -33,6 +33,8 @@ import csv
 import io
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -367,12 +369,25 @@ class ReportWorker:
 
     async def _fast_csv(self, report: UsageReport, premises: Sequence[ReportPremise], out: IO[bytes],
                         progress: _Progress) -> None:
+        """The store's CSV fast path, chunk by chunk; on PostgreSQL two chunks at once (the second
+        into a temporary file appended after the first: the order stays the premises')."""
         copy = self._copy()
         assert copy is not None
-        for chunk in self._chunks(premises):
-            spans = await self._spans(report, chunk)
-            progress.rows += await copy(self.store.engine, [s for s in spans if s.start < s.end], out)
-            progress.premises += len(chunk)
+        engine = self.store.engine
+        chunks = self._chunks(premises)
+        parallel = 2 if engine.dialect.name == "postgresql" else 1
+        for at in range(0, len(chunks), parallel):
+            group = chunks[at:at + parallel]
+            spans = [[s for s in await self._spans(report, chunk) if s.start < s.end] for chunk in group]
+            if len(group) == 1:
+                progress.rows += await copy(engine, spans[0], out)
+            else:
+                with tempfile.TemporaryFile(dir=self.dir) as extra:
+                    first, second = await asyncio.gather(copy(engine, spans[0], out), copy(engine, spans[1], extra))
+                    extra.seek(0)
+                    await asyncio.to_thread(shutil.copyfileobj, extra, out, 1 << 20)
+                progress.rows += first + second
+            progress.premises += sum(len(chunk) for chunk in group)
             await self._checkpoint(report, progress)
 
     async def _rows(self, report: UsageReport, premises: Sequence[ReportPremise],
