@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from gateway.api.deps import Svc, ThirdParty
+from gateway.api.params import MAX_ID, DbId
 from gateway.api.policy import PolicyRoute
 from gateway.api.schemas import PROBLEM_RESPONSES
 from gateway.domain.esi_id import ESI_ID_PATTERN
@@ -36,7 +37,7 @@ router = APIRouter(route_class=PolicyRoute, prefix="/v1", responses=PROBLEM_RESP
 class UsageReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    agreement_ids: Annotated[list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None, Field(
+    agreement_ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None, Field(
         max_length=MAX_AGREEMENTS, description="every premise of these Energy Data agreements of yours")] = None
     esi_ids: Annotated[list[Annotated[str, Field(pattern=ESI_ID_PATTERN)]] | None, Field(
         max_length=MAX_ESI_IDS, description="or these premises, each covered by one of your agreements")] = None
@@ -98,14 +99,14 @@ async def create_report(body: UsageReportIn, request: Request, svc: Svc, who: Th
 
 
 @router.get("/usage-reports/{report_id}", response_model=UsageReportOut)
-async def get_report(report_id: int, svc: Svc, who: ThirdParty) -> UsageReportOut:
+async def get_report(report_id: DbId, svc: Svc, who: ThirdParty) -> UsageReportOut:
     """The report's state (queued, running, done, failed, expired) and progress."""
     return _out(await _own(svc, who, report_id))
 
 
 @router.get("/usage-reports/{report_id}/file", response_class=FileResponse, responses={
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the report's file"}})
-async def report_file(report_id: int, svc: Svc, who: ThirdParty) -> FileResponse:
+async def report_file(report_id: DbId, svc: Svc, who: ThirdParty) -> FileResponse:
     """The finished report's file, streamed from disk (409 before it is done, 410 once deleted)."""
     report = await _own(svc, who, report_id)
     if report.state == EXPIRED:
