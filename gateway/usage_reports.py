@@ -35,13 +35,11 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.agreements import USAGE_TIME_ZONE
 from gateway.authz import usage_agreements, usage_grant
@@ -52,7 +50,7 @@ from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from gateway.store import usage_reports as reports_store
 from gateway.store.store import Store
 from gateway.store.usage import StoredRead
-from gateway.store.usage_reports import CSV_HEADER, PremiseSpan, ReportPremise, UsageReport
+from gateway.store.usage_reports import CSV_HEADER, CsvFastPath, PremiseSpan, ReportPremise, UsageReport
 from gateway.usage import UsageService, check_period
 
 log = logging.getLogger(__name__)
@@ -249,9 +247,6 @@ class _LostClaim(Exception):
     """Another worker took the report over (this one's lease ran out): stop, drop the partial file."""
 
 
-CopyFn = Callable[[AsyncEngine, Sequence[PremiseSpan], IO[bytes]], Awaitable[int]]
-
-
 class ReportWorker:
     """Produces the due reports, one at a time, and deletes the files whose retention is over."""
 
@@ -313,8 +308,9 @@ class ReportWorker:
             with partial.open("wb") as out:
                 if fmt is CSV:
                     out.write(CSV_HEADER.encode())
-                    if report.interval == UsageInterval.MIN15.value and self._copy() is not None:
-                        await self._fast_csv(report, premises, out, progress)
+                    fast = reports_store.csv_fast_path(self.store.engine)
+                    if report.interval == UsageInterval.MIN15.value and fast is not None:
+                        await self._fast_csv(report, premises, out, progress, fast)
                     elif report.interval == UsageInterval.MIN15.value:
                         await self._write(fmt.writer(self._rows(report, premises, progress)), out)
                     else:
@@ -331,14 +327,6 @@ class ReportWorker:
                 self.store.engine, report, premises_done=progress.premises, rows_written=progress.rows,
                 file_name=final.name, file_bytes=final.stat().st_size, now=now, expires_at=now + self.retention):
             raise _LostClaim()
-
-    def _copy(self) -> CopyFn | None:
-        engine = self.store.engine
-        if engine.dialect.name == "postgresql":
-            return reports_store.copy_csv_postgresql
-        if reports_store.sqlite_path(engine) is not None:
-            return reports_store.copy_csv_sqlite
-        return None
 
     async def _write(self, chunks: AsyncIterator[bytes], out: IO[bytes]) -> None:
         async for chunk in chunks:
@@ -368,22 +356,19 @@ class ReportWorker:
         return [premises[i:i + self.chunk] for i in range(0, len(premises), self.chunk)]
 
     async def _fast_csv(self, report: UsageReport, premises: Sequence[ReportPremise], out: IO[bytes],
-                        progress: _Progress) -> None:
+                        progress: _Progress, fast: CsvFastPath) -> None:
         """The store's CSV fast path, chunk by chunk; on PostgreSQL two chunks at once (the second
         into a temporary file appended after the first: the order stays the premises')."""
-        copy = self._copy()
-        assert copy is not None
-        engine = self.store.engine
+        copy, parallel = fast.copy, fast.parallel
         chunks = self._chunks(premises)
-        parallel = 2 if engine.dialect.name == "postgresql" else 1
         for at in range(0, len(chunks), parallel):
             group = chunks[at:at + parallel]
             spans = [[s for s in await self._spans(report, chunk) if s.start < s.end] for chunk in group]
             if len(group) == 1:
-                progress.rows += await copy(engine, spans[0], out)
+                progress.rows += await copy(spans[0], out)
             else:
                 with tempfile.TemporaryFile(dir=self.dir) as extra:
-                    first, second = await asyncio.gather(copy(engine, spans[0], out), copy(engine, spans[1], extra))
+                    first, second = await asyncio.gather(copy(spans[0], out), copy(spans[1], extra))
                     extra.seek(0)
                     await asyncio.to_thread(shutil.copyfileobj, extra, out, 1 << 20)
                 progress.rows += first + second
