@@ -46,6 +46,7 @@ TIME_ZONE = "America/Chicago"  # gateway.agreements.USAGE_TIME_ZONE (the store d
 _ZONE = ZoneInfo(TIME_ZONE)
 FETCH_ROWS = 20_000  # rows a fetchmany page (SQLite)
 KEYSET_PAGE = 10_000  # rows a keyset page (the generic path)
+MAX_ATTEMPTS = 5  # claims of one report (each a worker that took it); then it is failed
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,11 @@ async def claim_report(engine: AsyncEngine, now: datetime, lease: timedelta) -> 
     one attempt, until `now + lease`; it restarts from its first premise."""
     due = sa.and_(usage_reports.c.next_attempt_at <= now, usage_reports.c.state.in_([QUEUED, RUNNING]))
     async with engine.begin() as conn:
+        # A report whose every attempt died with its worker (e.g. killed for memory) is given up,
+        # not handed from worker to worker for ever.
+        await conn.execute(usage_reports.update().where(due, usage_reports.c.attempts >= MAX_ATTEMPTS).values(
+            state=FAILED, next_attempt_at=None, finished_at=now,
+            error=f"given up after {MAX_ATTEMPTS} attempts whose workers stopped before finishing"))
         rows = await row_claims.claim(conn, usage_reports, row_claims.claimable(
             usage_reports, due, order_by=[usage_reports.c.next_attempt_at, usage_reports.c.id], limit=1),
             lease_until=now + lease, state=RUNNING, started_at=now, premises_done=0, rows_written=0)

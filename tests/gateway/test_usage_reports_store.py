@@ -109,6 +109,19 @@ async def test_two_workers_claim_a_report_once_and_a_late_one_is_fenced_off(migr
         assert done is not None and done.state == reports.DONE and done.file_bytes == 10
         assert await reports.claim_report(first.engine, later + timedelta(hours=1), lease) is None
         assert await reports.expired_reports(first.engine, later + timedelta(days=7)) == [done]
+
+        # A report whose workers all die is given up after MAX_ATTEMPTS claims.
+        doomed = await reports.create_report(first.engine, party_id=party.id, fmt="csv", interval="15min", start=T0,
+                                             end=T0 + timedelta(days=1), premises=[ReportPremise(ESIS[0], None)],
+                                             now=now)
+        at = now
+        for attempt in range(1, reports.MAX_ATTEMPTS + 1):
+            claim = await reports.claim_report(first.engine, at, lease)
+            assert claim is not None and claim.id == doomed.id and claim.attempts == attempt
+            at += lease
+        assert await reports.claim_report(first.engine, at, lease) is None
+        failed = await reports.get_report(first.engine, doomed.id)
+        assert failed is not None and failed.state == reports.FAILED and "given up" in (failed.error or "")
     finally:
         await first.close()
         await second.close()
