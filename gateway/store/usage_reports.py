@@ -15,9 +15,9 @@ order, so no sort — and written as they come, never held:
   two chunks at a time on two connections (the work is the server's: two backends, two cores).
   Measured (benchmarks/usage.py) against reading the rows as Python tuples, which is slower than
   the whole COPY export: formatting in Python was never a candidate on PostgreSQL.
-- SQLite: the plain `sqlite3` module on its own read-only connection in a thread, `fetchmany`
-  pages, formatted there (a timestamp's three text forms are cached: a month has 2,880 of them,
-  shared by every premise), so the event loop is never held.
+- SQLite: the plain `sqlite3` module on its own read-only connection in a thread (the event loop
+  is never held), `fetchmany` pages of whole lines made by SQLite, the times joined from a
+  temporary table of the period's 15-minute starts (a month has 2,880, shared by every premise).
 - Any other format (pluggable, gateway/usage_reports.py): keyset pages of `StoredRead`s.
 """
 
@@ -46,6 +46,7 @@ TIME_ZONE = "America/Chicago"  # gateway.agreements.USAGE_TIME_ZONE (the store d
 _ZONE = ZoneInfo(TIME_ZONE)
 FETCH_ROWS = 20_000  # rows a fetchmany page (SQLite)
 KEYSET_PAGE = 10_000  # rows a keyset page (the generic path)
+INTERVAL_S = 900
 MAX_ATTEMPTS = 5  # claims of one report (each a worker that took it); then it is failed
 
 
@@ -297,30 +298,48 @@ async def copy_csv_sqlite(engine: AsyncEngine, spans: Sequence[PremiseSpan], out
 
 
 def _sqlite_copy(path: str, spans: Sequence[tuple[str, Any, Any]], out: IO[bytes]) -> int:
+    """The whole line made by SQLite: the interval's three times from a temporary table of the
+    period's 15-minute starts (made once, by `_times`), a read off that grid by `_times` called from
+    SQL; Python only joins the lines. Measured on 1.44 M rows: 5.5 s formatting each row in Python
+    (5 objects a row), 2.7 s this way."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    formats: dict[tuple[str, int], str] = {}
     rows = 0
     try:
+        conn.create_function("report_times", 2, _times, deterministic=True)
+        # DATETIME, as usage_reads.interval_start: the same affinity, or the join scans the table.
+        conn.execute("CREATE TEMP TABLE report_grid (at DATETIME PRIMARY KEY, times TEXT NOT NULL) WITHOUT ROWID")
+        conn.executemany("INSERT INTO report_grid VALUES (?, ?)", _grid(spans))
         for esi_id, start, end in spans:
             if end <= start:
                 continue
             cursor = conn.execute(
-                "SELECT interval_start, length_s, channel, value_wh, quality FROM usage_reads "
-                "WHERE esi_id = ? AND interval_start >= ? AND interval_start < ? "
-                "ORDER BY channel, interval_start", (esi_id, start, end))
+                "SELECT r.esi_id || ',' || coalesce(CASE WHEN r.length_s = 900 THEN g.times END, "
+                "report_times(r.interval_start, r.length_s)) || ',' || r.channel || ',' || "
+                "CASE WHEN r.quality = 'missing' THEN '' ELSE r.value_wh END || ',Wh,' || r.quality || ',1,1\n' "
+                "FROM usage_reads r LEFT JOIN report_grid g ON g.at = r.interval_start "
+                "WHERE r.esi_id = ? AND r.interval_start >= ? AND r.interval_start < ? "
+                "ORDER BY r.channel, r.interval_start", (esi_id, start, end))
             while page := cursor.fetchmany(FETCH_ROWS):
-                lines = []
-                for at, length, channel, value, quality in page:
-                    times = formats.get((at, length))
-                    if times is None:
-                        times = formats[(at, length)] = _times(at, length)
-                    lines.append(f"{esi_id},{times},{channel},{'' if quality == 'missing' else value},Wh,"
-                                 f"{quality},1,1\n")
-                out.write("".join(lines).encode())
+                out.write("".join([line for (line,) in page]).encode())
                 rows += len(page)
     finally:
         conn.close()
     return rows
+
+
+def _grid(spans: Sequence[tuple[str, Any, Any]]) -> list[tuple[str, str]]:
+    """The 15-minute starts from the spans' earliest start to their latest end, as stored, each with
+    its three text forms."""
+    if not spans:
+        return []
+    at, stop = (datetime.fromisoformat(min(s for _e, s, _t in spans)),
+                datetime.fromisoformat(max(e for _e, _s, e in spans)))
+    grid = []
+    while at < stop:
+        text = f"{at:%Y-%m-%d %H:%M:%S.%f}"
+        grid.append((text, _times(text, INTERVAL_S)))
+        at += timedelta(seconds=INTERVAL_S)
+    return grid
 
 
 def _times(stored: str, length_s: int) -> str:
