@@ -59,8 +59,21 @@ MAX_AGREEMENTS = 100  # agreements a report may name
 MAX_ESI_IDS = 1000  # premises an explicit list may name (each is checked at request time)
 REPORTS_DIR = "usage-reports"
 
-RowWriter = Callable[[AsyncIterator[StoredRead]], AsyncIterator[bytes]]
-"""A format: the rows of a report in (esi_id, channel, interval start) order -> the file's bytes."""
+@dataclass(frozen=True)
+class ReportContext:
+    """What a format's writer may need besides the rows: the report (id, party, period,
+    interval), its premises in order (e.g. one ESPI UsagePoint each, with or without rows), and the
+    time production started (e.g. a feed's `updated`)."""
+
+    report: UsageReport
+    esi_ids: Sequence[str]
+    now: datetime
+
+
+RowWriter = Callable[[AsyncIterator[StoredRead], ReportContext], AsyncIterator[bytes]]
+"""A format: the rows of a report in (esi_id, channel, interval start) order -> the file's bytes.
+The Green Button writer (gateway.greenbutton.writer.espi_feed, rows in that order) plugs in as
+`lambda rows, ctx: espi_feed(rows, links=…, updated=ctx.now, usage_points=ctx.esi_ids)`."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +113,10 @@ def _csv_line(esi_id: str, start: datetime, end: datetime, *, channel: str, valu
     return out.getvalue()
 
 
-async def csv_writer(rows: AsyncIterator[StoredRead]) -> AsyncIterator[bytes]:
-    """CSV of 15-minute reads (the generic path; the store's fast paths write the same bytes)."""
+async def csv_writer(rows: AsyncIterator[StoredRead], context: ReportContext | None = None) -> AsyncIterator[bytes]:
+    """CSV of 15-minute reads (the generic path; the store's fast paths write the same bytes);
+    the header is the worker's (written before the rows, as for the fast paths)."""
+    del context  # CSV needs nothing but the rows
     lines: list[str] = []
     async for r in rows:
         lines.append(_csv_line(r.esi_id, r.interval_start, r.interval_start + timedelta(seconds=r.length_s),
@@ -117,8 +132,8 @@ async def csv_writer(rows: AsyncIterator[StoredRead]) -> AsyncIterator[bytes]:
 CSV = ReportFormat("csv", "text/csv; charset=utf-8; header=present", "csv", csv_writer,
                    (UsageInterval.MIN15, UsageInterval.DAILY, UsageInterval.MONTHLY))
 
-# `espi` joins when the Green Button writer lands: FORMATS["espi"] = ReportFormat("espi",
-# "application/atom+xml", "xml", <the writer>). Until then a request for it is refused, typed.
+# `espi` joins when the Green Button writer is wired: FORMATS["espi"] = ReportFormat("espi",
+# "application/atom+xml", "xml", <a RowWriter over espi_feed>). Until then it is refused, typed.
 FORMATS: dict[str, ReportFormat] = {"csv": CSV}
 KNOWN_FORMATS = ("csv", "espi")
 
@@ -304,6 +319,7 @@ class ReportWorker:
             stale.unlink(missing_ok=True)
         partial = self.dir / f"report-{report.id}-{report.attempts}.part"
         progress = _Progress()
+        context = ReportContext(report, [p.esi_id for p in premises], self.clock.now())
         try:
             with partial.open("wb") as out:
                 if fmt is CSV:
@@ -312,11 +328,11 @@ class ReportWorker:
                     if report.interval == UsageInterval.MIN15.value and fast is not None:
                         await self._fast_csv(report, premises, out, progress, fast)
                     elif report.interval == UsageInterval.MIN15.value:
-                        await self._write(fmt.writer(self._rows(report, premises, progress)), out)
+                        await self._write(fmt.writer(self._rows(report, premises, progress), context), out)
                     else:
                         await self._write(self._aggregates(report, premises, progress), out)
                 else:
-                    await self._write(fmt.writer(self._rows(report, premises, progress)), out)
+                    await self._write(fmt.writer(self._rows(report, premises, progress), context), out)
             final = self.dir / f"report-{report.id}.{fmt.extension}"
             os.replace(partial, final)
         except BaseException:
