@@ -1,5 +1,5 @@
 """Usage data: a premise's interval, daily and monthly reads (JSON or CSV), and the operator's
-ingestion run. Green Button (ESPI), on-demand reads and bulk reports are not built yet."""
+ingestion run. Bulk reports over many premises: routes_usage_reports.py."""
 
 from __future__ import annotations
 
