@@ -36,6 +36,7 @@ from gateway.api import (
     routes_provisioning,
     routes_requests,
     routes_usage,
+    routes_usage_reports,
 )
 from gateway.api.deps import Services
 from gateway.api.observability import Metrics, MetricsMiddleware
@@ -67,6 +68,7 @@ from gateway.rendering import make_templates
 from gateway.store import event_retention
 from gateway.store.store import Store, open_store
 from gateway.usage import UsageService
+from gateway.usage_reports import ReportWorker
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +193,15 @@ def create_app(
         app.state.meter_reads = MeterReadService(the_store, config.usage, clock)
         meter_read_worker = MeterReadWorker(the_store, route_set, config.usage, clock)
         app.state.meter_read_worker = meter_read_worker if works else None
+        report_worker = ReportWorker(
+            the_store, app.state.usage, clock, config.data_dir,
+            lease=timedelta(seconds=config.usage.report_lease_seconds),
+            retention=timedelta(days=config.usage.report_retention_days),
+            chunk_premises=config.usage.report_chunk_premises)
+        app.state.report_worker = report_worker if works else None
+        # Reports are produced by the workers (a queue, like the dispatcher's): not a timer.
+        reporting = (asyncio.create_task(report_worker.run(config.usage.report_poll_seconds))
+                     if works else None)
         every = config.usage.ingest_interval_seconds
         ingest = (asyncio.create_task(_usage_loop(app.state.usage, every))
                   if run_timers and works and every > 0 else None)
@@ -218,7 +229,7 @@ def create_app(
                 await provisioning.close()
                 await sender.close()
                 await dispatcher.close()
-            for task in (timer, ingest, retention):
+            for task in (timer, ingest, retention, reporting):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -243,7 +254,7 @@ def create_app(
         return app
     for module in (routes_parties, routes_premises, routes_provisioning, routes_inventory, routes_device_writes,
                    routes_agreements, routes_requests, routes_events, routes_usage, routes_espi,
-                   routes_meter_reads):
+                   routes_meter_reads, routes_usage_reports):
         app.include_router(module.router)
     app.include_router(consent_pages.router)
     for pages in (language_pages, customer_pages, my_data_pages, sign_in_link_pages, dashboard_pages,

@@ -130,6 +130,17 @@ class UsageConfig(_Section):
     # How long one instance holds a claimed read: a dead instance's read is taken over after it.
     on_demand_read_lease_seconds: float = Field(default=60.0, gt=0)
 
+    # Bulk usage reports (POST /v1/usage-reports): how long a finished report's file is kept under
+    # <data_dir>/usage-reports before it is deleted (the report then says `expired`).
+    report_retention_days: float = Field(default=7.0, gt=0, le=366)
+    # A worker's claim on the report it produces, extended after each chunk of premises: a worker
+    # that dies is taken over by another once this is over.
+    report_lease_seconds: float = Field(default=120.0, ge=5)
+    # How often a worker looks for reports asked for on another instance (its own: at once).
+    report_poll_seconds: float = Field(default=5.0, gt=0)
+    # Premises per chunk: one store query (COPY on PostgreSQL), then a progress checkpoint.
+    report_chunk_premises: int = Field(default=250, ge=1, le=10_000)
+
 
 class EventsConfig(_Section):
     """The event log's retention (party_events; gateway/store/event_retention.py)."""

@@ -133,6 +133,10 @@ POLICIES: Final[dict[str, Policy]] = {
     "POST /v1/premises/{esi_id}/meter-reads": _on_premise(
         Action.READ_USAGE, "a third party: with an Energy Data agreement in force at the premise"),
     "GET /v1/meter-reads/{read_id}": _owned("meter_read", "read_id"),
+    "POST /v1/usage-reports": Policy("usage_report", (TP,),
+                                     note="each premise checked against the party's Energy Data agreements"),
+    "GET /v1/usage-reports/{report_id}": _owned("usage_report", "report_id", OWN),
+    "GET /v1/usage-reports/{report_id}/file": _owned("usage_report", "report_id", OWN),
     "POST /v1/premises/{esi_id}/han/initialize": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/clear": _on_premise(Action.MANAGE_HAN),
     "POST /v1/premises/{esi_id}/han/decommission": _on_premise(Action.MANAGE_HAN),

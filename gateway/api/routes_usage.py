@@ -1,6 +1,6 @@
 """Usage data: a premise's interval, daily and monthly reads (JSON or CSV), and the operator's
 ingestion run. Green Button (ESPI) feeds of the same data: gateway/api/routes_espi.py; on-demand
-reads: routes_meter_reads.py; bulk reports are not built yet."""
+reads: routes_meter_reads.py; bulk reports over many premises: routes_usage_reports.py."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from gateway.store.schema import (
     meter_reads,
     parties,
     technicians,
+    usage_reports,
     webhooks,
 )
 
@@ -50,6 +51,7 @@ _TABLES: Final = {
     "han_request": (han_requests, han_requests.c.party_id),
     "webhook": (webhooks, webhooks.c.party_id),
     "meter_read": (meter_reads, meter_reads.c.party_id),
+    "usage_report": (usage_reports, usage_reports.c.party_id),
 }
 
 

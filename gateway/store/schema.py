@@ -644,3 +644,37 @@ job_leases = sa.Table(
     sa.Column("holder", sa.String(64), nullable=False),
     sa.Column("lease_until", UtcDateTime, nullable=False),
 )
+
+usage_reports = sa.Table(
+    "usage_reports",
+    metadata,
+    # A bulk usage report (issue 16, "Bulk"): asked for by a party, produced in the background by a
+    # worker that claims it with a lease (next_attempt_at; attempts is the fencing token, see
+    # gateway/store/row_claims.py), written to a file under data_dir, deleted after the retention.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
+    sa.Column("state", sa.String(10), nullable=False),  # queued | running | done | failed | expired
+    sa.Column("format", sa.String(10), nullable=False),  # csv (espi: refused until wired)
+    sa.Column("interval", sa.String(8), nullable=False),  # 15min | daily | monthly
+    sa.Column("period_start", UtcDateTime, nullable=False),
+    sa.Column("period_end", UtcDateTime, nullable=False),
+    # JSON [[esi_id, agreement_id], ...] in esi_id order: each premise with the agreement that let
+    # it in at request time (re-read while producing: its data stops where that agreement ends).
+    sa.Column("premises", sa.Text, nullable=False),
+    sa.Column("premises_total", sa.Integer, nullable=False),
+    sa.Column("premises_done", sa.Integer, nullable=False),
+    sa.Column("rows_written", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),  # due / lease end; NULL when finished
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("file_name", sa.String(200), nullable=True),  # under data_dir/usage-reports
+    sa.Column("file_bytes", sa.BigInteger, nullable=True),
+    sa.Column("expires_at", UtcDateTime, nullable=True),  # the file is deleted then
+    sa.Column("error", sa.String(500), nullable=True),
+    sa.Index("ix_usage_reports_due", "next_attempt_at", sqlite_where=sa.text("next_attempt_at IS NOT NULL"),
+             postgresql_where=sa.text("next_attempt_at IS NOT NULL")),
+    sa.Index("ix_usage_reports_expires_at", "expires_at", sqlite_where=sa.text("state = 'done'"),
+             postgresql_where=sa.text("state = 'done'")),
+)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -50,6 +52,20 @@ async def _world(gw: Gateway) -> tuple[dict[str, str], dict[str, str], tuple[str
     r = await gw.client.post("/v1/webhooks", headers=gw.auth(token_a), json={"url": A_HOOK})
     assert r.status_code == 201, r.text
     webhook_a = r.json()["id"]
+    # A usage report of A's, over an Energy Data agreement of A's (past two days, 15-minute data).
+    local = gw.clock.now().astimezone(ZoneInfo("America/Chicago")).date()
+    end = datetime(local.year, local.month, local.day, tzinfo=ZoneInfo("America/Chicago"))
+    period = {"from": (end - timedelta(days=2)).isoformat(), "to": end.isoformat()}
+    r = await gw.client.post("/v1/agreements", headers=gw.auth(token_a), json={
+        "kind": "energy_data", "premises": [{"esi_id": ONCOR, "meter_number": "MTR-1"}],
+        "customer_email": "alice@example.test", "duration_months": 1,
+        "data": {"mode": "one_time", "interval": "15min", **period}})
+    assert r.status_code == 201, r.text
+    assert (await gw.consent("alice@example.test")).status_code == 200
+    r = await gw.client.post("/v1/usage-reports", headers=gw.auth(token_a), json={
+        "agreement_ids": [r.json()["id"]], **period})
+    assert r.status_code == 202, r.text
+    report_a = r.json()["id"]
     r = await gw.client.post(f"/v1/parties/{party_a}/credentials", headers=gw.auth(token_a), json={"label": "x"})
     credential_a = r.json()["credential"]["id"]
     r = await gw.client.post(f"/v1/parties/{party_a}/credentials", headers=gw.op, json={})
@@ -72,6 +88,7 @@ async def _world(gw: Gateway) -> tuple[dict[str, str], dict[str, str], tuple[str
               "suspended": token_s}
     own = {"party_id": str(party_a), "credential_id": str(credential_a), "technician_id": str(tech_id),
            "agreement_id": str(agreement_a), "request_id": str(request_a), "webhook_id": str(webhook_a),
+           "report_id": str(report_a),
            "event_id": "1", "read_id": str(read_a.id), "esi_id": ONCOR, "eui64": A_DEVICE, "token": "not-a-link-token"}
     secrets = ("Acme", "111111111", "api@acme.test", A_DEVICE, A_HOOK, A_TEXT, token_a)
     assert party_b != party_a
