@@ -197,7 +197,7 @@ def create_app(
             the_store, app.state.usage, clock, config.data_dir,
             lease=timedelta(seconds=config.usage.report_lease_seconds),
             retention=timedelta(days=config.usage.report_retention_days),
-            chunk_premises=config.usage.report_chunk_premises)
+            chunk_premises=config.usage.report_chunk_premises, public_url=config.server.public_url)
         app.state.report_worker = report_worker if works else None
         # Reports are produced by the workers (a queue, like the dispatcher's): not a timer.
         reporting = (asyncio.create_task(report_worker.run(config.usage.report_poll_seconds))

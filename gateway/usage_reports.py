@@ -20,9 +20,9 @@ delivery stops, what was delivered stays).
 
 Formats are pluggable (`FORMATS`): a `ReportFormat` names a `RowWriter`, an async generator that
 takes the rows in (esi_id, channel, interval start) order and yields the file's bytes. `csv` is
-built; `espi` (Green Button) is answered with a typed 422 `report_format_not_supported` until the
-streaming ESPI writer (branch `greenbutton`) is registered here. CSV of 15-minute data has a fast
-path in the store (COPY on PostgreSQL, a thread on SQLite), measured in benchmarks/usage.py.
+built, and `espi` (Green Button: the streaming ESPI writer of gateway/greenbutton, 15-minute data).
+CSV of 15-minute data has a fast path in the store (COPY on PostgreSQL, a thread on SQLite),
+measured in benchmarks/usage.py; ESPI reads the rows through the generic path (`stream_reads`).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ from gateway.clock import Clock
 from gateway.domain.model import Action, AgreementKind, DataMode, UsageInterval, interval_granted
 from gateway.domain.records import Agreement, Principal
 from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
+from gateway.greenbutton import CONTENT_TYPE as ESPI_CONTENT_TYPE
+from gateway.greenbutton import FeedLinks, espi_feed
 from gateway.store import usage_reports as reports_store
 from gateway.store.store import Store
 from gateway.store.usage import StoredRead
@@ -68,12 +70,12 @@ class ReportContext:
     report: UsageReport
     esi_ids: Sequence[str]
     now: datetime
+    public_url: str = ""
+    """The gateway's public URL (the ESPI feed's links)."""
 
 
 RowWriter = Callable[[AsyncIterator[StoredRead], ReportContext], AsyncIterator[bytes]]
-"""A format: the rows of a report in (esi_id, channel, interval start) order -> the file's bytes.
-The Green Button writer (gateway.greenbutton.writer.espi_feed, rows in that order) plugs in as
-`lambda rows, ctx: espi_feed(rows, links=…, updated=ctx.now, usage_points=ctx.esi_ids)`."""
+"""A format: the rows of a report in (esi_id, channel, interval start) order -> the file's bytes."""
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,22 @@ async def csv_writer(rows: AsyncIterator[StoredRead], context: ReportContext | N
 CSV = ReportFormat("csv", "text/csv; charset=utf-8; header=present", "csv", csv_writer,
                    (UsageInterval.MIN15, UsageInterval.DAILY, UsageInterval.MONTHLY))
 
-# `espi` joins when the Green Button writer is wired: FORMATS["espi"] = ReportFormat("espi",
-# "application/atom+xml", "xml", <a RowWriter over espi_feed>). Until then it is refused, typed.
-FORMATS: dict[str, ReportFormat] = {"csv": CSV}
+
+
+def espi_writer(rows: AsyncIterator[StoredRead], context: ReportContext) -> AsyncIterator[bytes]:
+    """A Green Button (ESPI) Atom feed of the report (gateway.greenbutton.espi_feed, the Connect My
+    Data feed's writer): one UsagePoint per premise of the report, with or without rows, and its
+    15-minute IntervalBlocks per local day. The UsagePoints' collection is named after ESPI's bulk
+    resource (`Batch/Bulk/{report id}`), which the gateway does not serve (docs/green-button.md)."""
+    base = f"{context.public_url.rstrip('/')}/espi/1_1/resource"
+    links = FeedLinks(resource_base=base, usage_points=f"{base}/Batch/Bulk/{context.report.id}/UsagePoint",
+                      self_href=f"{context.public_url.rstrip('/')}/v1/usage-reports/{context.report.id}/file",
+                      title=f"Usage report {context.report.id}")
+    return espi_feed(rows, links=links, updated=context.now, usage_points=context.esi_ids)
+
+
+ESPI = ReportFormat("espi", ESPI_CONTENT_TYPE, "xml", espi_writer)  # 15-minute data only
+FORMATS: dict[str, ReportFormat] = {"csv": CSV, "espi": ESPI}
 KNOWN_FORMATS = ("csv", "espi")
 
 
@@ -266,8 +281,9 @@ class ReportWorker:
     """Produces the due reports, one at a time, and deletes the files whose retention is over."""
 
     def __init__(self, store: Store, usage: UsageService, clock: Clock, data_dir: Path, *, lease: timedelta,
-                 retention: timedelta, chunk_premises: int = 250) -> None:
+                 retention: timedelta, chunk_premises: int = 250, public_url: str = "") -> None:
         self.store = store
+        self.public_url = public_url
         self.usage = usage
         self.clock = clock
         self.dir = data_dir / REPORTS_DIR
@@ -319,7 +335,7 @@ class ReportWorker:
             stale.unlink(missing_ok=True)
         partial = self.dir / f"report-{report.id}-{report.attempts}.part"
         progress = _Progress()
-        context = ReportContext(report, [p.esi_id for p in premises], self.clock.now())
+        context = ReportContext(report, [p.esi_id for p in premises], self.clock.now(), self.public_url)
         try:
             with partial.open("wb") as out:
                 if fmt is CSV:

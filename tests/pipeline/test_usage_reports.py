@@ -32,6 +32,7 @@ from sandbox.simulated_route import SimulatedRoute
 from simulators.clock import VirtualClock
 from tests.gateway.conftest import Gateway, gateway_config, open_test_store, start_server, stop_server
 from tests.pipeline.conftest import CUSTOMER
+from tests.pipeline.test_green_button import ESPI_XSD_DIR, parsed, validate
 from tests.pipeline.test_usage_e2e import _midnight
 
 BOB = "bob@example.test"
@@ -196,9 +197,10 @@ async def test_a_report_equals_the_usage_endpoint_premise_by_premise(tmp_path: P
         assert r.status_code == 403 and r.json()["code"] == "period_not_covered", r.text
         r = await f.ask(token, esi_ids=esi_ids[:2], **{"from": start, "to": end + timedelta(days=1)})
         assert r.status_code == 403 and r.json()["code"] == "period_not_covered", r.text
-        r = await f.ask(token, agreement_ids=[agreement], format="espi", **{"from": start, "to": end})
-        assert r.status_code == 422 and r.json()["code"] == "report_format_not_supported", r.text
-        assert r.json()["errors"][0]["field"] == "format"
+        r = await f.ask(token, agreement_ids=[agreement], format="xlsx", **{"from": start, "to": end})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "format", r.text
+        r = await f.ask(token, agreement_ids=[agreement], format="espi", interval="daily", **{"from": start, "to": end})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "interval", r.text
         r = await f.ask(token, **{"from": start, "to": end})
         assert r.status_code == 422 and r.json()["errors"][0]["code"] == "one_of_required", r.text
 
@@ -314,3 +316,32 @@ async def test_files_are_deleted_after_their_retention(tmp_path: Path) -> None:
         assert not path.exists() and body["file_url"] is None
         r = await f.gw.client.get(f"/v1/usage-reports/{done['id']}/file", headers=f.gw.auth(token))
         assert r.status_code == 410 and r.json()["code"] == "report_expired", r.text
+
+
+async def test_a_green_button_report_is_valid_espi_and_equals_the_store(tmp_path: Path) -> None:
+    """format=espi: one Atom feed of every premise of the agreement (a UsagePoint each), valid
+    against our ESPI subset schema (and the published one when HANGW_ESPI_XSD_DIR is set), and read
+    back by greenbutton-objects as the store's 15-minute values."""
+    async with running(tmp_path / "d") as f:
+        _, token = await f.gw.new_party("Watts", "123456789")
+        now = f.gw.clock.now()
+        start, end = _midnight(now, -2), _midnight(now, -1)
+        agreement = await f.agreement(token, {"mode": "one_time", "interval": "15min", "from": start.isoformat(),
+                                              "to": end.isoformat()})
+        await f.ingest()
+        r = await f.ask(token, agreement_ids=[agreement], format="espi", **{"from": start, "to": end})
+        assert r.status_code == 202, r.text
+        done = await f.until_done(token, r.json()["id"])
+        assert done["state"] == "done", done
+        r = await f.gw.client.get(done["file_url"], headers=f.gw.auth(token))
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/atom+xml"), r.text
+        validate(r.content, published=bool(ESPI_XSD_DIR))
+        feed = parsed(r.content)
+        esi_ids = sorted(p.esi_id for p in f.items)
+        assert sorted(feed) == sorted(f"ESI ID {e}" for e in esi_ids)
+        for esi_id in esi_ids:
+            rows = [x for x in await f.gw.store.usage_channel_page(esi_id, "consumption", start, end, limit=10_000)
+                    if x.quality != "missing"]
+            got = feed[f"ESI ID {esi_id}"]["forward"]
+            assert len(rows) >= 92
+            assert [(g[0], g[2]) for g in got] == [(x.interval_start, x.value_wh) for x in rows], esi_id
