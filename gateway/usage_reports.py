@@ -37,7 +37,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -49,10 +49,19 @@ from gateway.domain.records import Agreement, Principal
 from gateway.errors import FieldError, Forbidden, InvalidRequest, NotFound
 from gateway.greenbutton import CONTENT_TYPE as ESPI_CONTENT_TYPE
 from gateway.greenbutton import FeedLinks, espi_feed
+from gateway.greenbutton.writer import Block, espi_feed_blocks
 from gateway.store import usage_reports as reports_store
 from gateway.store.store import Store
 from gateway.store.usage import StoredRead
-from gateway.store.usage_reports import CSV_HEADER, CsvFastPath, PremiseSpan, ReportPremise, UsageReport
+from gateway.store.usage_reports import (
+    CSV_HEADER,
+    BlockRenderer,
+    CsvFastPath,
+    PremiseSpan,
+    RenderedBlock,
+    ReportPremise,
+    UsageReport,
+)
 from gateway.usage import UsageService, check_period
 
 log = logging.getLogger(__name__)
@@ -136,16 +145,21 @@ CSV = ReportFormat("csv", "text/csv; charset=utf-8; header=present", "csv", csv_
 
 
 
+def _espi_links(context: ReportContext) -> FeedLinks:
+    # The UsagePoints' collection is named after ESPI's bulk resource (`Batch/Bulk/{report id}`),
+    # which the gateway does not serve (docs/green-button.md).
+    base = f"{context.public_url.rstrip('/')}/espi/1_1/resource"
+    return FeedLinks(resource_base=base, usage_points=f"{base}/Batch/Bulk/{context.report.id}/UsagePoint",
+                     self_href=f"{context.public_url.rstrip('/')}/v1/usage-reports/{context.report.id}/file",
+                     title=f"Usage report {context.report.id}")
+
+
 def espi_writer(rows: AsyncIterator[StoredRead], context: ReportContext) -> AsyncIterator[bytes]:
     """A Green Button (ESPI) Atom feed of the report (gateway.greenbutton.espi_feed, the Connect My
     Data feed's writer): one UsagePoint per premise of the report, with or without rows, and its
-    15-minute IntervalBlocks per local day. The UsagePoints' collection is named after ESPI's bulk
-    resource (`Batch/Bulk/{report id}`), which the gateway does not serve (docs/green-button.md)."""
-    base = f"{context.public_url.rstrip('/')}/espi/1_1/resource"
-    links = FeedLinks(resource_base=base, usage_points=f"{base}/Batch/Bulk/{context.report.id}/UsagePoint",
-                      self_href=f"{context.public_url.rstrip('/')}/v1/usage-reports/{context.report.id}/file",
-                      title=f"Usage report {context.report.id}")
-    return espi_feed(rows, links=links, updated=context.now, usage_points=context.esi_ids)
+    15-minute IntervalBlocks per local day. (On PostgreSQL the worker has the server render the
+    blocks instead: `ReportWorker._espi_blocks`, the same document.)"""
+    return espi_feed(rows, links=_espi_links(context), updated=context.now, usage_points=context.esi_ids)
 
 
 ESPI = ReportFormat("espi", ESPI_CONTENT_TYPE, "xml", espi_writer)  # 15-minute data only
@@ -347,6 +361,10 @@ class ReportWorker:
                         await self._write(fmt.writer(self._rows(report, premises, progress), context), out)
                     else:
                         await self._write(self._aggregates(report, premises, progress), out)
+                elif fmt is ESPI and (render := reports_store.espi_fast_path(self.store.engine)) is not None:
+                    await self._write(espi_feed_blocks(
+                        self._espi_blocks(report, premises, progress, render), links=_espi_links(context),
+                        updated=context.now, usage_points=context.esi_ids), out)
                 else:
                     await self._write(fmt.writer(self._rows(report, premises, progress), context), out)
             final = self.dir / f"report-{report.id}.{fmt.extension}"
@@ -416,6 +434,33 @@ class ReportWorker:
                     yield row
             progress.premises += len(chunk)
             await self._checkpoint(report, progress)
+
+    async def _espi_blocks(self, report: UsageReport, premises: Sequence[ReportPremise], progress: _Progress,
+                           render: BlockRenderer) -> AsyncIterator[Block]:
+        """The report's Green Button blocks rendered by the store, chunk by chunk; the next chunk is
+        rendered (by the server) while this one's are written."""
+        async def chunk_of(chunk: Sequence[ReportPremise]) -> tuple[list[RenderedBlock], int]:
+            spans = [s for s in await self._spans(report, chunk) if s.start < s.end]
+            return await render(spans)
+
+        chunks = self._chunks(premises)
+        pending = asyncio.create_task(chunk_of(chunks[0])) if chunks else None
+        try:
+            for i, chunk in enumerate(chunks):
+                assert pending is not None
+                blocks, rows = await pending
+                pending = asyncio.create_task(chunk_of(chunks[i + 1])) if i + 1 < len(chunks) else None
+                for esi_id, channel, day, readings, newest in blocks:
+                    yield Block(esi_id, channel, date.fromisoformat(day), readings,
+                                None if newest is None else datetime.fromtimestamp(newest, UTC))
+                progress.rows += rows
+                progress.premises += len(chunk)
+                await self._checkpoint(report, progress)
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
 
     async def _aggregates(self, report: UsageReport, premises: Sequence[ReportPremise],
                           progress: _Progress) -> AsyncIterator[bytes]:

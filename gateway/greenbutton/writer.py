@@ -249,6 +249,18 @@ def feed_document(links: FeedLinks, updated: datetime, entries: Sequence[str]) -
 
 # -- the streaming writer -------------------------------------------------------------------------
 
+class Block(NamedTuple):
+    """One IntervalBlock's worth of a channel: a local day's IntervalReading elements, in order
+    (`readings` None when none of the day's intervals has a value: no block is written, but the
+    premise and channel are), and when the newest of them was stored."""
+
+    esi_id: str
+    channel: str
+    day: date
+    readings: str | None
+    newest: datetime | None
+
+
 async def espi_feed(rows: AsyncIterator[UsageRow], *, links: FeedLinks, updated: datetime,
                     usage_points: Sequence[str] | None = None, blocks_only: bool = False,
                     chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
@@ -262,77 +274,53 @@ async def espi_feed(rows: AsyncIterator[UsageRow], *, links: FeedLinks, updated:
     published when its newest reading was stored). `blocks_only`: the IntervalBlock entries alone
     (a resource-level `…/MeterReading/{id}/IntervalBlock` feed; `usage_points` is ignored).
     Raises RowOrderError on rows out of order."""
-    paths = Paths(links)
-    stamp = atom_time(updated)
-    out: list[str] = [feed_head(links, updated)]
-    if not blocks_only:
-        out.append(local_time_entry(paths, stamp))
-    else:
-        usage_points = None
-    listed = list(usage_points) if usage_points is not None else None
-    position = {esi: i for i, esi in enumerate(listed)} if listed is not None else {}
-    next_listed = 0  # the listed UsagePoints before this index are written
-    types_written: set[str] = set()
+    async for chunk in espi_feed_blocks(blocks_of(rows), links=links, updated=updated, usage_points=usage_points,
+                                        blocks_only=blocks_only, chunk_bytes=chunk_bytes):
+        yield chunk
 
-    esi_id = ""
-    channel_name = ""
-    channel: Channel | None = None
+
+async def blocks_of(rows: AsyncIterator[UsageRow]) -> AsyncIterator[Block]:
+    """The rows, checked for their order, as one `Block` per premise, channel and local day."""
+    esi_id, channel_name = "", ""
+    seen_premises: set[str] = set()
     day: date | None = None
     bounds = (0, 0)
     readings: list[str] = []
     newest: datetime | None = None
     last_start = -1
-    seen_premises: set[str] = set()
 
-    def flush_block() -> None:
-        nonlocal readings, newest
-        if day is not None and channel is not None and newest is not None:
-            out.append(interval_block_entry(paths, esi_id, channel, day, bounds, readings, newest))
-        readings = []
-        newest = None
+    def block() -> Block | None:
+        if day is None:
+            return None
+        return Block(esi_id, channel_name, day, "".join(readings) if newest is not None else None, newest)
 
     async for row in rows:
         start = int(row.interval_start.timestamp())
         if row.esi_id != esi_id or row.channel != channel_name:
-            flush_block()
+            if (done := block()) is not None:
+                yield done
             if row.esi_id != esi_id:
                 if row.esi_id in seen_premises:
                     raise RowOrderError(f"rows of {row.esi_id} came after another premise's: the writer "
                                         f"needs (esi_id, channel, start) order")
                 seen_premises.add(row.esi_id)
-                if listed is not None:  # (None in a block feed: it has no UsagePoint entries)
-                    at = position.get(row.esi_id)
-                    if at is None or at < next_listed:
-                        raise RowOrderError(f"rows of {row.esi_id}: not in usage_points, or out of its order")
-                    for esi in listed[next_listed:at + 1]:
-                        out.append(usage_point_entry(paths, esi, stamp))
-                    next_listed = at + 1
-                elif not blocks_only:
-                    out.append(usage_point_entry(paths, row.esi_id, stamp))
                 esi_id, channel_name = row.esi_id, ""
             if row.channel <= channel_name:
                 raise RowOrderError(f"channel {row.channel!r} of {row.esi_id} after {channel_name!r}")
-            found = CHANNELS.get(row.channel)
-            if found is None:
+            if row.channel not in CHANNELS:
                 raise RowOrderError(f"channel {row.channel!r} of {row.esi_id}: not one of {sorted(CHANNELS)}")
-            channel, channel_name = found, row.channel
-            if not blocks_only:
-                out.append(meter_reading_entry(paths, esi_id, channel, stamp))
-            if channel_name not in types_written and not blocks_only:
-                types_written.add(channel_name)
-                out.append(reading_type_entry(paths, channel, stamp))
-            day, bounds, last_start = None, (0, 0), -1
+            channel_name = row.channel
+            day, bounds, last_start, readings, newest = None, (0, 0), -1, [], None
         if start <= last_start:
             raise RowOrderError(f"interval {row.interval_start.isoformat()} of {esi_id} {channel_name} "
                                 f"after {datetime.fromtimestamp(last_start, UTC).isoformat()}")
         last_start = start
         if start >= bounds[1]:  # a new local day: the last one is complete
-            flush_block()
+            if (done := block()) is not None:
+                yield done
             day = local_day_of(start)
             bounds = local_day_bounds(day)
-            if sum(map(len, out)) >= chunk_bytes:  # a few dozen entries: cheap, once a day
-                yield "".join(out).encode()
-                out.clear()
+            readings, newest = [], None
         quality = row.quality
         if quality == "actual":
             readings.append(_READING % (row.length_s, start, row.value_wh))
@@ -346,7 +334,62 @@ async def espi_feed(rows: AsyncIterator[UsageRow], *, links: FeedLinks, updated:
         received = row.received_at
         if newest is None or received > newest:
             newest = received
-    flush_block()
+    if (done := block()) is not None:
+        yield done
+
+
+async def espi_feed_blocks(blocks: AsyncIterator[Block], *, links: FeedLinks, updated: datetime,
+                           usage_points: Sequence[str] | None = None, blocks_only: bool = False,
+                           chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
+    """`espi_feed` of readings already made (`blocks_of` the rows, or a store's own rendering of
+    the same IntervalReading elements: gateway/store/usage_reports.py), in (esi_id, channel, day)
+    order; the same document."""
+    paths = Paths(links)
+    stamp = atom_time(updated)
+    out: list[str] = [feed_head(links, updated)]
+    size = len(out[0])
+    if not blocks_only:
+        out.append(local_time_entry(paths, stamp))
+    else:
+        usage_points = None
+    listed = list(usage_points) if usage_points is not None else None
+    position = {esi: i for i, esi in enumerate(listed)} if listed is not None else {}
+    next_listed = 0  # the listed UsagePoints before this index are written
+    types_written: set[str] = set()
+    esi_id, channel_name = "", ""
+    channel: Channel | None = None
+
+    async for b in blocks:
+        if b.esi_id != esi_id or b.channel != channel_name:
+            if b.esi_id != esi_id:
+                if listed is not None:  # (None in a block feed: it has no UsagePoint entries)
+                    at = position.get(b.esi_id)
+                    if at is None or at < next_listed:
+                        raise RowOrderError(f"rows of {b.esi_id}: not in usage_points, or out of its order")
+                    for esi in listed[next_listed:at + 1]:
+                        out.append(usage_point_entry(paths, esi, stamp))
+                    next_listed = at + 1
+                elif not blocks_only:
+                    out.append(usage_point_entry(paths, b.esi_id, stamp))
+                esi_id = b.esi_id
+            found = CHANNELS.get(b.channel)
+            if found is None:
+                raise RowOrderError(f"channel {b.channel!r} of {b.esi_id}: not one of {sorted(CHANNELS)}")
+            channel, channel_name = found, b.channel
+            if not blocks_only:
+                out.append(meter_reading_entry(paths, esi_id, channel, stamp))
+            if channel_name not in types_written and not blocks_only:
+                types_written.add(channel_name)
+                out.append(reading_type_entry(paths, channel, stamp))
+        if b.readings is not None and b.newest is not None and channel is not None:
+            entry = interval_block_entry(paths, esi_id, channel, b.day, local_day_bounds(b.day), (b.readings,),
+                                         b.newest)
+            out.append(entry)
+            size += len(entry)
+            if size >= chunk_bytes:
+                yield "".join(out).encode()
+                out.clear()
+                size = 0
     if listed is not None:
         for esi in listed[next_listed:]:
             out.append(usage_point_entry(paths, esi, stamp))

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from gateway.greenbutton import FeedLinks, espi_feed
+from gateway.greenbutton.writer import Block, espi_feed_blocks
 from gateway.store import usage_reports as reports
 from gateway.store.store import Store, open_store
 from gateway.store.usage import StoredRead
@@ -125,3 +127,44 @@ async def test_two_workers_claim_a_report_once_and_a_late_one_is_fenced_off(migr
     finally:
         await first.close()
         await second.close()
+
+
+async def test_the_servers_green_button_blocks_make_the_writers_document(migrated_pg_url: str) -> None:
+    """PostgreSQL renders a report's IntervalReading elements itself (the Green Button report's
+    fast path): the document is the Python writer's, byte for byte — estimated and missing reads,
+    the day daylight time starts, a read off the grid, a premise without reads."""
+    store = await open_store(migrated_pg_url)
+    try:
+        await _seed(store)
+        spans = [PremiseSpan(ESIS[0], T0, T0 + timedelta(days=2)), PremiseSpan(ESIS[1], T0, T0 + timedelta(days=1)),
+                 PremiseSpan(ESIS[2], T0 + timedelta(hours=5), T0 + timedelta(hours=6)),
+                 PremiseSpan("10443720000000009", T0, T0 + timedelta(days=1))]
+        spans.sort(key=lambda s: s.esi_id)
+        links = FeedLinks("https://gw.test/espi/1_1/resource", "https://gw.test/espi/1_1/resource/Batch/Bulk/1/UsagePoint",
+                          "https://gw.test/v1/usage-reports/1/file", "Usage report 1")
+        updated = datetime(2026, 3, 10, tzinfo=UTC)
+        esi_ids = [s.esi_id for s in spans]
+
+        async def rows() -> AsyncIterator[StoredRead]:
+            async for page in reports.stream_reads(store.engine, spans):
+                for row in page:
+                    yield row
+
+        expected = b"".join([c async for c in espi_feed(rows(), links=links, updated=updated, usage_points=esi_ids)])
+        rendered, count = await reports.espi_blocks_postgresql(store.engine, spans)
+
+        async def blocks() -> AsyncIterator[Block]:
+            for esi_id, channel, day, readings, newest in rendered:
+                yield Block(esi_id, channel, date.fromisoformat(day), readings,
+                            None if newest is None else datetime.fromtimestamp(newest, UTC))
+
+        got = b"".join([c async for c in espi_feed_blocks(blocks(), links=links, updated=updated,
+                                                          usage_points=esi_ids)])
+        assert got == expected
+        assert count == 2 * 96 + 1 + 96 + 1 + 1 + 4  # every row, missing ones too
+        # Premise 1: 48 h from local midnight span three local days (the second has 23 h) and a
+        # generation day; premise 2: a day of each channel; premise 3: one day.
+        assert expected.count(b"<IntervalBlock ") == 3 + 1 + 2 + 1
+        assert b"<ReadingQuality><quality>8</quality></ReadingQuality>" in expected
+    finally:
+        await store.close()

@@ -318,11 +318,12 @@ async def test_files_are_deleted_after_their_retention(tmp_path: Path) -> None:
         assert r.status_code == 410 and r.json()["code"] == "report_expired", r.text
 
 
-async def test_a_green_button_report_is_valid_espi_and_equals_the_store(tmp_path: Path) -> None:
+async def test_a_green_button_report_is_valid_espi_and_equals_the_store(tmp_path: Path, store_url: str | None) -> None:
     """format=espi: one Atom feed of every premise of the agreement (a UsagePoint each), valid
     against our ESPI subset schema (and the published one when HANGW_ESPI_XSD_DIR is set), and read
-    back by greenbutton-objects as the store's 15-minute values."""
-    async with running(tmp_path / "d") as f:
+    back by greenbutton-objects as the store's 15-minute values — on PostgreSQL through the
+    server-rendered blocks."""
+    async with running(tmp_path / "d", store_url) as f:
         _, token = await f.gw.new_party("Watts", "123456789")
         now = f.gw.clock.now()
         start, end = _midnight(now, -2), _midnight(now, -1)
