@@ -287,24 +287,28 @@ async def espi_blocks_postgresql(engine: AsyncEngine, spans: Sequence[PremiseSpa
     the rows they hold. One COPY; a chunk of premises' blocks are held (a few MB), not its rows."""
     if not spans:
         return [], 0
-    parts: list[bytes] = []
+    blocks: list[RenderedBlock] = []
+    rows = 0
+    tail = b""
 
     async def collect(chunk: bytes) -> None:
-        parts.append(chunk)
+        # Parsed as it arrives (COPY's text format: tab-separated, \N for NULL; the XML holds no
+        # tab, newline or backslash): the chunk's blocks are held once, not its bytes as well.
+        nonlocal tail, rows
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            esi_id, channel, day, readings, newest, count = line.decode().split("\t")
+            blocks.append((esi_id, channel, day, None if readings == "\\N" else readings,
+                           None if newest == "\\N" else int(newest)))
+            rows += int(count)
 
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         apg: Any = raw.driver_connection
         await apg.copy_from_query(_PG_ESPI_BLOCKS, [s.esi_id for s in spans], [s.start for s in spans],
                                   [s.end for s in spans], output=collect, format="text")
-    blocks: list[RenderedBlock] = []
-    rows = 0
-    # COPY's text format: tab-separated, \N for NULL; the XML holds no tab, newline or backslash.
-    for line in b"".join(parts).decode().splitlines():
-        esi_id, channel, day, readings, newest, count = line.split("\t")
-        blocks.append((esi_id, channel, day, None if readings == "\\N" else readings,
-                       None if newest == "\\N" else int(newest)))
-        rows += int(count)
+    assert not tail, "COPY ended inside a line"
     return blocks, rows
 
 
