@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 
 from ams_adapters.inventory import HanInventory, InventoryUnavailable, from_registrations
 from ams_adapters.pacing import Backoff, TokenBucket
+from ams_adapters.pending_answers import PendingAnswers
 from ams_adapters.profiles import TdspProfile
 from ams_adapters.resilience import CircuitBreaker
 from ams_adapters.wire.common import Ack, AckStatus, HeadEndRequest, HeadEndRequestKind, NoteKind, Notification
@@ -26,7 +27,6 @@ ANSWER_GRACE_S = 2.0
 """Wait this long past the request's expiration time for the answer (it may be on its way)."""
 MAX_RATE_WAIT_S = 0.25
 """As for submits: wait this long at most for a rate-limit token, else the caller is told to retry."""
-REMEMBERED = 10_000
 
 
 class InventoryQueries:
@@ -41,18 +41,12 @@ class InventoryQueries:
         self.backoff = backoff
         self._clock = clock
         self.stats = stats
-        self._waiting: dict[str, asyncio.Future[Notification]] = {}
-        self._ended: dict[str, None] = {}  # insertion-ordered: late or duplicated answers are dropped
+        self._answers = PendingAnswers(frozenset({NoteKind.INVENTORY, NoteKind.FAILED}))
         self._seq = itertools.count(1)
 
     def take(self, note: Notification) -> bool:
         """True if `note` belongs to an inventory query (answered now, or a late duplicate)."""
-        fut = self._waiting.get(note.transaction_id)
-        if fut is None:
-            return note.transaction_id in self._ended
-        if not fut.done() and note.kind in (NoteKind.INVENTORY, NoteKind.FAILED):
-            fut.set_result(note)
-        return True
+        return self._answers.take(note)
 
     async def ask(self, esi_id: str) -> HanInventory:
         p = self.profile
@@ -61,22 +55,13 @@ class InventoryQueries:
         expires_at = self._clock() + p.inventory_timeout_s
         req = HeadEndRequest(transaction_id=txid, esi_id=esi_id, kind=HeadEndRequestKind.HAN_INVENTORY,
                              expires_at=expires_at, target="meter")
-        fut: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
-        self._waiting[txid] = fut
         try:
-            await self._request(req)
-            try:
-                async with asyncio.timeout(max(0.0, expires_at - self._clock()) + ANSWER_GRACE_S):
-                    note = await fut
-            except TimeoutError:
-                raise InventoryUnavailable(
-                    f"meter {esi_id} did not answer within {p.inventory_timeout_s:g} s (the request's expiry at "
-                    f"{p.name}; the meter may be unreachable)", timed_out=True) from None
-        finally:
-            self._waiting.pop(txid, None)
-            self._ended[txid] = None
-            while len(self._ended) > REMEMBERED:
-                del self._ended[next(iter(self._ended))]
+            note = await self._answers.ask(txid, lambda: self._request(req),
+                                           lambda: max(0.0, expires_at - self._clock()) + ANSWER_GRACE_S)
+        except TimeoutError:
+            raise InventoryUnavailable(
+                f"meter {esi_id} did not answer within {p.inventory_timeout_s:g} s (the request's expiry at "
+                f"{p.name}; the meter may be unreachable)", timed_out=True) from None
         if note.kind is NoteKind.FAILED:
             raise InventoryUnavailable(f"head-end {p.name}: {note.reason or 'failed'}")
         self.stats["inventories"] = self.stats.get("inventories", 0) + 1

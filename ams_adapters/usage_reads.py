@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 
 from ams_adapters.inventory_query import Send
 from ams_adapters.pacing import Backoff, TokenBucket
+from ams_adapters.pending_answers import PendingAnswers
 from ams_adapters.profiles import TdspProfile
 from ams_adapters.resilience import CircuitBreaker
 from ams_adapters.usage import Channel, MeterRead, Quality, UsageAnswerInvalid, UsageRead, UsageUnavailable
@@ -49,7 +50,6 @@ READ_KEY = "read:"
 ANSWER_GRACE_S = 2.0
 """Wait this long past the read's expirationTime for the answer (it may be on its way)."""
 MAX_RATE_WAIT_S = 0.25
-REMEMBERED = 10_000
 
 
 @runtime_checkable
@@ -78,8 +78,7 @@ class HeadEndReads:
         self.backoff = backoff
         self._clock = clock
         self.stats = stats
-        self._waiting: dict[str, asyncio.Future[Notification]] = {}
-        self._ended: dict[str, None] = {}
+        self._answers = PendingAnswers(frozenset({NoteKind.METER_READ, NoteKind.FAILED}))
         self._seq = itertools.count(1)
 
     # ------------------------------------------------------------------ interval data
@@ -147,12 +146,7 @@ class HeadEndReads:
     # ------------------------------------------------------------------ on-demand read
     def take(self, note: Notification) -> bool:
         """True if `note` answers an on-demand read (now, or a late duplicate)."""
-        fut = self._waiting.get(note.transaction_id)
-        if fut is None:
-            return note.transaction_id in self._ended
-        if not fut.done() and note.kind in (NoteKind.METER_READ, NoteKind.FAILED):
-            fut.set_result(note)
-        return True
+        return self._answers.take(note)
 
     async def read_meter(self, esi_id: str) -> MeterRead:
         p = self.profile
@@ -160,23 +154,14 @@ class HeadEndReads:
         expires_at = self._clock() + p.meter_read_timeout_s
         req = HeadEndRequest(transaction_id=txid, esi_id=esi_id, kind=HeadEndRequestKind.METER_READ,
                              expires_at=expires_at, target="meter")
-        fut: asyncio.Future[Notification] = asyncio.get_running_loop().create_future()
-        self._waiting[txid] = fut
         try:
-            await self._request(req)
-            try:
-                async with asyncio.timeout(max(0.0, expires_at - self._clock()) + ANSWER_GRACE_S):
-                    note = await fut
-            except TimeoutError:
-                raise UsageUnavailable(
-                    f"meter {esi_id} was not read within {p.meter_read_timeout_s:g} s (the read's expirationTime at "
-                    f"{p.name}; the head-end dropped it, the meter may be unreachable)",
-                    retry_after_s=p.meter_read_timeout_s) from None
-        finally:
-            self._waiting.pop(txid, None)
-            self._ended[txid] = None
-            while len(self._ended) > REMEMBERED:
-                del self._ended[next(iter(self._ended))]
+            note = await self._answers.ask(txid, lambda: self._request(req),
+                                           lambda: max(0.0, expires_at - self._clock()) + ANSWER_GRACE_S)
+        except TimeoutError:
+            raise UsageUnavailable(
+                f"meter {esi_id} was not read within {p.meter_read_timeout_s:g} s (the read's expirationTime at "
+                f"{p.name}; the head-end dropped it, the meter may be unreachable)",
+                retry_after_s=p.meter_read_timeout_s) from None
         if note.kind is NoteKind.FAILED or note.register is None:
             raise UsageUnavailable(f"head-end {p.name}: {note.reason or 'the read failed'}")
         if note.esi_id and note.esi_id != esi_id:

@@ -96,7 +96,7 @@ class MeterReadService:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ReadOutcome:
     values: dict[str, Any]
 
 
@@ -168,7 +168,7 @@ class MeterReadWorker:
                         read.id)
         self._held.pop(read.id, None)
 
-    async def _read(self, read: StoredMeterRead) -> Outcome:
+    async def _read(self, read: StoredMeterRead) -> ReadOutcome:
         if self.clock.now() >= read.expires_at:
             return _failed("expired", f"not read within {self.config.on_demand_read_expiry_seconds:g} s of the "
                                       "request")
@@ -187,10 +187,10 @@ class MeterReadWorker:
         except Exception as exc:  # the route's own failure: the read failed, the worker goes on
             log.exception("route %s failed reading meter %s", route.capabilities.name, read.esi_id)
             return _failed("unreachable", f"route error: {exc!r}")
-        return Outcome({"state": COMPLETED, "read_at": datetime.fromtimestamp(got.read_at, UTC),
+        return ReadOutcome({"state": COMPLETED, "read_at": datetime.fromtimestamp(got.read_at, UTC),
                         "delivered_wh": got.delivered_wh, "received_wh": got.received_wh,
                         "demand_w": got.demand_w})
 
 
-def _failed(reason: str, detail: str) -> Outcome:
-    return Outcome({"state": FAILED, "reason": reason, "detail": detail[:500]})
+def _failed(reason: str, detail: str) -> ReadOutcome:
+    return ReadOutcome({"state": FAILED, "reason": reason, "detail": detail[:500]})

@@ -65,7 +65,7 @@ BlockId = Annotated[str, Path(max_length=8, description="the local (America/Chic
 
 
 @dataclass(frozen=True)
-class Scope:
+class FeedScope:
     """What a request may read: the agreement's premises, and the window of interval starts."""
 
     agreement: Agreement
@@ -90,7 +90,7 @@ def _floor(moment: datetime) -> datetime:
 
 
 async def subscription_scope(store: Store, now: datetime, agreement_id: int, published_min: datetime | None,
-                             published_max: datetime | None) -> Scope:
+                             published_max: datetime | None) -> FeedScope:
     """The agreement (the policy has checked that it is the caller's) and the window to read; a
     typed refusal otherwise."""
     agreement = await store.get_agreement(agreement_id)
@@ -122,11 +122,11 @@ async def subscription_scope(store: Store, now: datetime, agreement_id: int, pub
         raise Forbidden(f"the window {start.isoformat()} to {end.isoformat()} is outside agreement "
                         f"{agreement_id}'s period {period[0].isoformat()} to {period[1].isoformat()}",
                         code="period_not_covered")
-    return Scope(agreement, sorted(p.esi_id for p in agreement.premises), start, end)
+    return FeedScope(agreement, sorted(p.esi_id for p in agreement.premises), start, end)
 
 
 async def _scope(request: Request, svc: Svc, agreement_id: int, published_min: datetime | None = None,
-                 published_max: datetime | None = None) -> Scope:
+                 published_max: datetime | None = None) -> FeedScope:
     now = svc.clock.now()
     try:
         return await subscription_scope(svc.store, now, agreement_id, published_min, published_max)
@@ -141,7 +141,7 @@ async def _scope(request: Request, svc: Svc, agreement_id: int, published_min: d
         raise
 
 
-def _usage_point(scope: Scope, esi_id: str) -> str:
+def _usage_point(scope: FeedScope, esi_id: str) -> str:
     if esi_id not in scope.esi_ids:
         raise NotFound(f"no UsagePoint {esi_id} in subscription {scope.agreement.id}", code="unknown_usage_point")
     return esi_id
@@ -204,7 +204,7 @@ async def usage_point(request: Request, svc: Svc, subscription_id: SubscriptionI
     return _atom(entry_document(usage_point_entry(paths, esi_id, atom_time(svc.clock.now()))))
 
 
-async def _channels(store: Store, scope: Scope, esi_id: str) -> list[str]:
+async def _channels(store: Store, scope: FeedScope, esi_id: str) -> list[str]:
     """Consumption always; generation where the premise has generation stored in the window."""
     has_generation = await store.count_usage_in(esi_id, "generation", scope.start, scope.end)
     return ["consumption", "generation"] if has_generation else ["consumption"]

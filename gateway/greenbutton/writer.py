@@ -44,7 +44,7 @@ DST_END_RULE = "B40E2000"
 LOCAL_TIME_ID = "1"
 
 
-class Channel(NamedTuple):
+class EspiChannel(NamedTuple):
     meter_reading_id: str
     reading_type_id: str
     flow_direction: int
@@ -52,9 +52,9 @@ class Channel(NamedTuple):
 
 
 # ReadingType and MeterReading ids by channel (the store's channel names).
-CHANNELS: dict[str, Channel] = {
-    "consumption": Channel("1", "1", 1, "Energy delivered (15-minute Wh)"),
-    "generation": Channel("2", "2", 19, "Energy received from the premise (15-minute Wh)"),
+CHANNELS: dict[str, EspiChannel] = {
+    "consumption": EspiChannel("1", "1", 1, "Energy delivered (15-minute Wh)"),
+    "generation": EspiChannel("2", "2", 19, "Energy received from the premise (15-minute Wh)"),
 }
 QUALITY_CODES = {"actual": None, "estimated": 8}  # `missing`: the reading is left out
 ESTIMATED_CODE = 8
@@ -129,7 +129,7 @@ def local_time_parameters_content() -> str:
             f"<tzOffset>{TZ_OFFSET_S}</tzOffset></LocalTimeParameters>")
 
 
-def reading_type_content(channel: Channel) -> str:
+def reading_type_content(channel: EspiChannel) -> str:
     # ENERGY_DATA.md §2.4: delta data (4), electricity (1), normal (12), 900 s, energy (12), Wh (72)
     # at 10^0; defaultQuality 0 (valid) is what a reading without a ReadingQuality is.
     return (f"<ReadingType xmlns=\"{ESPI_NS}\"><accumulationBehaviour>4</accumulationBehaviour>"
@@ -160,10 +160,10 @@ class Paths:
     def usage_point(self, esi_id: str) -> str:
         return f"{self.links.usage_points}/{esi_id}"
 
-    def meter_reading(self, esi_id: str, channel: Channel) -> str:
+    def meter_reading(self, esi_id: str, channel: EspiChannel) -> str:
         return f"{self.usage_point(esi_id)}/MeterReading/{channel.meter_reading_id}"
 
-    def reading_type(self, channel: Channel) -> str:
+    def reading_type(self, channel: EspiChannel) -> str:
         return f"{self.links.resource_base}/ReadingType/{channel.reading_type_id}"
 
 
@@ -205,19 +205,19 @@ def usage_point_entry(paths: Paths, esi_id: str, stamp: str) -> str:
                   "UsagePoint", f"ESI ID {esi_id}", USAGE_POINT_CONTENT, stamp, stamp)
 
 
-def meter_reading_entry(paths: Paths, esi_id: str, channel: Channel, stamp: str) -> str:
+def meter_reading_entry(paths: Paths, esi_id: str, channel: EspiChannel, stamp: str) -> str:
     href = paths.meter_reading(esi_id, channel)
     return _entry(href, f"{paths.usage_point(esi_id)}/MeterReading", (
         (f"{href}/IntervalBlock", "espi-feed/IntervalBlock"), (paths.reading_type(channel), "espi-entry/ReadingType")),
         "MeterReading", channel.title, METER_READING_CONTENT, stamp, stamp)
 
 
-def reading_type_entry(paths: Paths, channel: Channel, stamp: str) -> str:
+def reading_type_entry(paths: Paths, channel: EspiChannel, stamp: str) -> str:
     return _entry(paths.reading_type(channel), f"{paths.links.resource_base}/ReadingType", (), "ReadingType",
                   channel.title, reading_type_content(channel), stamp, stamp)
 
 
-def interval_block_entry(paths: Paths, esi_id: str, channel: Channel, day: date,  # noqa: PLR0917
+def interval_block_entry(paths: Paths, esi_id: str, channel: EspiChannel, day: date,  # noqa: PLR0917
                          bounds: tuple[int, int], readings: Sequence[str], published: datetime) -> str:
     mr = paths.meter_reading(esi_id, channel)
     stamp = atom_time(published)
@@ -357,7 +357,7 @@ async def espi_feed_blocks(blocks: AsyncIterator[Block], *, links: FeedLinks, up
     next_listed = 0  # the listed UsagePoints before this index are written
     types_written: set[str] = set()
     esi_id, channel_name = "", ""
-    channel: Channel | None = None
+    channel: EspiChannel | None = None
 
     async for b in blocks:
         if b.esi_id != esi_id or b.channel != channel_name:

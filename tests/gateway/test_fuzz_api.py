@@ -164,6 +164,8 @@ SEMANTIC_CODES = {
     "not_on_month_boundary",
     # the request list's created_after before created_before (one query parameter against another)
     "empty_interval",
+    # a usage report names its premises by agreement_ids or by esi_ids, exactly one of them
+    "one_of_required",
 }
 
 

@@ -31,6 +31,7 @@ __all__ = ["db_url", "pg_url"]  # the back-end fixtures
 
 DOCS = Path(__file__).parents[2] / "docs" / "third-party-api.md"
 USAGE_EVENTS = frozenset({"meter_read.completed", "meter_read.failed", "usage.available"})
+REPORT_EVENTS = frozenset({"usage_report.completed"})  # checked in tests/pipeline/test_usage_reports.py
 
 
 class Receiver:
@@ -205,7 +206,7 @@ async def test_every_catalogue_example_is_a_real_event(tmp_path: Path) -> None:
                 by_type.setdefault(item["type"], item["event"])
             # The usage events (on-demand reads, usage.available) are checked against real ones in
             # tests/pipeline/test_meter_reads_e2e.py, which drives Energy Data agreements.
-            examples = {k: v for k, v in examples.items() if k not in USAGE_EVENTS}
+            examples = {k: v for k, v in examples.items() if k not in USAGE_EVENTS | REPORT_EVENTS}
             assert set(examples) <= set(by_type), f"never produced: {set(examples) - set(by_type)}"
             assert set(by_type) <= set(examples), f"not in the catalogue: {set(by_type) - set(examples)}"
             for kind, example in examples.items():
@@ -428,5 +429,7 @@ async def test_han_requests_list_filters_pages_and_refuses_bad_filters(tmp_path:
 def test_the_catalogue_names_every_type_once() -> None:
     """The docs' catalogue parses: every heading has one JSON example of its own type."""
     examples = _catalogue()
-    assert len(examples) == 16  # 13, and the usage events (tests/pipeline/test_meter_reads_e2e.py)
+    # 13, the usage events (tests/pipeline/test_meter_reads_e2e.py) and the report's
+    # (tests/pipeline/test_usage_reports.py)
+    assert len(examples) == 17
     assert all(body["type"] == kind and isinstance(body["id"], int) for kind, body in examples.items())

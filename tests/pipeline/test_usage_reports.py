@@ -32,6 +32,7 @@ from sandbox.simulated_route import SimulatedRoute
 from simulators.clock import VirtualClock
 from tests.gateway.conftest import Gateway, gateway_config, open_test_store, start_server, stop_server
 from tests.pipeline.conftest import CUSTOMER
+from tests.pipeline.test_events import _catalogue, _shape_differences
 from tests.pipeline.test_green_button import ESPI_XSD_DIR, parsed, validate
 from tests.pipeline.test_usage_e2e import _midnight
 
@@ -180,6 +181,7 @@ async def test_a_report_equals_the_usage_endpoint_premise_by_premise(tmp_path: P
         events = (await f.gw.client.get("/v1/events", headers=f.gw.auth(token))).json()["items"]
         completed = [e["event"] for e in events if e["type"] == "usage_report.completed"]
         assert completed and completed[0]["report_id"] == report["id"] and completed[0]["rows"] == len(body)
+        assert _shape_differences(_catalogue()["usage_report.completed"], completed[0]) == []  # as documented
 
         # Another party: exactly what an unknown id gets.
         for path in (f"/v1/usage-reports/{report['id']}", done["file_url"], "/v1/usage-reports/999999"):
