@@ -257,8 +257,11 @@ class Block(NamedTuple):
     esi_id: str
     channel: str
     day: date
-    readings: str | None
+    readings: str | bytes | None  # bytes: UTF-8 already (a store's rendering), written as they are
     newest: datetime | None
+
+
+_SLOT = "\x00"  # where a block entry's readings go (no XML holds a NUL)
 
 
 async def espi_feed(rows: AsyncIterator[UsageRow], *, links: FeedLinks, updated: datetime,
@@ -346,10 +349,12 @@ async def espi_feed_blocks(blocks: AsyncIterator[Block], *, links: FeedLinks, up
     order; the same document."""
     paths = Paths(links)
     stamp = atom_time(updated)
-    out: list[str] = [feed_head(links, updated)]
+    # Bytes: a store's rendered readings (most of the document) are written without a decode,
+    # copy and encode of their own.
+    out: list[bytes] = [feed_head(links, updated).encode()]
     size = len(out[0])
     if not blocks_only:
-        out.append(local_time_entry(paths, stamp))
+        out.append(local_time_entry(paths, stamp).encode())
     else:
         usage_points = None
     listed = list(usage_points) if usage_points is not None else None
@@ -367,31 +372,32 @@ async def espi_feed_blocks(blocks: AsyncIterator[Block], *, links: FeedLinks, up
                     if at is None or at < next_listed:
                         raise RowOrderError(f"rows of {b.esi_id}: not in usage_points, or out of its order")
                     for esi in listed[next_listed:at + 1]:
-                        out.append(usage_point_entry(paths, esi, stamp))
+                        out.append(usage_point_entry(paths, esi, stamp).encode())
                     next_listed = at + 1
                 elif not blocks_only:
-                    out.append(usage_point_entry(paths, b.esi_id, stamp))
+                    out.append(usage_point_entry(paths, b.esi_id, stamp).encode())
                 esi_id = b.esi_id
             found = CHANNELS.get(b.channel)
             if found is None:
                 raise RowOrderError(f"channel {b.channel!r} of {b.esi_id}: not one of {sorted(CHANNELS)}")
             channel, channel_name = found, b.channel
             if not blocks_only:
-                out.append(meter_reading_entry(paths, esi_id, channel, stamp))
+                out.append(meter_reading_entry(paths, esi_id, channel, stamp).encode())
             if channel_name not in types_written and not blocks_only:
                 types_written.add(channel_name)
-                out.append(reading_type_entry(paths, channel, stamp))
+                out.append(reading_type_entry(paths, channel, stamp).encode())
         if b.readings is not None and b.newest is not None and channel is not None:
-            entry = interval_block_entry(paths, esi_id, channel, b.day, local_day_bounds(b.day), (b.readings,),
-                                         b.newest)
-            out.append(entry)
-            size += len(entry)
+            entry = interval_block_entry(paths, esi_id, channel, b.day, local_day_bounds(b.day), (_SLOT,), b.newest)
+            head, tail = entry.split(_SLOT)
+            readings = b.readings if isinstance(b.readings, bytes) else b.readings.encode()
+            out += (head.encode(), readings, tail.encode())
+            size += len(readings) + len(head) + len(tail)
             if size >= chunk_bytes:
-                yield "".join(out).encode()
+                yield b"".join(out)
                 out.clear()
                 size = 0
     if listed is not None:
         for esi in listed[next_listed:]:
-            out.append(usage_point_entry(paths, esi, stamp))
-    out.append(FEED_TAIL)
-    yield "".join(out).encode()
+            out.append(usage_point_entry(paths, esi, stamp).encode())
+    out.append(FEED_TAIL.encode())
+    yield b"".join(out)

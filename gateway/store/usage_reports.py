@@ -277,8 +277,9 @@ _PG_ESPI_BLOCKS = (
     "JOIN usage_reads r ON r.esi_id = s.esi_id AND r.interval_start >= s.start_at AND r.interval_start < s.end_at "
     "GROUP BY r.esi_id, r.channel, day ORDER BY r.esi_id, r.channel, day")
 
-RenderedBlock = tuple[str, str, str, str | None, int | None]
-"""(esi_id, channel, local day YYYY-MM-DD, IntervalReading elements or None, newest stored epoch or None)."""
+RenderedBlock = tuple[str, str, str, bytes | None, int | None]
+"""(esi_id, channel, local day YYYY-MM-DD, IntervalReading elements (UTF-8) or None, newest stored
+epoch or None)."""
 BlockRenderer = Callable[[Sequence["PremiseSpan"]], Awaitable[tuple[list[RenderedBlock], int]]]
 
 
@@ -298,16 +299,20 @@ async def espi_blocks_postgresql(engine: AsyncEngine, spans: Sequence[PremiseSpa
         lines = (tail + chunk).split(b"\n")
         tail = lines.pop()
         for line in lines:
-            esi_id, channel, day, readings, newest, count = line.decode().split("\t")
-            blocks.append((esi_id, channel, day, None if readings == "\\N" else readings,
-                           None if newest == "\\N" else int(newest)))
+            esi_id, channel, day, readings, newest, count = line.split(b"\t")
+            blocks.append((esi_id.decode(), channel.decode(), day.decode(), None if readings == b"\\N" else readings,
+                           None if newest == b"\\N" else int(newest)))
             rows += int(count)
 
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         apg: Any = raw.driver_connection
-        await apg.copy_from_query(_PG_ESPI_BLOCKS, [s.esi_id for s in spans], [s.start for s in spans],
-                                  [s.end for s in spans], output=collect, format="text")
+        async with apg.transaction():
+            # The aggregate sorts a chunk's rows (hundreds of thousands): in memory, not on disk
+            # (measured: 4.6 s instead of 5.5 s for 2.88 M rows).
+            await apg.execute("SET LOCAL work_mem = '256MB'")
+            await apg.copy_from_query(_PG_ESPI_BLOCKS, [s.esi_id for s in spans], [s.start for s in spans],
+                                      [s.end for s in spans], output=collect, format="text")
     assert not tail, "COPY ended inside a line"
     return blocks, rows
 
