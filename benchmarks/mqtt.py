@@ -38,6 +38,7 @@ from paho.mqtt.properties import Properties
 
 from benchmarks.pipeline import _database, _load, _pct
 from benchmarks.ratelimit import _party
+from gateway.mqtt_api.client import tcp_no_delay
 from sandbox.dynsec_broker import DynsecBroker, start_dynsec_broker
 from sandbox.ports import free_port
 
@@ -111,6 +112,7 @@ class _Party:
                               protocol=paho.MQTTv5)
         self._c.username_pw_set(username, password)
         self._c.on_message = self._on_message
+        self._c.on_socket_open = tcp_no_delay  # as the gateway's own client (gateway/mqtt_api/client.py)
         self._host, self._port = host, port
         self._waiting: dict[bytes, asyncio.Future[int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -75,7 +75,7 @@ def start_dynsec_broker(directory: Path, *, admin_username: str = "hangw-admin")
     # Started by root, mosquitto drops to the `mosquitto` user, which may not reach `directory` (e.g.
     # pytest's private temporary directories): it stays the user who started it.
     user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nset_tcp_nodelay true\n"
                     f"plugin {plugin_path()}\nplugin_opt_config_file {dynsec_file}\n"
                     f"log_dest file {directory / 'mosquitto.log'}\nlog_type all\n")
     process = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,

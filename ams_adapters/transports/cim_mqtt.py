@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -143,6 +144,11 @@ class CimMqttTransport:
                 paho = client._client
                 paho.manual_ack_set(True)
                 async with client:
+                    # paho leaves Nagle's algorithm on: each small request would wait for the
+                    # broker's delayed ACK (aiomqtt owns paho's socket callbacks: set it here).
+                    sock = paho.socket()
+                    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     await client.subscribe(self.reply_topic, qos=1)
                     await client.subscribe(self.events_filter, qos=1)
                     self._client = client

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,9 @@ class BrokerClient:
         self._paho.on_connect = self._on_connect
         self._paho.on_disconnect = self._on_disconnect
         self._paho.on_message = self._on_message
+        # paho leaves Nagle's algorithm on: a small PUBLISH then waits for the broker's delayed ACK
+        # (~40 ms a hop, measured: MQTT request round trips 16/s -> see docs/operator.md).
+        self._paho.on_socket_open = tcp_no_delay
         self._paho.on_publish = self._on_publish
         self._paho.on_subscribe = self._on_subscribe
 
@@ -241,3 +245,8 @@ class BrokerClient:
                       properties: Any) -> None:
         self._resolve(mid, reasons[0].value if reasons else 0x80)
 
+
+def tcp_no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """Send small MQTT packets at once (TCP_NODELAY), as Mosquitto's `set_tcp_nodelay` does its side."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
