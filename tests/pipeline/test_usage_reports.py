@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.app import create_app
 from gateway.clock import ManualClock
@@ -34,7 +33,9 @@ from tests.gateway.conftest import Gateway, gateway_config, open_test_store, sta
 from tests.pipeline.conftest import CUSTOMER
 from tests.pipeline.test_events import _catalogue, _shape_differences
 from tests.pipeline.test_green_button import ESPI_XSD_DIR, parsed, validate
-from tests.pipeline.test_usage_e2e import _midnight
+from tests.pipeline.test_usage_e2e import _midnight, store_url
+
+__all__ = ["store_url"]  # the fixture: SQLite, and a fresh PostgreSQL database at head
 
 BOB = "bob@example.test"
 
@@ -135,14 +136,6 @@ async def running(data_dir: Path, storage_url: str | None = None, *, per_tdsp: i
     finally:
         await stop_server(server, task)
         await store.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str | None:
-    if request.param == "sqlite":
-        return None
-    url: str = request.getfixturevalue("migrated_pg_url")
-    return url
 
 
 async def test_a_report_equals_the_usage_endpoint_premise_by_premise(tmp_path: Path, store_url: str | None) -> None:
