@@ -98,11 +98,6 @@ class ReportFormat:
     intervals: tuple[UsageInterval, ...] = (UsageInterval.MIN15,)  # the intervals the writer takes rows of
 
 
-class ReportFormatNotSupported(InvalidRequest):
-    code = "report_format_not_supported"
-    title = "This report format is not supported yet"
-
-
 class ReportNotReady(InvalidRequest):
     status = 409
     code = "report_not_ready"
@@ -166,7 +161,6 @@ def espi_writer(rows: AsyncIterator[StoredRead], context: ReportContext) -> Asyn
 
 ESPI = ReportFormat("espi", ESPI_CONTENT_TYPE, "xml", espi_writer)  # 15-minute data only
 FORMATS: dict[str, ReportFormat] = {"csv": CSV, "espi": ESPI}
-KNOWN_FORMATS = ("csv", "espi")
 
 
 def data_end(agreement: Agreement | None, start: datetime, end: datetime, now: datetime) -> datetime:
@@ -191,11 +185,9 @@ class UsageReports:
 
     async def request(self, who: Principal, *, agreement_ids: Sequence[int] | None, esi_ids: Sequence[str] | None,
                       start: datetime, end: datetime, interval: UsageInterval, fmt: str) -> UsageReport:
-        if fmt not in FORMATS:
-            raise ReportFormatNotSupported(
-                f"format {fmt} is not supported yet (supported: {', '.join(FORMATS)})",
-                errors=[FieldError("format", "report_format_not_supported",
-                                   f"one of {', '.join(FORMATS)}", fmt)])
+        if fmt not in FORMATS:  # (the API's schema admits only these; a caller in code may not)
+            raise InvalidRequest(f"format {fmt} is not one of {', '.join(FORMATS)}", errors=[
+                FieldError("format", "unknown_format", f"one of {', '.join(FORMATS)}", fmt)])
         if interval not in FORMATS[fmt].intervals:
             raise InvalidRequest(f"format {fmt} takes {', '.join(FORMATS[fmt].intervals)} only", errors=[
                 FieldError("interval", "interval_not_supported_by_format", f"one of "

@@ -44,7 +44,7 @@ class UsageReportIn(BaseModel):
     start: AwareDatetime = Field(alias="from", description="start of the period (with its UTC offset)")
     end: AwareDatetime = Field(alias="to", description="end of the period (exclusive)")
     interval: UsageInterval = UsageInterval.MIN15
-    format: Literal["csv", "espi"] = Field(default="csv", description="espi: not supported yet (422)")
+    format: Literal["csv", "espi"] = Field(default="csv", description="csv, or espi (Green Button, 15min only)")
 
 
 class UsageReportOut(BaseModel):
@@ -87,7 +87,7 @@ async def _own(svc: Svc, who: ThirdParty, report_id: int) -> UsageReport:
 
 @router.post("/usage-reports", status_code=202, response_model=UsageReportOut)
 async def create_report(body: UsageReportIn, request: Request, svc: Svc, who: ThirdParty) -> UsageReportOut:
-    """Ask for the usage of many premises over a period as one file (CSV; ESPI not supported yet),
+    """Ask for the usage of many premises over a period as one file (CSV, or Green Button ESPI for 15-minute data),
     produced in the background: poll `GET /v1/usage-reports/{id}`, then fetch its `file_url`."""
     reports = UsageReports(svc.store, svc.clock)
     report = await reports.request(who, agreement_ids=body.agreement_ids, esi_ids=body.esi_ids, start=body.start,

@@ -654,7 +654,7 @@ usage_reports = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("party_id", sa.Integer, sa.ForeignKey("parties.id"), nullable=False, index=True),
     sa.Column("state", sa.String(10), nullable=False),  # queued | running | done | failed | expired
-    sa.Column("format", sa.String(10), nullable=False),  # csv (espi: refused until wired)
+    sa.Column("format", sa.String(10), nullable=False),  # csv | espi (Green Button)
     sa.Column("interval", sa.String(8), nullable=False),  # 15min | daily | monthly
     sa.Column("period_start", UtcDateTime, nullable=False),
     sa.Column("period_end", UtcDateTime, nullable=False),
