@@ -17,7 +17,9 @@ the primary key built after: no row crosses the client, and generation is not pa
 - the export through the report job path, for each of `--formats` (CSV, then Green Button ESPI): a
   usage report queued in the store, produced by `gateway.usage_reports.ReportWorker` (claim,
   chunks, checkpoints, file, finish) in a subprocess of its own, timed there from the claim to the
-  finished file; `rss_mb` is that process's peak RSS (`resource.getrusage`, ru_maxrss).
+  finished file; `rss_mb` is that process's peak RSS (`resource.getrusage`, ru_maxrss) plus, on
+  SQLite, its render processes' (gateway/store/sqlite_reports.py: the largest one's peak times
+  their number, an upper bound of what they held at once).
 
     python -m benchmarks.usage [--premises 10000] [--days 30] [--ingest-premises 200] [--ingest-days 7]
                                [--formats csv,espi] [--db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
@@ -52,7 +54,7 @@ from ams_adapters.factory import AdapterConfig, make_adapter
 from ams_adapters.profiles import load_profile
 from gateway.clock import SystemClock
 from gateway.pipeline.dispatcher import RouteSet
-from gateway.store import usage_reports
+from gateway.store import sqlite_reports, usage_reports
 from gateway.store.store import Store, open_store
 from gateway.store.usage_reports import PremiseSpan, ReportPremise
 from gateway.usage import UsageService
@@ -246,7 +248,9 @@ async def _export_worker(url: str, report_id: int, data_dir: str, chunk: int) ->
     finally:
         await store.close()
     return {"seconds": seconds, "rows": report.rows_written, "bytes": report.file_bytes or 0,
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            # The render processes have ended with the report's session: their largest peak.
+            "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 async def run(args: argparse.Namespace) -> str:
@@ -294,10 +298,12 @@ async def run(args: argparse.Namespace) -> str:
           f"read_baseline={read_s:.2f}s ({read / read_s:,.0f} rows/s) load={os.getloadavg()[0]:.2f}")
     for fmt, f in figures.items():
         print(f"  {fmt}_export={f['seconds']:.2f}s ({expected / f['seconds']:,.0f} rows/s, {f['bytes'] / 1e6:,.0f} MB) "
-              f"rss={f['rss_mb']:.0f} MB ratio_vs_read={f['seconds'] / read_s:.2f}")
+              f"rss={f['rss_mb']:.0f} MB (render processes {f['children_rss_mb']:.0f} MB each at most) "
+              f"ratio_vs_read={f['seconds'] / read_s:.2f}")
     # The last line: the slowest format's seconds (each must meet the bar) and the largest RSS.
     slowest = max(figures.values(), key=lambda f: f["seconds"])
-    rss = max(f["rss_mb"] for f in figures.values())
+    rss = max(f["rss_mb"] + (sqlite_reports.WORKERS * f["children_rss_mb"] if backend == "sqlite" else 0)
+              for f in figures.values())
     return (f"usage: ingest_per_s={ingest_rate:.0f} export_premises={args.premises} seconds={slowest['seconds']:.2f} "
             f"rss_mb={rss:.0f} ratio_vs_read={slowest['seconds'] / read_s:.2f}")
 

@@ -35,12 +35,11 @@ import io
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 from gateway.agreements import USAGE_TIME_ZONE
 from gateway.authz import usage_agreements, usage_grant
@@ -56,8 +55,8 @@ from gateway.store.store import Store
 from gateway.store.usage import StoredRead
 from gateway.store.usage_reports import (
     CSV_HEADER,
-    BlockRenderer,
     CsvFastPath,
+    EspiFastPath,
     PremiseSpan,
     RenderedBlock,
     ReportPremise,
@@ -70,7 +69,6 @@ log = logging.getLogger(__name__)
 MAX_AGREEMENTS = 100  # agreements a report may name
 MAX_ESI_IDS = 1000  # premises an explicit list may name (each is checked at request time)
 REPORTS_DIR = "usage-reports"
-ESPI_AHEAD = 2  # chunks of a Green Button report the server renders ahead (PostgreSQL)
 
 @dataclass(frozen=True)
 class ReportContext:
@@ -345,32 +343,40 @@ class ReportWorker:
         progress = _Progress()
         context = ReportContext(report, [p.esi_id for p in premises], self.clock.now(), self.public_url)
         try:
-            with partial.open("wb") as out:
-                if fmt is CSV:
-                    out.write(CSV_HEADER.encode())
-                    fast = reports_store.csv_fast_path(self.store.engine)
-                    if report.interval == UsageInterval.MIN15.value and fast is not None:
-                        await self._fast_csv(report, premises, out, progress, fast)
-                    elif report.interval == UsageInterval.MIN15.value:
-                        await self._write(fmt.writer(self._rows(report, premises, progress), context), out)
-                    else:
-                        await self._write(self._aggregates(report, premises, progress), out)
-                elif fmt is ESPI and (render := reports_store.espi_fast_path(self.store.engine)) is not None:
-                    await self._write(espi_feed_blocks(
-                        self._espi_blocks(report, premises, progress, render), links=_espi_links(context),
-                        updated=context.now, usage_points=context.esi_ids), out)
-                else:
-                    await self._write(fmt.writer(self._rows(report, premises, progress), context), out)
+            async with reports_store.renderers(self.store.engine):
+                await self._produce_into(report, fmt, premises, partial=partial, progress=progress, context=context)
             final = self.dir / f"report-{report.id}.{fmt.extension}"
             os.replace(partial, final)
         except BaseException:
             partial.unlink(missing_ok=True)
+            # Chunks made and not yet appended (every chunk task has ended by now: `_ahead`).
+            for made in self.dir.glob(f"report-{report.id}-{report.attempts}.chunk-*.part"):
+                made.unlink(missing_ok=True)
             raise
         now = self.clock.now()
         if not await reports_store.finish_report(
                 self.store.engine, report, premises_done=progress.premises, rows_written=progress.rows,
                 file_name=final.name, file_bytes=final.stat().st_size, now=now, expires_at=now + self.retention):
             raise _LostClaim()
+
+    async def _produce_into(self, report: UsageReport, fmt: ReportFormat, premises: Sequence[ReportPremise], *,
+                            partial: Path, progress: _Progress, context: ReportContext) -> None:
+        with partial.open("wb") as out:
+            if fmt is CSV:
+                out.write(CSV_HEADER.encode())
+                fast = reports_store.csv_fast_path(self.store.engine)
+                if report.interval == UsageInterval.MIN15.value and fast is not None:
+                    await self._fast_csv(report, premises, out, progress, fast)
+                elif report.interval == UsageInterval.MIN15.value:
+                    await self._write(fmt.writer(self._rows(report, premises, progress), context), out)
+                else:
+                    await self._write(self._aggregates(report, premises, progress), out)
+            elif fmt is ESPI and (render := reports_store.espi_fast_path(self.store.engine)) is not None:
+                await self._write(espi_feed_blocks(
+                    self._espi_blocks(report, premises, progress, render), links=_espi_links(context),
+                    updated=context.now, usage_points=context.esi_ids), out)
+            else:
+                await self._write(fmt.writer(self._rows(report, premises, progress), context), out)
 
     async def _write(self, chunks: AsyncIterator[bytes], out: IO[bytes]) -> None:
         async for chunk in chunks:
@@ -401,22 +407,26 @@ class ReportWorker:
 
     async def _fast_csv(self, report: UsageReport, premises: Sequence[ReportPremise], out: IO[bytes],
                         progress: _Progress, fast: CsvFastPath) -> None:
-        """The store's CSV fast path, chunk by chunk; on PostgreSQL two chunks at once (the second
-        into a temporary file appended after the first: the order stays the premises')."""
-        copy, parallel = fast.copy, fast.parallel
-        chunks = self._chunks(premises)
-        for at in range(0, len(chunks), parallel):
-            group = chunks[at:at + parallel]
-            spans = [[s for s in await self._spans(report, chunk) if s.start < s.end] for chunk in group]
-            if len(group) == 1:
-                progress.rows += await copy(spans[0], out)
-            else:
-                with tempfile.TemporaryFile(dir=self.dir) as extra:
-                    first, second = await asyncio.gather(copy(spans[0], out), copy(spans[1], extra))
-                    await asyncio.to_thread(_append, extra, out)
-                progress.rows += first + second
-            progress.premises += sum(len(chunk) for chunk in group)
-            await self._checkpoint(report, progress)
+        """The store's CSV fast path: `fast.parallel` chunks in the making at once, each into a
+        file of its own, appended to the report's in the premises' order as each is done."""
+        async def chunk_of(i: int, chunk: Sequence[ReportPremise]) -> tuple[Path, int]:
+            spans = [s for s in await self._spans(report, chunk) if s.start < s.end]
+            path = self._scratch(report, i)
+            return path, await fast.copy(spans, path)
+
+        async with contextlib.aclosing(_ahead(self._chunks(premises), chunk_of, fast.parallel)) as done:
+            async for chunk, (path, rows) in done:
+                try:
+                    await asyncio.to_thread(_append, path, out)
+                finally:
+                    path.unlink(missing_ok=True)
+                progress.rows += rows
+                progress.premises += len(chunk)
+                await self._checkpoint(report, progress)
+
+    def _scratch(self, report: UsageReport, i: int) -> Path:
+        """A chunk's file (a `.part` of the attempt: a later attempt removes what a dead one left)."""
+        return self.dir / f"report-{report.id}-{report.attempts}.chunk-{i}.part"
 
     async def _rows(self, report: UsageReport, premises: Sequence[ReportPremise],
                     progress: _Progress) -> AsyncIterator[StoredRead]:
@@ -430,35 +440,21 @@ class ReportWorker:
             await self._checkpoint(report, progress)
 
     async def _espi_blocks(self, report: UsageReport, premises: Sequence[ReportPremise], progress: _Progress,
-                           render: BlockRenderer) -> AsyncIterator[Block]:
-        """The report's Green Button blocks rendered by the store, chunk by chunk; the next chunk is
-        rendered (by the server) while this one's are written."""
-        async def chunk_of(chunk: Sequence[ReportPremise]) -> tuple[list[RenderedBlock], int]:
+                           render: EspiFastPath) -> AsyncIterator[Block]:
+        """The report's Green Button blocks rendered by the store, chunk by chunk; the next chunks
+        (`render.ahead`) are rendered while this one's are written."""
+        async def chunk_of(i: int, chunk: Sequence[ReportPremise]) -> tuple[list[RenderedBlock], int]:
             spans = [s for s in await self._spans(report, chunk) if s.start < s.end]
-            return await render(spans)
+            return await render.render(spans, self._scratch(report, i))
 
-        chunks = self._chunks(premises)
-        # Two chunks rendered ahead, on two server backends, while this one's blocks are written
-        # (the server's work is most of it: measured in benchmarks/usage.py).
-        pending: collections.deque[asyncio.Task[tuple[list[RenderedBlock], int]]] = collections.deque(
-            asyncio.create_task(chunk_of(c)) for c in chunks[:ESPI_AHEAD])
-        try:
-            for i, chunk in enumerate(chunks):
-                blocks, rows = await pending.popleft()
-                if i + ESPI_AHEAD < len(chunks):
-                    pending.append(asyncio.create_task(chunk_of(chunks[i + ESPI_AHEAD])))
+        async with contextlib.aclosing(_ahead(self._chunks(premises), chunk_of, render.ahead)) as done:
+            async for chunk, (blocks, rows) in done:
                 for esi_id, channel, day, readings, newest in blocks:
                     yield Block(esi_id, channel, date.fromisoformat(day), readings,
                                 None if newest is None else datetime.fromtimestamp(newest, UTC))
                 progress.rows += rows
                 progress.premises += len(chunk)
                 await self._checkpoint(report, progress)
-        finally:
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(BaseException):
-                    await task
 
     async def _aggregates(self, report: UsageReport, premises: Sequence[ReportPremise],
                           progress: _Progress) -> AsyncIterator[bytes]:
@@ -492,23 +488,46 @@ class ReportWorker:
         return gone
 
 
-def _append(source: IO[bytes], out: IO[bytes]) -> None:
-    """Append the whole of `source` to `out`: in the kernel (copy_file_range) where it can, the rest
-    through a buffer (shutil). A chunk is hundreds of MB: not copied through Python if avoidable."""
-    source.flush()
+def _append(path: Path, out: IO[bytes]) -> None:
+    """Append the whole file `path` to `out`: in the kernel (copy_file_range) where it can, the
+    rest through a buffer (shutil). A chunk is hundreds of MB: not copied through Python if avoidable."""
     out.flush()
-    size = os.fstat(source.fileno()).st_size
-    source.seek(0)
-    copied = 0
-    with contextlib.suppress(OSError):  # a file system or kernel without it: the plain copy below
-        while copied < size:
-            done = os.copy_file_range(source.fileno(), out.fileno(), size - copied)
-            if done == 0:
-                break
-            copied += done
-    source.seek(copied)
-    shutil.copyfileobj(source, out, 1 << 20)
+    with path.open("rb") as source:
+        size = os.fstat(source.fileno()).st_size
+        copied = 0
+        with contextlib.suppress(OSError):  # a file system or kernel without it: the plain copy below
+            while copied < size:
+                done = os.copy_file_range(source.fileno(), out.fileno(), size - copied)
+                if done == 0:
+                    break
+                copied += done
+        source.seek(copied)
+        shutil.copyfileobj(source, out, 1 << 20)
     out.seek(0, os.SEEK_END)  # the buffered writer's own idea of its position, after the kernel's writes
+
+
+_C = TypeVar("_C")
+_R = TypeVar("_R")
+
+
+async def _ahead(chunks: Sequence[_C], make: Callable[[int, _C], Coroutine[Any, Any, _R]],
+                 ahead: int) -> AsyncGenerator[tuple[_C, _R], None]:
+    """Each chunk with `make(i, chunk)`'s result, in order, while up to `ahead` chunks (at least
+    one) are in the making. The ones still in the making when the consumer stops are cancelled."""
+    pending: collections.deque[asyncio.Task[_R]] = collections.deque(
+        asyncio.create_task(make(i, c)) for i, c in enumerate(chunks[:max(1, ahead)]))
+    try:
+        for i, chunk in enumerate(chunks):
+            result = await pending.popleft()
+            if (following := i + len(pending) + 1) < len(chunks):
+                pending.append(asyncio.create_task(make(following, chunks[following])))
+            yield chunk, result
+    finally:
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(BaseException):
+                await task
 
 
 @dataclass

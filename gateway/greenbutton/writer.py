@@ -257,7 +257,7 @@ class Block(NamedTuple):
     esi_id: str
     channel: str
     day: date
-    readings: str | bytes | None  # bytes: UTF-8 already (a store's rendering), written as they are
+    readings: str | bytes | memoryview | None  # bytes, memoryview: UTF-8 already (a store's rendering), as they are
     newest: datetime | None
 
 
@@ -351,7 +351,7 @@ async def espi_feed_blocks(blocks: AsyncIterator[Block], *, links: FeedLinks, up
     stamp = atom_time(updated)
     # Bytes: a store's rendered readings (most of the document) are written without a decode,
     # copy and encode of their own.
-    out: list[bytes] = [feed_head(links, updated).encode()]
+    out: list[bytes | memoryview] = [feed_head(links, updated).encode()]
     size = len(out[0])
     if not blocks_only:
         out.append(local_time_entry(paths, stamp).encode())
@@ -389,7 +389,7 @@ async def espi_feed_blocks(blocks: AsyncIterator[Block], *, links: FeedLinks, up
         if b.readings is not None and b.newest is not None and channel is not None:
             entry = interval_block_entry(paths, esi_id, channel, b.day, local_day_bounds(b.day), (_SLOT,), b.newest)
             head, tail = entry.split(_SLOT)
-            readings = b.readings if isinstance(b.readings, bytes) else b.readings.encode()
+            readings = b.readings.encode() if isinstance(b.readings, str) else b.readings
             out += (head.encode(), readings, tail.encode())
             size += len(readings) + len(head) + len(tail)
             if size >= chunk_bytes:

@@ -11,32 +11,32 @@ The rows of a report are streamed in (esi_id, channel, interval start) order —
 order, so no sort — and written as they come, never held:
 
 - PostgreSQL: `COPY (SELECT <the CSV line>) TO STDOUT` through asyncpg (`copy_from_query`), the CSV
-  made by the server (times formatted in the America/Chicago session zone) straight into the file;
-  two chunks at a time on two connections (the work is the server's: two backends, two cores).
+  made by the server (times formatted in the America/Chicago session zone) straight into a chunk's
+  file; two chunks at a time on two connections (the work is the server's: two backends, two cores).
   Measured (benchmarks/usage.py) against reading the rows as Python tuples, which is slower than
   the whole COPY export: formatting in Python was never a candidate on PostgreSQL.
-- SQLite: the plain `sqlite3` module on its own read-only connection in a thread (the event loop
-  is never held), `fetchmany` pages of whole lines made by SQLite, the times joined from a
-  temporary table of the period's 15-minute starts (a month has 2,880, shared by every premise).
+- SQLite: the text made by SQLite in worker processes, a chunk each, into the chunk's file
+  (gateway/store/sqlite_reports.py says why processes and how).
 - Any other format (pluggable, gateway/usage_reports.py): keyset pages of `StoredRead`s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.store import row_claims
+from gateway.store import row_claims, sqlite_reports
 from gateway.store.events import NewEvent, record_events
 from gateway.store.schema import usage_reads, usage_reports
 from gateway.store.usage import StoredRead
@@ -44,7 +44,6 @@ from gateway.store.usage import StoredRead
 QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", "expired"
 TIME_ZONE = "America/Chicago"  # gateway.agreements.USAGE_TIME_ZONE (the store does not import the domain)
 _ZONE = ZoneInfo(TIME_ZONE)
-FETCH_ROWS = 20_000  # rows a fetchmany page (SQLite)
 KEYSET_PAGE = 10_000  # rows a keyset page (the generic path)
 INTERVAL_S = 900
 MAX_ATTEMPTS = 5  # claims of one report (each a worker that took it); then it is failed
@@ -240,22 +239,24 @@ _PG_COPY = ("WITH t AS MATERIALIZED (" + _PG_TIMES + ") "
             "AS p(esi_id, start_at, end_at, ord) CROSS JOIN LATERAL (" + _PG_ROW + ") q ORDER BY p.ord")
 
 
-async def copy_csv_postgresql(engine: AsyncEngine, spans: Sequence[PremiseSpan], out: IO[bytes]) -> int:
-    """Write the spans' 15-minute rows as CSV (no header) into `out` with one COPY; rows written."""
-    if not spans:
-        return 0
+async def copy_csv_postgresql(engine: AsyncEngine, spans: Sequence[PremiseSpan], out_path: Path) -> int:
+    """Write the spans' 15-minute rows as CSV (no header) into a new file `out_path` with one COPY;
+    rows written."""
+    with out_path.open("xb") as out:
+        if not spans:
+            return 0
 
-    async def write(chunk: bytes) -> None:
-        out.write(chunk)
+        async def write(chunk: bytes) -> None:
+            out.write(chunk)
 
-    low, high = min(s.start for s in spans), max(s.end for s in spans)
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        apg: Any = raw.driver_connection
-        async with apg.transaction():
-            await apg.execute(f"SET LOCAL TIME ZONE '{TIME_ZONE}'")
-            status = await apg.copy_from_query(_PG_COPY, [s.esi_id for s in spans], [s.start for s in spans],
-                                               [s.end for s in spans], low, high, output=write, format="text")
+        low, high = min(s.start for s in spans), max(s.end for s in spans)
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            apg: Any = raw.driver_connection
+            async with apg.transaction():
+                await apg.execute(f"SET LOCAL TIME ZONE '{TIME_ZONE}'")
+                status = await apg.copy_from_query(_PG_COPY, [s.esi_id for s in spans], [s.start for s in spans],
+                                                   [s.end for s in spans], low, high, output=write, format="text")
     return int(status.split()[-1])  # "COPY <rows>"
 
 
@@ -277,15 +278,18 @@ _PG_ESPI_BLOCKS = (
     "JOIN usage_reads r ON r.esi_id = s.esi_id AND r.interval_start >= s.start_at AND r.interval_start < s.end_at "
     "GROUP BY r.esi_id, r.channel, day ORDER BY r.esi_id, r.channel, day")
 
-RenderedBlock = tuple[str, str, str, bytes | None, int | None]
+RenderedBlock = tuple[str, str, str, bytes | memoryview | None, int | None]
 """(esi_id, channel, local day YYYY-MM-DD, IntervalReading elements (UTF-8) or None, newest stored
 epoch or None)."""
-BlockRenderer = Callable[[Sequence["PremiseSpan"]], Awaitable[tuple[list[RenderedBlock], int]]]
+BlockRenderer = Callable[[Sequence["PremiseSpan"], Path], Awaitable[tuple[list[RenderedBlock], int]]]
+"""(spans, a scratch file's path the renderer may make and removes) -> (blocks, rows)."""
 
 
-async def espi_blocks_postgresql(engine: AsyncEngine, spans: Sequence[PremiseSpan]) -> tuple[list[RenderedBlock], int]:
+async def espi_blocks_postgresql(engine: AsyncEngine, spans: Sequence[PremiseSpan],
+                                 scratch: Path) -> tuple[list[RenderedBlock], int]:
     """The spans' Green Button blocks rendered by the server, in (esi_id, channel, day) order, and
-    the rows they hold. One COPY; a chunk of premises' blocks are held (a few MB), not its rows."""
+    the rows they hold. One COPY; a chunk of premises' blocks are held (a few MB), not its rows
+    (`scratch` is not used)."""
     if not spans:
         return [], 0
     blocks: list[RenderedBlock] = []
@@ -317,20 +321,34 @@ async def espi_blocks_postgresql(engine: AsyncEngine, spans: Sequence[PremiseSpa
     return blocks, rows
 
 
-def espi_fast_path(engine: AsyncEngine) -> BlockRenderer | None:
-    """The store's Green Button block renderer (PostgreSQL), else None (the rows go through the
-    writer in Python)."""
+@dataclass(frozen=True)
+class EspiFastPath:
+    """The store's Green Button block renderer: `render(spans, scratch)` -> (blocks, rows); `ahead`:
+    how many chunks to render while the writer writes the current one."""
+
+    render: BlockRenderer
+    ahead: int
+
+
+def espi_fast_path(engine: AsyncEngine) -> EspiFastPath | None:
+    """The store's Green Button block renderer (PostgreSQL, a SQLite file), else None (an in-memory
+    SQLite: the rows go through the writer in Python)."""
     if engine.dialect.name == "postgresql":
-        return functools.partial(espi_blocks_postgresql, engine)
+        # Two chunks ahead on two server backends: the server's work is most of the export.
+        return EspiFastPath(functools.partial(espi_blocks_postgresql, engine), 2)
+    if sqlite_path(engine) is not None and sqlite_reports.supported():
+        # As many as the pool has worker processes.
+        return EspiFastPath(functools.partial(espi_blocks_sqlite, engine), sqlite_reports.WORKERS)
     return None
 
 
 @dataclass(frozen=True)
 class CsvFastPath:
-    """The store's CSV writer of 15-minute rows: `copy(spans, out)` -> rows written; `parallel`:
-    how many chunks to run at once (PostgreSQL: the server does the work, two backends)."""
+    """The store's CSV writer of 15-minute rows: `copy(spans, out_path)` writes a chunk's lines into
+    a new file and returns the rows written; `parallel`: how many chunks to run at once (two
+    server backends on PostgreSQL, two worker processes on SQLite)."""
 
-    copy: Callable[[Sequence[PremiseSpan], IO[bytes]], Awaitable[int]]
+    copy: Callable[[Sequence[PremiseSpan], Path], Awaitable[int]]
     parallel: int
 
 
@@ -339,8 +357,16 @@ def csv_fast_path(engine: AsyncEngine) -> CsvFastPath | None:
     if engine.dialect.name == "postgresql":
         return CsvFastPath(functools.partial(copy_csv_postgresql, engine), 2)
     if sqlite_path(engine) is not None:
-        return CsvFastPath(functools.partial(copy_csv_sqlite, engine), 1)
+        return CsvFastPath(functools.partial(copy_csv_sqlite, engine), sqlite_reports.WORKERS)
     return None
+
+
+def renderers(engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[None]:
+    """Held while a report is produced: on SQLite the render processes' session (they stop when
+    no report is being produced); nothing elsewhere."""
+    if sqlite_path(engine) is not None:
+        return sqlite_reports.session()
+    return contextlib.nullcontext()
 
 
 def sqlite_path(engine: AsyncEngine) -> str | None:
@@ -351,69 +377,66 @@ def sqlite_path(engine: AsyncEngine) -> str | None:
     return database if database and database != ":memory:" else None
 
 
-async def copy_csv_sqlite(engine: AsyncEngine, spans: Sequence[PremiseSpan], out: IO[bytes]) -> int:
-    """Write the spans' 15-minute rows as CSV (no header) into `out`, read and formatted in a thread
-    on a read-only `sqlite3` connection of its own; rows written."""
+def _stored(engine: AsyncEngine) -> Callable[[datetime], Any]:
+    """A time in the text form the store keeps it in (the dialect's own bind processing)."""
+    dialect = engine.dialect
+    bind = usage_reads.c.interval_start.type.dialect_impl(dialect).bind_processor(dialect)
+    if bind is None:
+        return lambda moment: moment
+    return bind
+
+
+async def copy_csv_sqlite(engine: AsyncEngine, spans: Sequence[PremiseSpan], out_path: Path) -> int:
+    """Write the spans' 15-minute rows as CSV (no header) into a new file `out_path`, made by SQLite
+    in a worker process (gateway/store/sqlite_reports.py); rows written."""
     path = sqlite_path(engine)
     if path is None:
         raise ValueError("the SQLite fast path needs a database file")
-    dialect = engine.dialect
-    bind = usage_reads.c.interval_start.type.dialect_impl(dialect).bind_processor(dialect)
-    stored = [(s.esi_id, bind(s.start) if bind else s.start, bind(s.end) if bind else s.end) for s in spans]
-    return await asyncio.to_thread(_sqlite_copy, path, stored, out)
+    stored = _stored(engine)
+    return await sqlite_reports.run(sqlite_reports.render_csv, path,
+                                    [(s.esi_id, stored(s.start), stored(s.end)) for s in spans], out_path=str(out_path))
 
 
-def _sqlite_copy(path: str, spans: Sequence[tuple[str, Any, Any]], out: IO[bytes]) -> int:
-    """The whole line made by SQLite: the interval's three times from a temporary table of the
-    period's 15-minute starts (made once, by `_times`), a read off that grid by `_times` called from
-    SQL; Python only joins the lines. Measured on 1.44 M rows: 5.5 s formatting each row in Python
-    (5 objects a row), 2.7 s this way."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    rows = 0
+async def espi_blocks_sqlite(engine: AsyncEngine, spans: Sequence[PremiseSpan],
+                             scratch: Path) -> tuple[list[RenderedBlock], int]:
+    """The spans' Green Button blocks rendered by SQLite in a worker process, in (esi_id, channel,
+    day) order, and the rows they hold (missing ones too). The process writes the elements into
+    the new file `scratch`, read back here and removed."""
+    path = sqlite_path(engine)
+    if path is None:
+        raise ValueError("the SQLite fast path needs a database file")
+    stored = _stored(engine)
+    days = [(span.esi_id, [(day.isoformat(), stored(low), stored(high)) for day, low, high in _local_days(span)])
+            for span in sorted(spans, key=lambda s: s.esi_id)]
     try:
-        conn.create_function("report_times", 2, _times, deterministic=True)
-        # DATETIME, as usage_reads.interval_start: the same affinity, or the join scans the table.
-        conn.execute("CREATE TEMP TABLE report_grid (at DATETIME PRIMARY KEY, times TEXT NOT NULL) WITHOUT ROWID")
-        conn.executemany("INSERT INTO report_grid VALUES (?, ?)", _grid(spans))
-        for esi_id, start, end in spans:
-            if end <= start:
-                continue
-            cursor = conn.execute(
-                "SELECT r.esi_id || ',' || coalesce(CASE WHEN r.length_s = 900 THEN g.times END, "
-                "report_times(r.interval_start, r.length_s)) || ',' || r.channel || ',' || "
-                "CASE WHEN r.quality = 'missing' THEN '' ELSE r.value_wh END || ',Wh,' || r.quality || ',1,1\n' "
-                "FROM usage_reads r LEFT JOIN report_grid g ON g.at = r.interval_start "
-                "WHERE r.esi_id = ? AND r.interval_start >= ? AND r.interval_start < ? "
-                "ORDER BY r.channel, r.interval_start", (esi_id, start, end))
-            while page := cursor.fetchmany(FETCH_ROWS):
-                out.write("".join([line for (line,) in page]).encode())
-                rows += len(page)
+        index, rows = await sqlite_reports.run(sqlite_reports.render_blocks, path, days, out_path=str(scratch))
+        text = await asyncio.to_thread(scratch.read_bytes)
     finally:
-        conn.close()
-    return rows
+        scratch.unlink(missing_ok=True)
+    # Views into the chunk's one text, not copies of it (a chunk of 250 premises' month is ~90 MB).
+    view = memoryview(text)
+    blocks: list[RenderedBlock] = []
+    at = 0
+    for esi_id, channel, day, length, newest in index:
+        if length < 0:
+            blocks.append((esi_id, channel, day, None, newest))
+        else:
+            blocks.append((esi_id, channel, day, view[at:at + length], newest))
+            at += length
+    return blocks, rows
 
 
-def _grid(spans: Sequence[tuple[str, Any, Any]]) -> list[tuple[str, str]]:
-    """The 15-minute starts from the spans' earliest start to their latest end, as stored, each with
-    its three text forms."""
-    if not spans:
-        return []
-    at, stop = (datetime.fromisoformat(min(s for _e, s, _t in spans)),
-                datetime.fromisoformat(max(e for _e, _s, e in spans)))
-    grid = []
-    while at < stop:
-        text = f"{at:%Y-%m-%d %H:%M:%S.%f}"
-        grid.append((text, _times(text, INTERVAL_S)))
-        at += timedelta(seconds=INTERVAL_S)
-    return grid
-
-
-def _times(stored: str, length_s: int) -> str:
-    """start_local,end_local,start_utc of an interval stored as naive UTC text."""
-    start = datetime.fromisoformat(stored).replace(tzinfo=UTC)
-    end = start + timedelta(seconds=length_s)
-    return (f"{start.astimezone(_ZONE).isoformat()},{end.astimezone(_ZONE).isoformat()},"
-            f"{start.isoformat()}")
+def _local_days(span: PremiseSpan) -> list[tuple[date, datetime, datetime]]:
+    """The local (America/Chicago) days the span touches, each with its part of the span."""
+    parts: list[tuple[date, datetime, datetime]] = []
+    day = span.start.astimezone(_ZONE).date()
+    while True:
+        low = max(span.start, datetime.combine(day, time(), _ZONE).astimezone(UTC))
+        high = min(span.end, datetime.combine(day + timedelta(days=1), time(), _ZONE).astimezone(UTC))
+        if low >= span.end:
+            return parts
+        parts.append((day, low, high))
+        day += timedelta(days=1)
 
 
 async def stream_reads(engine: AsyncEngine, spans: Sequence[PremiseSpan]) -> AsyncIterator[list[StoredRead]]:
