@@ -448,10 +448,16 @@ class ReportWorker:
             return await render.render(spans, self._scratch(report, i))
 
         async with contextlib.aclosing(_ahead(self._chunks(premises), chunk_of, render.ahead)) as done:
+            days: dict[str, date] = {}  # a report's premises share their days and mostly their times
+            times: dict[int, datetime] = {}
             async for chunk, (blocks, rows) in done:
                 for esi_id, channel, day, readings, newest in blocks:
-                    yield Block(esi_id, channel, date.fromisoformat(day), readings,
-                                None if newest is None else datetime.fromtimestamp(newest, UTC))
+                    on = days.get(day) or days.setdefault(day, date.fromisoformat(day))
+                    if len(times) > 10_000:  # times of their own: kept bounded
+                        times.clear()
+                    at = None if newest is None else (times.get(newest)
+                                                      or times.setdefault(newest, datetime.fromtimestamp(newest, UTC)))
+                    yield Block(esi_id, channel, on, readings, at)
                 progress.rows += rows
                 progress.premises += len(chunk)
                 await self._checkpoint(report, progress)

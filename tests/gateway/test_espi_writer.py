@@ -6,6 +6,7 @@ stop it with a typed error instead of a wrong feed."""
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,8 +14,11 @@ from pathlib import Path
 import pytest
 import xmlschema
 from greenbutton_objects.parse import parse_feed
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.greenbutton import FeedLinks, RowOrderError, espi_feed
+from gateway.greenbutton.writer import entry_id
 from gateway.store.usage import StoredRead
 
 SUBSET = Path(__file__).parents[2] / "gateway" / "greenbutton" / "schema" / "atom-subset.xsd"
@@ -111,3 +115,9 @@ async def test_the_subset_schema_is_strict() -> None:
                    body.replace("<uom>72</uom>", "<uom>38</uom>")):
         assert broken != body
         assert not schema().is_valid(io.StringIO(broken))
+
+
+@given(st.text(max_size=300))
+def test_entry_ids_are_the_uuid5_of_the_url(href: str) -> None:
+    # The writer makes the version 5 UUID without the uuid module's object: the same text.
+    assert entry_id(href) == f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, href)}"
