@@ -67,7 +67,7 @@ from gateway.pipeline.webhooks import WebhookSender, seal_webhook_secrets
 from gateway.rendering import make_templates
 from gateway.store import event_retention
 from gateway.store.store import Store, open_store
-from gateway.usage import UsageService
+from gateway.usage import IngestionRunning, UsageService
 from gateway.usage_reports import ReportWorker
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ async def _usage_loop(usage: UsageService, interval: float) -> None:
             if report.errors:
                 log.warning("usage ingestion: %d premise(s) not read, e.g. %s", len(report.errors),
                             report.errors[0]["reason"])
+        except IngestionRunning:  # another instance's pass: this tick is its
+            log.debug("usage ingestion: another instance is running the pass")
         except Exception:  # a failed pass is logged and retried at the next tick
             log.exception("usage ingestion pass failed")
         await asyncio.sleep(interval)

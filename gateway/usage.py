@@ -16,6 +16,10 @@ Continuous agreements: a pass that stored new intervals for premises an agreemen
 one `usage.available` event for the agreement (its premises and the period of the new data), not
 one per interval or premise — a catch-up of many premises is still one event per agreement.
 
+One pass runs at a time, in an instance and across instances (a session-level advisory lock,
+gateway/store/exclusive.py): the others skip their timer's pass while it runs, and an operator's
+run then answers 409 `ingestion_running`. A pass cut short (the instance stopped or killed) leaves its gaps to the next.
+
 Reads: 15-minute intervals as stored, or daily / monthly sums of them cut at local midnight in
 America/Chicago (Texas), with a quality: `missing` when intervals of the period are not stored,
 `estimated` when one is an estimate, else `actual`.
@@ -35,7 +39,8 @@ from gateway.agreements import USAGE_TIME_ZONE
 from gateway.clock import Clock
 from gateway.domain.model import AgreementKind, AgreementState, DataMode, UsageInterval
 from gateway.domain.records import Agreement
-from gateway.errors import FieldError, InvalidRequest
+from gateway.errors import Conflict, FieldError, InvalidRequest
+from gateway.store import exclusive
 from gateway.store.events import NewEvent, record_events, subject_of_agreement
 from gateway.store.store import Store
 from gateway.store.usage import StoredRead
@@ -74,6 +79,10 @@ class IngestReport:
     errors: list[dict[str, str]] = field(default_factory=list)  # {esi_id, route, reason}
 
 
+class IngestionRunning(Conflict):
+    """A usage ingestion pass is running on another instance (PostgreSQL)."""
+
+
 def _utc(unix: int) -> datetime:
     return datetime.fromtimestamp(unix, UTC)
 
@@ -97,6 +106,7 @@ class UsageService:
         self.store = store
         self.routes = routes
         self.clock = clock
+        self._passing = False
 
     # -- ingestion ------------------------------------------------------------------------------
 
@@ -152,7 +162,24 @@ class UsageService:
         return first + second
 
     async def run_once(self) -> IngestReport:
-        """One pass over the Energy Data agreements in force (see the module docstring)."""
+        """One pass over the Energy Data agreements in force (see the module docstring), by one
+        instance at a time: while another instance's pass runs, raises IngestionRunning (its reads
+        reach the same store; two passes would fetch the same gaps)."""
+        if self._passing:  # this instance's own pass (the timer's, or another operator's run)
+            raise IngestionRunning("a usage ingestion pass is running; what it fetches reaches the store "
+                                   "(try again when it is done)", code="ingestion_running")
+        self._passing = True
+        try:
+            async with exclusive.one_at_a_time(self.store.engine, exclusive.USAGE_INGESTION) as mine:
+                if not mine:
+                    raise IngestionRunning("another gateway instance is running a usage ingestion pass; what "
+                                           "it fetches reaches the same store (try again when it is done)",
+                                           code="ingestion_running")
+                return await self._pass()
+        finally:
+            self._passing = False
+
+    async def _pass(self) -> IngestReport:
         now = self.clock.now()
         report = IngestReport()
         cursor: str | None = None

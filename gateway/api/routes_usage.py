@@ -136,7 +136,8 @@ def _csv(request: Request, items: list[UsageItemOut], next_cursor: str | None) -
 async def run_ingestion(request: Request, _: Operator) -> IngestionRunOut:
     """Fetch now what the Energy Data agreements in force cover and the store lacks (the background
     pass does the same every `[usage] ingest_interval_seconds`); the premises whose route cannot
-    read usage are listed in `errors`, by route."""
+    read usage are listed in `errors`, by route. 409 `ingestion_running` while another instance's
+    pass runs (one at a time)."""
     report = await _service(request).run_once()
     return IngestionRunOut(agreements=report.agreements, premises=report.premises, reads=report.reads,
                            errors=report.errors)

@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 # Session-level locks, the one-bigint form (a lock space apart from the two-key form below), held
 # on a connection of their own for as long as one instance does the work: the dispatcher's sweeps
-# (gateway/store/exclusive.py) and the owner of a route only one instance drives (a local radio:
-# gateway/store/owner_lock.py, a 64-bit hash of "hangw:<name>", so it never equals this constant
-# but by a 1-in-2^64 chance).
+# and usage ingestion passes (gateway/store/exclusive.py) and the owner of a route only one
+# instance drives (a local radio: gateway/store/owner_lock.py, a 64-bit hash of "hangw:<name>", so
+# it never equals these constants but by a 1-in-2^64 chance).
 DISPATCHER_SWEEPS = 0x68616E_0001  # "han" + 1
+USAGE_INGESTION = 0x68616E_0002  # a usage ingestion pass (gateway/usage.py)
 
 IDEMPOTENCY_KEY = 0x1D3A  # one Idempotency-Key of one credential (gateway/api/idempotency.py)
 PREMISE_ARBITRATION = 0x1C3E  # a stripe of premises' load-control arbitration (pipeline/arbitration.py)

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # The keys are listed in advisory_locks.py, with every other advisory lock, so no two uses collide.
 DISPATCHER_SWEEPS = advisory_locks.DISPATCHER_SWEEPS
+USAGE_INGESTION = advisory_locks.USAGE_INGESTION
 
 
 @contextlib.asynccontextmanager

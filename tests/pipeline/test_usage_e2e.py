@@ -361,3 +361,65 @@ async def test_a_load_control_event_shows_in_the_premise_usage(tmp_path: Path) -
         after, before_after = await wh(b, b + 2700), await wh(b - day, b - day + 2700)
         assert event < 0.85 * before, (event, before)
         assert after > 1.1 * before_after, (after, before_after)
+
+
+class HeldHeadEnd:
+    """The simulated route, whose interval reads wait until the test lets them go: a head-end
+    that is slow to answer, so that an ingestion pass is still running when another is asked for."""
+
+    def __init__(self, inner: SimulatedRoute) -> None:
+        self.inner = inner
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def read_usage(self, esi_id: str, start: int, end: int) -> Any:
+        self.asked.set()
+        await self.answer.wait()
+        return await self.inner.read_usage(esi_id, start, end)
+
+
+async def test_one_ingestion_pass_at_a_time_across_instances(tmp_path: Path, migrated_pg_url: str) -> None:
+    """Two gateway instances on one PostgreSQL, over real HTTP: while the second instance's pass
+    waits on its head-end, the first instance's operator run is refused (409 ingestion_running) and
+    so is a second run on the same instance; once the pass is done, a run finds nothing left to fetch
+    — the head-ends are never asked for the same gaps twice."""
+    async with running_field(tmp_path / "a", migrated_pg_url) as f:
+        _, token = await f.gw.new_party("Watts", "123456789")
+        now = f.gw.clock.now()
+        r = await f.invite(token, "oncor", {"mode": "one_time", "interval": "15min",
+                                            "from": _midnight(now, -2).isoformat(),
+                                            "to": _midnight(now, -1).isoformat()})
+        assert r.status_code == 201, r.text
+        assert (await f.gw.consent(CUSTOMER)).status_code == 200
+
+        # The second instance: its own process state, the same database, a head-end that waits.
+        config = gateway_config(tmp_path / "b", storage={"url": migrated_pg_url})
+        config.data_dir.mkdir(parents=True)
+        store = await open_test_store(config)
+        field_b, _ = build_field(VirtualClock(start=f.gw.clock.now().timestamp(), seed=3), list(f.items.values()))
+        held = HeldHeadEnd(SimulatedRoute(field_b, now=time.time))
+        app = create_app(config, store=store, clock=f.gw.clock, run_timers=False,
+                         routes=RouteSet(held))  # type: ignore[arg-type]
+        server, task, port = await start_server(app)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as other:
+                running = asyncio.create_task(other.post("/v1/usage-ingestion-runs", headers=f.gw.op))
+                await asyncio.wait_for(held.asked.wait(), 10)
+
+                refused = await f.gw.client.post("/v1/usage-ingestion-runs", headers=f.gw.op)
+                assert refused.status_code == 409, refused.text
+                assert refused.json()["code"] == "ingestion_running", refused.text
+                again = await other.post("/v1/usage-ingestion-runs", headers=f.gw.op)
+                assert again.status_code == 409 and again.json()["code"] == "ingestion_running"
+
+                held.answer.set()
+                done = await running
+                assert done.status_code == 200 and done.json()["reads"] >= 96, done.text
+        finally:
+            await stop_server(server, task)
+            await store.close()
+        after = await f.ingest()
+        assert after["reads"] == 0 and after["errors"] == [], after  # nothing fetched twice
