@@ -1,8 +1,8 @@
 """Usage reports on a SQLite file: a report's text made by SQLite, in worker processes.
 
 A chunk of premises is rendered by a process of a small pool (`render_csv`, `render_blocks`), on a
-read-only connection of its own, straight into a file of the report's directory; the producing
-worker appends the files in order (CSV) or reads the blocks back (Green Button). Processes, not
+read-only connection of its own, straight into a file of the report's directory: the report's own
+file or one appended to it after (CSV), or one the blocks are read back from (Green Button). Processes, not
 threads: sqlite3 lets go of the GIL while SQLite works, yet two threads of one process rendering
 at once were slower than one (2.88 M rows: one thread 2.5 s, two threads 3.6 s, two processes
 1.4 s — SQLite's process-wide mutexes), and the rendered text crosses back as a file in the page
@@ -75,7 +75,7 @@ _NEXT_CHANNEL = "SELECT min(channel) FROM usage_reads WHERE esi_id = ? AND chann
 
 
 def render_csv(path: str, spans: Sequence[StoredSpan], out_path: str) -> int:
-    """The spans' CSV lines (no header) into a new file `out_path`; rows written. The interval's
+    """The spans' CSV lines (no header) appended to the file `out_path`; rows written. The interval's
     three times come from a temporary table of the period's 15-minute starts (made once, by
     `_times`), a read off that grid by `_times` called from SQL."""
     conn = _reader(path)
@@ -85,7 +85,7 @@ def render_csv(path: str, spans: Sequence[StoredSpan], out_path: str) -> int:
         # DATETIME, as usage_reads.interval_start: the same affinity, or the join scans the table.
         conn.execute("CREATE TEMP TABLE report_grid (at DATETIME PRIMARY KEY, times TEXT NOT NULL) WITHOUT ROWID")
         conn.executemany("INSERT INTO report_grid VALUES (?, ?)", _grid(spans))
-        with open(out_path, "xb") as out:
+        with open(out_path, "ab") as out:
             for esi_id, start, end in spans:
                 if end <= start:
                     continue

@@ -240,9 +240,9 @@ _PG_COPY = ("WITH t AS MATERIALIZED (" + _PG_TIMES + ") "
 
 
 async def copy_csv_postgresql(engine: AsyncEngine, spans: Sequence[PremiseSpan], out_path: Path) -> int:
-    """Write the spans' 15-minute rows as CSV (no header) into a new file `out_path` with one COPY;
-    rows written."""
-    with out_path.open("xb") as out:
+    """Append the spans' 15-minute rows as CSV (no header) to the file `out_path` (made if absent)
+    with one COPY; rows written."""
+    with out_path.open("ab") as out:
         if not spans:
             return 0
 
@@ -357,9 +357,9 @@ def espi_fast_path(engine: AsyncEngine) -> EspiFastPath | None:
 
 @dataclass(frozen=True)
 class CsvFastPath:
-    """The store's CSV writer of 15-minute rows: `copy(spans, out_path)` writes a chunk's lines into
-    a new file and returns the rows written; `parallel`: how many chunks to run at once (two
-    server backends on PostgreSQL, two worker processes on SQLite)."""
+    """The store's CSV writer of 15-minute rows: `copy(spans, path)` appends a chunk's lines to the
+    file (made if absent) and returns the rows written; `parallel`: how many chunks to run at once
+    (two server backends on PostgreSQL, two worker processes on SQLite)."""
 
     copy: Callable[[Sequence[PremiseSpan], Path], Awaitable[int]]
     parallel: int
@@ -400,8 +400,8 @@ def _stored(engine: AsyncEngine) -> Callable[[datetime], Any]:
 
 
 async def copy_csv_sqlite(engine: AsyncEngine, spans: Sequence[PremiseSpan], out_path: Path) -> int:
-    """Write the spans' 15-minute rows as CSV (no header) into a new file `out_path`, made by SQLite
-    in a worker process (gateway/store/sqlite_reports.py); rows written."""
+    """Append the spans' 15-minute rows as CSV (no header) to the file `out_path` (made if absent),
+    made by SQLite in a worker process (gateway/store/sqlite_reports.py); rows written."""
     path = sqlite_path(engine)
     if path is None:
         raise ValueError("the SQLite fast path needs a database file")
