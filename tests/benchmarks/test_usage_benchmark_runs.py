@@ -15,6 +15,7 @@ def test_usage_benchmark_prints_its_ratio_line() -> None:
     assert run.returncode == 0, run.stderr
     *_, csv_line, espi_line, last = run.stdout.strip().splitlines()
     for fmt, line in (("csv", csv_line), ("espi", espi_line)):  # both formats exported and measured
-        assert re.fullmatch(rf"  {fmt}_export=\d+\.\d\ds \(.*\) rss=\d+ MB ratio_vs_read=\d+\.\d\d", line), line
+        assert re.fullmatch(rf"  {fmt}_export=\d+\.\d\ds \(.*\) rss=\d+ MB \(render processes \d+ MB each at most\) "
+                            r"ratio_vs_read=\d+\.\d\d", line), line
     assert re.fullmatch(r"usage: ingest_per_s=\d+ export_premises=3 seconds=\d+\.\d\d rss_mb=\d+ "
                         r"ratio_vs_read=\d+\.\d\d", last), last
