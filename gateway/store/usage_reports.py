@@ -182,14 +182,6 @@ async def mark_expired(engine: AsyncEngine, report_id: int) -> None:
             usage_reports.c.id == report_id, usage_reports.c.state == DONE).values(state=EXPIRED))
 
 
-async def live_file_names(engine: AsyncEngine) -> set[str]:
-    """The files the store still points at (done reports): anything else in the directory is a
-    partial file of an attempt that was cut short, or of a deleted report."""
-    async with engine.connect() as conn:
-        return set((await conn.execute(sa.select(usage_reports.c.file_name).where(
-            usage_reports.c.state == DONE, usage_reports.c.file_name.is_not(None)))).scalars())
-
-
 # -- the rows -----------------------------------------------------------------------------------
 
 
