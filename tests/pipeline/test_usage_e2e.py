@@ -69,6 +69,15 @@ class Field:
             body["data"] = data
         return await self.gw.client.post("/v1/agreements", headers=self.gw.auth(token), json=body)
 
+    async def one_day_accepted(self, token: str, tdsp: str, interval: str) -> None:
+        """A one-time agreement over the day before yesterday at the TDSP's premise, accepted."""
+        now = self.gw.clock.now()
+        r = await self.invite(token, tdsp, {"mode": "one_time", "interval": interval,
+                                            "from": _midnight(now, -2).isoformat(),
+                                            "to": _midnight(now, -1).isoformat()})
+        assert r.status_code == 201, r.text
+        assert (await self.gw.consent(CUSTOMER)).status_code == 200
+
     async def ingest(self) -> dict[str, Any]:
         r = await self.gw.client.post("/v1/usage-ingestion-runs", headers=self.gw.op)
         assert r.status_code == 200, r.text
@@ -306,12 +315,7 @@ async def test_one_time_and_continuous_data_through_the_api(tmp_path: Path, stor
 async def test_a_route_without_the_read_operation_is_named(tmp_path: Path) -> None:
     async with running_field(tmp_path / "d") as f:
         _, token = await f.gw.new_party("Watts", "123456789")
-        now = f.gw.clock.now()
-        r = await f.invite(token, "aep_north", {"mode": "one_time", "interval": "daily",
-                                                "from": _midnight(now, -2).isoformat(),
-                                                "to": _midnight(now, -1).isoformat()})
-        assert r.status_code == 201, r.text
-        assert (await f.gw.consent(CUSTOMER)).status_code == 200
+        await f.one_day_accepted(token, "aep_north", "daily")
         run = await f.ingest()
         (error,) = run["errors"]
         assert error["esi_id"] == f.esi("aep_north") and error["route"] == "legacy-headend"
@@ -388,12 +392,7 @@ async def test_one_ingestion_pass_at_a_time_across_instances(tmp_path: Path, mig
     — the head-ends are never asked for the same gaps twice."""
     async with running_field(tmp_path / "a", migrated_pg_url) as f:
         _, token = await f.gw.new_party("Watts", "123456789")
-        now = f.gw.clock.now()
-        r = await f.invite(token, "oncor", {"mode": "one_time", "interval": "15min",
-                                            "from": _midnight(now, -2).isoformat(),
-                                            "to": _midnight(now, -1).isoformat()})
-        assert r.status_code == 201, r.text
-        assert (await f.gw.consent(CUSTOMER)).status_code == 200
+        await f.one_day_accepted(token, "oncor", "15min")
 
         # The second instance: its own process state, the same database, a head-end that waits.
         config = gateway_config(tmp_path / "b", storage={"url": migrated_pg_url})
