@@ -28,6 +28,7 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
+import signal
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -124,6 +125,12 @@ def render_blocks(path: str, premises: Sequence[StoredDays], out_path: str) -> t
     return index, rows
 
 
+def _ignore_interrupts() -> None:
+    """In a render process: Ctrl-C in a terminal reaches the whole process group; the producing
+    worker decides when its render processes stop (no traceback from each of them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _reader(path: str) -> sqlite3.Connection:
     """A read-only connection whose text comes back as UTF-8 bytes: what is written to the file,
     without a decode and an encode of every group."""
@@ -182,7 +189,7 @@ class _Pool:
             if self.executor is None:
                 # spawn: the producing process has threads (aiosqlite's, asyncio's), which fork copies badly.
                 self.executor = concurrent.futures.ProcessPoolExecutor(
-                    WORKERS, mp_context=multiprocessing.get_context("spawn"))
+                    WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
             return self.executor
 
     def discard(self, executor: concurrent.futures.ProcessPoolExecutor) -> None:
