@@ -2,7 +2,8 @@
 
 Ingest: reads ingested per second into the store through the gateway's own ingestion
 (`gateway.usage.UsageService.fetch`: the route's read, then the upsert of `usage_reads`), for
-`--ingest-premises` premises over `--ingest-days` days: from a TDSP head-end emulator over its
+`--ingest-premises` premises over `--ingest-days` days, `--ingest-concurrency` premises at once (as
+a pass reads them): from a TDSP head-end emulator over its
 protocol (`--headend multispeak|cim|binary`, default multispeak: the real adapter's paged interval
 reads over loopback; `none` skips it), beside the simulated route (no protocol) as its baseline.
 `ingest_per_s` on the last line is the head-end's.
@@ -93,8 +94,22 @@ async def _store(tmp: Path, server_url: str | None) -> AsyncIterator[Store]:
 HEADEND_TDSP = {"multispeak": "oncor", "cim": "centerpoint", "binary": "tnmp"}
 
 
+async def _fetch_all(service: UsageService, esi_ids: list[str], start: int, end: int, concurrency: int) -> int:
+    """Every premise's [start, end) through `service`, `concurrency` premises at once (as an
+    ingestion pass reads them: `[usage] ingest_concurrency`)."""
+    room = asyncio.Semaphore(concurrency)
+
+    async def one(esi: str) -> int:
+        async with room:
+            return await service.fetch(esi, start, end)
+
+    async with asyncio.TaskGroup() as tasks:
+        fetched = [tasks.create_task(one(esi)) for esi in esi_ids]
+    return sum(task.result() for task in fetched)
+
+
 async def ingest(premises: int, days: int, store: Store, *, headend: str, tmp: Path,
-                 server_url: str | None) -> tuple[int, float, float | None]:
+                 server_url: str | None, concurrency: int = 8) -> tuple[int, float, float | None]:
     """The ingest half: (reads stored, seconds from the simulated route, seconds through the
     `headend` protocol's emulator and the TDSP adapter that speaks it, into a fresh store; None
     for `none`). The same premises and period both ways: the same reads."""
@@ -107,9 +122,7 @@ async def ingest(premises: int, days: int, store: Store, *, headend: str, tmp: P
         field.add_meter(SimMeter(esi, clock))
     service = UsageService(store, RouteSet(SimulatedRoute(field)), SystemClock())
     t0 = time.perf_counter()
-    stored = 0
-    for esi in esi_ids:
-        stored += await service.fetch(esi, start, now)
+    stored = await _fetch_all(service, esi_ids, start, now, concurrency)
     simulated_s = time.perf_counter() - t0
     if headend == "none":
         return stored, simulated_s, None
@@ -125,9 +138,7 @@ async def ingest(premises: int, days: int, store: Store, *, headend: str, tmp: P
         async with _store(tmp / headend, server_url) as fresh:
             through = UsageService(fresh, RouteSet(adapter), SystemClock())
             t0 = time.perf_counter()
-            via = 0
-            for esi in esi_ids:
-                via += await through.fetch(esi, start, now)
+            via = await _fetch_all(through, esi_ids, start, now, concurrency)
             headend_s = time.perf_counter() - t0
     finally:
         await adapter.close()
@@ -257,7 +268,8 @@ async def run(args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory(prefix="hangw-bench-usage-") as tmp:
         async with _store(Path(tmp), args.db) as store:
             stored, simulated_s, headend_s = await ingest(args.ingest_premises, args.ingest_days, store,
-                                                          headend=args.headend, tmp=Path(tmp), server_url=args.db)
+                                                          headend=args.headend, tmp=Path(tmp), server_url=args.db,
+                                                          concurrency=args.ingest_concurrency)
             # The issue's figure: reads ingested per second from a head-end emulator (the simulated
             # route's rate, its baseline, beside it).
             ingest_s = headend_s if headend_s is not None else simulated_s
@@ -314,6 +326,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30, help="days of 15-minute data exported")
     parser.add_argument("--ingest-premises", type=int, default=200)
     parser.add_argument("--ingest-days", type=int, default=7)
+    parser.add_argument("--ingest-concurrency", type=int, default=8,
+                        help="premises read at once ([usage] ingest_concurrency; 1: one after another)")
     parser.add_argument("--chunk", type=int, default=250, help="premises per chunk ([usage] report_chunk_premises)")
     parser.add_argument("--db", default=None, help="a PostgreSQL server URL (default: SQLite)")
     parser.add_argument("--formats", default="csv,espi", help="report formats exported, in turn (csv,espi)")

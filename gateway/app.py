@@ -191,7 +191,7 @@ def create_app(
         app.state.dispatcher = dispatcher
         app.state.provisioning = provisioning
         app.state.meter_inventory = routes_inventory.MeterInventory(route_set)
-        app.state.usage = UsageService(the_store, route_set, clock)
+        app.state.usage = UsageService(the_store, route_set, clock, concurrency=config.usage.ingest_concurrency)
         app.state.meter_reads = MeterReadService(the_store, config.usage, clock)
         meter_read_worker = MeterReadWorker(the_store, route_set, config.usage, clock)
         app.state.meter_read_worker = meter_read_worker if works else None

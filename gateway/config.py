@@ -120,6 +120,10 @@ class UsageConfig(_Section):
     # (only the intervals the store lacks: gaps are refetched). 0 turns it off (an operator's
     # POST /v1/usage-ingestion-runs still runs one).
     ingest_interval_seconds: float = Field(default=900.0, ge=0)
+    # Premises a pass reads at once (each from its own route; a head-end's rate limit and circuit
+    # breaker still pace its requests). One at a time, a request/answer head-end's round trip is
+    # what a pass waits on.
+    ingest_concurrency: int = Field(default=8, ge=1, le=256)
     # On-demand meter reads (POST /v1/premises/{esi_id}/meter-reads) accepted per TDSP and Texas-
     # local day, across every instance (counted in the database); past it a read is refused (429).
     # The ERCOT portal's limit is 3,000 per TDSP per day (ENERGY_DATA.md §1.4).

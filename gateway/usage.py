@@ -27,6 +27,7 @@ America/Chicago (Texas), with a quality: `missing` when intervals of the period 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,10 +103,11 @@ def _missing_runs(stored: Sequence[datetime], start: int, end: int) -> list[tupl
 
 
 class UsageService:
-    def __init__(self, store: Store, routes: RouteLookup | None, clock: Clock) -> None:
+    def __init__(self, store: Store, routes: RouteLookup | None, clock: Clock, *, concurrency: int = 8) -> None:
         self.store = store
         self.routes = routes
         self.clock = clock
+        self.concurrency = concurrency  # premises read at once in a pass
         self._passing = False
 
     # -- ingestion ------------------------------------------------------------------------------
@@ -203,25 +205,34 @@ class UsageService:
             return
         start, end = period[0], min(period[1], now)
         new: dict[str, _Fetched] = {}
-        for covered in agreement.premises:
-            key = (covered.esi_id, start, end)
-            if key in done:  # two agreements over the same premise and period: one fetch
-                new[covered.esi_id] = done[key]
-                continue
-            fetched = done[key] = new[covered.esi_id] = _Fetched()
-            report.premises += 1
-            route = self.routes.for_premise(covered.esi_id) if self.routes is not None else None
-            name = route.capabilities.name if route is not None else "-"
-            try:
-                fetched.reads = await self.fill_gaps(covered.esi_id, start, end, fetched.spans)
-                report.reads += fetched.reads
-            except UsageNotSupported as exc:
-                report.errors.append({"esi_id": covered.esi_id, "route": exc.route, "reason": str(exc)})
-            except UsageUnavailable as exc:
-                report.errors.append({"esi_id": covered.esi_id, "route": name, "reason": exc.reason})
-            except Exception as exc:  # a route's own failure is the route's: the next premise goes on
-                log.exception("route %s failed reading usage of %s", name, covered.esi_id)
-                report.errors.append({"esi_id": covered.esi_id, "route": name, "reason": f"route error: {exc!r}"})
+        room = asyncio.Semaphore(self.concurrency)
+
+        async def read(esi_id: str, fetched: _Fetched) -> None:
+            async with room:
+                route = self.routes.for_premise(esi_id) if self.routes is not None else None
+                name = route.capabilities.name if route is not None else "-"
+                try:
+                    fetched.reads = await self.fill_gaps(esi_id, start, end, fetched.spans)
+                    report.reads += fetched.reads
+                except UsageNotSupported as exc:
+                    report.errors.append({"esi_id": esi_id, "route": exc.route, "reason": str(exc)})
+                except UsageUnavailable as exc:
+                    report.errors.append({"esi_id": esi_id, "route": name, "reason": exc.reason})
+                except Exception as exc:  # a route's own failure is the route's: the other premises go on
+                    log.exception("route %s failed reading usage of %s", name, esi_id)
+                    report.errors.append({"esi_id": esi_id, "route": name, "reason": f"route error: {exc!r}"})
+
+        # `concurrency` premises at once (their reads wait on their head-ends, not on each other).
+        async with asyncio.TaskGroup() as reads:
+            for covered in agreement.premises:
+                key = (covered.esi_id, start, end)
+                if key in done:  # two agreements over the same premise and period: one fetch
+                    new[covered.esi_id] = done[key]
+                    continue
+                fetched = done[key] = new[covered.esi_id] = _Fetched()
+                report.premises += 1
+                reads.create_task(read(covered.esi_id, fetched))
+        report.errors.sort(key=lambda e: e["esi_id"])  # the same order whatever finished first
         if agreement.data is not None and agreement.data.mode is DataMode.CONTINUOUS:
             await self._announce(agreement, new, now)
 

@@ -11,7 +11,7 @@ import contextlib
 import csv
 import io
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,9 +93,11 @@ class Field:
 
 @contextlib.asynccontextmanager
 async def running_field(data_dir: Path, storage_url: str | None = None, *,
-                        start: datetime | None = None, **sections: Any) -> AsyncIterator[Field]:
+                        start: datetime | None = None, wrap: Callable[[SimulatedRoute], Any] | None = None,
+                        **sections: Any) -> AsyncIterator[Field]:
     """`start`: both clocks start there (the gateway's jumps forward; the field is built there).
-    `sections`: more of the gateway's config (e.g. `usage={...}`)."""
+    `wrap`: the route the gateway is given in place of the simulated route (AEP Texas North's
+    premises aside). `sections`: more of the gateway's config (e.g. `usage={...}`)."""
     config = gateway_config(data_dir, **({"storage": {"url": storage_url}} if storage_url else {}), **sections)
     config.data_dir.mkdir(parents=True)
     store = await open_test_store(config)
@@ -109,7 +111,8 @@ async def running_field(data_dir: Path, storage_url: str | None = None, *,
     route = SimulatedRoute(field, now=time.time)
     by_tdsp = {p.tdsp: p for p in items}
     # AEP Texas North's premises go through a route written before the read operation existed.
-    routes = RouteSet(route, {by_tdsp["aep_north"].esi_id[:7]: LegacyRoute(route)})  # type: ignore[dict-item]
+    routes = RouteSet(wrap(route) if wrap else route,
+                      {by_tdsp["aep_north"].esi_id[:7]: LegacyRoute(route)})  # type: ignore[dict-item]
     app = create_app(config, store=store, clock=clock, run_timers=False, routes=routes)
     server, task, port = await start_server(app)
     base_url = f"http://127.0.0.1:{port}"
@@ -422,3 +425,55 @@ async def test_one_ingestion_pass_at_a_time_across_instances(tmp_path: Path, mig
             await store.close()
         after = await f.ingest()
         assert after["reads"] == 0 and after["errors"] == [], after  # nothing fetched twice
+
+
+class CountingHeadEnd:
+    """The simulated route, counting the interval reads in flight at once (each takes 50 ms)."""
+
+    def __init__(self, inner: SimulatedRoute) -> None:
+        self.inner = inner
+        self.in_flight = 0
+        self.most = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def read_usage(self, esi_id: str, start: int, end: int) -> Any:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            return await self.inner.read_usage(esi_id, start, end)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_pass_reads_several_premises_at_once(tmp_path: Path) -> None:
+    """`[usage] ingest_concurrency` premises are read at once, never more; every premise's data
+    arrives, and a second pass finds nothing to fetch."""
+    counted: list[CountingHeadEnd] = []
+
+    def wrap(route: SimulatedRoute) -> CountingHeadEnd:
+        counted.append(CountingHeadEnd(route))
+        return counted[0]
+
+    async with running_field(tmp_path / "d", wrap=wrap, usage={"ingest_concurrency": 2}) as f:
+        _, token = await f.gw.new_party("Watts", "123456789")
+        now = f.gw.clock.now()
+        tdsps = ["oncor", "centerpoint", "tnmp", "aep_central"]
+        r = await f.gw.client.post("/v1/agreements", headers=f.gw.auth(token), json={
+            "kind": "energy_data", "customer_email": CUSTOMER, "duration_months": 1,
+            "premises": [{"esi_id": f.esi(t), "meter_number": f.meter_no(t)} for t in tdsps],
+            "data": {"mode": "one_time", "interval": "15min", "from": _midnight(now, -2).isoformat(),
+                     "to": _midnight(now, -1).isoformat()}})
+        assert r.status_code == 201, r.text
+        assert (await f.gw.consent(CUSTOMER)).status_code == 200
+        run = await f.ingest()
+        assert run["premises"] == 4 and run["errors"] == [] and run["reads"] >= 4 * 96, run
+        assert counted[0].most == 2  # two at once, as configured: not one after another, not all four
+        for t in tdsps:
+            items = await _all_pages(f, token, t, _midnight(now, -2), _midnight(now, -1), interval="daily",
+                                     limit=10)
+            days = [i for i in items if i["channel"] == "consumption"]
+            assert days and all(d["quality"] in ("actual", "estimated") for d in days), (t, items)
+        assert (await f.ingest())["reads"] == 0
