@@ -223,8 +223,10 @@ def _day_bounds(day: date) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=65536)
 def _plain_day_wh(shape: LoadShape, day: date) -> int:
+    # The day's consumption intervals as interval_reads rounds them, without making the reads (a
+    # register's first read sums every day since REGISTER_EPOCH: this is most of it).
     start, end = _day_bounds(day)
-    return sum(r.value_wh for r in interval_reads(shape, start, end) if r.channel == CONSUMPTION)
+    return sum(round(_consumption_wh(shape, t, INTERVAL_S, ())) for t in range(start, end, INTERVAL_S))
 
 
 def _day_wh(shape: LoadShape, day: date, curtailments: Sequence[Curtailment]) -> int:
