@@ -5,7 +5,9 @@ Ingest: reads ingested per second into the store through the gateway's own inges
 `--ingest-premises` premises over `--ingest-days` days, `--ingest-concurrency` premises at once (as
 a pass reads them): from a TDSP head-end emulator over its
 protocol (`--headend multispeak|cim|binary`, default multispeak: the real adapter's paged interval
-reads over loopback; `none` skips it), beside the simulated route (no protocol) as its baseline.
+reads over loopback; `none` skips it; 61968-9 over a Mosquitto of its own with Nagle off, or
+`--broker system` for the one at 127.0.0.1:1883), beside the simulated route (no protocol) as its
+baseline.
 `ingest_per_s` on the last line is the head-end's.
 
 Export: a month (`--days`) of 15-minute data for `--premises` premises (10,000 x 30 x 96 = 28.8 M
@@ -60,6 +62,7 @@ from gateway.store.store import Store, open_store
 from gateway.store.usage_reports import PremiseSpan, ReportPremise
 from gateway.usage import UsageService
 from gateway.usage_reports import ReportWorker
+from sandbox.dynsec_broker import start_plain_broker
 from sandbox.headends import headend_for_profile
 from sandbox.simulated_route import SimulatedRoute
 from simulators.clock import VirtualClock
@@ -109,7 +112,8 @@ async def _fetch_all(service: UsageService, esi_ids: list[str], start: int, end:
 
 
 async def ingest(premises: int, days: int, store: Store, *, headend: str, tmp: Path,
-                 server_url: str | None, concurrency: int = 8) -> tuple[int, float, float | None]:
+                 server_url: str | None, concurrency: int = 8,
+                 own_broker: bool = True) -> tuple[int, float, float | None]:
     """The ingest half: (reads stored, seconds from the simulated route, seconds through the
     `headend` protocol's emulator and the TDSP adapter that speaks it, into a fresh store; None
     for `none`). The same premises and period both ways: the same reads."""
@@ -127,7 +131,9 @@ async def ingest(premises: int, days: int, store: Store, *, headend: str, tmp: P
     if headend == "none":
         return stored, simulated_s, None
     profile = load_profile(HEADEND_TDSP[headend])
-    emulator = headend_for_profile(profile, field, clock, topic_prefix=f"bench/usage/{random.randrange(16**6):06x}")
+    broker = start_plain_broker(tmp / "broker") if headend == "cim" and own_broker else None
+    emulator = headend_for_profile(profile, field, clock, topic_prefix=f"bench/usage/{random.randrange(16**6):06x}",
+                                   **({"mqtt_port": broker.port} if broker else {}))
     await emulator.start()
     port = getattr(emulator, "port", 1883)
     adapter = make_adapter(AdapterConfig(profile.tdsp, url=f"http://127.0.0.1:{port}", port=port,
@@ -143,6 +149,8 @@ async def ingest(premises: int, days: int, store: Store, *, headend: str, tmp: P
     finally:
         await adapter.close()
         await emulator.close()
+        if broker is not None:
+            broker.stop()
     assert via == stored, (via, stored)
     return stored, simulated_s, headend_s
 
@@ -269,7 +277,8 @@ async def run(args: argparse.Namespace) -> str:
         async with _store(Path(tmp), args.db) as store:
             stored, simulated_s, headend_s = await ingest(args.ingest_premises, args.ingest_days, store,
                                                           headend=args.headend, tmp=Path(tmp), server_url=args.db,
-                                                          concurrency=args.ingest_concurrency)
+                                                          concurrency=args.ingest_concurrency,
+                                                          own_broker=args.broker == "own")
             # The issue's figure: reads ingested per second from a head-end emulator (the simulated
             # route's rate, its baseline, beside it).
             ingest_s = headend_s if headend_s is not None else simulated_s
@@ -326,6 +335,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30, help="days of 15-minute data exported")
     parser.add_argument("--ingest-premises", type=int, default=200)
     parser.add_argument("--ingest-days", type=int, default=7)
+    parser.add_argument("--broker", choices=["own", "system"], default="own",
+                        help="61968-9 (--headend cim): a Mosquitto of the benchmark's own with set_tcp_nodelay "
+                             "(default), or the one at 127.0.0.1:1883 as the machine configured it")
     parser.add_argument("--ingest-concurrency", type=int, default=8,
                         help="premises read at once ([usage] ingest_concurrency; 1: one after another)")
     parser.add_argument("--chunk", type=int, default=250, help="premises per chunk ([usage] report_chunk_premises)")

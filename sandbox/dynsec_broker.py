@@ -78,9 +78,32 @@ def start_dynsec_broker(directory: Path, *, admin_username: str = "hangw-admin")
     conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nset_tcp_nodelay true\n"
                     f"plugin {plugin_path()}\nplugin_opt_config_file {dynsec_file}\n"
                     f"log_dest file {directory / 'mosquitto.log'}\nlog_type all\n")
-    process = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ})
-    broker = DynsecBroker("127.0.0.1", port, admin_username, password, directory, process)
+    return _launch(DynsecBroker("127.0.0.1", port, admin_username, password, directory, _start(conf)))
+
+
+def start_plain_broker(directory: Path) -> DynsecBroker:
+    """A Mosquitto of one's own without the plugin: anonymous clients, Nagle's algorithm off (what a
+    head-end's 61968-9 broker should be; Debian's default config leaves Nagle on). No admin: its
+    username and password are empty."""
+    if shutil.which("mosquitto") is None:
+        raise BrokerUnavailable("mosquitto is not installed (Debian: apt-get install mosquitto)")
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = directory / "mosquitto.conf"
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    f"set_tcp_nodelay true\nlog_dest file {directory / 'mosquitto.log'}\n")
+    return _launch(DynsecBroker("127.0.0.1", port, "", "", directory, _start(conf)))
+
+
+def _start(conf: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ})
+
+
+def _launch(broker: DynsecBroker) -> DynsecBroker:
+    """`broker` once its port accepts connections."""
+    process, port = broker.process, broker.port
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
