@@ -68,6 +68,16 @@ class Field:
         agreement_id: int = r.json()["id"]
         return agreement_id
 
+    async def one_day_ingested(self, token: str, interval: str) -> tuple[int, datetime, datetime]:
+        """A one-time agreement over the day before yesterday on every premise, accepted, and its
+        data ingested: (agreement id, its start, its end)."""
+        now = self.gw.clock.now()
+        start, end = _midnight(now, -2), _midnight(now, -1)
+        agreement = await self.agreement(token, {"mode": "one_time", "interval": interval,
+                                                 "from": start.isoformat(), "to": end.isoformat()})
+        await self.ingest()
+        return agreement, start, end
+
     async def ingest(self) -> None:
         r = await self.gw.client.post("/v1/usage-ingestion-runs", headers=self.gw.op)
         assert r.status_code == 200 and r.json()["reads"] > 0, r.text
@@ -142,11 +152,7 @@ async def test_a_report_equals_the_usage_endpoint_premise_by_premise(tmp_path: P
     async with running(tmp_path / "d", store_url) as f:
         _, token = await f.gw.new_party("Watts", "123456789")
         _, other = await f.gw.new_party("Snoop", "987654321")
-        now = f.gw.clock.now()
-        start, end = _midnight(now, -2), _midnight(now, -1)
-        agreement = await f.agreement(token, {"mode": "one_time", "interval": "15min", "from": start.isoformat(),
-                                              "to": end.isoformat()})
-        await f.ingest()
+        agreement, start, end = await f.one_day_ingested(token, "15min")
         esi_ids = sorted(p.esi_id for p in f.items)
 
         r = await f.ask(token, agreement_ids=[agreement], **{"from": start, "to": end})
@@ -218,11 +224,7 @@ async def test_a_stopped_worker_hands_back_and_another_restarts(tmp_path: Path) 
     """No worker in the gateway (role api): two worker instances, the first stopped mid-report."""
     async with running(tmp_path / "d", per_tdsp=3, role="api") as f:
         _, token = await f.gw.new_party("Watts", "123456789")
-        now = f.gw.clock.now()
-        start, end = _midnight(now, -2), _midnight(now, -1)
-        agreement = await f.agreement(token, {"mode": "one_time", "interval": "15min", "from": start.isoformat(),
-                                              "to": end.isoformat()})
-        await f.ingest()
+        agreement, start, end = await f.one_day_ingested(token, "15min")
         report = (await f.ask(token, agreement_ids=[agreement], **{"from": start, "to": end})).json()
         total = report["premises_total"]
         assert total >= 10 and (await f.status(token, report["id"]))["state"] == "queued"
@@ -291,11 +293,7 @@ async def test_an_agreement_ending_during_production_stops_its_data(tmp_path: Pa
 async def test_files_are_deleted_after_their_retention(tmp_path: Path) -> None:
     async with running(tmp_path / "d") as f:
         _, token = await f.gw.new_party("Watts", "123456789")
-        now = f.gw.clock.now()
-        start, end = _midnight(now, -2), _midnight(now, -1)
-        agreement = await f.agreement(token, {"mode": "one_time", "interval": "daily", "from": start.isoformat(),
-                                              "to": end.isoformat()})
-        await f.ingest()
+        agreement, start, end = await f.one_day_ingested(token, "daily")
         r = await f.ask(token, agreement_ids=[agreement], interval="15min", **{"from": start, "to": end})
         assert r.status_code == 403 and r.json()["code"] == "interval_not_granted", r.text
         r = await f.ask(token, agreement_ids=[agreement], interval="daily", **{"from": start, "to": end})
@@ -321,11 +319,7 @@ async def test_a_green_button_report_is_valid_espi_and_equals_the_store(tmp_path
     server-rendered blocks."""
     async with running(tmp_path / "d", store_url) as f:
         _, token = await f.gw.new_party("Watts", "123456789")
-        now = f.gw.clock.now()
-        start, end = _midnight(now, -2), _midnight(now, -1)
-        agreement = await f.agreement(token, {"mode": "one_time", "interval": "15min", "from": start.isoformat(),
-                                              "to": end.isoformat()})
-        await f.ingest()
+        agreement, start, end = await f.one_day_ingested(token, "15min")
         r = await f.ask(token, agreement_ids=[agreement], format="espi", **{"from": start, "to": end})
         assert r.status_code == 202, r.text
         done = await f.until_done(token, r.json()["id"])
