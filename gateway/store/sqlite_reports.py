@@ -27,6 +27,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sqlite3
@@ -125,10 +126,24 @@ def render_blocks(path: str, premises: Sequence[StoredDays], out_path: str) -> t
     return index, rows
 
 
-def _ignore_interrupts() -> None:
-    """In a render process: Ctrl-C in a terminal reaches the whole process group; the producing
-    worker decides when its render processes stop (no traceback from each of them)."""
+def _render_process_setup() -> None:
+    """In a render process, once, as it starts:
+    - Ctrl-C in a terminal reaches the whole process group; the producing worker decides when its
+      render processes stop (no traceback from each of them);
+    - a producing worker killed (kill -9) leaves no render process behind: the pool's processes
+      would otherwise wait for work forever, an orphan each (seen), so a thread waits for the
+      parent's end (multiprocessing's parent sentinel) and ends this process with it, mid-render
+      or idle (a half-written chunk file is removed by the report's next attempt)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.sentinel is not None:
+        sentinel = parent.sentinel
+        threading.Thread(target=_exit_with_parent, args=(sentinel,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _reader(path: str) -> sqlite3.Connection:
@@ -189,7 +204,7 @@ class _Pool:
             if self.executor is None:
                 # spawn: the producing process has threads (aiosqlite's, asyncio's), which fork copies badly.
                 self.executor = concurrent.futures.ProcessPoolExecutor(
-                    WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
+                    WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_render_process_setup)
             return self.executor
 
     def discard(self, executor: concurrent.futures.ProcessPoolExecutor) -> None:
