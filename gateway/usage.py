@@ -81,7 +81,8 @@ class IngestReport:
 
 
 class IngestionRunning(Conflict):
-    """A usage ingestion pass is running on another instance (PostgreSQL)."""
+    """A usage ingestion pass is running already: this instance's own, or another instance's on
+    the same PostgreSQL."""
 
 
 def _utc(unix: int) -> datetime:

@@ -21,8 +21,9 @@ delivery stops, what was delivered stays).
 Formats are pluggable (`FORMATS`): a `ReportFormat` names a `RowWriter`, an async generator that
 takes the rows in (esi_id, channel, interval start) order and yields the file's bytes. `csv` is
 built, and `espi` (Green Button: the streaming ESPI writer of gateway/greenbutton, 15-minute data).
-CSV of 15-minute data has a fast path in the store (COPY on PostgreSQL, a thread on SQLite),
-measured in benchmarks/usage.py; ESPI reads the rows through the generic path (`stream_reads`).
+Both have a fast path in the store, where the store makes the text (COPY on PostgreSQL, render
+processes on a SQLite file: gateway/store/sqlite_reports.py), measured in benchmarks/usage.py; the
+generic path (`stream_reads` into the format's writer) serves the rest (an in-memory SQLite).
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ def _espi_links(context: ReportContext) -> FeedLinks:
 def espi_writer(rows: AsyncIterator[StoredRead], context: ReportContext) -> AsyncIterator[bytes]:
     """A Green Button (ESPI) Atom feed of the report (gateway.greenbutton.espi_feed, the Connect My
     Data feed's writer): one UsagePoint per premise of the report, with or without rows, and its
-    15-minute IntervalBlocks per local day. (On PostgreSQL the worker has the server render the
-    blocks instead: `ReportWorker._espi_blocks`, the same document.)"""
+    15-minute IntervalBlocks per local day. (On PostgreSQL and a SQLite file the worker has the
+    store render the blocks instead: `ReportWorker._espi_blocks`, the same document.)"""
     return espi_feed(rows, links=_espi_links(context), updated=context.now, usage_points=context.esi_ids)
 
 
@@ -349,7 +350,8 @@ class ReportWorker:
             os.replace(partial, final)
         except BaseException:
             partial.unlink(missing_ok=True)
-            # Chunks made and not yet appended (every chunk task has ended by now: `_ahead`).
+            # Chunks made and not yet appended (every chunk task has ended by now: `_fast_csv`'s
+            # task group, `_ahead`).
             for made in self.dir.glob(f"report-{report.id}-{report.attempts}.chunk-*.part"):
                 made.unlink(missing_ok=True)
             raise
